@@ -1,0 +1,54 @@
+# x0tta6bl4 build and test entry points. `make run` and `make test` are the two commands a user needs.
+# Each area adds its own targets, apt packages and test prerequisites in mk/<area>.mk.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMPS := .stamps
+BOARD ?= x86_64
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Debian packages every area needs; mk/*.mk append theirs.
+APT_PKGS := python3-venv iproute2 nftables iputils-ping
+TEST_PREREQS :=
+BENCHES :=
+
+include $(sort $(wildcard mk/*.mk))
+
+.PHONY: help deps test test-fast lint bench run clean
+help:
+	@echo "make run    - set up, build the $(BOARD) image and boot it in QEMU with the web UI on localhost"
+	@echo "make test   - set up and run every test (unit, sim, property, integration, ui, image)"
+	@echo "make deps   - install Debian packages (apt-get) and pinned Python packages into $(VENV)"
+	@echo "make lint   - ruff"
+	@echo "make bench  - run the benchmarks in bench/"
+
+APT_STAMP := $(STAMPS)/apt-$(shell echo $(sort $(APT_PKGS)) | sha256sum | cut -c1-12)
+$(APT_STAMP):
+	@mkdir -p $(STAMPS)
+	$(SUDO) apt-get update
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $(sort $(APT_PKGS))
+	@touch $@
+
+$(STAMPS)/pip: pyproject.toml requirements.lock
+	@mkdir -p $(STAMPS)
+	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -c requirements.lock -e '.[test]'
+	@touch $@
+
+deps: $(APT_STAMP) $(STAMPS)/pip
+
+test: deps $(TEST_PREREQS)
+	$(PY) -m pytest -q -ra tests
+
+test-fast: deps
+	$(PY) -m pytest -q -m "not integration and not ui and not slow" tests
+
+lint: deps
+	$(VENV)/bin/ruff check x0node tests bench models image
+
+bench: deps $(TEST_PREREQS)
+	@set -e; for b in $(BENCHES); do echo "== $$b"; $(PY) $$b; done
+
+clean:
+	rm -rf $(STAMPS) out build

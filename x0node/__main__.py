@@ -1,0 +1,3 @@
+from x0node.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,57 @@
+"""The `x0node` command line.
+
+Each area owns its subcommand in its own module, which exposes `register(subparsers)`: it adds one
+parser and sets `func(args) -> int` as its default. The table below is the only place that lists them;
+an area whose module is not present in this build is left out of `--help`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from x0node import __version__
+
+# subcommand -> module providing register(subparsers)
+SUBCOMMANDS: dict[str, str] = {
+    "run": "x0node.daemon.cli",
+    "keys": "x0node.proto.cli",
+    "testbed": "x0node.testbed.cli",
+    "bpf": "x0node.telemetry.cli",
+    "model": "x0node.anomaly.cli",
+    "transport": "x0node.transport.cli",
+    "web": "x0node.web.cli",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="x0node",
+        description="x0tta6bl4 mesh router service and tools.",
+    )
+    parser.add_argument("--version", action="version", version=f"x0node {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (repeatable)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in SUBCOMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and module_name.startswith(exc.name):
+                continue  # area not part of this build
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 0 if args.command is None else 2
+    return int(func(args) or 0)
