@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: GPL-2.0
+/* tcp_retrans: counts TCP retransmissions from the tcp:tcp_retransmit_skb tracepoint.
+ *
+ * Invariants:
+ *  - attached as a raw tracepoint; arguments are (sk, skb, err) on this kernel line (6.x);
+ *  - counts only: retrans_by_state[socket state] (index 0 = state unreadable) and
+ *    retrans_events[total, failed (err != 0)]; no addresses or ports.
+ */
+#include "x0_common.h"
+#include <bpf/bpf_tracing.h>
+
+#define TCP_STATE_SLOTS 16
+
+enum { RT_TOTAL = 0, RT_FAILED = 1, RT_SLOTS = 4 };
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TCP_STATE_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} retrans_by_state SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, RT_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} retrans_events SEC(".maps");
+
+SEC("raw_tp/tcp_retransmit_skb")
+int BPF_PROG(tcp_retrans, const struct sock *sk, const struct sk_buff *skb, int err)
+{
+	unsigned char state = 0;
+
+	x0_percpu_inc(&retrans_events, RT_TOTAL, 1);
+	if (err != 0)
+		x0_percpu_inc(&retrans_events, RT_FAILED, 1);
+	if (bpf_core_read(&state, sizeof(state), &sk->__sk_common.skc_state) != 0 || state >= TCP_STATE_SLOTS)
+		state = 0;
+	x0_percpu_inc(&retrans_by_state, state, 1);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";
