@@ -1,0 +1,1 @@
+"""Namespace meshes for tests, benchmarks and demos."""
