@@ -1,0 +1,118 @@
+"""`x0node transport ...`: run the Shadowsocks server/local proxy, FakeTLS endpoints and the TAP
+tunnel from the command line. Argument shapes follow the well-known Shadowsocks tools.
+Thin adapter: parses arguments, builds the objects of `relay`/`tunnel`, runs the loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import logging
+import secrets
+import signal
+import sys
+
+from x0node.transport.crypto import DEFAULT_METHOD, METHODS, get_method, master_key
+
+log = logging.getLogger(__name__)
+
+
+def parse_hostport(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _run(coro_factory) -> int:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a runtime dependency
+        pass
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        closer = await coro_factory()
+        await stop.wait()
+        await closer()
+        return 0
+
+    try:
+        return asyncio.run(main())
+    except (ValueError, OSError) as exc:
+        print(f"x0node transport: {exc}", file=sys.stderr)
+        return 2
+
+
+def _key(args) -> tuple:
+    method = get_method(args.method)
+    return method, master_key(method, args.password)
+
+
+def cmd_ss_server(args) -> int:
+    from x0node.transport.relay import ShadowsocksServer
+
+    async def start():
+        method, key = _key(args)
+        srv = ShadowsocksServer(method, key, args.listen, udp=args.udp, probe_idle_timeout_s=args.probe_timeout)
+        bound = await srv.start()
+        print(f"ss-server listening on {bound[0]}:{bound[1]} method={method.name} udp={args.udp}", flush=True)
+        return srv.stop
+
+    return _run(start)
+
+
+def cmd_ss_local(args) -> int:
+    from x0node.transport.relay import ShadowsocksLocal
+
+    async def start():
+        method, key = _key(args)
+        local = ShadowsocksLocal(method, key, args.server, args.listen, udp=not args.no_udp)
+        bound = await local.start()
+        print(f"ss-local SOCKS5 on {bound[0]}:{bound[1]} -> {args.server[0]}:{args.server[1]}", flush=True)
+        return local.stop
+
+    return _run(start)
+
+
+def cmd_genkey(args) -> int:
+    method = get_method(args.method)
+    print(base64.b64encode(secrets.token_bytes(method.key_len)).decode())
+    return 0
+
+
+def _common(p: argparse.ArgumentParser, default_method: str = DEFAULT_METHOD) -> None:
+    p.add_argument("--password", "-k", required=True, help="password (legacy AEAD) or base64 PSK (2022 methods)")
+    p.add_argument("--method", "-m", default=default_method, choices=sorted(METHODS), help=f"cipher (default {default_method})")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("transport", help="anti-censorship transports (Shadowsocks, FakeTLS, tunnel)")
+    sub = parser.add_subparsers(dest="transport_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser("ss-server", help="Shadowsocks server (SIP004/SIP007 AEAD and SIP022 2022)")
+    p.add_argument("--listen", "-s", type=parse_hostport, required=True, metavar="HOST:PORT")
+    _common(p)
+    p.add_argument("--udp", "-u", action="store_true", help="also relay UDP on the same port")
+    p.add_argument(
+        "--probe-timeout", type=float, default=60.0, metavar="S",
+        help="seconds of silence before an unauthenticated connection is closed (default 60)",
+    )
+    p.set_defaults(func=cmd_ss_server)
+
+    p = sub.add_parser("ss-local", help="SOCKS5 proxy that tunnels through a Shadowsocks server")
+    p.add_argument("--server", type=parse_hostport, required=True, metavar="HOST:PORT")
+    p.add_argument("--listen", "-l", type=parse_hostport, required=True, metavar="HOST:PORT")
+    _common(p)
+    p.add_argument("--no-udp", action="store_true", help="refuse SOCKS5 UDP ASSOCIATE")
+    p.set_defaults(func=cmd_ss_local)
+
+    p = sub.add_parser("genkey", help="print a random base64 pre-shared key for a 2022 method")
+    p.add_argument("--method", "-m", default=DEFAULT_METHOD, choices=sorted(METHODS))
+    p.set_defaults(func=cmd_genkey)

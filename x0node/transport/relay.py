@@ -1,0 +1,608 @@
+"""asyncio adapters: Shadowsocks server and SOCKS5 local client over TCP and UDP.
+
+The protocol work happens in the sans-I/O codecs (`session`, `udp_packet`, `socks5`, `faketls`);
+this module only moves bytes. Rules:
+- Hot path: asyncio Protocols (no StreamReader copies), whole reads handed to the codec at once,
+  `writelines` of the sealed chunks, reading paused while the other side's write buffer is above
+  WRITE_HIGH_BYTES (back-pressure, bounded memory).
+- Probe resistance: any RemoteError before the header authenticates (random bytes, a replayed or
+  modified salt, a wrong key, a truncated header) gets the same reaction: the server keeps reading
+  and discarding, sends nothing, and closes (FIN) only when the client closes or after
+  PROBE_IDLE_TIMEOUT_S with no data, exactly as for a client that sent too little. A fault after
+  the header closes the connection (fail closed).
+- Every fault is counted by reason in `stats`; nothing from the network raises out of a callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from x0node.transport import socks5
+from x0node.transport.address import Address
+from x0node.transport.crypto import Method
+from x0node.transport.errors import RemoteError
+from x0node.transport.replay import ReplayFilter, SlidingWindow
+from x0node.transport.session import ClientSession, ServerSession
+from x0node.transport.udp_packet import (
+    decode_2022_packet,
+    decode_aead_packet,
+    encode_2022_packet,
+    encode_aead_packet,
+)
+
+log = logging.getLogger(__name__)
+
+WRITE_HIGH_BYTES = 4 * 1024 * 1024
+WRITE_LOW_BYTES = 1024 * 1024
+PROBE_IDLE_TIMEOUT_S = 60.0
+CONNECT_TIMEOUT_S = 10.0
+UDP_NAT_TIMEOUT_S = 120.0
+MAX_UDP_SESSIONS = 1024
+SOCKS_MAX_HANDSHAKE_BYTES = 600
+
+
+@dataclass
+class RelayStats:
+    connections: int = 0
+    active: int = 0
+    drops: Counter = field(default_factory=Counter)
+    bytes_up: int = 0
+    bytes_down: int = 0
+
+    def as_dict(self) -> dict:
+        return {
+            "connections": self.connections,
+            "active": self.active,
+            "drops": dict(self.drops),
+            "bytes_up": self.bytes_up,
+            "bytes_down": self.bytes_down,
+        }
+
+
+def _set_nodelay(transport: asyncio.BaseTransport) -> None:
+    import socket
+
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
+
+class _Pipe(asyncio.Protocol):
+    """The far side of a relay: forwards received bytes through `on_data`, applies back-pressure."""
+
+    def __init__(self, peer: _Endpoint) -> None:
+        self.peer = peer
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        _set_nodelay(transport)
+        transport.set_write_buffer_limits(WRITE_HIGH_BYTES, WRITE_LOW_BYTES)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        self.peer.from_far(data)
+
+    def eof_received(self) -> bool:
+        self.peer.far_eof()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.peer.far_closed()
+
+    def pause_writing(self) -> None:
+        self.peer.pause_near_reading()
+
+    def resume_writing(self) -> None:
+        self.peer.resume_near_reading()
+
+
+class _Endpoint(asyncio.Protocol):
+    """Common near-side machinery: a near transport, a far _Pipe, back-pressure and closing."""
+
+    def __init__(self, stats: RelayStats) -> None:
+        self.stats = stats
+        self.transport: asyncio.Transport | None = None
+        self.far: _Pipe | None = None
+        self.pending: list[bytes] = []
+        self.closed = False
+        self._near_eof = False
+        self._far_eof = False
+        self.connecting = False
+
+    # near side
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        _set_nodelay(transport)
+        transport.set_write_buffer_limits(WRITE_HIGH_BYTES, WRITE_LOW_BYTES)  # type: ignore[attr-defined]
+        self.stats.connections += 1
+        self.stats.active += 1
+
+    def pause_writing(self) -> None:
+        if self.far is not None and self.far.transport is not None:
+            self.far.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.far is not None and self.far.transport is not None and not self.far.transport.is_closing():
+            self.far.transport.resume_reading()
+
+    def pause_near_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_near_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def eof_received(self) -> bool:
+        self._near_eof = True
+        if self.far is not None and self.far.transport is not None and not self.far.transport.is_closing():
+            if self.far.transport.can_write_eof():
+                self.far.transport.write_eof()
+            if self._far_eof:
+                self.close()
+            return True
+        if not self.connecting:
+            self.close()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stats.active -= 1
+        self.close()
+
+    # far side
+    def from_far(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def far_eof(self) -> None:
+        self._far_eof = True
+        if self.transport is not None and not self.transport.is_closing() and self.transport.can_write_eof():
+            self.transport.write_eof()
+        if self._near_eof:
+            self.close()
+
+    def far_closed(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+        if self.far is not None and self.far.transport is not None:
+            self.far.transport.close()
+
+    async def _connect_far(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        self.connecting = True
+        try:
+            _, pipe = await asyncio.wait_for(
+                loop.create_connection(lambda: _Pipe(self), host, port), CONNECT_TIMEOUT_S
+            )
+        except (TimeoutError, OSError) as exc:
+            self.stats.drops["connect_failed"] += 1
+            log.info("connect to %s:%s failed: %s", host, port, exc)
+            self.close()
+            return
+        if self.closed:
+            pipe.transport.close()
+            return
+        self.far = pipe
+        self.connecting = False
+        if self.pending:
+            pipe.transport.writelines(self.pending)
+            self.pending = []
+        self.on_far_connected()
+        if self._near_eof and pipe.transport.can_write_eof():
+            pipe.transport.write_eof()
+
+    def on_far_connected(self) -> None:
+        pass
+
+
+class ServerConnection(_Endpoint):
+    """One client of the Shadowsocks server."""
+
+    def __init__(self, server: ShadowsocksServer) -> None:
+        super().__init__(server.stats)
+        self.server = server
+        self.session = ServerSession(server.method, server.key, server.replay, server.rng)
+        self.draining = False
+        self._idle: asyncio.TimerHandle | None = None
+        self._last_rx = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._last_rx = time.monotonic()
+        self._arm_idle()
+
+    def _arm_idle(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._idle = loop.call_later(self.server.probe_idle_timeout_s, self._idle_check)
+
+    def _idle_check(self) -> None:
+        if self.closed or (self.session.target is not None and not self.draining):
+            return
+        if time.monotonic() - self._last_rx >= self.server.probe_idle_timeout_s:
+            self.close()
+        else:
+            self._arm_idle()
+
+    def data_received(self, data: bytes) -> None:
+        if self.draining:
+            self._last_rx = time.monotonic()
+            return
+        session = self.session
+        try:
+            had_target = session.target is not None
+            plain = session.feed(data, time.time())
+        except RemoteError as exc:
+            self.stats.drops[exc.reason] += 1
+            if self.session.target is None or self.far is None:
+                self._start_drain()
+            else:
+                self.close()
+            return
+        self.stats.bytes_up += len(data)
+        if not had_target:
+            self._last_rx = time.monotonic()
+            if session.target is None:
+                return
+            self.pending.extend(plain)
+            asyncio.ensure_future(self._connect_far(session.target.host, session.target.port))
+            return
+        if self.far is None:
+            self.pending.extend(plain)
+        elif plain:
+            self.far.transport.writelines(plain)
+
+    def _start_drain(self) -> None:
+        # same observable behaviour for every probe: keep reading, say nothing, close on idle/EOF
+        self.draining = True
+        self._last_rx = time.monotonic()
+        self.pending = []
+
+    def eof_received(self) -> bool:
+        if self.draining or self.session.target is None:
+            self.close()
+            return True
+        return super().eof_received()
+
+    def from_far(self, data: bytes) -> None:
+        self.stats.bytes_down += len(data)
+        self.transport.writelines(self.session.encrypt(data, time.time()))
+
+    def close(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        super().close()
+
+
+class LocalConnection(_Endpoint):
+    """One SOCKS5 client of the local proxy."""
+
+    def __init__(self, local: ShadowsocksLocal) -> None:
+        super().__init__(local.stats)
+        self.local = local
+        self.buf = bytearray()
+        self.stage = 0  # 0 greeting, 1 request, 2 relay, 3 udp-associate control
+        self.session: ClientSession | None = None
+        self._connected = False
+        self._udp: LocalUdp | None = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.stage == 2:
+            self.stats.bytes_up += len(data)
+            if self._connected:
+                self.far.transport.writelines(self.session.encrypt(data))
+            else:
+                self.buf += data
+            return
+        if self.stage == 3:
+            return  # the control connection carries nothing after UDP ASSOCIATE
+        self.buf += data
+        if len(self.buf) > SOCKS_MAX_HANDSHAKE_BYTES and self.stage < 2:
+            self.stats.drops["socks_oversize"] += 1
+            self.close()
+            return
+        try:
+            self._handshake()
+        except RemoteError as exc:
+            self.stats.drops[exc.reason] += 1
+            self.close()
+
+    def _handshake(self) -> None:
+        if self.stage == 0:
+            n = socks5.parse_greeting(self.buf)
+            if n is None:
+                return
+            del self.buf[:n]
+            self.transport.write(socks5.greeting_reply())
+            self.stage = 1
+        if self.stage == 1:
+            got = socks5.parse_request(self.buf)
+            if got is None:
+                return
+            cmd, addr, n = got
+            del self.buf[:n]
+            if cmd == socks5.CMD_CONNECT:
+                self.stage = 2
+                self.session = ClientSession.create(self.local.method, self.local.key, addr, self.local.rng)
+                sock = self.transport.get_extra_info("sockname")
+                self.transport.write(socks5.reply(socks5.REP_OK, Address(sock[0], sock[1])))
+                asyncio.ensure_future(self._connect_far(*self.local.server))
+            elif cmd == socks5.CMD_UDP_ASSOCIATE and self.local.udp:
+                self.stage = 3
+                asyncio.ensure_future(self._udp_associate())
+            else:
+                self.transport.write(socks5.reply(socks5.REP_CMD_UNSUPPORTED))
+                self.close()
+
+    def on_far_connected(self) -> None:
+        initial = bytes(self.buf)
+        self.buf = bytearray()
+        self._connected = True
+        self.stats.bytes_up += len(initial)
+        self.far.transport.writelines([b"".join(self.session.first_write(initial, time.time()))])
+
+    def from_far(self, data: bytes) -> None:
+        try:
+            plain = self.session.decrypt(data, time.time())
+        except RemoteError as exc:
+            self.stats.drops[exc.reason] += 1
+            self.close()
+            return
+        if plain:
+            self.transport.writelines(plain)
+            self.stats.bytes_down += sum(map(len, plain))
+
+    async def _udp_associate(self) -> None:
+        loop = asyncio.get_running_loop()
+        host = self.transport.get_extra_info("sockname")[0]
+        try:
+            tr, proto = await loop.create_datagram_endpoint(lambda: LocalUdp(self.local), local_addr=(host, 0))
+        except OSError:
+            self.close()
+            return
+        self._udp = proto
+        if self.closed:
+            tr.close()
+            return
+        bound = tr.get_extra_info("sockname")
+        self.transport.write(socks5.reply(socks5.REP_OK, Address(bound[0], bound[1])))
+
+    def close(self) -> None:
+        if self._udp is not None and self._udp.transport is not None:
+            self._udp.transport.close()
+        super().close()
+
+
+class _UdpCodec:
+    """Per-direction UDP packet handling for both editions (client or server role)."""
+
+    def __init__(self, method: Method, key: bytes, rng) -> None:
+        self.method = method
+        self.key = key
+        self.rng = rng
+        self.session_id = rng.randbytes(8)
+        self.packet_id = 0
+        self.windows: dict[bytes, SlidingWindow] = {}
+
+    def seal(self, addr: Address, payload: bytes, client_session_id: bytes | None = None) -> bytes:
+        if not self.method.is_2022:
+            return encode_aead_packet(self.method, self.key, self.rng, addr, payload)
+        pid = self.packet_id
+        self.packet_id += 1
+        return encode_2022_packet(
+            self.method, self.key, self.rng, self.session_id, pid, time.time(), addr, payload, client_session_id
+        )
+
+    def open(self, packet: bytes, from_server: bool) -> tuple[Address, bytes, bytes | None]:
+        """(address, payload, session id or None); raises RemoteError."""
+        if not self.method.is_2022:
+            addr, payload = decode_aead_packet(self.method, self.key, packet)
+            return addr, payload, None
+        p = decode_2022_packet(self.method, self.key, packet, time.time(), from_server)
+        win = self.windows.get(p.session_id)
+        if win is None:
+            if len(self.windows) >= MAX_UDP_SESSIONS:
+                self.windows.pop(next(iter(self.windows)))
+            win = self.windows[p.session_id] = SlidingWindow()
+        if not win.check_and_add(p.packet_id):
+            from x0node.transport.errors import ReplayError
+
+            raise ReplayError("packet id replayed", reason="replayed_packet")
+        if from_server and p.client_session_id != self.session_id:
+            from x0node.transport.errors import DecodeError
+
+            raise DecodeError("reply for another session", reason="bad_session")
+        return p.address, p.payload, p.session_id
+
+
+class LocalUdp(asyncio.DatagramProtocol):
+    """SOCKS5 UDP ASSOCIATE relay: client datagrams <-> encrypted packets to the server."""
+
+    def __init__(self, local: ShadowsocksLocal) -> None:
+        self.local = local
+        self.codec = _UdpCodec(local.method, local.key, local.rng)
+        self.transport: asyncio.DatagramTransport | None = None
+        self.client: tuple | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        srv = self.local.server_sockaddr
+        try:
+            if srv is not None and addr[:2] == srv[:2]:
+                target, payload, _ = self.codec.open(data, from_server=True)
+                if self.client is not None:
+                    self.transport.sendto(socks5.encode_udp(target, payload), self.client)
+                return
+            target, payload = socks5.parse_udp(data)
+        except RemoteError as exc:
+            self.local.stats.drops[exc.reason] += 1
+            return
+        self.client = addr
+        if srv is not None:
+            self.transport.sendto(self.codec.seal(target, payload), srv)
+
+
+class ServerUdp(asyncio.DatagramProtocol):
+    """Server UDP relay with a bounded NAT table (one outbound socket per client session)."""
+
+    def __init__(self, server: ShadowsocksServer) -> None:
+        self.server = server
+        self.codec = _UdpCodec(server.method, server.key, server.rng)
+        self.transport: asyncio.DatagramTransport | None = None
+        self.nat: dict[bytes | tuple, _NatEntry] = {}
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        try:
+            target, payload, sid = self.codec.open(data, from_server=False)
+        except RemoteError as exc:
+            self.server.stats.drops["udp_" + exc.reason] += 1
+            return
+        key = sid if sid is not None else addr
+        entry = self.nat.get(key)
+        if entry is None:
+            if len(self.nat) >= MAX_UDP_SESSIONS:
+                oldest = min(self.nat, key=lambda k: self.nat[k].last)
+                self.nat.pop(oldest).close()
+            entry = self.nat[key] = _NatEntry(self, addr, sid)
+        entry.client = addr
+        entry.send(target, payload)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for e in self.nat.values():
+            e.close()
+        self.nat.clear()
+
+
+class _NatEntry(asyncio.DatagramProtocol):
+    def __init__(self, owner: ServerUdp, client: tuple, sid: bytes | None) -> None:
+        self.owner = owner
+        self.client = client
+        self.sid = sid
+        self.last = time.monotonic()
+        self.transport: asyncio.DatagramTransport | None = None
+        self.queue: list[tuple[tuple, bytes]] = []
+        self.codec = _UdpCodec(owner.server.method, owner.server.key, owner.server.rng) if sid else owner.codec
+        self._task = asyncio.ensure_future(self._open())
+
+    async def _open(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            self.transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=("0.0.0.0", 0))
+        except OSError:
+            return
+        for dst, payload in self.queue:
+            self.transport.sendto(payload, dst)
+        self.queue.clear()
+
+    def send(self, target: Address, payload: bytes) -> None:
+        self.last = time.monotonic()
+        dst = (target.host, target.port)
+        if self.transport is None:
+            if len(self.queue) < 64:
+                self.queue.append((dst, payload))
+            return
+        self.transport.sendto(payload, dst)
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        self.last = time.monotonic()
+        out = self.codec.seal(Address(addr[0], addr[1]), data, self.sid)
+        self.owner.transport.sendto(out, self.client)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class ShadowsocksServer:
+    def __init__(
+        self,
+        method: Method,
+        key: bytes,
+        listen: tuple[str, int],
+        udp: bool = False,
+        rng=None,
+        probe_idle_timeout_s: float = PROBE_IDLE_TIMEOUT_S,
+    ) -> None:
+        self.probe_idle_timeout_s = probe_idle_timeout_s
+        self.method = method
+        self.key = key
+        self.listen = listen
+        self.udp = udp
+        self.rng = rng or secrets.SystemRandom()
+        self.replay = ReplayFilter()
+        self.stats = RelayStats()
+        self._servers: list = []
+        self._udp_tr: asyncio.DatagramTransport | None = None
+        self._sweeper: asyncio.Task | None = None
+
+    async def start(self) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        srv = await loop.create_server(lambda: ServerConnection(self), self.listen[0], self.listen[1], reuse_address=True)
+        self._servers.append(srv)
+        bound = srv.sockets[0].getsockname()[:2]
+        if self.udp:
+            self._udp_tr, self._udp_proto = await loop.create_datagram_endpoint(
+                lambda: ServerUdp(self), local_addr=(self.listen[0], bound[1])
+            )
+            self._sweeper = asyncio.ensure_future(self._sweep())
+        return bound
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(UDP_NAT_TIMEOUT_S / 4)
+            now = time.monotonic()
+            nat = self._udp_proto.nat
+            for k in [k for k, e in nat.items() if now - e.last > UDP_NAT_TIMEOUT_S]:
+                nat.pop(k).close()
+
+    async def stop(self) -> None:
+        for s in self._servers:
+            s.close()
+        if self._udp_tr is not None:
+            self._udp_tr.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+
+
+class ShadowsocksLocal:
+    def __init__(
+        self, method: Method, key: bytes, server: tuple[str, int], listen: tuple[str, int], udp: bool = True, rng=None
+    ) -> None:
+        self.method = method
+        self.key = key
+        self.server = server
+        self.listen = listen
+        self.udp = udp
+        self.rng = rng or secrets.SystemRandom()
+        self.stats = RelayStats()
+        self.server_sockaddr: tuple | None = None
+        self._servers: list = []
+
+    async def start(self) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(self.server[0], self.server[1], type=2)  # SOCK_DGRAM
+        self.server_sockaddr = infos[0][4] if infos else None
+        srv = await loop.create_server(lambda: LocalConnection(self), self.listen[0], self.listen[1], reuse_address=True)
+        self._servers.append(srv)
+        return srv.sockets[0].getsockname()[:2]
+
+    async def stop(self) -> None:
+        for s in self._servers:
+            s.close()
