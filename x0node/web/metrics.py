@@ -1,0 +1,115 @@
+"""Prometheus metrics for `/metrics`: HTTP request metrics plus node state read at scrape time.
+
+Names follow the original system description where they apply (`http_requests_total`,
+`http_request_duration_seconds`, `mesh_peers_count`, `mesh_latency_seconds`, `node_health_status`,
+`node_uptime_seconds`); our own are prefixed `x0node_`.
+
+Rules:
+- Node state is never cached here: `NodeStateCollector.collect()` asks the provider on each scrape, so
+  a scrape always shows the router's current counters.
+- Label values are bounded: `endpoint` is the matched route template (or "unmatched"), never the raw
+  path; `peer_id` comes from the neighbour table, which the router bounds.
+- `mesh_latency_seconds` is a gauge of each neighbour's current smoothed RTT (the router already
+  smooths it; a histogram of scrape-time samples would only measure the scrape interval).
+- `node_health_status` is 1 for "ok", 0.5 for "degraded", 0 for "down".
+- A provider failure during a scrape is logged and yields `x0node_web_scrape_errors_total`, never a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from x0node.web.provider import NodeStateProvider
+
+log = logging.getLogger(__name__)
+
+HTTP_DURATION_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0)
+HEALTH_VALUE = {"ok": 1.0, "degraded": 0.5, "down": 0.0}
+
+
+class HttpMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter("http_requests_total", "HTTP requests served by the web UI and API",
+                                ["method", "endpoint", "status"], registry=registry)
+        self.duration = Histogram("http_request_duration_seconds", "HTTP request handling time",
+                                  ["method", "endpoint"], buckets=HTTP_DURATION_BUCKETS_S, registry=registry)
+
+
+def _num(v: Any) -> float:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else 0.0
+
+
+class NodeStateCollector(Collector):
+    def __init__(self, provider: NodeStateProvider) -> None:
+        self.provider = provider
+        self.scrape_errors = 0
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # families are produced dynamically at scrape time
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            families = list(self._families())
+        except Exception:  # a scrape must not fail because one view misbehaved
+            log.exception("metrics scrape failed")
+            self.scrape_errors += 1
+            families = []
+        errors = CounterMetricFamily("x0node_web_scrape_errors", "Scrapes where reading node state failed")
+        errors.add_metric([], self.scrape_errors)
+        families.append(errors)
+        yield from families
+
+    def _families(self) -> Iterator[Metric]:
+        status = self.provider.status()
+        neighbours = self.provider.neighbours()
+        stats = self.provider.stats()
+        node_id = str(status.get("node_id", ""))
+
+        peers = GaugeMetricFamily("mesh_peers_count", "Neighbours currently up")
+        peers.add_metric([], sum(1 for n in neighbours if n.get("state", "up") == "up"))
+        yield peers
+
+        lat = GaugeMetricFamily("mesh_latency_seconds", "Smoothed round-trip time to each neighbour",
+                                labels=["peer_id"])
+        for n in neighbours:
+            if isinstance(n.get("rtt_ms"), int | float):
+                lat.add_metric([str(n.get("node_id", ""))], _num(n["rtt_ms"]) / 1000.0)
+        yield lat
+
+        health = GaugeMetricFamily("node_health_status", "1 ok, 0.5 degraded, 0 down", labels=["node_id"])
+        health.add_metric([node_id], HEALTH_VALUE.get(str(status.get("health")), 0.0))
+        yield health
+
+        uptime = GaugeMetricFamily("node_uptime_seconds", "Seconds since the daemon started", labels=["node_id"])
+        uptime.add_metric([node_id], _num(status.get("uptime_s")))
+        yield uptime
+
+        drops = CounterMetricFamily("x0node_packets_dropped", "Received routing packets dropped, by reason",
+                                    labels=["reason"])
+        raw_drops = stats.get("drops")
+        if isinstance(raw_drops, dict):
+            for reason, count in sorted(raw_drops.items()):
+                drops.add_metric([str(reason)], _num(count))
+        yield drops
+
+        routes = GaugeMetricFamily("x0node_routes", "Routes currently installed by the router")
+        routes.add_metric([], _num(stats.get("routes")))
+        yield routes
+
+        lsdb = GaugeMetricFamily("x0node_lsdb_size", "Link-state records held")
+        lsdb.add_metric([], _num(stats.get("lsdb_size")))
+        yield lsdb
+
+        spf_runs = CounterMetricFamily("x0node_spf_runs", "Shortest-path computations run")
+        spf_runs.add_metric([], _num(stats.get("spf_runs")))
+        yield spf_runs
+
+        spf_time = CounterMetricFamily("x0node_spf_seconds", "Total time spent in shortest-path computations")
+        spf_time.add_metric([], _num(stats.get("spf_seconds_total")))
+        yield spf_time

@@ -1,0 +1,166 @@
+"""The OpenAPI 3.0 document for /api/v1/, served at /api/v1/openapi.json.
+
+It describes what the handlers in `x0node.web.app` really do (status codes included); the test suite
+checks it against the running app with schemathesis, so a handler change that is not reflected here
+fails. Authentication: the `x0_session` cookie; state changes also need the `X-CSRF-Token` header.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+NUM = {"type": "number"}
+STR = {"type": "string"}
+NULLABLE_NUM = {"type": "number", "nullable": True}
+NULLABLE_STR = {"type": "string", "nullable": True}
+QUALITY = {"type": "string", "enum": ["good", "fair", "poor", "unknown"]}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "required": ["error"],
+              "properties": {"error": STR, "key": STR, "retry_after_s": {"type": "integer"}}},
+    "AuthState": {"type": "object", "required": ["password_set", "authenticated", "csrf_token"],
+                  "properties": {"password_set": {"type": "boolean"}, "authenticated": {"type": "boolean"},
+                                 "csrf_token": STR}},
+    "Session": {"type": "object", "required": ["authenticated", "csrf_token"],
+                "properties": {"authenticated": {"type": "boolean"}, "csrf_token": STR}},
+    "Status": {"type": "object",
+               "required": ["node_id", "mesh_addr", "version", "uptime_s", "health"],
+               "properties": {"node_id": STR, "name": NULLABLE_STR, "mesh_addr": STR, "version": STR,
+                              "uptime_s": NUM, "cpu_percent": NULLABLE_NUM, "mem_used_bytes": NULLABLE_NUM,
+                              "mem_total_bytes": NULLABLE_NUM,
+                              "health": {"type": "string", "enum": ["ok", "degraded", "down"]},
+                              "interfaces": {"type": "array", "items": STR}}},
+    "Neighbour": {"type": "object", "required": ["node_id", "ifname", "quality"],
+                  "properties": {"node_id": STR, "ifname": STR, "addr": NULLABLE_STR, "state": STR,
+                                 "rtt_ms": NULLABLE_NUM, "loss": NULLABLE_NUM, "throughput_bps": NULLABLE_NUM,
+                                 "quality": QUALITY, "cost": NULLABLE_NUM, "last_seen_s": NULLABLE_NUM}},
+    "Route": {"type": "object", "required": ["dest"],
+              "properties": {"dest": STR, "via": NULLABLE_STR, "ifname": NULLABLE_STR, "metric": NULLABLE_NUM,
+                             "node_id": NULLABLE_STR}},
+    "Topology": {"type": "object", "required": ["nodes", "links"],
+                 "properties": {
+                     "nodes": {"type": "array", "items": {
+                         "type": "object", "required": ["node_id"],
+                         "properties": {"node_id": STR, "name": NULLABLE_STR, "mesh_addr": NULLABLE_STR,
+                                        "self": {"type": "boolean"}}}},
+                     "links": {"type": "array", "items": {
+                         "type": "object", "required": ["a", "b", "quality"],
+                         "properties": {"a": STR, "b": STR, "cost": NULLABLE_NUM, "quality": QUALITY}}}}},
+    "Event": {"type": "object", "required": ["seq", "time", "kind"],
+              "properties": {"seq": {"type": "integer"}, "time": NUM, "kind": STR, "message": STR,
+                             "detail": {"type": "object"}}},
+    "Config": {"type": "object", "description": "The effective config, by section",
+               "additionalProperties": {"type": "object"}},
+}
+
+E401 = _json(_ref("Error"), "No valid session")
+E403 = _json(_ref("Error"), "CSRF token or Origin check failed, or wrong code/password")
+E400 = _json(_ref("Error"), "Malformed or invalid request; nothing was changed")
+E413 = _json(_ref("Error"), "Request body too large")
+E415 = _json(_ref("Error"), "Request body is not application/json")
+E429 = _json(_ref("Error"), "Too many failed attempts; see Retry-After")
+CSRF_PARAM = {"name": "X-CSRF-Token", "in": "header", "required": True, "schema": STR,
+              "description": "The csrf_token from /api/v1/auth/state (or from login/setup)"}
+
+
+def _get(summary: str, schema: dict[str, Any], params: list[dict[str, Any]] | None = None,
+         extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    responses: dict[str, Any] = {"200": _json(schema, summary), "401": E401}
+    responses.update(extra or {})
+    op: dict[str, Any] = {"summary": summary, "responses": responses}
+    if params:
+        op["parameters"] = params
+    return {"get": op}
+
+
+def _post(summary: str, body: dict[str, Any], responses: dict[str, Any], anonymous: bool = False,
+          method: str = "post") -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary, "parameters": [CSRF_PARAM],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+        "responses": {**responses, "400": E400, "403": E403, "413": E413, "415": E415},
+    }
+    if anonymous:
+        op["security"] = []
+    else:
+        op["responses"]["401"] = E401
+    return {method: op}
+
+
+def document(version: str) -> dict[str, Any]:
+    int_param = lambda name, lo, hi, desc: {  # noqa: E731
+        "name": name, "in": "query", "required": False, "description": desc,
+        "schema": {"type": "integer", "minimum": lo, "maximum": hi}}
+    state_op = _get("Whether a password is set, whether this client is logged in, and a CSRF token",
+                    _ref("AuthState"))
+    state_op["get"]["security"] = []
+    del state_op["get"]["responses"]["401"]
+    paths: dict[str, Any] = {
+        "/api/v1/auth/state": state_op,
+        "/api/v1/auth/setup": _post(
+            "Set the first password with the one-time setup code; starts a session",
+            {"type": "object", "required": ["setup_code", "password"],
+             "properties": {"setup_code": {"type": "string", "maxLength": 64},
+                            "password": {"type": "string", "maxLength": 512}}},
+            {"201": _json(_ref("Session"), "Password set, logged in"),
+             "409": _json(_ref("Error"), "A password is already set"), "429": E429}, anonymous=True),
+        "/api/v1/auth/login": _post(
+            "Log in; sets the session cookie",
+            {"type": "object", "required": ["password"], "properties": {"password": {"type": "string", "maxLength": 512}}},
+            {"200": _json(_ref("Session"), "Logged in"), "401": _json(_ref("Error"), "Wrong password"),
+             "409": _json(_ref("Error"), "No password set yet"), "429": E429}, anonymous=True),
+        "/api/v1/auth/logout": _post("End this session", {"type": "object"},
+                                     {"200": _json({"type": "object"}, "Logged out")}),
+        "/api/v1/auth/password": _post(
+            "Change the password (ends all other sessions)",
+            {"type": "object", "required": ["current_password", "new_password"],
+             "properties": {"current_password": {"type": "string", "maxLength": 512},
+                            "new_password": {"type": "string", "maxLength": 512}}},
+            {"200": _json({"type": "object"}, "Changed"), "429": E429}),
+        "/api/v1/status": _get("Identity, mesh address, version, uptime, CPU, memory, health", _ref("Status")),
+        "/api/v1/neighbours": _get("Neighbours with RTT, loss, throughput, quality class and cost",
+                                   {"type": "array", "items": _ref("Neighbour")}),
+        "/api/v1/routes": _get("Routes installed by the router", {"type": "array", "items": _ref("Route")}),
+        "/api/v1/topology": _get("Nodes and links of the mesh, with link quality", _ref("Topology")),
+        "/api/v1/events": _get(
+            "Recent routing and health events with seq > since, oldest first",
+            {"type": "array", "items": _ref("Event")},
+            [int_param("since", 0, 2**53, "Return events after this seq"),
+             int_param("limit", 1, 500, "At most this many events")],
+            {"400": E400}),
+        "/api/v1/config": {
+            **_get("The effective configuration", _ref("Config")),
+            **_post("Change settings: {section: {key: value}}; validated like the config file, all or nothing, "
+                    "persisted across restarts", {"type": "object", "additionalProperties": {"type": "object"}},
+                    {"200": _json(_ref("Config"), "The new effective configuration")}, method="patch"),
+        },
+        "/api/v1/stream": {"get": {
+            "summary": "Server-sent events: status, neighbours, routes, topology (when changed) and events",
+            "parameters": [int_param("since", 0, 2**53, "Send events after this seq")],
+            "responses": {"200": {"description": "text/event-stream",
+                                  "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                          "400": E400, "401": E401, "503": _json(_ref("Error"), "Too many streams open")}}},
+        "/api/v1/openapi.json": {"get": {"summary": "This document",
+                                         "responses": {"200": _json({"type": "object"}, "OpenAPI 3.0"),
+                                                       "401": E401}}},
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "x0node local API", "version": version,
+                 "description": "Local management API of an x0tta6bl4 mesh node. Log in through "
+                                "/api/v1/auth/login; send X-CSRF-Token on every state change."},
+        "servers": [{"url": "/"}],
+        "security": [{"session": []}],
+        "components": {"securitySchemes": {"session": {"type": "apiKey", "in": "cookie", "name": "x0_session"}},
+                       "schemas": SCHEMAS},
+        "paths": paths,
+    }
