@@ -1,0 +1,188 @@
+"""The node's set of BPF probes: validated, loaded, attached, read, and torn down together.
+
+Rules:
+- nothing is loaded without passing the validator (manifest sha256, license, sections, limits);
+- the SipHash key for source MACs is drawn from os.urandom at load, written into the program's
+  read-only globals and not kept by this object or written anywhere else;
+- each tracepoint object is loaded on its own: one that the kernel refuses is reported in `errors`
+  and the others keep working;
+- reads are bounded (SOURCES_READ_MAX) and return decoded aggregates (x0node.telemetry.counters).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+
+from x0node.telemetry import counters, validator
+from x0node.telemetry.libbpf import BpfError
+from x0node.telemetry.loader import DEFAULT_PIN_ROOT, BpfObject, XdpAttachment
+
+log = logging.getLogger(__name__)
+
+XDP_OBJECT = "xdp_mac_stats"
+TCP_OBJECTS = ("tcp_states", "tcp_rtt", "tcp_retrans")
+DEVICE_BPF_DIR = "/usr/lib/x0tta6bl4/bpf"
+DEV_BPF_DIR = os.path.join(validator.REPO_ROOT, "build", "bpf")
+SOURCES_READ_MAX = 1024
+MAC_KEY_BYTES = 16
+
+
+def default_bpf_dir() -> str:
+    env = os.environ.get("X0NODE_BPF_DIR")
+    if env:
+        return env
+    return DEVICE_BPF_DIR if os.path.isdir(DEVICE_BPF_DIR) else DEV_BPF_DIR
+
+
+def _u32(i: int) -> bytes:
+    return struct.pack("<I", i)
+
+
+class Probes:
+    def __init__(
+        self,
+        bpf_dir: str | None = None,
+        manifest: str | None = None,
+        pin_root: str | None = DEFAULT_PIN_ROOT,
+        policy: validator.Policy | None = None,
+        mac_key: bytes | None = None,
+    ) -> None:
+        """`mac_key` fixes the SipHash key (tests only); by default a fresh random key is drawn."""
+        self.bpf_dir = bpf_dir or default_bpf_dir()
+        self.manifest = manifest
+        self.pin_root = pin_root
+        self.policy = policy
+        self.objects: dict[str, BpfObject] = {}
+        self.errors: dict[str, str] = {}
+        self.attachments: dict[str, XdpAttachment] = {}
+        self._mac_key = mac_key
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.bpf_dir, f"{name}.bpf.o")
+
+    def _open(self, name: str) -> BpfObject:
+        validator.validate_file(self.path(name), self.manifest, self.policy)
+        return BpfObject(self.path(name), pin_root=self.pin_root)
+
+    def load_xdp(self) -> BpfObject:
+        if XDP_OBJECT in self.objects:
+            return self.objects[XDP_OBJECT]
+        obj = self._open(XDP_OBJECT)
+        try:
+            key = self._mac_key if self._mac_key is not None else os.urandom(MAC_KEY_BYTES)
+            self._mac_key = None  # not kept after load
+            obj.set_global(".rodata", key)
+            obj.load()
+        except BaseException:
+            obj.close()
+            raise
+        self.objects[XDP_OBJECT] = obj
+        return obj
+
+    def load_tcp(self) -> list[str]:
+        """Load and attach each TCP tracepoint object; returns the names now running."""
+        running = []
+        for name in TCP_OBJECTS:
+            if name in self.objects:
+                running.append(name)
+                continue
+            try:
+                obj = self._open(name)
+            except (validator.ValidationError, BpfError) as exc:
+                self.errors[name] = str(exc)
+                log.warning("telemetry probe %s not loaded: %s", name, exc)
+                continue
+            try:
+                obj.load()
+                obj.attach_tracepoints()
+            except BpfError as exc:
+                obj.close()
+                self.errors[name] = str(exc)
+                log.warning("telemetry probe %s not loaded: %s", name, exc)
+                continue
+            self.objects[name] = obj
+            self.errors.pop(name, None)
+            running.append(name)
+        return running
+
+    def attach(self, ifname: str, mode: str = "auto", netns: str | None = None) -> XdpAttachment:
+        obj = self.load_xdp()
+        if ifname in self.attachments:
+            return self.attachments[ifname]
+        att = obj.attach_xdp(XDP_OBJECT, ifname, mode, netns)
+        self.attachments[ifname] = att
+        log.info("xdp_mac_stats attached to %s in %s mode", ifname, att.mode)
+        return att
+
+    def detach(self, ifname: str) -> None:
+        att = self.attachments.pop(ifname, None)
+        if att is not None and XDP_OBJECT in self.objects:
+            self.objects[XDP_OBJECT].detach_xdp(att)
+
+    # --- reads ---------------------------------------------------------------------------------------
+    def interfaces(self) -> dict[str, counters.IfCounters]:
+        obj = self.objects.get(XDP_OBJECT)
+        out: dict[str, counters.IfCounters] = {}
+        if obj is None:
+            return out
+        m = obj.maps["if_stats"]
+        for ifname, att in self.attachments.items():
+            values = m.percpu_values(_u32(att.ifindex))
+            out[ifname] = counters.if_counters(values) if values else counters.IfCounters()
+        return out
+
+    def interfaces_by_index(self) -> dict[int, counters.IfCounters]:
+        obj = self.objects.get(XDP_OBJECT)
+        if obj is None:
+            return {}
+        m = obj.maps["if_stats"]
+        return {
+            struct.unpack("<I", k)[0]: counters.if_counters(m.percpu_values(k)) for k in m.keys(m.info.max_entries)
+        }
+
+    def sources(self, limit: int = SOURCES_READ_MAX) -> list[counters.SourceCounters]:
+        obj = self.objects.get(XDP_OBJECT)
+        if obj is None:
+            return []
+        m = obj.maps["mac_stats"]
+        out = []
+        for k in m.keys(min(limit, SOURCES_READ_MAX)):
+            vals = m.percpu_values(k)
+            if vals:
+                out.append(counters.source_counters(k, vals))
+        out.sort(key=lambda s: (-s.packets, s.source))
+        return out
+
+    def _array(self, obj_name: str, map_name: str) -> list[int]:
+        obj = self.objects.get(obj_name)
+        if obj is None:
+            return []
+        m = obj.maps[map_name]
+        return [counters.sum_u64(m.percpu_values(_u32(i))) for i in range(m.info.max_entries)]
+
+    def tcp(self) -> counters.TcpCounters:
+        trans = self._array("tcp_states", "transitions")
+        events = self._array("tcp_states", "state_events")
+        hist = self._array("tcp_rtt", "rtt_hist")
+        rtt_ev = self._array("tcp_rtt", "rtt_events")
+        by_state = self._array("tcp_retrans", "retrans_by_state")
+        rt_ev = self._array("tcp_retrans", "retrans_events")
+        return counters.TcpCounters(
+            transitions={counters.transition_name(i): n for i, n in enumerate(trans) if n},
+            retransmits=rt_ev[counters.RT_TOTAL] if rt_ev else 0,
+            retransmit_failures=rt_ev[counters.RT_FAILED] if rt_ev else 0,
+            retransmits_by_state={counters.state_name(i): n for i, n in enumerate(by_state) if n},
+            rtt_buckets=tuple(hist) if hist else (0,) * counters.HIST_BUCKETS,
+            rtt_samples=rtt_ev[counters.RTT_SAMPLES] if rtt_ev else 0,
+            rtt_sum_us=rtt_ev[counters.RTT_SUM_US] if rtt_ev else 0,
+            unreadable=(events[counters.EV_UNREADABLE] if events else 0)
+            + (rtt_ev[counters.RTT_UNREADABLE] if rtt_ev else 0),
+        )
+
+    def close(self) -> None:
+        for obj in self.objects.values():
+            obj.close()
+        self.objects.clear()
+        self.attachments.clear()
