@@ -60,7 +60,8 @@ def cmd_ss_server(args) -> int:
 
     async def start():
         method, key = _key(args)
-        srv = ShadowsocksServer(method, key, args.listen, udp=args.udp, probe_idle_timeout_s=args.probe_timeout)
+        srv = ShadowsocksServer(method, key, args.listen, udp=args.udp, probe_idle_timeout_s=args.probe_timeout,
+                                 nodelay=args.no_delay)
         bound = await srv.start()
         print(f"ss-server listening on {bound[0]}:{bound[1]} method={method.name} udp={args.udp}", flush=True)
         return srv.stop
@@ -73,7 +74,7 @@ def cmd_ss_local(args) -> int:
 
     async def start():
         method, key = _key(args)
-        local = ShadowsocksLocal(method, key, args.server, args.listen, udp=not args.no_udp)
+        local = ShadowsocksLocal(method, key, args.server, args.listen, udp=not args.no_udp, nodelay=args.no_delay)
         bound = await local.start()
         print(f"ss-local SOCKS5 on {bound[0]}:{bound[1]} -> {args.server[0]}:{args.server[1]}", flush=True)
         return local.stop
@@ -90,6 +91,7 @@ def cmd_genkey(args) -> int:
 def _common(p: argparse.ArgumentParser, default_method: str = DEFAULT_METHOD) -> None:
     p.add_argument("--password", "-k", required=True, help="password (legacy AEAD) or base64 PSK (2022 methods)")
     p.add_argument("--method", "-m", default=default_method, choices=sorted(METHODS), help=f"cipher (default {default_method})")
+    p.add_argument("--no-delay", action="store_true", help="set TCP_NODELAY (lower latency, less bulk throughput)")
 
 
 def register(subparsers) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import socket
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -64,8 +65,11 @@ class RelayStats:
         }
 
 
-def _set_nodelay(transport: asyncio.BaseTransport) -> None:
-    import socket
+def _set_nodelay(transport: asyncio.BaseTransport, on: bool) -> None:
+    # Off by default, like shadowsocks-libev: with whole reads sealed into one writev, Nagle never
+    # delays a request/response exchange, and leaving it on roughly doubles bulk throughput here.
+    if not on:
+        return
 
     sock = transport.get_extra_info("socket")
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -84,7 +88,7 @@ class _Pipe(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        _set_nodelay(transport)
+        _set_nodelay(transport, self.peer.nodelay)
         transport.set_write_buffer_limits(WRITE_HIGH_BYTES, WRITE_LOW_BYTES)  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
@@ -107,8 +111,9 @@ class _Pipe(asyncio.Protocol):
 class _Endpoint(asyncio.Protocol):
     """Common near-side machinery: a near transport, a far _Pipe, back-pressure and closing."""
 
-    def __init__(self, stats: RelayStats) -> None:
+    def __init__(self, stats: RelayStats, nodelay: bool = False) -> None:
         self.stats = stats
+        self.nodelay = nodelay
         self.transport: asyncio.Transport | None = None
         self.far: _Pipe | None = None
         self.pending: list[bytes] = []
@@ -120,7 +125,7 @@ class _Endpoint(asyncio.Protocol):
     # near side
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        _set_nodelay(transport)
+        _set_nodelay(transport, self.nodelay)
         transport.set_write_buffer_limits(WRITE_HIGH_BYTES, WRITE_LOW_BYTES)  # type: ignore[attr-defined]
         self.stats.connections += 1
         self.stats.active += 1
@@ -212,7 +217,7 @@ class ServerConnection(_Endpoint):
     """One client of the Shadowsocks server."""
 
     def __init__(self, server: ShadowsocksServer) -> None:
-        super().__init__(server.stats)
+        super().__init__(server.stats, server.nodelay)
         self.server = server
         self.session = ServerSession(server.method, server.key, server.replay, server.rng)
         self.draining = False
@@ -290,7 +295,7 @@ class LocalConnection(_Endpoint):
     """One SOCKS5 client of the local proxy."""
 
     def __init__(self, local: ShadowsocksLocal) -> None:
-        super().__init__(local.stats)
+        super().__init__(local.stats, local.nodelay)
         self.local = local
         self.buf = bytearray()
         self.stage = 0  # 0 greeting, 1 request, 2 relay, 3 udp-associate control
@@ -539,7 +544,9 @@ class ShadowsocksServer:
         udp: bool = False,
         rng=None,
         probe_idle_timeout_s: float = PROBE_IDLE_TIMEOUT_S,
+        nodelay: bool = False,
     ) -> None:
+        self.nodelay = nodelay
         self.probe_idle_timeout_s = probe_idle_timeout_s
         self.method = method
         self.key = key
@@ -583,8 +590,16 @@ class ShadowsocksServer:
 
 class ShadowsocksLocal:
     def __init__(
-        self, method: Method, key: bytes, server: tuple[str, int], listen: tuple[str, int], udp: bool = True, rng=None
+        self,
+        method: Method,
+        key: bytes,
+        server: tuple[str, int],
+        listen: tuple[str, int],
+        udp: bool = True,
+        rng=None,
+        nodelay: bool = False,
     ) -> None:
+        self.nodelay = nodelay
         self.method = method
         self.key = key
         self.server = server
