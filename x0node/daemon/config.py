@@ -23,6 +23,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from x0node.proto.protocol import ROUTE_PROTOCOL_NUMBER
+
 LOCAL_CONFIG_NAME = "config.local.toml"
 MAX_CONFIG_BYTES = 256 * 1024
 MAX_INTERFACES = 64
@@ -46,7 +48,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "routing": {},
     "kernel": {
         "table": 6464,
-        "protocol": 100,
+        "protocol": ROUTE_PROTOCOL_NUMBER,
         "rule_priority": 1000,
         "route_priority": 100,
     },

@@ -1,0 +1,551 @@
+"""A mesh of network namespaces joined by veth pairs, each running a routing daemon.
+
+Rules and invariants:
+- Everything a testbed creates is named from its id (`x0b<pid><n>`), unique per creating process, and
+  recorded in `<run_dir>/state.json` before it is created; `down()` removes exactly what is recorded:
+  daemon processes by PID (after checking the PID still runs our command line) and namespaces by name
+  (their veths go with them). Nothing is written outside the namespaces but the run directory.
+- Node k (1..N) lives in namespace `<id>-n<k>`; its interface towards node j is `m<j>`. Both ends of a
+  veth are created directly inside their namespaces, so the host's interface list is never touched.
+- In each namespace IPv6 forwarding is on and DAD is off before any veth appears (link-local addresses
+  usable at once); nftables tables named `x0tb_*` hold fault rules and control-traffic counters.
+- Faults act on both ends of a link: `link-down` sets A's end administratively down (B sees the carrier
+  go), `link-silent` drops every frame at ingress on both ends with the carrier up, `loss P` drops P%
+  at random (nftables `numgen random`) at ingress on both ends, `kill` SIGKILLs the node's daemon.
+  `heal` undoes a link fault, `restart` starts a killed node again with the same key and data dir.
+- Daemons: `x0node` (the daemon from this tree, with the testbed's trust anchor), `babeld` (the Debian
+  package; pid and state files in the run directory) or `none`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import os
+import pathlib
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from x0node.testbed.topology import Topology, parse
+
+log = logging.getLogger("x0node.testbed")
+
+_counter = itertools.count()
+READY_RE = re.compile(r"x0node ready node_id=(\S+) mesh_addr=(\S+)")
+BABEL_PORT = 6696
+BABEL_PROTOCOL = 42  # rtnetlink protocol number babeld installs its routes with
+BABEL_ULA_PREFIX = "fd78:b0b0:6b14::"  # testbed-assigned /128 per node when running babeld
+DAEMON_READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 5.0
+FAULT_TABLE = "x0tb_fault"
+COUNT_TABLE = "x0tb_count"
+DAEMONS = ("x0node", "babeld", "none")
+DEFAULT_WEB_PORT = 8080
+
+
+class TestbedError(RuntimeError):
+    """A testbed operation failed (bad node name, missing testbed, command failure)."""
+
+
+def sh(*cmd: str, ns: str | None = None, check: bool = True, timeout: float = 30.0, input: str | None = None) -> str:
+    full = ["ip", "netns", "exec", ns, *cmd] if ns else list(cmd)
+    try:
+        proc = subprocess.run(full, capture_output=True, text=True, timeout=timeout, input=input)
+    except subprocess.TimeoutExpired:
+        raise TestbedError(f"timed out: {shlex.join(full)}") from None
+    if check and proc.returncode != 0:
+        raise TestbedError(f"{shlex.join(full)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def _pid_alive(pid: int, marker: str) -> bool:
+    """True if pid runs and its command line contains marker (protects against PID reuse)."""
+    try:
+        cmdline = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\x00", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return marker in cmdline
+
+
+def _proc_stat(pid: int) -> tuple[float, float] | None:
+    """(cpu seconds user+system, rss MB) of a process, or None."""
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+        status = pathlib.Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    rss_kb = 0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            rss_kb = int(line.split()[1])
+    return cpu, rss_kb / 1024
+
+
+@dataclass
+class NodeInfo:
+    index: int
+    ns: str
+    ifaces: dict[int, str]  # neighbour index -> interface name in this namespace
+    data_dir: str
+    pid: int | None = None
+    marker: str = ""
+    node_id: str | None = None
+    mesh_addr: str | None = None
+    api: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index, "ns": self.ns, "ifaces": {str(k): v for k, v in self.ifaces.items()},
+            "data_dir": self.data_dir, "pid": self.pid, "marker": self.marker, "node_id": self.node_id,
+            "mesh_addr": self.mesh_addr, "api": self.api,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> NodeInfo:
+        return cls(
+            index=d["index"], ns=d["ns"], ifaces={int(k): v for k, v in d["ifaces"].items()},
+            data_dir=d["data_dir"], pid=d.get("pid"), marker=d.get("marker", ""), node_id=d.get("node_id"),
+            mesh_addr=d.get("mesh_addr"), api=d.get("api"),
+        )
+
+
+class Testbed:
+    """Create with `Testbed.up(...)`, reopen from its run directory with `Testbed.open(run_dir)`."""
+
+    def __init__(self, run_dir: pathlib.Path, state: dict[str, Any]) -> None:
+        self.run_dir = run_dir
+        self.state = state
+        self.nodes: dict[int, NodeInfo] = {
+            int(k): NodeInfo.from_dict(v) for k, v in state.get("nodes", {}).items()
+        }
+
+    # --- persistence -------------------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return self.state["id"]
+
+    @property
+    def daemon(self) -> str:
+        return self.state["daemon"]
+
+    @property
+    def topology(self) -> Topology:
+        return Topology(self.state["topology"], self.state["size"], tuple(tuple(x) for x in self.state["links"]))  # type: ignore[misc]
+
+    def save(self) -> None:
+        self.state["nodes"] = {str(k): v.as_dict() for k, v in self.nodes.items()}
+        tmp = self.run_dir / "state.json.tmp"
+        tmp.write_text(json.dumps(self.state, indent=1))
+        os.replace(tmp, self.run_dir / "state.json")
+
+    @classmethod
+    def open(cls, run_dir: str | os.PathLike[str]) -> Testbed:
+        run_dir = pathlib.Path(run_dir)
+        path = run_dir / "state.json"
+        if not path.exists():
+            raise TestbedError(f"no testbed in {run_dir} (run `x0node testbed up` first)")
+        return cls(run_dir, json.loads(path.read_text()))
+
+    # --- bring up -----------------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        run_dir: str | os.PathLike[str],
+        topology: str | Topology,
+        daemon: str = "x0node",
+        routing: dict[str, Any] | None = None,
+        web: bool = False,
+        babel_hello_s: float | None = None,
+        links_down: bool = False,
+    ) -> Testbed:
+        """Create namespaces and links (not the daemons: call `start_all`)."""
+        if daemon not in DAEMONS:
+            raise TestbedError(f"unknown daemon {daemon!r}; use one of {', '.join(DAEMONS)}")
+        topo = parse(topology) if isinstance(topology, str) else topology
+        run_dir = pathlib.Path(run_dir).resolve()
+        if (run_dir / "state.json").exists():
+            raise TestbedError(f"{run_dir} already holds a testbed; `x0node testbed down` it first")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tb_id = f"x0b{os.getpid() % 100000}{next(_counter)}"
+        state: dict[str, Any] = {
+            "id": tb_id, "topology": topo.spec, "size": topo.nodes, "links": [list(x) for x in topo.links],
+            "daemon": daemon, "routing": routing or {}, "web": web, "babel_hello_s": babel_hello_s,
+            "faults": {}, "created": time.time(),
+        }
+        bed = cls(run_dir, state)
+        for k in range(1, topo.nodes + 1):
+            ifaces = {j: f"m{j}" for j in topo.neighbours(k)}
+            bed.nodes[k] = NodeInfo(k, f"{tb_id}-n{k}", ifaces, str(run_dir / f"n{k}"))
+        bed.state["namespaces_created"] = []
+        bed.save()
+        try:
+            bed._build(links_down)
+        except BaseException:
+            bed.down()
+            raise
+        return bed
+
+    def _build(self, links_down: bool) -> None:
+        for node in self.nodes.values():
+            self.state["namespaces_created"].append(node.ns)
+            self.save()
+            sh("ip", "netns", "add", node.ns)
+            pathlib.Path(node.data_dir).mkdir(parents=True, exist_ok=True)
+            sh("sysctl", "-q", "-w", "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.all.accept_dad=0",
+               "net.ipv6.conf.all.forwarding=1", "net.ipv6.conf.default.forwarding=1",
+               "net.ipv6.conf.default.accept_ra=0", ns=node.ns)
+            sh("ip", "link", "set", "lo", "up", ns=node.ns)
+        batch = []
+        for a, b in self.topology.links:
+            na, nb = self.nodes[a], self.nodes[b]
+            batch.append(f"link add {na.ifaces[b]} netns {na.ns} type veth peer name {nb.ifaces[a]} netns {nb.ns}")
+        sh("ip", "-batch", "-", input="\n".join(batch) + "\n")
+        for node in self.nodes.values():
+            lines = [] if links_down else [f"link set {ifname} up" for ifname in node.ifaces.values()]
+            if lines:
+                sh("ip", "-n", node.ns, "-batch", "-", input="\n".join(lines) + "\n")
+            self._install_counters(node)
+
+    def links_up(self) -> None:
+        for node in self.nodes.values():
+            lines = [f"link set {ifname} up" for ifname in node.ifaces.values()]
+            sh("ip", "-n", node.ns, "-batch", "-", input="\n".join(lines) + "\n")
+
+    def _install_counters(self, node: NodeInfo) -> None:
+        rules = []
+        for ifname in node.ifaces.values():
+            for port in (BABEL_PORT, self._x0_port()):
+                rules.append(f'    oifname "{ifname}" udp dport {port} counter')
+        script = (
+            f"table inet {COUNT_TABLE} {{\n  chain out {{\n    type filter hook output priority 0; policy accept;\n"
+            + "\n".join(rules) + "\n  }\n}\n"
+        )
+        sh("nft", "-f", "-", ns=node.ns, input=script)
+
+    @staticmethod
+    def _x0_port() -> int:
+        from x0node.proto.protocol import MESH_UDP_PORT
+
+        return MESH_UDP_PORT
+
+    # --- daemons ---------------------------------------------------------------------------------------
+
+    def start_all(self, wait: bool = True, timeout_s: float = DAEMON_READY_TIMEOUT_S) -> None:
+        if self.daemon == "none":
+            return
+        if self.daemon == "x0node":
+            self._provision_trust()
+        for k in self.nodes:
+            self.start(k, wait=False)
+        if wait:
+            self.wait_ready(timeout_s=timeout_s)
+
+    def _provision_trust(self) -> None:
+        from x0node.testbed import provision
+
+        provision.provision_mesh(self)
+
+    def node(self, name: str | int) -> NodeInfo:
+        text = str(name)
+        text = text[1:] if text.startswith("n") else text
+        try:
+            k = int(text)
+        except ValueError:
+            raise TestbedError(f"unknown node {name!r}; use 1..{len(self.nodes)} or n1..n{len(self.nodes)}") from None
+        if k not in self.nodes:
+            raise TestbedError(f"unknown node {name!r}; use 1..{len(self.nodes)}")
+        return self.nodes[k]
+
+    def config_path(self, node: NodeInfo) -> pathlib.Path:
+        return pathlib.Path(node.data_dir) / "x0node.toml"
+
+    def log_path(self, node: NodeInfo) -> pathlib.Path:
+        return pathlib.Path(node.data_dir) / ("babeld.log" if self.daemon == "babeld" else "x0node.log")
+
+    def write_x0node_config(self, node: NodeInfo, extra: str = "") -> pathlib.Path:
+        from x0node.daemon.config import dump_toml
+
+        doc: dict[str, Any] = {
+            "node": {"data_dir": node.data_dir, "interfaces": list(node.ifaces.values()), "log_level": "info"},
+        }
+        trust = self.state.get("trust")
+        if trust:
+            doc["trust"] = trust
+        if self.state.get("routing"):
+            doc["routing"] = dict(self.state["routing"])
+        if self.state.get("web"):
+            doc["web"] = {"listen": "::", "port": DEFAULT_WEB_PORT}
+        path = self.config_path(node)
+        path.write_text(dump_toml(doc) + extra)
+        return path
+
+    def _babeld_command(self, node: NodeInfo) -> list[str]:
+        d = pathlib.Path(node.data_dir)
+        cmd = [
+            "babeld", "-I", str(d / "babeld.pid"), "-S", str(d / "babel-state"),
+            "-C", f"redistribute local ip {BABEL_ULA_PREFIX}/48 ge 128 allow", "-C", "redistribute local deny",
+        ]
+        hello = self.state.get("babel_hello_s")
+        if hello:
+            cmd += ["-C", f"default hello-interval {hello:g}"]
+        return cmd + list(node.ifaces.values())
+
+    def start(self, name: str | int, wait: bool = True) -> NodeInfo:
+        node = self.node(name)
+        if node.pid is not None and _pid_alive(node.pid, node.marker):
+            return node
+        logfile = self.log_path(node)
+        if self.daemon == "x0node":
+            cfg = self.write_x0node_config(node)
+            cmd = [sys.executable, "-m", "x0node", "run", "--config", str(cfg)]
+            node.marker = str(cfg)
+        elif self.daemon == "babeld":
+            addr = f"{BABEL_ULA_PREFIX}{node.index:x}"
+            sh("ip", "-6", "addr", "replace", f"{addr}/128", "dev", "lo", ns=node.ns)
+            with contextlib.suppress(FileNotFoundError):
+                (pathlib.Path(node.data_dir) / "babeld.pid").unlink()
+            cmd = self._babeld_command(node)
+            node.marker = str(pathlib.Path(node.data_dir) / "babeld.pid")
+            node.mesh_addr = addr
+            node.node_id = f"babel-{node.index}"
+        else:
+            raise TestbedError("this testbed runs no daemon")
+        with open(logfile, "ab") as out:
+            out.write(f"--- start {time.time():.3f}\n".encode())
+            out.flush()
+            proc = subprocess.Popen(
+                ["ip", "netns", "exec", node.ns, *cmd], stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                start_new_session=True, cwd=node.data_dir,
+            )
+        node.pid = proc.pid
+        self.state.setdefault("log_offsets", {})[str(node.index)] = logfile.stat().st_size
+        self.save()
+        if wait:
+            self.wait_ready([node.index])
+        return node
+
+    def wait_ready(self, which: list[int] | None = None, timeout_s: float = DAEMON_READY_TIMEOUT_S) -> None:
+        """Wait for the ready line of each x0node daemon (babeld: for its pid file)."""
+        todo = set(which or self.nodes)
+        deadline = time.monotonic() + timeout_s
+        offsets = self.state.get("log_offsets", {})
+        while todo:
+            for k in list(todo):
+                node = self.nodes[k]
+                if node.pid is None or not _pid_alive(node.pid, node.marker if self.daemon == "x0node" else "babeld"):
+                    tail = self.log_path(node).read_text(errors="replace")[-2000:]
+                    raise TestbedError(f"node {k} daemon exited:\n{tail}")
+                if self.daemon == "babeld":
+                    if (pathlib.Path(node.data_dir) / "babeld.pid").exists():
+                        todo.discard(k)
+                    continue
+                with open(self.log_path(node), "rb") as fh:
+                    fh.seek(int(offsets.get(str(k), 0)))
+                    text = fh.read().decode(errors="replace")
+                m = READY_RE.search(text)
+                if m:
+                    node.node_id, node.mesh_addr = m.group(1), m.group(2)
+                    if self.state.get("web"):
+                        node.api = f"http://[{node.mesh_addr}]:{DEFAULT_WEB_PORT}/"
+                    todo.discard(k)
+            if not todo:
+                break
+            if time.monotonic() > deadline:
+                raise TestbedError(f"nodes {sorted(todo)} not ready after {timeout_s:.0f} s")
+            time.sleep(0.02)
+        self.save()
+
+    def stop(self, name: str | int, sig: int = signal.SIGTERM, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        node = self.node(name)
+        if node.pid is None:
+            return
+        if _pid_alive(node.pid, node.marker):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(node.pid, sig)
+            deadline = time.monotonic() + timeout_s
+            while _pid_alive(node.pid, node.marker) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if _pid_alive(node.pid, node.marker):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(node.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(node.pid, os.WNOHANG)
+        node.pid = None
+        self.save()
+
+    # --- faults ----------------------------------------------------------------------------------------
+
+    def _link_ends(self, a: str | int, b: str | int) -> tuple[NodeInfo, NodeInfo]:
+        na, nb = self.node(a), self.node(b)
+        if nb.index not in na.ifaces:
+            raise TestbedError(f"nodes {na.index} and {nb.index} share no link")
+        return na, nb
+
+    def fault(self, kind: str, a: str | int, b: str | int | None = None, percent: float | None = None) -> None:
+        if kind == "kill":
+            node = self.node(a)
+            self.stop(node.index, sig=signal.SIGKILL)
+            self.state["faults"][f"kill:{node.index}"] = True
+            self.save()
+            return
+        if b is None:
+            raise TestbedError(f"fault {kind} needs two nodes")
+        na, nb = self._link_ends(a, b)
+        key = f"{min(na.index, nb.index)}-{max(na.index, nb.index)}"
+        if kind == "link-down":
+            sh("ip", "link", "set", na.ifaces[nb.index], "down", ns=na.ns)
+        elif kind == "link-silent":
+            self._nft_ingress(na, nb, "drop")
+        elif kind == "loss":
+            if percent is None or not 0 < percent <= 100:
+                raise TestbedError("loss needs a percentage in (0, 100]")
+            self._nft_ingress(na, nb, f"numgen random mod 100 < {int(round(percent))} drop")
+        else:
+            raise TestbedError(f"unknown fault {kind!r}: use link-down, link-silent, loss or kill")
+        self.state["faults"][key] = {"kind": kind, "a": na.index, "b": nb.index, "percent": percent}
+        self.save()
+
+    def _nft_ingress(self, na: NodeInfo, nb: NodeInfo, rule: str) -> None:
+        for x, y in ((na, nb), (nb, na)):
+            ifname = x.ifaces[y.index]
+            chain = f"in_{ifname}"
+            script = (
+                f"add table netdev {FAULT_TABLE}\n"
+                f"add chain netdev {FAULT_TABLE} {chain} "
+                f'{{ type filter hook ingress device "{ifname}" priority -500; policy accept; }}\n'
+                f"flush chain netdev {FAULT_TABLE} {chain}\n"
+                f"add rule netdev {FAULT_TABLE} {chain} {rule}\n"
+            )
+            sh("nft", "-f", "-", ns=x.ns, input=script)
+
+    def heal(self, a: str | int, b: str | int) -> None:
+        na, nb = self._link_ends(a, b)
+        key = f"{min(na.index, nb.index)}-{max(na.index, nb.index)}"
+        fault = self.state["faults"].pop(key, None)
+        if fault is None:
+            return
+        if fault["kind"] == "link-down":
+            sh("ip", "link", "set", na.ifaces[nb.index], "up", ns=na.ns)
+            sh("ip", "link", "set", nb.ifaces[na.index], "up", ns=nb.ns)
+        else:
+            for x, y in ((na, nb), (nb, na)):
+                sh("nft", "delete", "chain", "netdev", FAULT_TABLE, f"in_{x.ifaces[y.index]}", ns=x.ns, check=False)
+        self.save()
+
+    def restart(self, name: str | int) -> NodeInfo:
+        node = self.node(name)
+        self.state["faults"].pop(f"kill:{node.index}", None)
+        return self.start(node.index)
+
+    # --- observation -------------------------------------------------------------------------------
+
+    def route_protocol(self) -> tuple[int, str]:
+        """(protocol, table) the testbed's daemon installs routes with."""
+        if self.daemon == "babeld":
+            return BABEL_PROTOCOL, "main"
+        from x0node.daemon.config import DEFAULTS
+
+        return DEFAULTS["kernel"]["protocol"], str(DEFAULTS["kernel"]["table"])
+
+    def routes(self, name: str | int) -> list[dict[str, Any]]:
+        node = self.node(name)
+        proto, table = self.route_protocol()
+        out = sh("ip", "-j", "-6", "route", "show", "table", table, "proto", str(proto), ns=node.ns)
+        return json.loads(out or "[]")
+
+    def control_bytes(self) -> dict[int, int]:
+        """Bytes sent by each node's daemon on its mesh interfaces to the routing port (IPv6 packets)."""
+        port = BABEL_PORT if self.daemon == "babeld" else self._x0_port()
+        out: dict[int, int] = {}
+        for k, node in self.nodes.items():
+            doc = json.loads(sh("nft", "-j", "list", "table", "inet", COUNT_TABLE, ns=node.ns))
+            total = 0
+            for item in doc.get("nftables", []):
+                rule = item.get("rule")
+                if not rule:
+                    continue
+                exprs = rule.get("expr", [])
+                if not any(e.get("match", {}).get("right") == port for e in exprs):
+                    continue
+                for e in exprs:
+                    if "counter" in e:
+                        total += e["counter"]["bytes"]
+            out[k] = total
+        return out
+
+    def process_stats(self) -> dict[int, tuple[float, float]]:
+        """Per node: (cpu seconds so far, rss MB) of its daemon."""
+        out = {}
+        for k, node in self.nodes.items():
+            if node.pid is None:
+                continue
+            pid = node.pid
+            st = _proc_stat(pid)
+            if st is not None:
+                out[k] = st
+        return out
+
+    def status(self) -> dict[str, Any]:
+        nodes = []
+        for k, node in sorted(self.nodes.items()):
+            alive = node.pid is not None and _pid_alive(node.pid, node.marker)
+            nodes.append({
+                "node": k, "ns": node.ns, "pid": node.pid if alive else None, "alive": alive,
+                "node_id": node.node_id, "mesh_addr": node.mesh_addr, "api": node.api,
+                "interfaces": {f"n{j}": ifname for j, ifname in sorted(node.ifaces.items())},
+                "log": str(self.log_path(node)),
+            })
+        return {
+            "id": self.id, "run_dir": str(self.run_dir), "daemon": self.daemon, "topology": self.state["topology"],
+            "links": self.state["links"], "faults": self.state["faults"], "nodes": nodes,
+        }
+
+    def exec(self, name: str | int, *cmd: str, timeout: float = 30.0, check: bool = True) -> str:
+        return sh(*cmd, ns=self.node(name).ns, timeout=timeout, check=check)
+
+    # --- teardown --------------------------------------------------------------------------------------
+
+    def down(self) -> None:
+        """Stop every daemon we started (by PID) and delete every namespace we created."""
+        for k in list(self.nodes):
+            try:
+                self.stop(k, timeout_s=3.0)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("stopping node %s: %s", k, exc)
+        existing = set(sh("ip", "netns", "list", check=False).split())
+        for ns in reversed(self.state.get("namespaces_created", [])):
+            if ns not in existing:
+                continue
+            for pid in sh("ip", "netns", "pids", ns, check=False).split():
+                # only processes we started are expected here; anything left in our namespace is ours too
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+            sh("ip", "netns", "del", ns, check=False)
+        self.state["namespaces_created"] = []
+        with contextlib.suppress(FileNotFoundError):
+            (self.run_dir / "state.json").unlink()
+
+
+def up(run_dir: str | os.PathLike[str], topology: str | Topology, daemon: str = "x0node", **kw: Any) -> Testbed:
+    """Create the mesh and start its daemons; on failure everything created is removed again."""
+    start_kw = {k: kw.pop(k) for k in ("timeout_s",) if k in kw}
+    bed = Testbed.create(run_dir, topology, daemon, **kw)
+    try:
+        bed.start_all(**start_kw)
+    except BaseException:
+        bed.down()
+        raise
+    return bed

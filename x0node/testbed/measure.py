@@ -1,0 +1,199 @@
+"""Measurements on a testbed: data-plane outage from a fast ping, convergence, reachability.
+
+Rules:
+- The outage is measured on the data plane only: a ping every PING_INTERVAL_S from one namespace to a
+  mesh address; outage = (longest run of unanswered sequence numbers after the fault) x interval.
+- Convergence = every node holds a route to every other node's mesh address in the daemon's table
+  with the daemon's protocol number; observed through `ip -j route` in each namespace.
+- Every wait has a deadline; nothing here loops forever.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+
+from x0node.testbed.bed import Testbed, sh
+
+PING_INTERVAL_S = 0.01
+_SEQ_RE = re.compile(r"icmp_seq=(\d+)")
+
+
+@dataclass
+class Pinger:
+    """`ping -i 0.01` from a node to an address, replies recorded as (monotonic time, seq)."""
+
+    ns: str
+    addr: str
+    interval_s: float = PING_INTERVAL_S
+    replies: list[tuple[float, int]] = field(default_factory=list)
+    started: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns, "ping", "-6", "-n", "-i", f"{self.interval_s}", "-W", "1", self.addr],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1,
+        )
+        self.started = time.monotonic()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            m = _SEQ_RE.search(line)
+            if m:
+                with self._lock:
+                    self.replies.append((time.monotonic(), int(m.group(1))))
+
+    def last_seq(self) -> int | None:
+        with self._lock:
+            return self.replies[-1][1] if self.replies else None
+
+    def replies_since(self, t: float) -> int:
+        with self._lock:
+            return sum(1 for ts, _ in self.replies if ts >= t)
+
+    def recovered_since(self, t: float, streak: int) -> bool:
+        """True once, after time t, a gap was seen (or not) and the last `streak` seqs all answered."""
+        with self._lock:
+            seqs = [s for ts, s in self.replies if ts >= t]
+        if len(seqs) < streak:
+            return False
+        tail = seqs[-streak:]
+        return tail[-1] - tail[0] == streak - 1
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._thread.join(timeout=2)
+
+    def outage_ms(self, fault_at: float) -> float:
+        """Longest run of missing sequence numbers among those sent after fault_at, in ms."""
+        with self._lock:
+            seqs = sorted(s for _, s in self.replies)
+            before = [s for ts, s in self.replies if ts < fault_at]
+        start = before[-1] if before else (seqs[0] if seqs else 0)
+        after = [s for s in seqs if s >= start]
+        longest = 0
+        for a, b in zip(after, after[1:], strict=False):
+            longest = max(longest, b - a - 1)
+        return longest * self.interval_s * 1000.0
+
+
+def outage_trial(
+    bed: Testbed, src: int, dst_addr: str, inject, heal, settle, baseline_s: float = 0.5,
+    max_outage_s: float = 30.0, streak: int = 30,
+) -> float:
+    """Ping src->dst, inject the fault, wait for the pings to flow again, heal, wait for settle()."""
+    p = Pinger(bed.nodes[src].ns, dst_addr)
+    try:
+        deadline = time.monotonic() + 5.0
+        while p.replies_since(0) < int(baseline_s / PING_INTERVAL_S) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        fault_at = time.monotonic()
+        inject()
+        limit = fault_at + max_outage_s
+        time.sleep(streak * PING_INTERVAL_S)
+        while not p.recovered_since(fault_at + 0.001, streak) and time.monotonic() < limit:
+            time.sleep(0.02)
+        time.sleep(0.05)
+    finally:
+        p.stop()
+    outage = p.outage_ms(fault_at)
+    heal()
+    settle()
+    return outage
+
+
+def mesh_prefix(bed: Testbed) -> ipaddress.IPv6Network:
+    if bed.daemon == "babeld":
+        from x0node.testbed.bed import BABEL_ULA_PREFIX
+
+        return ipaddress.IPv6Network(f"{BABEL_ULA_PREFIX}/48")
+    from x0node.proto.protocol import MESH_ULA_PREFIX
+
+    return ipaddress.IPv6Network(MESH_ULA_PREFIX)
+
+
+def route_counts(bed: Testbed) -> dict[int, int]:
+    """Per node: how many mesh host routes (/128 in the mesh prefix) the daemon installed."""
+    proto, table = bed.route_protocol()
+    prefix = mesh_prefix(bed)
+    out = {}
+    for k, node in bed.nodes.items():
+        text = sh("ip", "-j", "-6", "route", "show", "table", table, "proto", str(proto), ns=node.ns, check=False)
+        n = 0
+        for r in json.loads(text or "[]"):
+            dst = r.get("dst", "")
+            try:
+                if "/" not in dst and ipaddress.IPv6Address(dst) in prefix:
+                    n += 1
+                elif dst.endswith("/128") and ipaddress.IPv6Address(dst[:-4]) in prefix:
+                    n += 1
+            except ValueError:
+                continue
+        out[k] = n
+    return out
+
+
+def wait_converged(bed: Testbed, timeout_s: float = 30.0, poll_s: float = 0.02, nodes: list[int] | None = None) -> float | None:
+    """Seconds until every node (of `nodes`) has routes to all the others; None on timeout."""
+    t0 = time.monotonic()
+    members = nodes or list(bed.nodes)
+    need = len(members) - 1
+    while time.monotonic() - t0 < timeout_s:
+        counts = route_counts(bed)
+        if all(counts.get(k, 0) >= need for k in members):
+            return time.monotonic() - t0
+        time.sleep(poll_s)
+    return None
+
+
+def route_dev(bed: Testbed, src: int, addr: str) -> str | None:
+    """The interface node src currently uses towards addr (None when unreachable)."""
+    text = sh("ip", "-j", "-6", "route", "get", addr, ns=bed.nodes[src].ns, check=False)
+    try:
+        doc = json.loads(text or "[]")
+    except json.JSONDecodeError:
+        return None
+    if not doc or doc[0].get("type") == "unreachable":
+        return None
+    return doc[0].get("dev")
+
+
+def wait_route_dev(bed: Testbed, src: int, addr: str, dev: str, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if route_dev(bed, src, addr) == dev:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def ping_ok(bed: Testbed, src: int, addr: str, count: int = 3, timeout_s: float = 1.0) -> bool:
+    out = subprocess.run(
+        ["ip", "netns", "exec", bed.nodes[src].ns, "ping", "-6", "-n", "-c", str(count), "-i", "0.05",
+         "-W", str(timeout_s), addr],
+        capture_output=True, text=True, timeout=count * timeout_s + 5,
+    )
+    return out.returncode == 0
+
+
+def wait_ping(bed: Testbed, src: int, addr: str, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if ping_ok(bed, src, addr, count=1, timeout_s=0.5):
+            return True
+        time.sleep(0.05)
+    return False
