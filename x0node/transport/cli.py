@@ -61,7 +61,7 @@ def cmd_ss_server(args) -> int:
     async def start():
         method, key = _key(args)
         srv = ShadowsocksServer(method, key, args.listen, udp=args.udp, probe_idle_timeout_s=args.probe_timeout,
-                                 nodelay=args.no_delay)
+                                 nodelay=args.no_delay, fallback=args.faketls_fallback)
         bound = await srv.start()
         print(f"ss-server listening on {bound[0]}:{bound[1]} method={method.name} udp={args.udp}", flush=True)
         return srv.stop
@@ -74,7 +74,8 @@ def cmd_ss_local(args) -> int:
 
     async def start():
         method, key = _key(args)
-        local = ShadowsocksLocal(method, key, args.server, args.listen, udp=not args.no_udp, nodelay=args.no_delay)
+        local = ShadowsocksLocal(method, key, args.server, args.listen, udp=not args.no_udp, nodelay=args.no_delay,
+                                 sni=args.faketls_sni)
         bound = await local.start()
         print(f"ss-local SOCKS5 on {bound[0]}:{bound[1]} -> {args.server[0]}:{args.server[1]}", flush=True)
         return local.stop
@@ -106,6 +107,10 @@ def register(subparsers) -> None:
         "--probe-timeout", type=float, default=60.0, metavar="S",
         help="seconds of silence before an unauthenticated connection is closed (default 60)",
     )
+    p.add_argument(
+        "--faketls-fallback", type=parse_hostport, metavar="HOST:PORT",
+        help="wrap in FakeTLS; relay unauthenticated connections to this real TLS site",
+    )
     p.set_defaults(func=cmd_ss_server)
 
     p = sub.add_parser("ss-local", help="SOCKS5 proxy that tunnels through a Shadowsocks server")
@@ -113,6 +118,7 @@ def register(subparsers) -> None:
     p.add_argument("--listen", "-l", type=parse_hostport, required=True, metavar="HOST:PORT")
     _common(p)
     p.add_argument("--no-udp", action="store_true", help="refuse SOCKS5 UDP ASSOCIATE")
+    p.add_argument("--faketls-sni", metavar="NAME", help="wrap in FakeTLS with this SNI (server needs --faketls-fallback)")
     p.set_defaults(func=cmd_ss_local)
 
     p = sub.add_parser("genkey", help="print a random base64 pre-shared key for a 2022 method")

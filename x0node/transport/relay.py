@@ -27,6 +27,14 @@ from x0node.transport import socks5
 from x0node.transport.address import Address
 from x0node.transport.crypto import Method
 from x0node.transport.errors import RemoteError
+from x0node.transport.faketls import (
+    FALLBACK,
+    NEED_MORE,
+    FakeTlsClient,
+    FakeTlsServer,
+    auth_key,
+    wrap_records,
+)
 from x0node.transport.replay import ReplayFilter, SlidingWindow
 from x0node.transport.session import ClientSession, ServerSession
 from x0node.transport.udp_packet import (
@@ -220,6 +228,8 @@ class ServerConnection(_Endpoint):
         super().__init__(server.stats, server.nodelay)
         self.server = server
         self.session = ServerSession(server.method, server.key, server.replay, server.rng)
+        self.tls = FakeTlsServer(server.tls_key, server.replay, server.rng) if server.tls_key else None
+        self.raw = False  # FakeTLS fallback: bytes pass through unchanged to the real site
         self.draining = False
         self._idle: asyncio.TimerHandle | None = None
         self._last_rx = 0.0
@@ -245,6 +255,30 @@ class ServerConnection(_Endpoint):
         if self.draining:
             self._last_rx = time.monotonic()
             return
+        if self.raw:
+            if self.far is None:
+                self.pending.append(data)
+            else:
+                self.far.transport.write(data)
+            return
+        if self.tls is not None:
+            try:
+                decision, inner = self.tls.feed(data, time.time())
+            except RemoteError as exc:
+                self.stats.drops[exc.reason] += 1
+                self.close()
+                return
+            if decision == NEED_MORE:
+                return
+            if decision == FALLBACK:
+                self._start_fallback()
+                return
+            if self.tls.flight:
+                self.transport.write(self.tls.flight)
+                self.tls.flight = b""
+            data = b"".join(inner)
+            if not data:
+                return
         session = self.session
         try:
             had_target = session.target is not None
@@ -269,6 +303,15 @@ class ServerConnection(_Endpoint):
         elif plain:
             self.far.transport.writelines(plain)
 
+    def _start_fallback(self) -> None:
+        # an unauthenticated FakeTLS client (a browser, a prober, a replay) meets the real site
+        self.stats.drops["faketls_" + self.tls.reason] += 1
+        self.raw = True
+        self.pending = [bytes(self.tls.buffered)]
+        self.tls.buffered = bytearray()
+        host, port = self.server.fallback
+        asyncio.ensure_future(self._connect_far(host, port))
+
     def _start_drain(self) -> None:
         # same observable behaviour for every probe: keep reading, say nothing, close on idle/EOF
         self.draining = True
@@ -276,6 +319,8 @@ class ServerConnection(_Endpoint):
         self.pending = []
 
     def eof_received(self) -> bool:
+        if self.raw:
+            return super().eof_received()
         if self.draining or self.session.target is None:
             self.close()
             return True
@@ -283,7 +328,12 @@ class ServerConnection(_Endpoint):
 
     def from_far(self, data: bytes) -> None:
         self.stats.bytes_down += len(data)
-        self.transport.writelines(self.session.encrypt(data, time.time()))
+        if self.raw:
+            self.transport.write(data)
+        elif self.tls is not None:
+            self.transport.writelines(wrap_records(b"".join(self.session.encrypt(data, time.time()))))
+        else:
+            self.transport.writelines(self.session.encrypt(data, time.time()))
 
     def close(self) -> None:
         if self._idle is not None:
@@ -302,12 +352,16 @@ class LocalConnection(_Endpoint):
         self.session: ClientSession | None = None
         self._connected = False
         self._udp: LocalUdp | None = None
+        self.tls: FakeTlsClient | None = None
 
     def data_received(self, data: bytes) -> None:
         if self.stage == 2:
             self.stats.bytes_up += len(data)
             if self._connected:
-                self.far.transport.writelines(self.session.encrypt(data))
+                sealed = self.session.encrypt(data)
+                if self.tls is not None:
+                    sealed = self.tls.wrap(b"".join(sealed))
+                self.far.transport.writelines(sealed)
             else:
                 self.buf += data
             return
@@ -356,11 +410,22 @@ class LocalConnection(_Endpoint):
         self.buf = bytearray()
         self._connected = True
         self.stats.bytes_up += len(initial)
-        self.far.transport.writelines([b"".join(self.session.first_write(initial, time.time()))])
+        first = b"".join(self.session.first_write(initial, time.time()))
+        if self.local.tls_key:
+            self.tls = FakeTlsClient(self.local.tls_key, self.local.sni, self.local.rng, time.time())
+            self.far.transport.write(self.tls.hello())
+            self.tls.wrap(first)  # held until the server has proved itself
+        else:
+            self.far.transport.write(first)
 
     def from_far(self, data: bytes) -> None:
         try:
-            plain = self.session.decrypt(data, time.time())
+            if self.tls is not None:
+                inner, send = self.tls.feed(data)
+                if send:
+                    self.far.transport.writelines(send)
+                data = b"".join(inner)
+            plain = self.session.decrypt(data, time.time()) if data else []
         except RemoteError as exc:
             self.stats.drops[exc.reason] += 1
             self.close()
@@ -545,7 +610,11 @@ class ShadowsocksServer:
         rng=None,
         probe_idle_timeout_s: float = PROBE_IDLE_TIMEOUT_S,
         nodelay: bool = False,
+        fallback: tuple[str, int] | None = None,
     ) -> None:
+        """`fallback` set turns FakeTLS on: unauthenticated clients are relayed there."""
+        self.fallback = fallback
+        self.tls_key = auth_key(key) if fallback else b""
         self.nodelay = nodelay
         self.probe_idle_timeout_s = probe_idle_timeout_s
         self.method = method
@@ -598,7 +667,11 @@ class ShadowsocksLocal:
         udp: bool = True,
         rng=None,
         nodelay: bool = False,
+        sni: str | None = None,
     ) -> None:
+        """`sni` set turns FakeTLS on towards the server (which must run with a fallback)."""
+        self.sni = sni
+        self.tls_key = auth_key(key) if sni else b""
         self.nodelay = nodelay
         self.method = method
         self.key = key
