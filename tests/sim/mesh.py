@@ -1,0 +1,274 @@
+"""In-memory N-node mesh for the routing core: manual clock, seeded lossy point-to-point links.
+
+Rules:
+- Time is simulated: an event heap of datagram deliveries and router timers; nothing sleeps.
+- Every link is a pair of interfaces with a latency and a loss probability drawn from one seeded rng,
+  so a run is reproducible from its seed.
+- A "cut" link silently drops everything (carrier stays up), as a radio link that fades out would.
+- The harness applies each router's RouteChanges to a per-node table and can walk those tables hop by
+  hop to check that every node reaches every other node without loops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import random
+from dataclasses import dataclass, field
+
+from x0node.proto.identity import Identity
+from x0node.proto.router import Router, RouterConfig
+from x0node.proto.trust import TrustAnchor, TrustStore
+
+ANCHOR_SEED = hashlib.blake2b(b"sim-anchor", digest_size=32).digest()
+
+
+def node_seed(seed: int, i: int) -> bytes:
+    return hashlib.blake2b(f"sim-node-{seed}-{i}".encode(), digest_size=32).digest()
+
+
+@dataclass
+class Link:
+    a: int
+    a_if: str
+    a_addr: str
+    b: int
+    b_if: str
+    b_addr: str
+    latency_s: float
+    loss: float
+    up: bool = True
+
+
+@dataclass
+class Node:
+    index: int
+    router: Router
+    routes: dict[str, tuple[str, str, int]] = field(default_factory=dict)
+    events: list = field(default_factory=list)
+    tx_bytes: int = 0
+    tx_packets: int = 0
+    alive: bool = True
+
+
+class SimMesh:
+    def __init__(
+        self, n: int, seed: int = 1, config: RouterConfig | None = None, certify: bool = True
+    ) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.now = 0.0
+        self.config = config or RouterConfig(emit_drop_events=False)
+        self.anchor = TrustAnchor.from_seed(ANCHOR_SEED)
+        self.trust_anchors = [self.anchor.public_key]
+        self.nodes: list[Node] = []
+        self.links: list[Link] = []
+        self.if_link: dict[tuple[int, str], Link] = {}
+        self._heap: list[tuple[float, int, str, object]] = []
+        self._seq = 0
+        self._sched: dict[int, float | None] = {}
+        self.delivered = 0
+        for _ in range(n):
+            self.add_node(certify=certify)
+
+    # ---- construction
+    def make_identity(self, i: int, certify: bool = True) -> Identity:
+        ident = Identity.from_seed(node_seed(self.seed, i))
+        if certify:
+            ident = ident.with_certificate(self.anchor.certify(ident.public_key))
+        return ident
+
+    def add_node(self, certify: bool = True, identity: Identity | None = None) -> int:
+        i = len(self.nodes)
+        ident = identity or self.make_identity(i, certify)
+        trust = TrustStore(list(self.trust_anchors))
+        r = Router(ident, trust, self.config, random.Random(self.seed * 100003 + i), self.now)
+        self.nodes.append(Node(i, r))
+        self._sched[i] = None
+        self._schedule(i)
+        return i
+
+    def connect(self, a: int, b: int, latency_s: float = 0.001, loss: float = 0.0) -> Link:
+        a_if = f"m{sum(1 for k in self.if_link if k[0] == a)}"
+        b_if = f"m{sum(1 for k in self.if_link if k[0] == b)}"
+        link = Link(
+            a, a_if, f"fe80::{a + 1:x}:{a_if[1:]}", b, b_if, f"fe80::{b + 1:x}:{b_if[1:]}", latency_s, loss
+        )
+        self.links.append(link)
+        self.if_link[(a, a_if)] = link
+        self.if_link[(b, b_if)] = link
+        self.nodes[a].router.add_interface(a_if, self.now)
+        self.nodes[b].router.add_interface(b_if, self.now)
+        self._schedule(a)
+        self._schedule(b)
+        return link
+
+    def link_between(self, a: int, b: int) -> Link:
+        for ln in self.links:
+            if {ln.a, ln.b} == {a, b}:
+                return ln
+        raise KeyError((a, b))
+
+    # ---- event loop
+    def _push(self, t: float, kind: str, payload: object) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (t, self._seq, kind, payload))
+
+    def _schedule(self, i: int) -> None:
+        node = self.nodes[i]
+        if not node.alive:
+            return
+        nt = node.router.next_timer()
+        if nt is None:
+            return
+        nt = max(nt, self.now)
+        if self._sched.get(i) is not None and self._sched[i] <= nt:
+            return
+        self._sched[i] = nt
+        self._push(nt, "timer", i)
+
+    def _flush(self, i: int) -> None:
+        node = self.nodes[i]
+        r = node.router
+        for out in r.datagrams_to_send():
+            node.tx_packets += 1
+            node.tx_bytes += len(out.payload)
+            link = self.if_link.get((i, out.ifname))
+            if link is None or not link.up:
+                continue
+            if link.a == i:
+                peer, peer_if, src, peer_addr = link.b, link.b_if, link.a_addr, link.b_addr
+            else:
+                peer, peer_if, src, peer_addr = link.a, link.a_if, link.b_addr, link.a_addr
+            if out.dst is not None and out.dst != peer_addr:
+                continue
+            if link.loss and self.rng.random() < link.loss:
+                continue
+            self._push(self.now + link.latency_s, "rx", (peer, peer_if, src, out.payload, link))
+        for ch in r.route_changes():
+            if ch.op == "del":
+                node.routes.pop(ch.dest, None)
+            else:
+                node.routes[ch.dest] = (ch.ifname, ch.via, ch.metric)
+        while (ev := r.next_event()) is not None:
+            node.events.append(ev)
+        self._schedule(i)
+
+    def inject(self, i: int, ifname: str, src: str, data: bytes) -> None:
+        """Deliver a datagram to node i now, as if it came from `src` on `ifname`."""
+        self.nodes[i].router.receive(ifname, src, data, self.now)
+        self._flush(i)
+
+    def run_until(self, t_end: float) -> None:
+        heap = self._heap
+        while heap and heap[0][0] <= t_end:
+            t, _, kind, payload = heapq.heappop(heap)
+            self.now = t
+            if kind == "timer":
+                i = payload  # type: ignore[assignment]
+                if self._sched.get(i) != t:
+                    continue
+                self._sched[i] = None
+                node = self.nodes[i]
+                if not node.alive:
+                    continue
+                node.router.tick(t)
+                self._flush(i)
+            else:
+                peer, peer_if, src, data, link = payload  # type: ignore[misc]
+                if not link.up or not self.nodes[peer].alive:
+                    continue
+                self.delivered += 1
+                self.nodes[peer].router.receive(peer_if, src, data, t)
+                self._flush(peer)
+        self.now = max(self.now, t_end)
+
+    def run_for(self, dt: float) -> None:
+        self.run_until(self.now + dt)
+
+    def kill(self, i: int) -> None:
+        """Node vanishes silently (power loss)."""
+        self.nodes[i].alive = False
+
+    # ---- checks
+    def mesh_route(self, src: int, dst: int, max_hops: int | None = None) -> list[int] | None:
+        """Walk the installed routes from src towards dst's mesh address; None if no route or loop."""
+        dest = f"{self.nodes[dst].router.identity.mesh_address}/128"
+        path = [src]
+        cur = src
+        limit = max_hops or len(self.nodes) + 1
+        while cur != dst:
+            r = self.nodes[cur].routes.get(dest)
+            if r is None:
+                return None
+            link = self.if_link.get((cur, r[0]))
+            if link is None:
+                return None
+            nxt = link.b if link.a == cur else link.a
+            via_ok = (link.b_addr if link.a == cur else link.a_addr) == r[1]
+            if not via_ok or not link.up or not self.nodes[nxt].alive:
+                return None
+            path.append(nxt)
+            cur = nxt
+            if len(path) > limit:
+                return None
+        return path
+
+    def all_pairs_ok(self, nodes: list[int] | None = None) -> bool:
+        idx = nodes if nodes is not None else [n.index for n in self.nodes if n.alive]
+        return all(self.mesh_route(a, b) is not None for a in idx for b in idx if a != b)
+
+    def broken_pairs(self, nodes: list[int] | None = None) -> list[tuple[int, int]]:
+        idx = nodes if nodes is not None else [n.index for n in self.nodes if n.alive]
+        return [(a, b) for a in idx for b in idx if a != b and self.mesh_route(a, b) is None]
+
+    def run_until_converged(
+        self, timeout_s: float, step_s: float = 0.01, nodes: list[int] | None = None
+    ) -> float | None:
+        """Advance until all pairs route; returns the simulated time taken or None."""
+        start = self.now
+        while self.now - start <= timeout_s:
+            if self.all_pairs_ok(nodes):
+                return self.now - start
+            self.run_for(step_s)
+        return None
+
+    def drops(self, i: int) -> dict[str, int]:
+        return dict(self.nodes[i].router.drops)
+
+
+# ---- topologies
+def line(mesh: SimMesh, n: int, **kw: float) -> None:
+    for i in range(n - 1):
+        mesh.connect(i, i + 1, **kw)
+
+
+def ring(mesh: SimMesh, n: int, **kw: float) -> None:
+    line(mesh, n, **kw)
+    mesh.connect(n - 1, 0, **kw)
+
+
+def grid(mesh: SimMesh, w: int, h: int, **kw: float) -> None:
+    for y in range(h):
+        for x in range(w):
+            i = y * w + x
+            if x + 1 < w:
+                mesh.connect(i, i + 1, **kw)
+            if y + 1 < h:
+                mesh.connect(i, i + w, **kw)
+
+
+def random_connected(mesh: SimMesh, n: int, extra_edges: int, rng: random.Random, **kw: float) -> None:
+    """A random spanning tree plus `extra_edges` random extra links (no duplicates)."""
+    edges: set[tuple[int, int]] = set()
+    order = list(range(n))
+    rng.shuffle(order)
+    for k in range(1, n):
+        a, b = order[k], order[rng.randrange(k)]
+        edges.add((min(a, b), max(a, b)))
+    while len(edges) < n - 1 + extra_edges:
+        a, b = rng.randrange(n), rng.randrange(n)
+        if a != b:
+            edges.add((min(a, b), max(a, b)))
+    for a, b in sorted(edges):
+        mesh.connect(a, b, **kw)

@@ -1,0 +1,313 @@
+"""Routing messages and their wire encoding.
+
+Every datagram starts with version (u8, WIRE_VERSION) and type (u8). Unknown versions and types are
+rejected; there are no optional fields, so trailing bytes reject the message too.
+
+| type | name      | authenticated by                         | changes state |
+|------|-----------|------------------------------------------|---------------|
+| 1    | HELLO     | Ed25519 of the sender (credential inside)| neighbours    |
+| 2    | KEEPALIVE | 16-byte keyed BLAKE2b per receiver       | liveness, RTT, loss |
+| 3    | LSA       | Ed25519 of the origin (credential inside)| LSDB          |
+| 4    | ACK       | Ed25519 of the sender (key known from HELLO) | flooding   |
+| 5    | WITHDRAW  | Ed25519 of the origin (key known from its LSA) | LSDB     |
+
+Rules:
+- Signed messages: signature (64 bytes) last, over b"x0node-msg-v1\\0" + everything before it.
+- Decoding checks structure and bounds only; `decode` never verifies signatures (the receiver does that
+  with the key it trusts before anything touches state). `decode` raises only DecodeError.
+- Keepalive entry MAC input: b"x0node-ka-v1\\0" + sender id + receiver id + the 9 header bytes + the
+  entry's echo fields; so an entry cannot be replayed towards another receiver or reflected back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass, field
+
+from x0node.proto.identity import Identity, node_id_of
+from x0node.proto.protocol import (
+    MAC_BYTES,
+    MAX_ACK_ENTRIES,
+    MAX_DATAGRAM_BYTES,
+    MAX_HELLO_NEIGHBOURS,
+    MAX_LSA_NEIGHBOURS,
+    MAX_LSA_PREFIXES,
+    NODE_ID_BYTES,
+    SIGNATURE_BYTES,
+    WIRE_VERSION,
+)
+from x0node.proto.quality import Quality
+from x0node.proto.trust import Credential
+from x0node.proto.wire import DecodeError, Reader, Writer
+
+T_HELLO = 1
+T_KEEPALIVE = 2
+T_LSA = 3
+T_ACK = 4
+T_WITHDRAW = 5
+MESSAGE_TYPES = {
+    T_HELLO: "hello",
+    T_KEEPALIVE: "keepalive",
+    T_LSA: "lsa",
+    T_ACK: "ack",
+    T_WITHDRAW: "withdraw",
+}
+
+_SIG_DOMAIN = b"x0node-msg-v1\x00"
+_KA_DOMAIN = b"x0node-ka-v1\x00"
+KEEPALIVE_HEADER_BYTES = 9
+KEEPALIVE_ENTRY_BYTES = 4 + 2 + MAC_BYTES
+
+
+def _header(t: int) -> Writer:
+    return Writer().u8(WIRE_VERSION).u8(t)
+
+
+# ------------------------------------------------------------------------------------------ HELLO
+@dataclass(frozen=True)
+class HelloNeighbour:
+    node_id: bytes
+    echo_ts_ms: int
+    echo_delay_ms: int
+
+
+@dataclass(frozen=True)
+class Hello:
+    credential: Credential
+    seq: int
+    epoch: int
+    ts_ms: int
+    interval_ms: int
+    neighbours: tuple[HelloNeighbour, ...]
+    signature: bytes = field(default=b"", compare=False)
+
+    def body(self) -> bytes:
+        w = _header(T_HELLO).raw(self.credential.encode())
+        w.u32(self.seq).u32(self.epoch).u32(self.ts_ms).u16(self.interval_ms).u8(len(self.neighbours))
+        for n in self.neighbours:
+            w.raw(n.node_id, NODE_ID_BYTES).u32(n.echo_ts_ms).u16(n.echo_delay_ms)
+        return w.bytes()
+
+    @property
+    def sender(self) -> bytes:
+        return self.credential.node_id
+
+
+# -------------------------------------------------------------------------------------- KEEPALIVE
+@dataclass(frozen=True)
+class KeepaliveEntry:
+    echo_ts_ms: int
+    echo_delay_ms: int
+    mac: bytes
+
+
+@dataclass(frozen=True)
+class Keepalive:
+    seq: int  # u16
+    ts_ms: int
+    entries: tuple[KeepaliveEntry, ...]
+
+    def header(self) -> bytes:
+        return keepalive_header(self.seq, self.ts_ms, len(self.entries))
+
+    def encode(self) -> bytes:
+        w = Writer().raw(self.header())
+        for e in self.entries:
+            w.u32(e.echo_ts_ms).u16(e.echo_delay_ms).raw(e.mac, MAC_BYTES)
+        return w.bytes()
+
+
+def keepalive_header(seq: int, ts_ms: int, count: int) -> bytes:
+    return _header(T_KEEPALIVE).u16(seq).u32(ts_ms).u8(count).bytes()
+
+
+def keepalive_mac(
+    key: bytes, sender: bytes, receiver: bytes, header: bytes, echo_ts_ms: int, echo_delay_ms: int
+) -> bytes:
+    data = (
+        _KA_DOMAIN
+        + sender
+        + receiver
+        + header
+        + echo_ts_ms.to_bytes(4, "big")
+        + echo_delay_ms.to_bytes(2, "big")
+    )
+    return hashlib.blake2b(data, key=key, digest_size=MAC_BYTES).digest()
+
+
+# ------------------------------------------------------------------------------------------- LSA
+@dataclass(frozen=True)
+class LsaLink:
+    node_id: bytes
+    cost: int  # u16
+    quality: int  # Quality
+
+
+@dataclass(frozen=True)
+class Lsa:
+    credential: Credential
+    seq: int
+    links: tuple[LsaLink, ...]
+    prefixes: tuple[str, ...]  # "addr/len", normalised
+    signature: bytes = field(default=b"", compare=False)
+
+    def body(self) -> bytes:
+        w = _header(T_LSA).raw(self.credential.encode()).u32(self.seq).u8(len(self.links))
+        for link in self.links:
+            w.raw(link.node_id, NODE_ID_BYTES).u16(link.cost).u8(link.quality)
+        w.u8(len(self.prefixes))
+        for p in self.prefixes:
+            net = ipaddress.ip_network(p)
+            w.u8(net.version).u8(net.prefixlen).raw(net.network_address.packed)
+        return w.bytes()
+
+    @property
+    def origin(self) -> bytes:
+        return self.credential.node_id
+
+
+# ------------------------------------------------------------------------------------------- ACK
+@dataclass(frozen=True)
+class Ack:
+    sender: bytes
+    seq: int
+    entries: tuple[tuple[bytes, int], ...]  # (origin, lsa seq)
+    signature: bytes = field(default=b"", compare=False)
+
+    def body(self) -> bytes:
+        w = _header(T_ACK).raw(self.sender, NODE_ID_BYTES).u32(self.seq).u8(len(self.entries))
+        for origin, s in self.entries:
+            w.raw(origin, NODE_ID_BYTES).u32(s)
+        return w.bytes()
+
+
+# -------------------------------------------------------------------------------------- WITHDRAW
+@dataclass(frozen=True)
+class Withdraw:
+    origin: bytes
+    seq: int
+    signature: bytes = field(default=b"", compare=False)
+
+    def body(self) -> bytes:
+        return _header(T_WITHDRAW).raw(self.origin, NODE_ID_BYTES).u32(self.seq).bytes()
+
+
+Message = Hello | Keepalive | Lsa | Ack | Withdraw
+Signed = Hello | Lsa | Ack | Withdraw
+
+
+def signed_payload(body: bytes) -> bytes:
+    return _SIG_DOMAIN + body
+
+
+def sign(msg: Signed, identity: Identity) -> bytes:
+    """Encode and sign our own message; returns the datagram."""
+    body = msg.body()
+    data = body + identity.sign(signed_payload(body))
+    if len(data) > MAX_DATAGRAM_BYTES:
+        raise ValueError(f"message of {len(data)} bytes exceeds MAX_DATAGRAM_BYTES")
+    return data
+
+
+def encode(msg: Message) -> bytes:
+    """Encode a decoded (already signed) message back to bytes."""
+    if isinstance(msg, Keepalive):
+        return msg.encode()
+    return msg.body() + msg.signature
+
+
+def _prefix(r: Reader) -> str:
+    fam = r.u8()
+    plen = r.u8()
+    if fam == 6:
+        raw, maxlen = r.raw(16), 128
+    elif fam == 4:
+        raw, maxlen = r.raw(4), 32
+    else:
+        raise DecodeError("unknown address family")
+    if plen > maxlen:
+        raise DecodeError("bad prefix length")
+    try:
+        net = ipaddress.ip_network((raw, plen), strict=True)
+    except ValueError as exc:
+        raise DecodeError("host bits set in prefix") from exc
+    return str(net)
+
+
+def decode(data: bytes) -> Message:
+    """Parse a datagram. Raises only DecodeError. Signatures are NOT checked here."""
+    r = Reader(data)
+    if r.u8() != WIRE_VERSION:
+        raise DecodeError("unsupported version")
+    t = r.u8()
+    if t == T_KEEPALIVE:
+        seq, ts = r.u16(), r.u32()
+        n = r.count(MAX_HELLO_NEIGHBOURS)
+        entries = tuple(KeepaliveEntry(r.u32(), r.u16(), r.raw(MAC_BYTES)) for _ in range(n))
+        r.end()
+        return Keepalive(seq, ts, entries)
+    if t == T_HELLO:
+        cred = Credential.decode_from(r)
+        seq, epoch, ts, interval = r.u32(), r.u32(), r.u32(), r.u16()
+        if interval == 0:
+            raise DecodeError("zero hello interval")
+        n = r.count(MAX_HELLO_NEIGHBOURS)
+        nbrs = tuple(HelloNeighbour(r.raw(NODE_ID_BYTES), r.u32(), r.u16()) for _ in range(n))
+        sig = r.raw(SIGNATURE_BYTES)
+        r.end()
+        return Hello(cred, seq, epoch, ts, interval, nbrs, sig)
+    if t == T_LSA:
+        cred = Credential.decode_from(r)
+        seq = r.u32()
+        n = r.count(MAX_LSA_NEIGHBOURS)
+        links = []
+        for _ in range(n):
+            nid, cost, q = r.raw(NODE_ID_BYTES), r.u16(), r.u8()
+            if q > Quality.BAD:
+                raise DecodeError("unknown quality class")
+            if cost == 0:
+                raise DecodeError("zero cost")
+            links.append(LsaLink(nid, cost, q))
+        m = r.count(MAX_LSA_PREFIXES)
+        prefixes = tuple(_prefix(r) for _ in range(m))
+        sig = r.raw(SIGNATURE_BYTES)
+        r.end()
+        return Lsa(cred, seq, tuple(links), prefixes, sig)
+    if t == T_ACK:
+        sender, seq = r.raw(NODE_ID_BYTES), r.u32()
+        n = r.count(MAX_ACK_ENTRIES)
+        entries = tuple((r.raw(NODE_ID_BYTES), r.u32()) for _ in range(n))
+        sig = r.raw(SIGNATURE_BYTES)
+        r.end()
+        return Ack(sender, seq, entries, sig)
+    if t == T_WITHDRAW:
+        origin, seq = r.raw(NODE_ID_BYTES), r.u32()
+        sig = r.raw(SIGNATURE_BYTES)
+        r.end()
+        return Withdraw(origin, seq, sig)
+    raise DecodeError("unknown message type")
+
+
+def signed_bytes(data: bytes) -> tuple[bytes, bytes]:
+    """(payload to verify, signature) of a signed datagram that decoded successfully."""
+    return signed_payload(data[:-SIGNATURE_BYTES]), data[-SIGNATURE_BYTES:]
+
+
+__all__ = [
+    "Ack",
+    "DecodeError",
+    "Hello",
+    "HelloNeighbour",
+    "Keepalive",
+    "KeepaliveEntry",
+    "Lsa",
+    "LsaLink",
+    "Message",
+    "Withdraw",
+    "decode",
+    "encode",
+    "keepalive_mac",
+    "node_id_of",
+    "sign",
+]

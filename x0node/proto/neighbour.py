@@ -1,0 +1,162 @@
+"""One neighbour on one interface: session, liveness, RTT, loss, throughput, quality class and cost.
+
+Rules:
+- A neighbour exists only after a verified signed HELLO from it (state INIT). It becomes UP (two-way)
+  when it shows it hears us: it lists us in a signed HELLO, or sends a keepalive entry whose MAC under
+  our pairwise key verifies (which it can only compute after verifying our HELLO).
+- The pairwise key binds both session epochs; a HELLO with a new epoch resets the session (keepalive
+  replay window, key, RTT) but keeps the measurements of the link.
+- Dead when nothing authenticated arrived for (HELLO_MISSED_DEAD + 0.5) x the neighbour's announced
+  keepalive interval (UP) or for NEIGHBOUR_HOLD_FULL_HELLOS x the full-hello interval (INIT).
+- RTT is an EWMA of echo samples: now - echoed timestamp - the peer's holding delay (ms, mod 2^32);
+  samples above RTT_SAMPLE_MAX_MS are discarded.
+- Loss is measured over the last LOSS_WINDOW_HELLOS keepalive sequence numbers.
+- The advertised cost changes only when the measured cost moved by more than COST_HYSTERESIS_FRACTION
+  (and at most once per MIN_COST_CHANGE_INTERVAL_S), or when the quality class changes.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from x0node.proto.protocol import (
+    COST_HYSTERESIS_FRACTION,
+    LOSS_WINDOW_HELLOS,
+    MIN_COST_CHANGE_INTERVAL_S,
+    REPLAY_WINDOW,
+    RTT_EWMA_ALPHA,
+)
+from x0node.proto.quality import Quality, classify, link_cost
+from x0node.proto.seqno import ReplayWindow, seq_diff
+
+RTT_SAMPLE_MAX_MS = 10_000.0
+TS_MOD = 1 << 32
+
+
+class NeighbourState(enum.Enum):
+    INIT = "init"
+    UP = "up"
+
+
+def ms(now: float) -> int:
+    """Our clock as a u32 millisecond timestamp (0 is reserved for "none")."""
+    v = int(now * 1000.0) % TS_MOD
+    return v or 1
+
+
+@dataclass
+class Neighbour:
+    ifname: str
+    node_id: bytes
+    public_key: bytes
+    address: str
+    epoch: int
+    key: bytes
+    interval_s: float
+    created_s: float
+    state: NeighbourState = NeighbourState.INIT
+    last_rx_s: float = 0.0
+    last_hello_s: float = 0.0
+    peer_ts_ms: int = 0
+    peer_ts_rx_s: float = 0.0
+    rtt_ms: float | None = None
+    throughput_bps: float | None = None
+    ka_window: ReplayWindow = field(default_factory=lambda: ReplayWindow(REPLAY_WINDOW, 16))
+    ack_window: ReplayWindow = field(default_factory=lambda: ReplayWindow(REPLAY_WINDOW, 32))
+    ka_first_seq: int | None = None
+    ka_received: int = 0
+    adv_cost: int = 0
+    adv_quality: Quality = Quality.EXCELLENT
+    adv_changed_s: float = -1e9
+    up_since_s: float | None = None
+
+    # ---- session -----------------------------------------------------------------------------------
+    def reset_session(self, epoch: int, key: bytes) -> None:
+        self.epoch = epoch
+        self.key = key
+        self.ka_window = ReplayWindow(REPLAY_WINDOW, 16)
+        self.ack_window = ReplayWindow(REPLAY_WINDOW, 32)
+        self.ka_first_seq = None
+        self.ka_received = 0
+        self.peer_ts_ms = 0
+
+    def heard(self, now: float, peer_ts_ms: int) -> None:
+        self.last_rx_s = now
+        self.peer_ts_ms = peer_ts_ms
+        self.peer_ts_rx_s = now
+
+    def rtt_sample(self, now: float, echo_ts_ms: int, echo_delay_ms: int) -> None:
+        if echo_ts_ms == 0:
+            return
+        sample = (ms(now) - echo_ts_ms - echo_delay_ms) % TS_MOD
+        if sample > RTT_SAMPLE_MAX_MS:
+            return
+        self.rtt_ms = (
+            float(sample)
+            if self.rtt_ms is None
+            else (1 - RTT_EWMA_ALPHA) * self.rtt_ms + RTT_EWMA_ALPHA * sample
+        )
+
+    def keepalive_seen(self, seq: int) -> None:
+        if self.ka_first_seq is None:
+            self.ka_first_seq = seq
+        self.ka_received += 1
+
+    def echo(self, now: float) -> tuple[int, int]:
+        """(echo timestamp, holding delay ms) to put in our next hello for this neighbour."""
+        if not self.peer_ts_ms:
+            return 0, 0
+        delay = int((now - self.peer_ts_rx_s) * 1000.0)
+        return self.peer_ts_ms, max(0, min(delay, 65535))
+
+    # ---- liveness -----------------------------------------------------------------------------------
+    def dead_at(self, missed: int, init_hold_s: float) -> float:
+        if self.state is NeighbourState.UP:
+            return self.last_rx_s + (missed + 0.5) * self.interval_s
+        return self.last_hello_s + init_hold_s
+
+    # ---- quality -------------------------------------------------------------------------------------
+    def loss(self) -> float:
+        if self.ka_first_seq is None or self.ka_window.highest is None:
+            return 0.0
+        span = seq_diff(self.ka_window.highest, self.ka_first_seq, 16) + 1
+        n = max(1, min(LOSS_WINDOW_HELLOS, span))
+        seen = self.ka_window.seen_in_last(n)
+        return max(0.0, 1.0 - seen / n)
+
+    def measured(self) -> tuple[Quality, int]:
+        loss, rtt = self.loss(), self.rtt_ms or 0.0
+        return classify(loss, rtt, self.throughput_bps), link_cost(loss, rtt, self.throughput_bps)
+
+    def refresh_advertised(self, now: float, force: bool = False) -> bool:
+        """Update the advertised (cost, class) with hysteresis. Returns True if it changed."""
+        q, cost = self.measured()
+        if force or self.adv_cost == 0:
+            changed = (q, cost) != (self.adv_quality, self.adv_cost)
+            self.adv_quality, self.adv_cost, self.adv_changed_s = q, cost, now
+            return changed
+        if q != self.adv_quality:
+            self.adv_quality, self.adv_cost, self.adv_changed_s = q, cost, now
+            return True
+        if abs(cost - self.adv_cost) > COST_HYSTERESIS_FRACTION * self.adv_cost and (
+            now - self.adv_changed_s >= MIN_COST_CHANGE_INTERVAL_S
+        ):
+            self.adv_cost, self.adv_changed_s = cost, now
+            return True
+        return False
+
+    def view(self, now: float) -> dict:
+        return {
+            "ifname": self.ifname,
+            "node_id": self.node_id.hex(),
+            "address": self.address,
+            "state": self.state.value,
+            "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 3),
+            "loss": round(self.loss(), 4),
+            "throughput_bps": self.throughput_bps,
+            "quality": self.adv_quality.name,
+            "cost": self.adv_cost,
+            "last_heard_s_ago": round(max(0.0, now - self.last_rx_s), 3),
+            "up_for_s": None if self.up_since_s is None else round(now - self.up_since_s, 3),
+        }

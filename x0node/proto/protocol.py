@@ -1,0 +1,108 @@
+"""The routing protocol's numbers: addresses, port, timers and every limit on network-fed state.
+
+Rules:
+- Every value here has its unit in its name (`_S` seconds, `_MS` milliseconds, `_BYTES`, ...).
+- Every table fed by the network is bounded by one of the `MAX_*` constants below; code that grows such
+  a table checks the bound and drops (and counts) instead of growing.
+- Timer defaults are chosen for: silent link failure detected and rerouted in < 300 ms, cold start
+  convergence < 1 s, and control traffic <= ~1.6 kB/s per node with two mesh interfaces including the
+  48 bytes of IPv6+UDP headers per packet (see docs/routing.md for the arithmetic).
+"""
+
+from __future__ import annotations
+
+# --- addressing -----------------------------------------------------------------------------------------
+MESH_UDP_PORT = 6717
+"""UDP port of the routing protocol on every mesh interface (hellos, LSAs, ACKs, WITHDRAWs)."""
+MESH_MCAST_GROUP = "ff02::7830:6b14"
+"""Link-local multicast group hellos and first-time floods are sent to."""
+MESH_ULA_PREFIX = "fd78:3074:6b14::/48"
+"""ULA prefix holding every node's mesh address: prefix (48 bits) + the first 80 bits of the node id."""
+MESH_ULA_PREFIX_LEN = 48
+ROUTE_PROTOCOL_NUMBER = 78
+"""rtnetlink protocol number our routes carry (daemon installs with it; we never touch others)."""
+IPV6_UDP_HEADER_BYTES = 48
+"""IPv6 (40) + UDP (8) header bytes per datagram, used in traffic arithmetic."""
+
+# --- wire ----------------------------------------------------------------------------------------------
+WIRE_VERSION = 1
+MAX_DATAGRAM_BYTES = 1232
+"""Largest datagram we send or accept: IPv6 minimum MTU 1280 minus IPv6+UDP headers."""
+NODE_ID_BYTES = 16
+SIGNATURE_BYTES = 64
+PUBLIC_KEY_BYTES = 32
+MAC_BYTES = 16
+"""Keyed BLAKE2b tag length on keepalive entries."""
+
+# --- hellos and neighbours -------------------------------------------------------------------------------
+HELLO_INTERVAL_S = 0.1
+"""Keepalive interval per interface (compact MAC-authenticated hello)."""
+HELLO_MISSED_DEAD = 2
+"""A neighbour is dead when this many consecutive keepalives are missed (plus half an interval of slack)."""
+FULL_HELLO_INTERVAL_S = 15.0
+"""Interval of the Ed25519-signed full HELLO that (re)establishes neighbours, +-25% jitter."""
+TRIGGERED_HELLO_MIN_INTERVAL_S = 0.05
+"""Minimum spacing of signed HELLOs sent early (new neighbour heard, neighbour lost us) per interface."""
+NEIGHBOUR_HOLD_FULL_HELLOS = 3.5
+"""A neighbour that keeps sending keepalives we can verify stays; a one-way (not yet verified two-way)
+neighbour is forgotten after this many full-hello intervals."""
+LOSS_WINDOW_HELLOS = 32
+"""Loss is measured over the last this-many keepalive sequence numbers."""
+REPLAY_WINDOW = 64
+"""Width (in sequence numbers) of every replay window."""
+MAX_NEIGHBOURS_PER_INTERFACE = 32
+MAX_NEIGHBOURS = 128
+MAX_INTERFACES = 16
+MAX_HELLO_NEIGHBOURS = 32
+"""Most neighbour entries in one HELLO or keepalive."""
+MAX_REMEMBERED_EPOCHS = 8
+"""Per origin, the last this-many session epochs are remembered to reject replays of old sessions."""
+MAX_ECHO_DELAY_MS = 65535
+
+# --- link quality and cost -------------------------------------------------------------------------------
+COST_SCALE = 100
+"""Cost of a perfect link (ETX 1, no latency)."""
+COST_RTT_MS_PER_UNIT = 0.1
+"""One cost unit per this much round-trip time (ms)."""
+COST_MAX = 65535
+COST_HYSTERESIS_FRACTION = 0.25
+"""The advertised cost changes only when the measured one moved by more than this fraction."""
+RTT_EWMA_ALPHA = 0.2
+MIN_COST_CHANGE_INTERVAL_S = 1.0
+"""At most one cost re-advertisement per neighbour per this many seconds (class changes excepted)."""
+
+# --- LSDB and flooding ----------------------------------------------------------------------------------
+MAX_LSAS = 4096
+"""Most origins in the LSDB (LSAs and withdraw tombstones together)."""
+MAX_LSA_NEIGHBOURS = 40
+MAX_LSA_PREFIXES = 8
+LSA_REFRESH_S = 900.0
+"""Each node re-originates its LSA this often (+-25% jitter) so that it never ages out elsewhere."""
+LSA_MAX_AGE_S = 3600.0
+"""An LSA not refreshed for this long is removed; a withdraw tombstone is kept this long."""
+LSA_MIN_INTERVAL_S = 0.05
+"""Minimum spacing of two originations of our own LSA (changes in between are batched)."""
+LSA_RETRANSMIT_S = 0.2
+"""Unacknowledged LSAs are resent to a neighbour after this long (+-25% jitter), doubling up to 8x."""
+MAX_RETRANSMIT_QUEUE = 8192
+"""Most (neighbour, LSA) pairs awaiting acknowledgement."""
+MAX_ACK_ENTRIES = 48
+ACK_DELAY_S = 0.005
+"""ACKs to one neighbour are batched for this long."""
+SPF_DELAY_S = 0.01
+"""SPF runs this long after the first LSDB change that needs it (later changes are batched)."""
+
+# --- node manager ----------------------------------------------------------------------------------------
+DEAD_NODE_TIMEOUT_S = 60.0
+"""A node unreachable for this long is pruned from the LSDB and reported as left."""
+
+# --- slot scheduler --------------------------------------------------------------------------------------
+SLOTS_PER_FRAME = 100
+"""Beacon frame (= HELLO_INTERVAL_S) is divided into this many slots."""
+SLOT_JITTER_FRACTION = 0.4
+"""Jitter inside a slot, as a fraction of the slot length (1% of the interval at the defaults' 100 slots)."""
+MAX_SLOT_OBSERVATIONS = 256
+
+# --- events, drops ---------------------------------------------------------------------------------------
+MAX_PENDING_EVENTS = 1024
+MAX_PENDING_DATAGRAMS = 16384
