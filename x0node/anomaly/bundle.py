@@ -1,9 +1,9 @@
 """Locating and verifying the shipped anomaly model files (anomaly_model.json, *.tflite, SHA256SUMS).
 
 Rules and invariants:
-- The model directory is, in order: the explicit argument (config `anomaly.model_dir`), the
-  environment variable X0NODE_MODEL_DIR, the source tree's `models/` (development), then
-  /usr/share/x0node/models (images). The first one holding anomaly_model.json wins.
+- The model directory is the explicit argument (config `anomaly.model_dir`) when given; otherwise,
+  in order: the environment variable X0NODE_MODEL_DIR, the source tree's `models/` (development),
+  /usr/share/x0node/models (images); the first one holding anomaly_model.json wins.
 - Every file is checked against SHA256SUMS before use; a mismatch, a missing file or malformed
   metadata raises `BundleError` with the reason, so the fallback chain can degrade and say why.
 - Files are size-bounded (MAX_META_BYTES, tflite_model.MAX_MODEL_BYTES) before they are parsed.
@@ -64,9 +64,9 @@ class Bundle:
 
 
 def find_model_dir(explicit: str | os.PathLike[str] | None = None) -> pathlib.Path:
+    if explicit:  # an explicit directory is used as given, never silently replaced
+        return pathlib.Path(explicit)
     candidates = []
-    if explicit:
-        candidates.append(pathlib.Path(explicit))
     env = os.environ.get("X0NODE_MODEL_DIR")
     if env:
         candidates.append(pathlib.Path(env))
@@ -74,8 +74,6 @@ def find_model_dir(explicit: str | os.PathLike[str] | None = None) -> pathlib.Pa
     for c in candidates:
         if (c / META_NAME).is_file():
             return c
-    if explicit:
-        return pathlib.Path(explicit)
     raise BundleError("no model directory with " + META_NAME + " in " + ", ".join(map(str, candidates)))
 
 

@@ -1,0 +1,237 @@
+"""The anomaly decision core: one evaluation step over the locally known part of the mesh (sans-I/O).
+
+Rules and invariants:
+- Inputs per step: this node's raw feature vector, peers' raw vectors with the time they were
+  received (bounded by MAX_PEERS, dropped after `peer_ttl_s`), the adjacency the router knows, `now`
+  (monotonic s), `wall` (wall-clock s, only for the persisted observe mode) and a seeded
+  `random.Random` (neighbour sampling, Isolation Forest fits). No clock, file or socket here.
+- Every node with a known vector is scored in one batch; a node's neighbour block holds at most
+  K_NEIGHBOURS of its neighbours that have vectors, sampled with the rng when there are more.
+- This node's own verdict is recorded as an observe-mode prediction. It is validated
+  automatically after VALIDATION_HORIZON_S: it was an anomaly when, in the horizon, the rules
+  fired on this node or an operator confirmed it (`feedback`). Only when observe mode is `acting`
+  are `AnomalyDetected` events marked actionable; otherwise they are recorded only.
+- Rows the live layer judged normal feed the Isolation Forest's buffer; the forest is (re)fitted
+  every IFOREST_REFIT_S once enough rows exist. Validated normal rows' GNN scores feed threshold
+  recalibration (never below the shipped threshold, see calibration.py), run every
+  RECALIBRATE_INTERVAL_S and after a drift event.
+- Events are frozen dataclasses pulled with `next_event()`; the queue is bounded (oldest dropped).
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from x0node.anomaly.calibration import recalibrate_threshold
+from x0node.anomaly.chain import GNN, DetectorChain, probability
+from x0node.anomaly.drift import DriftCleared, DriftDetected, DriftMonitor
+from x0node.anomaly.features import K_NEIGHBOURS, N_FEATURES, normalise
+from x0node.anomaly.observe import ObserveConfig, ObserveMode, PhaseChanged
+from x0node.anomaly.rules import rule_reasons, rule_scores
+
+MAX_PEERS = 256
+MAX_EVENTS = 256
+VALIDATION_HORIZON_S = 300.0
+IFOREST_REFIT_S = 6 * 3600.0
+RECALIBRATE_INTERVAL_S = 24 * 3600.0
+CALIBRATION_ROWS = 2000
+
+
+@dataclass(frozen=True)
+class AnomalyDetected:
+    node_id: str
+    layer: str
+    score: float
+    probability: float | None  # GNN only (sigmoid of the logit)
+    actionable: bool  # False while observe mode only records
+    reasons: tuple[str, ...]  # rule names the node trips (context for operators)
+    prediction_id: int | None  # for feedback (this node's own verdict only)
+    at_s: float
+
+
+@dataclass(frozen=True)
+class LayerChanged:
+    old: str
+    new: str
+    reason: str
+    at_s: float
+
+
+@dataclass(frozen=True)
+class ThresholdRecalibrated:
+    old: float
+    new: float
+    rows: int
+    at_s: float
+
+
+class AnomalyEngine:
+    def __init__(
+        self,
+        node_id: str,
+        chain: DetectorChain,
+        drift: DriftMonitor | None,
+        observe: ObserveMode,
+        target_fpr: float = 0.01,
+        peer_ttl_s: float = 120.0,
+    ) -> None:
+        self.node_id = node_id
+        self.chain = chain
+        self.drift = drift
+        self.observe = observe
+        self.target_fpr = target_fpr
+        self.peer_ttl_s = peer_ttl_s
+        self._peers: dict[str, tuple[np.ndarray, float]] = {}
+        self._events: collections.deque[Any] = collections.deque(maxlen=MAX_EVENTS)
+        self._pending: collections.deque[tuple[int, float, float | None]] = collections.deque(maxlen=4096)
+        self._rule_fired_at: collections.deque[float] = collections.deque(maxlen=4096)
+        self._feedback: dict[int, bool] = {}
+        self._normal_scores: collections.deque[float] = collections.deque(maxlen=CALIBRATION_ROWS)
+        self._last_fit_s: float | None = None
+        self._last_recal_s: float | None = None
+        self._live = chain.live_layer
+        self.evaluations = 0
+        self.last_scores: dict[str, dict[str, Any]] = {}
+
+    # ---- inputs
+    def update_peer(self, node_id: str, raw: Sequence[float], now: float) -> bool:
+        """A peer's raw feature vector (e.g. carried by the state layer). Bad vectors are refused."""
+        try:
+            vec = np.asarray(raw, dtype=np.float64).reshape(N_FEATURES)
+        except (TypeError, ValueError):
+            return False
+        if not isinstance(node_id, str) or not node_id or len(node_id) > 128 or node_id == self.node_id:
+            return False
+        if node_id not in self._peers and len(self._peers) >= MAX_PEERS:
+            oldest = min(self._peers, key=lambda k: self._peers[k][1])
+            del self._peers[oldest]
+        self._peers[node_id] = (vec, now)
+        return True
+
+    def feedback(self, prediction_id: int, was_anomaly: bool) -> None:
+        """An operator's verdict on one of this node's predictions (wins over automatic validation)."""
+        if len(self._feedback) < 4096:
+            self._feedback[int(prediction_id)] = bool(was_anomaly)
+
+    def next_event(self) -> Any | None:
+        return self._events.popleft() if self._events else None
+
+    # ---- one evaluation
+    def step(
+        self,
+        own_raw: np.ndarray,
+        adjacency: Mapping[str, Sequence[str]],
+        now: float,
+        wall: float,
+        rng: random.Random,
+    ) -> dict[str, Any]:
+        for pid in [p for p, (_, t) in self._peers.items() if now - t > self.peer_ttl_s]:
+            del self._peers[pid]
+        ids = [self.node_id, *sorted(self._peers)]
+        pos = {nid: i for i, nid in enumerate(ids)}
+        raw = np.stack([np.asarray(own_raw, dtype=np.float64), *(self._peers[p][0] for p in ids[1:])])
+        x = normalise(raw)
+        idx = np.full((len(ids), K_NEIGHBOURS), -1, dtype=np.int64)
+        for nid, i in pos.items():
+            nbs = [pos[m] for m in adjacency.get(nid, ()) if m in pos and m != nid]
+            if nid != self.node_id:  # a peer is adjacent to us when we list it
+                if nid in adjacency.get(self.node_id, ()) and 0 not in nbs:
+                    nbs.append(0)
+            if len(nbs) > K_NEIGHBOURS:
+                nbs = rng.sample(nbs, K_NEIGHBOURS)
+            idx[i, : len(nbs)] = nbs
+        mask = (idx >= 0).astype(np.float32)
+        x_nbr = x[np.where(idx >= 0, idx, 0)] * mask[..., None]
+        ev = self.chain.evaluate(x, x_nbr.astype(np.float32), mask)
+        self.evaluations += 1
+        if ev.layer != self._live:
+            reason = self.chain.layers[self._live].reason or "a better layer became available"
+            self._events.append(LayerChanged(self._live, ev.layer, reason, now))
+            self._live = ev.layer
+        rules_now = rule_scores(x[:1])[0] >= 1.0
+        if rules_now:
+            self._rule_fired_at.append(now)
+        if self.drift is not None:
+            self.drift.add(x[:1])
+            d = self.drift.check(now)
+            if d is not None:
+                self._events.append(d)
+                if isinstance(d, DriftDetected):
+                    self._recalibrate(now)
+        # own verdict -> observe mode
+        own_anom = bool(ev.anomalous[0])
+        pid = self.observe.record_prediction(own_anom, wall)
+        self._pending.append((pid, now, float(ev.scores[0]) if ev.layer == GNN else None))
+        self._validate(now, wall)
+        for e in iter(self.observe.next_event, None):
+            self._events.append(e)
+        acting = self.observe.acting
+        self.last_scores = {}
+        for nid, i in pos.items():
+            score = float(ev.scores[i])
+            prob = float(probability(np.array([score]))[0]) if ev.layer == GNN else None
+            self.last_scores[nid] = {"score": round(score, 4), "anomalous": bool(ev.anomalous[i]),
+                                     "probability": None if prob is None else round(prob, 4)}
+            if ev.anomalous[i]:
+                self._events.append(AnomalyDetected(nid, ev.layer, score, prob, acting,
+                                                    tuple(rule_reasons(x[i])), pid if i == 0 else None, now))
+        normal_rows = x[~ev.anomalous]
+        if len(normal_rows):
+            self.chain.add_normal(normal_rows)
+        if (self._last_fit_s is None or now - self._last_fit_s >= IFOREST_REFIT_S) and self.chain.fit_iforest(rng):
+            self._last_fit_s = now
+        if self._last_recal_s is None:
+            self._last_recal_s = now
+        elif now - self._last_recal_s >= RECALIBRATE_INTERVAL_S:
+            self._recalibrate(now)
+        return {"layer": ev.layer, "nodes": len(ids), "own_anomalous": own_anom, "acting": acting}
+
+    def _validate(self, now: float, wall: float) -> None:
+        while self._pending and (now - self._pending[0][1] >= VALIDATION_HORIZON_S or self._pending[0][0] in self._feedback):
+            pid, t, gnn_score = self._pending.popleft()
+            if pid in self._feedback:
+                truth = self._feedback.pop(pid)
+            else:
+                truth = any(t <= f <= t + VALIDATION_HORIZON_S for f in self._rule_fired_at)
+            self.observe.record_outcome(pid, truth, wall)
+            if not truth and gnn_score is not None:
+                self._normal_scores.append(gnn_score)
+        while self._rule_fired_at and now - self._rule_fired_at[0] > 2 * VALIDATION_HORIZON_S:
+            self._rule_fired_at.popleft()
+
+    def _recalibrate(self, now: float) -> None:
+        self._last_recal_s = now
+        old = self.chain.gnn_threshold
+        new = recalibrate_threshold(np.array(self._normal_scores), self.chain.shipped_gnn_threshold, old,
+                                    self.target_fpr)
+        if new != old:
+            self.chain.gnn_threshold = new
+            self._events.append(ThresholdRecalibrated(old, new, len(self._normal_scores), now))
+
+    def status(self) -> dict[str, Any]:
+        return {
+            **self.chain.status(),
+            "observe": self.observe.status(),
+            "drift": None if self.drift is None else self.drift.status(),
+            "peers": len(self._peers),
+            "evaluations": self.evaluations,
+            "scores": dict(list(self.last_scores.items())[:64]),
+        }
+
+
+__all__ = [
+    "AnomalyDetected",
+    "AnomalyEngine",
+    "DriftCleared",
+    "DriftDetected",
+    "LayerChanged",
+    "ObserveConfig",
+    "PhaseChanged",
+    "ThresholdRecalibrated",
+]

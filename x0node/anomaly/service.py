@@ -1,0 +1,290 @@
+"""The `[anomaly]` daemon service: runs the anomaly engine on a jittered timer (I/O adapter).
+
+Rules and invariants:
+- Config keys (section `[anomaly]`, all optional): `interval_s` (1..3600, default 30), `model_dir`
+  (default: auto, see bundle.py), `target_fpr` (0 < x < 0.5, default 0.01), `peer_ttl_s` (default
+  4 x interval), `observe_days` (>= 0, default 14), `min_outcomes` (default 200), `override`
+  ("", "active" or "observe"; "" = none), `drift_psi` (> 0, default 0.25), `seed` (int, optional).
+- start(): loads the bundle and LiteRT in a worker thread (imports stay lazy until then), restores
+  the persisted observe-mode state and the normal-row buffer from `<data_dir>/anomaly/`, and
+  starts one timer task. Each tick (period jittered +-25%): read kernel counters
+  (collector.read_counters, in a worker thread), read the router's `neighbours()`/`topology()`,
+  step the engine, publish its events on the bus under topic "anomaly" (and this node's feature
+  vector as `FeatureVector` so a state layer can share it), update Prometheus gauges, persist the
+  observe state when it changed. Nothing here raises out of the loop; a failing tick is logged
+  and counted.
+- `update_peer(node_id, raw)` and `feedback(prediction_id, was_anomaly)` are the entry points for
+  other services (state gossip, web UI).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from x0node.anomaly.features import FEATURES
+
+log = logging.getLogger("x0node.anomaly")
+
+DEFAULTS: dict[str, Any] = {
+    "enabled": True,
+    "interval_s": 30.0,
+    "model_dir": "",
+    "target_fpr": 0.01,
+    "peer_ttl_s": 0.0,  # 0 = 4 x interval_s
+    "observe_days": 14.0,
+    "min_outcomes": 200,
+    "override": "",
+    "drift_psi": 0.25,
+    "seed": None,
+}
+JITTER_FRACTION = 0.25
+STATE_DIR = "anomaly"
+
+
+@dataclass(frozen=True)
+class FeatureVector:
+    node_id: str
+    features: dict[str, float]
+    at_s: float
+
+
+def validate_config(section: dict[str, Any]) -> dict[str, Any]:
+    from x0node.daemon.config import ConfigError
+
+    out = dict(DEFAULTS)
+    for key, value in section.items():
+        if key not in DEFAULTS:
+            raise ConfigError(key, "unknown key")
+        out[key] = value
+
+    def number(key: str, lo: float, hi: float, lo_open: bool = False) -> None:
+        v = out[key]
+        if isinstance(v, bool) or not isinstance(v, int | float) or not (lo < v if lo_open else lo <= v) or v > hi:
+            raise ConfigError(key, f"expected a number in {'(' if lo_open else '['}{lo}, {hi}]")
+        out[key] = float(v)
+
+    if not isinstance(out["enabled"], bool):
+        raise ConfigError("enabled", "expected true or false")
+    number("interval_s", 1.0, 3600.0)
+    number("target_fpr", 0.0, 0.5, lo_open=True)
+    number("peer_ttl_s", 0.0, 86400.0)
+    number("observe_days", 0.0, 365.0)
+    number("drift_psi", 0.0, 10.0, lo_open=True)
+    if isinstance(out["min_outcomes"], bool) or not isinstance(out["min_outcomes"], int) or not 1 <= out["min_outcomes"] <= 100000:
+        raise ConfigError("min_outcomes", "expected an integer in [1, 100000]")
+    if not isinstance(out["model_dir"], str) or len(out["model_dir"]) > 4096:
+        raise ConfigError("model_dir", "expected a path string")
+    if out["override"] not in ("", "active", "observe"):
+        raise ConfigError("override", "expected \"\", \"active\" or \"observe\"")
+    if out["seed"] is not None and (isinstance(out["seed"], bool) or not isinstance(out["seed"], int)):
+        raise ConfigError("seed", "expected an integer")
+    return out
+
+
+def create_service(section: dict[str, Any]) -> AnomalyService:
+    return AnomalyService(validate_config(section))
+
+
+class AnomalyService:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.engine: Any = None
+        self._ctx: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._rng = random.Random(config["seed"])
+        self._features: Any = None
+        self._state_path: Any = None
+        self._saved_state: str | None = None
+        self.tick_errors = 0
+        self._gauges: dict[str, Any] = {}
+
+    # ---- lifecycle
+    async def start(self, ctx: Any) -> None:
+        from x0node.anomaly.collector import FeatureState
+
+        self._ctx = ctx
+        self.engine = await asyncio.to_thread(self._build, ctx)
+        self._features = FeatureState()
+        self._register_metrics(ctx.registry)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="anomaly")
+        log.info("anomaly service started layer=%s phase=%s", self.engine.chain.live_layer,
+                 self.engine.observe.phase.value)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        if self.engine is not None:
+            with contextlib.suppress(OSError):
+                self._persist(force=True)
+
+    def status(self) -> dict[str, Any]:
+        if self.engine is None:
+            return {"running": False}
+        st = self.engine.status()
+        st["tick_errors"] = self.tick_errors
+        return st
+
+    # ---- entry points for other services
+    def update_peer(self, node_id: str, raw: list[float]) -> bool:
+        return self.engine is not None and self.engine.update_peer(node_id, raw, time.monotonic())
+
+    def feedback(self, prediction_id: int, was_anomaly: bool) -> None:
+        if self.engine is not None:
+            self.engine.feedback(prediction_id, was_anomaly)
+
+    def set_override(self, mode: str | None) -> None:
+        if self.engine is not None:
+            self.engine.observe.set_override(mode or None, time.time())
+            self._persist(force=True)
+
+    # ---- internals
+    def _build(self, ctx: Any) -> Any:
+        from x0node.anomaly.chain import load_chain
+        from x0node.anomaly.drift import DriftMonitor
+        from x0node.anomaly.engine import AnomalyEngine
+        from x0node.anomaly.observe import ObserveConfig, ObserveMode
+
+        cfg = self.config
+        chain, bundle = load_chain(cfg["model_dir"] or None, iforest_target_fpr=cfg["target_fpr"])
+        drift = None
+        if bundle is not None:
+            try:
+                drift = DriftMonitor(FEATURES, bundle.train_hist, threshold=cfg["drift_psi"])
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("anomaly drift monitor disabled: %s", exc)
+        ocfg = ObserveConfig(min_observe_s=cfg["observe_days"] * 86400.0, min_outcomes=cfg["min_outcomes"])
+        state_dir = ctx.data_dir / STATE_DIR
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self._state_path = state_dir / "observe.json"
+        observe = ObserveMode(ocfg, time.time())
+        with contextlib.suppress(OSError, ValueError):
+            if self._state_path.stat().st_size < 4 * 1024 * 1024:
+                observe = ObserveMode.from_dict(json.loads(self._state_path.read_text()), ocfg, time.time())
+        if cfg["override"]:
+            observe.set_override(cfg["override"], time.time())
+        ttl = cfg["peer_ttl_s"] or 4 * cfg["interval_s"]
+        engine = AnomalyEngine(ctx.node_id, chain, drift, observe, cfg["target_fpr"], ttl)
+        normal_path = state_dir / "normal_rows.npy"
+        with contextlib.suppress(OSError, ValueError):
+            rows = np.load(normal_path, allow_pickle=False)
+            if rows.ndim == 2 and rows.shape[1] == len(FEATURES) and np.isfinite(rows).all():
+                chain.add_normal(np.clip(rows[-4096:], 0.0, 1.0))
+                chain.fit_iforest(self._rng)
+        return engine
+
+    def _persist(self, force: bool = False) -> None:
+        if self._state_path is None:
+            return
+        text = json.dumps(self.engine.observe.to_dict())
+        if not force and text == self._saved_state:
+            return
+        tmp = self._state_path.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, self._state_path)
+        self._saved_state = text
+        if force and self.engine.chain.normal_rows:
+            rows = np.stack(list(self.engine.chain._normal))  # noqa: SLF001 - our own chain
+            with open(self._state_path.parent / "normal_rows.npy", "wb") as fh:
+                np.save(fh, rows.astype(np.float32))
+
+    def _register_metrics(self, registry: Any) -> None:
+        if registry is None:
+            return
+        try:
+            from prometheus_client import Counter, Gauge
+        except ImportError:
+            return
+        try:
+            self._gauges = {
+                "layer": Gauge("x0_anomaly_live_layer", "live detector layer (1 = live)", ["layer"], registry=registry),
+                "score": Gauge("x0_anomaly_own_score", "this node's anomaly score from the live layer", registry=registry),
+                "acting": Gauge("x0_anomaly_acting", "1 when observe mode lets predictions act", registry=registry),
+                "events": Counter("x0_anomaly_events", "anomaly service events by type", ["type"], registry=registry),
+            }
+        except ValueError:  # already registered (service restarted in one process)
+            self._gauges = {}
+
+    async def _run(self) -> None:
+        interval = self.config["interval_s"]
+        while True:
+            await asyncio.sleep(interval * (1.0 + self._rng.uniform(-JITTER_FRACTION, JITTER_FRACTION)))
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the service must keep running
+                self.tick_errors += 1
+                log.exception("anomaly tick failed")
+
+    async def tick(self) -> dict[str, Any]:
+        from x0node.anomaly.collector import read_counters
+
+        ctx = self._ctx
+        counters = await asyncio.to_thread(read_counters, list(ctx.interfaces))
+        router = ctx.router
+        neighbours = _safe_call(router, "neighbours", [])
+        topology = _safe_call(router, "topology", {})
+        now, wall = time.monotonic(), time.time()
+        raw = self._features.update(counters, neighbours if isinstance(neighbours, list) else [], now)
+        adjacency = _adjacency(ctx.node_id, neighbours, topology)
+        result = self.engine.step(raw, adjacency, now, wall, self._rng)
+        ctx.bus.publish("anomaly", FeatureVector(ctx.node_id, dict(self._features.last), wall))
+        for ev in iter(self.engine.next_event, None):
+            ctx.bus.publish("anomaly", ev)
+            if "events" in self._gauges:
+                self._gauges["events"].labels(type(ev).__name__).inc()
+        if self._gauges:
+            for layer in ("gnn", "iforest", "rules"):
+                self._gauges["layer"].labels(layer).set(1.0 if result["layer"] == layer else 0.0)
+            own = self.engine.last_scores.get(ctx.node_id, {})
+            self._gauges["score"].set(float(own.get("score", 0.0)))
+            self._gauges["acting"].set(1.0 if result["acting"] else 0.0)
+        await asyncio.to_thread(self._persist)
+        return result
+
+
+def _safe_call(obj: Any, name: str, default: Any) -> Any:
+    fn = getattr(obj, name, None)
+    if fn is None:
+        return default
+    try:
+        return fn()
+    except Exception:  # noqa: BLE001 - a view failing must not stop detection
+        log.debug("router.%s() failed", name, exc_info=True)
+        return default
+
+
+def _adjacency(node_id: str, neighbours: Any, topology: Any) -> dict[str, list[str]]:
+    """node id -> neighbour ids from the router's topology view, plus our UP neighbours."""
+    adj: dict[str, set[str]] = {}
+    if isinstance(topology, dict):
+        links = topology.get("links") or topology.get("edges") or []
+        if isinstance(links, list):
+            for link in links[:100_000]:
+                a = b = None
+                if isinstance(link, dict):
+                    a, b = link.get("source") or link.get("from"), link.get("target") or link.get("to")
+                elif isinstance(link, list | tuple) and len(link) >= 2:
+                    a, b = link[0], link[1]
+                if isinstance(a, str) and isinstance(b, str) and a != b:
+                    adj.setdefault(a, set()).add(b)
+                    adj.setdefault(b, set()).add(a)
+    if isinstance(neighbours, list):
+        for nb in neighbours[:256]:
+            if isinstance(nb, dict) and nb.get("state") == "up" and isinstance(nb.get("node_id"), str):
+                adj.setdefault(node_id, set()).add(nb["node_id"])
+                adj.setdefault(nb["node_id"], set()).add(node_id)
+    return {k: sorted(v) for k, v in adj.items()}
