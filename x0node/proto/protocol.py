@@ -39,7 +39,7 @@ HELLO_INTERVAL_S = 0.1
 """Keepalive interval per interface (compact MAC-authenticated hello)."""
 HELLO_MISSED_DEAD = 2
 """A neighbour is dead when this many consecutive keepalives are missed (plus half an interval of slack)."""
-FULL_HELLO_INTERVAL_S = 15.0
+FULL_HELLO_INTERVAL_S = 30.0
 """Interval of the Ed25519-signed full HELLO that (re)establishes neighbours, +-25% jitter."""
 TRIGGERED_HELLO_MIN_INTERVAL_S = 0.05
 """Minimum spacing of signed HELLOs sent early (new neighbour heard, neighbour lost us) per interface."""
