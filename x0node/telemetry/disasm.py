@@ -116,6 +116,10 @@ def text(
         sym = ALU_OPS.get(op)
         if sym is None:
             return f".insn {c:02x}"
+        if op == 0xB0 and x and wide and insn.off == 1:  # kernel-internal: per-CPU pointer to address
+            return f"{d} = &(void __percpu *)({_reg(insn.src)})"
+        if op == 0xB0 and x and insn.off in (8, 16, 32):  # cpu v4 sign-extending move
+            return f"{d} = (s{insn.off}){_reg(insn.src, wide)}"
         rhs = _reg(insn.src, wide) if x else str(insn.imm)
         return f"{d} {sym} {rhs}"
     if cls in (BPF_JMP, BPF_JMP32):
