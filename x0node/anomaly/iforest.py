@@ -100,10 +100,13 @@ class IsolationForest:
                     left[t, node] = right[t, node] = node
                     continue
                 j = int(splittable[g.integers(len(splittable))])
-                s = float(g.uniform(lo[j], hi[j]))
+                s = np.float32(g.uniform(lo[j], hi[j]))
+                go_left = data[:, j] < s
+                if not go_left.any():  # float rounding put the cut at the minimum
+                    s = np.float32(hi[j])
+                    go_left = data[:, j] < s
                 feat[t, node], thr[t, node] = j, s
                 left[t, node], right[t, node] = nxt, nxt + 1
-                go_left = data[:, j] < s
                 stack.append((nxt, data[go_left], lvl + 1))
                 stack.append((nxt + 1, data[~go_left], lvl + 1))
                 nxt += 2

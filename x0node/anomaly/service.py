@@ -10,7 +10,7 @@ Rules and invariants:
   starts one timer task. Each tick (period jittered +-25%): read kernel counters
   (collector.read_counters, in a worker thread), read the router's `neighbours()`/`topology()`,
   step the engine, publish its events on the bus under topic "anomaly" (and this node's feature
-  vector as `FeatureVector` so a state layer can share it), update Prometheus gauges, persist the
+  vector as `FeatureVector` under topic "anomaly.features", so a state layer can share it), update Prometheus gauges, persist the
   observe state when it changed. Nothing here raises out of the loop; a failing tick is logged
   and counted.
 - `update_peer(node_id, raw)` and `feedback(prediction_id, was_anomaly)` are the entry points for
@@ -49,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
 }
 JITTER_FRACTION = 0.25
 STATE_DIR = "anomaly"
+FEATURES_TOPIC = "anomaly.features"  # this node's feature vector each tick (for a state layer to share)
 
 
 @dataclass(frozen=True)
@@ -241,7 +242,7 @@ class AnomalyService:
         raw = self._features.update(counters, neighbours if isinstance(neighbours, list) else [], now)
         adjacency = _adjacency(ctx.node_id, neighbours, topology)
         result = self.engine.step(raw, adjacency, now, wall, self._rng)
-        ctx.bus.publish("anomaly", FeatureVector(ctx.node_id, dict(self._features.last), wall))
+        ctx.bus.publish(FEATURES_TOPIC, FeatureVector(ctx.node_id, dict(self._features.last), wall))
         for ev in iter(self.engine.next_event, None):
             ctx.bus.publish("anomaly", ev)
             if "events" in self._gauges:

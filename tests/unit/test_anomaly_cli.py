@@ -1,0 +1,29 @@
+import json
+import subprocess
+import sys
+
+from x0node.anomaly.cli import DETECTORS, evaluate_all
+from x0node.cli import build_parser
+
+
+def test_model_subcommands_are_registered():
+    args = build_parser().parse_args(["model", "eval"])
+    assert callable(args.func)
+    assert callable(build_parser().parse_args(["model", "check"]).func)
+
+
+def test_eval_covers_every_detector_and_the_int8_gnn_meets_its_goals():
+    results, info = evaluate_all()
+    assert info["digest_ok"], "the generator no longer reproduces the recorded held-out split"
+    assert set(results) == set(DETECTORS)
+    g = results["gnn_int8"]
+    assert g["precision"] >= 0.98 and g["recall"] >= 0.96 and g["f1"] >= 0.97 and g["fpr"] <= 0.01
+    for r in results.values():
+        assert {"precision", "recall", "f1", "fpr", "auc"} <= set(r)
+
+
+def test_check_command_reports_the_live_layer():
+    out = subprocess.run([sys.executable, "-m", "x0node", "model", "check"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["live_layer"] == "gnn"

@@ -1,0 +1,68 @@
+import pathlib
+
+import numpy as np
+
+from x0node.anomaly.collector import MIN_TRANSIT_PACKETS, Counters, FeatureState, read_counters
+from x0node.anomaly.features import FEATURES, NEUTRAL_RAW
+
+IDX = {n: i for i, n in enumerate(FEATURES)}
+
+
+def _fake_tree(root: pathlib.Path, busy: int, idle: int, fwd: int, rx: int, deliver: int, if_bytes: int, err: int):
+    proc, sys = root / "proc", root / "sys"
+    (proc / "net").mkdir(parents=True, exist_ok=True)
+    (proc / "stat").write_text(f"cpu  {busy} 0 0 {idle} 0 0 0 0 0 0\ncpu0 1 2 3 4\n")
+    (proc / "meminfo").write_text("MemTotal:       1000 kB\nMemFree: 10 kB\nMemAvailable:    250 kB\n")
+    (proc / "net" / "snmp").write_text(
+        "Ip: Forwarding DefaultTTL InReceives InHdrErrors ForwDatagrams InDelivers\n"
+        f"Ip: 1 64 {rx} 0 {fwd} {deliver}\nIcmp: InMsgs\nIcmp: 0\n")
+    (proc / "net" / "snmp6").write_text("Ip6InReceives 0\nIp6InDelivers 0\nIp6OutForwDatagrams 0\n")
+    st = sys / "class" / "net" / "m2" / "statistics"
+    st.mkdir(parents=True, exist_ok=True)
+    for k in ("rx_bytes", "tx_bytes"):
+        (st / k).write_text(f"{if_bytes // 2}\n")
+    for k in ("rx_errors", "tx_errors", "rx_dropped", "tx_dropped"):
+        (st / k).write_text(f"{err // 4}\n")
+    (sys / "class" / "net" / "m2" / "speed").write_text("10\n")  # 10 Mbit/s
+    return proc, sys
+
+
+def test_read_counters_parses_the_kernel_files(tmp_path):
+    proc, sys = _fake_tree(tmp_path, busy=300, idle=700, fwd=50, rx=200, deliver=100, if_bytes=1000, err=8)
+    c = read_counters(["m2", "../etc", "missing0"], proc, sys)
+    assert c.cpu_total == 1000 and c.cpu_busy == 300
+    assert c.mem_total_kb == 1000 and c.mem_avail_kb == 250
+    assert (c.ip_in, c.ip_delivered, c.ip_forwarded) == (200, 100, 50)
+    assert c.if_bytes == 1000 and c.if_errors == 8 and c.capacity_bps == 10e6
+
+
+def test_missing_files_give_missing_values_not_errors(tmp_path):
+    c = read_counters(["eth9"], tmp_path / "p", tmp_path / "s")
+    assert c.cpu_total is None and c.if_bytes is None and c.ip_in is None
+
+
+def test_feature_state_rates_and_link_features(tmp_path):
+    fs = FeatureState()
+    nbs = [{"node_id": "a", "state": "up", "rtt_ms": 10.0, "loss": 0.01},
+           {"node_id": "b", "state": "up", "rtt_ms": 30.0, "loss": 0.2},
+           {"node_id": "c", "state": "init", "rtt_ms": 999.0, "loss": 1.0}, "garbage"]
+    first = fs.update(Counters(100, 1000, 1000, 250, 100, 50, 0, 0, 0, 10e6), nbs, 0.0)
+    assert first[IDX["cpu_util"]] == NEUTRAL_RAW[IDX["cpu_util"]]  # no rate before two samples
+    assert first[IDX["mem_util"]] == 0.75 and first[IDX["rtt_ms"]] == 20.0 and first[IDX["loss_max"]] == 0.2
+    raw = fs.update(Counters(400, 2000, 1000, 250, 300, 100, 10, 1_250_000, 50, 10e6), nbs[:1], 10.0)
+    assert np.isclose(raw[IDX["cpu_util"]], 0.3)
+    assert np.isclose(raw[IDX["load"]], 1_250_000 * 8 / 10 / 10e6)
+    assert np.isclose(raw[IDX["if_errors_per_s"]], 5.0)
+    assert np.isclose(raw[IDX["fwd_ratio"]], 10 / 150)  # 200 received, 50 delivered, 10 forwarded
+    assert raw[IDX["link_changes"]] == 1  # b went away
+    later = fs.update(Counters(400, 2000, 1000, 250, 300, 100, 10, 1_250_000, 50, 10e6), nbs[:1], 400.0)
+    assert later[IDX["link_changes"]] == 0  # outside the window
+
+
+def test_counter_reset_and_idle_transit_are_neutral():
+    fs = FeatureState()
+    fs.update(Counters(500, 1000, None, None, 100, 50, 40, 100, 10), [], 0.0)
+    raw = fs.update(Counters(10, 100, None, None, 100 + MIN_TRANSIT_PACKETS - 1, 50, 40, 50, 10), [], 5.0)
+    assert raw[IDX["cpu_util"]] == NEUTRAL_RAW[IDX["cpu_util"]]
+    assert raw[IDX["load"]] == NEUTRAL_RAW[IDX["load"]]
+    assert raw[IDX["fwd_ratio"]] == 1.0

@@ -1,0 +1,137 @@
+import random
+
+import numpy as np
+import pytest
+
+from x0node.anomaly.chain import GNN, DetectorChain, load_chain
+from x0node.anomaly.drift import DriftMonitor
+from x0node.anomaly.engine import (
+    MAX_PEERS,
+    VALIDATION_HORIZON_S,
+    AnomalyDetected,
+    AnomalyEngine,
+    LayerChanged,
+    ThresholdRecalibrated,
+)
+from x0node.anomaly.features import FEATURES, NEUTRAL_RAW
+from x0node.anomaly.observe import ObserveConfig, ObserveMode, PhaseChanged
+
+FAST = ObserveConfig(min_observe_s=0.0, min_predictions=1, min_outcomes=5, window=50, min_positive_outcomes=1)
+
+
+def _raw(**kw):
+    r = NEUTRAL_RAW.copy()
+    r[FEATURES.index("rtt_ms")] = 8.0
+    for k, v in kw.items():
+        r[FEATURES.index(k)] = v
+    return r
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    chain, bundle = load_chain()
+    assert chain.live_layer == GNN
+    return bundle
+
+
+def _engine(bundle=None, observe_cfg=FAST, chain=None):
+    if chain is None:
+        chain, _ = load_chain()
+    drift = DriftMonitor(FEATURES, bundle.train_hist) if bundle else None
+    return AnomalyEngine("me", chain, drift, ObserveMode(observe_cfg, 0.0))
+
+
+def _events(e):
+    return list(iter(e.next_event, None))
+
+
+def test_scores_self_and_peers_and_flags_a_blackhole_peer(shipped):
+    e = _engine(shipped)
+    for p in ("a", "b", "c"):
+        assert e.update_peer(p, _raw(), 0.0)
+    assert e.update_peer("bh", _raw(fwd_ratio=0.02), 0.0)
+    adj = {"me": ["a", "b", "bh"], "a": ["me", "c"], "bh": ["me", "c"], "c": ["a", "bh"]}
+    res = e.step(_raw(), adj, 1.0, 1000.0, random.Random(1))
+    assert res["layer"] == GNN and res["nodes"] == 5
+    flagged = {ev.node_id for ev in _events(e) if isinstance(ev, AnomalyDetected)}
+    assert flagged == {"bh"}
+    assert e.last_scores["bh"]["probability"] > 0.5 > e.last_scores["me"]["probability"]
+
+
+def test_bad_and_excess_peers_are_refused_or_bounded(shipped):
+    e = _engine(shipped)
+    assert not e.update_peer("x", [1.0, 2.0], 0.0)
+    assert not e.update_peer("me", _raw(), 0.0)
+    assert not e.update_peer("", _raw(), 0.0)
+    for i in range(MAX_PEERS + 10):
+        e.update_peer(f"p{i}", _raw(), float(i))
+    assert e.status()["peers"] == MAX_PEERS
+
+
+def test_stale_peers_expire(shipped):
+    e = _engine(shipped)
+    e.update_peer("old", _raw(), 0.0)
+    res = e.step(_raw(), {}, e.peer_ttl_s + 1.0, 0.0, random.Random(0))
+    assert res["nodes"] == 1
+
+
+def test_predictions_only_act_after_observe_mode_activates(shipped):
+    e = _engine(shipped)
+    t = 0.0
+    # 10 normal windows, then the node's CPU is exhausted: the rules confirm it within the horizon,
+    # so those predictions validate as true positives and the earlier ones as true negatives
+    for i in range(30):
+        e.step(_raw(cpu_util=0.99) if i >= 10 else _raw(), {}, t, t, random.Random(0))
+        t += 60.0
+    evs = _events(e)
+    detected = [ev for ev in evs if isinstance(ev, AnomalyDetected)]
+    assert detected[0].actionable is False and detected[0].prediction_id is not None
+    assert any(isinstance(ev, PhaseChanged) and ev.new == "active" for ev in evs)
+    assert detected[-1].actionable is True
+
+
+def test_operator_feedback_overrides_automatic_validation(shipped):
+    e = _engine(shipped)
+    e.step(_raw(cpu_util=0.99), {}, 0.0, 0.0, random.Random(0))
+    pid = next(ev for ev in _events(e) if isinstance(ev, AnomalyDetected)).prediction_id
+    e.feedback(pid, False)
+    e.step(_raw(), {}, 1.0, 1.0, random.Random(0))
+    assert e.observe.estimate() == (0.0, 1.0)  # one validated false alarm, no true negative yet
+
+
+def test_layer_change_is_reported_when_the_gnn_fails(shipped):
+    class Broken:
+        def logits(self, *a):
+            raise RuntimeError("boom")
+
+    e = _engine(shipped, chain=DetectorChain(Broken(), 0.0))
+    e.step(_raw(), {}, 0.0, 0.0, random.Random(0))
+    ch = [ev for ev in _events(e) if isinstance(ev, LayerChanged)]
+    assert ch and ch[0].old == "gnn" and ch[0].new == "rules" and "boom" in ch[0].reason
+
+
+def test_iforest_gets_fitted_from_rows_seen_as_normal():
+    chain = DetectorChain(None, 0.0, "no model")
+    e = _engine(chain=chain)
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        for p in range(20):
+            e.update_peer(f"p{p}", _raw(cpu_util=0.2 + rng.normal(0, 0.02)), float(i))
+        e.step(_raw(), {}, float(i), float(i), random.Random(i))
+    assert chain.live_layer == "iforest"
+    assert any(isinstance(ev, LayerChanged) and ev.new == "iforest" for ev in _events(e))
+
+
+def test_false_alarms_raise_the_threshold_on_recalibration(shipped):
+    chain, _ = load_chain()
+    e = _engine(shipped, chain=chain)
+    shipped_thr = chain.gnn_threshold
+    # validated normal rows whose GNN scores sit above the shipped threshold (simulated false alarms)
+    e._normal_scores.extend(np.linspace(shipped_thr - 5, shipped_thr + 1, 1000).tolist())  # noqa: SLF001
+    e._recalibrate(0.0)  # noqa: SLF001
+    ev = [x for x in _events(e) if isinstance(x, ThresholdRecalibrated)]
+    assert ev and ev[0].new > shipped_thr and chain.gnn_threshold == ev[0].new
+
+
+def test_horizon_constant_is_positive():
+    assert VALIDATION_HORIZON_S > 0

@@ -1,0 +1,73 @@
+import json
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from x0node.anomaly import service as svc
+from x0node.daemon.bus import EventBus
+from x0node.daemon.config import ConfigError
+from x0node.daemon.services import ServiceContext
+
+
+class _Router:
+    def neighbours(self):
+        return [{"node_id": "peer1", "state": "up", "rtt_ms": 5.0, "loss": 0.0}]
+
+    def topology(self):
+        raise RuntimeError("view not available")
+
+
+def _ctx(tmp_path, registry=None):
+    return ServiceContext(router=_Router(), config=None, data_dir=tmp_path, registry=registry or CollectorRegistry(),
+                          bus=EventBus(), interfaces=["lo"], node_id="me", mesh_addr="fd00::1", provider=None)
+
+
+def test_validate_config_fills_defaults_and_names_bad_keys():
+    out = svc.validate_config({"interval_s": 5})
+    assert out["interval_s"] == 5.0 and out["target_fpr"] == 0.01 and out["override"] == ""
+    for bad, key in (({"interval_s": 0}, "interval_s"), ({"target_fpr": 0.9}, "target_fpr"),
+                     ({"override": "block"}, "override"), ({"nope": 1}, "nope"), ({"min_outcomes": True}, "min_outcomes"),
+                     ({"seed": "x"}, "seed"), ({"model_dir": 3}, "model_dir"), ({"enabled": "yes"}, "enabled")):
+        with pytest.raises(ConfigError) as ei:
+            svc.validate_config(bad)
+        assert ei.value.key == key
+
+
+async def test_service_runs_publishes_persists_and_restores(tmp_path):
+    ctx = _ctx(tmp_path)
+    s = svc.create_service({"interval_s": 3600, "seed": 1, "override": "observe"})
+    await s.start(ctx)
+    try:
+        sub = ctx.bus.subscribe()
+        r1 = await s.tick()
+        r2 = await s.tick()
+        assert r1["layer"] == "gnn" and r2["nodes"] == 1 and r2["acting"] is False
+        topics = {e.topic for e in iter(sub.get_nowait, None)}
+        assert "anomaly.features" in topics
+        st = s.status()
+        assert st["live_layer"] == "gnn" and st["observe"]["override"] == "observe" and st["evaluations"] == 2
+        assert st["tick_errors"] == 0
+        s.update_peer("peer1", [0.2, 0.4, 0.2, 10.0, 0.0, 0.0, 0.0, 1.0])
+        assert (await s.tick())["nodes"] == 2
+    finally:
+        await s.stop()
+    saved = json.loads((tmp_path / "anomaly" / "observe.json").read_text())
+    assert saved["override"] == "observe" and saved["predictions"] == 3
+    s2 = svc.create_service({"interval_s": 3600})
+    await s2.start(_ctx(tmp_path))
+    try:
+        assert s2.status()["observe"]["predictions"] == 3
+    finally:
+        await s2.stop()
+
+
+async def test_corrupt_state_file_starts_fresh_and_missing_model_degrades(tmp_path):
+    (tmp_path / "anomaly").mkdir()
+    (tmp_path / "anomaly" / "observe.json").write_text("{not json")
+    s = svc.create_service({"interval_s": 3600, "model_dir": str(tmp_path / "none")})
+    await s.start(_ctx(tmp_path))
+    try:
+        assert s.status()["live_layer"] == "rules"
+        assert (await s.tick())["layer"] == "rules"
+    finally:
+        await s.stop()
