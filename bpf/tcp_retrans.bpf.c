@@ -3,15 +3,16 @@
  *
  * Invariants:
  *  - attached as a raw tracepoint; arguments are (sk, skb, err) on this kernel line (6.x);
+ *  - sockets of other network namespaces are skipped when the loader set netns_ino (x0_common.h);
  *  - counts only: retrans_by_state[socket state] (index 0 = state unreadable) and
  *    retrans_events[total, failed (err != 0)]; no addresses or ports.
  */
-#include "x0_common.h"
+#include "x0_sock.h"
 #include <bpf/bpf_tracing.h>
 
 #define TCP_STATE_SLOTS 16
 
-enum { RT_TOTAL = 0, RT_FAILED = 1, RT_SLOTS = 4 };
+enum { RT_TOTAL = 0, RT_FAILED = 1, RT_OTHER_NETNS = 2, RT_SLOTS = 4 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -32,6 +33,10 @@ int BPF_PROG(tcp_retrans, const struct sock *sk, const struct sk_buff *skb, int 
 {
 	unsigned char state = 0;
 
+	if (!x0_sock_in_scope(sk)) {
+		x0_percpu_inc(&retrans_events, RT_OTHER_NETNS, 1);
+		return 0;
+	}
 	x0_percpu_inc(&retrans_events, RT_TOTAL, 1);
 	if (err != 0)
 		x0_percpu_inc(&retrans_events, RT_FAILED, 1);

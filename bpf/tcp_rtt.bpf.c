@@ -4,13 +4,14 @@
  * Invariants:
  *  - attached as a raw tracepoint; arguments are (sk, skb); the sample is tcp_sock->srtt_us >> 3
  *    (the kernel keeps srtt scaled by 8), read with CO-RE so the object runs on any BTF kernel;
+ *  - sockets of other network namespaces are skipped when the loader set netns_ino (x0_common.h);
  *  - only a log2 histogram (32 buckets, microseconds) and a sum/count pair leave the kernel;
  *  - an unreadable socket is counted in rtt_events[RTT_UNREADABLE] and produces no sample.
  */
-#include "x0_common.h"
+#include "x0_sock.h"
 #include <bpf/bpf_tracing.h>
 
-enum { RTT_SAMPLES = 0, RTT_SUM_US = 1, RTT_UNREADABLE = 2, RTT_ZERO = 3, RTT_SLOTS = 4 };
+enum { RTT_SAMPLES = 0, RTT_SUM_US = 1, RTT_UNREADABLE = 2, RTT_ZERO = 3, RTT_OTHER_NETNS = 4, RTT_SLOTS = 8 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -32,6 +33,10 @@ int BPF_PROG(tcp_rtt, struct sock *sk, const struct sk_buff *skb)
 	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
 	__u32 srtt = 0;
 
+	if (!x0_sock_in_scope(sk)) {
+		x0_percpu_inc(&rtt_events, RTT_OTHER_NETNS, 1);
+		return 0;
+	}
 	if (bpf_core_read(&srtt, sizeof(srtt), &tp->srtt_us) != 0) {
 		x0_percpu_inc(&rtt_events, RTT_UNREADABLE, 1);
 		return 0;

@@ -19,7 +19,7 @@ $(BPF_OUT)/vmlinux.h:
 	@mkdir -p $(BPF_OUT)
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
 
-$(BPF_OUT)/%.bpf.o: bpf/%.bpf.c bpf/x0_common.h $(BPF_OUT)/vmlinux.h
+$(BPF_OUT)/%.bpf.o: bpf/%.bpf.c bpf/x0_common.h bpf/x0_sock.h $(BPF_OUT)/vmlinux.h
 	$(BPF_CLANG) $(BPF_CFLAGS) -c $< -o $@.tmp
 	$(BPF_STRIP) -g $@.tmp
 	mv $@.tmp $@

@@ -106,3 +106,22 @@ def test_tcp_retrans_counts_total_and_failures(obj):
     ev = _array(obj, "retrans_events")
     assert ev[counters.RT_TOTAL] == 2 and ev[counters.RT_FAILED] == 1
     assert _array(obj, "retrans_by_state")[0] == 2  # state unreadable from a NULL socket
+
+
+def test_tcp_programs_skip_sockets_outside_the_namespace():
+    obj_netns = 4026531840  # any non-zero namespace inode
+    for name, ctx, events, slot in (
+        ("tcp_states", struct.pack("<Qqq", 0, 2, 1), "state_events", counters.EV_OTHER_NETNS),
+        ("tcp_rtt", struct.pack("<QQ", 0, 0), "rtt_events", counters.RTT_OTHER_NETNS),
+        ("tcp_retrans", struct.pack("<QQq", 0, 0, 0), "retrans_events", counters.RT_OTHER_NETNS),
+    ):
+        o = BpfObject(str(BPF_DIR / f"{name}.bpf.o"), pin_root=None)
+        try:
+            o.set_global(".rodata", struct.pack("<I", obj_netns))
+            o.load()
+            libbpf.test_run(o.prog_fds[name], ctx=ctx)
+            ev = _array(o, events)
+            # a NULL socket's namespace is unreadable, so it is not the configured one: skipped
+            assert ev[slot] == 1 and sum(ev) == 1, (name, ev)
+        finally:
+            o.close()

@@ -23,9 +23,9 @@ IF_FIELDS = ("rx_packets", "rx_bytes", "passed", "dropped", "drop_runt", "drop_b
 IF_VALUE_BYTES = 8 * len(IF_FIELDS)
 MAC_VALUE_BYTES = 16
 # slot indices, mirrored from the C enums
-EV_SEEN, EV_COUNTED, EV_NOT_TCP, EV_UNREADABLE, EV_OUT_OF_RANGE = 0, 1, 2, 3, 4
-RTT_SAMPLES, RTT_SUM_US, RTT_UNREADABLE, RTT_ZERO = 0, 1, 2, 3
-RT_TOTAL, RT_FAILED = 0, 1
+EV_SEEN, EV_COUNTED, EV_NOT_TCP, EV_UNREADABLE, EV_OUT_OF_RANGE, EV_OTHER_NETNS = 0, 1, 2, 3, 4, 5
+RTT_SAMPLES, RTT_SUM_US, RTT_UNREADABLE, RTT_ZERO, RTT_OTHER_NETNS = 0, 1, 2, 3, 4
+RT_TOTAL, RT_FAILED, RT_OTHER_NETNS = 0, 1, 2
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,11 @@
 Rules and invariants:
 - an object is validated (x0node.telemetry.validator) by the caller before `BpfObject.open`; the loader
   itself never decides policy, it only loads what it is given;
-- maps are pinned under `<pin_root>/<object name>/` (bpffs is mounted there if it is not, e.g. inside
-  `ip netns exec`, which remounts /sys); `close()` detaches every attachment it made, destroys its
-  links, unpins its maps and removes its pin directory, leaving nothing behind;
+- maps are pinned under `<pin_root>/ns<netns inode>/<object name>/` (one directory per network
+  namespace, so daemons of several namespaces sharing one bpffs never touch each other's pins; bpffs is
+  mounted if it is not, e.g. inside `ip netns exec`, which remounts /sys); `close()` detaches every
+  attachment it made, destroys its links, unpins its maps and removes its pin directories, leaving
+  nothing behind;
 - XDP is attached through rtnetlink (pyroute2, IFLA_XDP) with XDP_FLAGS_UPDATE_IF_NOEXIST, so a
   program somebody else attached is never replaced; mode "auto" tries native (driver) mode first and
   falls back to generic (skb) mode, and the mode actually used is reported;
@@ -157,6 +159,11 @@ def ensure_bpffs(mountpoint: str = BPFFS_MOUNT) -> None:
     log.info("mounted bpffs at %s", mountpoint)
 
 
+def netns_inode(path: str = "/proc/self/ns/net") -> int:
+    """Inode number identifying a network namespace (of this process by default)."""
+    return os.stat(path).st_ino
+
+
 def _cstr(value: bytes | None) -> str:
     return value.decode() if value else ""
 
@@ -167,7 +174,7 @@ class BpfObject:
     def __init__(self, path: str, pin_root: str | None = DEFAULT_PIN_ROOT) -> None:
         self.path = path
         self.name = os.path.basename(path).split(".")[0]
-        self.pin_dir = os.path.join(pin_root, self.name) if pin_root else None
+        self.pin_dir = os.path.join(pin_root, f"ns{netns_inode()}", self.name) if pin_root else None
         self._lib = libbpf.lib()
         libbpf.drain_messages()
         ptr = self._lib.bpf_object__open_file(path.encode(), None)
@@ -380,6 +387,10 @@ class BpfObject:
                 os.rmdir(self.pin_dir)
             except OSError:
                 shutil.rmtree(self.pin_dir, ignore_errors=True)
+            try:
+                os.rmdir(os.path.dirname(self.pin_dir))  # the namespace directory, once empty
+            except OSError:
+                pass
         if self._obj:
             self._lib.bpf_object__close(self._obj)
             self._obj = None

@@ -4,6 +4,8 @@ Rules:
 - nothing is loaded without passing the validator (manifest sha256, license, sections, limits);
 - the SipHash key for source MACs is drawn from os.urandom at load, written into the program's
   read-only globals and not kept by this object or written anywhere else;
+- TCP tracepoints fire for every socket on the machine; the programs count only sockets of one
+  network namespace (this process's by default), so a node's TCP figures are its own;
 - each tracepoint object is loaded on its own: one that the kernel refuses is reported in `errors`
   and the others keep working;
 - reads are bounded (SOURCES_READ_MAX) and return decoded aggregates (x0node.telemetry.counters).
@@ -17,7 +19,7 @@ import struct
 
 from x0node.telemetry import counters, validator
 from x0node.telemetry.libbpf import BpfError
-from x0node.telemetry.loader import DEFAULT_PIN_ROOT, BpfObject, XdpAttachment
+from x0node.telemetry.loader import DEFAULT_PIN_ROOT, BpfObject, XdpAttachment, netns_inode
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +50,11 @@ class Probes:
         pin_root: str | None = DEFAULT_PIN_ROOT,
         policy: validator.Policy | None = None,
         mac_key: bytes | None = None,
+        tcp_netns_ino: int | None = None,
     ) -> None:
-        """`mac_key` fixes the SipHash key (tests only); by default a fresh random key is drawn."""
+        """`mac_key` fixes the SipHash key (tests only); by default a fresh random key is drawn.
+        `tcp_netns_ino`: count TCP events of this network namespace (inode number; 0 = all
+        namespaces; default: the namespace of this process)."""
         self.bpf_dir = bpf_dir or default_bpf_dir()
         self.manifest = manifest
         self.pin_root = pin_root
@@ -58,6 +63,7 @@ class Probes:
         self.errors: dict[str, str] = {}
         self.attachments: dict[str, XdpAttachment] = {}
         self._mac_key = mac_key
+        self.tcp_netns_ino = netns_inode() if tcp_netns_ino is None else tcp_netns_ino
 
     def path(self, name: str) -> str:
         return os.path.join(self.bpf_dir, f"{name}.bpf.o")
@@ -95,6 +101,7 @@ class Probes:
                 log.warning("telemetry probe %s not loaded: %s", name, exc)
                 continue
             try:
+                obj.set_global(".rodata", struct.pack("<I", self.tcp_netns_ino))
                 obj.load()
                 obj.attach_tracepoints()
             except BpfError as exc:

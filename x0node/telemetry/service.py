@@ -34,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "enabled": True,
     "xdp": True,  # attach xdp_mac_stats to the mesh interfaces
     "tcp": True,  # TCP state / RTT / retransmit tracepoints
+    "tcp_scope": "netns",  # netns: sockets of the daemon's network namespace | all: every socket
     "xdp_mode": "auto",  # auto (native, else generic) | native | generic
     "interval_s": 5.0,  # how often the maps are read
     "epsilon": 1.0,  # Laplace noise on per-peer counts; 0 = exact
@@ -59,6 +60,8 @@ def validate_config(section: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("enabled", "xdp", "tcp", "profile"):
         if not isinstance(out[key], bool):
             raise _config_error(key, "expected true or false")
+    if out["tcp_scope"] not in ("netns", "all"):
+        raise _config_error("tcp_scope", "expected netns or all")
     if out["xdp_mode"] not in XDP_MODES:
         raise _config_error("xdp_mode", f"expected one of {', '.join(XDP_MODES)}")
     iv = out["interval_s"]
@@ -239,6 +242,7 @@ class TelemetryService:
             bpf_dir=self.cfg["bpf_dir"] or None,
             manifest=self.cfg["manifest"] or None,
             pin_root=self.cfg["pin_root"] or None,
+            tcp_netns_ino=0 if self.cfg["tcp_scope"] == "all" else None,
         )
         problems = []
         if self.cfg["xdp"]:
