@@ -1,0 +1,175 @@
+"""Step `assemble`: the GPT disk image: ESP (GRUB, its environment), rootA, rootB, data.
+
+Layout (sizes from the board, MiB-aligned, in this order): 1 `esp` (FAT, EFI system partition) holding
+/EFI/BOOT/<BOOT*.EFI>, grub.cfg and grubenv — outside both slots, as RAUC's GRUB backend wants; 2 `rootA`
+and 3 `rootB`, each the same squashfs with /boot/vmlinuz and /boot/initrd.img inside; 4 `data` (ext4,
+label and partition name `data`). Partition names rootA/rootB/data are what the initramfs and RAUC
+look up. Everything is made in plain files (mkfs.vfat + mtools, mkfs.ext4 -d, sfdisk on the image):
+no loop devices, no mounts. Zero blocks are skipped when partitions are copied in, so the image stays
+sparse.
+
+GRUB picks the first slot in ORDER whose <slot>_OK is 1 and <slot>_TRY is 0 (RAUC's variables, kept
+in the ESP's grubenv); it never writes the environment, so a device without an update agent keeps
+booting the same slot.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import subprocess
+import tempfile
+
+from image.board import Board
+
+MIB = 1024 * 1024
+GPT_TYPE_ESP = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+GPT_TYPE_LINUX = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+GRUB_MODULES = ("part_gpt", "fat", "ext2", "squash4", "xzio", "gzio", "normal", "configfile", "linux",
+                "loadenv", "test", "regexp", "echo", "sleep", "reboot", "serial", "terminal", "efi_gop")
+DATA_DIRS = ("etc", "x0node")
+
+
+def grub_cfg(board: Board) -> str:
+    extra = board.kernel_cmdline
+    serial = ""
+    if board.grub_target == "x86_64-efi":
+        serial = "serial --unit=0 --speed=115200\nterminal_input serial console\nterminal_output serial console\n"
+    return f"""# x0tta6bl4 A/B boot. Variables in grubenv (RAUC's GRUB backend): ORDER, A_OK, A_TRY, B_OK, B_TRY.
+{serial}set ORDER="A B"
+set A_OK=1
+set A_TRY=0
+set B_OK=1
+set B_TRY=0
+load_env --file $prefix/grubenv ORDER A_OK A_TRY B_OK B_TRY
+regexp --set=1:bootdisk '^\\(?([^,)]+)' "$root"
+set slot=""
+for s in $ORDER; do
+  if [ -z "$slot" ]; then
+    if [ "$s" = A ]; then ok=$A_OK; try=$A_TRY; else ok=$B_OK; try=$B_TRY; fi
+    if [ "$ok" = 1 -a "$try" = 0 ]; then slot=$s; fi
+  fi
+done
+if [ -z "$slot" ]; then slot=A; fi
+if [ "$slot" = B ]; then part=gpt3; else part=gpt2; fi
+echo "x0tta6bl4: booting slot $slot from ($bootdisk,$part)"
+linux ($bootdisk,$part)/boot/vmlinuz root=PARTLABEL=root$slot rauc.slot=$slot ro console={board.console} panic=10 {extra}
+initrd ($bootdisk,$part)/boot/initrd.img
+boot
+echo "x0tta6bl4: slot $slot did not boot"
+sleep 10
+reboot
+"""
+
+
+def _run(cmd: list[str], log: pathlib.Path, **kw) -> None:
+    with open(log, "ab") as logf:
+        logf.write(f"$ {' '.join(cmd)}\n".encode())
+        logf.flush()
+        subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, check=True, **kw)
+
+
+def make_esp(board: Board, rootfs: pathlib.Path, grub_dir: pathlib.Path, work: pathlib.Path,
+             log: pathlib.Path) -> pathlib.Path:
+    esp = work / "esp.img"
+    esp.unlink(missing_ok=True)
+    efi = work / board.efi_boot_file
+    modules = [m for m in GRUB_MODULES if (grub_dir / f"{m}.mod").exists()]
+    _run(["grub-mkimage", "-O", board.grub_target, "-d", str(grub_dir), "-o", str(efi), "-p", "/EFI/BOOT",
+          *modules], log)
+    cfg = work / "grub.cfg"
+    cfg.write_text(grub_cfg(board))
+    env = work / "grubenv"
+    env.unlink(missing_ok=True)
+    _run(["grub-editenv", str(env), "create"], log)
+    _run(["grub-editenv", str(env), "set", "ORDER=A B", "A_OK=1", "A_TRY=0", "B_OK=1", "B_TRY=0"], log)
+    _run(["mkfs.vfat", "-C", "-n", "X0BOOT", str(esp), str(board.partitions.esp_mib * 1024)], log)
+    mt = ["-i", str(esp)]
+    _run(["mmd", *mt, "::/EFI", "::/EFI/BOOT"], log)
+    _run(["mcopy", *mt, str(efi), f"::/EFI/BOOT/{board.efi_boot_file}"], log)
+    _run(["mcopy", *mt, str(cfg), "::/EFI/BOOT/grub.cfg"], log)
+    _run(["mcopy", *mt, str(env), "::/EFI/BOOT/grubenv"], log)
+    for esp_path, src in board.esp_files:
+        _run(["mcopy", *mt, str(rootfs / src.lstrip("/")), f"::{esp_path}"], log)
+    for esp_path, text in board.esp_text:
+        tmp = work / "esp-text.tmp"
+        tmp.write_text(text)
+        _run(["mcopy", *mt, str(tmp), f"::{esp_path}"], log)
+    return esp
+
+
+def make_data(dest: pathlib.Path, size_mib: int, files: dict[str, bytes] | None, log: pathlib.Path) -> None:
+    """An ext4 data partition image; `files` (path relative to /data -> content) are put in, mode 0600."""
+    dest.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = pathlib.Path(tmp)
+        for d in DATA_DIRS:
+            (root / d).mkdir()
+        (root / "x0node").chmod(0o700)
+        for rel, content in (files or {}).items():
+            p = root / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(content)
+            p.chmod(0o600)
+        _run(["mkfs.ext4", "-q", "-F", "-L", "data", "-m", "0", "-E", "root_owner=0:0", "-d", str(root),
+              str(dest), f"{size_mib}M"], log)
+
+
+def layout(board: Board) -> list[tuple[str, int, int, str]]:
+    """(name, start MiB, size MiB, GPT type) of the four partitions."""
+    p = board.partitions
+    start = 1
+    out = []
+    for name, size, typ in (("esp", p.esp_mib, GPT_TYPE_ESP), ("rootA", p.root_slot_mib, GPT_TYPE_LINUX),
+                            ("rootB", p.root_slot_mib, GPT_TYPE_LINUX), ("data", p.data_mib, GPT_TYPE_LINUX)):
+        out.append((name, start, size, typ))
+        start += size
+    return out
+
+
+def write_at(disk: pathlib.Path, offset: int, src: pathlib.Path, limit: int) -> None:
+    """Copy src into disk at offset, skipping all-zero blocks (keeps the image sparse)."""
+    size = src.stat().st_size
+    if size > limit:
+        raise RuntimeError(f"{src.name} is {size} bytes, more than its partition ({limit})")
+    block = MIB
+    with open(src, "rb") as fi, open(disk, "r+b") as fo:
+        pos = 0
+        while chunk := fi.read(block):
+            if chunk.count(0) != len(chunk):
+                fo.seek(offset + pos)
+                fo.write(chunk)
+            pos += len(chunk)
+
+
+def run(board: Board, rootfs: pathlib.Path, squashfs: pathlib.Path, grub_dir: pathlib.Path,
+        work: pathlib.Path, dest: pathlib.Path, log: pathlib.Path) -> dict:
+    esp = make_esp(board, rootfs, grub_dir, work, log)
+    data = work / "data.img"
+    make_data(data, board.partitions.data_mib, None, log)
+    parts = layout(board)
+    total_mib = parts[-1][1] + parts[-1][2] + 1
+    tmp = dest.with_name(dest.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    with open(tmp, "wb") as f:
+        f.truncate(total_mib * MIB)
+    script = "label: gpt\nunit: sectors\nfirst-lba: 2048\n"
+    for name, start, size, typ in parts:
+        script += f"start={start * 2048}, size={size * 2048}, type={typ}, name={name}\n"
+    _run(["sfdisk", "--no-reread", "--no-tell-kernel", str(tmp)], log, input=script.encode())
+    sources = {"esp": esp, "rootA": squashfs, "rootB": squashfs, "data": data}
+    for name, start, size, _typ in parts:
+        write_at(tmp, start * MIB, sources[name], size * MIB)
+    os.replace(tmp, dest)
+    shutil.copyfile(esp, work / "esp.last.img")
+    return {"partitions": [{"name": n, "start_mib": s, "size_mib": z} for n, s, z, _ in parts],
+            "disk_bytes": dest.stat().st_size}
+
+
+def partition_offset(board: Board, name: str) -> tuple[int, int]:
+    """(byte offset, byte size) of a named partition in the board's disk image."""
+    for n, start, size, _typ in layout(board):
+        if n == name:
+            return start * MIB, size * MIB
+    raise KeyError(name)

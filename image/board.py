@@ -1,0 +1,234 @@
+"""Board descriptions (`board-configs/<name>.toml`), validated into a frozen `Board`.
+
+Rules: every key is known (unknown keys are an error naming the key), sizes are whole MiB, the partition
+layout must fit inside the disk size limit, and `name` equals the file name. A board is pure data; the
+pipeline steps read it and never change it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import pathlib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+BOARDS_DIR = REPO_ROOT / "board-configs"
+DEFAULT_BOARD = "x86_64"
+# Sectors and alignment of the GPT layout that assemble.py writes (MiB-aligned partitions, one MiB of
+# head room for the primary GPT and one for the backup GPT at the end).
+GPT_OVERHEAD_MIB = 2
+SUPPORTED_BOOTLOADERS = ("grub-efi",)
+DEBIAN_ARCHES = ("amd64", "arm64")
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,40}$")
+_PKG_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]{0,80}$")
+_MODULE_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
+
+
+class BoardError(ValueError):
+    """A board file is missing, unreadable or invalid; the message names the key."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+
+
+@dataclass(frozen=True)
+class Partitions:
+    esp_mib: int
+    root_slot_mib: int
+    data_mib: int
+
+    @property
+    def disk_mib(self) -> int:
+        return GPT_OVERHEAD_MIB + self.esp_mib + 2 * self.root_slot_mib + self.data_mib
+
+
+@dataclass(frozen=True)
+class QemuSpec:
+    system: str
+    machine: str
+    cpu: str
+    memory_mib: int
+    firmware: str
+    nic_model: str
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    description: str
+    tested: str
+    architecture: str
+    kernel_package: str
+    bootloader: str
+    grub_target: str
+    grub_package: str
+    efi_boot_file: str
+    console: str
+    extra_packages: tuple[str, ...]
+    mesh_interfaces: tuple[str, ...]
+    initramfs_modules: tuple[str, ...]
+    kernel_cmdline: str
+    partitions: Partitions
+    disk_limit_mib: int
+    squashfs_limit_mib: int
+    components: tuple[str, ...] = ("main",)
+    esp_files: tuple[tuple[str, str], ...] = ()
+    esp_text: tuple[tuple[str, str], ...] = ()
+    qemu: QemuSpec | None = None
+    source_sha256: str = field(default="", compare=False)
+
+    @property
+    def console_tty(self) -> str:
+        return self.console.split(",", 1)[0]
+
+    def is_mesh_interface(self, ifname: str) -> bool:
+        return any(fnmatch.fnmatchcase(ifname, pat) for pat in self.mesh_interfaces)
+
+
+def _req(data: dict[str, Any], key: str, typ: type, prefix: str = "") -> Any:
+    if key not in data:
+        raise BoardError(prefix + key, "missing")
+    value = data[key]
+    if typ is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise BoardError(prefix + key, "expected an integer")
+    if not isinstance(value, typ):
+        raise BoardError(prefix + key, f"expected {typ.__name__}")
+    return value
+
+
+def _str_list(data: dict[str, Any], key: str, pattern: re.Pattern[str] | None) -> tuple[str, ...]:
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise BoardError(key, "expected a list of strings")
+    for v in value:
+        if pattern is not None and not pattern.match(v):
+            raise BoardError(key, f"bad entry {v!r}")
+    return tuple(value)
+
+
+def _path_map(data: dict[str, Any], key: str) -> tuple[tuple[str, str], ...]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise BoardError(key, "expected a table")
+    out = []
+    for k, v in value.items():
+        if not isinstance(v, str) or not k.startswith("/") or ".." in k.split("/"):
+            raise BoardError(f"{key}.{k}", "expected an absolute path mapped to a string")
+        out.append((k, v))
+    return tuple(out)
+
+
+_TOP_KEYS = {
+    "name", "description", "tested", "architecture", "kernel_package", "bootloader", "grub_target",
+    "grub_package", "efi_boot_file", "console", "extra_packages", "mesh_interfaces", "initramfs_modules",
+    "kernel_cmdline", "partitions", "limits", "qemu", "components", "esp_files", "esp_text",
+}
+
+
+def parse_board(data: dict[str, Any], file_name: str) -> Board:
+    for key in data:
+        if key not in _TOP_KEYS:
+            raise BoardError(key, "unknown key")
+    name = _req(data, "name", str)
+    if not _NAME_RE.match(name) or name != file_name:
+        raise BoardError("name", f"must be a short lowercase name equal to the file name ({file_name!r})")
+    arch = _req(data, "architecture", str)
+    if arch not in DEBIAN_ARCHES:
+        raise BoardError("architecture", f"one of {', '.join(DEBIAN_ARCHES)}")
+    bootloader = _req(data, "bootloader", str)
+    if bootloader not in SUPPORTED_BOOTLOADERS:
+        raise BoardError("bootloader", f"one of {', '.join(SUPPORTED_BOOTLOADERS)}")
+    kernel = _req(data, "kernel_package", str)
+    grub_package = _req(data, "grub_package", str)
+    for key, value in (("kernel_package", kernel), ("grub_package", grub_package)):
+        if not _PKG_RE.match(value):
+            raise BoardError(key, "not a Debian package name")
+    console = _req(data, "console", str)
+    if not re.match(r"^tty[A-Za-z0-9]{1,10}(,\d{3,7})?$", console):
+        raise BoardError("console", "expected e.g. ttyS0,115200")
+    parts = _req(data, "partitions", dict)
+    for key in parts:
+        if key not in ("esp", "root_slot", "data"):
+            raise BoardError(f"partitions.{key}", "unknown key")
+    partitions = Partitions(
+        esp_mib=_req(parts, "esp", int, "partitions."),
+        root_slot_mib=_req(parts, "root_slot", int, "partitions."),
+        data_mib=_req(parts, "data", int, "partitions."),
+    )
+    for key, v, lo in (("esp", partitions.esp_mib, 8), ("root_slot", partitions.root_slot_mib, 16),
+                       ("data", partitions.data_mib, 8)):
+        if not lo <= v <= 65536:
+            raise BoardError(f"partitions.{key}", f"expected MiB between {lo} and 65536")
+    limits = _req(data, "limits", dict)
+    for key in limits:
+        if key not in ("disk", "squashfs"):
+            raise BoardError(f"limits.{key}", "unknown key")
+    disk_limit = _req(limits, "disk", int, "limits.")
+    sqfs_limit = _req(limits, "squashfs", int, "limits.")
+    if partitions.disk_mib > disk_limit:
+        raise BoardError("partitions", f"layout needs {partitions.disk_mib} MiB, over limits.disk={disk_limit}")
+    if sqfs_limit > partitions.root_slot_mib:
+        raise BoardError("limits.squashfs", "larger than partitions.root_slot")
+    qemu = None
+    if "qemu" in data:
+        q = _req(data, "qemu", dict)
+        for key in q:
+            if key not in QemuSpec.__dataclass_fields__:
+                raise BoardError(f"qemu.{key}", "unknown key")
+        qemu = QemuSpec(
+            system=_req(q, "system", str, "qemu."), machine=_req(q, "machine", str, "qemu."),
+            cpu=_req(q, "cpu", str, "qemu."), memory_mib=_req(q, "memory_mib", int, "qemu."),
+            firmware=_req(q, "firmware", str, "qemu."), nic_model=_req(q, "nic_model", str, "qemu."),
+        )
+    cmdline = data.get("kernel_cmdline", "")
+    if not isinstance(cmdline, str) or len(cmdline) > 512 or "\n" in cmdline:
+        raise BoardError("kernel_cmdline", "expected one line of at most 512 characters")
+    return Board(
+        name=name,
+        description=_req(data, "description", str),
+        tested=_req(data, "tested", str),
+        architecture=arch,
+        kernel_package=kernel,
+        bootloader=bootloader,
+        grub_target=_req(data, "grub_target", str),
+        grub_package=grub_package,
+        efi_boot_file=_req(data, "efi_boot_file", str),
+        console=console,
+        extra_packages=_str_list(data, "extra_packages", _PKG_RE),
+        mesh_interfaces=_str_list(data, "mesh_interfaces", re.compile(r"^[A-Za-z0-9*?_.-]{1,15}$")),
+        initramfs_modules=_str_list(data, "initramfs_modules", _MODULE_RE),
+        kernel_cmdline=cmdline,
+        partitions=partitions,
+        disk_limit_mib=disk_limit,
+        squashfs_limit_mib=sqfs_limit,
+        components=_str_list(data, "components", re.compile(r"^[a-z-]{1,40}$")) or ("main",),
+        esp_files=_path_map(data, "esp_files"),
+        esp_text=_path_map(data, "esp_text"),
+        qemu=qemu,
+    )
+
+
+def load_board(name: str, boards_dir: pathlib.Path = BOARDS_DIR) -> Board:
+    if not _NAME_RE.match(name):
+        raise BoardError("board", f"bad board name {name!r}")
+    path = boards_dir / f"{name}.toml"
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        known = ", ".join(sorted(p.stem for p in boards_dir.glob("*.toml")))
+        raise BoardError("board", f"no board {name!r} (known: {known})") from None
+    try:
+        data = tomllib.loads(raw.decode())
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise BoardError(path.name, f"not valid TOML: {exc}") from None
+    board = parse_board(data, name)
+    return Board(**{**board.__dict__, "source_sha256": hashlib.sha256(raw).hexdigest()})
+
+
+def list_boards(boards_dir: pathlib.Path = BOARDS_DIR) -> list[str]:
+    return sorted(p.stem for p in boards_dir.glob("*.toml"))

@@ -1,0 +1,256 @@
+"""The image pipeline: named steps run in order, each runnable alone, for one board.
+
+    python -m image.pipeline build --board x86_64          # every step
+    python -m image.pipeline step squash --board x86_64    # one step (needs the previous steps' output)
+    python -m image.pipeline list                          # step names
+
+Rules: a step reads only the board, the repository and the previous steps' outputs in the board's work
+directory (build/image/<board>/), and records what it did in state.json there; the final outputs are
+out/<board>/x0-<board>-<version>.img, the root squashfs next to it and manifest.json (board, version,
+Debian and Python package lists with versions, sha256 and size of every artefact). Expensive inputs are
+cached by key (see image.cache): the bootstrap tarball and the dependency wheels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from image import assemble, bootstrap, initramfs, overlay, payload, squash, trim
+from image.board import REPO_ROOT, Board, BoardError, list_boards, load_board
+from image.cache import cache_root, sha256_file
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Context:
+    board: Board
+    work: pathlib.Path
+    out: pathlib.Path
+    version: str
+
+    @property
+    def rootfs(self) -> pathlib.Path:
+        return self.work / "rootfs"
+
+    @property
+    def squashfs(self) -> pathlib.Path:
+        return self.work / "root.sqfs"
+
+    @property
+    def disk(self) -> pathlib.Path:
+        return self.out / f"x0-{self.board.name}-{self.version}.img"
+
+    @property
+    def log(self) -> pathlib.Path:
+        return self.work / "build.log"
+
+    def state(self) -> dict:
+        path = self.work / "state.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def record(self, step: str, result: dict) -> None:
+        state = self.state()
+        state[step] = result
+        (self.work / "state.json").write_text(json.dumps(state, indent=1, sort_keys=True) + "\n")
+
+    def need(self, path: pathlib.Path, step: str) -> None:
+        if not path.exists():
+            raise RuntimeError(f"{path} is missing: run the `{step}` step first")
+
+
+def image_version() -> str:
+    text = (REPO_ROOT / "x0node" / "__init__.py").read_text()
+    match = re.search(r'__version__\s*=\s*"([^"]+)"', text)
+    base = match.group(1) if match else "0"
+    try:
+        rev = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short=8", "HEAD"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        rev = "nogit"
+    return f"{base}-g{rev}"
+
+
+def _sbin_on_path() -> None:
+    """mkfs.*, sfdisk and depmod live in /usr/sbin, which a non-login shell may not have on PATH."""
+    parts = os.environ.get("PATH", "").split(":")
+    for extra in ("/usr/sbin", "/sbin"):
+        if extra not in parts:
+            parts.append(extra)
+    os.environ["PATH"] = ":".join(parts)
+
+
+def make_context(board_name: str) -> Context:
+    _sbin_on_path()
+    board = load_board(board_name)
+    work = REPO_ROOT / "build" / "image" / board.name
+    out = REPO_ROOT / "out" / board.name
+    work.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    return Context(board=board, work=work, out=out, version=image_version())
+
+
+# --- steps -----------------------------------------------------------------------------------------
+
+def step_bootstrap(ctx: Context) -> dict:
+    tarball = bootstrap.run(ctx.board, ctx.log)
+    bootstrap.extract(tarball, ctx.rootfs)
+    return {"tarball": str(tarball), "packages": bootstrap.packages(ctx.board)}
+
+
+def step_install(ctx: Context) -> dict:
+    ctx.need(ctx.rootfs / "usr/bin/python3", "bootstrap")
+    return payload.run(ctx.board, ctx.rootfs, ctx.work, ctx.log, ctx.version)
+
+
+def step_overlay(ctx: Context) -> dict:
+    ctx.need(ctx.rootfs / "usr/lib/x0node", "install")
+    return {"files": overlay.run(ctx.board, ctx.rootfs)}
+
+
+def step_trim(ctx: Context) -> dict:
+    ctx.need(ctx.rootfs / "usr/lib/x0node", "install")
+    result = trim.run(ctx.board, ctx.rootfs, ctx.work)
+    payload.compile_bytecode(ctx.rootfs, ctx.log)
+    return result
+
+
+def step_initramfs(ctx: Context) -> dict:
+    ctx.need(ctx.rootfs / "boot/vmlinuz", "trim")
+    return initramfs.run(ctx.board, ctx.rootfs)
+
+
+def step_squash(ctx: Context) -> dict:
+    ctx.need(ctx.rootfs / "boot/initrd.img", "initramfs")
+    size = squash.run(ctx.rootfs, ctx.squashfs, ctx.log)
+    return {"bytes": size}
+
+
+def step_assemble(ctx: Context) -> dict:
+    ctx.need(ctx.squashfs, "squash")
+    grub_dir = ctx.work / "grub" / ctx.board.grub_target
+    ctx.need(grub_dir, "trim")
+    for old in ctx.out.glob(f"x0-{ctx.board.name}-*"):
+        old.unlink()
+    result = assemble.run(ctx.board, ctx.rootfs, ctx.squashfs, grub_dir, ctx.work, ctx.disk, ctx.log)
+    sqfs_out = ctx.out / f"x0-{ctx.board.name}-{ctx.version}.root.sqfs"
+    sqfs_out.hardlink_to(ctx.squashfs) if not sqfs_out.exists() else None
+    write_manifest(ctx)
+    return result
+
+
+def step_check_size(ctx: Context) -> dict:
+    ctx.need(ctx.disk, "assemble")
+    disk = ctx.disk.stat().st_size
+    sqfs = ctx.squashfs.stat().st_size
+    problems = []
+    if disk > ctx.board.disk_limit_mib * MIB:
+        problems.append(f"disk image {disk / MIB:.1f} MiB > limits.disk {ctx.board.disk_limit_mib} MiB")
+    if sqfs > ctx.board.squashfs_limit_mib * MIB:
+        problems.append(f"root squashfs {sqfs / MIB:.1f} MiB > limits.squashfs {ctx.board.squashfs_limit_mib} MiB")
+    if problems:
+        raise RuntimeError("; ".join(problems))
+    return {"disk_mib": round(disk / MIB, 1), "squashfs_mib": round(sqfs / MIB, 1)}
+
+
+STEPS: dict[str, Callable[[Context], dict]] = {
+    "bootstrap": step_bootstrap,
+    "install": step_install,
+    "overlay": step_overlay,
+    "trim": step_trim,
+    "initramfs": step_initramfs,
+    "squash": step_squash,
+    "assemble": step_assemble,
+    "check-size": step_check_size,
+}
+
+
+def write_manifest(ctx: Context) -> dict:
+    state = ctx.state()
+    artefacts = {}
+    for path in [ctx.disk, ctx.out / f"x0-{ctx.board.name}-{ctx.version}.root.sqfs", ctx.work / "esp.img",
+                 ctx.rootfs / "boot/vmlinuz", ctx.rootfs / "boot/initrd.img",
+                 ctx.rootfs / payload.DEVICE_MANIFEST]:
+        if path.exists():
+            artefacts[path.name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    device_manifest = json.loads((ctx.rootfs / payload.DEVICE_MANIFEST).read_text())
+    manifest = {
+        "board": ctx.board.name,
+        "board_sha256": ctx.board.source_sha256,
+        "architecture": ctx.board.architecture,
+        "version": ctx.version,
+        "image": ctx.disk.name,
+        "kernel_version": state.get("trim", {}).get("kernel_version"),
+        "partitions": [{"name": n, "start_mib": s, "size_mib": z} for n, s, z, _ in assemble.layout(ctx.board)],
+        "debian_packages": json.loads((ctx.work / "packages.json").read_text()),
+        "python_packages": device_manifest.get("python_packages", {}),
+        "device_files": device_manifest.get("files", {}),
+        "artefacts": artefacts,
+    }
+    (ctx.out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return manifest
+
+
+def run_step(ctx: Context, name: str) -> dict:
+    start = time.monotonic()
+    result = STEPS[name](ctx)
+    result = {**result, "seconds": round(time.monotonic() - start, 1)}
+    ctx.record(name, result)
+    return result
+
+
+def build(board_name: str, steps: list[str] | None = None, echo: bool = True) -> Context:
+    ctx = make_context(board_name)
+    if steps is None:
+        steps = list(STEPS)
+        ctx.log.write_text("")
+    total = time.monotonic()
+    for name in steps:
+        result = run_step(ctx, name)
+        if echo:
+            print(f"[{ctx.board.name}] {name:<10} {result['seconds']:7.1f} s", flush=True)
+    if echo:
+        print(f"[{ctx.board.name}] total      {time.monotonic() - total:7.1f} s -> {ctx.disk}", flush=True)
+    return ctx
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m image.pipeline", description="Build router images.")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p_build = sub.add_parser("build", help="run every step for a board")
+    p_build.add_argument("--board", default="x86_64")
+    p_step = sub.add_parser("step", help="run one step for a board")
+    p_step.add_argument("name", choices=list(STEPS))
+    p_step.add_argument("--board", default="x86_64")
+    sub.add_parser("list", help="list steps and boards")
+    sub.add_parser("cache-dir", help="print the stage cache directory")
+    args = parser.parse_args(argv)
+    if args.cmd == "list":
+        print("steps: " + " ".join(STEPS))
+        print("boards: " + " ".join(list_boards()))
+        return 0
+    if args.cmd == "cache-dir":
+        print(cache_root())
+        return 0
+    try:
+        if args.cmd == "build":
+            build(args.board)
+        else:
+            build(args.board, [args.name])
+    except (BoardError, RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+        print(f"image build failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

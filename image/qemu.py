@@ -1,0 +1,210 @@
+"""Boot a built image in QEMU: headless, TCG (KVM is not used), serial console to a log file and a
+unix socket, the web UI forwarded to a free port on 127.0.0.1, optional socket-network mesh links.
+
+    python -m image.qemu --board x86_64     # what `make qemu` runs; Ctrl-C stops the VM
+
+Rules: host ports are picked free and bound to 127.0.0.1 only; every VM writes under its own directory;
+`VM.stop()` kills only the QEMU process this object started (by pid). Waiting reads the serial log and
+is bounded by a timeout. Console commands (lab/test units provisioned with a debug console) are framed
+by unique markers so interleaved kernel or daemon output cannot be mistaken for a result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from image.board import REPO_ROOT, Board, load_board
+
+WEB_PORT = 8080
+READY_RE = re.compile(r"x0node ready node_id=(\S+) mesh_addr=(\S+)")
+ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def image_path(board: Board) -> pathlib.Path:
+    manifest = REPO_ROOT / "out" / board.name / "manifest.json"
+    if not manifest.exists():
+        raise FileNotFoundError(f"no image for {board.name}: run `make image BOARD={board.name}` first")
+    return manifest.parent / json.loads(manifest.read_text())["image"]
+
+
+@dataclass(frozen=True)
+class MeshLink:
+    """One end of a point-to-point QEMU socket network (`listen` on one VM, `connect` on the other)."""
+
+    port: int
+    listen: bool
+    mac: str
+
+
+@dataclass
+class VM:
+    board: Board
+    disk: pathlib.Path
+    vmdir: pathlib.Path
+    disk_format: str = "raw"
+    mesh_links: list[MeshLink] = field(default_factory=list)
+    web_port: int = 0
+    proc: subprocess.Popen | None = None
+    started_at: float = 0.0
+    _console: socket.socket | None = None
+    _log_start: int = 0
+
+    @property
+    def serial_log(self) -> pathlib.Path:
+        return self.vmdir / "serial.log"
+
+    @property
+    def serial_sock(self) -> pathlib.Path:
+        return self.vmdir / "serial.sock"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}/"
+
+    def command(self) -> list[str]:
+        q = self.board.qemu
+        if q is None:
+            raise ValueError(f"board {self.board.name} has no [qemu] section")
+        cmd = [q.system, "-machine", q.machine, "-accel", "tcg", "-cpu", q.cpu, "-smp", "2",
+               "-m", str(q.memory_mib), "-bios", q.firmware, "-display", "none", "-nodefaults",
+               "-no-user-config", "-monitor", "none",
+               "-drive", f"file={self.disk},if=virtio,format={self.disk_format},cache=unsafe",
+               "-device", "virtio-rng-pci",
+               "-chardev", f"socket,id=ser0,path={self.serial_sock},server=on,wait=off,logfile={self.serial_log}",
+               "-serial", "chardev:ser0",
+               "-netdev", f"user,id=up,hostfwd=tcp:127.0.0.1:{self.web_port}-:{WEB_PORT}",
+               "-device", f"{q.nic_model},netdev=up"]
+        for i, link in enumerate(self.mesh_links):
+            mode = "listen" if link.listen else "connect"
+            cmd += ["-netdev", f"socket,id=mesh{i},{mode}=127.0.0.1:{link.port}",
+                    "-device", f"{q.nic_model},netdev=mesh{i},mac={link.mac}"]
+        return cmd
+
+    def start(self) -> None:
+        self.vmdir.mkdir(parents=True, exist_ok=True)
+        self.serial_sock.unlink(missing_ok=True)
+        if not self.web_port:
+            self.web_port = free_port()
+        with open(self.serial_log, "a") as f:
+            f.write(f"\n=== boot at {time.strftime('%H:%M:%S')} ===\n")
+        qlog = open(self.vmdir / "qemu.log", "ab")
+        self.started_at = time.monotonic()
+        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=qlog, stderr=qlog,
+                                     start_new_session=True)
+        qlog.close()
+        self._log_start = self.serial_log.stat().st_size
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def console_text(self, since_boot: bool = True) -> str:
+        data = self.serial_log.read_bytes()
+        if since_boot:
+            data = data[self._log_start:]
+        return ANSI_RE.sub("", data.decode("utf-8", "replace")).replace("\r", "")
+
+    def wait_for(self, pattern: str | re.Pattern[str], timeout_s: float) -> re.Match[str]:
+        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            match = regex.search(self.console_text())
+            if match:
+                return match
+            if not self.running():
+                raise RuntimeError(f"QEMU exited (rc={self.proc.returncode if self.proc else None}); see {self.vmdir}")
+            time.sleep(0.2)
+        raise TimeoutError(f"{regex.pattern!r} not seen on the serial console in {timeout_s:.0f} s "
+                           f"(log: {self.serial_log})")
+
+    def wait_ready(self, timeout_s: float) -> tuple[str, str, float]:
+        """(node_id, mesh_addr, seconds since QEMU started) once the daemon's ready line appears."""
+        match = self.wait_for(READY_RE, timeout_s)
+        return match.group(1), match.group(2), time.monotonic() - self.started_at
+
+    def shell(self, command: str, timeout_s: float = 60.0) -> tuple[int, str]:
+        """Run a command on the debug console; returns (exit status, output)."""
+        tag = secrets.token_hex(4)
+        begin, end = f"X0B{tag}", f"X0E{tag}"
+        line = f"echo {begin}; {command}; echo {end}$?\n"
+        # The connection stays open for the VM's life: QEMU drops input still queued when a client leaves.
+        if self._console is None:
+            self._console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self._console.connect(str(self.serial_sock))
+        self._console.sendall(b"\n")
+        time.sleep(0.3)
+        self._console.sendall(line.encode())
+        match = self.wait_for(re.compile(rf"\n{begin}\n(.*?)\n?{end}(\d+)", re.S), timeout_s)
+        return int(match.group(2)), match.group(1)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if self._console is not None:
+            self._console.close()
+            self._console = None
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m image.qemu", description="Boot a built image in QEMU (TCG).")
+    parser.add_argument("--board", default="x86_64")
+    parser.add_argument("--port", type=int, default=0, help="host port for the web UI (default: a free one)")
+    parser.add_argument("--fresh", action="store_true", help="start from the pristine image (new node key)")
+    args = parser.parse_args(argv)
+    board = load_board(args.board)
+    image = image_path(board)
+    vmdir = REPO_ROOT / "build" / "qemu" / board.name
+    vmdir.mkdir(parents=True, exist_ok=True)
+    disk = vmdir / "disk.qcow2"
+    stamp = vmdir / "backing"
+    if args.fresh or not disk.exists() or not stamp.exists() or stamp.read_text() != str(image):
+        disk.unlink(missing_ok=True)
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image), "-F", "raw", str(disk)],
+                       check=True)
+        stamp.write_text(str(image))
+    vm = VM(board=board, disk=disk, vmdir=vmdir, disk_format="qcow2", web_port=args.port)
+    vm.start()
+    print(f"{board.name}: booting {image.name} under TCG; serial log {vm.serial_log}", flush=True)
+    print(f"web UI (once x0node is ready): {vm.url}", flush=True)
+    try:
+        try:
+            node_id, mesh_addr, secs = vm.wait_ready(300)
+            print(f"x0node ready after {secs:.0f} s: node_id={node_id} mesh_addr={mesh_addr}", flush=True)
+            code = re.search(r"setup code (\S+)", vm.console_text())
+            if code:
+                print(f"web UI setup code: {code.group(1)}", flush=True)
+            print(f"open {vm.url} ; Ctrl-C stops the VM", flush=True)
+        except TimeoutError as exc:
+            print(f"warning: {exc}", file=sys.stderr, flush=True)
+        while vm.running():
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        vm.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

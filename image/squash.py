@@ -1,0 +1,23 @@
+"""Step `squash`: the staged root as one squashfs image (the content of a root slot).
+
+Rules: xz compression, because GRUB 2.06 reads the kernel and initramfs from inside the slot and its
+squash4 driver reads gzip/xz/lzo but not zstd; extended attributes are kept (file capabilities such as
+ping's cap_net_raw); the staged root is not modified.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+
+SQUASHFS_BLOCK_BYTES = 256 * 1024
+
+
+def run(rootfs: pathlib.Path, dest: pathlib.Path, log: pathlib.Path) -> int:
+    dest.unlink(missing_ok=True)
+    cmd = ["mksquashfs", str(rootfs), str(dest), "-noappend", "-comp", "xz", "-b", str(SQUASHFS_BLOCK_BYTES),
+           "-processors", str(os.cpu_count() or 1), "-no-progress", "-quiet"]
+    with open(log, "ab") as logf:
+        subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, check=True)
+    return dest.stat().st_size

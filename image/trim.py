@@ -1,0 +1,121 @@
+"""Step `trim`: remove from the staged root what a read-only router never uses.
+
+Rules: only whole directories/files from the fixed lists below are removed (nothing by heuristics), so
+the result is predictable; copyright files stay. Kernel modules are kept by subtree (network, block and
+storage, filesystems the image mounts, crypto and library helpers) and `depmod` is re-run natively.
+GRUB's module directory is moved to the work directory first (the `assemble` step needs it), and the
+dpkg package list is saved for the image manifest before /var (a tmpfs on the device) is emptied.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import pathlib
+import shutil
+import subprocess
+
+from image.board import Board
+
+REMOVE_GLOBS = (
+    "usr/share/perl", "usr/share/perl5", "usr/lib/*-linux-gnu/perl", "usr/lib/*-linux-gnu/perl-base",
+    "usr/lib/*-linux-gnu/perl5", "usr/bin/perl*", "usr/lib/*-linux-gnu/gconv", "usr/lib/grub", "usr/share/grub",
+    "usr/lib/grub-*", "etc/grub.d", "usr/share/initramfs-tools", "usr/lib/klibc*", "etc/initramfs-tools",
+    "usr/share/bug", "usr/share/lintian", "usr/share/zsh", "usr/share/bash-completion", "usr/share/info",
+    "usr/lib/udev/hwdb.d", "usr/lib/udev/hwdb.bin", "etc/udev/hwdb.bin",
+    "usr/lib/apt", "usr/bin/apt*", "usr/lib/*-linux-gnu/libapt-*", "etc/apt", "etc/cron.daily",
+    "usr/lib/python3.11/test", "usr/lib/python3.11/idlelib", "usr/lib/python3.11/tkinter",
+    "usr/lib/python3.11/lib2to3", "usr/lib/python3.11/ensurepip", "usr/lib/python3.11/pydoc_data",
+    "usr/lib/python3.11/turtledemo", "usr/lib/python3.11/config-3.11-*",
+    "usr/lib/x0node/*/tests", "usr/lib/x0node/*/*/tests", "usr/lib/x0node/*/*/*/tests",
+    "usr/lib/x0node/numpy/_core/include", "usr/bin/grub-*", "usr/sbin/grub-*",
+    # LiteRT: GPU (WebGPU) accelerator, NPU vendor compiler plugins and command-line tools are never used
+    # on a router; the CPU interpreter (libpywrap_litert_common, libLiteRt) stays.
+    "usr/lib/x0node/ai_edge_litert/libLiteRtWebGpuAccelerator.so", "usr/lib/x0node/ai_edge_litert/tools",
+    "usr/lib/x0node/ai_edge_litert/vendors", "usr/lib/x0node/numpy/f2py", "usr/lib/x0node/*.dist-info/RECORD",
+    "boot/System.map-*", "boot/config-*", "vmlinuz", "vmlinuz.old", "initrd.img", "initrd.img.old",
+    "usr/share/doc/*/changelog*", "usr/share/doc/*/NEWS*", "usr/share/doc/*/README*",
+)
+# Kernel module subtrees kept (relative to lib/modules/<version>/kernel).
+KEEP_MODULE_DIRS = (
+    "arch", "crypto", "lib", "net", "fs/squashfs", "fs/ext4", "fs/jbd2", "fs/mbcache.ko", "fs/fat",
+    "fs/nls", "drivers/net", "drivers/block", "drivers/virtio", "drivers/scsi", "drivers/ata", "drivers/nvme",
+    "drivers/mmc", "drivers/usb", "drivers/char", "drivers/md", "drivers/crypto", "drivers/pci",
+    "drivers/firmware", "drivers/ptp", "drivers/pps", "drivers/net/wireless", "drivers/regulator",
+    "drivers/clk", "drivers/phy", "drivers/reset", "drivers/gpio", "drivers/i2c", "drivers/watchdog",
+    "drivers/rtc", "drivers/dma", "drivers/mfd", "drivers/soc", "drivers/pinctrl", "drivers/tty",
+    "drivers/hwmon", "drivers/thermal", "drivers/nvmem", "drivers/bus", "drivers/mailbox",
+)
+SQUASHED_VAR = "var"
+
+
+def kernel_version(rootfs: pathlib.Path) -> str:
+    versions = sorted(p.name for p in (rootfs / "usr/lib/modules").iterdir() if p.is_dir())
+    if len(versions) != 1:
+        raise RuntimeError(f"expected one kernel in the root, found {versions}")
+    return versions[0]
+
+
+def dpkg_packages(rootfs: pathlib.Path) -> dict[str, str]:
+    """{package: version} of installed packages, from dpkg's status file."""
+    out: dict[str, str] = {}
+    status = rootfs / "var/lib/dpkg/status"
+    for para in status.read_text().split("\n\n"):
+        fields = {}
+        for line in para.splitlines():
+            if ":" in line and not line.startswith(" "):
+                k, _, v = line.partition(":")
+                fields[k] = v.strip()
+        if fields.get("Status", "").endswith(" installed") and "Package" in fields:
+            arch = fields.get("Architecture", "")
+            name = fields["Package"] + (f":{arch}" if arch not in ("all", "") else "")
+            out[name] = fields.get("Version", "")
+    return dict(sorted(out.items()))
+
+
+def _trim_modules(rootfs: pathlib.Path, kver: str) -> None:
+    kdir = rootfs / "usr/lib/modules" / kver / "kernel"
+    for path in sorted(kdir.rglob("*"), reverse=True):
+        rel = str(path.relative_to(kdir))
+        if path.is_dir():
+            if not any(path.iterdir()):
+                path.rmdir()
+            continue
+        if not any(rel == k or rel.startswith(k + "/") for k in KEEP_MODULE_DIRS):
+            path.unlink()
+    drivers = kdir / "drivers"
+    for d in sorted(drivers.iterdir()) if drivers.exists() else []:
+        if d.is_dir() and not any(d.rglob("*.ko*")):
+            shutil.rmtree(d)
+    subprocess.run(["depmod", "-b", str(rootfs), kver], check=True)
+
+
+def run(board: Board, rootfs: pathlib.Path, work: pathlib.Path) -> dict:
+    grub_src = rootfs / "usr/lib/grub" / board.grub_target
+    grub_dst = work / "grub" / board.grub_target
+    if grub_src.is_dir():
+        shutil.rmtree(grub_dst, ignore_errors=True)
+        grub_dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(grub_src, grub_dst, symlinks=True)
+    packages = dpkg_packages(rootfs)
+    (work / "packages.json").write_text(json.dumps(packages, indent=1) + "\n")
+    kver = kernel_version(rootfs)
+    for pattern in REMOVE_GLOBS:
+        for hit in glob.glob(str(rootfs / pattern)):
+            p = pathlib.Path(hit)
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+    _trim_modules(rootfs, kver)
+    var = rootfs / SQUASHED_VAR
+    for child in var.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    boot = rootfs / "boot"
+    kernel = boot / f"vmlinuz-{kver}"
+    if kernel.exists():
+        kernel.rename(boot / "vmlinuz")
+    return {"kernel_version": kver, "debian_packages": packages}
