@@ -25,13 +25,13 @@ def parse_hostport(text: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-def _run(coro_factory) -> int:
-    try:
+def _run(coro_factory, fast_loop: bool = True) -> int:
+    # uvloop for the proxies; the tunnel keeps the stock loop because pyroute2's netlink sockets
+    # (AF_NETLINK) cannot be opened on a uvloop loop
+    if fast_loop:
         import uvloop
 
         uvloop.install()
-    except ImportError:  # pragma: no cover - uvloop is a runtime dependency
-        pass
 
     async def main() -> int:
         stop = asyncio.Event()
@@ -83,6 +83,47 @@ def cmd_ss_local(args) -> int:
     return _run(start)
 
 
+def _tap(args):
+    from x0node.transport.tunnel import TapPort
+
+    return TapPort(args.tap, args.mtu, tuple(args.address or ()))
+
+
+def cmd_tunnel_server(args) -> int:
+    from x0node.transport.tunnel import TunnelServer, get_profile
+
+    async def start():
+        method, key = _key(args)
+        srv = TunnelServer(method, key, args.listen, _tap(args), get_profile(args.shape), fallback=args.faketls_fallback)
+        bound = await srv.start()
+        print(f"tunnel-server on {bound[0]}:{bound[1]} tap={args.tap} shape={args.shape}", flush=True)
+        return srv.stop
+
+    return _run(start, fast_loop=False)
+
+
+def cmd_tunnel_client(args) -> int:
+    from x0node.transport.tunnel import TunnelClient, get_profile
+
+    async def start():
+        method, key = _key(args)
+        cli = TunnelClient(method, key, args.server, _tap(args), get_profile(args.shape), sni=args.faketls_sni)
+        await cli.start()
+        print(f"tunnel-client -> {args.server[0]}:{args.server[1]} tap={args.tap} shape={args.shape}", flush=True)
+        return cli.stop
+
+    return _run(start, fast_loop=False)
+
+
+def _tunnel_common(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("--tap", required=True, metavar="IFNAME", help="TAP interface to create (<= 15 chars)")
+    p.add_argument("--address", action="append", metavar="CIDR", help="address to put on the TAP (repeatable)")
+    p.add_argument("--mtu", type=int, default=1400, help="TAP MTU (default 1400)")
+    p.add_argument("--shape", default="none", choices=["none", "browsing", "video", "gaming"],
+                   help="traffic shaping profile for what this end sends (default none)")
+
+
 def cmd_genkey(args) -> int:
     method = get_method(args.method)
     print(base64.b64encode(secrets.token_bytes(method.key_len)).decode())
@@ -120,6 +161,19 @@ def register(subparsers) -> None:
     p.add_argument("--no-udp", action="store_true", help="refuse SOCKS5 UDP ASSOCIATE")
     p.add_argument("--faketls-sni", metavar="NAME", help="wrap in FakeTLS with this SNI (server needs --faketls-fallback)")
     p.set_defaults(func=cmd_ss_local)
+
+    p = sub.add_parser("tunnel-server", help="layer-2 (TAP) tunnel endpoint that accepts one obfuscated stream")
+    p.add_argument("--listen", type=parse_hostport, required=True, metavar="HOST:PORT")
+    _tunnel_common(p)
+    p.add_argument("--faketls-fallback", type=parse_hostport, metavar="HOST:PORT",
+                   help="wrap in FakeTLS; relay unauthenticated connections to this real site")
+    p.set_defaults(func=cmd_tunnel_server)
+
+    p = sub.add_parser("tunnel-client", help="layer-2 (TAP) tunnel endpoint that dials the server and redials")
+    p.add_argument("--server", type=parse_hostport, required=True, metavar="HOST:PORT")
+    _tunnel_common(p)
+    p.add_argument("--faketls-sni", metavar="NAME", help="wrap in FakeTLS with this SNI")
+    p.set_defaults(func=cmd_tunnel_client)
 
     p = sub.add_parser("genkey", help="print a random base64 pre-shared key for a 2022 method")
     p.add_argument("--method", "-m", default=DEFAULT_METHOD, choices=sorted(METHODS))

@@ -1,0 +1,97 @@
+"""Two namespace "sites" whose only connection is one obfuscated TCP stream (SS2022, optionally in
+FakeTLS, shaped): TAP interfaces at both ends, IPv4 and IPv6 link-local multicast cross it."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.integration.netns import Namespaces, run
+
+PSK = base64.b64encode(os.urandom(32)).decode()
+PID = os.getpid() % 100000
+
+
+@pytest.fixture
+def sites():
+    ns = Namespaces("x0tr")
+    procs: list[subprocess.Popen] = []
+    try:
+        a, b = ns.add(), ns.add()
+        ns.veth(a, b, "up0", "up0")
+        run("ip", "addr", "add", "192.0.2.1/30", "dev", "up0", ns=a)
+        run("ip", "addr", "add", "192.0.2.2/30", "dev", "up0", ns=b)
+        yield ns, a, b, procs
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        ns.cleanup()
+
+
+def start_tunnel(procs, ns_name: str, role: str, tap: str, addr: str, *extra: str) -> subprocess.Popen:
+    cmd = ["ip", "netns", "exec", ns_name, sys.executable, "-m", "x0node", "transport", role,
+           "--password", PSK, "--tap", tap, "--address", addr, *extra]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    procs.append(p)
+    return p
+
+
+def wait_ping(ns_name: str, dst: str, timeout_s: float = 20.0, *args: str) -> str:
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        r = run("ping", "-c", "1", "-W", "1", *args, dst, ns=ns_name, check=False)
+        if r.returncode == 0:
+            return r.stdout
+        last = r.stdout + r.stderr
+    raise AssertionError(f"no ping reply from {dst}: {last}")
+
+
+@pytest.mark.parametrize(
+    "server_extra,client_extra",
+    [
+        (["--faketls-fallback", "192.0.2.1:9"], ["--faketls-sni", "www.example.com", "--shape", "browsing"]),
+        (["--shape", "gaming"], ["--shape", "video"]),
+    ],
+    ids=["faketls-browsing", "ss2022-gaming-video"],
+)
+def test_ping_crosses_obfuscated_tunnel(sites, server_extra, client_extra):
+    ns, a, b, procs = sites
+    tap_a, tap_b = f"x0tr{PID}a", f"x0tr{PID}b"
+    start_tunnel(procs, a, "tunnel-server", tap_a, "10.77.0.1/24", "--listen", "192.0.2.1:8443", *server_extra)
+    time.sleep(0.5)
+    start_tunnel(procs, b, "tunnel-client", tap_b, "10.77.0.2/24", "--server", "192.0.2.1:8443", *client_extra)
+    out = wait_ping(b, "10.77.0.1")
+    assert "1 received" in out
+    # IPv6 link-local multicast (what mesh hellos use) crosses too: all-nodes group answers
+    out = run("ping", "-6", "-c", "3", "-W", "2", "-I", tap_b, "ff02::1", ns=b, check=False).stdout
+    assert "fe80::" in out, out
+    # the underlay carries exactly one TCP connection between the sites
+    conns = run("ss", "-Htn", "state", "established", ns=b).stdout.strip().splitlines()
+    assert len(conns) == 1 and "192.0.2.1:8443" in conns[0], conns
+    for p in procs:
+        assert p.poll() is None, p.stdout.read() if p.stdout else ""
+
+
+def test_tunnel_redials_after_server_restart(sites):
+    ns, a, b, procs = sites
+    tap_a, tap_b = f"x0tr{PID}a", f"x0tr{PID}b"
+    srv = start_tunnel(procs, a, "tunnel-server", tap_a, "10.77.0.1/24", "--listen", "192.0.2.1:8443")
+    time.sleep(0.5)
+    start_tunnel(procs, b, "tunnel-client", tap_b, "10.77.0.2/24", "--server", "192.0.2.1:8443")
+    wait_ping(b, "10.77.0.1")
+    srv.terminate()
+    srv.wait(5)
+    time.sleep(0.5)
+    start_tunnel(procs, a, "tunnel-server", tap_a, "10.77.0.1/24", "--listen", "192.0.2.1:8443")
+    wait_ping(b, "10.77.0.1", 30)
