@@ -1,5 +1,8 @@
 import struct
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from x0node.telemetry import disasm
 
 
@@ -50,3 +53,13 @@ def test_garbage_never_raises():
         for i in insns:
             disasm.text(i)
         disasm.cfg(insns)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=512))
+def test_any_bytes_decode_render_and_graph(blob):
+    insns = disasm.decode(blob)
+    assert sum(i.slots for i in insns) <= len(blob) // 8 + 1
+    g = disasm.cfg(insns)
+    disasm.dot(g, "fuzz", disasm.text)
+    disasm.listing(insns, disasm.text)

@@ -2,6 +2,8 @@ import pathlib
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from x0node.telemetry import elf
 
@@ -40,3 +42,18 @@ def test_truncated_and_corrupted_headers_raise_elf_error():
     struct.pack_into("<H", bad, 62, 999)  # e_shstrndx
     with pytest.raises(elf.ElfError):
         elf.parse(bytes(bad))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 9607), st.integers(0, 255)), min_size=1, max_size=8))
+def test_mutated_objects_parse_or_raise_elf_error(edits):
+    raw = bytearray(OBJ.read_bytes())
+    for pos, val in edits:
+        raw[pos % len(raw)] = val
+    try:
+        o = elf.parse(bytes(raw))
+    except elf.ElfError:
+        return
+    for sec in o.sections:
+        o.relocations(sec)
+    o.license()
