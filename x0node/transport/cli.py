@@ -124,6 +124,19 @@ def _tunnel_common(p: argparse.ArgumentParser) -> None:
                    help="traffic shaping profile for what this end sends (default none)")
 
 
+def cmd_front_fetch(args) -> int:
+    from x0node.transport.errors import RemoteError
+    from x0node.transport.fronting import fetch
+
+    try:
+        resp = fetch(args.connect, args.front_sni, args.host, args.path, cafile=args.cafile)
+    except (OSError, RemoteError) as exc:
+        print(f"x0node transport front-fetch: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.buffer.write(resp.body)
+    return 0 if 200 <= resp.status < 300 else 1
+
+
 def cmd_genkey(args) -> int:
     method = get_method(args.method)
     print(base64.b64encode(secrets.token_bytes(method.key_len)).decode())
@@ -174,6 +187,14 @@ def register(subparsers) -> None:
     _tunnel_common(p)
     p.add_argument("--faketls-sni", metavar="NAME", help="wrap in FakeTLS with this SNI")
     p.set_defaults(func=cmd_tunnel_client)
+
+    p = sub.add_parser("front-fetch", help="fetch a bootstrap blob by domain fronting (SNI != Host)")
+    p.add_argument("--connect", type=parse_hostport, required=True, metavar="HOST:PORT", help="CDN edge to dial")
+    p.add_argument("--front-sni", required=True, metavar="NAME", help="innocuous domain shown in the TLS SNI")
+    p.add_argument("--host", required=True, metavar="NAME", help="hidden domain sent in the HTTP Host header")
+    p.add_argument("--path", default="/", help="path to fetch (default /)")
+    p.add_argument("--cafile", help="CA bundle to verify the edge (default: system store)")
+    p.set_defaults(func=cmd_front_fetch)
 
     p = sub.add_parser("genkey", help="print a random base64 pre-shared key for a 2022 method")
     p.add_argument("--method", "-m", default=DEFAULT_METHOD, choices=sorted(METHODS))

@@ -1,0 +1,108 @@
+"""Domain fronting against a real TLS edge on loopback that routes by Host: the SNI on the wire
+names the front, the request inside names the hidden host, the hidden host's blob comes back."""
+
+from __future__ import annotations
+
+import datetime
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+FRONT = "cdn-front.example"
+HIDDEN = "hidden-bootstrap.example"
+BLOB = b'{"servers": ["192.0.2.10:443"], "sni": "www.example.com"}'
+
+
+@pytest.fixture
+def edge(tmp_path):
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, FRONT)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(7).not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(FRONT)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "c.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "k.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    seen: dict[str, list] = {"sni": [], "host": []}
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
+    ctx.sni_callback = lambda sslobj, server_name, _ctx: seen["sni"].append(server_name)
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(8)
+    lsock.settimeout(0.2)
+    stop = threading.Event()
+
+    def handle(c: socket.socket) -> None:
+        try:
+            with ctx.wrap_socket(c, server_side=True) as t:
+                t.settimeout(5)
+                req = b""
+                while b"\r\n\r\n" not in req:
+                    got = t.recv(4096)
+                    if not got:
+                        return
+                    req += got
+                host = next((line.split(b":", 1)[1].strip().decode() for line in req.split(b"\r\n")
+                             if line.lower().startswith(b"host:")), "")
+                seen["host"].append(host)
+                if host == HIDDEN:  # the edge routes on Host, as fronting needs
+                    t.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(BLOB) + BLOB)
+                else:
+                    t.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+        except (OSError, ssl.SSLError):
+            pass
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                c, _ = lsock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(c,), daemon=True).start()
+
+    th = threading.Thread(target=loop, daemon=True)
+    th.start()
+    yield {"port": lsock.getsockname()[1], "ca": str(tmp_path / "c.pem"), "seen": seen}
+    stop.set()
+    th.join(2)
+    lsock.close()
+
+
+def front_fetch(edge, host: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "x0node", "transport", "front-fetch", "--connect", f"127.0.0.1:{edge['port']}",
+         "--front-sni", FRONT, "--host", host, "--path", "/bootstrap.json", "--cafile", edge["ca"]],
+        capture_output=True, timeout=30,
+    )
+
+
+def test_fronted_fetch_shows_front_and_reaches_hidden(edge):
+    r = front_fetch(edge, HIDDEN)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == BLOB
+    assert edge["seen"]["sni"] == [FRONT]  # what an on-path observer sees
+    assert edge["seen"]["host"] == [HIDDEN]  # what only the edge sees
+
+
+def test_edge_that_does_not_know_the_host_fails_visibly(edge):
+    r = front_fetch(edge, "unknown.example")
+    assert r.returncode == 1
+    assert r.stdout == b""
