@@ -83,3 +83,26 @@ def test_generic_mode_when_asked_and_refuses_to_replace_foreign_program(namespac
         second.close()
         first.close()
     assert "xdp" not in run("ip", "-d", "link", "show", "x0tb", ns=b).stdout
+
+
+def test_recreated_interface_is_forgotten_then_reattached(namespaces):
+    a, b = quiet_pair(namespaces)
+    probes = Probes(bpf_dir=str(BPF_DIR), pin_root=None, mac_key=KEY)
+    try:
+        first = probes.attach("x0tb", mode="native", netns=b)
+        send_frames(a, "x0ta", [(MAC_A, 5, 60)])
+        assert probes.refresh(b) == []
+        run("ip", "link", "del", "x0tb", ns=b)
+        assert probes.refresh(b) == ["x0tb"]
+        assert probes.interfaces() == {}
+        assert probes.objects["xdp_mac_stats"].maps["if_stats"].keys() == []  # dead entry removed
+        namespaces.veth(a, b, "x0ta", "x0tb")
+        second = probes.attach("x0tb", mode="native", netns=b)
+        assert second.ifindex != first.ifindex
+        send_frames(a, "x0ta", [(MAC_B, 3, 60)])
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and probes.interfaces()["x0tb"].rx_packets < 3:
+            time.sleep(0.02)
+        assert probes.interfaces()["x0tb"].rx_packets == 3
+    finally:
+        probes.close()

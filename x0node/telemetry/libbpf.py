@@ -118,6 +118,7 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "bpf_map__unpin": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_char_p]),
     "bpf_map_lookup_elem": (ctypes.c_int, [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]),
     "bpf_map_update_elem": (ctypes.c_int, [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64]),
+    "bpf_map_delete_elem": (ctypes.c_int, [ctypes.c_int, ctypes.c_void_p]),
     "bpf_map_get_next_key": (ctypes.c_int, [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]),
     "bpf_prog_test_run_opts": (ctypes.c_int, [ctypes.c_int, ctypes.POINTER(TestRunOpts)]),
     "bpf_prog_get_next_id": (ctypes.c_int, [ctypes.c_uint32, ctypes.POINTER(ctypes.c_uint32)]),
@@ -204,6 +205,15 @@ def map_lookup(fd: int, key: bytes, value_size: int) -> bytes | None:
 
 def map_update(fd: int, key: bytes, value: bytes, flags: int = 0) -> None:
     check(lib().bpf_map_update_elem(fd, key, value, flags), "bpf_map_update_elem")
+
+
+def map_delete(fd: int, key: bytes) -> bool:
+    """Delete `key`; False if it was not there."""
+    rc = lib().bpf_map_delete_elem(fd, key)
+    if rc == -errno_mod.ENOENT:
+        return False
+    check(rc, "bpf_map_delete_elem")
+    return True
 
 
 def map_keys(fd: int, key_size: int, limit: int) -> list[bytes]:

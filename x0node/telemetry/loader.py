@@ -110,10 +110,15 @@ class BpfMap:
     ncpus: int
 
     def lookup(self, key: bytes) -> bytes | None:
-        size = self.info.value_size * (self.ncpus if self.info.percpu else 1)
+        """Raw value; for per-CPU maps all CPUs' values, each padded to 8 bytes (kernel layout)."""
         if self.info.percpu:
             size = ((self.info.value_size + 7) // 8) * 8 * self.ncpus
+        else:
+            size = self.info.value_size
         return libbpf.map_lookup(self.fd, key, size)
+
+    def delete(self, key: bytes) -> bool:
+        return libbpf.map_delete(self.fd, key)
 
     def keys(self, limit: int | None = None) -> list[bytes]:
         return libbpf.map_keys(self.fd, self.info.key_size, limit or self.info.max_entries)

@@ -123,6 +123,31 @@ class Probes:
         log.info("xdp_mac_stats attached to %s in %s mode", ifname, att.mode)
         return att
 
+    def refresh(self, netns: str | None = None) -> list[str]:
+        """Forget attachments whose interface is gone or was re-created (new ifindex), and clear their
+        per-interface counters so the bounded if_stats map never fills with dead entries. Returns
+        the interface names forgotten (the caller re-attaches them when they come back)."""
+        if not self.attachments:
+            return []
+        from pyroute2 import IPRoute
+
+        with IPRoute(netns=netns) if netns else IPRoute() as ipr:
+            current = {name: ipr.link_lookup(ifname=name) for name in self.attachments}
+        gone = []
+        for name, found in current.items():
+            att = self.attachments[name]
+            if found and found[0] == att.ifindex:
+                continue
+            gone.append(name)
+            del self.attachments[name]
+            obj = self.objects.get(XDP_OBJECT)
+            if obj is not None:
+                if att in obj.xdp:
+                    obj.xdp.remove(att)  # the kernel dropped the program with the interface
+                obj.maps["if_stats"].delete(_u32(att.ifindex))
+            log.info("xdp: interface %s went away; will re-attach when it is back", name)
+        return gone
+
     def detach(self, ifname: str) -> None:
         att = self.attachments.pop(ifname, None)
         if att is not None and XDP_OBJECT in self.objects:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -174,6 +175,7 @@ class TelemetryService:
         self._collector: TelemetryCollector | None = None
         self._stats: Any = None
         self._interfaces: list[str] = []
+        self._io_lock = threading.Lock()  # a read in a worker thread never overlaps teardown
 
     # --- lifecycle ---------------------------------------------------------------------------------
     async def start(self, ctx: Any) -> None:
@@ -287,9 +289,17 @@ class TelemetryService:
                 self._publish("xdp_generic_fallback", {"iface": ifname})
 
     def _read(self) -> snapshot.Snapshot:
+        with self._io_lock:
+            return self._read_locked()
+
+    def _read_locked(self) -> snapshot.Snapshot:
         now = self.clock()
         if self.probes is None or not self.probes.objects:
             return snapshot.empty(now, self.reason)
+        try:
+            self.probes.refresh(self.netns)
+        except Exception as exc:  # noqa: BLE001 - netlink trouble: keep the attachments we have
+            log.warning("telemetry: interface refresh failed: %s", exc)
         self._attach_missing()
         ifs: dict[str, snapshot.InterfaceState] = {}
         for name, c in self.probes.interfaces().items():
@@ -317,6 +327,10 @@ class TelemetryService:
         )
 
     def _teardown(self) -> None:
+        with self._io_lock:
+            self._teardown_locked()
+
+    def _teardown_locked(self) -> None:
         if self.probes is not None:
             self.probes.close()
             self.probes = None
