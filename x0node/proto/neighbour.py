@@ -107,7 +107,7 @@ class Neighbour:
         """(echo timestamp, holding delay ms) to put in our next hello for this neighbour."""
         if not self.peer_ts_ms:
             return 0, 0
-        delay = int((now - self.peer_ts_rx_s) * 1000.0)
+        delay = round((now - self.peer_ts_rx_s) * 1000.0)
         return self.peer_ts_ms, max(0, min(delay, 65535))
 
     # ---- liveness -----------------------------------------------------------------------------------

@@ -307,6 +307,9 @@ class Router:
             return
         self._drop_interface_neighbours(ifname, now, "interface_removed")
         del self.ifaces[ifname]
+        if self._spf_due_s is not None and self._spf_due_s <= now:
+            self._spf_due_s = None
+            self._run_spf(now)
 
     def link_up(self, ifname: str, now: float) -> None:
         self._next_s = None
@@ -325,6 +328,9 @@ class Router:
             return
         iface.up = False
         self._drop_interface_neighbours(ifname, now, "link_down")
+        if self._spf_due_s is not None and self._spf_due_s <= now:
+            self._spf_due_s = None
+            self._run_spf(now)
 
     def _drop_interface_neighbours(self, ifname: str, now: float, reason: str) -> None:
         for key in [k for k in self.nbrs if k[0] == ifname]:
@@ -533,7 +539,9 @@ class Router:
         if was_up:
             self._emit(NeighbourDown(now, key[0], key[1].hex(), reason))
             self._schedule_lsa(now)
-            self._schedule_spf(now)
+            # a lost neighbour is routed around at once (no batching delay)
+            self._spf_due_s = now
+            self._next_s = None
 
     # ---- KEEPALIVE
     def _on_keepalive(self, iface: _Interface, src: str, msg: m.Keepalive, data: bytes, now: float) -> None:

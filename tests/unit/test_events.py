@@ -1,0 +1,16 @@
+import dataclasses
+import json
+
+import pytest
+
+from x0node.proto.events import MessageDropped, NeighbourUp
+
+
+def test_events_are_frozen_and_json_ready():
+    ev = NeighbourUp(1.5, "m0", "ab" * 16, "fe80::1")
+    d = ev.as_dict()
+    assert d["kind"] == "NeighbourUp" and d["at_s"] == 1.5
+    json.dumps(d)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ev.ifname = "x"  # type: ignore[misc]
+    assert MessageDropped(0.0, "decode", "m0", "fe80::2").kind == "MessageDropped"

@@ -1,0 +1,164 @@
+import json
+import random
+
+import pytest
+
+from x0node.proto import messages as m
+from x0node.proto.events import NeighbourDown, NeighbourUp, NodeLeft
+from x0node.proto.identity import Identity
+from x0node.proto.router import Router, RouterConfig
+from x0node.proto.trust import Credential, TrustAnchor, TrustStore
+
+ANCHOR = TrustAnchor.from_seed(b"\xaa" * 32)
+
+
+def _ident(i: int, certify: bool = True) -> Identity:
+    ident = Identity.from_seed(bytes([i]) * 32)
+    return ident.with_certificate(ANCHOR.certify(ident.public_key)) if certify else ident
+
+
+def _router(i: int, **cfg) -> Router:
+    return Router(_ident(i), TrustStore([ANCHOR.public_key]), RouterConfig(**cfg), random.Random(i), 0.0)
+
+
+class Pair:
+    """Two routers on one point-to-point link m0 <-> m0, delivered instantly."""
+
+    def __init__(self, **cfg):
+        self.a, self.b = _router(1, **cfg), _router(2, **cfg)
+        self.addr = {id(self.a): "fe80::a", id(self.b): "fe80::b"}
+        self.now = 0.0
+        self.cut = False
+        self.events = {id(self.a): [], id(self.b): []}
+        self.routes = {id(self.a): {}, id(self.b): {}}
+        for r in (self.a, self.b):
+            r.add_interface("m0", 0.0)
+
+    def pump(self):
+        moved = True
+        while moved:
+            moved = False
+            for r, peer in ((self.a, self.b), (self.b, self.a)):
+                for out in r.datagrams_to_send():
+                    if not self.cut:
+                        peer.receive("m0", self.addr[id(r)], out.payload, self.now)
+                        moved = True
+                for ch in r.route_changes():
+                    if ch.op == "del":
+                        self.routes[id(r)].pop(ch.dest, None)
+                    else:
+                        self.routes[id(r)][ch.dest] = ch
+                while (ev := r.next_event()) is not None:
+                    self.events[id(r)].append(ev)
+
+    def run(self, until: float):
+        while True:
+            nxt = min(t for t in (self.a.next_timer(), self.b.next_timer()) if t is not None)
+            if nxt > until:
+                self.now = until
+                return
+            self.now = max(self.now, nxt)
+            for r in (self.a, self.b):
+                t = r.next_timer()
+                if t is not None and t <= self.now:
+                    r.tick(self.now)
+            self.pump()
+
+
+def test_two_routers_come_up_and_route():
+    p = Pair()
+    p.run(0.5)
+    assert p.a.stats()["neighbours_up"] == 1 and p.b.stats()["neighbours_up"] == 1
+    dest = f"{p.b.identity.mesh_address}/128"
+    ch = p.routes[id(p.a)][dest]
+    assert (ch.ifname, ch.via) == ("m0", "fe80::b") and ch.metric >= 100
+    assert any(isinstance(e, NeighbourUp) for e in p.events[id(p.a)])
+    assert sum(p.a.drops.values()) == 0
+    json.dumps([p.a.stats(), p.a.neighbours(), p.a.routes(), p.a.topology()])
+    assert len(p.a.topology()["edges"]) == 1
+
+
+def test_silent_failure_detected_within_dead_interval():
+    p = Pair()
+    p.run(1.0)
+    p.cut = True
+    t_cut = p.now
+    p.run(t_cut + 0.4)
+    downs = [e for e in p.events[id(p.a)] if isinstance(e, NeighbourDown)]
+    assert downs and downs[0].reason == "dead"
+    assert downs[0].at_s - t_cut <= RouterConfig().dead_interval_s + 1e-6
+    assert p.routes[id(p.a)] == {}
+
+
+def test_link_down_acts_at_once_and_link_up_recovers():
+    p = Pair()
+    p.run(0.5)
+    p.a.link_down("m0", p.now)
+    p.a.tick(p.now)
+    p.pump()
+    assert p.routes[id(p.a)] == {}
+    assert [e.reason for e in p.events[id(p.a)] if isinstance(e, NeighbourDown)] == ["link_down"]
+    p.a.link_up("m0", p.now)
+    p.run(p.now + 0.5)
+    assert f"{p.b.identity.mesh_address}/128" in p.routes[id(p.a)]
+
+
+def test_prefixes_are_announced_and_leave_withdraws():
+    p = Pair()
+    p.a.set_prefixes(["10.9.0.0/24"], 0.0)
+    p.run(0.5)
+    assert "10.9.0.0/24" in p.routes[id(p.b)]
+    p.a.leave(p.now)
+    p.pump()
+    p.run(p.now + 0.1)
+    assert p.routes[id(p.b)] == {}
+    assert any(isinstance(e, NodeLeft) and e.reason == "withdraw" for e in p.events[id(p.b)])
+
+
+def test_garbage_and_unknown_interface_are_counted_not_raised():
+    r = _router(1)
+    r.add_interface("m0", 0.0)
+    for data in (b"", b"\x01", b"\xff" * 2000, b"\x01\x03" + b"\x00" * 50):
+        r.receive("m0", "fe80::9", data, 0.1)
+    r.receive("nope", "fe80::9", b"\x01\x02", 0.1)
+    assert r.drops["decode"] == 4 and r.drops["no_interface"] == 1
+    assert r.nbrs == {}
+
+
+def test_uncertified_hello_changes_nothing():
+    r = _router(1)
+    r.add_interface("m0", 0.0)
+    rogue = _ident(7, certify=False)
+    hello = m.Hello(Credential(rogue.public_key), 1, 5, 1, 100, ())
+    r.receive("m0", "fe80::7", m.sign(hello, rogue), 0.1)
+    assert r.drops["uncertified"] == 1 and r.nbrs == {}
+
+
+def test_revocation_tears_down_neighbour():
+    p = Pair()
+    p.run(0.5)
+    crl = ANCHOR.revoke([p.b.identity.node_id], 1, 0)
+    assert p.a.update_revocations(crl, p.now)
+    p.a.tick(p.now + 0.02)
+    p.pump()
+    assert p.routes[id(p.a)] == {}
+    assert any(isinstance(e, NeighbourDown) and e.reason == "revoked" for e in p.events[id(p.a)])
+    p.run(p.now + 0.5)
+    assert p.a.stats()["neighbours"] == 0 and p.a.drops["revoked"] > 0
+
+
+def test_config_validation():
+    with pytest.raises(ValueError):
+        RouterConfig(hello_interval_s=0)
+    with pytest.raises(ValueError):
+        RouterConfig(hello_missed_dead=0)
+    assert RouterConfig().dead_interval_s == pytest.approx(0.25)
+
+
+def test_next_timer_and_deterministic_output():
+    outs = []
+    for _ in range(2):
+        p = Pair()
+        p.run(0.3)
+        outs.append((p.a.stats()["counters"], sorted(p.routes[id(p.a)])))
+    assert outs[0] == outs[1]

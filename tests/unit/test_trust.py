@@ -1,0 +1,66 @@
+import pytest
+
+from x0node.proto.identity import Identity
+from x0node.proto.trust import Certificate, Credential, RevocationList, Role, TrustAnchor, TrustStore
+from x0node.proto.wire import DecodeError
+
+ANCHOR = TrustAnchor.from_seed(b"\xaa" * 32)
+OTHER = TrustAnchor.from_seed(b"\xbb" * 32)
+NODE = Identity.from_seed(b"\x01" * 32)
+
+
+def test_certificate_accepted_and_round_trips():
+    cert = ANCHOR.certify(NODE.public_key, Role.GATEWAY, 0)
+    assert Certificate.decode(cert.encode()) == cert
+    store = TrustStore([ANCHOR.public_key])
+    assert store.check(Credential(NODE.public_key, cert)) is None
+    assert cert.node_id == NODE.node_id
+
+
+def test_foreign_or_tampered_certificate_is_uncertified():
+    store = TrustStore([ANCHOR.public_key])
+    foreign = OTHER.certify(NODE.public_key)
+    assert store.check(Credential(NODE.public_key, foreign)) == "uncertified"
+    cert = ANCHOR.certify(NODE.public_key, Role.NODE)
+    tampered = Certificate(Role.ADMIN, cert.not_after, cert.public_key, cert.signature)
+    assert store.check(Credential(NODE.public_key, tampered)) == "uncertified"
+    assert store.check(Credential(NODE.public_key, None)) == "uncertified"
+
+
+def test_allow_list_of_raw_keys():
+    store = TrustStore([], {NODE.public_key})
+    assert store.check(Credential(NODE.public_key)) is None
+    assert store.check(Credential(Identity.from_seed(b"\x02" * 32).public_key)) == "uncertified"
+
+
+def test_expiry_needs_wall_clock():
+    cert = ANCHOR.certify(NODE.public_key, Role.NODE, not_after=1000)
+    store = TrustStore([ANCHOR.public_key])
+    cred = Credential(NODE.public_key, cert)
+    assert store.check(cred, None) is None
+    assert store.check(cred, 999.0) is None
+    assert store.check(cred, 1001.0) == "expired"
+
+
+def test_revocation_lists_signed_and_monotonic():
+    store = TrustStore([ANCHOR.public_key])
+    cred = Credential(NODE.public_key, ANCHOR.certify(NODE.public_key))
+    assert not store.update_revocations(OTHER.revoke([NODE.node_id], 5, 0))  # wrong signer
+    crl = ANCHOR.revoke([NODE.node_id], 5, 100)
+    assert RevocationList.decode(crl.encode()) == crl
+    assert store.update_revocations(crl)
+    assert store.check(cred) == "revoked"
+    assert not store.update_revocations(ANCHOR.revoke([], 5, 200))  # not newer
+    assert store.update_revocations(ANCHOR.revoke([], 6, 200))
+    assert store.check(cred) is None
+    forged = RevocationList(7, 0, (), crl.signature)
+    assert not store.update_revocations(forged)
+
+
+def test_decode_rejects_garbage():
+    with pytest.raises(DecodeError):
+        Certificate.decode(b"\x01" * 10)
+    with pytest.raises(DecodeError):
+        Certificate.decode(b"\x09" + b"\x00" * 104)  # unknown role
+    with pytest.raises(DecodeError):
+        RevocationList.decode(b"\x00" * 14 + b"\xff\xff")
