@@ -153,12 +153,19 @@ def main() -> int:
                 run("sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1", ns=n)
             nss.veth(a, b, "x0ta", "x0tb")
             without, with_, with_pass = [], [], []
+            live: dict[str, list[float]] = {}
             for _ in range(PPS_ROUNDS):
                 without.append(pps_round(a, b, sender))
                 for obj, prog, out in ((mac, "xdp_mac_stats", with_), (floor, "xdp_pass", with_pass)):
                     att = obj.attach_xdp(prog, "x0tb", mode="native", netns=b)
                     try:
-                        out.append(pps_round(a, b, sender))
+                        with profiler.StatsSession():
+                            before = profiler.read_all(frozenset({prog}))
+                            out.append(pps_round(a, b, sender))
+                            after = profiler.read_all(frozenset({prog}))
+                        for d in profiler.deltas(before, after):
+                            if d.ns_per_run is not None and d.run_cnt > 0:
+                                live.setdefault(prog, []).append(d.ns_per_run)
                     finally:
                         obj.detach_xdp(att)
             pps_without, pps_with = statistics.median(without), statistics.median(with_)
@@ -172,6 +179,9 @@ def main() -> int:
             ("ratio with/without", f"{pps_with / pps_without:.3f}"),
             ("ratio with/empty XDP program (program cost only)", f"{pps_with / pps_pass:.3f}"),
         ]
+        for prog, vals in sorted(live.items()):
+            rows.append((f"{prog} ns/run on the veth (kernel stats, live)", f"{statistics.median(vals):.1f}"))
+            result[f"{prog}_live_ns_per_run"] = statistics.median(vals)
         result.update(pps_without=pps_without, pps_with=pps_with, pps_ratio=pps_with / pps_without,
                       pps_with_empty_xdp=pps_pass, pps_ratio_vs_empty_xdp=pps_with / pps_pass)
     finally:
