@@ -55,6 +55,7 @@ class Shaper:
         self.payload_bytes = 0
         self.overhead_bytes = 0  # headers + padding + cover
         self.unpadded_units = 0
+        self.cover_units = 0
 
     def _refill(self, now: float) -> None:
         if now > self._last:
@@ -70,8 +71,10 @@ class Shaper:
         """When `pull` should next be called (None: nothing pending and no cover due)."""
         if self.profile.slot_s == 0:
             return self._queued_at if self._queue else None
-        if self._queue or (self.profile.cover and self.tokens > 0):
+        if self._queue or (self.profile.cover and self.tokens >= self.profile.sizes[0]):
             return self._next_slot
+        if self.profile.cover and self.rate > 0:  # cover resumes once the bucket refilled
+            return max(self._next_slot, self._last + (self.profile.sizes[0] - self.tokens) / self.rate)
         return None
 
     def _unit(self, data: bytes) -> bytes:
@@ -104,8 +107,13 @@ class Shaper:
             del q[:MAX_UNIT_DATA]
             out.append(self._unit(piece))
         self._queued_at = None
-        if not out and p.cover and self.tokens >= p.sizes[0]:
-            out.append(self._unit(b""))
+        if not out and p.cover:
+            size = self.rng.choice(p.sizes[:2])
+            if self.tokens >= size:  # cover only when the budget pays for all of it
+                self.tokens -= size
+                self.overhead_bytes += size
+                self.cover_units += 1
+                out.append(bytes(2) + (size - UNIT_HEADER_BYTES).to_bytes(2, "big") + bytes(size - UNIT_HEADER_BYTES))
         return out
 
     def overhead_ratio(self) -> float:
