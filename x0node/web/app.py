@@ -62,6 +62,7 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';
 # typed application keys
 K_PROVIDER = web.AppKey("provider", object)
 K_STATE = web.AppKey("web_state", object)
+K_SESSION = web.RequestKey("session", object)
 
 
 class WebState:
@@ -77,8 +78,10 @@ class WebState:
         self.throttle_path = self.web_dir / "login-throttle.json"
         self.throttle = self._load_throttle()
         self.registry = registry
-        self.http_metrics = HttpMetrics(registry)
-        self.collector = NodeStateCollector(provider)
+        # names someone else (the daemon) already serves from this registry are left to them
+        taken = set(getattr(registry, "_names_to_collectors", {}))
+        self.http_metrics = HttpMetrics(registry, taken)
+        self.collector = NodeStateCollector(provider, taken)
         registry.register(self.collector)
         self.metrics_nets = config.metrics_networks()
         self.hash_lock = asyncio.Semaphore(1)  # one argon2id (64 MiB) at a time
@@ -167,7 +170,7 @@ def client_key(request: web.Request) -> str:
 
 
 def session_of(request: web.Request) -> Session | None:
-    return request.get("session")  # type: ignore[no-any-return]
+    return request.get(K_SESSION)  # type: ignore[return-value]
 
 
 def set_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str, max_age: int | None) -> None:
@@ -267,7 +270,7 @@ def _origin_ok(request: web.Request) -> bool:
 async def auth_mw(request: web.Request, handler: Handler) -> web.StreamResponse:
     st: WebState = request.app[K_STATE]
     session = st.sessions.get(request.cookies.get(SESSION_COOKIE), time.monotonic())
-    request["session"] = session
+    request[K_SESSION] = session
     name = route_name(request)
     matched = name is not None or not isinstance(request.match_info.http_exception, web.HTTPException)
 
@@ -513,6 +516,11 @@ async def api_config_patch(request: web.Request) -> web.StreamResponse:
         new = st.provider.config_set(changes)
     except ConfigError as exc:
         return json_error(400, exc.message, key=exc.key)
+    except ValueError as exc:  # the daemon's own ConfigError has the same shape
+        key, message = getattr(exc, "key", None), getattr(exc, "message", None)
+        if not isinstance(key, str) or not isinstance(message, str):
+            raise
+        return json_error(400, message, key=key)
     log.info("config changed from web UI: %s", ", ".join(
         f"{s}.{k}" if isinstance(v, dict) else str(s) for s, vs in changes.items()
         for k, v in (vs.items() if isinstance(vs, dict) else [(s, vs)])))

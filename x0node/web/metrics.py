@@ -33,8 +33,27 @@ HTTP_DURATION_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.
 HEALTH_VALUE = {"ok": 1.0, "degraded": 0.5, "down": 0.0}
 
 
+class _Unregistered:
+    """Stands in for a metric whose name another part of the process already registered."""
+
+    def labels(self, *args: Any) -> _Unregistered:
+        return self
+
+    def inc(self, *args: Any) -> None:
+        pass
+
+    def observe(self, *args: Any) -> None:
+        pass
+
+
 class HttpMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, taken: set[str] | None = None) -> None:
+        taken = taken or set()
+        if "http_requests_total" in taken or "http_request_duration_seconds" in taken:
+            log.warning("HTTP metrics already registered elsewhere; the web UI will not count requests")
+            self.requests: Any = _Unregistered()
+            self.duration: Any = _Unregistered()
+            return
         self.requests = Counter("http_requests_total", "HTTP requests served by the web UI and API",
                                 ["method", "endpoint", "status"], registry=registry)
         self.duration = Histogram("http_request_duration_seconds", "HTTP request handling time",
@@ -46,16 +65,17 @@ def _num(v: Any) -> float:
 
 
 class NodeStateCollector(Collector):
-    def __init__(self, provider: NodeStateProvider) -> None:
+    def __init__(self, provider: NodeStateProvider, taken: set[str] | None = None) -> None:
         self.provider = provider
         self.scrape_errors = 0
+        self.taken = set(taken or ())
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # families are produced dynamically at scrape time
 
     def collect(self) -> Iterator[Metric]:
         try:
-            families = list(self._families())
+            families = [f for f in self._families() if f.name not in self.taken]
         except Exception:  # a scrape must not fail because one view misbehaved
             log.exception("metrics scrape failed")
             self.scrape_errors += 1

@@ -140,7 +140,8 @@ def document(version: str) -> dict[str, Any]:
         "/api/v1/config": {
             **_get("The effective configuration", _ref("Config")),
             **_post("Change settings: {section: {key: value}}; validated like the config file, all or nothing, "
-                    "persisted across restarts", {"type": "object", "additionalProperties": {"type": "object"}},
+                    "persisted across restarts",
+                    {"type": "object", "minProperties": 1, "additionalProperties": {"type": "object", "minProperties": 1}},
                     {"200": _json(_ref("Config"), "The new effective configuration")}, method="patch"),
         },
         "/api/v1/stream": {"get": {
