@@ -8,12 +8,16 @@
  *  - a frame is dropped only when it cannot be valid Ethernet: shorter than the 14-byte header, or a
  *    group (I/G bit) or all-zero source address (IEEE 802 forbids both as a source, the Linux bridge
  *    drops them too); every other frame is passed unchanged;
- *  - maps are bounded: mac_stats is an LRU (oldest sources are evicted), if_stats holds 64 interfaces.
+ *  - maps are bounded: mac_stats is an LRU (oldest sources are evicted); per-interface counters live
+ *    in if_slots[ifindex % 64] (an array: no hashing on the fast path), each per-CPU copy tagged with
+ *    the ifindex that claimed it; an interface whose slot is taken by another one on that CPU counts
+ *    in the if_stats hash instead (64 entries), so per-interface counts are always exact.
  */
 #include "x0_common.h"
 
 #define ETH_HLEN_B 14
 #define MAC_STATS_MAX 1024
+#define IF_SLOTS 64 /* power of two */
 #define IF_STATS_MAX 64
 
 struct mac_counters {
@@ -22,6 +26,7 @@ struct mac_counters {
 };
 
 struct if_counters {
+	__u64 ifindex; /* owner of this per-CPU copy (0 = free) */
 	__u64 rx_packets;
 	__u64 rx_bytes;
 	__u64 passed;
@@ -36,6 +41,13 @@ struct {
 	__type(key, __u64);
 	__type(value, struct mac_counters);
 } mac_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, IF_SLOTS);
+	__type(key, __u32);
+	__type(value, struct if_counters);
+} if_slots SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -79,10 +91,22 @@ static __always_inline __u64 siphash_mac(__u64 m, __u64 k0, __u64 k1)
 
 static __always_inline struct if_counters *if_slot(__u32 ifindex)
 {
-	struct if_counters *c = bpf_map_lookup_elem(&if_stats, &ifindex);
+	__u32 slot = ifindex & (IF_SLOTS - 1);
+	struct if_counters *c = bpf_map_lookup_elem(&if_slots, &slot);
+
+	if (c) {
+		if (c->ifindex == ifindex)
+			return c;
+		if (c->ifindex == 0) {
+			c->ifindex = ifindex;
+			return c;
+		}
+	}
+	/* slot taken by another interface on this CPU: exact, slower path */
+	c = bpf_map_lookup_elem(&if_stats, &ifindex);
 	if (c)
 		return c;
-	struct if_counters zero = {};
+	struct if_counters zero = { .ifindex = ifindex };
 	bpf_map_update_elem(&if_stats, &ifindex, &zero, BPF_NOEXIST);
 	return bpf_map_lookup_elem(&if_stats, &ifindex);
 }

@@ -37,10 +37,12 @@ def quiet_pair(namespaces: Namespaces) -> tuple[str, str]:
     return a, b
 
 
-def send_frames(ns: str, ifname: str, frames: list[tuple[bytes, int, int]]) -> None:
-    """Send (source MAC, count, frame size) frames out of `ifname` in namespace `ns`."""
+def send_frames(ns: str, ifname: str, frames: list[tuple[bytes, int, int]], cpu: int | None = None) -> None:
+    """Send (source MAC, count, frame size) frames out of `ifname` in namespace `ns` (from one CPU
+    if `cpu` is given: a veth receives on the sender's CPU)."""
     spec = ",".join(f"{mac.hex()}/{count}/{size}" for mac, count, size in frames)
-    run(sys.executable, "-c", SENDER, ifname, spec, ns=ns)
+    pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
+    run(*pin, sys.executable, "-c", SENDER, ifname, spec, ns=ns)
 
 
 def pin_root() -> str:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import struct
 import time
 
 from tests.integration.bpf_support import BPF_DIR, pin_root, quiet_pair, send_frames
 from tests.integration.netns import run
-from x0node.telemetry import libbpf
+from x0node.telemetry import counters, libbpf
 from x0node.telemetry.machash import mac_id
 from x0node.telemetry.probes import Probes
 
@@ -31,7 +32,7 @@ def test_counts_per_source_and_interface_native_then_clean_detach(namespaces):
         assert "xdp" in run("ip", "-d", "link", "show", "x0tb", ns=b).stdout
         prog_id = _prog_id(att.prog_fd)
         pin_dir = probes.objects["xdp_mac_stats"].pin_dir
-        assert sorted(os.listdir(pin_dir)) == ["if_stats", "mac_stats"]
+        assert sorted(os.listdir(pin_dir)) == ["if_slots", "if_stats", "mac_stats"]
 
         send_frames(a, "x0ta", [(MAC_A, 10, 60), (MAC_B, 20, 100), (MAC_C, 30, 200), (MAC_GROUP, 5, 80)])
         # frames cross the veth synchronously; allow the receive side's NAPI poll to finish
@@ -95,7 +96,9 @@ def test_recreated_interface_is_forgotten_then_reattached(namespaces):
         run("ip", "link", "del", "x0tb", ns=b)
         assert probes.refresh(b) == ["x0tb"]
         assert probes.interfaces() == {}
-        assert probes.objects["xdp_mac_stats"].maps["if_stats"].keys() == []  # dead entry removed
+        slots = probes.objects["xdp_mac_stats"].maps["if_slots"]
+        key = struct.pack("<I", first.ifindex % 64)
+        assert counters.if_counters(slots.percpu_values(key), first.ifindex).rx_packets == 0  # slot freed
         namespaces.veth(a, b, "x0ta", "x0tb")
         second = probes.attach("x0tb", mode="native", netns=b)
         assert second.ifindex != first.ifindex
@@ -104,5 +107,32 @@ def test_recreated_interface_is_forgotten_then_reattached(namespaces):
         while time.monotonic() < deadline and probes.interfaces()["x0tb"].rx_packets < 3:
             time.sleep(0.02)
         assert probes.interfaces()["x0tb"].rx_packets == 3
+    finally:
+        probes.close()
+
+
+def test_interfaces_sharing_a_slot_are_counted_exactly(namespaces):
+    """ifindex 5 and 69 share if_slots[5]: one interface takes the array slot on each CPU, the other
+    falls back to the if_stats hash; both are still counted exactly."""
+    a, b = quiet_pair(namespaces)
+    for name, peer, index in (("x0tc", "x0td", 5), ("x0te", "x0tf", 69)):
+        run("ip", "link", "add", name, "index", str(index), "type", "veth", "peer", "name", peer, ns=b)
+        run("ip", "link", "set", peer, "netns", a, ns=b)
+        run("ip", "link", "set", name, "up", ns=b)
+        run("ip", "link", "set", peer, "up", ns=a)
+    probes = Probes(bpf_dir=str(BPF_DIR), pin_root=None, mac_key=KEY)
+    try:
+        assert probes.attach("x0tc", mode="native", netns=b).ifindex == 5
+        assert probes.attach("x0te", mode="native", netns=b).ifindex == 69
+        # both from CPU 0, so both interfaces meet on the same per-CPU copy of the slot
+        send_frames(a, "x0td", [(MAC_A, 11, 60)], cpu=0)
+        send_frames(a, "x0tf", [(MAC_B, 13, 60), (MAC_GROUP, 2, 60)], cpu=0)
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and sum(c.rx_packets for c in probes.interfaces().values()) < 26:
+            time.sleep(0.02)
+        ifs = probes.interfaces()
+        assert (ifs["x0tc"].rx_packets, ifs["x0tc"].passed) == (11, 11)
+        assert (ifs["x0te"].rx_packets, ifs["x0te"].passed, ifs["x0te"].dropped) == (15, 13, 2)
+        assert probes.objects["xdp_mac_stats"].maps["if_stats"].keys() != []  # the slow path was used
     finally:
         probes.close()

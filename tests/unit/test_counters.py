@@ -5,16 +5,24 @@ import pytest
 from x0node.telemetry import counters
 
 
-def test_if_counters_sum_over_cpus():
-    a = struct.pack("<6Q", 1, 100, 1, 0, 0, 0)
-    b = struct.pack("<6Q", 2, 200, 1, 1, 0, 1)
-    c = counters.if_counters([a, b])
-    assert c == counters.IfCounters(3, 300, 2, 1, 0, 1)
+def test_if_counters_sum_over_cpus_owned_by_the_interface():
+    a = struct.pack("<7Q", 5, 1, 100, 1, 0, 0, 0)
+    b = struct.pack("<7Q", 5, 2, 200, 1, 1, 0, 1)
+    other = struct.pack("<7Q", 69, 9, 900, 9, 0, 0, 0)
+    assert counters.if_counters([a, b, other], 5) == counters.IfCounters(3, 300, 2, 1, 0, 1)
+    assert counters.if_counters([a, other]).rx_packets == 10
+    assert counters.add(counters.IfCounters(1, 2), counters.IfCounters(3, 4)) == counters.IfCounters(4, 6)
+
+
+def test_release_slot_frees_only_the_owner():
+    a = struct.pack("<7Q", 5, 1, 100, 1, 0, 0, 0)
+    other = struct.pack("<7Q", 69, 9, 900, 9, 0, 0, 0)
+    assert counters.release_slot([a, other], 5) == [bytes(56), other]
 
 
 def test_wrong_sizes_raise_value_error():
     with pytest.raises(ValueError):
-        counters.if_counters([b"\0" * 40])
+        counters.if_counters([b"\0" * 48])
     with pytest.raises(ValueError):
         counters.source_counters(b"\0" * 7, [])
     with pytest.raises(ValueError):

@@ -12,14 +12,14 @@ if not (BPF / "manifest.json").exists():
 
 def test_explains_mac_stats_object():
     data = (BPF / "xdp_mac_stats.bpf.o").read_bytes()
-    maps = [MapInfo("mac_stats", 10, 8, 16, 1024), MapInfo("if_stats", 5, 4, 48, 64)]
+    maps = [MapInfo("mac_stats", 10, 8, 16, 1024), MapInfo("if_slots", 6, 4, 56, 64), MapInfo("if_stats", 5, 4, 56, 64)]
     ex = explainer.explain_elf(data, maps, "xdp_mac_stats.bpf.o")
     (p,) = ex.programs
     assert p.name == "xdp_mac_stats" and p.section == "xdp"
-    assert {m.name for m in p.maps} == {"mac_stats", "if_stats"}
+    assert {m.name for m in p.maps} == {"mac_stats", "if_slots", "if_stats"}
     assert p.helpers == ("bpf_map_lookup_elem", "bpf_map_update_elem")
     text = explainer.render(ex)
-    assert "r1 = if_stats ll" in text and "exit" in text and "license  GPL" in text
+    assert "r1 = if_slots ll" in text and "exit" in text and "license  GPL" in text
     dot = p.dot()
     assert dot.count("->") == len(p.cfg.edges)
 

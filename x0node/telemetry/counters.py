@@ -20,7 +20,8 @@ TCP_STATE_NAMES = {
     13: "BOUND_INACTIVE",
 }
 IF_FIELDS = ("rx_packets", "rx_bytes", "passed", "dropped", "drop_runt", "drop_bad_src")
-IF_VALUE_BYTES = 8 * len(IF_FIELDS)
+IF_VALUE_BYTES = 8 * (1 + len(IF_FIELDS))  # struct if_counters: owner ifindex, then the fields
+IF_SLOTS = 64  # if_slots array size in xdp_mac_stats (power of two)
 MAC_VALUE_BYTES = 16
 # slot indices, mirrored from the C enums
 EV_SEEN, EV_COUNTED, EV_NOT_TCP, EV_UNREADABLE, EV_OUT_OF_RANGE, EV_OTHER_NETNS = 0, 1, 2, 3, 4, 5
@@ -60,14 +61,27 @@ def sum_u64(values: list[bytes]) -> int:
     return sum(u64(v) for v in values)
 
 
-def if_counters(values: list[bytes]) -> IfCounters:
+def if_counters(values: list[bytes], ifindex: int | None = None) -> IfCounters:
+    """Sum per-CPU `struct if_counters` copies; with `ifindex`, only the copies that interface owns."""
     totals = [0] * len(IF_FIELDS)
     for v in values:
         if len(v) != IF_VALUE_BYTES:
             raise ValueError(f"if_counters value must be {IF_VALUE_BYTES} bytes, got {len(v)}")
-        for i, x in enumerate(struct.unpack(f"<{len(IF_FIELDS)}Q", v)):
+        owner, *fields = struct.unpack(f"<{1 + len(IF_FIELDS)}Q", v)
+        if ifindex is not None and owner != ifindex:
+            continue
+        for i, x in enumerate(fields):
             totals[i] += x
     return IfCounters(*totals)
+
+
+def add(a: IfCounters, b: IfCounters) -> IfCounters:
+    return IfCounters(*(getattr(a, f) + getattr(b, f) for f in IF_FIELDS))
+
+
+def release_slot(values: list[bytes], ifindex: int) -> list[bytes]:
+    """The per-CPU copies of an if_slots entry with those owned by `ifindex` cleared (freed)."""
+    return [bytes(IF_VALUE_BYTES) if struct.unpack_from("<Q", v)[0] == ifindex else v for v in values]
 
 
 def source_counters(key: bytes, values: list[bytes]) -> SourceCounters:

@@ -144,7 +144,7 @@ class Probes:
             if obj is not None:
                 if att in obj.xdp:
                     obj.xdp.remove(att)  # the kernel dropped the program with the interface
-                obj.maps["if_stats"].delete(_u32(att.ifindex))
+                self._release_if(obj, att.ifindex)
             log.info("xdp: interface %s went away; will re-attach when it is back", name)
         return gone
 
@@ -154,25 +154,25 @@ class Probes:
             self.objects[XDP_OBJECT].detach_xdp(att)
 
     # --- reads ---------------------------------------------------------------------------------------
-    def interfaces(self) -> dict[str, counters.IfCounters]:
-        obj = self.objects.get(XDP_OBJECT)
-        out: dict[str, counters.IfCounters] = {}
-        if obj is None:
-            return out
-        m = obj.maps["if_stats"]
-        for ifname, att in self.attachments.items():
-            values = m.percpu_values(_u32(att.ifindex))
-            out[ifname] = counters.if_counters(values) if values else counters.IfCounters()
-        return out
+    def _if_counters(self, obj: BpfObject, ifindex: int) -> counters.IfCounters:
+        slot = obj.maps["if_slots"].percpu_values(_u32(ifindex & (counters.IF_SLOTS - 1)))
+        fast = counters.if_counters(slot, ifindex)
+        slow = obj.maps["if_stats"].percpu_values(_u32(ifindex))
+        return counters.add(fast, counters.if_counters(slow, ifindex)) if slow else fast
 
-    def interfaces_by_index(self) -> dict[int, counters.IfCounters]:
+    def _release_if(self, obj: BpfObject, ifindex: int) -> None:
+        slots = obj.maps["if_slots"]
+        key = _u32(ifindex & (counters.IF_SLOTS - 1))
+        values = slots.percpu_values(key)
+        if values:
+            slots.update(key, b"".join(counters.release_slot(values, ifindex)))
+        obj.maps["if_stats"].delete(_u32(ifindex))
+
+    def interfaces(self) -> dict[str, counters.IfCounters]:
         obj = self.objects.get(XDP_OBJECT)
         if obj is None:
             return {}
-        m = obj.maps["if_stats"]
-        return {
-            struct.unpack("<I", k)[0]: counters.if_counters(m.percpu_values(k)) for k in m.keys(m.info.max_entries)
-        }
+        return {name: self._if_counters(obj, att.ifindex) for name, att in self.attachments.items()}
 
     def sources(self, limit: int = SOURCES_READ_MAX) -> list[counters.SourceCounters]:
         obj = self.objects.get(XDP_OBJECT)
