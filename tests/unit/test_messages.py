@@ -96,3 +96,12 @@ def test_oversized_message_refused_on_sign():
     prefixes = tuple(f"fd00:{i}::/64" for i in range(8))
     data = m.sign(m.Lsa(CRED, 1, many, prefixes), A)  # the largest LSA fits one datagram
     assert m.decode(data).links == many
+
+
+def test_duplicate_neighbours_rejected():
+    dup = m.sign(m.Lsa(CRED, 3, (m.LsaLink(NID, 1, 0), m.LsaLink(NID, 2, 0)), ()), A)
+    with pytest.raises(DecodeError):
+        m.decode(dup)
+    dup = m.sign(m.Hello(CRED, 1, 1, 1, 100, (m.HelloNeighbour(NID, 0, 0),) * 2), A)
+    with pytest.raises(DecodeError):
+        m.decode(dup)

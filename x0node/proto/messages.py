@@ -13,7 +13,7 @@ rejected; there are no optional fields, so trailing bytes reject the message too
 
 Rules:
 - Signed messages: signature (64 bytes) last, over b"x0node-msg-v1\\0" + everything before it.
-- Decoding checks structure and bounds only; `decode` never verifies signatures (the receiver does that
+- Decoding checks structure and bounds only (plus: no duplicate neighbour ids in a HELLO or LSA); `decode` never verifies signatures (the receiver does that
   with the key it trusts before anything touches state). `decode` raises only DecodeError.
 - Keepalive entry MAC input: b"x0node-ka-v1\\0" + sender id + receiver id + the 9 header bytes + the
   entry's echo fields; so an entry cannot be replayed towards another receiver or reflected back.
@@ -254,6 +254,8 @@ def decode(data: bytes) -> Message:
             raise DecodeError("zero hello interval")
         n = r.count(MAX_HELLO_NEIGHBOURS)
         nbrs = tuple(HelloNeighbour(r.raw(NODE_ID_BYTES), r.u32(), r.u16()) for _ in range(n))
+        if len({e.node_id for e in nbrs}) != len(nbrs):
+            raise DecodeError("duplicate neighbour")
         sig = r.raw(SIGNATURE_BYTES)
         r.end()
         return Hello(cred, seq, epoch, ts, interval, nbrs, sig)
@@ -269,6 +271,8 @@ def decode(data: bytes) -> Message:
             if cost == 0:
                 raise DecodeError("zero cost")
             links.append(LsaLink(nid, cost, q))
+        if len({ln.node_id for ln in links}) != len(links):
+            raise DecodeError("duplicate link")
         m = r.count(MAX_LSA_PREFIXES)
         prefixes = tuple(_prefix(r) for _ in range(m))
         sig = r.raw(SIGNATURE_BYTES)

@@ -70,7 +70,7 @@ from x0node.proto.quality import Quality
 from x0node.proto.rib import Rib, Route, RouteChange
 from x0node.proto.seqno import ReplayWindow, seq_newer, seq_next
 from x0node.proto.slots import SlotScheduler
-from x0node.proto.spf import build_graph, dijkstra
+from x0node.proto.spf import SpfGraph, build_graph, shortest_paths
 from x0node.proto.trust import Credential, TrustStore
 from x0node.proto.wire import DecodeError
 
@@ -929,8 +929,8 @@ class Router:
     def _run_spf(self, now: float) -> None:
         t0 = self._perf() if self._perf else None
         links = self._graph_links()
-        ids, index, adj = build_graph(links)
-        dist, first = dijkstra(adj, index[self.me])
+        ids, index, graph = build_graph(links)
+        dist, first = shortest_paths(graph, index[self.me])
         # first hop node -> best (ifname, neighbour) link to it: lowest cost, then ifname
         best_link: dict[bytes, Neighbour] = {}
         for n in self._up_neighbours():
@@ -942,7 +942,7 @@ class Router:
         reach: dict[bytes, tuple[float, int]] = {}
         first_hop: dict[bytes, tuple[str, bytes]] = {}
         lsas = self.lsdb.lsas()
-        hops = self._hop_counts(adj, index[self.me])
+        hops = self._hop_counts(graph, index[self.me])
         mine = set(self.prefixes)
         for i, nid in enumerate(ids):
             if nid == self.me or first[i] < 0:
@@ -988,7 +988,8 @@ class Router:
             self.spf_total_ms += self.spf_last_ms
 
     @staticmethod
-    def _hop_counts(adj: list[list[tuple[int, int]]], src: int) -> list[int]:
+    def _hop_counts(graph: SpfGraph, src: int) -> list[int]:
+        adj = graph.edges
         hops = [-1] * len(adj)
         hops[src] = 0
         frontier = [src]
