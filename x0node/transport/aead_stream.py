@@ -97,19 +97,26 @@ class StreamDecryptor:
         return self._open(block)
 
     def chunks(self, data: bytes | bytearray | memoryview = b"") -> list[bytes]:
-        """Feed `data` and return the plaintext of every complete chunk now buffered."""
+        """Feed `data` and return the plaintext of every complete chunk now buffered.
+
+        Fast path: with nothing buffered, chunks are opened straight from `data` (no copy) and
+        only the incomplete tail is kept."""
         if self._failed:
             raise DecodeError("stream already failed", reason="failed")
         buf = self._buf
-        if data:
-            buf += data
+        if buf:
+            if data:
+                buf += data
+            src = buf
+        else:
+            src = data
         out: list[bytes] = []
-        n = len(buf)
+        n = len(src)
         pos = 0
         pending = self._pending
         dec = self._aead.decrypt
         c = self._counter
-        mv = memoryview(buf)
+        mv = memoryview(src)
         try:
             while True:
                 if pending < 0:
@@ -138,9 +145,14 @@ class StreamDecryptor:
                 pos += need
                 pending = -1
         finally:
-            mv.release()
             self._counter = c
             self._pending = pending
-            if pos:
-                del buf[:pos]
+            if src is buf:
+                mv.release()
+                if pos:
+                    del buf[:pos]
+            else:
+                if pos < n:
+                    buf += mv[pos:]
+                mv.release()
         return out

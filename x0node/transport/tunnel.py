@@ -35,7 +35,7 @@ from x0node.transport.faketls import ACCEPT, FALLBACK, FakeTlsClient, FakeTlsSer
 from x0node.transport.frames import KEEPALIVE, FrameDecoder, encode_frame
 from x0node.transport.replay import ReplayFilter
 from x0node.transport.session import ClientSession, ServerSession
-from x0node.transport.shaping import PROFILES, Deshaper, Profile, Shaper
+from x0node.transport.shaping import DEFAULT_BUDGET_BYTES_PER_S, PROFILES, Deshaper, Profile, Shaper
 from x0node.transport.tap import TAP_MTU_DEFAULT, TAP_READ_BYTES, configure, open_tap
 
 log = logging.getLogger(__name__)
@@ -101,13 +101,23 @@ class TapPort:
 class Link:
     """One authenticated stream: shapes and encrypts frames out, decrypts and delivers frames in."""
 
-    def __init__(self, writer: asyncio.StreamWriter, seal, open_, tap: TapPort, profile: Profile, rng, stats: Counter) -> None:
+    def __init__(
+        self,
+        writer: asyncio.StreamWriter,
+        seal,
+        open_,
+        tap: TapPort,
+        profile: Profile,
+        rng,
+        stats: Counter,
+        budget_bytes_per_s: float = DEFAULT_BUDGET_BYTES_PER_S,
+    ) -> None:
         self.writer = writer
         self.seal = seal  # bytes -> list[bytes] wire
         self.open = open_  # bytes -> bytes plaintext (raises RemoteError)
         self.tap = tap
         self.stats = stats
-        self.shaper = Shaper(profile, rng, now=time.monotonic()) if profile.sizes else None
+        self.shaper = Shaper(profile, rng, budget_bytes_per_s, now=time.monotonic()) if profile.sizes else None
         self.deshaper = Deshaper()
         self.frames = FrameDecoder()
         self.last_rx = time.monotonic()
