@@ -35,7 +35,7 @@ REPEAT = 2_000_000
 ROUNDS_TEST_RUN = 5
 TP_RUNS = 20_000
 PPS_SECONDS = 2.0
-PPS_ROUNDS = 2
+PPS_ROUNDS = 3
 FRAME = b"\xff" * 6 + bytes.fromhex("02000000aa01") + b"\x88\xb5" + bytes(50)
 
 PASS_SRC = """
@@ -92,6 +92,36 @@ def tracepoint_ns(obj: BpfObject, name: str, ctx: bytes) -> float | None:
         after = profiler.read_all(frozenset({name}))
     d = [x for x in profiler.deltas(before, after) if x.run_cnt >= TP_RUNS]
     return d[0].ns_per_run if d else None
+
+
+TCP_TRAFFIC = r"""
+import socket
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(8)
+port = srv.getsockname()[1]
+for _ in range(20):
+    c = socket.create_connection(("127.0.0.1", port)); a, _ = srv.accept()
+    for _ in range(200):
+        c.sendall(b"x" * 1000); a.recv(65536); a.sendall(b"y" * 10); c.recv(65536)
+    c.close(); a.close()
+"""
+
+
+def tracepoints_live(ns: str) -> dict[str, float | None]:
+    """ns/run of the TCP programs on real sockets (TCP echo inside `ns`), from kernel stats."""
+    from x0node.telemetry.loader import netns_inode
+    from x0node.telemetry.probes import TCP_OBJECTS, Probes
+
+    probes = Probes(bpf_dir=str(BPF_DIR), pin_root=None, tcp_netns_ino=netns_inode(f"/run/netns/{ns}"))
+    try:
+        probes.load_tcp()
+        names = frozenset(TCP_OBJECTS)
+        with profiler.StatsSession():
+            before = profiler.read_all(names)
+            run(sys.executable, "-c", TCP_TRAFFIC, ns=ns, timeout=60)
+            after = profiler.read_all(names)
+    finally:
+        probes.close()
+    return {d.name: d.ns_per_run for d in profiler.deltas(before, after)}
 
 
 def rx_packets(ns: str, ifname: str) -> int:
@@ -152,6 +182,9 @@ def main() -> int:
             for n in (a, b):
                 run("sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1", ns=n)
             nss.veth(a, b, "x0ta", "x0tb")
+            for name, v in sorted(tracepoints_live(a).items()):
+                rows.append((f"{name} ns/run on real sockets (kernel stats, live)", f"{v:.1f}" if v else "n/a"))
+                result[f"{name}_live_ns_per_run"] = v
             without, with_, with_pass = [], [], []
             live: dict[str, list[float]] = {}
             for _ in range(PPS_ROUNDS):
