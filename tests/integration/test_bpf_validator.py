@@ -101,3 +101,11 @@ def test_verifier_refusal_carries_the_log(tmp_path):
         obj.close()
     assert "kernel refused" in str(exc.value)
     assert "invalid access to packet" in exc.value.log
+
+
+def test_oversized_file_is_refused_before_reading(tmp_path):
+    big = tmp_path / "big.bpf.o"
+    big.write_bytes(bytes(validator.OBJECT_MAX_BYTES + 1))
+    with pytest.raises(validator.ValidationError) as exc:
+        validator.validate_file(str(big))
+    assert f"object is {validator.OBJECT_MAX_BYTES + 1} bytes (limit {validator.OBJECT_MAX_BYTES})" in str(exc.value)

@@ -136,3 +136,22 @@ def test_interfaces_sharing_a_slot_are_counted_exactly(namespaces):
         assert probes.objects["xdp_mac_stats"].maps["if_stats"].keys() != []  # the slow path was used
     finally:
         probes.close()
+
+
+def test_auto_mode_falls_back_to_generic_where_native_is_refused(namespaces):
+    ns = namespaces.add()  # loopback has no driver XDP support: native is refused
+    probes = Probes(bpf_dir=str(BPF_DIR), pin_root=None)
+    try:
+        att = probes.attach("lo", mode="auto", netns=ns)
+        assert att.mode == "generic"
+        assert "xdpgeneric" in run("ip", "-d", "link", "show", "lo", ns=ns).stdout
+        try:
+            probes.detach("lo")
+            probes.attach("lo", mode="native", netns=ns)
+        except libbpf.BpfError as exc:
+            assert "cannot attach XDP program xdp_mac_stats to lo" in str(exc)
+        else:
+            raise AssertionError("native mode on lo was accepted")
+    finally:
+        probes.close()
+    assert "xdp" not in run("ip", "-d", "link", "show", "lo", ns=ns).stdout
