@@ -22,7 +22,7 @@ import errno as errno_mod
 import logging
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from x0node.telemetry import libbpf
 from x0node.telemetry.libbpf import BpfError
@@ -409,15 +409,3 @@ class BpfObject:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-@dataclass
-class LoadedSet:
-    """Several objects loaded together (the telemetry service's view)."""
-
-    objects: dict[str, BpfObject] = field(default_factory=dict)
-
-    def close(self) -> None:
-        for obj in self.objects.values():
-            obj.close()
-        self.objects.clear()
