@@ -6,7 +6,7 @@ import json
 import os
 import stat
 
-from tests.unit.web_fixtures import PASSWORD, csrf, do_login, do_setup, fast_argon2, make_app  # noqa: F401
+from tests.unit.test_web_support import PASSWORD, csrf, do_login, do_setup, fast_argon2, make_app  # noqa: F401
 from x0node.web import throttle
 from x0node.web.memory_provider import MemoryProvider
 

@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from tests.unit.web_fixtures import fast_argon2  # noqa: F401
+from tests.unit.test_web_support import fast_argon2  # noqa: F401
 from x0node.web.credentials import SETUP_CODE_ALPHABET, Credentials, PasswordPolicyError
 
 

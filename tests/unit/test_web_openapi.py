@@ -3,64 +3,23 @@
 
 from __future__ import annotations
 
-import asyncio
-import pathlib
-import threading
-
 import hypothesis
 import pytest
 import requests
 import schemathesis
-from aiohttp import web
-from prometheus_client import CollectorRegistry
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tests.unit.web_fixtures import PASSWORD
+from tests.ui.web_server import ThreadedServer
+from tests.unit.test_web_support import PASSWORD
 from x0node.web import credentials
-from x0node.web.app import create_app
-from x0node.web.config import WebConfig
 from x0node.web.memory_provider import demo_provider
-
-
-class ThreadedServer:
-    """The app on 127.0.0.1:<free port> in its own thread and loop (schemathesis calls are blocking)."""
-
-    def __init__(self, data_dir: pathlib.Path) -> None:
-        self.data_dir = data_dir
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.port = 0
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        app = create_app(demo_provider(persist_path=self.data_dir / "cfg.json"), WebConfig(), self.data_dir,
-                         CollectorRegistry())
-        self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        self.loop.run_until_complete(self.runner.setup())
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        self.loop.run_until_complete(site.start())
-        self.port = self.runner.addresses[0][1]
-        self.ready.set()
-        self.loop.run_forever()
-        self.loop.run_until_complete(self.runner.cleanup())
-        self.loop.close()
-
-    def __enter__(self) -> ThreadedServer:
-        self.thread.start()
-        assert self.ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("web")
     credentials.Credentials(data_dir / "web").set_password(PASSWORD)  # full-cost hash, once
-    with ThreadedServer(data_dir) as srv:
+    with ThreadedServer(demo_provider(persist_path=data_dir / "cfg.json"), data_dir) as srv:
         base = f"http://127.0.0.1:{srv.port}"
         s = requests.Session()
         token = s.get(f"{base}/api/v1/auth/state").json()["csrf_token"]

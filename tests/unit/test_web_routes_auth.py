@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.unit.web_fixtures import fast_argon2, make_app  # noqa: F401
+from tests.unit.test_web_support import fast_argon2, make_app  # noqa: F401
 from x0node.web.app import ANONYMOUS_ROUTES
 
 # Paths reachable without a session, and why.
