@@ -128,8 +128,9 @@ def layout(board: Board) -> list[tuple[str, int, int, str]]:
     return out
 
 
-def write_at(disk: pathlib.Path, offset: int, src: pathlib.Path, limit: int) -> None:
-    """Copy src into disk at offset, skipping all-zero blocks (keeps the image sparse)."""
+def write_at(disk: pathlib.Path, offset: int, src: pathlib.Path, limit: int, sparse: bool = True) -> None:
+    """Copy src into disk at offset; with `sparse`, all-zero blocks are skipped (the image stays sparse),
+    which is only right when the target range is known to be zero (a fresh image)."""
     size = src.stat().st_size
     if size > limit:
         raise RuntimeError(f"{src.name} is {size} bytes, more than its partition ({limit})")
@@ -137,7 +138,7 @@ def write_at(disk: pathlib.Path, offset: int, src: pathlib.Path, limit: int) -> 
     with open(src, "rb") as fi, open(disk, "r+b") as fo:
         pos = 0
         while chunk := fi.read(block):
-            if chunk.count(0) != len(chunk):
+            if not sparse or chunk.count(0) != len(chunk):
                 fo.seek(offset + pos)
                 fo.write(chunk)
             pos += len(chunk)

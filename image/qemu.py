@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from image.board import REPO_ROOT, Board, load_board
 
 WEB_PORT = 8080
+CONSOLE_CHUNK_BYTES = 8
+CONSOLE_CHUNK_PAUSE_S = 0.03
 READY_RE = re.compile(r"x0node ready node_id=(\S+) mesh_addr=(\S+)")
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -113,17 +115,20 @@ class VM:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def console_text(self, since_boot: bool = True) -> str:
-        data = self.serial_log.read_bytes()
-        if since_boot:
-            data = data[self._log_start:]
-        return ANSI_RE.sub("", data.decode("utf-8", "replace")).replace("\r", "")
+    def console_text(self, since: int = 0) -> str:
+        """Serial console output of this run (ANSI sequences and CRs removed), from character `since`."""
+        data = self.serial_log.read_bytes()[self._log_start:]
+        return ANSI_RE.sub("", data.decode("utf-8", "replace")).replace("\r", "")[since:]
 
-    def wait_for(self, pattern: str | re.Pattern[str], timeout_s: float) -> re.Match[str]:
+    def mark(self) -> int:
+        """A position in the console text; pass it as `since` to look only at what comes after."""
+        return len(self.console_text())
+
+    def wait_for(self, pattern: str | re.Pattern[str], timeout_s: float, since: int = 0) -> re.Match[str]:
         regex = re.compile(pattern) if isinstance(pattern, str) else pattern
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            match = regex.search(self.console_text())
+            match = regex.search(self.console_text(since))
             if match:
                 return match
             if not self.running():
@@ -132,24 +137,33 @@ class VM:
         raise TimeoutError(f"{regex.pattern!r} not seen on the serial console in {timeout_s:.0f} s "
                            f"(log: {self.serial_log})")
 
-    def wait_ready(self, timeout_s: float) -> tuple[str, str, float]:
+    def wait_ready(self, timeout_s: float, since: int = 0) -> tuple[str, str, float]:
         """(node_id, mesh_addr, seconds since QEMU started) once the daemon's ready line appears."""
-        match = self.wait_for(READY_RE, timeout_s)
+        match = self.wait_for(READY_RE, timeout_s, since)
         return match.group(1), match.group(2), time.monotonic() - self.started_at
+
+    def send(self, text: str) -> None:
+        """Type text on the serial console."""
+        # The connection stays open for the VM's life: QEMU drops input still queued when a client leaves.
+        if self._console is None:
+            self._console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self._console.connect(str(self.serial_sock))
+        # Paced: the emulated UART takes input only as fast as the (slow, TCG) guest drains it, and
+        # a burst larger than its FIFO can lose characters.
+        data = text.encode()
+        for i in range(0, len(data), CONSOLE_CHUNK_BYTES):
+            self._console.sendall(data[i:i + CONSOLE_CHUNK_BYTES])
+            time.sleep(CONSOLE_CHUNK_PAUSE_S)
 
     def shell(self, command: str, timeout_s: float = 60.0) -> tuple[int, str]:
         """Run a command on the debug console; returns (exit status, output)."""
         tag = secrets.token_hex(4)
         begin, end = f"X0B{tag}", f"X0E{tag}"
-        line = f"echo {begin}; {command}; echo {end}$?\n"
-        # The connection stays open for the VM's life: QEMU drops input still queued when a client leaves.
-        if self._console is None:
-            self._console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self._console.connect(str(self.serial_sock))
-        self._console.sendall(b"\n")
+        since = self.mark()
+        self.send("\n")
         time.sleep(0.3)
-        self._console.sendall(line.encode())
-        match = self.wait_for(re.compile(rf"\n{begin}\n(.*?)\n?{end}(\d+)", re.S), timeout_s)
+        self.send(f"echo {begin}; {command}; echo {end}$?\n")
+        match = self.wait_for(re.compile(rf"\n{begin}\n(.*?)\n?{end}(\d+)", re.S), timeout_s, since)
         return int(match.group(2)), match.group(1)
 
     def stop(self, timeout_s: float = 10.0) -> None:

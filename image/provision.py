@@ -1,0 +1,115 @@
+"""Factory provisioning: write a node's identity onto the data partition of a disk image.
+
+    python -m image.provision --board x86_64 --image disk.img --anchor anchor.key [--debug-console]
+
+Enrolment flow (docs/image.md): the mesh operator keeps the trust anchor key offline (made once with
+`x0node keys anchor`). For each unit, this tool makes a node key (`x0node keys generate`), signs its
+certificate with the anchor (`x0node keys sign`), and writes key, certificate and the anchor's public key
+into the image's data partition (`/data/x0node/`), so the unit joins the mesh only with peers certified by
+the same anchor. The rest of the image is untouched; the partition is rebuilt with mkfs.ext4 -d in place
+(no mounts). `--debug-console` also drops /data/etc/debug-console (root shell on the serial console)
+for lab units and QEMU tests.
+
+Rules: key files are mode 0600; an existing node key can be reused (`--node-key`) so a reflashed unit
+keeps its identity; the image file is written in place only within the data partition's extent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+
+from image import assemble
+from image.board import Board, load_board
+
+NODE_KEY = "x0node/node.key"
+NODE_CERT = "x0node/node.cert"
+ANCHOR_PUB = "x0node/anchor.pub"
+DEBUG_CONSOLE = "etc/debug-console"
+
+
+@dataclass(frozen=True)
+class Identity:
+    node_id: str
+    mesh_addr: str
+    key: bytes
+    cert: bytes
+
+
+def _x0node() -> list[str]:
+    return [sys.executable, "-m", "x0node"]
+
+
+def make_identity(anchor: pathlib.Path, workdir: pathlib.Path, node_key: pathlib.Path | None = None) -> Identity:
+    """A node key (new unless given) and its certificate signed by the anchor; uses `x0node keys`."""
+    key = node_key or workdir / "node.key"
+    if node_key is None:
+        subprocess.run([*_x0node(), "keys", "generate", "--out", str(key)], check=True, capture_output=True)
+    cert = workdir / "node.cert"
+    subprocess.run([*_x0node(), "keys", "sign", "--anchor", str(anchor), "--node-key", str(key), "--out", str(cert)],
+                   check=True, capture_output=True)
+    shown = subprocess.run([*_x0node(), "keys", "show", "--key", str(key)], check=True, capture_output=True,
+                           text=True).stdout
+    try:
+        info = json.loads(shown)
+        node_id, mesh = str(info["node_id"]), str(info["mesh_address"])
+    except (ValueError, KeyError, TypeError):
+        raise RuntimeError(f"cannot read node id / mesh address from `x0node keys show`: {shown!r}") from None
+    return Identity(node_id, mesh, key.read_bytes(), cert.read_bytes())
+
+
+def anchor_pub(anchor: pathlib.Path) -> pathlib.Path:
+    """The anchor's public key file, as `x0node keys anchor` writes it (KEY with suffix .pub)."""
+    pub = anchor.with_suffix(".pub")
+    if not pub.exists():
+        raise FileNotFoundError(f"no public key next to {anchor} (expected {pub})")
+    return pub
+
+
+def make_anchor(path: pathlib.Path) -> pathlib.Path:
+    subprocess.run([*_x0node(), "keys", "anchor", "--out", str(path)], check=True, capture_output=True)
+    return path
+
+
+def provision(board: Board, image: pathlib.Path, anchor: pathlib.Path, *, debug_console: bool = False,
+              node_key: pathlib.Path | None = None, extra: dict[str, bytes] | None = None) -> Identity:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = pathlib.Path(tmp)
+        ident = make_identity(anchor, work, node_key)
+        files = {NODE_KEY: ident.key, NODE_CERT: ident.cert, ANCHOR_PUB: anchor_pub(anchor).read_bytes()}
+        if debug_console:
+            files[DEBUG_CONSOLE] = b""
+        files.update(extra or {})
+        data = work / "data.img"
+        log = work / "log"
+        try:
+            assemble.make_data(data, board.partitions.data_mib, files, log)
+        except subprocess.CalledProcessError:
+            raise RuntimeError(log.read_text()) from None
+        offset, size = assemble.partition_offset(board, "data")
+        # Full copy, zeros included: stale blocks of an earlier data partition must not survive.
+        assemble.write_at(image, offset, data, size, sparse=False)
+    return ident
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m image.provision", description=__doc__.split("\n")[0])
+    parser.add_argument("--board", default="x86_64")
+    parser.add_argument("--image", type=pathlib.Path, required=True, help="disk image to write (in place)")
+    parser.add_argument("--anchor", type=pathlib.Path, required=True, help="trust anchor key (x0node keys anchor)")
+    parser.add_argument("--node-key", type=pathlib.Path, help="reuse this node key instead of making one")
+    parser.add_argument("--debug-console", action="store_true", help="root shell on the serial console")
+    args = parser.parse_args(argv)
+    ident = provision(load_board(args.board), args.image, args.anchor, debug_console=args.debug_console,
+                      node_key=args.node_key)
+    print(f"provisioned {args.image}: node_id={ident.node_id} mesh_addr={ident.mesh_addr}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

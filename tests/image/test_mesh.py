@@ -1,0 +1,40 @@
+"""Two x86_64 VMs joined by a QEMU socket network (a point-to-point Ethernet link over 127.0.0.1) form a
+mesh: both are provisioned with certificates from the same trust anchor, come up with every Ethernet
+port as a mesh interface, and ping each other's mesh address."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from image.qemu import MeshLink, free_port
+from tests.image.conftest import BOOT_TIMEOUT_S, daemon_present
+
+BOARD = "x86_64"
+PROMPT = re.compile(r"root@x0[^\n]*# ")
+CONVERGE_S = 90
+
+
+def _ping_cmd(addr: str) -> str:
+    # Wait (bounded) for the route to appear, then a short counted ping.
+    return (f"for i in $(seq 1 {CONVERGE_S}); do ping -6 -c 1 -W 1 {addr} >/dev/null 2>&1 && break; sleep 1; done; "
+            f"ping -6 -c 3 -W 2 {addr}")
+
+
+def test_two_vms_form_a_mesh(vms) -> None:
+    if not daemon_present():
+        pytest.skip("the daemon (`x0node run`) is not in this tree")
+    port = free_port()
+    vm1, id1 = vms.make(BOARD, "mesh1", mesh_links=[MeshLink(port, True, "52:54:00:00:64:01")])
+    vm2, id2 = vms.make(BOARD, "mesh2", mesh_links=[MeshLink(port, False, "52:54:00:00:64:02")])
+    vm1.start()
+    vm2.start()
+    for vm, ident in ((vm1, id1), (vm2, id2)):
+        node_id, mesh_addr, _ = vm.wait_ready(BOOT_TIMEOUT_S[BOARD] * 2)
+        assert (node_id, mesh_addr) == (ident.node_id, ident.mesh_addr)
+        vm.wait_for(PROMPT, 120)
+    rc, out = vm1.shell(_ping_cmd(id2.mesh_addr), timeout_s=CONVERGE_S + 30)
+    assert rc == 0 and " 0% packet loss" in out, out
+    rc, out = vm2.shell(_ping_cmd(id1.mesh_addr), timeout_s=CONVERGE_S + 30)
+    assert rc == 0 and " 0% packet loss" in out, out
