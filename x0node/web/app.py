@@ -52,6 +52,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 STREAM_INTERVAL_S = 1.0
 STREAM_HEAVY_EVERY = 5  # routes/topology are re-checked every this many stream ticks
 STREAMS_MAX = 16
+# Read views are encoded at most once per this interval and the bytes shared by concurrent requests,
+# so many tabs plus a scraper cost the node one provider call per view per interval.
+VIEW_CACHE_S = 0.1
 CONFIG_CHANGE_KEYS_MAX = 64
 JSON_DEPTH_MAX = 4
 PAGES = ("/", "/neighbours", "/routes", "/topology", "/events", "/settings")
@@ -87,6 +90,16 @@ class WebState:
         self.hash_lock = asyncio.Semaphore(1)  # one argon2id (64 MiB) at a time
         self.streams: set[asyncio.Task[Any]] = set()
         self.closing = asyncio.Event()
+        self._view_cache: dict[str, tuple[float, bytes]] = {}
+
+    def view_bytes(self, name: str, get: Callable[[], Any]) -> bytes:
+        now = time.monotonic()
+        hit = self._view_cache.get(name)
+        if hit is not None and now - hit[0] < VIEW_CACHE_S:
+            return hit[1]
+        body = json.dumps(get(), separators=(",", ":")).encode()
+        self._view_cache[name] = (now, body)
+        return body
 
     def _load_throttle(self) -> LoginThrottle:
         try:
@@ -460,20 +473,27 @@ def _status(st: WebState) -> dict[str, Any]:
     return data
 
 
+def _view(request: web.Request, name: str) -> web.Response:
+    st: WebState = request.app[K_STATE]
+    get = {"status": lambda: _status(st), "neighbours": st.provider.neighbours, "routes": st.provider.routes,
+           "topology": st.provider.topology}[name]
+    return web.Response(body=st.view_bytes(name, get), content_type="application/json")
+
+
 async def api_status(request: web.Request) -> web.StreamResponse:
-    return json_response(_status(request.app[K_STATE]))
+    return _view(request, "status")
 
 
 async def api_neighbours(request: web.Request) -> web.StreamResponse:
-    return json_response(request.app[K_STATE].provider.neighbours())
+    return _view(request, "neighbours")
 
 
 async def api_routes(request: web.Request) -> web.StreamResponse:
-    return json_response(request.app[K_STATE].provider.routes())
+    return _view(request, "routes")
 
 
 async def api_topology(request: web.Request) -> web.StreamResponse:
-    return json_response(request.app[K_STATE].provider.topology())
+    return _view(request, "topology")
 
 
 def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:

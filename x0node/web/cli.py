@@ -116,7 +116,12 @@ def _demo(args: argparse.Namespace) -> int:
             await runner.cleanup()
 
     try:
-        asyncio.run(main())
+        try:
+            import uvloop
+        except ImportError:
+            asyncio.run(main())
+        else:
+            uvloop.run(main())
     except KeyboardInterrupt:
         pass
     return 0

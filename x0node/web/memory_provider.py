@@ -129,17 +129,19 @@ class MemoryProvider:
             "interfaces": sorted({n["ifname"] for n in self._neighbours}) or ["mesh0"],
         }
 
+    # Rows are flat dicts: a copy per row is enough to keep callers from changing our state.
     def neighbours(self) -> list[dict[str, Any]]:
         with self._lock:
-            return copy.deepcopy(self._neighbours)
+            return [dict(n) for n in self._neighbours]
 
     def routes(self) -> list[dict[str, Any]]:
         with self._lock:
-            return copy.deepcopy(self._routes)
+            return [dict(r) for r in self._routes]
 
     def topology(self) -> dict[str, Any]:
         with self._lock:
-            return copy.deepcopy(self._topology)
+            return {"nodes": [dict(n) for n in self._topology.get("nodes", [])],
+                    "links": [dict(link) for link in self._topology.get("links", [])]}
 
     def events(self, since: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         limit = max(1, min(limit, EVENTS_LIMIT_MAX))
