@@ -2,7 +2,7 @@
 shadowsocks-libev's, measured in the same run on loopback, plus added latency of FakeTLS framing
 and traffic shaping. Prints a table; the LAST line is one JSON object (bench="transport").
 
-Usage: .venv/bin/python bench/transport.py [--mb 200] [--method chacha20-ietf-poly1305] [--rounds 3]
+Usage: .venv/bin/python bench/transport.py [--mb 200] [--rounds 5] [--method chacha20-ietf-poly1305] [--also aes-256-gcm]
 """
 
 from __future__ import annotations
@@ -252,20 +252,27 @@ def shaping_added_ms(profile_name: str, messages: int = 400, budget: float = 256
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=int, default=200)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--method", default="chacha20-ietf-poly1305")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--method", default="chacha20-ietf-poly1305", help="headline method (ratio)")
+    ap.add_argument("--also", default="aes-256-gcm", help="second method measured the same way ('' = none)")
     args = ap.parse_args()
     sink = Sink()
-    results: dict[str, list[dict]] = {"ours": [], "sslibev": []}
-    for _ in range(args.rounds):  # interleave so both see the same machine load
-        for kind in ("sslibev", "ours"):
-            results[kind].append(run_pair("ours" if kind == "ours" else "libev", args.method, "bench-pw", sink, args.mb))
-    med = {k: {f: statistics.median(r[f] for r in v) for f in ("mbps", "cpu_s_per_mb")} for k, v in results.items()}
-    print(f"throughput, {args.mb} MB upload through SOCKS5 -> local -> server -> sink, {args.method}")
-    print(f"{'impl':10} {f'MB/s (median of {args.rounds})':>20} {'CPU/MB':>10}   all MB/s")
-    for k, r in med.items():
-        allr = " ".join(f"{x['mbps']:.0f}" for x in results[k])
-        print(f"{k:10} {r['mbps']:20.1f} {r['cpu_s_per_mb'] * 1000:8.2f}ms   {allr}")
+    methods = [args.method] + ([args.also] if args.also else [])
+    per_method: dict[str, dict] = {}
+    for method in methods:
+        results: dict[str, list[dict]] = {"ours": [], "sslibev": []}
+        for _ in range(args.rounds):  # interleave so both see the same machine load
+            for kind in ("sslibev", "ours"):
+                results[kind].append(run_pair("ours" if kind == "ours" else "libev", method, "bench-pw", sink, args.mb))
+        m = {k: {f: statistics.median(r[f] for r in v) for f in ("mbps", "cpu_s_per_mb")} for k, v in results.items()}
+        per_method[method] = m
+        print(f"throughput, {args.mb} MB upload through SOCKS5 -> local -> server -> sink, {method}")
+        print(f"{'impl':10} {f'MB/s (median of {args.rounds})':>20} {'CPU/MB':>10}   all MB/s")
+        for k, r in m.items():
+            allr = " ".join(f"{x['mbps']:.0f}" for x in results[k])
+            print(f"{k:10} {r['mbps']:20.1f} {r['cpu_s_per_mb'] * 1000:8.2f}ms   {allr}")
+        print(f"ratio ours/ss-libev: {m['ours']['mbps'] / m['sslibev']['mbps']:.3f}\n")
+    med = per_method[args.method]
 
     echo = Echo()
     pw2022 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
@@ -300,6 +307,15 @@ def main() -> int:
         "ours_cpu_ms_per_mb": round(med["ours"]["cpu_s_per_mb"] * 1000, 3),
         "sslibev_cpu_ms_per_mb": round(med["sslibev"]["cpu_s_per_mb"] * 1000, 3),
         "cpu_ratio": round(med["ours"]["cpu_s_per_mb"] / med["sslibev"]["cpu_s_per_mb"], 3),
+        **{
+            f"{key}_{m.replace('-', '_')}": val
+            for m in methods[1:]
+            for key, val in (
+                ("ours_mbps", round(per_method[m]["ours"]["mbps"], 1)),
+                ("sslibev_mbps", round(per_method[m]["sslibev"]["mbps"], 1)),
+                ("ratio", round(per_method[m]["ours"]["mbps"] / per_method[m]["sslibev"]["mbps"], 3)),
+            )
+        },
         "direct_rtt_ms": round(direct, 3),
         **{f"{k}_added_rtt_ms": round(v - direct, 3) for k, v in lat.items()},
         "faketls_ms_per_record": round(ftls[16384], 5),
