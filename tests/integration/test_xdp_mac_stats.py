@@ -8,7 +8,7 @@ import time
 
 from tests.integration.bpf_support import BPF_DIR, pin_root, quiet_pair, send_frames
 from tests.integration.netns import run
-from x0node.telemetry import counters, libbpf
+from x0node.telemetry import counters, libbpf, pinned
 from x0node.telemetry.machash import mac_id
 from x0node.telemetry.probes import Probes
 
@@ -49,11 +49,18 @@ def test_counts_per_source_and_interface_native_then_clean_detach(namespaces):
         ifc = probes.interfaces()["x0tb"]
         assert (ifc.rx_packets, ifc.passed, ifc.dropped, ifc.drop_bad_src, ifc.drop_runt) == (65, 60, 5, 5, 0)
         assert ifc.rx_bytes == 600 + 2000 + 6000 + 400
+
+        # what `x0node bpf show` reads: the same counts through the pinned maps alone
+        view = pinned.read_xdp(pin_root())
+        assert view is not None and view.pin_dir == pin_dir
+        assert view.interfaces == {att.ifindex: ifc}
+        assert {s.source: (s.packets, s.bytes) for s in view.sources} == sources
     finally:
         probes.close()
 
     assert "xdp" not in run("ip", "-d", "link", "show", "x0tb", ns=b).stdout
     assert not os.path.exists(pin_dir)
+    assert pinned.read_xdp(pin_root()) is None
     os.rmdir(pin_root())
     deadline = time.monotonic() + 5.0
     while prog_id in libbpf.prog_ids() and time.monotonic() < deadline:

@@ -42,3 +42,8 @@ def test_validate_reports_every_problem(capsys, tmp_path):
 
 def test_profile_rejects_bad_duration():
     assert main(["bpf", "profile", "--duration", "-1"]) == 2
+
+
+def test_show_without_a_running_daemon(capsys, tmp_path):
+    assert main(["bpf", "show", "--pin-root", str(tmp_path)]) == 1
+    assert "no xdp_mac_stats maps pinned" in capsys.readouterr().err

@@ -3,6 +3,7 @@
   explain OBJ|PROG   disassembly, maps, helpers and control-flow graph (DOT/SVG with --graph-dir)
   validate OBJ       the admission checks the daemon applies before loading (manifest, license, limits)
   profile            per-program run count and ns/run from the kernel's BPF stats over an interval
+  show               the running daemon's XDP counters, read from its pinned maps (exact, local)
 
 Exit status: 0 ok, 1 refused/failed (the reason is printed), 2 usage error.
 """
@@ -40,6 +41,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pr.add_argument("--all", action="store_true", help="every loaded program, not only ours")
     pr.add_argument("--json", action="store_true", help="print JSON")
     pr.set_defaults(func=_profile)
+
+    sh = sub.add_parser("show", help="the running daemon's XDP counters from its pinned maps")
+    sh.add_argument("--pin-root", default=None, help="bpffs directory the daemon pins under (default /sys/fs/bpf/x0node)")
+    sh.add_argument("--sources", type=int, default=10, help="how many sources to list (default 10)")
+    sh.add_argument("--json", action="store_true", help="print JSON")
+    sh.set_defaults(func=_show)
 
 
 def _resolve(target: str) -> tuple[str, str]:
@@ -127,4 +134,32 @@ def _profile(args: argparse.Namespace) -> int:
         print(f"{s.id:>6} {s.name:<16} {s.type:<16} {s.run_cnt:>12} {npr:>10}")
     if not rows:
         print("(no matching programs loaded)")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from x0node.telemetry import pinned
+    from x0node.telemetry.loader import DEFAULT_PIN_ROOT
+
+    root = args.pin_root or DEFAULT_PIN_ROOT
+    view = pinned.read_xdp(root)
+    if view is None:
+        print(f"no xdp_mac_stats maps pinned for this network namespace under {root} (is the daemon running here?)",
+              file=sys.stderr)
+        return 1
+    limit = max(0, min(args.sources, 1024))
+    if args.json:
+        print(json.dumps({
+            "pin_dir": view.pin_dir,
+            "interfaces": {k: v.to_dict() for k, v in view.named_interfaces().items()},
+            "sources": [{"source": s.source, "packets": s.packets, "bytes": s.bytes} for s in view.sources[:limit]],
+        }))
+        return 0
+    print(f"{view.pin_dir}")
+    print(f"{'iface':<16} {'rx_packets':>12} {'rx_bytes':>14} {'passed':>12} {'dropped':>9}")
+    for name, c in view.named_interfaces().items():
+        print(f"{name:<16} {c.rx_packets:>12} {c.rx_bytes:>14} {c.passed:>12} {c.dropped:>9}")
+    print(f"sources ({len(view.sources)}; exact counts, keyed MAC hashes):")
+    for s in view.sources[:limit]:
+        print(f"  {s.source}  {s.packets:>12} packets {s.bytes:>14} bytes")
     return 0
