@@ -37,6 +37,7 @@ from x0node import __version__
 from x0node.web import openapi
 from x0node.web.config import WebConfig
 from x0node.web.credentials import Credentials, PasswordPolicyError, check_policy
+from x0node.web.host_stats import HostStats
 from x0node.web.metrics import HttpMetrics, NodeStateCollector
 from x0node.web.provider import EVENTS_LIMIT_MAX, ConfigError, NodeStateProvider
 from x0node.web.sessions import Session, SessionStore
@@ -91,6 +92,7 @@ class WebState:
         self.streams: set[asyncio.Task[Any]] = set()
         self.closing = asyncio.Event()
         self._view_cache: dict[str, tuple[float, bytes]] = {}
+        self.host = HostStats()
 
     def view_bytes(self, name: str, get: Callable[[], Any]) -> bytes:
         now = time.monotonic()
@@ -470,6 +472,10 @@ async def auth_password(request: web.Request) -> web.StreamResponse:
 def _status(st: WebState) -> dict[str, Any]:
     data = dict(st.provider.status())
     data.setdefault("version", __version__)
+    if any(data.get(k) is None for k in ("cpu_percent", "mem_used_bytes", "mem_total_bytes")):
+        for k, v in st.host.sample().items():  # the provider may leave machine figures to us
+            if data.get(k) is None:
+                data[k] = v
     return data
 
 
