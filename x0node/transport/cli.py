@@ -31,6 +31,9 @@ def _run(coro_factory, fast_loop: bool = True) -> int:
     if fast_loop:
         import uvloop
 
+        from x0node.transport.relay import tune_allocator
+
+        tune_allocator()
         uvloop.install()
 
     async def main() -> int:

@@ -53,6 +53,33 @@ CONNECT_TIMEOUT_S = 10.0
 UDP_NAT_TIMEOUT_S = 120.0
 MAX_UDP_SESSIONS = 1024
 SOCKS_MAX_HANDSHAKE_BYTES = 600
+MALLOC_MMAP_THRESHOLD_BYTES = 8 * 1024 * 1024
+MALLOC_TRIM_THRESHOLD_BYTES = 64 * 1024 * 1024
+MALLOC_TOP_PAD_BYTES = 8 * 1024 * 1024
+
+
+def tune_allocator() -> None:
+    """Keep relay buffers off the page-fault path.
+
+    Reads arrive as 256 KiB objects; with glibc's defaults such blocks are mmap'd or returned to the
+    kernel by heap trimming after each free, so every read page-faults its buffer afresh (about a
+    tenth of the relay's CPU in a profile). Raising the mmap and trim thresholds keeps the memory in
+    the heap for reuse. Best effort: does nothing on a libc without mallopt."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name:
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    mallopt(m_mmap_threshold, MALLOC_MMAP_THRESHOLD_BYTES)
+    mallopt(m_trim_threshold, MALLOC_TRIM_THRESHOLD_BYTES)
+    mallopt(m_top_pad, MALLOC_TOP_PAD_BYTES)
 
 
 @dataclass
