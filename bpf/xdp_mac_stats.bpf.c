@@ -6,8 +6,10 @@
  *    draws at load time (mac_key, never written to disk); only the 64-bit hash is a map key, so raw
  *    MACs never reach user space;
  *  - a frame is dropped only when it cannot be valid Ethernet: shorter than the 14-byte header, or a
- *    group (I/G bit) or all-zero source address (IEEE 802 forbids both as a source, the Linux bridge
- *    drops them too); every other frame is passed unchanged;
+ *    group (I/G bit set) source address, which IEEE 802 forbids as a source (the Linux bridge drops
+ *    such frames too); every other frame is passed unchanged (an all-zero source, used by some
+ *    virtual devices, is passed and counted);
+ *  - the loader attaches it to Ethernet interfaces only (on other link types bytes 6..11 are not a MAC);
  *  - maps are bounded: mac_stats is an LRU (oldest sources are evicted); per-interface counters live
  *    in if_slots[ifindex % 64] (an array: no hashing on the fast path), each per-CPU copy tagged with
  *    the ifindex that claimed it; an interface whose slot is taken by another one on that CPU counts
@@ -130,7 +132,7 @@ int xdp_mac_stats(struct xdp_md *ctx)
 	/* source MAC is bytes 6..11: load as 16-bit + 32-bit, little-endian packing */
 	const __u8 *src = (const __u8 *)data + 6;
 	__u64 m = (__u64)(*(const __u16 *)src) | ((__u64)(*(const __u32 *)(src + 2)) << 16);
-	if ((src[0] & 1) || m == 0) {
+	if (src[0] & 1) {
 		if (ic) { ic->dropped += 1; ic->drop_bad_src += 1; }
 		return XDP_DROP;
 	}

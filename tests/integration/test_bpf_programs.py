@@ -61,8 +61,17 @@ def test_xdp_counts_hashed_source_and_passes(obj):
 
 
 @pytest.mark.parametrize("obj", ["xdp_mac_stats"], indirect=True)
-@pytest.mark.parametrize("src", [bytes.fromhex("0180c2000000"), bytes.fromhex("ffffffffffff"), bytes(6)])
-def test_xdp_drops_group_and_zero_sources(obj, src):
+def test_xdp_passes_and_counts_a_zero_source(obj):
+    res = libbpf.test_run(obj.prog_fds["xdp_mac_stats"], data=_frame(bytes(6)), repeat=4)
+    assert res.retval == XDP_PASS
+    (key,) = obj.maps["mac_stats"].keys()
+    assert counters.source_counters(key, obj.maps["mac_stats"].percpu_values(key)).source == mac_id(KEY, bytes(6))
+    assert _ifc(obj).passed == 4
+
+
+@pytest.mark.parametrize("obj", ["xdp_mac_stats"], indirect=True)
+@pytest.mark.parametrize("src", [bytes.fromhex("0180c2000000"), bytes.fromhex("ffffffffffff"), bytes.fromhex("330000000001")])
+def test_xdp_drops_group_sources(obj, src):
     res = libbpf.test_run(obj.prog_fds["xdp_mac_stats"], data=_frame(src), repeat=3)
     assert res.retval == XDP_DROP
     assert obj.maps["mac_stats"].keys() == []

@@ -146,19 +146,35 @@ def test_interfaces_sharing_a_slot_are_counted_exactly(namespaces):
 
 
 def test_auto_mode_falls_back_to_generic_where_native_is_refused(namespaces):
-    ns = namespaces.add()  # loopback has no driver XDP support: native is refused
+    ns = namespaces.add()
+    run("ip", "link", "add", "x0tbr", "type", "bridge", ns=ns)  # Ethernet, but no driver XDP support
     probes = Probes(bpf_dir=str(BPF_DIR), pin_root=None)
     try:
-        att = probes.attach("lo", mode="auto", netns=ns)
+        att = probes.attach("x0tbr", mode="auto", netns=ns)
         assert att.mode == "generic"
-        assert "xdpgeneric" in run("ip", "-d", "link", "show", "lo", ns=ns).stdout
+        assert "xdpgeneric" in run("ip", "-d", "link", "show", "x0tbr", ns=ns).stdout
+        probes.detach("x0tbr")
         try:
-            probes.detach("lo")
-            probes.attach("lo", mode="native", netns=ns)
+            probes.attach("x0tbr", mode="native", netns=ns)
         except libbpf.BpfError as exc:
-            assert "cannot attach XDP program xdp_mac_stats to lo" in str(exc)
+            assert "cannot attach XDP program xdp_mac_stats to x0tbr" in str(exc)
         else:
-            raise AssertionError("native mode on lo was accepted")
+            raise AssertionError("native mode on a bridge was accepted")
+    finally:
+        probes.close()
+    assert "xdp" not in run("ip", "-d", "link", "show", "x0tbr", ns=ns).stdout
+
+
+def test_non_ethernet_interfaces_are_refused(namespaces):
+    ns = namespaces.add()
+    probes = Probes(bpf_dir=str(BPF_DIR), pin_root=None)
+    try:
+        try:
+            probes.attach("lo", mode="auto", netns=ns)
+        except libbpf.BpfError as exc:
+            assert "lo is not an Ethernet interface" in str(exc)
+        else:
+            raise AssertionError("xdp_mac_stats was attached to a loopback interface")
     finally:
         probes.close()
     assert "xdp" not in run("ip", "-d", "link", "show", "lo", ns=ns).stdout

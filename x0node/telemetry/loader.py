@@ -8,7 +8,8 @@ Rules and invariants:
   mounted if it is not, e.g. inside `ip netns exec`, which remounts /sys); `close()` detaches every
   attachment it made, destroys its links, unpins its maps and removes its pin directories, leaving
   nothing behind;
-- XDP is attached through rtnetlink (pyroute2, IFLA_XDP) with XDP_FLAGS_UPDATE_IF_NOEXIST, so a
+- XDP is attached to Ethernet interfaces only (ARPHRD_ETHER), through rtnetlink (pyroute2,
+  IFLA_XDP) with XDP_FLAGS_UPDATE_IF_NOEXIST, so a
   program somebody else attached is never replaced; mode "auto" tries native (driver) mode first and
   falls back to generic (skb) mode, and the mode actually used is reported;
 - detaching names our program (IFLA_XDP_EXPECTED_FD + XDP_FLAGS_REPLACE), so it cannot remove a
@@ -36,6 +37,7 @@ XDP_FLAGS_SKB_MODE = 1 << 1
 XDP_FLAGS_DRV_MODE = 1 << 2
 XDP_FLAGS_REPLACE = 1 << 4
 XDP_MODES = ("auto", "native", "generic")
+ARPHRD_ETHER = 1  # include/uapi/linux/if_arp.h
 BPF_PROG_TYPE_NAMES = {
     0: "unspec", 1: "socket_filter", 2: "kprobe", 3: "sched_cls", 4: "sched_act", 5: "tracepoint",
     6: "xdp", 7: "perf_event", 8: "cgroup_skb", 9: "cgroup_sock", 10: "lwt_in", 11: "lwt_out",
@@ -324,6 +326,13 @@ class BpfObject:
             if not found:
                 raise BpfError(f"no interface {ifname}", errno_mod.ENODEV)
             idx = found[0]
+            (link,) = ipr.get_links(idx)
+            if link["ifi_type"] != ARPHRD_ETHER:
+                raise BpfError(
+                    f"{ifname} is not an Ethernet interface (link type {link['ifi_type']}); "
+                    "xdp_mac_stats reads Ethernet source addresses",
+                    errno_mod.EINVAL,
+                )
             tries = {"auto": ["native", "generic"], "native": ["native"], "generic": ["generic"]}[mode]
             last: NetlinkError | None = None
             for m in tries:

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 XDP_OBJECT = "xdp_mac_stats"
 TCP_OBJECTS = ("tcp_states", "tcp_rtt", "tcp_retrans")
-DEVICE_BPF_DIR = "/usr/lib/x0tta6bl4/bpf"
+DEVICE_BPF_DIR = "/usr/lib/x0node/bpf"  # where the image installs them (image/payload.py)
 DEV_BPF_DIR = os.path.join(validator.REPO_ROOT, "build", "bpf")
 SOURCES_READ_MAX = 1024
 MAC_KEY_BYTES = 16
@@ -212,6 +212,10 @@ class Probes:
             unreadable=(events[counters.EV_UNREADABLE] if events else 0)
             + (rtt_ev[counters.RTT_UNREADABLE] if rtt_ev else 0),
         )
+
+    def prog_fds(self) -> dict[str, int]:
+        """Our loaded programs' fds by name (their kernel stats need no CAP_SYS_ADMIN through these)."""
+        return {name: fd for obj in self.objects.values() for name, fd in obj.prog_fds.items()}
 
     def close(self) -> None:
         for obj in self.objects.values():

@@ -3,7 +3,8 @@
 Rules:
 - figures come only from the kernel (struct bpf_prog_info run_cnt / run_time_ns), which counts them
   while stats are enabled: kernel.bpf_stats_enabled=1, or while some process holds a
-  BPF_ENABLE_STATS fd (what `StatsSession` does, so nothing global is left switched on);
+  BPF_ENABLE_STATS fd (what `StatsSession` does, so nothing global is left switched on; it needs
+  CAP_SYS_ADMIN, as does walking all program ids in `read_all` — `read_fds` works without it);
 - `ns_per_run` and `deltas` are pure; `read_all` does the syscalls;
 - unreadable programs (gone between listing and opening) are skipped, never fatal.
 """
@@ -104,6 +105,17 @@ def read_all(names: frozenset[str] | None = None) -> list[ProgStats]:
             continue
         finally:
             os.close(fd)
+    return out
+
+
+def read_fds(fds: dict[str, int]) -> list[ProgStats]:
+    """Stats of programs we hold fds for (no id walk, so no CAP_SYS_ADMIN needed)."""
+    out = []
+    for fd in fds.values():
+        try:
+            out.append(parse_prog_info(libbpf.obj_info(fd, libbpf.PROG_INFO_BYTES)))
+        except (BpfError, ValueError):
+            continue
     return out
 
 

@@ -41,7 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "epsilon": 1.0,  # Laplace noise on per-peer counts; 0 = exact
     "peers_max": 32,  # peers exported (largest by packets)
     "profile": False,  # keep kernel BPF run-time stats on (adds a little cost per run)
-    "bpf_dir": "",  # default: /usr/lib/x0tta6bl4/bpf on a device, build/bpf on a dev host
+    "bpf_dir": "",  # default: /usr/lib/x0node/bpf on a device, build/bpf on a dev host
     "manifest": "",  # default: /usr/share/x0tta6bl4/manifest.json, else build/bpf/manifest.json
     "pin_root": DEFAULT_PIN_ROOT,
 }
@@ -260,12 +260,13 @@ class TelemetryService:
             self.probes.load_tcp()
             problems += [f"{k}: {v}" for k, v in self.probes.errors.items() if k != "xdp_mac_stats"]
         if self.cfg["profile"]:
-            from x0node.telemetry.profiler import StatsSession
+            from x0node.telemetry.profiler import StatsSession, stats_enabled_sysctl
 
-            try:
-                self._stats = StatsSession().__enter__()
-            except Exception as exc:  # noqa: BLE001
-                problems.append(f"bpf stats: {exc}")
+            if not stats_enabled_sysctl():
+                try:
+                    self._stats = StatsSession().__enter__()
+                except Exception as exc:  # noqa: BLE001 - needs CAP_SYS_ADMIN; the sysctl is the alternative
+                    problems.append(f"bpf stats: {exc} (set kernel.bpf_stats_enabled=1 instead)")
         if not self.probes.objects:
             self.reason = "no BPF program loaded: " + "; ".join(problems)
         else:
@@ -309,9 +310,7 @@ class TelemetryService:
         from x0node.telemetry import profiler
 
         try:
-            self.prog_stats = {
-                p.name: (p.run_cnt, p.run_time_ns) for p in profiler.read_all(profiler.OUR_PROGRAMS)
-            }
+            self.prog_stats = {p.name: (p.run_cnt, p.run_time_ns) for p in profiler.read_fds(self.probes.prog_fds())}
         except Exception:  # noqa: BLE001
             self.prog_stats = {}
         return snapshot.build(
