@@ -84,6 +84,16 @@ def test_first_visit_to_settings(node, artifacts_dir):
             assert len(centres) == 5
             page.screenshot(path=artifacts_dir / "04-topology.png", full_page=True)
 
+            page.click("nav >> text=Routes")
+            expect(page.locator("main tbody tr")).to_have_count(4)
+            page.click("nav >> text=Neighbours")
+            expect(page.locator("main tbody tr")).to_have_count(4)
+            page.click("nav >> text=Events")
+            expect(page.locator(".events li")).to_have_count(5)
+            page.screenshot(path=artifacts_dir / "04b-events.png", full_page=True)
+            page.go_back()
+            expect(page).to_have_url(node.url + "/neighbours")
+
             page.click("nav >> text=Settings")
             hello = page.locator("#cfg-routing-hello_interval_s")
             expect(hello).to_have_value("1")
