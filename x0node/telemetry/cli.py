@@ -51,7 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _resolve(target: str) -> tuple[str, str]:
     """('file', path) | ('id', n) for an explain target."""
-    if target.startswith("id:") and target[3:].isdigit():
+    if target.startswith("id:") and target[3:].isdigit() and len(target) <= 13:
+        if int(target[3:]) >= 1 << 32:
+            raise FileNotFoundError(f"{target}: program ids are 32-bit")
         return "id", target[3:]
     if os.path.exists(target):
         return "file", target
