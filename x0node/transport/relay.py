@@ -16,6 +16,7 @@ this module only moves bytes. Rules:
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import secrets
 import socket
@@ -52,6 +53,7 @@ PROBE_IDLE_TIMEOUT_S = 60.0
 CONNECT_TIMEOUT_S = 10.0
 UDP_NAT_TIMEOUT_S = 120.0
 MAX_UDP_SESSIONS = 1024
+UDP_MAX_PENDING = 64
 SOCKS_MAX_HANDSHAKE_BYTES = 600
 MALLOC_MMAP_THRESHOLD_BYTES = 8 * 1024 * 1024
 MALLOC_TRIM_THRESHOLD_BYTES = 64 * 1024 * 1024
@@ -545,12 +547,13 @@ class LocalUdp(asyncio.DatagramProtocol):
                     self.transport.sendto(socks5.encode_udp(target, payload), self.client)
                 return
             target, payload = socks5.parse_udp(data)
+            self.client = addr
+            if srv is not None:
+                self.transport.sendto(self.codec.seal(target, payload), srv)
         except RemoteError as exc:
             self.local.stats.drops[exc.reason] += 1
-            return
-        self.client = addr
-        if srv is not None:
-            self.transport.sendto(self.codec.seal(target, payload), srv)
+        except (OSError, ValueError):
+            self.local.stats.drops["udp_send_failed"] += 1
 
 
 class ServerUdp(asyncio.DatagramProtocol):
@@ -588,43 +591,77 @@ class ServerUdp(asyncio.DatagramProtocol):
 
 
 class _NatEntry(asyncio.DatagramProtocol):
+    """One client session's outbound UDP sockets (one per address family, opened on first use).
+    Domain targets are resolved asynchronously; at most UDP_MAX_PENDING packets wait for that."""
+
     def __init__(self, owner: ServerUdp, client: tuple, sid: bytes | None) -> None:
         self.owner = owner
         self.client = client
         self.sid = sid
         self.last = time.monotonic()
-        self.transport: asyncio.DatagramTransport | None = None
-        self.queue: list[tuple[tuple, bytes]] = []
+        self.transports: dict[int, asyncio.DatagramTransport] = {}
+        self.pending = 0
+        self.closed = False
         self.codec = _UdpCodec(owner.server.method, owner.server.key, owner.server.rng) if sid else owner.codec
-        self._task = asyncio.ensure_future(self._open())
-
-    async def _open(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            self.transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=("0.0.0.0", 0))
-        except OSError:
-            return
-        for dst, payload in self.queue:
-            self.transport.sendto(payload, dst)
-        self.queue.clear()
 
     def send(self, target: Address, payload: bytes) -> None:
         self.last = time.monotonic()
-        dst = (target.host, target.port)
-        if self.transport is None:
-            if len(self.queue) < 64:
-                self.queue.append((dst, payload))
+        try:
+            ip = ipaddress.ip_address(target.host)
+        except ValueError:
+            ip = None
+        if ip is not None:
+            tr = self.transports.get(ip.version)
+            if tr is not None:
+                self._sendto(tr, payload, (str(ip), target.port))
+                return
+        if self.pending >= UDP_MAX_PENDING:
+            self.owner.server.stats.drops["udp_pending_full"] += 1
             return
-        self.transport.sendto(payload, dst)
+        self.pending += 1
+        asyncio.ensure_future(self._send_slow(target, ip, payload))
+
+    def _sendto(self, tr: asyncio.DatagramTransport, payload: bytes, dst: tuple) -> None:
+        try:
+            tr.sendto(payload, dst)
+        except (OSError, ValueError):
+            self.owner.server.stats.drops["udp_send_failed"] += 1
+
+    async def _send_slow(self, target: Address, ip, payload: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            if ip is None:
+                infos = await asyncio.wait_for(
+                    loop.getaddrinfo(target.host, target.port, type=socket.SOCK_DGRAM), CONNECT_TIMEOUT_S
+                )
+                ip = ipaddress.ip_address(infos[0][4][0])
+            tr = self.transports.get(ip.version)
+            if tr is None:
+                local = ("::", 0) if ip.version == 6 else ("0.0.0.0", 0)
+                tr, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=local)
+                if self.closed:
+                    tr.close()
+                    return
+                self.transports.setdefault(ip.version, tr)
+            self._sendto(self.transports[ip.version], payload, (str(ip), target.port))
+        except (OSError, TimeoutError, IndexError, ValueError):
+            self.owner.server.stats.drops["udp_resolve_failed"] += 1
+        finally:
+            self.pending -= 1
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
         self.last = time.monotonic()
         out = self.codec.seal(Address(addr[0], addr[1]), data, self.sid)
-        self.owner.transport.sendto(out, self.client)
+        try:
+            self.owner.transport.sendto(out, self.client)
+        except (OSError, ValueError):
+            self.owner.server.stats.drops["udp_send_failed"] += 1
 
     def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        self.closed = True
+        for tr in self.transports.values():
+            tr.close()
+        self.transports.clear()
 
 
 class ShadowsocksServer:
