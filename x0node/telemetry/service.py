@@ -185,7 +185,12 @@ class TelemetryService:
         self._collector = TelemetryCollector(self)
         if ctx.registry is not None:
             ctx.registry.register(self._collector)
-        await asyncio.to_thread(self._setup)
+        try:
+            await asyncio.to_thread(self._setup)
+        except Exception as exc:  # noqa: BLE001 - without telemetry the node still routes; say why
+            log.exception("telemetry setup failed")
+            self.reason = f"setup failed: {type(exc).__name__}: {exc}"
+            await asyncio.to_thread(self._teardown)
         self.last = await asyncio.to_thread(self._read)
         self._publish("started", {"bpf": self.last.bpf, "reason": self.reason, "interfaces": self.interface_modes()})
         self._task = asyncio.create_task(self._poll_loop(), name="telemetry-poll")
