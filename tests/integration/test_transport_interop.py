@@ -289,3 +289,40 @@ def test_probes_all_get_the_same_silence(procs, echo, method):
     for name, (got, took) in reactions.items():
         assert got == b"", f"{name}: server answered {got[:40]!r}"
         assert 1.3 <= took <= 3.5, f"{name}: closed after {took:.2f}s, not the idle timeout"
+
+
+@pytest.mark.parametrize("method", ["aes-256-gcm", "2022-blake3-aes-256-gcm"])
+def test_corrupted_and_truncated_midstream_fail_closed(procs, echo, method):
+    pw = PSK if method.startswith("2022") else "s3cret"
+    srv = our_server(procs, method, pw)
+    m = get_method(method)
+    key = master_key(m, pw)
+
+    def session() -> tuple[socket.socket, ClientSession]:
+        c = ClientSession(m, key, Address("127.0.0.1", echo), random.Random(os.urandom(8)))
+        s = socket.create_connection(("127.0.0.1", srv), timeout=5)
+        s.sendall(b"".join(c.first_write(b"ping", time.time())))
+        got = b""
+        while got != b"ping":
+            got += b"".join(c.decrypt(s.recv(4096), time.time()))
+        return s, c
+
+    # a flipped bit after the header: the server closes at once and forwards nothing
+    s, c = session()
+    wire = bytearray(b"".join(c.encrypt(b"x" * 100)))
+    wire[30] ^= 0x04
+    s.sendall(bytes(wire))
+    t0 = time.monotonic()
+    assert s.recv(4096) == b"", "corrupted chunk must not be answered"
+    assert time.monotonic() - t0 < 3
+    s.close()
+    # a truncated chunk followed by EOF: nothing of it is forwarded, the connection closes
+    s, c = session()
+    wire = b"".join(c.encrypt(b"y" * 100))
+    s.sendall(wire[:-5])
+    s.shutdown(socket.SHUT_WR)
+    rest = b""
+    while chunk := s.recv(4096):
+        rest += chunk
+    assert not rest or b"".join(c.decrypt(rest, time.time())) == b"", "no byte of the truncated chunk came back"
+    s.close()
