@@ -10,7 +10,10 @@ BPF_STRIP ?= llvm-strip
 BPF_OUT := build/bpf
 BPF_SRCS := $(wildcard bpf/*.bpf.c)
 BPF_OBJS := $(patsubst bpf/%.bpf.c,$(BPF_OUT)/%.bpf.o,$(BPF_SRCS))
-BPF_CFLAGS := -O2 -g -target bpf -mcpu=v3 -D__TARGET_ARCH_x86 -Wall -Werror -I$(BPF_OUT) -Ibpf
+# -fdebug-prefix-map: source paths in BTF line info are relative, so a checkout's location does not
+# change the objects (or their manifest digests).
+BPF_CFLAGS := -O2 -g -target bpf -mcpu=v3 -D__TARGET_ARCH_x86 -Wall -Werror -I$(BPF_OUT) -Ibpf \
+	-fdebug-prefix-map=$(CURDIR)=.
 
 .PHONY: bpf bpf-clean
 bpf: $(BPF_OUT)/manifest.json
@@ -19,7 +22,7 @@ $(BPF_OUT)/vmlinux.h:
 	@mkdir -p $(BPF_OUT)
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
 
-$(BPF_OUT)/%.bpf.o: bpf/%.bpf.c bpf/x0_common.h bpf/x0_sock.h $(BPF_OUT)/vmlinux.h
+$(BPF_OUT)/%.bpf.o: bpf/%.bpf.c bpf/x0_common.h bpf/x0_sock.h $(BPF_OUT)/vmlinux.h mk/bpf.mk
 	$(BPF_CLANG) $(BPF_CFLAGS) -c $< -o $@.tmp
 	$(BPF_STRIP) -g $@.tmp
 	mv $@.tmp $@

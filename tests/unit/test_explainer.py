@@ -29,3 +29,10 @@ def test_tracepoint_programs_use_probe_read():
         ex = explainer.explain_elf((BPF / f"{name}.bpf.o").read_bytes(), [], name)
         assert "bpf_probe_read_kernel" in ex.programs[0].helpers
         assert ex.programs[0].section.startswith("raw_tp/")
+
+
+def test_listing_carries_c_source_lines():
+    ex = explainer.explain_elf((BPF / "tcp_retrans.bpf.o").read_bytes(), [], "tcp_retrans")
+    text = explainer.render(ex)
+    assert "; tcp_retrans.bpf.c:" in text and "BPF_PROG(tcp_retrans" in text
+    assert str(BPF.parents[1]) not in text  # no build-machine paths in the objects

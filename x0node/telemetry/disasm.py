@@ -242,12 +242,20 @@ def dot(graph: Cfg, title: str, label_of: Callable[[Insn], str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def listing(insns: list[Insn], label_of: Callable[[Insn], str], targets: set[int] | None = None) -> str:
+def listing(
+    insns: list[Insn],
+    label_of: Callable[[Insn], str],
+    targets: set[int] | None = None,
+    source: Mapping[int, str] | None = None,
+) -> str:
+    """Disassembly text with `L<pc>:` jump labels and optional per-pc notes (source lines) above."""
     targets = targets if targets is not None else {i.target for i in insns if i.is_jump and i.target is not None}
     out = []
     for i in insns:
         if i.pc in targets:
             out.append(f"L{i.pc}:")
+        if source and i.pc in source:
+            out.append(f"        {source[i.pc]}")
         out.append(f"  {i.pc:4d}: {label_of(i)}")
     return "\n".join(out)
 

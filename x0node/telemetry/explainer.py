@@ -18,9 +18,9 @@ import shutil
 import struct
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from x0node.telemetry import disasm, elf
+from x0node.telemetry import btf, disasm, elf
 from x0node.telemetry.loader import MapInfo
 
 STT_FUNC, STT_SECTION = 2, 3
@@ -37,6 +37,7 @@ class ProgramExplanation:
     maps: tuple[MapInfo, ...]
     helpers: tuple[str, ...]
     cfg: disasm.Cfg
+    lines: Mapping[int, btf.SourceLine] = field(default_factory=dict)  # pc -> C source line
 
     def label(self, insn: disasm.Insn) -> str:
         return disasm.text(insn, map_name=lambda i: self.names.get(i.pc), call_name=lambda i: self.names.get(i.pc))
@@ -68,6 +69,8 @@ def explain_elf(data: bytes, maps: list[MapInfo], source: str) -> ObjectExplanat
 
     obj = elf.parse(data)
     by_name = {m.name: m for m in maps}
+    btf_sec, ext_sec = obj.section(".BTF"), obj.section(".BTF.ext")
+    lines = btf.line_info(obj.section_data(btf_sec), obj.section_data(ext_sec)) if btf_sec and ext_sec else {}
     progs = []
     for sec in obj.sections:
         if not sec.executable or sec.size == 0:
@@ -83,7 +86,9 @@ def explain_elf(data: bytes, maps: list[MapInfo], source: str) -> ObjectExplanat
                 used.append(m)
         helpers = tuple(disasm.helpers_used(insns))
         progs.append(
-            ProgramExplanation(func_name, sec.name, tuple(insns), names, tuple(used), helpers, disasm.cfg(insns))
+            ProgramExplanation(
+                func_name, sec.name, tuple(insns), names, tuple(used), helpers, disasm.cfg(insns), lines.get(sec.name, {})
+            )
         )
     return ObjectExplanation(source, obj.license() or "(none)", hashlib.sha256(data).hexdigest(), tuple(progs), {})
 
@@ -109,9 +114,22 @@ def render(ex: ObjectExplanation, with_listing: bool = True) -> str:
             out.append("    (none)")
         out.append("  helpers: " + (", ".join(p.helpers) if p.helpers else "(none)"))
         if with_listing:
-            out.append("  disassembly:")
-            out.append(disasm.listing(list(p.insns), p.label))
+            out.append("  disassembly:" + ("  (C source lines from BTF as ;-comments)" if p.lines else ""))
+            out.append(disasm.listing(list(p.insns), p.label, source=_source_notes(p)))
     return "\n".join(out) + "\n"
+
+
+def _source_notes(p: ProgramExplanation) -> dict[int, str]:
+    """pc -> '; file:line text', only where the source line changes and has text."""
+    notes: dict[int, str] = {}
+    last: tuple[str, int] | None = None
+    for i in p.insns:
+        sl = p.lines.get(i.pc)
+        if sl is None or not sl.text or (sl.file, sl.line) == last:
+            continue
+        last = (sl.file, sl.line)
+        notes[i.pc] = f"; {sl.file.rsplit('/', 1)[-1]}:{sl.line}  {sl.text}"
+    return notes
 
 
 # --- I/O adapters ----------------------------------------------------------------------------------
