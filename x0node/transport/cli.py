@@ -25,16 +25,13 @@ def parse_hostport(text: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-def _run(coro_factory, fast_loop: bool = True) -> int:
-    # uvloop for the proxies; the tunnel keeps the stock loop because pyroute2's netlink sockets
-    # (AF_NETLINK) cannot be opened on a uvloop loop
-    if fast_loop:
-        import uvloop
+def _run(coro_factory) -> int:
+    import uvloop
 
-        from x0node.transport.relay import tune_allocator
+    from x0node.transport.relay import tune_allocator
 
-        tune_allocator()
-        uvloop.install()
+    tune_allocator()
+    uvloop.install()
 
     async def main() -> int:
         stop = asyncio.Event()
@@ -102,7 +99,7 @@ def cmd_tunnel_server(args) -> int:
         print(f"tunnel-server on {bound[0]}:{bound[1]} tap={args.tap} shape={args.shape}", flush=True)
         return srv.stop
 
-    return _run(start, fast_loop=False)
+    return _run(start)
 
 
 def cmd_tunnel_client(args) -> int:
@@ -115,7 +112,7 @@ def cmd_tunnel_client(args) -> int:
         print(f"tunnel-client -> {args.server[0]}:{args.server[1]} tap={args.tap} shape={args.shape}", flush=True)
         return cli.stop
 
-    return _run(start, fast_loop=False)
+    return _run(start)
 
 
 def _tunnel_common(p: argparse.ArgumentParser) -> None:

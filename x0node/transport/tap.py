@@ -41,14 +41,21 @@ def stable_mac(name: str) -> str:
 
 
 def configure(name: str, mtu: int = TAP_MTU_DEFAULT, addresses: tuple[str, ...] = ()) -> None:
-    """Set MTU, add addresses (CIDR strings) and bring the link up, via netlink. Blocking: call it
-    from a worker thread when an event loop runs (pyroute2's sync API runs its own loop)."""
+    """Set MTU and MAC, add addresses (CIDR strings) and bring the link up, via netlink. Blocking:
+    call it from a worker thread when an event loop runs. pyroute2's sync API gets a private stock
+    selector loop, because its netlink sockets cannot be opened on uvloop."""
+    import asyncio
+
     from pyroute2 import IPRoute
 
-    with IPRoute() as ipr:
-        idx = ipr.link_lookup(ifname=name)[0]
-        ipr.link("set", index=idx, mtu=mtu, address=stable_mac(name))
-        for cidr in addresses:
-            addr, _, plen = cidr.partition("/")
-            ipr.addr("add", index=idx, address=addr, prefixlen=int(plen or (128 if ":" in addr else 32)))
-        ipr.link("set", index=idx, state="up")
+    loop = asyncio.SelectorEventLoop()
+    try:
+        with IPRoute(use_event_loop=loop) as ipr:
+            idx = ipr.link_lookup(ifname=name)[0]
+            ipr.link("set", index=idx, mtu=mtu, address=stable_mac(name))
+            for cidr in addresses:
+                addr, _, plen = cidr.partition("/")
+                ipr.addr("add", index=idx, address=addr, prefixlen=int(plen or (128 if ":" in addr else 32)))
+            ipr.link("set", index=idx, state="up")
+    finally:
+        loop.close()
