@@ -9,7 +9,8 @@ device. Invariants:
   with query from h_self over keys/values from h_nbr; scores are soft-bounded to +-SCORE_BOUND and
   masked neighbours get -MASK_PENALTY before the softmax (both chosen so int8 quantisation keeps a
   fine step); a node with no neighbour gets a zero aggregate. h = relu(W [h_self || agg]) (64 wide),
-  one more 64-wide layer, one logit out (no sigmoid: callers apply it, rankings are preserved).
+  one more 64-wide layer, one logit out, soft-bounded to +-LOGIT_BOUND (no sigmoid: callers apply it,
+  rankings are preserved).
 - MLP baseline: the same 8 self features, no neighbour input, ~the same number of weights.
 """
 
@@ -21,6 +22,7 @@ HIDDEN = 64
 HEADS = 4
 SCORE_BOUND = 8.0
 MASK_PENALTY = 24.0
+LOGIT_BOUND = 12.0  # soft bound: keeps the int8 output step near LOGIT_BOUND / 64
 
 
 def build_gnn(k: int, n_features: int, hidden: int = HIDDEN, heads: int = HEADS):
@@ -55,7 +57,8 @@ def build_gnn(k: int, n_features: int, hidden: int = HIDDEN, heads: int = HEADS)
     h = layers.Concatenate(name="sage_concat")([hs, agg])
     h = layers.Dense(hidden, activation="relu", name="sage_combine")(h)
     h = layers.Dense(hidden, activation="relu", name="head_hidden")(h)
-    logit = layers.Dense(1, name="logit")(h)
+    logit = layers.Dense(1, name="logit_raw")(h)
+    logit = LOGIT_BOUND * ops.tanh(logit / LOGIT_BOUND)
     return keras.Model([x_self, x_nbr, mask], logit, name="graphsage_attn")
 
 
@@ -68,5 +71,6 @@ def build_mlp(n_features: int):
     h = layers.Dense(128, activation="relu", name="mlp_1")(h)
     h = layers.Dense(128, activation="relu", name="mlp_2")(h)
     h = layers.Dense(32, activation="relu", name="mlp_3")(h)
-    logit = layers.Dense(1, name="logit")(h)
+    logit = layers.Dense(1, name="logit_raw")(h)
+    logit = LOGIT_BOUND * ops.tanh(logit / LOGIT_BOUND)
     return keras.Model(x_self, logit, name="mlp")

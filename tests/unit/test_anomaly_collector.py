@@ -23,6 +23,7 @@ def _fake_tree(root: pathlib.Path, busy: int, idle: int, fwd: int, rx: int, deli
         (st / k).write_text(f"{if_bytes // 2}\n")
     for k in ("rx_errors", "tx_errors", "rx_dropped", "tx_dropped"):
         (st / k).write_text(f"{err // 4}\n")
+    (st / "tx_packets").write_text("3\n")
     (sys / "class" / "net" / "m2" / "speed").write_text("10\n")  # 10 Mbit/s
     return proc, sys
 
@@ -33,7 +34,7 @@ def test_read_counters_parses_the_kernel_files(tmp_path):
     assert c.cpu_total == 1000 and c.cpu_busy == 300
     assert c.mem_total_kb == 1000 and c.mem_avail_kb == 250
     assert (c.ip_in, c.ip_delivered, c.ip_forwarded) == (200, 100, 50)
-    assert c.if_bytes == 1000 and c.if_errors == 8 and c.capacity_bps == 10e6
+    assert c.if_bytes == 1000 and c.if_errors == 8 and c.capacity_bps == 10e6 and c.if_tx_packets == 3
 
 
 def test_missing_files_give_missing_values_not_errors(tmp_path):
@@ -46,23 +47,44 @@ def test_feature_state_rates_and_link_features(tmp_path):
     nbs = [{"node_id": "a", "state": "up", "rtt_ms": 10.0, "loss": 0.01},
            {"node_id": "b", "state": "up", "rtt_ms": 30.0, "loss": 0.2},
            {"node_id": "c", "state": "init", "rtt_ms": 999.0, "loss": 1.0}, "garbage"]
-    first = fs.update(Counters(100, 1000, 1000, 250, 100, 50, 0, 0, 0, 10e6), nbs, 0.0)
+    first = fs.update(Counters(cpu_busy=100, cpu_total=1000, mem_total_kb=1000, mem_avail_kb=250, ip_in=100, ip_delivered=50, ip_forwarded=0, ip_out_local=0, if_tx_packets=0, if_bytes=0, if_errors=0, capacity_bps=10e6), nbs, 0.0)
     assert first[IDX["cpu_util"]] == NEUTRAL_RAW[IDX["cpu_util"]]  # no rate before two samples
     assert first[IDX["mem_util"]] == 0.75 and first[IDX["rtt_ms"]] == 20.0 and first[IDX["loss_max"]] == 0.2
-    raw = fs.update(Counters(400, 2000, 1000, 250, 300, 100, 10, 1_250_000, 50, 10e6), nbs[:1], 10.0)
+    raw = fs.update(Counters(cpu_busy=400, cpu_total=2000, mem_total_kb=1000, mem_avail_kb=250, ip_in=300, ip_delivered=100, ip_forwarded=10, ip_out_local=5, if_tx_packets=15, if_bytes=1_250_000, if_errors=50, capacity_bps=10e6), nbs[:1], 10.0)
     assert np.isclose(raw[IDX["cpu_util"]], 0.3)
     assert np.isclose(raw[IDX["load"]], 1_250_000 * 8 / 10 / 10e6)
     assert np.isclose(raw[IDX["if_errors_per_s"]], 5.0)
     assert np.isclose(raw[IDX["fwd_ratio"]], 10 / 150)  # 200 received, 50 delivered, 10 forwarded
     assert raw[IDX["link_changes"]] == 1  # b went away
-    later = fs.update(Counters(400, 2000, 1000, 250, 300, 100, 10, 1_250_000, 50, 10e6), nbs[:1], 400.0)
+    later = fs.update(Counters(cpu_busy=400, cpu_total=2000, mem_total_kb=1000, mem_avail_kb=250, ip_in=300, ip_delivered=100, ip_forwarded=10, ip_out_local=5, if_tx_packets=15, if_bytes=1_250_000, if_errors=50, capacity_bps=10e6), nbs[:1], 400.0)
     assert later[IDX["link_changes"]] == 0  # outside the window
+
+
+def test_link_samples_are_averaged_between_updates():
+    fs = FeatureState()
+    fs.update(Counters(), [], 0.0)
+    for loss in (0.0, 0.1, 0.2):
+        fs.observe_links([{"node_id": "a", "state": "up", "rtt_ms": 10 * (1 + loss), "loss": loss}])
+    raw = fs.update(Counters(), [{"node_id": "a", "state": "up", "rtt_ms": 12.0, "loss": 0.1}], 30.0)
+    assert np.isclose(raw[IDX["loss_max"]], 0.1) and np.isclose(raw[IDX["rtt_ms"]], 11.25)
+    fs.observe_links([{"node_id": "a", "state": "down"}])
+    raw = fs.update(Counters(), [], 60.0)
+    assert raw[IDX["loss_max"]] == NEUTRAL_RAW[IDX["loss_max"]] and raw[IDX["link_changes"]] == 2  # up, then down
+
+
+def test_blackhole_shows_as_low_forward_ratio_even_when_the_kernel_counts_it_forwarded():
+    fs = FeatureState()
+    fs.update(Counters(ip_in=0, ip_delivered=0, ip_forwarded=0, ip_out_local=0, if_tx_packets=0), [], 0.0)
+    # 1000 transit packets hit the FORWARD hook (counted) but only our own 50 packets left
+    raw = fs.update(Counters(ip_in=1100, ip_delivered=100, ip_forwarded=1000, ip_out_local=50, if_tx_packets=50),
+                    [], 5.0)
+    assert raw[IDX["fwd_ratio"]] == 0.0
 
 
 def test_counter_reset_and_idle_transit_are_neutral():
     fs = FeatureState()
-    fs.update(Counters(500, 1000, None, None, 100, 50, 40, 100, 10), [], 0.0)
-    raw = fs.update(Counters(10, 100, None, None, 100 + MIN_TRANSIT_PACKETS - 1, 50, 40, 50, 10), [], 5.0)
+    fs.update(Counters(cpu_busy=500, cpu_total=1000, ip_in=100, ip_delivered=50, ip_forwarded=40, if_bytes=100, if_errors=10), [], 0.0)
+    raw = fs.update(Counters(cpu_busy=10, cpu_total=100, ip_in=100 + MIN_TRANSIT_PACKETS - 1, ip_delivered=50, ip_forwarded=40, if_bytes=50, if_errors=10), [], 5.0)
     assert raw[IDX["cpu_util"]] == NEUTRAL_RAW[IDX["cpu_util"]]
     assert raw[IDX["load"]] == NEUTRAL_RAW[IDX["load"]]
     assert raw[IDX["fwd_ratio"]] == 1.0

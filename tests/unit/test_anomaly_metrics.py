@@ -30,3 +30,13 @@ def test_best_f1_threshold_separates_separable_data():
     s = np.array([0.1, 0.2, 0.3, 0.8, 0.9])
     t = best_f1_threshold(y, s)
     assert evaluate(y, s, t).f1 == 1.0
+
+
+def test_threshold_for_precision_takes_the_most_recall_at_that_precision():
+    from x0node.anomaly.metrics import threshold_for_precision
+
+    y = np.array([1, 1, 0, 1, 0, 0, 1, 0])
+    s = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
+    assert threshold_for_precision(y, s, 1.0) == 0.8
+    assert threshold_for_precision(y, s, 0.75) == 0.6
+    assert threshold_for_precision(np.zeros(3), np.arange(3.0), 0.9) == best_f1_threshold(np.zeros(3), np.arange(3.0))

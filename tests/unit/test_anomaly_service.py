@@ -71,3 +71,11 @@ async def test_corrupt_state_file_starts_fresh_and_missing_model_degrades(tmp_pa
         assert (await s.tick())["layer"] == "rules"
     finally:
         await s.stop()
+
+
+def test_adjacency_from_the_core_topology_view_and_neighbours():
+    topo = {"nodes": [{"node_id": "a"}], "edges": [{"a": "a", "b": "b", "cost": 10}, {"a": "b", "b": "c"}, "junk",
+                                                   {"a": "x", "b": "x"}]}
+    nbs = [{"node_id": "me", "state": "up"}, {"node_id": "n1", "state": "up"}, {"node_id": "n2", "state": "init"}]
+    adj = svc._adjacency("me", nbs, topo)  # noqa: SLF001
+    assert adj["b"] == ["a", "c"] and adj["me"] == ["n1"] and "x" not in adj and "n2" not in adj

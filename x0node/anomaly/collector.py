@@ -10,11 +10,16 @@ Two parts:
   link features:
     cpu_util = busy jiffies / all jiffies; mem_util = 1 - MemAvailable / MemTotal;
     load = (rx+tx bytes/s * 8) / sum of interface capacities (speed, else DEFAULT_CAPACITY_BPS);
-    rtt_ms = mean RTT over UP neighbours; loss_max = max loss over UP neighbours;
+    rtt_ms = mean RTT over UP neighbours; loss_max = max loss over UP neighbours, each neighbour's
+      RTT and loss averaged over every `observe_links` sample since the previous update (the service
+      samples the view every LINK_SAMPLE_INTERVAL_S, so a 32-hello loss window is not read only once);
     link_changes = UP-set transitions in the last LINK_CHANGES_WINDOW_S (bounded deque);
     if_errors_per_s = rx/tx errors + drops per second;
-    fwd_ratio = forwarded / (received - delivered locally) over IPv4+IPv6, 1.0 while transit traffic
-      is below MIN_TRANSIT_PACKETS (no evidence of a black hole).
+    fwd_ratio = sent / transit, transit = IP packets received - delivered locally (IPv4+IPv6), sent =
+      the smaller of the kernel's forwarded counter and (mesh tx packets - locally originated packets);
+      1.0 while transit traffic is below MIN_TRANSIT_PACKETS (no evidence of a black hole). The kernel's
+      forwarded counter is taken before the netfilter FORWARD hook (seen on the namespace testbed), so
+      it alone does not see a node that drops in netfilter.
   A counter that went backwards (reset) gives no rate for that window (neutral value).
 """
 
@@ -31,10 +36,11 @@ import numpy as np
 from x0node.anomaly.features import FEATURES, LINK_CHANGES_WINDOW_S, NEUTRAL_RAW
 
 DEFAULT_CAPACITY_BPS = 100e6
+LINK_SAMPLE_INTERVAL_S = 3.0
 MIN_TRANSIT_PACKETS = 20
 MAX_LINK_EVENTS = 1024
 MAX_NEIGHBOURS_READ = 256
-_IF_STATS = ("rx_bytes", "tx_bytes", "rx_errors", "tx_errors", "rx_dropped", "tx_dropped")
+_IF_STATS = ("rx_bytes", "tx_bytes", "rx_errors", "tx_errors", "rx_dropped", "tx_dropped", "tx_packets")
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,9 @@ class Counters:
     mem_avail_kb: int | None = None
     ip_in: int | None = None  # IPv4 + IPv6 packets received
     ip_delivered: int | None = None  # ... delivered to this host
-    ip_forwarded: int | None = None  # ... forwarded
+    ip_forwarded: int | None = None  # ... forwarded (kernel counter; counts before netfilter FORWARD)
+    ip_out_local: int | None = None  # locally originated packets sent (IpOutRequests + Ip6OutRequests)
+    if_tx_packets: int | None = None  # tx packets over the mesh interfaces
     if_bytes: int | None = None  # rx + tx bytes over the mesh interfaces
     if_errors: int | None = None  # rx/tx errors + drops over the mesh interfaces
     capacity_bps: float = DEFAULT_CAPACITY_BPS
@@ -113,7 +121,7 @@ def read_counters(
             return None
         return snmp.get(v4, 0) + snmp.get(v6, 0)
 
-    if_bytes = if_errors = 0
+    if_bytes = if_errors = tx_packets = 0
     capacity = 0.0
     seen = False
     for ifname in list(interfaces)[:64]:
@@ -125,7 +133,8 @@ def read_counters(
             continue
         seen = True
         if_bytes += int(vals["rx_bytes"] or 0) + int(vals["tx_bytes"] or 0)
-        if_errors += sum(int(vals[k] or 0) for k in _IF_STATS[2:])
+        if_errors += sum(int(vals[k] or 0) for k in _IF_STATS[2:6])
+        tx_packets += int(vals["tx_packets"] or 0)
         speed = _int(_read(base / "speed", 64))
         capacity += speed * 1e6 if speed and speed > 0 else DEFAULT_CAPACITY_BPS
     return Counters(
@@ -136,6 +145,8 @@ def read_counters(
         ip_in=both("IpInReceives", "Ip6InReceives"),
         ip_delivered=both("IpInDelivers", "Ip6InDelivers"),
         ip_forwarded=both("IpForwDatagrams", "Ip6OutForwDatagrams"),
+        ip_out_local=both("IpOutRequests", "Ip6OutRequests"),
+        if_tx_packets=tx_packets if seen else None,
         if_bytes=if_bytes if seen else None,
         if_errors=if_errors if seen else None,
         capacity_bps=capacity if seen else DEFAULT_CAPACITY_BPS,
@@ -157,6 +168,34 @@ class FeatureState:
         self._up: set[str] = set()
         self._events: collections.deque[float] = collections.deque(maxlen=MAX_LINK_EVENTS)
         self.last: dict[str, float] = {}
+        self.deltas: dict[str, int | None] = {}  # raw counter deltas of the last window (diagnostics)
+        # neighbour id -> [rtt sum, rtt samples, loss sum, loss samples, up in the latest sample]
+        self._links: dict[str, list[Any]] = {}
+
+    def observe_links(self, neighbours: Sequence[Mapping[str, Any]]) -> None:
+        """One sample of the router's neighbour view; `update` averages all samples since the last one."""
+        seen: set[str] = set()
+        for nb in list(neighbours)[:MAX_NEIGHBOURS_READ]:
+            if not isinstance(nb, Mapping) or not isinstance(nb.get("node_id"), str):
+                continue
+            nid = nb["node_id"]
+            if nid not in self._links and len(self._links) >= MAX_NEIGHBOURS_READ:
+                continue
+            st = self._links.setdefault(nid, [0.0, 0, 0.0, 0, False])
+            st[4] = nb.get("state") == "up"
+            seen.add(nid)
+            if not st[4]:
+                continue
+            rtt, loss = nb.get("rtt_ms"), nb.get("loss")
+            if isinstance(rtt, int | float) and not isinstance(rtt, bool) and np.isfinite(rtt):
+                st[0] += float(rtt)
+                st[1] += 1
+            if isinstance(loss, int | float) and not isinstance(loss, bool) and np.isfinite(loss):
+                st[2] += min(max(float(loss), 0.0), 1.0)
+                st[3] += 1
+        for nid, st in self._links.items():
+            if nid not in seen:
+                st[4] = False  # gone from the view
 
     def update(self, counters: Counters, neighbours: Sequence[Mapping[str, Any]], now: float) -> np.ndarray:
         raw = NEUTRAL_RAW.copy()
@@ -176,24 +215,24 @@ class FeatureState:
             rin = _delta(counters.ip_in, prev.ip_in)
             dl = _delta(counters.ip_delivered, prev.ip_delivered)
             fw = _delta(counters.ip_forwarded, prev.ip_forwarded)
-            if rin is not None and dl is not None and fw is not None:
+            tx = _delta(counters.if_tx_packets, prev.if_tx_packets)
+            local = _delta(counters.ip_out_local, prev.ip_out_local)
+            self.deltas = {"ip_in": rin, "ip_delivered": dl, "ip_forwarded": fw, "if_tx_packets": tx,
+                           "ip_out_local": local, "if_bytes": b, "if_errors": e}
+            if rin is not None and dl is not None:
                 transit = rin - dl
-                if transit >= MIN_TRANSIT_PACKETS:
-                    raw[idx["fwd_ratio"]] = min(1.0, fw / transit)
+                # packets that really left: mesh tx minus what we originated (the kernel's forward
+                # counter also counts packets netfilter drops later, so it alone misses a black hole)
+                sent = max(0, tx - local) if tx is not None and local is not None else fw
+                if transit >= MIN_TRANSIT_PACKETS and sent is not None:
+                    raw[idx["fwd_ratio"]] = min(1.0, sent / transit, (fw / transit) if fw is not None else 1.0)
         if counters.mem_total_kb and counters.mem_avail_kb is not None:
             raw[idx["mem_util"]] = 1.0 - counters.mem_avail_kb / counters.mem_total_kb
-        up: set[str] = set()
-        rtts: list[float] = []
-        losses: list[float] = []
-        for nb in list(neighbours)[:MAX_NEIGHBOURS_READ]:
-            if not isinstance(nb, Mapping) or nb.get("state") != "up":
-                continue
-            up.add(str(nb.get("node_id")))
-            rtt, loss = nb.get("rtt_ms"), nb.get("loss")
-            if isinstance(rtt, int | float) and not isinstance(rtt, bool) and np.isfinite(rtt):
-                rtts.append(float(rtt))
-            if isinstance(loss, int | float) and not isinstance(loss, bool) and np.isfinite(loss):
-                losses.append(float(loss))
+        self.observe_links(neighbours)
+        up = {nid for nid, (_, _, _, _, st) in self._links.items() if st}
+        rtts = [sr / nr for sr, nr, _, _, st in self._links.values() if st and nr]
+        losses = [sl / nl for _, _, sl, nl, st in self._links.values() if st and nl]
+        self._links.clear()
         if rtts:
             raw[idx["rtt_ms"]] = float(np.mean(rtts))
         if losses:

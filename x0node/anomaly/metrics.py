@@ -87,3 +87,19 @@ def best_f1_threshold(y: np.ndarray, score: np.ndarray) -> float:
     f1 = np.where(last, 2 * tp / (tp + fp + n_pos), -1.0)
     i = int(np.argmax(f1))
     return float(s_sorted[i])
+
+
+def threshold_for_precision(y: np.ndarray, score: np.ndarray, min_precision: float) -> float:
+    """The lowest threshold whose precision on (y, score) is >= min_precision (most recall at that
+    precision); the max-F1 threshold when no threshold reaches it."""
+    y = np.asarray(y).astype(bool)
+    s = np.asarray(score, dtype=np.float64)
+    order = np.argsort(-s, kind="mergesort")
+    s_sorted = s[order]
+    tp = np.cumsum(y[order])
+    fp = np.cumsum(~y[order])
+    last = np.r_[s_sorted[1:] != s_sorted[:-1], True]
+    ok = np.nonzero(last & (tp / np.maximum(tp + fp, 1) >= min_precision) & (tp > 0))[0]
+    if len(ok) == 0:
+        return best_f1_threshold(y, score)
+    return float(s_sorted[ok.max()])

@@ -7,7 +7,8 @@ Rules and invariants:
   ("", "active" or "observe"; "" = none), `drift_psi` (> 0, default 0.25), `seed` (int, optional).
 - start(): loads the bundle and LiteRT in a worker thread (imports stay lazy until then), restores
   the persisted observe-mode state and the normal-row buffer from `<data_dir>/anomaly/`, and
-  starts one timer task. Each tick (period jittered +-25%): read kernel counters
+  starts one timer task (plus a sampler that reads `neighbours()` every LINK_SAMPLE_INTERVAL_S so
+  link loss and RTT are averaged over the whole interval). Each tick (period jittered +-25%): read kernel counters
   (collector.read_counters, in a worker thread), read the router's `neighbours()`/`topology()`,
   step the engine, publish its events on the bus under topic "anomaly" (and this node's feature
   vector as `FeatureVector` under topic "anomaly.features", so a state layer can share it), update Prometheus gauges, persist the
@@ -218,8 +219,26 @@ class AnomalyService:
         except ValueError:  # already registered (service restarted in one process)
             self._gauges = {}
 
+    async def _sample_links(self) -> None:
+        from x0node.anomaly.collector import LINK_SAMPLE_INTERVAL_S
+
+        while True:
+            await asyncio.sleep(LINK_SAMPLE_INTERVAL_S * (1.0 + self._rng.uniform(-JITTER_FRACTION, JITTER_FRACTION)))
+            neighbours = _safe_call(self._ctx.router, "neighbours", [])
+            if isinstance(neighbours, list):
+                self._features.observe_links(neighbours)
+
     async def _run(self) -> None:
         interval = self.config["interval_s"]
+        sampler = asyncio.get_running_loop().create_task(self._sample_links(), name="anomaly-links")
+        try:
+            await self._ticks(interval)
+        finally:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sampler
+
+    async def _ticks(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval * (1.0 + self._rng.uniform(-JITTER_FRACTION, JITTER_FRACTION)))
             try:
@@ -272,12 +291,12 @@ def _adjacency(node_id: str, neighbours: Any, topology: Any) -> dict[str, list[s
     """node id -> neighbour ids from the router's topology view, plus our UP neighbours."""
     adj: dict[str, set[str]] = {}
     if isinstance(topology, dict):
-        links = topology.get("links") or topology.get("edges") or []
+        links = topology.get("edges") or topology.get("links") or []
         if isinstance(links, list):
             for link in links[:100_000]:
                 a = b = None
-                if isinstance(link, dict):
-                    a, b = link.get("source") or link.get("from"), link.get("target") or link.get("to")
+                if isinstance(link, dict):  # the core's view: {"a": id, "b": id, "cost": ...}
+                    a, b = link.get("a") or link.get("source"), link.get("b") or link.get("target")
                 elif isinstance(link, list | tuple) and len(link) >= 2:
                     a, b = link[0], link[1]
                 if isinstance(a, str) and isinstance(b, str) and a != b:
@@ -285,7 +304,8 @@ def _adjacency(node_id: str, neighbours: Any, topology: Any) -> dict[str, list[s
                     adj.setdefault(b, set()).add(a)
     if isinstance(neighbours, list):
         for nb in neighbours[:256]:
-            if isinstance(nb, dict) and nb.get("state") == "up" and isinstance(nb.get("node_id"), str):
+            if isinstance(nb, dict) and nb.get("state") == "up" and isinstance(nb.get("node_id"), str) \
+                    and nb["node_id"] != node_id:
                 adj.setdefault(node_id, set()).add(nb["node_id"])
                 adj.setdefault(nb["node_id"], set()).add(node_id)
     return {k: sorted(v) for k, v in adj.items()}
