@@ -109,3 +109,17 @@ def test_oversized_file_is_refused_before_reading(tmp_path):
     with pytest.raises(validator.ValidationError) as exc:
         validator.validate_file(str(big))
     assert f"object is {validator.OBJECT_MAX_BYTES + 1} bytes (limit {validator.OBJECT_MAX_BYTES})" in str(exc.value)
+
+
+def test_cli_validate_load_shows_the_verifier_log(tmp_path, capsys):
+    from x0node.cli import main
+
+    path = _build(tmp_path, "unsafe", UNSAFE)
+    manifest = _manifest(tmp_path, path)
+    assert main(["bpf", "validate", path, "--manifest", manifest]) == 0  # static checks pass
+    capsys.readouterr()
+    assert main(["bpf", "validate", path, "--manifest", manifest, "--load"]) == 1
+    err = capsys.readouterr().err
+    assert "REFUSED" in err and "invalid access to packet" in err
+    assert main(["bpf", "validate", str(BPF_DIR / "xdp_mac_stats.bpf.o"), "--load"]) == 0
+    assert "(loaded and unloaded)" in capsys.readouterr().out

@@ -1,7 +1,8 @@
 """`x0node bpf ...`: inspect, validate and profile the node's BPF programs.
 
   explain OBJ|PROG   disassembly, maps, helpers and control-flow graph (DOT/SVG with --graph-dir)
-  validate OBJ       the admission checks the daemon applies before loading (manifest, license, limits)
+  validate OBJ       the admission checks the daemon applies before loading (manifest, license, limits);
+                     with --load also the kernel verifier, whose log is shown if it refuses
   profile            per-program run count and ns/run from the kernel's BPF stats over an interval
   show               the running daemon's XDP counters, read from its pinned maps (exact, local)
 
@@ -34,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     va = sub.add_parser("validate", help="run the admission checks on an object")
     va.add_argument("object")
     va.add_argument("--manifest", help="manifest JSON (default: image manifest, else build/bpf/manifest.json)")
+    va.add_argument("--load", action="store_true",
+                    help="also load it into the kernel and unload it again (root); prints the verifier log if refused")
     va.set_defaults(func=_validate)
 
     pr = sub.add_parser("profile", help="run count and ns/run of loaded BPF programs (kernel BPF stats)")
@@ -99,12 +102,36 @@ def _validate(args: argparse.Namespace) -> int:
     except BpfError as exc:
         print(f"REFUSED {args.object}: {exc}\n{exc.log}", file=sys.stderr)
         return 1
-    print(f"OK {rep.path} sha256 {rep.sha256} license {rep.license}")
+    if args.load:
+        from x0node.telemetry.loader import BpfObject
+
+        obj = None
+        try:
+            obj = BpfObject(args.object, pin_root=None)
+            obj.load()
+        except BpfError as exc:
+            print(f"REFUSED {args.object}: {exc}", file=sys.stderr)
+            print(_tail(exc.log), file=sys.stderr)
+            return 1
+        finally:
+            if obj is not None:
+                obj.close()
+    print(f"OK {rep.path} sha256 {rep.sha256} license {rep.license}" + (" (loaded and unloaded)" if args.load else ""))
     for p in rep.programs:
         print(f"  program {p.name} ({p.section}, {p.insn_count} instructions)")
     for m in rep.maps:
         print(f"  map {m.name} ({m.type_name}, {m.max_entries} entries)")
     return 0
+
+
+VERIFIER_LOG_TAIL_LINES = 60
+
+
+def _tail(log: str, lines: int = VERIFIER_LOG_TAIL_LINES) -> str:
+    """The end of a verifier log, where the kernel states why it refused."""
+    parts = log.strip().splitlines()
+    head = [f"... ({len(parts) - lines} earlier lines)"] if len(parts) > lines else []
+    return "\n".join(head + parts[-lines:])
 
 
 def _profile(args: argparse.Namespace) -> int:

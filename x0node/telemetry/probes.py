@@ -29,6 +29,7 @@ DEVICE_BPF_DIR = "/usr/lib/x0node/bpf"  # where the image installs them (image/p
 DEV_BPF_DIR = os.path.join(validator.REPO_ROOT, "build", "bpf")
 SOURCES_READ_MAX = 1024
 MAC_KEY_BYTES = 16
+VERIFIER_LOG_LOGGED_CHARS = 4000
 
 
 def default_bpf_dir() -> str:
@@ -81,6 +82,11 @@ class Probes:
             self._mac_key = None  # not kept after load
             obj.set_global(".rodata", key)
             obj.load()
+        except BpfError as exc:
+            obj.close()
+            if exc.log:
+                log.warning("%s refused; verifier log (end):\n%s", XDP_OBJECT, exc.log[-VERIFIER_LOG_LOGGED_CHARS:])
+            raise
         except BaseException:
             obj.close()
             raise
@@ -108,6 +114,8 @@ class Probes:
                 obj.close()
                 self.errors[name] = str(exc)
                 log.warning("telemetry probe %s not loaded: %s", name, exc)
+                if exc.log:
+                    log.warning("%s verifier log (end):\n%s", name, exc.log[-VERIFIER_LOG_LOGGED_CHARS:])
                 continue
             self.objects[name] = obj
             self.errors.pop(name, None)
