@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from x0node.transport.errors import DecodeError
 from x0node.transport.faketls import (
@@ -128,3 +130,21 @@ def test_records_bounded_and_checked():
         RecordReader().feed(b"\x17\x03\x03\xff\xff")  # longer than TLS allows
     with pytest.raises(DecodeError):
         RecordReader().feed(b"\x42\x03\x03\x00\x01x")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=700))
+def test_server_decision_never_raises_on_random_input(data):
+    s = server()
+    decision, inner = s.feed(data, NOW)
+    assert decision in (NEED_MORE, FALLBACK) and inner == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=700))
+def test_parsers_only_raise_decode_error(data):
+    for fn in (parse_client_hello, RecordReader().feed):
+        try:
+            fn(data)
+        except DecodeError:
+            pass

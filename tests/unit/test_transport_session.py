@@ -6,11 +6,13 @@ import base64
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from x0node.transport.address import Address
 from x0node.transport.aead_stream import StreamEncryptor
 from x0node.transport.crypto import get_method, master_key, session_subkey
-from x0node.transport.errors import DecodeError, ReplayError
+from x0node.transport.errors import DecodeError, RemoteError, ReplayError
 from x0node.transport.replay import ReplayFilter
 from x0node.transport.session import ClientSession, ServerSession
 
@@ -137,3 +139,29 @@ def test_garbage_address_type_fails_closed():
     wire = salt + b"".join(enc.seal(b"\x09garbage"))
     with pytest.raises(DecodeError):
         server("chacha20-ietf-poly1305").feed(wire, NOW)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.binary(max_size=400), name=st.sampled_from(ALL), split=st.integers(1, 64))
+def test_random_input_only_ever_raises_remote_errors(data, name, split):
+    s = server(name)
+    try:
+        for i in range(0, len(data), split):
+            assert s.feed(data[i : i + split], NOW) == []
+    except RemoteError:
+        pass
+    assert s.target is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(flip=st.integers(0, 10_000), name=st.sampled_from(ALL))
+def test_any_single_bit_flip_in_first_flight_is_rejected(flip, name):
+    wire = bytearray(b"".join(client(name).first_write(b"payload", NOW)))
+    # flips inside the salt change the subkey; anywhere else the tag: never a target
+    wire[flip % len(wire)] ^= 1 << (flip % 8)
+    s = server(name)
+    try:
+        s.feed(bytes(wire), NOW)
+    except RemoteError:
+        return
+    assert s.target is None
