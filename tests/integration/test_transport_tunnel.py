@@ -65,9 +65,13 @@ def wait_ping(ns_name: str, dst: str, timeout_s: float = 20.0, *args: str) -> st
     ],
     ids=["faketls-browsing", "ss2022-gaming-video"],
 )
-def test_ping_crosses_obfuscated_tunnel(sites, server_extra, client_extra):
+def test_ping_crosses_obfuscated_tunnel(sites, server_extra, client_extra, tmp_path):
     ns, a, b, procs = sites
     tap_a, tap_b = f"x0tr{PID}a", f"x0tr{PID}b"
+    pcap = tmp_path / "underlay.pcap"
+    dump = subprocess.Popen(["ip", "netns", "exec", b, "tcpdump", "-i", "up0", "-U", "-w", str(pcap), "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs.append(dump)
     start_tunnel(procs, a, "tunnel-server", tap_a, "10.77.0.1/24", "--listen", "192.0.2.1:8443", *server_extra)
     time.sleep(0.5)
     start_tunnel(procs, b, "tunnel-client", tap_b, "10.77.0.2/24", "--server", "192.0.2.1:8443", *client_extra)
@@ -81,6 +85,16 @@ def test_ping_crosses_obfuscated_tunnel(sites, server_extra, client_extra):
     assert len(conns) == 1 and "192.0.2.1:8443" in conns[0], conns
     for p in procs:
         assert p.poll() is None, p.stdout.read() if p.stdout else ""
+    dump.terminate()
+    dump.wait(5)
+    if "--faketls-sni" in client_extra:
+        # what the uplink saw: TLS to www.example.com, and nothing on TCP that is not a TLS record
+        sni = run("tshark", "-r", str(pcap), "-d", "tcp.port==8443,tls", "-Y", "tls.handshake.type==1",
+                  "-T", "fields", "-e", "tls.handshake.extensions_server_name", timeout=60).stdout.split()
+        assert sni == ["www.example.com"], sni
+        non_tls = run("tshark", "-r", str(pcap), "-d", "tcp.port==8443,tls", "-Y", "tcp.len>0 && !tls && !tcp.reassembled_in",
+                      timeout=60).stdout.strip()
+        assert non_tls == "", non_tls
 
 
 def test_tunnel_redials_after_server_restart(sites):
