@@ -28,7 +28,7 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from image import pipeline, provision  # noqa: E402
-from image.qemu import VM  # noqa: E402
+from image.qemu import VM, image_path  # noqa: E402
 
 GOALS = {"x86_64_cold_s": 480, "arm64-virt_cold_s": 1200, "disk_mb": 256, "squashfs_mb": 160, "ready_s": 45}
 PROMPT = re.compile(r"root@x0[^\n]*# ")
@@ -49,7 +49,7 @@ def boot_time(board: str, anchor: pathlib.Path, tmp: pathlib.Path) -> tuple[floa
     """(seconds to the ready line or None without a daemon, seconds to the console prompt)."""
     ctx = pipeline.make_context(board)
     disk = tmp / f"{board}.img"
-    subprocess.run(["cp", "--sparse=always", str(ctx.disk), str(disk)], check=True)
+    subprocess.run(["cp", "--sparse=always", str(image_path(ctx.board)), str(disk)], check=True)
     provision.provision(ctx.board, disk, anchor, debug_console=True)
     vm = VM(board=ctx.board, disk=disk, vmdir=tmp / f"vm-{board}")
     vm.start()
@@ -77,7 +77,7 @@ def main() -> int:
             cold = None if args.no_cold else timed_build(board, str(tmp / f"cache-{board}"))
             cached = timed_build(board, None if args.no_cold else str(tmp / f"cache-{board}"))
             ctx = pipeline.make_context(board)
-            disk_mb = ctx.disk.stat().st_size / 1e6
+            disk_mb = image_path(ctx.board).stat().st_size / 1e6
             sqfs_mb = ctx.squashfs.stat().st_size / 1e6
             ready_s, prompt_s = boot_time(board, anchor, tmp)
             result[f"{board}_cold_build_s"] = None if cold is None else round(cold, 1)

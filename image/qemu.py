@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -30,6 +31,14 @@ CONSOLE_CHUNK_BYTES = 8
 CONSOLE_CHUNK_PAUSE_S = 0.03
 READY_RE = re.compile(r"x0node ready node_id=(\S+) mesh_addr=(\S+)")
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def _drain(sock: socket.socket) -> None:
+    try:
+        while sock.recv(65536):
+            pass
+    except OSError:
+        pass
 
 
 def free_port() -> int:
@@ -145,9 +154,12 @@ class VM:
     def send(self, text: str) -> None:
         """Type text on the serial console."""
         # The connection stays open for the VM's life: QEMU drops input still queued when a client leaves.
+        # QEMU also sends the console output to this client; it is drained (the log file has it), else
+        # a full socket buffer would stall the guest's UART.
         if self._console is None:
             self._console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self._console.connect(str(self.serial_sock))
+            threading.Thread(target=_drain, args=(self._console,), daemon=True).start()
         # Paced: the emulated UART takes input only as fast as the (slow, TCG) guest drains it, and
         # a burst larger than its FIFO can lose characters.
         data = text.encode()
