@@ -16,6 +16,7 @@ import pathlib
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from tests.ui import api_check
 from tests.ui.browser import CHROMIUM_ARGS, chromium_path
 
 pytestmark = [
@@ -69,6 +70,16 @@ def test_live_mesh_dashboard_and_persistent_setting(mesh, tmp_path, artifacts_di
             expect(page.locator(".neighbours-count .value")).to_have_text("2")
             expect(page.locator("text=" + str(n1.mesh_addr))).to_be_visible()
             page.screenshot(path=artifacts_dir / "01-mesh-dashboard.png", full_page=True)
+
+            # the daemon's provider answers in the documented shapes (fetched by the page itself)
+            fetch = "p => fetch(p).then(r => r.json())"
+            doc = page.evaluate(fetch, "/api/v1/openapi.json")
+            for path in api_check.RESPONSE_SCHEMAS:
+                api_check.check(doc, path, page.evaluate(fetch, path))
+            status = page.evaluate(fetch, "/api/v1/status")
+            assert status["node_id"] == n1.node_id and status["mesh_addr"] == n1.mesh_addr
+            topo = page.evaluate(fetch, "/api/v1/topology")
+            assert {n["node_id"] for n in topo["nodes"]} == {n1.node_id, n2.node_id, n3.node_id}
 
             # live: a link failure and its repair show up without a reload
             mesh.fault("link-down", 1, 2)
