@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -109,3 +110,36 @@ def test_tunnel_redials_after_server_restart(sites):
     time.sleep(0.5)
     start_tunnel(procs, a, "tunnel-server", tap_a, "10.77.0.1/24", "--listen", "192.0.2.1:8443")
     wait_ping(b, "10.77.0.1", 30)
+
+
+@pytest.mark.skipif(shutil.which("babeld") is None, reason="babeld not installed")
+def test_babel_mesh_converges_over_faketls_tunnel(sites, tmp_path):
+    """A real mesh routing daemon (babeld) at each site uses the TAP as its only mesh interface:
+    its IPv6 link-local multicast hellos cross the obfuscated stream, routes to the other site's
+    loopback address converge, and a ping between those addresses crosses."""
+    ns, a, b, procs = sites
+    tap_a, tap_b = f"x0tr{PID}a", f"x0tr{PID}b"
+    start_tunnel(procs, a, "tunnel-server", tap_a, "10.77.0.1/24", "--listen", "192.0.2.1:8443",
+                 "--faketls-fallback", "192.0.2.1:9")
+    time.sleep(0.5)
+    start_tunnel(procs, b, "tunnel-client", tap_b, "10.77.0.2/24", "--server", "192.0.2.1:8443",
+                 "--faketls-sni", "www.example.com", "--shape", "browsing")
+    wait_ping(b, "10.77.0.1")
+    for ns_name, tap, lo_addr, tag in ((a, tap_a, "10.78.0.1", "a"), (b, tap_b, "10.78.0.2", "b")):
+        run("ip", "addr", "add", f"{lo_addr}/32", "dev", "lo", ns=ns_name)
+        cmd = ["ip", "netns", "exec", ns_name, "babeld", "-I", str(tmp_path / f"babel-{tag}.pid"),
+               "-S", str(tmp_path / f"babel-{tag}.state"), "-L", str(tmp_path / f"babel-{tag}.log"),
+               "-C", "default hello-interval 0.5", "-C", "redistribute local ip 10.78.0.0/16 ge 32 allow",
+               "-C", "redistribute local deny", tap]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    deadline = time.monotonic() + 30
+    routes = ""
+    while time.monotonic() < deadline:
+        routes = run("ip", "route", "show", "10.78.0.1", ns=b).stdout
+        if "proto babel" in routes and tap_b in routes:
+            break
+        time.sleep(0.5)
+    assert "proto babel" in routes and tap_b in routes, routes
+    out = wait_ping(b, "10.78.0.1", 20, "-I", "10.78.0.2")
+    assert "1 received" in out
+    assert "proto babel" in run("ip", "route", "show", "10.78.0.2", ns=a).stdout
