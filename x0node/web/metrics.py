@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from x0node.web import view_shapes
 from x0node.web.provider import NodeStateProvider
 
 log = logging.getLogger(__name__)
@@ -86,9 +87,9 @@ class NodeStateCollector(Collector):
         yield from families
 
     def _families(self) -> Iterator[Metric]:
-        status = self.provider.status()
-        neighbours = self.provider.neighbours()
-        stats = self.provider.stats()
+        status = view_shapes.status(self.provider.status())
+        neighbours = view_shapes.neighbours(self.provider.neighbours())
+        stats = view_shapes.stats(self.provider.stats())
         node_id = str(status.get("node_id", ""))
 
         peers = GaugeMetricFamily("mesh_peers_count", "Neighbours currently up")

@@ -22,7 +22,7 @@ NUM = {"type": "number"}
 STR = {"type": "string"}
 NULLABLE_NUM = {"type": "number", "nullable": True}
 NULLABLE_STR = {"type": "string", "nullable": True}
-QUALITY = {"type": "string", "enum": ["good", "fair", "poor", "unknown"]}
+QUALITY = {"type": "string", "enum": ["excellent", "good", "fair", "poor", "bad", "unknown"]}
 
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error"],

@@ -22,14 +22,15 @@ Shapes (keys the UI and the OpenAPI document rely on; extra keys are allowed and
 - topology: {"nodes": [{node_id, name, mesh_addr, self}], "links": [{a, b, cost, quality}]}
 - event: seq, time (unix seconds), kind, message, detail (dict)
 - stats: drops ({reason: count}), routes, lsdb_size, spf_runs, spf_seconds_total
-Quality classes are "good", "fair", "poor" or "unknown".
+Quality classes are "excellent", "good", "fair", "poor", "bad" or "unknown" (the core's classes).
+`x0node.web.view_shapes` also accepts the core's own key spellings (see there).
 """
 
 from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-QUALITY_CLASSES: tuple[str, ...] = ("good", "fair", "poor", "unknown")
+QUALITY_CLASSES: tuple[str, ...] = ("excellent", "good", "fair", "poor", "bad", "unknown")
 HEALTH_STATES: tuple[str, ...] = ("ok", "degraded", "down")
 EVENTS_LIMIT_MAX = 500
 

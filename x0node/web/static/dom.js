@@ -64,6 +64,6 @@ export function fmtTime(unix) {
 }
 
 export function qualityBadge(q) {
-  const cls = ["good", "fair", "poor"].includes(q) ? q : "unknown";
+  const cls = ["excellent", "good", "fair", "poor", "bad"].includes(q) ? q : "unknown";
   return h("span", { class: `badge q-${cls}` }, q || "unknown");
 }
