@@ -326,3 +326,22 @@ def test_corrupted_and_truncated_midstream_fail_closed(procs, echo, method):
         rest += chunk
     assert not rest or b"".join(c.decrypt(rest, time.time())) == b"", "no byte of the truncated chunk came back"
     s.close()
+
+
+@pytest.mark.parametrize("method", ["chacha20-ietf-poly1305", "2022-blake3-chacha20-poly1305"])
+def test_half_close_propagates(procs, echo, method):
+    """A client that sends, then shuts down its write side, still gets every byte back and then EOF.
+    (shadowsocks-libev 3.3.5 closes both directions on the first EOF, so this is ours at both ends.)"""
+    pw = PSK if method.startswith("2022") else "s3cret"
+    srv = our_server(procs, method, pw)
+    loc = our_local(procs, srv, method, pw)
+    payload = os.urandom(100_000)
+    s = socks_client.connect(("127.0.0.1", loc), "127.0.0.1", echo)
+    s.settimeout(10)
+    s.sendall(payload)
+    s.shutdown(socket.SHUT_WR)
+    got = bytearray()
+    while chunk := s.recv(65536):
+        got += chunk
+    s.close()
+    assert bytes(got) == payload
