@@ -79,3 +79,13 @@ def test_adjacency_from_the_core_topology_view_and_neighbours():
     nbs = [{"node_id": "me", "state": "up"}, {"node_id": "n1", "state": "up"}, {"node_id": "n2", "state": "init"}]
     adj = svc._adjacency("me", nbs, topo)  # noqa: SLF001
     assert adj["b"] == ["a", "c"] and adj["me"] == ["n1"] and "x" not in adj and "n2" not in adj
+
+
+def test_importing_the_service_does_not_load_litert():
+    import subprocess
+    import sys
+
+    code = ("import sys, x0node.anomaly.service, x0node.anomaly.chain;"
+            "print(any(m.startswith('ai_edge_litert') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "False"
