@@ -28,7 +28,9 @@ from x0node.proto.protocol import ROUTE_PROTOCOL_NUMBER
 LOCAL_CONFIG_NAME = "config.local.toml"
 MAX_CONFIG_BYTES = 256 * 1024
 MAX_INTERFACES = 64
-MAX_PREFIXES = 64
+MAX_PREFIXES = 8  # the core announces at most MAX_LSA_PREFIXES
+MAX_TRUST_ANCHORS = 4
+MAX_ALLOWED_KEYS = 4096
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # Routing table numbers the kernel reserves (unspec, default, main, local).
@@ -46,6 +48,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "configure_sysctls": True,
     },
     "routing": {},
+    "trust": {
+        "anchors": [],
+        "certificate": "",
+        "allowed_keys": [],
+        "revocations": "",
+    },
     "kernel": {
         "table": 6464,
         "protocol": ROUTE_PROTOCOL_NUMBER,
@@ -158,6 +166,31 @@ def _validate_kernel(values: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _check_path(key: str, value: Any) -> str:
+    text = _check_str(key, value)
+    if "\x00" in text or len(text) > 4096:
+        raise ConfigError(key, "not a usable path")
+    return text
+
+
+def _validate_trust(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Anchor public key files, our certificate file, raw allowed keys (hex), revocation list file.
+    Empty paths mean the default file in the data directory (anchor.pub, node.cert, revoked.crl)."""
+    _reject_unknown("trust", values, DEFAULTS["trust"])
+    out = copy.deepcopy(DEFAULTS["trust"]) | dict(values)
+    anchors = _check_list("trust.anchors", out["anchors"], MAX_TRUST_ANCHORS)
+    out["anchors"] = [_check_path(f"trust.anchors[{i}]", a) for i, a in enumerate(anchors)]
+    out["certificate"] = _check_path("trust.certificate", out["certificate"])
+    out["revocations"] = _check_path("trust.revocations", out["revocations"])
+    keys = _check_list("trust.allowed_keys", out["allowed_keys"], MAX_ALLOWED_KEYS)
+    for i, k in enumerate(keys):
+        text = _check_str(f"trust.allowed_keys[{i}]", k)
+        if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
+            raise ConfigError(f"trust.allowed_keys[{i}]", "expected 64 hex digits (an Ed25519 public key)")
+    out["allowed_keys"] = [k.lower() for k in keys]
+    return out
+
+
 def _validate_routing(values: Mapping[str, Any]) -> dict[str, Any]:
     """`[routing]` overrides fields of the core's RouterConfig; names and types are checked there."""
     out: dict[str, Any] = {}
@@ -183,12 +216,22 @@ def _validate_routing(values: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
             raise ConfigError(path, "must not be negative")
         out[key] = value
+    if fields is not None:
+        from x0node.daemon.routing_config import build_router_config
+
+        try:
+            build_router_config(out)
+        except (ValueError, TypeError) as exc:
+            text = str(exc)
+            key = next((k for k in sorted(out, key=len, reverse=True) if k in text), "")
+            raise ConfigError(f"routing.{key}" if key else "routing", text) from None
     return out
 
 
 DAEMON_SECTIONS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
     "node": _validate_node,
     "routing": _validate_routing,
+    "trust": _validate_trust,
     "kernel": _validate_kernel,
 }
 

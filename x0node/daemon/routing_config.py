@@ -10,6 +10,9 @@ import dataclasses
 import typing
 from typing import Any
 
+# RouterConfig fields the daemon sets from other sections ([node] prefixes), not from [routing].
+DAEMON_OWNED_FIELDS = frozenset({"prefixes"})
+
 
 def _router_config_class() -> Any:
     from x0node.proto.router import RouterConfig
@@ -30,6 +33,8 @@ def routing_fields() -> dict[str, type | None] | None:
         hints = {}
     out: dict[str, type | None] = {}
     for f in dataclasses.fields(cls):
+        if f.name in DAEMON_OWNED_FIELDS:
+            continue
         hint = hints.get(f.name)
         out[f.name] = hint if hint in (int, float, bool, str) else None
     return out

@@ -12,6 +12,9 @@ Rules and invariants:
   (administratively up and carrier present) and reported at once.
 - Per-interface settings written under /proc/sys/net/ipv6/conf/<if>/ are only those a mesh interface
   needs; they are read from and written to the network namespace the daemon runs in.
+- Threads: pyroute2's asyncio sockets do not run on uvloop, so every rtnetlink request goes through one
+  worker thread owning one synchronous socket (requests stay ordered), and link events are read by one
+  reader thread that hands them to the loop with `call_soon_threadsafe`. No other state is shared.
 """
 
 from __future__ import annotations
@@ -21,12 +24,15 @@ import errno
 import ipaddress
 import logging
 import pathlib
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger("x0node.io.netlink")
 
+RTMGRP_LINK = 0x1
 IFF_UP = 0x1
 IFF_LOWER_UP = 0x10000
 AF_INET6 = 10
@@ -78,6 +84,7 @@ class NetlinkAdapter:
         self.rule_priority = rule_priority
         self.route_priority = route_priority
         self._ipr: Any = None
+        self._pool: Any = None
         self._ifindex: dict[str, int] = {}
         self.installed: dict[str, KernelRoute] = {}
         self._pending: dict[str, tuple[str, KernelRoute]] = {}
@@ -91,10 +98,19 @@ class NetlinkAdapter:
         self.errors = 0
         self.applied = 0
 
-    async def open(self) -> None:
-        from pyroute2 import AsyncIPRoute
+    async def _call(self, fn: Callable[[], Any]) -> Any:
+        """Run one rtnetlink request on the worker thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
 
-        self._ipr = AsyncIPRoute()
+    async def open(self) -> None:
+        from pyroute2 import IPRoute
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netlink")
+
+        def make() -> None:
+            self._ipr = IPRoute()
+
+        await self._call(make)
         self._task = asyncio.get_running_loop().create_task(self._apply_loop(), name="netlink-routes")
 
     async def close(self) -> None:
@@ -106,13 +122,17 @@ class NetlinkAdapter:
                 pass
             self._task = None
         if self._ipr is not None:
-            self._ipr.close()
+            ipr = self._ipr
+            await self._call(ipr.close)
             self._ipr = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     async def ifindex(self, ifname: str, refresh: bool = False) -> int | None:
         if not refresh and ifname in self._ifindex:
             return self._ifindex[ifname]
-        found = await self._ipr.link_lookup(ifname=ifname)
+        found = await self._call(lambda: self._ipr.link_lookup(ifname=ifname))
         if not found:
             self._ifindex.pop(ifname, None)
             return None
@@ -127,7 +147,7 @@ class NetlinkAdapter:
         idx = await self.ifindex(ifname, refresh=True)
         if idx is None:
             return None
-        msgs = await self._ipr.link("get", index=idx)
+        msgs = await self._call(lambda: list(self._ipr.link("get", index=idx)))
         for msg in msgs:
             flags = msg["flags"]
             return bool(flags & IFF_UP and flags & IFF_LOWER_UP)
@@ -139,10 +159,10 @@ class NetlinkAdapter:
         """Put addr/128 on lo (lo is brought up if needed)."""
         lo = await self.ifindex("lo")
         assert lo is not None
-        await self._ipr.link("set", index=lo, state="up")
+        await self._call(lambda: self._ipr.link("set", index=lo, state="up"))
         self.mesh_addr = addr
         try:
-            await self._ipr.addr("add", index=lo, address=addr, prefixlen=128)
+            await self._call(lambda: self._ipr.addr("add", index=lo, address=addr, prefixlen=128))
             self._lo_addr_added = True
         except Exception as exc:  # noqa: BLE001
             if getattr(exc, "code", None) != errno.EEXIST:
@@ -154,27 +174,29 @@ class NetlinkAdapter:
             return
         lo = await self.ifindex("lo")
         try:
-            await self._ipr.addr("del", index=lo, address=self.mesh_addr, prefixlen=128)
+            addr = self.mesh_addr
+            await self._call(lambda: self._ipr.addr("del", index=lo, address=addr, prefixlen=128))
         except Exception as exc:  # noqa: BLE001
             log.debug("removing mesh address: %s", exc)
         self._lo_addr_added = False
 
     async def add_rule(self) -> None:
         await self._delete_our_rules()
-        await self._ipr.rule(
+        await self._call(lambda: self._ipr.rule(
             "add", family=AF_INET6, table=self.table, priority=self.rule_priority,
             action=FR_ACT_TO_TBL, protocol=self.protocol,
-        )
+        ))
         self._rule_added = True
 
     async def _delete_our_rules(self) -> None:
-        for msg in [m async for m in await self._ipr.rule("dump", family=AF_INET6)]:
+        rules = await self._call(lambda: list(self._ipr.rule("dump", family=AF_INET6)))
+        for msg in rules:
             if msg.get("protocol") == self.protocol and msg.get("table") == self.table:
+                prio = msg.get("priority")
                 try:
-                    await self._ipr.rule(
-                        "del", family=AF_INET6, table=self.table,
-                        priority=msg.get("priority"), protocol=self.protocol,
-                    )
+                    await self._call(lambda prio=prio: self._ipr.rule(
+                        "del", family=AF_INET6, table=self.table, priority=prio, protocol=self.protocol,
+                    ))
                 except Exception as exc:  # noqa: BLE001
                     log.debug("removing rule: %s", exc)
 
@@ -182,11 +204,8 @@ class NetlinkAdapter:
 
     async def our_routes(self) -> list[dict[str, Any]]:
         """Routes in the kernel carrying both our table and our protocol."""
-        out = []
-        async for msg in await self._ipr.route("dump", family=AF_INET6, table=self.table):
-            if msg["proto"] == self.protocol and msg.get("table") == self.table:
-                out.append(msg)
-        return out
+        msgs = await self._call(lambda: list(self._ipr.route("dump", family=AF_INET6, table=self.table)))
+        return [m for m in msgs if m["proto"] == self.protocol and m.get("table") == self.table]
 
     async def flush_stale(self) -> int:
         """Remove our routes left in the kernel by an earlier run that did not exit cleanly."""
@@ -196,14 +215,16 @@ class NetlinkAdapter:
             if dst is None:
                 continue
             try:
-                await self._ipr.route(
-                    "del", dst=f"{dst}/{msg['dst_len']}", table=self.table, proto=self.protocol,
-                    priority=msg.get("priority"), family=AF_INET6,
-                )
+                await self._del_route(f"{dst}/{msg['dst_len']}", msg.get("priority"))
                 count += 1
             except Exception as exc:  # noqa: BLE001
                 log.debug("stale route %s: %s", dst, exc)
         return count
+
+    async def _del_route(self, dest: str, priority: int | None) -> None:
+        await self._call(lambda: self._ipr.route(
+            "del", dst=dest, table=self.table, proto=self.protocol, priority=priority, family=AF_INET6,
+        ))
 
     def submit(self, op: str, route: KernelRoute) -> None:
         """Queue a change ("add", "replace" or "del"); applied in the background, in order."""
@@ -234,10 +255,7 @@ class NetlinkAdapter:
             if op == "del":
                 if self.installed.pop(route.dest, None) is None:
                     return
-                await self._ipr.route(
-                    "del", dst=route.dest, table=self.table, proto=self.protocol,
-                    priority=self.route_priority, family=AF_INET6,
-                )
+                await self._del_route(route.dest, self.route_priority)
             else:
                 idx = await self.ifindex(route.ifname)
                 if idx is None:
@@ -250,7 +268,7 @@ class NetlinkAdapter:
                     kwargs["gateway"] = route.via.split("%", 1)[0]
                 if self.mesh_addr:
                     kwargs["prefsrc"] = self.mesh_addr
-                await self._ipr.route("replace", **kwargs)
+                await self._call(lambda: self._ipr.route("replace", **kwargs))
                 self.installed[route.dest] = route
             self.applied += 1
         except asyncio.CancelledError:
@@ -272,10 +290,7 @@ class NetlinkAdapter:
             if dst is None:
                 continue
             try:
-                await self._ipr.route(
-                    "del", dst=f"{dst}/{msg['dst_len']}", table=self.table, proto=self.protocol,
-                    priority=msg.get("priority"), family=AF_INET6,
-                )
+                await self._del_route(f"{dst}/{msg['dst_len']}", msg.get("priority"))
             except Exception as exc:  # noqa: BLE001
                 log.debug("withdraw %s: %s", dst, exc)
         self.installed.clear()
@@ -293,31 +308,54 @@ class LinkMonitor:
         self._on_change = on_change
         self.state: dict[str, bool] = {}
         self._ipr: Any = None
-        self._task: asyncio.Task[None] | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._running = False
 
     async def open(self, initial: dict[str, bool]) -> None:
-        from pyroute2 import AsyncIPRoute
+        from pyroute2 import IPRoute
 
         self.state = dict(initial)
-        self._ipr = AsyncIPRoute()
-        await self._ipr.bind()  # RTMGRP_LINK among the default groups
-        self._task = asyncio.get_running_loop().create_task(self._read_loop(), name="netlink-links")
+        self._loop = asyncio.get_running_loop()
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def reader() -> None:
+            try:
+                self._ipr = IPRoute()
+                self._ipr.bind(groups=RTMGRP_LINK)
+            except BaseException as exc:  # noqa: BLE001
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            while self._running:
+                try:
+                    msgs = list(self._ipr.get())
+                except Exception:  # noqa: BLE001 - socket closed at shutdown, or a garbled message
+                    if not self._running:
+                        return
+                    log.exception("link event read failed")
+                    continue
+                for msg in msgs:
+                    if self._loop is not None and self._running:
+                        self._loop.call_soon_threadsafe(self.handle, msg)
+
+        self._running = True
+        self._thread = threading.Thread(target=reader, name="netlink-links", daemon=True)
+        self._thread.start()
+        await asyncio.get_running_loop().run_in_executor(None, ready.wait)
+        if failure:
+            raise failure[0]
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-        if self._ipr is not None:
-            self._ipr.close()
-            self._ipr = None
+        self._running = False
+        self._loop = None
+        # the reader thread is a daemon blocked in recv; it ends with the process
 
     def handle(self, msg: Any) -> None:
         event = msg.get("event") if hasattr(msg, "get") else None
-        if event not in ("RTM_NEWLINK", "RTM_DELLINK"):
+        if event not in ("RTM_NEWLINK", "RTM_DELLINK") or not self._running:
             return
         name = msg.get("ifname")
         if name not in self._ifnames:
@@ -327,14 +365,3 @@ class LinkMonitor:
             return
         self.state[name] = usable
         self._on_change(name, usable)
-
-    async def _read_loop(self) -> None:
-        while True:
-            try:
-                async for msg in self._ipr.get():
-                    self.handle(msg)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - a garbled message must not stop link events
-                log.exception("link event read failed")
-                await asyncio.sleep(0.1)

@@ -129,6 +129,7 @@ class Testbed:
         self.nodes: dict[int, NodeInfo] = {
             int(k): NodeInfo.from_dict(v) for k, v in state.get("nodes", {}).items()
         }
+        self._procs: dict[int, subprocess.Popen[bytes]] = {}  # daemons started by this process
 
     # --- persistence -------------------------------------------------------------------------------
 
@@ -305,7 +306,7 @@ class Testbed:
 
     def start(self, name: str | int, wait: bool = True) -> NodeInfo:
         node = self.node(name)
-        if node.pid is not None and _pid_alive(node.pid, node.marker):
+        if self.alive(node.index):
             return node
         logfile = self.log_path(node)
         if self.daemon == "x0node":
@@ -331,6 +332,7 @@ class Testbed:
                 start_new_session=True, cwd=node.data_dir,
             )
         node.pid = proc.pid
+        self._procs[node.index] = proc
         self.state.setdefault("log_offsets", {})[str(node.index)] = logfile.stat().st_size
         self.save()
         if wait:
@@ -345,7 +347,7 @@ class Testbed:
         while todo:
             for k in list(todo):
                 node = self.nodes[k]
-                if node.pid is None or not _pid_alive(node.pid, node.marker if self.daemon == "x0node" else "babeld"):
+                if not self.alive(k):
                     tail = self.log_path(node).read_text(errors="replace")[-2000:]
                     raise TestbedError(f"node {k} daemon exited:\n{tail}")
                 if self.daemon == "babeld":
@@ -368,21 +370,32 @@ class Testbed:
             time.sleep(0.02)
         self.save()
 
+    def alive(self, name: str | int) -> bool:
+        node = self.node(name)
+        if node.pid is None:
+            return False
+        proc = self._procs.get(node.index)
+        if proc is not None and proc.pid == node.pid:
+            return proc.poll() is None
+        return _pid_alive(node.pid, node.marker)
+
     def stop(self, name: str | int, sig: int = signal.SIGTERM, timeout_s: float = STOP_TIMEOUT_S) -> None:
         node = self.node(name)
         if node.pid is None:
             return
-        if _pid_alive(node.pid, node.marker):
+        if self.alive(node.index):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(node.pid, sig)
             deadline = time.monotonic() + timeout_s
-            while _pid_alive(node.pid, node.marker) and time.monotonic() < deadline:
+            while self.alive(node.index) and time.monotonic() < deadline:
                 time.sleep(0.01)
-            if _pid_alive(node.pid, node.marker):
+            if self.alive(node.index):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(node.pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(node.pid, os.WNOHANG)
+        proc = self._procs.pop(node.index, None)
+        if proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=2.0)
         node.pid = None
         self.save()
 
@@ -501,7 +514,7 @@ class Testbed:
     def status(self) -> dict[str, Any]:
         nodes = []
         for k, node in sorted(self.nodes.items()):
-            alive = node.pid is not None and _pid_alive(node.pid, node.marker)
+            alive = self.alive(k)
             nodes.append({
                 "node": k, "ns": node.ns, "pid": node.pid if alive else None, "alive": alive,
                 "node_id": node.node_id, "mesh_addr": node.mesh_addr, "api": node.api,

@@ -1,0 +1,307 @@
+"""The running node: wires the routing core to the kernel (netlink), the mesh sockets and the services.
+
+Rules and invariants:
+- One loop timer drives the core: after every input (datagrams, carrier events, timer, service call)
+  `pump()` drains the core's outputs in order — datagrams, route changes, events — and re-arms the
+  single timer at `router.next_timer()`. The core's clock is `time.monotonic()`.
+- The core never sees an exception from I/O: send failures and kernel refusals are counted by the
+  adapters. Remote input never stops the loop.
+- Start order: key and trust -> netlink (stale routes of ours flushed, rule, mesh address) -> router ->
+  sockets and link monitor -> services -> the ready line. Stop order is the reverse: services ->
+  graceful leave (signed WITHDRAW sent) -> our routes, rule and address removed -> sockets closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import pathlib
+import random
+import signal
+import time
+from typing import Any
+
+from x0node.daemon.bus import EventBus
+from x0node.daemon.config import ConfigError, DaemonConfig
+
+log = logging.getLogger("x0node.daemon")
+
+LEAVE_FLUSH_S = 0.05  # time given to the kernel to put the WITHDRAW datagrams on the wire
+EVENTS_PER_PUMP_MAX = 1000
+
+
+class StartupError(RuntimeError):
+    """The node cannot start (missing key material, kernel refused our address or rule, ...)."""
+
+
+def _log_event(ev: Any) -> None:
+    kind = type(ev).__name__
+    if kind in ("NeighbourUp", "NeighbourDown", "NodeJoined", "NodeLeft"):
+        fields = " ".join(f"{k}={v}" for k, v in ev.as_dict().items() if k not in ("kind",))
+        log.info("%s %s", kind, fields)
+    elif log.isEnabledFor(logging.DEBUG):
+        log.debug("%s %s", kind, ev.as_dict())
+
+
+def load_trust(config: DaemonConfig) -> tuple[Any, Any]:
+    """(identity with certificate, TrustStore) from the data directory and the [trust] section."""
+    from x0node.proto.keyfile import (
+        KeyFileError,
+        load_anchor_public,
+        load_certificate,
+        load_or_create_node_key,
+        load_revocations,
+    )
+    from x0node.proto.trust import TrustStore
+
+    data = config.data_dir
+    trust = config.section("trust") or {}
+    try:
+        identity = load_or_create_node_key(data / "node.key")
+        anchors_paths = [pathlib.Path(p) for p in trust.get("anchors", [])]
+        if not anchors_paths and (data / "anchor.pub").exists():
+            anchors_paths = [data / "anchor.pub"]
+        anchors = [load_anchor_public(p) for p in anchors_paths]
+        cert_path = pathlib.Path(trust["certificate"]) if trust.get("certificate") else data / "node.cert"
+        cert = load_certificate(cert_path) if cert_path.exists() else None
+        if cert is not None:
+            if cert.public_key != identity.public_key:
+                raise ConfigError("trust.certificate", f"{cert_path} certifies another key than {data / 'node.key'}")
+            identity = identity.with_certificate(cert)
+        allowed = {bytes.fromhex(k) for k in trust.get("allowed_keys", [])}
+        store = TrustStore(anchors=anchors, allowed_keys=allowed)
+        crl_path = pathlib.Path(trust["revocations"]) if trust.get("revocations") else data / "revoked.crl"
+        if crl_path.exists():
+            crl = load_revocations(crl_path)
+            store.update_revocations(crl)
+    except KeyFileError as exc:
+        raise StartupError(str(exc)) from None
+    if not anchors and not allowed:
+        raise ConfigError("trust.anchors", "no trust anchor and no allowed keys: this node would accept nobody")
+    if cert is None and identity.public_key not in allowed:
+        log.warning("no certificate at %s: peers will accept us only if our key is on their allow-list", cert_path)
+    return identity, store
+
+
+class Node:
+    def __init__(self, config: DaemonConfig) -> None:
+        self.config = config
+        self.interfaces: list[str] = list(config.node["interfaces"])
+        self.bus = EventBus()
+        self.started_wall = time.time()
+        self.started_mono = time.monotonic()
+        self.router: Any = None
+        self.netlink: Any = None
+        self.transport: Any = None
+        self.links: Any = None
+        self.services: Any = None
+        self.registry: Any = None
+        self.provider: Any = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._stop = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pumping = False
+        self.identity: Any = None
+
+    # --- the core driver ---------------------------------------------------------------------------
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def pump(self) -> None:
+        """Drain the core's outputs and re-arm the one timer. Re-entrant calls are folded."""
+        if self._pumping or self.router is None:
+            return
+        self._pumping = True
+        try:
+            r = self.router
+            for out in r.datagrams_to_send():
+                self.transport.send(out.ifname, out.dst, out.payload)
+            for ch in r.route_changes():
+                from x0node.io.netlink import KernelRoute
+
+                self.netlink.submit(ch.op, KernelRoute(ch.dest, ch.ifname, ch.via or None, ch.metric))
+            for _ in range(EVENTS_PER_PUMP_MAX):
+                ev = r.next_event()
+                if ev is None:
+                    break
+                _log_event(ev)
+                self.bus.publish("core", ev)
+            self._arm()
+        finally:
+            self._pumping = False
+
+    def _arm(self) -> None:
+        due = self.router.next_timer()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if due is None or self._loop is None:
+            return
+        delay = max(0.0, due - self.now())
+        self._timer = self._loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.router.tick(self.now())
+        self.pump()
+
+    def _on_datagram(self, ifname: str, src: str, data: bytes) -> None:
+        self.router.receive(ifname, src, data, self.now())
+
+    def _on_link(self, ifname: str, usable: bool) -> None:
+        now = self.now()
+        log.info("link %s %s", ifname, "up" if usable else "down")
+        if usable:
+            self._loop.create_task(self._reopen_socket(ifname))  # type: ignore[union-attr]
+            self.router.link_up(ifname, now)
+        else:
+            self.router.link_down(ifname, now)
+        self.pump()
+
+    async def _reopen_socket(self, ifname: str) -> None:
+        idx = await self.netlink.ifindex(ifname, refresh=True)
+        if idx is not None and self.transport.open_interface(ifname, idx):
+            self.pump()
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        from x0node.daemon.routing_config import build_router_config
+        from x0node.io.netlink import LinkMonitor, NetlinkAdapter, configure_interface
+        from x0node.io.udp import MeshTransport
+        from x0node.proto.protocol import MESH_MCAST_GROUP, MESH_UDP_PORT
+        from x0node.proto.router import Router
+
+        self._loop = asyncio.get_running_loop()
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.config.data_dir, 0o700)
+        self.identity, trust = load_trust(self.config)
+        kernel = self.config.kernel
+        self.netlink = NetlinkAdapter(kernel["table"], kernel["protocol"], kernel["rule_priority"], kernel["route_priority"])
+        await self.netlink.open()
+        stale = await self.netlink.flush_stale()
+        if stale:
+            log.info("removed %d stale routes of ours", stale)
+        try:
+            await self.netlink.add_rule()
+            await self.netlink.add_mesh_address(self.identity.mesh_address)
+        except Exception as exc:  # noqa: BLE001
+            raise StartupError(f"kernel refused our rule or mesh address: {exc}") from exc
+        now = self.now()
+        rcfg = build_router_config({**self.config.routing, "prefixes": tuple(self.config.node["prefixes"])})
+        self.router = Router(self.identity, trust, rcfg, random.Random(int.from_bytes(os.urandom(8), "big")), now,
+                             perf_clock=time.perf_counter)
+        self.router.set_wall_clock(time.time(), now)
+        self.transport = MeshTransport(MESH_UDP_PORT, MESH_MCAST_GROUP, self._on_datagram, self.pump)
+        initial: dict[str, bool] = {}
+        for ifname in self.interfaces:
+            if self.config.node["configure_sysctls"]:
+                configure_interface(ifname)
+            state = await self.netlink.link_state(ifname)
+            usable = bool(state)
+            initial[ifname] = usable
+            if state is None:
+                log.warning("mesh interface %s does not exist (yet)", ifname)
+            else:
+                idx = await self.netlink.ifindex(ifname)
+                if idx is not None:
+                    self.transport.open_interface(ifname, idx)
+            self.router.add_interface(ifname, now, up=usable)
+        self.links = LinkMonitor(self.interfaces, self._on_link)
+        await self.links.open(initial)
+        # the monitor is live now: re-read states so a change between the two reads is not missed
+        for ifname in self.interfaces:
+            usable = bool(await self.netlink.link_state(ifname))
+            if usable != self.links.state.get(ifname):
+                self.links.state[ifname] = usable
+                self._on_link(ifname, usable)
+        self.pump()
+        await self._start_services()
+        log.info("x0node ready node_id=%s mesh_addr=%s", self.identity.node_id.hex(), self.identity.mesh_address)
+
+    async def _start_services(self) -> None:
+        from x0node.daemon.services import ServiceContext, ServiceManager
+
+        self.services = ServiceManager(self.config)
+        if not self.services.enabled():
+            return
+        from x0node.daemon.metrics import make_registry
+        from x0node.daemon.provider import DaemonStateProvider
+
+        self.registry = make_registry(self)
+        self.provider = DaemonStateProvider(self)
+        ctx = ServiceContext(
+            router=self.router, config=self.config, data_dir=self.config.data_dir, registry=self.registry,
+            bus=self.bus, interfaces=list(self.interfaces), node_id=self.identity.node_id.hex(),
+            mesh_addr=self.identity.mesh_address, provider=self.provider, wake=self.pump,
+            set_config=self.set_config,
+        )
+        self.ctx = ctx
+        await self.services.start_all(ctx)
+
+    def set_config(self, changes: dict[str, Any]) -> DaemonConfig:
+        """Validate dotted-key changes, persist them to config.local.toml, apply what can be applied
+        live (log level, announced prefixes); the rest applies at the next start."""
+        new = self.config.with_changes(changes)
+        new.save_local()
+        old = self.config
+        self.config = new
+        if new.node["log_level"] != old.node["log_level"]:
+            logging.getLogger().setLevel(new.node["log_level"].upper())
+        if new.node["prefixes"] != old.node["prefixes"] and self.router is not None:
+            self.router.set_prefixes(new.node["prefixes"], self.now())
+            self.pump()
+        if self.services is not None:
+            self.services._config = new
+        if getattr(self, "ctx", None) is not None:
+            self.ctx.config = new
+        self.bus.publish("daemon", {"kind": "ConfigChanged", "keys": sorted(changes)})
+        return new
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stop.wait()
+
+    async def stop(self) -> None:
+        if self.services is not None:
+            await self.services.stop_all()
+        if self.links is not None:
+            await self.links.close()
+        if self.router is not None and self.transport is not None:
+            self.router.leave(self.now())
+            self.pump()
+            await asyncio.sleep(LEAVE_FLUSH_S)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.netlink is not None:
+            try:
+                await asyncio.wait_for(self.netlink.settle(), 2.0)
+            except TimeoutError:
+                pass
+            await self.netlink.withdraw_all()
+            await self.netlink.close()
+        if self.transport is not None:
+            self.transport.close()
+        log.info("x0node stopped")
+
+
+async def run_node(config: DaemonConfig) -> int:
+    node = Node(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, node.request_stop)
+    try:
+        await node.start()
+    except (StartupError, ConfigError) as exc:
+        log.error("cannot start: %s", exc)
+        await node.stop()
+        return 2 if isinstance(exc, ConfigError) else 1
+    await node.wait_stopped()
+    log.info("stopping")
+    await node.stop()
+    return 0
