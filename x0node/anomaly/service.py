@@ -12,7 +12,8 @@ Rules and invariants:
   (collector.read_counters, in a worker thread), read the router's `neighbours()`/`topology()`,
   step the engine, publish its events on the bus under topic "anomaly" (and this node's feature
   vector as `FeatureVector` under topic "anomaly.features", so a state layer can share it), update Prometheus gauges, persist the
-  observe state when it changed. Nothing here raises out of the loop; a failing tick is logged
+  observe state when its phase changed, at most every PERSIST_INTERVAL_S otherwise (flash wear), and
+  at stop. Nothing here raises out of the loop; a failing tick is logged
   and counted.
 - `update_peer(node_id, raw)` and `feedback(prediction_id, was_anomaly)` are the entry points for
   other services (state gossip, web UI).
@@ -49,6 +50,7 @@ DEFAULTS: dict[str, Any] = {
     "seed": None,
 }
 JITTER_FRACTION = 0.25
+PERSIST_INTERVAL_S = 600.0
 STATE_DIR = "anomaly"
 FEATURES_TOPIC = "anomaly.features"  # this node's feature vector each tick (for a state layer to share)
 
@@ -107,6 +109,8 @@ class AnomalyService:
         self._features: Any = None
         self._state_path: Any = None
         self._saved_state: str | None = None
+        self._saved_phase: str | None = None
+        self._saved_at = float("-inf")
         self.tick_errors = 0
         self._gauges: dict[str, Any] = {}
 
@@ -190,7 +194,12 @@ class AnomalyService:
     def _persist(self, force: bool = False) -> None:
         if self._state_path is None:
             return
+        phase = self.engine.observe.phase.value
+        now = time.monotonic()
+        if not force and phase == self._saved_phase and now - self._saved_at < PERSIST_INTERVAL_S:
+            return  # flash wear: at most every PERSIST_INTERVAL_S unless the phase changed
         text = json.dumps(self.engine.observe.to_dict())
+        self._saved_phase, self._saved_at = phase, now
         if not force and text == self._saved_state:
             return
         tmp = self._state_path.with_suffix(".tmp")
