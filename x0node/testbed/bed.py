@@ -121,7 +121,9 @@ class NodeInfo:
 
 
 class Testbed:
-    """Create with `Testbed.up(...)`, reopen from its run directory with `Testbed.open(run_dir)`."""
+    """Create with `up(...)` (or `Testbed.create` + `start_all`), reopen with `Testbed.open(run_dir)`."""
+
+    __test__ = False  # not a pytest test class
 
     def __init__(self, run_dir: pathlib.Path, state: dict[str, Any]) -> None:
         self.run_dir = run_dir
@@ -244,15 +246,18 @@ class Testbed:
 
     # --- daemons ---------------------------------------------------------------------------------------
 
-    def start_all(self, wait: bool = True, timeout_s: float = DAEMON_READY_TIMEOUT_S) -> None:
+    def start_all(self, wait: bool = True, timeout_s: float = DAEMON_READY_TIMEOUT_S,
+                  exclude: tuple[int, ...] = ()) -> None:
+        """Provision keys (x0node) and start every node's daemon but those in `exclude`."""
         if self.daemon == "none":
             return
         if self.daemon == "x0node":
             self._provision_trust()
-        for k in self.nodes:
+        which = [k for k in self.nodes if k not in exclude]
+        for k in which:
             self.start(k, wait=False)
         if wait:
-            self.wait_ready(timeout_s=timeout_s)
+            self.wait_ready(which, timeout_s=timeout_s)
 
     def _provision_trust(self) -> None:
         from x0node.testbed import provision
@@ -554,7 +559,7 @@ class Testbed:
 
 def up(run_dir: str | os.PathLike[str], topology: str | Topology, daemon: str = "x0node", **kw: Any) -> Testbed:
     """Create the mesh and start its daemons; on failure everything created is removed again."""
-    start_kw = {k: kw.pop(k) for k in ("timeout_s",) if k in kw}
+    start_kw = {k: kw.pop(k) for k in ("timeout_s", "exclude") if k in kw}
     bed = Testbed.create(run_dir, topology, daemon, **kw)
     try:
         bed.start_all(**start_kw)

@@ -134,7 +134,11 @@ def route_counts(bed: Testbed) -> dict[int, int]:
     for k, node in bed.nodes.items():
         text = sh("ip", "-j", "-6", "route", "show", "table", table, "proto", str(proto), ns=node.ns, check=False)
         n = 0
-        for r in json.loads(text or "[]"):
+        try:
+            routes = json.loads(text or "[]")
+        except json.JSONDecodeError:
+            routes = []  # the table does not exist yet
+        for r in routes:
             dst = r.get("dst", "")
             try:
                 if "/" not in dst and ipaddress.IPv6Address(dst) in prefix:
