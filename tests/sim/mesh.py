@@ -20,6 +20,8 @@ from x0node.proto.identity import Identity
 from x0node.proto.router import Router, RouterConfig
 from x0node.proto.trust import TrustAnchor, TrustStore
 
+MAX_SPINS = 1000
+"""A router re-arming its timer for the same instant this many times in a row is a livelock (a bug)."""
 ANCHOR_SEED = hashlib.blake2b(b"sim-anchor", digest_size=32).digest()
 
 
@@ -68,6 +70,7 @@ class SimMesh:
         self._seq = 0
         self._sched: dict[int, float | None] = {}
         self.delivered = 0
+        self._spins = 0
         for _ in range(n):
             self.add_node(certify=certify)
 
@@ -174,6 +177,13 @@ class SimMesh:
                     continue
                 node.router.tick(t)
                 self._flush(i)
+                if self._sched.get(i) == t:
+                    # the router asked to be woken at the time it was just ticked for
+                    self._spins += 1
+                    if self._spins > MAX_SPINS:
+                        raise RuntimeError(f"node {i} timer does not advance at t={t}")
+                else:
+                    self._spins = 0
             else:
                 peer, peer_if, src, data, link = payload  # type: ignore[misc]
                 if not link.up or not self.nodes[peer].alive:

@@ -1,4 +1,4 @@
-from x0node.proto.neighbour import Neighbour, NeighbourState, ms
+from x0node.proto.neighbour import CHANGE_CLASS, CHANGE_COST, CHANGE_NONE, Neighbour, NeighbourState, ms
 from x0node.proto.quality import Quality
 
 
@@ -26,13 +26,36 @@ def test_rtt_from_echo_and_holding_delay():
     assert abs(n.rtt_ms - 20.0) < 1.01
 
 
-def test_loss_window_counts_gaps():
+def test_loss_estimate_counts_gaps_across_wrap():
     n = _n()
-    for s in range(1, 33):
-        if s % 4:
-            n.ka_window.accept(s)
+    for i in range(2000):
+        s = (65000 + i) % 65536  # crosses the 16-bit wrap
+        if i % 4:
+            assert n.ka_window.accept(s)
             n.keepalive_seen(s)
-    assert abs(n.loss() - 0.25) < 0.04
+    assert abs(n.loss() - 0.25) < 0.07
+    for i in range(2000, 3500):  # then a clean link: the estimate decays
+        s = (65000 + i) % 65536
+        n.ka_window.accept(s)
+        n.keepalive_seen(s)
+    assert n.loss() < 0.001
+
+
+def test_class_upgrade_needs_margin():
+    n = _n()
+    n.rtt_ms = 60.0
+    n.refresh_advertised(0.0, force=True)
+    assert n.adv_quality is Quality.FAIR
+    n.rtt_ms = 45.0  # GOOD by the threshold (50 ms) but not with the margin (needs < 40 ms)
+    n.refresh_advertised(10.0)
+    assert n.adv_quality is Quality.FAIR
+    n.rtt_ms = 35.0
+    assert n.refresh_advertised(20.0) != CHANGE_NONE and n.adv_quality is Quality.GOOD
+    n.rtt_ms = 55.0  # worse than GOOD's 50 ms, but 55 x 0.8 = 44 still qualifies: stays
+    n.refresh_advertised(30.0)
+    assert n.adv_quality is Quality.GOOD
+    n.rtt_ms = 70.0  # 70 x 0.8 = 56 fails GOOD: downgrade
+    assert n.refresh_advertised(40.0) != CHANGE_NONE and n.adv_quality is Quality.FAIR
 
 
 def test_cost_hysteresis():
@@ -40,14 +63,25 @@ def test_cost_hysteresis():
     n.refresh_advertised(0.0, force=True)
     c0 = n.adv_cost
     n.rtt_ms = 1.0  # +10 units = +10 %: below hysteresis
-    assert not n.refresh_advertised(5.0)
+    assert n.refresh_advertised(5.0) == CHANGE_NONE
     assert n.adv_cost == c0
     n.rtt_ms = 5.0  # +50 %: re-advertise
-    assert n.refresh_advertised(6.0)
+    assert n.refresh_advertised(6.0) == CHANGE_COST
     assert n.adv_cost > c0
-    n.rtt_ms = 60.0  # class change (FAIR) is immediate
-    assert n.refresh_advertised(6.1)
+    n.rtt_ms = 70.0
+    assert n.refresh_advertised(6.5) == CHANGE_NONE  # rate limited
+    assert n.refresh_advertised(7.1) == CHANGE_COST
     assert n.adv_quality is Quality.FAIR
+
+
+def test_class_only_change_is_reported_as_such():
+    n = _n()
+    n.refresh_advertised(0.0, force=True)
+    assert n.adv_quality is Quality.EXCELLENT
+    n.loss_ewma = 0.0011  # just over EXCELLENT's 0.1 %, but inside the band (x 0.8 = 0.088 %)
+    assert n.refresh_advertised(2.0) == CHANGE_NONE
+    n.loss_ewma = 0.002  # x 0.8 = 0.16 % fails EXCELLENT; cost moves < 1 %: class-only change
+    assert n.refresh_advertised(3.0) == CHANGE_CLASS and n.adv_quality is Quality.GOOD
 
 
 def test_echo_and_session_reset():

@@ -10,9 +10,14 @@ Rules:
   keepalive interval (UP) or for NEIGHBOUR_HOLD_FULL_HELLOS x the full-hello interval (INIT).
 - RTT is an EWMA of echo samples: now - echoed timestamp - the peer's holding delay (ms, mod 2^32);
   samples above RTT_SAMPLE_MAX_MS are discarded.
-- Loss is measured over the last LOSS_WINDOW_HELLOS keepalive sequence numbers.
-- The advertised cost changes only when the measured cost moved by more than COST_HYSTERESIS_FRACTION
-  (and at most once per MIN_COST_CHANGE_INTERVAL_S), or when the quality class changes.
+- Loss is an EWMA over keepalive sequence numbers (weight 1/LOSS_EWMA_PACKETS per expected packet):
+  every gap in the sequence counts its missing numbers as lost; reordered packets do not count.
+- The advertised (class, cost) changes at most once per MIN_COST_CHANGE_INTERVAL_S. The cost changes
+  only when the measured one moved by more than COST_HYSTERESIS_FRACTION (urgent: re-advertised at
+  once). The class has a band of CLASS_UPGRADE_MARGIN (0.8): a better class is taken only if loss
+  and RTT / 0.8 (throughput x 0.8) still qualify for it; a worse one only if loss and RTT x 0.8
+  (throughput / 0.8) still fail the current one. A class-only change is advertised lazily (the
+  router batches it, CLASS_ADVERTISE_DELAY_S).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from dataclasses import dataclass, field
 
 from x0node.proto.protocol import (
     COST_HYSTERESIS_FRACTION,
-    LOSS_WINDOW_HELLOS,
+    LOSS_EWMA_PACKETS,
     MIN_COST_CHANGE_INTERVAL_S,
     REPLAY_WINDOW,
     RTT_EWMA_ALPHA,
@@ -31,6 +36,11 @@ from x0node.proto.quality import Quality, classify, link_cost
 from x0node.proto.seqno import ReplayWindow, seq_diff
 
 RTT_SAMPLE_MAX_MS = 10_000.0
+CLASS_UPGRADE_MARGIN = 0.8
+CHANGE_NONE = 0
+CHANGE_CLASS = 1
+CHANGE_COST = 2
+MAX_COUNTED_GAP = 1000
 TS_MOD = 1 << 32
 
 
@@ -65,7 +75,9 @@ class Neighbour:
     ka_window: ReplayWindow = field(default_factory=lambda: ReplayWindow(REPLAY_WINDOW, 16))
     ack_window: ReplayWindow = field(default_factory=lambda: ReplayWindow(REPLAY_WINDOW, 32))
     ka_first_seq: int | None = None
+    ka_last_seq: int | None = None
     ka_received: int = 0
+    loss_ewma: float = 0.0
     adv_cost: int = 0
     adv_quality: Quality = Quality.EXCELLENT
     adv_changed_s: float = -1e9
@@ -78,6 +90,7 @@ class Neighbour:
         self.ka_window = ReplayWindow(REPLAY_WINDOW, 16)
         self.ack_window = ReplayWindow(REPLAY_WINDOW, 32)
         self.ka_first_seq = None
+        self.ka_last_seq = None
         self.ka_received = 0
         self.peer_ts_ms = 0
 
@@ -99,9 +112,20 @@ class Neighbour:
         )
 
     def keepalive_seen(self, seq: int) -> None:
+        """Account a keepalive (already accepted by the replay window) in the loss estimate."""
         if self.ka_first_seq is None:
             self.ka_first_seq = seq
         self.ka_received += 1
+        keep = 1.0 - 1.0 / LOSS_EWMA_PACKETS
+        if self.ka_last_seq is not None:
+            gap = seq_diff(seq, self.ka_last_seq, 16)
+            if gap <= 0:
+                return  # reordered: already counted as lost, leave it
+            lost = min(gap - 1, MAX_COUNTED_GAP)
+            if lost:
+                self.loss_ewma = 1.0 - (1.0 - self.loss_ewma) * keep**lost
+        self.loss_ewma *= keep
+        self.ka_last_seq = seq
 
     def echo(self, now: float) -> tuple[int, int]:
         """(echo timestamp, holding delay ms) to put in our next hello for this neighbour."""
@@ -118,33 +142,41 @@ class Neighbour:
 
     # ---- quality -------------------------------------------------------------------------------------
     def loss(self) -> float:
-        if self.ka_first_seq is None or self.ka_window.highest is None:
-            return 0.0
-        span = seq_diff(self.ka_window.highest, self.ka_first_seq, 16) + 1
-        n = max(1, min(LOSS_WINDOW_HELLOS, span))
-        seen = self.ka_window.seen_in_last(n)
-        return max(0.0, 1.0 - seen / n)
+        return self.loss_ewma
 
     def measured(self) -> tuple[Quality, int]:
-        loss, rtt = self.loss(), self.rtt_ms or 0.0
-        return classify(loss, rtt, self.throughput_bps), link_cost(loss, rtt, self.throughput_bps)
+        """(class with hysteresis, cost) from the current measurements."""
+        loss, rtt, bps = self.loss(), self.rtt_ms or 0.0, self.throughput_bps
+        q = classify(loss, rtt, bps)
+        if self.adv_cost and q != self.adv_quality:
+            m = CLASS_UPGRADE_MARGIN
+            if q < self.adv_quality:  # better: only with the metrics shrunk by the margin
+                q = max(
+                    q, min(self.adv_quality, classify(loss / m, rtt / m, None if bps is None else bps * m))
+                )
+            else:  # worse: only if still worse with the metrics relaxed by the margin
+                q = min(
+                    q, max(self.adv_quality, classify(loss * m, rtt * m, None if bps is None else bps / m))
+                )
+        return q, link_cost(loss, rtt, bps)
 
-    def refresh_advertised(self, now: float, force: bool = False) -> bool:
-        """Update the advertised (cost, class) with hysteresis. Returns True if it changed."""
+    def refresh_advertised(self, now: float, force: bool = False) -> int:
+        """Update the advertised (class, cost). Returns CHANGE_NONE, CHANGE_CLASS (class only: worth
+        telling the mesh, not urgently) or CHANGE_COST (cost moved beyond the hysteresis: re-advertise)."""
         q, cost = self.measured()
         if force or self.adv_cost == 0:
             changed = (q, cost) != (self.adv_quality, self.adv_cost)
             self.adv_quality, self.adv_cost, self.adv_changed_s = q, cost, now
-            return changed
-        if q != self.adv_quality:
+            return CHANGE_COST if changed else CHANGE_NONE
+        if now - self.adv_changed_s < MIN_COST_CHANGE_INTERVAL_S:
+            return CHANGE_NONE
+        if abs(cost - self.adv_cost) > COST_HYSTERESIS_FRACTION * self.adv_cost:
             self.adv_quality, self.adv_cost, self.adv_changed_s = q, cost, now
-            return True
-        if abs(cost - self.adv_cost) > COST_HYSTERESIS_FRACTION * self.adv_cost and (
-            now - self.adv_changed_s >= MIN_COST_CHANGE_INTERVAL_S
-        ):
-            self.adv_cost, self.adv_changed_s = cost, now
-            return True
-        return False
+            return CHANGE_COST
+        if q != self.adv_quality:
+            self.adv_quality, self.adv_changed_s = q, now
+            return CHANGE_CLASS
+        return CHANGE_NONE
 
     def view(self, now: float) -> dict:
         return {

@@ -46,8 +46,8 @@ TRIGGERED_HELLO_MIN_INTERVAL_S = 0.05
 NEIGHBOUR_HOLD_FULL_HELLOS = 3.5
 """A neighbour that keeps sending keepalives we can verify stays; a one-way (not yet verified two-way)
 neighbour is forgotten after this many full-hello intervals."""
-LOSS_WINDOW_HELLOS = 32
-"""Loss is measured over the last this-many keepalive sequence numbers."""
+LOSS_EWMA_PACKETS = 128
+"""Loss is an exponentially weighted average with weight 1/this per expected keepalive (~13 s)."""
 REPLAY_WINDOW = 64
 """Width (in sequence numbers) of every replay window."""
 MAX_NEIGHBOURS_PER_INTERFACE = 32
@@ -69,7 +69,9 @@ COST_HYSTERESIS_FRACTION = 0.25
 """The advertised cost changes only when the measured one moved by more than this fraction."""
 RTT_EWMA_ALPHA = 0.2
 MIN_COST_CHANGE_INTERVAL_S = 1.0
-"""At most one cost re-advertisement per neighbour per this many seconds (class changes excepted)."""
+"""At most one change of a neighbour's advertised (class, cost) per this many seconds."""
+CLASS_ADVERTISE_DELAY_S = 30.0
+"""A quality-class change alone (cost within hysteresis) is flooded at most this late (+-25 %)."""
 
 # --- LSDB and flooding ----------------------------------------------------------------------------------
 MAX_LSAS = 4096
@@ -80,6 +82,8 @@ LSA_REFRESH_S = 900.0
 """Each node re-originates its LSA this often (+-25% jitter) so that it never ages out elsewhere."""
 LSA_MAX_AGE_S = 3600.0
 """An LSA not refreshed for this long is removed; a withdraw tombstone is kept this long."""
+LSA_INITIAL_DELAY_S = 0.5
+"""Our first LSA waits this long for neighbours (a neighbour coming up originates it earlier)."""
 LSA_MIN_INTERVAL_S = 0.05
 """Minimum spacing of two originations of our own LSA (changes in between are batched)."""
 LSA_RETRANSMIT_S = 0.2

@@ -37,13 +37,15 @@ from x0node.proto.events import (
 from x0node.proto.identity import Identity, mesh_address_of, verify
 from x0node.proto.lsdb import LsaEntry, Lsdb
 from x0node.proto.membership import Membership
-from x0node.proto.neighbour import Neighbour, NeighbourState, ms
+from x0node.proto.neighbour import CHANGE_CLASS, CHANGE_COST, Neighbour, NeighbourState, ms
 from x0node.proto.protocol import (
     ACK_DELAY_S,
+    CLASS_ADVERTISE_DELAY_S,
     DEAD_NODE_TIMEOUT_S,
     FULL_HELLO_INTERVAL_S,
     HELLO_INTERVAL_S,
     HELLO_MISSED_DEAD,
+    LSA_INITIAL_DELAY_S,
     LSA_MAX_AGE_S,
     LSA_MIN_INTERVAL_S,
     LSA_REFRESH_S,
@@ -75,6 +77,10 @@ from x0node.proto.trust import Credential, TrustStore
 from x0node.proto.wire import DecodeError
 
 JITTER_FRACTION = 0.25
+SPF_MAX_HOLD_S = 0.1
+"""Longest SPF hold while LSAs keep changing (back-off), see _schedule_spf."""
+SPF_QUIET_S = 0.5
+"""SPF runs further apart than this reset the hold to SPF_DELAY_S."""
 HOUSEKEEPING_INTERVAL_S = 1.0
 """LSDB aging and dead-node pruning are checked this often (+-25 %)."""
 RETRANSMIT_BACKOFF_MAX = 8.0
@@ -197,12 +203,14 @@ class Router:
         self.ack_seq = 0
         self.lsa_seq = 0
         self.left = False
-        self._lsa_due_s: float | None = now  # originate our first LSA right away
+        self._lsa_due_s: float | None = now + LSA_INITIAL_DELAY_S
         self._last_lsa_s = -1e9
         self._refresh_s = now + self._jitter(self.config.lsa_refresh_s)
         self._housekeeping_s = now + self._jitter(HOUSEKEEPING_INTERVAL_S)
         self._rxmt_due_s: float | None = None
         self._spf_due_s: float | None = None
+        self._last_spf_s = -1e9
+        self._spf_hold_s = self.config.spf_delay_s
         self._pending: dict[tuple[str, bytes], dict[bytes, _Pending]] = {}
         self._pending_count = 0
         self._acks: dict[tuple[str, bytes], list[tuple[bytes, int]]] = {}
@@ -259,22 +267,45 @@ class Router:
     def _up_neighbours(self) -> list[Neighbour]:
         return [n for n in self.nbrs.values() if n.state is NeighbourState.UP]
 
-    def _schedule_spf(self, now: float) -> None:
-        if self._spf_due_s is None:
-            self._spf_due_s = now + self.config.spf_delay_s
-        self._next_s = None
+    def _arm(self, t: float) -> None:
+        """A timer was set to `t`: keep the cached next-timer a lower bound (tick recomputes it)."""
+        if self._next_s is not None and t < self._next_s:
+            self._next_s = t
+
+    def _schedule_spf(self, now: float, immediate: bool = False) -> None:
+        """SPF after SPF_DELAY_S, with back-off while changes keep coming (in the spirit of RFC 8405):
+        the hold doubles up to SPF_MAX_HOLD_S for runs closer than SPF_QUIET_S and resets after a
+        quiet period. `immediate` (a lost neighbour) skips delay and hold."""
+        if immediate:
+            due = now
+        else:
+            due = max(now + self.config.spf_delay_s, self._last_spf_s + self._spf_hold_s)
+        if self._spf_due_s is None or due < self._spf_due_s:
+            self._spf_due_s = due
+            self._arm(due)
 
     def _schedule_lsa(self, now: float) -> None:
         due = max(now, self._last_lsa_s + LSA_MIN_INTERVAL_S)
         if self._lsa_due_s is None or due < self._lsa_due_s:
             self._lsa_due_s = due
-        self._next_s = None
+            self._arm(due)
+
+    def _advertise(self, change: int, now: float) -> None:
+        """React to a neighbour's advertised (class, cost) change."""
+        if change == CHANGE_COST:
+            self._schedule_lsa(now)
+            self._schedule_spf(now)
+        elif change == CHANGE_CLASS:
+            due = now + self._jitter(CLASS_ADVERTISE_DELAY_S)
+            if self._lsa_due_s is None or due < self._lsa_due_s:
+                self._lsa_due_s = due
+                self._arm(due)
 
     def _want_hello(self, ifname: str) -> None:
         iface = self.ifaces.get(ifname)
-        if iface is not None:
+        if iface is not None and iface.up:
             iface.hello_wanted = True
-            self._next_s = None
+            self._arm(iface.last_hello_sent_s + TRIGGERED_HELLO_MIN_INTERVAL_S)
 
     # ------------------------------------------------------------------------------ interfaces
     def set_wall_clock(self, wall_now: float, now: float) -> None:
@@ -342,9 +373,8 @@ class Router:
         if n is None or not bps > 0:
             return
         n.throughput_bps = float(bps)
-        if n.state is NeighbourState.UP and n.refresh_advertised(now):
-            self._schedule_lsa(now)
-            self._schedule_spf(now)
+        if n.state is NeighbourState.UP:
+            self._advertise(n.refresh_advertised(now), now)
 
     def set_prefixes(self, prefixes: list[str] | tuple[str, ...], now: float) -> None:
         if len(prefixes) > MAX_LSA_PREFIXES:
@@ -373,7 +403,6 @@ class Router:
     def receive(self, ifname: str, src: str, data: bytes, now: float) -> None:
         """Handle one datagram. Never raises on remote input."""
         self.counters["rx"] += 1
-        self._next_s = None
         self._now = now
         iface = self.ifaces.get(ifname)
         if iface is None or not iface.up or self.left:
@@ -472,10 +501,10 @@ class Router:
             )
             self.nbrs[key] = n
             self.by_addr[(iface.name, src)] = sender
-            iface.hello_wanted = True  # let it learn about us quickly
+            self._want_hello(iface.name)  # let it learn about us quickly
         elif pair_key is not None:
             n.reset_session(msg.epoch, pair_key)
-            iface.hello_wanted = True
+            self._want_hello(iface.name)
         if n.address != src:
             self.by_addr.pop((iface.name, n.address), None)
             n.address = src
@@ -491,7 +520,7 @@ class Router:
         elif n.state is NeighbourState.UP:
             # it no longer hears us (restarted, or lost our session): back to one-way
             self._neighbour_gone(key, now, "lost_us", keep=True)
-            iface.hello_wanted = True
+            self._want_hello(iface.name)
 
     def _neighbour_room(self, ifname: str) -> bool:
         on_if = sum(1 for k in self.nbrs if k[0] == ifname)
@@ -507,6 +536,7 @@ class Router:
             return
         n.state = NeighbourState.UP
         n.up_since_s = now
+        self._arm(n.dead_at(self.config.hello_missed_dead, 0.0))
         n.refresh_advertised(now, force=True)
         self._emit(NeighbourUp(now, n.ifname, n.node_id.hex(), n.address))
         self._schedule_lsa(now)
@@ -540,8 +570,7 @@ class Router:
             self._emit(NeighbourDown(now, key[0], key[1].hex(), reason))
             self._schedule_lsa(now)
             # a lost neighbour is routed around at once (no batching delay)
-            self._spf_due_s = now
-            self._next_s = None
+            self._schedule_spf(now, immediate=True)
 
     # ---- KEEPALIVE
     def _on_keepalive(self, iface: _Interface, src: str, msg: m.Keepalive, data: bytes, now: float) -> None:
@@ -549,7 +578,7 @@ class Router:
         n = None if sender is None else self.nbrs.get((iface.name, sender))
         if n is None:
             self._drop("unknown_sender", iface.name, src, now)
-            iface.hello_wanted = True
+            self._want_hello(iface.name)
             return
         header = msg.header()
         entry = None
@@ -560,7 +589,7 @@ class Router:
         if entry is None:
             benign = not msg.entries or n.state is NeighbourState.INIT
             self._drop("not_for_us" if benign else "bad_mac", iface.name, src, now)
-            iface.hello_wanted = True  # it may have lost our session
+            self._want_hello(iface.name)  # it may have lost our session
             return
         if not n.ka_window.accept(msg.seq):
             self._drop("replay", iface.name, src, now)
@@ -572,9 +601,8 @@ class Router:
             self._emit(SlotChanged(now, iface.name, iface.slots.slot))
         if n.state is NeighbourState.INIT:
             self._two_way(n, now)
-        elif n.refresh_advertised(now):
-            self._schedule_lsa(now)
-            self._schedule_spf(now)
+        else:
+            self._advertise(n.refresh_advertised(now), now)
 
     # ---- LSA
     def _on_lsa(self, iface: _Interface, src: str, msg: m.Lsa, data: bytes, now: float) -> None:
@@ -714,6 +742,7 @@ class Router:
         pend[origin] = _Pending(seq, raw, due)
         if self._rxmt_due_s is None or due < self._rxmt_due_s:
             self._rxmt_due_s = due
+            self._arm(due)
         if send_now:
             n = self.nbrs.get(nkey)
             if n is not None:
@@ -736,6 +765,7 @@ class Router:
             q.append((origin, seq))
         if self._ack_due_s is None:
             self._ack_due_s = now + ACK_DELAY_S
+            self._arm(self._ack_due_s)
 
     def _flush_acks(self) -> None:
         for nkey, q in self._acks.items():
@@ -833,7 +863,7 @@ class Router:
             if not iface.up:
                 continue
             if now >= iface.next_full_hello_s or (
-                iface.hello_wanted and now - iface.last_hello_sent_s >= TRIGGERED_HELLO_MIN_INTERVAL_S
+                iface.hello_wanted and now >= iface.last_hello_sent_s + TRIGGERED_HELLO_MIN_INTERVAL_S
             ):
                 self._send_full_hello(iface, now)
             if now >= iface.next_keepalive_s:
@@ -928,6 +958,11 @@ class Router:
 
     def _run_spf(self, now: float) -> None:
         t0 = self._perf() if self._perf else None
+        if now - self._last_spf_s < SPF_QUIET_S:
+            self._spf_hold_s = min(SPF_MAX_HOLD_S, self._spf_hold_s * 2)
+        else:
+            self._spf_hold_s = self.config.spf_delay_s
+        self._last_spf_s = now
         links = self._graph_links()
         ids, index, graph = build_graph(links)
         dist, first = shortest_paths(graph, index[self.me])
