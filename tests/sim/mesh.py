@@ -71,6 +71,7 @@ class SimMesh:
         self._sched: dict[int, float | None] = {}
         self.delivered = 0
         self._spins = 0
+        self.capture: list[tuple[float, int, str, bytes]] | None = None  # (time, sender, ifname, payload)
         for _ in range(n):
             self.add_node(certify=certify)
 
@@ -136,6 +137,8 @@ class SimMesh:
         for out in r.datagrams_to_send():
             node.tx_packets += 1
             node.tx_bytes += len(out.payload)
+            if self.capture is not None and len(self.capture) < 100_000:
+                self.capture.append((self.now, i, out.ifname, out.payload))
             link = self.if_link.get((i, out.ifname))
             if link is None or not link.up:
                 continue
@@ -156,6 +159,10 @@ class SimMesh:
         while (ev := r.next_event()) is not None:
             node.events.append(ev)
         self._schedule(i)
+
+    def inject_flush(self, i: int) -> None:
+        """Collect what node i produced after it was driven directly (outside the event loop)."""
+        self._flush(i)
 
     def inject(self, i: int, ifname: str, src: str, data: bytes) -> None:
         """Deliver a datagram to node i now, as if it came from `src` on `ifname`."""
@@ -282,3 +289,38 @@ def random_connected(mesh: SimMesh, n: int, extra_edges: int, rng: random.Random
             edges.add((min(a, b), max(a, b)))
     for a, b in sorted(edges):
         mesh.connect(a, b, **kw)
+
+
+def neighbour_addr(mesh: SimMesh, at: int, peer: int) -> tuple[str, str]:
+    """(ifname at `at`, link-local source address of `peer`) on the link between them."""
+    ln = mesh.link_between(at, peer)
+    return (ln.a_if, ln.b_addr) if ln.a == at else (ln.b_if, ln.a_addr)
+
+
+def state_of(mesh: SimMesh, i: int) -> tuple:
+    """Everything routing-relevant a datagram could change at node i."""
+    r = mesh.nodes[i].router
+    lsdb = sorted((e.origin, e.seq, e.raw) for e in r.lsdb.entries())
+    nbrs = sorted((k, n.state.value, n.epoch, n.address) for k, n in r.nbrs.items())
+    return lsdb, nbrs, sorted(r.rib.installed.items()), sorted(mesh.nodes[i].routes.items())
+
+
+def measure_cut(
+    mesh: SimMesh, a: int, b: int, poll_s: float = 0.002, limit_s: float = 3.0
+) -> tuple[float, float]:
+    """Silently cut the a-b link now; return (detection time, time until every pair routes again)."""
+    link = mesh.link_between(a, b)
+    t0 = mesh.now
+    seen = {a: len(mesh.nodes[a].events), b: len(mesh.nodes[b].events)}
+    link.up = False
+    detect = None
+    while mesh.now - t0 < limit_s:
+        mesh.run_for(poll_s)
+        if detect is None:
+            for i in (a, b):
+                for ev in mesh.nodes[i].events[seen[i] :]:
+                    if ev.kind == "NeighbourDown":
+                        detect = ev.at_s - t0 if detect is None else min(detect, ev.at_s - t0)
+        if detect is not None and mesh.all_pairs_ok():
+            return detect, mesh.now - t0
+    raise AssertionError("did not reconverge")

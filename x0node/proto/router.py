@@ -624,8 +624,12 @@ class Router:
                 msg.credential, iface.name, src, data, now
             ):
                 self._queue_ack(nkey, origin, msg.seq, now)
-                if seq_newer(msg.seq, self.lsa_seq):
-                    self.lsa_seq = msg.seq  # an older incarnation of us: jump past it
+                mine = self.lsdb.get(self.me)
+                if seq_newer(msg.seq, self.lsa_seq) or (
+                    msg.seq == self.lsa_seq and (mine is None or mine.raw != data)
+                ):
+                    # an earlier incarnation of us: jump past its sequence number
+                    self.lsa_seq = msg.seq
                     self._schedule_lsa(now)
             else:
                 self._drop("self", iface.name, src, now)
@@ -636,7 +640,8 @@ class Router:
             # junk costs no transmissions.
             pend = self._pending.get(nkey, {}).get(origin)
             in_flight = pend is not None and pend.seq == cur.seq
-            if not in_flight and cur.raw and seq_newer(cur.seq, msg.seq):
+            differs = seq_newer(cur.seq, msg.seq) or cur.raw != data  # same seq, other content: tell it
+            if not in_flight and cur.raw and differs:
                 if not self._check_credential(msg.credential, iface.name, src, data, now):
                     return
                 self._queue_reliable(nkey, origin, cur.seq, cur.raw, now, send_now=True)

@@ -1,0 +1,124 @@
+"""Silent link failures, partitions, dead and leaving nodes, restarts (simulated time, default timers)."""
+
+import random
+
+from tests.sim.mesh import SimMesh, grid, line, measure_cut, ring
+from x0node.proto.events import NodeLeft
+from x0node.proto.router import Router, RouterConfig
+from x0node.proto.trust import TrustStore
+
+DEAD_S = RouterConfig().dead_interval_s  # 0.25 s at the defaults
+SLOT_JITTER_S = 0.001
+
+
+def test_ring_reroutes_after_silent_cut_within_detection_time():
+    mesh = SimMesh(6, seed=21)
+    ring(mesh, 6)
+    assert mesh.run_until_converged(1.0) is not None
+    rng = random.Random(21)
+    detections, outages = [], []
+    for _trial in range(8):
+        mesh.run_for(1.0 + rng.random() * 0.1)  # a random phase relative to the keepalives
+        link = mesh.link_between(0, 1)
+        assert mesh.mesh_route(0, 1) == [0, 1]
+        detect, outage = measure_cut(mesh, 0, 1)
+        detections.append(detect)
+        outages.append(outage)
+        assert mesh.mesh_route(0, 1) == [0, 5, 4, 3, 2, 1]
+        link.up = True  # heal, and wait until the direct link is used again
+        assert mesh.run_until_converged(2.0) is not None
+        mesh.run_for(1.0)
+        assert mesh.mesh_route(0, 1) == [0, 1]
+    # detection in [(missed - 0.5), (missed + 0.5)] x interval after the cut (+ slot jitter, 1 ms polling)
+    assert all(DEAD_S - 0.1 - 0.003 <= d <= DEAD_S + SLOT_JITTER_S + 0.003 for d in detections), detections
+    # every pair routes again within the detection time plus one flooding round on 6 nodes
+    assert max(outages) <= DEAD_S + 0.05, outages
+
+
+def test_partition_heals():
+    # two 3x3 grids joined by one bridge link 8 <-> 9
+    mesh = SimMesh(18, seed=4)
+    grid(mesh, 3, 3)
+    for y in range(3):
+        for x in range(3):
+            i = 9 + y * 3 + x
+            if x + 1 < 3:
+                mesh.connect(i, i + 1)
+            if y + 1 < 3:
+                mesh.connect(i, i + 3)
+    bridge = mesh.connect(8, 9)
+    assert mesh.run_until_converged(1.0) is not None
+    bridge.up = False
+    mesh.run_for(1.0)
+    left, right = list(range(9)), list(range(9, 18))
+    assert mesh.all_pairs_ok(left) and mesh.all_pairs_ok(right)
+    dest = f"{mesh.nodes[12].router.identity.mesh_address}/128"
+    assert all(dest not in mesh.nodes[i].routes for i in left)  # no stale routes across the cut
+    bridge.up = True
+    assert mesh.run_until_converged(1.5) is not None
+
+
+def test_dead_node_is_pruned_and_leaving_node_withdraws():
+    cfg = RouterConfig(emit_drop_events=False, dead_node_timeout_s=5.0)
+    mesh = SimMesh(6, seed=8, config=cfg)
+    line(mesh, 6)
+    assert mesh.run_until_converged(1.0) is not None
+    # node 5 loses power: its neighbour notices within the dead interval, everyone prunes it later
+    mesh.kill(5)
+    mesh.run_for(DEAD_S + 0.1)
+    assert mesh.nodes[4].router.stats()["neighbours"] == 1
+    assert mesh.all_pairs_ok(list(range(5)))
+    mesh.run_for(6.5)
+    gone = mesh.nodes[5].router.me.hex()
+    for i in range(5):
+        left = [e for e in mesh.nodes[i].events if isinstance(e, NodeLeft) and e.node_id == gone]
+        assert left and left[0].reason == "unreachable"
+        assert mesh.nodes[i].router.members.nodes.get(mesh.nodes[5].router.me) is None
+    # node 0 leaves gracefully: a signed WITHDRAW reaches everyone at once
+    t0 = mesh.now
+    mesh.nodes[0].router.leave(mesh.now)
+    mesh.inject_flush(0)
+    mesh.run_for(0.1)
+    me0 = mesh.nodes[0].router.me.hex()
+    for i in range(1, 5):
+        ev = [e for e in mesh.nodes[i].events if isinstance(e, NodeLeft) and e.node_id == me0]
+        assert ev and ev[0].reason == "withdraw" and ev[0].at_s - t0 < 0.05
+        assert f"{mesh.nodes[0].router.identity.mesh_address}/128" not in mesh.nodes[i].routes
+
+
+def test_restarted_node_is_taken_back_and_its_lsa_jumps_past_the_old_one():
+    mesh = SimMesh(5, seed=9)
+    ring(mesh, 5)
+    assert mesh.run_until_converged(1.0) is not None
+    mesh.nodes[2].router.set_prefixes(["10.2.0.0/24"], mesh.now)
+    mesh.run_for(2.0)
+    old_seq = mesh.nodes[2].router.lsa_seq
+    assert old_seq >= 2 and "10.2.0.0/24" in mesh.nodes[0].routes
+    # node 2 reboots: same key, new router (new epoch, sequence numbers from 1)
+    ident = mesh.nodes[2].router.identity
+    new = Router(ident, TrustStore(list(mesh.trust_anchors)), mesh.config, random.Random(999), mesh.now)
+    mesh.nodes[2].router = new
+    mesh.nodes[2].routes = {}
+    for ln in mesh.links:
+        if 2 in (ln.a, ln.b):
+            new.add_interface(ln.a_if if ln.a == 2 else ln.b_if, mesh.now)
+    mesh.inject_flush(2)
+    took = mesh.run_until_converged(2.0)
+    assert took is not None
+    mesh.run_for(1.0)
+    assert new.lsa_seq > old_seq
+    for i in (0, 1, 3, 4):
+        other = mesh.nodes[i].router.lsdb.get(ident.node_id)
+        assert other is not None and other.raw == new.lsdb.get(ident.node_id).raw
+        assert "10.2.0.0/24" not in mesh.nodes[i].routes  # the old announcement is gone
+
+
+def test_new_node_joins_converged_mesh():
+    mesh = SimMesh(8, seed=12)
+    ring(mesh, 8)
+    assert mesh.run_until_converged(1.0) is not None
+    mesh.run_for(1.0)
+    j = mesh.add_node()
+    mesh.connect(j, 3)
+    took = mesh.run_until_converged(1.0)
+    assert took is not None and took < 1.0
