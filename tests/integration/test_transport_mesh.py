@@ -16,7 +16,7 @@ import time
 import pytest
 
 from tests.integration.netns import run
-from tests.integration.test_transport_tunnel import PID, sites, start_tunnel, wait_ping  # noqa: F401
+from tests.integration.test_transport_tunnel import PID, PSK, sites, start_tunnel, wait_ping  # noqa: F401
 
 daemon_cli = pytest.importorskip("x0node.daemon.cli", reason="x0node daemon not in this build")
 
@@ -24,11 +24,16 @@ READY_RE = re.compile(r"x0node ready node_id=(\S+) mesh_addr=(\S+)")
 CONVERGE_TIMEOUT_S = 40.0
 
 
-def start_daemon(procs, ns_name: str, data_dir: pathlib.Path, tap: str, log: pathlib.Path) -> subprocess.Popen:
+def start_daemon(
+    procs, ns_name: str, data_dir: pathlib.Path, tap: str, log: pathlib.Path, transport: dict | None = None
+) -> subprocess.Popen:
     from x0node.daemon.config import dump_toml
 
     cfg = data_dir / "x0node.toml"
-    cfg.write_text(dump_toml({"node": {"data_dir": str(data_dir), "interfaces": [tap], "log_level": "info"}}))
+    doc: dict = {"node": {"data_dir": str(data_dir), "interfaces": [tap], "log_level": "info"}}
+    if transport is not None:
+        doc["transport"] = transport
+    cfg.write_text(dump_toml(doc))
     out = open(log, "ab")  # noqa: SIM115 - closed with the process below
     p = subprocess.Popen(["ip", "netns", "exec", ns_name, sys.executable, "-m", "x0node", "run", "--config", str(cfg)],
                          stdout=out, stderr=out, cwd=data_dir)
@@ -52,18 +57,29 @@ def our_route(ns_name: str, dst: str) -> str:
     return run("ip", "-6", "route", "show", "table", "all", dst, ns=ns_name).stdout
 
 
-def test_x0node_mesh_over_faketls_tunnel(sites, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("mode", ["tunnel-process", "transport-service"])
+def test_x0node_mesh_over_faketls_tunnel(sites, tmp_path, mode):  # noqa: F811
+    """`tunnel-process`: the tunnels run as their own processes before the daemons start;
+    `transport-service`: each daemon runs its tunnel itself ([transport] section), the TAP appears
+    after the daemon started."""
     from x0node.proto.trust import TrustAnchor
     from x0node.testbed.provision import provision_node
 
     ns, a, b, procs = sites
     tap_a, tap_b = f"x0tr{PID}a", f"x0tr{PID}b"
-    start_tunnel(procs, a, "tunnel-server", tap_a, "10.77.0.1/24", "--listen", "192.0.2.1:8443",
-                 "--faketls-fallback", "192.0.2.1:9", "--shape", "video")
-    time.sleep(0.5)
-    start_tunnel(procs, b, "tunnel-client", tap_b, "10.77.0.2/24", "--server", "192.0.2.1:8443",
-                 "--faketls-sni", "www.example.com", "--shape", "browsing")
-    wait_ping(b, "10.77.0.1")
+    services: dict[str, dict | None] = {"a": None, "b": None}
+    if mode == "tunnel-process":
+        start_tunnel(procs, a, "tunnel-server", tap_a, "10.77.0.1/24", "--listen", "192.0.2.1:8443",
+                     "--faketls-fallback", "192.0.2.1:9", "--shape", "video")
+        time.sleep(0.5)
+        start_tunnel(procs, b, "tunnel-client", tap_b, "10.77.0.2/24", "--server", "192.0.2.1:8443",
+                     "--faketls-sni", "www.example.com", "--shape", "browsing")
+        wait_ping(b, "10.77.0.1")
+    else:
+        services["a"] = {"tunnels": [{"role": "server", "listen": "192.0.2.1:8443", "tap": tap_a, "password": PSK,
+                                      "faketls_fallback": "192.0.2.1:9", "shape": "video"}]}
+        services["b"] = {"tunnels": [{"role": "client", "server": "192.0.2.1:8443", "tap": tap_b, "password": PSK,
+                                      "faketls_sni": "www.example.com", "shape": "browsing"}]}
 
     anchor = TrustAnchor.from_seed(os.urandom(32))
     nodes = {}
@@ -71,7 +87,7 @@ def test_x0node_mesh_over_faketls_tunnel(sites, tmp_path):  # noqa: F811
         data_dir = tmp_path / name
         provision_node(data_dir, anchor)
         log = tmp_path / f"{name}.log"
-        proc = start_daemon(procs, ns_name, data_dir, tap, log)
+        proc = start_daemon(procs, ns_name, data_dir, tap, log, services[name])
         nodes[name] = (ns_name, tap, log, proc)
     ids = {name: wait_ready(log, proc) for name, (_, _, log, proc) in nodes.items()}
     addr_a, addr_b = ids["a"][1], ids["b"][1]
@@ -89,6 +105,8 @@ def test_x0node_mesh_over_faketls_tunnel(sites, tmp_path):  # noqa: F811
 
     out = wait_ping(b, addr_a, 20, "-6")
     assert "1 received" in out
+    if mode == "transport-service":
+        assert "transport tunnel up" in nodes["b"][2].read_text()
 
     # clean stop: the daemons withdraw their routes and exit
     for _, _, _, proc in nodes.values():
