@@ -91,7 +91,10 @@ def make_esp(board: Board, rootfs: pathlib.Path, grub_dir: pathlib.Path, work: p
     _run(["mcopy", *mt, str(cfg), "::/EFI/BOOT/grub.cfg"], log)
     _run(["mcopy", *mt, str(env), "::/EFI/BOOT/grubenv"], log)
     for esp_path, src in board.esp_files:
-        _run(["mcopy", *mt, str(rootfs / src.lstrip("/")), f"::{esp_path}"], log)
+        matches = sorted(rootfs.glob(src.lstrip("/")))  # a glob, e.g. over the kernel version
+        if not matches:
+            raise RuntimeError(f"esp_files.{esp_path}: nothing in the root matches {src}")
+        _run(["mcopy", *mt, str(matches[-1]), f"::{esp_path}"], log)
     for esp_path, text in board.esp_text:
         tmp = work / "esp-text.tmp"
         tmp.write_text(text)

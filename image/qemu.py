@@ -202,14 +202,23 @@ def main(argv: list[str] | None = None) -> int:
     image = image_path(board)
     vmdir = REPO_ROOT / "build" / "qemu" / board.name
     vmdir.mkdir(parents=True, exist_ok=True)
-    disk = vmdir / "disk.qcow2"
+    disk = vmdir / "disk.img"
     stamp = vmdir / "backing"
     if args.fresh or not disk.exists() or not stamp.exists() or stamp.read_text() != str(image):
+        # A lab unit: a copy of the image provisioned with a node certificate from a lab trust anchor
+        # kept in build/qemu/ (made on first use), and the debug console. Kept between runs, so the node
+        # key survives; --fresh or a new image starts over.
+        from image import provision
+
+        anchor = REPO_ROOT / "build" / "qemu" / "lab-anchor.key"
+        if not anchor.exists():
+            provision.make_anchor(anchor)
         disk.unlink(missing_ok=True)
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image), "-F", "raw", str(disk)],
-                       check=True)
+        subprocess.run(["cp", "--sparse=always", str(image), str(disk)], check=True)
+        ident = provision.provision(board, disk, anchor, debug_console=True)
+        print(f"provisioned lab unit: node_id={ident.node_id} mesh_addr={ident.mesh_addr}", flush=True)
         stamp.write_text(str(image))
-    vm = VM(board=board, disk=disk, vmdir=vmdir, disk_format="qcow2", web_port=args.port)
+    vm = VM(board=board, disk=disk, vmdir=vmdir, web_port=args.port)
     vm.start()
     print(f"{board.name}: booting {image.name} under TCG; serial log {vm.serial_log}", flush=True)
     print(f"web UI (once x0node is ready): {vm.url}", flush=True)

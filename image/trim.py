@@ -34,6 +34,11 @@ REMOVE_GLOBS = (
     "usr/lib/x0node/ai_edge_litert/libLiteRtWebGpuAccelerator.so", "usr/lib/x0node/ai_edge_litert/tools",
     "usr/lib/x0node/ai_edge_litert/vendors", "usr/lib/x0node/numpy/f2py", "usr/lib/x0node/*.dist-info/RECORD",
     "boot/System.map-*", "boot/config-*", "vmlinuz", "vmlinuz.old", "initrd.img", "initrd.img.old",
+    # Timers for package management and scrubbing that have no job on a read-only appliance.
+    "usr/lib/systemd/system/apt-daily*", "usr/lib/systemd/system/dpkg-db-backup.*",
+    "usr/lib/systemd/system/e2scrub*", "etc/systemd/system/timers.target.wants/apt-daily*",
+    "etc/systemd/system/timers.target.wants/dpkg-db-backup.timer", "etc/systemd/system/timers.target.wants/e2scrub*",
+    "etc/systemd/system/multi-user.target.wants/e2scrub_reap.service",
     "usr/share/doc/*/changelog*", "usr/share/doc/*/NEWS*", "usr/share/doc/*/README*",
 )
 # Kernel module subtrees kept (relative to lib/modules/<version>/kernel).
