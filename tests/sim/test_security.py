@@ -1,0 +1,140 @@
+"""Forged, replayed, unsigned, uncertified and revoked-node messages change no state and are counted.
+
+A converged 4-node ring; an attacker on node 0's link to node 1 (it can send from node 1's link-local
+address, replay anything it captured, and sign with keys of its own). For every attack we compare
+node 0's complete routing state (LSDB, neighbours, RIB) before and after, and check the drop counter.
+"""
+
+import pytest
+
+from tests.sim.mesh import SimMesh, neighbour_addr, ring, state_of
+from x0node.proto import messages as m
+from x0node.proto.identity import Identity
+from x0node.proto.trust import Credential, TrustAnchor
+
+ROGUE_ANCHOR = TrustAnchor.from_seed(b"\x66" * 32)
+
+
+@pytest.fixture(scope="module")
+def world():
+    mesh = SimMesh(5, seed=31)
+    ring(mesh, 4)  # node 4 exists (certified) but is not connected yet
+    mesh.capture = []
+    assert mesh.run_until_converged(1.0, nodes=[0, 1, 2, 3]) is not None
+    mesh.nodes[2].router.set_prefixes(["10.2.0.0/24"], mesh.now)  # so that node 2 has an older LSA
+    mesh.run_for(1.0)
+    return mesh
+
+
+def _attack(
+    mesh: SimMesh, data: bytes, reason: str, at: int = 0, src_peer: int = 1, src: str | None = None
+) -> None:
+    ifname, peer_addr = neighbour_addr(mesh, at, src_peer)
+    before = state_of(mesh, at)
+    drops = dict(mesh.nodes[at].router.drops)
+    mesh.inject(at, ifname, src or peer_addr, data)
+    after = state_of(mesh, at)
+    assert after == before, f"{reason}: state changed"
+    delta = {k: v - drops.get(k, 0) for k, v in mesh.nodes[at].router.drops.items() if v != drops.get(k, 0)}
+    assert delta == {reason: 1}, delta
+
+
+def _captured(mesh: SimMesh, sender: int, mtype: int, towards: int | None = None) -> list[bytes]:
+    ifname = None if towards is None else neighbour_addr(mesh, sender, towards)[0]
+    return [p for _, i, f, p in mesh.capture if i == sender and p[1] == mtype and ifname in (None, f)]
+
+
+def test_forged_lsa_tampered_bytes(world):
+    r2 = world.nodes[2].router
+    lsa = r2.lsdb.get(r2.me).raw
+    forged = bytearray(lsa)
+    forged[2 + len(r2.credential.encode()) + 4 + 1 + 17] ^= 0x01  # the first link's cost (low byte)
+    _attack(world, bytes(forged), "bad_signature")
+
+
+def test_forged_lsa_signed_by_another_key(world):
+    victim = world.nodes[2].router
+    attacker = Identity.from_seed(b"\x77" * 32)
+    lsa = m.Lsa(victim.credential, victim.lsa_seq + 5, (), ("0.0.0.0/0",))
+    body = lsa.body()
+    _attack(world, body + attacker.sign(m.signed_payload(body)), "bad_signature")
+
+
+def test_unsigned_messages(world):
+    victim = world.nodes[2].router
+    lsa = m.Lsa(victim.credential, victim.lsa_seq + 5, (), ("0.0.0.0/0",))
+    _attack(world, lsa.body() + b"\x00" * 64, "bad_signature")
+    hello = m.Hello(world.nodes[1].router.credential, 999999, world.nodes[1].router.epoch, 1, 100, ())
+    _attack(world, hello.body() + b"\x00" * 64, "bad_signature")
+    # a keepalive from node 1's address whose MAC was not made with the pairwise key
+    head = m.keepalive_header(5, 1, 1)
+    ka = m.Keepalive(5, 1, (m.KeepaliveEntry(0, 0, b"\x00" * 16),))
+    assert ka.header() == head
+    _attack(world, ka.encode(), "bad_mac")
+    ack = m.Ack(world.nodes[1].router.me, 424242, ((victim.me, victim.lsa_seq),))
+    _attack(world, ack.body() + b"\x11" * 64, "bad_signature")
+    wd = m.Withdraw(victim.me, victim.lsa_seq + 9)
+    _attack(world, wd.body() + b"\x22" * 64, "bad_signature")
+
+
+def test_replayed_messages(world):
+    # everything node 1 sent to node 0 earlier: hellos, keepalives, acks, LSAs
+    hellos = _captured(world, 1, m.T_HELLO, towards=0)
+    kas = _captured(world, 1, m.T_KEEPALIVE, towards=0)
+    acks = _captured(world, 1, m.T_ACK, towards=0)
+    assert hellos and len(kas) > 10 and acks
+    _attack(world, hellos[0], "replay")
+    _attack(world, kas[len(kas) // 2], "replay")
+    _attack(world, kas[-1], "replay")
+    _attack(world, acks[0], "replay")
+    # an LSA older than the one held: node 2's first LSA, if it was superseded
+    lsas2 = [p for p in _captured(world, 2, m.T_LSA) if m.decode(p).origin == world.nodes[2].router.me]
+    cur = world.nodes[0].router.lsdb.get(world.nodes[2].router.me)
+    old = [p for p in lsas2 if m.decode(p).seq != cur.seq]
+    assert old
+    _attack(world, old[0], "stale")
+    # an identical copy of the current LSA changes nothing and is only acknowledged (not a drop)
+    before = state_of(world, 0)
+    ifname, addr = neighbour_addr(world, 0, 1)
+    world.inject(0, ifname, addr, cur.raw)
+    assert state_of(world, 0) == before
+
+
+def test_uncertified_nodes(world):
+    # a raw key that is on no allow-list
+    rogue = Identity.from_seed(b"\x88" * 32)
+    hello = m.Hello(Credential(rogue.public_key), 1, 7, 1, 100, ())
+    _attack(world, m.sign(hello, rogue), "uncertified")
+    # a certificate from another authority
+    rogue_c = rogue.with_certificate(ROGUE_ANCHOR.certify(rogue.public_key))
+    cred = Credential(rogue.public_key, rogue_c.certificate)
+    _attack(world, m.sign(m.Hello(cred, 1, 7, 1, 100, ()), rogue_c), "uncertified")
+    lsa = m.Lsa(cred, 1, (m.LsaLink(world.nodes[0].router.me, 1, 0),), ("0.0.0.0/0",))
+    _attack(world, m.sign(lsa, rogue_c), "uncertified")
+    # a genuine certificate carried by someone without its private key
+    stolen = Credential(world.nodes[3].router.identity.public_key, world.nodes[3].router.identity.certificate)
+    _attack(world, m.sign(m.Lsa(stolen, 777, (), ()), rogue_c), "bad_signature")
+
+
+def test_revoked_node(world):
+    r4 = world.nodes[4].router
+    crl = world.anchor.revoke([r4.me], 1, 0)
+    for node in world.nodes[:4]:
+        assert node.router.update_revocations(crl, world.now)
+    hello = m.Hello(r4.credential, 1, r4.epoch, 1, 100, ())
+    _attack(world, m.sign(hello, r4.identity), "revoked")
+    lsa = m.Lsa(r4.credential, 1, (m.LsaLink(world.nodes[0].router.me, 1, 0),), ("0.0.0.0/0",))
+    _attack(world, m.sign(lsa, r4.identity), "revoked")
+    # and once connected, it never becomes a neighbour anywhere
+    world.connect(4, 0)
+    world.run_for(1.0)
+    assert all(r4.me not in {k[1] for k in n.router.nbrs} for n in world.nodes[:4])
+    assert world.nodes[0].router.drops["revoked"] > 2
+    assert world.all_pairs_ok([0, 1, 2, 3])
+
+
+def test_garbage_and_strangers(world):
+    _attack(world, b"\x01\x03garbage", "decode")
+    _attack(world, b"", "decode")
+    lsa = world.nodes[2].router.lsdb.get(world.nodes[2].router.me).raw
+    _attack(world, lsa[:-1] + bytes([lsa[-1] ^ 1]), "unknown_sender", src="fe80::dead")
