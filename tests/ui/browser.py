@@ -11,6 +11,16 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 
+# The suite runs on 2 shared cores next to namespaces, QEMU and argon2id hashes: waits are generous
+# (a wait ends as soon as its condition holds; timings are measured in bench/, never asserted here).
+EXPECT_TIMEOUT_MS = 20_000
+
+
+def patient() -> None:
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
+
 
 def chromium_path() -> str:
     path = shutil.which("chromium") or CHROMIUM
@@ -20,4 +30,5 @@ def chromium_path() -> str:
 
 
 def launch(playwright):  # type: ignore[no-untyped-def]
+    patient()
     return playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)

@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from tests.ui import api_check
-from tests.ui.browser import CHROMIUM_ARGS, chromium_path
+from tests.ui.browser import CHROMIUM_ARGS, chromium_path, patient
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
@@ -43,6 +43,7 @@ def _browser_in(pw, ns: str, tmp: pathlib.Path):  # type: ignore[no-untyped-def]
     wrapper = tmp / f"chromium-{ns}.sh"
     wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {ns} {chromium_path()} "$@"\n')
     wrapper.chmod(0o700)
+    patient()
     return pw.chromium.launch(executable_path=str(wrapper), headless=True, args=CHROMIUM_ARGS)
 
 
@@ -60,7 +61,7 @@ def test_live_mesh_dashboard_and_persistent_setting(mesh, tmp_path, artifacts_di
             page.fill("#setup-password", PASSWORD)
             page.fill("#setup-password2", PASSWORD)
             page.click("#setup-form button[type=submit]")
-            expect(page).to_have_url(url + "/")
+            expect(page).to_have_url(url + "/", timeout=30_000)  # argon2id on a busy machine
 
             # both ring neighbours, identified by the ids the daemons announced
             rows = page.locator("#dash-neighbours tbody tr")
@@ -110,7 +111,7 @@ def test_live_mesh_dashboard_and_persistent_setting(mesh, tmp_path, artifacts_di
             expect(page).to_have_url(url + "/login")
             page.fill("#login-password", PASSWORD)
             page.click("#login-form button[type=submit]")
-            expect(page).to_have_url(url + "/")
+            expect(page).to_have_url(url + "/", timeout=30_000)  # argon2id on a busy machine
             page.click("nav >> text=Settings")
             expect(page.locator("#cfg-routing-hello_interval_s")).to_have_value("0.4")
             page.screenshot(path=artifacts_dir / "05-mesh-settings-after-restart.png", full_page=True)

@@ -82,8 +82,13 @@ class WebState:
         self.throttle_path = self.web_dir / "login-throttle.json"
         self.throttle = self._load_throttle()
         self.registry = registry
-        # names someone else (the daemon) already serves from this registry are left to them
+        # names someone else (the daemon) already serves from this registry are left to them; collectors
+        # without describe() are only known by what they yield, so ask them once
         taken = set(getattr(registry, "_names_to_collectors", {}))
+        try:
+            taken |= {m.name for m in registry.collect()}
+        except Exception:  # noqa: BLE001 - a broken collector elsewhere must not stop the UI
+            log.warning("could not list the metrics already registered", exc_info=True)
         self.http_metrics = HttpMetrics(registry, taken)
         self.collector = NodeStateCollector(provider, taken)
         registry.register(self.collector)

@@ -114,9 +114,12 @@ async function loadConfig(box) {
   const msg = h("p", { class: "message", role: "alert" });
   const form = h("form", { id: "config-form" });
   const inputs = [];
-  for (const [section, values] of Object.entries(cfg)) {
+  // timers (the routing section) first and open; the other sections folded under "Advanced"
+  const advanced = h("details", { class: "advanced" }, h("summary", {}, "Advanced settings"));
+  const sections = Object.entries(cfg).sort(([a], [b]) => (a === "routing" ? -1 : b === "routing" ? 1 : 0));
+  for (const [section, values] of sections) {
     if (!values || typeof values !== "object" || Array.isArray(values)) continue;
-    const fs = h("fieldset", {}, h("legend", {}, section));
+    const fs = h("fieldset", { id: `cfg-${section}` }, h("legend", {}, section === "routing" ? "Timers (routing)" : section));
     for (const [key, value] of Object.entries(values)) {
       const name = `${section}.${key}`;
       let input;
@@ -127,8 +130,9 @@ async function loadConfig(box) {
       inputs.push({ section, key, value, input });
       fs.append(h("label", { class: input.type === "checkbox" ? "check" : "" }, key, input));
     }
-    if (fs.children.length > 1) form.append(fs);
+    if (fs.children.length > 1) (section === "routing" ? form : advanced).append(fs);
   }
+  if (advanced.children.length > 1) form.append(advanced);
   form.append(h("button", { type: "submit", class: "primary" }, "Save settings"), msg);
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
