@@ -1,0 +1,152 @@
+"""Every codec round-trips, and arbitrary bytes raise only DecodeError."""
+
+import ipaddress
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from x0node.proto import messages as m
+from x0node.proto.identity import Identity
+from x0node.proto.protocol import MAX_ACK_ENTRIES, MAX_DATAGRAM_BYTES, MAX_HELLO_NEIGHBOURS, MAX_LSA_PREFIXES
+from x0node.proto.trust import Certificate, Credential, RevocationList, Role, TrustAnchor
+from x0node.proto.wire import DecodeError
+
+ANCHOR = TrustAnchor.from_seed(b"\x55" * 32)
+IDENT = Identity.from_seed(b"\x01" * 32)
+IDENT = IDENT.with_certificate(ANCHOR.certify(IDENT.public_key))
+
+u16 = st.integers(0, 0xFFFF)
+u32 = st.integers(0, 0xFFFFFFFF)
+node_ids = st.binary(min_size=16, max_size=16)
+credentials = st.sampled_from(
+    [Credential(IDENT.public_key, IDENT.certificate), Credential(IDENT.public_key, None)]
+)
+
+
+@st.composite
+def prefixes(draw):
+    if draw(st.booleans()):
+        plen = draw(st.integers(0, 32))
+        addr = draw(st.integers(0, 2**32 - 1))
+        return str(ipaddress.IPv4Network((addr, plen), strict=False))
+    plen = draw(st.integers(0, 128))
+    addr = draw(st.integers(0, 2**128 - 1))
+    return str(ipaddress.IPv6Network((addr, plen), strict=False))
+
+
+hellos = st.builds(
+    m.Hello,
+    credentials,
+    u32,
+    u32,
+    u32,
+    st.integers(1, 0xFFFF),
+    st.lists(
+        st.builds(m.HelloNeighbour, node_ids, u32, u16),
+        max_size=MAX_HELLO_NEIGHBOURS,
+        unique_by=lambda e: e.node_id,
+    ).map(tuple),
+)
+lsas = st.builds(
+    m.Lsa,
+    credentials,
+    u32,
+    st.lists(
+        st.builds(m.LsaLink, node_ids, st.integers(1, 0xFFFF), st.integers(0, 4)),
+        max_size=30,
+        unique_by=lambda e: e.node_id,
+    ).map(tuple),
+    st.lists(prefixes(), max_size=MAX_LSA_PREFIXES).map(tuple),
+)
+acks = st.builds(
+    m.Ack, node_ids, u32, st.lists(st.tuples(node_ids, u32), max_size=MAX_ACK_ENTRIES).map(tuple)
+)
+withdraws = st.builds(m.Withdraw, node_ids, u32)
+keepalives = st.builds(
+    m.Keepalive,
+    u16,
+    u32,
+    st.lists(
+        st.builds(m.KeepaliveEntry, u32, u16, st.binary(min_size=16, max_size=16)),
+        max_size=MAX_HELLO_NEIGHBOURS,
+    ).map(tuple),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(hellos, lsas, acks, withdraws))
+def test_signed_messages_round_trip(msg):
+    data = m.sign(msg, IDENT)
+    assert len(data) <= MAX_DATAGRAM_BYTES
+    back = m.decode(data)
+    assert back == msg
+    assert m.encode(back) == data
+
+
+@settings(max_examples=150, deadline=None)
+@given(keepalives)
+def test_keepalive_round_trip(ka):
+    data = ka.encode()
+    assert m.decode(data) == ka
+    assert m.encode(m.decode(data)) == data
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(list(Role)), st.integers(0, 2**64 - 1), st.binary(min_size=32, max_size=32))
+def test_certificate_round_trip(role, not_after, pk):
+    cert = ANCHOR.certify(pk, role, not_after)
+    assert Certificate.decode(cert.encode()) == cert
+
+
+@settings(max_examples=60, deadline=None)
+@given(u32, st.integers(0, 2**64 - 1), st.lists(node_ids, max_size=40))
+def test_revocation_list_round_trip(serial, issued, ids):
+    crl = ANCHOR.revoke(ids, serial, issued)
+    assert RevocationList.decode(crl.encode()) == crl
+
+
+def _only_decode_error(fn, data):
+    try:
+        fn(data)
+    except DecodeError:
+        pass
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.binary(max_size=MAX_DATAGRAM_BYTES + 10))
+def test_arbitrary_bytes_raise_only_decode_error(data):
+    _only_decode_error(m.decode, data)
+    _only_decode_error(Certificate.decode, data)
+    _only_decode_error(RevocationList.decode, data)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(hellos, lsas, acks, withdraws, keepalives), st.data())
+def test_mutated_valid_messages_raise_only_decode_error(msg, data):
+    raw = bytearray(msg.encode() if isinstance(msg, m.Keepalive) else m.sign(msg, IDENT))
+    for _ in range(data.draw(st.integers(1, 4))):
+        op = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        pos = data.draw(st.integers(0, max(0, len(raw) - 1)))
+        if op == "flip" and raw:
+            raw[pos] ^= data.draw(st.integers(1, 255))
+        elif op == "cut":
+            del raw[pos:]
+        else:
+            raw[pos:pos] = data.draw(st.binary(min_size=1, max_size=3))
+    _only_decode_error(m.decode, bytes(raw))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=MAX_DATAGRAM_BYTES))
+def test_router_never_raises_on_remote_input(data):
+    import random
+
+    from x0node.proto.router import Router
+    from x0node.proto.trust import TrustStore
+
+    r = Router(IDENT, TrustStore([ANCHOR.public_key]), None, random.Random(1), 0.0)
+    r.add_interface("m0", 0.0)
+    r.receive("m0", "fe80::1", data, 0.01)
+    r.receive("m0", "fe80::1", bytes([1]) + data, 0.02)
+    r.receive("m0", "fe80::1", bytes([1, 3]) + data, 0.03)
+    assert r.nbrs == {} and len(r.lsdb) == 0
