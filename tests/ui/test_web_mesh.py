@@ -82,6 +82,16 @@ def test_live_mesh_dashboard_and_persistent_setting(mesh, tmp_path, artifacts_di
             topo = page.evaluate(fetch, "/api/v1/topology")
             assert {n["node_id"] for n in topo["nodes"]} == {n1.node_id, n2.node_id, n3.node_id}
 
+            # /metrics of the daemon's shared registry: every family once, the seed's names present
+            metrics = page.evaluate("p => fetch(p).then(r => r.text())", "/metrics")
+            types = [ln.split()[2] for ln in metrics.splitlines() if ln.startswith("# TYPE ")]
+            assert len(types) == len(set(types)), sorted(t for t in types if types.count(t) > 1)
+            for name in ("http_requests_total", "http_request_duration_seconds", "mesh_peers_count", "mesh_latency_seconds",
+                         "node_health_status", "node_uptime_seconds", "x0node_packets_dropped_total", "x0node_routes",
+                         "x0node_lsdb_size", "x0node_spf_runs_total", "x0node_spf_seconds_total"):
+                assert name in types, name
+            assert "mesh_peers_count 2.0" in metrics
+
             # live: a link failure and its repair show up without a reload
             mesh.fault("link-down", 1, 2)
             expect(page.locator(".neighbours-count .value")).to_have_text("1", timeout=20_000)
