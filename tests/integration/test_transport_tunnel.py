@@ -79,7 +79,11 @@ def test_ping_crosses_obfuscated_tunnel(sites, server_extra, client_extra, tmp_p
     out = wait_ping(b, "10.77.0.1")
     assert "1 received" in out
     # IPv6 link-local multicast (what mesh hellos use) crosses too: all-nodes group answers
-    out = run("ping", "-6", "-c", "3", "-W", "2", "-I", tap_b, "ff02::1", ns=b, check=False).stdout
+    # (retried: the TAP's link-local address is tentative until duplicate address detection ends)
+    deadline = time.monotonic() + 20
+    out = ""
+    while "fe80::" not in out and time.monotonic() < deadline:
+        out = run("ping", "-6", "-c", "2", "-W", "2", "-I", tap_b, "ff02::1", ns=b, check=False).stdout
     assert "fe80::" in out, out
     # the underlay carries exactly one TCP connection between the sites
     conns = run("ss", "-Htn", "state", "established", ns=b).stdout.strip().splitlines()
