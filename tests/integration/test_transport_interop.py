@@ -285,10 +285,12 @@ def test_probes_all_get_the_same_silence(procs, echo, method):
         "replay": valid,
         "modified_replay": bytes(modified),
     }.items():
-        reactions[name] = probe(srv, data, 5.0)
+        reactions[name] = probe(srv, data, 30.0)
     for name, (got, took) in reactions.items():
         assert got == b"", f"{name}: server answered {got[:40]!r}"
-        assert 1.3 <= took <= 3.5, f"{name}: closed after {took:.2f}s, not the idle timeout"
+        # no early, distinguishing close: only the idle timeout (1.5 s) ends it; the upper bound
+        # only shows that it does end (generous for a loaded machine)
+        assert 1.3 <= took < 25, f"{name}: closed after {took:.2f}s, not by the idle timeout"
 
 
 @pytest.mark.parametrize("method", ["aes-256-gcm", "2022-blake3-aes-256-gcm"])
@@ -300,7 +302,7 @@ def test_corrupted_and_truncated_midstream_fail_closed(procs, echo, method):
 
     def session() -> tuple[socket.socket, ClientSession]:
         c = ClientSession(m, key, Address("127.0.0.1", echo), random.Random(os.urandom(8)))
-        s = socket.create_connection(("127.0.0.1", srv), timeout=5)
+        s = socket.create_connection(("127.0.0.1", srv), timeout=40)
         s.sendall(b"".join(c.first_write(b"ping", time.time())))
         got = b""
         while got != b"ping":
@@ -314,7 +316,7 @@ def test_corrupted_and_truncated_midstream_fail_closed(procs, echo, method):
     s.sendall(bytes(wire))
     t0 = time.monotonic()
     assert s.recv(4096) == b"", "corrupted chunk must not be answered"
-    assert time.monotonic() - t0 < 3
+    assert time.monotonic() - t0 < 30, "closed at once, not after the 60 s probe timeout"
     s.close()
     # a truncated chunk followed by EOF: nothing of it is forwarded, the connection closes
     s, c = session()
