@@ -272,10 +272,10 @@ def test_probes_all_get_the_same_silence(procs, echo, method):
     pw = PSK if method.startswith("2022") else "s3cret"
     srv = our_server(procs, method, pw, "--probe-timeout", "1.5")
     valid = first_flight(method, pw, echo)
-    got, _ = probe(srv, valid, 1.0)
-    assert got.startswith(b"") and got != b"<reset>"
-    # the genuine flight got an answer (echo of "ping", encrypted) before our read timed out
-    assert len(got) > len("<still open>")
+    # the genuine flight gets an answer (the echo of "ping", encrypted)
+    with socket.create_connection(("127.0.0.1", srv), timeout=20) as s:
+        s.sendall(valid)
+        assert len(s.recv(4096)) > 0
     modified = bytearray(valid)
     modified[-1] ^= 1
     reactions = {}
