@@ -97,7 +97,7 @@ class VM:
                "-no-user-config", "-monitor", "none",
                "-drive", f"file={self.disk},if=virtio,format={self.disk_format},cache=unsafe",
                "-device", "virtio-rng-pci",
-               "-chardev", f"socket,id=ser0,path={self.serial_sock},server=on,wait=off,logfile={self.serial_log}",
+               "-chardev", f"socket,id=ser0,path={self.serial_sock},server=on,wait=off,logfile={self.serial_log},logappend=on",
                "-serial", "chardev:ser0",
                "-netdev", f"user,id=up,hostfwd=tcp:127.0.0.1:{self.web_port}-:{WEB_PORT}",
                "-device", f"{q.nic_model},netdev=up"]
