@@ -103,8 +103,8 @@ DEAD_NODE_TIMEOUT_S = 60.0
 # --- slot scheduler --------------------------------------------------------------------------------------
 SLOTS_PER_FRAME = 100
 """Beacon frame (= HELLO_INTERVAL_S) is divided into this many slots."""
-SLOT_JITTER_FRACTION = 0.4
-"""Jitter inside a slot, as a fraction of the slot length (1% of the interval at the defaults' 100 slots)."""
+SLOT_JITTER_FRACTION = 0.2
+"""Jitter inside a slot, as a fraction of the slot length (0.2 % of the interval at 100 slots)."""
 MAX_SLOT_OBSERVATIONS = 256
 
 # --- events, drops ---------------------------------------------------------------------------------------

@@ -7,10 +7,13 @@ Rules:
   are `interval_s` apart within +- jitter_fraction / slots of the interval (0.4 % at the defaults).
 - The initial slot is derived from the node id (BLAKE2b of id and attempt number), so it is
   deterministic and spread uniformly.
-- Every beacon heard is mapped to its phase in our grid. A collision is a heard beacon whose phase
-  lies within COLLISION_GUARD_SLOTS slot lengths of the centre of our send window. On a collision the node with the larger id moves
-  (the other keeps its slot), to the first slot in its id-derived sequence that no observed neighbour
-  occupies (+- one slot). At most MAX_SLOT_OBSERVATIONS neighbours' phases are remembered.
+- Every beacon heard is mapped to its phase in our grid. Two beacons collide when they are less than
+  COLLISION_GUARD_SLOTS (G) slot lengths apart. With jitter J (fraction of a slot), a heard beacon
+  closer than G + J to the centre of our send window may collide with ours: the node with the larger
+  id then moves (the other keeps its slot) to the first slot in its id-derived sequence whose centre
+  is at least G + 1.5 J from every heard beacon, which no jitter on either side can make collide.
+  Capacity is therefore about SLOTS_PER_FRAME / (2 G + 3 J) nodes per collision domain (62 at the
+  defaults). At most MAX_SLOT_OBSERVATIONS neighbours' phases are remembered.
 """
 
 from __future__ import annotations
@@ -77,8 +80,10 @@ class SlotScheduler:
         return (slot + self.jitter_fraction / 2) * self.slot_len_s
 
     def _occupied(self, slot: int) -> bool:
+        # free only if no heard beacon can come within the guard of our send, whatever both jitters do
         centre = self._centre(slot)
-        return any(self._distance(p, centre) < self.slot_len_s for p in self.observed.values())
+        limit = (COLLISION_GUARD_SLOTS + 1.5 * self.jitter_fraction) * self.slot_len_s
+        return any(self._distance(p, centre) < limit for p in self.observed.values())
 
     def observe(self, now: float, sender: bytes) -> bool:
         """A beacon from `sender` was heard at `now`. Returns True if we moved to a new slot."""
@@ -88,7 +93,8 @@ class SlotScheduler:
             self.observed.pop(next(iter(self.observed)))
         p = self.phase(now)
         self.observed[sender] = p
-        if self._distance(p, self._centre(self.slot)) >= COLLISION_GUARD_SLOTS * self.slot_len_s:
+        limit = (COLLISION_GUARD_SLOTS + self.jitter_fraction) * self.slot_len_s
+        if self._distance(p, self._centre(self.slot)) >= limit:
             return False
         self.collisions += 1
         if self.node_id < sender:
