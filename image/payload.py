@@ -31,7 +31,7 @@ TARGET_PYTHON = "3.11"
 TARGET_GLIBC_MINOR = 36  # bookworm
 SITE_DIR = "usr/lib/x0node"
 BPF_DIR = "usr/lib/x0node/bpf"
-MODEL_DIR = "usr/share/x0tta6bl4/models"
+MODEL_DIR = "usr/share/x0node/models"  # where x0node.anomaly.bundle looks on a device
 DEVICE_MANIFEST = "usr/share/x0tta6bl4/manifest.json"
 LAUNCHER = "usr/bin/x0node"
 _WHEEL_ARCH = {"amd64": "x86_64", "arm64": "aarch64"}
@@ -113,7 +113,11 @@ def bpf_objects() -> list[pathlib.Path]:
 
 
 def model_files() -> list[pathlib.Path]:
-    return sorted((REPO_ROOT / "models").glob("*.tflite"))
+    """The shipped anomaly model bundle: *.tflite, anomaly_model.json and SHA256SUMS, when present."""
+    models = REPO_ROOT / "models"
+    files = sorted(models.glob("*.tflite"))
+    files += [p for p in (models / "anomaly_model.json", models / "SHA256SUMS") if p.exists()]
+    return files
 
 
 def run(board: Board, rootfs: pathlib.Path, work: pathlib.Path, log: pathlib.Path, version: str) -> dict:
