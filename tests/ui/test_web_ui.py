@@ -75,7 +75,7 @@ def test_first_visit_to_settings(node, artifacts_dir):
             assert svg.locator("line[data-quality=good]").count() == 2
             assert svg.locator("line[data-quality=fair]").count() == 2
             assert svg.locator("line[data-quality=poor]").count() == 2
-            assert svg.locator("line[data-quality=poor]").first.get_attribute("stroke") == "#ea580c"
+            assert svg.locator("line[data-quality=poor]").first.get_attribute("stroke") == "#f97316"
             box = svg.bounding_box()
             assert box is not None and box["width"] > 500 and box["height"] > 250
             # nodes are spread out, not piled up

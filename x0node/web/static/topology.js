@@ -3,7 +3,7 @@ import { s, shortId } from "./dom.js";
 
 const positions = new Map(); // node_id -> {x, y}, kept across redraws so the picture stays stable
 const W = 1000, H = 640;
-export const QUALITY_COLOURS = { excellent: "#0d9488", good: "#16a34a", fair: "#d97706", poor: "#ea580c", bad: "#dc2626", unknown: "#9ca3af" };
+export const QUALITY_COLOURS = { excellent: "#0d9488", good: "#16a34a", fair: "#ca8a04", poor: "#f97316", bad: "#dc2626", unknown: "#9ca3af" };
 
 function layout(nodes, links) {
   const n = nodes.length;
