@@ -119,7 +119,7 @@ def test_faketls_carries_data(procs, echo, fallback_site):  # noqa: F811
 def test_real_tls_client_meets_fallback_site(procs, fallback_site):  # noqa: F811
     sport, _ = start_pair(procs, fallback_site["port"])
     ctx = ssl.create_default_context(cafile=str(fallback_site["cert"]))
-    with socket.create_connection(("127.0.0.1", sport), timeout=5) as raw:
+    with socket.create_connection(("127.0.0.1", sport), timeout=20) as raw:
         with ctx.wrap_socket(raw, server_hostname=SNI) as t:
             # the certificate verified against the real site's: the prober got the real site
             t.sendall(b"GET / HTTP/1.1\r\nHost: www.example.com\r\n\r\n")
@@ -128,17 +128,17 @@ def test_real_tls_client_meets_fallback_site(procs, fallback_site):  # noqa: F81
 
 def test_random_and_replayed_hellos_go_to_fallback(procs, fallback_site):  # noqa: F811
     sport, _ = start_pair(procs, fallback_site["port"])
-    with socket.create_connection(("127.0.0.1", sport), timeout=5) as s:
+    with socket.create_connection(("127.0.0.1", sport), timeout=20) as s:
         s.sendall(os.urandom(300))
         assert s.recv(4096).startswith(b"HTTP/1.1 400")
     assert fallback_site["seen"]["raw"] == 1
     # a genuine hello is answered by us; the same hello replayed is relayed to the real site
     hello = FakeTlsClient(auth_key(master_key(get_method(METHOD), PSK)), SNI, random.Random(), time.time()).hello()
-    with socket.create_connection(("127.0.0.1", sport), timeout=5) as s:
+    with socket.create_connection(("127.0.0.1", sport), timeout=20) as s:
         s.sendall(hello)
         first = s.recv(5)
         assert first[:1] == b"\x16"
-    with socket.create_connection(("127.0.0.1", sport), timeout=5) as s:
+    with socket.create_connection(("127.0.0.1", sport), timeout=20) as s:
         s.sendall(hello)
         reply = s.recv(65536)
         # the real site's OpenSSL answers the (replayed) hello; it cannot be our ServerHello
@@ -153,12 +153,12 @@ def _transcript(sport: int, echo_port: int) -> tuple[bytes, bytes]:
     tls = FakeTlsClient(auth_key(key), SNI, rng, time.time())
     ss = ClientSession(m, key, Address("127.0.0.1", echo_port), rng)
     up, down = bytearray(), bytearray()
-    with socket.create_connection(("127.0.0.1", sport), timeout=5) as s:
+    with socket.create_connection(("127.0.0.1", sport), timeout=20) as s:
         up += tls.hello()
         s.sendall(tls.hello())
         tls.wrap(b"".join(ss.first_write(b"hello faketls", time.time())))
         got: list[bytes] = []
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 20
         while b"".join(got) != b"hello faketls" and time.monotonic() < deadline:
             data = s.recv(65536)
             assert data

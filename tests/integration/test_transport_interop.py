@@ -155,11 +155,11 @@ def tcp_roundtrip(socks_port: int, echo_port: int, size: int = 300_000) -> None:
 
 
 def udp_roundtrip(socks_port: int, echo_port: int) -> None:
-    assoc = socks_client.UdpAssociation(("127.0.0.1", socks_port), timeout=2)
+    assoc = socks_client.UdpAssociation(("127.0.0.1", socks_port), timeout=3)
     try:
         for i in range(3):
             msg = b"udp-%d-" % i + os.urandom(600)
-            for _attempt in range(5):  # UDP: tolerate a loss on loopback start-up
+            for _attempt in range(8):  # UDP: tolerate a loss on loopback start-up
                 assoc.sendto(msg, "127.0.0.1", echo_port)
                 try:
                     addr, data = assoc.recvfrom()
