@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from x0node.transport import socks5
 from x0node.transport.address import Address
 from x0node.transport.crypto import Method
-from x0node.transport.errors import RemoteError
+from x0node.transport.errors import DecodeError, RemoteError, ReplayError
 from x0node.transport.faketls import (
     FALLBACK,
     NEED_MORE,
@@ -516,12 +516,8 @@ class _UdpCodec:
                 self.windows.pop(next(iter(self.windows)))
             win = self.windows[p.session_id] = SlidingWindow()
         if not win.check_and_add(p.packet_id):
-            from x0node.transport.errors import ReplayError
-
             raise ReplayError("packet id replayed", reason="replayed_packet")
         if from_server and p.client_session_id != self.session_id:
-            from x0node.transport.errors import DecodeError
-
             raise DecodeError("reply for another session", reason="bad_session")
         return p.address, p.payload, p.session_id
 

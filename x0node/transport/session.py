@@ -33,7 +33,7 @@ from x0node.transport.aead_stream import (
     StreamDecryptor,
     StreamEncryptor,
 )
-from x0node.transport.crypto import TAG_LEN, Method, session_subkey
+from x0node.transport.crypto import Method, session_subkey
 from x0node.transport.errors import DecodeError, ReplayError
 from x0node.transport.replay import ReplayFilter
 
@@ -244,5 +244,3 @@ class ServerSession:
             out += enc.seal(memoryview(data)[cap:])
         return out
 
-
-__all__ = ["ClientSession", "ServerSession", "TAG_LEN"]
