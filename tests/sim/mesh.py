@@ -43,6 +43,16 @@ class Link:
 
 
 @dataclass
+class Segment:
+    """A multi-access link (one broadcast domain): members are (node, ifname, address)."""
+
+    members: list[tuple[int, str, str]]
+    latency_s: float
+    loss: float
+    up: bool = True
+
+
+@dataclass
 class Node:
     index: int
     router: Router
@@ -65,7 +75,7 @@ class SimMesh:
         self.trust_anchors = [self.anchor.public_key]
         self.nodes: list[Node] = []
         self.links: list[Link] = []
-        self.if_link: dict[tuple[int, str], Link] = {}
+        self.if_link: dict[tuple[int, str], Link | Segment] = {}
         self._heap: list[tuple[float, int, str, object]] = []
         self._seq = 0
         self._sched: dict[int, float | None] = {}
@@ -107,6 +117,19 @@ class SimMesh:
         self._schedule(b)
         return link
 
+    def connect_segment(self, nodes: list[int], latency_s: float = 0.001, loss: float = 0.0) -> Segment:
+        """Put `nodes` on one shared link (each gets one new interface on it)."""
+        members = []
+        for i in nodes:
+            ifname = f"m{sum(1 for k in self.if_link if k[0] == i)}"
+            members.append((i, ifname, f"fe80::{i + 1:x}:{ifname[1:]}"))
+        seg = Segment(members, latency_s, loss)
+        for i, ifname, _ in members:
+            self.if_link[(i, ifname)] = seg
+            self.nodes[i].router.add_interface(ifname, self.now)
+            self._schedule(i)
+        return seg
+
     def link_between(self, a: int, b: int) -> Link:
         for ln in self.links:
             if {ln.a, ln.b} == {a, b}:
@@ -141,6 +164,15 @@ class SimMesh:
                 self.capture.append((self.now, i, out.ifname, out.payload))
             link = self.if_link.get((i, out.ifname))
             if link is None or not link.up:
+                continue
+            if isinstance(link, Segment):
+                src = next(a for j, f, a in link.members if (j, f) == (i, out.ifname))
+                for j, f, addr in link.members:
+                    if j == i or (out.dst is not None and out.dst != addr):
+                        continue
+                    if link.loss and self.rng.random() < link.loss:
+                        continue
+                    self._push(self.now + link.latency_s, "rx", (j, f, src, out.payload, link))
                 continue
             if link.a == i:
                 peer, peer_if, src, peer_addr = link.b, link.b_if, link.a_addr, link.b_addr
@@ -221,8 +253,14 @@ class SimMesh:
             link = self.if_link.get((cur, r[0]))
             if link is None:
                 return None
-            nxt = link.b if link.a == cur else link.a
-            via_ok = (link.b_addr if link.a == cur else link.a_addr) == r[1]
+            if isinstance(link, Segment):
+                ends = [j for j, _, a in link.members if a == r[1] and j != cur]
+                if not ends:
+                    return None
+                nxt, via_ok = ends[0], True
+            else:
+                nxt = link.b if link.a == cur else link.a
+                via_ok = (link.b_addr if link.a == cur else link.a_addr) == r[1]
             if not via_ok or not link.up or not self.nodes[nxt].alive:
                 return None
             path.append(nxt)

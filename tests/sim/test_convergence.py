@@ -74,3 +74,21 @@ def test_random_200_nodes_converge_on_lossy_links():
     stats = mesh.nodes[0].router.stats()
     assert stats["lsdb_size"] == 200 and stats["topology"]["reachable"] == 199
     assert stats["topology"]["links"] == 299
+
+
+def test_shared_segment_with_several_neighbours():
+    # nodes 0..3 share one broadcast link; 3 also has a point-to-point link to 4
+    mesh = SimMesh(5, seed=13)
+    seg = mesh.connect_segment([0, 1, 2, 3], loss=0.01)
+    mesh.connect(3, 4)
+    assert mesh.run_until_converged(1.0) is not None
+    mesh.run_for(3.0)
+    r0 = mesh.nodes[0].router
+    assert r0.stats()["neighbours_up"] == 3  # three neighbours on one interface
+    assert mesh.mesh_route(0, 4) == [0, 3, 4]
+    # one member vanishes silently: the others notice it within the dead interval
+    mesh.kill(2)
+    mesh.run_for(0.3)
+    assert r0.stats()["neighbours_up"] == 2
+    assert mesh.all_pairs_ok([0, 1, 3, 4])
+    assert seg.up
