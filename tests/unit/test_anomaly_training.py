@@ -23,10 +23,13 @@ def test_representative_set_includes_extremes_and_real_rows():
     rows = S.scenario_rows(S.generate_scenario(S.suite_seed(2)), 2)
     samples = list(train.representative(rows, np.random.default_rng(0), n_rows=50)())
     xs = np.stack([s["x_self"][0] for s in samples])
+    xn = np.stack([s["x_nbr"][0] for s in samples])
     masks = np.stack([s["mask"][0] for s in samples])
-    assert (xs == 0).all(axis=1).any() and (xs == 1).all(axis=1).any()
+    for j in range(xs.shape[1]):  # every input reaches both ends of its pinned range
+        assert (xs[:, j] == 0).any() and (xs[:, j] == 1).any()
+        assert (xn[..., j] == 1).any()
     assert (masks == 0).all(axis=1).any() and (masks == 1).all(axis=1).any()
-    assert len(samples) > 150
+    assert len(samples) > 200
 
 
 def test_shipped_bundle_matches_the_training_contract():
