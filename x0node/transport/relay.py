@@ -154,6 +154,7 @@ class _Endpoint(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.far: _Pipe | None = None
         self.pending: list[bytes] = []
+        self.pending_bytes = 0
         self.closed = False
         self._near_eof = False
         self._far_eof = False
@@ -242,12 +243,22 @@ class _Endpoint(asyncio.Protocol):
         if self.pending:
             pipe.transport.writelines(self.pending)
             self.pending = []
+        if self.pending_bytes > WRITE_HIGH_BYTES:
+            self.resume_near_reading()
+        self.pending_bytes = 0
         self.on_far_connected()
         if self._near_eof and pipe.transport.can_write_eof():
             pipe.transport.write_eof()
 
     def on_far_connected(self) -> None:
         pass
+
+    def hold(self, pieces: list[bytes]) -> None:
+        """Keep bytes for the far side until it is connected; stop reading past WRITE_HIGH_BYTES."""
+        self.pending.extend(pieces)
+        self.pending_bytes += sum(map(len, pieces))
+        if self.pending_bytes > WRITE_HIGH_BYTES:
+            self.pause_near_reading()
 
 
 class ServerConnection(_Endpoint):
@@ -286,7 +297,7 @@ class ServerConnection(_Endpoint):
             return
         if self.raw:
             if self.far is None:
-                self.pending.append(data)
+                self.hold([data])
             else:
                 self.far.transport.write(data)
             return
@@ -324,11 +335,11 @@ class ServerConnection(_Endpoint):
             self._last_rx = time.monotonic()
             if session.target is None:
                 return
-            self.pending.extend(plain)
+            self.hold(plain)
             asyncio.ensure_future(self._connect_far(session.target.host, session.target.port))
             return
         if self.far is None:
-            self.pending.extend(plain)
+            self.hold(plain)
         elif plain:
             self.far.transport.writelines(plain)
 
@@ -393,6 +404,8 @@ class LocalConnection(_Endpoint):
                 self.far.transport.writelines(sealed)
             else:
                 self.buf += data
+                if len(self.buf) > WRITE_HIGH_BYTES:
+                    self.pause_near_reading()
             return
         if self.stage == 3:
             return  # the control connection carries nothing after UDP ASSOCIATE
@@ -437,6 +450,8 @@ class LocalConnection(_Endpoint):
     def on_far_connected(self) -> None:
         initial = bytes(self.buf)
         self.buf = bytearray()
+        if len(initial) > WRITE_HIGH_BYTES:
+            self.resume_near_reading()
         self._connected = True
         self.stats.bytes_up += len(initial)
         first = b"".join(self.session.first_write(initial, time.time()))
