@@ -113,6 +113,8 @@ def test_prefixes_are_announced_and_leave_withdraws():
     p.run(p.now + 0.1)
     assert p.routes[id(p.b)] == {}
     assert any(isinstance(e, NodeLeft) and e.reason == "withdraw" for e in p.events[id(p.b)])
+    assert p.a.drops["left"] > 0  # B's keepalives after the leave are refused, its ACKs were taken
+    assert p.a.stats()["retransmit_queue"] == 0
 
 
 def test_garbage_and_unknown_interface_are_counted_not_raised():

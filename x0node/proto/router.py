@@ -81,12 +81,16 @@ SPF_MAX_HOLD_S = 0.1
 """Longest SPF hold while LSAs keep changing (back-off), see _schedule_spf."""
 SPF_QUIET_S = 0.5
 """SPF runs further apart than this reset the hold to SPF_DELAY_S."""
+MIN_PEER_INTERVAL_S = 0.01
+MAX_PEER_INTERVAL_S = 10.0
+"""A neighbour's announced keepalive interval is clamped to this range before it sets its dead timer."""
 HOUSEKEEPING_INTERVAL_S = 1.0
 """LSDB aging and dead-node pruning are checked this often (+-25 %)."""
 RETRANSMIT_BACKOFF_MAX = 8.0
 DROP_REASONS = (
     "decode",
     "no_interface",
+    "left",
     "self",
     "bad_signature",
     "uncertified",
@@ -405,8 +409,11 @@ class Router:
         self.counters["rx"] += 1
         self._now = now
         iface = self.ifaces.get(ifname)
-        if iface is None or not iface.up or self.left:
+        if iface is None or not iface.up:
             self._drop("no_interface", ifname, src, now)
+            return
+        if self.left and (len(data) < 2 or data[1] != m.T_ACK):
+            self._drop("left", ifname, src, now)  # after leave() only ACKs of our WITHDRAW matter
             return
         dup = self.lsdb.by_raw(data)
         if dup is not None:
@@ -496,7 +503,7 @@ class Router:
                 src,
                 msg.epoch,
                 pair_key,
-                msg.interval_ms / 1000.0,
+                min(max(msg.interval_ms / 1000.0, MIN_PEER_INTERVAL_S), MAX_PEER_INTERVAL_S),
                 now,
             )
             self.nbrs[key] = n
@@ -509,7 +516,7 @@ class Router:
             self.by_addr.pop((iface.name, n.address), None)
             n.address = src
             self.by_addr[(iface.name, src)] = sender
-        n.interval_s = msg.interval_ms / 1000.0
+        n.interval_s = min(max(msg.interval_ms / 1000.0, MIN_PEER_INTERVAL_S), MAX_PEER_INTERVAL_S)
         n.heard(now, msg.ts_ms)
         n.last_hello_s = now
         iface.slots.forget(sender)
