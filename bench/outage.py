@@ -51,6 +51,16 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def ready_wall(bed: Testbed, k: int) -> float:
+    """Wall-clock time of node k's last ready line (from its log's timestamp)."""
+    found = 0.0
+    for line in bed.log_path(bed.nodes[k]).read_text(errors="replace").splitlines():
+        if "x0node ready" in line:
+            stamp, ms = line[:19], line[20:23]
+            found = time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S")) + int(ms) / 1000.0
+    return found
+
+
 def start_all_now(bed: Testbed) -> float:
     """Spawn every daemon without waiting; returns the spawn time (monotonic)."""
     if bed.daemon == "x0node":
@@ -68,11 +78,15 @@ def run_setting(name: str, daemon: str, run_dir: pathlib.Path, trials: int, stea
     bed = Testbed.create(run_dir / name, "ring:6", daemon, routing=routing, babel_hello_s=babel_hello_s)
     res: dict = {"name": name}
     try:
-        t0 = start_all_now(bed)
-        t_wait = time.monotonic()
-        conv = measure.wait_converged(bed, timeout_s=60.0)
+        with measure.RouteWatcher(bed) as watch:
+            wall0 = time.time()
+            t0 = start_all_now(bed)
+            t_wait = time.monotonic()
+            conv = watch.wait_complete(60.0)
         res["coldstart_s"] = None if conv is None else round(conv + (t_wait - t0), 3)
         bed.wait_ready()
+        if daemon == "x0node":
+            res["startup_s"] = round(max(ready_wall(bed, k) for k in bed.nodes) - wall0, 3)
         # steady state: traffic, RSS, CPU
         time.sleep(1.0)
         b0, c0, w0 = bed.control_bytes(), bed.process_stats(), time.monotonic()
@@ -118,25 +132,28 @@ def run_setting(name: str, daemon: str, run_dir: pathlib.Path, trials: int, stea
     return res
 
 
-def run_big(run_dir: pathlib.Path, size: int, seed: int, steady_s: float) -> dict:
-    print(f"== x0node random:{size}:{seed}", file=sys.stderr, flush=True)
-    bed = Testbed.create(run_dir / "big", f"random:{size}:{seed}", "x0node", links_down=True)
-    res: dict = {"size": size, "links": len(bed.topology.links)}
+def run_big(run_dir: pathlib.Path, size: int, seed: int, steady_s: float, routing: dict | None = None,
+            timeout_s: float = 60.0) -> dict:
+    print(f"== x0node random:{size}:{seed} {routing or 'default timers'}", file=sys.stderr, flush=True)
+    name = "big-" + "-".join(f"{k}{v}" for k, v in (routing or {}).items())
+    bed = Testbed.create(run_dir / name, f"random:{size}:{seed}", "x0node", links_down=True, routing=routing)
+    res: dict = {"size": size, "links": len(bed.topology.links), "routing": routing or {}}
     try:
         t_spawn = start_all_now(bed)
         bed.wait_ready(timeout_s=180.0)
         res["all_ready_s"] = round(time.monotonic() - t_spawn, 2)
         time.sleep(1.0)
-        t0 = time.monotonic()
-        bed.links_up()
-        conv = measure.wait_converged(bed, timeout_s=120.0, poll_s=0.05)
-        res["converge_s"] = None if conv is None else round(conv, 2)
+        with measure.RouteWatcher(bed) as watch:
+            t0 = time.monotonic()
+            bed.links_up()
+            t_wait = time.monotonic()
+            conv = watch.wait_complete(timeout_s)
+        res["converge_s"] = None if conv is None else round(conv + (t_wait - t0), 2)
         c0, w0 = bed.process_stats(), time.monotonic()
         time.sleep(steady_s)
         c1, w1 = bed.process_stats(), time.monotonic()
         res["cpu_pct_per_node"] = round(100 * statistics.mean((c1[k][0] - c0[k][0]) / (w1 - w0) for k in c1 if k in c0), 2)
         res["rss_mb"] = round(statistics.mean(v[1] for v in c1.values()), 2)
-        del t0
     finally:
         bed.down()
     return res
@@ -169,7 +186,7 @@ def main() -> int:
             results[name] = run_setting(name, daemon, run_dir, trials, steady_s, max_outage_s=max_outage, **kw)
         bigres = run_big(run_dir, big, args.seed, steady_s=min(steady_s, 10.0)) if big and args.only != "babeld" else {}
 
-    cols = ["coldstart_s", "ctrl_bps_per_node", "rss_mb", "cpu_pct", "linkdown_median_ms", "linkdown_p95_ms",
+    cols = ["coldstart_s", "startup_s", "ctrl_bps_per_node", "rss_mb", "cpu_pct", "linkdown_median_ms", "linkdown_p95_ms",
             "silent_median_ms", "silent_p95_ms"]
     print(f"{'setting':<12}" + "".join(f"{c:>20}" for c in cols))
     for name, r in results.items():
@@ -181,8 +198,9 @@ def main() -> int:
     out: dict = {"bench": "outage", "topology": "ring:6", "trials": trials}
     for name, r in results.items():
         for key in ("silent_p95_ms", "silent_median_ms", "linkdown_p95_ms", "linkdown_median_ms", "coldstart_s",
-                    "ctrl_bps_per_node", "rss_mb", "cpu_pct"):
-            out[f"{name}_{key}"] = r.get(key)
+                    "startup_s", "ctrl_bps_per_node", "rss_mb", "cpu_pct"):
+            if key in r:
+                out[f"{name}_{key}"] = r[key]
     x, bf = results.get("x0node", {}), results.get("babeld_fast", {})
     if x.get("silent_p95_ms") is not None and bf.get("silent_p95_ms"):
         out["x0node_vs_babeld_fast_silent_p95_ratio"] = round(x["silent_p95_ms"] / bf["silent_p95_ms"], 3)

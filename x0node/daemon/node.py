@@ -29,6 +29,7 @@ log = logging.getLogger("x0node.daemon")
 
 LEAVE_FLUSH_S = 0.05  # time given to the kernel to put the WITHDRAW datagrams on the wire
 EVENTS_PER_PUMP_MAX = 1000
+TIMER_SLACK_S = 0.001
 
 
 class StartupError(RuntimeError):
@@ -139,7 +140,9 @@ class Node:
             self._timer = None
         if due is None or self._loop is None:
             return
-        delay = max(0.0, due - self.now())
+        # the loop's timers have millisecond resolution and may fire up to 1 ms early; waking before
+        # `due` would only re-arm, so aim just past it
+        delay = max(0.0, due - self.now()) + TIMER_SLACK_S
         self._timer = self._loop.call_later(delay, self._on_timer)
 
     def _on_timer(self) -> None:

@@ -33,6 +33,7 @@ from typing import Any
 log = logging.getLogger("x0node.io.netlink")
 
 RTMGRP_LINK = 0x1
+ROUTE_BATCH_MAX = 256  # route changes applied per trip to the netlink thread
 IFF_UP = 0x1
 IFF_LOWER_UP = 0x10000
 AF_INET6 = 10
@@ -245,38 +246,65 @@ class NetlinkAdapter:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._pending:
-                dest = next(iter(self._pending))
-                op, route = self._pending.pop(dest)
-                await self._apply(op, route)
+                batch = list(self._pending.values())[:ROUTE_BATCH_MAX]
+                for _, route in batch:
+                    del self._pending[route.dest]
+                await self._apply_batch(batch)
             self._idle.set()
 
-    async def _apply(self, op: str, route: KernelRoute) -> None:
-        try:
+    async def _apply_batch(self, batch: list[tuple[str, KernelRoute]]) -> None:
+        """Apply changes in one trip to the worker thread (a storm of changes costs one handoff)."""
+        idx: dict[str, int | None] = {}
+        for _, route in batch:
+            if route.ifname not in idx:
+                idx[route.ifname] = self._ifindex.get(route.ifname)
+        for name in [n for n, i in idx.items() if i is None]:
+            idx[name] = await self.ifindex(name)
+        work = []
+        for op, route in batch:
             if op == "del":
                 if self.installed.pop(route.dest, None) is None:
-                    return
-                await self._del_route(route.dest, self.route_priority)
-            else:
-                idx = await self.ifindex(route.ifname)
-                if idx is None:
-                    raise LookupError(f"no interface {route.ifname}")
-                kwargs: dict[str, Any] = dict(
-                    dst=route.dest, oif=idx, table=self.table, proto=self.protocol,
-                    priority=self.route_priority, family=AF_INET6,
-                )
-                if route.via:
-                    kwargs["gateway"] = route.via.split("%", 1)[0]
-                if self.mesh_addr:
-                    kwargs["prefsrc"] = self.mesh_addr
-                await self._call(lambda: self._ipr.route("replace", **kwargs))
-                self.installed[route.dest] = route
-            self.applied += 1
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - kernel refused: log, count, keep going
+                    continue
+                work.append(("del", route, dict(
+                    dst=route.dest, table=self.table, proto=self.protocol, priority=self.route_priority,
+                    family=AF_INET6,
+                )))
+                continue
+            if idx.get(route.ifname) is None:
+                self.errors += 1
+                self.installed.pop(route.dest, None)
+                log.warning("route %s %s: no interface %s", op, route.dest, route.ifname)
+                continue
+            kwargs: dict[str, Any] = dict(
+                dst=route.dest, oif=idx[route.ifname], table=self.table, proto=self.protocol,
+                priority=self.route_priority, family=AF_INET6,
+            )
+            if route.via:
+                kwargs["gateway"] = route.via.split("%", 1)[0]
+            if self.mesh_addr:
+                kwargs["prefsrc"] = self.mesh_addr
+            work.append(("replace", route, kwargs))
+
+        def run() -> list[BaseException | None]:
+            results: list[BaseException | None] = []
+            for op, _, kwargs in work:
+                try:
+                    self._ipr.route(op, **kwargs)
+                    results.append(None)
+                except Exception as exc:  # noqa: BLE001 - reported below, per route
+                    results.append(exc)
+            return results
+
+        results = await self._call(run)
+        for (op, route, _), exc in zip(work, results, strict=True):
+            if exc is None:
+                self.applied += 1
+                if op != "del":
+                    self.installed[route.dest] = route
+                continue
             code = getattr(exc, "code", None)
             if op == "del" and code in (errno.ESRCH, errno.ENOENT):
-                return  # the kernel already dropped it (interface went down)
+                continue  # the kernel already dropped it (interface went down)
             self.errors += 1
             if op != "del":
                 self.installed.pop(route.dest, None)

@@ -128,27 +128,7 @@ def mesh_prefix(bed: Testbed) -> ipaddress.IPv6Network:
 
 def route_counts(bed: Testbed) -> dict[int, int]:
     """Per node: how many mesh host routes (/128 in the mesh prefix) the daemon installed."""
-    proto, table = bed.route_protocol()
-    prefix = mesh_prefix(bed)
-    out = {}
-    for k, node in bed.nodes.items():
-        text = sh("ip", "-j", "-6", "route", "show", "table", table, "proto", str(proto), ns=node.ns, check=False)
-        n = 0
-        try:
-            routes = json.loads(text or "[]")
-        except json.JSONDecodeError:
-            routes = []  # the table does not exist yet
-        for r in routes:
-            dst = r.get("dst", "")
-            try:
-                if "/" not in dst and ipaddress.IPv6Address(dst) in prefix:
-                    n += 1
-                elif dst.endswith("/128") and ipaddress.IPv6Address(dst[:-4]) in prefix:
-                    n += 1
-            except ValueError:
-                continue
-        out[k] = n
-    return out
+    return {k: len(v) for k, v in route_dump(bed).items()}
 
 
 def wait_converged(bed: Testbed, timeout_s: float = 30.0, poll_s: float = 0.02, nodes: list[int] | None = None) -> float | None:
@@ -201,3 +181,110 @@ def wait_ping(bed: Testbed, src: int, addr: str, timeout_s: float) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+class RouteWatcher:
+    """Follows the daemons' mesh host routes in every namespace through `ip monitor route` (one
+    process per namespace, event-driven: no polling load on a big mesh). Use as a context manager."""
+
+    def __init__(self, bed: Testbed) -> None:
+        self.bed = bed
+        proto, table = bed.route_protocol()
+        self._proto_word = "proto babel" if bed.daemon == "babeld" else f"proto {proto}"
+        self._table_word = None if table == "main" else f"table {table}"
+        self._prefix = mesh_prefix(bed)
+        self._lock = threading.Lock()
+        self.routes: dict[int, set[str]] = {k: set() for k in bed.nodes}
+        self.changed_at: float = time.monotonic()
+        self._procs: list[subprocess.Popen[str]] = []
+        self._threads: list[threading.Thread] = []
+
+    def __enter__(self) -> RouteWatcher:
+        for k, node in self.bed.nodes.items():
+            proc = subprocess.Popen(["ip", "-n", node.ns, "monitor", "route"], stdout=subprocess.PIPE,
+                                    stderr=subprocess.DEVNULL, text=True, bufsize=1)
+            self._procs.append(proc)
+            th = threading.Thread(target=self._read, args=(k, proc), daemon=True)
+            th.start()
+            self._threads.append(th)
+        time.sleep(0.1)  # monitors subscribed before the initial dump below
+        counts = route_dump(self.bed)
+        with self._lock:
+            for k, dsts in counts.items():
+                self.routes[k] |= dsts
+        return self
+
+    def _mine(self, line: str) -> str | None:
+        if self._proto_word not in line:
+            return None
+        if self._table_word is not None and self._table_word not in line:
+            return None
+        if self._table_word is None and " table " in line:
+            return None
+        dst = line.split()[0].split("/")[0]
+        try:
+            return dst if ipaddress.IPv6Address(dst) in self._prefix else None
+        except ValueError:
+            return None
+
+    def _read(self, k: int, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            deleted = raw.startswith("Deleted ")
+            line = raw[len("Deleted "):] if deleted else raw
+            dst = self._mine(line)
+            if dst is None:
+                continue
+            with self._lock:
+                if deleted:
+                    self.routes[k].discard(dst)
+                else:
+                    self.routes[k].add(dst)
+                self.changed_at = time.monotonic()
+
+    def complete(self, nodes: list[int] | None = None) -> bool:
+        members = nodes or list(self.routes)
+        with self._lock:
+            return all(len(self.routes[k]) >= len(members) - 1 for k in members)
+
+    def wait_complete(self, timeout_s: float, nodes: list[int] | None = None) -> float | None:
+        """Seconds until every node routes to every other (None on timeout)."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout_s:
+            if self.complete(nodes):
+                return time.monotonic() - t0
+            time.sleep(0.005)
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self._procs:
+            proc.terminate()
+        for proc in self._procs:
+            try:
+                proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def route_dump(bed: Testbed) -> dict[int, set[str]]:
+    """Per node: the mesh destinations the daemon has routes for right now."""
+    proto, table = bed.route_protocol()
+    prefix = mesh_prefix(bed)
+    out: dict[int, set[str]] = {}
+    for k, node in bed.nodes.items():
+        text = sh("ip", "-n", node.ns, "-j", "-6", "route", "show", "table", table, "proto", str(proto), check=False)
+        try:
+            routes = json.loads(text or "[]")
+        except json.JSONDecodeError:
+            routes = []
+        dsts = set()
+        for r in routes:
+            dst = str(r.get("dst", "")).split("/")[0]
+            try:
+                if ipaddress.IPv6Address(dst) in prefix:
+                    dsts.add(dst)
+            except ValueError:
+                continue
+        out[k] = dsts
+    return out
