@@ -711,7 +711,10 @@ class Router:
             self._emit(NodeLeft(now, origin.hex(), "withdraw"))
         self._queue_ack(nkey, origin, msg.seq, now)
         self._flood(origin, msg.seq, data, now, exclude=nkey)
-        for key in [k for k in self.nbrs if k[1] == origin]:
+        gone = [k for k in self.nbrs if k[1] == origin]
+        if gone:
+            self._flush_acks()  # acknowledge before forgetting the leaving neighbour
+        for key in gone:
             self._neighbour_gone(key, now, "withdraw")
         self._schedule_spf(now)
 
