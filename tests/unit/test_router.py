@@ -164,3 +164,17 @@ def test_next_timer_and_deterministic_output():
         p.run(0.3)
         outs.append((p.a.stats()["counters"], sorted(p.routes[id(p.a)])))
     assert outs[0] == outs[1]
+
+
+def test_same_hello_on_two_interfaces_creates_two_neighbours():
+    a, b = _router(1), _router(2)
+    a.add_interface("m0", 0.0)
+    a.add_interface("m1", 0.0)
+    b.add_interface("x", 0.0)
+    b.tick(0.0)
+    hello = next(o.payload for o in b.datagrams_to_send() if o.payload[1] == m.T_HELLO)
+    a.receive("m0", "fe80::b", hello, 0.01)
+    a.receive("m1", "fe80::b", hello, 0.01)  # one L2 domain seen through two of our interfaces
+    assert {k[0] for k in a.nbrs} == {"m0", "m1"}
+    a.receive("m0", "fe80::b", hello, 0.02)
+    assert a.drops["replay"] == 1

@@ -18,6 +18,7 @@ Rules:
 
 from __future__ import annotations
 
+import ipaddress
 import random
 from collections import deque
 from collections.abc import Callable
@@ -169,10 +170,11 @@ class _Pending:
 
 @dataclass
 class _Session:
-    """Per-origin signed-HELLO replay state (survives the neighbour entry, bounded)."""
+    """Per-origin signed-HELLO replay state (survives the neighbour entry, bounded). Windows are per
+    interface: the same multicast HELLO may legitimately arrive on two of our interfaces."""
 
     epoch: int
-    window: ReplayWindow = field(default_factory=lambda: ReplayWindow(REPLAY_WINDOW, 32))
+    windows: dict[str, ReplayWindow] = field(default_factory=dict)  # per interface (<= MAX_INTERFACES)
     old_epochs: list[int] = field(default_factory=list)
 
 
@@ -383,8 +385,6 @@ class Router:
     def set_prefixes(self, prefixes: list[str] | tuple[str, ...], now: float) -> None:
         if len(prefixes) > MAX_LSA_PREFIXES:
             raise ValueError(f"at most {MAX_LSA_PREFIXES} prefixes")
-        import ipaddress
-
         self.prefixes = tuple(str(ipaddress.ip_network(p, strict=True)) for p in prefixes)
         self._schedule_lsa(now)
 
@@ -481,7 +481,10 @@ class Router:
             sess = _Session(msg.epoch, old_epochs=old)
             self.sessions[sender] = sess
             new_session = True
-        if not sess.window.accept(msg.seq):
+        window = sess.windows.get(iface.name)
+        if window is None:
+            window = sess.windows[iface.name] = ReplayWindow(REPLAY_WINDOW, 32)
+        if not window.accept(msg.seq):
             self._drop("replay", iface.name, src, now)
             return
         key = (iface.name, sender)
