@@ -1,0 +1,107 @@
+"""The daemon's NodeStateProvider over a real (sans-I/O) Router: shapes match the web API schemas,
+config changes are validated, persisted and reported with the dotted key."""
+
+from __future__ import annotations
+
+import random
+import time
+import tomllib
+from dataclasses import dataclass
+
+import pytest
+
+from tests.ui import api_check
+from x0node.daemon import config as cfg
+from x0node.daemon.bus import EventBus
+from x0node.daemon.provider import DaemonStateProvider
+from x0node.proto.identity import Identity
+from x0node.proto.router import Router
+from x0node.proto.trust import TrustStore
+from x0node.web.openapi import document
+from x0node.web.provider import ConfigError
+
+
+@dataclass
+class FakeNetlink:
+    installed: dict
+
+
+class FakeTransport:
+    drops = {"hop_limit": 2}
+
+
+class NodeUnderTest:
+    """The attributes of x0node.daemon.node.Node the provider reads, around a real Router."""
+
+    def __init__(self, conf):
+        self.config = conf
+        self.identity = Identity.generate(bytes(range(32)))
+        self.router = Router(self.identity, TrustStore(allowed_keys={self.identity.public_key}),
+                             rng=random.Random(1), now=0.0)
+        self.router.add_interface("m1", 0.0)
+        self.router.tick(0.5)
+        self.bus = EventBus()
+        while (ev := self.router.next_event()) is not None:
+            self.bus.publish("core", ev)
+        self.bus.publish("daemon", {"kind": "ConfigChanged", "keys": ["node.log_level"]})
+        self.interfaces = ["m1"]
+        self.netlink = FakeNetlink({})
+        self.transport = FakeTransport()
+        self.services = None
+        self.started_mono = time.monotonic()
+
+    def now(self):
+        return 0.5
+
+    def set_config(self, changes):
+        new = self.config.with_changes(changes)
+        new.save_local()
+        self.config = new
+        return new
+
+
+@pytest.fixture
+def provider(tmp_path):
+    p = tmp_path / "x0node.toml"
+    p.write_text('[node]\ninterfaces = ["m1"]\n[routing]\nhello_interval_s = 0.5\n')
+    return DaemonStateProvider(NodeUnderTest(cfg.load(p, data_dir=str(tmp_path / "data"))))
+
+
+def test_shapes_match_the_web_schemas(provider):
+    doc = document("test")
+    api_check.check(doc, "/api/v1/status", provider.status())
+    api_check.check(doc, "/api/v1/neighbours", provider.neighbours())
+    api_check.check(doc, "/api/v1/routes", provider.routes())
+    api_check.check(doc, "/api/v1/topology", provider.topology())
+    api_check.check(doc, "/api/v1/events", provider.events(0, 100))
+    api_check.check(doc, "/api/v1/config", provider.config_get())
+    st = provider.stats()
+    assert st["drops"]["udp_hop_limit"] == 2 and "routes" in st and "spf_seconds_total" in st
+    topo = provider.topology()
+    assert [n["self"] for n in topo["nodes"]].count(True) == 1
+
+
+def test_events_since_and_limit(provider):
+    all_events = provider.events(0, 500)
+    assert [e["seq"] for e in all_events] == sorted(e["seq"] for e in all_events)
+    last = all_events[-1]["seq"]
+    assert provider.events(last, 10) == []
+    assert len(provider.events(0, 1)) == 1
+
+
+def test_config_set_validates_persists_and_names_the_key(provider, tmp_path):
+    assert provider.config_get()["routing"]["hello_interval_s"] == 0.5
+    new = provider.config_set({"routing": {"hello_interval_s": 0.4}})
+    assert new["routing"]["hello_interval_s"] == 0.4
+    local = tomllib.loads((tmp_path / "data" / cfg.LOCAL_CONFIG_NAME).read_text())
+    assert local == {"routing": {"hello_interval_s": 0.4}}
+    with pytest.raises(ConfigError) as err:
+        provider.config_set({"routing": {"hello_interval_s": 99.0}})
+    assert err.value.key == "routing.hello_interval_s"
+    with pytest.raises(ConfigError) as err:
+        provider.config_set({"kernel": {"table": 254}, "routing": {"hello_interval_s": 0.3}})
+    assert err.value.key == "kernel.table"
+    assert provider.config_get()["routing"]["hello_interval_s"] == 0.4  # all or nothing
+    # unchanged values are not written as overrides
+    provider.config_set({"node": {"interfaces": ["m1"]}})
+    assert "node" not in tomllib.loads((tmp_path / "data" / cfg.LOCAL_CONFIG_NAME).read_text())
