@@ -88,3 +88,17 @@ def test_counter_reset_and_idle_transit_are_neutral():
     assert raw[IDX["cpu_util"]] == NEUTRAL_RAW[IDX["cpu_util"]]
     assert raw[IDX["load"]] == NEUTRAL_RAW[IDX["load"]]
     assert raw[IDX["fwd_ratio"]] == 1.0
+
+
+def test_xdp_drops_from_the_telemetry_snapshot_count_as_interface_errors():
+    from x0node.anomaly.collector import xdp_dropped_total
+
+    snap = {"bpf": True, "interfaces": {"m1": {"dropped": 40}, "m2": {"dropped": 10}, "eth0": {"dropped": 999}}}
+    assert xdp_dropped_total(snap, ["m1", "m2", "m3"]) == 50
+    assert xdp_dropped_total({"bpf": False, "interfaces": {}}, ["m1"]) is None
+    assert xdp_dropped_total(None, ["m1"]) is None
+    assert xdp_dropped_total({"bpf": True, "interfaces": {"m1": {"dropped": -1}}}, ["m1"]) == 0
+    fs = FeatureState()
+    fs.update(Counters(if_errors=0, xdp_dropped=0), [], 0.0)
+    raw = fs.update(Counters(if_errors=10, xdp_dropped=40), [], 10.0)
+    assert raw[IDX["if_errors_per_s"]] == 5.0

@@ -9,6 +9,11 @@ from x0node.daemon.config import ConfigError
 from x0node.daemon.services import ServiceContext
 
 
+class _Telemetry:
+    def snapshot(self):
+        return {"bpf": True, "interfaces": {"lo": {"dropped": 7}}}
+
+
 class _Router:
     def neighbours(self):
         return [{"node_id": "peer1", "state": "up", "rtt_ms": 5.0, "loss": 0.0}]
@@ -19,7 +24,8 @@ class _Router:
 
 def _ctx(tmp_path, registry=None):
     return ServiceContext(router=_Router(), config=None, data_dir=tmp_path, registry=registry or CollectorRegistry(),
-                          bus=EventBus(), interfaces=["lo"], node_id="me", mesh_addr="fd00::1", provider=None)
+                          bus=EventBus(), interfaces=["lo"], node_id="me", mesh_addr="fd00::1", provider=None,
+                          extras={"telemetry": _Telemetry()})
 
 
 def test_validate_config_fills_defaults_and_names_bad_keys():

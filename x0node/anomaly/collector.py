@@ -14,7 +14,8 @@ Two parts:
       RTT and loss averaged over every `observe_links` sample since the previous update (the service
       samples the view every LINK_SAMPLE_INTERVAL_S, so a 32-hello loss window is not read only once);
     link_changes = UP-set transitions in the last LINK_CHANGES_WINDOW_S (bounded deque);
-    if_errors_per_s = rx/tx errors + drops per second;
+    if_errors_per_s = rx/tx errors + drops per second (+ frames the XDP program dropped, when the
+      telemetry service's snapshot is there: `xdp_dropped_total`);
     fwd_ratio = sent / transit, transit = IP packets received - delivered locally (IPv4+IPv6), sent =
       the smaller of the kernel's forwarded counter and (mesh tx packets - locally originated packets);
       1.0 while transit traffic is below MIN_TRANSIT_PACKETS (no evidence of a black hole). The kernel's
@@ -57,6 +58,7 @@ class Counters:
     if_bytes: int | None = None  # rx + tx bytes over the mesh interfaces
     if_errors: int | None = None  # rx/tx errors + drops over the mesh interfaces
     capacity_bps: float = DEFAULT_CAPACITY_BPS
+    xdp_dropped: int | None = None  # frames our XDP program dropped (telemetry snapshot), cumulative
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -210,8 +212,9 @@ class FeatureState:
             if b is not None:
                 raw[idx["load"]] = b * 8.0 / dt / max(counters.capacity_bps, 1.0)
             e = _delta(counters.if_errors, prev.if_errors)
-            if e is not None:
-                raw[idx["if_errors_per_s"]] = e / dt
+            x = _delta(counters.xdp_dropped, prev.xdp_dropped)
+            if e is not None or x is not None:
+                raw[idx["if_errors_per_s"]] = ((e or 0) + (x or 0)) / dt
             rin = _delta(counters.ip_in, prev.ip_in)
             dl = _delta(counters.ip_delivered, prev.ip_delivered)
             fw = _delta(counters.ip_forwarded, prev.ip_forwarded)
@@ -247,3 +250,19 @@ class FeatureState:
         self._prev, self._prev_s = counters, now
         self.last = {n: float(raw[i]) for n, i in idx.items()}
         return raw
+
+
+def xdp_dropped_total(snapshot: Any, interfaces: Iterable[str]) -> int | None:
+    """Cumulative XDP drops over the mesh interfaces from the telemetry snapshot (docs/telemetry.md);
+    None without a snapshot or without BPF."""
+    if not isinstance(snapshot, Mapping) or snapshot.get("bpf") is not True:
+        return None
+    ifs = snapshot.get("interfaces")
+    if not isinstance(ifs, Mapping):
+        return None
+    total = 0
+    for name in interfaces:
+        v = ifs.get(name, {}).get("dropped") if isinstance(ifs.get(name), Mapping) else None
+        if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+            total += v
+    return total

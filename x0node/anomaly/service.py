@@ -9,7 +9,8 @@ Rules and invariants:
   the persisted observe-mode state and the normal-row buffer from `<data_dir>/anomaly/`, and
   starts one timer task (plus a sampler that reads `neighbours()` every LINK_SAMPLE_INTERVAL_S so
   link loss and RTT are averaged over the whole interval). Each tick (period jittered +-25%): read kernel counters
-  (collector.read_counters, in a worker thread), read the router's `neighbours()`/`topology()`,
+  (collector.read_counters, in a worker thread; plus XDP drops from the telemetry service's snapshot,
+  `ctx.extras["telemetry"]`, when it runs), read the router's `neighbours()`/`topology()`,
   step the engine, publish its events on the bus under topic "anomaly" (and this node's feature
   vector as `FeatureVector` under topic "anomaly.features", so a state layer can share it), update Prometheus gauges, persist the
   observe state when its phase changed, at most every PERSIST_INTERVAL_S otherwise (flash wear), and
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -259,10 +261,14 @@ class AnomalyService:
                 log.exception("anomaly tick failed")
 
     async def tick(self) -> dict[str, Any]:
-        from x0node.anomaly.collector import read_counters
+        from x0node.anomaly.collector import read_counters, xdp_dropped_total
 
         ctx = self._ctx
         counters = await asyncio.to_thread(read_counters, list(ctx.interfaces))
+        tele = getattr(ctx, "extras", {}).get("telemetry")
+        if tele is not None:
+            snap = _safe_call(tele, "snapshot", None)
+            counters = dataclasses.replace(counters, xdp_dropped=xdp_dropped_total(snap, ctx.interfaces))
         router = ctx.router
         neighbours = _safe_call(router, "neighbours", [])
         topology = _safe_call(router, "topology", {})
