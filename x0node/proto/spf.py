@@ -88,7 +88,9 @@ def build_graph(
     ids = sorted(links)
     index = {nid: i for i, nid in enumerate(ids)}
     listed = {u: {v for v, _ in lst} for u, lst in links.items()}
-    adj: list[list[tuple[int, int]]] = [[] for _ in ids]
+    bits = max(1, (len(ids) - 1).bit_length())
+    s2 = 2 * bits
+    rows: list[tuple[tuple[int, int], ...]] = [()] * len(ids)
     get = index.get
     for u, lst in links.items():
         iu = index[u]
@@ -96,7 +98,9 @@ def build_graph(
         for v, c in lst:
             iv = get(v)
             if iv is not None and iv != iu and u in listed[v]:
-                row.append((iv, c))
+                if c <= 0:
+                    raise ValueError("edge costs must be positive integers")
+                row.append((iv, (c << s2) | iv))
         row.sort()
-        adj[iu] = row
-    return ids, index, SpfGraph.from_adjacency(adj)
+        rows[iu] = tuple(row)
+    return ids, index, SpfGraph(bits, tuple(rows))
