@@ -135,3 +135,16 @@ def test_false_alarms_raise_the_threshold_on_recalibration(shipped):
 
 def test_horizon_constant_is_positive():
     assert VALIDATION_HORIZON_S > 0
+
+
+def test_events_are_transitions_not_one_per_evaluation(shipped):
+    from x0node.anomaly.engine import AnomalyCleared
+
+    e = _engine(shipped)
+    for t in range(3):
+        e.step(_raw(fwd_ratio=0.01), {}, float(t), float(t), random.Random(0))
+    e.step(_raw(), {}, 3.0, 3.0, random.Random(0))
+    evs = _events(e)
+    assert sum(isinstance(x, AnomalyDetected) for x in evs) == 1
+    assert [type(x).__name__ for x in evs if isinstance(x, AnomalyDetected | AnomalyCleared)] == [
+        "AnomalyDetected", "AnomalyCleared"]

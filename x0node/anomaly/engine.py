@@ -16,6 +16,9 @@ Rules and invariants:
   recalibration (never below the shipped threshold, see calibration.py), run every
   RECALIBRATE_INTERVAL_S and after a drift event.
 - Events are frozen dataclasses pulled with `next_event()`; the queue is bounded (oldest dropped).
+  `AnomalyDetected` is raised when a node becomes anomalous (and again when observe mode starts
+  acting while it still is), `AnomalyCleared` when it is normal again: transitions, not one event per
+  evaluation. Every evaluation of this node is still recorded in observe mode.
 """
 
 from __future__ import annotations
@@ -52,6 +55,14 @@ class AnomalyDetected:
     actionable: bool  # False while observe mode only records
     reasons: tuple[str, ...]  # rule names the node trips (context for operators)
     prediction_id: int | None  # for feedback (this node's own verdict only)
+    at_s: float
+
+
+@dataclass(frozen=True)
+class AnomalyCleared:
+    node_id: str
+    layer: str
+    score: float
     at_s: float
 
 
@@ -98,6 +109,7 @@ class AnomalyEngine:
         self._live = chain.live_layer
         self.evaluations = 0
         self.last_scores: dict[str, dict[str, Any]] = {}
+        self._flagged: dict[str, bool] = {}  # node id -> was the last AnomalyDetected actionable
 
     # ---- inputs
     def update_peer(self, node_id: str, raw: Sequence[float], now: float) -> bool:
@@ -178,9 +190,16 @@ class AnomalyEngine:
             prob = float(probability(np.array([score]))[0]) if ev.layer == GNN else None
             self.last_scores[nid] = {"score": round(score, 4), "anomalous": bool(ev.anomalous[i]),
                                      "probability": None if prob is None else round(prob, 4)}
-            if ev.anomalous[i]:
+            was = self._flagged.get(nid)
+            if ev.anomalous[i] and was != acting:  # newly flagged, or now actionable
+                self._flagged[nid] = acting
                 self._events.append(AnomalyDetected(nid, ev.layer, score, prob, acting,
                                                     tuple(rule_reasons(x[i])), pid if i == 0 else None, now))
+            elif not ev.anomalous[i] and was is not None:
+                del self._flagged[nid]
+                self._events.append(AnomalyCleared(nid, ev.layer, score, now))
+        for nid in [n for n in self._flagged if n not in pos]:  # peer expired while flagged
+            del self._flagged[nid]
         normal_rows = x[~ev.anomalous]
         if len(normal_rows):
             self.chain.add_normal(normal_rows)
@@ -226,6 +245,7 @@ class AnomalyEngine:
 
 
 __all__ = [
+    "AnomalyCleared",
     "AnomalyDetected",
     "AnomalyEngine",
     "DriftCleared",
