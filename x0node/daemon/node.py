@@ -164,6 +164,10 @@ class Node:
         self.pump()
 
     async def _reopen_socket(self, ifname: str) -> None:
+        if self.config.node["configure_sysctls"]:
+            from x0node.io.netlink import configure_interface
+
+            configure_interface(ifname)  # the interface may have appeared after start
         idx = await self.netlink.ifindex(ifname, refresh=True)
         if idx is not None and self.transport.open_interface(ifname, idx):
             self.pump()
