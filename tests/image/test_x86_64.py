@@ -61,6 +61,7 @@ def test_boot_ready_status_reboot(vms) -> None:
     if daemon:
         node_id, mesh_addr, _secs = vm.wait_ready(BOOT_TIMEOUT_S[BOARD])
         assert node_id == ident.node_id and mesh_addr == ident.mesh_addr
+        vm.wait_for(re.compile("hostname set to x0-" + node_id[:12]), 120)
         rc, code = vm.shell("cat /data/x0node/web/setup-code")
     else:
         # Without the daemon, the image's web stack still runs: serve the UI's demo provider on the
