@@ -1,7 +1,7 @@
 """A mesh of network namespaces joined by veth pairs, each running a routing daemon.
 
 Rules and invariants:
-- Everything a testbed creates is named from its id (`x0b<pid><n>`), unique per creating process, and
+- Everything a testbed creates is named from its id (`x0b<pid><n><random>`), unique per run, and
   recorded in `<run_dir>/state.json` before it is created; `down()` removes exactly what is recorded:
   daemon processes by PID (after checking the PID still runs our command line) and namespaces by name
   (their veths go with them). Nothing is written outside the namespaces but the run directory.
@@ -26,6 +26,7 @@ import logging
 import os
 import pathlib
 import re
+import secrets
 import shlex
 import signal
 import subprocess
@@ -182,7 +183,9 @@ class Testbed:
         if (run_dir / "state.json").exists():
             raise TestbedError(f"{run_dir} already holds a testbed; `x0node testbed down` it first")
         run_dir.mkdir(parents=True, exist_ok=True)
-        tb_id = f"x0b{os.getpid() % 100000}{next(_counter)}"
+        # pid + per-process counter + random: unique among concurrent runs, and a reused pid of an
+        # earlier, still-running testbed cannot collide either
+        tb_id = f"x0b{os.getpid() % 100000}{next(_counter)}{secrets.token_hex(2)}"
         state: dict[str, Any] = {
             "id": tb_id, "topology": topo.spec, "size": topo.nodes, "links": [list(x) for x in topo.links],
             "daemon": daemon, "routing": routing or {}, "web": web, "babel_hello_s": babel_hello_s,
@@ -203,9 +206,9 @@ class Testbed:
 
     def _build(self, links_down: bool) -> None:
         for node in self.nodes.values():
+            sh("ip", "netns", "add", node.ns)  # fails if the name exists: then it is not ours to delete
             self.state["namespaces_created"].append(node.ns)
             self.save()
-            sh("ip", "netns", "add", node.ns)
             pathlib.Path(node.data_dir).mkdir(parents=True, exist_ok=True)
             sh("sysctl", "-q", "-w", "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.all.accept_dad=0",
                "net.ipv6.conf.all.forwarding=1", "net.ipv6.conf.default.forwarding=1",
