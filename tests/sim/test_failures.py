@@ -122,3 +122,17 @@ def test_new_node_joins_converged_mesh():
     mesh.connect(j, 3)
     took = mesh.run_until_converged(1.0)
     assert took is not None and took < 1.0
+
+
+def test_grid_reroutes_after_silent_cut_within_detection_time():
+    mesh = SimMesh(36, seed=23)
+    grid(mesh, 6, 6)
+    assert mesh.run_until_converged(1.0) is not None
+    mesh.run_for(2.0)
+    path = mesh.mesh_route(0, 35)
+    a, b = path[2], path[3]  # a link in the middle of the current path
+    detect, outage = measure_cut(mesh, a, b, poll_s=0.005)
+    assert detect <= DEAD_S + SLOT_JITTER_S + 0.005
+    assert outage <= DEAD_S + 0.1  # detection + flooding across a 6x6 grid
+    new_path = mesh.mesh_route(0, 35)
+    assert new_path is not None and (a, b) not in zip(new_path, new_path[1:], strict=False)
