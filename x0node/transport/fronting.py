@@ -5,9 +5,9 @@ request inside names the real (hidden) host in `Host:`; a CDN edge that routes o
 Used once, to fetch a small bootstrap blob (current server addresses, FakeTLS SNI, keys), never for
 the bulk link.
 
-Honest status (docs/transport.md): the large CDNs stopped routing mismatched SNI/Host in 2018
-(Google, Amazon CloudFront) and later (Azure, 2022 announcement; Cloudflare rejects mismatches);
-fronting works only on providers that still forward by Host, and ECH is its successor.
+Honest status (docs/transport.md): the large CDNs stopped routing mismatched SNI/Host (Google and
+Amazon CloudFront in 2018, Azure in 2022); fronting works only on providers that still forward by
+Host, and ECH is its successor.
 
 Request building and response parsing are sans-I/O and bounded (MAX_RESPONSE_BYTES, header limit);
 `fetch` is the thin blocking adapter (ssl + socket).
