@@ -123,7 +123,9 @@ def test_garbage_and_unknown_interface_are_counted_not_raised():
     for data in (b"", b"\x01", b"\xff" * 2000, b"\x01\x03" + b"\x00" * 50):
         r.receive("m0", "fe80::9", data, 0.1)
     r.receive("nope", "fe80::9", b"\x01\x02", 0.1)
-    assert r.drops["decode"] == 4 and r.drops["no_interface"] == 1
+    r.receive("m0", "fe80::9", bytearray(b"\x01\x03xx"), 0.1)
+    r.receive("m0", "fe80::9", memoryview(b"\x01\x02"), 0.1)
+    assert r.drops["decode"] == 6 and r.drops["no_interface"] == 1
     assert r.nbrs == {}
 
 

@@ -408,6 +408,8 @@ class Router:
         """Handle one datagram. Never raises on remote input."""
         self.counters["rx"] += 1
         self._now = now
+        if not isinstance(data, bytes):
+            data = bytes(data)  # bytearray / memoryview from the adapter
         iface = self.ifaces.get(ifname)
         if iface is None or not iface.up:
             self._drop("no_interface", ifname, src, now)
