@@ -79,7 +79,9 @@ def load_trust(config: DaemonConfig) -> tuple[Any, Any]:
     except KeyFileError as exc:
         raise StartupError(str(exc)) from None
     if not anchors and not allowed:
-        raise ConfigError("trust.anchors", "no trust anchor and no allowed keys: this node would accept nobody")
+        # a fresh device still comes up (web UI reachable, health "down") so trust can be installed
+        log.warning("no trust anchor (%s or trust.anchors) and no trust.allowed_keys: no peer will be "
+                    "accepted until one is installed", data / "anchor.pub")
     if cert is None and identity.public_key not in allowed:
         log.warning("no certificate at %s: peers will accept us only if our key is on their allow-list", cert_path)
     return identity, store
