@@ -2,6 +2,7 @@
 
 import random
 
+import networkx as nx
 import pytest
 
 from tests.sim.mesh import SimMesh, grid, line, random_connected, ring
@@ -74,6 +75,35 @@ def test_random_200_nodes_converge_on_lossy_links():
     stats = mesh.nodes[0].router.stats()
     assert stats["lsdb_size"] == 200 and stats["topology"]["reachable"] == 199
     assert stats["topology"]["links"] == 299
+    # cut a link that is not a bridge: both ends reach everyone again within detection + flooding
+    g = nx.Graph([(ln.a, ln.b) for ln in mesh.links])
+    bridges = {frozenset(e) for e in nx.bridges(g)}
+    link = next(
+        ln
+        for ln in mesh.links
+        if frozenset((ln.a, ln.b)) not in bridges and mesh.mesh_route(ln.a, ln.b) == [ln.a, ln.b]
+    )
+    link.up = False
+    mesh.run_for(0.4)
+    for end in (link.a, link.b):
+        assert all(mesh.mesh_route(end, j) is not None for j in range(200) if j != end)
+
+
+def test_random_mesh_survives_link_churn():
+    rng = random.Random(17)
+    mesh = SimMesh(30, seed=17)
+    random_connected(mesh, 30, 25, rng, loss=0.02)
+    assert mesh.run_until_converged(2.0) is not None
+    for _ in range(25):  # links fail and come back at random moments
+        ln = rng.choice(mesh.links)
+        ln.up = not ln.up
+        mesh.run_for(rng.uniform(0.05, 0.6))
+    for ln in mesh.links:
+        ln.up = True
+    took = mesh.run_until_converged(3.0)
+    assert took is not None, mesh.broken_pairs()[:5]
+    for node in mesh.nodes:
+        assert node.router.stats()["retransmit_queue"] < 50
 
 
 def test_shared_segment_with_several_neighbours():
