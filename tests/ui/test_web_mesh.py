@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import pathlib
+import tomllib
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
@@ -51,6 +52,7 @@ def test_live_mesh_dashboard_and_persistent_setting(mesh, tmp_path, artifacts_di
     n1, n2, n3 = mesh.node(1), mesh.node(2), mesh.node(3)
     url = f"http://[::1]:{WEB_PORT}"
     code = (pathlib.Path(n1.data_dir) / "web" / "setup-code").read_text().strip()
+    assert f"setup code {code}" in mesh.log_path(n1).read_text()  # the daemon printed it at first start
     with sync_playwright() as pw:
         browser = _browser_in(pw, n1.ns, tmp_path)
         try:
@@ -112,7 +114,13 @@ def test_live_mesh_dashboard_and_persistent_setting(mesh, tmp_path, artifacts_di
             expect(page.locator("#config-form .message")).to_contain_text("Saved")
             page.screenshot(path=artifacts_dir / "04-mesh-settings-saved.png", full_page=True)
             local = pathlib.Path(n1.data_dir) / "config.local.toml"
-            assert "hello_interval_s" in local.read_text()
+            assert tomllib.loads(local.read_text())["routing"]["hello_interval_s"] == 0.4
+            # a refused value changes nothing, in the page or on disk
+            hello.fill("99")
+            page.click("#config-form button[type=submit]")
+            expect(page.locator("#config-form .message")).to_contain_text("routing.hello_interval_s")
+            assert tomllib.loads(local.read_text())["routing"]["hello_interval_s"] == 0.4
+            hello.fill("0.4")
 
             # restart the daemon: sessions end, the setting stays
             mesh.stop(1)
