@@ -4,7 +4,7 @@ Rules:
 - A frame lasts `interval_s` and holds `slots` slots; our frame grid starts at `origin_s` (chosen once
   with the rng so different nodes' grids are not aligned). Our beacon goes out in our slot, at
   slot start + a jitter drawn uniformly from [0, jitter_fraction x slot length]. So consecutive beacons
-  are `interval_s` apart within +- jitter_fraction / slots of the interval (0.4 % at the defaults).
+  are `interval_s` apart within +- jitter_fraction / slots of the interval (0.2 % at the defaults).
 - The initial slot is derived from the node id (BLAKE2b of id and attempt number), so it is
   deterministic and spread uniformly.
 - Every beacon heard is mapped to its phase in our grid. Two beacons collide when they are less than
