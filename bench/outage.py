@@ -164,6 +164,8 @@ def run_big(run_dir: pathlib.Path, size: int, seed: int, steady_s: float, routin
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=10, help="outage trials per fault kind (default 10)")
+    ap.add_argument("--babeld-default-trials", type=int, default=None, metavar="N",
+                    help="trials for babeld with default timers (each takes ~50 s to settle; default --trials)")
     ap.add_argument("--quick", action="store_true", help="3 trials, short steady window, 20-node mesh")
     ap.add_argument("--only", choices=("babeld", "x0node"), help="run one daemon's settings only")
     ap.add_argument("--big", type=int, default=50, help="size of the random mesh (0 = skip)")
@@ -185,7 +187,8 @@ def main() -> int:
             settings += [("x0node", "x0node", {}), ("x0node_fast", "x0node", {"routing": fast_routing()})]
         for name, daemon, kw in settings:
             max_outage = 30.0 if name == "babeld" else 10.0
-            results[name] = run_setting(name, daemon, run_dir, trials, steady_s, max_outage_s=max_outage, **kw)
+            n = trials if name != "babeld" or args.babeld_default_trials is None else args.babeld_default_trials
+            results[name] = run_setting(name, daemon, run_dir, n, steady_s, max_outage_s=max_outage, **kw)
         bigres: dict = {}
         bigslow: dict = {}
         if big and args.only != "babeld":
