@@ -14,7 +14,7 @@ from typing import Any
 
 from x0node import __version__
 from x0node.daemon.config import ConfigError as DaemonConfigError
-from x0node.web.provider import QUALITY_CLASSES  # web edit
+from x0node.web.provider import QUALITY_CLASSES
 
 EVENTS_LIMIT_MAX = 500
 
@@ -89,7 +89,7 @@ class DaemonStateProvider:
             out.append({
                 "node_id": v["node_id"], "ifname": v["ifname"], "addr": v.get("address"), "state": v.get("state"),
                 "rtt_ms": v.get("rtt_ms"), "loss": v.get("loss"), "throughput_bps": v.get("throughput_bps"),
-                "quality": q if q in QUALITY_CLASSES else "unknown", "cost": v.get("cost"),  # web edit: 5 classes
+                "quality": q if q in QUALITY_CLASSES else "unknown", "cost": v.get("cost"),
                 "last_seen_s": v.get("last_heard_s_ago"), "up_for_s": v.get("up_for_s"),
             })
         return out
@@ -99,7 +99,7 @@ class DaemonStateProvider:
         for r in self.node.router.routes():
             out.append({
                 "dest": r.get("dest"), "via": r.get("via"), "ifname": r.get("ifname"), "metric": r.get("metric"),
-                "node_id": r.get("node_id", r.get("origin")),  # web edit: the core calls it origin
+                "node_id": r.get("node_id", r.get("origin")),  # the core names it origin
             })
         return out
 
@@ -116,7 +116,7 @@ class DaemonStateProvider:
         for e in t.get("edges", []):
             q = str(e.get("quality", "unknown")).lower()
             links.append({"a": e["a"], "b": e["b"], "cost": e.get("cost"),
-                          "quality": q if q in QUALITY_CLASSES else "unknown"})  # web edit: 5 classes
+                          "quality": q if q in QUALITY_CLASSES else "unknown"})
         return {"nodes": nodes, "links": links}
 
     def events(self, since: int = 0, limit: int = 100) -> list[dict[str, Any]]:
