@@ -5,7 +5,6 @@ dissected as valid TLS by tshark."""
 from __future__ import annotations
 
 import base64
-import datetime
 import os
 import random
 import shutil
@@ -16,11 +15,8 @@ import threading
 import time
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from tests.integration.selfsigned import write_self_signed
 from tests.integration.test_transport_interop import (  # noqa: F401  (fixtures shared with the interop tests)
     echo,
     free_port,
@@ -42,22 +38,9 @@ FALLBACK_BODY = b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nfallback"
 @pytest.fixture
 def fallback_site(tmp_path):
     """A real TLS server (self-signed, CN=www.example.com) answering one fixed HTTP response."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SNI)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(1).not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(SNI)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    (tmp_path / "c.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "k.pem").write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    cert_path, key_path = write_self_signed(tmp_path, SNI, serial=1)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
+    ctx.load_cert_chain(cert_path, key_path)
     lsock = socket.socket()
     lsock.bind(("127.0.0.1", 0))
     lsock.listen(16)
@@ -94,7 +77,7 @@ def fallback_site(tmp_path):
 
     t = threading.Thread(target=loop, daemon=True)
     t.start()
-    yield {"port": lsock.getsockname()[1], "cert": tmp_path / "c.pem", "seen": seen}
+    yield {"port": lsock.getsockname()[1], "cert": cert_path, "seen": seen}
     stop.set()
     t.join(2)
     lsock.close()

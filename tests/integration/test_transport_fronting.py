@@ -3,7 +3,6 @@ names the front, the request inside names the hidden host, the hidden host's blo
 
 from __future__ import annotations
 
-import datetime
 import socket
 import ssl
 import subprocess
@@ -11,10 +10,8 @@ import sys
 import threading
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from tests.integration.selfsigned import write_self_signed
 
 FRONT = "cdn-front.example"
 HIDDEN = "hidden-bootstrap.example"
@@ -23,24 +20,10 @@ BLOB = b'{"servers": ["192.0.2.10:443"], "sni": "www.example.com"}'
 
 @pytest.fixture
 def edge(tmp_path):
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, FRONT)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(7).not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(FRONT)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    (tmp_path / "c.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "k.pem").write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    cert_path, key_path = write_self_signed(tmp_path, FRONT, serial=7, ca=True)
     seen: dict[str, list] = {"sni": [], "host": []}
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
+    ctx.load_cert_chain(cert_path, key_path)
     ctx.sni_callback = lambda sslobj, server_name, _ctx: seen["sni"].append(server_name)
     lsock = socket.socket()
     lsock.bind(("127.0.0.1", 0))
@@ -80,7 +63,7 @@ def edge(tmp_path):
 
     th = threading.Thread(target=loop, daemon=True)
     th.start()
-    yield {"port": lsock.getsockname()[1], "ca": str(tmp_path / "c.pem"), "seen": seen}
+    yield {"port": lsock.getsockname()[1], "ca": str(cert_path), "seen": seen}
     stop.set()
     th.join(2)
     lsock.close()
