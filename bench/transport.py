@@ -7,7 +7,9 @@ Usage: .venv/bin/python bench/transport.py [--mb 200] [--rounds 5] [--method cha
 
 from __future__ import annotations
 
+import abc
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -20,6 +22,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from tests.integration.processes import stop_processes, wait_port  # noqa: E402
 from x0node.transport import socks_client  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -34,25 +37,14 @@ def free_port() -> int:
     return p
 
 
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"port {port} never opened")
-
-
 def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-class Sink:
-    """Counts bytes; answers b"k" once `expect` bytes arrived on a connection."""
+class LoopbackServer(abc.ABC):
+    """Accepts on a fresh 127.0.0.1 port and serves each connection in its own thread."""
 
     def __init__(self) -> None:
         self.sock = socket.socket()
@@ -60,7 +52,6 @@ class Sink:
         self.sock.listen(8)
         self.port = self.sock.getsockname()[1]
         threading.Thread(target=self._loop, daemon=True).start()
-        self.expect = 0
 
     def _loop(self) -> None:
         while True:
@@ -69,6 +60,18 @@ class Sink:
             except OSError:
                 return
             threading.Thread(target=self._handle, args=(c,), daemon=True).start()
+
+    @abc.abstractmethod
+    def _handle(self, c: socket.socket) -> None:
+        """Serve one accepted connection (runs in its own thread)."""
+
+
+class Sink(LoopbackServer):
+    """Counts bytes; answers b"k" once `expect` bytes arrived on a connection."""
+
+    def __init__(self) -> None:
+        self.expect = 0
+        super().__init__()
 
     def _handle(self, c: socket.socket) -> None:
         buf = bytearray(1 << 20)
@@ -82,13 +85,17 @@ class Sink:
             c.sendall(b"k")
 
 
-def run_pair(kind: str, method: str, password: str, sink: Sink, mb: int) -> dict:
+@contextlib.contextmanager
+def proxy_pair(kind: str, method: str, password: str, extra_srv=(), extra_loc=()):
+    """Start ss-server and ss-local (ours, or shadowsocks-libev's) on free loopback ports; yield
+    (processes, SOCKS5 port of ss-local) once both listen; stop both on exit. `extra_srv` and
+    `extra_loc` are further options for our server and local."""
     sport, lport = free_port(), free_port()
     if kind == "ours":
         py = [sys.executable, "-m", "x0node", "transport"]
-        server = [*py, "ss-server", "--listen", f"127.0.0.1:{sport}", "--password", password, "--method", method]
+        server = [*py, "ss-server", "--listen", f"127.0.0.1:{sport}", "--password", password, "--method", method, *extra_srv]
         local = [*py, "ss-local", "--server", f"127.0.0.1:{sport}", "--listen", f"127.0.0.1:{lport}",
-                 "--password", password, "--method", method]
+                 "--password", password, "--method", method, *extra_loc]
     else:
         server = ["ss-server", "-s", "127.0.0.1", "-p", str(sport), "-k", password, "-m", method]
         local = ["ss-local", "-s", "127.0.0.1", "-p", str(sport), "-b", "127.0.0.1", "-l", str(lport),
@@ -97,6 +104,13 @@ def run_pair(kind: str, method: str, password: str, sink: Sink, mb: int) -> dict
     try:
         wait_port(sport)
         wait_port(lport)
+        yield procs, lport
+    finally:
+        stop_processes(procs)
+
+
+def run_pair(kind: str, method: str, password: str, sink: Sink, mb: int) -> dict:
+    with proxy_pair(kind, method, password) as (procs, lport):
         total = mb * 1024 * 1024
         sink.expect = total
         block = os.urandom(BLOCK_BYTES)
@@ -114,31 +128,12 @@ def run_pair(kind: str, method: str, password: str, sink: Sink, mb: int) -> dict
         cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu0
         s.close()
         return {"mbps": mb / dt, "cpu_s_per_mb": cpu / mb, "seconds": dt}
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(5)
 
 
-class Echo:
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._loop, daemon=True).start()
+class Echo(LoopbackServer):
+    """Sends back whatever arrives, with Nagle off."""
 
-    def _loop(self) -> None:
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(c,), daemon=True).start()
-
-    @staticmethod
-    def _handle(c: socket.socket) -> None:
+    def _handle(self, c: socket.socket) -> None:
         c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with c:
             while d := c.recv(65536):
@@ -165,26 +160,8 @@ def rtt_ms(connect, n: int = 300) -> float:
 
 
 def latency_through(kind: str, method: str, password: str, echo: Echo, extra_srv=(), extra_loc=()) -> float:
-    sport, lport = free_port(), free_port()
-    if kind == "ours":
-        py = [sys.executable, "-m", "x0node", "transport"]
-        server = [*py, "ss-server", "--listen", f"127.0.0.1:{sport}", "--password", password, "--method", method, *extra_srv]
-        local = [*py, "ss-local", "--server", f"127.0.0.1:{sport}", "--listen", f"127.0.0.1:{lport}",
-                 "--password", password, "--method", method, *extra_loc]
-    else:
-        server = ["ss-server", "-s", "127.0.0.1", "-p", str(sport), "-k", password, "-m", method]
-        local = ["ss-local", "-s", "127.0.0.1", "-p", str(sport), "-b", "127.0.0.1", "-l", str(lport),
-                 "-k", password, "-m", method]
-    procs = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT) for c in (server, local)]
-    try:
-        wait_port(sport)
-        wait_port(lport)
+    with proxy_pair(kind, method, password, extra_srv, extra_loc) as (_procs, lport):
         return rtt_ms(lambda: socks_client.connect(("127.0.0.1", lport), "127.0.0.1", echo.port))
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(5)
 
 
 def faketls_ms_per_record(size: int, n: int = 5000) -> float:

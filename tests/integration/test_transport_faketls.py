@@ -16,13 +16,13 @@ import time
 
 import pytest
 
+from tests.integration.processes import wait_port
 from tests.integration.selfsigned import write_self_signed
 from tests.integration.test_transport_interop import (  # noqa: F401  (fixtures shared with the interop tests)
     echo,
     free_port,
     procs,
     tcp_roundtrip,
-    wait_port,
 )
 from x0node.transport.address import Address
 from x0node.transport.crypto import get_method, master_key

@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from tests.integration.processes import stop_processes, wait_port
 from x0node.transport import socks_client
 from x0node.transport.address import Address
 from x0node.transport.crypto import get_method, master_key
@@ -45,17 +46,6 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     raise RuntimeError("no free port")
 
 
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"port {port} never opened")
-
-
 class Procs:
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen] = []
@@ -69,14 +59,7 @@ class Procs:
         return self.start(sys.executable, "-m", "x0node", "transport", *args)
 
     def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+        stop_processes(self.procs)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from tests.integration.netns import Namespaces, run
+from tests.integration.processes import stop_processes
 
 PSK = base64.b64encode(os.urandom(32)).decode()
 PID = os.getpid() % 100000
@@ -29,13 +30,7 @@ def sites():
         run("ip", "addr", "add", "192.0.2.2/30", "dev", "up0", ns=b)
         yield ns, a, b, procs
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        stop_processes(procs)
         ns.cleanup()
 
 
