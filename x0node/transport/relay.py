@@ -15,6 +15,7 @@ this module only moves bytes. Rules:
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import ipaddress
 import logging
@@ -145,8 +146,9 @@ class _Pipe(asyncio.Protocol):
         self.peer.resume_near_reading()
 
 
-class _Endpoint(asyncio.Protocol):
-    """Common near-side machinery: a near transport, a far _Pipe, back-pressure and closing."""
+class _Endpoint(asyncio.Protocol, abc.ABC):
+    """Common near-side machinery: a near transport, a far _Pipe, back-pressure and closing.
+    Abstract: each role (server, local) says what to do with bytes from the far side."""
 
     def __init__(self, stats: RelayStats, nodelay: bool = False) -> None:
         self.stats = stats
@@ -201,8 +203,9 @@ class _Endpoint(asyncio.Protocol):
         self.close()
 
     # far side
+    @abc.abstractmethod
     def from_far(self, data: bytes) -> None:
-        raise NotImplementedError
+        """Bytes arrived from the far side: pass them to the near side in this role's framing."""
 
     def far_eof(self) -> None:
         self._far_eof = True
