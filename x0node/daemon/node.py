@@ -3,7 +3,12 @@
 Rules and invariants:
 - One loop timer drives the core: after every input (datagrams, carrier events, timer, service call)
   `pump()` drains the core's outputs in order — datagrams, route changes, events — and re-arms the
-  single timer at `router.next_timer()`. The core's clock is `time.monotonic()`.
+  single timer at `router.next_timer()` (left alone when the due time did not change). The core's
+  clock is `time.monotonic()`.
+- Loop lag (how late the timer ran) is measured here and given to the core as data
+  (`router.note_loop_lag`). When the timer ran late by more than LAG_DRAIN_S, the mesh sockets are
+  read before the core's timers run, so datagrams that waited in the kernel while we were not
+  scheduled count before any neighbour is declared dead.
 - The core never sees an exception from I/O: send failures and kernel refusals are counted by the
   adapters. Remote input never stops the loop.
 - Start order: key and trust -> netlink (stale routes of ours flushed, rule, mesh address) -> router ->
@@ -30,6 +35,7 @@ log = logging.getLogger("x0node.daemon")
 LEAVE_FLUSH_S = 0.05  # time given to the kernel to put the WITHDRAW datagrams on the wire
 EVENTS_PER_PUMP_MAX = 1000
 TIMER_SLACK_S = 0.001
+LAG_DRAIN_S = 0.005
 
 
 class StartupError(RuntimeError):
@@ -102,6 +108,7 @@ class Node:
         self.registry: Any = None
         self.provider: Any = None
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_due: float | None = None
         self._stop = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pumping = False
@@ -138,8 +145,11 @@ class Node:
     def _arm(self) -> None:
         due = self.router.next_timer()
         if self._timer is not None:
+            if due == self._timer_due:
+                return
             self._timer.cancel()
             self._timer = None
+        self._timer_due = due
         if due is None or self._loop is None:
             return
         # the loop's timers have millisecond resolution and may fire up to 1 ms early; waking before
@@ -149,7 +159,15 @@ class Node:
 
     def _on_timer(self) -> None:
         self._timer = None
-        self.router.tick(self.now())
+        now = self.now()
+        due = self._timer_due
+        if due is not None:
+            lag = now - due - TIMER_SLACK_S
+            self.router.note_loop_lag(max(0.0, lag), now)
+            if lag > LAG_DRAIN_S and self.transport is not None:
+                self.transport.drain()
+                now = self.now()
+        self.router.tick(now)
         self.pump()
 
     def _on_datagram(self, ifname: str, src: str, data: bytes) -> None:

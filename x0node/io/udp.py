@@ -153,6 +153,13 @@ class MeshTransport:
         if ms.read_batch(self._counted_deliver):
             self._after_batch()
 
+    def drain(self) -> int:
+        """Read whatever waits on every socket now (without waiting for the loop to report it)."""
+        n = 0
+        for ms in list(self.sockets.values()):
+            n += ms.read_batch(self._counted_deliver)
+        return n
+
     def send(self, ifname: str, dst: str | None, payload: bytes) -> bool:
         ms = self.sockets.get(ifname)
         if ms is None:

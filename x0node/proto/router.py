@@ -14,6 +14,15 @@ Rules:
 - Our own links in SPF come from the live neighbour table (so a dead neighbour is routed around at
   once, before our new LSA is even flooded); other nodes' links come from the LSDB, two-way only.
 - Every periodic timer is jittered: keepalives by the slot scheduler, everything else +-25 %.
+- All interfaces share one beacon grid, and a keepalive due within one slot length is sent with the one
+  that is due, so a node wakes once per keepalive interval to send, whatever its number of interfaces.
+- Loop lag is data: the daemon reports how late its timers ran (`note_loop_lag`). While our own loop
+  was recently late by L (above LOOP_LAG_MIN_S), an UP neighbour is declared dead only
+  LOOP_LAG_GRACE_FACTOR x L (at most LOOP_LAG_GRACE_MAX_S) after its normal dead time: keepalives we
+  could not read in time are not evidence against it. On a quiet host nothing changes.
+- Our own LSA originations back off while they keep coming: the minimum spacing starts at
+  LSA_MIN_INTERVAL_S, doubles for each origination closer than LSA_QUIET_S to the previous one, up to
+  LSA_MAX_HOLD_S, and resets after a quiet period (a flapping link floods at most ~1 LSA/s).
 """
 
 from __future__ import annotations
@@ -88,6 +97,17 @@ MAX_PEER_INTERVAL_S = 10.0
 HOUSEKEEPING_INTERVAL_S = 1.0
 """LSDB aging and dead-node pruning are checked this often (+-25 %)."""
 RETRANSMIT_BACKOFF_MAX = 8.0
+LOOP_LAG_MIN_S = 0.01
+"""Timer lateness below this is normal scheduling noise and changes nothing."""
+LOOP_LAG_GRACE_FACTOR = 2.0
+"""Dead-time grace per second of recent loop lag (the peer, on the same loaded host, lags too)."""
+LOOP_LAG_GRACE_MAX_S = 2.0
+LOOP_LAG_MEMORY_S = 10.0
+"""A loop-lag peak counts for this long."""
+LSA_MAX_HOLD_S = 1.0
+"""Longest spacing of our own LSA originations while they keep coming (back-off cap)."""
+LSA_QUIET_S = 2.0
+"""Originations further apart than this reset the spacing to LSA_MIN_INTERVAL_S."""
 DROP_REASONS = (
     "decode",
     "no_interface",
@@ -243,6 +263,12 @@ class Router:
         }
         self.spf_last_ms: float | None = None
         self.spf_total_ms = 0.0
+        self._lsa_hold_s = LSA_MIN_INTERVAL_S
+        self._lag_peak_s = 0.0
+        self._lag_peak_at_s = -1e9
+        self.loop_lag_max_s = 0.0
+        self._ka_coalesce_s = self.config.hello_interval_s / self.config.slots_per_frame
+        self._slot_origin_s = now + self.rng.uniform(0.0, self.config.hello_interval_s)
 
     # ------------------------------------------------------------------------------ helpers
     def _jitter(self, base: float) -> float:
@@ -291,7 +317,7 @@ class Router:
             self._arm(due)
 
     def _schedule_lsa(self, now: float) -> None:
-        due = max(now, self._last_lsa_s + LSA_MIN_INTERVAL_S)
+        due = max(now, self._last_lsa_s + self._lsa_hold_s)
         if self._lsa_due_s is None or due < self._lsa_due_s:
             self._lsa_due_s = due
             self._arm(due)
@@ -330,6 +356,7 @@ class Router:
             self.rng,
             self.config.slots_per_frame,
             self.config.slot_jitter_fraction,
+            origin_s=self._slot_origin_s,
         )
         iface = _Interface(
             ifname, up, slots, slots.next_send(now), now + self._jitter(self.config.full_hello_interval_s)
@@ -810,6 +837,10 @@ class Router:
         return links[:MAX_LSA_NEIGHBOURS]
 
     def _originate(self, now: float) -> None:
+        if now - self._last_lsa_s < LSA_QUIET_S:
+            self._lsa_hold_s = min(LSA_MAX_HOLD_S, self._lsa_hold_s * 2)
+        else:
+            self._lsa_hold_s = LSA_MIN_INTERVAL_S
         self.lsa_seq = seq_next(self.lsa_seq)
         lsa = m.Lsa(self.credential, self.lsa_seq, tuple(self._my_links()), self.prefixes)
         raw = m.sign(lsa, self.identity)
@@ -886,12 +917,13 @@ class Router:
                 iface.hello_wanted and now >= iface.last_hello_sent_s + TRIGGERED_HELLO_MIN_INTERVAL_S
             ):
                 self._send_full_hello(iface, now)
-            if now >= iface.next_keepalive_s:
+            if now + self._ka_coalesce_s >= iface.next_keepalive_s:
                 self._send_keepalive(iface, now)
                 iface.next_keepalive_s = iface.slots.next_send(now)
         init_hold = NEIGHBOUR_HOLD_FULL_HELLOS * cfg.full_hello_interval_s
+        grace = self._lag_grace(now)
         for key, n in list(self.nbrs.items()):
-            if now >= n.dead_at(cfg.hello_missed_dead, init_hold):
+            if now >= n.dead_at(cfg.hello_missed_dead, init_hold) + (grace if n.state is NeighbourState.UP else 0.0):
                 self._neighbour_gone(key, now, "dead")
         if self._ack_due_s is not None and now >= self._ack_due_s:
             self._flush_acks()
@@ -935,6 +967,22 @@ class Router:
                     nxt = p.due_s
         self._rxmt_due_s = nxt
 
+    def note_loop_lag(self, lag_s: float, now: float) -> None:
+        """The daemon's loop ran a timer `lag_s` late (measured by the adapter; data, not a clock)."""
+        self._now = max(self._now, now)
+        self.loop_lag_max_s = max(self.loop_lag_max_s, lag_s)
+        if lag_s < LOOP_LAG_MIN_S:
+            return
+        if lag_s >= self._lag_peak_s or now - self._lag_peak_at_s > LOOP_LAG_MEMORY_S:
+            self._lag_peak_s = lag_s
+            self._lag_peak_at_s = now
+            self._next_s = None
+
+    def _lag_grace(self, now: float) -> float:
+        if now - self._lag_peak_at_s > LOOP_LAG_MEMORY_S:
+            return 0.0
+        return min(LOOP_LAG_GRACE_MAX_S, LOOP_LAG_GRACE_FACTOR * self._lag_peak_s)
+
     def next_timer(self) -> float | None:
         """Absolute time of the next due timer."""
         if self._next_s is not None:
@@ -949,8 +997,11 @@ class Router:
                     if iface.hello_wanted:
                         cand.append(iface.last_hello_sent_s + TRIGGERED_HELLO_MIN_INTERVAL_S)
             init_hold = NEIGHBOUR_HOLD_FULL_HELLOS * cfg.full_hello_interval_s
+            grace = self._lag_grace(self._now)
             for n in self.nbrs.values():
-                cand.append(n.dead_at(cfg.hello_missed_dead, init_hold))
+                cand.append(
+                    n.dead_at(cfg.hello_missed_dead, init_hold) + (grace if n.state is NeighbourState.UP else 0.0)
+                )
             cand.append(self._refresh_s)
             cand.append(self._housekeeping_s)
             for t in (self._lsa_due_s, self._spf_due_s, self._ack_due_s):

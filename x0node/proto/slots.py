@@ -2,7 +2,8 @@
 
 Rules:
 - A frame lasts `interval_s` and holds `slots` slots; our frame grid starts at `origin_s` (chosen once
-  with the rng so different nodes' grids are not aligned). Our beacon goes out in our slot, at
+  with the rng so different nodes' grids are not aligned; the router gives all its interfaces the same
+  origin, so a node's beacons on every interface start in the same slot and go out in one wakeup). Our beacon goes out in our slot, at
   slot start + a jitter drawn uniformly from [0, jitter_fraction x slot length]. So consecutive beacons
   are `interval_s` apart within +- jitter_fraction / slots of the interval (0.2 % at the defaults).
 - The initial slot is derived from the node id (BLAKE2b of id and attempt number), so it is
@@ -41,13 +42,14 @@ class SlotScheduler:
         rng: random.Random,
         slots: int = SLOTS_PER_FRAME,
         jitter_fraction: float = SLOT_JITTER_FRACTION,
+        origin_s: float | None = None,
     ) -> None:
         self.node_id = node_id
         self.interval_s = interval_s
         self.slots = slots
         self.slot_len_s = interval_s / slots
         self.jitter_fraction = jitter_fraction
-        self.origin_s = now + rng.uniform(0.0, interval_s)
+        self.origin_s = now + rng.uniform(0.0, interval_s) if origin_s is None else origin_s
         self._rng = rng
         self.attempt = 0
         self.slot = slot_for(node_id, 0, slots)
