@@ -55,32 +55,41 @@ def _key(args) -> tuple:
     return method, master_key(method, args.password)
 
 
-def cmd_ss_server(args) -> int:
-    from x0node.transport.relay import ShadowsocksServer
+def _serve(args, build, announce) -> int:
+    """Build an endpoint from the method and key, start it, print the one line `announce(method,
+    bound address)` says, run until SIGINT/SIGTERM, then stop it. Bad arguments exit 2 (see _run)."""
 
     async def start():
         method, key = _key(args)
-        srv = ShadowsocksServer(method, key, args.listen, udp=args.udp, probe_idle_timeout_s=args.probe_timeout,
-                                 nodelay=args.no_delay, fallback=args.faketls_fallback)
-        bound = await srv.start()
-        print(f"ss-server listening on {bound[0]}:{bound[1]} method={method.name} udp={args.udp}", flush=True)
-        return srv.stop
+        endpoint = build(method, key)
+        bound = await endpoint.start()
+        print(announce(method, bound), flush=True)
+        return endpoint.stop
 
     return _run(start)
+
+
+def cmd_ss_server(args) -> int:
+    from x0node.transport.relay import ShadowsocksServer
+
+    return _serve(
+        args,
+        lambda method, key: ShadowsocksServer(method, key, args.listen, udp=args.udp,
+                                              probe_idle_timeout_s=args.probe_timeout, nodelay=args.no_delay,
+                                              fallback=args.faketls_fallback),
+        lambda method, bound: f"ss-server listening on {bound[0]}:{bound[1]} method={method.name} udp={args.udp}",
+    )
 
 
 def cmd_ss_local(args) -> int:
     from x0node.transport.relay import ShadowsocksLocal
 
-    async def start():
-        method, key = _key(args)
-        local = ShadowsocksLocal(method, key, args.server, args.listen, udp=not args.no_udp, nodelay=args.no_delay,
-                                 sni=args.faketls_sni)
-        bound = await local.start()
-        print(f"ss-local SOCKS5 on {bound[0]}:{bound[1]} -> {args.server[0]}:{args.server[1]}", flush=True)
-        return local.stop
-
-    return _run(start)
+    return _serve(
+        args,
+        lambda method, key: ShadowsocksLocal(method, key, args.server, args.listen, udp=not args.no_udp,
+                                             nodelay=args.no_delay, sni=args.faketls_sni),
+        lambda method, bound: f"ss-local SOCKS5 on {bound[0]}:{bound[1]} -> {args.server[0]}:{args.server[1]}",
+    )
 
 
 def _tap(args):
@@ -92,27 +101,23 @@ def _tap(args):
 def cmd_tunnel_server(args) -> int:
     from x0node.transport.tunnel import TunnelServer, get_profile
 
-    async def start():
-        method, key = _key(args)
-        srv = TunnelServer(method, key, args.listen, _tap(args), get_profile(args.shape), fallback=args.faketls_fallback)
-        bound = await srv.start()
-        print(f"tunnel-server on {bound[0]}:{bound[1]} tap={args.tap} shape={args.shape}", flush=True)
-        return srv.stop
-
-    return _run(start)
+    return _serve(
+        args,
+        lambda method, key: TunnelServer(method, key, args.listen, _tap(args), get_profile(args.shape),
+                                         fallback=args.faketls_fallback),
+        lambda method, bound: f"tunnel-server on {bound[0]}:{bound[1]} tap={args.tap} shape={args.shape}",
+    )
 
 
 def cmd_tunnel_client(args) -> int:
     from x0node.transport.tunnel import TunnelClient, get_profile
 
-    async def start():
-        method, key = _key(args)
-        cli = TunnelClient(method, key, args.server, _tap(args), get_profile(args.shape), sni=args.faketls_sni)
-        await cli.start()
-        print(f"tunnel-client -> {args.server[0]}:{args.server[1]} tap={args.tap} shape={args.shape}", flush=True)
-        return cli.stop
-
-    return _run(start)
+    return _serve(
+        args,
+        lambda method, key: TunnelClient(method, key, args.server, _tap(args), get_profile(args.shape),
+                                         sni=args.faketls_sni),
+        lambda method, _bound: f"tunnel-client -> {args.server[0]}:{args.server[1]} tap={args.tap} shape={args.shape}",
+    )
 
 
 def _tunnel_common(p: argparse.ArgumentParser) -> None:
