@@ -18,7 +18,7 @@ Rules:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -32,6 +32,13 @@ log = logging.getLogger(__name__)
 
 HTTP_DURATION_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0)
 HEALTH_VALUE = {"ok": 1.0, "degraded": 0.5, "down": 0.0}
+# Unlabelled families that carry one number of the router's stats: (kind, name, help, stats key).
+ROUTER_STAT_FAMILIES: tuple[tuple[Callable[[str, str], Metric], str, str, str], ...] = (
+    (GaugeMetricFamily, "x0node_routes", "Routes currently installed by the router", "routes"),
+    (GaugeMetricFamily, "x0node_lsdb_size", "Link-state records held", "lsdb_size"),
+    (CounterMetricFamily, "x0node_spf_runs", "Shortest-path computations run", "spf_runs"),
+    (CounterMetricFamily, "x0node_spf_seconds", "Total time spent in shortest-path computations", "spf_seconds_total"),
+)
 
 
 class _Unregistered:
@@ -119,18 +126,7 @@ class NodeStateCollector(Collector):
                 drops.add_metric([str(reason)], _num(count))
         yield drops
 
-        routes = GaugeMetricFamily("x0node_routes", "Routes currently installed by the router")
-        routes.add_metric([], _num(stats.get("routes")))
-        yield routes
-
-        lsdb = GaugeMetricFamily("x0node_lsdb_size", "Link-state records held")
-        lsdb.add_metric([], _num(stats.get("lsdb_size")))
-        yield lsdb
-
-        spf_runs = CounterMetricFamily("x0node_spf_runs", "Shortest-path computations run")
-        spf_runs.add_metric([], _num(stats.get("spf_runs")))
-        yield spf_runs
-
-        spf_time = CounterMetricFamily("x0node_spf_seconds", "Total time spent in shortest-path computations")
-        spf_time.add_metric([], _num(stats.get("spf_seconds_total")))
-        yield spf_time
+        for family, name, doc, key in ROUTER_STAT_FAMILIES:
+            metric = family(name, doc)
+            metric.add_metric([], _num(stats.get(key)))
+            yield metric
