@@ -73,17 +73,24 @@ def evaluate(y: np.ndarray, score: np.ndarray, threshold: float) -> Scores:
     return Scores(p, r, f1, _ratio(fp, fp + tn), auc(y, score), tp, fp, tn, fn)
 
 
-def best_f1_threshold(y: np.ndarray, score: np.ndarray) -> float:
-    """The threshold that maximises F1 on (y, score) (ties -> the higher threshold)."""
+def _cuts(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every threshold at once: scores sorted high to low, with the true and false positives of the
+    cut `score >= s_sorted[i]` at i, and a mask of the positions where a cut is real (the last of a
+    run of equal scores; cutting inside a tie is not possible)."""
     y = np.asarray(y).astype(bool)
     s = np.asarray(score, dtype=np.float64)
     order = np.argsort(-s, kind="mergesort")
     s_sorted = s[order]
     tp = np.cumsum(y[order])
     fp = np.cumsum(~y[order])
-    n_pos = int(y.sum())
-    # only cut between distinct score values
     last = np.r_[s_sorted[1:] != s_sorted[:-1], True]
+    return s_sorted, tp, fp, last
+
+
+def best_f1_threshold(y: np.ndarray, score: np.ndarray) -> float:
+    """The threshold that maximises F1 on (y, score) (ties -> the higher threshold)."""
+    s_sorted, tp, fp, last = _cuts(y, score)
+    n_pos = int(np.asarray(y).astype(bool).sum())
     f1 = np.where(last, 2 * tp / (tp + fp + n_pos), -1.0)
     i = int(np.argmax(f1))
     return float(s_sorted[i])
@@ -92,13 +99,7 @@ def best_f1_threshold(y: np.ndarray, score: np.ndarray) -> float:
 def threshold_for_precision(y: np.ndarray, score: np.ndarray, min_precision: float) -> float:
     """The lowest threshold whose precision on (y, score) is >= min_precision (most recall at that
     precision); the max-F1 threshold when no threshold reaches it."""
-    y = np.asarray(y).astype(bool)
-    s = np.asarray(score, dtype=np.float64)
-    order = np.argsort(-s, kind="mergesort")
-    s_sorted = s[order]
-    tp = np.cumsum(y[order])
-    fp = np.cumsum(~y[order])
-    last = np.r_[s_sorted[1:] != s_sorted[:-1], True]
+    s_sorted, tp, fp, last = _cuts(y, score)
     ok = np.nonzero(last & (tp / np.maximum(tp + fp, 1) >= min_precision) & (tp > 0))[0]
     if len(ok) == 0:
         return best_f1_threshold(y, score)
