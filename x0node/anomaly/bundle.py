@@ -52,15 +52,7 @@ class Bundle:
 
     def read_model(self, detector: str) -> bytes:
         """The verified bytes of one model file."""
-        p = self.path(detector)
-        try:
-            if p.stat().st_size > MAX_MODEL_BYTES:
-                raise BundleError(f"{p.name}: larger than {MAX_MODEL_BYTES} bytes")
-            data = p.read_bytes()
-        except OSError as exc:
-            raise BundleError(f"{p.name}: {exc.strerror or exc}") from exc
-        _check_sum(self.directory, p.name, data)
-        return data
+        return _read_verified(self.directory, self.meta["files"][detector], MAX_MODEL_BYTES)
 
 
 def find_model_dir(explicit: str | os.PathLike[str] | None = None) -> pathlib.Path:
@@ -98,16 +90,23 @@ def _check_sum(directory: pathlib.Path, name: str, data: bytes) -> None:
         raise BundleError(f"{name}: checksum mismatch")
 
 
-def load_bundle(model_dir: str | os.PathLike[str] | None = None) -> Bundle:
-    directory = find_model_dir(model_dir)
-    p = directory / META_NAME
+def _read_verified(directory: pathlib.Path, name: str, max_bytes: int) -> bytes:
+    """The bytes of `directory/name`, refused (BundleError) when larger than `max_bytes`,
+    unreadable, or not matching its line in SUMS_NAME."""
+    p = directory / name
     try:
-        if p.stat().st_size > MAX_META_BYTES:
-            raise BundleError(f"{META_NAME}: too large")
+        if p.stat().st_size > max_bytes:
+            raise BundleError(f"{p.name}: larger than {max_bytes} bytes")
         data = p.read_bytes()
     except OSError as exc:
-        raise BundleError(f"{META_NAME}: {exc.strerror or exc}") from exc
-    _check_sum(directory, META_NAME, data)
+        raise BundleError(f"{p.name}: {exc.strerror or exc}") from exc
+    _check_sum(directory, p.name, data)
+    return data
+
+
+def load_bundle(model_dir: str | os.PathLike[str] | None = None) -> Bundle:
+    directory = find_model_dir(model_dir)
+    data = _read_verified(directory, META_NAME, MAX_META_BYTES)
     try:
         meta = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
