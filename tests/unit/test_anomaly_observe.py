@@ -14,6 +14,16 @@ def _feed(m, n, predicted, truth, t):
         m.record_outcome(pid, truth, t)
 
 
+def _validating() -> ObserveMode:
+    """A mode whose observation time is up and whose prediction count just reached the minimum, so
+    it has moved on to VALIDATE (the full path test walks the same steps with assertions)."""
+    m = ObserveMode(CFG, now=0.0)
+    m.tick(100.0)
+    m.predictions = 10
+    m.tick(100.0)
+    return m
+
+
 def test_full_path_observe_validate_confidence_active():
     m = ObserveMode(CFG, now=0.0)
     for _ in range(10):
@@ -31,10 +41,7 @@ def test_full_path_observe_validate_confidence_active():
 
 
 def test_stays_in_confidence_while_precision_too_low_and_demotes_when_active():
-    m = ObserveMode(CFG, now=0.0)
-    m.tick(100.0)
-    m.predictions = 10
-    m.tick(100.0)
+    m = _validating()
     _feed(m, 10, False, False, 101.0)
     _feed(m, 5, True, True, 101.0)
     _feed(m, 5, True, False, 101.0)  # 50% precision
@@ -48,10 +55,7 @@ def test_stays_in_confidence_while_precision_too_low_and_demotes_when_active():
 
 
 def test_fpr_bound_blocks_activation():
-    m = ObserveMode(CFG, now=0.0)
-    m.tick(100.0)
-    m.predictions = 10
-    m.tick(100.0)
+    m = _validating()
     _feed(m, 40, True, True, 101.0)
     _feed(m, 1, True, False, 101.0)
     _feed(m, 9, False, False, 101.0)  # precision 40/41 > .95 but FPR 1/10 > .05
@@ -79,10 +83,7 @@ def test_unknown_outcome_ids_are_ignored_and_pending_is_bounded():
 
 
 def test_state_round_trips_through_json_and_bad_state_starts_fresh():
-    m = ObserveMode(CFG, now=0.0)
-    m.tick(100.0)
-    m.predictions = 10
-    m.tick(100.0)
+    m = _validating()
     _feed(m, 20, True, True, 101.0)
     m.set_override("observe", 102.0)
     pid = m.record_prediction(True, 103.0)
