@@ -11,11 +11,11 @@ import shutil
 import socket
 import ssl
 import subprocess
-import threading
 import time
 
 import pytest
 
+from tests.integration.loopback_server import serving
 from tests.integration.processes import wait_port
 from tests.integration.selfsigned import write_self_signed
 from tests.integration.test_transport_interop import (  # noqa: F401  (fixtures shared with the interop tests)
@@ -41,11 +41,6 @@ def fallback_site(tmp_path):
     cert_path, key_path = write_self_signed(tmp_path, SNI, serial=1)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert_path, key_path)
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(16)
-    lsock.settimeout(0.2)
-    stop = threading.Event()
     seen = {"raw": 0}
 
     def handle(c: socket.socket) -> None:
@@ -65,22 +60,8 @@ def fallback_site(tmp_path):
         finally:
             c.close()
 
-    def loop() -> None:
-        while not stop.is_set():
-            try:
-                c, _ = lsock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=handle, args=(c,), daemon=True).start()
-
-    t = threading.Thread(target=loop, daemon=True)
-    t.start()
-    yield {"port": lsock.getsockname()[1], "cert": cert_path, "seen": seen}
-    stop.set()
-    t.join(2)
-    lsock.close()
+    with serving(handle, backlog=16) as port:
+        yield {"port": port, "cert": cert_path, "seen": seen}
 
 
 def start_pair(procs, fallback_port: int) -> tuple[int, int]:  # noqa: F811

@@ -7,10 +7,10 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 
 import pytest
 
+from tests.integration.loopback_server import serving
 from tests.integration.selfsigned import write_self_signed
 
 FRONT = "cdn-front.example"
@@ -25,11 +25,6 @@ def edge(tmp_path):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert_path, key_path)
     ctx.sni_callback = lambda sslobj, server_name, _ctx: seen["sni"].append(server_name)
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(8)
-    lsock.settimeout(0.2)
-    stop = threading.Event()
 
     def handle(c: socket.socket) -> None:
         try:
@@ -51,22 +46,8 @@ def edge(tmp_path):
         except (OSError, ssl.SSLError):
             pass
 
-    def loop() -> None:
-        while not stop.is_set():
-            try:
-                c, _ = lsock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=handle, args=(c,), daemon=True).start()
-
-    th = threading.Thread(target=loop, daemon=True)
-    th.start()
-    yield {"port": lsock.getsockname()[1], "ca": str(cert_path), "seen": seen}
-    stop.set()
-    th.join(2)
-    lsock.close()
+    with serving(handle) as port:
+        yield {"port": port, "ca": str(cert_path), "seen": seen}
 
 
 def front_fetch(edge, host: str) -> subprocess.CompletedProcess:
