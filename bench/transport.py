@@ -283,7 +283,9 @@ def main() -> int:
         "ratio": round(med["ours"]["mbps"] / med["sslibev"]["mbps"], 3),
         "ours_cpu_ms_per_mb": round(med["ours"]["cpu_s_per_mb"] * 1000, 3),
         "sslibev_cpu_ms_per_mb": round(med["sslibev"]["cpu_s_per_mb"] * 1000, 3),
-        "cpu_ratio": round(med["ours"]["cpu_s_per_mb"] / med["sslibev"]["cpu_s_per_mb"], 3),
+        # CPU time below the clock's resolution (tiny --mb) has no meaningful ratio.
+        "cpu_ratio": (round(med["ours"]["cpu_s_per_mb"] / med["sslibev"]["cpu_s_per_mb"], 3)
+                      if med["sslibev"]["cpu_s_per_mb"] > 0 else None),
         **{
             f"{key}_{m.replace('-', '_')}": val
             for m in methods[1:]
