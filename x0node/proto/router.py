@@ -16,13 +16,16 @@ Rules:
 - Every periodic timer is jittered: keepalives by the slot scheduler, everything else +-25 %.
 - All interfaces share one beacon grid, and a keepalive due within one slot length is sent with the one
   that is due, so a node wakes once per keepalive interval to send, whatever its number of interfaces.
-- Loop lag is data: the daemon reports how late its timers ran (`note_loop_lag`). While our own loop
-  was recently late by L (above LOOP_LAG_MIN_S), an UP neighbour is declared dead only
-  LOOP_LAG_GRACE_FACTOR x L (at most LOOP_LAG_GRACE_MAX_S) after its normal dead time: keepalives we
-  could not read in time are not evidence against it. On a quiet host nothing changes.
-- Our own LSA originations back off while they keep coming: the minimum spacing starts at
-  LSA_MIN_INTERVAL_S, doubles for each origination closer than LSA_QUIET_S to the previous one, up to
-  LSA_MAX_HOLD_S, and resets after a quiet period (a flapping link floods at most ~1 LSA/s).
+- Loop lag is data: the daemon reports how late each timer ran (`note_loop_lag`). While the moving
+  average L of those lags (weight LOOP_LAG_EWMA_WEIGHT per sample, forgotten after LOOP_LAG_MEMORY_S
+  without samples) is at least LOOP_LAG_MIN_S, an UP neighbour is declared dead only
+  LOOP_LAG_GRACE_FACTOR x L (at most LOOP_LAG_GRACE_MAX_S) after its normal dead time: a host too busy
+  to run us on time delays the peer's keepalives too. A single stall barely moves the average; on a
+  quiet host nothing changes.
+- Our own LSA originations are rate limited by a token bucket: a burst of LSA_BURST, refilled at one
+  per LSA_MAX_HOLD_S, on top of the LSA_MIN_INTERVAL_S spacing. Bad news (a lost neighbour) does not
+  wait for a token; good news (a neighbour up, a cost change, a refresh) does. A flapping link thus
+  re-advertises its return at most ~1/s, and a failure is never delayed by earlier churn.
 """
 
 from __future__ import annotations
@@ -103,11 +106,13 @@ LOOP_LAG_GRACE_FACTOR = 2.0
 """Dead-time grace per second of recent loop lag (the peer, on the same loaded host, lags too)."""
 LOOP_LAG_GRACE_MAX_S = 2.0
 LOOP_LAG_MEMORY_S = 10.0
-"""A loop-lag peak counts for this long."""
+"""Without a lag sample for this long, the average is forgotten."""
+LOOP_LAG_EWMA_WEIGHT = 0.05
+"""Weight of one timer's lag in the moving average (the daemon reports ~10-50 per second)."""
 LSA_MAX_HOLD_S = 1.0
-"""Longest spacing of our own LSA originations while they keep coming (back-off cap)."""
-LSA_QUIET_S = 2.0
-"""Originations further apart than this reset the spacing to LSA_MIN_INTERVAL_S."""
+"""Sustained rate limit of our own LSA originations: one per this long (token refill period)."""
+LSA_BURST = 4
+"""Originations allowed back to back (at LSA_MIN_INTERVAL_S) before the rate limit applies."""
 DROP_REASONS = (
     "decode",
     "no_interface",
@@ -263,9 +268,10 @@ class Router:
         }
         self.spf_last_ms: float | None = None
         self.spf_total_ms = 0.0
-        self._lsa_hold_s = LSA_MIN_INTERVAL_S
-        self._lag_peak_s = 0.0
-        self._lag_peak_at_s = -1e9
+        self._lsa_tokens = float(LSA_BURST)
+        self._lsa_tokens_at_s = now
+        self._lag_avg_s = 0.0
+        self._lag_at_s = -1e9
         self.loop_lag_max_s = 0.0
         self._ka_coalesce_s = self.config.hello_interval_s / self.config.slots_per_frame
         self._slot_origin_s = now + self.rng.uniform(0.0, self.config.hello_interval_s)
@@ -316,8 +322,15 @@ class Router:
             self._spf_due_s = due
             self._arm(due)
 
-    def _schedule_lsa(self, now: float) -> None:
-        due = max(now, self._last_lsa_s + self._lsa_hold_s)
+    def _lsa_token_time(self, now: float) -> float:
+        """Earliest time at which a whole origination token is available."""
+        tokens = min(float(LSA_BURST), self._lsa_tokens + (now - self._lsa_tokens_at_s) / LSA_MAX_HOLD_S)
+        return now if tokens >= 1.0 else now + (1.0 - tokens) * LSA_MAX_HOLD_S
+
+    def _schedule_lsa(self, now: float, bad_news: bool = False) -> None:
+        due = max(now, self._last_lsa_s + LSA_MIN_INTERVAL_S)
+        if not bad_news:
+            due = max(due, self._lsa_token_time(now))
         if self._lsa_due_s is None or due < self._lsa_due_s:
             self._lsa_due_s = due
             self._arm(due)
@@ -607,7 +620,7 @@ class Router:
         self._acks.pop(key, None)
         if was_up:
             self._emit(NeighbourDown(now, key[0], key[1].hex(), reason))
-            self._schedule_lsa(now)
+            self._schedule_lsa(now, bad_news=True)
             # a lost neighbour is routed around at once (no batching delay)
             self._schedule_spf(now, immediate=True)
 
@@ -837,10 +850,9 @@ class Router:
         return links[:MAX_LSA_NEIGHBOURS]
 
     def _originate(self, now: float) -> None:
-        if now - self._last_lsa_s < LSA_QUIET_S:
-            self._lsa_hold_s = min(LSA_MAX_HOLD_S, self._lsa_hold_s * 2)
-        else:
-            self._lsa_hold_s = LSA_MIN_INTERVAL_S
+        tokens = min(float(LSA_BURST), self._lsa_tokens + (now - self._lsa_tokens_at_s) / LSA_MAX_HOLD_S)
+        self._lsa_tokens = max(0.0, tokens - 1.0)
+        self._lsa_tokens_at_s = now
         self.lsa_seq = seq_next(self.lsa_seq)
         lsa = m.Lsa(self.credential, self.lsa_seq, tuple(self._my_links()), self.prefixes)
         raw = m.sign(lsa, self.identity)
@@ -970,18 +982,18 @@ class Router:
     def note_loop_lag(self, lag_s: float, now: float) -> None:
         """The daemon's loop ran a timer `lag_s` late (measured by the adapter; data, not a clock)."""
         self._now = max(self._now, now)
+        lag_s = min(max(0.0, lag_s), LOOP_LAG_GRACE_MAX_S)
         self.loop_lag_max_s = max(self.loop_lag_max_s, lag_s)
-        if lag_s < LOOP_LAG_MIN_S:
-            return
-        if lag_s >= self._lag_peak_s or now - self._lag_peak_at_s > LOOP_LAG_MEMORY_S:
-            self._lag_peak_s = lag_s
-            self._lag_peak_at_s = now
-            self._next_s = None
+        if now - self._lag_at_s > LOOP_LAG_MEMORY_S:
+            self._lag_avg_s = 0.0
+        self._lag_avg_s += LOOP_LAG_EWMA_WEIGHT * (lag_s - self._lag_avg_s)
+        self._lag_at_s = now
+        self._next_s = None
 
     def _lag_grace(self, now: float) -> float:
-        if now - self._lag_peak_at_s > LOOP_LAG_MEMORY_S:
+        if now - self._lag_at_s > LOOP_LAG_MEMORY_S or self._lag_avg_s < LOOP_LAG_MIN_S:
             return 0.0
-        return min(LOOP_LAG_GRACE_MAX_S, LOOP_LAG_GRACE_FACTOR * self._lag_peak_s)
+        return min(LOOP_LAG_GRACE_MAX_S, LOOP_LAG_GRACE_FACTOR * self._lag_avg_s)
 
     def next_timer(self) -> float | None:
         """Absolute time of the next due timer."""
