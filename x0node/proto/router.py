@@ -657,20 +657,31 @@ class Router:
             self._advertise(n.refresh_advertised(now), now)
 
     # ---- LSA
-    def _on_lsa(self, iface: _Interface, src: str, msg: m.Lsa, data: bytes, now: float) -> None:
+    def _flooded_from(
+        self, iface: _Interface, src: str, origin: bytes, seq: int, data: bytes, now: float
+    ) -> tuple[str, bytes] | None:
+        """The neighbour key a flooded LSA/WITHDRAW came from, or None when there is nothing more to do:
+        the sender is unknown (dropped), or the bytes are identical to the copy we hold (already
+        verified, changes nothing: acknowledged only)."""
         sender = self.by_addr.get((iface.name, src))
         if sender is None:
             self._drop("unknown_sender", iface.name, src, now)
-            return
+            return None
         nkey = (iface.name, sender)
-        origin = msg.origin
         cur = self.lsdb.get(origin)
         if cur is not None and cur.raw == data:
-            # byte-identical to what we hold: already verified, changes nothing
             self.counters["lsa_duplicate"] += 1
-            self._implicit_ack(nkey, origin, msg.seq)
-            self._queue_ack(nkey, origin, msg.seq, now)
+            self._implicit_ack(nkey, origin, seq)
+            self._queue_ack(nkey, origin, seq, now)
+            return None
+        return nkey
+
+    def _on_lsa(self, iface: _Interface, src: str, msg: m.Lsa, data: bytes, now: float) -> None:
+        nkey = self._flooded_from(iface, src, msg.origin, msg.seq, data, now)
+        if nkey is None:
             return
+        origin = msg.origin
+        cur = self.lsdb.get(origin)
         if origin == self.me:
             if msg.credential.public_key == self.identity.public_key and self._check_credential(
                 msg.credential, iface.name, src, data, now
@@ -718,18 +729,11 @@ class Router:
 
     # ---- WITHDRAW
     def _on_withdraw(self, iface: _Interface, src: str, msg: m.Withdraw, data: bytes, now: float) -> None:
-        sender = self.by_addr.get((iface.name, src))
-        if sender is None:
-            self._drop("unknown_sender", iface.name, src, now)
+        nkey = self._flooded_from(iface, src, msg.origin, msg.seq, data, now)
+        if nkey is None:
             return
-        nkey = (iface.name, sender)
         origin = msg.origin
         cur = self.lsdb.get(origin)
-        if cur is not None and cur.raw == data:
-            self.counters["lsa_duplicate"] += 1
-            self._implicit_ack(nkey, origin, msg.seq)
-            self._queue_ack(nkey, origin, msg.seq, now)
-            return
         if origin == self.me:
             payload, sig = m.signed_bytes(data)
             if verify(self.identity.public_key, payload, sig):
