@@ -47,6 +47,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def listening(port: int) -> bool:
+    """True when something listens on 127.0.0.1:`port` (read from /proc/net/tcp, so the listener's one
+    accept is not spent on a probe)."""
+    want = f"0100007F:{port:04X}"
+    with open("/proc/net/tcp") as f:
+        return any(cols[1] == want and cols[3] == "0A" for cols in (line.split() for line in f) if len(cols) > 3)
+
+
+def wait_listening(port: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not listening(port):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s:.0f} s")
+        time.sleep(0.05)
+
+
 def image_path(board: Board) -> pathlib.Path:
     manifest = REPO_ROOT / "out" / board.name / "manifest.json"
     if not manifest.exists():
@@ -108,6 +124,11 @@ class VM:
         return cmd
 
     def start(self) -> None:
+        # QEMU's socket netdev in connect mode does not retry: started before its peer listens, the link
+        # stays dead for the VM's life. So the connecting end waits for the listening end.
+        for link in self.mesh_links:
+            if not link.listen:
+                wait_listening(link.port, 60)
         self.vmdir.mkdir(parents=True, exist_ok=True)
         self.serial_sock.unlink(missing_ok=True)
         if not self.web_port:

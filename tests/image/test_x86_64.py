@@ -1,6 +1,6 @@
 """x86_64 image: build, boot under TCG (OVMF + GRUB + squashfs slot), read-only root, persistent data,
 the daemon's ready line with the provisioned identity, /api/v1/status through the forwarded port, and
-the same after a reboot."""
+the same after a power cycle."""
 
 from __future__ import annotations
 
@@ -76,9 +76,13 @@ def test_boot_ready_status_reboot(vms) -> None:
     status, body = setup_and_get(vm.url, code.strip(), "/api/v1/status")
     assert status == 200 and isinstance(body, dict), body
 
-    mark = vm.mark()
-    vm.send("systemctl reboot\n")
-    vm.wait_for(re.compile(r"x0tta6bl4: booting slot A"), 180, since=mark)
+    # Power cycle: a clean shutdown from the console, then a cold start of the same disk. (A warm reset
+    # of OVMF under TCG sometimes never reaches GRUB again, which would test QEMU, not the image.)
+    vm.send("systemctl poweroff\n")
+    vm.proc.wait(180)
+    vm.stop()
+    vm.start()
+    vm.wait_for(re.compile(r"x0tta6bl4: booting slot A"), 180)
     mark = vm.mark()
     vm.wait_for(PROMPT, BOOT_TIMEOUT_S[BOARD], since=mark)
     assert _check_device(vm, ident) == machine_id  # same key digest and machine-id from /data
