@@ -49,3 +49,50 @@ def test_sysctl_writer(tmp_path):
     for key, value in netlink.MESH_IF_SYSCTLS.items():
         assert (tmp_path / "m1" / key).read_text().strip() == value
     assert netlink.write_sysctl("absent", "forwarding", "1", root=tmp_path) is False
+
+
+def _attrs(msg: bytes) -> dict[int, bytes]:
+    import struct
+
+    attrs, off = {}, 28  # after the netlink header and the route header
+    while off < len(msg):
+        alen, akind = struct.unpack_from("=HH", msg, off)
+        attrs[akind] = msg[off + 4:off + alen]
+        off += (alen + 3) & ~3
+    return attrs
+
+
+def test_route_request_layout():
+    import socket
+    import struct
+
+    msg = netlink.encode_route_request(7, "replace", "fd78::1/128", 6464, 78, 100, oif=3, via="fe80::1%m0",
+                                       prefsrc="fd78::9")
+    length, kind, flags, seq, pid = struct.unpack_from("=IHHII", msg)
+    assert (length, kind, seq, pid) == (len(msg), netlink.RTM_NEWROUTE, 7, 0)
+    assert flags & netlink.NLM_F_REPLACE and flags & netlink.NLM_F_CREATE and flags & netlink.NLM_F_ACK
+    family, dst_len, _, _, table, proto, _, rtype, _ = struct.unpack_from("=BBBBBBBBI", msg, 16)
+    assert (family, dst_len, table, proto, rtype) == (10, 128, 0, 78, 1)  # table > 255 goes in RTA_TABLE
+    attrs = _attrs(msg)
+    assert attrs[netlink.RTA_DST] == socket.inet_pton(socket.AF_INET6, "fd78::1")
+    assert attrs[netlink.RTA_GATEWAY] == socket.inet_pton(socket.AF_INET6, "fe80::1")
+    assert attrs[netlink.RTA_PREFSRC] == socket.inet_pton(socket.AF_INET6, "fd78::9")
+    assert struct.unpack("=I", attrs[netlink.RTA_TABLE]) == (6464,)
+    assert struct.unpack("=I", attrs[netlink.RTA_OIF]) == (3,)
+    assert struct.unpack("=I", attrs[netlink.RTA_PRIORITY]) == (100,)
+    small = netlink.encode_route_request(8, "del", "fd78::/64", 200, 78, 100)
+    assert struct.unpack_from("=HH", small, 4) == (netlink.RTM_DELROUTE, netlink.NLM_F_REQUEST | netlink.NLM_F_ACK)
+    assert small[17] == 64 and small[20] == 200  # prefix length, table in the header
+    assert set(_attrs(small)) == {netlink.RTA_DST, netlink.RTA_PRIORITY}
+
+
+def test_ack_decoding_stops_at_garbage():
+    import struct
+
+    def ack(seq, err):
+        return struct.pack("=IHHII", 36, netlink.NLMSG_ERROR, 0, seq, 0) + struct.pack("=i", err) + bytes(16)
+
+    data = ack(1, 0) + ack(2, -19) + struct.pack("=IHHII", 16, 3, 0, 3, 0)  # NLMSG_DONE: not an ack
+    assert netlink.decode_acks(data) == [(1, 0), (2, 19)]
+    assert netlink.decode_acks(ack(4, 0)[:30]) == []  # truncated
+    assert netlink.decode_acks(struct.pack("=IHHII", 4, 2, 0, 5, 0) + bytes(20)) == []  # length below a header

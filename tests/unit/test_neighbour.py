@@ -91,3 +91,39 @@ def test_echo_and_session_reset():
     n.ka_window.accept(3)
     n.reset_session(7, b"j" * 32)
     assert n.echo(3.0) == (0, 0) and n.epoch == 7 and n.ka_window.highest is None
+
+
+def _feed_rtt(n, start_s, samples_ms, interval_s=0.1):
+    """One echo per keepalive interval, each answered after `sample` ms of round trip."""
+    t = start_s
+    for sample in samples_ms:
+        t += interval_s
+        n.rtt_sample(t, (ms(t) - round(sample)) % (1 << 32), 0)
+    return t
+
+
+def test_scheduling_spikes_do_not_move_the_cost():
+    """Samples inflated by a busy host (every few samples a long wait to be scheduled) leave the base
+    RTT, and so the class and cost, where the quiet samples put them."""
+    n = _n()
+    t = _feed_rtt(n, 0.0, [1.0] * 10)
+    n.refresh_advertised(t, force=True)
+    c0, q0 = n.adv_cost, n.adv_quality
+    spiky = [1.0 if i % 4 == 0 else 40.0 + i for i in range(200)]
+    for chunk in range(0, 200, 10):
+        t = _feed_rtt(n, t, spiky[chunk:chunk + 10])
+        assert n.refresh_advertised(t) == CHANGE_NONE
+    assert (n.adv_cost, n.adv_quality) == (c0, q0)
+    assert n.rtt_ms > 20.0  # the displayed RTT still shows what the samples said
+
+
+def test_a_lasting_delay_raises_the_cost_within_a_window():
+    n = _n()
+    t = _feed_rtt(n, 0.0, [1.0] * 10)
+    n.refresh_advertised(t, force=True)
+    c0 = n.adv_cost
+    t = _feed_rtt(n, t + 1.0, [30.0] * 29)  # not yet a whole window of slow samples
+    assert n.refresh_advertised(t) == CHANGE_NONE
+    t = _feed_rtt(n, t, [30.0] * 2)
+    assert n.refresh_advertised(t) == CHANGE_COST
+    assert n.adv_cost >= c0 + 250 and n.adv_quality is Quality.GOOD

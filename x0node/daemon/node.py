@@ -176,6 +176,7 @@ class Node:
     def _on_link(self, ifname: str, usable: bool) -> None:
         now = self.now()
         log.info("link %s %s", ifname, "up" if usable else "down")
+        self.netlink.link_changed(ifname)
         if usable:
             self._loop.create_task(self._reopen_socket(ifname))  # type: ignore[union-attr]
             self.router.link_up(ifname, now)

@@ -5,16 +5,23 @@ Rules and invariants:
   plus one IPv6 rule `from all lookup <table>` tagged with the same protocol. We never modify, replace
   or flush anything without both marks; `flush_stale()` and `withdraw_all()` select by both.
 - Route changes are applied in order per destination; several pending changes for one destination
-  collapse into the last one (the kernel only needs the final state).
+  collapse into the last one (the kernel only needs the final state). A change of metric alone is not
+  written: every route of ours carries the same kernel priority, so the kernel route would not change.
 - A failed kernel call is logged and counted, never raised into the daemon's loop: routing goes on
   and the next change for that destination retries.
 - Link events for the configured mesh interfaces are reported as transitions of "usable"
   (administratively up and carrier present) and reported at once.
 - Per-interface settings written under /proc/sys/net/ipv6/conf/<if>/ are only those a mesh interface
   needs; they are read from and written to the network namespace the daemon runs in.
-- Threads: pyroute2's asyncio sockets do not run on uvloop, so every rtnetlink request goes through one
-  worker thread owning one synchronous socket (requests stay ordered), and link events are read by one
-  reader thread that hands them to the loop with `call_soon_threadsafe`. No other state is shared.
+- Route writes are the hot path (a topology change rewrites many routes at once, on every node): they
+  go out as raw rtnetlink requests encoded here (`RouteWriter`), many per datagram, on the loop's own
+  thread. The kernel handles a request to itself inside `send`, so every acknowledgement is waiting
+  when `send` returns and is read at once: no thread, no round trip through the loop. Everything else
+  (addresses, the rule, dumps, link events) is rare and goes through pyroute2.
+- Threads: pyroute2's asyncio sockets do not run on uvloop, so every other rtnetlink request goes
+  through one worker thread owning one synchronous socket (requests stay ordered), and link events are
+  read by one reader thread that hands them to the loop with `call_soon_threadsafe`. No other state is
+  shared.
 """
 
 from __future__ import annotations
@@ -23,7 +30,10 @@ import asyncio
 import errno
 import ipaddress
 import logging
+import os
 import pathlib
+import socket
+import struct
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +43,7 @@ from typing import Any
 log = logging.getLogger("x0node.io.netlink")
 
 RTMGRP_LINK = 0x1
-ROUTE_BATCH_MAX = 256  # route changes applied per trip to the netlink thread
+ROUTE_BATCH_MAX = 256  # route requests per netlink datagram
 IFF_UP = 0x1
 IFF_LOWER_UP = 0x10000
 AF_INET6 = 10
@@ -76,6 +86,125 @@ def configure_interface(ifname: str, root: pathlib.Path = SYSCTL_ROOT) -> None:
         write_sysctl(ifname, key, value, root)
 
 
+# rtnetlink framing (RFC 3549 section 2.3.2; layouts from linux/netlink.h and linux/rtnetlink.h)
+_NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, sequence, port id
+_RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
+_RTA = struct.Struct("=HH")  # attribute length, type
+_NLMSGERR = struct.Struct("=i")
+NLMSG_ERROR = 2
+RTM_NEWROUTE, RTM_DELROUTE = 24, 25
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_REPLACE, NLM_F_CREATE = 0x1, 0x4, 0x100, 0x400
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 6, 7, 15
+RTN_UNICAST = 1
+RT_TABLE_UNSPEC = 0
+SOL_NETLINK = 270
+NETLINK_CAP_ACK = 10  # acknowledgements carry the request's header only
+NETLINK_SOCKET_BUFFER = 1 << 20
+
+
+def _rta(kind: int, value: bytes) -> bytes:
+    # every attribute here is 4 or 16 bytes long: already aligned to NLA_ALIGNTO (4)
+    return _RTA.pack(_RTA.size + len(value), kind) + value
+
+
+def encode_route_request(seq: int, op: str, dest: str, table: int, protocol: int, priority: int,
+                         oif: int = 0, via: str | None = None, prefsrc: str | None = None) -> bytes:
+    """One RTM_NEWROUTE (op "replace": create or replace) or RTM_DELROUTE (op "del") request for an
+    IPv6 destination "addr/len", acknowledged. A table above 255 goes in RTA_TABLE."""
+    addr, _, plen = dest.partition("/")
+    attrs = [_rta(RTA_DST, socket.inet_pton(socket.AF_INET6, addr)), _rta(RTA_PRIORITY, struct.pack("=I", priority))]
+    if table > 255:
+        attrs.append(_rta(RTA_TABLE, struct.pack("=I", table)))
+    if op == "del":
+        kind, flags = RTM_DELROUTE, NLM_F_REQUEST | NLM_F_ACK
+    else:
+        kind, flags = RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
+        attrs.append(_rta(RTA_OIF, struct.pack("=I", oif)))
+        if via:
+            attrs.append(_rta(RTA_GATEWAY, socket.inet_pton(socket.AF_INET6, via.split("%", 1)[0])))
+        if prefsrc:
+            attrs.append(_rta(RTA_PREFSRC, socket.inet_pton(socket.AF_INET6, prefsrc)))
+    body = _RTMSG.pack(AF_INET6, int(plen or 128), 0, 0, table if table <= 255 else RT_TABLE_UNSPEC, protocol,
+                       0, RTN_UNICAST, 0) + b"".join(attrs)
+    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), kind, flags, seq, 0) + body
+
+
+def decode_acks(data: bytes) -> list[tuple[int, int]]:
+    """(sequence, errno) of every acknowledgement in a datagram from the kernel (errno 0 = done).
+    A truncated or malformed tail is ignored."""
+    out = []
+    off = 0
+    while off + _NLMSGHDR.size <= len(data):
+        length, kind, _flags, seq, _pid = _NLMSGHDR.unpack_from(data, off)
+        if length < _NLMSGHDR.size or off + length > len(data):
+            break
+        if kind == NLMSG_ERROR and length >= _NLMSGHDR.size + _NLMSGERR.size:
+            (err,) = _NLMSGERR.unpack_from(data, off + _NLMSGHDR.size)
+            out.append((seq, -err))
+        off += (length + 3) & ~3
+    return out
+
+
+class RouteWriter:
+    """Our route changes as raw rtnetlink requests on one socket, applied synchronously."""
+
+    def __init__(self, table: int, protocol: int, priority: int) -> None:
+        self.table = table
+        self.protocol = protocol
+        self.priority = priority
+        self._seq = 0
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, NETLINK_SOCKET_BUFFER)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, NETLINK_SOCKET_BUFFER)
+            try:
+                sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
+            except OSError:
+                pass  # older kernels echo the whole request; decode_acks reads both forms
+            sock.bind((0, 0))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+    def apply(self, work: list[tuple[str, str, int, str | None, str | None]]) -> list[int]:
+        """Apply (op, dest, oif, via, prefsrc) changes in order; errno per change (0 = done)."""
+        results = [0] * len(work)
+        for start in range(0, len(work), ROUTE_BATCH_MAX):
+            chunk = work[start:start + ROUTE_BATCH_MAX]
+            seqs: dict[int, int] = {}
+            parts = []
+            for i, (op, dest, oif, via, prefsrc) in enumerate(chunk, start):
+                self._seq = (self._seq + 1) & 0xFFFFFFFF
+                seqs[self._seq] = i
+                parts.append(encode_route_request(self._seq, op, dest, self.table, self.protocol, self.priority,
+                                                  oif, via, prefsrc))
+            try:
+                self.sock.send(b"".join(parts))
+            except OSError as exc:
+                for i in seqs.values():
+                    results[i] = exc.errno or errno.EIO
+                continue
+            # the kernel handled the requests inside send(): their acknowledgements are queued now
+            while seqs:
+                try:
+                    data = self.sock.recv(NETLINK_SOCKET_BUFFER)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:  # ENOBUFS: acknowledgements lost; the outcome is unknown
+                    log.warning("route acknowledgements lost: %s", exc.strerror)
+                    break
+                for seq, err in decode_acks(data):
+                    i = seqs.pop(seq, None)
+                    if i is not None:
+                        results[i] = err
+        return results
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 class NetlinkAdapter:
     """Our routes, rule and mesh address in the kernel, through one rtnetlink socket."""
 
@@ -89,10 +218,9 @@ class NetlinkAdapter:
         self._ifindex: dict[str, int] = {}
         self.installed: dict[str, KernelRoute] = {}
         self._pending: dict[str, tuple[str, KernelRoute]] = {}
-        self._wakeup = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._task: asyncio.Task[None] | None = None
+        self._writer: RouteWriter | None = None
+        self._flush_handle: asyncio.Handle | None = None
+        self._unsure: set[str] = set()  # installed, but the kernel may have dropped them since
         self.mesh_addr: str | None = None
         self._lo_addr_added = False
         self._rule_added = False
@@ -112,16 +240,15 @@ class NetlinkAdapter:
             self._ipr = IPRoute()
 
         await self._call(make)
-        self._task = asyncio.get_running_loop().create_task(self._apply_loop(), name="netlink-routes")
+        self._writer = RouteWriter(self.table, self.protocol, self.route_priority)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         if self._ipr is not None:
             ipr = self._ipr
             await self._call(ipr.close)
@@ -228,87 +355,81 @@ class NetlinkAdapter:
         ))
 
     def submit(self, op: str, route: KernelRoute) -> None:
-        """Queue a change ("add", "replace" or "del"); applied in the background, in order."""
+        """Queue a change ("add", "replace" or "del"); applied in order, once the current loop step
+        ends (changes queued in one step for one destination collapse into the last)."""
         if op not in ("add", "replace", "del"):
             raise ValueError(f"unknown route op {op!r}")
-        ipaddress.IPv6Network(route.dest, strict=False)  # local misuse raises here, not in the task
+        ipaddress.IPv6Network(route.dest, strict=False)  # local misuse raises here, not in the flush
         self._pending.pop(route.dest, None)
         self._pending[route.dest] = (op, route)
-        self._idle.clear()
-        self._wakeup.set()
+        if self._flush_handle is None and self._writer is not None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self.flush)
 
     async def settle(self) -> None:
-        """Wait until every submitted change has been applied."""
-        await self._idle.wait()
+        """Apply every submitted change now."""
+        self.flush()
 
-    async def _apply_loop(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._pending:
-                batch = list(self._pending.values())[:ROUTE_BATCH_MAX]
-                for _, route in batch:
-                    del self._pending[route.dest]
-                await self._apply_batch(batch)
-            self._idle.set()
+    def link_changed(self, ifname: str) -> None:
+        """The interface went down or up: the kernel may have dropped our routes through it, so the
+        next change for each of them is written even if it looks like no change."""
+        self._unsure.update(d for d, r in self.installed.items() if r.ifname == ifname)
 
-    async def _apply_batch(self, batch: list[tuple[str, KernelRoute]]) -> None:
-        """Apply changes in one trip to the worker thread (a storm of changes costs one handoff)."""
-        idx: dict[str, int | None] = {}
-        for _, route in batch:
-            if route.ifname not in idx:
-                idx[route.ifname] = self._ifindex.get(route.ifname)
-        for name in [n for n, i in idx.items() if i is None]:
-            idx[name] = await self.ifindex(name)
-        work = []
+    def _oif(self, ifname: str) -> int | None:
+        idx = self._ifindex.get(ifname)
+        if idx is None:
+            try:
+                idx = socket.if_nametoindex(ifname)
+            except OSError:
+                return None
+            self._ifindex[ifname] = idx
+        return idx
+
+    def flush(self) -> None:
+        """Write the pending changes to the kernel and account for each outcome."""
+        self._flush_handle = None
+        if not self._pending or self._writer is None:
+            return
+        batch = list(self._pending.values())
+        self._pending.clear()
+        work: list[tuple[str, str, int, str | None, str | None]] = []
+        routes: list[KernelRoute] = []
         for op, route in batch:
             if op == "del":
                 if self.installed.pop(route.dest, None) is None:
                     continue
-                work.append(("del", route, dict(
-                    dst=route.dest, table=self.table, proto=self.protocol, priority=self.route_priority,
-                    family=AF_INET6,
-                )))
+                work.append(("del", route.dest, 0, None, None))
+                routes.append(route)
                 continue
-            if idx.get(route.ifname) is None:
+            have = self.installed.get(route.dest)
+            if have is not None and (have.ifname, have.via) == (route.ifname, route.via) \
+                    and route.dest not in self._unsure:
+                self.installed[route.dest] = route  # only the metric moved: the kernel route is the same
+                continue
+            oif = self._oif(route.ifname)
+            if oif is None:
                 self.errors += 1
                 self.installed.pop(route.dest, None)
                 log.warning("route %s %s: no interface %s", op, route.dest, route.ifname)
                 continue
-            kwargs: dict[str, Any] = dict(
-                dst=route.dest, oif=idx[route.ifname], table=self.table, proto=self.protocol,
-                priority=self.route_priority, family=AF_INET6,
-            )
-            if route.via:
-                kwargs["gateway"] = route.via.split("%", 1)[0]
-            if self.mesh_addr:
-                kwargs["prefsrc"] = self.mesh_addr
-            work.append(("replace", route, kwargs))
-
-        def run() -> list[BaseException | None]:
-            results: list[BaseException | None] = []
-            for op, _, kwargs in work:
-                try:
-                    self._ipr.route(op, **kwargs)
-                    results.append(None)
-                except Exception as exc:  # noqa: BLE001 - reported below, per route
-                    results.append(exc)
-            return results
-
-        results = await self._call(run)
-        for (op, route, _), exc in zip(work, results, strict=True):
-            if exc is None:
+            work.append(("replace", route.dest, oif, route.via, self.mesh_addr))
+            routes.append(route)
+        results = self._writer.apply(work)
+        for (op, *_), route, err in zip(work, routes, results, strict=True):
+            self._unsure.discard(route.dest)
+            if err == 0:
                 self.applied += 1
                 if op != "del":
                     self.installed[route.dest] = route
                 continue
-            code = getattr(exc, "code", None)
-            if op == "del" and code in (errno.ESRCH, errno.ENOENT):
+            if op == "del" and err in (errno.ESRCH, errno.ENOENT):
                 continue  # the kernel already dropped it (interface went down)
+            if err == errno.ENODEV:
+                self._ifindex.pop(route.ifname, None)  # recreated interfaces get a new index
             self.errors += 1
             if op != "del":
                 self.installed.pop(route.dest, None)
-            log.warning("route %s %s via %s dev %s failed: %s", op, route.dest, route.via, route.ifname, exc)
+            log.warning("route %s %s via %s dev %s failed: %s", op, route.dest, route.via, route.ifname,
+                        os.strerror(err))
 
     async def withdraw_all(self) -> None:
         """Remove every route, the rule and the mesh address we installed (used at exit)."""

@@ -9,7 +9,12 @@ Rules:
 - Dead when nothing authenticated arrived for (HELLO_MISSED_DEAD + 0.5) x the neighbour's announced
   keepalive interval (UP) or for NEIGHBOUR_HOLD_FULL_HELLOS x the full-hello interval (INIT).
 - RTT is an EWMA of echo samples: now - echoed timestamp - the peer's holding delay (ms, mod 2^32);
-  samples above RTT_SAMPLE_MAX_MS are discarded.
+  samples above RTT_SAMPLE_MAX_MS are discarded. Class and cost use the base RTT instead: the smallest
+  of the last RTT_BASE_WINDOW samples. A sample also carries the time the datagram waited for either
+  daemon to be scheduled; on a busy host that wait swings by tens of ms from one sample to the next
+  while the link itself has not changed, and costs following it would re-flood the mesh and move
+  routes back and forth. Delay that every sample in the window shows (a slow or queued link) raises
+  the base RTT as it should, one window later.
 - Loss is an EWMA over keepalive sequence numbers (weight 1/LOSS_EWMA_PACKETS per expected packet):
   every gap in the sequence counts its missing numbers as lost; reordered packets do not count.
 - The advertised (class, cost) changes at most once per MIN_COST_CHANGE_INTERVAL_S. The cost changes
@@ -22,6 +27,7 @@ Rules:
 
 from __future__ import annotations
 
+import collections
 import enum
 from dataclasses import dataclass, field
 
@@ -30,6 +36,7 @@ from x0node.proto.protocol import (
     LOSS_EWMA_PACKETS,
     MIN_COST_CHANGE_INTERVAL_S,
     REPLAY_WINDOW,
+    RTT_BASE_WINDOW,
     RTT_EWMA_ALPHA,
 )
 from x0node.proto.quality import Quality, classify, link_cost
@@ -71,6 +78,7 @@ class Neighbour:
     peer_ts_ms: int = 0
     peer_ts_rx_s: float = 0.0
     rtt_ms: float | None = None
+    rtt_samples: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=RTT_BASE_WINDOW))
     throughput_bps: float | None = None
     ka_window: ReplayWindow = field(default_factory=lambda: ReplayWindow(REPLAY_WINDOW, 16))
     ack_window: ReplayWindow = field(default_factory=lambda: ReplayWindow(REPLAY_WINDOW, 32))
@@ -105,11 +113,16 @@ class Neighbour:
         sample = (ms(now) - echo_ts_ms - echo_delay_ms) % TS_MOD
         if sample > RTT_SAMPLE_MAX_MS:
             return
+        self.rtt_samples.append(float(sample))
         self.rtt_ms = (
             float(sample)
             if self.rtt_ms is None
             else (1 - RTT_EWMA_ALPHA) * self.rtt_ms + RTT_EWMA_ALPHA * sample
         )
+
+    def base_rtt_ms(self) -> float | None:
+        """The smallest recent RTT sample (the EWMA when no sample is held)."""
+        return min(self.rtt_samples) if self.rtt_samples else self.rtt_ms
 
     def keepalive_seen(self, seq: int) -> None:
         """Account a keepalive (already accepted by the replay window) in the loss estimate."""
@@ -146,7 +159,7 @@ class Neighbour:
 
     def measured(self) -> tuple[Quality, int]:
         """(class with hysteresis, cost) from the current measurements."""
-        loss, rtt, bps = self.loss(), self.rtt_ms or 0.0, self.throughput_bps
+        loss, rtt, bps = self.loss(), self.base_rtt_ms() or 0.0, self.throughput_bps
         q = classify(loss, rtt, bps)
         if self.adv_cost and q != self.adv_quality:
             m = CLASS_UPGRADE_MARGIN

@@ -68,6 +68,8 @@ COST_MAX = 65535
 COST_HYSTERESIS_FRACTION = 0.25
 """The advertised cost changes only when the measured one moved by more than this fraction."""
 RTT_EWMA_ALPHA = 0.2
+RTT_BASE_WINDOW = 30
+"""Class and cost use the smallest of this many recent RTT samples (3 s of keepalives by default)."""
 MIN_COST_CHANGE_INTERVAL_S = 1.0
 """At most one change of a neighbour's advertised (class, cost) per this many seconds."""
 CLASS_ADVERTISE_DELAY_S = 30.0
