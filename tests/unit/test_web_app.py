@@ -6,6 +6,8 @@ import json
 import os
 import stat
 
+import pytest
+
 from tests.unit.test_web_support import PASSWORD, csrf, do_login, do_setup, fast_argon2, make_app  # noqa: F401
 from x0node.web import throttle
 from x0node.web.memory_provider import MemoryProvider
@@ -254,3 +256,40 @@ async def test_unknown_paths_and_methods(aiohttp_client, tmp_path):
     r = await c.delete("/api/v1/status", headers={"X-CSRF-Token": token})
     assert r.status == 405
     assert (await c.get("/static/../app.py")).status in (403, 404)
+
+
+def test_host_header_rules():
+    from x0node.web.app import host_allowed
+
+    names = frozenset({"localhost", "router.lan"})
+    for ok in (None, "127.0.0.1", "127.0.0.1:8080", "[::1]:8080", "[fd78:3074:6b14::1]", "[fe80::1%eth0]:80",
+               "localhost", "LOCALHOST:8080", "router.lan.", "192.168.1.1"):
+        assert host_allowed(ok, names), ok
+    for bad in ("evil.example", "evil.example:8080", "localhost.evil.example", "[not-an-address]:80", "[::1",
+                "", "127.0.0.1.evil.example", "fd78::1"):  # a bare IPv6 literal without brackets is not a Host
+        assert not host_allowed(bad, names), bad
+    assert host_allowed("anything.example", frozenset({"*"}))
+
+
+async def test_other_host_names_are_refused_before_anything_else(aiohttp_client, tmp_path):
+    import socket
+
+    c = await aiohttp_client(make_app(tmp_path, allowed_hosts=("router.example",)))
+    r = await c.get("/api/v1/auth/state", headers={"Host": "rebind.attacker.example"})
+    assert r.status == 421 and "allowed_hosts" in (await r.json())["error"]
+    r = await c.post("/api/v1/auth/setup", json={}, headers={"Host": "rebind.attacker.example"})
+    assert r.status == 421
+    for host in ("router.example:8080", f"{socket.gethostname()}.local", "[::1]:8080"):
+        r = await c.get("/api/v1/auth/state", headers={"Host": host})
+        assert r.status == 200, host
+
+
+def test_allowed_hosts_config_is_validated():
+    from x0node.web.config import WebConfig
+    from x0node.web.provider import ConfigError
+
+    assert WebConfig.from_mapping({"allowed_hosts": ["Router.LAN.", "*"]}).allowed_hosts == ("router.lan", "*")
+    for bad in ("router", ["bad name"], ["a/b"], [""], [1]):
+        with pytest.raises(ConfigError) as info:
+            WebConfig.from_mapping({"allowed_hosts": bad})
+        assert info.value.key == "web.allowed_hosts"

@@ -5,6 +5,9 @@ Security rules (each enforced in one middleware or helper below, and tested rout
   API calls, static assets). `/metrics` is instead gated by source address (`WebConfig.metrics_allow`),
   or a session. Anonymous page requests are redirected to /setup (no password yet) or /login; anonymous
   API requests get 401.
+- A request whose Host is neither an IP literal, nor the device's host name (also with .local or
+  .lan), nor in `WebConfig.allowed_hosts` is refused (421) before anything else: a page on another
+  site cannot reach the UI by making its own name resolve to the router (DNS rebinding).
 - Every state change (any method but GET/HEAD) carries `X-CSRF-Token`: the session's token, or before
   login the `x0_csrf` cookie's (double submit). A present `Origin` must match `Host`. Bodies must be
   `application/json`, at most `max_request_bytes`; malformed JSON is a 400 naming the problem, and
@@ -93,6 +96,7 @@ class WebState:
         self.collector = NodeStateCollector(provider, taken)
         registry.register(self.collector)
         self.metrics_nets = config.metrics_networks()
+        self.allowed_hosts = allowed_host_names(config)
         self.hash_lock = asyncio.Semaphore(1)  # one argon2id (64 MiB) at a time
         self.streams: set[asyncio.Task[Any]] = set()
         self.closing = asyncio.Event()
@@ -242,6 +246,51 @@ async def metrics_mw(request: web.Request, handler: Handler) -> web.StreamRespon
         ep = endpoint_label(request)
         st.http_metrics.requests.labels(request.method, ep, str(status)).inc()
         st.http_metrics.duration.labels(request.method, ep).observe(time.perf_counter() - t0)
+
+
+def host_allowed(host_header: str | None, allowed: frozenset[str]) -> bool:
+    """Is the Host header an IP literal or an allowed name (port ignored)? A missing Host is allowed
+    (only HTTP/1.0 clients omit it, and a browser never does)."""
+    if host_header is None:
+        return True
+    host = host_header.strip().lower()
+    if host.startswith("["):  # [IPv6]:port
+        end = host.find("]")
+        if end < 0:
+            return False
+        literal = host[1:end]
+        try:
+            ipaddress.IPv6Address(literal.split("%", 1)[0])
+            return True
+        except ValueError:
+            return False
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    try:
+        ipaddress.IPv4Address(name)
+        return True
+    except ValueError:
+        pass
+    name = name.rstrip(".")
+    return "*" in allowed or name in allowed
+
+
+def allowed_host_names(config: WebConfig) -> frozenset[str]:
+    import socket
+
+    own = socket.gethostname().lower().rstrip(".")
+    names = set(config.allowed_hosts)
+    if own:
+        names |= {own, f"{own}.local", f"{own}.lan"}
+    return frozenset(names)
+
+
+@web.middleware
+async def host_mw(request: web.Request, handler: Handler) -> web.StreamResponse:
+    st: WebState = request.app[K_STATE]
+    if not host_allowed(request.headers.get("Host"), st.allowed_hosts):
+        return json_error(421, "this device does not answer to that host name; use its address, or add "
+                               "the name to web.allowed_hosts")
+    return await handler(request)
 
 
 @web.middleware
@@ -633,7 +682,7 @@ def create_app(provider: NodeStateProvider, web_config: WebConfig | dict[str, An
     registry = registry if registry is not None else CollectorRegistry()
     state = WebState(provider, config, pathlib.Path(data_dir), registry)
     state.credentials.ensure_setup_code()
-    app = web.Application(middlewares=[metrics_mw, headers_mw, auth_mw], client_max_size=config.max_request_bytes)
+    app = web.Application(middlewares=[metrics_mw, headers_mw, host_mw, auth_mw], client_max_size=config.max_request_bytes)
     app[K_PROVIDER] = provider
     app[K_STATE] = state
     r = app.router

@@ -19,6 +19,11 @@ DEFAULT_SESSION_MAX_S = 12 * 3600.0
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024
 # Loopback plus IPv6 unique-local addresses (RFC 4193), where the mesh addresses live.
 DEFAULT_METRICS_ALLOW = ("127.0.0.0/8", "::1/128", "fc00::/7")
+# Host names the UI answers to besides IP literals (always accepted) and the device's own host name
+# (with .local and .lan). Anything else is refused: a page on another site whose name was made to
+# resolve to the router (DNS rebinding) sends its own name in Host.
+DEFAULT_ALLOWED_HOSTS = ("localhost",)
+HOST_NAME_MAX = 253
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,7 @@ class WebConfig:
     session_max_s: float = DEFAULT_SESSION_MAX_S
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     metrics_allow: tuple[str, ...] = field(default=DEFAULT_METRICS_ALLOW)
+    allowed_hosts: tuple[str, ...] = field(default=DEFAULT_ALLOWED_HOSTS)
 
     def metrics_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return [ipaddress.ip_network(n, strict=False) for n in self.metrics_allow]
@@ -74,4 +80,12 @@ class WebConfig:
                 except ValueError:
                     raise ConfigError("web.metrics_allow", f"not a network: {x!r}") from None
             out["metrics_allow"] = tuple(v)
+        if "allowed_hosts" in data:
+            v = data["allowed_hosts"]
+            if not isinstance(v, list) or not all(
+                isinstance(x, str) and 0 < len(x) <= HOST_NAME_MAX and (x == "*" or all(
+                    c.isalnum() or c in "-." for c in x)) for x in v
+            ):
+                raise ConfigError("web.allowed_hosts", "expected a list of host names (or \"*\" for any)")
+            out["allowed_hosts"] = tuple(x.lower().rstrip(".") for x in v)
         return cls(**out)
