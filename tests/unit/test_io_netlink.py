@@ -96,3 +96,18 @@ def test_ack_decoding_stops_at_garbage():
     assert netlink.decode_acks(data) == [(1, 0), (2, 19)]
     assert netlink.decode_acks(ack(4, 0)[:30]) == []  # truncated
     assert netlink.decode_acks(struct.pack("=IHHII", 4, 2, 0, 5, 0) + bytes(20)) == []  # length below a header
+
+
+def test_route_request_reads_back_through_pyroute2():
+    """An independent decoder (pyroute2's) sees the fields we meant."""
+    from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+    data = netlink.encode_route_request(9, "replace", "fd78:3074:6b14::/48", 6464, 78, 100, oif=7, via="fe80::2",
+                                        prefsrc="fd78::9")
+    m = rtmsg(data)
+    m.decode()
+    assert m["header"]["type"] == netlink.RTM_NEWROUTE and m["header"]["sequence_number"] == 9
+    assert (m["family"], m["dst_len"], m["proto"], m["type"]) == (10, 48, 78, 1)
+    assert m.get_attr("RTA_DST") == "fd78:3074:6b14::" and m.get_attr("RTA_TABLE") == 6464
+    assert m.get_attr("RTA_OIF") == 7 and m.get_attr("RTA_GATEWAY") == "fe80::2"
+    assert m.get_attr("RTA_PREFSRC") == "fd78::9" and m.get_attr("RTA_PRIORITY") == 100
