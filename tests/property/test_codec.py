@@ -67,7 +67,7 @@ keepalives = st.builds(
     u16,
     u32,
     st.lists(
-        st.builds(m.KeepaliveEntry, u32, u16, st.binary(min_size=16, max_size=16)),
+        st.builds(m.KeepaliveEntry, u32, u16, st.binary(min_size=m.MAC_BYTES, max_size=m.MAC_BYTES)),
         max_size=MAX_HELLO_NEIGHBOURS,
     ).map(tuple),
 )

@@ -68,7 +68,7 @@ def test_unsigned_messages(world):
     _attack(world, hello.body() + b"\x00" * 64, "bad_signature")
     # a keepalive from node 1's address whose MAC was not made with the pairwise key
     head = m.keepalive_header(5, 1, 1)
-    ka = m.Keepalive(5, 1, (m.KeepaliveEntry(0, 0, b"\x00" * 16),))
+    ka = m.Keepalive(5, 1, (m.KeepaliveEntry(0, 0, b"\x00" * m.MAC_BYTES),))
     assert ka.header() == head
     _attack(world, ka.encode(), "bad_mac")
     ack = m.Ack(world.nodes[1].router.me, 424242, ((victim.me, victim.lsa_seq),))

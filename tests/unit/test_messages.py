@@ -2,7 +2,7 @@ import pytest
 
 from x0node.proto import messages as m
 from x0node.proto.identity import Identity, verify
-from x0node.proto.protocol import MAX_HELLO_NEIGHBOURS
+from x0node.proto.protocol import MAX_HELLO_NEIGHBOURS, WIRE_VERSION
 from x0node.proto.trust import Credential, TrustAnchor
 from x0node.proto.wire import DecodeError
 
@@ -47,7 +47,7 @@ def test_keepalive_round_trip_and_mac_binding():
     mac = m.keepalive_mac(key, A.node_id, NID, head, 1, 2)
     ka = m.Keepalive(5, 777, (m.KeepaliveEntry(1, 2, mac),))
     data = ka.encode()
-    assert len(data) == m.KEEPALIVE_HEADER_BYTES + m.KEEPALIVE_ENTRY_BYTES == 31
+    assert len(data) == m.KEEPALIVE_HEADER_BYTES + m.KEEPALIVE_ENTRY_BYTES == 27
     back = m.decode(data)
     assert back == ka and back.header() == head
     # the MAC binds direction and receiver
@@ -55,16 +55,19 @@ def test_keepalive_round_trip_and_mac_binding():
     assert m.keepalive_mac(key, A.node_id, NID, m.keepalive_header(6, 777, 1), 1, 2) != mac
 
 
+_V = bytes((WIRE_VERSION,))
+
+
 @pytest.mark.parametrize(
     "data",
     [
         b"",
-        b"\x01",
-        b"\x02\x02" + b"\x00" * 7,  # wrong version
-        b"\x01\x09",  # unknown type
-        b"\x01\x02\x00\x01\x00\x00\x00\x01\x01",  # keepalive claims 1 entry, has none
-        b"\x01\x02\x00\x01\x00\x00\x00\x01\x00\x00",  # trailing byte
-        b"\x01\x02\x00\x01\x00\x00\x00\x01" + bytes((MAX_HELLO_NEIGHBOURS + 1,)),
+        _V,
+        bytes((WIRE_VERSION + 1, 2)) + b"\x00" * 7,  # another version
+        _V + b"\x09",  # unknown type
+        _V + b"\x02\x00\x01\x00\x00\x00\x01\x01",  # keepalive claims 1 entry, has none
+        _V + b"\x02\x00\x01\x00\x00\x00\x01\x00\x00",  # trailing byte
+        _V + b"\x02\x00\x01\x00\x00\x00\x01" + bytes((MAX_HELLO_NEIGHBOURS + 1,)),
     ],
 )
 def test_malformed_raise_decode_error(data):

@@ -6,7 +6,7 @@ rejected; there are no optional fields, so trailing bytes reject the message too
 | type | name      | authenticated by                         | changes state |
 |------|-----------|------------------------------------------|---------------|
 | 1    | HELLO     | Ed25519 of the sender (credential inside)| neighbours    |
-| 2    | KEEPALIVE | 16-byte keyed BLAKE2b per receiver       | liveness, RTT, loss |
+| 2    | KEEPALIVE | 12-byte keyed BLAKE2b per receiver       | liveness, RTT, loss |
 | 3    | LSA       | Ed25519 of the origin (credential inside)| LSDB          |
 | 4    | ACK       | Ed25519 of the sender (key known from HELLO) | flooding   |
 | 5    | WITHDRAW  | Ed25519 of the origin (key known from its LSA) | LSDB     |
@@ -22,6 +22,7 @@ Rules:
 from __future__ import annotations
 
 import hashlib
+import hmac
 import ipaddress
 from dataclasses import dataclass, field
 
@@ -120,6 +121,14 @@ class Keepalive:
 
 def keepalive_header(seq: int, ts_ms: int, count: int) -> bytes:
     return _header(T_KEEPALIVE).u16(seq).u32(ts_ms).u8(count).bytes()
+
+
+def keepalive_mac_ok(
+    key: bytes, sender: bytes, receiver: bytes, header: bytes, entry: KeepaliveEntry
+) -> bool:
+    """Does the entry's MAC verify? (constant-time comparison)"""
+    expected = keepalive_mac(key, sender, receiver, header, entry.echo_ts_ms, entry.echo_delay_ms)
+    return hmac.compare_digest(expected, entry.mac)
 
 
 def keepalive_mac(

@@ -635,7 +635,7 @@ class Router:
         header = msg.header()
         entry = None
         for e in msg.entries:
-            if m.keepalive_mac(n.key, n.node_id, self.me, header, e.echo_ts_ms, e.echo_delay_ms) == e.mac:
+            if m.keepalive_mac_ok(n.key, n.node_id, self.me, header, e):
                 entry = e
                 break
         if entry is None:
