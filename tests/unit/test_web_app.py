@@ -293,3 +293,12 @@ def test_allowed_hosts_config_is_validated():
         with pytest.raises(ConfigError) as info:
             WebConfig.from_mapping({"allowed_hosts": bad})
         assert info.value.key == "web.allowed_hosts"
+
+
+def test_validated_web_section_feeds_back_into_the_service():
+    """The daemon validates [web] once and hands the filled-in section to create_service."""
+    from x0node.web.service import create_service, validate_config
+
+    section = validate_config({"allowed_hosts": ["router.lan"]})
+    assert create_service(section).config.allowed_hosts == ("router.lan",)
+    assert create_service(validate_config({})).config.allowed_hosts == ("localhost",)

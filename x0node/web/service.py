@@ -30,7 +30,8 @@ def validate_config(section: dict[str, Any]) -> dict[str, Any]:
         key = exc.key[len("web."):] if exc.key.startswith("web.") else exc.key
         raise ConfigError(key, exc.message) from None
     out = dataclasses.asdict(cfg)
-    out["metrics_allow"] = list(cfg.metrics_allow)
+    for key in ("metrics_allow", "allowed_hosts"):  # TOML and from_mapping speak lists
+        out[key] = list(out[key])
     return out
 
 
