@@ -2,7 +2,8 @@
 /* tcp_retrans: counts TCP retransmissions from the tcp:tcp_retransmit_skb tracepoint.
  *
  * Invariants:
- *  - attached as a raw tracepoint; arguments are (sk, skb, err) on this kernel line (6.x);
+ *  - attached as a raw tracepoint; arguments are (sk, skb, err) on recent kernels and (sk, skb) on
+ *    older ones (failures then read as 0): two programs, the loader keeps the one that attaches;
  *  - sockets of other network namespaces are skipped when the loader set netns_ino (x0_common.h);
  *  - counts only: retrans_by_state[socket state] (index 0 = state unreadable) and
  *    retrans_events[total, failed (err != 0)]; no addresses or ports.
@@ -28,8 +29,7 @@ struct {
 	__type(value, __u64);
 } retrans_events SEC(".maps");
 
-SEC("raw_tp/tcp_retransmit_skb")
-int BPF_PROG(tcp_retrans, const struct sock *sk, const struct sk_buff *skb, int err)
+static __always_inline int count_retrans(const struct sock *sk, int err)
 {
 	unsigned char state = 0;
 
@@ -44,6 +44,22 @@ int BPF_PROG(tcp_retrans, const struct sock *sk, const struct sk_buff *skb, int 
 		state = 0;
 	x0_percpu_inc(&retrans_by_state, state, 1);
 	return 0;
+}
+
+/* Two alternatives for one tracepoint, tried in this order by the loader (first that attaches wins):
+ * kernels whose tracepoint passes the error of the retransmission, then kernels with (sk, skb) only
+ * (Debian's 6.1, for one): the kernel refuses to attach a program that reads past the tracepoint's
+ * last argument. */
+SEC("raw_tp/tcp_retransmit_skb")
+int BPF_PROG(tcp_retrans, const struct sock *sk, const struct sk_buff *skb, int err)
+{
+	return count_retrans(sk, err);
+}
+
+SEC("raw_tp/tcp_retransmit_skb")
+int BPF_PROG(tcp_retrans_2args, const struct sock *sk, const struct sk_buff *skb)
+{
+	return count_retrans(sk, 0);
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -75,6 +75,12 @@ def test_boot_ready_status_reboot(vms) -> None:
     wait_http(vm.url, 120)
     status, body = setup_and_get(vm.url, code.strip(), "/api/v1/status")
     assert status == 200 and isinstance(body, dict), body
+    if daemon:
+        # every telemetry program runs on the image's own kernel (its tcp_retransmit_skb tracepoint
+        # may lack the error argument newer kernels pass: the loader then keeps the other variant)
+        telemetry = (body.get("services") or {}).get("telemetry") or {}
+        assert {"tcp_retrans", "tcp_rtt", "tcp_states"} <= set(telemetry.get("programs") or []), telemetry
+        assert not telemetry.get("errors"), telemetry
 
     # Power cycle: a clean shutdown from the console, then a cold start of the same disk. (A warm reset
     # of OVMF under TCG sometimes never reaches GRUB again, which would test QEMU, not the image.)

@@ -120,6 +120,25 @@ def test_tcp_retrans_counts_total_and_failures(obj):
     assert _array(obj, "retrans_by_state")[0] == 2  # state unreadable from a NULL socket
 
 
+@pytest.mark.parametrize("obj", ["tcp_retrans"], indirect=True)
+def test_tcp_retrans_two_argument_alternative_counts_without_failures(obj):
+    """The variant for kernels whose tracepoint has no error argument reads (sk, skb) only."""
+    fd = obj.prog_fds["tcp_retrans_2args"]
+    libbpf.test_run(fd, ctx=struct.pack("<QQ", 0, 0))
+    ev = _array(obj, "retrans_events")
+    assert ev[counters.RT_TOTAL] == 1 and ev[counters.RT_FAILED] == 0
+
+
+def test_alternatives_for_one_tracepoint_attach_once():
+    o = BpfObject(str(BPF_DIR / "tcp_retrans.bpf.o"), pin_root=None)
+    try:
+        o.load()
+        # this kernel's tcp_retransmit_skb passes the error: the first alternative attaches, alone
+        assert o.attach_tracepoints() == ["tcp_retrans"]
+    finally:
+        o.close()
+
+
 def test_tcp_programs_skip_sockets_outside_the_namespace():
     obj_netns = 4026531840  # any non-zero namespace inode
     for name, ctx, events, slot in (

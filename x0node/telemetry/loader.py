@@ -299,18 +299,32 @@ class BpfObject:
 
     # --- attach ----------------------------------------------------------------------------------
     def attach_tracepoints(self) -> list[str]:
-        """Attach every raw tracepoint / tracepoint program by its section name; returns their names."""
+        """Attach every raw tracepoint / tracepoint program by its section name; returns their names.
+        Programs sharing one section are alternatives for kernels that differ (e.g. in a tracepoint's
+        arguments): tried in the object's order, the first that attaches is kept, the others stay
+        unattached; the section fails only if none attaches."""
         attached = []
+        sections: dict[str, list[int]] = {}
         for p in self._prog_ptrs():
             sec = _cstr(self._lib.bpf_program__section_name(p))
-            if not sec.startswith(("raw_tp/", "raw_tracepoint/", "tp/", "tracepoint/", "tp_btf/")):
-                continue
-            libbpf.drain_messages()
-            link = self._lib.bpf_program__attach(p)
-            if not link:
-                raise BpfError(f"cannot attach {sec}", libbpf.last_errno(), "\n".join(libbpf.drain_messages()))
-            self._links.append(link)
-            attached.append(_cstr(self._lib.bpf_program__name(p)))
+            if sec.startswith(("raw_tp/", "raw_tracepoint/", "tp/", "tracepoint/", "tp_btf/")):
+                sections.setdefault(sec, []).append(p)
+        for sec, progs in sections.items():
+            failure: BpfError | None = None
+            for p in progs:
+                libbpf.drain_messages()
+                link = self._lib.bpf_program__attach(p)
+                if link:
+                    self._links.append(link)
+                    attached.append(_cstr(self._lib.bpf_program__name(p)))
+                    failure = None
+                    break
+                failure = BpfError(f"cannot attach {sec}", libbpf.last_errno(), "\n".join(libbpf.drain_messages()))
+                if len(progs) > 1:
+                    log.info("%s: alternative %s not attached (%s)", sec, _cstr(self._lib.bpf_program__name(p)),
+                             failure)
+            if failure is not None:
+                raise failure
         return attached
 
     def attach_xdp(self, prog: str, ifname: str, mode: str = "auto", netns: str | None = None) -> XdpAttachment:

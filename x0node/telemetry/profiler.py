@@ -19,7 +19,7 @@ from x0node.telemetry import libbpf
 from x0node.telemetry.libbpf import BpfError
 from x0node.telemetry.loader import BPF_PROG_TYPE_NAMES
 
-OUR_PROGRAMS = frozenset({"xdp_mac_stats", "tcp_states", "tcp_rtt", "tcp_retrans"})
+OUR_PROGRAMS = frozenset({"xdp_mac_stats", "tcp_states", "tcp_rtt", "tcp_retrans", "tcp_retrans_2args"})
 STATS_SYSCTL = "/proc/sys/kernel/bpf_stats_enabled"
 
 
