@@ -12,7 +12,8 @@ x0node fast timers) in one run:
   (--trials), median and p95; after each trial the link is healed and both ends again route to each
   other directly before the next trial.
 Then a 50-node random mesh of x0node (links brought up at once after every daemon is ready): time to
-full convergence and CPU per node.
+full convergence and CPU per node; and the same again with busy-looping processes competing for the
+host's CPUs (--big-load, default 2).
 
 Needs root. Prints a table and, as the last line, one JSON object.
 """
@@ -24,6 +25,7 @@ import json
 import os
 import pathlib
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +40,7 @@ SRC, DST = 1, 4  # ping n1 -> n4; the failing link is n1 to the next hop it uses
 BABEL_FAST_HELLO_S = 0.2
 STEADY_DELAY_S = 3.0  # after every daemon is ready, before the traffic/CPU window opens
 BIG_FALLBACK_ROUTING = {"hello_interval_s": 0.5}
+BUSY_LOOP_MAX_S = 600.0
 LINKDOWN_NEAR = os.environ.get("X0_BENCH_LINKDOWN_END", "far") == "near"
 
 
@@ -134,12 +137,20 @@ def run_setting(name: str, daemon: str, run_dir: pathlib.Path, trials: int, stea
     return res
 
 
+def busy_loops(n: int) -> list[subprocess.Popen]:
+    """n processes that spin on the CPU (other load on the host), for at most BUSY_LOOP_MAX_S."""
+    code = f"import time\nend = time.monotonic() + {BUSY_LOOP_MAX_S}\nwhile time.monotonic() < end: pass\n"
+    return [subprocess.Popen([sys.executable, "-c", code]) for _ in range(n)]
+
+
 def run_big(run_dir: pathlib.Path, size: int, seed: int, steady_s: float, routing: dict | None = None,
-            timeout_s: float = 60.0) -> dict:
-    print(f"== x0node random:{size}:{seed} {routing or 'default timers'}", file=sys.stderr, flush=True)
-    name = "big-" + "-".join(f"{k}{v}" for k, v in (routing or {}).items())
+            timeout_s: float = 60.0, load: int = 0) -> dict:
+    print(f"== x0node random:{size}:{seed} {routing or 'default timers'}"
+          + (f", {load} busy loops on the host" if load else ""), file=sys.stderr, flush=True)
+    name = "big-" + "-".join(f"{k}{v}" for k, v in (routing or {}).items()) + (f"-load{load}" if load else "")
     bed = Testbed.create(run_dir / name, f"random:{size}:{seed}", "x0node", links_down=True, routing=routing)
-    res: dict = {"size": size, "links": len(bed.topology.links), "routing": routing or {}}
+    res: dict = {"size": size, "links": len(bed.topology.links), "routing": routing or {}, "load": load}
+    hogs = busy_loops(load)
     try:
         t_spawn = start_all_now(bed)
         bed.wait_ready(timeout_s=180.0)
@@ -157,6 +168,9 @@ def run_big(run_dir: pathlib.Path, size: int, seed: int, steady_s: float, routin
         res["cpu_pct_per_node"] = round(100 * statistics.mean((c1[k][0] - c0[k][0]) / (w1 - w0) for k in c1 if k in c0), 2)
         res["rss_mb"] = round(statistics.mean(v[1] for v in c1.values()), 2)
     finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
         bed.down()
     return res
 
@@ -170,6 +184,8 @@ def main() -> int:
     ap.add_argument("--only", choices=("babeld", "x0node"), help="run one daemon's settings only")
     ap.add_argument("--big", type=int, default=50, help="size of the random mesh (0 = skip)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--big-load", type=int, default=2, metavar="N",
+                    help="also time the random mesh with N busy-looping processes on the host (0 = skip; default 2)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench/outage.py needs root (network namespaces)", file=sys.stderr)
@@ -191,19 +207,23 @@ def main() -> int:
             results[name] = run_setting(name, daemon, run_dir, n, steady_s, max_outage_s=max_outage, **kw)
         bigres: dict = {}
         bigslow: dict = {}
+        bigload: dict = {}
         if big and args.only != "babeld":
             bigres = run_big(run_dir, big, args.seed, steady_s=min(steady_s, 10.0))
             if bigres.get("converge_s") is None:  # default timers did not converge on this machine
                 bigslow = run_big(run_dir, big, args.seed, steady_s=min(steady_s, 10.0), routing=BIG_FALLBACK_ROUTING)
+            if args.big_load:
+                bigload = run_big(run_dir, big, args.seed, steady_s=min(steady_s, 10.0), load=args.big_load)
 
     cols = ["coldstart_s", "startup_s", "ctrl_bps_per_node", "rss_mb", "cpu_pct", "linkdown_median_ms", "linkdown_p95_ms",
             "silent_median_ms", "silent_p95_ms"]
     print(f"{'setting':<12}" + "".join(f"{c:>20}" for c in cols))
     for name, r in results.items():
         print(f"{name:<12}" + "".join(f"{str(r.get(c)):>20}" for c in cols))
-    for b in (bigres, bigslow):
+    for b in (bigres, bigslow, bigload):
         if b:
-            print(f"random mesh of {b['size']} x0node nodes ({b['links']} links, routing {b['routing'] or 'defaults'}): "
+            print(f"random mesh of {b['size']} x0node nodes ({b['links']} links, routing {b['routing'] or 'defaults'}"
+                  f"{', ' + str(b['load']) + ' busy loops on the host' if b['load'] else ''}): "
                   f"converged in {b['converge_s']} s after links up (None = not within the timeout; all daemons "
                   f"ready {b['all_ready_s']} s after spawn), CPU {b['cpu_pct_per_node']} % per node, RSS {b['rss_mb']} MB")
     out: dict = {"bench": "outage", "topology": "ring:6", "trials": trials}
@@ -221,6 +241,8 @@ def main() -> int:
         out[f"x0node_mesh{bigres['size']}_converge_s"] = bigres["converge_s"]
         out[f"x0node_mesh{bigres['size']}_cpu_pct_per_node"] = bigres["cpu_pct_per_node"]
         out[f"x0node_mesh{bigres['size']}_ready_s"] = bigres["all_ready_s"]
+    if bigload:
+        out[f"x0node_mesh{bigload['size']}_load{bigload['load']}_converge_s"] = bigload["converge_s"]
     if bigslow:
         out[f"x0node_mesh{bigslow['size']}_hello0.5_converge_s"] = bigslow["converge_s"]
         out[f"x0node_mesh{bigslow['size']}_hello0.5_cpu_pct_per_node"] = bigslow["cpu_pct_per_node"]
