@@ -322,9 +322,13 @@ class Router:
             self._spf_due_s = due
             self._arm(due)
 
+    def _lsa_tokens_at(self, now: float) -> float:
+        """Origination tokens in the bucket at `now` (refilled since the last origination)."""
+        return min(float(LSA_BURST), self._lsa_tokens + (now - self._lsa_tokens_at_s) / LSA_MAX_HOLD_S)
+
     def _lsa_token_time(self, now: float) -> float:
         """Earliest time at which a whole origination token is available."""
-        tokens = min(float(LSA_BURST), self._lsa_tokens + (now - self._lsa_tokens_at_s) / LSA_MAX_HOLD_S)
+        tokens = self._lsa_tokens_at(now)
         return now if tokens >= 1.0 else now + (1.0 - tokens) * LSA_MAX_HOLD_S
 
     def _schedule_lsa(self, now: float, bad_news: bool = False) -> None:
@@ -854,8 +858,7 @@ class Router:
         return links[:MAX_LSA_NEIGHBOURS]
 
     def _originate(self, now: float) -> None:
-        tokens = min(float(LSA_BURST), self._lsa_tokens + (now - self._lsa_tokens_at_s) / LSA_MAX_HOLD_S)
-        self._lsa_tokens = max(0.0, tokens - 1.0)
+        self._lsa_tokens = max(0.0, self._lsa_tokens_at(now) - 1.0)
         self._lsa_tokens_at_s = now
         self.lsa_seq = seq_next(self.lsa_seq)
         lsa = m.Lsa(self.credential, self.lsa_seq, tuple(self._my_links()), self.prefixes)
@@ -939,7 +942,7 @@ class Router:
         init_hold = NEIGHBOUR_HOLD_FULL_HELLOS * cfg.full_hello_interval_s
         grace = self._lag_grace(now)
         for key, n in list(self.nbrs.items()):
-            if now >= n.dead_at(cfg.hello_missed_dead, init_hold) + (grace if n.state is NeighbourState.UP else 0.0):
+            if now >= self._dead_time(n, init_hold, grace):
                 self._neighbour_gone(key, now, "dead")
         if self._ack_due_s is not None and now >= self._ack_due_s:
             self._flush_acks()
@@ -994,6 +997,11 @@ class Router:
         self._lag_at_s = now
         self._next_s = None
 
+    def _dead_time(self, n: Neighbour, init_hold_s: float, grace_s: float) -> float:
+        """When neighbour n is declared dead: its own deadline, plus the loop-lag grace once UP."""
+        base = n.dead_at(self.config.hello_missed_dead, init_hold_s)
+        return base + grace_s if n.state is NeighbourState.UP else base
+
     def _lag_grace(self, now: float) -> float:
         if now - self._lag_at_s > LOOP_LAG_MEMORY_S or self._lag_avg_s < LOOP_LAG_MIN_S:
             return 0.0
@@ -1015,9 +1023,7 @@ class Router:
             init_hold = NEIGHBOUR_HOLD_FULL_HELLOS * cfg.full_hello_interval_s
             grace = self._lag_grace(self._now)
             for n in self.nbrs.values():
-                cand.append(
-                    n.dead_at(cfg.hello_missed_dead, init_hold) + (grace if n.state is NeighbourState.UP else 0.0)
-                )
+                cand.append(self._dead_time(n, init_hold, grace))
             cand.append(self._refresh_s)
             cand.append(self._housekeeping_s)
             for t in (self._lsa_due_s, self._spf_due_s, self._ack_due_s):
