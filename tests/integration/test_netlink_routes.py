@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import subprocess
 import sys
 
 from tests.integration.netns import run
@@ -54,8 +55,6 @@ def routes(ns: str) -> dict[str, dict]:
 
 
 def test_route_writer_in_a_namespace(namespaces):
-    import subprocess
-
     a, b = namespaces.add(), namespaces.add()
     namespaces.veth(a, b, "v0", "w0")
     run("ip", "-6", "route", "add", "fd99::/64", "dev", "v0", "table", str(TABLE), "proto", "static", ns=a)

@@ -257,15 +257,21 @@ class NetlinkAdapter:
             self._pool.shutdown(wait=True)
             self._pool = None
 
-    async def ifindex(self, ifname: str, refresh: bool = False) -> int | None:
+    def ifindex_now(self, ifname: str, refresh: bool = False) -> int | None:
+        """The interface's index in our namespace (cached; `refresh` asks the kernel again), None if
+        it does not exist. A name-to-index lookup is one ioctl: no trip to the netlink thread."""
         if not refresh and ifname in self._ifindex:
             return self._ifindex[ifname]
-        found = await self._call(lambda: self._ipr.link_lookup(ifname=ifname))
-        if not found:
+        try:
+            idx = socket.if_nametoindex(ifname)
+        except OSError:
             self._ifindex.pop(ifname, None)
             return None
-        self._ifindex[ifname] = found[0]
-        return found[0]
+        self._ifindex[ifname] = idx
+        return idx
+
+    async def ifindex(self, ifname: str, refresh: bool = False) -> int | None:
+        return self.ifindex_now(ifname, refresh)
 
     def forget_ifindex(self, ifname: str) -> None:
         self._ifindex.pop(ifname, None)
@@ -374,16 +380,6 @@ class NetlinkAdapter:
         next change for each of them is written even if it looks like no change."""
         self._unsure.update(d for d, r in self.installed.items() if r.ifname == ifname)
 
-    def _oif(self, ifname: str) -> int | None:
-        idx = self._ifindex.get(ifname)
-        if idx is None:
-            try:
-                idx = socket.if_nametoindex(ifname)
-            except OSError:
-                return None
-            self._ifindex[ifname] = idx
-        return idx
-
     def flush(self) -> None:
         """Write the pending changes to the kernel and account for each outcome."""
         self._flush_handle = None
@@ -405,7 +401,7 @@ class NetlinkAdapter:
                     and route.dest not in self._unsure:
                 self.installed[route.dest] = route  # only the metric moved: the kernel route is the same
                 continue
-            oif = self._oif(route.ifname)
+            oif = self.ifindex_now(route.ifname)
             if oif is None:
                 self.errors += 1
                 self.installed.pop(route.dest, None)
@@ -424,7 +420,7 @@ class NetlinkAdapter:
             if op == "del" and err in (errno.ESRCH, errno.ENOENT):
                 continue  # the kernel already dropped it (interface went down)
             if err == errno.ENODEV:
-                self._ifindex.pop(route.ifname, None)  # recreated interfaces get a new index
+                self.forget_ifindex(route.ifname)  # recreated interfaces get a new index
             self.errors += 1
             if op != "del":
                 self.installed.pop(route.dest, None)
