@@ -289,7 +289,7 @@ def test_allowed_hosts_config_is_validated():
     from x0node.web.provider import ConfigError
 
     assert WebConfig.from_mapping({"allowed_hosts": ["Router.LAN.", "*"]}).allowed_hosts == ("router.lan", "*")
-    for bad in ("router", ["bad name"], ["a/b"], [""], [1]):
+    for bad in ("router", ["bad name"], ["a/b"], [""], ["."], [1]):
         with pytest.raises(ConfigError) as info:
             WebConfig.from_mapping({"allowed_hosts": bad})
         assert info.value.key == "web.allowed_hosts"

@@ -83,7 +83,7 @@ class WebConfig:
         if "allowed_hosts" in data:
             v = data["allowed_hosts"]
             if not isinstance(v, list) or not all(
-                isinstance(x, str) and 0 < len(x) <= HOST_NAME_MAX and (x == "*" or all(
+                isinstance(x, str) and 0 < len(x.rstrip(".")) <= HOST_NAME_MAX and (x == "*" or all(
                     c.isalnum() or c in "-." for c in x)) for x in v
             ):
                 raise ConfigError("web.allowed_hosts", "expected a list of host names (or \"*\" for any)")
