@@ -97,7 +97,7 @@ ID_MIN = b"\x00" * NODE_ID_BYTES
 DROP_REASONS = ("decode", "self", "version", "unknown_sender", "bad_sender", "uncertified", "expired",
                 "revoked", "bad_signature", "stale", "replay", "limit_peers", "limit_queue")
 REFUSE_REASONS = ("unknown_origin", "bad_origin", "uncertified", "expired", "revoked", "bad_signature",
-                  "bad_scope", "validator", "ttl_expired", "limit_origins", "limit_origin_records",
+                  "bad_scope", "bad_crl", "bad_setting", "ttl_expired", "limit_origins", "limit_origin_records",
                   "limit_records", "limit_hop_records")
 
 Validator = Callable[[Record], "str | None"]
@@ -597,8 +597,9 @@ class Gossip:
             self.refused["bad_signature"] += 1
             return
         check = self.validators.get(rec.ns)
-        if check is not None and check(rec) is not None:
-            self.refused["validator"] += 1
+        why = check(rec) if check is not None else None
+        if why is not None:
+            self.refused[why] = self.refused.get(why, 0) + 1
             return
         if rec.scope == Scope.HOP:
             if rec.origin != peer.node_id:
