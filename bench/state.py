@@ -20,6 +20,7 @@ import json
 import pathlib
 import random
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -185,6 +186,7 @@ def main() -> int:
     ap.add_argument("--sizes", default="10,50", help="mesh sizes (default 10,50)")
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up in `finally`
     sizes = [int(x) for x in args.sizes.split(",")]
     run_dir = pathlib.Path(tempfile.mkdtemp(prefix="x0st", dir="/tmp"))
     results = {}

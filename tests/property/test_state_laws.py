@@ -150,7 +150,7 @@ def test_orset_any_delivery_order_converges(ops, rnd, dups):
 def test_gossip_replicas_converge(seed, loss, dup, writes):
     sim = StateSim(10, random_links(10, seed), seed=seed, loss=loss, dup=dup, lat_min_s=0.0005, lat_max_s=0.02)
     sim.run_for(0.5)
-    for i, (node, ns, x) in enumerate(writes):
+    for node, ns, x in writes:
         kw: dict = {"kv": {"value": str(x).encode()}, "g.c": {"incr": x}, "pn.c": {"incr": x - 2},
                     "set.s": {"add": x % 2 == 0}}[ns]
         sim.write(node, ns, f"k{x}", **kw)

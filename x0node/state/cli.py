@@ -4,6 +4,7 @@
   get NS KEY              one object's merged value
   diff DIR_A DIR_B        objects that differ between two nodes (data directories)
   put NS KEY JSON         write an LWW value (kv, lww.*), or --incr N (g.*, pn.*), --add/--remove (set.*)
+  set KEY JSON            change a config setting here (reaches every node if it is a mesh setting)
   publish-crl FILE        put a revocation list signed by the trust anchor into the state (mesh-wide)
 
 A running daemon is asked through <data-dir>/state.sock (root only); without one, show/get/diff read the
@@ -46,6 +47,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     u.add_argument("--remove", action="store_true", help="remove KEY from the set NS")
     u.add_argument("--delete", action="store_true", help="delete an LWW value")
     u.set_defaults(func=_put)
+    t = sub.add_parser("set", help="change a config setting on this node (mesh-wide if listed in "
+                       "state.mesh_settings)")
+    t.add_argument("key", help="dotted config key, e.g. node.log_level")
+    t.add_argument("value", help="JSON value (a bare word is taken as a string)")
+    t.set_defaults(func=_set)
     c = sub.add_parser("publish-crl", help="put a signed revocation list into the mesh state")
     c.add_argument("file", help="revocation list from `x0node keys revoke`")
     c.set_defaults(func=_publish_crl)
@@ -154,6 +160,14 @@ def _put(args: argparse.Namespace) -> int:
         print("put needs a VALUE, --incr, --add, --remove or --delete", file=sys.stderr)
         return 2
     return _answer(_ask(args.data_dir, req), args.data_dir)
+
+
+def _set(args: argparse.Namespace) -> int:
+    try:
+        value = json.loads(args.value)
+    except ValueError:
+        value = args.value
+    return _answer(_ask(args.data_dir, {"op": "set_config", "key": args.key, "value": value}), args.data_dir)
 
 
 def _publish_crl(args: argparse.Namespace) -> int:

@@ -79,6 +79,9 @@ VECTOR_MIN_INTERVAL_S = 0.04
 """At most one VECTOR (all its chunks) per neighbour per this long."""
 WANT_CRED_MIN_INTERVAL_S = 0.2
 HOUSEKEEPING_INTERVAL_S = 1.0
+NEIGHBOUR_HOLD_S = 5.0
+"""A neighbour stays a gossip neighbour this long after the router last reported it UP or it was last
+heard: under heavy loss the router's adjacency flaps, and gossip keeps flowing through the flaps."""
 PEER_FORGET_S = 120.0
 """A sender that is no longer a neighbour is forgotten after this long (its replay state with it)."""
 MAX_PEERS = 256
@@ -150,6 +153,7 @@ class Gossip:
         self.wall_offset_s: float | None = None
         self.peers: dict[bytes, Peer] = {}
         self.neighbours: dict[tuple[str, bytes], Neighbour] = {}
+        self._seen: dict[tuple[str, bytes], tuple[Neighbour, float]] = {}
         self.trickles: dict[str, Trickle] = {}
         self.my_hop: dict[tuple[str, str], Record] = {}
         self._out: deque[Outgoing] = deque()
@@ -200,7 +204,23 @@ class Gossip:
     def set_neighbours(self, neighbours: list[Neighbour], now: float) -> None:
         """The routing core's current UP neighbours. New ones trigger an immediate digest exchange."""
         self._now = now
-        new = {(n.ifname, n.node_id): n for n in neighbours}
+        for n in neighbours:
+            self._seen[(n.ifname, n.node_id)] = (n, now)
+        self._refresh_neighbours(now)
+
+    def _heard(self, ifname: str, src: str, node_id: bytes, now: float) -> None:
+        """An authenticated datagram from a neighbour: it stays a gossip neighbour for NEIGHBOUR_HOLD_S."""
+        key = (ifname, node_id)
+        if key not in self._seen and len(self._seen) >= MAX_PEERS:
+            return
+        self._seen[key] = (Neighbour(ifname, node_id, src), now)
+        if key not in self.neighbours:
+            self._refresh_neighbours(now)
+
+    def _refresh_neighbours(self, now: float) -> None:
+        for key in [k for k, (_, t) in self._seen.items() if now - t > NEIGHBOUR_HOLD_S]:
+            del self._seen[key]
+        new = {k: n for k, (n, _) in self._seen.items()}
         for key, n in new.items():
             if key not in self.neighbours:
                 tr = self.trickles.get(n.ifname)
@@ -237,6 +257,7 @@ class Gossip:
             self._housekeeping(now)
 
     def _housekeeping(self, now: float) -> None:
+        self._refresh_neighbours(now)
         self.store.expire_hop(now)
         for key in [k for k, r in self.my_hop.items() if crdt.hlc_wall_s(r.version) + r.ttl_s <= self._wall(now)]:
             del self.my_hop[key]
@@ -469,6 +490,7 @@ class Gossip:
             return
         peer.cred = cred
         peer.last_heard_s = now
+        self._heard(ifname, src, sender, now)
         if kind == T_DIGEST:
             self._on_digest(ifname, src, peer, msg, now)
         elif kind == T_VECTOR:

@@ -381,7 +381,8 @@ class StateService:
                 return {"ok": True, **self.status()}
             if op == "digest":
                 assert self.gossip is not None
-                return {"ok": True, "digest": self.gossip.store.digest().hex(), "records": self.gossip.store.count}
+                return {"ok": True, "digest": self.gossip.store.digest().hex(), "records": self.gossip.store.count,
+                        "crl_serial": self.ctx.router.trust.crl_serial}
             if op == "get":
                 ns, key = _text(req, "ns"), _text(req, "key")
                 assert self.gossip is not None
@@ -392,9 +393,13 @@ class StateService:
                     raise ValueError(f"unknown namespace {ns!r}")
                 kw = _op_args(req)
                 return await self.write(ns, key, **kw)
+            if op == "set_config":  # the CLI's way to change a setting, as the web UI's PATCH does
+                key = _text(req, "key")
+                self.ctx.set_config({key: req.get("value")})
+                return {"ok": True, "key": key, "value": self._config_value(key)}
             if op == "publish_crl":
                 return await self.publish_crl(bytes.fromhex(_text(req, "crl_hex", 4096)))
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError) as exc:  # ConfigError is a ValueError
             return {"ok": False, "error": str(exc)}
         return {"ok": False, "error": f"unknown op {op!r}"}
 
