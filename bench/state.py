@@ -66,16 +66,42 @@ def wire_bytes(bed: Testbed) -> int:
     return total
 
 
+def components(bed: Testbed, nodes: set[int]) -> list[list[int]]:
+    """Connected components of the mesh restricted to `nodes`."""
+    left, out = set(nodes), []
+    while left:
+        comp, queue = [], [min(left)]
+        left.discard(queue[0])
+        while queue:
+            k = queue.pop()
+            comp.append(k)
+            for j in bed.topology.neighbours(k):
+                if j in left:
+                    left.discard(j)
+                    queue.append(j)
+        out.append(sorted(comp))
+    return out
+
+
 def half(bed: Testbed) -> set[int]:
-    """About half of the nodes, connected among themselves (breadth-first from node 1)."""
-    seen, queue = [1], [1]
-    while queue and len(seen) < len(bed.nodes) // 2:
-        k = queue.pop(0)
-        for j in bed.topology.neighbours(k):
-            if j not in seen and len(seen) < len(bed.nodes) // 2:
-                seen.append(j)
-                queue.append(j)
-    return set(seen)
+    """About half of the nodes, grown breadth-first from some start so that both halves stay connected
+    (the first start that achieves it; else the one with the fewest pieces)."""
+    best: tuple[int, set[int]] | None = None
+    for start in sorted(bed.nodes):
+        seen, queue = [start], [start]
+        while queue and len(seen) < len(bed.nodes) // 2:
+            k = queue.pop(0)
+            for j in bed.topology.neighbours(k):
+                if j not in seen and len(seen) < len(bed.nodes) // 2:
+                    seen.append(j)
+                    queue.append(j)
+        pieces = len(components(bed, set(bed.nodes) - set(seen)))
+        if best is None or pieces < best[0]:
+            best = (pieces, set(seen))
+        if pieces == 1:
+            break
+    assert best is not None
+    return best[1]
 
 
 def lost_updates(bed: Testbed, acked: list[tuple[str, object]]) -> int:
@@ -100,7 +126,8 @@ def partition_run(bed: Testbed, tag: str, loss: bool, rng: random.Random) -> dic
             key, value = f"{tag}-n{k}-{i}", {"run": tag, "i": i, "node": k}
             if ask(bed, k, {"op": "put", "ns": "kv", "key": key, "value": value}).get("ok"):
                 acked.append((key, value))
-    sides_ok = all(wait_equal(bed, CONVERGE_TIMEOUT_S, sorted(g)) is not None for g in (side, other))
+    pieces = components(bed, side) + components(bed, other)
+    sides_ok = all(wait_equal(bed, CONVERGE_TIMEOUT_S, comp) is not None for comp in pieces)
     lossy = [ln for ln in bed.topology.links if ln not in cut] if loss else []
     for a, b in lossy:
         bed.fault("loss", a, b, percent=LOSS_PCT)
@@ -117,7 +144,7 @@ def partition_run(bed: Testbed, tag: str, loss: bool, rng: random.Random) -> dic
     for a, b in list(bed.topology.links):
         bed.heal(a, b)
     return {"converge_s": converge, "acked": len(acked), "lost": lost, "sides_converged": sides_ok,
-            "cut_links": len(cut)}
+            "cut_links": len(cut), "pieces": len(pieces)}
 
 
 def revocation_run(bed: Testbed) -> float | None:
