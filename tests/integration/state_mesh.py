@@ -59,6 +59,15 @@ def wait_equal(bed: Testbed, timeout_s: float, nodes: list[int] | None = None, p
     return None
 
 
+def last_change_wall(bed: Testbed, key: str = "digest_changed_wall") -> float | None:
+    """The latest wall time at which some node's digest (or CRL, key "crl_applied_wall") changed: once
+    every node agrees, the instant the mesh converged. Read after the fact, so the measurement does not
+    load the daemons while they converge."""
+    times = [ask(bed, k, {"op": "digest"}).get(key) for k in bed.nodes]
+    known = [t for t in times if t is not None]
+    return max(known) if known else None
+
+
 def cut_links(bed: Testbed, side: set[int]) -> list[tuple[int, int]]:
     """The links between `side` and the rest of the mesh."""
     return [(a, b) for a, b in bed.topology.links if (a in side) != (b in side)]

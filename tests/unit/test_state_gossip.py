@@ -174,3 +174,24 @@ def test_local_misuse_raises_value_error():
                    ("kv", {"value": b"x" * 5000}), ("hop", {"value": b"1", "scope": Scope.HOP})):
         with pytest.raises(ValueError):
             g.write(ns, "k", sim.now, **kw)
+
+
+def test_lost_link_is_probed_and_a_healed_one_found_without_the_router():
+    sim = StateSim(4, [(0, 1), (1, 2), (2, 3)], seed=6, detect_s=0.3)
+    sim.run_for(1.0)
+    sim.links[(1, 2)].up = False  # silent: no neighbour report comes back on its own
+    sim._push(sim.now + 0.3, "nbrs", 1)
+    sim._push(sim.now + 0.3, "nbrs", 2)
+    sim.run_for(7.0)  # past NEIGHBOUR_HOLD_S: the neighbour is gone, the interface is probed
+    assert "m2" in sim.nodes[1].gossip.trickles and not any(k[0] == "m2" for k in sim.nodes[1].gossip.neighbours)
+    sim.write(0, "kv", "left", value=b"1")
+    sim.write(3, "kv", "right", value=b"2")
+    sim.run_for(1.0)
+    assert not sim.converged()
+    sim.links[(1, 2)].up = True  # healed, and the "router" never reports it: digests find it
+    assert sim.run_until_converged(5.0) is not None
+    sim.run_for(70.0)
+    sim.links[(0, 1)].up = False
+    sim._push(sim.now + 0.3, "nbrs", 0)
+    sim.run_for(70.0)  # probing stops after PROBE_FOR_S
+    assert "m1" not in sim.nodes[0].gossip.trickles

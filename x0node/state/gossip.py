@@ -82,6 +82,11 @@ HOUSEKEEPING_INTERVAL_S = 1.0
 NEIGHBOUR_HOLD_S = 5.0
 """A neighbour stays a gossip neighbour this long after the router last reported it UP or it was last
 heard: under heavy loss the router's adjacency flaps, and gossip keeps flowing through the flaps."""
+PROBE_INTERVAL_S = 1.0
+PROBE_FOR_S = 60.0
+"""An interface that lost its last neighbour keeps sending digests, at most PROBE_INTERVAL_S apart, for
+PROBE_FOR_S: a healed link is found by the first digest that crosses it (~265 B/s while probing), even
+before the router re-establishes the adjacency."""
 PEER_FORGET_S = 120.0
 """A sender that is no longer a neighbour is forgotten after this long (its replay state with it)."""
 MAX_PEERS = 256
@@ -154,6 +159,7 @@ class Gossip:
         self.peers: dict[bytes, Peer] = {}
         self.neighbours: dict[tuple[str, bytes], Neighbour] = {}
         self._seen: dict[tuple[str, bytes], tuple[Neighbour, float]] = {}
+        self._probe_until: dict[str, float] = {}
         self.trickles: dict[str, Trickle] = {}
         self.my_hop: dict[tuple[str, str], Record] = {}
         self._out: deque[Outgoing] = deque()
@@ -168,6 +174,8 @@ class Gossip:
             "records_sent": 0, "local_writes": 0, "trickle_resets": 0, "records_expired": 0,
             "records_purged": 0, "load_refused": 0,
         }
+        self.digest_changed_s = now
+        """When the mesh digest last changed (monotonic): the bench's convergence instant."""
         self.apply_lag_sum_s = 0.0
         self.apply_lag_count = 0
         self.apply_lag_max_s = 0.0
@@ -230,8 +238,19 @@ class Gossip:
                     self._reset(tr, now)
                 self._push_hop_to(n)
         self.neighbours = new
-        for ifname in [i for i in self.trickles if not any(k[0] == i for k in new)]:
-            del self.trickles[ifname]
+        for ifname, tr in list(self.trickles.items()):
+            if any(k[0] == ifname for k in new):
+                if self._probe_until.pop(ifname, None) is not None:
+                    tr.imax_s = self.imax_s
+                continue
+            until = self._probe_until.setdefault(ifname, now + PROBE_FOR_S)
+            if now >= until:
+                del self.trickles[ifname]
+                del self._probe_until[ifname]
+            elif tr.imax_s != PROBE_INTERVAL_S:
+                tr.imax_s = PROBE_INTERVAL_S
+                tr.interval_s = min(tr.interval_s, PROBE_INTERVAL_S)
+                tr.end_s = min(tr.end_s, now + PROBE_INTERVAL_S)
 
     def _reset(self, tr: Trickle, now: float) -> None:
         before = tr.resets
@@ -264,6 +283,8 @@ class Gossip:
         if self.wall_offset_s is not None:
             gone = self.store.expire(self._wall(now))
             self.counters["records_expired"] += len(gone)
+            if gone:
+                self.digest_changed_s = now
             self._changes.update(r.oid for r in gone)
         current = {k[1] for k in self.neighbours}
         for nid in [n for n, p in self.peers.items() if n not in current and now - p.last_heard_s > PEER_FORGET_S]:
@@ -331,6 +352,7 @@ class Gossip:
         result = self.store.put(rec, self.cred)
         if result != "new":
             raise ValueError(f"store refused the write: {result}")
+        self.digest_changed_s = now
         self._changes.add(rec.oid)
         self._push([rec], None, now)
         self._reset_all(now)
@@ -497,8 +519,6 @@ class Gossip:
             peer.knows_me = True
             self._on_vector(ifname, src, peer, msg, now)
         else:
-            if msg["has_sender_cred"] is False:
-                peer.knows_me = True
             self._on_delta(ifname, src, peer, msg, now)
 
     def _ask_cred(self, ifname: str, src: str, sender: bytes, now: float) -> None:
@@ -544,6 +564,7 @@ class Gossip:
 
     def _on_digest(self, ifname: str, src: str, peer: Peer, msg: dict[str, Any], now: float) -> None:
         if msg["flags"] & F_WANT_CRED:
+            peer.knows_me = False
             if now - peer.last_want_cred_s >= WANT_CRED_MIN_INTERVAL_S:
                 peer.last_want_cred_s = now
                 self._send_digest(ifname, src, 0)
@@ -648,6 +669,7 @@ class Gossip:
         if rec.origin == self.me:
             self.hlc.observe(rec.version)
         self.counters["records_applied"] += 1
+        self.digest_changed_s = now
         self._changes.add(rec.oid)
         fresh.append(rec)
         if wall is not None:
@@ -671,6 +693,7 @@ class Gossip:
             del self.store.hop[k]
         self.counters["records_purged"] += n
         if n:
+            self.digest_changed_s = now
             self._reset_all(now)
         return n
 

@@ -94,6 +94,7 @@ class StateService:
         self._collector: Any = None
         self._pumping = False
         self._sub: Any = None
+        self.crl_applied_wall: float | None = None
 
     @staticmethod
     def now() -> float:
@@ -283,6 +284,7 @@ class StateService:
         if crl is None or (trust.crl_serial is not None and crl.serial <= trust.crl_serial):
             return
         if self.ctx.router.update_revocations(crl, now):
+            self.crl_applied_wall = time.time()
             self.counters["crl_applied"] += 1
             self.ctx.wake()
             purged = self.gossip.purge_untrusted(now)
@@ -382,7 +384,9 @@ class StateService:
             if op == "digest":
                 assert self.gossip is not None
                 return {"ok": True, "digest": self.gossip.store.digest().hex(), "records": self.gossip.store.count,
-                        "crl_serial": self.ctx.router.trust.crl_serial}
+                        "crl_serial": self.ctx.router.trust.crl_serial,
+                        "digest_changed_wall": time.time() - (self.now() - self.gossip.digest_changed_s),
+                        "crl_applied_wall": self.crl_applied_wall}
             if op == "get":
                 ns, key = _text(req, "ns"), _text(req, "key")
                 assert self.gossip is not None
