@@ -25,7 +25,6 @@ import asyncio
 import ipaddress
 import json
 import logging
-import os
 import pathlib
 import secrets
 import time
@@ -37,6 +36,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from x0node import __version__
+from x0node.io.atomicfile import write_atomic
 from x0node.web import openapi, view_shapes
 from x0node.web.config import WebConfig
 from x0node.web.credentials import Credentials, PasswordPolicyError, check_policy
@@ -122,13 +122,7 @@ class WebState:
             return LoginThrottle()
 
     def save_throttle(self) -> None:
-        tmp = self.throttle_path.with_name(self.throttle_path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, json.dumps(self.throttle.to_dict()).encode())
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.throttle_path)
+        write_atomic(self.throttle_path, json.dumps(self.throttle.to_dict()).encode())
 
 
 # ---- helpers ----------------------------------------------------------------------------------------

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 import pathlib
 import secrets
 
 import nacl.exceptions
 import nacl.pwhash
+
+from x0node.io.atomicfile import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -50,18 +51,6 @@ def hash_password(password: str) -> bytes:
     return nacl.pwhash.argon2id.str(password.encode(), opslimit=ARGON2_OPSLIMIT, memlimit=ARGON2_MEMLIMIT)
 
 
-def _write_private(path: pathlib.Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-
-
 def normalise_code(code: str) -> str:
     return "".join(ch for ch in code.upper() if ch.isalnum())
 
@@ -85,7 +74,7 @@ class Credentials:
         if code is None:
             raw = "".join(secrets.choice(SETUP_CODE_ALPHABET) for _ in range(SETUP_CODE_GROUPS * SETUP_CODE_GROUP_CHARS))
             code = "-".join(raw[i:i + SETUP_CODE_GROUP_CHARS] for i in range(0, len(raw), SETUP_CODE_GROUP_CHARS))
-            _write_private(self.setup_code_path, (code + "\n").encode())
+            write_atomic(self.setup_code_path, (code + "\n").encode())
         log.warning("web UI has no password yet: open it and enter setup code %s (also in %s)",
                     code, self.setup_code_path)
         return code
@@ -106,7 +95,7 @@ class Credentials:
     def set_password(self, password: str) -> None:
         """Hash and store (policy checked first). Consumes the setup code."""
         check_policy(password)
-        _write_private(self.password_path, hash_password(password))
+        write_atomic(self.password_path, hash_password(password))
         self.setup_code_path.unlink(missing_ok=True)
 
     def verify(self, password: str) -> bool:
