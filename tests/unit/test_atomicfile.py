@@ -130,7 +130,7 @@ def _throttle(d: pathlib.Path) -> pathlib.Path:
     from x0node.web.memory_provider import MemoryProvider
 
     st = WebState(MemoryProvider(), WebConfig(), d, CollectorRegistry())
-    st.throttle.failure("192.0.2.1", 100.0)
+    st.throttle.begin("192.0.2.1", 100.0)
     st.save_throttle()
     return st.throttle_path
 
