@@ -24,11 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from x0node.io.atomicfile import write_atomic
-from x0node.proto.protocol import ROUTE_PROTOCOL_NUMBER
+from x0node.proto.protocol import MAX_INTERFACES, ROUTE_PROTOCOL_NUMBER  # the core's limit, or start fails
 
 LOCAL_CONFIG_NAME = "config.local.toml"
 MAX_CONFIG_BYTES = 256 * 1024
-MAX_INTERFACES = 64
 MAX_PREFIXES = 8  # the core announces at most MAX_LSA_PREFIXES
 MAX_TRUST_ANCHORS = 4
 MAX_ALLOWED_KEYS = 4096

@@ -34,6 +34,7 @@ Security rules (each enforced in one middleware or helper below, and tested rout
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import hmac
 import ipaddress
@@ -745,8 +746,81 @@ async def api_events(request: web.Request) -> web.StreamResponse:
     return json_response(request.app[K_STATE].provider.events(since, limit))
 
 
+def hide_secrets(value: Any) -> Any:
+    """A copy of a config view with every value under a `SECRET_KEYS` key replaced by the placeholder."""
+    if isinstance(value, dict):
+        return {k: SECRET_PLACEHOLDER if k in SECRET_KEYS and v not in (None, "") else hide_secrets(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [hide_secrets(v) for v in value]
+    return value
+
+
+def _placeholder_path(value: Any, path: str) -> str | None:
+    """The dotted path of a secret sent back as the placeholder, if any."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = f"{path}.{k}" if k in SECRET_KEYS and v == SECRET_PLACEHOLDER else _placeholder_path(v, f"{path}.{k}")
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            if found := _placeholder_path(v, f"{path}[{i}]"):
+                return found
+    return None
+
+
+def _check_writable(st: WebState, changes: dict[str, Any]) -> None:
+    """Refuse what the web API must not store: read-only keys (403), placeholders for secrets and
+    settings that would keep the UI from coming back at the next start (400)."""
+    for section, values in changes.items():
+        keys = values if isinstance(values, dict) else {}
+        if section in WEB_READ_ONLY:
+            key = f"{section}.{next(iter(keys))}" if keys else section
+            raise BadRequest(403, "not changeable from the web UI (it can keep the node from starting); "
+                                  "edit the config file on the device", key=key)
+        for key in keys:
+            if f"{section}.{key}" in WEB_READ_ONLY:
+                raise BadRequest(403, "not changeable from the web UI; edit the config file on the device",
+                                 key=f"{section}.{key}")
+        if (found := _placeholder_path(values, str(section))) is not None:
+            raise BadRequest(400, "a secret cannot be sent back as its placeholder; send the secret itself",
+                             key=found)
+    web_changes = changes.get("web")
+    if isinstance(web_changes, dict):
+        _check_listen(st, web_changes)
+
+
+def _check_listen(st: WebState, web_changes: dict[str, Any]) -> None:
+    """The UI must come back after a restart: a new `listen` must be an address of this device and a
+    new `port` free (values of the wrong type are left to the config validation)."""
+    listen, port = web_changes.get("listen", st.config.listen), web_changes.get("port", st.config.port)
+    if not isinstance(listen, str) or not isinstance(port, int) or isinstance(port, bool):
+        return
+    try:
+        family = socket.AF_INET6 if ipaddress.ip_address(listen).version == 6 else socket.AF_INET
+    except ValueError:
+        return
+    if listen != st.config.listen:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((listen, 0))
+            except OSError as exc:
+                raise BadRequest(400, f"cannot serve on {listen}: {exc.strerror} (not an address of "
+                                      "this device?)", key="web.listen") from None
+    if port != st.config.port and 0 < port <= 65535:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((listen, port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise BadRequest(400, f"port {port} is in use by another program", key="web.port") from None
+                raise BadRequest(400, f"cannot serve on port {port}: {exc.strerror}", key="web.port") from None
+
+
 async def api_config_get(request: web.Request) -> web.StreamResponse:
-    return json_response(request.app[K_STATE].provider.config_get())
+    return json_response(hide_secrets(request.app[K_STATE].provider.config_get()))
 
 
 def _count_keys(v: Any) -> int:
@@ -762,10 +836,13 @@ async def api_config_patch(request: web.Request) -> web.StreamResponse:
         raise BadRequest(400, "no changes given")
     if _count_keys(changes) > CONFIG_CHANGE_KEYS_MAX:
         raise BadRequest(400, f"more than {CONFIG_CHANGE_KEYS_MAX} settings in one change")
+    _check_writable(st, changes)
     try:
         new = st.provider.config_set(changes)
     except ConfigError as exc:
         return json_error(400, exc.message, key=exc.key)
+    except OSError as exc:
+        return storage_error(exc, "the change")
     except ValueError as exc:  # the daemon's own ConfigError has the same shape
         key, message = getattr(exc, "key", None), getattr(exc, "message", None)
         if not isinstance(key, str) or not isinstance(message, str):
@@ -774,7 +851,7 @@ async def api_config_patch(request: web.Request) -> web.StreamResponse:
     log.info("config changed from web UI: %s", ", ".join(
         f"{s}.{k}" if isinstance(v, dict) else str(s) for s, vs in changes.items()
         for k, v in (vs.items() if isinstance(vs, dict) else [(s, vs)])))
-    return json_response(new)
+    return json_response(hide_secrets(new))
 
 
 async def api_openapi(request: web.Request) -> web.StreamResponse:
