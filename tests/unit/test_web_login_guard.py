@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 
 from tests.unit.test_web_support import PASSWORD, csrf, do_login, do_setup, fast_argon2, make_app  # noqa: F401
+from x0node.io.peer import source_key
 from x0node.web import app as web_app
 from x0node.web import throttle
 from x0node.web.credentials import Credentials
@@ -108,12 +109,12 @@ async def test_a_body_that_never_arrives_times_out(aiohttp_client, tmp_path, mon
 
 
 def test_source_is_the_address_or_its_ipv6_64():
-    assert throttle.source_key("192.0.2.7") == "192.0.2.7"
-    assert throttle.source_key("::ffff:192.0.2.7") == "192.0.2.7"
-    assert throttle.source_key("2001:db8:1:2:aaaa::1") == throttle.source_key("2001:db8:1:2:bbbb::9") == "2001:db8:1:2::/64"
-    assert throttle.source_key("2001:db8:1:3::1") != throttle.source_key("2001:db8:1:2::1")
-    assert throttle.source_key("fe80::1%eth0") == "fe80::/64"
-    assert throttle.source_key(None) == throttle.source_key("not an address") == "unknown"
+    assert source_key("192.0.2.7") == "192.0.2.7"
+    assert source_key("::ffff:192.0.2.7") == "192.0.2.7"
+    assert source_key("2001:db8:1:2:aaaa::1") == source_key("2001:db8:1:2:bbbb::9") == "2001:db8:1:2::/64"
+    assert source_key("2001:db8:1:3::1") != source_key("2001:db8:1:2::1")
+    assert source_key("fe80::1%eth0") == "fe80::/64"
+    assert source_key(None) == source_key("not an address") == "unknown"
 
 
 def test_global_slow_down_spaces_checks_and_bounds_waiting():

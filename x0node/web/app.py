@@ -54,6 +54,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from x0node import __version__
 from x0node.io.atomicfile import storage_full, write_atomic
+from x0node.io.peer import source_key
 from x0node.web import openapi, view_shapes
 from x0node.web.config import WebConfig
 from x0node.web.credentials import Credentials, PasswordPolicyError, check_policy
@@ -61,7 +62,7 @@ from x0node.web.host_stats import HostStats
 from x0node.web.metrics import HttpMetrics, NodeStateCollector
 from x0node.web.provider import EVENTS_LIMIT_MAX, ConfigError, NodeStateProvider
 from x0node.web.sessions import Session, SessionStore
-from x0node.web.throttle import Decision, LoginThrottle, source_key
+from x0node.web.throttle import Decision, LoginThrottle
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,7 @@ Pure logic (no clock, no files): callers pass `now` as *wall-clock* unix seconds
 survive a restart and a reboot resets the monotonic clock. `to_dict`/`from_dict` give the persisted form.
 
 Rules:
-- A source is an IPv4 address, or the /64 of an IPv6 address (`IPV6_SOURCE_PREFIX`): one host can take
-  any address of its /64, so counting per address would give it 2^64 allowances. A browser that signed
+- A source is an IPv4 address, or the /64 of an IPv6 address (`x0node.io.peer.source_key`). A browser that signed
   in before and shows its device cookie is its own source (the caller passes its key instead).
 - `begin(source, now)` is called after the request body arrived and *before* the password is checked.
   It either refuses (`retry_after_s > 0`) or counts the attempt as a failure at once and says when the
@@ -29,7 +28,6 @@ Rules:
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,20 +40,6 @@ GLOBAL_SLOW_INTERVAL_S = 5.0
 GLOBAL_WAIT_MAX_S = 30.0
 CLIENTS_MAX = 256
 FAILS_KEPT = max(FAILS_GLOBAL, FAILS_PER_CLIENT)
-IPV6_SOURCE_PREFIX = 64
-
-
-def source_key(remote: str | None) -> str:
-    """The throttled unit for a peer address: the IPv4 address, or the IPv6 /64 (zone ignored)."""
-    try:
-        addr = ipaddress.ip_address((remote or "").split("%", 1)[0])
-    except ValueError:
-        return "unknown"
-    if isinstance(addr, ipaddress.IPv6Address):
-        if addr.ipv4_mapped is not None:
-            return str(addr.ipv4_mapped)
-        return str(ipaddress.IPv6Network((addr, IPV6_SOURCE_PREFIX), strict=False))
-    return str(addr)
 
 
 @dataclass(frozen=True)
