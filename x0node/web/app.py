@@ -93,7 +93,8 @@ SERVER_NAME = "x0node"
 # starting (a wrong anchor path, a table or rule priority the kernel refuses), the data directory
 # holds everything else, and turning the UI off from the UI would lock its user out. They are
 # changed in the config file, on the console. A section name alone means every key of it.
-WEB_READ_ONLY = frozenset({"trust", "kernel", "node.data_dir", "web.enabled"})
+WEB_READ_ONLY = frozenset({"trust", "kernel", "node.data_dir", "web.enabled",
+                           "web.tls_cert", "web.tls_key"})  # a missing certificate file stops the UI
 # Keys whose values are secrets (a tunnel's pre-shared key): replaced in every answer.
 SECRET_KEYS = frozenset({"password", "psk", "secret", "private_key"})
 SECRET_PLACEHOLDER = "(secret, not shown)"
