@@ -35,6 +35,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from x0node.io.atomicfile import write_atomic
 from x0node.testbed.topology import Topology, parse
 
 log = logging.getLogger("x0node.testbed")
@@ -150,9 +151,7 @@ class Testbed:
 
     def save(self) -> None:
         self.state["nodes"] = {str(k): v.as_dict() for k, v in self.nodes.items()}
-        tmp = self.run_dir / "state.json.tmp"
-        tmp.write_text(json.dumps(self.state, indent=1))
-        os.replace(tmp, self.run_dir / "state.json")
+        write_atomic(self.run_dir / "state.json", json.dumps(self.state, indent=1).encode())
 
     @classmethod
     def open(cls, run_dir: str | os.PathLike[str]) -> Testbed:
@@ -301,7 +300,7 @@ class Testbed:
         for name, values in self.state.get("sections", {}).items():  # extra service sections, e.g. [state]
             doc[name] = dict(values)
         path = self.config_path(node)
-        path.write_text(dump_toml(doc) + extra)
+        write_atomic(path, (dump_toml(doc) + extra).encode(), 0o644)
         return path
 
     def _babeld_command(self, node: NodeInfo) -> list[str]:
