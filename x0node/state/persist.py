@@ -1,8 +1,8 @@
 """The state store on the data partition: one snapshot file, replaced atomically.
 
 Rules:
-- `write_atomic` writes a temporary file in the same directory, fsyncs it, renames it over the target
-  and fsyncs the directory: after a power cut the file is the old snapshot or the new one, never a mix.
+- `write_atomic` is x0node/io/atomicfile.py's (temp file in the same directory, fsync, rename, directory
+  fsync): after a power cut the file is the old snapshot or the new one, never a mix.
 - `read` returns the bytes or None (no file yet). A file larger than store.MAX_SNAPSHOT_BYTES is not
   read. Whether the bytes are a valid snapshot is decided by the caller (gossip.load_snapshot); a
   damaged file is moved aside by `quarantine` (kept for inspection, at most QUARANTINE_KEEP of them)
@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import pathlib
 
+from x0node.io import atomicfile
 from x0node.state.store import MAX_SNAPSHOT_BYTES
 
 STORE_NAME = "state.bin"
@@ -22,21 +23,7 @@ QUARANTINE_KEEP = 3
 
 def write_atomic(path: pathlib.Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    atomicfile.write_atomic(path, data, 0o600)
 
 
 def read(path: pathlib.Path) -> bytes | None:
