@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "dns_listen": [],
     "dns_zone": "mesh.",
     "hostname": "",
+    "timers": "rtt",
 }
 
 
@@ -113,6 +114,8 @@ def validate_config(section: dict[str, Any]) -> dict[str, Any]:
         raise _err("dns_zone", "expected a lower-case DNS zone ending in a dot, e.g. mesh.")
     if not isinstance(out["hostname"], str) or (out["hostname"] and not re.match(r"^[a-z0-9-]{1,63}$", out["hostname"])):
         raise _err("hostname", "expected a DNS label (a-z, 0-9, -) or empty for the system host name")
+    if out["timers"] not in ("rtt", "library"):
+        raise _err("timers", 'expected "rtt" (sized from measured RTT) or "library" (pysyncobj defaults)')
     return out
 
 

@@ -42,7 +42,7 @@ from x0node.coord import config as coord_config
 from x0node.coord import kv, secret
 from x0node.coord.record import Record, check_key
 from x0node.coord.ring import Ring
-from x0node.coord.timers import RttTable, worth_changing
+from x0node.coord.timers import LIBRARY_TIMERS, RttTable, worth_changing
 from x0node.coord.wire import Codec, Datagram, Type
 from x0node.io.atomicfile import write_atomic
 from x0node.proto.identity import mesh_address_of
@@ -61,6 +61,10 @@ RING_HOLD_S = 300.0
 PEER_SEEN_S = 5.0
 JITTER = 0.25
 MAX_PENDING_PROPOSALS = 256
+GROUP_CALL_TIMEOUT_S = 3.0
+LEAVE_AFTER_S = 5.0
+"""A member that has seen no leader or no connected majority this long, told by a current member that the group no longer lists
+it, stops its instance (it was replaced while away)."""
 REMOTE_OPS = frozenset({"pool", "lease", "lease_release", "rollout_put", "read"})
 DNS_MAX_ADDRS = 4
 CONTROL_SOCKET = "coord.sock"
@@ -147,6 +151,7 @@ class CoordService:
         self._nonce = 0
         self._rid = 0
         self._tick_base: float | None = None
+        self._leaderless_since: float | None = None
         self._changing = False
         self._ring_seen: dict[bytes, float] = {}
         self._ring: Ring | None = None
@@ -262,7 +267,7 @@ class CoordService:
         from x0node.coord.group import RaftGroup
 
         others = [m for m in self.members if m != self.me_hex]
-        timers = self.rtt.timers([bytes.fromhex(m) for m in others])
+        timers = self.rtt.timers([bytes.fromhex(m) for m in others]) if self.cfg["timers"] == "rtt" else LIBRARY_TIMERS
         self.group = RaftGroup(self.ctx.mesh_addr, self.cfg["raft_port"], [self._addr(m) for m in others],
                                secret.password_of(self.secret), self.dir, timers)  # type: ignore[arg-type]
         self._timers = timers
@@ -329,17 +334,22 @@ class CoordService:
             self._ring = Ring(nodes)
 
     def _group_duties(self, now: float) -> None:
+        self.leader_hint = self.group.leader_addr()
+        if self.leader_hint is None or not self.group.obj.hasQuorum:
+            self._leaderless_since = self._leaderless_since or now
+        else:
+            self._leaderless_since = None
+        members = self._group_members()
+        if len(members) in (3, 5) and self.me_hex in members:
+            self._save_members(members)
+        if self.cfg["timers"] != "rtt":
+            return
         others = [bytes.fromhex(m) for m in self.members if m != self.me_hex]
         new = self.rtt.timers(others)
         if worth_changing(self._timers, new):
             self.group.set_timers(new)
             self._timers = new
             log.info("raft timers heartbeat_s=%s election_min_s=%s", new.heartbeat_s, new.election_min_s)
-        members = self._group_members()
-        if len(members) in (3, 5) and self.me_hex in members:
-            self._save_members(members)
-        lead = self.group.leader_addr()
-        self.leader_hint = lead
 
     async def _leader_duties(self, now: float) -> None:
         if not self.group.is_leader():
@@ -347,17 +357,26 @@ class CoordService:
             return
         dt = 0.0 if self._tick_base is None else min(now - self._tick_base, 10.0)
         self._tick_base = now
-        res = await self.group.propose({"op": "tick", "dt": round(dt, 6)}, self.loop)
+        res = await self._group_call(self.group.propose({"op": "tick", "dt": round(dt, 6)}, self.loop), {"ok": False})
         if not res.get("ok"):
             self._tick_base = None
             return
         view = self.group.view()
         if view["layout"] is None:
             c = self.cfg
-            await self.group.propose({"op": "configure", "reclaim_after_s": c["reclaim_after_s"], "layout": {
-                "v4": c["pool4"], "v4_len": c["pool4_len"], "v6": c["pool6"], "v6_len": c["pool6_len"]}}, self.loop)
+            await self._group_call(self.group.propose({"op": "configure", "reclaim_after_s": c["reclaim_after_s"], "layout": {
+                "v4": c["pool4"], "v4_len": c["pool4_len"], "v6": c["pool6"], "v6_len": c["pool6_len"]}}, self.loop), None)
         if not self._changing:
             self._tasks.append(self.loop.create_task(self._replace_members(now)))
+
+    @staticmethod
+    async def _group_call(fut: Any, default: Any, timeout_s: float = GROUP_CALL_TIMEOUT_S) -> Any:
+        """Await a pysyncobj callback with a deadline: a command queued while no leader is known may never
+        be answered, and the service's loop must go on."""
+        try:
+            return await asyncio.wait_for(fut, timeout_s)
+        except TimeoutError:
+            return default
 
     def _member_gone(self, m: str, now: float, reach: set[bytes]) -> str | None:
         nid = bytes.fromhex(m)
@@ -384,12 +403,12 @@ class CoordService:
                 if cand is None:
                     return
                 log.info("replacing member %s (%s) by %s", m[:8], why, cand[:8])
-                if not await self.group.membership_change("rem", self._addr(m), self.loop):
+                if not await self._group_call(self.group.membership_change("rem", self._addr(m), self.loop), False):
                     return
                 new = sorted((set(members) - {m}) | {cand})
                 self._invite(bytes.fromhex(cand), new)
                 await asyncio.sleep(0.5)
-                ok = await self.group.membership_change("add", self._addr(cand), self.loop)
+                ok = await self._group_call(self.group.membership_change("add", self._addr(cand), self.loop), False)
                 self.counters["member_replaced" if ok else "member_add_failed"] += 1
                 if ok:
                     self._save_members(new)
@@ -491,10 +510,28 @@ class CoordService:
             self._save_members(ms)
         if isinstance(h.get("l"), str) and len(h["l"]) <= 64:
             self.leader_hint = h["l"]
+            if isinstance(ms, list) and self.group is not None and d.sender.hex() in self.members \
+                    and len(ms) in (3, 5) and self.me_hex not in ms and self._leaderless_for(now) > LEAVE_AFTER_S:
+                self._leave(ms)
         # hand the secret to a member that lacks it (sealed to its key)
         if self.secret is not None and self.is_member and d.sender.hex() in self.members \
                 and h.get("f") != secret.fingerprint(self.secret):
             self._invite(d.sender, self.members)
+
+    def _leaderless_for(self, now: float) -> float:
+        return 0.0 if self._leaderless_since is None else now - self._leaderless_since
+
+    def _leave(self, members: list[str]) -> None:
+        """We were removed from the group while away: stop our stale instance, forget its journal (a later
+        invitation starts fresh and catches up from the leader) and follow the group as a non-member."""
+        log.info("removed from the coordination group; now a non-member (members %s)", ",".join(m[:8] for m in members))
+        group, self.group = self.group, None
+        self._tasks.append(self.loop.create_task(asyncio.to_thread(group.close)))
+        for f in self.dir.glob("raft.*"):
+            with contextlib.suppress(OSError):
+                f.unlink()
+        self._save_members([m for m in members if isinstance(m, str) and coord_config.NODE_HEX_RE.match(m)])
+        self.counters["left_group"] += 1
 
     def _on_secret(self, d: Datagram, h: dict[str, Any], now: float) -> None:
         ms = h["m"]
@@ -508,13 +545,13 @@ class CoordService:
         if got is None:
             self.count("secret_unsealable")
             return
-        if got == self.secret:
-            return
         if self.group is not None:
-            self.count("secret_change_while_running")
+            if got != self.secret:
+                self.count("secret_change_while_running")
             return
-        self.secret = got
-        secret.save(self.dir / "secret", got)
+        if got != self.secret:
+            self.secret = got
+            secret.save(self.dir / "secret", got)
         self._save_members([str(m) for m in ms])
         log.info("received the coordination group secret from %s", d.sender.hex()[:8])
 
@@ -583,7 +620,8 @@ class CoordService:
             return
 
         async def run() -> None:
-            res = await self.group.propose(cmd, self.loop)
+            res = await self._group_call(self.group.propose(cmd, self.loop),
+                                         {"ok": False, "error": "raft: timeout", "retry": True})
             if len(json.dumps(res)) > 400:
                 res = {"ok": False, "error": "answer too large for a datagram"}
             self._send(d.sender, Type.RESULT, {"n": nonce, "r": res})
@@ -798,14 +836,15 @@ class CoordService:
                 if self.group is None:
                     return {"ok": False, "error": "not a running member"}
                 return {"ok": True, "machine": self.group.view(), "raft": self.group.status()}
+            t = time.monotonic()
             if op == "kv_get":
                 res = await self.kv_get(str(req.get("key")))
                 if res.get("found"):
                     res["value"] = res["value"].decode("utf-8", "replace")
-                return res
+                return dict(res, ms=round((time.monotonic() - t) * 1000, 3))
             if op in ("kv_put", "kv_del"):
                 value = None if op == "kv_del" else str(req.get("value", "")).encode()
-                return await self.kv_put(str(req.get("key")), value)
+                return dict(await self.kv_put(str(req.get("key")), value), ms=round((time.monotonic() - t) * 1000, 3))
             if op == "pool":
                 return {"ok": True, "pool": self.held_pool()}
             if op == "lease":
@@ -819,7 +858,6 @@ class CoordService:
                 kw = {"rollout": str(req["rollout"])} if "rollout" in req else {}
                 return await self.read(str(req.get("what")), **kw)
             if op == "write":  # a no-op Raft write (benchmarks and health checks)
-                t = time.monotonic()
                 res = await self.propose({"op": "read", "what": "leases"})
                 return {"ok": bool(res.get("ok")), "error": res.get("error"), "ms": round((time.monotonic() - t) * 1000, 3)}
         except (ValueError, TypeError, KeyError) as exc:

@@ -34,15 +34,21 @@ RETIMING_CHANGE = 0.25
 class RaftTimers:
     heartbeat_s: float
     election_min_s: float
+    election_spread: float = 2.0
 
     @property
     def election_max_s(self) -> float:
-        return 2.0 * self.election_min_s
+        return self.election_spread * self.election_min_s
 
     def pysyncobj(self) -> dict[str, float]:
         return {"appendEntriesPeriod": self.heartbeat_s, "raftMinTimeout": self.election_min_s,
                 "raftMaxTimeout": self.election_max_s,
                 "leaderFallbackTimeout": LEADER_FALLBACK_TIMEOUTS * self.election_max_s}
+
+
+LIBRARY_TIMERS = RaftTimers(0.1, 0.4, 3.5)
+"""pysyncobj's own defaults (heartbeat 0.1 s, election timeout 0.4-1.4 s): the baseline bench/coord.py
+compares RTT-sized timers against (`[coord] timers = "library"`)."""
 
 
 def timers_for(rtt_s: float) -> RaftTimers:
