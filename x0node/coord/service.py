@@ -7,8 +7,8 @@ Rules and invariants:
   module moves datagrams, time and files. Every datagram goes through wire.Codec (trust, signature,
   replay) before its header is read; every KV record is verified (record.py) before it is stored or
   returned. Drops are counted by reason (`drops`).
-- The routing core is read in one place, `mesh_view` (reachable nodes, UP neighbours): switch to the
-  typed read model there. Identity and TrustStore are the router's (a revocation it installs is seen
+- The routing core is read in two small functions, `mesh_view` (known and reachable nodes, UP
+  neighbours) and `topology_neighbours`: switch to the typed read model there. Identity and TrustStore are the router's (a revocation it installs is seen
   here at once).
 - Members: the designated list (config `members`, then the group's own list persisted in
   `coord/members.json`). A member runs pysyncobj (group.py) once it holds the group secret
@@ -57,6 +57,9 @@ TICK_S = 1.0
 PING_S = 1.0
 PROPOSE_RESEND_S = 0.25
 PROPOSE_TIMEOUT_S = 5.0
+ATTEMPT_S = 0.6
+"""A member re-proposes an unanswered command after this long (several election timeouts' worth of
+commit time on a healthy group, well under the failover goal)."""
 RING_HOLD_S = 300.0
 PEER_SEEN_S = 5.0
 JITTER = 0.25
@@ -77,6 +80,17 @@ def mesh_view(router: Any) -> tuple[set[bytes], set[bytes], list[bytes]]:
     reach = {bytes.fromhex(n["node_id"]) for n in topo.get("nodes", []) if n.get("reachable")}
     nbrs = sorted({bytes.fromhex(v["node_id"]) for v in router.neighbours() if v.get("state") == "up"})
     return known, reach, nbrs
+
+
+def topology_neighbours(router: Any, node_hex: str) -> list[str]:
+    """Neighbours of a node in the routing core's topology (both ends report the link)."""
+    out = set()
+    for e in router.topology().get("edges", []):
+        if e.get("a") == node_hex:
+            out.add(e["b"])
+        elif e.get("b") == node_hex:
+            out.add(e["a"])
+    return sorted(out)[:64]
 
 
 def validate_value(key: str, value: bytes) -> None:
@@ -268,6 +282,8 @@ class CoordService:
 
         others = [m for m in self.members if m != self.me_hex]
         timers = self.rtt.timers([bytes.fromhex(m) for m in others]) if self.cfg["timers"] == "rtt" else LIBRARY_TIMERS
+        self._group_started = now
+        self._first_leader_s = None
         self.group = RaftGroup(self.ctx.mesh_addr, self.cfg["raft_port"], [self._addr(m) for m in others],
                                secret.password_of(self.secret), self.dir, timers)  # type: ignore[arg-type]
         self._timers = timers
@@ -335,6 +351,8 @@ class CoordService:
 
     def _group_duties(self, now: float) -> None:
         self.leader_hint = self.group.leader_addr()
+        if self._first_leader_s is None and self.leader_hint is not None:
+            self._first_leader_s = round(now - self._group_started, 3)
         if self.leader_hint is None or not self.group.obj.hasQuorum:
             self._leaderless_since = self._leaderless_since or now
         else:
@@ -563,12 +581,16 @@ class CoordService:
         cmd = dict(cmd, rid=f"{self.me_hex[:12]}-{self.codec.epoch:x}-{self._rid}")
         deadline = time.monotonic() + timeout_s
         if self.group is not None:
+            # a command forwarded to a leader that then died is never answered by pysyncobj: propose
+            # again (same request id, applied once) after ATTEMPT_S
             while True:
-                try:
-                    res = await asyncio.wait_for(self.group.propose(cmd, self.loop),
-                                                 max(0.01, deadline - time.monotonic()))
-                except TimeoutError:
+                left = deadline - time.monotonic()
+                if left <= 0:
                     return {"ok": False, "error": "raft: timeout"}
+                try:
+                    res = await asyncio.wait_for(self.group.propose(cmd, self.loop), min(left, ATTEMPT_S))
+                except TimeoutError:
+                    continue
                 if not res.get("retry") or time.monotonic() >= deadline:
                     return res
                 await asyncio.sleep(0.05)
@@ -659,8 +681,8 @@ class CoordService:
                     reason: str = "") -> dict[str, Any]:
         """Ask for (or renew) a mesh-wide lease; `valid_until` is local monotonic time it may be relied on."""
         sent = time.monotonic()
-        if neighbours is None and resource == f"disrupt/{self.me_hex}":
-            neighbours = [n.hex() for n in self._view()[2]]
+        if neighbours is None and resource.startswith("disrupt/"):
+            neighbours = topology_neighbours(self.router, resource[len("disrupt/"):])
         res = await self.propose({"op": "lease", "resource": resource, "holder": self.me_hex, "lease_id": lease_id,
                                   "ttl_s": ttl_s, "neighbours": neighbours or [], "reason": reason})
         if res.get("granted"):
@@ -820,7 +842,7 @@ class CoordService:
             "drops": dict(self.drops), "counters": dict(self.counters),
         }
         if self.group is not None:
-            out["raft"] = self.group.status()
+            out["raft"] = dict(self.group.status(), first_leader_s=self._first_leader_s)
             out["timers"] = {"heartbeat_s": self._timers.heartbeat_s, "election_min_s": self._timers.election_min_s}
         if self.cfg["kv"]:
             out["kv"] = {"records": len(self.replica.records), "hints": len(self.replica.hints),
