@@ -2,7 +2,8 @@
 
 Rules and invariants:
 - An entry is u32 length | kind u8 | payload | BLAKE2b-8 of kind+payload. Kind 1 = a record, kind 2 = a
-  hint (intended node id 16 bytes + key). `append` writes entries and fsyncs the file before it returns:
+  hint (intended node id 16 bytes + key). `append` writes entries and fsyncs the file before it returns
+  (io.atomicfile.append_synced):
   the replica acknowledges a put only after that (kv.py).
 - Loading replays entries in order and re-verifies every record (signature, trust) like one from the
   network; it stops at the first torn or corrupt entry (a crash mid-append) and truncates the file
@@ -21,7 +22,7 @@ import pathlib
 import struct
 
 from x0node.coord.record import RECORD_MAX_BYTES, Record
-from x0node.io.atomicfile import write_atomic
+from x0node.io.atomicfile import append_synced, write_atomic
 from x0node.proto.trust import TrustStore
 from x0node.proto.wire import DecodeError
 
@@ -92,21 +93,7 @@ class KvLog:
         data = b"".join(chunks)
         if self.size + len(data) > MAX_LOG_BYTES:
             raise OSError("kv log full")
-        new = not self.path.exists()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if new:
-            dfd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+        append_synced(self.path, data)
         self.size += len(data)
         self.entries += len(chunks)
 

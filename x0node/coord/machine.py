@@ -214,6 +214,8 @@ class Machine:
         """A linearizable read: answered in log order like a write."""
         self._expire()
         what = cmd.get("what")
+        if what == "time":
+            return {"ok": True, "mesh_time_s": self.mesh_time_s, "applied": self.applied}
         if what == "pools":
             return {"ok": True, "pools": self.pool_table()}
         if what == "leases":
@@ -221,7 +223,7 @@ class Machine:
         if what == "rollout":
             rollout = _str(cmd, "rollout", ROLLOUT_RE)
             return {"ok": True, "rollout": copy.deepcopy(self.rollouts.get(rollout))}
-        raise CommandError("what: pools, leases or rollout")
+        raise CommandError("what: time, pools, leases or rollout")
 
     _HANDLERS = {
         "tick": _tick, "configure": _configure, "pool": _pool, "pool_release": _pool_release,

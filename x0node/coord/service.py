@@ -775,6 +775,10 @@ class CoordService:
                 async with self._persist_lock:
                     try:
                         await asyncio.to_thread(self.kvlog.append, [(rec, hint)])
+                        records = list(self.replica.records.values())
+                        hints = [(n, k) for n, k in self.replica.hints]
+                        if await asyncio.to_thread(self.kvlog.maybe_compact, records, hints):
+                            self.counters["kv_log_compactions"] += 1
                     except OSError:
                         self.counters["kv_persist_failed"] += 1
                         return
@@ -880,7 +884,7 @@ class CoordService:
                 kw = {"rollout": str(req["rollout"])} if "rollout" in req else {}
                 return await self.read(str(req.get("what")), **kw)
             if op == "write":  # a no-op Raft write (benchmarks and health checks)
-                res = await self.propose({"op": "read", "what": "leases"})
+                res = await self.propose({"op": "read", "what": "time"})
                 return {"ok": bool(res.get("ok")), "error": res.get("error"), "ms": round((time.monotonic() - t) * 1000, 3)}
         except (ValueError, TypeError, KeyError) as exc:
             return {"ok": False, "error": str(exc)}
