@@ -124,3 +124,10 @@ async def test_kv_routes_need_a_session(aiohttp_client, tmp_path):
     assert (await client.put("/api/v1/kv/bad/x", json={"value": "hi"}, headers=h)).status == 400
     assert (await client.put("/api/v1/kv/app/x", json={"value": 3}, headers=h)).status == 400
     assert (await client.delete("/api/v1/kv/app/x", headers=h)).status == 200
+
+
+def test_kv_cli_without_a_daemon(tmp_path, capsys):
+    from x0node.cli import main
+
+    assert main(["kv", "--data-dir", str(tmp_path), "get", "dns/a"]) == 2
+    assert "no coordination service answers" in capsys.readouterr().err
