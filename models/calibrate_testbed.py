@@ -1,6 +1,6 @@
 """Record real per-node telemetry from a namespace testbed with injected faults (calibration sample).
 
-Usage (root; creates and removes its own namespaces via x0node/testbed):
+Usage (root; creates and removes its own namespaces via lab/x0lab/testbed/):
     .venv/bin/python models/calibrate_testbed.py [--out models/calibration/testbed_sample.json]
 
 What it does:
@@ -36,11 +36,12 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "lab"))
 
+from x0lab.testbed import bed as tb  # noqa: E402
+from x0lab.testbed.measure import wait_converged  # noqa: E402
 from x0node.anomaly.collector import Counters, FeatureState  # noqa: E402
 from x0node.anomaly.features import FEATURES, LINK_CHANGES_WINDOW_S  # noqa: E402
-from x0node.testbed import bed as tb  # noqa: E402
-from x0node.testbed.measure import wait_converged  # noqa: E402
 
 WINDOW_S = 4.0
 PROBES = 20

@@ -1,7 +1,7 @@
 import numpy as np
 
+from x0lab.anomaly import scenarios as S
 from x0node.anomaly import features as F
-from x0node.anomaly import scenarios as S
 
 
 def test_same_seed_same_scenario():

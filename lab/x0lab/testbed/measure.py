@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from x0node.testbed.bed import Testbed, sh
+from x0lab.testbed.bed import Testbed, sh
 
 PING_INTERVAL_S = 0.01
 _SEQ_RE = re.compile(r"icmp_seq=(\d+)")
@@ -118,7 +118,7 @@ def outage_trial(
 
 def mesh_prefix(bed: Testbed) -> ipaddress.IPv6Network:
     if bed.daemon == "babeld":
-        from x0node.testbed.bed import BABEL_ULA_PREFIX
+        from x0lab.testbed.bed import BABEL_ULA_PREFIX
 
         return ipaddress.IPv6Network(f"{BABEL_ULA_PREFIX}/48")
     from x0node.proto.protocol import MESH_ULA_PREFIX

@@ -35,9 +35,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from x0node.testbed.topology import Topology, parse
+from x0lab.testbed.topology import Topology, parse
 
-log = logging.getLogger("x0node.testbed")
+log = logging.getLogger("x0lab.testbed")
 
 _counter = itertools.count()
 READY_RE = re.compile(r"x0node ready node_id=(\S+) mesh_addr=(\S+)")
@@ -263,7 +263,7 @@ class Testbed:
             self.wait_ready(which, timeout_s=timeout_s)
 
     def _provision_trust(self) -> None:
-        from x0node.testbed import provision
+        from x0lab.testbed import provision
 
         provision.provision_mesh(self)
 

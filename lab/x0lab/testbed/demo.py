@@ -11,9 +11,9 @@ import os
 import re
 import sys
 
-from x0node.testbed import measure
-from x0node.testbed.bed import Testbed, TestbedError, up
-from x0node.testbed.cli import DEFAULT_RUN_DIR
+from x0lab.testbed import measure
+from x0lab.testbed.bed import Testbed, TestbedError, up
+from x0lab.testbed.cli import DEFAULT_RUN_DIR
 
 TOPOLOGY = "line:5"
 

@@ -61,8 +61,8 @@ def _parse_value(text: str) -> object:
 
 
 def run(args: argparse.Namespace) -> int:
-    from x0node.testbed.bed import Testbed, TestbedError, up
-    from x0node.testbed.topology import TopologyError
+    from x0lab.testbed.bed import Testbed, TestbedError, up
+    from x0lab.testbed.topology import TopologyError
 
     try:
         if args.testbed_cmd == "up":
