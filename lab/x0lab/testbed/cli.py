@@ -1,7 +1,9 @@
-"""`x0node testbed up|fault|heal|restart|status|down`: namespace meshes from the command line.
+"""`x0node testbed up|fault|heal|restart|chaos|status|down`: namespace meshes from the command line.
 
 Every command works on one run directory (`--run-dir`, default $X0NODE_TESTBED_DIR or
-/tmp/x0node-testbed), which holds the testbed's state, node data directories and logs.
+/tmp/x0node-testbed), which holds the testbed's state, node data directories, logs and the fault
+lab's ground truth (`faults.jsonl`, chaos schedules). The fault kinds and their arguments come from
+the table in faults.py; nothing here knows a fault by name.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pathlib
+import signal
 import sys
 
 DEFAULT_RUN_DIR = os.environ.get("X0NODE_TESTBED_DIR", "/tmp/x0node-testbed")
@@ -32,15 +36,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--routing", action="append", default=[], metavar="KEY=VALUE",
                     help="x0node [routing] override (repeatable), e.g. hello_interval_s=0.2")
 
-    fault = sub.add_parser("fault", help="inject a fault: link-down A B | link-silent A B | loss A B PCT | kill A")
-    fault.add_argument("kind", choices=("link-down", "link-silent", "loss", "kill"))
-    fault.add_argument("nodes", nargs="+", help="node(s), and the loss percentage for loss")
+    from x0lab.testbed import faults
 
-    heal = sub.add_parser("heal", help="undo a link fault between A and B")
+    kinds = "\n".join(f"  {fk.usage():<32} {fk.help}" for fk in faults.KINDS.values())
+    fault = sub.add_parser("fault", help="inject a fault (kinds: " + ", ".join(faults.KINDS) + ")",
+                           formatter_class=argparse.RawDescriptionHelpFormatter,
+                           description="Inject one fault; its start is stamped when the kernel change is made and "
+                           "logged to RUN_DIR/faults.jsonl.\n\n" + kinds)
+    fault.add_argument("kind", choices=tuple(faults.KINDS), metavar="KIND")
+    fault.add_argument("args", nargs="*", help="node(s), then the kind's parameters")
+
+    heal = sub.add_parser("heal", help="undo the fault on link A B, or on node A (a killed node is started again)")
     heal.add_argument("a")
-    heal.add_argument("b")
+    heal.add_argument("b", nargs="?")
     restart = sub.add_parser("restart", help="start a killed node again (same key and data)")
     restart.add_argument("node")
+
+    chaos = sub.add_parser("chaos", help="run a seeded random schedule of faults and write its ground truth (JSON)",
+                           description="Run a randomized, seeded fault schedule on the testbed for --duration "
+                           "seconds: at most --max-concurrent faults at once, on disjoint nodes, every start and end "
+                           "at least --gap seconds from any other. Writes the ground truth (fault, target, params, "
+                           "planned and actual start/end, monotonic and wall time) as JSON.")
+    chaos.add_argument("--duration", type=float, required=True, metavar="S")
+    chaos.add_argument("--seed", type=int, required=True, metavar="N")
+    chaos.add_argument("--max-concurrent", type=int, default=2, metavar="K", help="default %(default)s")
+    chaos.add_argument("--gap", type=float, default=5.0, metavar="S", help="min seconds between events (default %(default)s)")
+    chaos.add_argument("--fault-min", type=float, default=10.0, metavar="S", help="default %(default)s")
+    chaos.add_argument("--fault-max", type=float, default=30.0, metavar="S", help="default %(default)s")
+    chaos.add_argument("--warmup", type=float, default=None, metavar="S", help="fault-free start (default: --gap)")
+    chaos.add_argument("--kinds", default=None, help="comma-separated fault kinds (default: all this testbed can do)")
+    chaos.add_argument("--out", default=None, help="ground truth file (default RUN_DIR/chaos-<seed>.json)")
+    chaos.add_argument("--plan-only", action="store_true", help="print the schedule as JSON, change nothing")
 
     status = sub.add_parser("status", help="show nodes, namespaces, ids, mesh addresses, API URLs")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -79,25 +105,13 @@ def run(args: argparse.Namespace) -> int:
             return 0
         bed = Testbed.open(args.run_dir)
         if args.testbed_cmd == "fault":
-            if args.kind == "kill":
-                if len(args.nodes) != 1:
-                    print("fault kill takes one node", file=sys.stderr)
-                    return 2
-                bed.fault("kill", args.nodes[0])
-            elif args.kind == "loss":
-                if len(args.nodes) != 3:
-                    print("fault loss takes A B PERCENT", file=sys.stderr)
-                    return 2
-                bed.fault("loss", args.nodes[0], args.nodes[1], percent=float(args.nodes[2]))
-            else:
-                if len(args.nodes) != 2:
-                    print(f"fault {args.kind} takes two nodes", file=sys.stderr)
-                    return 2
-                bed.fault(args.kind, args.nodes[0], args.nodes[1])
+            return _fault(bed, args.kind, args.args)
         elif args.testbed_cmd == "heal":
             bed.heal(args.a, args.b)
         elif args.testbed_cmd == "restart":
             bed.restart(args.node)
+        elif args.testbed_cmd == "chaos":
+            return _chaos(bed, args)
         elif args.testbed_cmd == "status":
             st = bed.status()
             if args.json:
@@ -112,11 +126,67 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
 
+def _fault(bed, kind: str, words: list[str]) -> int:
+    from x0lab.testbed import faults
+
+    fk = faults.KINDS[kind]
+    n_nodes = 2 if fk.target == "link" else 1
+    required = n_nodes + sum(1 for p in fk.params if p.default is None)
+    if not required <= len(words) <= n_nodes + len(fk.params):
+        print(f"usage: x0node testbed fault {fk.usage()}", file=sys.stderr)
+        return 2
+    nodes, values = words[:n_nodes], words[n_nodes:]
+    params = {p.name: v for p, v in zip(fk.params, values, strict=False)}
+    record = bed.fault(kind, nodes[0], nodes[1] if n_nodes == 2 else None, **params)
+    start = record["start"]
+    print(f"{kind} {record['target']} {_fmt_params(record['params'])} started: mono={start['mono']:.6f} "
+          f"wall={start['wall']:.6f} (+-{start['uncertainty_s'] * 1000:.1f} ms)")
+    return 0
+
+
+def _chaos(bed, args: argparse.Namespace) -> int:
+    from x0lab.testbed import cgroups, chaos, faults
+
+    if args.kinds:
+        kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    else:
+        kinds = tuple(k for k, fk in faults.KINDS.items()
+                      if not (fk.needs_daemon and bed.daemon == "none")
+                      and not (fk.needs_cgroups and not cgroups.available()))
+    cfg = chaos.ChaosConfig(duration_s=args.duration, seed=args.seed, max_concurrent=args.max_concurrent,
+                            min_gap_s=args.gap, fault_min_s=args.fault_min, fault_max_s=args.fault_max,
+                            kinds=kinds, warmup_s=args.warmup)
+    if args.plan_only:
+        plan = chaos.plan_schedule(bed.topology, cfg)
+        print(json.dumps([{"fault": p.kind, "target": p.target, "params": p.params, "start_s": p.start_s,
+                           "end_s": p.end_s} for p in plan], indent=1))
+        return 0
+    out = pathlib.Path(args.out or bed.run_dir / f"chaos-{args.seed}.json")
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        doc = chaos.run(bed, cfg, out, echo=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:
+        print(f"interrupted; active faults healed; partial ground truth in {out}", file=sys.stderr)
+        return 130
+    applied = sum(1 for f in doc["faults"] if f["start"] is not None)
+    print(f"{applied} faults applied and healed; ground truth in {out}")
+    return 0
+
+
+def _fmt_params(params: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in params.items())
+
+
 def _print_status(st: dict) -> None:
     print(f"testbed {st['id']}  daemon={st['daemon']}  topology={st['topology']}  run_dir={st['run_dir']}")
     for n in st["nodes"]:
         state = "up" if n["alive"] else "down"
         api = f"  api={n['api']}" if n.get("api") else ""
         print(f"  n{n['node']:<3} {state:<4} ns={n['ns']:<16} id={n['node_id'] or '-'}  addr={n['mesh_addr'] or '-'}{api}")
-    if st["faults"]:
-        print("  faults: " + ", ".join(sorted(st["faults"])))
+    for key, f in sorted(st["faults"].items()):
+        start = f.get("start") or {}
+        print(f"  fault {f['kind']:<18} {key:<6} {_fmt_params(f.get('params', {}))}  since mono={start.get('mono', 0):.3f}")
