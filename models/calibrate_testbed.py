@@ -122,9 +122,7 @@ def main() -> int:
             if phase == "lossy_link":
                 bed.fault("loss", *LOSSY, percent=25)
             elif phase == "blackhole":
-                tb.sh(
-                    "nft", "-f", "-", ns=bed.node(BLACKHOLE).ns,
-                    input="table inet x0cal_bh {\n chain forward_drop {\n  type filter hook forward priority 0; policy drop;\n }\n}\n")
+                bed.fault("partial-blackhole", BLACKHOLE, percent=100)
             for i in range(n_windows):
                 if phase == "link_flapping":
                     if i % 2 == 0:
@@ -169,7 +167,7 @@ def main() -> int:
             if phase == "lossy_link":
                 bed.heal(*LOSSY)
             elif phase == "blackhole":
-                tb.sh("nft", "delete", "table", "inet", "x0cal_bh", ns=bed.node(BLACKHOLE).ns, check=False)
+                bed.heal(BLACKHOLE)
             elif phase == "link_flapping":
                 bed.heal(*FLAP)
                 flap_end = time.monotonic() - t0
