@@ -259,9 +259,10 @@ def test_chaos_truth_matches_what_the_kernel_showed(tmp_path):
              "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             while proc.poll() is None:
-                t_a = time.monotonic()
-                seen = observe.observe(bed)
-                polls.append((t_a, time.monotonic(), seen))
+                for k in bed.nodes:  # each read is paired with its own short interval
+                    t_a = time.monotonic()
+                    seen = observe.observe_node(bed, k)
+                    polls.append((t_a, time.monotonic(), k, seen))
                 time.sleep(0.05)
             stdout, stderr = proc.communicate(timeout=30)
         finally:
@@ -290,20 +291,21 @@ def test_chaos_truth_matches_what_the_kernel_showed(tmp_path):
     def certain(f):  # the fault was surely in effect
         return f["start"]["mono"], f["end"]["mono"] - f["end"]["uncertainty_s"]
 
-    # every sign the kernel showed belongs to a fault that may have been in effect during that poll
-    for t_a, t_b, seen in polls:
+    # every sign the kernel showed belongs to a fault that may have been in effect during that read
+    for t_a, t_b, k, seen in polls:
         for sign, target in seen:
             owners = [f for f in applied if observe.SIGN_OF[f["fault"]] == sign and f["target"] == target
                       and possible(f)[0] <= t_b and t_a <= possible(f)[1]]
-            assert owners, f"{sign} on {target} seen in [{t_a:.3f}, {t_b:.3f}] outside any recorded fault"
-    # and every fault (but a flapping link, which is up half of the time) showed in every poll made
-    # entirely while it was surely in effect
+            assert owners, f"{sign} on {target} seen from n{k} in [{t_a:.3f}, {t_b:.3f}] outside any recorded fault"
+    # and every fault (but a flapping link, which is up half of the time) showed in every read, by a
+    # node that carries it, made entirely while it was surely in effect
     for f in applied:
         if f["fault"] == "flap":
             continue
         lo, hi = certain(f)
-        inside = [seen for t_a, t_b, seen in polls if lo <= t_a and t_b <= hi]
-        assert inside, f"no poll inside {f['fault']} {f['target']}"
+        shown_by = observe.shown_by(f["fault"], f["a"], f["b"])
+        inside = [seen for t_a, t_b, k, seen in polls if k in shown_by and lo <= t_a and t_b <= hi]
+        assert inside, f"no read inside {f['fault']} {f['target']}"
         sign = (observe.SIGN_OF[f["fault"]], f["target"])
         assert all(sign in seen for seen in inside), f"{f['fault']} {f['target']} not always visible"
     # the testbed's own log holds the same stamps

@@ -30,7 +30,6 @@ import pathlib
 import re
 import secrets
 import select
-import shlex
 import signal
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from x0lab.testbed import cgroups, faults
+from x0lab.testbed.command import TestbedError, atomic_write, sh
 from x0lab.testbed.topology import Topology, parse
 
 log = logging.getLogger("x0lab.testbed")
@@ -54,37 +54,6 @@ COUNT_TABLE = "x0tb_count"
 OUR_TABLES = (("netdev", faults.FAULT_TABLE), ("inet", faults.NODE_TABLE), ("inet", COUNT_TABLE))
 DAEMONS = ("x0node", "babeld", "none")
 DEFAULT_WEB_PORT = 8080
-
-
-class TestbedError(RuntimeError):
-    """A testbed operation failed (bad node name, missing testbed, command failure)."""
-
-
-def sh(*cmd: str, ns: str | None = None, check: bool = True, timeout: float = 30.0, input: str | None = None) -> str:
-    full = ["ip", "netns", "exec", ns, *cmd] if ns else list(cmd)
-    try:
-        proc = subprocess.run(full, capture_output=True, text=True, timeout=timeout, input=input)
-    except subprocess.TimeoutExpired:
-        raise TestbedError(f"timed out: {shlex.join(full)}") from None
-    if check and proc.returncode != 0:
-        raise TestbedError(f"{shlex.join(full)} failed ({proc.returncode}): {proc.stderr.strip()}")
-    return proc.stdout
-
-
-def atomic_write(path: str | os.PathLike[str], text: str) -> None:
-    """Replace the file with `text`: temp file, fsync, rename, fsync of the directory."""
-    path = pathlib.Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _pid_alive(pid: int, marker: str) -> bool:
@@ -150,6 +119,8 @@ class Testbed:
     def __init__(self, run_dir: pathlib.Path, state: dict[str, Any]) -> None:
         self.run_dir = run_dir
         self.state = state
+        for key, empty in (("faults", {}), ("stressors", {}), ("cgroups_created", []), ("fault_seq", 0)):
+            state.setdefault(key, empty)  # a state file written before the fault lab had these
         self.nodes: dict[int, NodeInfo] = {
             int(k): NodeInfo.from_dict(v) for k, v in state.get("nodes", {}).items()
         }
@@ -464,8 +435,10 @@ class Testbed:
         if node is not None:
             groups = self.node_cgroups(node)
             cmd = cgroups.wrap([groups[c]["hog"] for c in cgroups.CONTROLLERS], cmd)
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)
+        errlog = self.run_dir / f"stressor-{key}.log"
+        with open(errlog, "ab") as err:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
+                                    start_new_session=True)
         self._stressors[key] = proc
         self.state["stressors"][key] = {"pid": proc.pid, "marker": tag}
         self.save()
@@ -484,7 +457,7 @@ class Testbed:
             return json.loads(line)
         except ValueError:
             self.stop_stressor(key)
-            err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
+            err = errlog.read_text(errors="replace")[-2000:]
             raise TestbedError(f"stressor {' '.join(args[:1])} did not start: {err or line!r}") from None
 
     def stop_stressor(self, key: str) -> bool:
@@ -503,9 +476,8 @@ class Testbed:
         if proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=2.0)
-            for pipe in (proc.stdout, proc.stderr):
-                if pipe is not None:
-                    pipe.close()
+            if proc.stdout is not None:
+                proc.stdout.close()
         self.save()
         return was_alive
 

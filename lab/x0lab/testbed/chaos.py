@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from x0lab.testbed import faults
+from x0lab.testbed.command import atomic_write
 from x0lab.testbed.topology import Topology
 
 if TYPE_CHECKING:
@@ -144,8 +145,6 @@ def plan_schedule(topo: Topology, cfg: ChaosConfig) -> list[Planned]:
 
 
 def atomic_write_json(path: Any, doc: dict[str, Any]) -> None:
-    from x0lab.testbed.bed import atomic_write
-
     atomic_write(path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
 
 
@@ -163,7 +162,8 @@ def run(bed: Testbed, cfg: ChaosConfig, out_path: Any, echo: Callable[[str], Non
         "clock": {"mono": "time.monotonic() = CLOCK_MONOTONIC seconds, comparable across processes of one boot",
                   "boot_id": faults.boot_id(), "t0_mono": t0, "t0_wall": time.time()},
         "complete": False,
-        "faults": [{"index": p.index, "fault": p.kind, "target": p.target, "nodes": sorted(p.elements),
+        "faults": [{"index": p.index, "fault": p.kind, "target": p.target, "a": p.a, "b": p.b,
+                    "nodes": sorted(p.elements),
                     "params": p.params, "planned_start_s": p.start_s, "planned_end_s": p.end_s,
                     "start": None, "end": None} for p in plan],
     }

@@ -49,6 +49,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from x0lab.testbed import cgroups
+from x0lab.testbed.command import TestbedError, sh
+
 if TYPE_CHECKING:
     from x0lab.testbed.bed import NodeInfo, Testbed
 
@@ -221,10 +224,16 @@ def _wait_state(pid: int, want: Callable[[str | None], bool], what: str) -> None
     deadline = time.monotonic() + PROCESS_STATE_TIMEOUT_S
     while not want(process_state(pid)):
         if time.monotonic() > deadline:
-            from x0lab.testbed.bed import TestbedError
-
             raise TestbedError(f"pid {pid} did not become {what} within {PROCESS_STATE_TIMEOUT_S:.0f} s")
         time.sleep(0.001)
+
+
+def _daemon_in_group(bed: Testbed, na: NodeInfo, group: pathlib.Path) -> int:
+    """The daemon's pid, checked to run in the node's group (else the fault would miss it)."""
+    pid = bed.daemon_pid(na)
+    if pid not in cgroups.procs(group):
+        raise TestbedError(f"node {na.index} daemon (pid {pid}) is not in its group {group}; restart it")
+    return pid
 
 
 def pin_threads(pid: int, cpus: set[int]) -> None:
@@ -260,8 +269,6 @@ def wait_exit(pid: int, timeout_s: float) -> bool:
 # --- apply and heal ---------------------------------------------------------------------------------------
 
 def _nft_ingress(bed: Testbed, ends: list[tuple[NodeInfo, NodeInfo]], rule: str) -> None:
-    from x0lab.testbed.bed import sh
-
     for x, y in ends:
         ifname = x.ifaces[y.index]
         chain = f"in_{ifname}"
@@ -281,8 +288,6 @@ def _both(na: NodeInfo, nb: NodeInfo) -> list[tuple[NodeInfo, NodeInfo]]:
 def apply(bed: Testbed, kind: str, na: NodeInfo, nb: NodeInfo | None, params: dict[str, Any],
           fault_id: str) -> tuple[dict[str, float], dict[str, Any]]:
     """Make the change; returns (start stamp, details needed to heal and to report)."""
-    from x0lab.testbed.bed import sh
-
     extra: dict[str, Any] = {}
     t0 = time.monotonic()
     if kind == "link-down":
@@ -320,9 +325,7 @@ def apply(bed: Testbed, kind: str, na: NodeInfo, nb: NodeInfo | None, params: di
         ))
     elif kind == "cpu-hog":
         cpu = bed.node_cgroups(na)["cpu"]
-        from x0lab.testbed import cgroups
-
-        pid = bed.daemon_pid(na)
+        pid = _daemon_in_group(bed, na, cpu["daemon"])
         allowed = sorted(os.sched_getaffinity(pid))
         core = allowed[na.index % len(allowed)]
         extra.update(cpu=core, affinity_before=allowed, pid=pid)
@@ -338,9 +341,8 @@ def apply(bed: Testbed, kind: str, na: NodeInfo, nb: NodeInfo | None, params: di
             raise
         return _from_ready(ready, t0), extra
     elif kind == "mem-pressure":
-        from x0lab.testbed import cgroups
-
         mem = bed.node_cgroups(na)["memory"]
+        _daemon_in_group(bed, na, mem["daemon"])
         usage = cgroups.read_int(mem["node"], "memory.usage_in_bytes")
         limit = usage + (params["mb"] << 20)
         cgroups.set_memory_limit(mem["node"], limit)
@@ -363,8 +365,6 @@ def apply(bed: Testbed, kind: str, na: NodeInfo, nb: NodeInfo | None, params: di
         pid = bed.daemon_pid(na)
         os.kill(pid, signal.SIGKILL)
         if not wait_exit(pid, PROCESS_STATE_TIMEOUT_S):
-            from x0lab.testbed.bed import TestbedError
-
             raise TestbedError(f"node {na.index} daemon (pid {pid}) survived SIGKILL")
         extra["pid"] = pid
         start = stamp(t0)
@@ -387,8 +387,6 @@ def _from_ready(ready: dict[str, Any], t0: float) -> dict[str, float]:
 
 def heal(bed: Testbed, record: dict[str, Any], wait_ready: bool = True) -> tuple[dict[str, float], dict[str, Any]]:
     """Undo the fault of `record`; returns (end stamp, details observed while healing)."""
-    from x0lab.testbed.bed import sh
-
     kind = record["kind"]
     na = bed.node(record["a"])
     nb = bed.node(record["b"]) if record.get("b") is not None else None
@@ -417,8 +415,6 @@ def heal(bed: Testbed, record: dict[str, Any], wait_ready: bool = True) -> tuple
         extra["counters"] = blackhole_counters(bed, na)
         sh("nft", "delete", "table", "inet", NODE_TABLE, ns=na.ns, check=False)
     elif kind == "cpu-hog":
-        from x0lab.testbed import cgroups
-
         extra["hog_alive_at_heal"] = bed.stop_stressor(record["id"])
         cpu = bed.node_cgroups(na)["cpu"]
         cgroups.set_cpu_cap(cpu["node"], None)
@@ -427,8 +423,6 @@ def heal(bed: Testbed, record: dict[str, Any], wait_ready: bool = True) -> tuple
             pin_threads(record["start_details"].get("pid") or bed.daemon_pid(na), set(before))
         extra["cpu_stat"] = cgroups.stat(cpu["node"], "cpu.stat")
     elif kind == "mem-pressure":
-        from x0lab.testbed import cgroups
-
         mem = bed.node_cgroups(na)["memory"]
         extra["failcnt"] = cgroups.read_int(mem["node"], "memory.failcnt")
         extra["hog_alive_at_heal"] = bed.stop_stressor(record["id"])
@@ -441,8 +435,6 @@ def heal(bed: Testbed, record: dict[str, Any], wait_ready: bool = True) -> tuple
     elif kind == "kill":
         bed.start(na.index, wait=False)
         if na.cgroups and na.pid is not None:  # in effect once the new daemon is in its groups
-            from x0lab.testbed import cgroups
-
             daemon_dir = pathlib.Path(na.cgroups["cpu"]["daemon"])
             _wait_state(na.pid, lambda s: na.pid in cgroups.procs(daemon_dir) or s is None, "placed")
         end = stamp(t0)  # the daemon process exists again
@@ -457,8 +449,6 @@ def heal(bed: Testbed, record: dict[str, Any], wait_ready: bool = True) -> tuple
 
 def blackhole_counters(bed: Testbed, node: NodeInfo) -> dict[str, int]:
     """Packets counted by partial-blackhole's forward chain in the node: forwarded (all) and dropped."""
-    from x0lab.testbed.bed import sh
-
     out: dict[str, int] = {}
     text = sh("nft", "-j", "list", "table", "inet", NODE_TABLE, ns=node.ns, check=False)
     try:
