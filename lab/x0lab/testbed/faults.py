@@ -268,7 +268,7 @@ def wait_exit(pid: int, timeout_s: float) -> bool:
 
 # --- apply and heal ---------------------------------------------------------------------------------------
 
-def _nft_ingress(bed: Testbed, ends: list[tuple[NodeInfo, NodeInfo]], rule: str) -> None:
+def _nft_ingress(ends: list[tuple[NodeInfo, NodeInfo]], rule: str) -> None:
     for x, y in ends:
         ifname = x.ifaces[y.index]
         chain = f"in_{ifname}"
@@ -295,10 +295,10 @@ def apply(bed: Testbed, kind: str, na: NodeInfo, nb: NodeInfo | None, params: di
         sh("ip", "link", "set", na.ifaces[nb.index], "down", ns=na.ns)
     elif kind == "link-silent":
         assert nb is not None
-        _nft_ingress(bed, _both(na, nb), "drop")
+        _nft_ingress(_both(na, nb), "drop")
     elif kind == "loss":
         assert nb is not None
-        _nft_ingress(bed, _both(na, nb), f"numgen random mod 100 < {int(round(params['percent']))} drop")
+        _nft_ingress(_both(na, nb), f"numgen random mod 100 < {int(round(params['percent']))} drop")
     elif kind == "congest":
         assert nb is not None
         rate = params["rate"]
