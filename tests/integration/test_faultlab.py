@@ -19,7 +19,7 @@ import pytest
 
 from tests.integration.processes import stop_processes
 from x0lab.testbed import cgroups, faults, measure, observe
-from x0lab.testbed.bed import Testbed, _pid_alive, up
+from x0lab.testbed.bed import Testbed, TestbedError, _pid_alive, up
 
 pytestmark = pytest.mark.skipif(not cgroups.available(), reason="needs cgroup v1 cpu and memory")
 
@@ -218,6 +218,24 @@ def test_flap_toggles_the_link_until_healed(bed):
     for t_a, t_b, state in seen:
         assert state in _state_possible(transitions, t_a, t_b), (t_a, t_b, state)
     assert measure.wait_converged(bed, CONVERGE_TIMEOUT_S) is not None
+
+
+def test_one_fault_per_target_but_silent_and_loss_replace_each_other(bed):
+    silent = bed.fault("link-silent", 1, 2)
+    with pytest.raises(TestbedError, match="already has fault link-silent"):
+        bed.fault("congest", 2, 1, rate="1mbit")
+    lossy = bed.fault("loss", 2, 1, percent=30)
+    rules = bed.exec(1, "nft", "list", "table", "netdev", faults.FAULT_TABLE)
+    assert rules.count("drop") == 1 and "numgen random mod 100 < 30" in rules
+    assert bed.state["faults"]["1-2"]["id"] == lossy["id"]
+    ended = [e for e in _truth(bed, silent["id"]) if e["event"] == "end"]
+    assert ended and ended[0]["replaced_by"] == lossy["id"] and ended[0]["mono"] == lossy["start"]["mono"]
+    with pytest.raises(TestbedError, match="already has fault hang"):
+        bed.fault("hang", 3)
+        bed.fault("cpu-hog", 3)
+    bed.heal(3)
+    bed.heal(1, 2)
+    assert "drop" not in bed.exec(1, "nft", "list", "table", "netdev", faults.FAULT_TABLE)
 
 
 def test_down_removes_processes_cgroups_tables_and_namespaces(tmp_path):

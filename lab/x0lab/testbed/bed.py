@@ -38,8 +38,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from x0lab.testbed import cgroups, faults
-from x0lab.testbed.command import TestbedError, atomic_write, sh
+from x0lab.testbed.command import TestbedError, sh
 from x0lab.testbed.topology import Topology, parse
+from x0node.io.atomicfile import write_atomic
 
 log = logging.getLogger("x0lab.testbed")
 
@@ -143,7 +144,7 @@ class Testbed:
 
     def save(self) -> None:
         self.state["nodes"] = {str(k): v.as_dict() for k, v in self.nodes.items()}
-        atomic_write(self.run_dir / "state.json", json.dumps(self.state, indent=1))
+        write_atomic(self.run_dir / "state.json", json.dumps(self.state, indent=1).encode())
 
     @classmethod
     def open(cls, run_dir: str | os.PathLike[str]) -> Testbed:
@@ -165,6 +166,7 @@ class Testbed:
         web: bool = False,
         babel_hello_s: float | None = None,
         links_down: bool = False,
+        sections: dict[str, dict[str, Any]] | None = None,
     ) -> Testbed:
         """Create namespaces and links (not the daemons: call `start_all`)."""
         if daemon not in DAEMONS:
@@ -180,8 +182,8 @@ class Testbed:
         state: dict[str, Any] = {
             "id": tb_id, "topology": topo.spec, "size": topo.nodes, "links": [list(x) for x in topo.links],
             "daemon": daemon, "routing": routing or {}, "web": web, "babel_hello_s": babel_hello_s,
-            "faults": {}, "created": time.time(), "boot_id": faults.boot_id(), "fault_seq": 0,
-            "cgroups_created": [], "stressors": {},
+            "faults": {}, "created": time.time(), "sections": sections or {}, "boot_id": faults.boot_id(),
+            "fault_seq": 0, "cgroups_created": [], "stressors": {},
         }
         bed = cls(run_dir, state)
         for k in range(1, topo.nodes + 1):
@@ -289,8 +291,10 @@ class Testbed:
             doc["routing"] = dict(self.state["routing"])
         if self.state.get("web"):
             doc["web"] = {"listen": "::", "port": DEFAULT_WEB_PORT}
+        for name, values in self.state.get("sections", {}).items():  # extra service sections, e.g. [state]
+            doc[name] = dict(values)
         path = self.config_path(node)
-        path.write_text(dump_toml(doc) + extra)
+        write_atomic(path, (dump_toml(doc) + extra).encode(), 0o644)
         return path
 
     def _babeld_command(self, node: NodeInfo) -> list[str]:
@@ -509,8 +513,9 @@ class Testbed:
         if fk.needs_daemon and self.daemon == "none":
             raise TestbedError(f"fault {kind} needs a daemon; this testbed runs none")
         key = faults.target_key(kind, na.index, None if nb is None else nb.index)
-        if key in self.state["faults"]:
-            raise TestbedError(f"{key} already has fault {self.state['faults'][key]['kind']}; heal it first")
+        replaced = self.state["faults"].get(key)
+        if replaced is not None and not (replaced["kind"] in faults.REPLACEABLE and kind in faults.REPLACEABLE):
+            raise TestbedError(f"{key} already has fault {replaced['kind']}; heal it first")
         self.state["fault_seq"] = int(self.state.get("fault_seq", 0)) + 1
         fault_id = f"f{self.state['fault_seq']}"
         record: dict[str, Any] = {
@@ -522,13 +527,20 @@ class Testbed:
         try:
             record["start"], record["start_details"] = faults.apply(self, kind, na, nb, checked, fault_id)
         except BaseException:
-            if kind != "kill":  # undo whatever part was made (every other heal is idempotent)
-                with contextlib.suppress(Exception):
-                    faults.heal(self, record)
-            self.state["faults"].pop(key, None)
+            if replaced is not None:
+                self.state["faults"][key] = replaced  # the rule it was replacing may still stand
+            else:
+                if kind != "kill":  # undo whatever part was made (every other heal is idempotent)
+                    with contextlib.suppress(Exception):
+                        faults.heal(self, record)
+                self.state["faults"].pop(key, None)
             self.save()
             raise
         self.save()
+        if replaced is not None:  # the same chains now hold the new rule: the old fault ended with it
+            faults.log_event(self.run_dir, {"event": "end", "id": replaced["id"], "testbed": self.id,
+                                            "fault": replaced["kind"], "target": key, **record["start"],
+                                            "replaced_by": fault_id})
         faults.log_event(self.run_dir, {"event": "start", "id": fault_id, "testbed": self.id, "fault": kind,
                                         "target": key, "params": checked, **record["start"],
                                         "boot_id": self.state.get("boot_id", "")})

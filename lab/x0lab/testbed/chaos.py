@@ -29,8 +29,8 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from x0lab.testbed import faults
-from x0lab.testbed.command import atomic_write
 from x0lab.testbed.topology import Topology
+from x0node.io.atomicfile import write_atomic
 
 if TYPE_CHECKING:
     from x0lab.testbed.bed import Testbed
@@ -145,7 +145,7 @@ def plan_schedule(topo: Topology, cfg: ChaosConfig) -> list[Planned]:
 
 
 def atomic_write_json(path: Any, doc: dict[str, Any]) -> None:
-    atomic_write(path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    write_atomic(path, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode())
 
 
 def run(bed: Testbed, cfg: ChaosConfig, out_path: Any, echo: Callable[[str], None] = lambda line: None,

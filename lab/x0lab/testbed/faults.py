@@ -21,7 +21,9 @@ Faults (target: a link A-B, or a node A):
 - `hang A`: SIGSTOP to A's daemon (heal: SIGCONT). `kill A`: SIGKILL (heal: start it again).
 
 Rules and invariants:
-- One fault per target at a time (a link, or a node); a second one is refused until the first is healed.
+- One fault per target at a time (a link, or a node); a second one is refused until the first is healed,
+  except that link-silent and loss replace each other in place (REPLACEABLE: the same ingress chains
+  are flushed and refilled in one nftables batch per end); the old fault's end is the new one's start.
 - Ground truth: a fault's `start` and `end` are stamps `{mono, wall, uncertainty_s}`: `mono` is
   time.monotonic() (CLOCK_MONOTONIC, comparable across processes of one boot, whose id is recorded)
   taken as soon as the lab knows the kernel change is in effect (the command returned, the process is
@@ -66,6 +68,7 @@ STRESSOR_MAX_S = 3600.0  # a stressor nobody stops ends by itself after an hour
 READY_TIMEOUT_S = 20.0
 PROCESS_STATE_TIMEOUT_S = 5.0
 TRUTH_LOG = "faults.jsonl"
+REPLACEABLE = frozenset({"link-silent", "loss"})
 
 
 # --- the table of faults and their parameters (pure) ------------------------------------------------
