@@ -27,10 +27,11 @@ import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "lab"))
 
 from tests.integration.coord_mesh import coord_bed, held_pools, leader, try_ask, wait_for  # noqa: E402
+from x0lab.testbed import measure  # noqa: E402
 from x0node.coord import pools  # noqa: E402
-from x0node.testbed import measure  # noqa: E402
 
 TOPOLOGY = "random:10:3"
 MEMBERS = [1, 3, 5, 7, 9]

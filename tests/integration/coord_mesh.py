@@ -10,10 +10,10 @@ import pathlib
 import time
 from typing import Any
 
+from x0lab.testbed import provision
+from x0lab.testbed.bed import Testbed
 from x0node.coord import pools
 from x0node.state import control
-from x0node.testbed import provision
-from x0node.testbed.bed import Testbed
 
 SOCKET = "coord.sock"
 
