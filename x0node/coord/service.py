@@ -46,6 +46,7 @@ from x0node.coord.timers import LIBRARY_TIMERS, RttTable, worth_changing
 from x0node.coord.wire import Codec, Datagram, Type
 from x0node.io.atomicfile import write_atomic
 from x0node.proto.identity import mesh_address_of
+from x0node.proto.trust import Credential
 from x0node.proto.wire import DecodeError
 
 log = logging.getLogger("x0node.coord")
@@ -155,6 +156,8 @@ class CoordService:
         self.peer_seen: dict[bytes, float] = {}
         self.peer_fp: dict[bytes, str | None] = {}
         self.peer_coord: dict[bytes, float] = {}  # nodes that answered our pings (run coord)
+        self.peer_cred: dict[bytes, Any] = {}  # the latest credential each sender showed (to seal to it)
+        self._started_at = 0.0
         self.leader_hint: str | None = None
         self.pool: dict[str, Any] | None = None
         self.pool_held_until = 0.0
@@ -185,6 +188,7 @@ class CoordService:
         self.trust = ctx.router.trust
         self.me = self.identity.node_id
         self.me_hex = self.me.hex()
+        self._started_at = time.monotonic()
         self.dir = pathlib.Path(ctx.data_dir) / "coord"
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
@@ -307,7 +311,7 @@ class CoordService:
                     self._ping(now)
                 if self.is_member and self.secret is not None and self.group is None and \
                         (all(bytes.fromhex(m) in self.rtt.samples for m in self.members if m != self.me_hex)
-                         or now - self.ctx_started(now) > 3.0):
+                         or now - self._started_at > 3.0):
                     self._start_group(now)
                 if self.group is not None:
                     self._group_duties(now)
@@ -315,7 +319,7 @@ class CoordService:
                         next_tick = now + TICK_S
                         await self._leader_duties(now)
                 if now >= self._pool_next and self.members:
-                    self._pool_next = now + 1.0
+                    self._pool_next = now + 3.5  # one claim in flight at a time (propose gives up after 3 s)
                     self._tasks.append(self.loop.create_task(self._claim_pool()))
                     self._tasks = [t for t in self._tasks if not t.done()]
                 if self.cfg["kv"]:
@@ -327,13 +331,6 @@ class CoordService:
             except Exception:  # noqa: BLE001
                 self.counters["loop_errors"] += 1
                 log.exception("coord loop failed")
-
-    _started_at: float | None = None
-
-    def ctx_started(self, now: float) -> float:
-        if self._started_at is None:
-            self._started_at = now
-        return self._started_at
 
     def _view(self) -> tuple[set[bytes], set[bytes], list[bytes]]:
         known, reach, nbrs = mesh_view(self.router)
@@ -402,7 +399,7 @@ class CoordService:
             return "revoked"
         seen = self.peer_seen.get(nid)
         if nid not in reach and (seen is None or now - seen > self.cfg["member_gone_s"]) \
-                and now - self.ctx_started(now) > self.cfg["member_gone_s"]:
+                and now - self._started_at > self.cfg["member_gone_s"]:
             return "gone"
         return None
 
@@ -442,7 +439,7 @@ class CoordService:
         return options[0] if options else None
 
     def _invite(self, node: bytes, members: list[str]) -> None:
-        cred = self.peer_cred.get(node) if hasattr(self, "peer_cred") else None
+        cred = self.peer_cred.get(node)
         if cred is None or self.secret is None:
             return
         sealed = secret.seal(self.secret, cred.public_key)
@@ -465,11 +462,7 @@ class CoordService:
             self.counters["send_error"] += 1
 
     def _local(self, kind: Type, header: dict[str, Any], records: tuple[bytes, ...]) -> None:
-        cred = self.codec._cred
-        from x0node.proto.trust import Credential
-        from x0node.proto.wire import Reader
-
-        d = Datagram(self.me, Credential.decode_from(Reader(cred)), kind, header, records)
+        d = Datagram(self.me, Credential(self.identity.public_key, self.identity.certificate), kind, header, records)
         self.loop.call_soon(self._dispatch, d, time.monotonic())
 
     def on_datagram(self, data: bytes, addr: Any) -> None:
@@ -483,8 +476,6 @@ class CoordService:
         self._dispatch(d, time.monotonic())
 
     def _dispatch(self, d: Datagram, now: float) -> None:
-        if not hasattr(self, "peer_cred"):
-            self.peer_cred: dict[bytes, Any] = {}
         if d.sender != self.me:
             self.peer_seen[d.sender] = now
             self.peer_cred[d.sender] = d.credential
