@@ -40,6 +40,8 @@ KV_OPS = 60
 FAILOVER_TRIALS = 5
 LOSS_PCT = 30
 SETTLE_S = 90.0
+HANDOFF_WAIT_S = 5.0
+"""After the faults, time for hinted handoff (a hint is re-sent every second) before reading back."""
 GOALS = {"failover_s": 2.0, "raft_write_p95_ms": 150.0, "kv_put_p95_ms": 50.0, "kv_get_p95_ms": 50.0,
          "lost_acked_writes": 0, "pool_overlaps": 0}
 
@@ -122,10 +124,12 @@ class Run:
         lead = wait_for(lambda: leader(self.bed, MEMBERS), SETTLE_S)
         table = try_ask(self.bed, lead, {"op": "machine"}).get("machine", {}).get("leases", {}) if lead else {}
         lost = sum(1 for r, h in self.leases.items() if table.get(r, {}).get("holder") != h)
+        time.sleep(HANDOFF_WAIT_S)
         for key, value in self.values.items():
             k = self.rng.choice(self.alive())
-            got = wait_for(lambda k=k, key=key: (g := try_ask(self.bed, k, {"op": "kv_get", "key": key})).get("ok") and g, 10.0)
-            lost += 0 if got and got.get("value") == value else 1
+            got = wait_for(lambda k=k, key=key, value=value: (g := try_ask(self.bed, k, {"op": "kv_get", "key": key}))
+                           .get("value") == value and g, 30.0, poll_s=0.5)
+            lost += 0 if got else 1
         return lost
 
 

@@ -164,3 +164,16 @@ def test_log_survives_torn_tail_and_reverifies(tmp_path):
     assert (tmp_path / "kv.log").stat().st_size == again.size
     other = TrustStore(anchors=[TrustAnchor.from_seed(b"\x08" * 32).public_key])
     assert KvLog(tmp_path / "kv.log").load(other)[2] == 5  # untrusted writer: refused on load too
+
+
+def test_get_waits_for_the_replica_that_holds_the_write():
+    m = Mesh(5, 0.0, seed=3)
+    ring = Ring(set(m.replicas))
+    prefs = ring.preference("app/late", 3, set(m.replicas))
+    rec = Record.make(m.ids[0], "app/late", b"x", 7)
+    m.replicas[prefs[2][0]].store(rec, None, 0)  # the first two asked have nothing (yet)
+    got = m.run(m.co.start_get("app/late", prefs, m.now))
+    assert got["record"] == rec and got["replies"] == 3
+    for _ in range(3):
+        m.step()
+    assert all(m.replicas[n].get("app/late") == rec for n, _ in prefs)  # and read repair filled them in

@@ -5,7 +5,9 @@ Rules and invariants:
   (sloppy quorum with hints). The coordinator sends the signed record to all N and answers the caller
   once W distinct replicas acknowledged it (each acknowledgement is a signed datagram naming the
   request nonce, so it cannot be forged or replayed onto another request); a get asks all N and answers
-  once R replied, with the newest record (record.py order). W + R > N, so a get overlaps every
+  once R replied, with the newest record (record.py order) — at once when those R agree, otherwise after
+  waiting up to GET_SETTLE_S more for the remaining replicas (one still waiting for its hinted copy
+  answers "none" first). W + R > N, so a get overlaps every
   acknowledged put's replica set as long as the preference lists agree.
 - A replica acknowledges a put only after the record is durable (the adapter persists, then sends the
   ACK). A replica keeps a record only if it is newer than what it holds (LWW); an older or equal record
@@ -34,6 +36,7 @@ READ_QUORUM = 2
 RESEND_S = 0.04
 OP_TIMEOUT_S = 3.0
 REPAIR_LINGER_S = 1.0
+GET_SETTLE_S = 0.25
 HANDOFF_RETRY_S = 1.0
 MAX_OPS = 1024
 MAX_KEYS = 65536
@@ -54,6 +57,7 @@ class Op:
     answered: dict[bytes, Record | None] = field(default_factory=dict)
     result: dict[str, Any] | None = None
     linger_until: float | None = None
+    settle_until: float | None = None
 
 
 class Replica:
@@ -157,8 +161,11 @@ class Coordinator:
             return
         op.answered[sender] = record
         if op.result is None and len(op.answered) >= READ_QUORUM:
-            best = self.winner(op)
-            self._finish(op, {"ok": True, "record": best, "replies": len(op.answered)}, now)
+            agree = len({None if r is None else r.order() for r in op.answered.values()}) == 1
+            if agree and record is not None or len(op.answered) == len(op.targets):
+                self._finish(op, {"ok": True, "record": self.winner(op), "replies": len(op.answered)}, now)
+            elif op.settle_until is None:
+                op.settle_until = now + GET_SETTLE_S
         if op.result is not None:
             self._repair(op)
 
@@ -191,6 +198,10 @@ class Coordinator:
                 if op.linger_until is not None and now >= op.linger_until or len(op.answered) == len(op.targets):
                     del self.ops[op.nonce]
                 continue
+            if op.settle_until is not None and now >= op.settle_until:
+                self._finish(op, {"ok": True, "record": self.winner(op), "replies": len(op.answered)}, now)
+                self._repair(op)
+                continue
             if now >= op.deadline:
                 del self.ops[op.nonce]
                 need = WRITE_QUORUM if op.kind == "put" else READ_QUORUM
@@ -199,6 +210,6 @@ class Coordinator:
                 self._send(op, now)
 
     def next_timer(self) -> float | None:
-        times = [op.linger_until if op.result is not None else min(op.next_send, op.deadline)
-                 for op in self.ops.values()]
+        times = [op.linger_until if op.result is not None else
+                 min(op.next_send, op.deadline, op.settle_until or op.deadline) for op in self.ops.values()]
         return min((t for t in times if t is not None), default=None)
