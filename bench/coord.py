@@ -136,8 +136,11 @@ class Run:
 def measure_group(bed, run: Run, label: str) -> dict:
     lead = wait_for(lambda: leader(bed, MEMBERS), SETTLE_S)
     # the first election, timed by each member from its group's start to the first leader it saw
-    firsts = [(try_ask(bed, k, {"op": "status"}).get("raft") or {}).get("first_leader_s") for k in MEMBERS]
-    election = min((f for f in firsts if f is not None), default=None)
+    def first_election() -> float | None:
+        firsts = [(try_ask(bed, k, {"op": "status"}).get("raft") or {}).get("first_leader_s") for k in MEMBERS]
+        return min((f for f in firsts if f is not None), default=None)
+
+    election = wait_for(first_election, 10.0, poll_s=0.3)
     follower = next(k for k in MEMBERS if k != lead)
     nonmember = next(k for k in bed.nodes if k not in MEMBERS)
     member_ms = run.raft_writes(follower, WRITES)
