@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib.util
-import pathlib
 import socket
 import ssl
 import types
@@ -19,16 +17,12 @@ from tests.unit.test_web_support import fast_argon2  # noqa: F401
 from x0node.daemon.config import ConfigError
 from x0node.daemon.services import validate_section
 from x0node.web import service
+from tests.unit.rootfs_modules import load
 from x0node.web.memory_provider import demo_provider
-
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _webcert():
-    spec = importlib.util.spec_from_file_location("webcert", ROOT / "rootfs/usr/lib/x0tta6bl4/webcert.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load("webcert")
 
 
 def _free_port() -> int:
