@@ -13,11 +13,11 @@ import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 
+from tests.unit.rootfs_modules import load
 from tests.unit.test_web_support import fast_argon2  # noqa: F401
 from x0node.daemon.config import ConfigError
 from x0node.daemon.services import validate_section
 from x0node.web import service
-from tests.unit.rootfs_modules import load
 from x0node.web.memory_provider import demo_provider
 
 

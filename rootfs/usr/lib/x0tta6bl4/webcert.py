@@ -29,8 +29,8 @@ import subprocess
 import sys
 
 DEVICE_SITE = "/usr/lib/x0node"
-NOT_BEFORE = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
-NOT_AFTER = datetime.datetime(9999, 12, 31, 23, 59, 59, tzinfo=datetime.timezone.utc)
+NOT_BEFORE = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
+NOT_AFTER = datetime.datetime(9999, 12, 31, 23, 59, 59, tzinfo=datetime.UTC)
 CONSOLE_PREFIX = "x0tta6bl4 web UI certificate SHA-256"
 
 
