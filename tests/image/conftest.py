@@ -50,13 +50,15 @@ class VMFactory:
         self.anchor = anchor
         self.vms: list[VM] = []
 
-    def make(self, board: str, name: str, **vm_args) -> tuple[VM, provision.Identity]:
+    def make(self, board: str, name: str, extra: dict[str, bytes] | None = None,
+             **vm_args) -> tuple[VM, provision.Identity]:
+        """A provisioned copy of the built image; `extra` files go onto /data (path relative to it)."""
         ctx = built(board)
         vmdir = self.base / name
         vmdir.mkdir(parents=True, exist_ok=True)
         disk = vmdir / "disk.img"
         subprocess.run(["cp", "--sparse=always", str(ctx.disk), str(disk)], check=True)
-        ident = provision.provision(ctx.board, disk, self.anchor, debug_console=True)
+        ident = provision.provision(ctx.board, disk, self.anchor, debug_console=True, extra=extra)
         vm = VM(board=load_board(board), disk=disk, vmdir=vmdir, **vm_args)
         self.vms.append(vm)
         return vm, ident
