@@ -37,7 +37,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from x0node import __version__
-from x0node.web import openapi, view_shapes
+from x0node.web import firmware, openapi, view_shapes
 from x0node.web.config import WebConfig
 from x0node.web.credentials import Credentials, PasswordPolicyError, check_policy
 from x0node.web.host_stats import HostStats
@@ -61,7 +61,7 @@ STREAMS_MAX = 16
 VIEW_CACHE_S = 0.1
 CONFIG_CHANGE_KEYS_MAX = 64
 JSON_DEPTH_MAX = 4
-PAGES = ("/", "/neighbours", "/routes", "/topology", "/events", "/settings")
+PAGES = ("/", "/neighbours", "/routes", "/topology", "/events", "/settings", "/firmware")
 ANONYMOUS_ROUTES = frozenset({"login_page", "setup_page", "auth_state", "auth_login", "auth_setup", "static"})
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
        "manifest-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -706,5 +706,6 @@ def create_app(provider: NodeStateProvider, web_config: WebConfig | dict[str, An
     r.add_get("/api/v1/stream", api_stream, name="stream")
     r.add_get("/api/v1/openapi.json", api_openapi, name="openapi")
     r.add_get("/metrics", metrics, name="metrics")
+    firmware.add_routes(r)
     app.on_shutdown.append(_on_shutdown)
     return app
