@@ -45,7 +45,7 @@ test-fast: deps
 	$(PY) -m pytest -q -m "not integration and not ui and not slow" tests
 
 lint: deps
-	$(VENV)/bin/ruff check x0node tests bench models image
+	$(VENV)/bin/ruff check x0node tests bench models image rootfs/usr/lib/x0tta6bl4
 
 bench: deps $(TEST_PREREQS)
 	@set -e; for b in $(BENCHES); do echo "== $$b"; $(PY) $$b; done

@@ -25,6 +25,7 @@ import pathlib
 import platform
 import shutil
 import subprocess
+import tempfile
 import time
 
 from image import lock as locks
@@ -102,20 +103,17 @@ def _mmdebstrap(board: Board, dest: pathlib.Path, log: pathlib.Path, lock: locks
     tmp = dest.with_suffix(f".tmp{os.getpid()}.tar")
     start = time.monotonic()
     env = dict(os.environ)
-    prefs = None
-    if lock is not None:
-        env["SOURCE_DATE_EPOCH"] = str(lock.source_date_epoch)
-        prefs = dest.with_suffix(f".tmp{os.getpid()}.pref")
-        prefs.write_text(locks.preferences(lock))
-    cmd = command(board, tmp, prefs)
-    try:
+    with tempfile.TemporaryDirectory() as prefs_dir:
+        prefs = None
+        if lock is not None:
+            env["SOURCE_DATE_EPOCH"] = str(lock.source_date_epoch)
+            prefs = pathlib.Path(prefs_dir) / "x0-lock.pref"  # a fixed name: it is part of the tarball
+            prefs.write_text(locks.preferences(lock))
+        cmd = command(board, tmp, prefs)
         with open(log, "ab") as logf:
             logf.write(f"$ {' '.join(cmd)}\n".encode())
             logf.flush()
             proc = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
-    finally:
-        if prefs is not None:
-            prefs.unlink(missing_ok=True)
     if proc.returncode != 0:
         tmp.unlink(missing_ok=True)
         raise RuntimeError(f"mmdebstrap failed (exit {proc.returncode}); see {log}")
@@ -130,16 +128,18 @@ def run(board: Board, rootfs: pathlib.Path, log: pathlib.Path, refresh_lock: boo
     path = locks.lock_path(board)
     lock = None if refresh_lock else locks.read_lock(path)
     if lock is None:
+        # Resolve the newest versions, then bootstrap again pinned to them with the lock's
+        # SOURCE_DATE_EPOCH, so the cached tarball is the one any later build of this lock makes.
         fresh = cache_root() / f"bootstrap-{board.architecture}-unlocked-{os.getpid()}.tar"
-        _mmdebstrap(board, fresh, log, None)
-        extract(fresh, rootfs)
-        lock = locks.make_lock(board, rootfs)
-        dest = tarball_path(board, lock)
-        os.replace(fresh, dest)
+        try:
+            _mmdebstrap(board, fresh, log, None)
+            extract(fresh, rootfs)
+            lock = locks.make_lock(board, rootfs)
+        finally:
+            fresh.unlink(missing_ok=True)
         locks.write_lock(path, lock)
         with open(log, "a") as logf:
             logf.write(f"lock written: {path} ({len(lock.packages)} packages)\n")
-        return dest, lock
     dest = tarball_path(board, lock)
     if not dest.exists():
         _mmdebstrap(board, dest, log, lock)

@@ -153,7 +153,7 @@ def release_info(rootfs: pathlib.Path) -> list[dict[str, Any]]:
 def make_lock(board: Board, rootfs: pathlib.Path) -> Lock:
     """The lock describing a freshly bootstrapped root (resolved without pins)."""
     status = installed((rootfs / "var/lib/dpkg/status").read_text())
-    releases = {r["suite"]: r for r in release_info(rootfs)}
+    releases = {r["codename"]: r for r in release_info(rootfs)}
     sources = []
     for line, (_uri, suite) in zip(source_lines(board), SOURCES, strict=True):
         rel = releases.get(suite)

@@ -107,7 +107,7 @@ class AnomalyService:
         self.engine: Any = None
         self._ctx: Any = None
         self._task: asyncio.Task[None] | None = None
-        self._rng = random.Random(config["seed"])
+        self._rng = random.Random(config["seed"])  # seeded detector sampling, not a secret # nosec B311
         self._features: Any = None
         self._state_path: Any = None
         self._saved_state: str | None = None

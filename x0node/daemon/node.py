@@ -219,7 +219,7 @@ class Node:
             raise StartupError(f"kernel refused our rule or mesh address: {exc}") from exc
         now = self.now()
         rcfg = build_router_config({**self.config.routing, "prefixes": tuple(self.config.node["prefixes"])})
-        self.router = Router(self.identity, trust, rcfg, random.Random(int.from_bytes(os.urandom(8), "big")), now,
+        self.router = Router(self.identity, trust, rcfg, random.Random(int.from_bytes(os.urandom(8), "big")), now,  # timer jitter for the routing core, seeded from os.urandom; not a secret # nosec B311
                              perf_clock=time.perf_counter)
         self.router.set_wall_clock(time.time(), now)
         self.transport = MeshTransport(MESH_UDP_PORT, MESH_MCAST_GROUP, self._on_datagram, self.pump)

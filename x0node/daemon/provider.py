@@ -61,7 +61,7 @@ class DaemonStateProvider:
                 self._host = HostStats()
             sample = self._host.sample()
             cpu, mem_used, mem_total = sample.get("cpu_percent"), sample.get("mem_used_bytes"), sample.get("mem_total_bytes")
-        except Exception:  # noqa: BLE001 - host figures are optional
+        except Exception:  # noqa: BLE001 - host figures are optional - a failed host sample shows as unknown # nosec B110
             pass
         out = {
             "node_id": n.identity.node_id.hex(),

@@ -217,7 +217,7 @@ class Router:
         self.me = identity.node_id
         self.trust = trust
         self.config = config or RouterConfig()
-        self.rng = rng if rng is not None else random.Random(0)
+        self.rng = rng if rng is not None else random.Random(0)  # jitter only (the core takes its rng); not a secret # nosec B311
         self._perf = perf_clock  # only for SPF duration statistics; never affects decisions
         self.credential = Credential(identity.public_key, identity.certificate)  # type: ignore[arg-type]
         self.epoch = self.rng.randrange(1, 1 << 32)
