@@ -72,7 +72,10 @@ def router(namespaces, tmp_path):
         out = tmp_path / "firewall.nft"
         args = [sys.executable, str(DEVICE_LIB / "firewall.py"), "--policy", str(policy), "--config", str(config),
                 "--out", str(out), "--load", "--device-policy", str(device_policy or tmp_path / "absent.toml")]
-        proc = run(*args, ns=r, check=False)
+        # as on the image, which has no /etc/protocols or /etc/services: nft must not need name lookups
+        script = ("mount --bind /dev/null /etc/protocols && mount --bind /dev/null /etc/services && "
+                  'exec ip netns exec "$0" "$@"')
+        proc = run("unshare", "-m", "--propagation", "private", "sh", "-c", script, r, *args, check=False)
         assert proc.returncode == 0, proc.stderr
         return out.read_text()
 

@@ -21,7 +21,9 @@ mesh port, the UI's default port) is baked into /usr/share/x0tta6bl4/firewall.js
 /data/etc/x0node/firewall.toml may set `web_on_mesh`. The daemon config is the file x0node reads, with
 `<data_dir>/config.local.toml` merged over it as the daemon does (tables merge, values replace).
 
-Rules: the ruleset replaces the table in one transaction (never a moment without a policy); a daemon
+Rules: the ruleset replaces the table in one transaction (never a moment without a policy); it names no
+protocol or service that nft would look up in /etc/protocols or /etc/services (the image has neither,
+so only keywords and numbers are used); a daemon
 config that cannot be read or has bad values gives the closed ruleset (no mesh port, no UI), because
 x0node would refuse the same config; only names of the safe form reach the ruleset text. Stdlib only:
 it runs on the device before x0node and in tests on the build host.
@@ -163,10 +165,10 @@ def ruleset(policy: Policy, exp: Exposure) -> str:
         "  chain input {",
         "    type filter hook input priority filter; policy drop;",
         '    iif "lo" accept',
-        f"    meta l4proto ipv6-icmp icmpv6 type {{ {', '.join(ICMPV6_ACCEPT)} }} accept",
+        f"    icmpv6 type {{ {', '.join(ICMPV6_ACCEPT)} }} accept",
         "    ct state established,related accept",
         "    ct state invalid drop",
-        f"    meta l4proto icmp icmp type {{ {', '.join(ICMPV4_ACCEPT)} }} accept",
+        f"    icmp type {{ {', '.join(ICMPV4_ACCEPT)} }} accept",
         *tunnel,
     ]
     lines += [f"    {_ifname_match(n)} goto mesh" for n in exp.mesh_interfaces]
