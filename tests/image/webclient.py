@@ -31,6 +31,7 @@ def pinned_session(url: str, fingerprint: str) -> requests.Session:
     if got != fingerprint.replace(":", "").upper():
         raise AssertionError(f"{url} presents certificate {got}, the console printed {fingerprint}")
     s = requests.Session()
+    s.trust_env = False  # else REQUESTS_CA_BUNDLE from the environment overrides verify=False
     s.verify = False
     warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
     return s
@@ -41,7 +42,7 @@ def wait_http(url: str, timeout_s: float) -> None:
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            requests.get(url + "api/v1/auth/state", timeout=REQUEST_TIMEOUT_S, verify=False)
+            requests.get(url + "api/v1/auth/state", timeout=REQUEST_TIMEOUT_S, verify=False)  # only: is it up?
             return
         except requests.RequestException as exc:
             last = exc
