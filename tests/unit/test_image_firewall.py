@@ -43,6 +43,16 @@ def test_roles_and_ports():
     assert text.splitlines()[1:4] == ["table inet x0tta6bl4", "delete table inet x0tta6bl4", "table inet x0tta6bl4 {"]
 
 
+def test_mesh_services_open_their_port_on_mesh_ports_only():
+    pol = fw.Policy(6717, 8080, ("eth0",), mesh_services=(("state", 6718),))
+    assert fw.exposure({"node": {"interfaces": ["eth1"]}}, pol).mesh_service_ports == ()
+    exp = fw.exposure({"node": {"interfaces": ["eth1"]}, "state": {}}, pol)
+    text = fw.ruleset(pol, exp)
+    assert _chain(text, "mesh")[0] == "udp dport { 6717, 6718 } accept" and "6718" not in text.split("chain lan")[1]
+    assert fw.exposure({"state": {"port": 7000}}, pol).mesh_service_ports == (7000,)
+    assert fw.exposure({"state": {"enabled": False}}, pol).mesh_service_ports == ()
+
+
 def test_ui_ports_follow_the_web_section():
     assert fw.exposure({"node": {"interfaces": []}}, POLICY).web_ports == ()
     assert fw.exposure({"web": {}}, POLICY).web_ports == (8080,)
@@ -89,6 +99,7 @@ def test_device_policy_may_open_the_ui_on_mesh_ports(tmp_path):
     dev.write_text("web_on_mesh = true\n")
     pol = fw.load_policy(board, dev)
     assert pol.web_on_mesh and pol.lan_interfaces == ("eth0",) and pol.mesh_udp_port == 6717
+    assert pol.mesh_services == (("state", 6718),)
     dev.write_text("open_everything = true\n")
     with pytest.raises(fw.PolicyError, match="unknown key"):
         fw.load_policy(board, dev)

@@ -11,13 +11,14 @@ Input rules (table `inet x0tta6bl4`, hook input, policy drop; forwarding is left
   every interface  loopback; established/related; the ICMPv6 that must not be dropped (RFC 4890
                    section 4.4.1: errors, echo, neighbour and router discovery, MLD); ICMPv4 errors and
                    echo; the TCP ports of tunnel servers (`[transport]`, authenticated and probe-resistant)
-  mesh             the routing port (UDP, x0node.proto.protocol.MESH_UDP_PORT); the UI only with
-                   `web_on_mesh`
+  mesh             the routing port (UDP, x0node.proto.protocol.MESH_UDP_PORT); the UDP port of each
+                   enabled service that talks to neighbours (`[state]`: x0node.state.gossip.STATE_UDP_PORT
+                   or its `port`); the UI only with `web_on_mesh`
   lan              the UI's ports (web.port, and web.http_port, which only redirects to HTTPS); DHCPv4
                    replies (the LAN port is a DHCP client)
   otherwise        counted in the role's counter (drop_mesh, drop_lan, drop_other) and dropped
 The UI's ports are those of an enabled `[web]` section. The board's policy (LAN globs, web_on_mesh, the
-mesh port, the UI's default port) is baked into /usr/share/x0tta6bl4/firewall.json at build time; a file
+mesh port, the UI's default port, the mesh services' default ports) is baked into /usr/share/x0tta6bl4/firewall.json at build time; a file
 /data/etc/x0node/firewall.toml may set `web_on_mesh`. The daemon config is the file x0node reads, with
 `<data_dir>/config.local.toml` merged over it as the daemon does (tables merge, values replace).
 
@@ -32,6 +33,7 @@ it runs on the device before x0node and in tests on the build host.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import re
@@ -70,6 +72,8 @@ class Policy:
     web_default_port: int
     lan_interfaces: tuple[str, ...] = ()
     web_on_mesh: bool = False
+    # config section -> default UDP port of a service that talks to neighbours on mesh interfaces
+    mesh_services: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ class Exposure:
     mesh_interfaces: tuple[str, ...] = ()
     web_ports: tuple[int, ...] = ()
     tunnel_ports: tuple[int, ...] = ()
+    mesh_service_ports: tuple[int, ...] = ()
     notes: list[str] = field(default_factory=list, compare=False)
 
 
@@ -130,7 +135,15 @@ def exposure(config: dict[str, Any], policy: Policy) -> Exposure:
         for i, t in enumerate(tunnels):
             if isinstance(t, dict) and t.get("role") == "server":
                 tunnel_ports.append(_hostport_port(f"transport.tunnels[{i}].listen", t.get("listen")))
-    return Exposure(tuple(dict.fromkeys(names)), tuple(sorted(set(web_ports))), tuple(sorted(set(tunnel_ports))))
+    service_ports: list[int] = []
+    for section, default in policy.mesh_services:
+        sec = config.get(section)
+        if sec is not None and not isinstance(sec, dict):
+            raise PolicyError(f"{section}: expected a table")
+        if isinstance(sec, dict) and sec.get("enabled", True) is not False:
+            service_ports.append(_port(f"{section}.port", sec.get("port", default)))
+    return Exposure(tuple(dict.fromkeys(names)), tuple(sorted(set(web_ports))), tuple(sorted(set(tunnel_ports))),
+                    tuple(sorted(set(service_ports))))
 
 
 def _ifname_match(name: str) -> str:
@@ -177,7 +190,7 @@ def ruleset(policy: Policy, exp: Exposure) -> str:
         '    counter name "drop_other" drop',
         "  }",
         "  chain mesh {",
-        f"    udp dport {policy.mesh_udp_port} accept",
+        f"    udp dport {_ports((policy.mesh_udp_port, *exp.mesh_service_ports))} accept",
         *(web if policy.web_on_mesh else []),
         '    counter name "drop_mesh" drop',
         "  }",
@@ -204,9 +217,11 @@ def _read_toml(path: pathlib.Path) -> dict[str, Any]:
 
 def load_policy(path: pathlib.Path, device_path: pathlib.Path | None) -> Policy:
     raw = json.loads(path.read_text())
+    services = tuple(sorted((str(k), _port(f"mesh_services.{k}", v)) for k, v in raw.get("mesh_services", {}).items()))
     policy = Policy(mesh_udp_port=_port("mesh_udp_port", raw["mesh_udp_port"]),
                     web_default_port=_port("web_default_port", raw["web_default_port"]),
-                    lan_interfaces=tuple(raw.get("lan_interfaces", ())), web_on_mesh=bool(raw.get("web_on_mesh")))
+                    lan_interfaces=tuple(raw.get("lan_interfaces", ())), web_on_mesh=bool(raw.get("web_on_mesh")),
+                    mesh_services=services)
     if device_path is not None and device_path.exists():
         dev = _read_toml(device_path)
         unknown = set(dev) - {"web_on_mesh"}
@@ -215,7 +230,7 @@ def load_policy(path: pathlib.Path, device_path: pathlib.Path | None) -> Policy:
         if "web_on_mesh" in dev:
             if not isinstance(dev["web_on_mesh"], bool):
                 raise PolicyError(f"{device_path}: web_on_mesh: expected true or false")
-            policy = Policy(policy.mesh_udp_port, policy.web_default_port, policy.lan_interfaces, dev["web_on_mesh"])
+            policy = dataclasses.replace(policy, web_on_mesh=dev["web_on_mesh"])
     return policy
 
 
