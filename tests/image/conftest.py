@@ -23,6 +23,15 @@ from image.board import load_board
 from image.qemu import VM
 
 BOOT_TIMEOUT_S = {"x86_64": 480.0, "arm64-virt": 900.0}
+# Per test (pytest-timeout; the suite's default is 600 s): a build plus boots on a loaded machine.
+IMAGE_TEST_TIMEOUT_S = 2700
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = pathlib.Path(__file__).resolve().parent
+    for item in items:
+        if here in pathlib.Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.timeout(IMAGE_TEST_TIMEOUT_S))
 
 
 def daemon_present() -> bool:

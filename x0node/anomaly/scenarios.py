@@ -215,7 +215,7 @@ def generate_scenario(seed: int, n_faults: int | None = None) -> Scenario:
     fwd = np.clip(1 - 0.02 * load**4 - np.abs(noise(0, 0.004, (t_n, n))), 0, 1)
     fwd = np.where(np.isnan(fwd_force), fwd, fwd_force)
     raw = np.stack([cpu, mem, load, rtt, loss_max, changes, errors, fwd], axis=-1)
-    assert raw.shape == (t_n, n, N_FEATURES)  # shape invariant of generated data, not an input check # nosec B101
+    assert raw.shape == (t_n, n, N_FEATURES)
     return Scenario(seed, n, neighbours, raw, labels, faults)
 
 

@@ -138,7 +138,7 @@ class TfliteModel:
             self._resize(hi - lo)
             self._it.set_tensor(self._inputs["x_self"]["index"], self._feed(self._inputs["x_self"], x_self[lo:hi]))
             if self.uses_neighbours:
-                assert x_nbr is not None and mask is not None  # set together when the model uses neighbours # nosec B101
+                assert x_nbr is not None and mask is not None
                 self._it.set_tensor(self._inputs["x_nbr"]["index"], self._feed(self._inputs["x_nbr"], x_nbr[lo:hi]))
                 self._it.set_tensor(self._inputs["mask"]["index"], self._feed(self._inputs["mask"], mask[lo:hi]))
             self._it.invoke()

@@ -292,7 +292,7 @@ class NetlinkAdapter:
     async def add_mesh_address(self, addr: str) -> None:
         """Put addr/128 on lo (lo is brought up if needed)."""
         lo = await self.ifindex("lo")
-        assert lo is not None  # lo always exists; not an input check # nosec B101
+        assert lo is not None
         await self._call(lambda: self._ipr.link("set", index=lo, state="up"))
         self.mesh_addr = addr
         try:

@@ -108,7 +108,7 @@ class StateService:
         router = ctx.router
         now = self.now()
         trust = router.trust
-        self.gossip = Gossip(router.identity, trust, random.Random(int.from_bytes(os.urandom(8), "big")), now,
+        self.gossip = Gossip(router.identity, trust, random.Random(int.from_bytes(os.urandom(8), "big")), now,  # gossip timer jitter, seeded from os.urandom; not a secret # nosec B311
                              validators={revocations.CRL_NS: revocations.validator(trust),
                                          settings.SETTINGS_NS: settings.validator})
         self.gossip.set_wall_clock(time.time(), now)
@@ -229,7 +229,7 @@ class StateService:
         assert self.gossip is not None
         resync = self.now() + WALL_CLOCK_RESYNC_S
         while True:
-            await asyncio.sleep(NEIGHBOUR_POLL_S * random.uniform(0.75, 1.25))
+            await asyncio.sleep(NEIGHBOUR_POLL_S * random.uniform(0.75, 1.25))  # poll jitter, not a secret # nosec B311
             now = self.now()
             try:
                 nbrs = router_neighbours(self.ctx.router)

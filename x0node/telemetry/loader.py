@@ -284,7 +284,7 @@ class BpfObject:
         return buf.value.decode(errors="replace") if buf is not None else ""
 
     def _pin_maps(self) -> None:
-        assert self.pin_dir is not None  # set when pinning is enabled # nosec B101
+        assert self.pin_dir is not None
         ensure_bpffs(os.path.dirname(self.pin_dir) if not self.pin_dir.startswith(BPFFS_MOUNT) else BPFFS_MOUNT)
         os.makedirs(self.pin_dir, mode=0o700, exist_ok=True)
         for m in self._map_ptrs():

@@ -178,7 +178,7 @@ class ServerSession:
             if len(self._first_plain) > MAX_FIRST_PLAINTEXT:
                 raise DecodeError("address does not fit the first chunk", reason="bad_address")
             return []
-        assert self.request_salt is not None  # set when the request was sent # nosec B101
+        assert self.request_salt is not None
         # replay is checked only after authentication, so random bytes never pollute the filter
         if not self.replay.check_and_add(self.request_salt, now):
             raise ReplayError("salt replayed", reason="replayed_salt")
@@ -196,7 +196,7 @@ class ServerSession:
             if fixed[0] != HEADER_TYPE_CLIENT:
                 raise DecodeError("bad request header type", reason="bad_header")
             _check_time(int.from_bytes(fixed[1:9], "big"), now)
-            assert self.request_salt is not None  # set when the request was sent # nosec B101
+            assert self.request_salt is not None
             if not self.replay.check_and_add(self.request_salt, now):
                 raise ReplayError("salt replayed", reason="replayed_salt")
             self._varlen = int.from_bytes(fixed[9:11], "big")
@@ -229,7 +229,7 @@ class ServerSession:
         enc = self._enc = StreamEncryptor(self.method.aead(session_subkey(self.method, self.key, salt)), cap)
         if not self.method.is_2022:
             return [salt, *enc.seal(data)]
-        assert self.request_salt is not None  # set when the request was sent # nosec B101
+        assert self.request_salt is not None
         first = bytes(data[:cap])
         hdr = (
             bytes((HEADER_TYPE_SERVER,))

@@ -98,7 +98,7 @@ WEB_READ_ONLY = frozenset({"trust", "kernel", "node.data_dir", "web.enabled",
                            "web.http_port"})  # a port in use there stops the UI too
 # Keys whose values are secrets (a tunnel's pre-shared key): replaced in every answer.
 SECRET_KEYS = frozenset({"password", "psk", "secret", "private_key"})
-SECRET_PLACEHOLDER = "(secret, not shown)"
+SECRET_PLACEHOLDER = "(secret, not shown)"  # shown instead of a secret; not one # nosec B105
 PAGES = ("/", "/neighbours", "/routes", "/topology", "/events", "/settings", "/firmware")
 ANONYMOUS_ROUTES = frozenset({"login_page", "setup_page", "auth_state", "auth_login", "auth_setup", "static"})
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
@@ -874,7 +874,7 @@ async def api_stream(request: web.Request) -> web.StreamResponse:
     _with_security_headers(resp, request)
     await resp.prepare(request)
     task = asyncio.current_task()
-    assert task is not None  # always inside a task # nosec B101
+    assert task is not None
     st.streams.add(task)
     last: dict[str, str] = {}
     tick = 0
