@@ -19,11 +19,9 @@ import pytest
 from image import advisories
 from image.board import REPO_ROOT
 
-# Bandit: every finding is fixed or justified inline (`# <why> # nosec <id>`). x0node/testbed is the
-# development testbed (namespace meshes, fault lab), never started on a router. B101 (assert) is the one
+# Bandit: every finding is fixed or justified inline (`# <why> # nosec <id>`). B101 (assert) is the one
 # check skipped as a whole: asserts here state invariants (mostly type narrowing), and they are never
 # stripped, because the device runs Python without -O (checked below on the image's launcher).
-BANDIT_EXCLUDE = ("x0node/testbed",)
 BANDIT_SKIP = ("B101",)
 
 
@@ -35,8 +33,7 @@ def test_bandit_finds_nothing_unjustified(artifacts_dir) -> None:
     from image.payload import _LAUNCHER_TEXT
 
     assert _LAUNCHER_TEXT.startswith("#!/usr/bin/python3 -I\n")  # no -O: asserts stay on the device
-    proc = subprocess.run([sys.executable, "-m", "bandit", "-r", "x0node", "-x", ",".join(BANDIT_EXCLUDE),
-                           "-s", ",".join(BANDIT_SKIP), "-f", "json", "-q"], cwd=REPO_ROOT, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "bandit", "-r", "x0node", "-s", ",".join(BANDIT_SKIP), "-f", "json", "-q"], cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=600)
     report = json.loads(proc.stdout)
     _keep(artifacts_dir, "bandit.json", report)
