@@ -174,6 +174,7 @@ class Testbed:
         web: bool = False,
         babel_hello_s: float | None = None,
         links_down: bool = False,
+        sections: dict[str, Any] | None = None,
     ) -> Testbed:
         """Create namespaces and links (not the daemons: call `start_all`)."""
         if daemon not in DAEMONS:
@@ -189,7 +190,7 @@ class Testbed:
         state: dict[str, Any] = {
             "id": tb_id, "topology": topo.spec, "size": topo.nodes, "links": [list(x) for x in topo.links],
             "daemon": daemon, "routing": routing or {}, "web": web, "babel_hello_s": babel_hello_s,
-            "faults": {}, "created": time.time(),
+            "faults": {}, "created": time.time(), "sections": sections or {},
         }
         bed = cls(run_dir, state)
         for k in range(1, topo.nodes + 1):
@@ -297,6 +298,7 @@ class Testbed:
             doc["routing"] = dict(self.state["routing"])
         if self.state.get("web"):
             doc["web"] = {"listen": "::", "port": DEFAULT_WEB_PORT}
+        doc.update(self.state.get("sections") or {})  # further service sections, e.g. [overlay]
         path = self.config_path(node)
         path.write_text(dump_toml(doc) + extra)
         return path
