@@ -182,6 +182,7 @@ class Channels:
         self._out: deque[tuple[Hashable, bytes]] = deque()
         self._events: deque[SessionUp | SessionDown] = deque(maxlen=1024)
         self._held_total = 0
+        self.last_authenticated: Hashable | None = None  # peer of the last datagram that authenticated
         self._stamp = 0
         self._trust_due_s = now + TRUST_RECHECK_S
         self.drops: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
@@ -212,7 +213,7 @@ class Channels:
             del self.by_index[s.my_index]
 
     def _usable(self, s: Session | None, now: float) -> bool:
-        return s is not None and now - s.created_s < REJECT_AFTER_S
+        return s is not None and now < s.created_s + REJECT_AFTER_S
 
     # --- sending ----------------------------------------------------------------------------------------
 
@@ -223,7 +224,7 @@ class Channels:
         if peer is None:
             return None
         s = peer.current
-        if s is None or now >= s.rekey_s and peer.pending is None or now - s.created_s >= REJECT_AFTER_S:
+        if s is None or now >= s.rekey_s and peer.pending is None or now >= s.created_s + REJECT_AFTER_S:
             return None
         ctr = next(s.counter)
         if ctr >= REKEY_AFTER_MESSAGES:
@@ -311,6 +312,7 @@ class Channels:
     def receive(self, data: bytes, now: float, src_key: Hashable | None = None) -> tuple[Hashable, bytes] | None:
         """Handle one datagram. Returns (peer key, payload) for authenticated, non-empty DATA; handshake
         replies and released packets go to `datagrams_to_send()`. Never raises on remote input."""
+        self.last_authenticated = None
         if not data:
             self._drop("decode")
             return None
@@ -390,6 +392,7 @@ class Channels:
         peer.next = s
         self.by_index[index] = s
         self.counters["handshakes_answered"] += 1
+        self.last_authenticated = key
         self._out.append((key, resp))
 
     def _rekey_at(self, now: float) -> float:
@@ -435,6 +438,7 @@ class Channels:
         peer.active_s = now
         peer.handshakes += 1
         self._install(peer, s, first, now)
+        self.last_authenticated = key
         released = 0
         while peer.held:
             payload = peer.held.popleft()
@@ -475,7 +479,7 @@ class Channels:
         if src_key is not None and peer.key != src_key:
             self._drop("wrong_source")
             return None
-        if now - s.created_s >= REJECT_AFTER_S:
+        if now >= s.created_s + REJECT_AFTER_S:
             self._drop("session_expired")
             return None
         if not s.window.check(counter):
@@ -486,6 +490,7 @@ class Channels:
             self._drop("bad_mac")
             return None
         s.window.accept(counter)
+        self.last_authenticated = peer.key
         peer.rx_packets += 1
         peer.rx_bytes += len(payload)
         peer.active_s = now
@@ -511,7 +516,7 @@ class Channels:
                     self._initiate(peer, now, pend.attempts + 1)
             for name in ("previous", "next", "current"):
                 s = getattr(peer, name)
-                if s is not None and now - s.created_s >= REJECT_AFTER_S:
+                if s is not None and now >= s.created_s + REJECT_AFTER_S:
                     self._forget_session(s)
                     setattr(peer, name, None)
                     if name == "current" and peer.pending is None:
@@ -574,6 +579,11 @@ class Channels:
 
     def next_event(self) -> SessionUp | SessionDown | None:
         return self._events.popleft() if self._events else None
+
+    def pending_init(self, key: Hashable) -> bytes | None:
+        """The INIT of the handshake under way with `key` (a NAT link repeats it to punch)."""
+        peer = self.peers.get(key)
+        return peer.pending.init_raw if peer is not None and peer.pending is not None else None
 
     def established(self, key: Hashable, now: float) -> bool:
         peer = self.peers.get(key)

@@ -149,7 +149,7 @@ class OverlayService:
         if "nat" in c and c["nat"]["enabled"]:
             from x0node.overlay.natlink import NatLinks
 
-            nat = NatLinks(identity, trust, c["nat"])
+            nat = NatLinks(identity, trust, c["nat"], on_event=self._publish)
             try:
                 await nat.start()
                 self.nat = nat
@@ -177,6 +177,10 @@ class OverlayService:
 
         d = describe_event(ev)
         log.info("%s peer=%s node=%s %s", d["kind"], d["peer"], d["node_id"][:8], d.get("reason", d.get("cipher", "")))
+        if self.ctx is not None:
+            self.ctx.bus.publish("overlay", d)
+
+    def _publish(self, d: dict) -> None:
         if self.ctx is not None:
             self.ctx.bus.publish("overlay", d)
 
