@@ -72,7 +72,7 @@ def address_key(cred: Credential) -> bytes:
     return ipaddress.IPv6Address(mesh_address_of(cred.node_id)).packed
 
 
-def _with_ipr(fn: Callable[[Any], Any]) -> Any:
+def with_ipr(fn: Callable[[Any], Any]) -> Any:
     """Run fn(IPRoute) on a private selector loop (pyroute2's sync API cannot run on uvloop)."""
     from pyroute2 import IPRoute
 
@@ -126,14 +126,14 @@ class KernelSetup:
                     kw["iifname"] = r.iifname
                 ipr.rule("add", **kw)
 
-        _with_ipr(work)
+        with_ipr(work)
         if c["drop_clear"]:
             script = policy.nft_script(c["ifname"], c["destinations"], c["port"])
             subprocess.run(["nft", "-f", "-"], input=script, text=True, check=True, capture_output=True, timeout=10)
 
     def remove(self) -> None:
         with contextlib.suppress(Exception):
-            _with_ipr(self._remove_rules)
+            with_ipr(self._remove_rules)
         subprocess.run(["nft", "delete", "table", "inet", policy.NFT_TABLE], capture_output=True, timeout=10)
 
     @staticmethod

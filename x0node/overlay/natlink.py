@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import ipaddress
 import logging
 import os
@@ -47,6 +48,13 @@ DEFAULTS: dict[str, Any] = {
 MAX_RENDEZVOUS = 8
 BATCH = 64
 TIMER_MIN_S = 0.01
+
+
+def link_mac(node_id: bytes, ifname: str) -> str:
+    """Locally administered unicast MAC from our node id and the interface name: stable across
+    restarts (neighbours' caches stay valid) and distinct between nodes."""
+    d = hashlib.blake2b(node_id + ifname.encode(), digest_size=5, person=b"x0node-natlink").digest()
+    return "02:" + ":".join(f"{b:02x}" for b in d)
 
 
 def parse_endpoint(key: str, value: Any) -> tuple[str, int]:
@@ -95,6 +103,7 @@ class NatLinks:
     def __init__(self, identity: Identity, trust: TrustStore, cfg: dict[str, Any],
                  on_event: Callable[[dict[str, Any]], None] = lambda ev: None) -> None:
         self.on_event = on_event
+        self.node_id = identity.node_id
         self.cfg = validate_config(cfg)
         ncfg = NatConfig(tuple(parse_endpoint("", e) for e in self.cfg["rendezvous"]), self.cfg["serve"],
                          self.cfg["keepalive_s"], self.cfg["punch_timeout_s"])
@@ -107,8 +116,22 @@ class NatLinks:
         self._timer: asyncio.TimerHandle | None = None
         self._due: float | None = None
 
+    def _configure_tap(self) -> None:
+        """MTU, a MAC of our own (two sites' TAPs share a name, so a MAC from the name alone would give
+        both ends the same IPv6 link-local address), then up. Blocking: run in a worker thread."""
+        from x0node.overlay.datapath import with_ipr
+
+        name, mtu, mac = self.cfg["interface"], self.cfg["mtu"], link_mac(self.node_id, self.cfg["interface"])
+
+        def work(ipr: Any) -> None:
+            idx = ipr.link_lookup(ifname=name)[0]
+            ipr.link("set", index=idx, mtu=mtu, address=mac)
+            ipr.link("set", index=idx, state="up")
+
+        with_ipr(work)
+
     async def start(self) -> None:
-        from x0node.transport.tap import configure, open_tap
+        from x0node.transport.tap import open_tap
 
         self._loop = asyncio.get_running_loop()
         host, port = parse_endpoint("listen", self.cfg["listen"])
@@ -122,7 +145,7 @@ class NatLinks:
         self._family = fam
         try:
             self._tap = open_tap(self.cfg["interface"])
-            await asyncio.to_thread(configure, self.cfg["interface"], self.cfg["mtu"])
+            await asyncio.to_thread(self._configure_tap)
         except BaseException:
             await self.stop()
             raise

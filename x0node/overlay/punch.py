@@ -17,6 +17,8 @@ Messages on the NAT socket (first byte):
                  | peer endpoint (family 4|6, address, port u16) | signature (covers the receiver's id)
     18 RELAY     site->rendezvous: destination node id (16) | channel datagram
     19 RELAYED   rendezvous->site: source node id (16) | channel datagram
+    20 REGISTERED rendezvous->site: stamp u64 | credential of the rendezvous | the site's endpoint as
+                 seen | signature (covers the receiver's id)
 
 Rules and invariants:
 - REGISTER and INTRO are signed with the node key under their own domain labels and accepted only
@@ -57,6 +59,9 @@ T_REGISTER = 16
 T_INTRO = 17
 T_RELAY = 18
 T_RELAYED = 19
+T_REGISTERED = 20
+REGISTER_RETRY_S = 0.5
+"""Until a rendezvous acknowledged us, REGISTER is repeated this often (then every keepalive)."""
 PUNCH_INTERVAL_S = 0.1
 PUNCH_OPEN_TTL = 2
 """Hop limit of the first datagram to a new peer endpoint: it opens our own NAT's mapping and expires
@@ -74,6 +79,7 @@ MAX_NAT_DATAGRAM_BYTES = 2048
 JITTER_FRACTION = 0.25
 _REGISTER_DOMAIN = b"x0node-nat-register-v1\x00"
 _INTRO_DOMAIN = b"x0node-nat-intro-v1\x00"
+_REGISTERED_DOMAIN = b"x0node-nat-registered-v1\x00"
 
 DROP_REASONS = ("decode", "bad_signature", "uncertified", "revoked", "expired", "replay", "not_rendezvous",
                 "not_registered", "limit_registrations", "limit_peers", "self", "no_path", "no_session")
@@ -163,6 +169,7 @@ class NatCore:
         self._out_ttl: list[tuple[Endpoint, bytes, int]] = []
         self._events: list[dict[str, Any]] = []
         self._register_due_s = now
+        self.registered: dict[Endpoint, tuple[Endpoint, float]] = {}  # rendezvous -> (our endpoint seen, when)
         self.drops: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
         self.counters: dict[str, int] = {"relayed": 0, "registered": 0, "intros_sent": 0, "intros_received": 0,
                                          "frames_out": 0, "frames_in": 0}
@@ -209,6 +216,11 @@ class NatCore:
         body = encode_endpoint(w, ep).bytes()
         return body + self.identity.sign(_INTRO_DOMAIN + to + body)
 
+    def _registered_msg(self, to: bytes, seen: Endpoint, now: float) -> bytes:
+        cred = Credential(self.identity.public_key, self.identity.certificate)  # type: ignore[arg-type]
+        body = encode_endpoint(Writer().u8(T_REGISTERED).u64(self._next_stamp(now)).raw(cred.encode()), seen).bytes()
+        return body + self.identity.sign(_REGISTERED_DOMAIN + to + body)
+
     # --- input --------------------------------------------------------------------------------------------
 
     def datagram_in(self, src: Endpoint, data: bytes, now: float) -> bytes | None:
@@ -224,6 +236,8 @@ class NatCore:
             self._on_register(src, data, now)
         elif kind == T_INTRO:
             self._on_intro(src, data, now)
+        elif kind == T_REGISTERED:
+            self._on_registered(src, data, now)
         elif kind == T_RELAY:
             self._on_relay(src, data, now)
         elif kind == T_RELAYED:
@@ -325,6 +339,7 @@ class NatCore:
         self.registrations[nid] = _Registration(src, cred, now, stamp)
         self._by_endpoint[src] = nid
         self.counters["registered"] += 1
+        self._out.append((src, self._registered_msg(nid, src, now)))
         changed = old is None or old.endpoint != src
         sent = 0
         for other, reg in list(self.registrations.items()):
@@ -337,32 +352,58 @@ class NatCore:
             self.counters["intros_sent"] += 1
             sent += 1
 
-    def _on_intro(self, src: Endpoint, data: bytes, now: float) -> None:
+    def _signed_by_rendezvous(self, src: Endpoint, data: bytes, domain: bytes, now: float) -> Reader | None:
+        """A reader positioned after the signer's credential of a rendezvous message that verified."""
         if src not in self.rendezvous:
             self._drop("not_rendezvous")
-            return
+            return None
         try:
             r = Reader(data, MAX_NAT_DATAGRAM_BYTES)
             r.u8()
             stamp = r.u64()
             cred = Credential.decode_from(r)
-            peer_id = r.raw(16)
-            ep = decode_endpoint(r)
-            sig = r.raw(SIGNATURE_BYTES)
+        except DecodeError:
+            self._drop("decode")
+            return None
+        if len(data) < SIGNATURE_BYTES or not self._fresh(cred.node_id, stamp):
+            self._drop("replay")
+            return None
+        if not self._trusted(cred, now):
+            return None
+        if not verify(cred.public_key, domain + self.me + data[:-SIGNATURE_BYTES], data[-SIGNATURE_BYTES:]):
+            self._drop("bad_signature")
+            return None
+        self._last_stamp[cred.node_id] = stamp
+        return r
+
+    def _on_registered(self, src: Endpoint, data: bytes, now: float) -> None:
+        r = self._signed_by_rendezvous(src, data, _REGISTERED_DOMAIN, now)
+        if r is None:
+            return
+        try:
+            seen = decode_endpoint(r)
+            r.raw(SIGNATURE_BYTES)
             r.end()
         except DecodeError:
             self._drop("decode")
             return
-        signer = cred.node_id
-        if not self._fresh(signer, stamp):
-            self._drop("replay")
+        first = src not in self.registered
+        self.registered[src] = (seen, now)
+        if first:
+            self._register_due_s = min(self._register_due_s, now + self._jitter(self.cfg.keepalive_s))
+
+    def _on_intro(self, src: Endpoint, data: bytes, now: float) -> None:
+        r = self._signed_by_rendezvous(src, data, _INTRO_DOMAIN, now)
+        if r is None:
             return
-        if not self._trusted(cred, now):
+        try:
+            peer_id = r.raw(16)
+            ep = decode_endpoint(r)
+            r.raw(SIGNATURE_BYTES)
+            r.end()
+        except DecodeError:
+            self._drop("decode")
             return
-        if not verify(cred.public_key, _INTRO_DOMAIN + self.me + data[:-SIGNATURE_BYTES], sig):
-            self._drop("bad_signature")
-            return
-        self._last_stamp[signer] = stamp
         if peer_id == self.me:
             self._drop("self")
             return
@@ -448,7 +489,9 @@ class NatCore:
 
     def tick(self, now: float) -> None:
         if self.rendezvous and now >= self._register_due_s:
-            self._register_due_s = now + self._jitter(self.cfg.keepalive_s)
+            fresh = all(now - self.registered.get(ep, (None, -1e18))[1] < 2 * self.cfg.keepalive_s
+                        for ep in self.rendezvous)
+            self._register_due_s = now + self._jitter(self.cfg.keepalive_s if fresh else REGISTER_RETRY_S)
             msg = self._register_msg(now)
             for ep in self.rendezvous:
                 self._out.append((ep, msg))
@@ -517,6 +560,7 @@ class NatCore:
                 **{k: chans.get(p.node_id.hex(), {}).get(k, 0) for k in ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets")},
             } for p in self.peers.values()],
             "registrations": len(self.registrations),
+            "registered_with": {f"{ep[0]}:{ep[1]}": f"{seen[0]}:{seen[1]}" for ep, (seen, _) in self.registered.items()},
             "drops": {**{k: v for k, v in self.drops.items() if v}, **{f"channel_{k}": v for k, v in self.channels.drops.items() if v}},
             "counters": {**self.counters, **self.channels.counters},
         }
