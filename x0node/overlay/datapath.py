@@ -95,10 +95,11 @@ class KernelSetup:
 
     def _rules(self) -> list[policy.Rule]:
         c = self.cfg
-        return policy.rules(c["rule_priority"], c["fwmark"], self.mesh_table, c["table"])
+        return policy.rules(c["rule_priority"], c["fwmark"], self.mesh_table, c["table"], c.get("exempt_tcp_port"))
 
     def _remove_rules(self, ipr: Any) -> None:
-        prios = {r.priority for r in self._rules()}
+        base = self.cfg["rule_priority"]
+        prios = set(range(base, base + policy.RULE_SPAN))
         for msg in list(ipr.rule("dump", family=socket.AF_INET6)):
             if msg.get("priority") in prios and msg.get("protocol") == self.protocol:
                 with contextlib.suppress(Exception):
@@ -124,11 +125,15 @@ class KernelSetup:
                     kw.update(fwmark=r.fwmark, fwmask=0xFFFFFFFF)
                 if r.iifname is not None:
                     kw["iifname"] = r.iifname
+                for name, port in (("dport_range", r.tcp_dport), ("sport_range", r.tcp_sport)):
+                    if port is not None:
+                        kw["ip_proto"] = socket.IPPROTO_TCP
+                        kw[name] = f"{port}:{port}"
                 ipr.rule("add", **kw)
 
         with_ipr(work)
         if c["drop_clear"]:
-            script = policy.nft_script(c["ifname"], c["destinations"], c["port"])
+            script = policy.nft_script(c["ifname"], c["destinations"], c["port"], c.get("exempt_tcp_port"))
             subprocess.run(["nft", "-f", "-"], input=script, text=True, check=True, capture_output=True, timeout=10)
 
     def remove(self) -> None:

@@ -14,6 +14,8 @@ Rules and invariants (the adapter in datapath.py applies exactly these; tests re
   transport header to judge); the first fragment carries the whole header chain (RFC 7112) and is
   judged like an unfragmented packet, so a clear-text packet whose first fragment is dropped is never
   reassembled and never delivered.
+- With the managed yggdrasil on, its TCP port is exempt both ways (yggdrasil encrypts its own
+  traffic; sealing it again would only cost CPU): routed by the mesh table, accepted by drop-clear.
 - Every rule carries our protocol number and sits at our priorities, below the mesh table's rule; on
   start and stop the adapter removes exactly rules at those priorities with that protocol.
 - An inner packet handed up from a session must be IPv6 from the peer's mesh address to ours; a packet
@@ -40,22 +42,37 @@ class Rule:
     iifname: str | None = None
 
 
-def rules(priority: int, fwmark: int, mesh_table: int, overlay_table: int) -> list[Rule]:
-    return [
+    tcp_dport: int | None = None
+    tcp_sport: int | None = None
+
+
+def rules(priority: int, fwmark: int, mesh_table: int, overlay_table: int, exempt_tcp_port: int | None = None,
+          ) -> list[Rule]:
+    """Our rules in priority order. An exempt TCP port (the managed yggdrasil's peerings, already
+    encrypted by yggdrasil) is routed by the mesh table directly, both directions."""
+    out = [
         Rule(priority, FR_ACT_TO_TBL, mesh_table, fwmark=fwmark),
         Rule(priority + 1, FR_ACT_TO_TBL, 254, fwmark=fwmark),  # main
         Rule(priority + 2, FR_ACT_PROHIBIT, fwmark=fwmark),
-        Rule(priority + 3, FR_ACT_TO_TBL, overlay_table, iifname="lo"),
     ]
+    if exempt_tcp_port is not None:
+        out.append(Rule(priority + 3, FR_ACT_TO_TBL, mesh_table, tcp_dport=exempt_tcp_port))
+        out.append(Rule(priority + 4, FR_ACT_TO_TBL, mesh_table, tcp_sport=exempt_tcp_port))
+    out.append(Rule(priority + RULE_SPAN - 1, FR_ACT_TO_TBL, overlay_table, iifname="lo"))
+    return out
 
 
-RULE_COUNT = 4
+RULE_SPAN = 6
+"""Priorities used from `rule_priority` on (the last one diverts into the overlay table)."""
 
 
-def nft_script(ifname: str, prefixes: list[str], port: int, extra_ports: tuple[int, ...] = ()) -> str:
+def nft_script(ifname: str, prefixes: list[str], port: int, exempt_tcp_port: int | None = None) -> str:
     """The drop-clear table (replaces an earlier copy of itself atomically)."""
     nets = ", ".join(prefixes)
-    ports = ", ".join(str(p) for p in (port, *extra_ports))
+    ports = str(port)
+    exempt = "" if exempt_tcp_port is None else (
+        f"    ip6 saddr {{ {nets} }} ip6 daddr {{ {nets} }} tcp dport {exempt_tcp_port} accept\n"
+        f"    ip6 saddr {{ {nets} }} ip6 daddr {{ {nets} }} tcp sport {exempt_tcp_port} accept\n")
     return f"""table inet {NFT_TABLE}
 delete table inet {NFT_TABLE}
 table inet {NFT_TABLE} {{
@@ -65,7 +82,7 @@ table inet {NFT_TABLE} {{
     iifname "lo" accept
     ip6 saddr {{ {nets} }} ip6 daddr {{ {nets} }} udp dport {{ {ports} }} accept
     ip6 saddr {{ {nets} }} ip6 daddr {{ {nets} }} frag frag-off != 0 accept
-    ip6 saddr {{ {nets} }} ip6 daddr {{ {nets} }} icmpv6 type {{ destination-unreachable, packet-too-big, time-exceeded, parameter-problem }} accept
+{exempt}    ip6 saddr {{ {nets} }} ip6 daddr {{ {nets} }} icmpv6 type {{ destination-unreachable, packet-too-big, time-exceeded, parameter-problem }} accept
     ip6 saddr {{ {nets} }} ip6 daddr {{ {nets} }} counter drop comment "clear-text mesh traffic"
   }}
 }}

@@ -10,7 +10,7 @@ events (bus topic "overlay") and `/metrics`.
     ifname = "x0ov"
     port = 6718                    # UDP port of sealed datagrams between mesh addresses
     table = 6465                   # routing table of the overlay routes
-    rule_priority = 990            # four rules from here; must be below kernel.rule_priority
+    rule_priority = 990            # our rules use six priorities from here, all below kernel.rule_priority
     fwmark = 0x6b14                # mark of the overlay's own socket
 
     [overlay.nat]                  # see natlink.py
@@ -134,12 +134,16 @@ class OverlayService:
         kernel = ctx.config.kernel
         identity, trust = ctx.router.identity, ctx.router.trust
         if c["encrypt"]:
-            if c["rule_priority"] + 3 >= kernel["rule_priority"]:
-                self.failed["e2e"] = "overlay.rule_priority + 3 must be below kernel.rule_priority"
+            from x0node.overlay.policy import RULE_SPAN
+
+            if c["rule_priority"] + RULE_SPAN > kernel["rule_priority"]:
+                self.failed["e2e"] = f"overlay.rule_priority + {RULE_SPAN - 1} must be below kernel.rule_priority"
             else:
                 from x0node.overlay.datapath import E2EDatapath
 
-                dp = E2EDatapath(identity, trust, c, kernel["table"], kernel["protocol"], on_event=self._event)
+                ygg = c.get("yggdrasil")
+                cfg = {**c, "exempt_tcp_port": ygg["port"] if ygg and ygg["enabled"] else None}
+                dp = E2EDatapath(identity, trust, cfg, kernel["table"], kernel["protocol"], on_event=self._event)
                 try:
                     await dp.start()
                     self.e2e = dp
