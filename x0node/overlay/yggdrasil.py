@@ -8,7 +8,7 @@
     reconcile_s = 2.0               # how often peers are compared with the mesh neighbours
     restart_min_s = 30.0            # a new certified node is allowed in by a restart at most this often
 
-Decisions are in yggdrasil_plan.py; this module writes the config (0600, temp + fsync + rename),
+Decisions are in yggdrasil_plan.py; this module writes the config (0600, io/atomicfile),
 starts yggdrasil (killed by PID on stop), talks JSON to its admin socket (bounded reads, one request
 per connection as yggdrasilctl does) and reconciles peers every `reconcile_s` (+-25 %). Router state
 is read through the neighbour view, the LSDB origins and their keys, and the trust store.
@@ -27,6 +27,7 @@ import time
 from typing import Any
 
 from x0node.daemon.config import ConfigError
+from x0node.io.atomicfile import write_atomic
 from x0node.overlay import yggdrasil_plan as plan
 
 log = logging.getLogger("x0node.overlay.yggdrasil")
@@ -77,21 +78,6 @@ def validate_config(section: dict) -> dict:
 def mesh_nodes(router: Any) -> list[tuple[bytes, bytes]]:
     """(node id, public key) of every origin the routing core holds a live LSA of."""
     return [(e.origin, e.public_key) for e in router.lsdb.entries() if e.lsa is not None]
-
-
-def write_private(path: pathlib.Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 async def admin_request(sock_path: str, request: str, **arguments: Any) -> Any:
@@ -154,7 +140,7 @@ class ManagedYggdrasil:
 
     async def _launch(self) -> None:
         conf = self.dir / "yggdrasil.conf"
-        write_private(conf, self._config_text())
+        write_atomic(conf, self._config_text().encode(), 0o600)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket)
         logf = open(self.dir / "yggdrasil.log", "ab")  # noqa: SIM115 - handed to the child
