@@ -91,15 +91,15 @@ class SessionDown:
 
 
 class Session:
-    __slots__ = ("cipher", "send_key", "recv_key", "my_index", "peer_index", "created_s", "rekey_s", "counter",
+    __slots__ = ("cipher", "send", "recv", "my_index", "peer_index", "created_s", "rekey_s", "counter",
                  "window", "peer", "confirmed", "initiator")
 
     def __init__(self, peer: Peer, cipher: int, send_key: bytes, recv_key: bytes, my_index: int, peer_index: int,
                  now: float, rekey_s: float, initiator: bool) -> None:
         self.peer = peer
         self.cipher = cipher
-        self.send_key = send_key
-        self.recv_key = recv_key
+        self.send = hs.make_aead(cipher, send_key)
+        self.recv = hs.make_aead(cipher, recv_key)
         self.my_index = my_index
         self.peer_index = peer_index
         self.created_s = now
@@ -217,9 +217,10 @@ class Channels:
 
     # --- sending ----------------------------------------------------------------------------------------
 
-    def seal(self, key: Hashable, payload: bytes, now: float) -> bytes | None:
+    def seal(self, key: Hashable, payload: bytes, now: float, buf: bytearray | None = None) -> bytes | memoryview | None:
         """Fast path: the sealed datagram if a current session can carry it without any state change
-        but its counter; None means "call `send`" (no session, or time to rekey)."""
+        but its counter; None means "call `send`" (no session, or time to rekey). With `buf` the
+        datagram is built in it (see handshake.seal)."""
         peer = self.peers.get(key)
         if peer is None:
             return None
@@ -231,7 +232,7 @@ class Channels:
             return None
         peer.tx_packets += 1
         peer.tx_bytes += len(payload)
-        return hs.seal(s.cipher, s.send_key, s.peer_index, ctr, payload)
+        return hs.seal(s.send, s.peer_index, ctr, payload, buf)
 
     def send(self, key: Hashable, payload: bytes, now: float) -> bytes | None:
         """Slow path: seal with the current session if there is one (starting a rekey when due), else
@@ -256,7 +257,7 @@ class Channels:
                     self._initiate(peer, now)
                 peer.tx_packets += 1
                 peer.tx_bytes += len(payload)
-                return hs.seal(s.cipher, s.send_key, s.peer_index, ctr, payload)
+                return hs.seal(s.send, s.peer_index, ctr, payload)
         if now < peer.backoff_until_s:
             self._drop("backoff")
             return None
@@ -309,16 +310,19 @@ class Channels:
 
     # --- receiving --------------------------------------------------------------------------------------
 
-    def receive(self, data: bytes, now: float, src_key: Hashable | None = None) -> tuple[Hashable, bytes] | None:
-        """Handle one datagram. Returns (peer key, payload) for authenticated, non-empty DATA; handshake
-        replies and released packets go to `datagrams_to_send()`. Never raises on remote input."""
+    def receive(self, data: bytes, now: float, src_key: Hashable | None = None,
+                buf: bytearray | None = None) -> tuple[Hashable, bytes | memoryview] | None:
+        """Handle one datagram. Returns (peer key, payload) for authenticated, non-empty DATA (with
+        `buf`, a view of it valid until its next use); handshake replies and released packets go to
+        `datagrams_to_send()`. Never raises on remote input."""
         self.last_authenticated = None
         if not data:
             self._drop("decode")
             return None
         kind = data[0]
         if kind == hs.T_DATA:
-            return self._on_data(data, now, src_key)
+            return self._on_data(data, now, src_key, buf)
+        data = bytes(data)  # handshakes are rare and small: stable bytes from here on
         if kind == hs.T_INIT:
             self._on_init(data, now, src_key)
         elif kind == hs.T_RESP:
@@ -451,7 +455,7 @@ class Channels:
     def _seal_with(self, s: Session, payload: bytes) -> bytes:
         s.peer.tx_packets += 1
         s.peer.tx_bytes += len(payload)
-        return hs.seal(s.cipher, s.send_key, s.peer_index, next(s.counter), payload)
+        return hs.seal(s.send, s.peer_index, next(s.counter), payload)
 
     def _install(self, peer: Peer, s: Session, first: bool, now: float) -> None:
         if peer.previous is not None:
@@ -465,7 +469,8 @@ class Channels:
             self._events.append(SessionUp(peer.key, nid.hex() if nid else "", hs.CIPHER_NAMES[s.cipher],
                                           s.initiator))
 
-    def _on_data(self, data: bytes, now: float, src_key: Hashable | None) -> tuple[Hashable, bytes] | None:
+    def _on_data(self, data: bytes, now: float, src_key: Hashable | None,
+                 buf: bytearray | None) -> tuple[Hashable, bytes | memoryview] | None:
         head = hs.data_header(data)
         if head is None:
             self._drop("decode")
@@ -485,7 +490,7 @@ class Channels:
         if not s.window.check(counter):
             self._drop("replay")
             return None
-        payload = hs.open_data(s.cipher, s.recv_key, data)
+        payload = hs.open_data(s.recv, data, buf)
         if payload is None:
             self._drop("bad_mac")
             return None

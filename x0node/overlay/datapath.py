@@ -24,6 +24,7 @@ import fcntl
 import ipaddress
 import logging
 import os
+import pathlib
 import random
 import selectors
 import socket
@@ -36,7 +37,7 @@ from typing import Any
 
 from x0node.overlay import policy
 from x0node.overlay.channel import Channels, SessionDown, SessionUp
-from x0node.overlay.handshake import CIPHER_NAMES, PURPOSE_E2E
+from x0node.overlay.handshake import CIPHER_NAMES, OVERHEAD_BYTES, PURPOSE_E2E, T_DATA
 from x0node.proto.identity import Identity, mesh_address_of
 from x0node.proto.trust import Credential, TrustStore
 
@@ -64,7 +65,20 @@ def open_tun(name: str) -> int:
     return fd
 
 
+def cpu_has_aes(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """x86 `flags` or arm64 `Features` list AES instructions."""
+    try:
+        text = pathlib.Path(cpuinfo).read_text()
+    except OSError:
+        return False
+    return any(line.split(":", 1)[0].strip() in ("flags", "Features") and " aes" in f" {line.split(':', 1)[1]} "
+               for line in text.splitlines() if ":" in line)
+
+
 def cipher_id(name: str) -> int:
+    """The configured cipher; "auto" = AES-256-GCM where the CPU has AES instructions, else ChaCha20."""
+    if name == "auto":
+        name = "aes-256-gcm" if cpu_has_aes() else "chacha20-poly1305"
     return {v: k for k, v in CIPHER_NAMES.items()}[name]
 
 
@@ -205,7 +219,7 @@ class E2EDatapath:
             self._threads.append(t)
         self._arm()
         log.info("overlay e2e up ifname=%s mtu=%d cipher=%s destinations=%s", self.cfg["ifname"], self.cfg["mtu"],
-                 self.cfg["cipher"], ",".join(self.cfg["destinations"]))
+                 CIPHER_NAMES[self.core.cipher], ",".join(self.cfg["destinations"]))
 
     async def stop(self) -> None:
         self._stop.set()
@@ -268,29 +282,37 @@ class E2EDatapath:
         sel = selectors.DefaultSelector()
         sel.register(self._tun, selectors.EVENT_READ)
         core, my, tun = self.core, self.my_addr, self._tun
+        rbuf = bytearray(READ_BYTES)
+        view = memoryview(rbuf)
+        sbuf = bytearray(READ_BYTES + OVERHEAD_BYTES)  # sealed datagrams are built here, sent at once
         try:
             while not self._stop.is_set():
                 if not sel.select(POLL_S):
                     continue
                 for _ in range(BATCH_PACKETS):
                     try:
-                        pkt = os.read(tun, READ_BYTES)
+                        n = os.readv(tun, [rbuf])
                     except (BlockingIOError, InterruptedError):
                         break
                     except OSError:
                         return
+                    pkt = view[:n]
                     if not policy.outbound_ok(pkt, my):
                         self.drops["not_mesh"] += 1
                         continue
-                    dst = pkt[24:40]
+                    dst = bytes(pkt[24:40])
                     now = time.monotonic()
-                    data = core.seal(dst, pkt, now)
-                    if data is None:
-                        with self.lock:
-                            data = core.send(dst, pkt, now)
-                            self._flush()
+                    try:
+                        data = core.seal(dst, pkt, now, sbuf)
                         if data is None:
-                            continue
+                            with self.lock:
+                                data = core.send(dst, bytes(pkt), now)  # may be held: a copy
+                                self._flush()
+                    except Exception:  # noqa: BLE001 - a bug must not stop the datapath; counted, logged once
+                        self._internal_error()
+                        continue
+                    if data is None:
+                        continue
                     self.counters["tx_packets"] += 1
                     self._sendto(dst, data)
         finally:
@@ -302,13 +324,16 @@ class E2EDatapath:
         assert sock is not None
         sel.register(sock, selectors.EVENT_READ)
         core, my, tun, cache = self.core, self.my_addr, self._tun, self._src_cache
+        rbuf = bytearray(READ_BYTES)
+        view = memoryview(rbuf)
+        obuf = bytearray(READ_BYTES)  # opened packets land here and go to the TUN at once
         try:
             while not self._stop.is_set():
                 if not sel.select(POLL_S):
                     continue
                 for _ in range(BATCH_PACKETS):
                     try:
-                        data, src = sock.recvfrom(READ_BYTES)
+                        n, src = sock.recvfrom_into(rbuf)
                     except (BlockingIOError, InterruptedError):
                         break
                     except OSError:
@@ -321,9 +346,14 @@ class E2EDatapath:
                             src_key = cache[src[0]] = socket.inet_pton(socket.AF_INET6, src[0].partition("%")[0])
                         except OSError:
                             continue
+                    data = view[:n]
                     with self.lock:
-                        got = core.receive(data, time.monotonic(), src_key)
-                        if data[:1] != b"\x03" or got is None:
+                        try:
+                            got = core.receive(data, time.monotonic(), src_key, obuf)
+                        except Exception:  # noqa: BLE001 - a bug must not stop the datapath; counted, logged once
+                            self._internal_error()
+                            continue
+                        if n and rbuf[0] != T_DATA:
                             self._flush()
                     if got is None:
                         continue
@@ -338,6 +368,11 @@ class E2EDatapath:
         finally:
             sel.close()
 
+    def _internal_error(self) -> None:
+        self.drops["internal_error"] = self.drops.get("internal_error", 0) + 1
+        if self.drops["internal_error"] == 1:
+            log.exception("overlay datapath: packet dropped by an internal error (further ones only counted)")
+
     # --- views ---------------------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
@@ -346,7 +381,7 @@ class E2EDatapath:
             peers = self.core.view(now)
             drops = {**{k: v for k, v in self.core.drops.items() if v}, **{k: v for k, v in self.drops.items() if v}}
             counters = {**self.core.counters, **self.counters}
-        return {"ifname": self.cfg["ifname"], "cipher": self.cfg["cipher"], "mtu": self.cfg["mtu"],
+        return {"ifname": self.cfg["ifname"], "cipher": CIPHER_NAMES[self.core.cipher], "mtu": self.cfg["mtu"],
                 "destinations": list(self.cfg["destinations"]), "peers": peers, "drops": drops, "counters": counters}
 
 

@@ -5,7 +5,7 @@ events (bus topic "overlay") and `/metrics`.
     encrypt = true                 # seal mesh-to-mesh traffic end to end (default)
     destinations = []              # prefixes to seal; empty = the whole mesh prefix
     drop_clear = true              # refuse clear-text mesh-to-mesh packets that bypass the overlay
-    cipher = "chacha20-poly1305"   # or "aes-256-gcm" (needs AES instructions on both ends)
+    cipher = "auto"                # AES-256-GCM with AES instructions, else ChaCha20-Poly1305; or either
     mtu = 60000                    # of the TUN device; see docs/overlay.md for the trade-off
     ifname = "x0ov"
     port = 6718                    # UDP port of sealed datagrams between mesh addresses
@@ -39,7 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "encrypt": True,
     "destinations": [],
     "drop_clear": True,
-    "cipher": "chacha20-poly1305",
+    "cipher": "auto",
     "mtu": 60000,
     "ifname": "x0ov",
     "port": 6718,
@@ -48,7 +48,7 @@ DEFAULTS: dict[str, Any] = {
     "fwmark": 0x6B14,
 }
 MAX_DESTINATIONS = 16
-CIPHERS = {name: cid for cid, name in hs.CIPHER_NAMES.items()}
+CIPHERS = ("auto", *hs.CIPHER_NAMES.values())
 MTU_MIN = 1280
 MTU_MAX = 65535 - 40 - 8 - hs.OVERHEAD_BYTES  # the sealed datagram must fit one IPv6 payload
 
