@@ -204,8 +204,7 @@ class Channels:
                 return idx
 
     def _next_stamp(self, now: float) -> int:
-        wall = self.wall(now)
-        self._stamp = max(self._stamp + 1, int(wall * 1000) if wall is not None else 0)
+        self._stamp = hs.next_stamp(self._stamp, self.wall(now))
         return self._stamp
 
     def _forget_session(self, s: Session | None) -> None:
@@ -332,14 +331,10 @@ class Channels:
         return None
 
     def _check_cred(self, cred: Credential, now: float) -> bool:
-        if cred.node_id == self.identity.node_id:
-            self._drop("self")
-            return False
-        reason = self.trust.check(cred, self.wall(now))
+        reason = hs.refusal(self.trust, cred, self.identity.node_id, self.wall(now))
         if reason is not None:
             self._drop(reason)
-            return False
-        return True
+        return reason is None
 
     def _on_init(self, data: bytes, now: float, src_key: Hashable | None) -> None:
         try:

@@ -278,95 +278,91 @@ class E2EDatapath:
         for key, data in self.core.datagrams_to_send():
             self._sendto(key, data)
 
-    def _tx_loop(self) -> None:
+    def _readable(self, fileobj: Any) -> Any:
+        """Yields each time `fileobj` is readable, until stop() (the caller then reads a batch)."""
         sel = selectors.DefaultSelector()
-        sel.register(self._tun, selectors.EVENT_READ)
+        sel.register(fileobj, selectors.EVENT_READ)
+        try:
+            while not self._stop.is_set():
+                if sel.select(POLL_S):
+                    yield
+        finally:
+            sel.close()
+
+    def _tx_loop(self) -> None:
         core, my, tun = self.core, self.my_addr, self._tun
         rbuf = bytearray(READ_BYTES)
         view = memoryview(rbuf)
         sbuf = bytearray(READ_BYTES + OVERHEAD_BYTES)  # sealed datagrams are built here, sent at once
-        try:
-            while not self._stop.is_set():
-                if not sel.select(POLL_S):
+        for _ in self._readable(tun):
+            for _ in range(BATCH_PACKETS):
+                try:
+                    n = os.readv(tun, [rbuf])
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    return
+                pkt = view[:n]
+                if not policy.outbound_ok(pkt, my):
+                    self.drops["not_mesh"] += 1
                     continue
-                for _ in range(BATCH_PACKETS):
-                    try:
-                        n = os.readv(tun, [rbuf])
-                    except (BlockingIOError, InterruptedError):
-                        break
-                    except OSError:
-                        return
-                    pkt = view[:n]
-                    if not policy.outbound_ok(pkt, my):
-                        self.drops["not_mesh"] += 1
-                        continue
-                    dst = bytes(pkt[24:40])
-                    now = time.monotonic()
-                    try:
-                        data = core.seal(dst, pkt, now, sbuf)
-                        if data is None:
-                            with self.lock:
-                                data = core.send(dst, bytes(pkt), now)  # may be held: a copy
-                                self._flush()
-                    except Exception:  # noqa: BLE001 - a bug must not stop the datapath; counted, logged once
-                        self._internal_error()
-                        continue
+                dst = bytes(pkt[24:40])
+                now = time.monotonic()
+                try:
+                    data = core.seal(dst, pkt, now, sbuf)
                     if data is None:
-                        continue
-                    self.counters["tx_packets"] += 1
-                    self._sendto(dst, data)
-        finally:
-            sel.close()
+                        with self.lock:
+                            data = core.send(dst, bytes(pkt), now)  # may be held: a copy
+                            self._flush()
+                except Exception:  # noqa: BLE001 - a bug must not stop the datapath; counted, logged once
+                    self._internal_error()
+                    continue
+                if data is None:
+                    continue
+                self.counters["tx_packets"] += 1
+                self._sendto(dst, data)
 
     def _rx_loop(self) -> None:
-        sel = selectors.DefaultSelector()
         sock = self._sock
         assert sock is not None
-        sel.register(sock, selectors.EVENT_READ)
         core, my, tun, cache = self.core, self.my_addr, self._tun, self._src_cache
         rbuf = bytearray(READ_BYTES)
         view = memoryview(rbuf)
         obuf = bytearray(READ_BYTES)  # opened packets land here and go to the TUN at once
-        try:
-            while not self._stop.is_set():
-                if not sel.select(POLL_S):
+        for _ in self._readable(sock):
+            for _ in range(BATCH_PACKETS):
+                try:
+                    n, src = sock.recvfrom_into(rbuf)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    return
+                src_key = cache.get(src[0])
+                if src_key is None:
+                    if len(cache) > 65536:
+                        cache.clear()
+                    try:
+                        src_key = cache[src[0]] = socket.inet_pton(socket.AF_INET6, src[0].partition("%")[0])
+                    except OSError:
+                        continue
+                with self.lock:
+                    try:
+                        got = core.receive(view[:n], time.monotonic(), src_key, obuf)
+                    except Exception:  # noqa: BLE001 - a bug must not stop the datapath; counted, logged once
+                        self._internal_error()
+                        continue
+                    if n and rbuf[0] != T_DATA:
+                        self._flush()
+                if got is None:
                     continue
-                for _ in range(BATCH_PACKETS):
-                    try:
-                        n, src = sock.recvfrom_into(rbuf)
-                    except (BlockingIOError, InterruptedError):
-                        break
-                    except OSError:
-                        return
-                    src_key = cache.get(src[0])
-                    if src_key is None:
-                        if len(cache) > 65536:
-                            cache.clear()
-                        try:
-                            src_key = cache[src[0]] = socket.inet_pton(socket.AF_INET6, src[0].partition("%")[0])
-                        except OSError:
-                            continue
-                    data = view[:n]
-                    with self.lock:
-                        try:
-                            got = core.receive(data, time.monotonic(), src_key, obuf)
-                        except Exception:  # noqa: BLE001 - a bug must not stop the datapath; counted, logged once
-                            self._internal_error()
-                            continue
-                        if n and rbuf[0] != T_DATA:
-                            self._flush()
-                    if got is None:
-                        continue
-                    if not policy.inbound_ok(got[1], src_key, my):
-                        self.drops["bad_inner"] += 1
-                        continue
-                    self.counters["rx_packets"] += 1
-                    try:
-                        os.write(tun, got[1])
-                    except OSError:
-                        self.drops["send_error"] += 1
-        finally:
-            sel.close()
+                if not policy.inbound_ok(got[1], src_key, my):
+                    self.drops["bad_inner"] += 1
+                    continue
+                self.counters["rx_packets"] += 1
+                try:
+                    os.write(tun, got[1])
+                except OSError:
+                    self.drops["send_error"] += 1
 
     def _internal_error(self) -> None:
         self.drops["internal_error"] = self.drops.get("internal_error", 0) + 1

@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from x0node.proto.identity import Identity, verify
 from x0node.proto.protocol import SIGNATURE_BYTES
-from x0node.proto.trust import Credential
+from x0node.proto.trust import Credential, TrustStore
 from x0node.proto.wire import DecodeError, Reader, Writer
 
 VERSION = 1
@@ -115,6 +115,18 @@ def sign_resp(identity: Identity, purpose: bytes, initiator_id: bytes, init_raw:
     cred = Credential(identity.public_key, identity.certificate)  # type: ignore[arg-type]
     body = Resp(cipher, sender, receiver, ephemeral_public, cred, b"").body()
     return body + identity.sign(_label(b"resp", purpose) + initiator_id + _digest(init_raw) + body)
+
+
+def refusal(trust: TrustStore, cred: Credential, my_id: bytes, wall_now: float | None) -> str | None:
+    """Why a peer's credential is refused: "self", the trust store's reason, or None (accepted)."""
+    if cred.node_id == my_id:
+        return "self"
+    return trust.check(cred, wall_now)
+
+
+def next_stamp(previous: int, wall_now: float | None) -> int:
+    """A stamp above `previous`: wall-clock milliseconds when known, so it also grows across restarts."""
+    return max(previous + 1, int(wall_now * 1000) if wall_now is not None else 0)
 
 
 def _digest(data: bytes) -> bytes:

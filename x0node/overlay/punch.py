@@ -186,19 +186,14 @@ class NatCore:
         return base * (1.0 + self.rng.uniform(-JITTER_FRACTION, JITTER_FRACTION))
 
     def _next_stamp(self, now: float) -> int:
-        wall = self.wall(now)
-        self._stamp = max(self._stamp + 1, int(wall * 1000) if wall is not None else 0)
+        self._stamp = hs.next_stamp(self._stamp, self.wall(now))
         return self._stamp
 
     def _trusted(self, cred: Credential, now: float) -> bool:
-        if cred.node_id == self.me:
-            self._drop("self")
-            return False
-        reason = self.trust.check(cred, self.wall(now))
+        reason = hs.refusal(self.trust, cred, self.me, self.wall(now))
         if reason is not None:
             self._drop(reason)
-            return False
-        return True
+        return reason is None
 
     def _fresh(self, signer: bytes, stamp: int) -> bool:
         return stamp > self._last_stamp.get(signer, -1)
