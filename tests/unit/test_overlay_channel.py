@@ -220,3 +220,15 @@ def test_link_purpose_keys_by_node_id():
     exchange(la, lb, None, 0.0)  # the confirming keepalive
     assert la.established(b.node_id, 0.1) and lb.established(a.node_id, 0.1)
     assert lb.counters["keepalives_rx"] == 1
+
+
+def test_restarted_peer_with_clock_set_back_gets_a_session_again(pair):
+    a, b, ca, cb = pair
+    establish(pair)
+    restarted = chans(a, 99)  # same key, stamps start from scratch (no wall clock)
+    t = 10.0
+    restarted.send(key(b), b"again", t)
+    exchange(restarted, cb, key(a), t)
+    exchange(cb, restarted, key(b), t)
+    assert exchange(restarted, cb, key(a), t) == [(key(a), b"again")]
+    assert cb.drops["replay"] == 0

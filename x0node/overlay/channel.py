@@ -15,10 +15,10 @@ Rules and invariants:
   (AEAD) before its counter enters the replay window.
 - Replay: a DATA counter is accepted at most once per session key (RFC 4303-style sliding window of
   REPLAY_WINDOW_PACKETS); a session is refused for receiving after REJECT_AFTER_S. An INIT whose stamp
-  is not above the last one accepted from that peer (remembered STAMP_MEMORY_S) is a replay. A replayed
-  INIT that is older than that memory costs a RESP but cannot take a session over: a responder's new
-  session is used for sending only after the initiator proved it holds the keys (its first DATA,
-  possibly an empty keepalive), as in WireGuard.
+  is not above the last one accepted from that peer within STAMP_MEMORY_S is a replay. A replayed
+  INIT outside that time costs a RESP but cannot take a session over: a responder's new session is
+  used for sending only after the initiator proved it holds the keys (its first DATA, possibly an
+  empty keepalive), as in WireGuard.
 - Rekey: a session is used for sending until REKEY_AFTER_S (jittered +-10 % per session so two peers
   rarely rekey together) or REKEY_AFTER_MESSAGES; then the next packet starts a handshake while the old
   session still carries traffic; the previous session stays valid for receiving until it expires.
@@ -58,7 +58,10 @@ HANDSHAKE_RETRY_S = 1.0
 HANDSHAKE_ATTEMPTS = 5
 HANDSHAKE_BACKOFF_S = 5.0
 """After HANDSHAKE_ATTEMPTS unanswered INITs, packets to that peer are dropped this long."""
-STAMP_MEMORY_S = REJECT_AFTER_S
+STAMP_MEMORY_S = 5.0
+"""An INIT whose stamp is not above the last accepted one is refused for this long after it: replays
+cost no work then. After it such an INIT is answered (a node that restarted with its clock set back,
+e.g. a router without RTC, must not wait minutes) — safe, as a replay cannot confirm the session."""
 TRUST_RECHECK_S = 5.0
 PEER_IDLE_S = 600.0
 """A peer with no session, handshake or traffic for this long is forgotten."""
