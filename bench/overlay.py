@@ -10,7 +10,7 @@ In one run:
 - the peer on the same path: Debian's yggdrasil in n1 and n4, n1 peering with n4's mesh address
   across n2 and n3 (its most favourable set-up: no yggdrasil hop in between), iperf3 between the two
   yggdrasil addresses;
-- NAT traversal (x0node/testbed/nat.py): --punch-trials pairs of sites behind port-preserving NATs,
+- NAT traversal (lab/x0lab/testbed/nat.py): --punch-trials pairs of sites behind port-preserving NATs,
   the punch setup time each reports (INTRO received -> first authenticated datagram on the direct
   path) and the share punched directly; one pair with a symmetric NAT, which must fall back to the
   relay and carry a ping.
@@ -34,10 +34,11 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "lab"))
 
-from x0node.testbed import measure  # noqa: E402
-from x0node.testbed.bed import Testbed  # noqa: E402
-from x0node.testbed.nat import NatSites  # noqa: E402
+from x0lab.testbed import measure  # noqa: E402
+from x0lab.testbed.bed import Testbed  # noqa: E402
+from x0lab.testbed.nat import NatSites  # noqa: E402
 
 YGG_PORT = 16720
 IPERF_PORT = 5201

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from x0node.testbed import measure
-from x0node.testbed.bed import Testbed
+from x0lab.testbed import measure
+from x0lab.testbed.bed import Testbed
 
 MARKER = b"X0-CLEAR-TEXT-MARKER-"
 CONVERGE_TIMEOUT_S = 30.0

@@ -1,4 +1,4 @@
-"""Two sites behind their own NAT join one mesh through a rendezvous (x0node/testbed/nat.py).
+"""Two sites behind their own NAT join one mesh through a rendezvous (lab/x0lab/testbed/nat.py).
 
 Port-preserving NATs are punched (the link is direct, the rendezvous relays nothing); a symmetric NAT
 is not, and the link goes through the rendezvous' relay. Either way the link is an ordinary mesh
@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from x0node.testbed.nat import NatSites
+from x0lab.testbed.nat import NatSites
 
 LINK_TIMEOUT_S = 60.0
 PATTERN = "58302d4e41542d4d41524b"  # "X0-NAT-MARK"

@@ -15,9 +15,9 @@ import time
 
 import pytest
 
+from x0lab.testbed import measure
+from x0lab.testbed.bed import Testbed
 from x0node.proto.identity import node_id_of
-from x0node.testbed import measure
-from x0node.testbed.bed import Testbed
 
 pytestmark = pytest.mark.skipif(shutil.which("yggdrasil") is None, reason="Debian package yggdrasil not installed")
 TIMEOUT_S = 60.0

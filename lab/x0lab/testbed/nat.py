@@ -32,8 +32,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from x0node.testbed import provision
-from x0node.testbed.bed import READY_RE, sh
+from x0lab.testbed import provision
+from x0lab.testbed.bed import READY_RE
+from x0lab.testbed.command import sh
 
 _counter = itertools.count()
 NAT_PORT = 6719
