@@ -99,7 +99,11 @@ def test_device_policy_may_open_the_ui_on_mesh_ports(tmp_path):
     dev.write_text("web_on_mesh = true\n")
     pol = fw.load_policy(board, dev)
     assert pol.web_on_mesh and pol.lan_interfaces == ("eth0",) and pol.mesh_udp_port == 6717
-    assert pol.mesh_services == (("state", 6718),)
+    assert dict(pol.mesh_services)["state"] == 6718 and "overlay" in dict(pol.mesh_services)
+    # the overlay's own interface carries authenticated mesh traffic: a mesh role when it is enabled
+    exp = fw.exposure({"node": {"interfaces": ["eth1"]}, "overlay": {}}, pol)
+    assert exp.mesh_interfaces == ("eth1", pol.overlay_ifname)
+    assert fw.exposure({"node": {"interfaces": ["eth1"]}, "overlay": {"enabled": False}}, pol).mesh_interfaces == ("eth1",)
     dev.write_text("open_everything = true\n")
     with pytest.raises(fw.PolicyError, match="unknown key"):
         fw.load_policy(board, dev)

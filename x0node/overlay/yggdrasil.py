@@ -123,7 +123,7 @@ class ManagedYggdrasil:
         self.errors = 0
         self._last_start_s = -1e18
         self._task: asyncio.Task | None = None
-        self._rng = random.Random()
+        self._rng = random.Random()  # restart backoff jitter, not a secret # nosec B311
 
     async def start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)

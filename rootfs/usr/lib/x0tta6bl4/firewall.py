@@ -3,7 +3,8 @@
     python3 -I /usr/lib/x0tta6bl4/firewall.py [--load] [--config FILE] [--policy FILE] [--out FILE]
 
 Interface roles (first match wins):
-  mesh   listed in the daemon config's `node.interfaces` (exact names; tunnel TAPs are listed there too)
+  mesh   listed in the daemon config's `node.interfaces` (exact names; tunnel TAPs are listed there too),
+         and the interface of an enabled `[overlay]` (`ifname`: end-to-end encrypted mesh traffic)
   lan    matches a LAN glob of the board (`lan_interfaces`): the LAN/management side
   other  everything else (a port of no role, a USB modem, ...)
 
@@ -12,8 +13,8 @@ Input rules (table `inet x0tta6bl4`, hook input, policy drop; forwarding is left
                    section 4.4.1: errors, echo, neighbour and router discovery, MLD); ICMPv4 errors and
                    echo; the TCP ports of tunnel servers (`[transport]`, authenticated and probe-resistant)
   mesh             the routing port (UDP, x0node.proto.protocol.MESH_UDP_PORT); the UDP port of each
-                   enabled service that talks to neighbours (`[state]`: x0node.state.gossip.STATE_UDP_PORT
-                   or its `port`); the UI only with `web_on_mesh`
+                   enabled service that talks to other nodes (`[state]`, `[overlay]`: their `port` or
+                   its default); the UI only with `web_on_mesh`
   lan              the UI's ports (web.port, and web.http_port, which only redirects to HTTPS); DHCPv4
                    replies (the LAN port is a DHCP client)
   otherwise        counted in the role's counter (drop_mesh, drop_lan, drop_other) and dropped
@@ -72,8 +73,9 @@ class Policy:
     web_default_port: int
     lan_interfaces: tuple[str, ...] = ()
     web_on_mesh: bool = False
-    # config section -> default UDP port of a service that talks to neighbours on mesh interfaces
+    # config section -> default UDP port of a service that talks to other nodes over mesh interfaces
     mesh_services: tuple[tuple[str, int], ...] = ()
+    overlay_ifname: str = "x0ov"  # x0node.overlay.service DEFAULTS["ifname"]
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,12 @@ def exposure(config: dict[str, Any], policy: Policy) -> Exposure:
             raise PolicyError(f"{section}: expected a table")
         if isinstance(sec, dict) and sec.get("enabled", True) is not False:
             service_ports.append(_port(f"{section}.port", sec.get("port", default)))
+    overlay = config.get("overlay")
+    if isinstance(overlay, dict) and overlay.get("enabled", True) is not False:
+        ifname = overlay.get("ifname", policy.overlay_ifname)
+        if not isinstance(ifname, str) or not _IFNAME_RE.match(ifname):
+            raise PolicyError("overlay.ifname: expected an interface name")
+        names = [*names, ifname]
     return Exposure(tuple(dict.fromkeys(names)), tuple(sorted(set(web_ports))), tuple(sorted(set(tunnel_ports))),
                     tuple(sorted(set(service_ports))))
 
@@ -221,7 +229,7 @@ def load_policy(path: pathlib.Path, device_path: pathlib.Path | None) -> Policy:
     policy = Policy(mesh_udp_port=_port("mesh_udp_port", raw["mesh_udp_port"]),
                     web_default_port=_port("web_default_port", raw["web_default_port"]),
                     lan_interfaces=tuple(raw.get("lan_interfaces", ())), web_on_mesh=bool(raw.get("web_on_mesh")),
-                    mesh_services=services)
+                    mesh_services=services, overlay_ifname=str(raw.get("overlay_ifname", "x0ov")))
     if device_path is not None and device_path.exists():
         dev = _read_toml(device_path)
         unknown = set(dev) - {"web_on_mesh"}
