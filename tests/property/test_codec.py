@@ -149,4 +149,4 @@ def test_router_never_raises_on_remote_input(data):
     r.receive("m0", "fe80::1", data, 0.01)
     r.receive("m0", "fe80::1", bytes([1]) + data, 0.02)
     r.receive("m0", "fe80::1", bytes([1, 3]) + data, 0.03)
-    assert r.nbrs == {} and len(r.lsdb) == 0
+    assert r.hello.nbrs == {} and len(r.lsdb) == 0

@@ -339,8 +339,8 @@ def state_of(mesh: SimMesh, i: int) -> tuple:
     """Everything routing-relevant a datagram could change at node i."""
     r = mesh.nodes[i].router
     lsdb = sorted((e.origin, e.seq, e.raw) for e in r.lsdb.entries())
-    nbrs = sorted((k, n.state.value, n.epoch, n.address) for k, n in r.nbrs.items())
-    return lsdb, nbrs, sorted(r.rib.installed.items()), sorted(mesh.nodes[i].routes.items())
+    nbrs = sorted((k, n.state.value, n.epoch, n.address) for k, n in r.hello.nbrs.items())
+    return lsdb, nbrs, sorted(r.routing.rib.installed.items()), sorted(mesh.nodes[i].routes.items())
 
 
 def measure_cut(

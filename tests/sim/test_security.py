@@ -55,25 +55,25 @@ def test_forged_lsa_tampered_bytes(world):
 def test_forged_lsa_signed_by_another_key(world):
     victim = world.nodes[2].router
     attacker = Identity.from_seed(b"\x77" * 32)
-    lsa = m.Lsa(victim.credential, victim.lsa_seq + 5, (), ("0.0.0.0/0",))
+    lsa = m.Lsa(victim.credential, victim.origination.seq + 5, (), ("0.0.0.0/0",))
     body = lsa.body()
     _attack(world, body + attacker.sign(m.signed_payload(body)), "bad_signature")
 
 
 def test_unsigned_messages(world):
     victim = world.nodes[2].router
-    lsa = m.Lsa(victim.credential, victim.lsa_seq + 5, (), ("0.0.0.0/0",))
+    lsa = m.Lsa(victim.credential, victim.origination.seq + 5, (), ("0.0.0.0/0",))
     _attack(world, lsa.body() + b"\x00" * 64, "bad_signature")
-    hello = m.Hello(world.nodes[1].router.credential, 999999, world.nodes[1].router.epoch, 1, 100, ())
+    hello = m.Hello(world.nodes[1].router.credential, 999999, world.nodes[1].router.hello.epoch, 1, 100, ())
     _attack(world, hello.body() + b"\x00" * 64, "bad_signature")
     # a keepalive from node 1's address whose MAC was not made with the pairwise key
     head = m.keepalive_header(5, 1, 1)
     ka = m.Keepalive(5, 1, (m.KeepaliveEntry(0, 0, b"\x00" * m.MAC_BYTES),))
     assert ka.header() == head
     _attack(world, ka.encode(), "bad_mac")
-    ack = m.Ack(world.nodes[1].router.me, 424242, ((victim.me, victim.lsa_seq),))
+    ack = m.Ack(world.nodes[1].router.me, 424242, ((victim.me, victim.origination.seq),))
     _attack(world, ack.body() + b"\x11" * 64, "bad_signature")
-    wd = m.Withdraw(victim.me, victim.lsa_seq + 9)
+    wd = m.Withdraw(victim.me, victim.origination.seq + 9)
     _attack(world, wd.body() + b"\x22" * 64, "bad_signature")
 
 
@@ -121,14 +121,14 @@ def test_revoked_node(world):
     crl = world.anchor.revoke([r4.me], 1, 0)
     for node in world.nodes[:4]:
         assert node.router.update_revocations(crl, world.now)
-    hello = m.Hello(r4.credential, 1, r4.epoch, 1, 100, ())
+    hello = m.Hello(r4.credential, 1, r4.hello.epoch, 1, 100, ())
     _attack(world, m.sign(hello, r4.identity), "revoked")
     lsa = m.Lsa(r4.credential, 1, (m.LsaLink(world.nodes[0].router.me, 1, 0),), ("0.0.0.0/0",))
     _attack(world, m.sign(lsa, r4.identity), "revoked")
     # and once connected, it never becomes a neighbour anywhere
     world.connect(4, 0)
     world.run_for(1.0)
-    assert all(r4.me not in {k[1] for k in n.router.nbrs} for n in world.nodes[:4])
+    assert all(r4.me not in {k[1] for k in n.router.hello.nbrs} for n in world.nodes[:4])
     assert world.nodes[0].router.drops["revoked"] > 2
     assert world.all_pairs_ok([0, 1, 2, 3])
 

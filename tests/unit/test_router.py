@@ -126,7 +126,7 @@ def test_garbage_and_unknown_interface_are_counted_not_raised():
     r.receive("m0", "fe80::9", bytearray(b"\x01\x03xx"), 0.1)
     r.receive("m0", "fe80::9", memoryview(b"\x01\x02"), 0.1)
     assert r.drops["decode"] == 6 and r.drops["no_interface"] == 1
-    assert r.nbrs == {}
+    assert r.hello.nbrs == {}
 
 
 def test_uncertified_hello_changes_nothing():
@@ -135,7 +135,7 @@ def test_uncertified_hello_changes_nothing():
     rogue = _ident(7, certify=False)
     hello = m.Hello(Credential(rogue.public_key), 1, 5, 1, 100, ())
     r.receive("m0", "fe80::7", m.sign(hello, rogue), 0.1)
-    assert r.drops["uncertified"] == 1 and r.nbrs == {}
+    assert r.drops["uncertified"] == 1 and r.hello.nbrs == {}
 
 
 def test_revocation_tears_down_neighbour():
@@ -177,6 +177,6 @@ def test_same_hello_on_two_interfaces_creates_two_neighbours():
     hello = next(o.payload for o in b.datagrams_to_send() if o.payload[1] == m.T_HELLO)
     a.receive("m0", "fe80::b", hello, 0.01)
     a.receive("m1", "fe80::b", hello, 0.01)  # one L2 domain seen through two of our interfaces
-    assert {k[0] for k in a.nbrs} == {"m0", "m1"}
+    assert {k[0] for k in a.hello.nbrs} == {"m0", "m1"}
     a.receive("m0", "fe80::b", hello, 0.02)
     assert a.drops["replay"] == 1

@@ -1,0 +1,187 @@
+"""Our mesh interfaces and what each one sends: signed HELLOs and slot-scheduled keepalives.
+
+Rules:
+- At most MAX_INTERFACES interfaces; adding one more is local misuse (ValueError).
+- Every interface that is up sends a signed HELLO when it comes up, every full-hello interval
+  (+-25 %), and early (at most every TRIGGERED_HELLO_MIN_INTERVAL_S) when a neighbour needs it.
+- Keepalives go out in the interface's beacon slot (slots.py), one entry per neighbour on the link
+  (at most MAX_HELLO_NEIGHBOURS), each echoing that neighbour's last timestamp and carrying a MAC under
+  our pairwise key with it. All interfaces share one beacon grid and a keepalive due within one slot
+  length goes out with the one that is due, so a node wakes once per keepalive interval to send.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from x0node.proto import messages as m
+from x0node.proto.identity import Identity
+from x0node.proto.neighbour import ms
+from x0node.proto.outbox import Outbox
+from x0node.proto.protocol import MAX_HELLO_NEIGHBOURS, MAX_INTERFACES, TRIGGERED_HELLO_MIN_INTERVAL_S
+from x0node.proto.seqno import seq_next
+from x0node.proto.slots import SlotScheduler
+from x0node.proto.timers import Wakeup, jittered
+from x0node.proto.trust import Credential
+
+if TYPE_CHECKING:
+    from x0node.proto.hello import HelloSessions
+
+NeighbourKey = tuple[str, bytes]  # (our interface, neighbour node id)
+
+
+@dataclass
+class Interface:
+    name: str
+    up: bool
+    slots: SlotScheduler
+    next_keepalive_s: float
+    next_full_hello_s: float
+    last_hello_sent_s: float = -1e9
+    hello_wanted: bool = False
+    ka_seq: int = 0
+
+
+class Interfaces:
+    def __init__(
+        self,
+        identity: Identity,
+        config: object,
+        rng: random.Random,
+        outbox: Outbox,
+        wake: Wakeup,
+        slot_origin_s: float,
+        sessions: HelloSessions,
+    ) -> None:
+        self.identity = identity
+        self.me = identity.node_id
+        self.credential = Credential(identity.public_key, identity.certificate)  # type: ignore[arg-type]
+        self.config = config
+        self.rng = rng
+        self.out = outbox
+        self.wake = wake
+        self._slot_origin_s = slot_origin_s
+        self._sessions = sessions  # its neighbour table and our session epoch
+        self.table: dict[str, Interface] = {}
+        self.hello_seq = 0
+        self._ka_coalesce_s = config.hello_interval_s / config.slots_per_frame  # type: ignore[attr-defined]
+
+    def get(self, ifname: str) -> Interface | None:
+        return self.table.get(ifname)
+
+    def add(self, ifname: str, now: float, up: bool) -> None:
+        if ifname in self.table:
+            return
+        if len(self.table) >= MAX_INTERFACES:
+            raise ValueError(f"at most {MAX_INTERFACES} interfaces")
+        cfg = self.config
+        slots = SlotScheduler(
+            self.me,
+            cfg.hello_interval_s,  # type: ignore[attr-defined]
+            now,
+            self.rng,
+            cfg.slots_per_frame,  # type: ignore[attr-defined]
+            cfg.slot_jitter_fraction,  # type: ignore[attr-defined]
+            origin_s=self._slot_origin_s,
+        )
+        first_keepalive_s = slots.next_send(now)
+        full = now + jittered(cfg.full_hello_interval_s, self.rng)  # type: ignore[attr-defined]
+        iface = Interface(ifname, up, slots, first_keepalive_s, full)
+        iface.hello_wanted = up
+        self.table[ifname] = iface
+        self._arm(iface)
+
+    def remove(self, ifname: str) -> None:
+        self.table.pop(ifname, None)
+
+    def set_up(self, ifname: str, now: float) -> bool:
+        """Carrier back: hello at once, keepalives from the next slot. False if nothing changed."""
+        iface = self.table.get(ifname)
+        if iface is None or iface.up:
+            return False
+        iface.up = True
+        iface.hello_wanted = True
+        iface.next_keepalive_s = iface.slots.next_send(now)
+        self._arm(iface)
+        return True
+
+    def set_down(self, ifname: str) -> bool:
+        iface = self.table.get(ifname)
+        if iface is None or not iface.up:
+            return False
+        iface.up = False
+        return True
+
+    def _deadlines(self, iface: Interface) -> list[float]:
+        if not iface.up:
+            return []
+        out = [iface.next_keepalive_s, iface.next_full_hello_s]
+        if iface.hello_wanted:
+            out.append(iface.last_hello_sent_s + TRIGGERED_HELLO_MIN_INTERVAL_S)
+        return out
+
+    def _arm(self, iface: Interface) -> None:
+        for t in self._deadlines(iface):
+            self.wake.arm(t)
+
+    def want_hello(self, ifname: str) -> None:
+        iface = self.table.get(ifname)
+        if iface is not None and iface.up:
+            iface.hello_wanted = True
+            self.wake.arm(iface.last_hello_sent_s + TRIGGERED_HELLO_MIN_INTERVAL_S)
+
+    # ------------------------------------------------------------------------------ send
+    def _hello_neighbours(self, ifname: str, now: float) -> tuple[m.HelloNeighbour, ...]:
+        out = []
+        for key, n in self._sessions.nbrs.items():
+            if key[0] == ifname:
+                ts, delay = n.echo(now)
+                out.append(m.HelloNeighbour(n.node_id, ts, delay))
+        return tuple(out[:MAX_HELLO_NEIGHBOURS])
+
+    def _send_full_hello(self, iface: Interface, now: float) -> None:
+        cfg = self.config
+        self.hello_seq = seq_next(self.hello_seq)
+        hello = m.Hello(
+            self.credential,
+            self.hello_seq,
+            self._sessions.epoch,
+            ms(now),
+            max(1, min(65535, round(cfg.hello_interval_s * 1000))),  # type: ignore[attr-defined]
+            self._hello_neighbours(iface.name, now),
+        )
+        self.out.send(iface.name, None, m.sign(hello, self.identity))
+        iface.last_hello_sent_s = now
+        iface.hello_wanted = False
+        iface.next_full_hello_s = now + jittered(cfg.full_hello_interval_s, self.rng)  # type: ignore[attr-defined]
+
+    def _send_keepalive(self, iface: Interface, now: float) -> None:
+        iface.ka_seq = (iface.ka_seq + 1) & 0xFFFF
+        ts = ms(now)
+        nbrs = [n for k, n in self._sessions.nbrs.items() if k[0] == iface.name][:MAX_HELLO_NEIGHBOURS]
+        head = m.keepalive_header(iface.ka_seq, ts, len(nbrs))
+        entries = []
+        for n in nbrs:
+            ets, delay = n.echo(now)
+            entries.append(
+                m.KeepaliveEntry(ets, delay, m.keepalive_mac(n.key, self.me, n.node_id, head, ets, delay))
+            )
+        self.out.send(iface.name, None, m.Keepalive(iface.ka_seq, ts, tuple(entries)).encode())
+
+    def send_due(self, now: float) -> None:
+        """Send the HELLOs and keepalives due at `now` on every interface that is up."""
+        for iface in self.table.values():
+            if not iface.up:
+                continue
+            if now >= iface.next_full_hello_s or (
+                iface.hello_wanted and now >= iface.last_hello_sent_s + TRIGGERED_HELLO_MIN_INTERVAL_S
+            ):
+                self._send_full_hello(iface, now)
+            if now + self._ka_coalesce_s >= iface.next_keepalive_s:
+                self._send_keepalive(iface, now)
+                iface.next_keepalive_s = iface.slots.next_send(now)
+
+    def deadlines(self) -> list[float]:
+        return [t for iface in self.table.values() for t in self._deadlines(iface)]
