@@ -289,7 +289,7 @@ class SimMesh:
         return None
 
     def drops(self, i: int) -> dict[str, int]:
-        return dict(self.nodes[i].router.drops)
+        return dict(self.nodes[i].router.out.drops)
 
 
 # ---- topologies

@@ -66,7 +66,7 @@ def test_dead_node_is_pruned_and_leaving_node_withdraws():
     # node 5 loses power: its neighbour notices within the dead interval, everyone prunes it later
     mesh.kill(5)
     mesh.run_for(DEAD_S + 0.1)
-    assert mesh.nodes[4].router.stats()["neighbours"] == 1
+    assert mesh.nodes[4].router.stats().neighbours == 1
     assert mesh.all_pairs_ok(list(range(5)))
     mesh.run_for(6.5)
     gone = mesh.nodes[5].router.me.hex()

@@ -31,11 +31,11 @@ def _attack(
 ) -> None:
     ifname, peer_addr = neighbour_addr(mesh, at, src_peer)
     before = state_of(mesh, at)
-    drops = dict(mesh.nodes[at].router.drops)
+    drops = dict(mesh.nodes[at].router.out.drops)
     mesh.inject(at, ifname, src or peer_addr, data)
     after = state_of(mesh, at)
     assert after == before, f"{reason}: state changed"
-    delta = {k: v - drops.get(k, 0) for k, v in mesh.nodes[at].router.drops.items() if v != drops.get(k, 0)}
+    delta = {k: v - drops.get(k, 0) for k, v in mesh.nodes[at].router.out.drops.items() if v != drops.get(k, 0)}
     assert delta == {reason: 1}, delta
 
 
@@ -129,7 +129,7 @@ def test_revoked_node(world):
     world.connect(4, 0)
     world.run_for(1.0)
     assert all(r4.me not in {k[1] for k in n.router.hello.nbrs} for n in world.nodes[:4])
-    assert world.nodes[0].router.drops["revoked"] > 2
+    assert world.nodes[0].router.out.drops["revoked"] > 2
     assert world.all_pairs_ok([0, 1, 2, 3])
 
 

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import random
 
@@ -68,14 +69,19 @@ class Pair:
 def test_two_routers_come_up_and_route():
     p = Pair()
     p.run(0.5)
-    assert p.a.stats()["neighbours_up"] == 1 and p.b.stats()["neighbours_up"] == 1
+    assert p.a.stats().neighbours_up == 1 and p.b.stats().neighbours_up == 1
     dest = f"{p.b.identity.mesh_address}/128"
     ch = p.routes[id(p.a)][dest]
     assert (ch.ifname, ch.via) == ("m0", "fe80::b") and ch.metric >= 100
     assert any(isinstance(e, NeighbourUp) for e in p.events[id(p.a)])
-    assert sum(p.a.drops.values()) == 0
-    json.dumps([p.a.stats(), p.a.neighbours(), p.a.routes(), p.a.topology()])
-    assert len(p.a.topology()["edges"]) == 1
+    assert sum(p.a.out.drops.values()) == 0
+    views = [p.a.stats(), p.a.neighbours(), p.a.routes(), p.a.topology(), p.a.nodes(), p.a.drops()]
+    json.dumps([dataclasses.asdict(v) if dataclasses.is_dataclass(v) else [dataclasses.asdict(x) for x in v]
+                for v in views])
+    topo = p.a.topology()
+    assert len(topo.links) == 1 and {n.node_id for n in topo.nodes} == {p.a.me.hex(), p.b.me.hex()}
+    assert [n.addr for n in p.a.neighbours()] == ["fe80::b"] and p.a.neighbours()[0].quality == "excellent"
+    assert [r.node_id for r in p.a.routes()] == [p.b.me.hex()]
 
 
 def test_silent_failure_detected_within_dead_interval():
@@ -113,8 +119,8 @@ def test_prefixes_are_announced_and_leave_withdraws():
     p.run(p.now + 0.1)
     assert p.routes[id(p.b)] == {}
     assert any(isinstance(e, NodeLeft) and e.reason == "withdraw" for e in p.events[id(p.b)])
-    assert p.a.drops["left"] > 0  # B's keepalives after the leave are refused, its ACKs were taken
-    assert p.a.stats()["retransmit_queue"] == 0
+    assert p.a.out.drops["left"] > 0  # B's keepalives after the leave are refused, its ACKs were taken
+    assert p.a.stats().retransmit_queue == 0
 
 
 def test_garbage_and_unknown_interface_are_counted_not_raised():
@@ -125,7 +131,7 @@ def test_garbage_and_unknown_interface_are_counted_not_raised():
     r.receive("nope", "fe80::9", b"\x01\x02", 0.1)
     r.receive("m0", "fe80::9", bytearray(b"\x01\x03xx"), 0.1)
     r.receive("m0", "fe80::9", memoryview(b"\x01\x02"), 0.1)
-    assert r.drops["decode"] == 6 and r.drops["no_interface"] == 1
+    assert r.out.drops["decode"] == 6 and r.out.drops["no_interface"] == 1
     assert r.hello.nbrs == {}
 
 
@@ -135,7 +141,7 @@ def test_uncertified_hello_changes_nothing():
     rogue = _ident(7, certify=False)
     hello = m.Hello(Credential(rogue.public_key), 1, 5, 1, 100, ())
     r.receive("m0", "fe80::7", m.sign(hello, rogue), 0.1)
-    assert r.drops["uncertified"] == 1 and r.hello.nbrs == {}
+    assert r.out.drops["uncertified"] == 1 and r.hello.nbrs == {}
 
 
 def test_revocation_tears_down_neighbour():
@@ -148,7 +154,7 @@ def test_revocation_tears_down_neighbour():
     assert p.routes[id(p.a)] == {}
     assert any(isinstance(e, NeighbourDown) and e.reason == "revoked" for e in p.events[id(p.a)])
     p.run(p.now + 0.5)
-    assert p.a.stats()["neighbours"] == 0 and p.a.drops["revoked"] > 0
+    assert p.a.stats().neighbours == 0 and p.a.out.drops["revoked"] > 0
 
 
 def test_config_validation():
@@ -164,7 +170,7 @@ def test_next_timer_and_deterministic_output():
     for _ in range(2):
         p = Pair()
         p.run(0.3)
-        outs.append((p.a.stats()["counters"], sorted(p.routes[id(p.a)])))
+        outs.append((p.a.stats().counters, sorted(p.routes[id(p.a)])))
     assert outs[0] == outs[1]
 
 
@@ -179,4 +185,4 @@ def test_same_hello_on_two_interfaces_creates_two_neighbours():
     a.receive("m1", "fe80::b", hello, 0.01)  # one L2 domain seen through two of our interfaces
     assert {k[0] for k in a.hello.nbrs} == {"m0", "m1"}
     a.receive("m0", "fe80::b", hello, 0.02)
-    assert a.drops["replay"] == 1
+    assert a.out.drops["replay"] == 1

@@ -23,14 +23,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from x0node.proto.protocol import ROUTE_PROTOCOL_NUMBER
+from x0node.errors import ConfigError
+from x0node.proto.protocol import MAX_INTERFACES, MAX_LSA_PREFIXES, ROUTE_PROTOCOL_NUMBER
+from x0node.proto.trust import MAX_ALLOWED_KEYS, MAX_TRUST_ANCHORS
+
+__all__ = ["ConfigError", "DaemonConfig", "load"]
 
 LOCAL_CONFIG_NAME = "config.local.toml"
 MAX_CONFIG_BYTES = 256 * 1024
-MAX_INTERFACES = 64
-MAX_PREFIXES = 8  # the core announces at most MAX_LSA_PREFIXES
-MAX_TRUST_ANCHORS = 4
-MAX_ALLOWED_KEYS = 4096
+# Limits of lists the core takes are the core's own (MAX_INTERFACES, MAX_LSA_PREFIXES, MAX_TRUST_ANCHORS,
+# MAX_ALLOWED_KEYS): a config the core would refuse at start is refused here, naming the key.
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # Routing table numbers the kernel reserves (unspec, default, main, local).
@@ -61,15 +63,6 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "route_priority": 100,
     },
 }
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing, unknown or invalid. `key` is the dotted path of the key."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}" if key else message)
-        self.key = key
-        self.message = message
 
 
 # --- value checkers ---------------------------------------------------------------------------------
@@ -142,7 +135,7 @@ def _validate_node(values: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError("node.interfaces", "lists an interface twice")
     if "lo" in out["interfaces"]:
         raise ConfigError("node.interfaces", "lo cannot be a mesh interface")
-    prefixes = _check_list("node.prefixes", out["prefixes"], MAX_PREFIXES)
+    prefixes = _check_list("node.prefixes", out["prefixes"], MAX_LSA_PREFIXES)
     out["prefixes"] = [_check_prefix(f"node.prefixes[{i}]", p) for i, p in enumerate(prefixes)]
     level = _check_str("node.log_level", out["log_level"]).lower()
     if level not in LOG_LEVELS:

@@ -258,7 +258,7 @@ class Node:
         from x0node.daemon.metrics import make_registry
         from x0node.daemon.provider import DaemonStateProvider
 
-        self.registry = make_registry(self)
+        self.registry = make_registry()
         self.provider = DaemonStateProvider(self)
         ctx = ServiceContext(
             router=self.router, config=self.config, data_dir=self.config.data_dir, registry=self.registry,

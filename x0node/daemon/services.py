@@ -31,18 +31,17 @@ from x0node.daemon.config import ConfigError
 if TYPE_CHECKING:
     from x0node.daemon.bus import EventBus
     from x0node.daemon.config import DaemonConfig
+    from x0node.proto.router import Router
 
 log = logging.getLogger("x0node.daemon.services")
 
-# config section -> module providing create_service (and optionally validate_config).
+# config section -> module providing create_service (and optionally validate_config). Only services
+# that exist are listed; a section for anything else is refused as unknown.
 SERVICES: dict[str, str] = {
     "web": "x0node.web.service",
     "telemetry": "x0node.telemetry.service",
     "anomaly": "x0node.anomaly.service",
-    "healing": "x0node.healing.service",
-    "state": "x0node.state.service",
     "transport": "x0node.transport.service",
-    "ota": "x0node.ota.service",
 }
 SERVICE_STOP_TIMEOUT_S = 5.0
 
@@ -58,7 +57,7 @@ class Service(Protocol):
 class ServiceContext:
     """What a service may use. Everything here belongs to the daemon; services do not replace it."""
 
-    router: Any  # x0node.proto.router.Router
+    router: Router  # read it through its views (x0node/proto/views.py)
     config: DaemonConfig
     data_dir: pathlib.Path
     registry: Any  # prometheus_client.CollectorRegistry served at /metrics

@@ -190,18 +190,3 @@ class Neighbour:
             self.adv_quality, self.adv_changed_s = q, now
             return CHANGE_CLASS
         return CHANGE_NONE
-
-    def view(self, now: float) -> dict:
-        return {
-            "ifname": self.ifname,
-            "node_id": self.node_id.hex(),
-            "address": self.address,
-            "state": self.state.value,
-            "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 3),
-            "loss": round(self.loss(), 4),
-            "throughput_bps": self.throughput_bps,
-            "quality": self.adv_quality.name,
-            "cost": self.adv_cost,
-            "last_heard_s_ago": round(max(0.0, now - self.last_rx_s), 3),
-            "up_for_s": None if self.up_since_s is None else round(now - self.up_since_s, 3),
-        }

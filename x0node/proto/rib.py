@@ -21,15 +21,6 @@ class Route:
     metric: int
     origin: str = ""  # node id (hex) the destination belongs to
 
-    def view(self) -> dict:
-        return {
-            "dest": self.dest,
-            "ifname": self.ifname,
-            "via": self.via,
-            "metric": self.metric,
-            "origin": self.origin,
-        }
-
 
 @dataclass(frozen=True)
 class RouteChange:
@@ -43,6 +34,7 @@ class RouteChange:
 class Rib:
     def __init__(self) -> None:
         self.installed: dict[str, Route] = {}
+        self.refusals: dict[str, int] = {}  # route changes the kernel refused, by reason
 
     def diff(self, desired: dict[str, Route]) -> list[RouteChange]:
         out: list[RouteChange] = []

@@ -332,24 +332,20 @@ class Router:
         return self.out.next_event()
 
     # ------------------------------------------------------------------------------ views
-    @property
-    def drops(self) -> dict[str, int]:
-        return self.out.drops
-
-    def neighbours(self, now: float | None = None) -> list[dict]:
+    def neighbours(self, now: float | None = None) -> tuple[views.NeighbourView, ...]:
         return views.neighbours(self, self._now if now is None else now)
 
-    def routes(self) -> list[dict]:
+    def routes(self) -> tuple[views.RouteView, ...]:
         return views.routes(self)
 
-    def topology(self) -> dict:
+    def nodes(self) -> tuple[views.NodeView, ...]:
+        return views.nodes(self)
+
+    def topology(self) -> views.TopologyView:
         return views.topology(self)
 
-    def stats(self) -> dict:
+    def drops(self) -> views.DropsView:
+        return views.drops(self)
+
+    def stats(self) -> views.StatsView:
         return views.stats(self)
-
-    def node_ids_reachable(self) -> set[bytes]:
-        return set(self.routing.reach)
-
-    def first_hop(self, node_id: bytes) -> tuple[str, bytes] | None:
-        return self.routing.first_hop.get(node_id)
