@@ -5,8 +5,9 @@ Rules:
 - Every link is a pair of interfaces with a latency and a loss probability drawn from one seeded rng,
   so a run is reproducible from its seed.
 - A "cut" link silently drops everything (carrier stays up), as a radio link that fades out would.
-- The harness applies each router's RouteChanges to a per-node table and can walk those tables hop by
-  hop to check that every node reaches every other node without loops.
+- The harness applies each router's RouteChanges to a per-node in-memory route table (the kernel seam's
+  fake, which reports every outcome back to the router) and can walk those tables hop by hop to check
+  that every node reaches every other node without loops.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import heapq
 import random
 from dataclasses import dataclass, field
 
+from x0node.io.route_table import MemoryRouteTable
 from x0node.proto.identity import Identity
 from x0node.proto.router import Router, RouterConfig
 from x0node.proto.trust import TrustAnchor, TrustStore
@@ -56,11 +58,16 @@ class Segment:
 class Node:
     index: int
     router: Router
-    routes: dict[str, tuple[str, str, int]] = field(default_factory=dict)
+    table: MemoryRouteTable = field(default_factory=MemoryRouteTable)
     events: list = field(default_factory=list)
     tx_bytes: int = 0
     tx_packets: int = 0
     alive: bool = True
+
+    @property
+    def routes(self) -> dict[str, tuple[str, str, int]]:
+        """dest -> (ifname, via, metric): the node's route table."""
+        return self.table.routes
 
 
 class SimMesh:
@@ -183,11 +190,9 @@ class SimMesh:
             if link.loss and self.rng.random() < link.loss:
                 continue
             self._push(self.now + link.latency_s, "rx", (peer, peer_if, src, out.payload, link))
-        for ch in r.route_changes():
-            if ch.op == "del":
-                node.routes.pop(ch.dest, None)
-            else:
-                node.routes[ch.dest] = (ch.ifname, ch.via, ch.metric)
+        changes = r.route_changes()
+        if changes:
+            r.route_results(node.table.apply(changes), self.now)
         while (ev := r.next_event()) is not None:
             node.events.append(ev)
         self._schedule(i)

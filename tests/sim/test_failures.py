@@ -3,6 +3,7 @@
 import random
 
 from tests.sim.mesh import SimMesh, grid, line, measure_cut, ring
+from x0node.io.route_table import MemoryRouteTable
 from x0node.proto.events import NodeLeft
 from x0node.proto.router import Router, RouterConfig
 from x0node.proto.trust import TrustStore
@@ -90,15 +91,15 @@ def test_restarted_node_is_taken_back_and_its_lsa_jumps_past_the_old_one():
     mesh = SimMesh(5, seed=9)
     ring(mesh, 5)
     assert mesh.run_until_converged(1.0) is not None
-    mesh.nodes[2].router.set_prefixes(["10.2.0.0/24"], mesh.now)
+    mesh.nodes[2].router.set_prefixes(["2001:db8:2::/48"], mesh.now)
     mesh.run_for(2.0)
     old_seq = mesh.nodes[2].router.origination.seq
-    assert old_seq >= 2 and "10.2.0.0/24" in mesh.nodes[0].routes
+    assert old_seq >= 2 and "2001:db8:2::/48" in mesh.nodes[0].routes
     # node 2 reboots: same key, new router (new epoch, sequence numbers from 1)
     ident = mesh.nodes[2].router.identity
     new = Router(ident, TrustStore(list(mesh.trust_anchors)), mesh.config, random.Random(999), mesh.now)
     mesh.nodes[2].router = new
-    mesh.nodes[2].routes = {}
+    mesh.nodes[2].table = MemoryRouteTable()  # a reboot empties the kernel's table
     for ln in mesh.links:
         if 2 in (ln.a, ln.b):
             new.add_interface(ln.a_if if ln.a == 2 else ln.b_if, mesh.now)
@@ -110,7 +111,7 @@ def test_restarted_node_is_taken_back_and_its_lsa_jumps_past_the_old_one():
     for i in (0, 1, 3, 4):
         other = mesh.nodes[i].router.lsdb.get(ident.node_id)
         assert other is not None and other.raw == new.lsdb.get(ident.node_id).raw
-        assert "10.2.0.0/24" not in mesh.nodes[i].routes  # the old announcement is gone
+        assert "2001:db8:2::/48" not in mesh.nodes[i].routes  # the old announcement is gone
 
 
 def test_new_node_joins_converged_mesh():

@@ -21,7 +21,7 @@ def world():
     ring(mesh, 4)  # node 4 exists (certified) but is not connected yet
     mesh.capture = []
     assert mesh.run_until_converged(1.0, nodes=[0, 1, 2, 3]) is not None
-    mesh.nodes[2].router.set_prefixes(["10.2.0.0/24"], mesh.now)  # so that node 2 has an older LSA
+    mesh.nodes[2].router.set_prefixes(["2001:db8:2::/48"], mesh.now)  # so that node 2 has an older LSA
     mesh.run_for(1.0)
     return mesh
 

@@ -4,6 +4,7 @@ import random
 
 import pytest
 
+from x0node.io.route_table import MemoryRouteTable
 from x0node.proto import messages as m
 from x0node.proto.events import NeighbourDown, NeighbourUp, NodeLeft
 from x0node.proto.identity import Identity
@@ -31,7 +32,8 @@ class Pair:
         self.now = 0.0
         self.cut = False
         self.events = {id(self.a): [], id(self.b): []}
-        self.routes = {id(self.a): {}, id(self.b): {}}
+        self.tables = {id(self.a): MemoryRouteTable(), id(self.b): MemoryRouteTable()}
+        self.routes = {k: t.routes for k, t in self.tables.items()}  # dest -> (ifname, via, metric)
         for r in (self.a, self.b):
             r.add_interface("m0", 0.0)
 
@@ -44,11 +46,9 @@ class Pair:
                     if not self.cut:
                         peer.receive("m0", self.addr[id(r)], out.payload, self.now)
                         moved = True
-                for ch in r.route_changes():
-                    if ch.op == "del":
-                        self.routes[id(r)].pop(ch.dest, None)
-                    else:
-                        self.routes[id(r)][ch.dest] = ch
+                changes = r.route_changes()
+                if changes:
+                    r.route_results(self.tables[id(r)].apply(changes), self.now)
                 while (ev := r.next_event()) is not None:
                     self.events[id(r)].append(ev)
 
@@ -71,8 +71,8 @@ def test_two_routers_come_up_and_route():
     p.run(0.5)
     assert p.a.stats().neighbours_up == 1 and p.b.stats().neighbours_up == 1
     dest = f"{p.b.identity.mesh_address}/128"
-    ch = p.routes[id(p.a)][dest]
-    assert (ch.ifname, ch.via) == ("m0", "fe80::b") and ch.metric >= 100
+    ifname, via, metric = p.routes[id(p.a)][dest]
+    assert (ifname, via) == ("m0", "fe80::b") and metric >= 100
     assert any(isinstance(e, NeighbourUp) for e in p.events[id(p.a)])
     assert sum(p.a.out.drops.values()) == 0
     views = [p.a.stats(), p.a.neighbours(), p.a.routes(), p.a.topology(), p.a.nodes(), p.a.drops()]
@@ -111,9 +111,9 @@ def test_link_down_acts_at_once_and_link_up_recovers():
 
 def test_prefixes_are_announced_and_leave_withdraws():
     p = Pair()
-    p.a.set_prefixes(["10.9.0.0/24"], 0.0)
+    p.a.set_prefixes(["2001:db8:9::/48"], 0.0)
     p.run(0.5)
-    assert "10.9.0.0/24" in p.routes[id(p.b)]
+    assert "2001:db8:9::/48" in p.routes[id(p.b)]
     p.a.leave(p.now)
     p.pump()
     p.run(p.now + 0.1)
@@ -186,3 +186,22 @@ def test_same_hello_on_two_interfaces_creates_two_neighbours():
     assert {k[0] for k in a.hello.nbrs} == {"m0", "m1"}
     a.receive("m0", "fe80::b", hello, 0.02)
     assert a.out.drops["replay"] == 1
+
+
+def test_a_route_the_kernel_refuses_is_not_claimed_counted_reported_and_retried():
+    from x0node.proto.events import RouteRefused
+    from x0node.proto.rib import ROUTE_RETRY_S
+
+    p = Pair()
+    dest = f"{p.b.identity.mesh_address}/128"
+    p.tables[id(p.a)].refuse = lambda ch: "enetunreach" if ch.dest == dest else None
+    p.run(0.5)
+    assert p.a.stats().neighbours_up == 1 and dest not in p.routes[id(p.a)]
+    assert p.a.routes() == () and p.a.stats().routes == 0  # the core never claims it
+    assert p.a.drops().routes == {"enetunreach": 1}
+    assert [(e.dest, e.reason) for e in p.events[id(p.a)] if isinstance(e, RouteRefused)] == [(dest, "enetunreach")]
+    p.run(p.now + ROUTE_RETRY_S / 2)
+    assert p.a.drops().routes == {"enetunreach": 1}  # not hammered
+    p.tables[id(p.a)].refuse = None  # e.g. the interface came back
+    p.run(0.5 + ROUTE_RETRY_S + 0.1)
+    assert dest in p.routes[id(p.a)] and [r.dest for r in p.a.routes()] == [dest]

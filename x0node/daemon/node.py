@@ -9,6 +9,9 @@ Rules and invariants:
   (`router.note_loop_lag`). When the timer ran late by more than LAG_DRAIN_S, the mesh sockets are
   read before the core's timers run, so datagrams that waited in the kernel while we were not
   scheduled count before any neighbour is declared dead.
+- Route changes go to the route table (io/route_table.py; the kernel's in io/kernel_routes.py) one by
+  one in the same pump, and every outcome goes back to the core (`router.route_results`): the core
+  counts a refusal by reason and never claims a route the kernel refused.
 - The core never sees an exception from I/O: send failures and kernel refusals are counted by the
   adapters. Remote input never stops the loop.
 - Start order: key and trust -> netlink (stale routes of ours flushed, rule, mesh address) -> router ->
@@ -102,6 +105,7 @@ class Node:
         self.started_mono = time.monotonic()
         self.router: Any = None
         self.netlink: Any = None
+        self.routes: Any = None  # the kernel's RouteTable
         self.transport: Any = None
         self.links: Any = None
         self.services: Any = None
@@ -128,10 +132,9 @@ class Node:
             r = self.router
             for out in r.datagrams_to_send():
                 self.transport.send(out.ifname, out.dst, out.payload)
-            for ch in r.route_changes():
-                from x0node.io.netlink import KernelRoute
-
-                self.netlink.submit(ch.op, KernelRoute(ch.dest, ch.ifname, ch.via or None, ch.metric))
+            changes = r.route_changes()
+            if changes:
+                r.route_results(self.routes.apply(changes), self.now())
             for _ in range(EVENTS_PER_PUMP_MAX):
                 ev = r.next_event()
                 if ev is None:
@@ -176,7 +179,6 @@ class Node:
     def _on_link(self, ifname: str, usable: bool) -> None:
         now = self.now()
         log.info("link %s %s", ifname, "up" if usable else "down")
-        self.netlink.link_changed(ifname)
         if usable:
             self._loop.create_task(self._reopen_socket(ifname))  # type: ignore[union-attr]
             self.router.link_up(ifname, now)
@@ -186,7 +188,7 @@ class Node:
 
     async def _reopen_socket(self, ifname: str) -> None:
         if self.config.node["configure_sysctls"]:
-            from x0node.io.netlink import configure_interface
+            from x0node.io.sysctl import configure_interface
 
             configure_interface(ifname)  # the interface may have appeared after start
         idx = await self.netlink.ifindex(ifname, refresh=True)
@@ -197,7 +199,11 @@ class Node:
 
     async def start(self) -> None:
         from x0node.daemon.routing_config import build_router_config
-        from x0node.io.netlink import LinkMonitor, NetlinkAdapter, configure_interface
+        from x0node.io.kernel_routes import KernelRouteTable
+        from x0node.io.links import LinkMonitor
+        from x0node.io.netlink import NetlinkAdapter
+        from x0node.io.route_table import flush
+        from x0node.io.sysctl import configure_interface
         from x0node.io.udp import MeshTransport
         from x0node.proto.protocol import MESH_MCAST_GROUP, MESH_UDP_PORT
         from x0node.proto.router import Router
@@ -207,9 +213,10 @@ class Node:
         os.chmod(self.config.data_dir, 0o700)
         self.identity, trust = load_trust(self.config)
         kernel = self.config.kernel
-        self.netlink = NetlinkAdapter(kernel["table"], kernel["protocol"], kernel["rule_priority"], kernel["route_priority"])
+        self.netlink = NetlinkAdapter(kernel["table"], kernel["protocol"], kernel["rule_priority"])
         await self.netlink.open()
-        stale = await self.netlink.flush_stale()
+        self.routes = KernelRouteTable(self.netlink, kernel["table"], kernel["protocol"], kernel["route_priority"])
+        stale = await flush(self.routes)
         if stale:
             log.info("removed %d stale routes of ours", stale)
         try:
@@ -307,11 +314,13 @@ class Node:
             self._timer.cancel()
             self._timer = None
         if self.netlink is not None:
-            try:
-                await asyncio.wait_for(self.netlink.settle(), 2.0)
-            except TimeoutError:
-                pass
-            await self.netlink.withdraw_all()
+            from x0node.io.route_table import flush
+
+            if self.routes is not None:
+                await flush(self.routes)  # every route of ours, whatever the core last knew
+                self.routes.close()
+            await self.netlink.remove_rule()
+            await self.netlink.remove_mesh_address()
             await self.netlink.close()
         if self.transport is not None:
             self.transport.close()

@@ -45,6 +45,16 @@ class RoutesChanged(Event):
 
 
 @dataclass(frozen=True)
+class RouteRefused(Event):
+    """The route table (the kernel) refused a route change; the route is not claimed as installed."""
+
+    op: str
+    dest: str
+    ifname: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class NodeJoined(Event):
     node_id: str
     mesh_address: str

@@ -53,7 +53,7 @@ from x0node.proto.protocol import (
     SLOTS_PER_FRAME,
     SPF_DELAY_S,
 )
-from x0node.proto.rib import RouteChange
+from x0node.proto.rib import RouteChange, RouteResult
 from x0node.proto.routes import RouteComputation
 from x0node.proto.timers import Deadline, Wakeup, jittered
 from x0node.proto.trust import Credential, TrustStore
@@ -326,7 +326,13 @@ class Router:
         return self.out.take_datagrams()
 
     def route_changes(self) -> list[RouteChange]:
+        """Changes for the route table, in order; report what it did with `route_results`."""
         return self.routing.take_changes()
+
+    def route_results(self, results: list[RouteResult], now: float) -> None:
+        """The route table applied (or refused) the changes: only confirmed routes count as installed."""
+        self._now = max(self._now, now)
+        self.routing.results(results, now)
 
     def next_event(self) -> Event | None:
         return self.out.next_event()

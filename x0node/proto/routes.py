@@ -9,15 +9,16 @@ Rules:
 - For every reachable node: a /128 route to its mesh address and one per prefix it announces, via the
   first hop's best link (lowest advertised cost, then interface name). A prefix announced by several
   nodes goes to the best metric, then the lowest node id; our own prefixes are never routed away.
-- The RIB turns the desired set into ordered changes (rib.py); reachability and hop counts feed the
-  node manager after every run.
+- The RIB turns the desired set into ordered changes (rib.py); the route table's results come back
+  through `results`: a refusal is counted, reported (RouteRefused) and retried after ROUTE_RETRY_S.
+  Reachability and hop counts feed the node manager after every run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from x0node.proto.events import RoutesChanged
+from x0node.proto.events import RouteRefused, RoutesChanged
 from x0node.proto.hello import HelloSessions
 from x0node.proto.identity import mesh_address_of
 from x0node.proto.lsdb import Lsdb
@@ -25,7 +26,7 @@ from x0node.proto.membership import Membership
 from x0node.proto.neighbour import Neighbour
 from x0node.proto.origination import Origination
 from x0node.proto.outbox import Outbox
-from x0node.proto.rib import Rib, Route, RouteChange
+from x0node.proto.rib import Rib, Route, RouteChange, RouteResult
 from x0node.proto.spf import SpfGraph, build_graph, shortest_paths
 from x0node.proto.timers import Deadline, Wakeup
 
@@ -150,14 +151,14 @@ class RouteComputation:
                     prefix_best[p] = (metric, nid, r)
         for p, (_, _, r) in prefix_best.items():
             desired.setdefault(p, r)
-        changes = self.rib.diff(desired)
+        changes = self.rib.diff(desired, now)
         if changes:
             self._changes.extend(changes)
             self.out.emit(
                 RoutesChanged(
                     now,
                     sum(1 for c in changes if c.op == "add"),
-                    sum(1 for c in changes if c.op == "replace"),
+                    sum(1 for c in changes if c.op in ("replace", "metric")),
                     sum(1 for c in changes if c.op == "del"),
                 )
             )
@@ -168,6 +169,16 @@ class RouteComputation:
         if t0 is not None and self._perf is not None:
             self.last_ms = (self._perf() - t0) * 1000.0
             self.total_ms += self.last_ms
+
+    def results(self, results: list[RouteResult], now: float) -> None:
+        """The route table's outcome of the changes handed out (in order)."""
+        for res in results:
+            if self.rib.result(res, now):
+                ch = res.change
+                self.out.emit(RouteRefused(now, ch.op, ch.dest, ch.ifname, res.error or ""))
+        retry = self.rib.next_retry()
+        if retry is not None:
+            self.due.arm(retry)
 
     def withdraw_all(self) -> None:
         self._changes.extend(self.rib.withdraw_all())
