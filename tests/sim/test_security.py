@@ -138,3 +138,79 @@ def test_garbage_and_strangers(world):
     _attack(world, b"", "decode")
     lsa = world.nodes[2].router.lsdb.get(world.nodes[2].router.me).raw
     _attack(world, lsa[:-1] + bytes([lsa[-1] ^ 1]), "unknown_sender", src="fe80::dead")
+
+
+def _pair_world(seed: int = 41) -> SimMesh:
+    mesh = SimMesh(2, seed=seed)
+    mesh.connect(0, 1)
+    mesh.capture = []
+    assert mesh.run_until_converged(1.0) is not None
+    return mesh
+
+
+def _keepalive_state(mesh: SimMesh, at: int, peer: int) -> tuple:
+    r = mesh.nodes[at].router
+    n = r.hello.nbrs[(neighbour_addr(mesh, at, peer)[0], mesh.nodes[peer].router.me)]
+    return state_of(mesh, at), n.ka_window.highest, n.ka_window.mask, n.peer_ts_ms
+
+
+def test_keepalive_replayed_after_the_16_bit_wrap_is_refused_and_the_link_stays_up():
+    """A keepalive captured ~55 min earlier in the same session (its 16-bit sequence number now looks
+    newer than the window's) must not be accepted, and must not lock the real neighbour out."""
+    mesh = _pair_world()
+    old = _captured(mesh, 1, m.T_KEEPALIVE, towards=0)[-1]
+    r1 = mesh.nodes[1].router
+    iface = r1.interfaces.get(neighbour_addr(mesh, 1, 0)[0])
+    for _ in range(2):  # 2 x 20000 keepalives later (in steps the receiver can follow), ~67 min at 10/s
+        iface.ka_seq = iface.ka_seq + 20000
+        mesh.run_for(0.35)
+    downs = sum(1 for ev in mesh.nodes[0].events if ev.kind == "NeighbourDown")
+    before = _keepalive_state(mesh, 0, 1)
+    drops = dict(mesh.nodes[0].router.out.drops)
+    ifname, addr = neighbour_addr(mesh, 0, 1)
+    mesh.inject(0, ifname, addr, old)
+    assert _keepalive_state(mesh, 0, 1) == before, "the replayed keepalive changed the session"
+    delta = {k: v - drops.get(k, 0) for k, v in mesh.nodes[0].router.out.drops.items() if v != drops.get(k, 0)}
+    assert delta == {"bad_mac": 1}, delta  # the MAC covers the full sequence number, not its low 16 bits
+    mesh.run_for(1.0)
+    assert sum(1 for ev in mesh.nodes[0].events if ev.kind == "NeighbourDown") == downs
+    assert mesh.all_pairs_ok()
+
+
+def test_keepalive_far_from_the_last_accepted_timestamp_is_refused():
+    """Even with a valid MAC and a new sequence number, a keepalive whose timestamp is minutes away from
+    the last one accepted (a datagram held back and let go later) is refused."""
+    mesh = _pair_world(seed=43)
+    r0, r1 = mesh.nodes[0].router, mesh.nodes[1].router
+    ifname, addr = neighbour_addr(mesh, 0, 1)
+    n = r0.hello.nbrs[(ifname, r1.me)]
+    iface = r1.interfaces.get(neighbour_addr(mesh, 1, 0)[0])
+    seq = iface.ka_seq + 1
+    ts = (n.peer_ts_ms - 600_000) % (1 << 32)  # ten minutes before the last timestamp accepted
+    head = m.keepalive_header(seq & 0xFFFF, ts, 1)
+    mac = m.keepalive_mac(n.key, r1.me, r0.me, seq, head, 0, 0)
+    data = m.Keepalive(seq & 0xFFFF, ts, (m.KeepaliveEntry(0, 0, mac),)).encode()
+    before = _keepalive_state(mesh, 0, 1)
+    drops = dict(r0.out.drops)
+    mesh.inject(0, ifname, addr, data)
+    assert _keepalive_state(mesh, 0, 1) == before
+    delta = {k: v - drops.get(k, 0) for k, v in r0.out.drops.items() if v != drops.get(k, 0)}
+    assert delta == {"bad_timestamp": 1}, delta
+
+
+def test_session_is_rekeyed_before_half_the_sequence_space_and_the_link_stays_up():
+    from x0node.proto.protocol import REKEY_SEQ
+
+    mesh = _pair_world(seed=45)
+    r1 = mesh.nodes[1].router
+    iface = r1.interfaces.get(neighbour_addr(mesh, 1, 0)[0])
+    epoch = r1.hello.epoch
+    ifname0 = neighbour_addr(mesh, 0, 1)[0]
+    # ~68 days of keepalives at 100 ms later (the receiver followed all the way)
+    iface.ka_seq = REKEY_SEQ - 5
+    mesh.nodes[0].router.hello.nbrs[(ifname0, r1.me)].control_seen(REKEY_SEQ - 5)
+    mesh.run_for(1.0)
+    assert r1.hello.epoch != epoch and iface.ka_seq < 100  # a new epoch, the counter from 1 again
+    assert mesh.nodes[0].router.hello.sessions[r1.me].epoch == r1.hello.epoch
+    assert not any(ev.kind == "NeighbourDown" for n in mesh.nodes for ev in n.events)
+    assert mesh.all_pairs_ok()

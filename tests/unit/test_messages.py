@@ -44,15 +44,16 @@ def test_lsa_ack_withdraw_round_trip():
 def test_keepalive_round_trip_and_mac_binding():
     key = b"k" * 32
     head = m.keepalive_header(5, 777, 1)
-    mac = m.keepalive_mac(key, A.node_id, NID, head, 1, 2)
+    mac = m.keepalive_mac(key, A.node_id, NID, 5, head, 1, 2)
     ka = m.Keepalive(5, 777, (m.KeepaliveEntry(1, 2, mac),))
     data = ka.encode()
     assert len(data) == m.KEEPALIVE_HEADER_BYTES + m.KEEPALIVE_ENTRY_BYTES == 27
     back = m.decode(data)
     assert back == ka and back.header() == head
-    # the MAC binds direction and receiver
-    assert m.keepalive_mac(key, NID, A.node_id, head, 1, 2) != mac
-    assert m.keepalive_mac(key, A.node_id, NID, m.keepalive_header(6, 777, 1), 1, 2) != mac
+    # the MAC binds direction, receiver, header and the full 32-bit sequence number
+    assert m.keepalive_mac(key, NID, A.node_id, 5, head, 1, 2) != mac
+    assert m.keepalive_mac(key, A.node_id, NID, 5, m.keepalive_header(6, 777, 1), 1, 2) != mac
+    assert m.keepalive_mac(key, A.node_id, NID, 5 + (1 << 16), head, 1, 2) != mac  # same low 16 bits
 
 
 _V = bytes((WIRE_VERSION,))

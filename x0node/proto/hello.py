@@ -172,6 +172,7 @@ class HelloSessions:
             n.address = src
             self.by_addr[(iface.name, src)] = sender
         n.interval_s = interval_s
+        n.control_seen(msg.seq)
         n.heard(now, msg.ts_ms)
         n.last_hello_s = now
         iface.slots.forget(sender)
@@ -192,9 +193,10 @@ class HelloSessions:
             self.interfaces.want_hello(iface.name)
             return
         header = msg.header()
+        seq = n.full_seq(msg.seq)
         entry = None
         for e in msg.entries:
-            if m.keepalive_mac_ok(n.key, n.node_id, self.me, header, e):
+            if m.keepalive_mac_ok(n.key, n.node_id, self.me, seq, header, e):
                 entry = e
                 break
         if entry is None:
@@ -202,10 +204,14 @@ class HelloSessions:
             self.out.drop("not_for_us" if benign else "bad_mac", iface.name, src, now)
             self.interfaces.want_hello(iface.name)  # it may have lost our session
             return
-        if not n.ka_window.accept(msg.seq):
+        if not n.ka_window.check(seq):
             self.out.drop("replay", iface.name, src, now)
             return
-        n.keepalive_seen(msg.seq)
+        if not n.clock_ok(msg.ts_ms, now):
+            self.out.drop("bad_timestamp", iface.name, src, now)
+            return
+        n.ka_window.accept(seq)
+        n.control_seen(seq)
         n.heard(now, msg.ts_ms)
         n.rtt_sample(now, entry.echo_ts_ms, entry.echo_delay_ms)
         if iface.slots.observe(now, n.node_id):
@@ -244,6 +250,18 @@ class HelloSessions:
         if was_up:
             self.out.emit(NeighbourDown(now, key[0], key[1].hex(), reason))
         self._on_gone(key, was_up, now)
+
+    def rekey(self, epoch: int, now: float) -> None:
+        """Take a new session epoch: new pairwise keys with every neighbour, counters from 1 again.
+        Each neighbour learns it from our next HELLO (sent at once) and starts a new session."""
+        self.epoch = epoch
+        for key, n in list(self.nbrs.items()):
+            pair_key = self.identity.pairwise_key(n.public_key, epoch, n.epoch)
+            if pair_key is None:
+                self.neighbour_gone(key, now, "lost_us")
+            else:
+                n.rekeyed(pair_key)
+        self.interfaces.restart_counters()
 
     # ------------------------------------------------------------------------------ timers
     def _init_hold_s(self) -> float:

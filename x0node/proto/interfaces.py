@@ -6,7 +6,11 @@ Rules:
   (+-25 %), and early (at most every TRIGGERED_HELLO_MIN_INTERVAL_S) when a neighbour needs it.
 - Keepalives go out in the interface's beacon slot (slots.py), one entry per neighbour on the link
   (at most MAX_HELLO_NEIGHBOURS), each echoing that neighbour's last timestamp and carrying a MAC under
-  our pairwise key with it. All interfaces share one beacon grid and a keepalive due within one slot
+  our pairwise key with it.
+- Each interface numbers its HELLOs and keepalives with one 32-bit control sequence counter (`ka_seq`,
+  from 1 in every session epoch): the HELLO carries it whole, a keepalive its low 16 bits, and the
+  keepalive MAC covers the whole (neighbour.py). When a counter reaches REKEY_SEQ, `rekey_wanted` asks
+  for a new epoch before anything more is sent under the old keys. All interfaces share one beacon grid and a keepalive due within one slot
   length goes out with the one that is due, so a node wakes once per keepalive interval to send.
 """
 
@@ -20,8 +24,12 @@ from x0node.proto import messages as m
 from x0node.proto.identity import Identity
 from x0node.proto.neighbour import ms
 from x0node.proto.outbox import Outbox
-from x0node.proto.protocol import MAX_HELLO_NEIGHBOURS, MAX_INTERFACES, TRIGGERED_HELLO_MIN_INTERVAL_S
-from x0node.proto.seqno import seq_next
+from x0node.proto.protocol import (
+    MAX_HELLO_NEIGHBOURS,
+    MAX_INTERFACES,
+    REKEY_SEQ,
+    TRIGGERED_HELLO_MIN_INTERVAL_S,
+)
 from x0node.proto.slots import SlotScheduler
 from x0node.proto.timers import Wakeup, jittered
 from x0node.proto.trust import Credential
@@ -41,7 +49,7 @@ class Interface:
     next_full_hello_s: float
     last_hello_sent_s: float = -1e9
     hello_wanted: bool = False
-    ka_seq: int = 0
+    ka_seq: int = 0  # the control sequence counter (32 bits) of this interface's HELLOs and keepalives
 
 
 class Interfaces:
@@ -65,7 +73,7 @@ class Interfaces:
         self._slot_origin_s = slot_origin_s
         self._sessions = sessions  # its neighbour table and our session epoch
         self.table: dict[str, Interface] = {}
-        self.hello_seq = 0
+        self.rekey_wanted = False
         self._ka_coalesce_s = config.hello_interval_s / config.slots_per_frame  # type: ignore[attr-defined]
 
     def get(self, ifname: str) -> Interface | None:
@@ -141,12 +149,24 @@ class Interfaces:
                 out.append(m.HelloNeighbour(n.node_id, ts, delay))
         return tuple(out[:MAX_HELLO_NEIGHBOURS])
 
+    def _next_seq(self, iface: Interface) -> int:
+        iface.ka_seq += 1
+        if iface.ka_seq >= REKEY_SEQ:
+            self.rekey_wanted = True
+        return iface.ka_seq
+
+    def restart_counters(self) -> None:
+        """A new session epoch: every interface counts from 1 again, and says so in a HELLO at once."""
+        for iface in self.table.values():
+            iface.ka_seq = 0
+            self.want_hello(iface.name)
+        self.rekey_wanted = False
+
     def _send_full_hello(self, iface: Interface, now: float) -> None:
         cfg = self.config
-        self.hello_seq = seq_next(self.hello_seq)
         hello = m.Hello(
             self.credential,
-            self.hello_seq,
+            self._next_seq(iface),
             self._sessions.epoch,
             ms(now),
             max(1, min(65535, round(cfg.hello_interval_s * 1000))),  # type: ignore[attr-defined]
@@ -158,17 +178,17 @@ class Interfaces:
         iface.next_full_hello_s = now + jittered(cfg.full_hello_interval_s, self.rng)  # type: ignore[attr-defined]
 
     def _send_keepalive(self, iface: Interface, now: float) -> None:
-        iface.ka_seq = (iface.ka_seq + 1) & 0xFFFF
+        seq = self._next_seq(iface)
         ts = ms(now)
         nbrs = [n for k, n in self._sessions.nbrs.items() if k[0] == iface.name][:MAX_HELLO_NEIGHBOURS]
-        head = m.keepalive_header(iface.ka_seq, ts, len(nbrs))
+        head = m.keepalive_header(seq & 0xFFFF, ts, len(nbrs))
         entries = []
         for n in nbrs:
             ets, delay = n.echo(now)
             entries.append(
-                m.KeepaliveEntry(ets, delay, m.keepalive_mac(n.key, self.me, n.node_id, head, ets, delay))
+                m.KeepaliveEntry(ets, delay, m.keepalive_mac(n.key, self.me, n.node_id, seq, head, ets, delay))
             )
-        self.out.send(iface.name, None, m.Keepalive(iface.ka_seq, ts, tuple(entries)).encode())
+        self.out.send(iface.name, None, m.Keepalive(seq & 0xFFFF, ts, tuple(entries)).encode())
 
     def send_due(self, now: float) -> None:
         """Send the HELLOs and keepalives due at `now` on every interface that is up."""

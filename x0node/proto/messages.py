@@ -15,8 +15,10 @@ Rules:
 - Signed messages: signature (64 bytes) last, over b"x0node-msg-v1\\0" + everything before it.
 - Decoding checks structure and bounds only (plus: no duplicate neighbour ids in a HELLO or LSA); `decode` never verifies signatures (the receiver does that
   with the key it trusts before anything touches state). `decode` raises only DecodeError.
-- Keepalive entry MAC input: b"x0node-ka-v1\\0" + sender id + receiver id + the 9 header bytes + the
-  entry's echo fields; so an entry cannot be replayed towards another receiver or reflected back.
+- Keepalive entry MAC input: b"x0node-ka-v2\\0" + sender id + receiver id + the full 32-bit control
+  sequence number (the header carries its low 16 bits) + the 9 header bytes + the entry's echo fields;
+  so an entry cannot be replayed towards another receiver, reflected back, or replayed once the 16-bit
+  number has wrapped.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ MESSAGE_TYPES = {
 }
 
 _SIG_DOMAIN = b"x0node-msg-v1\x00"
-_KA_DOMAIN = b"x0node-ka-v1\x00"
+_KA_DOMAIN = b"x0node-ka-v2\x00"
 KEEPALIVE_HEADER_BYTES = 9
 KEEPALIVE_ENTRY_BYTES = 4 + 2 + MAC_BYTES
 
@@ -105,7 +107,7 @@ class KeepaliveEntry:
 
 @dataclass(frozen=True)
 class Keepalive:
-    seq: int  # u16
+    seq: int  # u16: the low 16 bits of the sender interface's control sequence number
     ts_ms: int
     entries: tuple[KeepaliveEntry, ...]
 
@@ -124,20 +126,22 @@ def keepalive_header(seq: int, ts_ms: int, count: int) -> bytes:
 
 
 def keepalive_mac_ok(
-    key: bytes, sender: bytes, receiver: bytes, header: bytes, entry: KeepaliveEntry
+    key: bytes, sender: bytes, receiver: bytes, seq: int, header: bytes, entry: KeepaliveEntry
 ) -> bool:
-    """Does the entry's MAC verify? (constant-time comparison)"""
-    expected = keepalive_mac(key, sender, receiver, header, entry.echo_ts_ms, entry.echo_delay_ms)
+    """Does the entry's MAC verify for the full sequence number `seq`? (constant-time comparison)"""
+    expected = keepalive_mac(key, sender, receiver, seq, header, entry.echo_ts_ms, entry.echo_delay_ms)
     return hmac.compare_digest(expected, entry.mac)
 
 
 def keepalive_mac(
-    key: bytes, sender: bytes, receiver: bytes, header: bytes, echo_ts_ms: int, echo_delay_ms: int
+    key: bytes, sender: bytes, receiver: bytes, seq: int, header: bytes, echo_ts_ms: int, echo_delay_ms: int
 ) -> bytes:
+    """MAC of one keepalive entry; `seq` is the full 32-bit control sequence number."""
     data = (
         _KA_DOMAIN
         + sender
         + receiver
+        + seq.to_bytes(4, "big")
         + header
         + echo_ts_ms.to_bytes(4, "big")
         + echo_delay_ms.to_bytes(2, "big")

@@ -30,6 +30,7 @@ DROP_REASONS = (
     "unknown_sender",
     "unknown_origin",
     "bad_mac",
+    "bad_timestamp",
     "not_for_us",
     "limit_neighbours",
     "limit_lsdb",

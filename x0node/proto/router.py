@@ -274,6 +274,8 @@ class Router:
         if self.origination.left:
             self.flooding.retransmit(now)
             return
+        if self.interfaces.rekey_wanted:
+            self.hello.rekey(self._new_epoch(), now)
         self.interfaces.send_due(now)
         self.hello.expire_dead(now)
         self.flooding.tick(now)
@@ -285,6 +287,12 @@ class Router:
             self.housekeeping.set(now + jittered(HOUSEKEEPING_INTERVAL_S, self.rng))
             self._housekeeping(now)
         self.routing.run_if_due(now)
+
+    def _new_epoch(self) -> int:
+        epoch = self.hello.epoch
+        while epoch == self.hello.epoch:
+            epoch = self.rng.randrange(1, 1 << 32)
+        return epoch
 
     def _housekeeping(self, now: float) -> None:
         gone = self.lsdb.expire(now, keep=self.me)
