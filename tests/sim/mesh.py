@@ -77,7 +77,7 @@ class SimMesh:
         self.seed = seed
         self.rng = random.Random(seed)
         self.now = 0.0
-        self.config = config or RouterConfig(emit_drop_events=False)
+        self.config = config or RouterConfig()
         self.anchor = TrustAnchor.from_seed(ANCHOR_SEED)
         self.trust_anchors = [self.anchor.public_key]
         self.nodes: list[Node] = []

@@ -60,7 +60,7 @@ def test_partition_heals():
 
 
 def test_dead_node_is_pruned_and_leaving_node_withdraws():
-    cfg = RouterConfig(emit_drop_events=False, dead_node_timeout_s=5.0)
+    cfg = RouterConfig(dead_node_timeout_s=5.0)
     mesh = SimMesh(6, seed=8, config=cfg)
     line(mesh, 6)
     assert mesh.run_until_converged(1.0) is not None

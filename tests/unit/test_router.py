@@ -205,3 +205,28 @@ def test_a_route_the_kernel_refuses_is_not_claimed_counted_reported_and_retried(
     p.tables[id(p.a)].refuse = None  # e.g. the interface came back
     p.run(0.5 + ROUTE_RETRY_S + 0.1)
     assert dest in p.routes[id(p.a)] and [r.dest for r in p.a.routes()] == [dest]
+
+
+def test_unauthenticated_junk_is_counted_not_pushed_as_events_that_evict_real_ones():
+    from x0node.proto.protocol import MAX_PENDING_EVENTS
+
+    a, b = _router(1), _router(2)  # the daemon's defaults
+    a.add_interface("m0", 0.0)
+    b.add_interface("m0", 0.0)
+    b.tick(0.0)
+    hello = next(o.payload for o in b.datagrams_to_send() if o.payload[1] == m.T_HELLO)
+    a.tick(0.0)
+    a.receive("m0", "fe80::b", hello, 0.01)
+    a.tick(0.05)
+    ours = next(o.payload for o in a.datagrams_to_send() if o.payload[1] == m.T_HELLO)
+    b.receive("m0", "fe80::a", ours, 0.06)
+    b.tick(0.06)
+    for o in b.datagrams_to_send():
+        a.receive("m0", "fe80::b", o.payload, 0.07)
+    junk = [b"", b"\x03\x03garbage", b"\x03\x02" + bytes(40), hello[:-1] + bytes([hello[-1] ^ 1])]
+    for i in range(3 * MAX_PENDING_EVENTS):
+        a.receive("m0", f"fe80::{i % 50 + 100:x}", junk[i % len(junk)], 0.08)
+    kinds = [ev.kind for ev in iter(a.next_event, None)]
+    assert "NeighbourUp" in kinds and "MessageDropped" not in kinds
+    assert a.out.counters["events_dropped"] == 0
+    assert sum(a.drops().datagrams.values()) >= 3 * MAX_PENDING_EVENTS

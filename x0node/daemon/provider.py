@@ -37,8 +37,8 @@ def _event_message(kind: str, d: dict[str, Any]) -> str:
         return f"node {d.get('node_id', '')[:8]} left ({d.get('reason')})"
     if kind == "RoutesChanged":
         return f"routes +{d.get('added')} ~{d.get('replaced')} -{d.get('removed')}"
-    if kind == "MessageDropped":
-        return f"dropped a datagram from {d.get('src')} on {d.get('ifname')}: {d.get('reason')}"
+    if kind == "RouteRefused":
+        return f"the kernel refused route {d.get('op')} {d.get('dest')} dev {d.get('ifname')}: {d.get('reason')}"
     return kind
 
 

@@ -4,7 +4,9 @@ Rules:
 - Outputs are pulled by the daemon (`Router.datagrams_to_send()`, `Router.next_event()`); both queues
   are bounded (MAX_PENDING_DATAGRAMS, MAX_PENDING_EVENTS). A datagram beyond the bound is not queued,
   an event beyond it evicts the oldest event; both are counted.
-- Every refused input is counted in `drops` under one of DROP_REASONS, the labels `/metrics` shows.
+- Every refused input is counted in `drops` under one of DROP_REASONS, the labels `/metrics` shows,
+  and nothing else: a refusal is never an event, so unauthenticated junk cannot push real events out
+  of the bounded queues (here, and the daemon's event history after it).
 - Counters only grow.
 """
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from x0node.proto.events import Event, MessageDropped
+from x0node.proto.events import Event
 from x0node.proto.protocol import MAX_PENDING_DATAGRAMS, MAX_PENDING_EVENTS
 
 DROP_REASONS = (
@@ -58,8 +60,7 @@ class Outgoing:
 
 
 class Outbox:
-    def __init__(self, emit_drop_events: bool) -> None:
-        self.emit_drop_events = emit_drop_events
+    def __init__(self) -> None:
         self.datagrams: deque[Outgoing] = deque()
         self.events: deque[Event] = deque()
         self.drops: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
@@ -80,9 +81,8 @@ class Outbox:
         self.events.append(ev)
 
     def drop(self, reason: str, ifname: str, src: str, now: float) -> None:
+        """Count a refused input (interface, source and time are the caller's, for its own logs)."""
         self.drops[reason] = self.drops.get(reason, 0) + 1
-        if self.emit_drop_events:
-            self.emit(MessageDropped(now, reason, ifname, src))
 
     def take_datagrams(self) -> list[Outgoing]:
         out = list(self.datagrams)

@@ -80,7 +80,6 @@ class RouterConfig:
     slots_per_frame: int = SLOTS_PER_FRAME
     slot_jitter_fraction: float = SLOT_JITTER_FRACTION
     prefixes: tuple[str, ...] = ()
-    emit_drop_events: bool = True
 
     def __post_init__(self) -> None:
         if not 0.01 <= self.hello_interval_s <= 10.0:
@@ -118,7 +117,7 @@ class Router:
         self.wall_offset_s: float | None = None
         self._now = now
         self._wake = Wakeup(now)
-        self.out = Outbox(cfg.emit_drop_events)
+        self.out = Outbox()
         self.lsdb = Lsdb(max_age_s=cfg.lsa_max_age_s)
         self.members = Membership(cfg.dead_node_timeout_s)
         self.lag = LoopLag()
