@@ -55,14 +55,14 @@ def test_forged_lsa_tampered_bytes(world):
 def test_forged_lsa_signed_by_another_key(world):
     victim = world.nodes[2].router
     attacker = Identity.from_seed(b"\x77" * 32)
-    lsa = m.Lsa(victim.credential, victim.origination.seq + 5, (), ("0.0.0.0/0",))
+    lsa = m.Lsa(victim.credential, victim.origination.seq + 5, (), ("::/0",))
     body = lsa.body()
     _attack(world, body + attacker.sign(m.signed_payload(body)), "bad_signature")
 
 
 def test_unsigned_messages(world):
     victim = world.nodes[2].router
-    lsa = m.Lsa(victim.credential, victim.origination.seq + 5, (), ("0.0.0.0/0",))
+    lsa = m.Lsa(victim.credential, victim.origination.seq + 5, (), ("::/0",))
     _attack(world, lsa.body() + b"\x00" * 64, "bad_signature")
     hello = m.Hello(world.nodes[1].router.credential, 999999, world.nodes[1].router.hello.epoch, 1, 100, ())
     _attack(world, hello.body() + b"\x00" * 64, "bad_signature")
@@ -109,7 +109,7 @@ def test_uncertified_nodes(world):
     rogue_c = rogue.with_certificate(ROGUE_ANCHOR.certify(rogue.public_key))
     cred = Credential(rogue.public_key, rogue_c.certificate)
     _attack(world, m.sign(m.Hello(cred, 1, 7, 1, 100, ()), rogue_c), "uncertified")
-    lsa = m.Lsa(cred, 1, (m.LsaLink(world.nodes[0].router.me, 1, 0),), ("0.0.0.0/0",))
+    lsa = m.Lsa(cred, 1, (m.LsaLink(world.nodes[0].router.me, 1, 0),), ("::/0",))
     _attack(world, m.sign(lsa, rogue_c), "uncertified")
     # a genuine certificate carried by someone without its private key
     stolen = Credential(world.nodes[3].router.identity.public_key, world.nodes[3].router.identity.certificate)
@@ -123,7 +123,7 @@ def test_revoked_node(world):
         assert node.router.update_revocations(crl, world.now)
     hello = m.Hello(r4.credential, 1, r4.hello.epoch, 1, 100, ())
     _attack(world, m.sign(hello, r4.identity), "revoked")
-    lsa = m.Lsa(r4.credential, 1, (m.LsaLink(world.nodes[0].router.me, 1, 0),), ("0.0.0.0/0",))
+    lsa = m.Lsa(r4.credential, 1, (m.LsaLink(world.nodes[0].router.me, 1, 0),), ("::/0",))
     _attack(world, m.sign(lsa, r4.identity), "revoked")
     # and once connected, it never becomes a neighbour anywhere
     world.connect(4, 0)
@@ -214,3 +214,17 @@ def test_session_is_rekeyed_before_half_the_sequence_space_and_the_link_stays_up
     assert mesh.nodes[0].router.hello.sessions[r1.me].epoch == r1.hello.epoch
     assert not any(ev.kind == "NeighbourDown" for n in mesh.nodes for ev in n.events)
     assert mesh.all_pairs_ok()
+
+
+def _signed_lsa_of(mesh: SimMesh, origin: int, prefixes: tuple[str, ...], seq_ahead: int = 1) -> bytes:
+    """A genuine LSA of a certified node (its own key signs it) with the given prefixes."""
+    r = mesh.nodes[origin].router
+    cur = r.lsdb.get(r.me).lsa
+    return m.sign(m.Lsa(r.credential, r.origination.seq + seq_ahead, cur.links, prefixes), r.identity)
+
+
+@pytest.mark.parametrize("prefix", ["0.0.0.0/0", "10.1.0.0/16", "fe80::/64", "ff02::/16", "::1/128", "::/128"])
+def test_lsa_with_a_prefix_no_node_can_install_is_refused_at_decode(world, prefix):
+    """IPv4 (the node installs IPv6 only), link-local, multicast, loopback, unspecified: a certified node
+    announcing one changes nothing anywhere (before, one IPv4 prefix aborted the route batch)."""
+    _attack(world, _signed_lsa_of(world, 2, ("2001:db8:2::/48", prefix), seq_ahead=50), "decode")

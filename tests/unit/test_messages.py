@@ -34,7 +34,7 @@ def test_hello_round_trip_and_signature():
 
 
 def test_lsa_ack_withdraw_round_trip():
-    lsa = m.Lsa(CRED, 3, (m.LsaLink(NID, 120, 1),), ("10.1.0.0/24", "fd00::/64"))
+    lsa = m.Lsa(CRED, 3, (m.LsaLink(NID, 120, 1),), ("2001:db8:1::/48", "fd00::/64"))
     data = _round_trip(lsa)
     assert m.decode(data).origin == A.node_id
     _round_trip(m.Ack(A.node_id, 9, ((NID, 3), (A.node_id, 4))))
@@ -77,7 +77,7 @@ def test_malformed_raise_decode_error(data):
 
 
 def test_lsa_field_validation():
-    good = m.sign(m.Lsa(CRED, 3, (m.LsaLink(NID, 120, 1),), ("10.1.0.0/24",)), A)
+    good = m.sign(m.Lsa(CRED, 3, (m.LsaLink(NID, 120, 1),), ("2001:db8:1::/48",)), A)
     body = bytearray(good)
     # quality byte of the first link is right after the credential, seq, count, node id and cost
     qpos = 2 + len(CRED.encode()) + 4 + 1 + 16 + 2
@@ -88,11 +88,13 @@ def test_lsa_field_validation():
     body[qpos - 2 : qpos] = b"\x00\x00"  # zero cost
     with pytest.raises(DecodeError):
         m.decode(bytes(body))
-    host_bits = (
-        m.Lsa(CRED, 3, (), ("10.1.0.0/24",)).body().replace(bytes([10, 1, 0, 0]), bytes([10, 1, 0, 1]))
-    )
+    net = bytes.fromhex("20010db80001") + bytes(10)
+    host_bits = m.Lsa(CRED, 3, (), ("2001:db8:1::/48",)).body().replace(net, net[:-1] + b"\x01")
     with pytest.raises(DecodeError):
         m.decode(host_bits + b"\x00" * 64)
+    for prefix in ("10.1.0.0/24", "0.0.0.0/0", "fe80::/64", "ff00::/8", "::1/128", "::ffff:0:0/96"):
+        with pytest.raises(DecodeError):  # never routed by the mesh: refused with the whole LSA
+            m.decode(m.sign(m.Lsa(CRED, 3, (), (prefix,)), A))
 
 
 def test_oversized_message_refused_on_sign():

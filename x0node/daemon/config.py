@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from x0node.errors import ConfigError
+from x0node.proto.prefixes import normalise
 from x0node.proto.protocol import MAX_INTERFACES, MAX_LSA_PREFIXES, ROUTE_PROTOCOL_NUMBER
 from x0node.proto.trust import MAX_ALLOWED_KEYS, MAX_TRUST_ANCHORS
 
@@ -109,12 +110,13 @@ def _check_ifname(key: str, value: Any) -> str:
 def _check_prefix(key: str, value: Any) -> str:
     text = _check_str(key, value)
     try:
-        net = ipaddress.IPv6Network(text, strict=True)
+        ipaddress.IPv6Network(text, strict=True)
     except ValueError as exc:
         raise ConfigError(key, f"not an IPv6 prefix: {exc}") from None
-    if net.is_link_local or net.is_multicast:
-        raise ConfigError(key, "link-local and multicast prefixes cannot be announced")
-    return str(net)
+    try:
+        return normalise(text)
+    except ValueError as exc:
+        raise ConfigError(key, f"cannot be announced: {exc}") from None
 
 
 def _reject_unknown(section: str, values: Mapping[str, Any], known: Mapping[str, Any]) -> None:

@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 from dataclasses import dataclass, field
 
 from x0node.proto.identity import Identity, node_id_of
+from x0node.proto.prefixes import read_prefix, write_prefix
 from x0node.proto.protocol import (
     MAC_BYTES,
     MAX_ACK_ENTRIES,
@@ -171,8 +171,7 @@ class Lsa:
             w.raw(link.node_id, NODE_ID_BYTES).u16(link.cost).u8(link.quality)
         w.u8(len(self.prefixes))
         for p in self.prefixes:
-            net = ipaddress.ip_network(p)
-            w.u8(net.version).u8(net.prefixlen).raw(net.network_address.packed)
+            write_prefix(w, p)
         return w.bytes()
 
     @property
@@ -230,24 +229,6 @@ def encode(msg: Message) -> bytes:
     return msg.body() + msg.signature
 
 
-def _prefix(r: Reader) -> str:
-    fam = r.u8()
-    plen = r.u8()
-    if fam == 6:
-        raw, maxlen = r.raw(16), 128
-    elif fam == 4:
-        raw, maxlen = r.raw(4), 32
-    else:
-        raise DecodeError("unknown address family")
-    if plen > maxlen:
-        raise DecodeError("bad prefix length")
-    try:
-        net = ipaddress.ip_network((raw, plen), strict=True)
-    except ValueError as exc:
-        raise DecodeError("host bits set in prefix") from exc
-    return str(net)
-
-
 def decode(data: bytes) -> Message:
     """Parse a datagram. Raises only DecodeError. Signatures are NOT checked here."""
     r = Reader(data)
@@ -287,7 +268,7 @@ def decode(data: bytes) -> Message:
         if len({ln.node_id for ln in links}) != len(links):
             raise DecodeError("duplicate link")
         m = r.count(MAX_LSA_PREFIXES)
-        prefixes = tuple(_prefix(r) for _ in range(m))
+        prefixes = tuple(read_prefix(r) for _ in range(m))
         sig = r.raw(SIGNATURE_BYTES)
         r.end()
         return Lsa(cred, seq, tuple(links), prefixes, sig)

@@ -16,14 +16,13 @@ Rules:
 
 from __future__ import annotations
 
-import ipaddress
-
 from x0node.proto import messages as m
 from x0node.proto.hello import HelloSessions
 from x0node.proto.identity import Identity
 from x0node.proto.lsdb import LsaEntry, Lsdb
 from x0node.proto.neighbour import CHANGE_CLASS, CHANGE_COST
 from x0node.proto.outbox import Outbox
+from x0node.proto.prefixes import normalise
 from x0node.proto.protocol import (
     CLASS_ADVERTISE_DELAY_S,
     LSA_INITIAL_DELAY_S,
@@ -97,7 +96,7 @@ class Origination:
     def set_prefixes(self, prefixes: list[str] | tuple[str, ...], now: float) -> None:
         if len(prefixes) > MAX_LSA_PREFIXES:
             raise ValueError(f"at most {MAX_LSA_PREFIXES} prefixes")
-        self.prefixes = tuple(str(ipaddress.ip_network(p, strict=True)) for p in prefixes)
+        self.prefixes = tuple(normalise(p) for p in prefixes)  # ValueError for what the mesh never routes
         self.schedule(now)
 
     def heard_own_lsa(self, seq: int, data: bytes, now: float) -> None:

@@ -40,6 +40,7 @@ from x0node.proto.membership import Membership
 from x0node.proto.neighbour import CHANGE_COST, Neighbour
 from x0node.proto.origination import Origination
 from x0node.proto.outbox import Outbox, Outgoing
+from x0node.proto.prefixes import normalise
 from x0node.proto.protocol import (
     DEAD_NODE_TIMEOUT_S,
     FULL_HELLO_INTERVAL_S,
@@ -90,6 +91,8 @@ class RouterConfig:
             raise ValueError("full_hello_interval_s must be >= hello_interval_s")
         if len(self.prefixes) > MAX_LSA_PREFIXES:
             raise ValueError(f"at most {MAX_LSA_PREFIXES} prefixes")
+        for p in self.prefixes:
+            normalise(p)
 
     @property
     def dead_interval_s(self) -> float:
