@@ -3,7 +3,6 @@
 import ipaddress
 
 import pytest
-
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 

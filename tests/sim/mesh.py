@@ -72,8 +72,17 @@ class Node:
 
 class SimMesh:
     def __init__(
-        self, n: int, seed: int = 1, config: RouterConfig | None = None, certify: bool = True
+        self,
+        n: int,
+        seed: int = 1,
+        config: RouterConfig | None = None,
+        certify: bool = True,
+        grants: dict[int, tuple[str, ...]] | None = None,
+        roles: dict[int, int] | None = None,
     ) -> None:
+        """`grants`/`roles`: per node index, the prefixes / role its certificate carries."""
+        self.grants = grants or {}
+        self.roles = roles or {}
         self.seed = seed
         self.rng = random.Random(seed)
         self.now = 0.0
@@ -96,7 +105,8 @@ class SimMesh:
     def make_identity(self, i: int, certify: bool = True) -> Identity:
         ident = Identity.from_seed(node_seed(self.seed, i))
         if certify:
-            ident = ident.with_certificate(self.anchor.certify(ident.public_key))
+            extra = {"prefixes": self.grants[i]} if i in self.grants else {}
+            ident = ident.with_certificate(self.anchor.certify(ident.public_key, self.roles.get(i, 1), 0, **extra))
         return ident
 
     def add_node(self, certify: bool = True, identity: Identity | None = None) -> int:

@@ -88,7 +88,7 @@ def test_dead_node_is_pruned_and_leaving_node_withdraws():
 
 
 def test_restarted_node_is_taken_back_and_its_lsa_jumps_past_the_old_one():
-    mesh = SimMesh(5, seed=9)
+    mesh = SimMesh(5, seed=9, grants={2: ("2001:db8:2::/48",)})
     ring(mesh, 5)
     assert mesh.run_until_converged(1.0) is not None
     mesh.nodes[2].router.set_prefixes(["2001:db8:2::/48"], mesh.now)

@@ -228,3 +228,73 @@ def test_lsa_with_a_prefix_no_node_can_install_is_refused_at_decode(world, prefi
     """IPv4 (the node installs IPv6 only), link-local, multicast, loopback, unspecified: a certified node
     announcing one changes nothing anywhere (before, one IPv4 prefix aborted the route batch)."""
     _attack(world, _signed_lsa_of(world, 2, ("2001:db8:2::/48", prefix), seq_ahead=50), "decode")
+
+
+# ---- prefix ownership: who may announce what (docs/routing.md) ----------------------------------------
+@pytest.fixture(scope="module")
+def owners():
+    from x0node.proto.trust import Role
+
+    mesh = SimMesh(5, seed=33, grants={2: ("2001:db8::/32",), 3: ("2001:db8:3::/48",)}, roles={1: Role.GATEWAY})
+    ring(mesh, 4)
+    assert mesh.run_until_converged(1.0, nodes=[0, 1, 2, 3]) is not None
+    mesh.nodes[3].router.set_prefixes(["2001:db8:3::/48"], mesh.now)
+    mesh.nodes[2].router.set_prefixes(["2001:db8:5::/48"], mesh.now)
+    mesh.run_for(1.0)
+    return mesh
+
+
+def _hijack(mesh: SimMesh, data: bytes, reason: str, count: int = 1, at: int = 0) -> None:
+    """A certified node's genuine LSA: its topology is taken, the prefixes it may not announce are not,
+    and the refusal is counted: node `at`'s routes (RIB and route table) do not change."""
+    ifname, addr = neighbour_addr(mesh, at, 1)
+    r = mesh.nodes[at].router
+    before = sorted(r.routing.rib.installed.items()), sorted(mesh.nodes[at].routes.items())
+    drops = dict(r.out.drops)
+    mesh.inject(at, ifname, addr, data)
+    mesh.run_for(0.5)
+    assert (sorted(r.routing.rib.installed.items()), sorted(mesh.nodes[at].routes.items())) == before
+    delta = {k: v - drops.get(k, 0) for k, v in r.out.drops.items() if v != drops.get(k, 0)}
+    assert delta == {reason: count}, delta
+
+
+def test_a_node_announces_what_its_certificate_grants(owners):
+    for i in (0, 1):
+        routes = owners.nodes[i].routes
+        assert "2001:db8:3::/48" in routes and "2001:db8:5::/48" in routes
+    assert owners.nodes[0].router.out.drops.get("prefix_not_owned", 0) == 0
+
+
+@pytest.mark.parametrize(("prefixes", "why"), [
+    (("2001:db8:5::/48", "::/0"), "the default route needs the gateway role"),
+    (("2001:db8:5::/48", "2001:db8:3:1::/64"), "more specific than node 3's certified /48"),
+    (("2001:db8:5::/48", "2001:db8:3::/48"), "node 3 holds the longer grant for it"),
+    (("2001:db8:5::/48", "2001:db9::/32"), "outside the node's grant"),
+    (("2001:db8:5::/48", "fd78:3074:6b14::/48"), "the mesh's own prefix"),
+])
+def test_a_certified_node_cannot_hijack_a_prefix(owners, prefixes, why):
+    _hijack(owners, _signed_lsa_of(owners, 2, prefixes, seq_ahead=40), "prefix_not_owned")
+
+
+def test_another_nodes_mesh_address_cannot_be_announced(owners):
+    victim = f"{owners.nodes[3].router.identity.mesh_address}/128"
+    _hijack(owners, _signed_lsa_of(owners, 2, ("2001:db8:5::/48", victim), seq_ahead=60), "prefix_not_owned")
+
+
+def test_a_gateway_may_announce_the_default_route(owners):
+    owners.nodes[1].router.set_prefixes(["::/0"], owners.now)
+    owners.run_for(1.0)
+    ifname, via, _ = owners.nodes[0].routes["::/0"]
+    assert (ifname, via) == neighbour_addr(owners, 0, 1)
+
+
+def test_a_raw_key_on_an_allow_list_announces_nothing():
+    mesh = SimMesh(2, seed=35, certify=False)
+    for n in mesh.nodes:
+        n.router.trust.allowed_keys.update(x.router.identity.public_key for x in mesh.nodes)
+    mesh.connect(0, 1)
+    mesh.nodes[1].router.set_prefixes(["2001:db8:7::/48"], mesh.now)
+    assert mesh.run_until_converged(1.0) is not None
+    mesh.run_for(1.0)
+    assert "2001:db8:7::/48" not in mesh.nodes[0].routes
+    assert mesh.nodes[0].router.out.drops["prefix_not_owned"] >= 1

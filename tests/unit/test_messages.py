@@ -102,6 +102,9 @@ def test_oversized_message_refused_on_sign():
     prefixes = tuple(f"fd00:{i}::/64" for i in range(8))
     data = m.sign(m.Lsa(CRED, 1, many, prefixes), A)  # the largest LSA fits one datagram
     assert m.decode(data).links == many
+    grants = tuple(f"2001:db8:{i}::/48" for i in range(8))  # ... even with a certificate granting 8 prefixes
+    big = Credential(A.public_key, ANCHOR.certify(A.public_key, prefixes=grants))
+    assert m.decode(m.sign(m.Lsa(big, 1, many, prefixes), A)).credential == big
 
 
 def test_duplicate_neighbours_rejected():

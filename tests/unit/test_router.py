@@ -16,7 +16,8 @@ ANCHOR = TrustAnchor.from_seed(b"\xaa" * 32)
 
 def _ident(i: int, certify: bool = True) -> Identity:
     ident = Identity.from_seed(bytes([i]) * 32)
-    return ident.with_certificate(ANCHOR.certify(ident.public_key)) if certify else ident
+    grant = (f"2001:db8:{i}::/48",)  # each test node may announce its own documentation prefix
+    return ident.with_certificate(ANCHOR.certify(ident.public_key, prefixes=grant)) if certify else ident
 
 
 def _router(i: int, **cfg) -> Router:
@@ -111,9 +112,9 @@ def test_link_down_acts_at_once_and_link_up_recovers():
 
 def test_prefixes_are_announced_and_leave_withdraws():
     p = Pair()
-    p.a.set_prefixes(["2001:db8:9::/48"], 0.0)
+    p.a.set_prefixes(["2001:db8:1::/48"], 0.0)
     p.run(0.5)
-    assert "2001:db8:9::/48" in p.routes[id(p.b)]
+    assert "2001:db8:1::/48" in p.routes[id(p.b)]
     p.a.leave(p.now)
     p.pump()
     p.run(p.now + 0.1)

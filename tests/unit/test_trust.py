@@ -17,6 +17,20 @@ def test_certificate_accepted_and_round_trips():
     assert cert.node_id == NODE.node_id
 
 
+def test_certificate_grants_prefixes_under_the_anchors_signature():
+    cert = ANCHOR.certify(NODE.public_key, Role.NODE, 0, ("2001:db8::/32", "2001:DB8:FFFF::/48"))
+    assert cert.prefixes == ("2001:db8::/32", "2001:db8:ffff::/48")
+    assert Certificate.decode(cert.encode()) == cert
+    store = TrustStore([ANCHOR.public_key])
+    assert store.check(Credential(NODE.public_key, cert)) is None
+    widened = Certificate(cert.role, 0, cert.public_key, cert.signature, ("::/0",))
+    assert store.check(Credential(NODE.public_key, widened)) == "uncertified"  # the grant is signed
+    for bad in (("10.0.0.0/8",), ("fe80::/64",), ("ff00::/8",), ("::1/128",), ("2001:db8::1/64",),
+                tuple(f"2001:db8:{i}::/48" for i in range(9)), ("2001:db8::/32", "2001:db8::/32")):
+        with pytest.raises(ValueError):
+            ANCHOR.certify(NODE.public_key, Role.NODE, 0, bad)
+
+
 def test_foreign_or_tampered_certificate_is_uncertified():
     store = TrustStore([ANCHOR.public_key])
     foreign = OTHER.certify(NODE.public_key)

@@ -229,6 +229,7 @@ class Node:
         self.router = Router(self.identity, trust, rcfg, random.Random(int.from_bytes(os.urandom(8), "big")), now,
                              perf_clock=time.perf_counter)
         self.router.set_wall_clock(time.time(), now)
+        self._warn_ungranted(self.config.node["prefixes"])
         self.transport = MeshTransport(MESH_UDP_PORT, MESH_MCAST_GROUP, self._on_datagram, self.pump)
         initial: dict[str, bool] = {}
         for ifname in self.interfaces:
@@ -255,6 +256,15 @@ class Node:
         self.pump()
         await self._start_services()
         log.info("x0node ready node_id=%s mesh_addr=%s", self.identity.node_id.hex(), self.identity.mesh_address)
+
+    def _warn_ungranted(self, prefixes: list[str]) -> None:
+        from x0node.proto.ownership import Grants
+
+        grants = Grants.of([(self.identity.node_id, self.identity.certificate)])
+        for p in prefixes:
+            if not grants.may_announce(self.identity.node_id, p):
+                log.warning("node.prefixes: %s is not granted by this node's certificate; the mesh will not "
+                            "route it (x0node keys sign --prefix, docs/routing.md)", p)
 
     async def _start_services(self) -> None:
         from x0node.daemon.services import ServiceContext, ServiceManager
@@ -286,6 +296,7 @@ class Node:
         if new.node["log_level"] != old.node["log_level"]:
             logging.getLogger().setLevel(new.node["log_level"].upper())
         if new.node["prefixes"] != old.node["prefixes"] and self.router is not None:
+            self._warn_ungranted(new.node["prefixes"])
             self.router.set_prefixes(new.node["prefixes"], self.now())
             self.pump()
         if self.services is not None:

@@ -37,6 +37,7 @@ DROP_REASONS = (
     "limit_neighbours",
     "limit_lsdb",
     "limit_queue",
+    "prefix_not_owned",
 )
 COUNTERS = (
     "rx",

@@ -140,7 +140,8 @@ class Router:
             self._check_credential, self._lsa_installed, self._withdrawn,
         )
         self.routing = RouteComputation(
-            self.me, cfg, self.out, self._wake, self.lsdb, self.hello, self.origination, self.members, perf_clock
+            self.me, cfg, self.out, self._wake, self.lsdb, self.hello, self.origination, self.members, perf_clock,
+            self.credential.certificate,
         )
         self._handlers = {
             m.T_HELLO: self.hello.on_hello,
@@ -182,6 +183,7 @@ class Router:
             self.routing.schedule(now)
 
     def _lsa_installed(self, origin: bytes, lsa: m.Lsa, now: float) -> None:
+        self.routing.lsa_installed(origin, lsa)
         role = lsa.credential.certificate.role if lsa.credential.certificate is not None else None
         if self.members.register(origin, role, now):
             self.out.emit(NodeJoined(now, origin.hex(), mesh_address_of(origin)))

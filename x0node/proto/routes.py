@@ -6,9 +6,11 @@ Rules:
   SPF_QUIET_S and resets after a quiet period. A lost neighbour skips delay and hold.
 - Our own links come from the live neighbour table (a dead neighbour is routed around at once, before
   our new LSA is even flooded); other nodes' links come from the LSDB, two-way only (spf.py).
-- For every reachable node: a /128 route to its mesh address and one per prefix it announces, via the
+- For every reachable node: a /128 route to its mesh address and one per prefix it announces and may
+  announce (ownership.py: its certificate's grants, no more-specific of another node's grant), via the
   first hop's best link (lowest advertised cost, then interface name). A prefix announced by several
   nodes goes to the best metric, then the lowest node id; our own prefixes are never routed away.
+  Prefixes a node may not announce are counted ("prefix_not_owned") when its LSA is installed.
 - The RIB turns the desired set into ordered changes (rib.py); the route table's results come back
   through `results`: a refusal is counted, reported (RouteRefused) and retried after ROUTE_RETRY_S.
   Reachability and hop counts feed the node manager after every run.
@@ -23,12 +25,15 @@ from x0node.proto.hello import HelloSessions
 from x0node.proto.identity import mesh_address_of
 from x0node.proto.lsdb import Lsdb
 from x0node.proto.membership import Membership
+from x0node.proto.messages import Lsa
 from x0node.proto.neighbour import Neighbour
 from x0node.proto.origination import Origination
 from x0node.proto.outbox import Outbox
+from x0node.proto.ownership import Grants
 from x0node.proto.rib import Rib, Route, RouteChange, RouteResult
 from x0node.proto.spf import SpfGraph, build_graph, shortest_paths
 from x0node.proto.timers import Deadline, Wakeup
+from x0node.proto.trust import Certificate
 
 SPF_MAX_HOLD_S = 0.1
 """Longest SPF hold while LSAs keep changing (back-off)."""
@@ -65,8 +70,10 @@ class RouteComputation:
         own: Origination,
         members: Membership,
         perf_clock: Callable[[], float] | None,
+        own_certificate: Certificate | None = None,
     ) -> None:
         self.me = me
+        self.own_certificate = own_certificate
         self.config = config
         self.out = outbox
         self.lsdb = lsdb
@@ -83,6 +90,14 @@ class RouteComputation:
         self.first_hop: dict[bytes, tuple[str, bytes]] = {}
         self.last_ms: float | None = None
         self.total_ms = 0.0
+        self.grants = Grants.of([(me, own_certificate)])
+
+    def lsa_installed(self, origin: bytes, lsa: Lsa) -> None:
+        """A verified LSA: learn its certificate's grants, count the prefixes it may not announce."""
+        self.grants.add(origin, lsa.credential.certificate)
+        refused = sum(1 for p in lsa.prefixes if not self.grants.may_announce(origin, p))
+        if refused:
+            self.out.drops["prefix_not_owned"] += refused
 
     def schedule(self, now: float, immediate: bool = False) -> None:
         due = now if immediate else max(now + self.config.spf_delay_s, self._last_s + self._hold_s)  # type: ignore[attr-defined]
@@ -126,6 +141,9 @@ class RouteComputation:
         reach: dict[bytes, tuple[float, int]] = {}
         first_hop: dict[bytes, tuple[str, bytes]] = {}
         lsas = self.lsdb.lsas()
+        self.grants = grants = Grants.of(
+            [(self.me, self.own_certificate)] + [(o, lsa.credential.certificate) for o, lsa in lsas.items()]
+        )
         hops = hop_counts(graph, index[self.me])
         mine = set(self.own.prefixes)
         for i, nid in enumerate(ids):
@@ -143,7 +161,7 @@ class RouteComputation:
             if lsa is None:
                 continue
             for p in lsa.prefixes:
-                if p in mine:
+                if p in mine or not grants.may_announce(nid, p):
                     continue
                 r = Route(p, via.ifname, via.address, metric, nid.hex())
                 cur = prefix_best.get(p)
