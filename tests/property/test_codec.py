@@ -76,7 +76,17 @@ keepalives = st.builds(
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.one_of(hellos, lsas, acks, withdraws))
+@given(acks, st.binary(min_size=32, max_size=32), node_ids)
+def test_ack_round_trip_and_session_mac(ack, key, receiver):
+    data = m.seal_ack(ack, key, receiver)
+    back = m.decode(data)
+    assert back == ack and m.encode(back) == data
+    assert m.ack_mac_ok(key, ack.sender, receiver, back)
+    assert not m.ack_mac_ok(bytes(32) if key != bytes(32) else b"\x01" * 32, ack.sender, receiver, back)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(hellos, lsas, withdraws))
 def test_signed_messages_round_trip(msg):
     data = m.sign(msg, IDENT)
     assert len(data) <= MAX_DATAGRAM_BYTES

@@ -5,12 +5,15 @@ address, replay anything it captured, and sign with keys of its own). For every 
 node 0's complete routing state (LSDB, neighbours, RIB) before and after, and check the drop counter.
 """
 
+import random
+
 import pytest
 
 from tests.sim.mesh import SimMesh, neighbour_addr, ring, state_of
 from x0node.proto import messages as m
 from x0node.proto.identity import Identity
-from x0node.proto.trust import Credential, TrustAnchor
+from x0node.proto.router import Router
+from x0node.proto.trust import Credential, TrustAnchor, TrustStore
 
 ROGUE_ANCHOR = TrustAnchor.from_seed(b"\x66" * 32)
 
@@ -72,7 +75,7 @@ def test_unsigned_messages(world):
     assert ka.header() == head
     _attack(world, ka.encode(), "bad_mac")
     ack = m.Ack(world.nodes[1].router.me, 424242, ((victim.me, victim.origination.seq),))
-    _attack(world, ack.body() + b"\x11" * 64, "bad_signature")
+    _attack(world, ack.body() + b"\x11" * m.MAC_BYTES, "bad_mac")
     wd = m.Withdraw(victim.me, victim.origination.seq + 9)
     _attack(world, wd.body() + b"\x22" * 64, "bad_signature")
 
@@ -298,3 +301,91 @@ def test_a_raw_key_on_an_allow_list_announces_nothing():
     mesh.run_for(1.0)
     assert "2001:db8:7::/48" not in mesh.nodes[0].routes
     assert mesh.nodes[0].router.out.drops["prefix_not_owned"] >= 1
+
+
+# ---- flooding abuse ------------------------------------------------------------------------------------
+def _ring_world(seed: int) -> SimMesh:
+    mesh = SimMesh(4, seed=seed, grants={0: ("2001:db8:10::/48",)})
+    ring(mesh, 4)
+    mesh.capture = []
+    assert mesh.run_until_converged(1.0) is not None
+    mesh.run_for(1.0)
+    return mesh
+
+
+def test_one_origin_cannot_drive_verification_and_flooding_at_its_own_rate():
+    """A certified node (or whoever holds its key) sends a new LSA every millisecond: each receiver
+    verifies and re-floods a bounded number of them, and counts the rest."""
+    from x0node.proto.flooding import RX_LSA_BURST
+
+    mesh = _ring_world(51)
+    r0 = mesh.nodes[0].router
+    ifname, addr = neighbour_addr(mesh, 0, 1)
+    installed, drops = r0.out.counters["lsa_installed"], r0.out.drops.get("limit_lsa_rate", 0)
+    mesh.capture.clear()
+    for k in range(60):
+        mesh.inject(0, ifname, addr, _signed_lsa_of(mesh, 2, (), seq_ahead=100 + k))
+        mesh.run_for(0.001)
+    taken = r0.out.counters["lsa_installed"] - installed
+    assert taken <= RX_LSA_BURST
+    assert r0.out.drops["limit_lsa_rate"] - drops >= 60 - taken  # (plus copies flooded back by others)
+    me2 = mesh.nodes[2].router.me
+    flooded = [p for t, i, f, p in mesh.capture if i == 0 and p[1] == m.T_LSA and m.decode(p).origin == me2]
+    assert len({m.decode(p).seq for p in flooded}) <= RX_LSA_BURST  # re-flooded at most what it took
+    mesh.run_for(3.0)
+    assert mesh.all_pairs_ok()
+
+
+def test_a_copied_lsa_from_a_spoofed_address_does_not_stop_retransmission():
+    """Only the neighbour's authenticated ACK ends retransmission: an attacker on the link who copies
+    the LSA back from the neighbour's address must not make us stop sending it there."""
+    mesh = _ring_world(53)
+    r0 = mesh.nodes[0].router
+    link = mesh.link_between(0, 1)
+    ifname, addr = neighbour_addr(mesh, 0, 1)
+    link.up = False  # node 1 does not hear node 0 for a moment
+    r0.set_prefixes(["2001:db8:10::/48"], mesh.now)
+    mesh.inject_flush(0)
+    mesh.run_for(0.02)
+    new = r0.lsdb.get(r0.me)
+    key = (ifname, mesh.nodes[1].router.me)
+    assert r0.flooding.pending[key][r0.me].seq == new.seq  # waiting for node 1's acknowledgement
+    duplicates = r0.out.counters["lsa_duplicate"]
+    mesh.inject(0, ifname, addr, new.raw)  # the copy, "from" node 1
+    assert r0.flooding.pending[key][r0.me].seq == new.seq, "a copy from a spoofed source cleared it"
+    assert r0.out.counters["lsa_duplicate"] == duplicates + 1
+    link.up = True
+    mesh.run_for(1.0)
+    assert mesh.nodes[1].router.lsdb.get(r0.me).raw == new.raw  # retransmitted until node 1 had it
+    assert "2001:db8:10::/48" in mesh.nodes[1].routes
+
+
+def test_an_ack_from_the_neighbours_previous_session_is_refused():
+    """Node 1 restarts (new session): node 0 sends it the whole database again. An ACK node 1 sent in
+    its previous life, replayed now, must not stop that."""
+    mesh = _ring_world(55)
+    old_acks = _captured(mesh, 1, m.T_ACK, towards=0)
+    assert old_acks
+    r0 = mesh.nodes[0].router
+    ident = mesh.nodes[1].router.identity
+    new = Router(ident, TrustStore(list(mesh.trust_anchors)), mesh.config, random.Random(77), mesh.now)
+    mesh.nodes[1].router = new
+    for ln in mesh.links:
+        if 1 in (ln.a, ln.b):
+            new.add_interface(ln.a_if if ln.a == 1 else ln.b_if, mesh.now)
+    mesh.inject_flush(1)
+    ifname, addr = neighbour_addr(mesh, 0, 1)
+    key = (ifname, ident.node_id)
+    for _ in range(2000):  # until node 0 took the new session and queued the database for it
+        mesh.run_for(0.0002)
+        if r0.flooding.pending.get(key):
+            break
+    pending = dict(r0.flooding.pending[key])
+    assert pending
+    drops = dict(r0.out.drops)
+    mesh.inject(0, ifname, addr, old_acks[-1])
+    assert r0.flooding.pending[key] == pending, "an old session's ACK cleared retransmissions"
+    delta = {k: v - drops.get(k, 0) for k, v in r0.out.drops.items() if v != drops.get(k, 0)}
+    assert delta == {"bad_mac": 1}, delta
+    mesh.run_for(1.0)
+    assert mesh.all_pairs_ok()

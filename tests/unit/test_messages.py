@@ -37,8 +37,20 @@ def test_lsa_ack_withdraw_round_trip():
     lsa = m.Lsa(CRED, 3, (m.LsaLink(NID, 120, 1),), ("2001:db8:1::/48", "fd00::/64"))
     data = _round_trip(lsa)
     assert m.decode(data).origin == A.node_id
-    _round_trip(m.Ack(A.node_id, 9, ((NID, 3), (A.node_id, 4))))
     _round_trip(m.Withdraw(A.node_id, 10))
+
+
+def test_ack_mac_binds_the_session_key_sender_and_receiver():
+    ack = m.Ack(A.node_id, 9, ((NID, 3), (A.node_id, 4)))
+    key = b"s" * 32
+    data = m.seal_ack(ack, key, NID)
+    assert len(data) == 2 + 16 + 4 + 1 + 2 * 20 + m.MAC_BYTES  # no signature: 52 bytes less
+    back = m.decode(data)
+    assert back == ack and m.encode(back) == data and m.ack_mac_ok(key, A.node_id, NID, back)
+    assert not m.ack_mac_ok(b"t" * 32, A.node_id, NID, back)  # another session's key
+    assert not m.ack_mac_ok(key, A.node_id, A.node_id, back)  # another receiver
+    tampered = m.decode(data[:-m.MAC_BYTES - 1] + bytes([data[-m.MAC_BYTES - 1] ^ 1]) + data[-m.MAC_BYTES:])
+    assert not m.ack_mac_ok(key, A.node_id, NID, tampered)
 
 
 def test_keepalive_round_trip_and_mac_binding():

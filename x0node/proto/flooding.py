@@ -5,6 +5,17 @@ Rules:
   strictly newer than the copy we hold (serial arithmetic) and its signature verifies under the
   origin's certified key (an LSA) or the key we hold for the origin (a WITHDRAW). Bytes identical to
   the copy we hold were verified before: they change nothing and are only acknowledged.
+- Receive-side rate limit per origin: installing a new LSA/WITHDRAW of an origin takes a token from
+  its bucket (RX_LSA_BURST, refilled at one per RX_LSA_REFILL_S); without a token the copy is dropped
+  before its signature is checked ("limit_lsa_rate") and not acknowledged, so its sender retransmits
+  it later. An honest origin stays far below this (its own originations are limited to about one a
+  second, plus one per lost neighbour); a node that originates at line rate no longer makes every node
+  of the mesh verify and re-flood at that rate. Only verified installs take tokens, so forged copies
+  cannot starve a real origin.
+- Only the neighbour's ACK ends a retransmission: it carries a MAC under the pairwise key of the
+  current session (messages.py) and passes the session's replay window. A copy of the LSA arriving
+  from the neighbour's address proves nothing (the address is not authenticated) and is only
+  acknowledged.
 - A new copy goes to every UP neighbour except the one it came from (multicast when several share the
   link) and is retransmitted unicast every lsa_retransmit_s (+-25 %, doubling up to
   RETRANSMIT_BACKOFF_MAX x) until acknowledged. At most MAX_RETRANSMIT_QUEUE (neighbour, origin) pairs
@@ -35,6 +46,10 @@ from x0node.proto.timers import Deadline, Wakeup, jittered
 from x0node.proto.trust import Credential
 
 RETRANSMIT_BACKOFF_MAX = 8.0
+RX_LSA_BURST = 16
+"""New LSAs/WITHDRAWs of one origin installed back to back before the receive-side limit applies."""
+RX_LSA_REFILL_S = 0.25
+"""Sustained receive-side limit: one new LSA/WITHDRAW per origin per this long (4/s)."""
 
 
 @dataclass
@@ -77,6 +92,7 @@ class Flooding:
         self.ack_due = Deadline(wake)
         self.retransmit_due = Deadline(wake)
         self.ack_seq = 0
+        self._rx_tokens: dict[bytes, tuple[float, float]] = {}  # origin -> (tokens, at); LSDB origins only
 
     # ------------------------------------------------------------------------------ receive
     def on_duplicate(self, iface: Interface, src: str, entry: LsaEntry, now: float) -> None:
@@ -86,7 +102,6 @@ class Flooding:
             self.out.drop("unknown_sender", iface.name, src, now)
             return
         self.out.counters["lsa_duplicate"] += 1
-        self._implicit_ack(nkey, entry.origin, entry.seq)
         self._queue_ack(nkey, entry.origin, entry.seq, now)
 
     def _flooded_from(
@@ -101,10 +116,27 @@ class Flooding:
         cur = self.lsdb.get(origin)
         if cur is not None and cur.raw == data:
             self.out.counters["lsa_duplicate"] += 1
-            self._implicit_ack(nkey, origin, seq)
             self._queue_ack(nkey, origin, seq, now)
             return None
         return nkey
+
+    def _tokens(self, origin: bytes, now: float) -> float:
+        tokens, at = self._rx_tokens.get(origin, (float(RX_LSA_BURST), now))
+        return min(float(RX_LSA_BURST), tokens + (now - at) / RX_LSA_REFILL_S)
+
+    def _rate_limited(self, origin: bytes, iface: Interface, src: str, now: float) -> bool:
+        if self._tokens(origin, now) >= 1.0:
+            return False
+        self.out.drop("limit_lsa_rate", iface.name, src, now)
+        return True
+
+    def _take_token(self, origin: bytes, now: float) -> None:
+        self._rx_tokens[origin] = (self._tokens(origin, now) - 1.0, now)
+
+    def forget_origins(self, keep: Callable[[bytes], bool]) -> None:
+        """Drop the rate-limit state of origins no longer in the database."""
+        for origin in [o for o in self._rx_tokens if not keep(o)]:
+            del self._rx_tokens[origin]
 
     def on_lsa(self, iface: Interface, src: str, msg: m.Lsa, data: bytes, now: float) -> None:
         nkey = self._flooded_from(iface, src, msg.origin, msg.seq, data, now)
@@ -133,6 +165,8 @@ class Flooding:
                 self._queue_reliable(nkey, origin, cur.seq, cur.raw, now, send_now=True)
             self.out.drop("stale", iface.name, src, now)
             return
+        if self._rate_limited(origin, iface, src, now):
+            return
         if not self._check_credential(msg.credential, iface.name, src, data, now):
             return
         if cur is not None and cur.public_key != msg.credential.public_key:
@@ -142,6 +176,7 @@ class Flooding:
             self.out.drop("limit_lsdb", iface.name, src, now)
             return
         self.lsdb.install(LsaEntry(origin, msg.seq, data, msg, now, msg.credential.public_key))
+        self._take_token(origin, now)
         self.out.counters["lsa_installed"] += 1
         self._on_installed(origin, msg, now)
         self._queue_ack(nkey, origin, msg.seq, now)
@@ -164,14 +199,17 @@ class Flooding:
         if cur is None:
             self.out.drop("unknown_origin", iface.name, src, now)
             return
+        if not seq_newer(msg.seq, cur.seq):
+            self.out.drop("stale", iface.name, src, now)
+            return
+        if self._rate_limited(origin, iface, src, now):
+            return
         payload, sig = m.signed_bytes(data)
         if not verify(cur.public_key, payload, sig):
             self.out.drop("bad_signature", iface.name, src, now)
             return
-        if not seq_newer(msg.seq, cur.seq):
-            self.out.drop("stale", iface.name, src, now)
-            return
         self.lsdb.install(LsaEntry(origin, msg.seq, data, None, now, cur.public_key))
+        self._take_token(origin, now)
         self.out.counters["lsa_installed"] += 1
         self._on_withdrawn(origin, now)
         self._queue_ack(nkey, origin, msg.seq, now)
@@ -187,9 +225,8 @@ class Flooding:
         if n is None:
             self.out.drop("unknown_sender", iface.name, src, now)
             return
-        payload, sig = m.signed_bytes(data)
-        if not verify(n.public_key, payload, sig):
-            self.out.drop("bad_signature", iface.name, src, now)
+        if not m.ack_mac_ok(n.key, msg.sender, self.me, msg):
+            self.out.drop("bad_mac", iface.name, src, now)  # not from its current session
             return
         if not n.ack_window.accept(msg.seq):
             self.out.drop("replay", iface.name, src, now)
@@ -261,7 +298,7 @@ class Flooding:
             for i in range(0, len(q), MAX_ACK_ENTRIES):
                 self.ack_seq = seq_next(self.ack_seq)
                 ack = m.Ack(self.me, self.ack_seq, tuple(q[i : i + MAX_ACK_ENTRIES]))
-                self.out.send(nkey[0], n.address, m.sign(ack, self.identity))
+                self.out.send(nkey[0], n.address, m.seal_ack(ack, n.key, n.node_id))
         self._acks.clear()
         self.ack_due.clear()
 

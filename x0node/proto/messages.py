@@ -8,7 +8,7 @@ rejected; there are no optional fields, so trailing bytes reject the message too
 | 1    | HELLO     | Ed25519 of the sender (credential inside)| neighbours    |
 | 2    | KEEPALIVE | 12-byte keyed BLAKE2b per receiver       | liveness, RTT, loss |
 | 3    | LSA       | Ed25519 of the origin (credential inside)| LSDB          |
-| 4    | ACK       | Ed25519 of the sender (key known from HELLO) | flooding   |
+| 4    | ACK       | 12-byte keyed BLAKE2b, pairwise session key | flooding |
 | 5    | WITHDRAW  | Ed25519 of the origin (key known from its LSA) | LSDB     |
 
 Rules:
@@ -19,6 +19,9 @@ Rules:
   sequence number (the header carries its low 16 bits) + the 9 header bytes + the entry's echo fields;
   so an entry cannot be replayed towards another receiver, reflected back, or replayed once the 16-bit
   number has wrapped.
+- ACK MAC input: b"x0node-ack-v1\\0" + sender id + receiver id + the ACK's bytes before the MAC, keyed
+  with the pairwise key of the current session: an ACK counts only from the neighbour's current
+  session (one captured in an earlier session no longer verifies), and costs no signature.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ MESSAGE_TYPES = {
 
 _SIG_DOMAIN = b"x0node-msg-v1\x00"
 _KA_DOMAIN = b"x0node-ka-v2\x00"
+_ACK_DOMAIN = b"x0node-ack-v1\x00"
 KEEPALIVE_HEADER_BYTES = 9
 KEEPALIVE_ENTRY_BYTES = 4 + 2 + MAC_BYTES
 
@@ -185,13 +189,31 @@ class Ack:
     sender: bytes
     seq: int
     entries: tuple[tuple[bytes, int], ...]  # (origin, lsa seq)
-    signature: bytes = field(default=b"", compare=False)
+    mac: bytes = field(default=b"", compare=False)
 
     def body(self) -> bytes:
         w = _header(T_ACK).raw(self.sender, NODE_ID_BYTES).u32(self.seq).u8(len(self.entries))
         for origin, s in self.entries:
             w.raw(origin, NODE_ID_BYTES).u32(s)
         return w.bytes()
+
+    def encode(self) -> bytes:
+        return self.body() + self.mac
+
+
+def _ack_mac(key: bytes, sender: bytes, receiver: bytes, body: bytes) -> bytes:
+    return hashlib.blake2b(_ACK_DOMAIN + sender + receiver + body, key=key, digest_size=MAC_BYTES).digest()
+
+
+def seal_ack(ack: Ack, key: bytes, receiver: bytes) -> bytes:
+    """Our ACK to `receiver` as a datagram, with the MAC under our pairwise session key."""
+    body = ack.body()
+    return body + _ack_mac(key, ack.sender, receiver, body)
+
+
+def ack_mac_ok(key: bytes, sender: bytes, receiver: bytes, ack: Ack) -> bool:
+    """Did `sender`, in the session keyed `key`, send this ACK to `receiver`? (constant-time)"""
+    return hmac.compare_digest(_ack_mac(key, sender, receiver, ack.body()), ack.mac)
 
 
 # -------------------------------------------------------------------------------------- WITHDRAW
@@ -206,7 +228,7 @@ class Withdraw:
 
 
 Message = Hello | Keepalive | Lsa | Ack | Withdraw
-Signed = Hello | Lsa | Ack | Withdraw
+Signed = Hello | Lsa | Withdraw
 
 
 def signed_payload(body: bytes) -> bytes:
@@ -224,7 +246,7 @@ def sign(msg: Signed, identity: Identity) -> bytes:
 
 def encode(msg: Message) -> bytes:
     """Encode a decoded (already signed) message back to bytes."""
-    if isinstance(msg, Keepalive):
+    if isinstance(msg, Keepalive | Ack):
         return msg.encode()
     return msg.body() + msg.signature
 
@@ -276,9 +298,9 @@ def decode(data: bytes) -> Message:
         sender, seq = r.raw(NODE_ID_BYTES), r.u32()
         n = r.count(MAX_ACK_ENTRIES)
         entries = tuple((r.raw(NODE_ID_BYTES), r.u32()) for _ in range(n))
-        sig = r.raw(SIGNATURE_BYTES)
+        mac = r.raw(MAC_BYTES)
         r.end()
-        return Ack(sender, seq, entries, sig)
+        return Ack(sender, seq, entries, mac)
     if t == T_WITHDRAW:
         origin, seq = r.raw(NODE_ID_BYTES), r.u32()
         sig = r.raw(SIGNATURE_BYTES)
@@ -305,7 +327,9 @@ __all__ = [
     "Withdraw",
     "decode",
     "encode",
+    "ack_mac_ok",
     "keepalive_mac",
     "node_id_of",
+    "seal_ack",
     "sign",
 ]

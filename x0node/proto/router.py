@@ -299,6 +299,7 @@ class Router:
         return epoch
 
     def _housekeeping(self, now: float) -> None:
+        self.flooding.forget_origins(lambda origin: self.lsdb.get(origin) is not None)
         gone = self.lsdb.expire(now, keep=self.me)
         for origin in gone:
             if self.members.leave(origin):
