@@ -12,7 +12,7 @@ import pytest
 from tests.sim.mesh import SimMesh, neighbour_addr, ring, state_of
 from x0node.proto import messages as m
 from x0node.proto.identity import Identity
-from x0node.proto.router import Router
+from x0node.proto.router import Router, RouterConfig
 from x0node.proto.trust import Credential, TrustAnchor, TrustStore
 
 ROGUE_ANCHOR = TrustAnchor.from_seed(b"\x66" * 32)
@@ -123,7 +123,7 @@ def test_revoked_node(world):
     r4 = world.nodes[4].router
     crl = world.anchor.revoke([r4.me], 1, 0)
     for node in world.nodes[:4]:
-        assert node.router.update_revocations(crl, world.now)
+        assert node.router.apply_revocations(crl, world.now) is None
     hello = m.Hello(r4.credential, 1, r4.hello.epoch, 1, 100, ())
     _attack(world, m.sign(hello, r4.identity), "revoked")
     lsa = m.Lsa(r4.credential, 1, (m.LsaLink(world.nodes[0].router.me, 1, 0),), ("::/0",))
@@ -389,3 +389,32 @@ def test_an_ack_from_the_neighbours_previous_session_is_refused():
     assert delta == {"bad_mac": 1}, delta
     mesh.run_for(1.0)
     assert mesh.all_pairs_ok()
+
+
+# ---- revocation at run time --------------------------------------------------------------------------
+def test_a_revoked_neighbours_adjacency_and_routes_are_gone_within_one_hello_interval():
+    mesh = SimMesh(4, seed=57, grants={1: ("2001:db8:11::/48",)})
+    ring(mesh, 4)
+    mesh.nodes[1].router.set_prefixes(["2001:db8:11::/48"], mesh.now)
+    assert mesh.run_until_converged(1.0) is not None
+    mesh.run_for(1.0)
+    r0, r1 = mesh.nodes[0].router, mesh.nodes[1].router
+    ifname, via1 = neighbour_addr(mesh, 0, 1)
+    routes = mesh.nodes[0].routes
+    assert "2001:db8:11::/48" in routes and any(v == via1 for _, v, _ in routes.values())
+    crl = mesh.anchor.revoke([r1.me], 1, 0)
+    assert r0.apply_revocations(crl, mesh.now) is None
+    mesh.inject_flush(0)
+    mesh.run_for(RouterConfig().hello_interval_s)
+    assert (ifname, r1.me) not in r0.hello.nbrs
+    routes = mesh.nodes[0].routes
+    assert f"{r1.identity.mesh_address}/128" not in routes and "2001:db8:11::/48" not in routes
+    assert not any(v == via1 for _, v, _ in routes.values())  # nothing goes through it either
+    assert all(r.dest in routes for r in r0.routes())  # the core claims only what the table holds
+    # node 2 (behind node 1) is reached the other way round
+    assert routes[f"{mesh.nodes[2].router.identity.mesh_address}/128"][1] == neighbour_addr(mesh, 0, 3)[1]
+    assert r0.stats().counters["revocations_applied"] == 1
+    # an older or foreign list changes nothing and is counted
+    assert r0.apply_revocations(mesh.anchor.revoke([], 1, 0), mesh.now) == "not_newer"
+    assert r0.apply_revocations(ROGUE_ANCHOR.revoke([], 9, 0), mesh.now) == "bad_signature"
+    assert r0.trust.is_revoked(r1.me) and r0.stats().counters["revocations_refused"] == 2

@@ -149,7 +149,7 @@ def test_revocation_tears_down_neighbour():
     p = Pair()
     p.run(0.5)
     crl = ANCHOR.revoke([p.b.identity.node_id], 1, 0)
-    assert p.a.update_revocations(crl, p.now)
+    assert p.a.apply_revocations(crl, p.now) is None
     p.a.tick(p.now + 0.02)
     p.pump()
     assert p.routes[id(p.a)] == {}

@@ -14,6 +14,11 @@ Rules and invariants:
   counts a refusal by reason and never claims a route the kernel refused.
 - The core never sees an exception from I/O: send failures and kernel refusals are counted by the
   adapters. Remote input never stops the loop.
+- Revocations apply at run time: `apply_revocations(crl)` (services call it through the context) hands
+  a list to the core, which drops the revoked nodes' adjacencies and routes at once; the revocation
+  file is watched (daemon/revocations.py) and applied the same way when it changes. A list that does
+  not verify is refused: at start the node does not start (the error names the file), at run time it
+  is logged and counted.
 - Start order: key and trust -> netlink (stale routes of ours flushed, rule, mesh address) -> router ->
   sockets and link monitor -> services -> the ready line. Stop order is the reverse: services ->
   graceful leave (signed WITHDRAW sent) -> our routes, rule and address removed -> sockets closed.
@@ -54,6 +59,11 @@ def _log_event(ev: Any) -> None:
         log.debug("%s %s", kind, ev.as_dict())
 
 
+def revocations_path(config: DaemonConfig) -> pathlib.Path:
+    trust = config.section("trust") or {}
+    return pathlib.Path(trust["revocations"]) if trust.get("revocations") else config.data_dir / "revoked.crl"
+
+
 def load_trust(config: DaemonConfig) -> tuple[Any, Any]:
     """(identity with certificate, TrustStore) from the data directory and the [trust] section."""
     from x0node.proto.keyfile import (
@@ -81,10 +91,13 @@ def load_trust(config: DaemonConfig) -> tuple[Any, Any]:
             identity = identity.with_certificate(cert)
         allowed = {bytes.fromhex(k) for k in trust.get("allowed_keys", [])}
         store = TrustStore(anchors=anchors, allowed_keys=allowed)
-        crl_path = pathlib.Path(trust["revocations"]) if trust.get("revocations") else data / "revoked.crl"
+        crl_path = revocations_path(config)
         if crl_path.exists():
             crl = load_revocations(crl_path)
-            store.update_revocations(crl)
+            reason = store.update_revocations(crl)
+            if reason is not None:  # never start with a list we cannot trust silently left out
+                raise StartupError(f"{crl_path}: revocation list refused ({reason}): it is not signed by "
+                                   "a trust anchor of this node; replace or remove the file")
     except KeyFileError as exc:
         raise StartupError(str(exc)) from None
     if not anchors and not allowed:
@@ -114,6 +127,8 @@ class Node:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due: float | None = None
         self._stop = asyncio.Event()
+        self.revocations: Any = None
+        self._revocation_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pumping = False
         self.identity: Any = None
@@ -254,6 +269,7 @@ class Node:
                 self.links.state[ifname] = usable
                 self._on_link(ifname, usable)
         self.pump()
+        self._watch_revocations()
         await self._start_services()
         log.info("x0node ready node_id=%s mesh_addr=%s", self.identity.node_id.hex(), self.identity.mesh_address)
 
@@ -265,6 +281,31 @@ class Node:
             if not grants.may_announce(self.identity.node_id, p):
                 log.warning("node.prefixes: %s is not granted by this node's certificate; the mesh will not "
                             "route it (x0node keys sign --prefix, docs/routing.md)", p)
+
+    def apply_revocations(self, crl: Any) -> str | None:
+        """Apply a signed revocation list now (None), or say why it was refused (counted by the core)."""
+        reason = self.router.apply_revocations(crl, self.now())
+        self.pump()
+        return reason
+
+    def _watch_revocations(self) -> None:
+        from x0node.daemon.revocations import REVOCATION_POLL_S, RevocationFile
+        from x0node.proto.timers import jittered
+
+        self.revocations = RevocationFile(revocations_path(self.config), self.apply_revocations,
+                                          self.router.revocations_refused)
+        self.revocations.mark_seen()  # load_trust applied it (or there is none)
+        rng = random.Random(int.from_bytes(os.urandom(8), "big"))
+
+        async def watch() -> None:
+            while True:
+                await asyncio.sleep(jittered(REVOCATION_POLL_S, rng))
+                try:
+                    self.revocations.poll()  # a stat; the file is read (bounded) only when it changed
+                except Exception:  # noqa: BLE001 - the watcher must not stop; the file is retried
+                    log.exception("revocation list check failed")
+
+        self._revocation_task = self._loop.create_task(watch(), name="revocations")  # type: ignore[union-attr]
 
     async def _start_services(self) -> None:
         from x0node.daemon.services import ServiceContext, ServiceManager
@@ -281,7 +322,7 @@ class Node:
             router=self.router, config=self.config, data_dir=self.config.data_dir, registry=self.registry,
             bus=self.bus, interfaces=list(self.interfaces), node_id=self.identity.node_id.hex(),
             mesh_addr=self.identity.mesh_address, provider=self.provider, wake=self.pump,
-            set_config=self.set_config,
+            set_config=self.set_config, apply_revocations=self.apply_revocations,
         )
         self.ctx = ctx
         await self.services.start_all(ctx)
@@ -313,6 +354,9 @@ class Node:
         await self._stop.wait()
 
     async def stop(self) -> None:
+        if self._revocation_task is not None:
+            self._revocation_task.cancel()
+            self._revocation_task = None
         if self.services is not None:
             await self.services.stop_all()
         if self.links is not None:

@@ -69,6 +69,9 @@ class ServiceContext:
     wake: Callable[[], None] = lambda: None
     # Apply dotted-key config changes at run time: validated, persisted to config.local.toml.
     set_config: Callable[[Mapping[str, Any]], None] = lambda changes: None
+    # Apply a signed revocation list now (x0node.proto.trust.RevocationList): None when applied, else why
+    # it was refused. The revoked nodes' adjacencies and routes are gone when it returns.
+    apply_revocations: Callable[[Any], str | None] = lambda crl: "unavailable"
     extras: dict[str, Any] = field(default_factory=dict)
 
     def logger(self, name: str) -> logging.Logger:

@@ -50,6 +50,8 @@ COUNTERS = (
     "spf_runs",
     "events_dropped",
     "datagrams_dropped",
+    "revocations_applied",
+    "revocations_refused",
 )
 
 

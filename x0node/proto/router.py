@@ -57,7 +57,7 @@ from x0node.proto.protocol import (
 from x0node.proto.rib import RouteChange, RouteResult
 from x0node.proto.routes import RouteComputation
 from x0node.proto.timers import Deadline, Wakeup, jittered
-from x0node.proto.trust import Credential, TrustStore
+from x0node.proto.trust import Credential, RevocationList, TrustStore
 from x0node.proto.wire import DecodeError
 
 HOUSEKEEPING_INTERVAL_S = 1.0
@@ -223,10 +223,16 @@ class Router:
     def set_prefixes(self, prefixes: list[str] | tuple[str, ...], now: float) -> None:
         self.origination.set_prefixes(prefixes, now)
 
-    def update_revocations(self, crl: object, now: float) -> bool:
-        """Install a newer signed revocation list and forget every revoked node at once."""
-        if not self.trust.update_revocations(crl):  # type: ignore[arg-type]
-            return False
+    def apply_revocations(self, crl: RevocationList, now: float) -> str | None:
+        """Install a newer signed revocation list and forget every revoked node at once: its adjacencies
+        go now and SPF runs now, so its routes (and routes through it) are gone in this same call.
+        Returns None when applied, else the reason it was refused ("bad_signature", "not_newer"),
+        which is counted (`revocations_refused`); the list in force stays."""
+        reason = self.trust.update_revocations(crl)
+        if reason is not None:
+            self.revocations_refused()
+            return reason
+        self.out.counters["revocations_applied"] += 1
         for key in [k for k in self.hello.nbrs if self.trust.is_revoked(k[1])]:
             self.hello.neighbour_gone(key, now, "revoked")
         for e in self.lsdb.entries():
@@ -234,8 +240,13 @@ class Router:
                 self.lsdb.tombstone(e.origin, now)
                 if self.members.leave(e.origin):
                     self.out.emit(NodeLeft(now, e.origin.hex(), "revoked"))
-        self.routing.schedule(now)
-        return True
+        self.routing.schedule(now, immediate=True)
+        self.routing.run_if_due(now)
+        return None
+
+    def revocations_refused(self) -> None:
+        """Count a revocation list refused before it reached the core (a malformed file)."""
+        self.out.counters["revocations_refused"] += 1
 
     def leave(self, now: float) -> None:
         """Graceful leave: flood a signed WITHDRAW; afterwards the router ignores input."""

@@ -227,13 +227,14 @@ class TrustStore:
     def is_revoked(self, node_id: bytes) -> bool:
         return node_id in self.revoked
 
-    def update_revocations(self, crl: RevocationList) -> bool:
-        """Install a newer signed revocation list. Returns True if installed."""
+    def update_revocations(self, crl: RevocationList) -> str | None:
+        """Install a newer signed revocation list. None if installed, else why not: "bad_signature"
+        (no trust anchor signed it) or "not_newer" (its serial is not above the one in force)."""
         msg = _CRL_DOMAIN + crl.body()
         if not any(verify(a, msg, crl.signature) for a in self.anchors):
-            return False
+            return "bad_signature"
         if self.crl_serial is not None and crl.serial <= self.crl_serial:
-            return False
+            return "not_newer"
         self.revoked = frozenset(crl.revoked)
         self.crl_serial = crl.serial
-        return True
+        return None
