@@ -59,16 +59,16 @@ def test_expiry_needs_wall_clock():
 def test_revocation_lists_signed_and_monotonic():
     store = TrustStore([ANCHOR.public_key])
     cred = Credential(NODE.public_key, ANCHOR.certify(NODE.public_key))
-    assert store.update_revocations(OTHER.revoke([NODE.node_id], 5, 0)) == "bad_signature"  # wrong signer
+    assert store.install_revocations(OTHER.revoke([NODE.node_id], 5, 0)) == "bad_signature"  # wrong signer
     crl = ANCHOR.revoke([NODE.node_id], 5, 100)
     assert RevocationList.decode(crl.encode()) == crl
-    assert store.update_revocations(crl) is None
+    assert store.install_revocations(crl) is None
     assert store.check(cred) == "revoked"
-    assert store.update_revocations(ANCHOR.revoke([], 5, 200)) == "not_newer"
-    assert store.update_revocations(ANCHOR.revoke([], 6, 200)) is None
+    assert store.install_revocations(ANCHOR.revoke([], 5, 200)) == "not_newer"
+    assert store.install_revocations(ANCHOR.revoke([], 6, 200)) is None
     assert store.check(cred) is None
     forged = RevocationList(7, 0, (), crl.signature)
-    assert store.update_revocations(forged) == "bad_signature"
+    assert store.install_revocations(forged) == "bad_signature"
 
 
 def test_decode_rejects_garbage():

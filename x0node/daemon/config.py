@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from x0node.errors import ConfigError
+from x0node.io.atomicfile import write_atomic
 from x0node.proto.prefixes import normalise
 from x0node.proto.protocol import MAX_INTERFACES, MAX_LSA_PREFIXES, ROUTE_PROTOCOL_NUMBER
 from x0node.proto.trust import MAX_ALLOWED_KEYS, MAX_TRUST_ANCHORS
@@ -330,11 +331,7 @@ class DaemonConfig:
         """Write the local overrides atomically to <data_dir>/config.local.toml (0600)."""
         target = self.data_dir / LOCAL_CONFIG_NAME
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(dump_toml(self.local_values))
-        os.replace(tmp, target)
+        write_atomic(target, dump_toml(self.local_values).encode("utf-8"))
         return target
 
 

@@ -94,7 +94,7 @@ def load_trust(config: DaemonConfig) -> tuple[Any, Any]:
         crl_path = revocations_path(config)
         if crl_path.exists():
             crl = load_revocations(crl_path)
-            reason = store.update_revocations(crl)
+            reason = store.install_revocations(crl)
             if reason is not None:  # never start with a list we cannot trust silently left out
                 raise StartupError(f"{crl_path}: revocation list refused ({reason}): it is not signed by "
                                    "a trust anchor of this node; replace or remove the file")

@@ -41,6 +41,7 @@ SERVICES: dict[str, str] = {
     "web": "x0node.web.service",
     "telemetry": "x0node.telemetry.service",
     "anomaly": "x0node.anomaly.service",
+    "state": "x0node.state.service",
     "transport": "x0node.transport.service",
 }
 SERVICE_STOP_TIMEOUT_S = 5.0

@@ -228,7 +228,7 @@ class Router:
         go now and SPF runs now, so its routes (and routes through it) are gone in this same call.
         Returns None when applied, else the reason it was refused ("bad_signature", "not_newer"),
         which is counted (`revocations_refused`); the list in force stays."""
-        reason = self.trust.update_revocations(crl)
+        reason = self.trust.install_revocations(crl)
         if reason is not None:
             self.revocations_refused()
             return reason

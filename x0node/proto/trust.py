@@ -227,7 +227,7 @@ class TrustStore:
     def is_revoked(self, node_id: bytes) -> bool:
         return node_id in self.revoked
 
-    def update_revocations(self, crl: RevocationList) -> str | None:
+    def install_revocations(self, crl: RevocationList) -> str | None:
         """Install a newer signed revocation list. None if installed, else why not: "bad_signature"
         (no trust anchor signed it) or "not_newer" (its serial is not above the one in force)."""
         msg = _CRL_DOMAIN + crl.body()
