@@ -34,15 +34,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from x0node.proto import messages as m
+from x0node.proto.basis import Basis
 from x0node.proto.hello import HelloSessions, Interface, NeighbourKey
-from x0node.proto.identity import Identity, verify
+from x0node.proto.identity import verify
 from x0node.proto.lsdb import LsaEntry, Lsdb
 from x0node.proto.neighbour import NeighbourState
 from x0node.proto.origination import Origination
-from x0node.proto.outbox import Outbox
 from x0node.proto.protocol import ACK_DELAY_S, MAX_ACK_ENTRIES, MAX_RETRANSMIT_QUEUE
 from x0node.proto.seqno import seq_newer, seq_next
-from x0node.proto.timers import Deadline, Wakeup, jittered
+from x0node.proto.timers import Deadline, jittered
 from x0node.proto.trust import Credential
 
 RETRANSMIT_BACKOFF_MAX = 8.0
@@ -63,11 +63,7 @@ class Pending:
 class Flooding:
     def __init__(
         self,
-        identity: Identity,
-        config: object,
-        rng: object,
-        outbox: Outbox,
-        wake: Wakeup,
+        basis: Basis,
         lsdb: Lsdb,
         hello: HelloSessions,
         origination: Origination,
@@ -75,11 +71,11 @@ class Flooding:
         on_installed: Callable[[bytes, m.Lsa, float], None],
         on_withdrawn: Callable[[bytes, float], None],
     ) -> None:
-        self.identity = identity
-        self.me = identity.node_id
-        self.config = config
-        self.rng = rng
-        self.out = outbox
+        self.identity = basis.identity
+        self.me = basis.me
+        self.config = basis.config
+        self.rng = basis.rng
+        self.out = basis.out
         self.lsdb = lsdb
         self.hello = hello
         self.own = origination
@@ -89,8 +85,8 @@ class Flooding:
         self.pending: dict[NeighbourKey, dict[bytes, Pending]] = {}
         self.pending_count = 0
         self._acks: dict[NeighbourKey, list[tuple[bytes, int]]] = {}
-        self.ack_due = Deadline(wake)
-        self.retransmit_due = Deadline(wake)
+        self.ack_due = Deadline(basis.wake)
+        self.retransmit_due = Deadline(basis.wake)
         self.ack_seq = 0
         self._rx_tokens: dict[bytes, tuple[float, float]] = {}  # origin -> (tokens, at); LSDB origins only
 
@@ -253,7 +249,7 @@ class Flooding:
                 self.out.drops["limit_queue"] += 1
                 return
             self.pending_count += 1
-        due = now + jittered(self.config.lsa_retransmit_s, self.rng)  # type: ignore[attr-defined,arg-type]
+        due = now + jittered(self.config.lsa_retransmit_s, self.rng)
         pend[origin] = Pending(seq, raw, due)
         self.retransmit_due.arm(due)
         if send_now:
@@ -316,7 +312,7 @@ class Flooding:
                     self.out.send(nkey[0], n.address, p.raw)
                     self.out.counters["lsa_retransmitted"] += 1
                     p.backoff = min(RETRANSMIT_BACKOFF_MAX, p.backoff * 2)
-                    p.due_s = now + jittered(self.config.lsa_retransmit_s * p.backoff, self.rng)  # type: ignore[attr-defined,arg-type]
+                    p.due_s = now + jittered(self.config.lsa_retransmit_s * p.backoff, self.rng)
                 if nxt is None or p.due_s < nxt:
                     nxt = p.due_s
         self.retransmit_due.at = nxt

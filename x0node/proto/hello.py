@@ -18,17 +18,15 @@ Rules:
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from x0node.proto import messages as m
+from x0node.proto.basis import Basis
 from x0node.proto.events import NeighbourDown, NeighbourUp, SlotChanged
-from x0node.proto.identity import Identity
 from x0node.proto.interfaces import Interface, Interfaces, NeighbourKey
 from x0node.proto.looplag import LoopLag
 from x0node.proto.neighbour import Neighbour, NeighbourState
-from x0node.proto.outbox import Outbox
 from x0node.proto.protocol import (
     MAX_NEIGHBOURS,
     MAX_NEIGHBOURS_PER_INTERFACE,
@@ -37,7 +35,6 @@ from x0node.proto.protocol import (
     REPLAY_WINDOW,
 )
 from x0node.proto.seqno import ReplayWindow
-from x0node.proto.timers import Wakeup
 from x0node.proto.trust import Credential
 
 MIN_PEER_INTERVAL_S = 0.01
@@ -57,11 +54,7 @@ class Session:
 class HelloSessions:
     def __init__(
         self,
-        identity: Identity,
-        config: object,
-        rng: random.Random,
-        outbox: Outbox,
-        wake: Wakeup,
+        basis: Basis,
         lag: LoopLag,
         epoch: int,
         slot_origin_s: float,
@@ -70,11 +63,11 @@ class HelloSessions:
         on_gone: Callable[[NeighbourKey, bool, float], None],
         on_cost_change: Callable[[int, float], None],
     ) -> None:
-        self.identity = identity
-        self.me = identity.node_id
-        self.config = config
-        self.out = outbox
-        self.wake = wake
+        self.identity = basis.identity
+        self.me = basis.me
+        self.config = basis.config
+        self.out = basis.out
+        self.wake = basis.wake
         self.lag = lag
         self.epoch = epoch
         self._check_credential = check_credential
@@ -84,7 +77,7 @@ class HelloSessions:
         self.nbrs: dict[NeighbourKey, Neighbour] = {}
         self.by_addr: dict[tuple[str, str], bytes] = {}
         self.sessions: dict[bytes, Session] = {}
-        self.interfaces = Interfaces(identity, config, rng, outbox, wake, slot_origin_s, self)
+        self.interfaces = Interfaces(basis, slot_origin_s, self)
 
     # ------------------------------------------------------------------------------ table
     def up_neighbours(self) -> list[Neighbour]:
@@ -226,7 +219,7 @@ class HelloSessions:
             return
         n.state = NeighbourState.UP
         n.up_since_s = now
-        self.wake.arm(n.dead_at(self.config.hello_missed_dead, 0.0))  # type: ignore[attr-defined]
+        self.wake.arm(n.dead_at(self.config.hello_missed_dead, 0.0))
         n.refresh_advertised(now, force=True)
         self.out.emit(NeighbourUp(now, n.ifname, n.node_id.hex(), n.address))
         self._on_up(n, now)
@@ -265,11 +258,11 @@ class HelloSessions:
 
     # ------------------------------------------------------------------------------ timers
     def _init_hold_s(self) -> float:
-        return NEIGHBOUR_HOLD_FULL_HELLOS * self.config.full_hello_interval_s  # type: ignore[attr-defined]
+        return NEIGHBOUR_HOLD_FULL_HELLOS * self.config.full_hello_interval_s
 
     def dead_time(self, n: Neighbour, init_hold_s: float, grace_s: float) -> float:
         """When neighbour n is declared dead: its own deadline, plus the loop-lag grace once UP."""
-        base = n.dead_at(self.config.hello_missed_dead, init_hold_s)  # type: ignore[attr-defined]
+        base = n.dead_at(self.config.hello_missed_dead, init_hold_s)
         return base + grace_s if n.state is NeighbourState.UP else base
 
     def expire_dead(self, now: float) -> None:

@@ -16,14 +16,12 @@ Rules:
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from x0node.proto import messages as m
-from x0node.proto.identity import Identity
+from x0node.proto.basis import Basis
 from x0node.proto.neighbour import ms
-from x0node.proto.outbox import Outbox
 from x0node.proto.protocol import (
     MAX_HELLO_NEIGHBOURS,
     MAX_INTERFACES,
@@ -31,8 +29,7 @@ from x0node.proto.protocol import (
     TRIGGERED_HELLO_MIN_INTERVAL_S,
 )
 from x0node.proto.slots import SlotScheduler
-from x0node.proto.timers import Wakeup, jittered
-from x0node.proto.trust import Credential
+from x0node.proto.timers import jittered
 
 if TYPE_CHECKING:
     from x0node.proto.hello import HelloSessions
@@ -55,26 +52,22 @@ class Interface:
 class Interfaces:
     def __init__(
         self,
-        identity: Identity,
-        config: object,
-        rng: random.Random,
-        outbox: Outbox,
-        wake: Wakeup,
+        basis: Basis,
         slot_origin_s: float,
         sessions: HelloSessions,
     ) -> None:
-        self.identity = identity
-        self.me = identity.node_id
-        self.credential = Credential(identity.public_key, identity.certificate)  # type: ignore[arg-type]
-        self.config = config
-        self.rng = rng
-        self.out = outbox
-        self.wake = wake
+        self.identity = basis.identity
+        self.me = basis.me
+        self.credential = basis.credential
+        self.config = basis.config
+        self.rng = basis.rng
+        self.out = basis.out
+        self.wake = basis.wake
         self._slot_origin_s = slot_origin_s
         self._sessions = sessions  # its neighbour table and our session epoch
         self.table: dict[str, Interface] = {}
         self.rekey_wanted = False
-        self._ka_coalesce_s = config.hello_interval_s / config.slots_per_frame  # type: ignore[attr-defined]
+        self._ka_coalesce_s = self.config.hello_interval_s / self.config.slots_per_frame
 
     def get(self, ifname: str) -> Interface | None:
         return self.table.get(ifname)
@@ -87,15 +80,15 @@ class Interfaces:
         cfg = self.config
         slots = SlotScheduler(
             self.me,
-            cfg.hello_interval_s,  # type: ignore[attr-defined]
+            cfg.hello_interval_s,
             now,
             self.rng,
-            cfg.slots_per_frame,  # type: ignore[attr-defined]
-            cfg.slot_jitter_fraction,  # type: ignore[attr-defined]
+            cfg.slots_per_frame,
+            cfg.slot_jitter_fraction,
             origin_s=self._slot_origin_s,
         )
         first_keepalive_s = slots.next_send(now)
-        full = now + jittered(cfg.full_hello_interval_s, self.rng)  # type: ignore[attr-defined]
+        full = now + jittered(cfg.full_hello_interval_s, self.rng)
         iface = Interface(ifname, up, slots, first_keepalive_s, full)
         iface.hello_wanted = up
         self.table[ifname] = iface
@@ -169,13 +162,13 @@ class Interfaces:
             self._next_seq(iface),
             self._sessions.epoch,
             ms(now),
-            max(1, min(65535, round(cfg.hello_interval_s * 1000))),  # type: ignore[attr-defined]
+            max(1, min(65535, round(cfg.hello_interval_s * 1000))),
             self._hello_neighbours(iface.name, now),
         )
         self.out.send(iface.name, None, m.sign(hello, self.identity))
         iface.last_hello_sent_s = now
         iface.hello_wanted = False
-        iface.next_full_hello_s = now + jittered(cfg.full_hello_interval_s, self.rng)  # type: ignore[attr-defined]
+        iface.next_full_hello_s = now + jittered(cfg.full_hello_interval_s, self.rng)
 
     def _send_keepalive(self, iface: Interface, now: float) -> None:
         seq = self._next_seq(iface)

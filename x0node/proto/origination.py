@@ -17,11 +17,10 @@ Rules:
 from __future__ import annotations
 
 from x0node.proto import messages as m
+from x0node.proto.basis import Basis
 from x0node.proto.hello import HelloSessions
-from x0node.proto.identity import Identity
 from x0node.proto.lsdb import LsaEntry, Lsdb
 from x0node.proto.neighbour import CHANGE_CLASS, CHANGE_COST
-from x0node.proto.outbox import Outbox
 from x0node.proto.prefixes import normalise
 from x0node.proto.protocol import (
     CLASS_ADVERTISE_DELAY_S,
@@ -31,8 +30,7 @@ from x0node.proto.protocol import (
     MAX_LSA_PREFIXES,
 )
 from x0node.proto.seqno import seq_newer, seq_next
-from x0node.proto.timers import Deadline, Wakeup, jittered
-from x0node.proto.trust import Credential
+from x0node.proto.timers import Deadline, jittered
 
 LSA_MAX_HOLD_S = 1.0
 """Sustained rate limit of our own LSA originations: one per this long (token refill period)."""
@@ -43,29 +41,25 @@ LSA_BURST = 4
 class Origination:
     def __init__(
         self,
-        identity: Identity,
-        config: object,
-        rng: object,
-        outbox: Outbox,
-        wake: Wakeup,
+        basis: Basis,
         lsdb: Lsdb,
         hello: HelloSessions,
         now: float,
         refresh_at_s: float,
     ) -> None:
-        self.identity = identity
-        self.me = identity.node_id
-        self.credential = Credential(identity.public_key, identity.certificate)  # type: ignore[arg-type]
-        self.config = config
-        self.rng = rng
-        self.out = outbox
+        self.identity = basis.identity
+        self.me = basis.me
+        self.credential = basis.credential
+        self.config = basis.config
+        self.rng = basis.rng
+        self.out = basis.out
         self.lsdb = lsdb
         self.hello = hello
-        self.prefixes: tuple[str, ...] = tuple(config.prefixes)  # type: ignore[attr-defined]
+        self.prefixes: tuple[str, ...] = tuple(self.config.prefixes)
         self.seq = 0
         self.left = False
-        self.due = Deadline(wake, now + LSA_INITIAL_DELAY_S)
-        self.refresh = Deadline(wake, refresh_at_s)
+        self.due = Deadline(basis.wake, now + LSA_INITIAL_DELAY_S)
+        self.refresh = Deadline(basis.wake, refresh_at_s)
         self._last_s = -1e9
         self._tokens = float(LSA_BURST)
         self._tokens_at_s = now
@@ -91,7 +85,7 @@ class Origination:
         if change == CHANGE_COST:
             self.schedule(now)
         elif change == CHANGE_CLASS:
-            self.due.arm(now + jittered(CLASS_ADVERTISE_DELAY_S, self.rng))  # type: ignore[arg-type]
+            self.due.arm(now + jittered(CLASS_ADVERTISE_DELAY_S, self.rng))
 
     def set_prefixes(self, prefixes: list[str] | tuple[str, ...], now: float) -> None:
         if len(prefixes) > MAX_LSA_PREFIXES:
@@ -135,7 +129,7 @@ class Origination:
         self.lsdb.install(LsaEntry(self.me, self.seq, raw, lsa, now, self.identity.public_key))
         self.out.counters["lsa_originated"] += 1
         self._last_s = now
-        self.refresh.set(now + jittered(self.config.lsa_refresh_s, self.rng))  # type: ignore[attr-defined,arg-type]
+        self.refresh.set(now + jittered(self.config.lsa_refresh_s, self.rng))
         return raw
 
     def withdraw(self, now: float) -> bytes | None:

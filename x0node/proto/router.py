@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from x0node.proto import messages as m
 from x0node.proto import views
+from x0node.proto.basis import Basis
+from x0node.proto.config import RouterConfig
 from x0node.proto.events import Event, NodeJoined, NodeLeft
 from x0node.proto.flooding import Flooding
 from x0node.proto.hello import HelloSessions, NeighbourKey
@@ -40,20 +41,6 @@ from x0node.proto.membership import Membership
 from x0node.proto.neighbour import CHANGE_COST, Neighbour
 from x0node.proto.origination import Origination
 from x0node.proto.outbox import Outbox, Outgoing
-from x0node.proto.prefixes import normalise
-from x0node.proto.protocol import (
-    DEAD_NODE_TIMEOUT_S,
-    FULL_HELLO_INTERVAL_S,
-    HELLO_INTERVAL_S,
-    HELLO_MISSED_DEAD,
-    LSA_MAX_AGE_S,
-    LSA_REFRESH_S,
-    LSA_RETRANSMIT_S,
-    MAX_LSA_PREFIXES,
-    SLOT_JITTER_FRACTION,
-    SLOTS_PER_FRAME,
-    SPF_DELAY_S,
-)
 from x0node.proto.rib import RouteChange, RouteResult
 from x0node.proto.routes import RouteComputation
 from x0node.proto.timers import Deadline, Wakeup, jittered
@@ -64,39 +51,6 @@ HOUSEKEEPING_INTERVAL_S = 1.0
 """LSDB aging and dead-node pruning are checked this often (+-25 %)."""
 
 __all__ = ["Outgoing", "Router", "RouterConfig"]
-
-
-@dataclass(frozen=True)
-class RouterConfig:
-    """Tunables of the core (defaults from protocol.py; documented in docs/routing.md)."""
-
-    hello_interval_s: float = HELLO_INTERVAL_S
-    hello_missed_dead: int = HELLO_MISSED_DEAD
-    full_hello_interval_s: float = FULL_HELLO_INTERVAL_S
-    lsa_refresh_s: float = LSA_REFRESH_S
-    lsa_max_age_s: float = LSA_MAX_AGE_S
-    lsa_retransmit_s: float = LSA_RETRANSMIT_S
-    dead_node_timeout_s: float = DEAD_NODE_TIMEOUT_S
-    spf_delay_s: float = SPF_DELAY_S
-    slots_per_frame: int = SLOTS_PER_FRAME
-    slot_jitter_fraction: float = SLOT_JITTER_FRACTION
-    prefixes: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not 0.01 <= self.hello_interval_s <= 10.0:
-            raise ValueError("hello_interval_s must be within [0.01, 10]")
-        if not 1 <= self.hello_missed_dead <= 50:
-            raise ValueError("hello_missed_dead must be within [1, 50]")
-        if self.full_hello_interval_s < self.hello_interval_s:
-            raise ValueError("full_hello_interval_s must be >= hello_interval_s")
-        if len(self.prefixes) > MAX_LSA_PREFIXES:
-            raise ValueError(f"at most {MAX_LSA_PREFIXES} prefixes")
-        for p in self.prefixes:
-            normalise(p)
-
-    @property
-    def dead_interval_s(self) -> float:
-        return (self.hello_missed_dead + 0.5) * self.hello_interval_s
 
 
 class Router:
@@ -113,7 +67,6 @@ class Router:
             raise TypeError("the core needs a seeded random.Random")
         self.identity = identity
         self.me = identity.node_id
-        self.credential = Credential(identity.public_key, identity.certificate)  # type: ignore[arg-type]
         self.trust = trust
         self.config = cfg = config or RouterConfig()
         self.rng = rng
@@ -121,6 +74,8 @@ class Router:
         self._now = now
         self._wake = Wakeup(now)
         self.out = Outbox()
+        basis = Basis(identity, cfg, rng, self.out, self._wake)
+        self.credential = basis.credential
         self.lsdb = Lsdb(max_age_s=cfg.lsa_max_age_s)
         self.members = Membership(cfg.dead_node_timeout_s)
         self.lag = LoopLag()
@@ -130,18 +85,17 @@ class Router:
         self.housekeeping = Deadline(self._wake, now + jittered(HOUSEKEEPING_INTERVAL_S, rng))
         slot_origin_s = now + rng.uniform(0.0, cfg.hello_interval_s)
         self.hello = HelloSessions(
-            identity, cfg, rng, self.out, self._wake, self.lag, epoch, slot_origin_s,
+            basis, self.lag, epoch, slot_origin_s,
             self._check_credential, self._neighbour_up, self._neighbour_gone, self._cost_changed,
         )
         self.interfaces = self.hello.interfaces
-        self.origination = Origination(identity, cfg, rng, self.out, self._wake, self.lsdb, self.hello, now, refresh_at_s)
+        self.origination = Origination(basis, self.lsdb, self.hello, now, refresh_at_s)
         self.flooding = Flooding(
-            identity, cfg, rng, self.out, self._wake, self.lsdb, self.hello, self.origination,
+            basis, self.lsdb, self.hello, self.origination,
             self._check_credential, self._lsa_installed, self._withdrawn,
         )
         self.routing = RouteComputation(
-            self.me, cfg, self.out, self._wake, self.lsdb, self.hello, self.origination, self.members, perf_clock,
-            self.credential.certificate,
+            basis, self.lsdb, self.hello, self.origination, self.members, perf_clock
         )
         self._handlers = {
             m.T_HELLO: self.hello.on_hello,

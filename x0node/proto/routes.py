@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from x0node.proto.basis import Basis
 from x0node.proto.events import RouteRefused, RoutesChanged
 from x0node.proto.hello import HelloSessions
 from x0node.proto.identity import mesh_address_of
@@ -28,12 +29,10 @@ from x0node.proto.membership import Membership
 from x0node.proto.messages import Lsa
 from x0node.proto.neighbour import Neighbour
 from x0node.proto.origination import Origination
-from x0node.proto.outbox import Outbox
 from x0node.proto.ownership import Grants
 from x0node.proto.rib import Rib, Route, RouteChange, RouteResult
 from x0node.proto.spf import SpfGraph, build_graph, shortest_paths
-from x0node.proto.timers import Deadline, Wakeup
-from x0node.proto.trust import Certificate
+from x0node.proto.timers import Deadline
 
 SPF_MAX_HOLD_S = 0.1
 """Longest SPF hold while LSAs keep changing (back-off)."""
@@ -61,30 +60,26 @@ def hop_counts(graph: SpfGraph, src: int) -> list[int]:
 class RouteComputation:
     def __init__(
         self,
-        me: bytes,
-        config: object,
-        outbox: Outbox,
-        wake: Wakeup,
+        basis: Basis,
         lsdb: Lsdb,
         hello: HelloSessions,
         own: Origination,
         members: Membership,
         perf_clock: Callable[[], float] | None,
-        own_certificate: Certificate | None = None,
     ) -> None:
-        self.me = me
-        self.own_certificate = own_certificate
-        self.config = config
-        self.out = outbox
+        self.me = me = basis.me
+        self.own_certificate = own_certificate = basis.credential.certificate
+        self.config = basis.config
+        self.out = basis.out
         self.lsdb = lsdb
         self.hello = hello
         self.own = own
         self.members = members
         self._perf = perf_clock  # only for SPF duration statistics; never affects decisions
         self.rib = Rib()
-        self.due = Deadline(wake)
+        self.due = Deadline(basis.wake)
         self._last_s = -1e9
-        self._hold_s: float = config.spf_delay_s  # type: ignore[attr-defined]
+        self._hold_s: float = self.config.spf_delay_s
         self._changes: list[RouteChange] = []
         self.reach: dict[bytes, tuple[float, int]] = {}
         self.first_hop: dict[bytes, tuple[str, bytes]] = {}
@@ -100,7 +95,7 @@ class RouteComputation:
             self.out.drops["prefix_not_owned"] += refused
 
     def schedule(self, now: float, immediate: bool = False) -> None:
-        due = now if immediate else max(now + self.config.spf_delay_s, self._last_s + self._hold_s)  # type: ignore[attr-defined]
+        due = now if immediate else max(now + self.config.spf_delay_s, self._last_s + self._hold_s)
         self.due.arm(due)
 
     def run_if_due(self, now: float) -> None:
@@ -126,7 +121,7 @@ class RouteComputation:
         if now - self._last_s < SPF_QUIET_S:
             self._hold_s = min(SPF_MAX_HOLD_S, self._hold_s * 2)
         else:
-            self._hold_s = self.config.spf_delay_s  # type: ignore[attr-defined]
+            self._hold_s = self.config.spf_delay_s
         self._last_s = now
         ids, index, graph = build_graph(self._graph_links())
         dist, first = shortest_paths(graph, index[self.me])
