@@ -34,3 +34,16 @@ class Basis:
     @property
     def me(self) -> bytes:
         return self.identity.node_id
+
+
+class Part:
+    """A part of the core: the basis's members as attributes (`self.out`, `self.rng`, ...)."""
+
+    def __init__(self, basis: Basis) -> None:
+        self.identity = basis.identity
+        self.me = basis.me
+        self.credential = basis.credential
+        self.config = basis.config
+        self.rng = basis.rng
+        self.out = basis.out
+        self.wake = basis.wake

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from x0node.proto import messages as m
-from x0node.proto.basis import Basis
+from x0node.proto.basis import Basis, Part
 from x0node.proto.hello import HelloSessions, Interface, NeighbourKey
 from x0node.proto.identity import verify
 from x0node.proto.lsdb import LsaEntry, Lsdb
@@ -60,7 +60,7 @@ class Pending:
     backoff: float = 1.0
 
 
-class Flooding:
+class Flooding(Part):
     def __init__(
         self,
         basis: Basis,
@@ -71,11 +71,7 @@ class Flooding:
         on_installed: Callable[[bytes, m.Lsa, float], None],
         on_withdrawn: Callable[[bytes, float], None],
     ) -> None:
-        self.identity = basis.identity
-        self.me = basis.me
-        self.config = basis.config
-        self.rng = basis.rng
-        self.out = basis.out
+        super().__init__(basis)
         self.lsdb = lsdb
         self.hello = hello
         self.own = origination

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from x0node.proto import messages as m
-from x0node.proto.basis import Basis
+from x0node.proto.basis import Basis, Part
 from x0node.proto.events import NeighbourDown, NeighbourUp, SlotChanged
 from x0node.proto.interfaces import Interface, Interfaces, NeighbourKey
 from x0node.proto.looplag import LoopLag
@@ -51,7 +51,7 @@ class Session:
     old_epochs: list[int] = field(default_factory=list)
 
 
-class HelloSessions:
+class HelloSessions(Part):
     def __init__(
         self,
         basis: Basis,
@@ -63,11 +63,7 @@ class HelloSessions:
         on_gone: Callable[[NeighbourKey, bool, float], None],
         on_cost_change: Callable[[int, float], None],
     ) -> None:
-        self.identity = basis.identity
-        self.me = basis.me
-        self.config = basis.config
-        self.out = basis.out
-        self.wake = basis.wake
+        super().__init__(basis)
         self.lag = lag
         self.epoch = epoch
         self._check_credential = check_credential

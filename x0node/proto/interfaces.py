@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from x0node.proto import messages as m
-from x0node.proto.basis import Basis
+from x0node.proto.basis import Basis, Part
 from x0node.proto.neighbour import ms
 from x0node.proto.protocol import (
     MAX_HELLO_NEIGHBOURS,
@@ -49,20 +49,14 @@ class Interface:
     ka_seq: int = 0  # the control sequence counter (32 bits) of this interface's HELLOs and keepalives
 
 
-class Interfaces:
+class Interfaces(Part):
     def __init__(
         self,
         basis: Basis,
         slot_origin_s: float,
         sessions: HelloSessions,
     ) -> None:
-        self.identity = basis.identity
-        self.me = basis.me
-        self.credential = basis.credential
-        self.config = basis.config
-        self.rng = basis.rng
-        self.out = basis.out
-        self.wake = basis.wake
+        super().__init__(basis)
         self._slot_origin_s = slot_origin_s
         self._sessions = sessions  # its neighbour table and our session epoch
         self.table: dict[str, Interface] = {}

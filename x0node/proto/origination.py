@@ -17,7 +17,7 @@ Rules:
 from __future__ import annotations
 
 from x0node.proto import messages as m
-from x0node.proto.basis import Basis
+from x0node.proto.basis import Basis, Part
 from x0node.proto.hello import HelloSessions
 from x0node.proto.lsdb import LsaEntry, Lsdb
 from x0node.proto.neighbour import CHANGE_CLASS, CHANGE_COST
@@ -38,7 +38,7 @@ LSA_BURST = 4
 """Originations allowed back to back (at LSA_MIN_INTERVAL_S) before the rate limit applies."""
 
 
-class Origination:
+class Origination(Part):
     def __init__(
         self,
         basis: Basis,
@@ -47,12 +47,7 @@ class Origination:
         now: float,
         refresh_at_s: float,
     ) -> None:
-        self.identity = basis.identity
-        self.me = basis.me
-        self.credential = basis.credential
-        self.config = basis.config
-        self.rng = basis.rng
-        self.out = basis.out
+        super().__init__(basis)
         self.lsdb = lsdb
         self.hello = hello
         self.prefixes: tuple[str, ...] = tuple(self.config.prefixes)

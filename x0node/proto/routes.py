@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from x0node.proto.basis import Basis
+from x0node.proto.basis import Basis, Part
 from x0node.proto.events import RouteRefused, RoutesChanged
 from x0node.proto.hello import HelloSessions
 from x0node.proto.identity import mesh_address_of
@@ -57,7 +57,7 @@ def hop_counts(graph: SpfGraph, src: int) -> list[int]:
     return hops
 
 
-class RouteComputation:
+class RouteComputation(Part):
     def __init__(
         self,
         basis: Basis,
@@ -67,17 +67,15 @@ class RouteComputation:
         members: Membership,
         perf_clock: Callable[[], float] | None,
     ) -> None:
-        self.me = me = basis.me
-        self.own_certificate = own_certificate = basis.credential.certificate
-        self.config = basis.config
-        self.out = basis.out
+        super().__init__(basis)
+        self.own_certificate = basis.credential.certificate
         self.lsdb = lsdb
         self.hello = hello
         self.own = own
         self.members = members
         self._perf = perf_clock  # only for SPF duration statistics; never affects decisions
         self.rib = Rib()
-        self.due = Deadline(basis.wake)
+        self.due = Deadline(self.wake)
         self._last_s = -1e9
         self._hold_s: float = self.config.spf_delay_s
         self._changes: list[RouteChange] = []
@@ -85,7 +83,7 @@ class RouteComputation:
         self.first_hop: dict[bytes, tuple[str, bytes]] = {}
         self.last_ms: float | None = None
         self.total_ms = 0.0
-        self.grants = Grants.of([(me, own_certificate)])
+        self.grants = Grants.of([(self.me, self.own_certificate)])
 
     def lsa_installed(self, origin: bytes, lsa: Lsa) -> None:
         """A verified LSA: learn its certificate's grants, count the prefixes it may not announce."""
