@@ -43,6 +43,7 @@ SERVICES: dict[str, str] = {
     "anomaly": "x0node.anomaly.service",
     "state": "x0node.state.service",
     "transport": "x0node.transport.service",
+    "overlay": "x0node.overlay.service",
 }
 SERVICE_STOP_TIMEOUT_S = 5.0
 
