@@ -25,8 +25,9 @@ IPV6_UDP_HEADER_BYTES = 48
 """IPv6 (40) + UDP (8) header bytes per datagram, used in traffic arithmetic."""
 
 # --- wire ----------------------------------------------------------------------------------------------
-WIRE_VERSION = 2
-"""2: keepalive entry MACs are 12 bytes (version 1 had 16)."""
+WIRE_VERSION = 3
+"""3: keepalive MACs cover the full 32-bit sequence number, ACKs carry a session MAC, certificates
+list the prefixes they grant (2: keepalive entry MACs are 12 bytes; 1 had 16)."""
 MAX_DATAGRAM_BYTES = 1232
 """Largest datagram we send or accept: IPv6 minimum MTU 1280 minus IPv6+UDP headers."""
 NODE_ID_BYTES = 16
@@ -54,6 +55,13 @@ LOSS_EWMA_PACKETS = 128
 """Loss is an exponentially weighted average with weight 1/this per expected keepalive (~13 s)."""
 REPLAY_WINDOW = 64
 """Width (in sequence numbers) of every replay window."""
+REKEY_SEQ = (1 << 31) - (1 << 16)
+"""A node takes a new session epoch (new pairwise keys) before any interface's 32-bit control
+sequence number gets here: well before half the space, so no number is used twice under one key and
+serial comparison never wraps (at the fastest keepalive interval, 10 ms, after about 248 days)."""
+KEEPALIVE_CLOCK_TOLERANCE_S = 10.0
+"""A keepalive's timestamp may differ by this much from where the last accepted one plus our elapsed
+time puts it (both daemons' scheduling delays, up to the loop-lag grace, fit well inside)."""
 MAX_NEIGHBOURS_PER_INTERFACE = 32
 MAX_NEIGHBOURS = 128
 MAX_INTERFACES = 16

@@ -55,7 +55,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from x0node import __version__
 from x0node.io.atomicfile import storage_full, write_atomic
 from x0node.io.peer import source_key
-from x0node.web import firmware, openapi, view_shapes
+from x0node.web import firmware, openapi
 from x0node.web.config import WebConfig
 from x0node.web.credentials import Credentials, PasswordPolicyError, check_policy
 from x0node.web.host_stats import HostStats
@@ -697,7 +697,7 @@ async def auth_password(request: web.Request) -> web.StreamResponse:
 # ---- node API ---------------------------------------------------------------------------------------
 
 def _status(st: WebState) -> dict[str, Any]:
-    data = view_shapes.status(st.provider.status())
+    data = dict(st.provider.status())
     data.setdefault("version", __version__)
     if any(data.get(k) is None for k in ("cpu_percent", "mem_used_bytes", "mem_total_bytes")):
         for k, v in st.host.sample().items():  # the provider may leave machine figures to us
@@ -708,9 +708,8 @@ def _status(st: WebState) -> dict[str, Any]:
 
 def _view(request: web.Request, name: str) -> web.Response:
     st: WebState = request.app[K_STATE]
-    get = {"status": lambda: _status(st), "neighbours": lambda: view_shapes.neighbours(st.provider.neighbours()),
-           "routes": lambda: view_shapes.routes(st.provider.routes()),
-           "topology": lambda: view_shapes.topology(st.provider.topology())}[name]
+    get = {"status": lambda: _status(st), "neighbours": st.provider.neighbours, "routes": st.provider.routes,
+           "topology": st.provider.topology}[name]
     return web.Response(body=st.view_bytes(name, get), content_type="application/json")
 
 
@@ -884,10 +883,9 @@ async def api_stream(request: web.Request) -> web.StreamResponse:
                 await resp.write(b"event: logout\ndata: {}\n\n")
                 break
             views: dict[str, Callable[[], Any]] = {
-                "status": lambda: _status(st), "neighbours": lambda: view_shapes.neighbours(st.provider.neighbours())}
+                "status": lambda: _status(st), "neighbours": st.provider.neighbours}
             if tick % STREAM_HEAVY_EVERY == 0:
-                views.update(routes=lambda: view_shapes.routes(st.provider.routes()),
-                             topology=lambda: view_shapes.topology(st.provider.topology()))
+                views.update(routes=st.provider.routes, topology=st.provider.topology)
             for name, get in views.items():
                 text = json.dumps(get(), separators=(",", ":"))
                 if last.get(name) != text:
