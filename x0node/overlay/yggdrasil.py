@@ -29,13 +29,14 @@ from typing import Any
 from x0node.daemon.config import ConfigError
 from x0node.io.atomicfile import write_atomic
 from x0node.overlay import yggdrasil_plan as plan
+from x0node.proto.protocol import YGGDRASIL_TCP_PORT
 
 log = logging.getLogger("x0node.overlay.yggdrasil")
 
 DEFAULTS: dict[str, Any] = {
     "enabled": True,
     "binary": "/usr/sbin/yggdrasil",
-    "port": 6720,
+    "port": YGGDRASIL_TCP_PORT,
     "ifname": "ygg0",
     "mtu": 65535,
     "reconcile_s": 2.0,

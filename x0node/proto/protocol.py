@@ -14,6 +14,14 @@ from __future__ import annotations
 # --- addressing -----------------------------------------------------------------------------------------
 MESH_UDP_PORT = 6717
 """UDP port of the routing protocol on every mesh interface (hellos, LSAs, ACKs, WITHDRAWs)."""
+STATE_UDP_PORT = 6718
+"""UDP port of mesh-state gossip between neighbours (link-local, x0node/state/)."""
+NAT_UDP_PORT = 6719
+"""UDP port of NAT-traversal links (rendezvous, punching, relay; x0node/overlay/natlink.py)."""
+YGGDRASIL_TCP_PORT = 6720
+"""TCP port the managed yggdrasil peers on between mesh addresses (x0node/overlay/yggdrasil.py)."""
+OVERLAY_UDP_PORT = 6721
+"""UDP port of end-to-end sealed datagrams between mesh addresses (x0node/overlay/datapath.py)."""
 MESH_MCAST_GROUP = "ff02::7830:6b14"
 """Link-local multicast group hellos and first-time floods are sent to."""
 MESH_ULA_PREFIX = "fd78:3074:6b14::/48"
