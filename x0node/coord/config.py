@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from x0node.coord.pools import PoolLayout
-from x0node.coord.wire import COORD_UDP_PORT
+from x0node.proto.protocol import COORD_UDP_PORT, RAFT_TCP_PORT
 
 NODE_HEX_RE = re.compile(r"^[0-9a-f]{32}$")
 ZONE_RE = re.compile(r"^([a-z0-9-]{1,63}\.){1,4}$")
@@ -17,7 +17,7 @@ MAX_DNS_LISTEN = 4
 DEFAULTS: dict[str, Any] = {
     "enabled": True,
     "port": COORD_UDP_PORT,
-    "raft_port": COORD_UDP_PORT + 1,
+    "raft_port": RAFT_TCP_PORT,
     "members": [],
     "candidates": [],
     "member_gone_s": 30.0,
