@@ -131,3 +131,23 @@ def test_kv_cli_without_a_daemon(tmp_path, capsys):
 
     assert main(["kv", "--data-dir", str(tmp_path), "get", "dns/a"]) == 2
     assert "no coordination service answers" in capsys.readouterr().err
+
+
+def test_router_read_through_the_typed_views():
+    from x0node.coord.service import mesh_view, topology_neighbours
+    from x0node.proto.views import LinkView, NodeView, TopologyView
+
+    a, b, c = "a" * 32, "b" * 32, "c" * 32
+
+    class Router:
+        def topology(self):
+            nodes = tuple(NodeView(n, "fd00::1", n == a, n != c, (), None, None, None) for n in (a, b, c))
+            return TopologyView(nodes, (LinkView(a, b, 1, "good"), LinkView(b, c, 1, "good")))
+
+        def neighbours(self):
+            return (type("N", (), {"node_id": b, "state": "up"})(), type("N", (), {"node_id": c, "state": "init"})())
+
+    known, reach, nbrs = mesh_view(Router())
+    assert known == {bytes.fromhex(x) for x in (a, b, c)} and bytes.fromhex(c) not in reach
+    assert nbrs == [bytes.fromhex(b)]
+    assert topology_neighbours(Router(), b) == [a, c]

@@ -7,8 +7,8 @@ Rules and invariants:
   module moves datagrams, time and files. Every datagram goes through wire.Codec (trust, signature,
   replay) before its header is read; every KV record is verified (record.py) before it is stored or
   returned. Drops are counted by reason (`drops`).
-- The routing core is read in two small functions, `mesh_view` (known and reachable nodes, UP
-  neighbours) and `topology_neighbours`: switch to the typed read model there. Identity and TrustStore are the router's (a revocation it installs is seen
+- The routing core is read in two small functions over its typed read model (proto/views.py):
+  `mesh_view` (known and reachable nodes, UP neighbours) and `topology_neighbours`. Identity and TrustStore are the router's (a revocation it installs is seen
   here at once).
 - Members: the designated list (config `members`, then the group's own list persisted in
   `coord/members.json`). A member runs pysyncobj (group.py) once it holds the group secret
@@ -75,22 +75,22 @@ CONTROL_SOCKET = "coord.sock"
 
 
 def mesh_view(router: Any) -> tuple[set[bytes], set[bytes], list[bytes]]:
-    """(known nodes, reachable nodes, UP neighbours) from the routing core: its only read here."""
+    """(known nodes, reachable nodes, UP neighbours) from the routing core's read model (views.py)."""
     topo = router.topology()
-    known = {bytes.fromhex(n["node_id"]) for n in topo.get("nodes", [])}
-    reach = {bytes.fromhex(n["node_id"]) for n in topo.get("nodes", []) if n.get("reachable")}
-    nbrs = sorted({bytes.fromhex(v["node_id"]) for v in router.neighbours() if v.get("state") == "up"})
+    known = {bytes.fromhex(n.node_id) for n in topo.nodes}
+    reach = {bytes.fromhex(n.node_id) for n in topo.nodes if n.reachable}
+    nbrs = sorted({bytes.fromhex(v.node_id) for v in router.neighbours() if v.state == "up"})
     return known, reach, nbrs
 
 
 def topology_neighbours(router: Any, node_hex: str) -> list[str]:
-    """Neighbours of a node in the routing core's topology (both ends report the link)."""
+    """Neighbours of a node in the routing core's topology (two-way links only)."""
     out = set()
-    for e in router.topology().get("edges", []):
-        if e.get("a") == node_hex:
-            out.add(e["b"])
-        elif e.get("b") == node_hex:
-            out.add(e["a"])
+    for link in router.topology().links:
+        if link.a == node_hex:
+            out.add(link.b)
+        elif link.b == node_hex:
+            out.add(link.a)
     return sorted(out)[:64]
 
 
