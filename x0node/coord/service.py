@@ -52,6 +52,7 @@ from x0node.proto.wire import DecodeError
 log = logging.getLogger("x0node.coord")
 
 validate_config = coord_config.validate_config
+EXPOSURE = coord_config.EXPOSURE
 
 LOOP_S = 0.2
 TICK_S = 1.0

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from x0node.coord.api import add_routes as add_coord_routes
+from x0node.daemon.exposure import Exposure, Listen
 from x0node.web.app import K_STATE, create_app
 from x0node.web.config import WebConfig
 from x0node.web.provider import ConfigError as WebConfigError
@@ -23,6 +24,9 @@ from x0node.web.state_api import add_routes as add_state_routes
 from x0node.web.tls import TLS_KEYS, TlsConfig
 
 log = logging.getLogger(__name__)
+EXPOSURE = Exposure(listens=(Listen("ui", "tcp", "port"), Listen("ui", "tcp", "http_port")),
+                    defaults=(("http_port", TlsConfig.http_port),))
+"""The UI on the LAN side (and the mesh with web_on_mesh); http_port 0 is no redirect listener."""
 
 
 def validate_config(section: dict[str, Any]) -> dict[str, Any]:
