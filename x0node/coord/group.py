@@ -139,6 +139,13 @@ class RaftGroup:
         with self.consumer.lock:
             return self.consumer.machine.view()
 
+    def counts(self) -> dict[str, Any]:
+        """Sizes of the replicated machine (for /metrics), read under the consumer's lock."""
+        with self.consumer.lock:
+            m = self.consumer.machine
+            return {"pools": len(m.pools), "leases": sum(1 for v in m.leases.values() if v["expires_s"] > m.mesh_time_s),
+                    "reclaimed": m.reclaimed, "mesh_time_s": m.mesh_time_s}
+
     def status(self) -> dict[str, Any]:
         st = self.obj.getStatus()
         return {"leader": self.leader_addr(), "is_leader": self.is_leader(), "term": st.get("raft_term"),
