@@ -170,7 +170,7 @@ def test_mem_pressure_fills_the_node_to_its_limit(bed):
     hog_pid = bed.state["stressors"][record["id"]]["pid"]
     assert limit == record["start_details"]["limit_bytes"] == record["start_details"]["usage_before_bytes"] + (mb << 20)
     assert limit - usage <= faults.MEM_FREE_BYTES + (2 << 20), (limit, usage)  # at most ~2 MiB left
-    assert record["start_details"]["held_bytes"] >= (mb - 16) << 20
+    assert record["start_details"]["held_bytes"] >= (mb // 2) << 20  # the rest: the stressor interpreter and page cache
     assert cgroups.procs(mem["hog"]) == [hog_pid] and node.pid in cgroups.procs(mem["daemon"])
     assert measure.ping_loss(bed, 1, _addr(bed, 3), count=20, interval_s=0.05) <= 0.1  # still forwarding
     healed = bed.heal(2)

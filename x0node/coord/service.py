@@ -197,7 +197,7 @@ class CoordService:
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
         self.codec = Codec(self.identity, self.trust)
-        self.rng = random.Random(int.from_bytes(os.urandom(8), "big"))
+        self.rng = random.Random(int.from_bytes(os.urandom(8), "big"))  # timer jitter and member choice, seeded from os.urandom; not a secret # nosec B311
         self.hlc = Hlc()
         self._load_members()
         self.secret = secret.load(self.dir / "secret")
