@@ -138,23 +138,18 @@ def partition_run(bed: Testbed, tag: str, loss: bool, rng: random.Random) -> dic
                 acked.append((key, value))
     pieces = components(bed, side) + components(bed, other)
     sides_ok = all(wait_equal(bed, CONVERGE_TIMEOUT_S, comp) is not None for comp in pieces)
-    lossy = [ln for ln in bed.topology.links if ln not in cut] if loss else []
-    for a, b in lossy:
-        bed.fault("loss", a, b, percent=LOSS_PCT)
-    t0 = time.time()
-    for a, b in cut:
-        if loss:
-            bed.fault("loss", a, b, percent=LOSS_PCT)  # replaces the silent rule in one nft batch
-        else:
-            bed.heal(a, b)
+    if loss:
+        bed.fault_links("loss", [ln for ln in bed.topology.links if ln not in cut], percent=LOSS_PCT)
+    # every cut link's change is released at once (t0); the nft transactions land within heal_spread_s
+    t0 = bed.fault_links("loss", cut, percent=LOSS_PCT) if loss else bed.heal_links(cut)  # loss replaces "silent"
+    heal_spread = time.time() - t0
     conv = wait_equal(bed, CONVERGE_TIMEOUT_S, poll_s=POLL_S)
     done = last_change_wall(bed) if conv is not None else None
-    converge = None if done is None else round(done - t0, 3)  # from the first link healed
+    converge = None if done is None else round(done - t0, 3)  # from the start of the heal
     lost = lost_updates(bed, acked)
-    for a, b in list(bed.topology.links):
-        bed.heal(a, b)
+    bed.heal_links(list(bed.topology.links))
     return {"converge_s": converge, "acked": len(acked), "lost": lost, "sides_converged": sides_ok,
-            "cut_links": len(cut), "pieces": len(pieces)}
+            "cut_links": len(cut), "pieces": len(pieces), "heal_spread_s": round(heal_spread, 3)}
 
 
 def revocation_run(bed: Testbed) -> float | None:

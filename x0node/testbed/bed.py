@@ -13,6 +13,8 @@ Rules and invariants:
   go), `link-silent` drops every frame at ingress on both ends with the carrier up, `loss P` drops P%
   at random (nftables `numgen random`) at ingress on both ends, `kill` SIGKILLs the node's daemon.
   `heal` undoes a link fault, `restart` starts a killed node again with the same key and data dir.
+  `fault_links` / `heal_links` change many links in one nft transaction per namespace, all namespaces
+  at once (a partition appears or heals on all its links together).
 - Daemons: `x0node` (the daemon from this tree, with the testbed's trust anchor), `babeld` (the Debian
   package; pid and state files in the run directory) or `none`.
 """
@@ -66,6 +68,52 @@ def sh(*cmd: str, ns: str | None = None, check: bool = True, timeout: float = 30
     if check and proc.returncode != 0:
         raise TestbedError(f"{shlex.join(full)} failed ({proc.returncode}): {proc.stderr.strip()}")
     return proc.stdout
+
+
+def _nft_all(scripts: dict[str, str], timeout: float = 30.0) -> float:
+    """Run `nft -f -` with one script in each namespace, all at once; raise if any failed. Every nft is
+    started first and the scripts are released only once all of them wait on their input, so the
+    changes land together even when starting processes is slow. Returns the wall time of the release."""
+    procs = []
+    for ns in scripts:
+        procs.append((ns, subprocess.Popen(["ip", "netns", "exec", ns, "nft", "-f", "-"], stdin=subprocess.PIPE,
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
+    deadline = time.monotonic() + timeout
+    pending = [p for _, p in procs]
+    while pending and time.monotonic() < deadline:
+        pending = [p for p in pending if p.poll() is None and not _waits_as(p.pid, "nft")]
+        if pending:
+            time.sleep(0.005)
+    released = time.time()
+    for ns, p in procs:
+        assert p.stdin is not None
+        with contextlib.suppress(BrokenPipeError):  # it failed at once: reported below
+            p.stdin.write(scripts[ns])
+            p.stdin.close()
+    failed = []
+    for ns, p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        if p.returncode != 0:
+            failed.append(f"{ns}: {(p.stderr.read() if p.stderr else '').strip() or p.returncode}")
+        if p.stderr is not None:
+            p.stderr.close()
+    if failed:
+        raise TestbedError("nft failed in " + "; ".join(failed))
+    return released
+
+
+def _waits_as(pid: int, comm: str) -> bool:
+    """True if the process has become `comm` and sleeps (for `nft -f -`: waiting on its input)."""
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # gone: nothing to wait for
+    name, _, rest = stat.partition(" (")[2].rpartition(") ")
+    return name == comm and rest[:1] == "S"
 
 
 def _pid_alive(pid: int, marker: str) -> bool:
@@ -430,43 +478,69 @@ class Testbed:
         key = f"{min(na.index, nb.index)}-{max(na.index, nb.index)}"
         if kind == "link-down":
             sh("ip", "link", "set", na.ifaces[nb.index], "down", ns=na.ns)
-        elif kind == "link-silent":
-            self._nft_ingress(na, nb, "drop")
+            self.state["faults"][key] = {"kind": kind, "a": na.index, "b": nb.index, "percent": percent}
+            self.save()
+        else:
+            self.fault_links(kind, [(na.index, nb.index)], percent)
+
+    def fault_links(self, kind: str, links: list[tuple[int, int]], percent: float | None = None) -> float:
+        """`link-silent` or `loss` on many links at once: one nft transaction per namespace, every
+        namespace at the same time, so a split or a heal lands on all its links together (one by one,
+        a 20-link heal took 20 s on a loaded machine). Returns the wall time the change was released."""
+        if kind == "link-silent":
+            rule = "drop"
         elif kind == "loss":
             if percent is None or not 0 < percent <= 100:
                 raise TestbedError("loss needs a percentage in (0, 100]")
-            self._nft_ingress(na, nb, f"numgen random mod 100 < {int(round(percent))} drop")
+            rule = f"numgen random mod 100 < {int(round(percent))} drop"
         else:
             raise TestbedError(f"unknown fault {kind!r}: use link-down, link-silent, loss or kill")
-        self.state["faults"][key] = {"kind": kind, "a": na.index, "b": nb.index, "percent": percent}
+        scripts: dict[str, str] = {}
+        for a, b in links:
+            na, nb = self._link_ends(a, b)
+            for x, y in ((na, nb), (nb, na)):
+                chain = f"in_{x.ifaces[y.index]}"
+                scripts[x.ns] = scripts.get(x.ns, f"add table netdev {FAULT_TABLE}\n") + (
+                    f"{self._fault_chain(chain, x.ifaces[y.index])}"
+                    f"flush chain netdev {FAULT_TABLE} {chain}\n"
+                    f"add rule netdev {FAULT_TABLE} {chain} {rule}\n")
+            key = f"{min(na.index, nb.index)}-{max(na.index, nb.index)}"
+            self.state["faults"][key] = {"kind": kind, "a": na.index, "b": nb.index, "percent": percent}
+        released = _nft_all(scripts)
         self.save()
+        return released
 
-    def _nft_ingress(self, na: NodeInfo, nb: NodeInfo, rule: str) -> None:
-        for x, y in ((na, nb), (nb, na)):
-            ifname = x.ifaces[y.index]
-            chain = f"in_{ifname}"
-            script = (
-                f"add table netdev {FAULT_TABLE}\n"
-                f"add chain netdev {FAULT_TABLE} {chain} "
-                f'{{ type filter hook ingress device "{ifname}" priority -500; policy accept; }}\n'
-                f"flush chain netdev {FAULT_TABLE} {chain}\n"
-                f"add rule netdev {FAULT_TABLE} {chain} {rule}\n"
-            )
-            sh("nft", "-f", "-", ns=x.ns, input=script)
+    @staticmethod
+    def _fault_chain(chain: str, ifname: str) -> str:
+        return (f"add chain netdev {FAULT_TABLE} {chain} "
+                f'{{ type filter hook ingress device "{ifname}" priority -500; policy accept; }}\n')
 
     def heal(self, a: str | int, b: str | int) -> None:
-        na, nb = self._link_ends(a, b)
-        key = f"{min(na.index, nb.index)}-{max(na.index, nb.index)}"
-        fault = self.state["faults"].pop(key, None)
-        if fault is None:
-            return
-        if fault["kind"] == "link-down":
-            sh("ip", "link", "set", na.ifaces[nb.index], "up", ns=na.ns)
-            sh("ip", "link", "set", nb.ifaces[na.index], "up", ns=nb.ns)
-        else:
+        self.heal_links([(a, b)])
+
+    def heal_links(self, links: list[tuple[str | int, str | int]]) -> float:
+        """Undo the faults on many links at once (nft faults: one transaction per namespace, all
+        namespaces at the same time). Returns the wall time the nft change was released."""
+        released = time.time()
+        scripts: dict[str, str] = {}
+        for a, b in links:
+            na, nb = self._link_ends(a, b)
+            key = f"{min(na.index, nb.index)}-{max(na.index, nb.index)}"
+            fault = self.state["faults"].pop(key, None)
+            if fault is None:
+                continue
+            if fault["kind"] == "link-down":
+                sh("ip", "link", "set", na.ifaces[nb.index], "up", ns=na.ns)
+                sh("ip", "link", "set", nb.ifaces[na.index], "up", ns=nb.ns)
+                continue
             for x, y in ((na, nb), (nb, na)):
-                sh("nft", "delete", "chain", "netdev", FAULT_TABLE, f"in_{x.ifaces[y.index]}", ns=x.ns, check=False)
+                chain = f"in_{x.ifaces[y.index]}"  # added first, so the delete never fails
+                scripts[x.ns] = scripts.get(x.ns, f"add table netdev {FAULT_TABLE}\n") + (
+                    f"{self._fault_chain(chain, x.ifaces[y.index])}delete chain netdev {FAULT_TABLE} {chain}\n")
+        if scripts:
+            released = _nft_all(scripts)
         self.save()
+        return released
 
     def restart(self, name: str | int) -> NodeInfo:
         node = self.node(name)
