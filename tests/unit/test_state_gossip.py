@@ -217,12 +217,20 @@ def test_digest_carries_the_credential_only_until_every_neighbour_holds_it():
     sim.run_for(20.0)  # digests both ways: each says it holds its neighbours' credentials
     g1 = sim.nodes[1].gossip
     assert all(p.knows_me for p in g1.peers.values())
+    sent: list[tuple[str | None, int]] = []
+    for n in sim.nodes:
+        n.gossip._send = lambda ifname, dst, payload, kind, f=n.gossip._send: (  # type: ignore[method-assign]
+            sent.append((dst, payload[HEADER_BYTES])), f(ifname, dst, payload, kind))
+    sim.run_for(16.0)
+    assert sent and all(dst is None and not flags & F_CRED for dst, flags in sent)  # idle: bare multicast only
     g1._send_digest("m0", None, 0)
     bare = g1.datagrams_to_send()[-1].payload
     assert not _flags(bare) & F_CRED
     g1._send_digest("m0", sim.addr(0), F_WANT_CRED)  # a unicast digest about credentials always has it
     assert _flags(g1.datagrams_to_send()[-1].payload) & F_CRED
     # node 2 restarts with nothing: a bare digest is dropped as unknown, it asks, and it catches up
+    for n in sim.nodes:
+        del n.gossip._send
     ident2 = sim.nodes[2].gossip.identity
     fresh = Gossip(ident2, TrustStore(anchors=[sim.anchor.public_key]), random.Random(9), sim.now)
     fresh.set_wall_clock(sim.wall0 + sim.now, sim.now)

@@ -635,11 +635,11 @@ class Gossip:
     def _on_digest(self, ifname: str, src: str, peer: Peer, msg: dict[str, Any], now: float) -> None:
         if msg["flags"] & F_WANT_CRED:
             peer.knows_me = False
-        elif msg["flags"] & F_HOLDS_CREDS:
-            peer.knows_me = True
             if now - peer.last_want_cred_s >= WANT_CRED_MIN_INTERVAL_S:
                 peer.last_want_cred_s = now
                 self._send_digest(ifname, src, 0)
+        elif msg["flags"] & F_HOLDS_CREDS:
+            peer.knows_me = True
         tr = self.trickles.get(ifname)
         if msg["digest"] == self.store.digest():
             peer.inconsistent_since = None
