@@ -8,8 +8,9 @@ import pytest
 
 from tests.sim.state_mesh import StateSim
 from x0node.proto.identity import Identity
+from x0node.proto.protocol import SIGNATURE_BYTES
 from x0node.proto.trust import Credential, TrustAnchor, TrustStore
-from x0node.proto.wire import DecodeError
+from x0node.proto.wire import DecodeError, Reader
 from x0node.state import revocations
 from x0node.state.gossip import (
     F_CRED,
@@ -269,3 +270,19 @@ def test_a_differing_digest_after_a_partition_brings_the_missing_records_without
     g0._send_digest("m1", None, 0)
     g1.receive("m0", sim.addr(0), g0.datagrams_to_send()[-1].payload, sim.now + 0.1)
     assert g1.counters["records_caught_up"] == 1
+
+
+def test_a_push_leaves_out_credentials_the_neighbour_holds():
+    sim = line3()
+    sim.write(0, "kv", "a", value=b"1")
+    assert sim.run_until_converged(2.0) is not None
+    sim.run_for(20.0)  # equal digests heard both ways: node 2 holds node 0's and node 1's credentials
+    g1, g2 = sim.nodes[1].gossip, sim.nodes[2].gossip
+    sent: list[bytes] = []
+    g1._send = lambda ifname, dst, payload, kind, f=g1._send: (  # type: ignore[method-assign]
+        sent.append(payload) if ifname == "m2" and kind == T_DELTA else None, f(ifname, dst, payload, kind))
+    sim.write(0, "kv", "b", value=b"2")
+    sim.run_for(0.2)
+    assert sent and g2.store.entry("kv", "b")["value"] == 2
+    msg = g2._parse(T_DELTA, Reader(sent[0][HEADER_BYTES:-SIGNATURE_BYTES]))
+    assert msg["cred"] is None and all(scred is None for _, scred, _ in msg["sections"])
