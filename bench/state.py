@@ -50,7 +50,10 @@ IDLE_WARMUP_S = 20.0
 IDLE_S = 30.0
 CONVERGE_TIMEOUT_S = 60.0
 SPLIT_SETTLE_S = 1.0
-POLL_S = 0.25
+LOSS_SETTLE_S = 3.0
+"""The loss is the mesh's condition, the heal the event: loss starts on every link this long before the
+heal, so the routing core's reaction to it (adjacency flaps, floods) is not timed as the heal's."""
+POLL_S = 0.5
 """Digests are polled this slowly (a poll wakes every daemon); the convergence instant is each node's own
 record of when its digest last changed, read once every node agrees."""
 LIBREMESH_SYNC_PERIOD_S = 120.0
@@ -140,16 +143,49 @@ def partition_run(bed: Testbed, tag: str, loss: bool, rng: random.Random) -> dic
     sides_ok = all(wait_equal(bed, CONVERGE_TIMEOUT_S, comp) is not None for comp in pieces)
     if loss:
         bed.fault_links("loss", [ln for ln in bed.topology.links if ln not in cut], percent=LOSS_PCT)
+        time.sleep(LOSS_SETTLE_S)
+    before = {k: ask(bed, k, {"op": "status"}) for k in bed.nodes}
+    cpu0 = sched_stats(bed)
     # every cut link's change is released at once (t0); the nft transactions land within heal_spread_s
     t0 = bed.fault_links("loss", cut, percent=LOSS_PCT) if loss else bed.heal_links(cut)  # loss replaces "silent"
     heal_spread = time.time() - t0
     conv = wait_equal(bed, CONVERGE_TIMEOUT_S, poll_s=POLL_S)
     done = last_change_wall(bed) if conv is not None else None
     converge = None if done is None else round(done - t0, 3)  # from the start of the heal
+    if done is not None:
+        show_slowest(bed, tag, t0, before, cpu0, time.time() - t0)
     lost = lost_updates(bed, acked)
     bed.heal_links(list(bed.topology.links))
     return {"converge_s": converge, "acked": len(acked), "lost": lost, "sides_converged": sides_ok,
             "cut_links": len(cut), "pieces": len(pieces), "heal_spread_s": round(heal_spread, 3)}
+
+
+def sched_stats(bed: Testbed) -> dict[int, tuple[int, int, int]]:
+    """Per node: the daemon's main thread's (ns on a CPU, ns waiting for one, times scheduled in)."""
+    out = {}
+    for k, node in bed.nodes.items():
+        try:
+            a, b, c = pathlib.Path(f"/proc/{node.pid}/schedstat").read_text().split()
+            out[k] = (int(a), int(b), int(c))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def show_slowest(bed: Testbed, tag: str, t0: float, before: dict[int, dict], cpu0: dict, span_s: float) -> None:
+    """Print (stderr) the nodes whose digest changed last, with what their gossip did during the heal and
+    how long their daemon waited for a CPU each time it woke up."""
+    cpu1 = sched_stats(bed)
+    per_node = {k: ask(bed, k, {"op": "digest"})["digest_changed_wall"] - t0 for k in bed.nodes}
+    for k in sorted(per_node, key=per_node.get, reverse=True)[:5]:  # type: ignore[arg-type]
+        now, was = ask(bed, k, {"op": "status"}), before[k]
+        d = {c: now["counters"][c] - was["counters"][c] for c in ("trickle_resets", "tx_digest", "tx_vector",
+                                                                   "tx_delta", "rx_datagrams", "records_duplicate")}
+        drops = {c: v - was["drops"][c] for c, v in now["drops"].items() if v != was["drops"][c]}
+        run, wait, n = (cpu1[k][i] - cpu0[k][i] for i in range(3)) if k in cpu0 and k in cpu1 else (0, 0, 0)
+        print(f"   {tag}: n{k} changed {per_node[k]:.3f} s after the heal, degree "
+              f"{len(bed.topology.neighbours(k))}, CPU {100 * run / 1e9 / span_s:.1f} %, "
+              f"waited {wait / 1e6 / max(1, n):.1f} ms per wake-up, {d} drops {drops}", file=sys.stderr, flush=True)
 
 
 def revocation_run(bed: Testbed) -> float | None:

@@ -13,6 +13,8 @@ from x0node.proto.trust import Credential, TrustAnchor, TrustStore
 from x0node.proto.wire import DecodeError, Reader
 from x0node.state import revocations
 from x0node.state.gossip import (
+    CATCHUP_RESENDS,
+    CATCHUP_RETRY_S,
     F_CRED,
     F_WANT_CRED,
     HEADER_BYTES,
@@ -265,11 +267,14 @@ def test_a_differing_digest_after_a_partition_brings_the_missing_records_without
             g0.receive("m1", sim.addr(1), o.payload, sim.now)
     assert g0.store.entry("kv", "during")["value"] == 1
     assert g1.counters["records_caught_up"] == 1
-    # the next differing digest does not send the same records again (the VECTOR path repairs losses)
+    # a differing digest soon after does not bring the same records again; CATCHUP_RETRY_S later it
+    # does, at most CATCHUP_RESENDS times
     g0.write("kv", "other", sim.now, value=b"2")
-    g0._send_digest("m1", None, 0)
-    g1.receive("m0", sim.addr(0), g0.datagrams_to_send()[-1].payload, sim.now + 0.1)
-    assert g1.counters["records_caught_up"] == 1
+    steps = [(0.1, 1)] + [(0.1 + i * CATCHUP_RETRY_S, 1 + i) for i in range(1, CATCHUP_RESENDS + 1)]
+    for dt, sent in steps + [(0.1 + (CATCHUP_RESENDS + 1) * CATCHUP_RETRY_S, 1 + CATCHUP_RESENDS)]:
+        g0._send_digest("m1", None, 0)
+        g1.receive("m0", sim.addr(0), g0.datagrams_to_send()[-1].payload, sim.now + dt)
+        assert g1.counters["records_caught_up"] == sent
 
 
 def test_a_push_leaves_out_credentials_the_neighbour_holds():

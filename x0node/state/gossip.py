@@ -121,6 +121,11 @@ RECENT_RECORDS = 256
 """How many newly applied mesh records are remembered in order (the catch-up log)."""
 CATCHUP_MAX_RECORDS = 32
 """At most this many records are sent unasked to a neighbour whose digest differs (about 6 KB)."""
+CATCHUP_RETRY_S = 0.25
+CATCHUP_RESENDS = 2
+"""Records already sent unasked to a peer are sent again, at most CATCHUP_RESENDS times, if its digest
+still differs CATCHUP_RETRY_S later (the first copy may have been lost; at 30 % loss, waiting for the
+VECTOR path adds two lossy messages)."""
 ID_MAX = b"\xff" * NODE_ID_BYTES
 ID_MIN = b"\x00" * NODE_ID_BYTES
 
@@ -157,6 +162,8 @@ class Peer:
     """Our log position when this peer's digest last equalled ours: it holds every record before it."""
     caught_up_lsn: int = 0
     """The log position up to which records were already sent to it unasked (catch-up)."""
+    caught_up_s: float = -1e9
+    resends: int = 0
 
 
 @dataclass(frozen=True)
@@ -415,16 +422,23 @@ class Gossip:
         if rec.origin not in self._origin_lsn:
             self._origin_lsn[rec.origin] = self.lsn
 
-    def _catch_up(self, ifname: str, src: str, peer: Peer) -> None:
+    def _catch_up(self, ifname: str, src: str, peer: Peer, now: float) -> None:
         """The peer's digest differs: send, unasked, the records we learnt since its digest last equalled
-        ours (it lacks them unless it learnt them elsewhere), each at most once per peer. The VECTOR sent
-        with it repairs whatever this misses; this only saves the VECTOR -> DELTA round trip after a
-        partition heals or a push was lost."""
+        ours (it lacks them unless it learnt them elsewhere); a record already sent so is sent again only
+        CATCHUP_RETRY_S later. The VECTOR sent with it repairs whatever this misses; this saves the
+        VECTOR -> DELTA round trip after a partition heals or a push was lost."""
         if peer.synced_lsn is None:
             return
+        if self.lsn == peer.caught_up_lsn and now - peer.caught_up_s >= CATCHUP_RETRY_S \
+                and peer.resends < CATCHUP_RESENDS:
+            peer.caught_up_lsn = 0
+            peer.resends += 1
+        elif self.lsn != peer.caught_up_lsn:
+            peer.resends = 0
         start = max(peer.synced_lsn, peer.caught_up_lsn)
         recs = [r for lsn, r in self._recent if lsn > start and self.store.get(r.origin, r.oid) is r]
-        peer.caught_up_lsn = self.lsn
+        if self.lsn > start:
+            peer.caught_up_lsn, peer.caught_up_s = self.lsn, now
         if recs:
             recs = recs[-CATCHUP_MAX_RECORDS:]
             self.counters["records_caught_up"] += len(recs)
@@ -669,7 +683,7 @@ class Gossip:
         if now - peer.last_vector_s >= VECTOR_MIN_INTERVAL_S:
             peer.last_vector_s = now
             self._send_vector(ifname, src, F_REPLY, now, peer)
-            self._catch_up(ifname, src, peer)
+            self._catch_up(ifname, src, peer, now)
 
     def _on_vector(self, ifname: str, src: str, peer: Peer, msg: dict[str, Any], now: float) -> None:
         entries: dict[bytes, tuple[int, bytes]] = msg["entries"]
