@@ -177,6 +177,8 @@ def show_slowest(bed: Testbed, tag: str, t0: float, before: dict[int, dict], cpu
     how long their daemon waited for a CPU each time it woke up."""
     cpu1 = sched_stats(bed)
     per_node = {k: ask(bed, k, {"op": "digest"})["digest_changed_wall"] - t0 for k in bed.nodes}
+    print(f"   {tag}: " + " ".join(f"n{k}:{per_node[k]:.2f}" for k in sorted(per_node, key=per_node.get)),  # type: ignore[arg-type]
+          file=sys.stderr, flush=True)
     for k in sorted(per_node, key=per_node.get, reverse=True)[:5]:  # type: ignore[arg-type]
         now, was = ask(bed, k, {"op": "status"}), before[k]
         d = {c: now["counters"][c] - was["counters"][c] for c in ("trickle_resets", "tx_digest", "tx_vector",
@@ -185,7 +187,8 @@ def show_slowest(bed: Testbed, tag: str, t0: float, before: dict[int, dict], cpu
         run, wait, n = (cpu1[k][i] - cpu0[k][i] for i in range(3)) if k in cpu0 and k in cpu1 else (0, 0, 0)
         print(f"   {tag}: n{k} changed {per_node[k]:.3f} s after the heal, degree "
               f"{len(bed.topology.neighbours(k))}, CPU {100 * run / 1e9 / span_s:.1f} %, "
-              f"waited {wait / 1e6 / max(1, n):.1f} ms per wake-up, {d} drops {drops}", file=sys.stderr, flush=True)
+              f"waited {wait / 1e6 / max(1, n):.1f} ms per wake-up, {d} drops {drops}; at the heal: "
+              f"{was['neighbours']} gossip neighbours, Trickle {was['trickle_intervals_s']}", file=sys.stderr, flush=True)
 
 
 def revocation_run(bed: Testbed) -> float | None:
