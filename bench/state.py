@@ -288,6 +288,7 @@ def main() -> int:
         "lost_updates": sum(r["heal"]["lost"] + r["heal_loss30"]["lost"] for r in results.values()),
         "acked_updates": sum(r["heal"]["acked"] + r["heal_loss30"]["acked"] for r in results.values()),
         "revocation_s_50": results.get(50, {}).get("revocation_s"),
+        "heal_spread_s_50_loss30": results.get(50, {}).get("heal_loss30", {}).get("heal_spread_s"),
         "cpu_pct_per_node_idle": results[big]["cpu_pct_per_node_idle"],
         "cpu_pct_per_node_busy": results[big]["cpu_pct_per_node_busy"],
         "rss_mb": results[big]["rss_mb"],

@@ -89,11 +89,16 @@ HOUSEKEEPING_INTERVAL_S = 1.0
 NEIGHBOUR_HOLD_S = 5.0
 """A neighbour stays a gossip neighbour this long after the router last reported it UP or it was last
 heard: under heavy loss the router's adjacency flaps, and gossip keeps flowing through the flaps."""
+NEIGHBOUR_LIVE_S = 1.0
+"""A neighbour neither reported UP by the router nor heard for this long is held but not live."""
 PROBE_INTERVAL_S = 0.5
 PROBE_FOR_S = 60.0
-"""An interface that lost its last neighbour keeps sending digests, at most PROBE_INTERVAL_S apart, for
+"""An interface without a live neighbour keeps sending digests, at most PROBE_INTERVAL_S apart, for
 PROBE_FOR_S: a healed link is found by the first digest that crosses it, even before the router
-re-establishes the adjacency (which waits for a full signed HELLO). Probes go without our credential
+re-establishes the adjacency (which waits for a full signed HELLO). Probing starts when the neighbours
+stop being live, not when they are no longer held: a partition shorter than NEIGHBOUR_HOLD_S left the
+link's Trickle backing off towards Imax (3.2-8 s at the heal), and the first digest across the healed
+link came that late. Probes go without our credential
 (the lost neighbour held it): ~157 B per ~0.375 s, ~420 B/s while probing. At 1 s, leaf nodes behind a
 healed link with 30 % loss were the last to converge (1.7-1.9 s of a 50-node heal)."""
 PEER_FORGET_S = 120.0
@@ -279,8 +284,9 @@ class Gossip:
         for ifname, nid in new:
             by_iface.setdefault(ifname, set()).add(nid)
         self._iface_ids.update(by_iface)  # an interface that lost them all keeps its last ones (probing)
+        live = {k[0] for k, (_, t) in self._seen.items() if now - t <= NEIGHBOUR_LIVE_S}
         for ifname, tr in list(self.trickles.items()):
-            if any(k[0] == ifname for k in new):
+            if ifname in live:
                 if self._probe_until.pop(ifname, None) is not None:
                     tr.imax_s = self.imax_s
                 continue
