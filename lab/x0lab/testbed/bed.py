@@ -559,7 +559,8 @@ class Testbed:
         except ValueError as exc:
             raise TestbedError(str(exc)) from None
         rule = "drop" if kind == "link-silent" else f"numgen random mod 100 < {int(round(checked['percent']))} drop"
-        ends = [self._link_ends(a, b) for a, b in links]
+        ends = list({faults.target_key(kind, x.index, y.index): (x, y)
+                     for x, y in (self._link_ends(a, b) for a, b in links)}.values())  # each link once
         for na, nb in ends:
             old = self.state["faults"].get(faults.target_key(kind, na.index, nb.index))
             if old is not None and old["kind"] not in faults.REPLACEABLE:
@@ -611,7 +612,7 @@ class Testbed:
         for a, b in links:
             na, nb = self._link_ends(a, b)
             record = self.state["faults"].get(f"{min(na.index, nb.index)}-{max(na.index, nb.index)}")
-            if record is None:
+            if record is None or any(r is record for r in healed):  # none, or named twice
                 continue
             if record["kind"] not in faults.REPLACEABLE:
                 self.heal(a, b)
