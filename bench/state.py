@@ -50,6 +50,8 @@ IDLE_WARMUP_S = 20.0
 """Trickle doubles from 50 ms to its 8 s ceiling in ~16 s after the last change."""
 IDLE_S = 30.0
 CONVERGE_TIMEOUT_S = 60.0
+STARTUP_TIMEOUT_S = 120.0
+"""50 daemons starting at once on a loaded 2-core host can take more than the default 30 s."""
 SPLIT_SETTLE_S = 1.0
 LOSS_SETTLE_S = 3.0
 """The loss is the mesh's condition, the heal the event: loss starts on every link this long before the
@@ -215,7 +217,7 @@ def run_size(run_dir: pathlib.Path, n: int, seed: int, revoke: bool) -> dict:
     res: dict = {"nodes": n, "links": len(bed.topology.links)}
     try:
         install_counters(bed)
-        wait_socket(bed)
+        wait_socket(bed, STARTUP_TIMEOUT_S)
         res["routing_converged"] = measure.wait_converged(bed, CONVERGE_TIMEOUT_S) is not None
         time.sleep(IDLE_WARMUP_S)
         b0, c0, t0 = wire_bytes(bed), bed.process_stats(), time.monotonic()
