@@ -51,6 +51,8 @@ IDLE_WARMUP_S = 20.0
 IDLE_S = 30.0
 CONVERGE_TIMEOUT_S = 60.0
 STARTUP_TIMEOUT_S = 120.0
+WRITE_TIMEOUT_S = 30.0
+"""A write is answered once it is on disk (fsync); on a host whose disk is busy that took over 5 s."""
 """50 daemons starting at once on a loaded 2-core host can take more than the default 30 s."""
 SPLIT_SETTLE_S = 1.0
 LOSS_SETTLE_S = 3.0
@@ -140,7 +142,7 @@ def partition_run(bed: Testbed, tag: str, loss: bool, rng: random.Random) -> dic
         for i in range(WRITES_PER_SIDE):
             k = rng.choice(sorted(group))
             key, value = f"{tag}-n{k}-{i}", {"run": tag, "i": i, "node": k}
-            if ask(bed, k, {"op": "put", "ns": "kv", "key": key, "value": value}).get("ok"):
+            if ask(bed, k, {"op": "put", "ns": "kv", "key": key, "value": value}, WRITE_TIMEOUT_S).get("ok"):
                 acked.append((key, value))
     pieces = components(bed, side) + components(bed, other)
     sides_ok = all(wait_equal(bed, CONVERGE_TIMEOUT_S, comp) is not None for comp in pieces)
@@ -200,7 +202,7 @@ def revocation_run(bed: Testbed) -> float | None:
     crl = anchor.revoke([bytes.fromhex(bed.nodes[victim].node_id or "")], serial=1, issued_at=int(time.time()))
     others = [k for k in bed.nodes if k != victim]
     t0 = time.time()
-    if not ask(bed, 1, {"op": "publish_crl", "crl_hex": crl.encode().hex()}).get("ok"):
+    if not ask(bed, 1, {"op": "publish_crl", "crl_hex": crl.encode().hex()}, WRITE_TIMEOUT_S).get("ok"):
         return None
     while time.time() - t0 < CONVERGE_TIMEOUT_S:
         if all(ask(bed, k, {"op": "digest"}).get("crl_serial") == 1 for k in others):
@@ -233,7 +235,7 @@ def run_size(run_dir: pathlib.Path, n: int, seed: int, revoke: bool) -> dict:
         for i in range(UPDATES_FOR_BYTES):
             k = rng.choice(sorted(bed.nodes))
             w0 = time.monotonic()
-            ask(bed, k, {"op": "put", "ns": "kv", "key": f"u{i}", "value": i})
+            ask(bed, k, {"op": "put", "ns": "kv", "key": f"u{i}", "value": i}, WRITE_TIMEOUT_S)
             t_put = time.time()
             times.append(None if wait_equal(bed, CONVERGE_TIMEOUT_S, poll_s=POLL_S) is None
                          else last_change_wall(bed) - t_put)
