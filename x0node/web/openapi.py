@@ -110,6 +110,8 @@ STATE_PARAMS = [
     {"name": "key", "in": "path", "required": True, "description": "Key (an OR-Set's element)",
      "schema": {"type": "string", "pattern": "^[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,95}$"}},
 ]
+FIRMWARE_ERRORS = {"404": _json(_ref("Error"), "Not running from a built image"),
+                   "503": _json(_ref("Error"), "The image's bill of materials is unusable")}
 CSRF_PARAM = {"name": "X-CSRF-Token", "in": "header", "required": True, "schema": STR,
               "description": "The csrf_token from /api/v1/auth/state (or from login/setup)"}
 
@@ -214,6 +216,20 @@ def document(version: str) -> dict[str, Any]:
             {"type": "object", "required": ["crl"], "properties": {"crl": {"type": "string", "maxLength": 4096,
                                                                            "description": "hex"}}},
             {"200": _json(_ref("StateWritten"), "Published (serial included)"), "503": E503_STATE}),
+        "/api/v1/firmware": _get(
+            "The image this device runs and its bill of materials (Debian packages, Python distributions, licences)",
+            {"type": "object", "required": ["name", "version", "components"],
+             "properties": {"name": STR, "version": STR, "built": STR, "board": STR,
+                            "sources": {"type": "array", "items": STR}, "counts": {"type": "object"},
+                            "components": {"type": "array", "items": {
+                                "type": "object", "properties": {"name": STR, "version": STR, "kind": STR,
+                                                                 "licenses": {"type": "array", "items": STR}}}}}},
+            extra=FIRMWARE_ERRORS),
+        "/api/v1/firmware/sbom": {"get": {
+            "summary": "The image's bill of materials as built (CycloneDX 1.5 JSON)",
+            "responses": {"200": {"description": "CycloneDX JSON",
+                                  "content": {"application/vnd.cyclonedx+json": {"schema": {"type": "object"}}}},
+                          "401": E401, **FIRMWARE_ERRORS}}},
         "/api/v1/openapi.json": {"get": {"summary": "This document",
                                          "responses": {"200": _json({"type": "object"}, "OpenAPI 3.0"),
                                                        "401": E401}}},
