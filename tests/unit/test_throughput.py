@@ -104,3 +104,11 @@ def test_set_throughput_refuses_nonsense_and_unknown_neighbours():
     assert n.throughput_bps is None
     r.set_throughput("m0", n.node_id.hex(), 1e9, 1.0)
     assert (n.throughput_bps, n.throughput_source) == (1e9, "kernel")
+
+
+def test_the_first_throughput_known_sets_the_class_without_the_band():
+    r, n = _router_with_neighbour()
+    assert n.adv_quality.name == "EXCELLENT"  # loss and RTT alone
+    for t in range(3):
+        r.probing.sample(n, 0.9e6, float(t))
+    assert n.adv_quality.name == "BAD"  # the band would have kept POOR (0.9 / 0.8 > 1 Mbit/s)

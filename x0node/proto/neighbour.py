@@ -210,11 +210,11 @@ class Neighbour:
     def loss(self) -> float:
         return self.loss_ewma
 
-    def measured(self) -> tuple[Quality, int]:
-        """(class with hysteresis, cost) from the current measurements."""
+    def measured(self, band: bool = True) -> tuple[Quality, int]:
+        """(class, with hysteresis unless `band` is False, and cost) from the current measurements."""
         loss, rtt, bps = self.loss(), self.base_rtt_ms() or 0.0, self.throughput_bps
         q = classify(loss, rtt, bps)
-        if self.adv_cost and q != self.adv_quality:
+        if band and self.adv_cost and q != self.adv_quality:
             m = CLASS_UPGRADE_MARGIN
             if q < self.adv_quality:  # better: only with the metrics shrunk by the margin
                 q = max(
@@ -228,8 +228,9 @@ class Neighbour:
 
     def refresh_advertised(self, now: float, force: bool = False) -> int:
         """Update the advertised (class, cost). Returns CHANGE_NONE, CHANGE_CLASS (class only: worth
-        telling the mesh, not urgently) or CHANGE_COST (cost moved beyond the hysteresis: re-advertise)."""
-        q, cost = self.measured()
+        telling the mesh, not urgently) or CHANGE_COST (cost moved beyond the hysteresis: re-advertise).
+        `force`: take the measured class and cost as they are (no band, no rate limit)."""
+        q, cost = self.measured(band=not force)
         if force or self.adv_cost == 0:
             changed = (q, cost) != (self.adv_quality, self.adv_cost)
             self.adv_quality, self.adv_cost, self.adv_changed_s = q, cost, now
