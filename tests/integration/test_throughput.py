@@ -107,7 +107,7 @@ def test_traffic_takes_the_faster_path_and_follows_a_throttle(tmp_path):
         assert measure.ping_loss(bed, 1, n3.mesh_addr, count=200, interval_s=0.005) <= 0.02
         sent_fast = measure.tx_packets(bed, 1, fast) - before[0]
         sent_slow = measure.tx_packets(bed, 1, slow) - before[1]
-        assert sent_fast >= 200 and sent_slow < 50, (sent_fast, sent_slow)
+        assert sent_fast - sent_slow >= 180, (sent_fast, sent_slow)  # both also carry keepalives and probes
         # throttle the fast path's first link while traffic flows: its class and the route follow
         assert measure.neighbour_of(bed, 1, 2)["quality"] in ("good", "excellent")
         pinger = measure.Pinger(n1.ns, n3.mesh_addr, size=500)
