@@ -22,6 +22,7 @@ from x0node import __version__
 # subcommand -> module providing register(subparsers)
 SUBCOMMANDS: dict[str, str] = {
     "run": "x0node.daemon.cli",
+    "status": "x0node.daemon.control",
     "keys": "x0node.proto.cli",
     "testbed": "x0lab.testbed.cli",
     "bpf": "x0node.telemetry.cli",

@@ -116,6 +116,7 @@ class DaemonStateProvider:
             "spf_seconds_total": st.spf_seconds_total,
             "counters": dict(st.counters),
             "retransmit_queue": st.retransmit_queue,
+            "mesh": dataclasses.asdict(st.mesh),
         }
 
     def config_get(self) -> dict[str, Any]:

@@ -14,6 +14,11 @@ Rules:
 - `mesh_latency_seconds` is a gauge of each neighbour's current smoothed RTT (the router already
   smooths it; a histogram of scrape-time samples would only measure the scrape interval).
 - `node_health_status` is 1 for "ok", 0.5 for "degraded", 0 for "down".
+- `x0node_neighbour_throughput_bytes_per_second` is each neighbour link's throughput (the kernel's link
+  speed or the probed estimate, label `source`); a neighbour of unknown throughput has no sample.
+- `x0node_mesh_*` are the node manager's topology statistics from the provider's `stats()["mesh"]`
+  (the core's MeshStatsView): nodes, reachable nodes, links, mean degree, max hops, links by quality
+  class (every class, zero included), joins and leaves.
 - A provider failure during a scrape is logged and yields `x0node_web_scrape_errors_total`, never a 500.
 """
 
@@ -111,6 +116,15 @@ class NodeStateCollector(Collector):
                 lat.add_metric([str(n.get("node_id", ""))], _num(n["rtt_ms"]) / 1000.0)
         yield lat
 
+        tput = GaugeMetricFamily("x0node_neighbour_throughput_bytes_per_second",
+                                 "Throughput of our link to each neighbour (link speed or probed estimate)",
+                                 labels=["peer_id", "ifname", "source"])
+        for n in neighbours:
+            if isinstance(n.get("throughput_bps"), int | float):
+                tput.add_metric([str(n.get("node_id", "")), str(n.get("ifname", "")),
+                                 str(n.get("throughput_source") or "unknown")], _num(n["throughput_bps"]) / 8.0)
+        yield tput
+
         health = GaugeMetricFamily("node_health_status", "1 ok, 0.5 degraded, 0 down", labels=["node_id"])
         health.add_metric([node_id], HEALTH_VALUE.get(str(status.get("health")), 0.0))
         yield health
@@ -132,12 +146,41 @@ class NodeStateCollector(Collector):
             queue = GaugeMetricFamily("x0node_retransmit_queue", "LSAs waiting for acknowledgement")
             queue.add_metric([], _num(stats["retransmit_queue"]))
             yield queue
+        mesh = stats.get("mesh")
+        if isinstance(mesh, dict):
+            yield from _mesh_families(mesh)
         counters = stats.get("counters")
         if isinstance(counters, dict):
             for name, value in sorted(counters.items()):
                 metric = CounterMetricFamily(f"x0node_core_{name}", f"Routing core counter {name}")
                 metric.add_metric([], _num(value))
                 yield metric
+
+
+# The node manager's statistics: (kind, name, help, key in stats()["mesh"]).
+MESH_FAMILIES: tuple[tuple[Callable[[str, str], Metric], str, str, str], ...] = (
+    (GaugeMetricFamily, "x0node_mesh_nodes", "Nodes of the mesh known to this node (itself excluded)", "nodes"),
+    (GaugeMetricFamily, "x0node_mesh_nodes_reachable", "Nodes this node has a path to", "reachable"),
+    (GaugeMetricFamily, "x0node_mesh_links", "Two-way links in the mesh", "links"),
+    (GaugeMetricFamily, "x0node_mesh_mean_degree", "Mean number of links per node", "mean_degree"),
+    (GaugeMetricFamily, "x0node_mesh_max_hops", "Hops to the farthest reachable node", "max_hops"),
+    (CounterMetricFamily, "x0node_mesh_joins", "Nodes that joined the mesh since the daemon started", "joins"),
+    (CounterMetricFamily, "x0node_mesh_leaves", "Nodes that left the mesh since the daemon started", "leaves"),
+)
+
+
+def _mesh_families(mesh: dict[str, Any]) -> Iterator[Metric]:
+    for family, name, doc, key in MESH_FAMILIES:
+        metric = family(name, doc)
+        metric.add_metric([], _num(mesh.get(key)))
+        yield metric
+    hist = GaugeMetricFamily("x0node_mesh_links_by_quality", "Two-way links in the mesh by quality class",
+                             labels=["quality"])
+    counts = mesh.get("quality_histogram")
+    if isinstance(counts, dict):
+        for quality, count in sorted(counts.items()):
+            hist.add_metric([str(quality)], _num(count))
+    yield hist
 
 
 def _by_reason(name: str, doc: str, counts: Any) -> Metric:

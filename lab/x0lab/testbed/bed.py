@@ -516,7 +516,7 @@ class Testbed:
             raise TestbedError(f"fault {kind} needs a daemon; this testbed runs none")
         key = faults.target_key(kind, na.index, None if nb is None else nb.index)
         replaced = self.state["faults"].get(key)
-        if replaced is not None and not (replaced["kind"] in faults.REPLACEABLE and kind in faults.REPLACEABLE):
+        if replaced is not None and not faults.replaces(replaced["kind"], kind):
             raise TestbedError(f"{key} already has fault {replaced['kind']}; heal it first")
         self.state["fault_seq"] = int(self.state.get("fault_seq", 0)) + 1
         fault_id = f"f{self.state['fault_seq']}"
