@@ -42,7 +42,7 @@ def pick(kind: str, w: World, rng: random.Random):
         if kind in ("node_blackhole", "node_overload"):
             return s, Fault(kind, node_element(n), FAULT_START_S, amount=0.4)
         if kind == "remote_link_lossy":
-            return s, Fault("link_lossy", link_element(n, rng.choice(onward)), FAULT_START_S, amount=0.3)
+            return s, Fault("link_lossy", link_element(n, rng.choice(onward)), FAULT_START_S, amount=0.4)
         if kind == "node_down":
             two_hops = [d for d in onward if d not in adj[s]]
             if two_hops:
@@ -73,34 +73,40 @@ def trial(kind: str, seed: int, share: bool = True, jitter: float = 0.0, decoys:
     return ranked[:1] == [truth], truth in ranked[:3], diag
 
 
-def score(trials: int, **variant) -> tuple[dict[str, tuple[float, float]], float, float]:
-    hits1, hits3, n = collections.Counter(), collections.Counter(), collections.Counter()
+def score(trials: int, **variant) -> tuple[dict[str, tuple[float, float, float]], float, float]:
+    """Per kind (detected share, top-1, top-3 among the detected), and overall top-1 and top-3 over
+    every detected trial. Undetected = no symptom active at judging time."""
+    hits1, hits3, n, seen = collections.Counter(), collections.Counter(), collections.Counter(), collections.Counter()
     for kind in KINDS:
         for seed in range(trials):
             r = trial(kind, seed, **variant)
             if r is None:
                 continue
             n[kind] += 1
+            if not r[2].symptoms:
+                continue
+            seen[kind] += 1
             hits1[kind] += r[0]
             hits3[kind] += r[1]
-    per = {k: (hits1[k] / n[k], hits3[k] / n[k]) for k in KINDS}
-    total = sum(n.values())
+    per = {k: (seen[k] / n[k], hits1[k] / max(1, seen[k]), hits3[k] / max(1, seen[k])) for k in KINDS}
+    total = sum(seen.values())
     return per, sum(hits1.values()) / total, sum(hits3.values()) / total
 
 
 def test_rca_names_the_injected_fault_with_shared_metrics():
     per, top1, top3 = score(8)
     assert top1 >= 0.9 and top3 >= 0.95, per
-    assert all(p1 >= 0.75 for p1, _ in per.values()), per
+    assert all(p1 >= 0.75 for _, p1, _ in per.values()), per
+    assert all(seen >= 0.75 for seen, _, _ in per.values()), per  # the faults are seen at all
 
 
 @pytest.mark.parametrize("variant", [dict(share=False, jitter=0.5, decoys=2)], ids=["no-shared-metrics-jitter-decoys"])
 def test_rca_under_jitter_decoys_and_no_shared_metrics(variant):
     per, top1, top3 = score(8, **variant)
     # without the far end's CPU reading an overloaded transit and a slow link look alike: top-3 only
-    assert per["node_overload"][1] >= 0.75, per
+    assert per["node_overload"][2] >= 0.75, per
     others = [per[k] for k in KINDS if k != "node_overload"]
-    assert sum(p1 for p1, _ in others) / len(others) >= 0.8 and top3 >= 0.9, per
+    assert sum(p1 for _, p1, _ in others) / len(others) >= 0.8 and top3 >= 0.9, per
 
 
 def test_cover_gives_two_simultaneous_faults_two_diagnoses():

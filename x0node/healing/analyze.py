@@ -212,11 +212,16 @@ def _role(fault: FaultKind, el: Element, ind: Indicator, g: _Graph) -> tuple[flo
     if el.kind is ElementKind.NODE:
         x = el.id
         transit = len(path) == 3 and path[1] == x
+        back = x in ind.back  # the answer comes back through x
         at_x = ind.element == el
         is_self = x == self_id
         if fault is FaultKind.NODE_BLACKHOLE:
+            if s is Signal.PROBE_VIA and at_x:
+                return 3.0, True  # everything through x, pooled
             if s is Signal.PROBE_LOSS and transit:
                 return 1.5, True
+            if s is Signal.PROBE_LOSS and back:
+                return 1.0, True  # less sure: the answer's path is our guess of the far end's choice
             if s is Signal.HELLO_LOSS and ind.element == link_element(self_id, x):
                 return CONTRA_WEIGHT, False
             if s is Signal.FORWARDING and at_x:
@@ -270,7 +275,7 @@ def _candidate_elements(lit: Iterable[Indicator], adjacency: Mapping[str, Iterab
     out: set[Element] = set()
     for ind in lit:
         out.add(ind.element)
-        for n in ind.path:
+        for n in ind.path + ind.back:
             out.add(node_element(n))
         out.update(_path_links(ind.path))
         if ind.signal is Signal.UNREACHABLE:  # a node that vanished, or the links that lead to it
@@ -281,12 +286,13 @@ def _candidate_elements(lit: Iterable[Indicator], adjacency: Mapping[str, Iterab
 
 def _symptom_indicators(symptom: Symptom, indicators: Iterable[Indicator]) -> list[Indicator]:
     rule = RULES[symptom.kind]
+    signals = {rule.signal, Signal.PROBE_VIA} if symptom.kind is SymptomKind.FORWARDING_LOSS else {rule.signal}
     out = []
     for ind in indicators:
-        if ind.signal is not rule.signal:
+        if ind.signal not in signals:
             continue
         if symptom.kind is SymptomKind.FORWARDING_LOSS:
-            if len(ind.path) == 3 and node_element(ind.path[1]) == symptom.element:
+            if len(ind.path) >= 2 and node_element(ind.path[1]) == symptom.element:
                 out.append(ind)
         elif ind.element == symptom.element:
             out.append(ind)

@@ -4,7 +4,8 @@ Rules and invariants:
 - An `Indicator` is one measurement turned into a degree in [0, 1] (0 normal, 1 clearly abnormal) by
   the pinned thresholds below: link hello loss, link RTT against its own baseline (the minimum over
   RTT_BASELINE_WINDOW_S, as the routing core does), flaps in FLAP_WINDOW_S, data-plane probe loss in
-  excess of what the first link's own loss explains, probe RTT against its baseline, node
+  excess of what the first link's own loss explains (the loss's Wilson lower bound, so that a couple of
+  unlucky probes in a small window count for little), probe RTT against its baseline, node
   reachability, node CPU / memory / forwarding ratio, anomaly verdicts, service health, silent
   interfaces, blocked uplinks. Each indicator keeps its onset: when its degree last rose to
   ABNORMAL_DEGREE (analysis uses onsets for temporal ordering).
@@ -24,10 +25,11 @@ from __future__ import annotations
 
 import collections
 import enum
+import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from x0node.healing.observation import Snapshot
+from x0node.healing.observation import RoutingObs, Snapshot
 
 # --- thresholds (degree = 0 at the first value, 1 at the second, linear between) -------------------
 LOSS_NORMAL, LOSS_BAD = 0.03, 0.15  # hello loss; the core's FAIR class ends at 3 %
@@ -36,7 +38,8 @@ RTT_EXCESS_MIN_MS = 15.0  # below this much extra delay a ratio means nothing (s
 RTT_FLOOR_MS = 0.5  # baselines below this are measurement noise
 FLAPS_NORMAL, FLAPS_BAD = 1.0, 4.0  # up/down transitions in FLAP_WINDOW_S
 FLAP_WINDOW_S = 120.0
-PROBE_EXCESS_NORMAL, PROBE_EXCESS_BAD = 0.05, 0.25  # probe loss beyond the first link's own loss
+PROBE_EXCESS_NORMAL, PROBE_EXCESS_BAD = 0.03, 0.15  # probe loss (Wilson lower bound) beyond the first link's
+WILSON_Z = 1.96
 PROBE_MIN_SAMPLES = 6  # fewer answered-or-lost probes say nothing
 CPU_NORMAL, CPU_BAD = 0.85, 0.97
 MEM_NORMAL, MEM_BAD = 0.90, 0.98
@@ -90,7 +93,8 @@ class Signal(enum.StrEnum):
     HELLO_LOSS = "hello_loss"
     HELLO_RTT = "hello_rtt"
     FLAP = "flap"
-    PROBE_LOSS = "probe_loss"
+    PROBE_LOSS = "probe_loss"  # one path: us -> via -> dest
+    PROBE_VIA = "probe_via"  # all paths through one neighbour, pooled
     PROBE_RTT = "probe_rtt"
     UNREACHABLE = "unreachable"
     CPU = "cpu"
@@ -111,6 +115,7 @@ class Indicator:
     value: float
     onset_s: float | None  # when the degree last rose to ABNORMAL_DEGREE (None while normal)
     detail: str = ""  # e.g. the interface of a link
+    back: tuple[str, ...] = ()  # probes: the nodes the answer crosses on its way back (dest's path to us)
 
     @property
     def key(self) -> tuple[Signal, Element, tuple[str, ...]]:
@@ -148,7 +153,8 @@ RULES: dict[SymptomKind, SymptomRule] = {
     SymptomKind.LINK_LOSS: SymptomRule(Signal.HELLO_LOSS, 0.5, 0.2, 2.0, 10.0),
     SymptomKind.LINK_DELAY: SymptomRule(Signal.HELLO_RTT, 0.5, 0.2, 3.0, 10.0),
     SymptomKind.LINK_FLAP: SymptomRule(Signal.FLAP, 0.5, 0.2, 0.0, 60.0),
-    # one path through the neighbour is enough to raise it; analysis decides node vs. link beyond
+    # raised by the pooled loss through the neighbour (fast) or by one path (a link beyond it);
+    # analysis decides node vs. link
     SymptomKind.FORWARDING_LOSS: SymptomRule(Signal.PROBE_LOSS, 0.5, 0.2, 1.0, 10.0),
     SymptomKind.NODE_UNREACHABLE: SymptomRule(Signal.UNREACHABLE, 0.5, 0.2, 0.0, 0.0),
     SymptomKind.OVERLOAD: SymptomRule(Signal.CPU, 0.5, 0.2, 10.0, 30.0, self_only=True),
@@ -185,6 +191,52 @@ class MonitorOutput:
     raised: tuple[Symptom, ...]
     cleared: tuple[Symptom, ...]
     adjacency: Mapping[str, frozenset[str]] = field(default_factory=dict)  # current and remembered links
+
+
+def return_paths(routing: RoutingObs) -> dict[str, tuple[str, ...]]:
+    """dest -> the nodes between dest and us on dest's shortest path back, from the LSDB's costs (links
+    are advertised symmetric, so it is our shortest-path tree read backwards; ties go to the smaller id,
+    so the guess can differ from dest's real choice between equal paths)."""
+    me = routing.self_id
+    adj: dict[str, list[tuple[str, int]]] = collections.defaultdict(list)
+    for e in routing.edges:
+        cost = max(1, e.cost)
+        adj[e.a].append((e.b, cost))
+        adj[e.b].append((e.a, cost))
+    dist: dict[str, int] = {me: 0}
+    parent: dict[str, str] = {}
+    heap = [(0, me)]
+    while heap:
+        d, u = heapq.heappop(heap)
+        if d > dist.get(u, d):
+            continue
+        for v, c in sorted(adj.get(u, ())):
+            nd = d + c
+            if nd < dist.get(v, nd + 1) or (nd == dist.get(v) and u < parent.get(v, u)):
+                dist[v] = nd
+                parent[v] = u
+                heapq.heappush(heap, (nd, v))
+    out: dict[str, tuple[str, ...]] = {}
+    for dest in parent:
+        hops: list[str] = []
+        u = parent[dest]
+        while u != me and len(hops) < len(parent):
+            hops.append(u)
+            u = parent[u]
+        out[dest] = tuple(hops)
+    return out
+
+
+def wilson_lower(k: int, n: int, z: float = WILSON_Z) -> float:
+    """Lower bound of the Wilson score interval for k successes in n trials (E. B. Wilson, 1927): a loss
+    rate we are ~97.5 % sure is exceeded, so a few unlucky probes out of a handful raise nothing."""
+    if n <= 0:
+        return 0.0
+    p = k / n
+    den = 1.0 + z * z / n
+    centre = p + z * z / (2 * n)
+    spread = z * ((p * (1 - p) + z * z / (4 * n)) / n) ** 0.5
+    return max(0.0, (centre - spread) / den)
 
 
 def ramp(value: float, normal: float, bad: float) -> float:
@@ -231,6 +283,7 @@ class Monitor:
         self._onset_seen: dict[tuple[Signal, Element, tuple[str, ...]], float] = {}
         self._states: dict[tuple[SymptomKind, Element], _Hysteresis] = {}
         self._links: dict[tuple[str, str], float] = {}  # (a, b) with a < b -> last seen
+        self._back: dict[str, tuple[str, ...]] = {}
         self.overflow = 0
 
     # ---- bounded maps
@@ -285,6 +338,7 @@ class Monitor:
     def _indicators(self, snap: Snapshot) -> list[tuple[Signal, object, tuple[str, ...], float, float, str]]:
         now, me, r = snap.now, self.self_id, snap.routing
         out: list[tuple[Signal, object, tuple[str, ...], float, float, str]] = []
+        self._back = return_paths(r) if snap.probes else {}
         hello_loss: dict[str, float] = {}
         for n in r.neighbours:
             link = link_element(me, n.node_id)
@@ -300,12 +354,22 @@ class Monitor:
             out.append((Signal.HELLO_LOSS, link, (me, n.node_id), ramp(n.loss, LOSS_NORMAL, LOSS_BAD), n.loss, n.ifname))
             deg, ratio = self._rtt_degree(("link", n.ifname, n.node_id), n.rtt_ms, now)
             out.append((Signal.HELLO_RTT, link, (me, n.node_id), deg, ratio, n.ifname))
+        pooled: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
+        for p in snap.probes:
+            pooled[p.via][0] += p.lost
+            pooled[p.via][1] += p.sent
+        for via, (lost, sent) in sorted(pooled.items()):
+            if sent >= PROBE_MIN_SAMPLES:
+                expected = 1.0 - (1.0 - hello_loss.get(via, 0.0)) ** 2
+                excess = max(0.0, wilson_lower(lost, sent) - expected)
+                out.append((Signal.PROBE_VIA, node_element(via), (me, via),
+                            ramp(excess, PROBE_EXCESS_NORMAL, PROBE_EXCESS_BAD), lost / sent, ""))
         for p in snap.probes:
             if p.sent < PROBE_MIN_SAMPLES:
                 continue
             first = hello_loss.get(p.via, 0.0)
             expected = 1.0 - (1.0 - first) ** 2  # the first link, both ways
-            excess = max(0.0, p.loss - expected)
+            excess = max(0.0, wilson_lower(p.lost, p.sent) - expected)
             path = (me, p.via, p.dest)
             el = link_element(p.via, p.dest)
             out.append((Signal.PROBE_LOSS, el, path, ramp(excess, PROBE_EXCESS_NORMAL, PROBE_EXCESS_BAD), p.loss, ""))
@@ -361,7 +425,8 @@ class Monitor:
             elif onset is not None:
                 del self._onsets[key]
                 onset = None
-            indicators.append(Indicator(signal, element, path, degree, value, onset, detail))
+            back = self._back.get(path[2], ()) if len(path) == 3 else ()
+            indicators.append(Indicator(signal, element, path, degree, value, onset, detail, back))
         raised, cleared = self._symptoms(indicators, now)
         self._remember_links(snap)
         self._forget(now)
@@ -377,7 +442,7 @@ class Monitor:
         rule = RULES[kind]
         out: dict[Element, tuple[float, str]] = {}
         for ind in indicators:
-            if ind.signal is not rule.signal:
+            if ind.signal is not rule.signal and not (kind is SymptomKind.FORWARDING_LOSS and ind.signal is Signal.PROBE_VIA):
                 continue
             if rule.self_only and ind.element != node_element(self.self_id):
                 continue
@@ -385,7 +450,7 @@ class Monitor:
                 continue
             el = ind.element
             if kind is SymptomKind.FORWARDING_LOSS:  # attributed to the neighbour the probes went through
-                el = node_element(ind.path[1])
+                el = node_element(ind.path[1])  # (pooled over its paths, or one path enough to localise)
             if ind.degree >= out.get(el, (-1.0, ""))[0]:
                 out[el] = (ind.degree, ind.detail)
         return out
