@@ -256,8 +256,11 @@ def observer_run(world: World, s: str, until: float, seed: int, on_cycle=None, s
     last_up: dict[str, bool] = {}
     t = start
     next_cycle = start + CYCLE_S
+    routing, routing_key = None, None
     while t < until:
-        routing = world.routing(s, t, transitions)
+        key = (int(t * 4), tuple(sorted(world.penalties.items())))
+        if key != routing_key:  # the world changes no faster than every quarter second
+            routing, routing_key = world.routing(s, t, transitions), key
         for nb in routing.neighbours:
             if last_up.get(nb.node_id, nb.up) != nb.up:
                 transitions[nb.node_id] = transitions.get(nb.node_id, 0) + 1

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tests.sim.healing_world import CYCLE_S, Fault, World, observer_run
-from tests.unit.healing_views import A, B, ME, diamond
+from tests.unit.healing_views import ME, A, B, diamond
 from x0node.healing import safety
 from x0node.healing.actions import ActionKind, ActionRequest, ActionResult
 from x0node.healing.engine import EXHAUSTED_RETRY_S, EngineConfig, HealingEngine
@@ -18,7 +18,15 @@ from x0node.healing.incident import ActionDone, Decided, IncidentClosed, Inciden
 from x0node.healing.knowledge import PastAction
 from x0node.healing.monitor import link_element, node_element
 from x0node.healing.observation import NodeMetricsObs, RoutingObs, ServiceObs, Snapshot
-from x0node.healing.safety import GuardConfig, LeaseAnswer, LeaseRelease, LeaseRequest, Mode, ModeChanged, ModeConfig
+from x0node.healing.safety import (
+    GuardConfig,
+    LeaseAnswer,
+    LeaseRelease,
+    LeaseRequest,
+    Mode,
+    ModeChanged,
+    ModeConfig,
+)
 
 NO_GUARD = GuardConfig(after_boot_s=0.0, after_start_s=0.0)
 
@@ -282,14 +290,14 @@ def test_steering_around_a_partial_black_hole_on_the_synthetic_mesh():
     w.faults.append(Fault("node_blackhole", node_element(bad), 10.0, 60.0, amount=0.4))
     eng = HealingEngine(s, EngineConfig(mode=Mode.ACTIVE, guard=NO_GUARD, mitigation_hold_s=20.0), random.Random(3), 0.0)
     h = Harness(eng, perform=lambda req, now: (w.apply(s, req), ""))
-    for t, snap in observer_run(w, s, 140.0, 5):
+    for _, snap in observer_run(w, s, 140.0, 5):
         h.step(snap)
     steer = [(t, a, tg) for t, a, tg in h.acted() if a is ActionKind.STEER_AROUND_NODE]
     assert steer and steer[0][2] == str(node_element(bad))
     assert 10.0 < steer[0][0] <= 16.0  # a few seconds of probes, then the first cycle that can act
     assert [v.success for v in h.of(Verified)][:1] == [True]
-    assert not any(s2 for _, s2, _ in [(None, r.action, None) for _, r in h.requests]
-                   if s2 in (ActionKind.RESET_INTERFACE, ActionKind.REBOOT, ActionKind.RESTART_DAEMON))
+    assert not {r.action for _, r in h.requests} & {ActionKind.RESET_INTERFACE, ActionKind.REBOOT,
+                                                    ActionKind.RESTART_DAEMON}
     lifted = [t for t, a, _ in h.acted(undo=True) if a is ActionKind.STEER_AROUND_NODE]
     assert lifted and lifted[0] >= 60.0 + 20.0
     closed = h.of(IncidentClosed)

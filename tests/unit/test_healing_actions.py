@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from tests.unit.healing_views import A, B, C, ME, diamond
+from tests.unit.healing_views import ME, A, B, C, diamond
 from x0node.healing import actions as ac
 from x0node.healing.actions import PLUGINS, ActionKind, PlanContext, avoidable_routes
 from x0node.healing.monitor import Element, ElementKind, Monitor, link_element, node_element

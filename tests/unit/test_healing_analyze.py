@@ -1,9 +1,18 @@
 from __future__ import annotations
 
-from tests.unit.healing_views import A, B, C, ME, diamond
+from tests.unit.healing_views import ME, A, B, C, diamond
 from x0node.healing import analyze as an
 from x0node.healing.analyze import FaultKind, cover, hop_distances, rank
-from x0node.healing.monitor import Element, ElementKind, Indicator, Signal, Symptom, SymptomKind, link_element, node_element
+from x0node.healing.monitor import (
+    Element,
+    ElementKind,
+    Indicator,
+    Signal,
+    Symptom,
+    SymptomKind,
+    link_element,
+    node_element,
+)
 from x0node.healing.observation import EdgeObs, NodeObs, ProbeObs, RoutingObs
 
 D = "ee" * 4

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.healing_views import A, B, C, ME, diamond
+from tests.unit.healing_views import ME, A, B, C, diamond
 from x0node.healing import monitor as mon
 from x0node.healing.monitor import (
     ElementKind,

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from tests.unit.healing_views import A, ME
+from tests.unit.healing_views import ME, A
 from x0node.healing.actions import PLUGINS, ActionKind
 from x0node.healing.analyze import FAULTS, FaultKind
 from x0node.healing.monitor import Element, ElementKind, link_element, node_element

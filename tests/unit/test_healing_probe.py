@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from tests.unit.healing_views import A, B, C, ME, diamond
+from tests.unit.healing_views import ME, A, B, C, diamond
 from x0node.healing import probe as pr
 from x0node.healing.observation import EdgeObs, NeighbourObs, NodeObs, RoutingObs
 from x0node.healing.probe import ProbeScheduler
