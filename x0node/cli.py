@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "model": "x0node.anomaly.cli",
     "transport": "x0node.transport.cli",
     "web": "x0node.web.cli",
+    "state": "x0node.state.cli",
     "healing": "x0node.healing.cli",
 }
 

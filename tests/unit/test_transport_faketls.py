@@ -12,6 +12,8 @@ from x0node.transport.errors import DecodeError
 from x0node.transport.faketls import (
     ACCEPT,
     FALLBACK,
+    HELLO_REPLAY_WINDOW_S,
+    MAX_TIME_DIFF_S,
     NEED_MORE,
     FakeTlsClient,
     FakeTlsServer,
@@ -19,6 +21,7 @@ from x0node.transport.faketls import (
     auth_key,
     build_client_hello,
     parse_client_hello,
+    replay_filter,
     verify_client_hello,
     wrap_records,
 )
@@ -69,7 +72,7 @@ def test_parse_and_verify():
 
 
 def server():
-    return FakeTlsServer(KEY, ReplayFilter(), random.Random(5))
+    return FakeTlsServer(KEY, replay_filter(), random.Random(5))
 
 
 def test_server_accepts_then_unwraps_and_client_completes():
@@ -99,7 +102,7 @@ def test_non_hello_goes_to_fallback(first):
 def test_unauthenticated_and_replayed_hellos_go_to_fallback():
     s = server()
     assert s.feed(hello(key=auth_key(b"wrong")), NOW)[0] == FALLBACK and s.reason == "bad_auth"
-    rf = ReplayFilter()
+    rf = replay_filter()
     h = hello()
     assert FakeTlsServer(KEY, rf, random.Random()).feed(h, NOW)[0] == ACCEPT
     s2 = FakeTlsServer(KEY, rf, random.Random())
@@ -107,9 +110,39 @@ def test_unauthenticated_and_replayed_hellos_go_to_fallback():
     assert bytes(s2.buffered) == h  # relayed unchanged to the real site
 
 
+@pytest.mark.parametrize("server_kind", ["proxy", "tunnel"])
+def test_a_hello_is_never_accepted_twice_while_its_timestamp_is_valid(server_kind):
+    """The servers' hello filters remember a hello as long as its timestamp keeps it valid, wherever in
+    the filter's generation it arrived and however far (within the window) the client's clock is off."""
+    from x0node.transport.crypto import get_method
+    from x0node.transport.relay import ShadowsocksServer
+    from x0node.transport.tunnel import TunnelServer
+
+    method = get_method("2022-blake3-chacha20-poly1305")
+    for arrival in range(0, 2 * HELLO_REPLAY_WINDOW_S + 10, 9):
+        for skew in (-MAX_TIME_DIFF_S, 0, MAX_TIME_DIFF_S):
+            if server_kind == "proxy":
+                srv = ShadowsocksServer(method, bytes(32), ("127.0.0.1", 0), fallback=("127.0.0.1", 9))
+            else:
+                srv = TunnelServer(method, bytes(32), ("127.0.0.1", 0), tap=None, fallback=("127.0.0.1", 9))
+            filt = srv.tls_replay
+            assert filt.check_and_add(b"first hello of the filter", NOW)
+            first = NOW + arrival
+            h = hello(seed=arrival, key=auth_key(bytes(32)), now=first + skew)
+            assert FakeTlsServer(auth_key(bytes(32)), filt, random.Random()).feed(h, first)[0] == ACCEPT
+            for later in range(1, 2 * MAX_TIME_DIFF_S + 2):
+                again = FakeTlsServer(auth_key(bytes(32)), filt, random.Random())
+                assert again.feed(h, first + later)[0] == FALLBACK, (arrival, skew, later)
+
+
+def test_a_filter_that_forgets_too_early_is_refused():
+    with pytest.raises(ValueError, match="remember"):
+        FakeTlsServer(KEY, ReplayFilter(window_s=MAX_TIME_DIFF_S), random.Random())
+
+
 def test_client_rejects_an_unauthenticated_server():
     c = FakeTlsClient(KEY, "www.example.com", random.Random(1), NOW)
-    other = FakeTlsServer(auth_key(b"x"), ReplayFilter(), random.Random())
+    other = FakeTlsServer(auth_key(b"x"), replay_filter(), random.Random())
     other.decision = ACCEPT
     from x0node.transport.faketls import build_server_flight
 

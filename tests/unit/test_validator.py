@@ -37,3 +37,24 @@ def test_digest_check_message():
     assert validator.check_digest("ab" * 32, frozenset({"ab" * 32}), "m") == []
     (msg,) = validator.check_digest("cd" * 32, frozenset({"ab" * 32}), "m.json")
     assert "not in the manifest m.json" in msg
+
+
+def test_digest_is_checked_before_the_object_is_parsed(tmp_path, monkeypatch):
+    """An object that is not in the manifest is refused on its digest alone: none of its bytes reach
+    the ELF parser (or libbpf)."""
+    import hashlib
+
+    from x0node.telemetry import elf
+
+    obj = tmp_path / "evil.bpf.o"
+    obj.write_bytes(b"\x7fELF" + bytes(200))
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"files": {"good.bpf.o": hashlib.sha256(b"good").hexdigest()}}))
+
+    def parse(data: bytes):
+        raise AssertionError("parsed before the digest was checked")
+
+    monkeypatch.setattr(elf, "parse", parse)
+    with pytest.raises(validator.ValidationError) as info:
+        validator.validate_file(str(obj), str(manifest))
+    assert len(info.value.problems) == 1 and "not in the manifest" in info.value.problems[0]

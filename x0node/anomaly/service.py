@@ -25,9 +25,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import io
 import json
 import logging
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from x0node.anomaly.features import FEATURES
+from x0node.io.atomicfile import write_atomic
 
 log = logging.getLogger("x0node.anomaly")
 
@@ -204,14 +205,13 @@ class AnomalyService:
         self._saved_phase, self._saved_at = phase, now
         if not force and text == self._saved_state:
             return
-        tmp = self._state_path.with_suffix(".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, self._state_path)
+        write_atomic(self._state_path, text.encode())
         self._saved_state = text
         if force and self.engine.chain.normal_rows:
             rows = np.stack(list(self.engine.chain._normal))  # noqa: SLF001 - our own chain
-            with open(self._state_path.parent / "normal_rows.npy", "wb") as fh:
-                np.save(fh, rows.astype(np.float32))
+            buf = io.BytesIO()
+            np.save(buf, rows.astype(np.float32))
+            write_atomic(self._state_path.parent / "normal_rows.npy", buf.getvalue())
 
     def _register_metrics(self, registry: Any) -> None:
         if registry is None:

@@ -23,11 +23,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from x0node.proto.protocol import ROUTE_PROTOCOL_NUMBER
+from x0node.io.atomicfile import write_atomic
+from x0node.proto.protocol import MAX_INTERFACES, ROUTE_PROTOCOL_NUMBER  # the core's limit, or start fails
 
 LOCAL_CONFIG_NAME = "config.local.toml"
 MAX_CONFIG_BYTES = 256 * 1024
-MAX_INTERFACES = 64
 MAX_PREFIXES = 8  # the core announces at most MAX_LSA_PREFIXES
 MAX_TRUST_ANCHORS = 4
 MAX_ALLOWED_KEYS = 4096
@@ -335,11 +335,7 @@ class DaemonConfig:
         """Write the local overrides atomically to <data_dir>/config.local.toml (0600)."""
         target = self.data_dir / LOCAL_CONFIG_NAME
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(dump_toml(self.local_values))
-        os.replace(tmp, target)
+        write_atomic(target, dump_toml(self.local_values).encode("utf-8"))
         return target
 
 

@@ -16,10 +16,10 @@ Rules:
 
 from __future__ import annotations
 
-import os
 import pathlib
 import stat
 
+from x0node.io.atomicfile import write_atomic
 from x0node.proto.identity import Identity
 from x0node.proto.trust import Certificate, RevocationList, TrustAnchor
 from x0node.proto.wire import DecodeError
@@ -39,16 +39,7 @@ class KeyFileError(Exception):
 def _write(path: pathlib.Path, header: str, data: bytes, secret: bool) -> None:
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    mode = 0o600 if secret else 0o644
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)
-        os.write(fd, f"{header}\n{data.hex()}\n".encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_atomic(path, f"{header}\n{data.hex()}\n".encode(), 0o600 if secret else 0o644)
 
 
 def _read(path: pathlib.Path, header: str, secret: bool) -> bytes:

@@ -5,7 +5,9 @@ Rules:
   `ElfError` with the reason, never IndexError/struct.error;
 - only what the validator and the explainer need: section headers and names, the symbol table and
   REL relocations (BPF objects use SHT_REL);
-- counts are capped (ELF_MAX_SECTIONS, ELF_MAX_SYMBOLS) so a hostile header cannot make us loop long.
+- counts are capped *in total* before anything is built (ELF_MAX_SECTIONS, ELF_MAX_SYMBOLS over all
+  symbol tables, ELF_MAX_RELOCS over all REL sections): section headers may point many tables at the
+  same bytes, so a per-table cap would let a 2 MiB file describe billions of entries.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ SHT_REL = 9
 SHF_EXECINSTR = 0x4
 ELF_MAX_SECTIONS = 512
 ELF_MAX_SYMBOLS = 65536
+ELF_MAX_RELOCS = 65536
 
 
 class ElfError(ValueError):
@@ -136,6 +139,12 @@ def parse(data: bytes) -> ElfObject:
         Section(i, _cstring(shstr, n) if i else "", t, f, o, s, lk, inf, es)
         for i, (n, t, f, o, s, lk, inf, es) in enumerate(raw_secs)
     )
+    total = sum(sec.size // 24 for sec in sections if sec.type == SHT_SYMTAB)
+    if total > ELF_MAX_SYMBOLS:
+        raise ElfError(f"{total} symbols in all symbol tables (at most {ELF_MAX_SYMBOLS})")
+    total = sum(sec.size // 16 for sec in sections if sec.type == SHT_REL)
+    if total > ELF_MAX_RELOCS:
+        raise ElfError(f"{total} relocations in all REL sections (at most {ELF_MAX_RELOCS})")
     symbols: list[Symbol] = []
     for sec in sections:
         if sec.type != SHT_SYMTAB:
@@ -143,10 +152,7 @@ def parse(data: bytes) -> ElfObject:
         if sec.link >= len(sections):
             raise ElfError("symbol table links to a missing string table")
         strtab = data[sections[sec.link].offset : sections[sec.link].offset + sections[sec.link].size]
-        count = sec.size // 24
-        if count > ELF_MAX_SYMBOLS:
-            raise ElfError(f"{count} symbols (at most {ELF_MAX_SYMBOLS})")
-        for j in range(count):
+        for j in range(sec.size // 24):
             st_name, st_info, _other, st_shndx, st_value, st_size = struct.unpack_from(
                 "<IBBHQQ", data, sec.offset + j * 24
             )

@@ -3,7 +3,8 @@
 Rules (checked in this order; every failure is reported, naming the object and the limit):
 1. size: the file is at most OBJECT_MAX_BYTES;
 2. integrity: its sha256 is one of the manifest's values ({"files": {path: sha256}}); the manifest is
-   the image's (/usr/share/x0tta6bl4/manifest.json) on a device, build/bpf/manifest.json on a dev host;
+   the image's (/usr/share/x0tta6bl4/manifest.json) on a device, build/bpf/manifest.json on a dev host.
+   An object that fails here is refused at once: none of its bytes reach the ELF parser or libbpf;
 3. ELF: a 64-bit little-endian EM_BPF object with a GPL-compatible `license` section, whose
    executable sections are all of an allowed program kind (XDP or tracepoints) and whose other
    sections are known;
@@ -160,11 +161,13 @@ def validate_file(path: str, manifest_path: str | None = None, policy: Policy | 
     except ValueError as exc:
         raise ValidationError(path, [str(exc)]) from exc
     problems = check_digest(digest, allowed, manifest_path)
+    if problems:
+        raise ValidationError(path, problems)  # not ours: never parsed
     try:
         parsed = elf.parse(data)
     except elf.ElfError as exc:
-        raise ValidationError(path, [*problems, f"bad ELF: {exc}"]) from exc
-    problems += check_elf(parsed)
+        raise ValidationError(path, [f"bad ELF: {exc}"]) from exc
+    problems = check_elf(parsed)
     if problems:
         raise ValidationError(path, problems)
     obj = BpfObject(path, pin_root=None)

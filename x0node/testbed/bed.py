@@ -35,6 +35,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from x0node.io.atomicfile import write_atomic
 from x0node.testbed.topology import Topology, parse
 
 log = logging.getLogger("x0node.testbed")
@@ -150,9 +151,7 @@ class Testbed:
 
     def save(self) -> None:
         self.state["nodes"] = {str(k): v.as_dict() for k, v in self.nodes.items()}
-        tmp = self.run_dir / "state.json.tmp"
-        tmp.write_text(json.dumps(self.state, indent=1))
-        os.replace(tmp, self.run_dir / "state.json")
+        write_atomic(self.run_dir / "state.json", json.dumps(self.state, indent=1).encode())
 
     @classmethod
     def open(cls, run_dir: str | os.PathLike[str]) -> Testbed:
@@ -174,6 +173,7 @@ class Testbed:
         web: bool = False,
         babel_hello_s: float | None = None,
         links_down: bool = False,
+        sections: dict[str, dict[str, Any]] | None = None,
     ) -> Testbed:
         """Create namespaces and links (not the daemons: call `start_all`)."""
         if daemon not in DAEMONS:
@@ -189,7 +189,7 @@ class Testbed:
         state: dict[str, Any] = {
             "id": tb_id, "topology": topo.spec, "size": topo.nodes, "links": [list(x) for x in topo.links],
             "daemon": daemon, "routing": routing or {}, "web": web, "babel_hello_s": babel_hello_s,
-            "faults": {}, "created": time.time(),
+            "faults": {}, "created": time.time(), "sections": sections or {},
         }
         bed = cls(run_dir, state)
         for k in range(1, topo.nodes + 1):
@@ -297,8 +297,10 @@ class Testbed:
             doc["routing"] = dict(self.state["routing"])
         if self.state.get("web"):
             doc["web"] = {"listen": "::", "port": DEFAULT_WEB_PORT}
+        for name, values in self.state.get("sections", {}).items():  # extra service sections, e.g. [state]
+            doc[name] = dict(values)
         path = self.config_path(node)
-        path.write_text(dump_toml(doc) + extra)
+        write_atomic(path, (dump_toml(doc) + extra).encode(), 0o644)
         return path
 
     def _babeld_command(self, node: NodeInfo) -> list[str]:

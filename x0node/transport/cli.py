@@ -104,7 +104,7 @@ def cmd_tunnel_server(args) -> int:
     return _serve(
         args,
         lambda method, key: TunnelServer(method, key, args.listen, _tap(args), get_profile(args.shape),
-                                         fallback=args.faketls_fallback),
+                                         fallback=args.faketls_fallback, probe_idle_timeout_s=args.probe_timeout),
         lambda method, bound: f"tunnel-server on {bound[0]}:{bound[1]} tap={args.tap} shape={args.shape}",
     )
 
@@ -154,6 +154,16 @@ def _common(p: argparse.ArgumentParser, default_method: str = DEFAULT_METHOD) ->
     p.add_argument("--no-delay", action="store_true", help="set TCP_NODELAY (lower latency, less bulk throughput)")
 
 
+def _probe_timeout(p) -> None:
+    from x0node.transport.probe import PROBE_IDLE_TIMEOUT_S
+
+    p.add_argument(
+        "--probe-timeout", type=float, default=PROBE_IDLE_TIMEOUT_S, metavar="S",
+        help="seconds of silence before an unauthenticated connection is closed "
+             f"(default {PROBE_IDLE_TIMEOUT_S:g}; the same reaction for every bad probe)",
+    )
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser("transport", help="anti-censorship transports (Shadowsocks, FakeTLS, tunnel)")
     sub = parser.add_subparsers(dest="transport_command", metavar="ACTION", required=True)
@@ -162,10 +172,7 @@ def register(subparsers) -> None:
     p.add_argument("--listen", "-s", type=parse_hostport, required=True, metavar="HOST:PORT")
     _common(p)
     p.add_argument("--udp", "-u", action="store_true", help="also relay UDP on the same port")
-    p.add_argument(
-        "--probe-timeout", type=float, default=60.0, metavar="S",
-        help="seconds of silence before an unauthenticated connection is closed (default 60)",
-    )
+    _probe_timeout(p)
     p.add_argument(
         "--faketls-fallback", type=parse_hostport, metavar="HOST:PORT",
         help="wrap in FakeTLS; relay unauthenticated connections to this real TLS site",
@@ -185,6 +192,7 @@ def register(subparsers) -> None:
     _tunnel_common(p)
     p.add_argument("--faketls-fallback", type=parse_hostport, metavar="HOST:PORT",
                    help="wrap in FakeTLS; relay unauthenticated connections to this real site")
+    _probe_timeout(p)
     p.set_defaults(func=cmd_tunnel_server)
 
     p = sub.add_parser("tunnel-client", help="layer-2 (TAP) tunnel endpoint that dials the server and redials")

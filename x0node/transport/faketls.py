@@ -14,7 +14,10 @@ Client authentication is hidden in ClientHello.random:
   mac = HMAC-SHA256(auth_key, ClientHello handshake message with random zeroed)
   random = mac[:28] || (mac[28:32] XOR timestamp u32le)
 The server recomputes the MAC, checks the 28 bytes, the timestamp window (+-MAX_TIME_DIFF_S) and
-that the random was not seen before (ReplayFilter). Anything else - not a handshake record, a bad
+that the random was not seen before (ReplayFilter). A hello is valid for 2 * MAX_TIME_DIFF_S + 1 s of
+server time (the client's clock may be ahead or behind; timestamps are whole seconds), so the replay
+filter must remember at least that long: `replay_filter()` makes one with HELLO_REPLAY_WINDOW_S, and
+FakeTlsServer refuses a filter with a shorter memory. Anything else - not a handshake record, a bad
 MAC, a stale or replayed hello - is a FALLBACK: the adapter relays every byte, unchanged, to a real
 fallback site, so a prober talks to a real TLS server. The server proves itself in
 ServerHello.random = HMAC-SHA256(auth_key, "server" || client random).
@@ -42,6 +45,7 @@ MAX_RECORD_PAYLOAD = 16384
 MAX_RECORD_WIRE = 16384 + 256
 MAX_HELLO_BYTES = 16384
 MAX_TIME_DIFF_S = 60
+HELLO_REPLAY_WINDOW_S = 2 * MAX_TIME_DIFF_S + 1  # how long one hello stays valid, in server time
 CLIENT_HELLO_TARGET_LEN = 517  # Chrome pads its ClientHello record to this size
 AUTH_CONTEXT = "x0node faketls auth v1"
 
@@ -49,6 +53,12 @@ GREASE = [0x0A0A + 0x1010 * i for i in range(16)]
 CIPHER_SUITES = [0x1301, 0x1302, 0x1303, 0xC02B, 0xC02F, 0xC02C, 0xC030, 0xCCA9, 0xCCA8, 0xC013, 0xC014,
                  0x009C, 0x009D, 0x002F, 0x0035]
 SIG_ALGS = [0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601]
+
+
+def replay_filter() -> ReplayFilter:
+    """A replay filter for hellos: shared by all connections of one server, remembering each hello
+    for as long as its timestamp keeps it valid."""
+    return ReplayFilter(window_s=HELLO_REPLAY_WINDOW_S)
 
 
 def auth_key(secret: bytes) -> bytes:
@@ -297,6 +307,8 @@ class FakeTlsServer:
     received, to be replayed to the fallback site)."""
 
     def __init__(self, key: bytes, replay: ReplayFilter, rng) -> None:
+        if replay.window_s < HELLO_REPLAY_WINDOW_S:
+            raise ValueError(f"the hello replay filter must remember at least {HELLO_REPLAY_WINDOW_S} s")
         self.key = key
         self.replay = replay
         self.rng = rng

@@ -5,11 +5,13 @@ this module only moves bytes. Rules:
 - Hot path: asyncio Protocols (no StreamReader copies), whole reads handed to the codec at once,
   `writelines` of the sealed chunks, reading paused while the other side's write buffer is above
   WRITE_HIGH_BYTES (back-pressure, bounded memory).
-- Probe resistance: any RemoteError before the header authenticates (random bytes, a replayed or
-  modified salt, a wrong key, a truncated header) gets the same reaction: the server keeps reading
-  and discarding, sends nothing, and closes (FIN) only when the client closes or after
-  PROBE_IDLE_TIMEOUT_S with no data, exactly as for a client that sent too little. A fault after
-  the header closes the connection (fail closed).
+- Probe resistance: until its header authenticated, a connection is under the server's
+  `probe.ProbeGuard` (the reaction the tunnel server shares): any RemoteError (random bytes, a
+  replayed or modified salt, a wrong key, a truncated header) gets the same reaction as a client that
+  sent too little: the server keeps reading and discarding, sends nothing, and closes (FIN) only when
+  the client closes or after the probe idle timeout; unauthenticated connections are capped per
+  source and in total. A FakeTLS fallback relay stays under the guard. A fault after the header
+  closes the connection (fail closed).
 - Every fault is counted by reason in `stats`; nothing from the network raises out of a callback.
 """
 
@@ -35,8 +37,10 @@ from x0node.transport.faketls import (
     FakeTlsClient,
     FakeTlsServer,
     auth_key,
+    replay_filter,
     wrap_records,
 )
+from x0node.transport.probe import PROBE_IDLE_TIMEOUT_S, ProbeGuard
 from x0node.transport.replay import ReplayFilter, SlidingWindow
 from x0node.transport.session import ClientSession, ServerSession
 from x0node.transport.udp_packet import (
@@ -50,7 +54,6 @@ log = logging.getLogger(__name__)
 
 WRITE_HIGH_BYTES = 4 * 1024 * 1024
 WRITE_LOW_BYTES = 1024 * 1024
-PROBE_IDLE_TIMEOUT_S = 60.0
 CONNECT_TIMEOUT_S = 10.0
 UDP_NAT_TIMEOUT_S = 120.0
 MAX_UDP_SESSIONS = 1024
@@ -271,34 +274,20 @@ class ServerConnection(_Endpoint):
         super().__init__(server.stats, server.nodelay)
         self.server = server
         self.session = ServerSession(server.method, server.key, server.replay, server.rng)
-        self.tls = FakeTlsServer(server.tls_key, server.replay, server.rng) if server.tls_key else None
+        self.tls = FakeTlsServer(server.tls_key, server.tls_replay, server.rng) if server.tls_key else None
         self.raw = False  # FakeTLS fallback: bytes pass through unchanged to the real site
         self.draining = False
-        self._idle: asyncio.TimerHandle | None = None
-        self._last_rx = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self._last_rx = time.monotonic()
-        self._arm_idle()
-
-    def _arm_idle(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._idle = loop.call_later(self.server.probe_idle_timeout_s, self._idle_check)
-
-    def _idle_check(self) -> None:
-        if self.closed or (self.session.target is not None and not self.draining):
-            return
-        if time.monotonic() - self._last_rx >= self.server.probe_idle_timeout_s:
-            self.close()
-        else:
-            self._arm_idle()
+        self.server.probes.admit(self, transport.get_extra_info("peername"))
 
     def data_received(self, data: bytes) -> None:
         if self.draining:
-            self._last_rx = time.monotonic()
+            self.server.probes.seen(self)
             return
         if self.raw:
+            self.server.probes.seen(self)
             if self.far is None:
                 self.hold([data])
             else:
@@ -312,6 +301,7 @@ class ServerConnection(_Endpoint):
                 self.close()
                 return
             if decision == NEED_MORE:
+                self.server.probes.seen(self)
                 return
             if decision == FALLBACK:
                 self._start_fallback()
@@ -335,9 +325,10 @@ class ServerConnection(_Endpoint):
             return
         self.stats.bytes_up += len(data)
         if not had_target:
-            self._last_rx = time.monotonic()
             if session.target is None:
+                self.server.probes.seen(self)
                 return
+            self.server.probes.authenticated(self)
             self.hold(plain)
             asyncio.ensure_future(self._connect_far(session.target.host, session.target.port))
             return
@@ -357,9 +348,10 @@ class ServerConnection(_Endpoint):
 
     def _start_drain(self) -> None:
         # same observable behaviour for every probe: keep reading, say nothing, close on idle/EOF
+        # (a header that authenticated but whose request failed becomes a probe again)
         self.draining = True
-        self._last_rx = time.monotonic()
         self.pending = []
+        self.server.probes.admit(self, self.transport.get_extra_info("peername"))
 
     def eof_received(self) -> bool:
         if self.raw:
@@ -372,6 +364,7 @@ class ServerConnection(_Endpoint):
     def from_far(self, data: bytes) -> None:
         self.stats.bytes_down += len(data)
         if self.raw:
+            self.server.probes.seen(self)  # a fallback relay is idle only when both sides are
             self.transport.write(data)
         elif self.tls is not None:
             self.transport.writelines(wrap_records(b"".join(self.session.encrypt(data, time.time()))))
@@ -379,8 +372,7 @@ class ServerConnection(_Endpoint):
             self.transport.writelines(self.session.encrypt(data, time.time()))
 
     def close(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
+        self.server.probes.closed(self)
         super().close()
 
 
@@ -694,14 +686,15 @@ class ShadowsocksServer:
         self.fallback = fallback
         self.tls_key = auth_key(key) if fallback else b""
         self.nodelay = nodelay
-        self.probe_idle_timeout_s = probe_idle_timeout_s
         self.method = method
         self.key = key
         self.listen = listen
         self.udp = udp
         self.rng = rng or secrets.SystemRandom()
         self.replay = ReplayFilter()
+        self.tls_replay = replay_filter()
         self.stats = RelayStats()
+        self.probes = ProbeGuard(self.stats.drops, probe_idle_timeout_s)
         self._servers: list = []
         self._udp_tr: asyncio.DatagramTransport | None = None
         self._sweeper: asyncio.Task | None = None
@@ -729,6 +722,7 @@ class ShadowsocksServer:
     async def stop(self) -> None:
         for s in self._servers:
             s.close()
+        self.probes.stop()
         if self._udp_tr is not None:
             self._udp_tr.close()
         if self._sweeper is not None:

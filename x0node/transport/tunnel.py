@@ -9,9 +9,11 @@ profile ("none" = no padding, no delay).
 Rules:
 - The client dials and redials (exponential backoff RECONNECT_MIN_S..RECONNECT_MAX_S); the server
   keeps one active link, a newly authenticated connection replaces the old one.
-- The SS2022 request targets TUNNEL_TARGET; a session asking for anything else, or failing
-  authentication, gets the probe reaction of the proxy server (read, say nothing, close on idle);
-  FakeTLS failures are relayed to the fallback site.
+- The SS2022 request targets TUNNEL_TARGET. Until a connection's header authenticated for that
+  target it is under the server's `probe.ProbeGuard`, the reaction the proxy server shares: too few
+  bytes, random bytes, a replay, a modified replay or another target all get "read, say nothing, close
+  on idle or when the client closes", and unauthenticated connections are capped per source and in
+  total. FakeTLS failures are relayed to the fallback site, still under the guard.
 - Keepalive frames every KEEPALIVE_S; a link with nothing received for DEAD_AFTER_S is closed.
 - Frames arriving while no link is up are dropped and counted, never queued without bound.
 """
@@ -31,8 +33,17 @@ from collections import Counter
 from x0node.transport.address import Address
 from x0node.transport.crypto import Method
 from x0node.transport.errors import RemoteError
-from x0node.transport.faketls import ACCEPT, FALLBACK, FakeTlsClient, FakeTlsServer, auth_key, wrap_records
+from x0node.transport.faketls import (
+    ACCEPT,
+    FALLBACK,
+    FakeTlsClient,
+    FakeTlsServer,
+    auth_key,
+    replay_filter,
+    wrap_records,
+)
 from x0node.transport.frames import KEEPALIVE, FrameDecoder, encode_frame
+from x0node.transport.probe import ProbeGuard
 from x0node.transport.replay import ReplayFilter
 from x0node.transport.session import ClientSession, ServerSession
 from x0node.transport.shaping import DEFAULT_BUDGET_BYTES_PER_S, PROFILES, Deshaper, Profile, Shaper
@@ -45,8 +56,7 @@ KEEPALIVE_S = 10.0
 DEAD_AFTER_S = 35.0
 RECONNECT_MIN_S = 0.5
 RECONNECT_MAX_S = 10.0
-HANDSHAKE_TIMEOUT_S = 20.0
-PROBE_IDLE_TIMEOUT_S = 60.0
+FALLBACK_CONNECT_TIMEOUT_S = 10.0
 READ_BYTES = 256 * 1024
 TAP_BURST_FRAMES = 64
 NO_SHAPING = Profile("none", (), 0.0, False)
@@ -203,6 +213,21 @@ class Link:
             self.writer.close()
 
 
+class _StreamConn:
+    """An accepted stream as the probe guard sees it: closing it closes both ends of a fallback relay."""
+
+    __slots__ = ("writer", "far")
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.far: asyncio.StreamWriter | None = None
+
+    def close(self) -> None:
+        self.writer.close()
+        if self.far is not None:
+            self.far.close()
+
+
 def _nodelay(writer: asyncio.StreamWriter) -> None:
     sock = writer.get_extra_info("socket")
     if sock is not None:
@@ -220,12 +245,15 @@ class TunnelServer:
         profile: Profile = NO_SHAPING,
         fallback: tuple[str, int] | None = None,
         rng=None,
+        probe_idle_timeout_s: float | None = None,
     ) -> None:
         self.method, self.key, self.listen, self.tap, self.profile = method, key, listen, tap, profile
         self.fallback = fallback
         self.rng = rng or secrets.SystemRandom()
         self.replay = ReplayFilter()
+        self.tls_replay = replay_filter()
         self.stats: Counter = Counter()
+        self.probes = ProbeGuard(self.stats, probe_idle_timeout_s)
         self.link: Link | None = None
         self._server: asyncio.AbstractServer | None = None
 
@@ -240,49 +268,60 @@ class TunnelServer:
             return
         self.link.send(encode_frame(frame))
 
-    async def _drain(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(TimeoutError, ConnectionError, OSError):
-            while await asyncio.wait_for(reader.read(READ_BYTES), PROBE_IDLE_TIMEOUT_S):
-                pass
-        writer.close()
+    async def _drain(self, reader: asyncio.StreamReader, conn: _StreamConn) -> None:
+        """The probe reaction: read and discard until the client closes or the guard closes us."""
+        with contextlib.suppress(ConnectionError, OSError):
+            while await reader.read(READ_BYTES):
+                self.probes.seen(conn)
+        conn.close()
 
-    async def _raw_relay(self, reader, writer, first: bytes) -> None:
+    async def _raw_relay(self, reader: asyncio.StreamReader, conn: _StreamConn, first: bytes) -> None:
         try:
-            fr, fw = await asyncio.wait_for(asyncio.open_connection(*self.fallback), 10)
+            fr, fw = await asyncio.wait_for(asyncio.open_connection(*self.fallback), FALLBACK_CONNECT_TIMEOUT_S)
         except (OSError, TimeoutError):
-            writer.close()
+            conn.close()
             return
+        conn.far = fw
         fw.write(first)
 
-        async def pipe(r, w):
+        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
             with contextlib.suppress(ConnectionError, OSError):
                 while data := await r.read(READ_BYTES):
+                    self.probes.seen(conn)  # a fallback relay is idle only when both sides are
                     w.write(data)
                     await w.drain()
             with contextlib.suppress(OSError):
                 w.write_eof()
 
-        await asyncio.gather(pipe(reader, fw), pipe(fr, writer))
-        fw.close()
-        writer.close()
+        await asyncio.gather(pipe(reader, fw), pipe(fr, conn.writer))
+        conn.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         _nodelay(writer)
-        tls = FakeTlsServer(auth_key(self.key), self.replay, self.rng) if self.fallback else None
+        conn = _StreamConn(writer)
+        self.probes.admit(conn, writer.get_extra_info("peername"))
+        try:
+            await self._serve(reader, conn)
+        finally:
+            self.probes.closed(conn)
+
+    async def _serve(self, reader: asyncio.StreamReader, conn: _StreamConn) -> None:
+        writer = conn.writer
+        tls = FakeTlsServer(auth_key(self.key), self.tls_replay, self.rng) if self.fallback else None
         ss = ServerSession(self.method, self.key, self.replay, self.rng)
         first: list[bytes] = []
         try:
-            deadline = time.monotonic() + HANDSHAKE_TIMEOUT_S
             while ss.target is None:
-                data = await asyncio.wait_for(reader.read(READ_BYTES), max(0.1, deadline - time.monotonic()))
-                if not data:
-                    writer.close()
+                data = await reader.read(READ_BYTES)
+                if not data:  # the client closed, or the guard closed an idle probe
+                    conn.close()
                     return
+                self.probes.seen(conn)
                 if tls is not None:
                     decision, inner = tls.feed(data, time.time())
                     if decision == FALLBACK:
                         self.stats["faketls_" + tls.reason] += 1
-                        await self._raw_relay(reader, writer, bytes(tls.buffered))
+                        await self._raw_relay(reader, conn, bytes(tls.buffered))
                         return
                     if decision != ACCEPT:
                         continue
@@ -293,14 +332,15 @@ class TunnelServer:
                 first += ss.feed(data, time.time())
             if ss.target != TUNNEL_TARGET:
                 raise RemoteError("session for another target", reason="wrong_target")
-        except TimeoutError:
-            self.stats["handshake_timeout"] += 1
-            writer.close()
-            return
         except RemoteError as exc:
             self.stats[exc.reason] += 1
-            await self._drain(reader, writer)
+            await self._drain(reader, conn)
             return
+        except (ConnectionError, OSError):
+            self.stats["probe_io_error"] += 1
+            conn.close()
+            return
+        self.probes.authenticated(conn)
 
         def seal(data: bytes) -> list[bytes]:
             sealed = ss.encrypt(data, time.time())
@@ -327,6 +367,7 @@ class TunnelServer:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
+        self.probes.stop()
         if self.link is not None:
             self.link.close()
         self.tap.close()

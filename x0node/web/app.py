@@ -8,35 +8,53 @@ Security rules (each enforced in one middleware or helper below, and tested rout
 - A request whose Host is neither an IP literal, nor the device's host name (also with .local or
   .lan), nor in `WebConfig.allowed_hosts` is refused (421) before anything else: a page on another
   site cannot reach the UI by making its own name resolve to the router (DNS rebinding).
+- Host is parsed strictly (RFC 9110 section 7.2, RFC 3986 section 3.2.2): a bracketed IPv6 literal, an
+  IPv4 address or a DNS name, then nothing but an optional `:port` of digits (`[::1]evil` is refused).
 - Every state change (any method but GET/HEAD) carries `X-CSRF-Token`: the session's token, or before
   login the `x0_csrf` cookie's (double submit). A present `Origin` must match `Host`. Bodies must be
-  `application/json`, at most `max_request_bytes`; malformed JSON is a 400 naming the problem, and
-  nothing is changed.
-- Login, setup and password change go through `LoginThrottle` (429 + Retry-After while locked out);
-  its state is saved in `<data_dir>/web/login-throttle.json` so a restart does not reset it.
+  `application/json`, at most `max_request_bytes`, arrive within `BODY_READ_TIMEOUT_S` (408), hold
+  only finite numbers of at most `JSON_NUMBER_MAX_CHARS` characters and valid Unicode; anything else
+  is a 400 naming the problem, and nothing is changed.
+- Login, setup and password change go through `LoginThrottle`: the attempt is counted after the body
+  arrived and before the secret is checked (429 + Retry-After while the source is locked out; a
+  global slow-down spaces checks). A browser that signed in before carries a signed `x0_device`
+  cookie and is throttled on its own, so guessers elsewhere cannot lock the admin out. The state is
+  saved in `<data_dir>/web/login-throttle.json` (best effort: a full disk never stops a login).
+- Sessions end when the stored password changes, also when it was changed on the console.
+- Configuration writes: keys in `WEB_READ_ONLY` (trust, kernel, the data directory, web.enabled) are
+  refused with 403; the provider validates the rest like the config file; secrets are never returned
+  (`SECRET_KEYS`, shown as `SECRET_PLACEHOLDER`).
+- A write that fails for storage reasons answers 507 (full) or 503 and changes nothing.
 - Cookies are HttpOnly and SameSite=Strict (Secure when served over TLS); sessions expire.
 - Every response carries a strict Content-Security-Policy (no inline script or style), nosniff,
-  no-referrer and frame-ancestors 'none'; API responses are not cached.
+  no-referrer and frame-ancestors 'none', also errors and unexpected failures (a 500 is JSON with the
+  same headers); API responses are not cached; no `Server` header names software or versions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import hashlib
+import hmac
 import ipaddress
 import json
 import logging
-import os
 import pathlib
+import re
 import secrets
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import web, web_response
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from x0node import __version__
+from x0node.io.atomicfile import storage_full, write_atomic
+from x0node.io.peer import source_key
 from x0node.web import openapi, view_shapes
 from x0node.web.config import WebConfig
 from x0node.web.credentials import Credentials, PasswordPolicyError, check_policy
@@ -44,13 +62,16 @@ from x0node.web.host_stats import HostStats
 from x0node.web.metrics import HttpMetrics, NodeStateCollector
 from x0node.web.provider import EVENTS_LIMIT_MAX, ConfigError, NodeStateProvider
 from x0node.web.sessions import Session, SessionStore
-from x0node.web.throttle import LoginThrottle
+from x0node.web.throttle import Decision, LoginThrottle
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = pathlib.Path(__file__).resolve().parent / "static"
 SESSION_COOKIE = "x0_session"
 PRE_CSRF_COOKIE = "x0_csrf"
+DEVICE_COOKIE = "x0_device"
+DEVICE_COOKIE_MAX_AGE_S = 365 * 86400
+DEVICE_ID_BYTES = 16
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 STREAM_INTERVAL_S = 1.0
@@ -61,6 +82,22 @@ STREAMS_MAX = 16
 VIEW_CACHE_S = 0.1
 CONFIG_CHANGE_KEYS_MAX = 64
 JSON_DEPTH_MAX = 4
+JSON_NUMBER_MAX_CHARS = 32
+# Long enough for a phone on a poor link to send a small JSON body, short enough that a client
+# trickling bytes cannot hold a request (and a counted login attempt) open.
+BODY_READ_TIMEOUT_S = 10.0
+# Sent instead of aiohttp's "Python/x.y aiohttp/x.y.z" on the few answers aiohttp writes itself
+# (malformed HTTP); our own answers carry no Server header at all.
+SERVER_NAME = "x0node"
+# Keys the web API never writes: the trust material and kernel settings can keep the node from
+# starting (a wrong anchor path, a table or rule priority the kernel refuses), the data directory
+# holds everything else, and turning the UI off from the UI would lock its user out. They are
+# changed in the config file, on the console. A section name alone means every key of it.
+WEB_READ_ONLY = frozenset({"trust", "kernel", "node.data_dir", "web.enabled",
+                           "web.tls_cert", "web.tls_key"})  # a missing certificate file stops the UI
+# Keys whose values are secrets (a tunnel's pre-shared key): replaced in every answer.
+SECRET_KEYS = frozenset({"password", "psk", "secret", "private_key"})
+SECRET_PLACEHOLDER = "(secret, not shown)"
 PAGES = ("/", "/neighbours", "/routes", "/topology", "/events", "/settings")
 ANONYMOUS_ROUTES = frozenset({"login_page", "setup_page", "auth_state", "auth_login", "auth_setup", "static"})
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
@@ -84,6 +121,8 @@ class WebState:
         self.sessions = SessionStore(config.session_idle_s, config.session_max_s)
         self.throttle_path = self.web_dir / "login-throttle.json"
         self.throttle = self._load_throttle()
+        self.throttle_unsaved = False
+        self.sessions.follow(self.credentials.stamp())
         self.registry = registry
         # names someone else (the daemon) already serves from this registry are left to them; collectors
         # without describe() are only known by what they yield, so ask them once
@@ -122,13 +161,20 @@ class WebState:
             return LoginThrottle()
 
     def save_throttle(self) -> None:
-        tmp = self.throttle_path.with_name(self.throttle_path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        write_atomic(self.throttle_path, json.dumps(self.throttle.to_dict()).encode())
+
+    def keep_throttle(self) -> None:
+        """Persist the throttle, best effort: the counts hold in memory whatever happens, and a full
+        disk must not stop anyone from signing in (logged once per outage)."""
         try:
-            os.write(fd, json.dumps(self.throttle.to_dict()).encode())
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.throttle_path)
+            self.save_throttle()
+        except OSError as exc:
+            if not self.throttle_unsaved:
+                log.error("cannot save %s (%s): login throttling continues in memory only",
+                          self.throttle_path, exc.strerror)
+            self.throttle_unsaved = True
+        else:
+            self.throttle_unsaved = False
 
 
 # ---- helpers ----------------------------------------------------------------------------------------
@@ -158,21 +204,56 @@ def _depth(v: Any, d: int = 0) -> int:
     return d
 
 
+class _NumberError(ValueError):
+    pass
+
+
+def _json_int(text: str) -> int:
+    if len(text) > JSON_NUMBER_MAX_CHARS:
+        raise _NumberError(f"a number longer than {JSON_NUMBER_MAX_CHARS} characters")
+    return int(text)
+
+
+def _json_float(text: str) -> float:
+    if len(text) > JSON_NUMBER_MAX_CHARS:
+        raise _NumberError(f"a number longer than {JSON_NUMBER_MAX_CHARS} characters")
+    value = float(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise _NumberError(f"{text} is out of range")
+    return value
+
+
+def _json_constant(name: str) -> Any:
+    raise _NumberError(f"{name} is not a JSON number")
+
+
+def parse_json(raw: bytes) -> Any:
+    """Strict JSON: UTF-8, finite numbers of bounded length, no NaN/Infinity, no lone surrogates."""
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_int=_json_int, parse_float=_json_float,
+                          parse_constant=_json_constant)
+        json.dumps(data, ensure_ascii=False).encode("utf-8")  # lone surrogates ("\\ud800") fail here
+    except UnicodeError:
+        raise BadRequest(400, "request body is not valid UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise BadRequest(400, f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except _NumberError as exc:
+        raise BadRequest(400, f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest(400, "malformed JSON: nested too deeply") from None
+    return data
+
+
 async def read_json_object(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise BadRequest(415, "request body must be application/json")
     try:
-        raw = await request.read()
+        raw = await asyncio.wait_for(request.read(), BODY_READ_TIMEOUT_S)
     except web.HTTPRequestEntityTooLarge:
         raise BadRequest(413, f"request body larger than {request.app[K_STATE].config.max_request_bytes} bytes") from None
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise BadRequest(400, "request body is not valid UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise BadRequest(400, f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except RecursionError:
-        raise BadRequest(400, "malformed JSON: nested too deeply") from None
+    except TimeoutError:
+        raise BadRequest(408, f"request body not received within {BODY_READ_TIMEOUT_S:g} s") from None
+    data = parse_json(raw)
     if not isinstance(data, dict):
         raise BadRequest(400, "request body must be a JSON object")
     if _depth(data) > JSON_DEPTH_MAX:
@@ -190,7 +271,14 @@ def require_str(body: dict[str, Any], key: str, max_len: int = 512) -> str:
 
 
 def client_key(request: web.Request) -> str:
-    return request.remote or "unknown"
+    return source_key(request.remote)
+
+
+def storage_error(exc: OSError, what: str) -> web.Response:
+    """507 when the file system is full (RFC 4918 section 11.5), 503 for other storage faults."""
+    if storage_full(exc):
+        return json_error(507, f"{what} was not saved: the data partition is full; free space and retry")
+    return json_error(503, f"{what} was not saved: storage error ({exc.strerror or exc})")
 
 
 def session_of(request: web.Request) -> Session | None:
@@ -248,34 +336,50 @@ async def metrics_mw(request: web.Request, handler: Handler) -> web.StreamRespon
         st.http_metrics.duration.labels(request.method, ep).observe(time.perf_counter() - t0)
 
 
+_PORT = re.compile(r":[0-9]{1,5}")
+_DNS_NAME = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)(\.(?!-)[a-z0-9_-]{1,63}(?<!-))*\.?")
+_ZONE = re.compile(r"[a-z0-9_.-]{1,15}")
+
+
+def _port_ok(rest: str) -> bool:
+    return rest == "" or (_PORT.fullmatch(rest) is not None and int(rest[1:]) <= 65535)
+
+
 def host_allowed(host_header: str | None, allowed: frozenset[str]) -> bool:
-    """Is the Host header an IP literal or an allowed name (port ignored)? A missing Host is allowed
-    (only HTTP/1.0 clients omit it, and a browser never does)."""
+    """Is the Host header (RFC 9110 section 7.2: uri-host [":" port]) an IP literal or an allowed name?
+    Parsed strictly: anything after the host but a `:port` of digits refuses it. A missing Host is
+    allowed (only HTTP/1.0 clients omit it, and a browser never does)."""
     if host_header is None:
         return True
-    host = host_header.strip().lower()
-    if host.startswith("["):  # [IPv6]:port
+    host = host_header.lower()
+    if host.startswith("["):  # IP-literal: "[" IPv6address [ "%25" zone ] "]" (RFC 3986, RFC 6874)
         end = host.find("]")
-        if end < 0:
+        if end < 0 or not _port_ok(host[end + 1:]):
             return False
-        literal = host[1:end]
+        literal, pct, zone = host[1:end].partition("%")
+        if pct and _ZONE.fullmatch(zone.removeprefix("25")) is None:
+            return False
         try:
-            ipaddress.IPv6Address(literal.split("%", 1)[0])
-            return True
+            ipaddress.IPv6Address(literal)
         except ValueError:
             return False
-    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        return True
+    name, colon, port = host.rpartition(":")
+    if not colon:
+        name = host
+    elif not _port_ok(colon + port):
+        return False
     try:
         ipaddress.IPv4Address(name)
         return True
     except ValueError:
         pass
-    name = name.rstrip(".")
-    return "*" in allowed or name in allowed
+    if len(name) > 254 or _DNS_NAME.fullmatch(name) is None:
+        return False
+    return "*" in allowed or name.removesuffix(".") in allowed
 
 
 def allowed_host_names(config: WebConfig) -> frozenset[str]:
-    import socket
 
     own = socket.gethostname().lower().rstrip(".")
     names = set(config.allowed_hosts)
@@ -306,7 +410,16 @@ async def headers_mw(request: web.Request, handler: Handler) -> web.StreamRespon
             raise _with_security_headers(exc, request) from None  # redirects keep their shape
     except BadRequest as exc:
         resp = json_error(exc.status, exc.message, **exc.extra)
+        if exc.status == 408:
+            resp.force_close()  # the rest of the body may still come: do not read it as a request
+    except Exception:  # noqa: BLE001 - an unexpected failure is still an answer with our headers
+        log.exception("web request %s %s failed", request.method, request.path)
+        resp = json_error(500, "internal error (logged on the device)")
     return _with_security_headers(resp, request)
+
+
+async def _drop_server_header(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.pop("Server", None)
 
 
 def _with_security_headers(resp: Any, request: web.Request) -> Any:
@@ -338,6 +451,8 @@ def _origin_ok(request: web.Request) -> bool:
 @web.middleware
 async def auth_mw(request: web.Request, handler: Handler) -> web.StreamResponse:
     st: WebState = request.app[K_STATE]
+    if st.sessions.follow(st.credentials.stamp()):
+        log.warning("web UI password changed outside this service: every session ended")
     session = st.sessions.get(request.cookies.get(SESSION_COOKIE), time.monotonic())
     request[K_SESSION] = session
     name = route_name(request)
@@ -420,19 +535,53 @@ async def auth_state(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-def _throttled(st: WebState, request: web.Request) -> web.Response | None:
-    wait = st.throttle.retry_after(client_key(request), time.time())
-    if wait > 0:
-        secs = int(wait) + 1
-        return json_response({"error": f"too many failed attempts; try again in {secs} s", "retry_after_s": secs},
-                             status=429, headers={"Retry-After": str(secs)})
-    return None
+def _too_many(wait_s: float) -> web.Response:
+    secs = int(wait_s) + 1
+    return json_response({"error": f"too many failed attempts; try again in {secs} s", "retry_after_s": secs},
+                         status=429, headers={"Retry-After": str(secs)})
 
 
-def _fail(st: WebState, request: web.Request) -> None:
-    st.throttle.failure(client_key(request), time.time())
-    st.save_throttle()
-    log.warning("web login failure from %s", client_key(request))
+def _device_mac(key: bytes, device_id: str) -> str:
+    return hmac.new(key, device_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _known_device(st: WebState, request: web.Request) -> str | None:
+    """The id in a valid `x0_device` cookie (signed with a key derived from the stored password)."""
+    raw = request.cookies.get(DEVICE_COOKIE, "")
+    device_id, _, mac = raw.partition(".")
+    key = st.credentials.device_key()
+    if key is None or len(device_id) != 2 * DEVICE_ID_BYTES or len(mac) != 32:
+        return None
+    return device_id if hmac.compare_digest(_device_mac(key, device_id), mac) else None
+
+
+def _throttle_key(st: WebState, request: web.Request) -> str:
+    device = _known_device(st, request)
+    return f"device:{device}" if device is not None else client_key(request)
+
+
+async def _guarded(st: WebState, request: web.Request,
+                   check: Callable[[], Awaitable[bool]]) -> web.Response | Decision | None:
+    """Count the attempt, wait for its slot, run `check` (the secret comparison). Returns the 429
+    answer, the decision when the secret was right, or None when it was wrong (it stays counted)."""
+    key = _throttle_key(st, request)
+    decision = st.throttle.begin(key, time.time())
+    if decision.retry_after_s > 0:
+        return _too_many(decision.retry_after_s)
+    st.keep_throttle()
+    wait = decision.check_at - time.time()
+    try:
+        if wait > 0:
+            await asyncio.sleep(wait)
+        ok = await check()
+    finally:
+        st.throttle.checked(key)
+    if not ok:
+        log.warning("web sign-in failure from %s", client_key(request))
+        return None
+    st.throttle.success(key, decision)
+    st.keep_throttle()
+    return decision
 
 
 def _start_session(st: WebState, request: web.Request, status: int = 200) -> web.Response:
@@ -440,7 +589,16 @@ def _start_session(st: WebState, request: web.Request, status: int = 200) -> web
     resp = json_response({"authenticated": True, "csrf_token": session.csrf}, status=status)
     set_cookie(request, resp, SESSION_COOKIE, session.token, int(st.config.session_max_s))
     resp.del_cookie(PRE_CSRF_COOKIE, path="/")
+    _mark_device(st, request, resp)
     return resp
+
+
+def _mark_device(st: WebState, request: web.Request, resp: web.StreamResponse) -> None:
+    key = st.credentials.device_key()
+    if key is None:
+        return
+    device_id = _known_device(st, request) or secrets.token_hex(DEVICE_ID_BYTES)
+    set_cookie(request, resp, DEVICE_COOKIE, f"{device_id}.{_device_mac(key, device_id)}", DEVICE_COOKIE_MAX_AGE_S)
 
 
 async def _verify(st: WebState, password: str) -> bool:
@@ -448,19 +606,22 @@ async def _verify(st: WebState, password: str) -> bool:
         return await asyncio.get_running_loop().run_in_executor(None, st.credentials.verify, password)
 
 
+async def _store_password(st: WebState, password: str) -> None:
+    async with st.hash_lock:
+        await asyncio.get_running_loop().run_in_executor(None, st.credentials.set_password, password)
+
+
 async def auth_login(request: web.Request) -> web.StreamResponse:
     st: WebState = request.app[K_STATE]
-    if (r := _throttled(st, request)) is not None:
-        return r
     body = await read_json_object(request)
     password = require_str(body, "password")
     if not st.credentials.password_set():
         return json_error(409, "no password set yet: use the setup page")
-    if not await _verify(st, password):
-        _fail(st, request)
+    result = await _guarded(st, request, lambda: _verify(st, password))
+    if result is None:
         return json_error(401, "wrong password")
-    st.throttle.success(client_key(request))
-    st.save_throttle()
+    if isinstance(result, web.Response):
+        return result
     log.info("web login from %s", client_key(request))
     return _start_session(st, request)
 
@@ -469,22 +630,29 @@ async def auth_setup(request: web.Request) -> web.StreamResponse:
     st: WebState = request.app[K_STATE]
     if st.credentials.password_set():
         return json_error(409, "a password is already set: log in instead")
-    if (r := _throttled(st, request)) is not None:
-        return r
     body = await read_json_object(request)
     code = require_str(body, "setup_code", 64)
     password = require_str(body, "password")
-    if not st.credentials.check_setup_code(code):
-        _fail(st, request)
-        return json_error(403, "wrong setup code (see the console or <data_dir>/web/setup-code)")
     try:
         check_policy(password)
     except PasswordPolicyError as exc:
         return json_error(400, str(exc), key="password")
-    async with st.hash_lock:
-        await asyncio.get_running_loop().run_in_executor(None, st.credentials.set_password, password)
-    st.throttle.success(client_key(request))
-    st.save_throttle()
+
+    async def code_ok() -> bool:
+        return st.credentials.check_setup_code(code)
+
+    result = await _guarded(st, request, code_ok)
+    if result is None:
+        return json_error(403, "wrong setup code (see the console or <data_dir>/web/setup-code)")
+    if isinstance(result, web.Response):
+        return result
+    if st.credentials.password_set():
+        return json_error(409, "a password is already set: log in instead")
+    try:
+        await _store_password(st, password)
+    except OSError as exc:
+        return storage_error(exc, "the password")
+    st.sessions.follow(st.credentials.stamp())
     log.warning("web UI password set from %s; setup code consumed", client_key(request))
     return _start_session(st, request, status=201)
 
@@ -501,8 +669,6 @@ async def auth_logout(request: web.Request) -> web.StreamResponse:
 
 async def auth_password(request: web.Request) -> web.StreamResponse:
     st: WebState = request.app[K_STATE]
-    if (r := _throttled(st, request)) is not None:
-        return r
     body = await read_json_object(request)
     current = require_str(body, "current_password")
     new = require_str(body, "new_password")
@@ -510,15 +676,21 @@ async def auth_password(request: web.Request) -> web.StreamResponse:
         check_policy(new)
     except PasswordPolicyError as exc:
         return json_error(400, str(exc), key="new_password")
-    if not await _verify(st, current):
-        _fail(st, request)
+    result = await _guarded(st, request, lambda: _verify(st, current))
+    if result is None:
         return json_error(403, "current password is wrong", key="current_password")
-    async with st.hash_lock:
-        await asyncio.get_running_loop().run_in_executor(None, st.credentials.set_password, new)
+    if isinstance(result, web.Response):
+        return result
+    try:
+        await _store_password(st, new)
+    except OSError as exc:
+        return storage_error(exc, "the new password")
     session = session_of(request)
-    st.sessions.drop_all_except(session.token if session else None)
+    st.sessions.follow(st.credentials.stamp(), keep=session.token if session else None)
     log.warning("web UI password changed from %s; other sessions ended", client_key(request))
-    return json_response({"changed": True})
+    resp = json_response({"changed": True})
+    _mark_device(st, request, resp)  # the device key follows the password: sign this browser again
+    return resp
 
 
 # ---- node API ---------------------------------------------------------------------------------------
@@ -576,8 +748,81 @@ async def api_events(request: web.Request) -> web.StreamResponse:
     return json_response(request.app[K_STATE].provider.events(since, limit))
 
 
+def hide_secrets(value: Any) -> Any:
+    """A copy of a config view with every value under a `SECRET_KEYS` key replaced by the placeholder."""
+    if isinstance(value, dict):
+        return {k: SECRET_PLACEHOLDER if k in SECRET_KEYS and v not in (None, "") else hide_secrets(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [hide_secrets(v) for v in value]
+    return value
+
+
+def _placeholder_path(value: Any, path: str) -> str | None:
+    """The dotted path of a secret sent back as the placeholder, if any."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = f"{path}.{k}" if k in SECRET_KEYS and v == SECRET_PLACEHOLDER else _placeholder_path(v, f"{path}.{k}")
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            if found := _placeholder_path(v, f"{path}[{i}]"):
+                return found
+    return None
+
+
+def _check_writable(st: WebState, changes: dict[str, Any]) -> None:
+    """Refuse what the web API must not store: read-only keys (403), placeholders for secrets and
+    settings that would keep the UI from coming back at the next start (400)."""
+    for section, values in changes.items():
+        keys = values if isinstance(values, dict) else {}
+        if section in WEB_READ_ONLY:
+            key = f"{section}.{next(iter(keys))}" if keys else section
+            raise BadRequest(403, "not changeable from the web UI (it can keep the node from starting); "
+                                  "edit the config file on the device", key=key)
+        for key in keys:
+            if f"{section}.{key}" in WEB_READ_ONLY:
+                raise BadRequest(403, "not changeable from the web UI; edit the config file on the device",
+                                 key=f"{section}.{key}")
+        if (found := _placeholder_path(values, str(section))) is not None:
+            raise BadRequest(400, "a secret cannot be sent back as its placeholder; send the secret itself",
+                             key=found)
+    web_changes = changes.get("web")
+    if isinstance(web_changes, dict):
+        _check_listen(st, web_changes)
+
+
+def _check_listen(st: WebState, web_changes: dict[str, Any]) -> None:
+    """The UI must come back after a restart: a new `listen` must be an address of this device and a
+    new `port` free (values of the wrong type are left to the config validation)."""
+    listen, port = web_changes.get("listen", st.config.listen), web_changes.get("port", st.config.port)
+    if not isinstance(listen, str) or not isinstance(port, int) or isinstance(port, bool):
+        return
+    try:
+        family = socket.AF_INET6 if ipaddress.ip_address(listen).version == 6 else socket.AF_INET
+    except ValueError:
+        return
+    if listen != st.config.listen:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((listen, 0))
+            except OSError as exc:
+                raise BadRequest(400, f"cannot serve on {listen}: {exc.strerror} (not an address of "
+                                      "this device?)", key="web.listen") from None
+    if port != st.config.port and 0 < port <= 65535:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((listen, port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise BadRequest(400, f"port {port} is in use by another program", key="web.port") from None
+                raise BadRequest(400, f"cannot serve on port {port}: {exc.strerror}", key="web.port") from None
+
+
 async def api_config_get(request: web.Request) -> web.StreamResponse:
-    return json_response(request.app[K_STATE].provider.config_get())
+    return json_response(hide_secrets(request.app[K_STATE].provider.config_get()))
 
 
 def _count_keys(v: Any) -> int:
@@ -593,10 +838,13 @@ async def api_config_patch(request: web.Request) -> web.StreamResponse:
         raise BadRequest(400, "no changes given")
     if _count_keys(changes) > CONFIG_CHANGE_KEYS_MAX:
         raise BadRequest(400, f"more than {CONFIG_CHANGE_KEYS_MAX} settings in one change")
+    _check_writable(st, changes)
     try:
         new = st.provider.config_set(changes)
     except ConfigError as exc:
         return json_error(400, exc.message, key=exc.key)
+    except OSError as exc:
+        return storage_error(exc, "the change")
     except ValueError as exc:  # the daemon's own ConfigError has the same shape
         key, message = getattr(exc, "key", None), getattr(exc, "message", None)
         if not isinstance(key, str) or not isinstance(message, str):
@@ -605,7 +853,7 @@ async def api_config_patch(request: web.Request) -> web.StreamResponse:
     log.info("config changed from web UI: %s", ", ".join(
         f"{s}.{k}" if isinstance(v, dict) else str(s) for s, vs in changes.items()
         for k, v in (vs.items() if isinstance(vs, dict) else [(s, vs)])))
-    return json_response(new)
+    return json_response(hide_secrets(new))
 
 
 async def api_openapi(request: web.Request) -> web.StreamResponse:
@@ -683,6 +931,10 @@ def create_app(provider: NodeStateProvider, web_config: WebConfig | dict[str, An
     state = WebState(provider, config, pathlib.Path(data_dir), registry)
     state.credentials.ensure_setup_code()
     app = web.Application(middlewares=[metrics_mw, headers_mw, host_mw, auth_mw], client_max_size=config.max_request_bytes)
+    app.on_response_prepare.append(_drop_server_header)
+    # aiohttp names itself and its version on the answers it writes before any app code runs
+    # (malformed HTTP); it reads this module global at that time.
+    web_response.SERVER_SOFTWARE = SERVER_NAME
     app[K_PROVIDER] = provider
     app[K_STATE] = state
     r = app.router

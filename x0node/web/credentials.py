@@ -5,13 +5,22 @@ Rules:
   created at first start, written to `setup-code` (mode 0600) and logged once at WARNING, so it shows on
   the console and in the journal. Setting the password deletes the code; it can never be used twice.
 - Passwords are stored only as argon2id hashes (libsodium via pynacl, interactive limits so that a
-  small router can verify one in well under a second), in `password` (mode 0600), written atomically.
+  small router can verify one in well under a second), in `password` (mode 0600), written atomically
+  (`x0node.io.atomicfile`). A write that fails (storage full) raises OSError and changes nothing.
+- `stamp()` changes whenever the stored password changes, whoever changed it (the web UI, or
+  `x0node web set-password` on the console while the service runs): sessions follow it and all end.
+  It costs one stat() per call; the file is re-read only when its inode, size or mtime changed.
+- `device_key()` (derived from the stored hash, so it changes with the password) signs the cookie that
+  marks a browser which signed in before (see throttle.py).
+- If the setup code cannot be stored (storage full at first start), it lives in memory and is logged:
+  the first sign-in still works.
 - Password policy: `PASSWORD_MIN_CHARS`..`PASSWORD_MAX_CHARS` characters.
 - Codes and passwords are compared in constant time (hmac.compare_digest / libsodium verify).
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import os
@@ -20,6 +29,8 @@ import secrets
 
 import nacl.exceptions
 import nacl.pwhash
+
+from x0node.io.atomicfile import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -50,18 +61,6 @@ def hash_password(password: str) -> bytes:
     return nacl.pwhash.argon2id.str(password.encode(), opslimit=ARGON2_OPSLIMIT, memlimit=ARGON2_MEMLIMIT)
 
 
-def _write_private(path: pathlib.Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-
-
 def normalise_code(code: str) -> str:
     return "".join(ch for ch in code.upper() if ch.isalnum())
 
@@ -72,6 +71,34 @@ class Credentials:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.password_path = self.dir / "password"
         self.setup_code_path = self.dir / "setup-code"
+        self._memory_code: str | None = None
+        self._seen: tuple[int, int, int, int] | None = None
+        self._stored: bytes | None = None
+
+    def _read_stored(self) -> bytes | None:
+        """The stored hash, re-read only when the file changed (rename gives it a new inode)."""
+        try:
+            st = os.stat(self.password_path)
+        except FileNotFoundError:
+            self._seen, self._stored = None, None
+            return None
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        if key != self._seen:
+            try:
+                self._stored = self.password_path.read_bytes().strip()
+            except FileNotFoundError:
+                self._stored = None
+            self._seen = key
+        return self._stored
+
+    def stamp(self) -> bytes | None:
+        """Changes whenever the stored password changes; None while no password is set."""
+        stored = self._read_stored()
+        return None if stored is None else hashlib.blake2b(stored, digest_size=16).digest()
+
+    def device_key(self) -> bytes | None:
+        stored = self._read_stored()
+        return None if stored is None else hmac.new(stored, b"x0node device cookie v1", hashlib.sha256).digest()
 
     def password_set(self) -> bool:
         return self.password_path.exists()
@@ -85,7 +112,12 @@ class Credentials:
         if code is None:
             raw = "".join(secrets.choice(SETUP_CODE_ALPHABET) for _ in range(SETUP_CODE_GROUPS * SETUP_CODE_GROUP_CHARS))
             code = "-".join(raw[i:i + SETUP_CODE_GROUP_CHARS] for i in range(0, len(raw), SETUP_CODE_GROUP_CHARS))
-            _write_private(self.setup_code_path, (code + "\n").encode())
+            try:
+                write_atomic(self.setup_code_path, (code + "\n").encode())
+            except OSError as exc:
+                self._memory_code = code
+                log.error("could not store the setup code in %s (%s): it is valid until the service "
+                          "restarts", self.setup_code_path, exc.strerror)
         log.warning("web UI has no password yet: open it and enter setup code %s (also in %s)",
                     code, self.setup_code_path)
         return code
@@ -94,8 +126,8 @@ class Credentials:
         try:
             text = self.setup_code_path.read_text().strip()
         except (FileNotFoundError, UnicodeDecodeError):
-            return None
-        return text or None
+            return self._memory_code
+        return text or self._memory_code
 
     def check_setup_code(self, given: str) -> bool:
         code = self.read_setup_code()
@@ -106,15 +138,15 @@ class Credentials:
     def set_password(self, password: str) -> None:
         """Hash and store (policy checked first). Consumes the setup code."""
         check_policy(password)
-        _write_private(self.password_path, hash_password(password))
+        write_atomic(self.password_path, hash_password(password))
+        self._memory_code = None
         self.setup_code_path.unlink(missing_ok=True)
 
     def verify(self, password: str) -> bool:
         if not isinstance(password, str) or len(password) > PASSWORD_MAX_CHARS:
             return False
-        try:
-            stored = self.password_path.read_bytes().strip()
-        except FileNotFoundError:
+        stored = self._read_stored()
+        if stored is None:
             return False
         try:
             return bool(nacl.pwhash.verify(stored, password.encode()))

@@ -11,12 +11,12 @@ from __future__ import annotations
 import collections
 import copy
 import json
-import os
 import pathlib
 import threading
 import time
 from typing import Any
 
+from x0node.io.atomicfile import write_atomic
 from x0node.web.provider import EVENTS_LIMIT_MAX, ConfigError
 
 EVENTS_KEPT = 1000
@@ -160,9 +160,7 @@ class MemoryProvider:
         with self._lock:
             merged = validate_changes(self._config, changes)
             if self._persist_path is not None:
-                tmp = self._persist_path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(merged, indent=1, sort_keys=True))
-                os.replace(tmp, self._persist_path)
+                write_atomic(self._persist_path, json.dumps(merged, indent=1, sort_keys=True).encode())
             self._config = merged
             return copy.deepcopy(merged)
 

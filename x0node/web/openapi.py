@@ -63,7 +63,11 @@ SCHEMAS: dict[str, Any] = {
 }
 
 E401 = _json(_ref("Error"), "No valid session")
-E403 = _json(_ref("Error"), "CSRF token or Origin check failed, or wrong code/password")
+E403 = _json(_ref("Error"), "CSRF token or Origin check failed, wrong code/password, or a key the web API "
+                           "does not change")
+E408 = _json(_ref("Error"), "Request body not received in time")
+E503 = _json(_ref("Error"), "Not saved: storage error; nothing changed")
+E507 = _json(_ref("Error"), "Not saved: the data partition is full; nothing changed")
 E400 = _json(_ref("Error"), "Malformed or invalid request; nothing was changed")
 E413 = _json(_ref("Error"), "Request body too large")
 E415 = _json(_ref("Error"), "Request body is not application/json")
@@ -87,7 +91,7 @@ def _post(summary: str, body: dict[str, Any], responses: dict[str, Any], anonymo
     op: dict[str, Any] = {
         "summary": summary, "parameters": [CSRF_PARAM],
         "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
-        "responses": {**responses, "400": E400, "403": E403, "413": E413, "415": E415},
+        "responses": {**responses, "400": E400, "403": E403, "408": E408, "413": E413, "415": E415},
     }
     if anonymous:
         op["security"] = []
@@ -112,7 +116,8 @@ def document(version: str) -> dict[str, Any]:
              "properties": {"setup_code": {"type": "string", "maxLength": 64},
                             "password": {"type": "string", "maxLength": 512}}},
             {"201": _json(_ref("Session"), "Password set, logged in"),
-             "409": _json(_ref("Error"), "A password is already set"), "429": E429}, anonymous=True),
+             "409": _json(_ref("Error"), "A password is already set"), "429": E429, "503": E503, "507": E507},
+            anonymous=True),
         "/api/v1/auth/login": _post(
             "Log in; sets the session cookie",
             {"type": "object", "required": ["password"], "properties": {"password": {"type": "string", "maxLength": 512}}},
@@ -125,7 +130,7 @@ def document(version: str) -> dict[str, Any]:
             {"type": "object", "required": ["current_password", "new_password"],
              "properties": {"current_password": {"type": "string", "maxLength": 512},
                             "new_password": {"type": "string", "maxLength": 512}}},
-            {"200": _json({"type": "object"}, "Changed"), "429": E429}),
+            {"200": _json({"type": "object"}, "Changed"), "429": E429, "503": E503, "507": E507}),
         "/api/v1/status": _get("Identity, mesh address, version, uptime, CPU, memory, health", _ref("Status")),
         "/api/v1/neighbours": _get("Neighbours with RTT, loss, throughput, quality class and cost",
                                    {"type": "array", "items": _ref("Neighbour")}),
@@ -142,7 +147,8 @@ def document(version: str) -> dict[str, Any]:
             **_post("Change settings: {section: {key: value}}; validated like the config file, all or nothing, "
                     "persisted across restarts",
                     {"type": "object", "minProperties": 1, "additionalProperties": {"type": "object", "minProperties": 1}},
-                    {"200": _json(_ref("Config"), "The new effective configuration")}, method="patch"),
+                    {"200": _json(_ref("Config"), "The new effective configuration"), "503": E503, "507": E507},
+                    method="patch"),
         },
         "/api/v1/stream": {"get": {
             "summary": "Server-sent events: status, neighbours, routes, topology (when changed) and events",

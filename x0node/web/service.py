@@ -17,6 +17,7 @@ from aiohttp import web
 from x0node.web.app import K_STATE, create_app
 from x0node.web.config import WebConfig
 from x0node.web.provider import ConfigError as WebConfigError
+from x0node.web.state_api import add_routes as add_state_routes
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class WebService:
 
     async def start(self, ctx: Any) -> None:
         self.app = create_app(ctx.provider, self.config, ctx.data_dir, ctx.registry)
+        add_state_routes(self.app, lambda: ctx.extras.get("state"))
         self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.config.listen, self.config.port)

@@ -6,7 +6,10 @@ Rules:
 - At most `SESSIONS_MAX` live sessions; creating one more evicts the least recently used.
 - The CSRF token of a session is separate from the session token and is sent back by the page in the
   `X-CSRF-Token` header on every state change (the cookie alone never authorises a change).
-- Pure: callers pass `now` (monotonic seconds).
+- Sessions belong to one stored password: `follow(stamp)` ends them all when the password's stamp
+  (credentials.Credentials.stamp) differs from the one they were made under, so a password reset on
+  the console reaches the running service at its next request.
+- Pure: callers pass `now` (monotonic seconds) and the stamp.
 """
 
 from __future__ import annotations
@@ -31,6 +34,16 @@ class SessionStore:
         self.idle_s = idle_s
         self.absolute_s = absolute_s
         self._sessions: dict[str, Session] = {}
+        self.stamp: object = None
+
+    def follow(self, stamp: object, keep: str | None = None) -> bool:
+        """Adopt the password stamp; if it changed, end every session but `keep`. True if any ended."""
+        if stamp == self.stamp:
+            return False
+        self.stamp = stamp
+        before = len(self._sessions)
+        self.drop_all_except(keep)
+        return len(self._sessions) < before
 
     def create(self, now: float) -> Session:
         self._expire(now)

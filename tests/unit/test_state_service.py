@@ -1,0 +1,84 @@
+"""The state service's pure parts: config validation, the router read, settings decisions, the offline CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.sim.state_mesh import StateSim
+from x0node.cli import main
+from x0node.daemon.config import ConfigError
+from x0node.state import persist, settings
+from x0node.state.service import _op_args, router_neighbours, validate_config
+
+
+def test_validate_config_defaults_and_errors():
+    assert validate_config({}) == {"enabled": True, "port": 6718, "mesh_settings": []}
+    for section, key in (({"bogus": 1}, "bogus"), ({"port": 80}, "port"), ({"port": True}, "port"),
+                         ({"mesh_settings": "node.log_level"}, "mesh_settings"),
+                         ({"mesh_settings": ["Node"]}, "mesh_settings[0]"),
+                         ({"mesh_settings": ["node.data_dir"]}, "mesh_settings[0]"),
+                         ({"mesh_settings": ["trust.anchors"]}, "mesh_settings[0]")):
+        with pytest.raises(ConfigError) as exc:
+            validate_config(section)
+        assert exc.value.key == key
+
+
+def test_router_neighbours_reads_up_neighbours_only():
+    class R:
+        def neighbours(self):
+            return [{"ifname": "m1", "node_id": "aa" * 16, "address": "fe80::1", "state": "up"},
+                    {"ifname": "m2", "node_id": "bb" * 16, "address": "fe80::2", "state": "init"}]
+
+    (n,) = router_neighbours(R())
+    assert (n.ifname, n.node_id, n.address) == ("m1", b"\xaa" * 16, "fe80::1")
+
+
+def test_op_args_validates_types():
+    assert _op_args({"value": {"a": 1}}) == {"value": b'{"a":1}'}
+    assert _op_args({"incr": -2, "ttl_s": 5}) == {"incr": -2, "ttl_s": 5}
+    for bad in ({"incr": "1"}, {"incr": True}, {"add": 1}, {"ttl_s": 1.5}):
+        with pytest.raises(ValueError):
+            _op_args(bad)
+
+
+def test_settings_apply_and_publish_without_echo():
+    sim = StateSim(2, [(0, 1)], seed=3)
+    sim.run_for(0.3)
+    sim.write(0, "settings", "node.log_level", value=settings.encode("debug"))
+    sim.run_until_converged(2.0)
+    store = sim.nodes[1].gossip.store
+    config = {"node.log_level": "info"}
+    assert settings.to_apply(store, ["node.log_level"], config.get) == {"node.log_level": "debug"}
+    config["node.log_level"] = "debug"  # applied
+    assert settings.to_apply(store, ["node.log_level"], config.get) == {}
+    assert settings.to_publish(store, ["node.log_level"], config.get) == {}  # no echo
+    config["node.log_level"] = "warning"
+    assert settings.to_publish(store, ["node.log_level"], config.get) == {"node.log_level": "warning"}
+
+
+def test_cli_reads_the_store_offline(tmp_path, capsys):
+    sim = StateSim(2, [(0, 1)], seed=4)
+    sim.run_for(0.3)
+    sim.write(0, "kv", "colour", value=b'"blue"')
+    sim.write(1, "g.hits", "all", incr=3)
+    sim.run_until_converged(2.0)
+    for i in (0, 1):
+        persist.write_atomic(tmp_path / f"n{i}" / persist.STORE_NAME, sim.nodes[i].gossip.snapshot())
+    assert main(["state", "--data-dir", str(tmp_path / "n0"), "get", "kv", "colour"]) == 0
+    assert json.loads(capsys.readouterr().out)["value"] == "blue"
+    assert main(["state", "--data-dir", str(tmp_path / "n0"), "diff", str(tmp_path / "n0"), str(tmp_path / "n1")]) == 0
+    sim.write(1, "kv", "colour", value=b'"red"')
+    persist.write_atomic(tmp_path / "n1" / persist.STORE_NAME, sim.nodes[1].gossip.snapshot())
+    capsys.readouterr()
+    assert main(["state", "diff", str(tmp_path / "n0"), str(tmp_path / "n1")]) == 1
+    assert "kv/colour" in capsys.readouterr().out
+
+
+def test_quarantine_keeps_a_bounded_number(tmp_path):
+    path = tmp_path / persist.STORE_NAME
+    for i in range(5):
+        path.write_bytes(b"junk%d" % i)
+        assert persist.quarantine(path) is not None
+    assert not path.exists() and len(list(tmp_path.glob("state.bin.corrupt-*"))) == persist.QUARANTINE_KEEP
