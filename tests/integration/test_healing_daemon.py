@@ -6,7 +6,6 @@ do (steer around it) without doing it; the knowledge store on /data holds the ti
 
 from __future__ import annotations
 
-import functools
 import json
 import subprocess
 import sys
@@ -21,13 +20,7 @@ except ImportError:
 
 CONVERGE_TIMEOUT_S = 30.0
 DETECT_TIMEOUT_S = 40.0
-HEALING = """
-[healing]
-mode = "observe"
-interval_s = 0.5
-guard_after_boot_s = 0
-guard_after_start_s = 0
-"""
+HEALING = {"mode": "observe", "interval_s": 0.5, "guard_after_boot_s": 0, "guard_after_start_s": 0}
 
 
 def _incidents(data_dir: str) -> list[dict]:
@@ -44,9 +37,8 @@ def _timeline(data_dir: str, incident: int) -> list[dict]:
 
 
 def test_observe_mode_names_a_partial_black_hole_and_records_the_steering_it_would_do(tmp_path):
-    bed = Testbed.create(tmp_path / "bed", "ring:4", "x0node")
+    bed = Testbed.create(tmp_path / "bed", "ring:4", "x0node", sections={"healing": HEALING})
     try:
-        bed.write_x0node_config = functools.partial(bed.write_x0node_config, extra=HEALING)
         bed.start_all()
         assert measure.wait_converged(bed, CONVERGE_TIMEOUT_S) is not None
         sick = bed.nodes[2]

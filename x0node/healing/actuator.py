@@ -8,7 +8,7 @@ Rules and invariants (adapter, implements actions.ActionAdapter):
 - restart_daemon: holds the systemd watchdog (x0node/daemon/watchdog.py) so systemd restarts the
   daemon within its watchdog interval; refused when no watchdog runs (nobody would restart us).
 - reboot: first appends {time, reason, incident} to `<data_dir>/healing/reboots.json` (at most
-  MAX_REBOOT_RECORDS, written temp + fsync + rename + directory fsync), then runs REBOOT_COMMAND. The
+  MAX_REBOOT_RECORDS, written with io/atomicfile.write_atomic), then runs REBOOT_COMMAND. The
   file is the reason kept on flash (as gluon keeps its reboot reasons) and feeds the reboot rate limit
   after the reboot (`past_reboots`).
 - penalise_link, drain_link, steer_around_node, mark_self_sick: refused with ROUTER_PENDING until the
@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import pathlib
 import socket
 import time
@@ -31,6 +30,7 @@ from typing import Any
 
 from x0node.healing.actions import RESTARTABLE_SERVICES, ActionKind, ActionRequest, ActionResult
 from x0node.healing.knowledge import PastAction
+from x0node.io.atomicfile import write_atomic
 
 log = logging.getLogger("x0node.healing.actuator")
 
@@ -42,25 +42,6 @@ MAX_REBOOT_FILE_BYTES = 64 * 1024
 ROUTER_PENDING = "the routing core has no command API yet"
 LOCAL_ACTIONS = frozenset({ActionKind.RESET_INTERFACE, ActionKind.RESTART_SUBSYSTEM, ActionKind.RESTART_DAEMON,
                            ActionKind.REBOOT})
-
-
-def write_atomic(path: pathlib.Path, data: bytes, mode: int = 0o600) -> None:
-    """temp + fsync + rename + directory fsync: readers see the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 def read_reboots(path: pathlib.Path) -> list[dict[str, Any]]:
