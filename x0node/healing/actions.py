@@ -165,7 +165,14 @@ class ActionPlugin:
     expected_effect: str = ""
 
     def precondition(self, target: Element, ctx: PlanContext) -> str | None:
-        return None if target.kind in self.targets else f"{self.kind.value} does not apply to a {target.kind.value}"
+        """None when the action may run on `target` now, else the reason it may not."""
+        if target.kind not in self.targets:
+            return f"{self.kind.value} does not apply to a {target.kind.value}"
+        return self.check(target, ctx)
+
+    def check(self, target: Element, ctx: PlanContext) -> str | None:
+        """The plugin's own precondition, for a target of a kind it applies to."""
+        return None
 
     def params(self, target: Element, ctx: PlanContext) -> dict[str, Any]:
         return {}
@@ -181,10 +188,7 @@ class _LinkWeight(ActionPlugin):
     verify_s = 5.0  # a cost change reaches SPF within the LSA rate limit; a few cycles suffice
     factor = PENALTY_FACTOR
 
-    def precondition(self, target: Element, ctx: PlanContext) -> str | None:
-        base = super().precondition(target, ctx)
-        if base is not None:
-            return base
+    def check(self, target: Element, ctx: PlanContext) -> str | None:
         far = _far_end(target, ctx.self_id)
         if far is None:
             return "not a link of this node (its ends repair it)"
@@ -229,10 +233,7 @@ class SteerAroundNode(ActionPlugin):
     mitigation = True
     expected_effect = "our routes stop using the node as transit where a path around it exists"
 
-    def precondition(self, target: Element, ctx: PlanContext) -> str | None:
-        base = super().precondition(target, ctx)
-        if base is not None:
-            return base
+    def check(self, target: Element, ctx: PlanContext) -> str | None:
         if target.id == ctx.self_id:
             return "cannot steer around ourselves (mark_self_sick does that)"
         if target.id not in _up_neighbours(ctx.routing):
@@ -259,10 +260,7 @@ class MarkSelfSick(ActionPlugin):
     mitigation = True
     expected_effect = "our LSA carries the sick flag; other nodes stop routing transit traffic through us"
 
-    def precondition(self, target: Element, ctx: PlanContext) -> str | None:
-        base = super().precondition(target, ctx)
-        if base is not None:
-            return base
+    def check(self, target: Element, ctx: PlanContext) -> str | None:
         return None if target.id == ctx.self_id else "only a node can say it is sick itself"
 
     def effect_observed(self, target: Element, params: Mapping[str, Any], ctx: PlanContext) -> bool | None:
@@ -289,10 +287,7 @@ class ResetInterface(ActionPlugin):
         names = sorted({n.ifname for n in ctx.routing.neighbours if n.node_id == far})
         return names[0] if len(names) == 1 else None
 
-    def precondition(self, target: Element, ctx: PlanContext) -> str | None:
-        base = super().precondition(target, ctx)
-        if base is not None:
-            return base
+    def check(self, target: Element, ctx: PlanContext) -> str | None:
         name = self._ifname(target, ctx)
         if name is None:
             return "no single interface of ours carries the link"
@@ -326,10 +321,7 @@ class RestartSubsystem(ActionPlugin):
         running = {s.name for s in ctx.snapshot.services if s.running}
         return "anomaly" if target.id == ctx.self_id and "anomaly" in running else None
 
-    def precondition(self, target: Element, ctx: PlanContext) -> str | None:
-        base = super().precondition(target, ctx)
-        if base is not None:
-            return base
+    def check(self, target: Element, ctx: PlanContext) -> str | None:
         name = self._service(target, ctx)
         if name is None:
             return "no service of ours to restart for this element"
@@ -353,10 +345,7 @@ class MoveUplinkObfuscated(ActionPlugin):
     def _uplink(self, target: Element, ctx: PlanContext) -> Any:
         return next((u for u in ctx.snapshot.uplinks if u.name == target.id), None)
 
-    def precondition(self, target: Element, ctx: PlanContext) -> str | None:
-        base = super().precondition(target, ctx)
-        if base is not None:
-            return base
+    def check(self, target: Element, ctx: PlanContext) -> str | None:
         u = self._uplink(target, ctx)
         if u is None:
             return "unknown uplink"
@@ -383,10 +372,7 @@ class RestartDaemon(ActionPlugin):
     has_undo = False
     expected_effect = "the daemon restarts under systemd (leaves the mesh cleanly, rejoins)"
 
-    def precondition(self, target: Element, ctx: PlanContext) -> str | None:
-        base = super().precondition(target, ctx)
-        if base is not None:
-            return base
+    def check(self, target: Element, ctx: PlanContext) -> str | None:
         if target.kind is ElementKind.NODE and target.id != ctx.self_id:
             return "only this node's daemon can be restarted"
         return None
@@ -403,10 +389,7 @@ class Reboot(ActionPlugin):
     has_undo = False
     expected_effect = "the node reboots (reason kept on /data) and comes back healthy"
 
-    def precondition(self, target: Element, ctx: PlanContext) -> str | None:
-        base = super().precondition(target, ctx)
-        if base is not None:
-            return base
+    def check(self, target: Element, ctx: PlanContext) -> str | None:
         if target.kind is ElementKind.NODE and target.id != ctx.self_id:
             return "only this node can reboot itself"
         if ctx.failed_rungs < REBOOT_MIN_FAILED_RUNGS:
