@@ -224,3 +224,15 @@ def test_read_router_tolerates_a_failing_view():
 
     obs = svc.read_router(Broken(), ME, {})
     assert obs.routes == () and len(obs.neighbours) == 2
+
+
+def test_probe_counters_become_prometheus_counters_by_delta():
+    from x0node.healing.metrics import HealingMetrics
+
+    reg = CollectorRegistry()
+    m = HealingMetrics(reg)
+    m.probe_counters({"sent": 5, "answered": 4, "timed_out": 1})
+    m.probe_counters({"sent": 9, "answered": 8, "timed_out": 1})
+    assert reg.get_sample_value("x0_healing_probes_total", {"outcome": "sent"}) == 9
+    assert reg.get_sample_value("x0_healing_probes_total", {"outcome": "timed_out"}) == 1
+    assert HealingMetrics(reg).ok is False  # a second registration in one registry is tolerated, not doubled
