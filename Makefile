@@ -30,10 +30,12 @@ $(APT_STAMP):
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $(sort $(APT_PKGS))
 	@touch $@
 
-$(STAMPS)/pip: pyproject.toml requirements.lock
+# x0node plus the development package x0lab (lab/: testbed, fault lab, scenario generator), which
+# router images never contain.
+$(STAMPS)/pip: pyproject.toml lab/pyproject.toml requirements.lock
 	@mkdir -p $(STAMPS)
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -c requirements.lock -e '.[test]'
+	$(PY) -m pip install -q -c requirements.lock -e '.[test]' -e ./lab
 	@touch $@
 
 deps: $(APT_STAMP) $(STAMPS)/pip
@@ -45,7 +47,7 @@ test-fast: deps
 	$(PY) -m pytest -q -m "not integration and not ui and not slow" tests
 
 lint: deps
-	$(VENV)/bin/ruff check x0node tests bench models image
+	$(VENV)/bin/ruff check x0node lab tests bench models image
 
 bench: deps $(TEST_PREREQS)
 	@set -e; for b in $(BENCHES); do echo "== $$b"; $(PY) $$b; done

@@ -21,12 +21,13 @@ import time
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "lab"))
 
+from x0lab.anomaly.scenarios import generate_scenario, suite_seed  # noqa: E402
 from x0node.anomaly.bundle import load_bundle  # noqa: E402
 from x0node.anomaly.chain import DetectorChain, load_chain  # noqa: E402
 from x0node.anomaly.features import K_NEIGHBOURS, normalise  # noqa: E402
 from x0node.anomaly.iforest import IsolationForest  # noqa: E402
-from x0node.anomaly.scenarios import generate_scenario, suite_seed  # noqa: E402
 from x0node.anomaly.tflite_model import TfliteModel  # noqa: E402
 
 REPS = 300
@@ -78,7 +79,7 @@ def rss_daemon() -> dict:
     if os.geteuid() != 0:
         return {}
     try:
-        from x0node.testbed import bed as tb
+        from x0lab.testbed import bed as tb
     except ImportError:
         return {}
     extra = '\n[anomaly]\ninterval_s = 2.0\noverride = "observe"\n'

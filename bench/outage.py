@@ -32,9 +32,10 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "lab"))
 
-from x0node.testbed import measure  # noqa: E402
-from x0node.testbed.bed import Testbed  # noqa: E402
+from x0lab.testbed import measure  # noqa: E402
+from x0lab.testbed.bed import Testbed  # noqa: E402
 
 SRC, DST = 1, 4  # ping n1 -> n4; the failing link is n1 to the next hop it uses
 BABEL_FAST_HELLO_S = 0.2

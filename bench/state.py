@@ -27,6 +27,7 @@ import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "lab"))
 
 from tests.integration.state_mesh import (  # noqa: E402
     ask,
@@ -36,10 +37,10 @@ from tests.integration.state_mesh import (  # noqa: E402
     wait_equal,
     wait_socket,
 )
+from x0lab.testbed import measure, provision  # noqa: E402
+from x0lab.testbed.bed import Testbed, sh  # noqa: E402
 from x0node.proto.protocol import ROUTE_PROTOCOL_NUMBER  # noqa: E402, F401
 from x0node.state.gossip import STATE_UDP_PORT  # noqa: E402
-from x0node.testbed import measure, provision  # noqa: E402
-from x0node.testbed.bed import Testbed, sh  # noqa: E402
 
 LOSS_PCT = 30
 WRITES_PER_SIDE = 5

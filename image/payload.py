@@ -10,6 +10,10 @@ Rules:
 - Byte code is compiled on the build host by /usr/bin/python3, which must be CPython 3.11 like the
   target's (byte code is architecture-independent); the root is read-only, so nothing is compiled at run
   time. Timestamps are not checked (`unchecked-hash`): the files never change under a given image.
+- Development code never enters an image: the x0lab package (testbed, fault lab, scenario generator,
+  model evaluation) is a separate distribution, and both the wheel and the installed tree are checked
+  for it (`dev_only_files`); setuptools' staging directory (build/lib) is cleared before the wheel is
+  built, since it would otherwise carry files of modules that have since moved or been deleted.
 - The device manifest's `files` maps every BPF object, model and x0node source file's absolute path on
   the device to its sha256; the BPF validator admits only objects listed there.
 """
@@ -23,6 +27,8 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
+from collections.abc import Iterable
 
 from image.board import REPO_ROOT, Board
 from image.cache import cache_root, key_of, sha256_file, sha256_tree
@@ -35,6 +41,8 @@ MODEL_DIR = "usr/share/x0node/models"  # where x0node.anomaly.bundle looks on a 
 DEVICE_MANIFEST = "usr/share/x0tta6bl4/manifest.json"
 LAUNCHER = "usr/bin/x0node"
 _WHEEL_ARCH = {"amd64": "x86_64", "arm64": "aarch64"}
+DEV_ONLY_PACKAGES = ("x0lab",)  # top-level packages of development machines only
+DEV_ONLY_NAMES = ("testbed", "scenarios")  # package or module names that are development-only anywhere
 _LAUNCHER_TEXT = """#!/usr/bin/python3 -I
 # x0node launcher: the package and its pinned dependencies live in /usr/lib/x0node.
 import sys
@@ -88,11 +96,30 @@ def download_deps(board: Board, log: pathlib.Path) -> pathlib.Path:
     return dest
 
 
+def dev_only_files(paths: Iterable[str]) -> list[str]:
+    """The paths (relative, '/'-separated, as in a wheel or under the install target) that belong to
+    development-only code and must not be on a router."""
+    bad = []
+    for path in paths:
+        parts = path.split("/")
+        top = parts[0].split("-", 1)[0]  # x0lab or x0lab-0.1.0.dist-info
+        if top in DEV_ONLY_PACKAGES or any(p.removesuffix(".py") in DEV_ONLY_NAMES for p in parts):
+            bad.append(path)
+    return sorted(bad)
+
+
+def _refuse_dev_only(paths: Iterable[str], where: str) -> None:
+    bad = dev_only_files(paths)
+    if bad:
+        raise RuntimeError(f"development-only files in {where}: {', '.join(bad[:10])}")
+
+
 def build_wheel(work: pathlib.Path, log: pathlib.Path) -> pathlib.Path:
-    """A wheel of x0node from this tree (no dependencies resolved here)."""
+    """A wheel of x0node from this tree (no dependencies resolved here), checked for dev-only files."""
     wheel_dir = work / "wheel"
     shutil.rmtree(wheel_dir, ignore_errors=True)
     wheel_dir.mkdir(parents=True)
+    shutil.rmtree(REPO_ROOT / "build" / "lib", ignore_errors=True)  # stale modules would enter the wheel
     cmd = [*_pip(), "wheel", "-q", "--disable-pip-version-check", "--no-deps",
            "-w", str(wheel_dir), str(REPO_ROOT)]
     with open(log, "ab") as logf:
@@ -100,6 +127,8 @@ def build_wheel(work: pathlib.Path, log: pathlib.Path) -> pathlib.Path:
     wheels = list(wheel_dir.glob("x0node-*.whl"))
     if len(wheels) != 1:
         raise RuntimeError(f"expected one x0node wheel in {wheel_dir}, found {wheels}")
+    with zipfile.ZipFile(wheels[0]) as zf:
+        _refuse_dev_only(zf.namelist(), wheels[0].name)
     return wheels[0]
 
 
@@ -133,6 +162,7 @@ def run(board: Board, rootfs: pathlib.Path, work: pathlib.Path, log: pathlib.Pat
     with open(log, "ab") as logf:
         subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, check=True)
     shutil.rmtree(site / "bin", ignore_errors=True)  # console scripts pointing at the build host's python
+    _refuse_dev_only((p.relative_to(site).as_posix() for p in site.rglob("*")), str(site))
     launcher = rootfs / LAUNCHER
     launcher.write_text(_LAUNCHER_TEXT)
     launcher.chmod(0o755)

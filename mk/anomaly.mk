@@ -12,7 +12,7 @@ $(TRAIN_VENV)/.stamp: models/requirements-train.txt
 	@touch $@
 
 model: $(TRAIN_VENV)/.stamp  ## retrain the anomaly GNN + MLP baseline, export .tflite, thresholds, checksums
-	PYTHONPATH=. nice $(TRAIN_VENV)/bin/python models/train.py --epochs $(MODEL_EPOCHS) --out models
+	PYTHONPATH=.:lab nice $(TRAIN_VENV)/bin/python models/train.py --epochs $(MODEL_EPOCHS) --out models
 	$(PY) -m x0node model eval
 
 model-eval: deps  ## evaluate every detector on the held-out scenarios

@@ -4,7 +4,7 @@ BENCHES += bench/outage.py
 
 .PHONY: demo demo-down
 demo: deps  ## 5-node mesh in namespaces, a ping across 4 hops, and how to look around
-	$(SUDO) $(PY) -m x0node.testbed.demo
+	$(SUDO) $(PY) -m x0lab.testbed.demo
 
 demo-down:  ## remove the demo mesh
 	$(SUDO) $(PY) -m x0node testbed down

@@ -1,6 +1,6 @@
 """Record real per-node telemetry from a namespace testbed with injected faults (calibration sample).
 
-Usage (root; creates and removes its own namespaces via x0node/testbed):
+Usage (root; creates and removes its own namespaces via lab/x0lab/testbed/):
     .venv/bin/python models/calibrate_testbed.py [--out models/calibration/testbed_sample.json]
 
 What it does:
@@ -36,11 +36,12 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "lab"))
 
+from x0lab.testbed import bed as tb  # noqa: E402
+from x0lab.testbed.measure import wait_converged  # noqa: E402
 from x0node.anomaly.collector import Counters, FeatureState  # noqa: E402
 from x0node.anomaly.features import FEATURES, LINK_CHANGES_WINDOW_S  # noqa: E402
-from x0node.testbed import bed as tb  # noqa: E402
-from x0node.testbed.measure import wait_converged  # noqa: E402
 
 WINDOW_S = 4.0
 PROBES = 20
@@ -121,9 +122,7 @@ def main() -> int:
             if phase == "lossy_link":
                 bed.fault("loss", *LOSSY, percent=25)
             elif phase == "blackhole":
-                tb.sh(
-                    "nft", "-f", "-", ns=bed.node(BLACKHOLE).ns,
-                    input="table inet x0cal_bh {\n chain forward_drop {\n  type filter hook forward priority 0; policy drop;\n }\n}\n")
+                bed.fault("partial-blackhole", BLACKHOLE, percent=100)
             for i in range(n_windows):
                 if phase == "link_flapping":
                     if i % 2 == 0:
@@ -168,7 +167,7 @@ def main() -> int:
             if phase == "lossy_link":
                 bed.heal(*LOSSY)
             elif phase == "blackhole":
-                tb.sh("nft", "delete", "table", "inet", "x0cal_bh", ns=bed.node(BLACKHOLE).ns, check=False)
+                bed.heal(BLACKHOLE)
             elif phase == "link_flapping":
                 bed.heal(*FLAP)
                 flap_end = time.monotonic() - t0

@@ -30,11 +30,12 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "lab"))
 sys.path.insert(0, str(ROOT / "models"))
 
+from x0lab.anomaly import scenarios as S  # noqa: E402
+from x0lab.anomaly.metrics import evaluate, threshold_for_precision  # noqa: E402
 from x0node.anomaly import features as F  # noqa: E402
-from x0node.anomaly import scenarios as S  # noqa: E402
-from x0node.anomaly.metrics import evaluate, threshold_for_precision  # noqa: E402
 from x0node.anomaly.tflite_model import TfliteModel  # noqa: E402
 
 MODEL_FILES = {

@@ -2,7 +2,8 @@
 
 Packages: proto/ (sans-I/O routing core), io/ (socket and netlink adapters), daemon/ (the service),
 telemetry/ (XDP/tracepoint counters), anomaly/ (on-device detection), transport/ (obfuscated links),
-web/ (local UI and API), testbed/ (namespace meshes for tests and demos).
+web/ (local UI and API). Development tools (testbed, fault lab, scenario generator) are the
+separate package x0lab (lab/), which routers do not install.
 """
 
 __version__ = "0.1.0"

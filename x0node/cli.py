@@ -3,6 +3,10 @@
 Each area owns its subcommand in its own module, which exposes `register(subparsers)`: it adds one
 parser and sets `func(args) -> int` as its default. The table below is the only place that lists them;
 an area whose module is not present in this build is left out of `--help`.
+
+Development tools (the namespace testbed and fault lab, model evaluation) live in the separate package
+x0lab (lab/ in the source tree), which routers do not install. Commands that need it import it only
+when run and, where it is missing, say so and exit 2 instead of failing with a traceback.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import argparse
 import importlib
 import logging
 import sys
+from types import ModuleType
 
 from x0node import __version__
 
@@ -18,7 +23,7 @@ from x0node import __version__
 SUBCOMMANDS: dict[str, str] = {
     "run": "x0node.daemon.cli",
     "keys": "x0node.proto.cli",
-    "testbed": "x0node.testbed.cli",
+    "testbed": "x0lab.testbed.cli",
     "bpf": "x0node.telemetry.cli",
     "model": "x0node.anomaly.cli",
     "transport": "x0node.transport.cli",
@@ -26,6 +31,23 @@ SUBCOMMANDS: dict[str, str] = {
     "state": "x0node.state.cli",
     "healing": "x0node.healing.cli",
 }
+
+DEV_PACKAGE = "x0lab"
+DEV_PACKAGE_HINT = (
+    "needs the development package x0lab, which routers do not install; on a development machine "
+    "`make deps` installs it (or: pip install -e lab/)"
+)
+
+
+def import_dev_module(module_name: str, command: str) -> ModuleType | None:
+    """The development module, or None after telling the user that x0lab is not installed."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not module_name.startswith(exc.name):
+            raise
+    print(f"x0node {command}: {DEV_PACKAGE_HINT}", file=sys.stderr)
+    return None
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -52,6 +74,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     words = [w for w in (sys.argv[1:] if argv is None else argv) if not w.startswith("-")]
+    if words and SUBCOMMANDS.get(words[0], "").startswith(DEV_PACKAGE + "."):
+        if import_dev_module(SUBCOMMANDS[words[0]], words[0]) is None:
+            return 2
     parser = build_parser(words[0] if words and words[0] in SUBCOMMANDS else None)
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)

@@ -10,6 +10,7 @@ import re
 
 import pytest
 
+from image import payload
 from image.qemu import READY_RE
 from tests.image.conftest import BOOT_TIMEOUT_S, built, daemon_present, manifest
 from tests.image.webclient import setup_and_get, wait_http
@@ -26,11 +27,14 @@ def test_build_manifest_and_sizes() -> None:
     assert any(p.startswith("systemd") for p in m["debian_packages"])
     assert m["python_packages"].get("x0node")
     assert "pytest" not in m["python_packages"] and "hypothesis" not in m["python_packages"]
+    assert "x0lab" not in m["python_packages"]  # testbed, fault lab, scenario generator: development only
     digest = hashlib.sha256(ctx.disk.read_bytes()).hexdigest()
     assert m["artefacts"][ctx.disk.name]["sha256"] == digest
     assert ctx.disk.stat().st_size <= ctx.board.disk_limit_mib * 2**20
     assert ctx.squashfs.stat().st_size <= ctx.board.squashfs_limit_mib * 2**20
     device = json.loads((ctx.rootfs / "usr/share/x0tta6bl4/manifest.json").read_text())
+    site = ctx.rootfs / payload.SITE_DIR
+    assert payload.dev_only_files(p.relative_to(site).as_posix() for p in site.rglob("*")) == []
     for path, sha in device["files"].items():
         assert hashlib.sha256((ctx.rootfs / path.lstrip("/")).read_bytes()).hexdigest() == sha
 

@@ -11,8 +11,8 @@ import pathlib
 import time
 from typing import Any
 
+from x0lab.testbed.bed import Testbed, up
 from x0node.state import control
-from x0node.testbed.bed import Testbed, up
 
 
 def state_bed(run_dir: pathlib.Path, topology: str, state: dict[str, Any] | None = None, **kw: Any) -> Testbed:

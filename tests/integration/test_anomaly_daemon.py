@@ -16,7 +16,7 @@ ANOMALY = '\n[anomaly]\ninterval_s = 1.0\nobserve_days = 0.0\nmin_outcomes = 5\n
 
 @pytest.fixture
 def bed(tmp_path):
-    from x0node.testbed import bed as tb
+    from x0lab.testbed import bed as tb
 
     b = tb.Testbed.create(tmp_path / "bed", "line:2", daemon="x0node")
     orig = b.write_x0node_config

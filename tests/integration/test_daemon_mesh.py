@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from x0node.testbed import measure, provision
-from x0node.testbed.bed import Testbed, up
+from x0lab.testbed import measure, provision
+from x0lab.testbed.bed import Testbed, up
 
 CONVERGE_TIMEOUT_S = 30.0
 RESUME_TIMEOUT_S = 15.0

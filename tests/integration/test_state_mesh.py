@@ -10,8 +10,8 @@ import time
 import pytest
 
 from tests.integration.state_mesh import ask, digests, heal, split, state_bed, wait_equal, wait_socket
+from x0lab.testbed import measure, provision
 from x0node.proto.trust import TrustAnchor
-from x0node.testbed import measure, provision
 
 TIMEOUT_S = 30.0
 

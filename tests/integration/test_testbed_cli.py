@@ -9,8 +9,8 @@ import os
 import subprocess
 import sys
 
-from x0node.testbed import measure
-from x0node.testbed.bed import Testbed
+from x0lab.testbed import measure
+from x0lab.testbed.bed import Testbed
 
 
 def tb(run_dir, *args, check=True):

@@ -62,8 +62,8 @@ def test_x0node_mesh_over_faketls_tunnel(sites, tmp_path, mode):  # noqa: F811
     """`tunnel-process`: the tunnels run as their own processes before the daemons start;
     `transport-service`: each daemon runs its tunnel itself ([transport] section), the TAP appears
     after the daemon started."""
+    from x0lab.testbed.provision import provision_node
     from x0node.proto.trust import TrustAnchor
-    from x0node.testbed.provision import provision_node
 
     ns, a, b, procs = sites
     tap_a, tap_b = f"x0tr{PID}a", f"x0tr{PID}b"

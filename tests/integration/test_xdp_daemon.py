@@ -8,7 +8,7 @@ import re
 import sys
 import time
 
-from x0node.testbed.bed import DEFAULT_WEB_PORT, Testbed
+from x0lab.testbed.bed import DEFAULT_WEB_PORT, Testbed
 
 TELEMETRY_SECTION = "\n[telemetry]\ninterval_s = 0.5\nepsilon = 0\n"
 FETCH = r"""

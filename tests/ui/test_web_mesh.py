@@ -31,7 +31,7 @@ WEB_PORT = 8080
 
 @pytest.fixture
 def mesh(tmp_path):
-    from x0node.testbed import bed as tb
+    from x0lab.testbed import bed as tb
 
     bed = tb.up(tmp_path / "bed", "ring:3", daemon="x0node", web=True, routing={"hello_interval_s": 0.5})
     try:

@@ -113,7 +113,7 @@ def test_iforest_needs_enough_rows():
 
 
 def test_chain_catches_real_faults_with_the_shipped_model(model_dir):
-    from x0node.anomaly import scenarios as S
+    from x0lab.anomaly import scenarios as S
 
     chain, _ = load_chain(str(model_dir))
     rows = S.scenario_rows(S.generate_scenario(S.suite_seed(8)), 8)

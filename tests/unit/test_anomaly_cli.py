@@ -2,7 +2,7 @@ import json
 import subprocess
 import sys
 
-from x0node.anomaly.cli import DETECTORS, evaluate_all
+from x0lab.anomaly.evaluation import DETECTORS, evaluate_all
 from x0node.cli import build_parser
 
 

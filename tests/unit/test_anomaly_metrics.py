@@ -1,6 +1,6 @@
 import numpy as np
 
-from x0node.anomaly.metrics import auc, best_f1_threshold, evaluate
+from x0lab.anomaly.metrics import auc, best_f1_threshold, evaluate
 
 
 def test_confusion_derived_metrics():
@@ -33,7 +33,7 @@ def test_best_f1_threshold_separates_separable_data():
 
 
 def test_threshold_for_precision_takes_the_most_recall_at_that_precision():
-    from x0node.anomaly.metrics import threshold_for_precision
+    from x0lab.anomaly.metrics import threshold_for_precision
 
     y = np.array([1, 1, 0, 1, 0, 0, 1, 0])
     s = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])

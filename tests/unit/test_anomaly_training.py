@@ -5,7 +5,7 @@ import pathlib
 
 import numpy as np
 
-from x0node.anomaly import scenarios as S
+from x0lab.anomaly import scenarios as S
 from x0node.anomaly.bundle import load_bundle
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from x0node.testbed.topology import MAX_NODES, TopologyError, parse
+from x0lab.testbed.topology import MAX_NODES, TopologyError, parse
 
 
 def test_ring_line_grid_ladder():

@@ -64,3 +64,10 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -
             pass
         raise
     fsync_dir(path.parent)
+
+
+def rename_durable(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Move `src` to `dst` in the same directory (rename(2), replacing `dst`) and fsync the directory,
+    so the move survives a power cut like a `write_atomic` does."""
+    os.replace(src, dst)
+    fsync_dir(pathlib.Path(dst).parent)

@@ -11,7 +11,6 @@ Rules:
 
 from __future__ import annotations
 
-import os
 import pathlib
 
 from x0node.io import atomicfile
@@ -44,5 +43,5 @@ def quarantine(path: pathlib.Path) -> pathlib.Path | None:
         old.unlink(missing_ok=True)
     n = 1 + max((int(p.name.rsplit("-", 1)[1]) for p in olds if p.name.rsplit("-", 1)[1].isdigit()), default=0)
     target = path.with_name(f"{path.name}.corrupt-{n}")
-    os.replace(path, target)
+    atomicfile.rename_durable(path, target)
     return target

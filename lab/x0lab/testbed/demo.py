@@ -11,9 +11,9 @@ import os
 import re
 import sys
 
-from x0node.testbed import measure
-from x0node.testbed.bed import Testbed, TestbedError, up
-from x0node.testbed.cli import DEFAULT_RUN_DIR
+from x0lab.testbed import measure
+from x0lab.testbed.bed import Testbed, TestbedError, up
+from x0lab.testbed.cli import DEFAULT_RUN_DIR
 
 TOPOLOGY = "line:5"
 
@@ -47,8 +47,9 @@ def main() -> int:
     print("  x0node testbed status [--json]                 # namespaces, node ids, mesh addresses")
     print(f"  ip netns exec {n1.ns} ip -6 route show table 6464   # our routes (proto 78)")
     print(f"  ip netns exec {n1.ns} ip -6 rule                 # our lookup rule")
-    print("  x0node testbed fault link-down 2 3             # or link-silent 2 3 | loss 2 3 20 | kill 3")
-    print("  x0node testbed heal 2 3 ; x0node testbed restart 3")
+    print("  x0node testbed fault link-down 2 3             # or link-silent 2 3 | loss 2 3 20 | congest 2 3 4mbit")
+    print("  x0node testbed fault partial-blackhole 3 40    # or hang 3 | kill 3 | cpu-hog 3 | mem-pressure 3")
+    print("  x0node testbed heal 2 3 ; x0node testbed heal 3 # (x0node testbed fault --help lists every fault)")
     print(f"  less {n1.data_dir}/x0node.log                # the daemon's log")
     if web and n1.api:
         print(f"  web UI of node 1: {n1.api} (inside the mesh), e.g. from its namespace:")

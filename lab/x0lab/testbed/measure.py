@@ -1,10 +1,14 @@
-"""Measurements on a testbed: data-plane outage from a fast ping, convergence, reachability.
+"""Measurements on a testbed: data-plane outage from a fast ping, convergence, reachability, loss,
+throughput and a daemon's CPU.
 
 Rules:
 - The outage is measured on the data plane only: a ping every PING_INTERVAL_S from one namespace to a
   mesh address; outage = (longest run of unanswered sequence numbers after the fault) x interval.
 - Convergence = every node holds a route to every other node's mesh address in the daemon's table
   with the daemon's protocol number; observed through `ip -j route` in each namespace.
+- Loss is counted by `ping` itself (transmitted vs received, each reply waited for PING_WAIT_S);
+  throughput is what an iperf3 server in the destination namespace received over TCP, bounded in
+  time (and in rate when asked); both only ever reach addresses inside the testbed's namespaces.
 - Every wait has a deadline; nothing here loops forever.
 """
 
@@ -18,10 +22,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from x0node.testbed.bed import Testbed, sh
+from x0lab.testbed.bed import Testbed, proc_stat, sh
 
 PING_INTERVAL_S = 0.01
+PING_WAIT_S = 1.0
+IPERF_PORT = 5201
 _SEQ_RE = re.compile(r"icmp_seq=(\d+)")
+_PING_SUMMARY_RE = re.compile(r"(\d+) packets transmitted, (\d+) received")
 
 
 @dataclass
@@ -118,7 +125,7 @@ def outage_trial(
 
 def mesh_prefix(bed: Testbed) -> ipaddress.IPv6Network:
     if bed.daemon == "babeld":
-        from x0node.testbed.bed import BABEL_ULA_PREFIX
+        from x0lab.testbed.bed import BABEL_ULA_PREFIX
 
         return ipaddress.IPv6Network(f"{BABEL_ULA_PREFIX}/48")
     from x0node.proto.protocol import MESH_ULA_PREFIX
@@ -288,3 +295,54 @@ def route_dump(bed: Testbed) -> dict[int, set[str]]:
                 continue
         out[k] = dsts
     return out
+
+
+def ping_loss(bed: Testbed, src: int, addr: str, count: int, interval_s: float = 0.005) -> float:
+    """Fraction of `count` pings from node src to addr that got no reply."""
+    out = subprocess.run(
+        ["ip", "netns", "exec", bed.nodes[src].ns, "ping", "-6", "-n", "-q", "-c", str(count), "-i", str(interval_s),
+         "-W", str(PING_WAIT_S), addr],
+        capture_output=True, text=True, timeout=count * interval_s + 30,
+    )
+    m = _PING_SUMMARY_RE.search(out.stdout)
+    if not m or int(m.group(1)) == 0:
+        raise RuntimeError(f"ping from n{src} to {addr} gave no summary: {out.stdout!r} {out.stderr!r}")
+    return 1.0 - int(m.group(2)) / int(m.group(1))
+
+
+def tcp_throughput_bps(bed: Testbed, src: int, dst: int, seconds: float = 3.0, bitrate: str | None = None) -> float:
+    """Bits per second an iperf3 server on node dst received from node src over TCP to its mesh address
+    (`bitrate` caps the sender, e.g. "50M", to keep an unconstrained run cheap)."""
+    addr = bed.nodes[dst].mesh_addr
+    assert addr is not None
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", bed.nodes[dst].ns, "iperf3", "-s", "-1", "-B", addr, "-p", str(IPERF_PORT)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        cmd = ["ip", "netns", "exec", bed.nodes[src].ns, "iperf3", "-c", addr, "-p", str(IPERF_PORT),
+               "-t", f"{seconds:g}", "-J", "--connect-timeout", "3000"]
+        if bitrate:
+            cmd += ["-b", bitrate]
+        deadline = time.monotonic() + 10.0
+        while True:  # the server needs a moment to listen
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30)
+            doc = json.loads(out.stdout or "{}")
+            if "error" not in doc and out.returncode == 0:
+                return float(doc["end"]["sum_received"]["bits_per_second"])
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"iperf3 n{src} -> n{dst} failed: {doc.get('error') or out.stderr}")
+            time.sleep(0.1)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (0.0 when it is gone)."""
+    st = proc_stat(pid)
+    return 0.0 if st is None else st[0]

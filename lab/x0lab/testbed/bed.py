@@ -2,17 +2,19 @@
 
 Rules and invariants:
 - Everything a testbed creates is named from its id (`x0b<pid><n><random>`), unique per run, and
-  recorded in `<run_dir>/state.json` before it is created; `down()` removes exactly what is recorded:
-  daemon processes by PID (after checking the PID still runs our command line) and namespaces by name
-  (their veths go with them). Nothing is written outside the namespaces but the run directory.
+  recorded in `<run_dir>/state.json` (written temp + fsync + rename) before it is created; `down()`
+  removes exactly what is recorded: stressor and daemon processes by PID (after checking the PID still
+  runs our command line), per-node cgroups (killing what is left in them), our nftables tables, and
+  namespaces by name (their veths and qdiscs go with them). Nothing is written outside the namespaces,
+  our own cgroups and the run directory.
 - Node k (1..N) lives in namespace `<id>-n<k>`; its interface towards node j is `m<j>`. Both ends of a
   veth are created directly inside their namespaces, so the host's interface list is never touched.
 - In each namespace IPv6 forwarding is on and DAD is off before any veth appears (link-local addresses
   usable at once); nftables tables named `x0tb_*` hold fault rules and control-traffic counters.
-- Faults act on both ends of a link: `link-down` sets A's end administratively down (B sees the carrier
-  go), `link-silent` drops every frame at ingress on both ends with the carrier up, `loss P` drops P%
-  at random (nftables `numgen random`) at ingress on both ends, `kill` SIGKILLs the node's daemon.
-  `heal` undoes a link fault, `restart` starts a killed node again with the same key and data dir.
+- Where cgroup v1 `cpu` and `memory` are mounted, each daemon runs in its node's own groups
+  (`cgroups.py`) from its first instruction, so the fault lab can cap or squeeze one node.
+- Faults (`faults.py` lists them with their heals and the ground truth they log): one per link or
+  node at a time; `heal` undoes one, `restart` starts a killed node again with the same key and data.
 - Daemons: `x0node` (the daemon from this tree, with the testbed's trust anchor), `babeld` (the Debian
   package; pid and state files in the run directory) or `none`.
 """
@@ -27,18 +29,20 @@ import os
 import pathlib
 import re
 import secrets
-import shlex
+import select
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from x0lab.testbed import cgroups, faults
+from x0lab.testbed.command import TestbedError, sh
+from x0lab.testbed.topology import Topology, parse
 from x0node.io.atomicfile import write_atomic
-from x0node.testbed.topology import Topology, parse
 
-log = logging.getLogger("x0node.testbed")
+log = logging.getLogger("x0lab.testbed")
 
 _counter = itertools.count()
 READY_RE = re.compile(r"x0node ready node_id=(\S+) mesh_addr=(\S+)")
@@ -47,25 +51,10 @@ BABEL_PROTOCOL = 42  # rtnetlink protocol number babeld installs its routes with
 BABEL_ULA_PREFIX = "fd78:b0b0:6b14::"  # testbed-assigned /128 per node when running babeld
 DAEMON_READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 5.0
-FAULT_TABLE = "x0tb_fault"
 COUNT_TABLE = "x0tb_count"
+OUR_TABLES = (("netdev", faults.FAULT_TABLE), ("inet", faults.NODE_TABLE), ("inet", COUNT_TABLE))
 DAEMONS = ("x0node", "babeld", "none")
 DEFAULT_WEB_PORT = 8080
-
-
-class TestbedError(RuntimeError):
-    """A testbed operation failed (bad node name, missing testbed, command failure)."""
-
-
-def sh(*cmd: str, ns: str | None = None, check: bool = True, timeout: float = 30.0, input: str | None = None) -> str:
-    full = ["ip", "netns", "exec", ns, *cmd] if ns else list(cmd)
-    try:
-        proc = subprocess.run(full, capture_output=True, text=True, timeout=timeout, input=input)
-    except subprocess.TimeoutExpired:
-        raise TestbedError(f"timed out: {shlex.join(full)}") from None
-    if check and proc.returncode != 0:
-        raise TestbedError(f"{shlex.join(full)} failed ({proc.returncode}): {proc.stderr.strip()}")
-    return proc.stdout
 
 
 def _pid_alive(pid: int, marker: str) -> bool:
@@ -77,7 +66,7 @@ def _pid_alive(pid: int, marker: str) -> bool:
     return marker in cmdline
 
 
-def _proc_stat(pid: int) -> tuple[float, float] | None:
+def proc_stat(pid: int) -> tuple[float, float] | None:
     """(cpu seconds user+system, rss MB) of a process, or None."""
     try:
         stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
@@ -105,12 +94,13 @@ class NodeInfo:
     node_id: str | None = None
     mesh_addr: str | None = None
     api: str | None = None
+    cgroups: dict[str, dict[str, str]] = field(default_factory=dict)  # controller -> node/daemon/hog -> dir
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "index": self.index, "ns": self.ns, "ifaces": {str(k): v for k, v in self.ifaces.items()},
             "data_dir": self.data_dir, "pid": self.pid, "marker": self.marker, "node_id": self.node_id,
-            "mesh_addr": self.mesh_addr, "api": self.api,
+            "mesh_addr": self.mesh_addr, "api": self.api, "cgroups": self.cgroups,
         }
 
     @classmethod
@@ -118,7 +108,7 @@ class NodeInfo:
         return cls(
             index=d["index"], ns=d["ns"], ifaces={int(k): v for k, v in d["ifaces"].items()},
             data_dir=d["data_dir"], pid=d.get("pid"), marker=d.get("marker", ""), node_id=d.get("node_id"),
-            mesh_addr=d.get("mesh_addr"), api=d.get("api"),
+            mesh_addr=d.get("mesh_addr"), api=d.get("api"), cgroups=d.get("cgroups", {}),
         )
 
 
@@ -130,10 +120,13 @@ class Testbed:
     def __init__(self, run_dir: pathlib.Path, state: dict[str, Any]) -> None:
         self.run_dir = run_dir
         self.state = state
+        for key, empty in (("faults", {}), ("stressors", {}), ("cgroups_created", []), ("fault_seq", 0)):
+            state.setdefault(key, empty)  # a state file written before the fault lab had these
         self.nodes: dict[int, NodeInfo] = {
             int(k): NodeInfo.from_dict(v) for k, v in state.get("nodes", {}).items()
         }
         self._procs: dict[int, subprocess.Popen[bytes]] = {}  # daemons started by this process
+        self._stressors: dict[str, subprocess.Popen[bytes]] = {}  # stressors started by this process
 
     # --- persistence -------------------------------------------------------------------------------
 
@@ -189,7 +182,8 @@ class Testbed:
         state: dict[str, Any] = {
             "id": tb_id, "topology": topo.spec, "size": topo.nodes, "links": [list(x) for x in topo.links],
             "daemon": daemon, "routing": routing or {}, "web": web, "babel_hello_s": babel_hello_s,
-            "faults": {}, "created": time.time(), "sections": sections or {},
+            "faults": {}, "created": time.time(), "sections": sections or {}, "boot_id": faults.boot_id(),
+            "fault_seq": 0, "cgroups_created": [], "stressors": {},
         }
         bed = cls(run_dir, state)
         for k in range(1, topo.nodes + 1):
@@ -263,7 +257,7 @@ class Testbed:
             self.wait_ready(which, timeout_s=timeout_s)
 
     def _provision_trust(self) -> None:
-        from x0node.testbed import provision
+        from x0lab.testbed import provision
 
         provision.provision_mesh(self)
 
@@ -334,12 +328,15 @@ class Testbed:
             node.node_id = f"babel-{node.index}"
         else:
             raise TestbedError("this testbed runs no daemon")
+        full = ["ip", "netns", "exec", node.ns, *cmd]
+        if cgroups.available():
+            groups = self.node_cgroups(node)
+            full = cgroups.wrap([groups[c]["daemon"] for c in cgroups.CONTROLLERS], full)
         with open(logfile, "ab") as out:
             out.write(f"--- start {time.time():.3f}\n".encode())
             out.flush()
             proc = subprocess.Popen(
-                ["ip", "netns", "exec", node.ns, *cmd], stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                start_new_session=True, cwd=node.data_dir,
+                full, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, cwd=node.data_dir,
             )
         node.pid = proc.pid
         self._procs[node.index] = proc
@@ -396,6 +393,7 @@ class Testbed:
         if self.alive(node.index):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(node.pid, sig)
+                os.kill(node.pid, signal.SIGCONT)  # a hung (stopped) daemon acts on the signal only when resumed
             deadline = time.monotonic() + timeout_s
             while self.alive(node.index) and time.monotonic() < deadline:
                 time.sleep(0.01)
@@ -409,6 +407,84 @@ class Testbed:
         node.pid = None
         self.save()
 
+    # --- cgroups and stressors ------------------------------------------------------------------------
+
+    def node_cgroups(self, node: NodeInfo) -> dict[str, dict[str, pathlib.Path]]:
+        """The node's groups per controller ("node", "daemon", "hog"), created (and recorded) on first use."""
+        if not cgroups.available():
+            raise TestbedError("this host has no cgroup v1 cpu and memory hierarchies (needed for cpu-hog, mem-pressure)")
+        if not node.cgroups:
+            planned = cgroups.plan(self.id, node.index)
+            node.cgroups = {c: {k: str(v) for k, v in dirs.items()} for c, dirs in planned.items()}
+            for dirs in planned.values():
+                for path in (dirs["node"].parent, dirs["node"], *(dirs[leaf] for leaf in cgroups.LEAVES)):
+                    if str(path) not in self.state["cgroups_created"]:
+                        self.state["cgroups_created"].append(str(path))
+            self.save()
+            for dirs in planned.values():
+                for path in (dirs["node"].parent, dirs["node"], *(dirs[leaf] for leaf in cgroups.LEAVES)):
+                    cgroups.create(path)
+        return {c: {k: pathlib.Path(v) for k, v in dirs.items()} for c, dirs in node.cgroups.items()}
+
+    def daemon_pid(self, node: NodeInfo) -> int:
+        if not self.alive(node.index) or node.pid is None:
+            raise TestbedError(f"node {node.index} runs no daemon")
+        return node.pid
+
+    def spawn_stressor(self, key: str, args: list[str], node: NodeInfo | None = None) -> dict[str, Any]:
+        """Start a stressor (in the node's `hog` groups when given), recorded by pid and tag before it
+        runs; returns the JSON line it prints once its effect began."""
+        tag = f"{self.id}-{key}"
+        cmd = faults.stressor_command(tag, args)
+        if node is not None:
+            groups = self.node_cgroups(node)
+            cmd = cgroups.wrap([groups[c]["hog"] for c in cgroups.CONTROLLERS], cmd)
+        errlog = self.run_dir / f"stressor-{key}.log"
+        with open(errlog, "ab") as err:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
+                                    start_new_session=True)
+        self._stressors[key] = proc
+        self.state["stressors"][key] = {"pid": proc.pid, "marker": tag}
+        self.save()
+        assert proc.stdout is not None
+        line = b""
+        deadline = time.monotonic() + faults.READY_TIMEOUT_S
+        while not line.endswith(b"\n") and time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            line += chunk
+        try:
+            return json.loads(line)
+        except ValueError:
+            self.stop_stressor(key)
+            err = errlog.read_text(errors="replace")[-2000:]
+            raise TestbedError(f"stressor {' '.join(args[:1])} did not start: {err or line!r}") from None
+
+    def stop_stressor(self, key: str) -> bool:
+        """SIGTERM the stressor (SIGKILL after STOP_TIMEOUT_S) and wait for it; True if it was still running."""
+        info = self.state["stressors"].pop(key, None)
+        proc = self._stressors.pop(key, None)
+        was_alive = False
+        if info is not None and _pid_alive(info["pid"], info["marker"]):
+            was_alive = True
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(info["pid"], signal.SIGTERM)
+            if not faults.wait_exit(info["pid"], STOP_TIMEOUT_S):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(info["pid"], signal.SIGKILL)
+                faults.wait_exit(info["pid"], STOP_TIMEOUT_S)
+        if proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=2.0)
+            if proc.stdout is not None:
+                proc.stdout.close()
+        self.save()
+        return was_alive
+
     # --- faults ----------------------------------------------------------------------------------------
 
     def _link_ends(self, a: str | int, b: str | int) -> tuple[NodeInfo, NodeInfo]:
@@ -417,60 +493,81 @@ class Testbed:
             raise TestbedError(f"nodes {na.index} and {nb.index} share no link")
         return na, nb
 
-    def fault(self, kind: str, a: str | int, b: str | int | None = None, percent: float | None = None) -> None:
-        if kind == "kill":
-            node = self.node(a)
-            self.stop(node.index, sig=signal.SIGKILL)
-            self.state["faults"][f"kill:{node.index}"] = True
+    def fault(self, kind: str, a: str | int, b: str | int | None = None, **params: Any) -> dict[str, Any]:
+        """Inject one fault (see faults.py); returns its record, whose `start` is the ground-truth stamp."""
+        fk = faults.KINDS.get(kind)
+        if fk is None:
+            raise TestbedError(f"unknown fault {kind!r}; use one of {', '.join(faults.KINDS)}")
+        try:
+            checked = faults.validate(kind, params)
+        except ValueError as exc:
+            raise TestbedError(str(exc)) from None
+        if fk.target == "link":
+            if b is None:
+                raise TestbedError(f"fault {kind} needs two nodes")
+            na, nb = self._link_ends(a, b)
+        else:
+            if b is not None:
+                raise TestbedError(f"fault {kind} takes one node")
+            na, nb = self.node(a), None
+        if fk.needs_daemon and self.daemon == "none":
+            raise TestbedError(f"fault {kind} needs a daemon; this testbed runs none")
+        key = faults.target_key(kind, na.index, None if nb is None else nb.index)
+        replaced = self.state["faults"].get(key)
+        if replaced is not None and not (replaced["kind"] in faults.REPLACEABLE and kind in faults.REPLACEABLE):
+            raise TestbedError(f"{key} already has fault {replaced['kind']}; heal it first")
+        self.state["fault_seq"] = int(self.state.get("fault_seq", 0)) + 1
+        fault_id = f"f{self.state['fault_seq']}"
+        record: dict[str, Any] = {
+            "id": fault_id, "kind": kind, "target": key, "a": na.index, "b": None if nb is None else nb.index,
+            "params": checked, "start": None, "start_details": {},
+        }
+        self.state["faults"][key] = record  # recorded before the change: heal and down find a half-made one
+        self.save()
+        try:
+            record["start"], record["start_details"] = faults.apply(self, kind, na, nb, checked, fault_id)
+        except BaseException:
+            if replaced is not None:
+                self.state["faults"][key] = replaced  # the rule it was replacing may still stand
+            else:
+                if kind != "kill":  # undo whatever part was made (every other heal is idempotent)
+                    with contextlib.suppress(Exception):
+                        faults.heal(self, record)
+                self.state["faults"].pop(key, None)
             self.save()
-            return
+            raise
+        self.save()
+        if replaced is not None:  # the same chains now hold the new rule: the old fault ended with it
+            faults.log_event(self.run_dir, {"event": "end", "id": replaced["id"], "testbed": self.id,
+                                            "fault": replaced["kind"], "target": key, **record["start"],
+                                            "replaced_by": fault_id})
+        faults.log_event(self.run_dir, {"event": "start", "id": fault_id, "testbed": self.id, "fault": kind,
+                                        "target": key, "params": checked, **record["start"],
+                                        "boot_id": self.state.get("boot_id", "")})
+        return record
+
+    def heal(self, a: str | int, b: str | int | None = None, wait_ready: bool = True) -> dict[str, Any] | None:
+        """Undo the fault on link a-b (or node a); returns its completed record, None if there was none."""
         if b is None:
-            raise TestbedError(f"fault {kind} needs two nodes")
-        na, nb = self._link_ends(a, b)
-        key = f"{min(na.index, nb.index)}-{max(na.index, nb.index)}"
-        if kind == "link-down":
-            sh("ip", "link", "set", na.ifaces[nb.index], "down", ns=na.ns)
-        elif kind == "link-silent":
-            self._nft_ingress(na, nb, "drop")
-        elif kind == "loss":
-            if percent is None or not 0 < percent <= 100:
-                raise TestbedError("loss needs a percentage in (0, 100]")
-            self._nft_ingress(na, nb, f"numgen random mod 100 < {int(round(percent))} drop")
+            key = f"n{self.node(a).index}"
         else:
-            raise TestbedError(f"unknown fault {kind!r}: use link-down, link-silent, loss or kill")
-        self.state["faults"][key] = {"kind": kind, "a": na.index, "b": nb.index, "percent": percent}
+            na, nb = self._link_ends(a, b)
+            key = f"{min(na.index, nb.index)}-{max(na.index, nb.index)}"
+        record = self.state["faults"].get(key)
+        if record is None:
+            return None
+        record["end"], record["end_details"] = faults.heal(self, record, wait_ready=wait_ready)
+        self.state["faults"].pop(key, None)
         self.save()
-
-    def _nft_ingress(self, na: NodeInfo, nb: NodeInfo, rule: str) -> None:
-        for x, y in ((na, nb), (nb, na)):
-            ifname = x.ifaces[y.index]
-            chain = f"in_{ifname}"
-            script = (
-                f"add table netdev {FAULT_TABLE}\n"
-                f"add chain netdev {FAULT_TABLE} {chain} "
-                f'{{ type filter hook ingress device "{ifname}" priority -500; policy accept; }}\n'
-                f"flush chain netdev {FAULT_TABLE} {chain}\n"
-                f"add rule netdev {FAULT_TABLE} {chain} {rule}\n"
-            )
-            sh("nft", "-f", "-", ns=x.ns, input=script)
-
-    def heal(self, a: str | int, b: str | int) -> None:
-        na, nb = self._link_ends(a, b)
-        key = f"{min(na.index, nb.index)}-{max(na.index, nb.index)}"
-        fault = self.state["faults"].pop(key, None)
-        if fault is None:
-            return
-        if fault["kind"] == "link-down":
-            sh("ip", "link", "set", na.ifaces[nb.index], "up", ns=na.ns)
-            sh("ip", "link", "set", nb.ifaces[na.index], "up", ns=nb.ns)
-        else:
-            for x, y in ((na, nb), (nb, na)):
-                sh("nft", "delete", "chain", "netdev", FAULT_TABLE, f"in_{x.ifaces[y.index]}", ns=x.ns, check=False)
-        self.save()
+        faults.log_event(self.run_dir, {"event": "end", "id": record["id"], "testbed": self.id, "fault": record["kind"],
+                                        "target": key, **record["end"], "details": record["end_details"]})
+        return record
 
     def restart(self, name: str | int) -> NodeInfo:
         node = self.node(name)
-        self.state["faults"].pop(f"kill:{node.index}", None)
+        if self.state["faults"].get(f"n{node.index}", {}).get("kind") == "kill":
+            self.heal(node.index)
+            return node
         return self.start(node.index)
 
     # --- observation -------------------------------------------------------------------------------
@@ -516,7 +613,7 @@ class Testbed:
             if node.pid is None:
                 continue
             pid = node.pid
-            st = _proc_stat(pid)
+            st = proc_stat(pid)
             if st is not None:
                 out[k] = st
         return out
@@ -542,12 +639,24 @@ class Testbed:
     # --- teardown --------------------------------------------------------------------------------------
 
     def down(self) -> None:
-        """Stop every daemon we started (by PID) and delete every namespace we created."""
+        """Stop stressors and daemons (by PID), remove our cgroups, nftables tables and namespaces.
+
+        Faults still active end here: their end is logged once everything is gone ("reason": "down")."""
+        t0 = time.monotonic()
+        for key in list(self.state.get("stressors", {})):
+            try:
+                self.stop_stressor(key)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("stopping stressor %s: %s", key, exc)
         for k in list(self.nodes):
             try:
                 self.stop(k, timeout_s=3.0)
             except Exception as exc:  # noqa: BLE001
                 log.warning("stopping node %s: %s", k, exc)
+        left = cgroups.remove(self.state.get("cgroups_created", []))
+        if left:
+            log.warning("cgroups left behind: %s", ", ".join(left))
+        self.state["cgroups_created"] = left
         existing = set(sh("ip", "netns", "list", check=False).split())
         for ns in reversed(self.state.get("namespaces_created", [])):
             if ns not in existing:
@@ -556,8 +665,16 @@ class Testbed:
                 # only processes we started are expected here; anything left in our namespace is ours too
                 with contextlib.suppress(ProcessLookupError, ValueError):
                     os.kill(int(pid), signal.SIGKILL)
+            script = "".join(f"add table {fam} {name}\ndelete table {fam} {name}\n" for fam, name in OUR_TABLES)
+            sh("nft", "-f", "-", ns=ns, input=script, check=False)
             sh("ip", "netns", "del", ns, check=False)
         self.state["namespaces_created"] = []
+        for record in self.state.get("faults", {}).values():
+            if record.get("start") is not None:
+                faults.log_event(self.run_dir, {"event": "end", "id": record["id"], "testbed": self.id,
+                                                "fault": record["kind"], "target": record["target"],
+                                                **faults.stamp(t0), "reason": "down"})
+        self.state["faults"] = {}
         with contextlib.suppress(FileNotFoundError):
             (self.run_dir / "state.json").unlink()
 

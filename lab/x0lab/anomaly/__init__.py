@@ -1,0 +1,1 @@
+"""Training and evaluation data for the anomaly models: scenario generator, metrics, evaluation."""
