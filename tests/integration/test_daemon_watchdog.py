@@ -12,11 +12,7 @@ import signal
 import socket
 import time
 
-try:  # the testbed moves to the fault lab's package (lab/x0lab) once that lands
-    from x0lab.testbed.bed import Testbed
-except ImportError:
-    from x0node.testbed.bed import Testbed
-
+from x0lab.testbed.bed import Testbed
 from x0node.daemon.watchdog import STEADY_WATCHDOG_S
 
 

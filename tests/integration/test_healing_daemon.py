@@ -1,5 +1,6 @@
 """The healing service inside real x0node daemons: a ring of four namespaces, one transit node drops 40 %
-of what it forwards (nftables, forward hook only, so its hellos and routes stay perfect). Its
+of what it forwards (the fault lab's partial-blackhole: forward hook only, so its hellos and routes stay
+perfect). Its
 neighbours' probes see it, their analysis names it, and in observe mode they record what they would
 do (steer around it) without doing it; the knowledge store on /data holds the timeline.
 """
@@ -11,12 +12,8 @@ import subprocess
 import sys
 import time
 
-try:  # the testbed moves to the fault lab's package (lab/x0lab) once that lands
-    from x0lab.testbed import measure
-    from x0lab.testbed.bed import Testbed
-except ImportError:
-    from x0node.testbed import measure
-    from x0node.testbed.bed import Testbed
+from x0lab.testbed import measure
+from x0lab.testbed.bed import Testbed
 
 CONVERGE_TIMEOUT_S = 30.0
 DETECT_TIMEOUT_S = 40.0
@@ -42,10 +39,7 @@ def test_observe_mode_names_a_partial_black_hole_and_records_the_steering_it_wou
         bed.start_all()
         assert measure.wait_converged(bed, CONVERGE_TIMEOUT_S) is not None
         sick = bed.nodes[2]
-        script = ("table inet x0t_heal {\n chain transit {\n  type filter hook forward priority 0; policy accept;\n"
-                  "  numgen random mod 100 < 40 drop\n }\n}\n")
-        subprocess.run(["ip", "netns", "exec", sick.ns, "nft", "-f", "-"], input=script, text=True, check=True,
-                       capture_output=True)
+        bed.fault("partial-blackhole", 2, percent=40)  # the fault lab's forward-hook drop
         watcher = bed.nodes[1]  # neighbours 2 and 4; node 3 lies behind both
         deadline = time.monotonic() + DETECT_TIMEOUT_S
         found = None

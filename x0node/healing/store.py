@@ -29,6 +29,7 @@ from typing import Any
 from x0node.healing.actions import PLUGINS, ActionKind
 from x0node.healing.incident import ActionDone, IncidentClosed, IncidentOpened
 from x0node.healing.knowledge import PastAction, record_dict, record_kind
+from x0node.io.atomicfile import rename_durable
 
 log = logging.getLogger("x0node.healing.store")
 
@@ -66,7 +67,7 @@ class SqliteStore:
             self._db = self._open()
         except sqlite3.DatabaseError as exc:
             log.error("knowledge store %s unreadable (%s): moved aside, starting fresh", path, exc)
-            os.replace(path, path.with_name(path.name + ".corrupt"))
+            rename_durable(path, path.with_name(path.name + ".corrupt"))
             for suffix in ("-wal", "-shm"):
                 pathlib.Path(str(path) + suffix).unlink(missing_ok=True)
             self._db = self._open()
