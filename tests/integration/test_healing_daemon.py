@@ -1,8 +1,7 @@
 """The healing service inside real x0node daemons: a ring of four namespaces, one transit node drops 40 %
 of what it forwards (the fault lab's partial-blackhole: forward hook only, so its hellos and routes stay
-perfect). Its
-neighbours' probes see it, their analysis names it, and in observe mode they record what they would
-do (steer around it) without doing it; the knowledge store on /data holds the timeline.
+perfect). Its neighbours' probes see it, their analysis names it, and in observe mode they record what
+they would do (steer around it) without doing it; the knowledge store on /data holds the timeline.
 """
 
 from __future__ import annotations
