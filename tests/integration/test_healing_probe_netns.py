@@ -37,6 +37,7 @@ async def main():
     raised = []
     try:
         while time.monotonic() < end:
+            prober.drain()
             now = time.monotonic()
             sched.update(routing, now)
             for req in sched.poll(now):
@@ -46,6 +47,7 @@ async def main():
             raised += [str(s) for s in out.raised]
             await asyncio.sleep(0.05)
         await asyncio.sleep(1.2)
+        prober.drain()
         now = time.monotonic()
         sched.poll(now)
         res = [r.__dict__ for r in sched.results(now)]

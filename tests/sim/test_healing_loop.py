@@ -10,11 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tests.sim.healing_world import CYCLE_S, Fault, World, observer_run
-from tests.unit.healing_views import ME, A, B, diamond
+from tests.unit.healing_views import ME, A, B, C, diamond
 from x0node.healing import safety
 from x0node.healing.actions import ActionKind, ActionRequest, ActionResult
 from x0node.healing.engine import EXHAUSTED_RETRY_S, EngineConfig, HealingEngine
-from x0node.healing.incident import ActionDone, Decided, IncidentClosed, IncidentOpened, Verified
+from x0node.healing.incident import ActionDone, Decided, Diagnosed, IncidentClosed, IncidentOpened, Verified
 from x0node.healing.knowledge import PastAction
 from x0node.healing.monitor import link_element, node_element
 from x0node.healing.observation import NodeMetricsObs, RoutingObs, ServiceObs, Snapshot
@@ -322,3 +322,29 @@ def test_incident_and_request_ids_continue_from_the_store():
     assert h.of(IncidentOpened)[0].incident_id == 41 and h.requests[0][1].request_id >= 900
     assert isinstance(h.of(ActionDone)[0], ActionDone)
     assert RoutingObs  # the view type the harness builds on
+
+
+def test_a_first_guess_on_thin_evidence_is_replaced_and_incidents_with_one_cause_merge():
+    """Answers from c come back through a (equal costs: the smaller first hop). At first only the
+    probes through b lose (their answers cross a); then a's own paths lose more. The incident opened
+    on b is re-diagnosed to a and the incident a's symptom opened is merged into it."""
+    from x0node.healing.observation import ProbeObs
+
+    def probes(t):
+        if t < 5:
+            return ()
+        if t < 9:
+            return (ProbeObs(A, C, 16, 0, 5.0), ProbeObs(B, C, 16, 7, 5.0))
+        return (ProbeObs(A, C, 16, 12, 5.0), ProbeObs(B, C, 16, 7, 5.0))
+
+    h = Harness(engine(mode=Mode.OBSERVE))
+    run(h, 30.0, lambda t: Snapshot(t, diamond(), probes=probes(t)))
+    diagnosed = h.of(Diagnosed)
+    assert diagnosed[0].candidates[0][:2] == (str(node_element(B)), "node_blackhole")
+    assert diagnosed[-1].candidates[0][:2] == (str(node_element(A)), "node_blackhole")
+    assert len(h.of(IncidentOpened)) == 2 and [(c.incident_id, c.outcome) for c in h.of(IncidentClosed)] == [
+        (2, "merged")]
+    observed = [(d.action, d.target) for d in h.decided("observe_only")]
+    assert observed[-1] == ("steer_around_node", str(node_element(A)))
+    status = h.engine.status()
+    assert len(status["open"]) == 1 and status["open"][0]["cause"].startswith(f"node_blackhole@node:{A}")

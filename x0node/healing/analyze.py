@@ -16,7 +16,9 @@ changes, with the topology deciding which observations a fault can reach):
   to half its score, one with no direct measurement of its element gets NO_DIRECT_EVIDENCE_FACTOR.
   Distance decays the score per hop beyond the first (faults near us explain our observations more
   directly; the routing core repairs far ones itself). score = consistency * sqrt(coverage) * lag *
-  decay * prior.
+  decay * prior, times up to MAGNITUDE_TIEBREAK more for loss hypotheses by the mean loss on the paths
+  they explain first-hand: where an answer's way back is uncertain (equal-cost paths), two neighbours
+  can explain the same lossy paths alike, and the one whose own paths lose most is the better guess.
 - confidence = score^2 / (sum of the ranked scores^2 + UNEXPLAINED_MASS): a share of belief, low when
   several hypotheses fit equally or none fits well (squared, so a clear winner is not diluted by
   weak alternatives). The top TOP_K are returned.
@@ -57,6 +59,8 @@ HOP_DECAY = 0.9  # per hop beyond the first
 UNEXPLAINED_MASS = 0.1
 CONFIDENCE_POWER = 2.0  # confidence from squared scores: a clear winner is not diluted by weak alternatives
 CONTRA_WEIGHT = 2.0  # weight of an observation a hypothesis says must be normal
+PRIMARY_WEIGHT = 1.5  # evidence the hypothesis explains first-hand (its own paths, not answers' way back)
+MAGNITUDE_TIEBREAK = 0.1  # up to 10 % more score for the hypothesis whose own paths lose most
 MIN_SCORE = 0.05
 MAX_CANDIDATES = 512
 
@@ -379,6 +383,7 @@ def _score(
 ) -> Candidate | None:
     num = den = 0.0
     explained: list[Indicator] = []
+    primary_loss: list[float] = []
     for ind in indicators:
         role = _role(fault, el, ind, graph)
         if role is None:
@@ -388,6 +393,8 @@ def _score(
         num += w * (ind.degree if abnormal else 1.0 - ind.degree)
         if abnormal and ind.key in scope:
             explained.append(ind)
+            if w >= PRIMARY_WEIGHT and ind.signal in (Signal.PROBE_LOSS, Signal.PROBE_VIA):
+                primary_loss.append(min(1.0, max(0.0, ind.value)))
     if den == 0.0 or not explained:
         return None
     consistency = num / den
@@ -395,6 +402,8 @@ def _score(
     lag = _lag_factor(fault, el, indicators, explained)
     decay = HOP_DECAY ** max(0, hops - 1)
     score = consistency * math.sqrt(coverage) * lag * decay * PRIOR.get(fault, 1.0)
+    if primary_loss:  # among hypotheses that fit alike, the one whose own paths lose most
+        score *= 1.0 + MAGNITUDE_TIEBREAK * sum(primary_loss) / len(primary_loss)
     if score < MIN_SCORE:
         return None
     keys = {i.key for i in explained}

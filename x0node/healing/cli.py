@@ -104,6 +104,7 @@ def _probe(args: argparse.Namespace) -> int:
                     unsent += 1
                 await asyncio.sleep(interval)
             await asyncio.sleep(PROBE_TIMEOUT_S)
+            prober.drain()
         finally:
             prober.close()
         answered = len(rtts)

@@ -6,7 +6,9 @@ Rules and invariants:
   (ActionRequest, LeaseRequest, LeaseRelease for the adapters) and `next_event()` (the records, for
   the bus); the knowledge base queues the same records for the store.
 - Symptoms that no open incident holds are explained by analyze.cover; each group becomes an
-  incident, or joins the open incident with the same root cause (element and fault kind).
+  incident, or joins the open incident with the same root cause (element and fault kind). Until an
+  incident acts, its cause is ranked again each cycle (evidence thickens); a clearly better cause
+  replaces the first guess and is recorded as a new diagnosis.
 - Verification runs before planning, so a failed rung escalates in the same cycle.
 - Every decision is recorded once with its reason (a WAIT that repeats for the same gate is not
   recorded again). Observe mode records what active mode would have done and judges afterwards
@@ -74,6 +76,7 @@ EXHAUSTED_RETRY_S = 300.0  # an exhausted incident walks its ladder again after 
 MAX_OPEN_INCIDENTS = 64
 CLOSED_KEPT = 50
 MAX_EVENTS = 1024
+REDIAGNOSE_MARGIN = 1.2  # a new top cause must score this much better than the old one to replace it
 PHASES = ("monitor", "analyze", "verify", "plan", "execute", "knowledge")
 
 
@@ -156,6 +159,7 @@ class HealingEngine:
         self.last = out
         mark("monitor")
         self._analyze(out, snap, now)
+        self._rediagnose(out, snap, now)
         mark("analyze")
         active = {s.key for s in out.active}
         for inc in list(self._open.values()):
@@ -278,6 +282,44 @@ class HealingEngine:
             if len(self._open) >= MAX_OPEN_INCIDENTS:
                 return
             self._open_incident(diag, group, now)
+
+    def _rediagnose(self, out: MonitorOutput, snap: Snapshot, now: float) -> None:
+        """Explain again the symptoms of every incident that has not acted yet, together: the first
+        diagnosis is made on the first symptom to rise and on thin evidence, and a cause found later may
+        explain symptoms that opened separate incidents. Each group of the new cover goes to the incident
+        holding most of its symptoms; its cause changes only when the new one scores REDIAGNOSE_MARGIN
+        times the old one's (no flip-flopping). An incident left without active symptoms is merged."""
+        flexible = [i for i in sorted(self._open.values(), key=lambda i: i.id)
+                    if i.state in (State.OPEN, State.OBSERVED, State.EXHAUSTED) and not i.pending and not i.in_force]
+        active = {s.key: s for s in out.active}
+        syms = [active[k] for i in flexible for k in sorted(i.symptoms) if k in active]
+        if not syms:
+            return
+        for diag, group in cover(out.indicators, syms, snap.routing, now, self.config.top_k, adjacency=out.adjacency):
+            top, keys = diag.top, {s.key for s in group}
+            owner = max(flexible, key=lambda i: (len(i.symptoms & keys), -i.id))
+            old = owner.diagnosis.top
+            if top is None or not owner.symptoms & keys:
+                continue
+            if old is not None and (top.element, top.fault) == (old.element, old.fault):
+                owner.symptoms |= keys
+            else:
+                was = 0.0 if old is None else next(
+                    (c.score for c in diag.candidates if (c.element, c.fault) == (old.element, old.fault)), 0.0)
+                if top.score < REDIAGNOSE_MARGIN * was:
+                    continue
+                owner.symptoms |= keys
+                owner.diagnosis, owner.cand_index, owner.rung_index, owner.ladder = diag, 0, 0, None
+                owner.state, owner.observe_deadline_s, owner.recorded = State.OPEN, None, set()
+                self._emit(Diagnosed(owner.id, tuple((str(c.element), c.fault.value, c.confidence)
+                                                     for c in diag.candidates), top.evidence, now))
+            for other in flexible:
+                if other is owner or other.state is State.CLOSED or not other.symptoms & keys:
+                    continue
+                other.symptoms -= keys
+                if not other.symptoms & set(active):
+                    owner.symptoms |= other.symptoms
+                    self._close(other, Outcome.MERGED, now)
 
     def _open_incident(self, diag: Diagnosis, group: tuple[Symptom, ...], now: float) -> None:
         inc = Incident(self._next_incident, now, {s.key for s in group}, diag)

@@ -36,6 +36,7 @@ class Outcome(enum.StrEnum):
     RECOVERED = "recovered"  # a repair verified, or a mitigation held until the fault went away
     CLEARED = "cleared"  # the symptoms went away before any action was verified
     UNRESOLVED = "unresolved"  # every rung was tried or refused; the symptoms went away on their own later
+    MERGED = "merged"  # re-diagnosed to the cause of an older incident, which took its symptoms
 
 
 @dataclass

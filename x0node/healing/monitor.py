@@ -193,37 +193,43 @@ class MonitorOutput:
     adjacency: Mapping[str, frozenset[str]] = field(default_factory=dict)  # current and remembered links
 
 
-def return_paths(routing: RoutingObs) -> dict[str, tuple[str, ...]]:
-    """dest -> the nodes between dest and us on dest's shortest path back, from the LSDB's costs (links
-    are advertised symmetric, so it is our shortest-path tree read backwards; ties go to the smaller id,
-    so the guess can differ from dest's real choice between equal paths)."""
+def return_paths(routing: RoutingObs, dests: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """dest -> the nodes between dest and us on dest's own route back, as the routing core picks it:
+    shortest by the LSDB's costs, equal costs going to the path whose first hop has the smallest id
+    (x0node/proto/spf.py). The LSDB view carries one cost per link, so where a link's two directions
+    differ the guess can differ from dest's real choice."""
     me = routing.self_id
     adj: dict[str, list[tuple[str, int]]] = collections.defaultdict(list)
     for e in routing.edges:
         cost = max(1, e.cost)
         adj[e.a].append((e.b, cost))
         adj[e.b].append((e.a, cost))
-    dist: dict[str, int] = {me: 0}
-    parent: dict[str, str] = {}
-    heap = [(0, me)]
-    while heap:
-        d, u = heapq.heappop(heap)
-        if d > dist.get(u, d):
-            continue
-        for v, c in sorted(adj.get(u, ())):
-            nd = d + c
-            if nd < dist.get(v, nd + 1) or (nd == dist.get(v) and u < parent.get(v, u)):
-                dist[v] = nd
-                parent[v] = u
-                heapq.heappush(heap, (nd, v))
     out: dict[str, tuple[str, ...]] = {}
-    for dest in parent:
+    for dest in dests:
+        best: dict[str, tuple[int, str]] = {dest: (0, "")}  # node -> (distance, first hop from dest)
+        parent: dict[str, str] = {}
+        heap: list[tuple[int, str, str]] = [(0, "", dest)]
+        done: set[str] = set()
+        while heap:
+            d, fh, u = heapq.heappop(heap)
+            if u in done:
+                continue
+            done.add(u)
+            if u == me:
+                break
+            for v, c in adj.get(u, ()):
+                key = (d + c, fh or v)
+                if v not in done and (v not in best or key < best[v]):
+                    best[v], parent[v] = key, u
+                    heapq.heappush(heap, (key[0], key[1], v))
+        if me not in parent:
+            continue
         hops: list[str] = []
-        u = parent[dest]
-        while u != me and len(hops) < len(parent):
+        u = parent[me]
+        while u != dest and len(hops) <= len(parent):
             hops.append(u)
             u = parent[u]
-        out[dest] = tuple(hops)
+        out[dest] = tuple(reversed(hops))
     return out
 
 
@@ -284,6 +290,8 @@ class Monitor:
         self._states: dict[tuple[SymptomKind, Element], _Hysteresis] = {}
         self._links: dict[tuple[str, str], float] = {}  # (a, b) with a < b -> last seen
         self._back: dict[str, tuple[str, ...]] = {}
+        self._back_key: object = None
+        self._back_paths: dict[str, tuple[str, ...]] = {}
         self.overflow = 0
 
     # ---- bounded maps
@@ -319,6 +327,13 @@ class Monitor:
             adj[b].add(a)
         return {k: frozenset(v) for k, v in adj.items()}
 
+    def _return_paths(self, routing: RoutingObs, dests: set[str]) -> dict[str, tuple[str, ...]]:
+        """return_paths, recomputed only when the LSDB view or the probed destinations change."""
+        key = (routing.edges, frozenset(dests))
+        if self._back_key != key:
+            self._back_key, self._back_paths = key, return_paths(routing, sorted(dests)) if dests else {}
+        return self._back_paths
+
     # ---- indicators
     def _rtt_degree(self, key: tuple[str, ...], rtt_ms: float | None, now: float) -> tuple[float, float]:
         """(degree, ratio) of an RTT against its key's baseline; the sample joins the history."""
@@ -338,7 +353,7 @@ class Monitor:
     def _indicators(self, snap: Snapshot) -> list[tuple[Signal, object, tuple[str, ...], float, float, str]]:
         now, me, r = snap.now, self.self_id, snap.routing
         out: list[tuple[Signal, object, tuple[str, ...], float, float, str]] = []
-        self._back = return_paths(r) if snap.probes else {}
+        self._back = self._return_paths(r, {p.dest for p in snap.probes})
         hello_loss: dict[str, float] = {}
         for n in r.neighbours:
             link = link_element(me, n.node_id)

@@ -15,6 +15,9 @@ Rules and invariants:
   A reply counts only if its identifier is ours and its payload starts with our random token and the
   probe id; everything else is counted and ignored. At most MAX_READS_PER_WAKEUP datagrams are read
   per wakeup, so a flood cannot starve the loop.
+- An answer's time is the kernel's receive timestamp (SO_TIMESTAMPNS), not the moment the loop got
+  round to reading it, and the owner calls `drain()` before it times probes out: a daemon whose loop
+  was held up (a busy host) does not count answers that were waiting in the socket as lost.
 - Checksums follow RFC 4443 section 2.3 over the RFC 8200 section 8.1 pseudo-header.
 """
 
@@ -43,6 +46,8 @@ PAYLOAD_BYTES = 24  # token (8) + probe id (2) + padding; 64-byte packets in all
 LLADDR_CACHE_S = 30.0
 MAX_READS_PER_WAKEUP = 64
 MAX_LLADDR_CACHE = 1024
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # <asm-generic/socket.h>
+MAX_TIMESTAMP_AGE_S = 60.0  # older than this (or from the future): a clock step, use now
 
 
 def checksum(data: bytes) -> int:
@@ -148,8 +153,9 @@ class IcmpProber:
         self._tx.setblocking(False)
         self._rx = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
         self._rx.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, _echo_filter())
+        self._rx.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self._rx.setblocking(False)
-        loop.add_reader(self._rx.fileno(), self._readable)
+        loop.add_reader(self._rx.fileno(), self.drain)
 
     def close(self) -> None:
         if self._rx is not None and self._loop is not None:
@@ -186,11 +192,13 @@ class IcmpProber:
         self.drops[reason] += 1
         return reason
 
-    def _readable(self) -> None:
-        assert self._rx is not None
+    def drain(self) -> None:
+        """Read the answers waiting in the socket (at most MAX_READS_PER_WAKEUP)."""
+        if self._rx is None:
+            return
         for _ in range(MAX_READS_PER_WAKEUP):
             try:
-                data = self._rx.recv(2048)
+                data, anc, _flags, _addr = self._rx.recvmsg(2048, socket.CMSG_SPACE(16))
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
@@ -200,4 +208,15 @@ class IcmpProber:
             if pid is None:
                 self.drops["not_ours"] += 1
                 continue
-            self._on_answer(pid, self._clock())
+            self._on_answer(pid, self._received_at(anc))
+
+    def _received_at(self, ancillary: list[tuple[int, int, bytes]]) -> float:
+        """The kernel's receive time on our monotonic clock (now, when it is missing or odd)."""
+        now = self._clock()
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+                sec, nsec = struct.unpack("=qq", data[:16])
+                age = time.time() - (sec + nsec / 1e9)
+                if 0.0 <= age <= MAX_TIMESTAMP_AGE_S:
+                    return now - age
+        return now

@@ -423,6 +423,7 @@ class HealingService:
     async def _probe_loop(self) -> None:
         sched, prober = self.scheduler, self.prober
         while True:
+            prober.drain()  # answers that waited while the loop was busy count before anything times out
             now = time.monotonic()
             for req in sched.poll(now):
                 if await prober.send(req) is not None:
