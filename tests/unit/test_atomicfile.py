@@ -225,7 +225,7 @@ def test_every_writer_failure_keeps_the_old_file(tmp_path, monkeypatch):
 
 # Writes that are not configuration or state: sysctl values under /proc, and files a command writes
 # where its user asked (graph exports).
-NOT_STATE = {"io/netlink.py", "telemetry/explainer.py"}
+NOT_STATE = {"io/sysctl.py", "telemetry/explainer.py"}
 WRITE_CALL = re.compile(r"os\.replace\(|\.write_text\(|\.write_bytes\(|open\([^)]*[\"']wb?[\"']|os\.O_CREAT")
 
 

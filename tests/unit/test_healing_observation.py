@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 from x0node.healing.observation import (
     MAX_NEIGHBOURS,
     RTT_MAX_MS,
@@ -7,52 +9,77 @@ from x0node.healing.observation import (
     metrics_from_features,
     routing_from_views,
 )
+from x0node.proto.views import (
+    DropsView,
+    InterfaceView,
+    LinkView,
+    NeighbourView,
+    NodeView,
+    RouteView,
+    StatsView,
+    TopologyView,
+)
+
+AB, CD, EE = "ab" * 8, "cd" * 8, "ee" * 8
 
 
-def _views():
-    neighbours = [
-        {"ifname": "eth1", "node_id": "AB" * 8, "address": "fe80::1", "state": "up", "rtt_ms": 3.5, "loss": 0.02,
-         "quality": "GOOD", "cost": 12},
-        {"ifname": "eth1", "node_id": "cd" * 8, "address": "fe80::2", "state": "init", "rtt_ms": None, "loss": 7},
-    ]
-    routes = [{"dest": "fd00::1/128", "ifname": "eth1", "via": "fe80::1", "metric": 12, "origin": "ab" * 8}]
-    topology = {"nodes": [{"node_id": "ab" * 8, "mesh_address": "fd00::1", "reachable": True}],
-                "edges": [{"a": "ee" * 8, "b": "ab" * 8, "cost": 12}]}
-    stats = {"interfaces": {"eth1": {"up": True, "slot": 0}}}
-    return neighbours, routes, topology, stats
+def nbr(node_id=AB, state="up", loss=0.02, rtt=3.5, ifname="eth1", addr="fe80::1") -> NeighbourView:
+    return NeighbourView(node_id, ifname, addr, state, rtt, loss, None, "good", 12, 0.1, 5.0)
 
 
-def test_parses_the_router_views_into_typed_observations():
-    obs, drops = routing_from_views("EE" * 8, *_views(), transitions={("eth1", "ab" * 8): 3})
-    assert obs.self_id == "ee" * 8 and not drops.counts
+def node(node_id, reachable=True) -> NodeView:
+    return NodeView(node_id, f"fd00::{node_id[:2]}", node_id == EE, reachable, (), None, None, None)
+
+
+def stats(*ifaces: InterfaceView) -> StatsView:
+    return StatsView(EE, "fd00::ee", ifaces, 1, 1, 1, 1, DropsView({}, {}), {}, 0, None, 0.0, 0, {})
+
+
+def views():
+    neighbours = (nbr(), nbr(CD, state="init", loss=7, rtt=None, addr="fe80::2"))
+    routes = (RouteView("fd00::1/128", "fe80::1", "eth1", 12, AB),)
+    topology = TopologyView((node(AB), node(EE)), (LinkView(AB, EE, 12, "good"),))
+    return neighbours, routes, topology, stats(InterfaceView("eth1", True, 0))
+
+
+def test_maps_the_core_read_model_onto_typed_observations():
+    obs, drops = routing_from_views(EE.upper(), *views(), transitions={("eth1", AB): 3})
+    assert obs.self_id == EE and not drops.counts
     up, init = obs.neighbours
-    assert (up.node_id, up.up, up.loss, up.rtt_ms, up.cost, up.transitions) == ("ab" * 8, True, 0.02, 3.5, 12, 3)
+    assert (up.node_id, up.up, up.loss, up.rtt_ms, up.cost, up.transitions, up.address) == (
+        AB, True, 0.02, 3.5, 12, 3, "fe80::1")
     assert init.up is False and init.loss == 1.0  # clamped to a fraction
-    assert obs.first_hop(obs.routes[0]) == "ab" * 8
-    assert obs.adjacency()["ee" * 8] == {"ab" * 8}
-    assert obs.interfaces[0].up and obs.address_of("ab" * 8) == "fd00::1"
+    assert obs.first_hop(obs.routes[0]) == AB and obs.routes[0].origin == AB
+    assert obs.adjacency()[EE] == {AB}
+    assert obs.interfaces[0].up and obs.address_of(AB) == "fd00::ab"
+
+
+def test_the_json_form_of_the_views_reads_the_same():
+    n, r, t, s = views()
+    as_json = ([dataclasses.asdict(x) for x in n], [dataclasses.asdict(x) for x in r], dataclasses.asdict(t),
+               dataclasses.asdict(s))
+    assert routing_from_views(EE, *as_json)[0] == routing_from_views(EE, n, r, t, s)[0]
 
 
 def test_bad_entries_are_dropped_and_counted_without_losing_the_rest():
-    neighbours, routes, topology, stats = _views()
-    neighbours = neighbours + [None, {"ifname": "x" * 100, "node_id": "a"}, {"node_id": 5, "ifname": "e"},
-                               {"ifname": "e", "node_id": "ff", "loss": float("nan")}]
-    routes = routes + [{"dest": "x"}, "nope"]
-    topology = {"nodes": [{"node_id": ""}], "edges": [{"a": "x", "b": "x"}, 3]}
-    stats = {"interfaces": {"": {}, "eth2": "up"}}
-    obs, drops = routing_from_views("ee", neighbours, routes, topology, stats)
+    n, r, t, s = views()
+    neighbours = n + (None, nbr("x" * 200), nbr(ifname=""), nbr("ff", loss=float("nan")))
+    routes = r + ({"dest": "x"}, "nope")
+    topology = {"nodes": [{"node_id": ""}], "links": [{"a": "x", "b": "x"}, 3]}
+    bad_stats = {"interfaces": [{"name": ""}, "eth2"]}
+    obs, drops = routing_from_views(EE, neighbours, routes, topology, bad_stats)
     assert len(obs.neighbours) == 2 and len(obs.routes) == 1 and not obs.nodes and not obs.edges
     assert drops.counts == {"bad_neighbour": 4, "bad_route": 2, "bad_node": 1, "bad_edge": 2, "bad_interface": 2}
-    obs, drops = routing_from_views("ee", "not a list", None, None, None)
+    obs, drops = routing_from_views(EE, "not a list", None, None, None)
     assert obs.neighbours == () and drops.counts == {"neighbours_not_a_list": 1}
 
 
 def test_tables_are_bounded():
-    many = [{"ifname": "e", "node_id": f"{i:04x}", "state": "up"} for i in range(MAX_NEIGHBOURS + 10)]
+    many = tuple(nbr(f"{i:04x}") for i in range(MAX_NEIGHBOURS + 10))
     drops = ParseDrops()
-    obs, _ = routing_from_views("ee", many, [], {}, {}, drops=drops)
+    obs, _ = routing_from_views(EE, many, (), None, None, drops=drops)
     assert len(obs.neighbours) == MAX_NEIGHBOURS and drops.counts["neighbours_over_limit"] == 10
-    obs, _ = routing_from_views("ee", [{"ifname": "e", "node_id": "ab", "state": "up", "rtt_ms": 1e12}], [], {}, {})
+    obs, _ = routing_from_views(EE, (nbr(rtt=1e12),), (), None, None)
     assert obs.neighbours[0].rtt_ms == RTT_MAX_MS
 
 

@@ -17,22 +17,30 @@ ME, A, B = "aa" * 8, "bb" * 8, "cc" * 8
 
 
 class Router:
+    """The routing core's read model (x0node/proto/views.py), for two neighbours."""
+
     def neighbours(self):
-        return [{"ifname": "eth1", "node_id": A, "address": "fe80::a", "state": "up", "rtt_ms": 1.0, "loss": 0.0,
-                 "quality": "GOOD", "cost": 10},
-                {"ifname": "eth2", "node_id": B, "address": "fe80::b", "state": "up", "rtt_ms": 1.0, "loss": 0.0,
-                 "quality": "GOOD", "cost": 10}]
+        from x0node.proto.views import NeighbourView
+
+        return (NeighbourView(A, "eth1", "fe80::a", "up", 1.0, 0.0, None, "good", 10, 0.1, 9.0),
+                NeighbourView(B, "eth2", "fe80::b", "up", 1.0, 0.0, None, "good", 10, 0.1, 9.0))
 
     def routes(self):
-        return [{"dest": "fd00::b/128", "ifname": "eth1", "via": "fe80::a", "metric": 10, "origin": A}]
+        from x0node.proto.views import RouteView
+
+        return (RouteView("fd00::b/128", "fe80::a", "eth1", 10, A),)
 
     def topology(self):
-        return {"nodes": [{"node_id": ME, "mesh_address": "fd00::1", "reachable": True},
-                          {"node_id": A, "mesh_address": "fd00::a", "reachable": True}],
-                "edges": [{"a": ME, "b": A, "cost": 10}]}
+        from x0node.proto.views import LinkView, NodeView, TopologyView
+
+        return TopologyView((NodeView(ME, "fd00::1", True, True, (), None, None, None),
+                             NodeView(A, "fd00::a", False, True, (), None, 10, 1)), (LinkView(ME, A, 10, "good"),))
 
     def stats(self):
-        return {"interfaces": {"eth1": {"up": True}, "eth2": {"up": True}}}
+        from x0node.proto.views import DropsView, InterfaceView, StatsView
+
+        return StatsView(ME, "fd00::1", (InterfaceView("eth1", True, 0), InterfaceView("eth2", True, 0)), 2, 2, 2, 1,
+                         DropsView({}, {}), {}, 0, None, 0.0, 0, {})
 
 
 class Manager:

@@ -4,9 +4,9 @@ detector and the daemon's services report at one moment.
 Rules and invariants:
 - Every type here is a frozen dataclass of plain values. Node ids are lowercase hex strings, times are
   the daemon's monotonic seconds, fractions are in [0, 1], RTTs in milliseconds.
-- The healing core reads only these types. Adapters build them: `routing_from_views` parses the
-  router's JSON-ready views (lists of dicts) today; a mapping from the routing core's typed read
-  model replaces it later, and nothing else in healing/ knows the router's shapes.
+- The healing core reads only these types. `routing_from_views` maps the routing core's read model
+  (the frozen views of x0node/proto/views.py, read by field name, or their JSON form) onto them;
+  nothing else in healing/ knows the router's shapes.
 - Parsing is total and bounded: a malformed entry is dropped and counted by reason in `ParseDrops`,
   one bad entry never drops the others, and at most the MAX_* entries of each kind are kept.
 - Sans-I/O: no clock, socket or file here.
@@ -186,16 +186,21 @@ class Snapshot:
         return None
 
 
-# --- parsing the router's JSON-ready views ----------------------------------------------------------
+# --- reading the routing core's read model ---------------------------------------------------------
 
 @dataclass
 class ParseDrops:
-    """Entries dropped while parsing, by reason."""
+    """Entries dropped while reading, by reason."""
 
     counts: collections.Counter[str] = field(default_factory=collections.Counter)
 
     def add(self, reason: str) -> None:
         self.counts[reason] += 1
+
+
+def _get(obj: Any, name: str) -> Any:
+    """A field of a read-model view (x0node/proto/views.py) or of its JSON form (`dataclasses.asdict`)."""
+    return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
 
 
 def _str(value: Any, limit: int = MAX_ID_CHARS) -> str | None:
@@ -231,52 +236,49 @@ def _bounded(items: Any, limit: int, kind: str, drops: ParseDrops) -> list[Any]:
 
 
 def _neighbour(d: Any, transitions: Mapping[tuple[str, str], int]) -> NeighbourObs | None:
-    if not isinstance(d, Mapping):
-        return None
-    node_id, ifname = _str(d.get("node_id")), _str(d.get("ifname"), MAX_NAME_CHARS)
-    loss = _fraction(d.get("loss", 0.0))
+    node_id, ifname = _str(_get(d, "node_id")), _str(_get(d, "ifname"), MAX_NAME_CHARS)
+    loss = _fraction(_get(d, "loss") or 0.0)
     if node_id is None or ifname is None or loss is None:
         return None
-    cost = _int(d.get("cost", 0))
+    cost = _int(_get(d, "cost") or 0)
     return NeighbourObs(
         node_id=node_id.lower(),
         ifname=ifname,
-        address=_str(d.get("address")) or "",
-        up=d.get("state") == "up",
+        address=_str(_get(d, "addr")) or "",
+        up=_get(d, "state") == "up",
         loss=loss,
-        rtt_ms=_rtt(d.get("rtt_ms")),
-        link_class=_str(d.get("quality"), MAX_NAME_CHARS) or "",
+        rtt_ms=_rtt(_get(d, "rtt_ms")),
+        link_class=_str(_get(d, "quality"), MAX_NAME_CHARS) or "",
         cost=cost if cost is not None and cost >= 0 else 0,
         transitions=transitions.get((ifname, node_id.lower()), 0),
     )
 
 
 def _route(d: Any) -> RouteObs | None:
-    if not isinstance(d, Mapping):
-        return None
-    dest, ifname, metric = _str(d.get("dest")), _str(d.get("ifname"), MAX_NAME_CHARS), _int(d.get("metric"))
+    dest, ifname, metric = _str(_get(d, "dest")), _str(_get(d, "ifname"), MAX_NAME_CHARS), _int(_get(d, "metric"))
     if dest is None or ifname is None or metric is None:
         return None
-    return RouteObs(dest, ifname, _str(d.get("via")) or "", metric, (_str(d.get("origin")) or "").lower())
+    return RouteObs(dest, ifname, _str(_get(d, "via")) or "", metric, (_str(_get(d, "node_id")) or "").lower())
 
 
 def _node(d: Any) -> NodeObs | None:
-    if not isinstance(d, Mapping):
-        return None
-    node_id = _str(d.get("node_id"))
+    node_id = _str(_get(d, "node_id"))
     if node_id is None:
         return None
-    return NodeObs(node_id.lower(), _str(d.get("mesh_address")) or "", d.get("reachable") is True,
-                   d.get("sick") is True)
+    return NodeObs(node_id.lower(), _str(_get(d, "mesh_addr")) or "", _get(d, "reachable") is True,
+                   _get(d, "sick") is True)
 
 
 def _edge(d: Any) -> EdgeObs | None:
-    if not isinstance(d, Mapping):
-        return None
-    a, b, cost = _str(d.get("a")), _str(d.get("b")), _int(d.get("cost", 0))
+    a, b, cost = _str(_get(d, "a")), _str(_get(d, "b")), _int(_get(d, "cost") or 0)
     if a is None or b is None or a == b:
         return None
     return EdgeObs(a.lower(), b.lower(), cost if cost is not None and cost >= 0 else 0)
+
+
+def _interface(d: Any) -> InterfaceObs | None:
+    name = _str(_get(d, "name"), MAX_NAME_CHARS)
+    return None if name is None else InterfaceObs(name, _get(d, "up") is True)
 
 
 def routing_from_views(
@@ -288,8 +290,9 @@ def routing_from_views(
     transitions: Mapping[tuple[str, str], int] | None = None,
     drops: ParseDrops | None = None,
 ) -> tuple[RoutingObs, ParseDrops]:
-    """Parse the router's views (`neighbours()`, `routes()`, `topology()`, `stats()`) into a RoutingObs.
-    `transitions` maps (ifname, node id) to up/down transitions counted from the core's events."""
+    """The routing core's read model (`router.neighbours()`, `routes()`, `topology()`, `stats()`: the
+    frozen views of x0node/proto/views.py, or their JSON form) as a RoutingObs. `transitions` maps
+    (ifname, node id) to up/down transitions counted from the core's events."""
     drops = drops if drops is not None else ParseDrops()
     trans = transitions or {}
 
@@ -306,18 +309,13 @@ def routing_from_views(
     nbrs = parse(_bounded(neighbours, MAX_NEIGHBOURS, "neighbours", drops), lambda d: _neighbour(d, trans),
                  "neighbour")
     rts = parse(_bounded(routes, MAX_ROUTES, "routes", drops), _route, "route")
-    topo = topology if isinstance(topology, Mapping) else {}
-    nodes = parse(_bounded(topo.get("nodes"), MAX_NODES, "nodes", drops), _node, "node")
-    edges = parse(_bounded(topo.get("edges"), MAX_EDGES, "edges", drops), _edge, "edge")
-    ifaces: list[InterfaceObs] = []
-    raw_ifaces = stats.get("interfaces") if isinstance(stats, Mapping) else None
-    if isinstance(raw_ifaces, Mapping):
-        for name, v in list(raw_ifaces.items())[:MAX_INTERFACES]:
-            if _str(name, MAX_NAME_CHARS) is None or not isinstance(v, Mapping):
-                drops.add("bad_interface")
-                continue
-            ifaces.append(InterfaceObs(name, v.get("up") is True))
-    return RoutingObs(self_id.lower(), nbrs, rts, nodes, edges, tuple(ifaces)), drops
+    nodes = parse(_bounded(_get(topology, "nodes") if topology is not None else None, MAX_NODES, "nodes", drops),
+                  _node, "node")
+    edges = parse(_bounded(_get(topology, "links") if topology is not None else None, MAX_EDGES, "links", drops),
+                  _edge, "edge")
+    ifaces = parse(_bounded(_get(stats, "interfaces") if stats is not None else None, MAX_INTERFACES, "interfaces",
+                            drops), _interface, "interface")
+    return RoutingObs(self_id.lower(), nbrs, rts, nodes, edges, ifaces), drops
 
 
 def metrics_from_features(node_id: str, features: Mapping[str, Any], at_s: float) -> NodeMetricsObs:

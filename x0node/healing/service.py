@@ -4,7 +4,7 @@ Rules and invariants:
 - Config (section `[healing]`, all keys optional, validated by `validate_config`): see DEFAULTS and
   docs/healing.md. It starts in observe mode unless `mode = "active"`.
 - One timer task runs a cycle every `interval_s` (+-25 % jitter): read the routing core through
-  `read_router` (today the router's dict views; the typed read model replaces this one function),
+  `read_router` (the routing core's read model: `neighbours()`, `routes()`, `topology()`, `stats()`),
   build a Snapshot with the probe results, the anomaly verdicts and this node's features (both read
   from the bus), the other services' health and the update flag; step the engine; hand its requests
   to the adapters; publish its events on the bus (topic "healing"); write its records to the sqlite
@@ -130,10 +130,10 @@ def _call(obj: Any, name: str, default: Any) -> Any:
 
 def read_router(router: Any, self_id: str, transitions: Mapping[tuple[str, str], int],
                 drops: ParseDrops | None = None) -> RoutingObs:
-    """The routing core as the healing loop sees it. Today: the router's JSON-ready views. This is the
-    one function the typed read model replaces."""
-    obs, _ = routing_from_views(self_id, _call(router, "neighbours", []), _call(router, "routes", []),
-                                _call(router, "topology", {}), _call(router, "stats", {}), transitions, drops)
+    """The routing core as the healing loop sees it: its read model, mapped onto RoutingObs. A view that
+    fails reads as empty (and its entries as dropped), so a broken view never stops the loop."""
+    obs, _ = routing_from_views(self_id, _call(router, "neighbours", ()), _call(router, "routes", ()),
+                                _call(router, "topology", None), _call(router, "stats", None), transitions, drops)
     return obs
 
 
