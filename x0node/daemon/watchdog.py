@@ -24,11 +24,12 @@ import random
 import socket
 from collections.abc import Callable, Mapping
 
+from x0node.proto.timers import jittered
+
 log = logging.getLogger("x0node.daemon.watchdog")
 
 STEADY_WATCHDOG_S = 6.0  # hang detected within 6 s; + abort + RestartSec + start stays under 15 s
 PET_FRACTION = 0.25
-JITTER_FRACTION = 0.25
 
 
 class Watchdog:
@@ -122,8 +123,7 @@ class Watchdog:
     async def _run(self) -> None:
         while True:
             self.pet()
-            period = self.interval_s * PET_FRACTION
-            await asyncio.sleep(period * (1.0 + self._rng.uniform(-JITTER_FRACTION, JITTER_FRACTION)))
+            await asyncio.sleep(jittered(self.interval_s * PET_FRACTION, self._rng))
 
     def status(self) -> dict[str, object]:
         return {"enabled": self.enabled, "interval_s": self.interval_s, "pets": self.pets, "skipped": self.skipped,

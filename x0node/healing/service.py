@@ -41,6 +41,7 @@ from x0node.healing.observation import (
     metrics_from_features,
     routing_from_views,
 )
+from x0node.proto.timers import jittered
 
 log = logging.getLogger("x0node.healing")
 
@@ -61,7 +62,6 @@ DEFAULTS: dict[str, Any] = {
     "span_buffer": 512,
     "seed": None,
 }
-JITTER_FRACTION = 0.25
 STATE_DIR = "healing"
 HISTORY_WINDOW_S = 24 * 3600.0
 PEER_METRICS_TTL_S = 120.0
@@ -343,7 +343,7 @@ class HealingService:
     async def _run(self) -> None:
         interval = self.config["interval_s"]
         while True:
-            await asyncio.sleep(interval * (1.0 + self._rng.uniform(-JITTER_FRACTION, JITTER_FRACTION)))
+            await asyncio.sleep(jittered(interval, self._rng))
             try:
                 await self.tick()
             except asyncio.CancelledError:
