@@ -150,7 +150,8 @@ class HealingService:
         self.prober: Any = None
         self.probes_off: str | None = None
         self._ctx: Any = None
-        self._rng = random.Random(config["seed"])
+        # timer jitter, probe destinations, backoff jitter: not secrets (probe tokens come from os.urandom)
+        self._rng = random.Random(config["seed"])  # nosec B311
         self._tasks: list[asyncio.Task[None]] = []
         self._actions: set[asyncio.Task[None]] = set()
         self._sub: Any = None
