@@ -31,6 +31,7 @@ SUBCOMMANDS: dict[str, str] = {
     "web": "x0node.web.cli",
     "state": "x0node.state.cli",
     "kv": "x0node.coord.cli",
+    "healing": "x0node.healing.cli",
 }
 
 DEV_PACKAGE = "x0lab"

@@ -50,6 +50,7 @@ EVENTS_PER_PUMP_MAX = 1000
 TIMER_SLACK_S = 0.001
 LAG_DRAIN_S = 0.005
 LINK_RATE_POLL_S = 1.0  # +-25 %: kernel link rates and transmit counters
+CORE_STALL_S = 3.0  # the core's timer overdue this long: not alive (the systemd watchdog stops being petted)
 
 
 class StartupError(RuntimeError):
@@ -140,6 +141,7 @@ class Node:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pumping = False
         self.identity: Any = None
+        self.watchdog: Any = None
 
     # --- the core driver ---------------------------------------------------------------------------
 
@@ -183,6 +185,10 @@ class Node:
         delay = max(0.0, due - self.now()) + TIMER_SLACK_S
         self._timer = self._loop.call_later(delay, self._on_timer)
 
+    def _core_alive(self) -> bool:
+        due = self._timer_due
+        return due is None or self.now() - due < CORE_STALL_S
+
     def _on_timer(self) -> None:
         self._timer = None
         now = self.now()
@@ -222,6 +228,7 @@ class Node:
 
     async def start(self) -> None:
         from x0node.daemon.routing_config import build_router_config
+        from x0node.daemon.watchdog import Watchdog
         from x0node.io.kernel_routes import KernelRouteTable
         from x0node.io.linkrate import link_header_bytes
         from x0node.io.links import LinkMonitor
@@ -233,6 +240,8 @@ class Node:
         from x0node.proto.router import Router
 
         self._loop = asyncio.get_running_loop()
+        self.watchdog = Watchdog(alive=self._core_alive)
+        self.watchdog.start()
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.config.data_dir, 0o700)
         self.identity, trust = load_trust(self.config)
@@ -284,6 +293,7 @@ class Node:
         await self._serve_status()
         await self._start_services()
         log.info("x0node ready node_id=%s mesh_addr=%s", self.identity.node_id.hex(), self.identity.mesh_address)
+        self.watchdog.ready()
 
     def _warn_ungranted(self, prefixes: list[str]) -> None:
         from x0node.proto.ownership import Grants
@@ -381,6 +391,7 @@ class Node:
             bus=self.bus, interfaces=list(self.interfaces), node_id=self.identity.node_id.hex(),
             mesh_addr=self.identity.mesh_address, provider=self.provider, wake=self.pump,
             set_config=self.set_config, apply_revocations=self.apply_revocations,
+            extras={"watchdog": self.watchdog, "services": self.services},
         )
         self.ctx = ctx
         await self.services.start_all(ctx)
@@ -412,6 +423,8 @@ class Node:
         await self._stop.wait()
 
     async def stop(self) -> None:
+        if self.watchdog is not None:
+            await self.watchdog.stop()
         for task in (self._revocation_task, self._link_rate_task):
             if task is not None:
                 task.cancel()
