@@ -15,6 +15,9 @@ Rules and invariants:
   future resolved on the loop (call_soon_threadsafe). Readers take `view()` under the lock.
 - Timers are pysyncobj's configuration attributes (read on every use), set from measured RTTs by
   `set_timers` (see timers.py) while the group runs.
+- pysyncobj 0.3.17 replaces `socket.inet_ntop` process-wide with a Windows-only function on import
+  (pysyncobj/win_inet_pton.py); the import below puts the platform's own function back, and a test
+  holds it so.
 """
 
 from __future__ import annotations
@@ -23,13 +26,17 @@ import asyncio
 import json
 import logging
 import pathlib
+import socket
 import threading
 from typing import Any
 
-from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
-
 from x0node.coord.machine import Machine
 from x0node.coord.timers import RaftTimers
+
+_inet_ntop = socket.inet_ntop
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated  # noqa: E402
+
+socket.inet_ntop = _inet_ntop
 
 log = logging.getLogger("x0node.coord.group")
 

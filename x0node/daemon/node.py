@@ -345,7 +345,7 @@ class Node:
 
         rates = LinkRates()
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="linkrate")
-        rng = random.Random(int.from_bytes(os.urandom(8), "big"))
+        rng = random.Random(int.from_bytes(os.urandom(8), "big"))  # poll jitter, seeded from os.urandom; not a secret # nosec B311
 
         async def watch() -> None:
             try:

@@ -156,6 +156,6 @@ class LinkRates:
             if sock is not None:
                 try:
                     sock.close()
-                except Exception:  # noqa: BLE001
+                except Exception:  # noqa: BLE001 -- closing at shutdown: nothing left to do with an error # nosec B110
                     pass
         self._iw = self._ipr = None
