@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, str] = {
     "transport": "x0node.transport.cli",
     "web": "x0node.web.cli",
     "state": "x0node.state.cli",
+    "healing": "x0node.healing.cli",
 }
 
 DEV_PACKAGE = "x0lab"

@@ -36,6 +36,7 @@ LEAVE_FLUSH_S = 0.05  # time given to the kernel to put the WITHDRAW datagrams o
 EVENTS_PER_PUMP_MAX = 1000
 TIMER_SLACK_S = 0.001
 LAG_DRAIN_S = 0.005
+CORE_STALL_S = 3.0  # the core's timer overdue this long: not alive (the systemd watchdog stops being petted)
 
 
 class StartupError(RuntimeError):
@@ -113,6 +114,7 @@ class Node:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pumping = False
         self.identity: Any = None
+        self.watchdog: Any = None
 
     # --- the core driver ---------------------------------------------------------------------------
 
@@ -157,6 +159,10 @@ class Node:
         delay = max(0.0, due - self.now()) + TIMER_SLACK_S
         self._timer = self._loop.call_later(delay, self._on_timer)
 
+    def _core_alive(self) -> bool:
+        due = self._timer_due
+        return due is None or self.now() - due < CORE_STALL_S
+
     def _on_timer(self) -> None:
         self._timer = None
         now = self.now()
@@ -197,12 +203,15 @@ class Node:
 
     async def start(self) -> None:
         from x0node.daemon.routing_config import build_router_config
+        from x0node.daemon.watchdog import Watchdog
         from x0node.io.netlink import LinkMonitor, NetlinkAdapter, configure_interface
         from x0node.io.udp import MeshTransport
         from x0node.proto.protocol import MESH_MCAST_GROUP, MESH_UDP_PORT
         from x0node.proto.router import Router
 
         self._loop = asyncio.get_running_loop()
+        self.watchdog = Watchdog(alive=self._core_alive)
+        self.watchdog.start()
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.config.data_dir, 0o700)
         self.identity, trust = load_trust(self.config)
@@ -248,6 +257,7 @@ class Node:
         self.pump()
         await self._start_services()
         log.info("x0node ready node_id=%s mesh_addr=%s", self.identity.node_id.hex(), self.identity.mesh_address)
+        self.watchdog.ready()
 
     async def _start_services(self) -> None:
         from x0node.daemon.services import ServiceContext, ServiceManager
@@ -264,7 +274,7 @@ class Node:
             router=self.router, config=self.config, data_dir=self.config.data_dir, registry=self.registry,
             bus=self.bus, interfaces=list(self.interfaces), node_id=self.identity.node_id.hex(),
             mesh_addr=self.identity.mesh_address, provider=self.provider, wake=self.pump,
-            set_config=self.set_config,
+            set_config=self.set_config, extras={"watchdog": self.watchdog, "services": self.services},
         )
         self.ctx = ctx
         await self.services.start_all(ctx)
@@ -295,6 +305,8 @@ class Node:
         await self._stop.wait()
 
     async def stop(self) -> None:
+        if self.watchdog is not None:
+            await self.watchdog.stop()
         if self.services is not None:
             await self.services.stop_all()
         if self.links is not None:
