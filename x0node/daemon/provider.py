@@ -42,6 +42,12 @@ def _event_message(kind: str, d: dict[str, Any]) -> str:
     return kind
 
 
+def _role_name(role: Any) -> str | None:
+    from x0node.proto.trust import Role
+
+    return Role(role).name.lower() if isinstance(role, int) and role in Role._value2member_map_ else None
+
+
 class DaemonStateProvider:
     def __init__(self, node: Any) -> None:
         self.node = node
@@ -107,7 +113,7 @@ class DaemonStateProvider:
         t = self.node.router.topology()
         nodes = [{
             "node_id": x["node_id"], "name": None, "mesh_addr": x.get("mesh_address"), "self": bool(x.get("self")),
-            "reachable": x.get("reachable"),
+            "reachable": x.get("reachable"), "role": _role_name(x.get("role")),
         } for x in t.get("nodes", [])]
         if not any(x["self"] for x in nodes):
             nodes.insert(0, {"node_id": self.node.identity.node_id.hex(), "name": None,
@@ -143,7 +149,15 @@ class DaemonStateProvider:
             "lsdb_size": st.get("lsdb_size", 0),
             "spf_runs": st.get("spf_runs", 0),
             "spf_seconds_total": (st.get("spf_total_ms") or 0.0) / 1000.0,
+            "counters": dict(st.get("counters", {})),
+            "credential_checks": dict(st.get("credential_checks", {})),
         }
+
+    def rtt_histograms(self) -> dict[str, Any]:
+        from x0node.proto.neighbour import RTT_HISTOGRAM_BOUNDS_MS
+
+        return {"bounds_ms": list(RTT_HISTOGRAM_BOUNDS_MS),
+                "peers": {nid: {"counts": list(c), "sum_ms": s} for nid, (c, s) in self.node.router.rtt_histograms().items()}}
 
     def config_get(self) -> dict[str, Any]:
         cfg = self.node.config.as_dict()

@@ -15,6 +15,9 @@ Rules:
   while the link itself has not changed, and costs following it would re-flood the mesh and move
   routes back and forth. Delay that every sample in the window shows (a slow or queued link) raises
   the base RTT as it should, one window later.
+- Every accepted RTT sample is also counted in a fixed-bucket histogram (`rtt_hist`, upper bounds
+  RTT_HISTOGRAM_BOUNDS_MS, last slot above them) with its sum, exported as `mesh_latency_seconds`;
+  the counts only grow while the neighbour exists.
 - Loss is an EWMA over keepalive sequence numbers (weight 1/LOSS_EWMA_PACKETS per expected packet):
   every gap in the sequence counts its missing numbers as lost; reordered packets do not count.
 - The advertised (class, cost) changes at most once per MIN_COST_CHANGE_INTERVAL_S. The cost changes
@@ -27,6 +30,7 @@ Rules:
 
 from __future__ import annotations
 
+import bisect
 import collections
 import enum
 from dataclasses import dataclass, field
@@ -43,6 +47,9 @@ from x0node.proto.quality import Quality, classify, link_cost
 from x0node.proto.seqno import ReplayWindow, seq_diff
 
 RTT_SAMPLE_MAX_MS = 10_000.0
+# Histogram upper bounds (ms) of RTT samples: one wired hop is under 1 ms, a congested radio hop
+# reaches seconds; samples are whole milliseconds, so the first bound counts sub-millisecond hops.
+RTT_HISTOGRAM_BOUNDS_MS = (0.0, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0)
 CLASS_UPGRADE_MARGIN = 0.8
 CHANGE_NONE = 0
 CHANGE_CLASS = 1
@@ -80,6 +87,8 @@ class Neighbour:
     rtt_ms: float | None = None
     rtt_samples: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=RTT_BASE_WINDOW))
     throughput_bps: float | None = None
+    rtt_hist: list[int] = field(default_factory=lambda: [0] * (len(RTT_HISTOGRAM_BOUNDS_MS) + 1))
+    rtt_hist_sum_ms: float = 0.0
     ka_window: ReplayWindow = field(default_factory=lambda: ReplayWindow(REPLAY_WINDOW, 16))
     ack_window: ReplayWindow = field(default_factory=lambda: ReplayWindow(REPLAY_WINDOW, 32))
     ka_first_seq: int | None = None
@@ -114,6 +123,8 @@ class Neighbour:
         if sample > RTT_SAMPLE_MAX_MS:
             return
         self.rtt_samples.append(float(sample))
+        self.rtt_hist[bisect.bisect_left(RTT_HISTOGRAM_BOUNDS_MS, sample)] += 1
+        self.rtt_hist_sum_ms += sample
         self.rtt_ms = (
             float(sample)
             if self.rtt_ms is None

@@ -265,7 +265,10 @@ class Router:
             "spf_runs": 0,
             "events_dropped": 0,
             "datagrams_dropped": 0,
+            "neighbour_down": 0,
         }
+        # certificate checks of signed HELLOs and LSAs: "ok" or the refusal's drop reason
+        self.credential_checks: dict[str, int] = {"ok": 0}
         self.spf_last_ms: float | None = None
         self.spf_total_ms = 0.0
         self._lsa_tokens = float(LSA_BURST)
@@ -494,12 +497,12 @@ class Router:
 
     def _check_credential(self, cred: Credential, ifname: str, src: str, data: bytes, now: float) -> bool:
         reason = self.trust.check(cred, self._wall(now))
+        if reason is None:
+            payload, sig = m.signed_bytes(data)
+            reason = None if verify(cred.public_key, payload, sig) else "bad_signature"
+        self.credential_checks[reason or "ok"] = self.credential_checks.get(reason or "ok", 0) + 1
         if reason is not None:
             self._drop(reason, ifname, src, now)
-            return False
-        payload, sig = m.signed_bytes(data)
-        if not verify(cred.public_key, payload, sig):
-            self._drop("bad_signature", ifname, src, now)
             return False
         return True
 
@@ -624,6 +627,7 @@ class Router:
         self._acks.pop(key, None)
         if was_up:
             self._emit(NeighbourDown(now, key[0], key[1].hex(), reason))
+            self.counters["neighbour_down"] += 1
             self._schedule_lsa(now, bad_news=True)
             # a lost neighbour is routed around at once (no batching delay)
             self._schedule_spf(now, immediate=True)
@@ -1153,6 +1157,15 @@ class Router:
     def routes(self) -> list[dict]:
         return [r.view() for _, r in sorted(self.rib.installed.items())]
 
+    def rtt_histograms(self) -> dict[str, tuple[tuple[int, ...], float]]:
+        """Per neighbour node id: RTT sample counts per bucket (RTT_HISTOGRAM_BOUNDS_MS, then above) and
+        their sum in ms, added up over the interfaces it is a neighbour on."""
+        out: dict[str, tuple[tuple[int, ...], float]] = {}
+        for (_, nid), n in sorted(self.nbrs.items()):
+            counts, total = out.get(nid.hex(), ((0,) * len(n.rtt_hist), 0.0))
+            out[nid.hex()] = (tuple(a + b for a, b in zip(counts, n.rtt_hist, strict=True)), total + n.rtt_hist_sum_ms)
+        return out
+
     def topology(self) -> dict:
         nodes = []
         edges = []
@@ -1165,6 +1178,7 @@ class Router:
                     "self": origin == self.me,
                     "reachable": origin == self.me or origin in self._reach,
                     "prefixes": list(lsa.prefixes),
+                    "role": None if lsa.credential.certificate is None else int(lsa.credential.certificate.role),
                 }
             )
             for ln in lsa.links:
@@ -1197,6 +1211,7 @@ class Router:
             "routes": len(self.rib.installed),
             "drops": dict(self.drops),
             "counters": dict(self.counters),
+            "credential_checks": dict(self.credential_checks),
             "spf_runs": self.counters["spf_runs"],
             "spf_last_ms": self.spf_last_ms,
             "spf_total_ms": round(self.spf_total_ms, 3),
