@@ -30,6 +30,7 @@ SUBCOMMANDS: dict[str, str] = {
     "web": "x0node.web.cli",
     "state": "x0node.state.cli",
     "healing": "x0node.healing.cli",
+    "fleet": "x0node.fleet.cli",
 }
 
 DEV_PACKAGE = "x0lab"

@@ -23,6 +23,8 @@ Rules:
 - Credential checks (the certificate and signature of every signed HELLO and LSA) are counted as
   `x0node_cert_auth_success_total` and `x0node_cert_auth_failure_total{reason}`: the ratio an operator
   watches is the seed's `spire_auth_*` failure rate, for our certificates.
+- Resource figures: the process's own (`process_*`, prometheus_client's process collector) and the
+  host's CPU and memory from the status view (`x0node_host_cpu_percent`, `x0node_host_memory_*_bytes`).
 - A provider failure during a scrape is logged and yields `x0node_web_scrape_errors_total`, never a 500.
 """
 
@@ -33,7 +35,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -50,6 +52,13 @@ ROUTER_STAT_FAMILIES: tuple[tuple[Callable[[str, str], Metric], str, str, str], 
     (GaugeMetricFamily, "x0node_lsdb_size", "Link-state records held", "lsdb_size"),
     (CounterMetricFamily, "x0node_spf_runs", "Shortest-path computations run", "spf_runs"),
     (CounterMetricFamily, "x0node_spf_seconds", "Total time spent in shortest-path computations", "spf_seconds_total"),
+)
+
+# Host figures of the status view: (name, help, status key); left out while the host reports none.
+HOST_FAMILIES = (
+    ("x0node_host_cpu_percent", "Host CPU busy, percent of all cores", "cpu_percent"),
+    ("x0node_host_memory_used_bytes", "Host memory in use", "mem_used_bytes"),
+    ("x0node_host_memory_total_bytes", "Host memory installed", "mem_total_bytes"),
 )
 
 
@@ -90,6 +99,7 @@ class NodeStateCollector(Collector):
         self.scrape_errors = 0
         self.taken = set(taken or ())
         self.reachable_since: dict[str, float] = {}  # other nodes' node id -> monotonic s (known nodes only)
+        self.process = ProcessCollector(registry=None)
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # families are produced dynamically at scrape time
@@ -132,6 +142,13 @@ class NodeStateCollector(Collector):
             metric = family(name, doc)
             metric.add_metric([], _num(stats.get(key)))
             yield metric
+
+        for name, doc, key in HOST_FAMILIES:
+            if isinstance(status.get(key), int | float):
+                host = GaugeMetricFamily(name, doc)
+                host.add_metric([], _num(status[key]))
+                yield host
+        yield from self.process.collect()
 
     def _latency(self) -> Metric:
         lat = HistogramMetricFamily("mesh_latency_seconds", "Round-trip time samples to each neighbour",

@@ -1,0 +1,55 @@
+"""`x0node fleet targets`: file-SD JSON from x0node_node_info, bad rows dropped by reason, bounded."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from x0node.fleet import targets
+from x0node.fleet.targets import Discovery, TargetsError
+
+A, B, C = "a" * 16, "b" * 16, "c" * 16
+TEXT = f"""# HELP x0node_node_info Nodes
+# TYPE x0node_node_info gauge
+x0node_node_info{{node_id="{B}",mesh_addr="fd58:7830:746c::b",role="gateway",self="0"}} 1.0
+x0node_node_info{{node_id="{A}",mesh_addr="fd58:7830:746c::a",role="node",self="1"}} 1.0
+x0node_node_info{{node_id="XYZ",mesh_addr="fd58::1",role="node",self="0"}} 1.0
+x0node_node_info{{node_id="{C}",mesh_addr="not-an-address",role="node",self="0"}} 1.0
+x0node_node_info{{node_id="{C}",mesh_addr="fd58::c",role="root",self="0"}} 1.0
+# TYPE mesh_peers_count gauge
+mesh_peers_count 2.0
+"""
+
+
+def test_file_sd_from_node_info() -> None:
+    d = Discovery()
+    assert d.add_exposition(TEXT) == 5
+    assert d.file_sd(8080) == [
+        {"targets": ["[fd58:7830:746c::a]:8080"], "labels": {"node_id": A, "role": "node"}},
+        {"targets": ["[fd58:7830:746c::b]:8080"], "labels": {"node_id": B, "role": "gateway"}},
+    ]
+    assert dict(d.dropped) == {"bad_node_id": 1, "bad_address": 1, "bad_role": 1}
+
+
+def test_views_merge_and_output_is_stable(tmp_path) -> None:
+    d1, d2 = Discovery(), Discovery()
+    d1.add_exposition(TEXT)
+    d2.add_exposition(TEXT.replace('role="gateway"', 'role=""'))
+    d2.add_exposition(TEXT)
+    assert d1.file_sd(9100) == d2.file_sd(9100)
+    out = tmp_path / "t" / "x0node.json"
+    data = targets.render(d1.file_sd(9100))
+    assert targets.write_if_changed(out, data) and not targets.write_if_changed(out, data)
+    assert json.loads(out.read_text())[0]["targets"] == ["[fd58:7830:746c::a]:9100"]
+
+
+def test_bounds_and_malformed_text(monkeypatch) -> None:
+    monkeypatch.setattr(targets, "MAX_TARGETS", 1)
+    d = Discovery()
+    d.add_exposition(TEXT)
+    assert len(d.nodes) == 1 and d.dropped["too_many"] == 1
+    with pytest.raises(TargetsError):
+        Discovery().add_exposition('x0node_node_info{node_id="a" 1\n')
+    with pytest.raises(TargetsError):
+        targets.fetch("file:///etc/passwd")
