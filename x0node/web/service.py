@@ -3,7 +3,8 @@
 `validate_config` checks the section with `WebConfig.from_mapping` and reports errors as the daemon's
 `ConfigError` (key relative to the section). `WebService.start(ctx)` builds the app over the daemon's
 `NodeStateProvider` (`ctx.provider`), its Prometheus registry and data directory, and listens on
-`listen`:`port`; `stop()` closes live streams and the listener.
+`listen`:`port`; `stop()` closes live streams and the listener. API requests are traced through the
+daemon's tracing pipeline when there is one (x0node/web/tracing.py).
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ class WebService:
     async def start(self, ctx: Any) -> None:
         self.app = create_app(ctx.provider, self.config, ctx.data_dir, ctx.registry)
         add_state_routes(self.app, lambda: ctx.extras.get("state"))
+        from x0node.web.tracing import middleware as tracing_middleware
+
+        self.app.middlewares.insert(0, tracing_middleware(ctx.extras))  # API request spans (web/tracing.py)
         self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.config.listen, self.config.port)
