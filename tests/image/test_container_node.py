@@ -1,0 +1,56 @@
+"""The container node: built from the image pipeline's root filesystem without a daemon (umoci), run with
+podman in the namespace of a testbed node next to namespace nodes, it joins the mesh: its neighbour
+routes to it, the far node pings its mesh address, and the routers' metrics list it as reachable."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from image import container
+from x0lab.testbed import measure
+from x0lab.testbed.bed import READY_RE, Testbed
+from x0node.fleet import podman
+
+JOIN_TIMEOUT_S = 90.0
+
+pytestmark = pytest.mark.skipif(not (shutil.which("podman") and shutil.which("umoci") and shutil.which("runc")),
+                                reason="podman, umoci and runc: make deps (mk/fleet.mk)")
+
+
+def test_container_node_joins_a_namespace_mesh(tmp_path):
+    built = container.build("x86_64", echo=False)
+    assert "x0node" in built["tags"] and built["bytes"] > 10 * 2**20
+    image = podman.pull(container.context("x86_64").out / "oci", container.TAG)
+    name = f"x0c-test-{os.getpid()}"
+    bed = Testbed.create(tmp_path / "bed", "line:3", "x0node", web=True)
+    try:
+        bed.start_all(exclude=(3,))  # nodes 1 and 2 in namespaces; node 3 is the container
+        node = bed.nodes[3]
+        cfg = bed.write_x0node_config(node)
+        subprocess.run(podman.run_node(image, name, node.ns, cfg, tmp_path / "bed" / "n3"), check=True,
+                       capture_output=True, timeout=300)
+        deadline = time.monotonic() + JOIN_TIMEOUT_S
+        ready = None
+        while ready is None and time.monotonic() < deadline:
+            ready = READY_RE.search(podman.logs(name))
+            time.sleep(1.0)
+        assert ready is not None, podman.logs(name)[-3000:]
+        node.node_id, node.mesh_addr = ready.group(1), ready.group(2)
+        assert measure.wait_converged(bed, JOIN_TIMEOUT_S) is not None, podman.logs(name)[-3000:]
+        ping = bed.exec(1, "ping", "-6", "-c", "2", "-W", "2", node.mesh_addr, check=False)
+        assert re.search(r"[12] received", ping), ping
+        metrics = bed.exec(1, "curl", "-sS", "--max-time", "10", "-g", f"http://[{bed.nodes[2].mesh_addr}]:8080/metrics")
+        assert f'node_health_status{{node_id="{node.node_id}"}} 1.0' in metrics
+        # it is the container's daemon: the process runs in the image's root, not the host's tree
+        top = subprocess.run([*podman.base(), "top", name, "args"], capture_output=True, text=True, timeout=60).stdout
+        assert "/usr/bin/x0node run --config" in top or "x0node run --config" in top, top
+    finally:
+        podman.remove(name)
+        subprocess.run([*podman.base(), "rmi", "-f", image], capture_output=True, timeout=300)
+        bed.down()
