@@ -1,6 +1,7 @@
 """The container node: built from the image pipeline's root filesystem without a daemon (umoci), run with
 podman in the namespace of a testbed node next to namespace nodes, it joins the mesh: its neighbour
-routes to it, the far node pings its mesh address, and the routers' metrics list it as reachable."""
+routes to it, the far node pings its mesh address, and the routers' metrics list it as reachable. The
+compose file's provisioning script runs in the same image and certifies its nodes (node-3 a gateway)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ import pytest
 from image import container
 from x0lab.testbed import measure
 from x0lab.testbed.bed import READY_RE, Testbed
-from x0node.fleet import podman
+from x0node.fleet import compose, podman
+from x0node.proto.identity import verify
+from x0node.proto.keyfile import load_anchor_public, load_certificate, load_node_key
+from x0node.proto.trust import Role
 
 JOIN_TIMEOUT_S = 90.0
 
@@ -50,7 +54,27 @@ def test_container_node_joins_a_namespace_mesh(tmp_path):
         # it is the container's daemon: the process runs in the image's root, not the host's tree
         top = subprocess.run([*podman.base(), "top", name, "args"], capture_output=True, text=True, timeout=60).stdout
         assert "/usr/bin/x0node run --config" in top or "x0node run --config" in top, top
+        _provisioning_script_certifies_the_compose_nodes(image, tmp_path / "provision")
     finally:
         podman.remove(name)
         subprocess.run([*podman.base(), "rmi", "-f", image], capture_output=True, timeout=300)
         bed.down()
+
+
+def _provisioning_script_certifies_the_compose_nodes(image: str, root):  # type: ignore[no-untyped-def]
+    script = compose.COMPOSE_FILE.parent / "provision.sh"
+    mounts = ["-v", f"{script}:/provision.sh:ro", "-v", f"{root / 'trust'}:/trust"]
+    for n in ("node-1", "node-2", "node-3"):
+        (root / n).mkdir(parents=True)
+        mounts += ["-v", f"{root / n}:/nodes/{n}"]
+    (root / "trust").mkdir()
+    run = [*podman.base(), "run", "--rm", "--network", "none", "--ulimit", "nofile=4096:4096", "--ulimit",
+           "nproc=1024:1024", *mounts, "--entrypoint", "/bin/sh", image, "/provision.sh"]
+    out = subprocess.run(run, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    anchor = load_anchor_public(root / "trust" / "anchor.pub")
+    for n, role in (("node-1", Role.NODE), ("node-2", Role.NODE), ("node-3", Role.GATEWAY)):
+        cert = load_certificate(root / n / "node.cert")
+        assert cert.role == role and verify(anchor, cert.body(), cert.signature)
+        assert cert.public_key == load_node_key(root / n / "node.key").public_key
+        assert load_anchor_public(root / n / "anchor.pub") == anchor
