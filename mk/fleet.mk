@@ -5,10 +5,10 @@ APT_PKGS += prometheus prometheus-alertmanager podman buildah umoci runc socat c
 
 .PHONY: fleet-demo fleet-demo-down fleet-check fleet-dashboards container
 fleet-demo: deps  ## Prometheus + Alertmanager over a namespace mesh; a killed node fires X0NodeDown (docs/fleet.md)
-	$(SUDO) $(PY) -m x0node.fleet.demo up $(if $(SHOTS),--shots $(SHOTS))
+	$(SUDO) $(PY) -m x0lab.fleet.demo up $(if $(SHOTS),--shots $(SHOTS))
 
 fleet-demo-down:  ## stop the fleet demo and remove its mesh
-	$(SUDO) $(PY) -m x0node.fleet.demo down
+	$(SUDO) $(PY) -m x0lab.fleet.demo down
 
 fleet-check: deps  ## dashboards through Grafana's model, every PromQL expression through promtool, the chart's manifests
 	$(PY) -m x0node fleet check

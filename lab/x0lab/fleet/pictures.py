@@ -44,7 +44,8 @@ def take(ns: str, prom: str, out_dir: pathlib.Path) -> list[pathlib.Path]:
             browser = pw.chromium.launch(executable_path=str(wrapper), headless=True, args=CHROMIUM_ARGS)
             try:
                 page = browser.new_page(viewport={"width": 1200, "height": 800})
-                page.goto(f"{prom}/alerts", wait_until="networkidle")
+                page.goto(f"{prom}/classic/alerts", wait_until="networkidle")
+                page.add_style_tag(content="nav.navbar { position: static !important; }")
                 for header in page.locator("tr.alert_header.alert-danger").all():
                     header.click()  # expand the firing groups
                 page.wait_for_timeout(500)
@@ -54,7 +55,7 @@ def take(ns: str, prom: str, out_dir: pathlib.Path) -> list[pathlib.Path]:
                 for name, dash, title, rng in PANELS:
                     q = urllib.parse.urlencode({"g0.expr": _panel_expr(dash, title), "g0.tab": "0",
                                                 "g0.range_input": rng, "g0.stacked": "0"})
-                    page.goto(f"{prom}/graph?{q}", wait_until="networkidle")
+                    page.goto(f"{prom}/classic/graph?{q}", wait_until="networkidle")
                     page.wait_for_selector("svg", timeout=20_000)
                     page.wait_for_timeout(1000)
                     path = out_dir / name

@@ -1,8 +1,8 @@
 """`make fleet-demo`: Prometheus and Alertmanager watch a namespace mesh, and an injected fault fires an
 alert that both APIs show (docs/fleet.md).
 
-    python -m x0node.fleet.demo up [--run-dir DIR] [--nodes N] [--fault KIND:NODE] [--shots DIR]
-    python -m x0node.fleet.demo down [--run-dir DIR]
+    python -m x0lab.fleet.demo up [--run-dir DIR] [--nodes N] [--fault KIND:NODE] [--shots DIR]
+    python -m x0lab.fleet.demo down [--run-dir DIR]
 
 Rules and invariants:
 - The mesh is the development testbed (x0lab, `x0node testbed up --web`), with the healing loop in
@@ -127,7 +127,14 @@ class Demo:
             if shutil.which(tool) is None:
                 raise DemoError(f"{tool} is not installed: `make deps` installs it (mk/fleet.mk)")
         if (self.run_dir / "state.json").exists():
-            raise DemoError(f"{self.run_dir} holds a testbed: `python -m x0node.fleet.demo down` first")
+            raise DemoError(f"{self.run_dir} holds a testbed: `python -m x0lab.fleet.demo down` first")
+        self.stop_all()  # nothing of an earlier run may still hold its files
+        for old in ("prom-data", "am-data", "targets", "notifications.jsonl"):
+            path = self.dir / old
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "targets").mkdir(exist_ok=True)
         print(f"mesh: ring of {nodes} namespace nodes (web UI and healing loop on)", flush=True)
@@ -145,7 +152,7 @@ class Demo:
         source = f"http://[{mon.mesh_addr}]:{WEB_PORT}/metrics"
         self.spawn("targets", _ns_cmd(ns, sys.executable, "-m", "x0node", "fleet", "targets", "--from", source,
                                       "--out", str(targets), "--interval", "10"), "targets.log")
-        self.spawn("sink", _ns_cmd(ns, sys.executable, "-m", "x0node.fleet.demo", "sink", "--port", str(SINK_PORT),
+        self.spawn("sink", _ns_cmd(ns, sys.executable, "-m", "x0lab.fleet.demo", "sink", "--port", str(SINK_PORT),
                                    "--out", str(self.dir / "notifications.jsonl")), "sink.log")
         self.spawn("alertmanager", _ns_cmd(ns, "prometheus-alertmanager", f"--config.file={self.dir / 'alertmanager.yml'}",
                                            f"--storage.path={self.dir / 'am-data'}",
@@ -176,15 +183,18 @@ class Demo:
         received = self._wait("the alert in Alertmanager", lambda: self._am_alert(ns, am, "X0NodeDown", instance),
                               ALERT_TIMEOUT_S)
         t_am = time.monotonic() - t0
+        delivered = self._wait("the notification at the webhook", lambda: self._delivered("X0NodeDown", instance),
+                               ALERT_TIMEOUT_S)
         result = {"alert": "X0NodeDown", "instance": instance, "node_id": node.node_id,
+                  "webhook": {"status": delivered["status"], "receiver_log": str(self.dir / "notifications.jsonl")},
                   "prometheus": {"state": firing["state"], "activeAt": firing.get("activeAt"), "after_s": round(t_prom, 1)},
                   "alertmanager": {"receivers": [r["name"] for r in received.get("receivers", [])],
                                    "state": received.get("status", {}).get("state"), "after_s": round(t_am, 1)},
-                  "prometheus_url": "http://127.0.0.1:9090/alerts" if shutil.which("socat") else None}
+                  "prometheus_url": "http://127.0.0.1:9090/classic/alerts" if shutil.which("socat") else None}
         self.state["result"] = result
         self.save()
         if shots is not None:
-            from x0node.fleet import pictures
+            from x0lab.fleet import pictures
 
             result["pictures"] = [str(p) for p in pictures.take(ns, prom, shots)]
         return result
@@ -218,6 +228,17 @@ class Demo:
     def _am_alert(ns: str, am: str, name: str, instance: str) -> dict[str, Any] | None:
         data = _get(ns, f"{am}/api/v2/alerts?filter=alertname%3D%22{name}%22")
         return next((a for a in data if a["labels"].get("instance") == instance), None)
+
+    def _delivered(self, name: str, instance: str) -> dict[str, Any] | None:
+        try:
+            lines = (self.dir / "notifications.jsonl").read_text().splitlines()
+        except OSError:
+            return None
+        for line in lines:
+            note = json.loads(line)
+            if any(a.get("alertname") == name and a.get("instance") == instance for a in note["alerts"]):
+                return note
+        return None
 
     def down(self) -> None:
         self.stop_all()
@@ -263,7 +284,7 @@ def sink(port: int, out: pathlib.Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m x0node.fleet.demo", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m x0lab.fleet.demo", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     u = sub.add_parser("up", help="mesh + Prometheus + Alertmanager, inject a fault, show the alert")
     u.add_argument("--run-dir", type=pathlib.Path, default=DEFAULT_RUN_DIR)
@@ -291,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = demo.up(args.nodes, (kind, int(node)), args.shots)
     except (DemoError, OSError, subprocess.CalledProcessError) as exc:
-        print(f"fleet demo failed: {exc}\n(logs in {demo.dir}; `python -m x0node.fleet.demo down` cleans up)",
+        print(f"fleet demo failed: {exc}\n(logs in {demo.dir}; `python -m x0lab.fleet.demo down` cleans up)",
               file=sys.stderr)
         return 1
     print(json.dumps(result, indent=1))
