@@ -43,6 +43,7 @@ SERVICES: dict[str, str] = {
     "state": "x0node.state.service",
     "transport": "x0node.transport.service",
     "ota": "x0node.ota.service",
+    "overlay": "x0node.overlay.service",
 }
 SERVICE_STOP_TIMEOUT_S = 5.0
 

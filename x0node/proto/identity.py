@@ -120,8 +120,9 @@ class Identity:
     def sign(self, message: bytes) -> bytes:
         return self._sk.sign(message).signature
 
-    def pairwise_key(self, peer_public_key: bytes, my_epoch: int, peer_epoch: int) -> bytes | None:
-        """32-byte keepalive key shared with a peer, or None if the peer key is not a valid point."""
+    def static_shared(self, peer_public_key: bytes) -> bytes | None:
+        """X25519 of our static key (converted from Ed25519) with the peer's, or None if the peer key
+        is not a valid point or the result is all zero (a low-order point). Memoised, bounded."""
         shared = self._shared_cache.get(peer_public_key)
         if shared is None:
             peer_curve = curve_public_of(peer_public_key)
@@ -134,6 +135,13 @@ class Identity:
             if len(self._shared_cache) > 1024:
                 self._shared_cache.clear()
             self._shared_cache[peer_public_key] = shared
+        return shared
+
+    def pairwise_key(self, peer_public_key: bytes, my_epoch: int, peer_epoch: int) -> bytes | None:
+        """32-byte keepalive key shared with a peer, or None if the peer key is not a valid point."""
+        shared = self.static_shared(peer_public_key)
+        if shared is None:
+            return None
         peer_id = node_id_of(peer_public_key)
         a = (self.node_id, my_epoch)
         b = (peer_id, peer_epoch)

@@ -40,6 +40,27 @@ function eventList(events, max) {
     h("li", {}, h("time", {}, fmtTime(e.time)), h("span", { class: "kind" }, e.kind), h("span", {}, e.message || ""))));
 }
 
+// the [overlay] service: end-to-end sessions, NAT links, the managed yggdrasil (each only when running)
+function overlayCards(ov) {
+  if (!ov) return [];
+  const out = [];
+  if (ov.e2e) out.push(h("section", { class: "card", id: "dash-overlay" }, h("h2", {}, `Encrypted sessions (${ov.e2e.cipher})`),
+    table(["Peer", "Session", "Received", "Sent"], (ov.e2e.peers || []).map((p) => [
+      h("span", { class: "mono", title: p.node_id || p.key }, shortId(p.node_id || p.key)), p.established ? "up" : "handshake",
+      fmtBytes(p.rx_bytes), fmtBytes(p.tx_bytes)]), "No encrypted traffic yet.")));
+  if (ov.nat) out.push(h("section", { class: "card", id: "dash-nat" }, h("h2", {}, "NAT links"),
+    table(["Peer", "Path", "Endpoint", "Punch", "Received", "Sent"], (ov.nat.peers || []).map((p) => [
+      h("span", { class: "mono", title: p.node_id }, shortId(p.node_id)), p.established ? p.state : "down",
+      h("span", { class: "mono" }, p.endpoint ?? "–"), fmtNum(p.punch_setup_s, 2, " s"), fmtBytes(p.rx_bytes),
+      fmtBytes(p.tx_bytes)]), "No NAT link yet.")));
+  if (ov.yggdrasil) out.push(h("section", { class: "card", id: "dash-yggdrasil" },
+    h("h2", {}, `Yggdrasil ${ov.yggdrasil.running ? ov.yggdrasil.address || "" : "(not running)"}`),
+    table(["Peer key", "Remote", "Received", "Sent"], (ov.yggdrasil.peers || []).map((p) => [
+      h("span", { class: "mono", title: p.key }, shortId(p.key)), h("span", { class: "mono" }, p.remote),
+      fmtBytes(p.bytes_recvd), fmtBytes(p.bytes_sent)]), "No yggdrasil peers yet.")));
+  return out;
+}
+
 function card(label, value, cls = "") {
   return h("div", { class: `stat ${cls}` }, h("div", { class: "label" }, label), h("div", { class: "value" }, value));
 }
@@ -65,6 +86,7 @@ const VIEWS = {
           h("dt", {}, "Version"), h("dd", {}, st.version || "–"))),
       h("section", { class: "card", id: "dash-neighbours" }, h("h2", {}, "Neighbours"),
         table(NEIGHBOUR_HEADERS, neighbourRows(state.neighbours), "No neighbours yet. Check that a mesh interface is up and another node is in range.")),
+      ...overlayCards(st.services?.overlay),
       h("section", { class: "card" }, h("h2", {}, "Recent events"), eventList(state.events, 8)),
     ];
   },
