@@ -1,7 +1,7 @@
 # Fleet side (fleet/, x0node/fleet/, docs/fleet.md): Prometheus rules checked and unit-tested with
-# promtool, Alertmanager config checked with amtool, a daemonless container image of x0node (buildah,
-# umoci) run with podman, and the `make fleet-demo` stack.
-APT_PKGS += prometheus prometheus-alertmanager podman buildah umoci runc socat curl
+# promtool, Alertmanager config checked with amtool, a daemonless container image of x0node (umoci),
+# run with podman (runc), and the `make fleet-demo` stack (socat forwards its ports to the host).
+APT_PKGS += prometheus prometheus-alertmanager podman umoci runc socat curl
 
 .PHONY: fleet-demo fleet-demo-down fleet-check fleet-dashboards container
 fleet-demo: deps  ## Prometheus + Alertmanager over a namespace mesh; a killed node fires X0NodeDown (docs/fleet.md)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+from tests.integration.processes import stop_processes
 from x0lab.testbed.bed import Testbed
 
 RECEIVER = pathlib.Path(__file__).resolve().parents[1] / "otlp_receiver.py"
@@ -58,10 +59,5 @@ def test_daemon_exports_cycle_and_api_spans_over_otlp(tmp_path):
             assert s["resource"]["service.instance.id"] == node.node_id
         assert not [s for s in got if "/static" in s["name"] or s["name"].startswith("GET /?")]
     finally:
-        recv.terminate()
-        try:
-            recv.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            recv.kill()
-            recv.wait()
+        stop_processes([recv])
         bed.down()

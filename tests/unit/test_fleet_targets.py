@@ -53,3 +53,35 @@ def test_bounds_and_malformed_text(monkeypatch) -> None:
         Discovery().add_exposition('x0node_node_info{node_id="a" 1\n')
     with pytest.raises(TargetsError):
         targets.fetch("file:///etc/passwd")
+
+
+def test_cli_reads_a_router_over_http_and_keeps_targets_when_all_sources_fail(tmp_path, capsys) -> None:
+    import http.server
+    import threading
+
+    from x0node.cli import main
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            body = TEXT.encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    out = tmp_path / "x0node.json"
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+        assert main(["fleet", "targets", "--from", url, "--out", str(out), "--port", "9100"]) == 0
+        assert "2 nodes" in capsys.readouterr().out
+        before = out.read_bytes()
+        gone = "http://127.0.0.1:1/metrics"
+        assert main(["fleet", "targets", "--from", gone, "--out", str(out)]) == 1
+        assert out.read_bytes() == before  # never replaced by an empty list
+    finally:
+        server.shutdown()
