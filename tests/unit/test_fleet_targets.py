@@ -85,3 +85,23 @@ def test_cli_reads_a_router_over_http_and_keeps_targets_when_all_sources_fail(tm
         assert out.read_bytes() == before  # never replaced by an empty list
     finally:
         server.shutdown()
+
+
+def test_a_node_gone_from_every_view_stays_a_target_until_forgotten(tmp_path) -> None:
+    memory = tmp_path / "x0node.json.known"
+    first = Discovery()
+    first.add_exposition(TEXT)
+    assert first.remember(memory, 1000.0, forget_after_s=3600) == 0
+    only_a = "\n".join(line for line in TEXT.splitlines() if B not in line) + "\n"
+    later = Discovery()
+    later.add_exposition(only_a)
+    assert later.remember(memory, 2000.0, forget_after_s=3600) == 1  # B kept from memory
+    assert [g["labels"]["node_id"] for g in later.file_sd(8080)] == [A, B]
+    gone = Discovery()
+    gone.add_exposition(only_a)
+    assert gone.remember(memory, 1000.0 + 3601, forget_after_s=3600) == 0  # B last seen at 1000
+    assert [g["labels"]["node_id"] for g in gone.file_sd(8080)] == [A]
+    memory.write_text("[not a map")
+    broken = Discovery()
+    broken.add_exposition(only_a)
+    assert broken.remember(memory, 5000.0) == 0 and broken.dropped["bad_memory"] == 1

@@ -31,6 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--out", required=True, type=pathlib.Path, help="file-SD JSON file to write")
     t.add_argument("--interval", type=float, default=0.0, metavar="S",
                    help="keep running and refresh every S seconds (default: once)")
+    t.add_argument("--forget-after", type=float, default=None, metavar="S",
+                   help="keep a node no router lists any more as a target for S seconds after it was last "
+                   "seen (default a week), so a dead router keeps failing its scrapes")
     t.set_defaults(func=cmd_targets)
 
     d = sub.add_parser("dashboards", help="write the Grafana dashboards (provisioning JSON)")
@@ -51,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
-    from x0node.fleet.targets import Discovery, TargetsError, fetch, render, write_if_changed
+    from x0node.fleet.targets import FORGET_AFTER_S, Discovery, TargetsError, fetch, render, write_if_changed
 
     if not 0 < args.port < 65536:
         print("--port: expected 1..65535", file=sys.stderr)
@@ -66,10 +69,12 @@ def cmd_targets(args: argparse.Namespace) -> int:
                 failed += 1
                 print(f"x0node fleet targets: {exc}", file=sys.stderr)
         if failed < len(args.sources):  # never replace known targets with nothing because every source failed
+            forget = FORGET_AFTER_S if args.forget_after is None else args.forget_after
+            kept = disc.remember(args.out.with_name(args.out.name + ".known"), time.time(), forget)
             changed = write_if_changed(args.out, render(disc.file_sd(args.port)))
             dropped = ", ".join(f"{k}={v}" for k, v in sorted(disc.dropped.items())) or "none"
-            print(f"{len(disc.nodes)} nodes -> {args.out} ({'written' if changed else 'unchanged'}; dropped: {dropped})",
-                  flush=True)
+            print(f"{len(disc.nodes)} nodes ({kept} no longer listed, kept) -> {args.out} "
+                  f"({'written' if changed else 'unchanged'}; dropped: {dropped})", flush=True)
         if args.interval <= 0:
             return 0 if failed < len(args.sources) else 1
         time.sleep(args.interval)

@@ -9,6 +9,11 @@ Rules and invariants:
 - Everything read is bounded and validated: at most MAX_BODY_BYTES of text per source, at most
   MAX_TARGETS nodes; a node id must be 16..64 hex digits, an address an IP address, a role one of
   ROLES (or empty). A bad row is dropped and counted by reason; it never aborts the rest.
+- A node that drops out of every router's view (its link-state record ages out a minute after it went
+  down) stays a target for `forget_after_s` (default FORGET_AFTER_S) after it was last seen: a dead
+  router must keep failing its scrapes (X0NodeDown) instead of silently leaving discovery. What was seen
+  when is kept beside the output in `<out>.known` (not `*.json`, so file discovery never reads it;
+  atomic writes), bounded like the nodes.
 - The output is Prometheus' file-SD JSON (one group per node: `targets: ["[addr]:port"]`, labels
   `node_id` and `role`), sorted by node id so an unchanged mesh gives byte-identical files, written
   through io/atomicfile only when its content changed (Prometheus re-reads a file on change).
@@ -30,6 +35,7 @@ from x0node.io.atomicfile import write_atomic
 MAX_BODY_BYTES = 8 * 2**20
 MAX_TARGETS = 4096  # far above the routing core's node limit; a bound, not a design point
 FETCH_TIMEOUT_S = 10.0
+FORGET_AFTER_S = 7 * 86400.0  # a week: long enough to notice and replace a dead router
 DEFAULT_METRICS_PORT = 8080
 ROLES = ("", "node", "gateway", "admin")
 NODE_ID_RE = re.compile(r"[0-9a-f]{16,64}")
@@ -88,6 +94,35 @@ class Discovery:
             self.dropped["bad_exposition"] += 1
             raise TargetsError(f"malformed metrics text: {exc}") from None
         return offered
+
+    def remember(self, path: pathlib.Path, now: float, forget_after_s: float = FORGET_AFTER_S) -> int:
+        """Add nodes seen earlier (within forget_after_s) from `path`, then record what is seen now there.
+        Returns how many were kept only from memory."""
+        try:
+            known = json.loads(path.read_text())
+            if not isinstance(known, dict):
+                raise ValueError("not an object")
+        except FileNotFoundError:
+            known = {}
+        except (OSError, ValueError):
+            self.dropped["bad_memory"] += 1
+            known = {}
+        seen_now = set(self.nodes)
+        kept = 0
+        for nid, row in known.items():
+            if nid in seen_now or not isinstance(row, dict):
+                continue
+            last = row.get("last_seen")
+            if not isinstance(last, int | float) or now - last > forget_after_s:
+                continue
+            before = len(self.nodes)
+            self.add({"node_id": str(nid), "mesh_addr": str(row.get("mesh_addr", "")), "role": str(row.get("role", ""))})
+            kept += len(self.nodes) - before
+        memory = {nid: {"mesh_addr": n.mesh_addr, "role": n.role,
+                        "last_seen": now if nid in seen_now else known[nid]["last_seen"]}
+                  for nid, n in sorted(self.nodes.items())}
+        write_if_changed(path, (json.dumps(memory, indent=1, sort_keys=True) + "\n").encode())
+        return kept
 
     def file_sd(self, port: int) -> list[dict[str, object]]:
         out = []

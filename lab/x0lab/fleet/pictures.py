@@ -16,10 +16,10 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 # (file, dashboard file, panel title, range): panels a person would rather see than read
 PANELS = (
-    ("panel-routers-not-answering.png", "x0-errors.json", "Routers not answering", "15m"),
-    ("panel-node-health.png", "x0-mesh-topology.json", "Node health (worst view)", "15m"),
-    ("panel-neighbours-up.png", "x0-mesh-topology.json", "Neighbours up per router", "15m"),
-    ("panel-link-rtt-p95.png", "x0-mesh-topology.json", "Link RTT p95 per peer", "15m"),
+    ("panel-routers-not-answering.png", "x0-errors.json", "Routers not answering", "3m"),
+    ("panel-node-health.png", "x0-mesh-topology.json", "Node health (worst view)", "3m"),
+    ("panel-neighbours-up.png", "x0-mesh-topology.json", "Neighbours up per router", "3m"),
+    ("panel-link-rtt-p95.png", "x0-mesh-topology.json", "Link RTT p95 per peer", "3m"),
 )
 
 
