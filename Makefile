@@ -20,7 +20,7 @@ help:
 	@echo "make run    - set up, build the $(BOARD) image and boot it in QEMU with the web UI on localhost"
 	@echo "make test   - set up and run every test (unit, sim, property, integration, ui, image)"
 	@echo "make deps   - install Debian packages (apt-get) and pinned Python packages into $(VENV)"
-	@echo "make lint   - ruff"
+	@echo "make lint   - ruff and the sans-I/O import contract (tests/sans_io_contract.py)"
 	@echo "make bench  - run the benchmarks in bench/"
 
 APT_STAMP := $(STAMPS)/apt-$(shell echo $(sort $(APT_PKGS)) | sha256sum | cut -c1-12)
@@ -40,14 +40,16 @@ $(STAMPS)/pip: pyproject.toml lab/pyproject.toml requirements.lock
 
 deps: $(APT_STAMP) $(STAMPS)/pip
 
-test: deps $(TEST_PREREQS)
-	$(PY) -m pytest -q -ra tests
+# Lint first, then every test; prints statement coverage of x0node (pytest-cov; config in pyproject.toml).
+test: lint $(TEST_PREREQS)
+	$(PY) -m pytest -q -ra --cov --cov-report=term tests
 
 test-fast: deps
 	$(PY) -m pytest -q -m "not integration and not ui and not slow" tests
 
 lint: deps
-	$(VENV)/bin/ruff check x0node lab tests bench models image
+	$(VENV)/bin/ruff check x0node lab tests bench models image rootfs/usr/lib/x0tta6bl4
+	$(PY) tests/sans_io_contract.py
 
 bench: deps $(TEST_PREREQS)
 	@set -e; for b in $(BENCHES); do echo "== $$b"; $(PY) $$b; done

@@ -46,9 +46,10 @@ import x0node.daemon.bus, x0node.daemon.services, x0node.proto.router  # noqa: F
 from prometheus_client import CollectorRegistry
 from x0node.daemon.bus import EventBus
 from x0node.daemon.services import ServiceContext
+from x0node.proto.views import NeighbourView, TopologyView
 class Router:
-    def neighbours(self): return [{"node_id": "p%d" % i, "state": "up", "rtt_ms": 5.0, "loss": 0.0} for i in range(6)]
-    def topology(self): return {"edges": []}
+    def neighbours(self): return tuple(NeighbourView("p%d" % i, "m0", "fe80::1", "up", 5.0, 0.0, None, "excellent", 100, 0.1, 1.0) for i in range(6))
+    def topology(self): return TopologyView((), ())
 async def main():
     base = rss_mb()
     from x0node.anomaly.service import create_service

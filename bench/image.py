@@ -7,8 +7,9 @@ boot-to-login when the tree has no daemon).
     .venv/bin/python bench/image.py --no-cold       # cached builds only (uses the normal cache)
 
 "Cold" builds with an empty stage cache (a temporary X0_IMAGE_CACHE, so Debian packages and wheels are
-downloaded and the bootstrap is rebuilt); "cached" rebuilds right after with the cache warm, which is the
-rebuild after a Python change. Prints a table, then one JSON line {"bench": "image", ...} whose ratios are
+downloaded and the bootstrap is rebuilt from the board's package lock); "cached" rebuilds right after with
+the cache warm, which is the rebuild after a Python change. The root slot's sha256 is recorded after
+each build: equal hashes mean the cold build (a new bootstrap) and the cached one gave the same bytes. Prints a table, then one JSON line {"bench": "image", ...} whose ratios are
 against the goals (x86_64 cold 8 min, arm64 cold 20 min, disk 256 MB, squashfs 160 MB, ready 45 s).
 Not part of `make bench` (too long for it); run it by hand or with `make bench-image`.
 """
@@ -33,6 +34,12 @@ from image.qemu import VM, image_path  # noqa: E402
 GOALS = {"x86_64_cold_s": 480, "arm64-virt_cold_s": 1200, "disk_mb": 256, "squashfs_mb": 160, "ready_s": 45}
 PROMPT = re.compile(r"root@x0[^\n]*# ")
 BOOT_TIMEOUT_S = {"x86_64": 300.0, "arm64-virt": 900.0}
+
+
+def root_slot_sha256(board: str) -> str:
+    from image.cache import sha256_file
+
+    return sha256_file(pipeline.make_context(board).squashfs)
 
 
 def timed_build(board: str, cache: str | None) -> float:
@@ -75,13 +82,18 @@ def main() -> int:
         anchor = provision.make_anchor(tmp / "anchor.key")
         for board in args.boards:
             cold = None if args.no_cold else timed_build(board, str(tmp / f"cache-{board}"))
+            cold_sha = None if cold is None else root_slot_sha256(board)
             cached = timed_build(board, None if args.no_cold else str(tmp / f"cache-{board}"))
+            cached_sha = root_slot_sha256(board)
             ctx = pipeline.make_context(board)
             disk_mb = image_path(ctx.board).stat().st_size / 1e6
             sqfs_mb = ctx.squashfs.stat().st_size / 1e6
             ready_s, prompt_s = boot_time(board, anchor, tmp)
             result[f"{board}_cold_build_s"] = None if cold is None else round(cold, 1)
             result[f"{board}_cached_build_s"] = round(cached, 1)
+            result[f"{board}_root_slot_sha256"] = cached_sha
+            if cold_sha is not None:
+                result[f"{board}_root_slot_reproducible"] = cold_sha == cached_sha
             result[f"{board}_disk_mb"] = round(disk_mb, 1)
             result[f"{board}_squashfs_mb"] = round(sqfs_mb, 1)
             result[f"{board}_boot_to_ready_s"] = None if ready_s is None else round(ready_s, 1)

@@ -3,6 +3,11 @@
 Rules: every key is known (unknown keys are an error naming the key), sizes are whole MiB, the partition
 layout must fit inside the disk size limit, and `name` equals the file name. A board is pure data; the
 pipeline steps read it and never change it.
+
+Interface roles: a port matching `lan_interfaces` is the LAN/management side (DHCPv4, the web UI); any
+other port matching `mesh_interfaces` is a mesh port. The firewall (rootfs/usr/lib/x0tta6bl4/firewall.py)
+and the network set-up follow these roles; `web_on_mesh` also opens the UI on mesh ports. LAN globs are a
+name or a name prefix followed by `*`, because nftables matches interface names only that way.
 """
 
 from __future__ import annotations
@@ -80,14 +85,20 @@ class Board:
     esp_files: tuple[tuple[str, str], ...] = ()
     esp_text: tuple[tuple[str, str], ...] = ()
     qemu: QemuSpec | None = None
+    lan_interfaces: tuple[str, ...] = ()
+    web_on_mesh: bool = False
     source_sha256: str = field(default="", compare=False)
 
     @property
     def console_tty(self) -> str:
         return self.console.split(",", 1)[0]
 
+    def is_lan_interface(self, ifname: str) -> bool:
+        return any(fnmatch.fnmatchcase(ifname, pat) for pat in self.lan_interfaces)
+
     def is_mesh_interface(self, ifname: str) -> bool:
-        return any(fnmatch.fnmatchcase(ifname, pat) for pat in self.mesh_interfaces)
+        return not self.is_lan_interface(ifname) and any(
+            fnmatch.fnmatchcase(ifname, pat) for pat in self.mesh_interfaces)
 
 
 def _req(data: dict[str, Any], key: str, typ: type, prefix: str = "") -> Any:
@@ -126,7 +137,8 @@ def _path_map(data: dict[str, Any], key: str) -> tuple[tuple[str, str], ...]:
 _TOP_KEYS = {
     "name", "description", "tested", "architecture", "kernel_package", "bootloader", "grub_target",
     "grub_package", "efi_boot_file", "console", "extra_packages", "mesh_interfaces", "initramfs_modules",
-    "kernel_cmdline", "partitions", "limits", "qemu", "components", "esp_files", "esp_text",
+    "kernel_cmdline", "partitions", "limits", "qemu", "components", "esp_files", "esp_text", "lan_interfaces",
+    "web_on_mesh",
 }
 
 
@@ -185,6 +197,9 @@ def parse_board(data: dict[str, Any], file_name: str) -> Board:
             cpu=_req(q, "cpu", str, "qemu."), memory_mib=_req(q, "memory_mib", int, "qemu."),
             firmware=_req(q, "firmware", str, "qemu."), nic_model=_req(q, "nic_model", str, "qemu."),
         )
+    web_on_mesh = data.get("web_on_mesh", False)
+    if not isinstance(web_on_mesh, bool):
+        raise BoardError("web_on_mesh", "expected true or false")
     cmdline = data.get("kernel_cmdline", "")
     if not isinstance(cmdline, str) or len(cmdline) > 512 or "\n" in cmdline:
         raise BoardError("kernel_cmdline", "expected one line of at most 512 characters")
@@ -210,6 +225,8 @@ def parse_board(data: dict[str, Any], file_name: str) -> Board:
         esp_files=_path_map(data, "esp_files"),
         esp_text=_path_map(data, "esp_text"),
         qemu=qemu,
+        lan_interfaces=_str_list(data, "lan_interfaces", re.compile(r"^[A-Za-z0-9_.-]{1,15}\*?$")),
+        web_on_mesh=web_on_mesh,
     )
 
 

@@ -1,5 +1,10 @@
 """Step `overlay`: the repository's rootfs/ tree copied over the bootstrapped root, plus the few files
-that depend on the board (mesh interface globs) or on the read-only design.
+that depend on the board (interface roles, the firewall policy) or on the read-only design.
+
+Board-dependent files: /usr/share/x0tta6bl4/board.env (mesh and LAN globs for mesh-config),
+/usr/share/x0tta6bl4/firewall.json (LAN globs, web_on_mesh, the routing port from
+x0node.proto.protocol and the UI's default port, for /usr/lib/x0tta6bl4/firewall.py) and the
+systemd-networkd file of the LAN ports (DHCPv4); every other Ethernet port gets link-local IPv6 only.
 
 Rules: files from rootfs/ replace files of the same path; modes and symlinks are kept; ownership is
 root. Units are enabled by writing the same symlinks `systemctl enable` would write, so nothing of the
@@ -9,6 +14,7 @@ from /data over it.
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import shutil
@@ -19,11 +25,34 @@ OVERLAY_DIR = REPO_ROOT / "rootfs"
 # (unit, target whose .wants/ gets the symlink, where the unit file lives)
 ENABLED_UNITS = (
     ("x0node.service", "multi-user.target", "/usr/lib/systemd/system"),
+    ("x0-firewall.service", "sysinit.target", "/usr/lib/systemd/system"),
+    ("x0-web-cert.service", "multi-user.target", "/usr/lib/systemd/system"),
     ("x0-hostname.service", "x0node.service", "/usr/lib/systemd/system"),
     ("systemd-networkd.service", "multi-user.target", "/lib/systemd/system"),
     ("systemd-networkd.socket", "sockets.target", "/lib/systemd/system"),
 )
 HOSTNAME = "x0tta6bl4"
+LAN_NETWORK_FILE = "etc/systemd/network/10-x0-lan.network"
+
+
+def lan_network(board: Board) -> str:
+    return ("# LAN/management ports of this board (lan_interfaces): DHCPv4 client, IPv6 link-local; the web UI\n"
+            "# is reachable here (firewall). Written by image/overlay.py.\n"
+            f"[Match]\nName={' '.join(board.lan_interfaces)}\n\n[Link]\nRequiredForOnline=no\n\n"
+            "[Network]\nDHCP=ipv4\nLinkLocalAddressing=ipv6\nIPv6AcceptRA=no\n")
+
+
+def firewall_policy(board: Board) -> dict:
+    from x0node.overlay.service import DEFAULTS as OVERLAY
+    from x0node.proto.protocol import MESH_UDP_PORT
+    from x0node.state.gossip import STATE_UDP_PORT
+    from x0node.web.config import DEFAULT_PORT
+
+    # Services that talk to other nodes over their own UDP port on the mesh interfaces (by config section).
+    mesh_services = {"state": STATE_UDP_PORT, "overlay": int(OVERLAY["port"])}
+    return {"board": board.name, "lan_interfaces": list(board.lan_interfaces), "web_on_mesh": board.web_on_mesh,
+            "mesh_udp_port": MESH_UDP_PORT, "web_default_port": DEFAULT_PORT, "mesh_services": mesh_services,
+            "overlay_ifname": str(OVERLAY["ifname"])}
 
 
 def copy_tree(src: pathlib.Path, dst: pathlib.Path) -> list[str]:
@@ -48,7 +77,15 @@ def copy_tree(src: pathlib.Path, dst: pathlib.Path) -> list[str]:
 def run(board: Board, rootfs: pathlib.Path) -> list[str]:
     copied = copy_tree(OVERLAY_DIR, rootfs)
     env = rootfs / "usr/share/x0tta6bl4/board.env"
-    env.write_text(f'X0_BOARD="{board.name}"\nX0_MESH_GLOBS="{" ".join(board.mesh_interfaces)}"\n')
+    env.write_text(f'X0_BOARD="{board.name}"\nX0_MESH_GLOBS="{" ".join(board.mesh_interfaces)}"\n'
+                   f'X0_LAN_GLOBS="{" ".join(board.lan_interfaces)}"\n')
+    (rootfs / "usr/share/x0tta6bl4/firewall.json").write_text(
+        json.dumps(firewall_policy(board), indent=1, sort_keys=True) + "\n")
+    lan = rootfs / LAN_NETWORK_FILE
+    if board.lan_interfaces:
+        lan.write_text(lan_network(board))
+    else:
+        lan.unlink(missing_ok=True)
     for unit, target, unit_dir in ENABLED_UNITS:
         wants = rootfs / "etc/systemd/system" / f"{target}.wants"
         wants.mkdir(parents=True, exist_ok=True)

@@ -6,9 +6,11 @@
 
 Rules: a step reads only the board, the repository and the previous steps' outputs in the board's work
 directory (build/image/<board>/), and records what it did in state.json there; the final outputs are
-out/<board>/x0-<board>-<version>.img, the root squashfs next to it and manifest.json (board, version,
-Debian and Python package lists with versions, sha256 and size of every artefact). Expensive inputs are
-cached by key (see image.cache): the bootstrap tarball and the dependency wheels.
+out/<board>/x0-<board>-<version>.img, the root squashfs next to it, manifest.json (board, version,
+Debian sources and lock, Debian and Python package lists with versions, sha256 and size of every
+artefact) and the bill of materials sbom.cdx.json. Expensive inputs are cached by key (see image.cache):
+the bootstrap tarball and the dependency wheels. Every timestamp in the root slot is SOURCE_DATE_EPOCH
+(the environment's, else HEAD's commit time), so the same inputs give the same root slot bytes.
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from image import assemble, bootstrap, initramfs, overlay, payload, squash, trim
+from image import assemble, bootstrap, initramfs, overlay, payload, sbom, squash, trim
+from image import lock as locks
 from image.board import REPO_ROOT, Board, BoardError, list_boards, load_board
 from image.cache import cache_root, sha256_file
 
@@ -37,6 +41,8 @@ class Context:
     work: pathlib.Path
     out: pathlib.Path
     version: str
+    source_date_epoch: int
+    refresh_lock: bool = False
 
     @property
     def rootfs(self) -> pathlib.Path:
@@ -89,22 +95,37 @@ def _sbin_on_path() -> None:
     os.environ["PATH"] = ":".join(parts)
 
 
-def make_context(board_name: str) -> Context:
+def source_date_epoch() -> int:
+    """SOURCE_DATE_EPOCH if set, else the commit time of HEAD: every timestamp in the root slot."""
+    env = os.environ.get("SOURCE_DATE_EPOCH", "")
+    if env.isdigit():
+        return int(env)
+    try:
+        return int(subprocess.run(["git", "-C", str(REPO_ROOT), "log", "-1", "--format=%ct"],
+                                  capture_output=True, text=True, check=True).stdout.strip())
+    except (OSError, subprocess.CalledProcessError, ValueError):
+        return 0
+
+
+def make_context(board_name: str, work: pathlib.Path | None = None, out: pathlib.Path | None = None,
+                 refresh_lock: bool = False) -> Context:
     _sbin_on_path()
     board = load_board(board_name)
-    work = REPO_ROOT / "build" / "image" / board.name
-    out = REPO_ROOT / "out" / board.name
+    work = work or REPO_ROOT / "build" / "image" / board.name
+    out = out or REPO_ROOT / "out" / board.name
     work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    return Context(board=board, work=work, out=out, version=image_version())
+    return Context(board=board, work=work, out=out, version=image_version(), source_date_epoch=source_date_epoch(),
+                   refresh_lock=refresh_lock)
 
 
 # --- steps -----------------------------------------------------------------------------------------
 
 def step_bootstrap(ctx: Context) -> dict:
-    tarball = bootstrap.run(ctx.board, ctx.log)
-    bootstrap.extract(tarball, ctx.rootfs)
-    return {"tarball": str(tarball), "packages": bootstrap.packages(ctx.board)}
+    tarball, lock = bootstrap.run(ctx.board, ctx.rootfs, ctx.log, refresh_lock=ctx.refresh_lock)
+    return {"tarball": str(tarball), "packages": bootstrap.packages(ctx.board), "lock_sha256": lock.digest(),
+            "locked_packages": len(lock.packages), "sources": list(lock.sources),
+            "source_date_epoch": lock.source_date_epoch, "releases_seen": locks.release_info(ctx.rootfs)}
 
 
 def step_install(ctx: Context) -> dict:
@@ -115,6 +136,23 @@ def step_install(ctx: Context) -> dict:
 def step_overlay(ctx: Context) -> dict:
     ctx.need(ctx.rootfs / "usr/lib/x0node", "install")
     return {"files": overlay.run(ctx.board, ctx.rootfs)}
+
+
+def step_sbom(ctx: Context) -> dict:
+    ctx.need(ctx.rootfs / "var/lib/dpkg/status", "bootstrap")
+    ctx.need(ctx.rootfs / "usr/lib/x0node", "install")
+    boot = ctx.state().get("bootstrap", {})
+    props = [("x0tta6bl4:board", ctx.board.name), ("x0tta6bl4:board_sha256", ctx.board.source_sha256),
+             ("x0tta6bl4:debian:lock_sha256", boot.get("lock_sha256", ""))]
+    props += [("x0tta6bl4:debian:source", s["line"]) for s in boot.get("sources", [])]
+    doc = sbom.document(ctx.rootfs, ctx.board.name, ctx.board.architecture, ctx.version, ctx.source_date_epoch, props)
+    errors = sbom.schema_errors(doc)
+    if errors:
+        raise RuntimeError(f"the bill of materials is not valid CycloneDX {sbom.SPEC_VERSION}: {'; '.join(errors[:5])}")
+    sbom.write(doc, ctx.rootfs / sbom.DEVICE_SBOM, ctx.work / sbom.SBOM_NAME)
+    kinds = [c["purl"].split("/", 1)[0] for c in doc["components"]]
+    return {"components": len(kinds), "debian": kinds.count("pkg:deb"), "python": kinds.count("pkg:pypi"),
+            "schema_checked": errors is not None}
 
 
 def step_trim(ctx: Context) -> dict:
@@ -131,19 +169,20 @@ def step_initramfs(ctx: Context) -> dict:
 
 def step_squash(ctx: Context) -> dict:
     ctx.need(ctx.rootfs / "boot/initrd.img", "initramfs")
-    size = squash.run(ctx.rootfs, ctx.squashfs, ctx.log)
-    return {"bytes": size}
+    size = squash.run(ctx.rootfs, ctx.squashfs, ctx.log, ctx.source_date_epoch)
+    return {"bytes": size, "sha256": sha256_file(ctx.squashfs), "source_date_epoch": ctx.source_date_epoch}
 
 
 def step_assemble(ctx: Context) -> dict:
     ctx.need(ctx.squashfs, "squash")
     grub_dir = ctx.work / "grub" / ctx.board.grub_target
     ctx.need(grub_dir, "trim")
-    for old in ctx.out.glob(f"x0-{ctx.board.name}-*"):
-        old.unlink()
+    for old in [*ctx.out.glob(f"x0-{ctx.board.name}-*"), ctx.out / sbom.SBOM_NAME]:
+        old.unlink(missing_ok=True)
     result = assemble.run(ctx.board, ctx.rootfs, ctx.squashfs, grub_dir, ctx.work, ctx.disk, ctx.log)
     sqfs_out = ctx.out / f"x0-{ctx.board.name}-{ctx.version}.root.sqfs"
     sqfs_out.hardlink_to(ctx.squashfs) if not sqfs_out.exists() else None
+    shutil.copyfile(ctx.work / sbom.SBOM_NAME, ctx.out / sbom.SBOM_NAME)
     write_manifest(ctx)
     return result
 
@@ -166,6 +205,7 @@ STEPS: dict[str, Callable[[Context], dict]] = {
     "bootstrap": step_bootstrap,
     "install": step_install,
     "overlay": step_overlay,
+    "sbom": step_sbom,
     "trim": step_trim,
     "initramfs": step_initramfs,
     "squash": step_squash,
@@ -179,7 +219,7 @@ def write_manifest(ctx: Context) -> dict:
     artefacts = {}
     for path in [ctx.disk, ctx.out / f"x0-{ctx.board.name}-{ctx.version}.root.sqfs", ctx.work / "esp.img",
                  ctx.rootfs / "boot/vmlinuz", ctx.rootfs / "boot/initrd.img",
-                 ctx.rootfs / payload.DEVICE_MANIFEST]:
+                 ctx.rootfs / payload.DEVICE_MANIFEST, ctx.out / sbom.SBOM_NAME]:
         if path.exists():
             artefacts[path.name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
     device_manifest = json.loads((ctx.rootfs / payload.DEVICE_MANIFEST).read_text())
@@ -192,6 +232,12 @@ def write_manifest(ctx: Context) -> dict:
         "kernel_version": state.get("trim", {}).get("kernel_version"),
         "partitions": [{"name": n, "start_mib": s, "size_mib": z} for n, s, z, _ in assemble.layout(ctx.board)],
         "debian_packages": json.loads((ctx.work / "packages.json").read_text()),
+        "debian_sources": state.get("bootstrap", {}).get("sources", []),
+        "debian_lock": {"file": f"image/locks/{ctx.board.name}.json",
+                        "sha256": state.get("bootstrap", {}).get("lock_sha256"),
+                        "source_date_epoch": state.get("bootstrap", {}).get("source_date_epoch")},
+        "sbom": sbom.SBOM_NAME,
+        "source_date_epoch": ctx.source_date_epoch,
         "python_packages": device_manifest.get("python_packages", {}),
         "device_files": device_manifest.get("files", {}),
         "artefacts": artefacts,
@@ -208,8 +254,9 @@ def run_step(ctx: Context, name: str) -> dict:
     return result
 
 
-def build(board_name: str, steps: list[str] | None = None, echo: bool = True) -> Context:
-    ctx = make_context(board_name)
+def build(board_name: str, steps: list[str] | None = None, echo: bool = True, work: pathlib.Path | None = None,
+          out: pathlib.Path | None = None, refresh_lock: bool = False) -> Context:
+    ctx = make_context(board_name, work, out, refresh_lock)
     if steps is None:
         steps = list(STEPS)
         ctx.log.write_text("")
@@ -228,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_build = sub.add_parser("build", help="run every step for a board")
     p_build.add_argument("--board", default="x86_64")
+    p_build.add_argument("--refresh-lock", action="store_true",
+                         help="resolve the newest Debian packages and rewrite image/locks/<board>.json")
     p_step = sub.add_parser("step", help="run one step for a board")
     p_step.add_argument("name", choices=list(STEPS))
     p_step.add_argument("--board", default="x86_64")
@@ -243,10 +292,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         if args.cmd == "build":
-            build(args.board)
+            build(args.board, refresh_lock=args.refresh_lock)
         else:
             build(args.board, [args.name])
-    except (BoardError, RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+    except (BoardError, RuntimeError, OSError, subprocess.CalledProcessError, locks.LockError) as exc:
         print(f"image build failed: {exc}", file=sys.stderr)
         return 1
     return 0

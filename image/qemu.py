@@ -1,6 +1,10 @@
 """Boot a built image in QEMU: headless, TCG (KVM is not used), serial console to a log file and a
 unix socket, the web UI forwarded to a free port on 127.0.0.1, optional socket-network mesh links.
 
+The first NIC (eth0) is the LAN/management port (QEMU user networking: the guest is a DHCP client of
+QEMU's built-in server) with the UI's HTTPS port (443), its HTTP redirect port (80) and, for tests, the
+routing port (UDP) forwarded from 127.0.0.1; mesh links are the following NICs (eth1, ...).
+
     python -m image.qemu --board x86_64     # what `make qemu` runs; Ctrl-C stops the VM
 
 Rules: host ports are picked free and bound to 127.0.0.1 only; every VM writes under its own directory;
@@ -26,10 +30,13 @@ from dataclasses import dataclass, field
 
 from image.board import REPO_ROOT, Board, load_board
 
-WEB_PORT = 8080
+WEB_PORT = 443        # HTTPS (config.toml.in: web.port)
+HTTP_PORT = 80        # redirects to HTTPS (web.http_port)
+MESH_UDP_PORT = 6717  # x0node.proto.protocol.MESH_UDP_PORT; forwarded so tests can probe the LAN side
 CONSOLE_CHUNK_BYTES = 8
 CONSOLE_CHUNK_PAUSE_S = 0.03
 READY_RE = re.compile(r"x0node ready node_id=(\S+) mesh_addr=(\S+)")
+CERT_RE = re.compile(r"x0tta6bl4 web UI certificate SHA-256 ((?:[0-9A-F]{2}:){31}[0-9A-F]{2})")
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -87,6 +94,8 @@ class VM:
     disk_format: str = "raw"
     mesh_links: list[MeshLink] = field(default_factory=list)
     web_port: int = 0
+    http_port: int = 0
+    udp_port: int = 0
     proc: subprocess.Popen | None = None
     started_at: float = 0.0
     _console: socket.socket | None = None
@@ -102,7 +111,11 @@ class VM:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}/"
+        return f"https://127.0.0.1:{self.web_port}/"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}/"
 
     def command(self) -> list[str]:
         q = self.board.qemu
@@ -115,7 +128,9 @@ class VM:
                "-device", "virtio-rng-pci",
                "-chardev", f"socket,id=ser0,path={self.serial_sock},server=on,wait=off,logfile={self.serial_log},logappend=on",
                "-serial", "chardev:ser0",
-               "-netdev", f"user,id=up,hostfwd=tcp:127.0.0.1:{self.web_port}-:{WEB_PORT}",
+               "-netdev", f"user,id=up,hostfwd=tcp:127.0.0.1:{self.web_port}-:{WEB_PORT},"
+                          f"hostfwd=tcp:127.0.0.1:{self.http_port}-:{HTTP_PORT},"
+                          f"hostfwd=udp:127.0.0.1:{self.udp_port}-:{MESH_UDP_PORT}",
                "-device", f"{q.nic_model},netdev=up"]
         for i, link in enumerate(self.mesh_links):
             mode = "listen" if link.listen else "connect"
@@ -133,6 +148,10 @@ class VM:
         self.serial_sock.unlink(missing_ok=True)
         if not self.web_port:
             self.web_port = free_port()
+        if not self.http_port:
+            self.http_port = free_port()
+        if not self.udp_port:
+            self.udp_port = free_port()
         with open(self.serial_log, "a") as f:
             f.write(f"\n=== boot at {time.strftime('%H:%M:%S')} ===\n")
         qlog = open(self.vmdir / "qemu.log", "ab")
@@ -166,6 +185,10 @@ class VM:
             time.sleep(0.2)
         raise TimeoutError(f"{regex.pattern!r} not seen on the serial console in {timeout_s:.0f} s "
                            f"(log: {self.serial_log})")
+
+    def cert_fingerprint(self, timeout_s: float, since: int = 0) -> str:
+        """The web UI certificate's SHA-256 fingerprint as the device prints it on the console."""
+        return self.wait_for(CERT_RE, timeout_s, since).group(1)
 
     def wait_ready(self, timeout_s: float, since: int = 0) -> tuple[str, str, float]:
         """(node_id, mesh_addr, seconds since QEMU started) once the daemon's ready line appears."""
@@ -216,7 +239,7 @@ class VM:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m image.qemu", description="Boot a built image in QEMU (TCG).")
     parser.add_argument("--board", default="x86_64")
-    parser.add_argument("--port", type=int, default=0, help="host port for the web UI (default: a free one)")
+    parser.add_argument("--port", type=int, default=0, help="host port for the web UI's HTTPS (default: a free one)")
     parser.add_argument("--fresh", action="store_true", help="start from the pristine image (new node key)")
     args = parser.parse_args(argv)
     board = load_board(args.board)
@@ -242,15 +265,19 @@ def main(argv: list[str] | None = None) -> int:
     vm = VM(board=board, disk=disk, vmdir=vmdir, web_port=args.port)
     vm.start()
     print(f"{board.name}: booting {image.name} under TCG; serial log {vm.serial_log}", flush=True)
-    print(f"web UI (once x0node is ready): {vm.url}", flush=True)
+    print(f"web UI (once x0node is ready): {vm.url} (HTTPS; {vm.http_url} redirects to the device's port 443)",
+          flush=True)
     try:
         try:
+            fingerprint = vm.cert_fingerprint(300)
             node_id, mesh_addr, secs = vm.wait_ready(300)
             print(f"x0node ready after {secs:.0f} s: node_id={node_id} mesh_addr={mesh_addr}", flush=True)
             code = re.search(r"setup code (\S+)", vm.console_text())
             if code:
                 print(f"web UI setup code: {code.group(1)}", flush=True)
-            print(f"open {vm.url} ; Ctrl-C stops the VM", flush=True)
+            print(f"web UI certificate SHA-256 fingerprint (compare with the browser's): {fingerprint}", flush=True)
+            print(f"open {vm.url} ; the certificate is this device's own (self-signed): accept it if the "
+                  "fingerprints match ; Ctrl-C stops the VM", flush=True)
         except TimeoutError as exc:
             print(f"warning: {exc}", file=sys.stderr, flush=True)
         while vm.running():

@@ -3,6 +3,11 @@
 Rules: xz compression, because GRUB 2.06 reads the kernel and initramfs from inside the slot and its
 squash4 driver reads gzip/xz/lzo but not zstd; extended attributes are kept (file capabilities such as
 ping's cap_net_raw); the staged root is not modified.
+
+Reproducible: `-reproducible` (entries in sorted order, output independent of the number of
+processors), every file and directory time and the filesystem time set to SOURCE_DATE_EPOCH
+(`-all-time`, `-mkfs-time`), so the same staged content always gives the same bytes
+(https://reproducible-builds.org/docs/source-date-epoch/).
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ import subprocess
 SQUASHFS_BLOCK_BYTES = 256 * 1024
 
 
-def run(rootfs: pathlib.Path, dest: pathlib.Path, log: pathlib.Path) -> int:
+def run(rootfs: pathlib.Path, dest: pathlib.Path, log: pathlib.Path, source_date_epoch: int) -> int:
     dest.unlink(missing_ok=True)
     cmd = ["mksquashfs", str(rootfs), str(dest), "-noappend", "-comp", "xz", "-b", str(SQUASHFS_BLOCK_BYTES),
+           "-reproducible", "-all-time", str(source_date_epoch), "-mkfs-time", str(source_date_epoch),
            "-processors", str(os.cpu_count() or 1), "-no-progress", "-quiet"]
     with open(log, "ab") as logf:
         subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, check=True)

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 
 from image.board import Board
+from image.lock import installed
 
 REMOVE_GLOBS = (
     "usr/share/perl", "usr/share/perl5", "usr/lib/*-linux-gnu/perl", "usr/lib/*-linux-gnu/perl-base",
@@ -33,6 +34,8 @@ REMOVE_GLOBS = (
     # on a router; the CPU interpreter (libpywrap_litert_common, libLiteRt) stays.
     "usr/lib/x0node/ai_edge_litert/libLiteRtWebGpuAccelerator.so", "usr/lib/x0node/ai_edge_litert/tools",
     "usr/lib/x0node/ai_edge_litert/vendors", "usr/lib/x0node/numpy/f2py", "usr/lib/x0node/*.dist-info/RECORD",
+    # pip's record of where a wheel was installed from: a build-host path, and not the same in two builds
+    "usr/lib/x0node/*.dist-info/direct_url.json",
     "boot/System.map-*", "boot/config-*", "vmlinuz", "vmlinuz.old", "initrd.img", "initrd.img.old",
     # Timers for package management and scrubbing that have no job on a read-only appliance.
     "usr/lib/systemd/system/apt-daily*", "usr/lib/systemd/system/dpkg-db-backup.*",
@@ -63,19 +66,7 @@ def kernel_version(rootfs: pathlib.Path) -> str:
 
 def dpkg_packages(rootfs: pathlib.Path) -> dict[str, str]:
     """{package: version} of installed packages, from dpkg's status file."""
-    out: dict[str, str] = {}
-    status = rootfs / "var/lib/dpkg/status"
-    for para in status.read_text().split("\n\n"):
-        fields = {}
-        for line in para.splitlines():
-            if ":" in line and not line.startswith(" "):
-                k, _, v = line.partition(":")
-                fields[k] = v.strip()
-        if fields.get("Status", "").endswith(" installed") and "Package" in fields:
-            arch = fields.get("Architecture", "")
-            name = fields["Package"] + (f":{arch}" if arch not in ("all", "") else "")
-            out[name] = fields.get("Version", "")
-    return dict(sorted(out.items()))
+    return {k: v.get("Version", "") for k, v in installed((rootfs / "var/lib/dpkg/status").read_text()).items()}
 
 
 def _trim_modules(rootfs: pathlib.Path, kver: str) -> None:

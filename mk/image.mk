@@ -1,5 +1,6 @@
 # Router images and QEMU boots (docs/image.md).
-#   make image BOARD=x86_64|arm64-virt|rpi4   build out/<board>/x0-<board>-<version>.img and manifest.json
+#   make image BOARD=x86_64|arm64-virt|rpi4   build out/<board>/x0-<board>-<version>.img, manifest.json, sbom.cdx.json
+#   make image LOCK=refresh                    resolve the newest Debian packages and rewrite image/locks/<board>.json
 #   make qemu  BOARD=...                       boot the built image headless under TCG, web UI on 127.0.0.1
 #   make run                                   deps + image + qemu for the default board, prints the URL
 APT_PKGS += mmdebstrap uidmap arch-test squashfs-tools e2fsprogs dosfstools mtools fdisk kmod \
@@ -8,7 +9,7 @@ APT_PKGS += mmdebstrap uidmap arch-test squashfs-tools e2fsprogs dosfstools mtoo
 
 .PHONY: image qemu run image-boards
 image: deps
-	$(PY) -m image.pipeline build --board $(BOARD)
+	$(PY) -m image.pipeline build --board $(BOARD) $(if $(filter refresh,$(LOCK)),--refresh-lock)
 
 qemu: deps
 	$(PY) -m image.qemu --board $(BOARD)

@@ -121,6 +121,35 @@ def test_clean_shutdown_withdraws_our_kernel_state(ring6):
     assert measure.wait_ping(bed, 1, bed.nodes[3].mesh_addr, RESUME_TIMEOUT_S)
 
 
+def test_revocation_file_applied_at_run_time_and_a_bad_one_refused(ring6):
+    """A new revocation list in a running node's data directory takes the revoked neighbour's
+    adjacency and routes away without a restart; one that does not verify is logged, counted and
+    changes nothing."""
+    from x0node.proto import keyfile
+    from x0node.proto.trust import TrustAnchor
+
+    bed = ring6
+    victim = bed.nodes[3]
+    anchor = provision.mesh_anchor(bed.run_dir)
+    rogue = TrustAnchor.from_seed(b"\x99" * 32)
+    keyfile.save_revocations(pathlib.Path(bed.nodes[1].data_dir) / "revoked.crl", rogue.revoke([], 7, 0))
+    keyfile.save_revocations(pathlib.Path(bed.nodes[2].data_dir) / "revoked.crl",
+                             anchor.revoke([bytes.fromhex(victim.node_id)], 1, 0))
+    deadline = time.monotonic() + RESUME_TIMEOUT_S
+    while time.monotonic() < deadline and victim.mesh_addr in kernel_routes(bed, 2):
+        time.sleep(0.1)
+    routes = kernel_routes(bed, 2)
+    assert victim.mesh_addr not in routes, "n2 still routes to the revoked node"
+    assert bed.nodes[2].ifaces[3] not in routes.values(), "n2 still routes through the revoked node"
+    assert measure.wait_ping(bed, 2, bed.nodes[4].mesh_addr, RESUME_TIMEOUT_S)  # the other way round
+    log1 = pathlib.Path(bed.nodes[1].data_dir) / "x0node.log"
+    deadline = time.monotonic() + RESUME_TIMEOUT_S
+    while time.monotonic() < deadline and "revocation list refused (bad_signature)" not in log1.read_text():
+        time.sleep(0.1)
+    assert "revocation list refused (bad_signature)" in log1.read_text()
+    assert victim.mesh_addr in kernel_routes(bed, 1)  # a list that does not verify changes nothing
+
+
 def _seven_node_bed(tmp_path) -> Testbed:
     topo = tmp_path / "ring6plus1.txt"
     topo.write_text("1 2\n2 3\n3 4\n4 5\n5 6\n6 1\n1 7\n")

@@ -91,7 +91,7 @@ def test_capture_shows_no_clear_payload_between_mesh_nodes(tmp_path, overlay):
                                      "-e", "tcp.dstport", "-Y", "ipv6.dst == " + bed.nodes[4].mesh_addr],
                                     capture_output=True, text=True, timeout=60).stdout.split("\n")
             ports = {f.strip() for f in fields if f.strip()}
-            assert "6718" in ports and not any(p.endswith("7001") for p in ports)
+            assert "6721" in ports and not any(p.endswith("7001") for p in ports)
             st = bed.exec(1, "ip", "-6", "rule")
             assert "iif lo lookup 6465" in st
     finally:

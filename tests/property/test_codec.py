@@ -2,11 +2,13 @@
 
 import ipaddress
 
-from hypothesis import given, settings
+import pytest
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from x0node.proto import messages as m
 from x0node.proto.identity import Identity
+from x0node.proto.prefixes import unroutable
 from x0node.proto.protocol import MAX_ACK_ENTRIES, MAX_DATAGRAM_BYTES, MAX_HELLO_NEIGHBOURS, MAX_LSA_PREFIXES
 from x0node.proto.trust import Certificate, Credential, RevocationList, Role, TrustAnchor
 from x0node.proto.wire import DecodeError
@@ -14,6 +16,7 @@ from x0node.proto.wire import DecodeError
 ANCHOR = TrustAnchor.from_seed(b"\x55" * 32)
 IDENT = Identity.from_seed(b"\x01" * 32)
 IDENT = IDENT.with_certificate(ANCHOR.certify(IDENT.public_key))
+CRED_LSA = Credential(IDENT.public_key, IDENT.certificate)
 
 u16 = st.integers(0, 0xFFFF)
 u32 = st.integers(0, 0xFFFFFFFF)
@@ -25,13 +28,12 @@ credentials = st.sampled_from(
 
 @st.composite
 def prefixes(draw):
-    if draw(st.booleans()):
-        plen = draw(st.integers(0, 32))
-        addr = draw(st.integers(0, 2**32 - 1))
-        return str(ipaddress.IPv4Network((addr, plen), strict=False))
+    """IPv6 prefixes the mesh may route (prefixes.unroutable refuses the rest at decode)."""
     plen = draw(st.integers(0, 128))
     addr = draw(st.integers(0, 2**128 - 1))
-    return str(ipaddress.IPv6Network((addr, plen), strict=False))
+    net = ipaddress.IPv6Network((addr, plen), strict=False)
+    assume(unroutable(net) is None)
+    return str(net)
 
 
 hellos = st.builds(
@@ -74,7 +76,17 @@ keepalives = st.builds(
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.one_of(hellos, lsas, acks, withdraws))
+@given(acks, st.binary(min_size=32, max_size=32), node_ids)
+def test_ack_round_trip_and_session_mac(ack, key, receiver):
+    data = m.seal_ack(ack, key, receiver)
+    back = m.decode(data)
+    assert back == ack and m.encode(back) == data
+    assert m.ack_mac_ok(key, ack.sender, receiver, back)
+    assert not m.ack_mac_ok(bytes(32) if key != bytes(32) else b"\x01" * 32, ack.sender, receiver, back)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(hellos, lsas, withdraws))
 def test_signed_messages_round_trip(msg):
     data = m.sign(msg, IDENT)
     assert len(data) <= MAX_DATAGRAM_BYTES
@@ -149,4 +161,20 @@ def test_router_never_raises_on_remote_input(data):
     r.receive("m0", "fe80::1", data, 0.01)
     r.receive("m0", "fe80::1", bytes([1]) + data, 0.02)
     r.receive("m0", "fe80::1", bytes([1, 3]) + data, 0.03)
-    assert r.nbrs == {} and len(r.lsdb) == 0
+    assert r.hello.nbrs == {} and len(r.lsdb) == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 32), st.integers(0, 2**32 - 1), st.integers(0, 128), st.integers(0, 2**128 - 1))
+def test_unroutable_prefixes_never_decode(plen4, addr4, plen6, addr6):
+    """An IPv4 prefix, or an IPv6 one the mesh never routes, makes the whole LSA a DecodeError."""
+    v4 = str(ipaddress.IPv4Network((addr4, plen4), strict=False))
+    with pytest.raises(DecodeError):
+        m.decode(m.sign(m.Lsa(CRED_LSA, 1, (), (v4,)), IDENT))
+    v6 = ipaddress.IPv6Network((addr6, plen6), strict=False)
+    data = m.sign(m.Lsa(CRED_LSA, 1, (), (str(v6),)), IDENT)
+    if unroutable(v6) is None:
+        assert m.decode(data).prefixes == (str(v6),)
+    else:
+        with pytest.raises(DecodeError):
+            m.decode(data)

@@ -5,8 +5,9 @@ Rules:
 - Every link is a pair of interfaces with a latency and a loss probability drawn from one seeded rng,
   so a run is reproducible from its seed.
 - A "cut" link silently drops everything (carrier stays up), as a radio link that fades out would.
-- The harness applies each router's RouteChanges to a per-node table and can walk those tables hop by
-  hop to check that every node reaches every other node without loops.
+- The harness applies each router's RouteChanges to a per-node in-memory route table (the kernel seam's
+  fake, which reports every outcome back to the router) and can walk those tables hop by hop to check
+  that every node reaches every other node without loops.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import heapq
 import random
 from dataclasses import dataclass, field
 
+from x0node.io.route_table import MemoryRouteTable
 from x0node.proto.identity import Identity
 from x0node.proto.router import Router, RouterConfig
 from x0node.proto.trust import TrustAnchor, TrustStore
@@ -56,21 +58,35 @@ class Segment:
 class Node:
     index: int
     router: Router
-    routes: dict[str, tuple[str, str, int]] = field(default_factory=dict)
+    table: MemoryRouteTable = field(default_factory=MemoryRouteTable)
     events: list = field(default_factory=list)
     tx_bytes: int = 0
     tx_packets: int = 0
     alive: bool = True
 
+    @property
+    def routes(self) -> dict[str, tuple[str, str, int]]:
+        """dest -> (ifname, via, metric): the node's route table."""
+        return self.table.routes
+
 
 class SimMesh:
     def __init__(
-        self, n: int, seed: int = 1, config: RouterConfig | None = None, certify: bool = True
+        self,
+        n: int,
+        seed: int = 1,
+        config: RouterConfig | None = None,
+        certify: bool = True,
+        grants: dict[int, tuple[str, ...]] | None = None,
+        roles: dict[int, int] | None = None,
     ) -> None:
+        """`grants`/`roles`: per node index, the prefixes / role its certificate carries."""
+        self.grants = grants or {}
+        self.roles = roles or {}
         self.seed = seed
         self.rng = random.Random(seed)
         self.now = 0.0
-        self.config = config or RouterConfig(emit_drop_events=False)
+        self.config = config or RouterConfig()
         self.anchor = TrustAnchor.from_seed(ANCHOR_SEED)
         self.trust_anchors = [self.anchor.public_key]
         self.nodes: list[Node] = []
@@ -89,7 +105,8 @@ class SimMesh:
     def make_identity(self, i: int, certify: bool = True) -> Identity:
         ident = Identity.from_seed(node_seed(self.seed, i))
         if certify:
-            ident = ident.with_certificate(self.anchor.certify(ident.public_key))
+            extra = {"prefixes": self.grants[i]} if i in self.grants else {}
+            ident = ident.with_certificate(self.anchor.certify(ident.public_key, self.roles.get(i, 1), 0, **extra))
         return ident
 
     def add_node(self, certify: bool = True, identity: Identity | None = None) -> int:
@@ -183,11 +200,9 @@ class SimMesh:
             if link.loss and self.rng.random() < link.loss:
                 continue
             self._push(self.now + link.latency_s, "rx", (peer, peer_if, src, out.payload, link))
-        for ch in r.route_changes():
-            if ch.op == "del":
-                node.routes.pop(ch.dest, None)
-            else:
-                node.routes[ch.dest] = (ch.ifname, ch.via, ch.metric)
+        changes = r.route_changes()
+        if changes:
+            r.route_results(node.table.apply(changes), self.now)
         while (ev := r.next_event()) is not None:
             node.events.append(ev)
         self._schedule(i)
@@ -289,7 +304,7 @@ class SimMesh:
         return None
 
     def drops(self, i: int) -> dict[str, int]:
-        return dict(self.nodes[i].router.drops)
+        return dict(self.nodes[i].router.out.drops)
 
 
 # ---- topologies
@@ -339,8 +354,8 @@ def state_of(mesh: SimMesh, i: int) -> tuple:
     """Everything routing-relevant a datagram could change at node i."""
     r = mesh.nodes[i].router
     lsdb = sorted((e.origin, e.seq, e.raw) for e in r.lsdb.entries())
-    nbrs = sorted((k, n.state.value, n.epoch, n.address) for k, n in r.nbrs.items())
-    return lsdb, nbrs, sorted(r.rib.installed.items()), sorted(mesh.nodes[i].routes.items())
+    nbrs = sorted((k, n.state.value, n.epoch, n.address) for k, n in r.hello.nbrs.items())
+    return lsdb, nbrs, sorted(r.routing.rib.installed.items()), sorted(mesh.nodes[i].routes.items())
 
 
 def measure_cut(

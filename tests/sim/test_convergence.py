@@ -40,7 +40,7 @@ def test_small_topologies_converge_within_a_second(name, build, n, limit_s):
     for node in mesh.nodes:
         bad = {
             k: v
-            for k, v in node.router.drops.items()
+            for k, v in node.router.out.drops.items()
             if v and k not in ("not_for_us", "unknown_sender", "stale")
         }
         assert bad == {}, bad
@@ -73,8 +73,8 @@ def test_random_200_nodes_converge_on_lossy_links():
     took = mesh.run_until_converged(5.0, step_s=0.1)
     assert took is not None, mesh.broken_pairs()[:5]
     stats = mesh.nodes[0].router.stats()
-    assert stats["lsdb_size"] == 200 and stats["topology"]["reachable"] == 199
-    assert stats["topology"]["links"] == 299
+    assert stats.lsdb_size == 200 and stats.mesh["reachable"] == 199
+    assert stats.mesh["links"] == 299
     # cut a link that is not a bridge: both ends reach everyone again within detection + flooding
     g = nx.Graph([(ln.a, ln.b) for ln in mesh.links])
     bridges = {frozenset(e) for e in nx.bridges(g)}
@@ -103,7 +103,7 @@ def test_random_mesh_survives_link_churn():
     took = mesh.run_until_converged(3.0)
     assert took is not None, mesh.broken_pairs()[:5]
     for node in mesh.nodes:
-        assert node.router.stats()["retransmit_queue"] < 50
+        assert node.router.stats().retransmit_queue < 50
 
 
 def test_shared_segment_with_several_neighbours():
@@ -114,11 +114,11 @@ def test_shared_segment_with_several_neighbours():
     assert mesh.run_until_converged(1.0) is not None
     mesh.run_for(3.0)
     r0 = mesh.nodes[0].router
-    assert r0.stats()["neighbours_up"] == 3  # three neighbours on one interface
+    assert r0.stats().neighbours_up == 3  # three neighbours on one interface
     assert mesh.mesh_route(0, 4) == [0, 3, 4]
     # one member vanishes silently: the others notice it within the dead interval
     mesh.kill(2)
     mesh.run_for(0.3)
-    assert r0.stats()["neighbours_up"] == 2
+    assert r0.stats().neighbours_up == 2
     assert mesh.all_pairs_ok([0, 1, 3, 4])
     assert seg.up

@@ -3,6 +3,7 @@
 import random
 
 from tests.sim.mesh import SimMesh, grid, line, measure_cut, ring
+from x0node.io.route_table import MemoryRouteTable
 from x0node.proto.events import NodeLeft
 from x0node.proto.router import Router, RouterConfig
 from x0node.proto.trust import TrustStore
@@ -59,14 +60,14 @@ def test_partition_heals():
 
 
 def test_dead_node_is_pruned_and_leaving_node_withdraws():
-    cfg = RouterConfig(emit_drop_events=False, dead_node_timeout_s=5.0)
+    cfg = RouterConfig(dead_node_timeout_s=5.0)
     mesh = SimMesh(6, seed=8, config=cfg)
     line(mesh, 6)
     assert mesh.run_until_converged(1.0) is not None
     # node 5 loses power: its neighbour notices within the dead interval, everyone prunes it later
     mesh.kill(5)
     mesh.run_for(DEAD_S + 0.1)
-    assert mesh.nodes[4].router.stats()["neighbours"] == 1
+    assert mesh.nodes[4].router.stats().neighbours == 1
     assert mesh.all_pairs_ok(list(range(5)))
     mesh.run_for(6.5)
     gone = mesh.nodes[5].router.me.hex()
@@ -87,18 +88,18 @@ def test_dead_node_is_pruned_and_leaving_node_withdraws():
 
 
 def test_restarted_node_is_taken_back_and_its_lsa_jumps_past_the_old_one():
-    mesh = SimMesh(5, seed=9)
+    mesh = SimMesh(5, seed=9, grants={2: ("2001:db8:2::/48",)})
     ring(mesh, 5)
     assert mesh.run_until_converged(1.0) is not None
-    mesh.nodes[2].router.set_prefixes(["10.2.0.0/24"], mesh.now)
+    mesh.nodes[2].router.set_prefixes(["2001:db8:2::/48"], mesh.now)
     mesh.run_for(2.0)
-    old_seq = mesh.nodes[2].router.lsa_seq
-    assert old_seq >= 2 and "10.2.0.0/24" in mesh.nodes[0].routes
+    old_seq = mesh.nodes[2].router.origination.seq
+    assert old_seq >= 2 and "2001:db8:2::/48" in mesh.nodes[0].routes
     # node 2 reboots: same key, new router (new epoch, sequence numbers from 1)
     ident = mesh.nodes[2].router.identity
     new = Router(ident, TrustStore(list(mesh.trust_anchors)), mesh.config, random.Random(999), mesh.now)
     mesh.nodes[2].router = new
-    mesh.nodes[2].routes = {}
+    mesh.nodes[2].table = MemoryRouteTable()  # a reboot empties the kernel's table
     for ln in mesh.links:
         if 2 in (ln.a, ln.b):
             new.add_interface(ln.a_if if ln.a == 2 else ln.b_if, mesh.now)
@@ -106,11 +107,11 @@ def test_restarted_node_is_taken_back_and_its_lsa_jumps_past_the_old_one():
     took = mesh.run_until_converged(2.0)
     assert took is not None
     mesh.run_for(1.0)
-    assert new.lsa_seq > old_seq
+    assert new.origination.seq > old_seq
     for i in (0, 1, 3, 4):
         other = mesh.nodes[i].router.lsdb.get(ident.node_id)
         assert other is not None and other.raw == new.lsdb.get(ident.node_id).raw
-        assert "10.2.0.0/24" not in mesh.nodes[i].routes  # the old announcement is gone
+        assert "2001:db8:2::/48" not in mesh.nodes[i].routes  # the old announcement is gone
 
 
 def test_new_node_joins_converged_mesh():

@@ -4,14 +4,9 @@ Simulated time, default timers. The loop lag is reported to the core as data, as
 """
 
 from tests.sim.mesh import SimMesh, line, measure_cut, ring
-from x0node.proto.router import (
-    LOOP_LAG_EWMA_WEIGHT,
-    LOOP_LAG_GRACE_FACTOR,
-    LOOP_LAG_MEMORY_S,
-    LSA_BURST,
-    LSA_MAX_HOLD_S,
-    RouterConfig,
-)
+from x0node.proto.looplag import LOOP_LAG_EWMA_WEIGHT, LOOP_LAG_GRACE_FACTOR, LOOP_LAG_MEMORY_S
+from x0node.proto.origination import LSA_BURST, LSA_MAX_HOLD_S
+from x0node.proto.router import RouterConfig
 
 DEAD_S = RouterConfig().dead_interval_s
 
@@ -72,7 +67,7 @@ def test_flapping_link_originations_are_limited_to_about_one_per_second():
     mesh.run_for(3.0)
     r = mesh.nodes[0].router
     link = mesh.link_between(0, 1)
-    start = r.counters["lsa_originated"]
+    start = r.out.counters["lsa_originated"]
     t0 = mesh.now
     for _ in range(20):  # down 0.4 s, up 0.3 s: a flap every 0.7 s
         link.up = False
@@ -81,7 +76,7 @@ def test_flapping_link_originations_are_limited_to_about_one_per_second():
         mesh.run_for(0.3)
     flaps = _downs(mesh, 0)
     assert flaps >= 10
-    originated = r.counters["lsa_originated"] - start
+    originated = r.out.counters["lsa_originated"] - start
     # without the limit: two LSAs per flap (down and up); with it the downs go out at once, the
     # returns after a burst only one per LSA_MAX_HOLD_S
     ups = originated - flaps
@@ -99,6 +94,6 @@ def test_keepalives_of_all_interfaces_go_out_in_one_wakeup():
         mesh.connect(0, b)
     assert mesh.run_until_converged(1.0) is not None
     r = mesh.nodes[0].router
-    dues = sorted(i.next_keepalive_s for i in r.ifaces.values())
+    dues = sorted(i.next_keepalive_s for i in r.interfaces.table.values())
     slot_s = RouterConfig().hello_interval_s / RouterConfig().slots_per_frame
     assert dues[-1] - dues[0] <= slot_s  # one grid: the four beacons are due together

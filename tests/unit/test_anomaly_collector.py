@@ -4,8 +4,14 @@ import numpy as np
 
 from x0node.anomaly.collector import MIN_TRANSIT_PACKETS, Counters, FeatureState, read_counters
 from x0node.anomaly.features import FEATURES, NEUTRAL_RAW
+from x0node.proto.views import NeighbourView
 
 IDX = {n: i for i, n in enumerate(FEATURES)}
+
+
+def nv(node_id: str, state: str, rtt_ms: float | None, loss: float) -> NeighbourView:
+    """A neighbour as the router's read model shows it."""
+    return NeighbourView(node_id, "m0", "fe80::1", state, rtt_ms, loss, None, "good", 100, 0.1, None)
 
 
 def _fake_tree(root: pathlib.Path, busy: int, idle: int, fwd: int, rx: int, deliver: int, if_bytes: int, err: int):
@@ -44,9 +50,7 @@ def test_missing_files_give_missing_values_not_errors(tmp_path):
 
 def test_feature_state_rates_and_link_features(tmp_path):
     fs = FeatureState()
-    nbs = [{"node_id": "a", "state": "up", "rtt_ms": 10.0, "loss": 0.01},
-           {"node_id": "b", "state": "up", "rtt_ms": 30.0, "loss": 0.2},
-           {"node_id": "c", "state": "init", "rtt_ms": 999.0, "loss": 1.0}, "garbage"]
+    nbs = [nv("a", "up", 10.0, 0.01), nv("b", "up", 30.0, 0.2), nv("c", "init", 999.0, 1.0), nv("d", "up", None, 0.0)]
     first = fs.update(Counters(cpu_busy=100, cpu_total=1000, mem_total_kb=1000, mem_avail_kb=250, ip_in=100, ip_delivered=50, ip_forwarded=0, ip_out_local=0, if_tx_packets=0, if_bytes=0, if_errors=0, capacity_bps=10e6), nbs, 0.0)
     assert first[IDX["cpu_util"]] == NEUTRAL_RAW[IDX["cpu_util"]]  # no rate before two samples
     assert first[IDX["mem_util"]] == 0.75 and first[IDX["rtt_ms"]] == 20.0 and first[IDX["loss_max"]] == 0.2
@@ -55,7 +59,7 @@ def test_feature_state_rates_and_link_features(tmp_path):
     assert np.isclose(raw[IDX["load"]], 1_250_000 * 8 / 10 / 10e6)
     assert np.isclose(raw[IDX["if_errors_per_s"]], 5.0)
     assert np.isclose(raw[IDX["fwd_ratio"]], 10 / 150)  # 200 received, 50 delivered, 10 forwarded
-    assert raw[IDX["link_changes"]] == 1  # b went away
+    assert raw[IDX["link_changes"]] == 2  # b and d went away
     later = fs.update(Counters(cpu_busy=400, cpu_total=2000, mem_total_kb=1000, mem_avail_kb=250, ip_in=300, ip_delivered=100, ip_forwarded=10, ip_out_local=5, if_tx_packets=15, if_bytes=1_250_000, if_errors=50, capacity_bps=10e6), nbs[:1], 400.0)
     assert later[IDX["link_changes"]] == 0  # outside the window
 
@@ -64,10 +68,10 @@ def test_link_samples_are_averaged_between_updates():
     fs = FeatureState()
     fs.update(Counters(), [], 0.0)
     for loss in (0.0, 0.1, 0.2):
-        fs.observe_links([{"node_id": "a", "state": "up", "rtt_ms": 10 * (1 + loss), "loss": loss}])
-    raw = fs.update(Counters(), [{"node_id": "a", "state": "up", "rtt_ms": 12.0, "loss": 0.1}], 30.0)
+        fs.observe_links([nv("a", "up", 10 * (1 + loss), loss)])
+    raw = fs.update(Counters(), [nv("a", "up", 12.0, 0.1)], 30.0)
     assert np.isclose(raw[IDX["loss_max"]], 0.1) and np.isclose(raw[IDX["rtt_ms"]], 11.25)
-    fs.observe_links([{"node_id": "a", "state": "down"}])
+    fs.observe_links([nv("a", "init", None, 0.0)])
     raw = fs.update(Counters(), [], 60.0)
     assert raw[IDX["loss_max"]] == NEUTRAL_RAW[IDX["loss_max"]] and raw[IDX["link_changes"]] == 2  # up, then down
 

@@ -7,6 +7,7 @@ from x0node.anomaly import service as svc
 from x0node.daemon.bus import EventBus
 from x0node.daemon.config import ConfigError
 from x0node.daemon.services import ServiceContext
+from x0node.proto.views import LinkView, NeighbourView, NodeView, TopologyView
 
 
 class _Telemetry:
@@ -16,7 +17,7 @@ class _Telemetry:
 
 class _Router:
     def neighbours(self):
-        return [{"node_id": "peer1", "state": "up", "rtt_ms": 5.0, "loss": 0.0}]
+        return (NeighbourView("peer1", "m0", "fe80::1", "up", 5.0, 0.0, None, "excellent", 100, 0.1, 3.0),)
 
     def topology(self):
         raise RuntimeError("view not available")
@@ -80,9 +81,10 @@ async def test_corrupt_state_file_starts_fresh_and_missing_model_degrades(tmp_pa
 
 
 def test_adjacency_from_the_core_topology_view_and_neighbours():
-    topo = {"nodes": [{"node_id": "a"}], "edges": [{"a": "a", "b": "b", "cost": 10}, {"a": "b", "b": "c"}, "junk",
-                                                   {"a": "x", "b": "x"}]}
-    nbs = [{"node_id": "me", "state": "up"}, {"node_id": "n1", "state": "up"}, {"node_id": "n2", "state": "init"}]
+    node = NodeView("a", "fd00::1", False, True, (), "node", 100, 1)
+    topo = TopologyView((node,), (LinkView("a", "b", 10, "good"), LinkView("b", "c", 10, "good"), LinkView("x", "x", 1, "bad")))
+    nbs = tuple(NeighbourView(nid, "m0", "fe80::1", state, 1.0, 0.0, None, "good", 100, 0.1, None)
+                for nid, state in (("me", "up"), ("n1", "up"), ("n2", "init")))
     adj = svc._adjacency("me", nbs, topo)  # noqa: SLF001
     assert adj["b"] == ["a", "c"] and adj["me"] == ["n1"] and "x" not in adj and "n2" not in adj
 

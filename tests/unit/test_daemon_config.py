@@ -82,12 +82,34 @@ def test_dump_roundtrip():
     assert tomllib.loads(cfg.dump_toml(doc)) == doc
 
 
-def test_service_section_unknown_module_is_error(tmp_path):
+def test_section_of_a_service_that_does_not_exist_is_refused(tmp_path):
+    for name in ("ota", "mesh_vpn"):
+        with pytest.raises(ConfigError) as err:
+            cfg.load(write(tmp_path, f"[{name}]\nenabled = false\n"))
+        assert err.value.key == name and "unknown section" in err.value.message
+
+
+def test_disabled_service_is_not_validated(tmp_path):
+    conf = cfg.load(write(tmp_path, "[anomaly]\nenabled = false\ninterval_s = -1\n"))
+    assert conf.section("anomaly") == {"enabled": False, "interval_s": -1}
+
+
+def test_interface_count_is_the_core_limit(tmp_path):
+    """A config the core would refuse at start (17 interfaces, the core takes 16) is refused when it is
+    validated, naming the key, not with a traceback at start."""
+    import random
+
+    from x0node.proto.identity import Identity
+    from x0node.proto.protocol import MAX_INTERFACES
+    from x0node.proto.router import Router
+    from x0node.proto.trust import TrustStore
+
+    names = [f"m{i}" for i in range(MAX_INTERFACES + 1)]
     with pytest.raises(ConfigError) as err:
-        cfg.load(write(tmp_path, "[ota]\nenabled = true\n"))
-    assert err.value.key.startswith("ota")
-
-
-def test_disabled_service_not_imported(tmp_path):
-    conf = cfg.load(write(tmp_path, "[ota]\nenabled = false\n"))
-    assert conf.section("ota") == {"enabled": False}
+        cfg.load(write(tmp_path, f"[node]\ninterfaces = {names!r}\n".replace("'", '"')))
+    assert err.value.key == "node.interfaces" and f"at most {MAX_INTERFACES}" in err.value.message
+    conf = cfg.load(write(tmp_path, f"[node]\ninterfaces = {names[:-1]!r}\n".replace("'", '"')))
+    router = Router(Identity.generate(b"\x01" * 32), TrustStore(), None, random.Random(1))
+    for name in conf.node["interfaces"]:
+        router.add_interface(name, 0.0)  # every interface the config accepts, the core takes
+    assert len(router.stats().interfaces) == MAX_INTERFACES

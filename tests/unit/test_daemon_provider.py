@@ -36,8 +36,8 @@ class NodeUnderTest:
     def __init__(self, conf):
         self.config = conf
         self.identity = Identity.generate(bytes(range(32)))
-        self.router = Router(self.identity, TrustStore(allowed_keys={self.identity.public_key}),
-                             rng=random.Random(1), now=0.0)
+        self.router = Router(self.identity, TrustStore(allowed_keys={self.identity.public_key}), None,
+                             random.Random(1), 0.0)
         self.router.add_interface("m1", 0.0)
         self.router.tick(0.5)
         self.bus = EventBus()

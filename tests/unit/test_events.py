@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from x0node.proto.events import MessageDropped, NeighbourUp
+from x0node.proto.events import NeighbourUp, RouteRefused
 
 
 def test_events_are_frozen_and_json_ready():
@@ -13,4 +13,4 @@ def test_events_are_frozen_and_json_ready():
     json.dumps(d)
     with pytest.raises(dataclasses.FrozenInstanceError):
         ev.ifname = "x"  # type: ignore[misc]
-    assert MessageDropped(0.0, "decode", "m0", "fe80::2").kind == "MessageDropped"
+    assert RouteRefused(0.0, "add", "fd00::/64", "m0", "enetunreach").as_dict()["reason"] == "enetunreach"

@@ -27,6 +27,9 @@ def test_default_board_fits_the_goals() -> None:
     assert board.disk_limit_mib <= 256 and board.squashfs_limit_mib <= 160
     assert board.console_tty == "ttyS0"
     assert board.is_mesh_interface("eth1") and not board.is_mesh_interface("lo")
+    # the first port is the LAN/management side, never a mesh port; the UI stays off mesh ports
+    assert board.is_lan_interface("eth0") and not board.is_mesh_interface("eth0")
+    assert board.web_on_mesh is False
 
 
 @pytest.mark.parametrize(
@@ -42,6 +45,9 @@ def test_default_board_fits_the_goals() -> None:
         ({"partitions": {"esp": 16, "root_slot": 100, "data": True}}, "partitions.data"),
         ({"limits": {"disk": 256, "squashfs": 300}}, "limits.squashfs"),
         ({"esp_files": {"../x": "/a"}}, "esp_files.../x"),
+        ({"lan_interfaces": ["e?h0"]}, "lan_interfaces"),
+        ({"lan_interfaces": ["eth*0"]}, "lan_interfaces"),
+        ({"web_on_mesh": "yes"}, "web_on_mesh"),
     ],
 )
 def test_bad_boards_name_the_key(change: dict, key: str) -> None:

@@ -49,3 +49,10 @@ def test_anchor_cert_crl_round_trip(tmp_path):
     crl = anchor.revoke([b"\x01" * 16], 3, 5)
     keyfile.save_revocations(tmp_path / "r.crl", crl)
     assert keyfile.load_revocations(tmp_path / "r.crl") == crl
+
+
+def test_certificate_of_the_format_before_prefix_grants_is_refused_with_what_to_do(tmp_path):
+    path = tmp_path / "old.cert"
+    path.write_text("x0node-cert v1\n" + "01" * 105 + "\n")
+    with pytest.raises(keyfile.KeyFileError, match="sign the node key again"):
+        keyfile.load_certificate(path)

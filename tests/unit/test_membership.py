@@ -8,9 +8,9 @@ def test_lifecycle_and_pruning():
     assert mm.register(A, 1, 0.0) and not mm.register(A, 1, 1.0)
     mm.register(B, 2, 0.0)
     mm.update_reachability({A: (100, 1), B: (200, 2)}, 1.0)
-    assert mm.nodes[A].health() == "reachable"
+    assert mm.nodes[A].reachable
     mm.update_reachability({A: (100, 1)}, 2.0)
-    assert mm.nodes[B].health() == "unreachable"
+    assert not mm.nodes[B].reachable
     assert mm.prune_due(61.0) == [] and mm.prune_due(62.0) == [B]
     assert mm.next_prune() == 62.0
     assert mm.leave(B) and not mm.leave(B)

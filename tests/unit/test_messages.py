@@ -34,25 +34,38 @@ def test_hello_round_trip_and_signature():
 
 
 def test_lsa_ack_withdraw_round_trip():
-    lsa = m.Lsa(CRED, 3, (m.LsaLink(NID, 120, 1),), ("10.1.0.0/24", "fd00::/64"))
+    lsa = m.Lsa(CRED, 3, (m.LsaLink(NID, 120, 1),), ("2001:db8:1::/48", "fd00::/64"))
     data = _round_trip(lsa)
     assert m.decode(data).origin == A.node_id
-    _round_trip(m.Ack(A.node_id, 9, ((NID, 3), (A.node_id, 4))))
     _round_trip(m.Withdraw(A.node_id, 10))
+
+
+def test_ack_mac_binds_the_session_key_sender_and_receiver():
+    ack = m.Ack(A.node_id, 9, ((NID, 3), (A.node_id, 4)))
+    key = b"s" * 32
+    data = m.seal_ack(ack, key, NID)
+    assert len(data) == 2 + 16 + 4 + 1 + 2 * 20 + m.MAC_BYTES  # no signature: 52 bytes less
+    back = m.decode(data)
+    assert back == ack and m.encode(back) == data and m.ack_mac_ok(key, A.node_id, NID, back)
+    assert not m.ack_mac_ok(b"t" * 32, A.node_id, NID, back)  # another session's key
+    assert not m.ack_mac_ok(key, A.node_id, A.node_id, back)  # another receiver
+    tampered = m.decode(data[:-m.MAC_BYTES - 1] + bytes([data[-m.MAC_BYTES - 1] ^ 1]) + data[-m.MAC_BYTES:])
+    assert not m.ack_mac_ok(key, A.node_id, NID, tampered)
 
 
 def test_keepalive_round_trip_and_mac_binding():
     key = b"k" * 32
     head = m.keepalive_header(5, 777, 1)
-    mac = m.keepalive_mac(key, A.node_id, NID, head, 1, 2)
+    mac = m.keepalive_mac(key, A.node_id, NID, 5, head, 1, 2)
     ka = m.Keepalive(5, 777, (m.KeepaliveEntry(1, 2, mac),))
     data = ka.encode()
     assert len(data) == m.KEEPALIVE_HEADER_BYTES + m.KEEPALIVE_ENTRY_BYTES == 27
     back = m.decode(data)
     assert back == ka and back.header() == head
-    # the MAC binds direction and receiver
-    assert m.keepalive_mac(key, NID, A.node_id, head, 1, 2) != mac
-    assert m.keepalive_mac(key, A.node_id, NID, m.keepalive_header(6, 777, 1), 1, 2) != mac
+    # the MAC binds direction, receiver, header and the full 32-bit sequence number
+    assert m.keepalive_mac(key, NID, A.node_id, 5, head, 1, 2) != mac
+    assert m.keepalive_mac(key, A.node_id, NID, 5, m.keepalive_header(6, 777, 1), 1, 2) != mac
+    assert m.keepalive_mac(key, A.node_id, NID, 5 + (1 << 16), head, 1, 2) != mac  # same low 16 bits
 
 
 _V = bytes((WIRE_VERSION,))
@@ -76,7 +89,7 @@ def test_malformed_raise_decode_error(data):
 
 
 def test_lsa_field_validation():
-    good = m.sign(m.Lsa(CRED, 3, (m.LsaLink(NID, 120, 1),), ("10.1.0.0/24",)), A)
+    good = m.sign(m.Lsa(CRED, 3, (m.LsaLink(NID, 120, 1),), ("2001:db8:1::/48",)), A)
     body = bytearray(good)
     # quality byte of the first link is right after the credential, seq, count, node id and cost
     qpos = 2 + len(CRED.encode()) + 4 + 1 + 16 + 2
@@ -87,11 +100,13 @@ def test_lsa_field_validation():
     body[qpos - 2 : qpos] = b"\x00\x00"  # zero cost
     with pytest.raises(DecodeError):
         m.decode(bytes(body))
-    host_bits = (
-        m.Lsa(CRED, 3, (), ("10.1.0.0/24",)).body().replace(bytes([10, 1, 0, 0]), bytes([10, 1, 0, 1]))
-    )
+    net = bytes.fromhex("20010db80001") + bytes(10)
+    host_bits = m.Lsa(CRED, 3, (), ("2001:db8:1::/48",)).body().replace(net, net[:-1] + b"\x01")
     with pytest.raises(DecodeError):
         m.decode(host_bits + b"\x00" * 64)
+    for prefix in ("10.1.0.0/24", "0.0.0.0/0", "fe80::/64", "ff00::/8", "::1/128", "::ffff:0:0/96"):
+        with pytest.raises(DecodeError):  # never routed by the mesh: refused with the whole LSA
+            m.decode(m.sign(m.Lsa(CRED, 3, (), (prefix,)), A))
 
 
 def test_oversized_message_refused_on_sign():
@@ -99,6 +114,9 @@ def test_oversized_message_refused_on_sign():
     prefixes = tuple(f"fd00:{i}::/64" for i in range(8))
     data = m.sign(m.Lsa(CRED, 1, many, prefixes), A)  # the largest LSA fits one datagram
     assert m.decode(data).links == many
+    grants = tuple(f"2001:db8:{i}::/48" for i in range(8))  # ... even with a certificate granting 8 prefixes
+    big = Credential(A.public_key, ANCHOR.certify(A.public_key, prefixes=grants))
+    assert m.decode(m.sign(m.Lsa(big, 1, many, prefixes), A)).credential == big
 
 
 def test_duplicate_neighbours_rejected():

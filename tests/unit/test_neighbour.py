@@ -26,19 +26,37 @@ def test_rtt_from_echo_and_holding_delay():
     assert abs(n.rtt_ms - 20.0) < 1.01
 
 
-def test_loss_estimate_counts_gaps_across_wrap():
+def _keepalive(n: Neighbour, low16: int) -> int:
+    seq = n.full_seq(low16)
+    assert n.ka_window.accept(seq)
+    n.control_seen(seq)
+    return seq
+
+
+def test_loss_estimate_counts_gaps_across_the_16_bit_wrap():
     n = _n()
+    n.control_seen(64999)  # the HELLO's full number
     for i in range(2000):
-        s = (65000 + i) % 65536  # crosses the 16-bit wrap
         if i % 4:
-            assert n.ka_window.accept(s)
-            n.keepalive_seen(s)
+            assert _keepalive(n, (65000 + i) % 65536) == 65000 + i  # extended past the 16-bit wrap
     assert abs(n.loss() - 0.25) < 0.07
     for i in range(2000, 3500):  # then a clean link: the estimate decays
-        s = (65000 + i) % 65536
-        n.ka_window.accept(s)
-        n.keepalive_seen(s)
+        _keepalive(n, (65000 + i) % 65536)
     assert n.loss() < 0.001
+
+
+def test_sequence_extension_and_clock_check():
+    n = _n()
+    n.control_seen((3 << 16) + 65530)
+    assert n.full_seq(5) == (4 << 16) + 5  # just past the wrap: the next era
+    assert n.full_seq(65000) == (3 << 16) + 65000  # a little behind: this era
+    assert n.full_seq(65530 - 40000 & 0xFFFF) == (4 << 16) + (65530 - 40000)  # 40000 behind looks ahead
+    n.heard(100.0, 50_000)
+    assert n.clock_ok(51_000, 101.0) and n.clock_ok(50_000 + 8_000, 101.0)  # within 10 s of our clock
+    assert not n.clock_ok(50_000 - 600_000, 101.0)  # ten minutes in the past
+    assert not n.clock_ok(50_000 + 60_000, 101.0)  # a minute ahead
+    n.heard(200.0, (1 << 32) - 500)
+    assert n.clock_ok(500, 201.0)  # one second later, across the millisecond counter's wrap
 
 
 def test_class_upgrade_needs_margin():

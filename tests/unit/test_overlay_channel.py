@@ -117,7 +117,7 @@ def test_revoked_peer_loses_sessions_and_cannot_handshake(pair):
     a, b, ca, cb = pair
     establish(pair)
     crl = ANCHOR.revoke([a.node_id], serial=1, issued_at=0)
-    assert cb.trust.update_revocations(crl)
+    assert cb.trust.install_revocations(crl) is None
     cb.tick(ch.TRUST_RECHECK_S * 2)
     assert not cb.established(key(a), ch.TRUST_RECHECK_S * 2)
     downs = [e for e in iter(cb.next_event, None) if isinstance(e, ch.SessionDown)]

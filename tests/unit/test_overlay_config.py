@@ -11,6 +11,7 @@ from x0node.overlay import yggdrasil_plan as plan
 from x0node.overlay.service import MTU_MAX, OverlayService, _Collector, validate_config
 from x0node.proto.identity import Identity, mesh_address_of
 from x0node.proto.protocol import MESH_ULA_PREFIX
+from x0node.proto.views import NeighbourView
 
 
 def test_defaults_and_mesh_prefix():
@@ -76,8 +77,8 @@ def test_yggdrasil_plan():
     assert conf["PrivateKey"] == (ident.seed + ident.public_key).hex() and conf["MulticastInterfaces"] == []
     assert set(conf["AllowedPublicKeys"]) == {other.public_key.hex(), ident.public_key.hex()}
     assert conf["Listen"] == [f"tcp://[{ident.mesh_address}]:6720"]
-    nbrs = [{"node_id": other.node_id_hex, "state": "up"}, {"node_id": revoked.node_id_hex, "state": "init"},
-            {"node_id": "zz", "state": "up"}]
+    nbrs = [NeighbourView(nid, "m0", "fe80::1", state, 1.0, 0.0, None, "good", 100, 0.1, None)
+            for nid, state in ((other.node_id_hex, "up"), (revoked.node_id_hex, "init"), ("zz", "up"))]
     want = plan.desired_peers(nbrs, 6720)
     assert want == {f"tcp://[{mesh_address_of(other.node_id)}]:6720"}
     assert plan.reconcile(want, {"tcp://[fd00::9]:6720"}) == (sorted(want), ["tcp://[fd00::9]:6720"])

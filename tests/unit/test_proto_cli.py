@@ -16,10 +16,15 @@ def test_keys_workflow(tmp_path, capsys):
     assert main(["keys", "anchor", "--out", str(a)]) == 0
     capsys.readouterr()
     assert (
-        main(["keys", "sign", "--anchor", str(a), "--node-key", str(k), "--role", "gateway", "--out", str(c)])
+        main(["keys", "sign", "--anchor", str(a), "--node-key", str(k), "--role", "gateway", "--out", str(c),
+              "--prefix", "2001:db8:0:1::/64", "--prefix", "2001:DB8:7::/48"])
         == 0
     )
-    capsys.readouterr()
+    assert json.loads(capsys.readouterr().out)["prefixes"] == ["2001:db8:0:1::/64", "2001:db8:7::/48"]
+    for bad in ("10.0.0.0/8", "fe80::/64", "2001:db8::1/64"):
+        assert main(["keys", "sign", "--anchor", str(a), "--node-key", str(k), "--out", str(tmp_path / "x.cert"),
+                     "--prefix", bad]) == 2
+        assert "--prefix" in capsys.readouterr().err and not (tmp_path / "x.cert").exists()
     assert (
         main(["keys", "revoke", "--anchor", str(a), "--serial", "2", "--out", str(r), node["node_id"]]) == 0
     )
@@ -45,6 +50,7 @@ def test_keys_workflow(tmp_path, capsys):
     assert shown["node_id"] == node["node_id"] and shown["mesh_address"] == node["mesh_address"]
     assert shown["certificate"]["valid"] and shown["certificate"]["matches_key"]
     assert shown["certificate"]["role"] == "gateway"
+    assert shown["certificate"]["prefixes"] == ["2001:db8:0:1::/64", "2001:db8:7::/48"]
     assert shown["revocations"]["node_ids"] == [node["node_id"]]
 
 

@@ -18,3 +18,12 @@ def test_default_keepalive_traffic_budget():
     assert per_packet / p.HELLO_INTERVAL_S <= 800
     dead_s = (p.HELLO_MISSED_DEAD + 0.5) * p.HELLO_INTERVAL_S
     assert dead_s < 0.3
+
+
+def test_well_known_ports_are_distinct():
+    """Routing, state gossip, NAT links, yggdrasil and the sealed overlay each have a port of their own, so
+    any set of services can be enabled together (and the image's firewall names each once)."""
+    from x0node.proto import protocol as p
+
+    ports = [p.MESH_UDP_PORT, p.STATE_UDP_PORT, p.NAT_UDP_PORT, p.YGGDRASIL_TCP_PORT, p.OVERLAY_UDP_PORT]
+    assert len(set(ports)) == len(ports)

@@ -89,7 +89,7 @@ def test_revoked_origin_is_purged_and_refused():
     victim = sim.nodes[0].gossip.me
     crl = sim.anchor.revoke([victim], serial=1, issued_at=1)
     for n in sim.nodes[1:]:
-        assert n.gossip.trust.update_revocations(crl)
+        assert n.gossip.trust.install_revocations(crl) is None
         n.gossip.purge_untrusted(sim.now)
         assert n.gossip.store.get(victim, ("kv", "a")) is None
     sim.write(0, "kv", "b", value=b"2")

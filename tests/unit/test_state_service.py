@@ -26,10 +26,12 @@ def test_validate_config_defaults_and_errors():
 
 
 def test_router_neighbours_reads_up_neighbours_only():
+    from x0node.proto.views import NeighbourView
+
     class R:
         def neighbours(self):
-            return [{"ifname": "m1", "node_id": "aa" * 16, "address": "fe80::1", "state": "up"},
-                    {"ifname": "m2", "node_id": "bb" * 16, "address": "fe80::2", "state": "init"}]
+            return (NeighbourView("aa" * 16, "m1", "fe80::1", "up", 1.0, 0.0, None, "good", 100, 0.1, 5.0),
+                    NeighbourView("bb" * 16, "m2", "fe80::2", "init", None, 0.0, None, "good", 0, 0.1, None))
 
     (n,) = router_neighbours(R())
     assert (n.ifname, n.node_id, n.address) == ("m1", b"\xaa" * 16, "fe80::1")

@@ -17,6 +17,20 @@ def test_certificate_accepted_and_round_trips():
     assert cert.node_id == NODE.node_id
 
 
+def test_certificate_grants_prefixes_under_the_anchors_signature():
+    cert = ANCHOR.certify(NODE.public_key, Role.NODE, 0, ("2001:db8::/32", "2001:DB8:FFFF::/48"))
+    assert cert.prefixes == ("2001:db8::/32", "2001:db8:ffff::/48")
+    assert Certificate.decode(cert.encode()) == cert
+    store = TrustStore([ANCHOR.public_key])
+    assert store.check(Credential(NODE.public_key, cert)) is None
+    widened = Certificate(cert.role, 0, cert.public_key, cert.signature, ("::/0",))
+    assert store.check(Credential(NODE.public_key, widened)) == "uncertified"  # the grant is signed
+    for bad in (("10.0.0.0/8",), ("fe80::/64",), ("ff00::/8",), ("::1/128",), ("2001:db8::1/64",),
+                tuple(f"2001:db8:{i}::/48" for i in range(9)), ("2001:db8::/32", "2001:db8::/32")):
+        with pytest.raises(ValueError):
+            ANCHOR.certify(NODE.public_key, Role.NODE, 0, bad)
+
+
 def test_foreign_or_tampered_certificate_is_uncertified():
     store = TrustStore([ANCHOR.public_key])
     foreign = OTHER.certify(NODE.public_key)
@@ -45,16 +59,16 @@ def test_expiry_needs_wall_clock():
 def test_revocation_lists_signed_and_monotonic():
     store = TrustStore([ANCHOR.public_key])
     cred = Credential(NODE.public_key, ANCHOR.certify(NODE.public_key))
-    assert not store.update_revocations(OTHER.revoke([NODE.node_id], 5, 0))  # wrong signer
+    assert store.install_revocations(OTHER.revoke([NODE.node_id], 5, 0)) == "bad_signature"  # wrong signer
     crl = ANCHOR.revoke([NODE.node_id], 5, 100)
     assert RevocationList.decode(crl.encode()) == crl
-    assert store.update_revocations(crl)
+    assert store.install_revocations(crl) is None
     assert store.check(cred) == "revoked"
-    assert not store.update_revocations(ANCHOR.revoke([], 5, 200))  # not newer
-    assert store.update_revocations(ANCHOR.revoke([], 6, 200))
+    assert store.install_revocations(ANCHOR.revoke([], 5, 200)) == "not_newer"
+    assert store.install_revocations(ANCHOR.revoke([], 6, 200)) is None
     assert store.check(cred) is None
     forged = RevocationList(7, 0, (), crl.signature)
-    assert not store.update_revocations(forged)
+    assert store.install_revocations(forged) == "bad_signature"
 
 
 def test_decode_rejects_garbage():

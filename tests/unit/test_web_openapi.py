@@ -62,5 +62,6 @@ def test_document_lists_every_api_route(api):
     paths = set(api["doc"]["paths"])
     expected = {"/api/v1/auth/state", "/api/v1/auth/login", "/api/v1/auth/setup", "/api/v1/auth/logout",
                 "/api/v1/auth/password", "/api/v1/status", "/api/v1/neighbours", "/api/v1/routes",
-                "/api/v1/topology", "/api/v1/events", "/api/v1/config", "/api/v1/stream", "/api/v1/openapi.json"}
+                "/api/v1/topology", "/api/v1/events", "/api/v1/config", "/api/v1/stream", "/api/v1/openapi.json",
+                "/api/v1/firmware", "/api/v1/firmware/sbom"}
     assert paths == expected

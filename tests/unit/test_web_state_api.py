@@ -46,7 +46,7 @@ async def test_state_routes(aiohttp_client, tmp_path):
     assert view["objects"]["kv"]["x"]["value"] == {"a": 1}
     assert (await client.post("/api/v1/state/revocations", json={"crl": "zz"}, headers=h)).status == 400
     crl = sim.anchor.revoke([b"\x01" * 16], serial=2, issued_at=1)
-    svc[0].ctx.router.update_revocations = lambda crl, now: False
+    svc[0].ctx.router.apply_revocations = lambda crl, now: "not_newer"
     r = await client.post("/api/v1/state/revocations", json={"crl": crl.encode().hex()}, headers=h)
     assert r.status == 200 and (await r.json())["serial"] == 2
     assert revocations.best(svc[0].gossip.store, svc[0].gossip.trust).serial == 2

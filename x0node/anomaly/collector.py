@@ -6,8 +6,8 @@ Two parts:
   /sys/class/net/<if>/{statistics/*,speed} for the mesh interfaces. Missing or unreadable files give
   missing values (None), never an exception; numbers are bounded by parsing only the fields we need.
 - `FeatureState.update(counters, neighbours, now)`: pure. Turns two successive counter snapshots into
-  rates, and the router's `neighbours()` view (dicts with `node_id`, `state`, `rtt_ms`, `loss`) into
-  link features:
+  rates, and the router's `neighbours()` view (NeighbourView: `node_id`, `state`, `rtt_ms`, `loss`)
+  into link features:
     cpu_util = busy jiffies / all jiffies; mem_util = 1 - MemAvailable / MemTotal;
     load = (rx+tx bytes/s * 8) / sum of interface capacities (speed, else DEFAULT_CAPACITY_BPS);
     rtt_ms = mean RTT over UP neighbours; loss_max = max loss over UP neighbours, each neighbour's
@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from x0node.anomaly.features import FEATURES, LINK_CHANGES_WINDOW_S, NEUTRAL_RAW
+from x0node.proto.views import NeighbourView
 
 DEFAULT_CAPACITY_BPS = 100e6
 LINK_SAMPLE_INTERVAL_S = 3.0
@@ -174,32 +175,30 @@ class FeatureState:
         # neighbour id -> [rtt sum, rtt samples, loss sum, loss samples, up in the latest sample]
         self._links: dict[str, list[Any]] = {}
 
-    def observe_links(self, neighbours: Sequence[Mapping[str, Any]]) -> None:
+    def observe_links(self, neighbours: Sequence[NeighbourView]) -> None:
         """One sample of the router's neighbour view; `update` averages all samples since the last one."""
         seen: set[str] = set()
         for nb in list(neighbours)[:MAX_NEIGHBOURS_READ]:
-            if not isinstance(nb, Mapping) or not isinstance(nb.get("node_id"), str):
-                continue
-            nid = nb["node_id"]
+            nid = nb.node_id
             if nid not in self._links and len(self._links) >= MAX_NEIGHBOURS_READ:
                 continue
             st = self._links.setdefault(nid, [0.0, 0, 0.0, 0, False])
-            st[4] = nb.get("state") == "up"
+            st[4] = nb.state == "up"
             seen.add(nid)
             if not st[4]:
                 continue
-            rtt, loss = nb.get("rtt_ms"), nb.get("loss")
-            if isinstance(rtt, int | float) and not isinstance(rtt, bool) and np.isfinite(rtt):
+            rtt, loss = nb.rtt_ms, nb.loss
+            if rtt is not None and np.isfinite(rtt):
                 st[0] += float(rtt)
                 st[1] += 1
-            if isinstance(loss, int | float) and not isinstance(loss, bool) and np.isfinite(loss):
+            if np.isfinite(loss):
                 st[2] += min(max(float(loss), 0.0), 1.0)
                 st[3] += 1
         for nid, st in self._links.items():
             if nid not in seen:
                 st[4] = False  # gone from the view
 
-    def update(self, counters: Counters, neighbours: Sequence[Mapping[str, Any]], now: float) -> np.ndarray:
+    def update(self, counters: Counters, neighbours: Sequence[NeighbourView], now: float) -> np.ndarray:
         raw = NEUTRAL_RAW.copy()
         idx = {n: i for i, n in enumerate(FEATURES)}
         prev, dt = self._prev, (now - self._prev_s) if self._prev_s is not None else 0.0

@@ -37,6 +37,8 @@ import numpy as np
 
 from x0node.anomaly.features import FEATURES
 from x0node.io.atomicfile import write_atomic
+from x0node.proto.timers import jittered
+from x0node.proto.views import NeighbourView, TopologyView
 
 log = logging.getLogger("x0node.anomaly")
 
@@ -52,7 +54,6 @@ DEFAULTS: dict[str, Any] = {
     "drift_psi": 0.25,
     "seed": None,
 }
-JITTER_FRACTION = 0.25
 PERSIST_INTERVAL_S = 600.0
 STATE_DIR = "anomaly"
 FEATURES_TOPIC = "anomaly.features"  # this node's feature vector each tick (for a state layer to share)
@@ -108,7 +109,7 @@ class AnomalyService:
         self.engine: Any = None
         self._ctx: Any = None
         self._task: asyncio.Task[None] | None = None
-        self._rng = random.Random(config["seed"])
+        self._rng = random.Random(config["seed"])  # seeded detector sampling, not a secret # nosec B311
         self._features: Any = None
         self._state_path: Any = None
         self._saved_state: str | None = None
@@ -222,10 +223,10 @@ class AnomalyService:
             return
         try:
             self._gauges = {
-                "layer": Gauge("x0_anomaly_live_layer", "live detector layer (1 = live)", ["layer"], registry=registry),
-                "score": Gauge("x0_anomaly_own_score", "this node's anomaly score from the live layer", registry=registry),
-                "acting": Gauge("x0_anomaly_acting", "1 when observe mode lets predictions act", registry=registry),
-                "events": Counter("x0_anomaly_events", "anomaly service events by type", ["type"], registry=registry),
+                "layer": Gauge("x0node_anomaly_live_layer", "live detector layer (1 = live)", ["layer"], registry=registry),
+                "score": Gauge("x0node_anomaly_own_score", "this node's anomaly score from the live layer", registry=registry),
+                "acting": Gauge("x0node_anomaly_acting", "1 when observe mode lets predictions act", registry=registry),
+                "events": Counter("x0node_anomaly_events", "anomaly service events by type", ["type"], registry=registry),
             }
         except ValueError:  # already registered (service restarted in one process)
             self._gauges = {}
@@ -234,10 +235,8 @@ class AnomalyService:
         from x0node.anomaly.collector import LINK_SAMPLE_INTERVAL_S
 
         while True:
-            await asyncio.sleep(LINK_SAMPLE_INTERVAL_S * (1.0 + self._rng.uniform(-JITTER_FRACTION, JITTER_FRACTION)))
-            neighbours = _safe_call(self._ctx.router, "neighbours", [])
-            if isinstance(neighbours, list):
-                self._features.observe_links(neighbours)
+            await asyncio.sleep(jittered(LINK_SAMPLE_INTERVAL_S, self._rng))
+            self._features.observe_links(_safe_call(self._ctx.router, "neighbours", ()))
 
     async def _run(self) -> None:
         interval = self.config["interval_s"]
@@ -251,7 +250,7 @@ class AnomalyService:
 
     async def _ticks(self, interval: float) -> None:
         while True:
-            await asyncio.sleep(interval * (1.0 + self._rng.uniform(-JITTER_FRACTION, JITTER_FRACTION)))
+            await asyncio.sleep(jittered(interval, self._rng))
             try:
                 await self.tick()
             except asyncio.CancelledError:
@@ -270,10 +269,10 @@ class AnomalyService:
             snap = _safe_call(tele, "snapshot", None)
             counters = dataclasses.replace(counters, xdp_dropped=xdp_dropped_total(snap, ctx.interfaces))
         router = ctx.router
-        neighbours = _safe_call(router, "neighbours", [])
-        topology = _safe_call(router, "topology", {})
+        neighbours = _safe_call(router, "neighbours", ())
+        topology = _safe_call(router, "topology", TopologyView((), ()))
         now, wall = time.monotonic(), time.time()
-        raw = self._features.update(counters, neighbours if isinstance(neighbours, list) else [], now)
+        raw = self._features.update(counters, neighbours, now)
         adjacency = _adjacency(ctx.node_id, neighbours, topology)
         result = self.engine.step(raw, adjacency, now, wall, self._rng)
         ctx.bus.publish(FEATURES_TOPIC, FeatureVector(ctx.node_id, dict(self._features.last), wall))
@@ -302,25 +301,15 @@ def _safe_call(obj: Any, name: str, default: Any) -> Any:
         return default
 
 
-def _adjacency(node_id: str, neighbours: Any, topology: Any) -> dict[str, list[str]]:
+def _adjacency(node_id: str, neighbours: tuple[NeighbourView, ...], topology: TopologyView) -> dict[str, list[str]]:
     """node id -> neighbour ids from the router's topology view, plus our UP neighbours."""
     adj: dict[str, set[str]] = {}
-    if isinstance(topology, dict):
-        links = topology.get("edges") or topology.get("links") or []
-        if isinstance(links, list):
-            for link in links[:100_000]:
-                a = b = None
-                if isinstance(link, dict):  # the core's view: {"a": id, "b": id, "cost": ...}
-                    a, b = link.get("a") or link.get("source"), link.get("b") or link.get("target")
-                elif isinstance(link, list | tuple) and len(link) >= 2:
-                    a, b = link[0], link[1]
-                if isinstance(a, str) and isinstance(b, str) and a != b:
-                    adj.setdefault(a, set()).add(b)
-                    adj.setdefault(b, set()).add(a)
-    if isinstance(neighbours, list):
-        for nb in neighbours[:256]:
-            if isinstance(nb, dict) and nb.get("state") == "up" and isinstance(nb.get("node_id"), str) \
-                    and nb["node_id"] != node_id:
-                adj.setdefault(node_id, set()).add(nb["node_id"])
-                adj.setdefault(nb["node_id"], set()).add(node_id)
+    for link in topology.links:
+        if link.a != link.b:
+            adj.setdefault(link.a, set()).add(link.b)
+            adj.setdefault(link.b, set()).add(link.a)
+    for nb in neighbours:
+        if nb.state == "up" and nb.node_id != node_id:
+            adj.setdefault(node_id, set()).add(nb.node_id)
+            adj.setdefault(nb.node_id, set()).add(node_id)
     return {k: sorted(v) for k, v in adj.items()}

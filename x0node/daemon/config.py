@@ -23,14 +23,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from x0node.errors import ConfigError
 from x0node.io.atomicfile import write_atomic
-from x0node.proto.protocol import MAX_INTERFACES, ROUTE_PROTOCOL_NUMBER  # the core's limit, or start fails
+from x0node.proto.prefixes import normalise
+from x0node.proto.protocol import MAX_INTERFACES, MAX_LSA_PREFIXES, ROUTE_PROTOCOL_NUMBER
+from x0node.proto.trust import MAX_ALLOWED_KEYS, MAX_TRUST_ANCHORS
+
+__all__ = ["ConfigError", "DaemonConfig", "load"]
 
 LOCAL_CONFIG_NAME = "config.local.toml"
 MAX_CONFIG_BYTES = 256 * 1024
-MAX_PREFIXES = 8  # the core announces at most MAX_LSA_PREFIXES
-MAX_TRUST_ANCHORS = 4
-MAX_ALLOWED_KEYS = 4096
+# Limits of lists the core takes are the core's own (MAX_INTERFACES, MAX_LSA_PREFIXES, MAX_TRUST_ANCHORS,
+# MAX_ALLOWED_KEYS): a config the core would refuse at start is refused here, naming the key.
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # Routing table numbers the kernel reserves (unspec, default, main, local).
@@ -61,15 +65,6 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "route_priority": 100,
     },
 }
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing, unknown or invalid. `key` is the dotted path of the key."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}" if key else message)
-        self.key = key
-        self.message = message
 
 
 # --- value checkers ---------------------------------------------------------------------------------
@@ -116,12 +111,13 @@ def _check_ifname(key: str, value: Any) -> str:
 def _check_prefix(key: str, value: Any) -> str:
     text = _check_str(key, value)
     try:
-        net = ipaddress.IPv6Network(text, strict=True)
+        ipaddress.IPv6Network(text, strict=True)
     except ValueError as exc:
         raise ConfigError(key, f"not an IPv6 prefix: {exc}") from None
-    if net.is_link_local or net.is_multicast:
-        raise ConfigError(key, "link-local and multicast prefixes cannot be announced")
-    return str(net)
+    try:
+        return normalise(text)
+    except ValueError as exc:
+        raise ConfigError(key, f"cannot be announced: {exc}") from None
 
 
 def _reject_unknown(section: str, values: Mapping[str, Any], known: Mapping[str, Any]) -> None:
@@ -142,7 +138,7 @@ def _validate_node(values: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError("node.interfaces", "lists an interface twice")
     if "lo" in out["interfaces"]:
         raise ConfigError("node.interfaces", "lo cannot be a mesh interface")
-    prefixes = _check_list("node.prefixes", out["prefixes"], MAX_PREFIXES)
+    prefixes = _check_list("node.prefixes", out["prefixes"], MAX_LSA_PREFIXES)
     out["prefixes"] = [_check_prefix(f"node.prefixes[{i}]", p) for i, p in enumerate(prefixes)]
     level = _check_str("node.log_level", out["log_level"]).lower()
     if level not in LOG_LEVELS:

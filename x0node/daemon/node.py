@@ -9,8 +9,16 @@ Rules and invariants:
   (`router.note_loop_lag`). When the timer ran late by more than LAG_DRAIN_S, the mesh sockets are
   read before the core's timers run, so datagrams that waited in the kernel while we were not
   scheduled count before any neighbour is declared dead.
+- Route changes go to the route table (io/route_table.py; the kernel's in io/kernel_routes.py) one by
+  one in the same pump, and every outcome goes back to the core (`router.route_results`): the core
+  counts a refusal by reason and never claims a route the kernel refused.
 - The core never sees an exception from I/O: send failures and kernel refusals are counted by the
   adapters. Remote input never stops the loop.
+- Revocations apply at run time: `apply_revocations(crl)` (services call it through the context) hands
+  a list to the core, which drops the revoked nodes' adjacencies and routes at once; the revocation
+  file is watched (daemon/revocations.py) and applied the same way when it changes. A list that does
+  not verify is refused: at start the node does not start (the error names the file), at run time it
+  is logged and counted.
 - Start order: key and trust -> netlink (stale routes of ours flushed, rule, mesh address) -> router ->
   sockets and link monitor -> services -> the ready line. Stop order is the reverse: services ->
   graceful leave (signed WITHDRAW sent) -> our routes, rule and address removed -> sockets closed.
@@ -52,6 +60,11 @@ def _log_event(ev: Any) -> None:
         log.debug("%s %s", kind, ev.as_dict())
 
 
+def revocations_path(config: DaemonConfig) -> pathlib.Path:
+    trust = config.section("trust") or {}
+    return pathlib.Path(trust["revocations"]) if trust.get("revocations") else config.data_dir / "revoked.crl"
+
+
 def load_trust(config: DaemonConfig) -> tuple[Any, Any]:
     """(identity with certificate, TrustStore) from the data directory and the [trust] section."""
     from x0node.proto.keyfile import (
@@ -79,10 +92,13 @@ def load_trust(config: DaemonConfig) -> tuple[Any, Any]:
             identity = identity.with_certificate(cert)
         allowed = {bytes.fromhex(k) for k in trust.get("allowed_keys", [])}
         store = TrustStore(anchors=anchors, allowed_keys=allowed)
-        crl_path = pathlib.Path(trust["revocations"]) if trust.get("revocations") else data / "revoked.crl"
+        crl_path = revocations_path(config)
         if crl_path.exists():
             crl = load_revocations(crl_path)
-            store.update_revocations(crl)
+            reason = store.install_revocations(crl)
+            if reason is not None:  # never start with a list we cannot trust silently left out
+                raise StartupError(f"{crl_path}: revocation list refused ({reason}): it is not signed by "
+                                   "a trust anchor of this node; replace or remove the file")
     except KeyFileError as exc:
         raise StartupError(str(exc)) from None
     if not anchors and not allowed:
@@ -103,6 +119,7 @@ class Node:
         self.started_mono = time.monotonic()
         self.router: Any = None
         self.netlink: Any = None
+        self.routes: Any = None  # the kernel's RouteTable
         self.transport: Any = None
         self.links: Any = None
         self.services: Any = None
@@ -111,6 +128,8 @@ class Node:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due: float | None = None
         self._stop = asyncio.Event()
+        self.revocations: Any = None
+        self._revocation_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pumping = False
         self.identity: Any = None
@@ -130,10 +149,9 @@ class Node:
             r = self.router
             for out in r.datagrams_to_send():
                 self.transport.send(out.ifname, out.dst, out.payload)
-            for ch in r.route_changes():
-                from x0node.io.netlink import KernelRoute
-
-                self.netlink.submit(ch.op, KernelRoute(ch.dest, ch.ifname, ch.via or None, ch.metric))
+            changes = r.route_changes()
+            if changes:
+                r.route_results(self.routes.apply(changes), self.now())
             for _ in range(EVENTS_PER_PUMP_MAX):
                 ev = r.next_event()
                 if ev is None:
@@ -182,7 +200,6 @@ class Node:
     def _on_link(self, ifname: str, usable: bool) -> None:
         now = self.now()
         log.info("link %s %s", ifname, "up" if usable else "down")
-        self.netlink.link_changed(ifname)
         if usable:
             self._loop.create_task(self._reopen_socket(ifname))  # type: ignore[union-attr]
             self.router.link_up(ifname, now)
@@ -192,7 +209,7 @@ class Node:
 
     async def _reopen_socket(self, ifname: str) -> None:
         if self.config.node["configure_sysctls"]:
-            from x0node.io.netlink import configure_interface
+            from x0node.io.sysctl import configure_interface
 
             configure_interface(ifname)  # the interface may have appeared after start
         idx = await self.netlink.ifindex(ifname, refresh=True)
@@ -204,7 +221,11 @@ class Node:
     async def start(self) -> None:
         from x0node.daemon.routing_config import build_router_config
         from x0node.daemon.watchdog import Watchdog
-        from x0node.io.netlink import LinkMonitor, NetlinkAdapter, configure_interface
+        from x0node.io.kernel_routes import KernelRouteTable
+        from x0node.io.links import LinkMonitor
+        from x0node.io.netlink import NetlinkAdapter
+        from x0node.io.route_table import flush
+        from x0node.io.sysctl import configure_interface
         from x0node.io.udp import MeshTransport
         from x0node.proto.protocol import MESH_MCAST_GROUP, MESH_UDP_PORT
         from x0node.proto.router import Router
@@ -216,9 +237,10 @@ class Node:
         os.chmod(self.config.data_dir, 0o700)
         self.identity, trust = load_trust(self.config)
         kernel = self.config.kernel
-        self.netlink = NetlinkAdapter(kernel["table"], kernel["protocol"], kernel["rule_priority"], kernel["route_priority"])
+        self.netlink = NetlinkAdapter(kernel["table"], kernel["protocol"], kernel["rule_priority"])
         await self.netlink.open()
-        stale = await self.netlink.flush_stale()
+        self.routes = KernelRouteTable(self.netlink, kernel["table"], kernel["protocol"], kernel["route_priority"])
+        stale = await flush(self.routes)
         if stale:
             log.info("removed %d stale routes of ours", stale)
         try:
@@ -228,9 +250,10 @@ class Node:
             raise StartupError(f"kernel refused our rule or mesh address: {exc}") from exc
         now = self.now()
         rcfg = build_router_config({**self.config.routing, "prefixes": tuple(self.config.node["prefixes"])})
-        self.router = Router(self.identity, trust, rcfg, random.Random(int.from_bytes(os.urandom(8), "big")), now,
+        self.router = Router(self.identity, trust, rcfg, random.Random(int.from_bytes(os.urandom(8), "big")), now,  # timer jitter for the routing core, seeded from os.urandom; not a secret # nosec B311
                              perf_clock=time.perf_counter)
         self.router.set_wall_clock(time.time(), now)
+        self._warn_ungranted(self.config.node["prefixes"])
         self.transport = MeshTransport(MESH_UDP_PORT, MESH_MCAST_GROUP, self._on_datagram, self.pump)
         initial: dict[str, bool] = {}
         for ifname in self.interfaces:
@@ -255,9 +278,44 @@ class Node:
                 self.links.state[ifname] = usable
                 self._on_link(ifname, usable)
         self.pump()
+        self._watch_revocations()
         await self._start_services()
         log.info("x0node ready node_id=%s mesh_addr=%s", self.identity.node_id.hex(), self.identity.mesh_address)
         self.watchdog.ready()
+
+    def _warn_ungranted(self, prefixes: list[str]) -> None:
+        from x0node.proto.ownership import Grants
+
+        grants = Grants.of([(self.identity.node_id, self.identity.certificate)])
+        for p in prefixes:
+            if not grants.may_announce(self.identity.node_id, p):
+                log.warning("node.prefixes: %s is not granted by this node's certificate; the mesh will not "
+                            "route it (x0node keys sign --prefix, docs/routing.md)", p)
+
+    def apply_revocations(self, crl: Any) -> str | None:
+        """Apply a signed revocation list now (None), or say why it was refused (counted by the core)."""
+        reason = self.router.apply_revocations(crl, self.now())
+        self.pump()
+        return reason
+
+    def _watch_revocations(self) -> None:
+        from x0node.daemon.revocations import REVOCATION_POLL_S, RevocationFile
+        from x0node.proto.timers import jittered
+
+        self.revocations = RevocationFile(revocations_path(self.config), self.apply_revocations,
+                                          self.router.revocations_refused)
+        self.revocations.mark_seen()  # load_trust applied it (or there is none)
+        rng = random.Random(int.from_bytes(os.urandom(8), "big"))  # timer jitter, seeded from os.urandom; not a secret # nosec B311
+
+        async def watch() -> None:
+            while True:
+                await asyncio.sleep(jittered(REVOCATION_POLL_S, rng))
+                try:
+                    self.revocations.poll()  # a stat; the file is read (bounded) only when it changed
+                except Exception:  # noqa: BLE001 - the watcher must not stop; the file is retried
+                    log.exception("revocation list check failed")
+
+        self._revocation_task = self._loop.create_task(watch(), name="revocations")  # type: ignore[union-attr]
 
     async def _start_services(self) -> None:
         from x0node.daemon.services import ServiceContext, ServiceManager
@@ -268,13 +326,14 @@ class Node:
         from x0node.daemon.metrics import make_registry
         from x0node.daemon.provider import DaemonStateProvider
 
-        self.registry = make_registry(self)
+        self.registry = make_registry()
         self.provider = DaemonStateProvider(self)
         ctx = ServiceContext(
             router=self.router, config=self.config, data_dir=self.config.data_dir, registry=self.registry,
             bus=self.bus, interfaces=list(self.interfaces), node_id=self.identity.node_id.hex(),
             mesh_addr=self.identity.mesh_address, provider=self.provider, wake=self.pump,
-            set_config=self.set_config, extras={"watchdog": self.watchdog, "services": self.services},
+            set_config=self.set_config, apply_revocations=self.apply_revocations,
+            extras={"watchdog": self.watchdog, "services": self.services},
         )
         self.ctx = ctx
         await self.services.start_all(ctx)
@@ -289,6 +348,7 @@ class Node:
         if new.node["log_level"] != old.node["log_level"]:
             logging.getLogger().setLevel(new.node["log_level"].upper())
         if new.node["prefixes"] != old.node["prefixes"] and self.router is not None:
+            self._warn_ungranted(new.node["prefixes"])
             self.router.set_prefixes(new.node["prefixes"], self.now())
             self.pump()
         if self.services is not None:
@@ -307,6 +367,9 @@ class Node:
     async def stop(self) -> None:
         if self.watchdog is not None:
             await self.watchdog.stop()
+        if self._revocation_task is not None:
+            self._revocation_task.cancel()
+            self._revocation_task = None
         if self.services is not None:
             await self.services.stop_all()
         if self.links is not None:
@@ -319,11 +382,13 @@ class Node:
             self._timer.cancel()
             self._timer = None
         if self.netlink is not None:
-            try:
-                await asyncio.wait_for(self.netlink.settle(), 2.0)
-            except TimeoutError:
-                pass
-            await self.netlink.withdraw_all()
+            from x0node.io.route_table import flush
+
+            if self.routes is not None:
+                await flush(self.routes)  # every route of ours, whatever the core last knew
+                self.routes.close()
+            await self.netlink.remove_rule()
+            await self.netlink.remove_mesh_address()
             await self.netlink.close()
         if self.transport is not None:
             self.transport.close()

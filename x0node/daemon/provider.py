@@ -1,8 +1,9 @@
 """The daemon's NodeStateProvider (x0node/web/provider.py): the web UI's view of the running node.
 
-Rules: every method is synchronous, cheap and returns JSON-ready values built from the router's
-views; `config_set` validates all changes against the daemon config (same checks as the file), persists
-them to config.local.toml and raises the web ConfigError naming the dotted key, changing nothing.
+Rules: every method is synchronous, cheap and returns JSON-ready values: the core's read model
+(x0node/proto/views.py) as `dataclasses.asdict` gives it, whose field names are the API's, so nothing is
+renamed here. `config_set` validates all changes against the daemon config (same checks as the file),
+persists them to config.local.toml and raises ConfigError naming the dotted key, changing nothing.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ import time
 from typing import Any
 
 from x0node import __version__
-from x0node.daemon.config import ConfigError as DaemonConfigError
-from x0node.web.provider import QUALITY_CLASSES
+from x0node.errors import ConfigError
 
 EVENTS_LIMIT_MAX = 500
 
@@ -37,15 +37,9 @@ def _event_message(kind: str, d: dict[str, Any]) -> str:
         return f"node {d.get('node_id', '')[:8]} left ({d.get('reason')})"
     if kind == "RoutesChanged":
         return f"routes +{d.get('added')} ~{d.get('replaced')} -{d.get('removed')}"
-    if kind == "MessageDropped":
-        return f"dropped a datagram from {d.get('src')} on {d.get('ifname')}: {d.get('reason')}"
+    if kind == "RouteRefused":
+        return f"the kernel refused route {d.get('op')} {d.get('dest')} dev {d.get('ifname')}: {d.get('reason')}"
     return kind
-
-
-def _role_name(role: Any) -> str | None:
-    from x0node.proto.trust import Role
-
-    return Role(role).name.lower() if isinstance(role, int) and role in Role._value2member_map_ else None
 
 
 class DaemonStateProvider:
@@ -56,9 +50,8 @@ class DaemonStateProvider:
     def status(self) -> dict[str, Any]:
         n = self.node
         st = n.router.stats()
-        up = st.get("neighbours_up", 0)
-        ifaces_up = any(v.get("up") for v in st.get("interfaces", {}).values())
-        health = "ok" if up > 0 else ("degraded" if ifaces_up else "down")
+        ifaces_up = any(i.up for i in st.interfaces)
+        health = "ok" if st.neighbours_up > 0 else ("degraded" if ifaces_up else "down")
         cpu = mem_used = mem_total = None
         try:
             if self._host is None:
@@ -67,12 +60,12 @@ class DaemonStateProvider:
                 self._host = HostStats()
             sample = self._host.sample()
             cpu, mem_used, mem_total = sample.get("cpu_percent"), sample.get("mem_used_bytes"), sample.get("mem_total_bytes")
-        except Exception:  # noqa: BLE001 - host figures are optional
+        except Exception:  # noqa: BLE001 - host figures are optional - a failed host sample shows as unknown # nosec B110
             pass
         out = {
-            "node_id": n.identity.node_id.hex(),
+            "node_id": st.node_id,
             "name": os.uname().nodename,
-            "mesh_addr": n.identity.mesh_address,
+            "mesh_addr": st.mesh_addr,
             "version": __version__,
             "uptime_s": round(time.monotonic() - n.started_mono, 3),
             "cpu_percent": cpu,
@@ -80,50 +73,21 @@ class DaemonStateProvider:
             "mem_total_bytes": mem_total,
             "health": health,
             "interfaces": list(n.interfaces),
-            "neighbours_up": up,
-            "routes": st.get("routes", 0),
-            "kernel_routes": len(n.netlink.installed),
+            "neighbours_up": st.neighbours_up,
+            "routes": st.routes,
         }
         if n.services is not None:
             out["services"] = n.services.status()
         return out
 
     def neighbours(self) -> list[dict[str, Any]]:
-        out = []
-        for v in self.node.router.neighbours(self.node.now()):
-            q = str(v.get("quality", "unknown")).lower()
-            out.append({
-                "node_id": v["node_id"], "ifname": v["ifname"], "addr": v.get("address"), "state": v.get("state"),
-                "rtt_ms": v.get("rtt_ms"), "loss": v.get("loss"), "throughput_bps": v.get("throughput_bps"),
-                "quality": q if q in QUALITY_CLASSES else "unknown", "cost": v.get("cost"),
-                "last_seen_s": v.get("last_heard_s_ago"), "up_for_s": v.get("up_for_s"),
-            })
-        return out
+        return [dataclasses.asdict(v) for v in self.node.router.neighbours(self.node.now())]
 
     def routes(self) -> list[dict[str, Any]]:
-        out = []
-        for r in self.node.router.routes():
-            out.append({
-                "dest": r.get("dest"), "via": r.get("via"), "ifname": r.get("ifname"), "metric": r.get("metric"),
-                "node_id": r.get("node_id", r.get("origin")),  # the core names it origin
-            })
-        return out
+        return [dataclasses.asdict(v) for v in self.node.router.routes()]
 
     def topology(self) -> dict[str, Any]:
-        t = self.node.router.topology()
-        nodes = [{
-            "node_id": x["node_id"], "name": None, "mesh_addr": x.get("mesh_address"), "self": bool(x.get("self")),
-            "reachable": x.get("reachable"), "role": _role_name(x.get("role")),
-        } for x in t.get("nodes", [])]
-        if not any(x["self"] for x in nodes):
-            nodes.insert(0, {"node_id": self.node.identity.node_id.hex(), "name": None,
-                             "mesh_addr": self.node.identity.mesh_address, "self": True, "reachable": True})
-        links = []
-        for e in t.get("edges", []):
-            q = str(e.get("quality", "unknown")).lower()
-            links.append({"a": e["a"], "b": e["b"], "cost": e.get("cost"),
-                          "quality": q if q in QUALITY_CLASSES else "unknown"})
-        return {"nodes": nodes, "links": links}
+        return dataclasses.asdict(self.node.router.topology())
 
     def events(self, since: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         limit = max(0, min(int(limit), EVENTS_LIMIT_MAX))
@@ -140,17 +104,19 @@ class DaemonStateProvider:
 
     def stats(self) -> dict[str, Any]:
         st = self.node.router.stats()
-        drops = dict(st.get("drops", {}))
+        drops = dict(st.drops.datagrams)
         for reason, n in self.node.transport.drops.items():
             drops[f"udp_{reason}"] = n
         return {
             "drops": drops,
-            "routes": st.get("routes", 0),
-            "lsdb_size": st.get("lsdb_size", 0),
-            "spf_runs": st.get("spf_runs", 0),
-            "spf_seconds_total": (st.get("spf_total_ms") or 0.0) / 1000.0,
-            "counters": dict(st.get("counters", {})),
-            "credential_checks": dict(st.get("credential_checks", {})),
+            "route_refusals": dict(st.drops.routes),
+            "routes": st.routes,
+            "lsdb_size": st.lsdb_size,
+            "spf_runs": st.spf_runs,
+            "spf_seconds_total": st.spf_seconds_total,
+            "counters": dict(st.counters),
+            "retransmit_queue": st.retransmit_queue,
+            "credential_checks": dict(st.credential_checks),
         }
 
     def rtt_histograms(self) -> dict[str, Any]:
@@ -165,8 +131,6 @@ class DaemonStateProvider:
         return cfg
 
     def config_set(self, changes: dict[str, Any]) -> dict[str, Any]:
-        from x0node.web.provider import ConfigError
-
         if not isinstance(changes, dict):
             raise ConfigError("", "expected an object of sections")
         current = self.config_get()
@@ -180,8 +144,5 @@ class DaemonStateProvider:
                 flat[f"{section}.{key}"] = value
         if not flat:
             return current
-        try:
-            self.node.set_config(flat)
-        except DaemonConfigError as exc:
-            raise ConfigError(exc.key, exc.message) from None
+        self.node.set_config(flat)
         return self.config_get()

@@ -31,10 +31,12 @@ from x0node.daemon.config import ConfigError
 if TYPE_CHECKING:
     from x0node.daemon.bus import EventBus
     from x0node.daemon.config import DaemonConfig
+    from x0node.proto.router import Router
 
 log = logging.getLogger("x0node.daemon.services")
 
-# config section -> module providing create_service (and optionally validate_config).
+# config section -> module providing create_service (and optionally validate_config). Only services
+# that exist are listed; a section for anything else is refused as unknown.
 SERVICES: dict[str, str] = {
     "web": "x0node.web.service",
     "telemetry": "x0node.telemetry.service",
@@ -42,7 +44,6 @@ SERVICES: dict[str, str] = {
     "healing": "x0node.healing.service",
     "state": "x0node.state.service",
     "transport": "x0node.transport.service",
-    "ota": "x0node.ota.service",
     "overlay": "x0node.overlay.service",
 }
 SERVICE_STOP_TIMEOUT_S = 5.0
@@ -59,7 +60,7 @@ class Service(Protocol):
 class ServiceContext:
     """What a service may use. Everything here belongs to the daemon; services do not replace it."""
 
-    router: Any  # x0node.proto.router.Router
+    router: Router  # read it through its views (x0node/proto/views.py)
     config: DaemonConfig
     data_dir: pathlib.Path
     registry: Any  # prometheus_client.CollectorRegistry served at /metrics
@@ -71,6 +72,9 @@ class ServiceContext:
     wake: Callable[[], None] = lambda: None
     # Apply dotted-key config changes at run time: validated, persisted to config.local.toml.
     set_config: Callable[[Mapping[str, Any]], None] = lambda changes: None
+    # Apply a signed revocation list now (x0node.proto.trust.RevocationList): None when applied, else why
+    # it was refused. The revoked nodes' adjacencies and routes are gone when it returns.
+    apply_revocations: Callable[[Any], str | None] = lambda crl: "unavailable"
     extras: dict[str, Any] = field(default_factory=dict)
 
     def logger(self, name: str) -> logging.Logger:

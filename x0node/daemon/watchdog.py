@@ -49,7 +49,7 @@ class Watchdog:
         self.errors = 0
         self._sock: socket.socket | None = None
         self._task: asyncio.Task[None] | None = None
-        self._rng = random.Random()
+        self._rng = random.Random()  # jitter of the pet interval, not a secret # nosec B311
 
     def _address(self) -> str | bytes:
         path = self.socket_path

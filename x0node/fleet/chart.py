@@ -185,10 +185,11 @@ def _daemon_config(text: str, what: str) -> list[str]:
     import tempfile
 
     from x0node.daemon import config as cfg
+    from x0node.io.atomicfile import write_atomic
 
     with tempfile.TemporaryDirectory() as tmp:
         path = pathlib.Path(tmp) / "config.toml"
-        path.write_text(text)
+        write_atomic(path, text.encode(), 0o644)
         try:
             cfg.load(path, data_dir=tmp)
         except cfg.ConfigError as exc:

@@ -127,7 +127,9 @@ def cmd_chart(args: argparse.Namespace) -> int:
     text = chart.dump(docs)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "manifests.yaml").write_text(text)
+        from x0node.io.atomicfile import write_atomic
+
+        write_atomic(args.out / "manifests.yaml", text.encode(), 0o644)
     else:
         sys.stdout.write(text)
     for p in problems:

@@ -150,7 +150,7 @@ class HealingService:
         self.prober: Any = None
         self.probes_off: str | None = None
         self._ctx: Any = None
-        self._rng = random.Random(config["seed"])
+        self._rng = random.Random(config["seed"])  # the engine's seeded decisions and jitter, not a secret # nosec B311
         self._tasks: list[asyncio.Task[None]] = []
         self._actions: set[asyncio.Task[None]] = set()
         self._sub: Any = None

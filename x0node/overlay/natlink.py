@@ -31,13 +31,14 @@ from typing import Any
 from x0node.daemon.config import ConfigError
 from x0node.overlay.punch import MAX_NAT_DATAGRAM_BYTES, NatConfig, NatCore, normalise
 from x0node.proto.identity import Identity
+from x0node.proto.protocol import NAT_UDP_PORT
 from x0node.proto.trust import TrustStore
 
 log = logging.getLogger("x0node.overlay.nat")
 
 DEFAULTS: dict[str, Any] = {
     "enabled": True,
-    "listen": "0.0.0.0:6719",
+    "listen": f"0.0.0.0:{NAT_UDP_PORT}",
     "rendezvous": [],
     "serve": True,
     "interface": "x0nat",

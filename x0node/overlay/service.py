@@ -8,7 +8,7 @@ events (bus topic "overlay") and `/metrics`.
     cipher = "auto"                # AES-256-GCM with AES instructions, else ChaCha20-Poly1305; or either
     mtu = 60000                    # of the TUN device; see docs/overlay.md for the trade-off
     ifname = "x0ov"
-    port = 6718                    # UDP port of sealed datagrams between mesh addresses
+    port = 6721                    # UDP port of sealed datagrams between mesh addresses
     table = 6465                   # routing table of the overlay routes
     rule_priority = 990            # our rules use six priorities from here, all below kernel.rule_priority
     fwmark = 0x6b14                # mark of the overlay's own socket
@@ -30,7 +30,7 @@ from typing import Any
 
 from x0node.daemon.config import ConfigError
 from x0node.overlay import handshake as hs
-from x0node.proto.protocol import MESH_ULA_PREFIX
+from x0node.proto.protocol import MESH_ULA_PREFIX, OVERLAY_UDP_PORT
 
 log = logging.getLogger("x0node.overlay")
 
@@ -42,7 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "cipher": "auto",
     "mtu": 60000,
     "ifname": "x0ov",
-    "port": 6718,
+    "port": OVERLAY_UDP_PORT,
     "table": 6465,
     "rule_priority": 990,
     "fwmark": 0x6B14,

@@ -29,13 +29,14 @@ from typing import Any
 from x0node.daemon.config import ConfigError
 from x0node.io.atomicfile import write_atomic
 from x0node.overlay import yggdrasil_plan as plan
+from x0node.proto.protocol import YGGDRASIL_TCP_PORT
 
 log = logging.getLogger("x0node.overlay.yggdrasil")
 
 DEFAULTS: dict[str, Any] = {
     "enabled": True,
     "binary": "/usr/sbin/yggdrasil",
-    "port": 6720,
+    "port": YGGDRASIL_TCP_PORT,
     "ifname": "ygg0",
     "mtu": 65535,
     "reconcile_s": 2.0,
@@ -123,7 +124,7 @@ class ManagedYggdrasil:
         self.errors = 0
         self._last_start_s = -1e18
         self._task: asyncio.Task | None = None
-        self._rng = random.Random()
+        self._rng = random.Random()  # restart backoff jitter, not a secret # nosec B311
 
     async def start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)

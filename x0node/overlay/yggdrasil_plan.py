@@ -21,10 +21,11 @@ Rules and invariants:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from x0node.proto.identity import mesh_address_of
+from x0node.proto.views import NeighbourView
 
 MAX_ADMIN_BYTES = 1 << 20
 MAX_PEERS = 256
@@ -56,12 +57,13 @@ def allowed_keys(nodes: Iterable[tuple[bytes, bytes]], revoked: frozenset[bytes]
     return frozenset(pk for nid, pk in nodes if nid not in revoked and len(pk) == 32)
 
 
-def desired_peers(neighbours: Iterable[Mapping[str, Any]], port: int) -> set[str]:
-    """Peering URIs of the neighbours that are up: their mesh address (derived from the node id)."""
+def desired_peers(neighbours: Iterable[NeighbourView], port: int) -> set[str]:
+    """Peering URIs of the neighbours that are up (the router's read model): their mesh address (derived
+    from the node id)."""
     out = set()
     for n in neighbours:
-        nid = n.get("node_id")
-        if n.get("state") != "up" or not isinstance(nid, str) or not re.fullmatch(r"[0-9a-f]{32}", nid):
+        nid = n.node_id
+        if n.state != "up" or not re.fullmatch(r"[0-9a-f]{32}", nid):
             continue
         out.add(f"tcp://[{mesh_address_of(bytes.fromhex(nid))}]:{port}")
     return out

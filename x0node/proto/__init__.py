@@ -1,6 +1,7 @@
 """x0node routing core (sans-I/O). Public entry points:
 
-- `Router`, `RouterConfig`, `Outgoing` (router.py) - the aggregate the daemon drives
+- `Router`, `RouterConfig`, `Outgoing` (router.py) - the coordinator the daemon drives
+- the read model (views.py): frozen views of neighbours, routes, nodes, topology, drops and stats
 - `Identity` (identity.py), `TrustStore`, `TrustAnchor`, `Certificate`, `RevocationList` (trust.py)
 - `RouteChange` (rib.py), events (events.py), constants (protocol.py), key files (keyfile.py)
 

@@ -63,7 +63,10 @@ def cmd_sign(args: argparse.Namespace) -> int:
         if len(pk) != 32:
             return _err("--public-key must be 32 bytes")
     not_after = 0 if args.days == 0 else int(time.time() + args.days * 86400)
-    cert = anchor.certify(pk, Role[args.role.upper()], not_after)
+    try:
+        cert = anchor.certify(pk, Role[args.role.upper()], not_after, tuple(args.prefix))
+    except ValueError as exc:
+        return _err(f"--prefix: {exc}")
     keyfile.save_certificate(args.out, cert)
     print(
         json.dumps(
@@ -71,6 +74,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
                 "node_id": node_id_of(pk).hex(),
                 "role": args.role,
                 "not_after": not_after,
+                "prefixes": list(cert.prefixes),
                 "cert": str(args.out),
             }
         )
@@ -110,6 +114,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             "mesh_address": mesh_address_of(cert.node_id),
             "role": Role(cert.role).name.lower(),
             "not_after": cert.not_after,
+            "prefixes": list(cert.prefixes),
         }
         if args.anchor_pub:
             store = TrustStore([keyfile.load_anchor_public(args.anchor_pub)])
@@ -160,7 +165,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # noqa: SLF001
     who = s.add_mutually_exclusive_group(required=True)
     who.add_argument("--node-key", type=P, help="node key file whose public key to certify")
     who.add_argument("--public-key", help="node public key (64 hex digits)")
-    s.add_argument("--role", choices=[r.name.lower() for r in Role], default="node")
+    s.add_argument("--role", choices=[r.name.lower() for r in Role], default="node",
+                   help="gateway: may also announce the default route ::/0 (default: node)")
+    s.add_argument("--prefix", action="append", default=[], metavar="PREFIX",
+                   help="IPv6 prefix the node may announce (it and its more-specifics); repeat, at most 8")
     s.add_argument("--days", type=float, default=365.0, help="validity in days (0 = no expiry)")
     s.add_argument("--out", type=P, required=True, help="certificate file to write")
     s.set_defaults(func=_guard(cmd_sign))

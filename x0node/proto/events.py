@@ -1,7 +1,8 @@
 """Events the core reports (pulled with Router.next_event()): for logs, the UI and self-healing.
 
 Rules: frozen dataclasses, JSON-ready through `as_dict`, node ids as hex strings, times in the core's
-monotonic seconds.
+monotonic seconds. Every event follows authenticated input or a local fact (a timer, a carrier
+change, a kernel refusal); refused input is only counted (Router.drops()), never an event.
 """
 
 from __future__ import annotations
@@ -45,6 +46,16 @@ class RoutesChanged(Event):
 
 
 @dataclass(frozen=True)
+class RouteRefused(Event):
+    """The route table (the kernel) refused a route change; the route is not claimed as installed."""
+
+    op: str
+    dest: str
+    ifname: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class NodeJoined(Event):
     node_id: str
     mesh_address: str
@@ -54,13 +65,6 @@ class NodeJoined(Event):
 class NodeLeft(Event):
     node_id: str
     reason: str  # "withdraw" | "unreachable" | "revoked" | "aged"
-
-
-@dataclass(frozen=True)
-class MessageDropped(Event):
-    reason: str
-    ifname: str
-    src: str
 
 
 @dataclass(frozen=True)

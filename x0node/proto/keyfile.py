@@ -4,7 +4,8 @@ daemon at start and by `x0node keys`).
 Formats (text, one header line then hex):
 - node key:        "x0node-node-key v1" + 32-byte Ed25519 seed          (file mode 0600)
 - trust anchor:    "x0node-anchor-key v1" + 32-byte Ed25519 seed        (file mode 0600)
-- certificate:     "x0node-cert v1" + certificate bytes (trust.py)
+- certificate:     "x0node-cert v2" + certificate bytes (trust.py; v2 lists granted prefixes, a v1
+                   file is refused with a request to sign the key again)
 - revocation list: "x0node-crl v1" + revocation list bytes (trust.py)
 - anchor public:   "x0node-anchor-pub v1" + 32-byte public key
 
@@ -28,7 +29,8 @@ MAX_KEY_FILE_BYTES = 200_000
 NODE_KEY_HEADER = "x0node-node-key v1"
 ANCHOR_KEY_HEADER = "x0node-anchor-key v1"
 ANCHOR_PUB_HEADER = "x0node-anchor-pub v1"
-CERT_HEADER = "x0node-cert v1"
+CERT_HEADER = "x0node-cert v2"
+OLD_HEADERS = {"x0node-cert v1": "a certificate of the format before prefix grants: sign the node key again (x0node keys sign)"}
 CRL_HEADER = "x0node-crl v1"
 
 
@@ -56,6 +58,8 @@ def _read(path: pathlib.Path, header: str, secret: bool) -> bytes:
     except (OSError, UnicodeDecodeError) as exc:
         raise KeyFileError(f"{path}: {exc}") from exc
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if lines and lines[0] in OLD_HEADERS:
+        raise KeyFileError(f"{path}: {OLD_HEADERS[lines[0]]}")
     if len(lines) != 2 or lines[0] != header:
         raise KeyFileError(f"{path}: not a '{header}' file")
     try:

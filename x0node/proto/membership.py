@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from x0node.proto.identity import mesh_address_of
 from x0node.proto.protocol import DEAD_NODE_TIMEOUT_S, MAX_LSAS
 
 
@@ -28,20 +27,6 @@ class NodeRecord:
     unreachable_since_s: float | None = None
     metric: float | None = None
     hops: int | None = None
-
-    def health(self) -> str:
-        return "reachable" if self.reachable else "unreachable"
-
-    def view(self, now: float) -> dict:
-        return {
-            "node_id": self.node_id.hex(),
-            "mesh_address": mesh_address_of(self.node_id),
-            "role": self.role,
-            "health": self.health(),
-            "metric": self.metric,
-            "joined_s_ago": round(now - self.joined_s, 3),
-            "last_lsa_s_ago": round(now - self.last_lsa_s, 3),
-        }
 
 
 class Membership:

@@ -8,25 +8,30 @@ rejected; there are no optional fields, so trailing bytes reject the message too
 | 1    | HELLO     | Ed25519 of the sender (credential inside)| neighbours    |
 | 2    | KEEPALIVE | 12-byte keyed BLAKE2b per receiver       | liveness, RTT, loss |
 | 3    | LSA       | Ed25519 of the origin (credential inside)| LSDB          |
-| 4    | ACK       | Ed25519 of the sender (key known from HELLO) | flooding   |
+| 4    | ACK       | 12-byte keyed BLAKE2b, pairwise session key | flooding |
 | 5    | WITHDRAW  | Ed25519 of the origin (key known from its LSA) | LSDB     |
 
 Rules:
 - Signed messages: signature (64 bytes) last, over b"x0node-msg-v1\\0" + everything before it.
 - Decoding checks structure and bounds only (plus: no duplicate neighbour ids in a HELLO or LSA); `decode` never verifies signatures (the receiver does that
   with the key it trusts before anything touches state). `decode` raises only DecodeError.
-- Keepalive entry MAC input: b"x0node-ka-v1\\0" + sender id + receiver id + the 9 header bytes + the
-  entry's echo fields; so an entry cannot be replayed towards another receiver or reflected back.
+- Keepalive entry MAC input: b"x0node-ka-v2\\0" + sender id + receiver id + the full 32-bit control
+  sequence number (the header carries its low 16 bits) + the 9 header bytes + the entry's echo fields;
+  so an entry cannot be replayed towards another receiver, reflected back, or replayed once the 16-bit
+  number has wrapped.
+- ACK MAC input: b"x0node-ack-v1\\0" + sender id + receiver id + the ACK's bytes before the MAC, keyed
+  with the pairwise key of the current session: an ACK counts only from the neighbour's current
+  session (one captured in an earlier session no longer verifies), and costs no signature.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 from dataclasses import dataclass, field
 
 from x0node.proto.identity import Identity, node_id_of
+from x0node.proto.prefixes import read_prefix, write_prefix
 from x0node.proto.protocol import (
     MAC_BYTES,
     MAX_ACK_ENTRIES,
@@ -56,7 +61,8 @@ MESSAGE_TYPES = {
 }
 
 _SIG_DOMAIN = b"x0node-msg-v1\x00"
-_KA_DOMAIN = b"x0node-ka-v1\x00"
+_KA_DOMAIN = b"x0node-ka-v2\x00"
+_ACK_DOMAIN = b"x0node-ack-v1\x00"
 KEEPALIVE_HEADER_BYTES = 9
 KEEPALIVE_ENTRY_BYTES = 4 + 2 + MAC_BYTES
 
@@ -105,7 +111,7 @@ class KeepaliveEntry:
 
 @dataclass(frozen=True)
 class Keepalive:
-    seq: int  # u16
+    seq: int  # u16: the low 16 bits of the sender interface's control sequence number
     ts_ms: int
     entries: tuple[KeepaliveEntry, ...]
 
@@ -124,20 +130,22 @@ def keepalive_header(seq: int, ts_ms: int, count: int) -> bytes:
 
 
 def keepalive_mac_ok(
-    key: bytes, sender: bytes, receiver: bytes, header: bytes, entry: KeepaliveEntry
+    key: bytes, sender: bytes, receiver: bytes, seq: int, header: bytes, entry: KeepaliveEntry
 ) -> bool:
-    """Does the entry's MAC verify? (constant-time comparison)"""
-    expected = keepalive_mac(key, sender, receiver, header, entry.echo_ts_ms, entry.echo_delay_ms)
+    """Does the entry's MAC verify for the full sequence number `seq`? (constant-time comparison)"""
+    expected = keepalive_mac(key, sender, receiver, seq, header, entry.echo_ts_ms, entry.echo_delay_ms)
     return hmac.compare_digest(expected, entry.mac)
 
 
 def keepalive_mac(
-    key: bytes, sender: bytes, receiver: bytes, header: bytes, echo_ts_ms: int, echo_delay_ms: int
+    key: bytes, sender: bytes, receiver: bytes, seq: int, header: bytes, echo_ts_ms: int, echo_delay_ms: int
 ) -> bytes:
+    """MAC of one keepalive entry; `seq` is the full 32-bit control sequence number."""
     data = (
         _KA_DOMAIN
         + sender
         + receiver
+        + seq.to_bytes(4, "big")
         + header
         + echo_ts_ms.to_bytes(4, "big")
         + echo_delay_ms.to_bytes(2, "big")
@@ -167,8 +175,7 @@ class Lsa:
             w.raw(link.node_id, NODE_ID_BYTES).u16(link.cost).u8(link.quality)
         w.u8(len(self.prefixes))
         for p in self.prefixes:
-            net = ipaddress.ip_network(p)
-            w.u8(net.version).u8(net.prefixlen).raw(net.network_address.packed)
+            write_prefix(w, p)
         return w.bytes()
 
     @property
@@ -182,13 +189,31 @@ class Ack:
     sender: bytes
     seq: int
     entries: tuple[tuple[bytes, int], ...]  # (origin, lsa seq)
-    signature: bytes = field(default=b"", compare=False)
+    mac: bytes = field(default=b"", compare=False)
 
     def body(self) -> bytes:
         w = _header(T_ACK).raw(self.sender, NODE_ID_BYTES).u32(self.seq).u8(len(self.entries))
         for origin, s in self.entries:
             w.raw(origin, NODE_ID_BYTES).u32(s)
         return w.bytes()
+
+    def encode(self) -> bytes:
+        return self.body() + self.mac
+
+
+def _ack_mac(key: bytes, sender: bytes, receiver: bytes, body: bytes) -> bytes:
+    return hashlib.blake2b(_ACK_DOMAIN + sender + receiver + body, key=key, digest_size=MAC_BYTES).digest()
+
+
+def seal_ack(ack: Ack, key: bytes, receiver: bytes) -> bytes:
+    """Our ACK to `receiver` as a datagram, with the MAC under our pairwise session key."""
+    body = ack.body()
+    return body + _ack_mac(key, ack.sender, receiver, body)
+
+
+def ack_mac_ok(key: bytes, sender: bytes, receiver: bytes, ack: Ack) -> bool:
+    """Did `sender`, in the session keyed `key`, send this ACK to `receiver`? (constant-time)"""
+    return hmac.compare_digest(_ack_mac(key, sender, receiver, ack.body()), ack.mac)
 
 
 # -------------------------------------------------------------------------------------- WITHDRAW
@@ -203,7 +228,7 @@ class Withdraw:
 
 
 Message = Hello | Keepalive | Lsa | Ack | Withdraw
-Signed = Hello | Lsa | Ack | Withdraw
+Signed = Hello | Lsa | Withdraw
 
 
 def signed_payload(body: bytes) -> bytes:
@@ -221,27 +246,9 @@ def sign(msg: Signed, identity: Identity) -> bytes:
 
 def encode(msg: Message) -> bytes:
     """Encode a decoded (already signed) message back to bytes."""
-    if isinstance(msg, Keepalive):
+    if isinstance(msg, Keepalive | Ack):
         return msg.encode()
     return msg.body() + msg.signature
-
-
-def _prefix(r: Reader) -> str:
-    fam = r.u8()
-    plen = r.u8()
-    if fam == 6:
-        raw, maxlen = r.raw(16), 128
-    elif fam == 4:
-        raw, maxlen = r.raw(4), 32
-    else:
-        raise DecodeError("unknown address family")
-    if plen > maxlen:
-        raise DecodeError("bad prefix length")
-    try:
-        net = ipaddress.ip_network((raw, plen), strict=True)
-    except ValueError as exc:
-        raise DecodeError("host bits set in prefix") from exc
-    return str(net)
 
 
 def decode(data: bytes) -> Message:
@@ -283,7 +290,7 @@ def decode(data: bytes) -> Message:
         if len({ln.node_id for ln in links}) != len(links):
             raise DecodeError("duplicate link")
         m = r.count(MAX_LSA_PREFIXES)
-        prefixes = tuple(_prefix(r) for _ in range(m))
+        prefixes = tuple(read_prefix(r) for _ in range(m))
         sig = r.raw(SIGNATURE_BYTES)
         r.end()
         return Lsa(cred, seq, tuple(links), prefixes, sig)
@@ -291,9 +298,9 @@ def decode(data: bytes) -> Message:
         sender, seq = r.raw(NODE_ID_BYTES), r.u32()
         n = r.count(MAX_ACK_ENTRIES)
         entries = tuple((r.raw(NODE_ID_BYTES), r.u32()) for _ in range(n))
-        sig = r.raw(SIGNATURE_BYTES)
+        mac = r.raw(MAC_BYTES)
         r.end()
-        return Ack(sender, seq, entries, sig)
+        return Ack(sender, seq, entries, mac)
     if t == T_WITHDRAW:
         origin, seq = r.raw(NODE_ID_BYTES), r.u32()
         sig = r.raw(SIGNATURE_BYTES)
@@ -320,7 +327,9 @@ __all__ = [
     "Withdraw",
     "decode",
     "encode",
+    "ack_mac_ok",
     "keepalive_mac",
     "node_id_of",
+    "seal_ack",
     "sign",
 ]

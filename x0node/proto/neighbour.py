@@ -6,6 +6,14 @@ Rules:
   our pairwise key verifies (which it can only compute after verifying our HELLO).
 - The pairwise key binds both session epochs; a HELLO with a new epoch resets the session (keepalive
   replay window, key, RTT) but keeps the measurements of the link.
+- Control sequence numbers (one 32-bit counter per sender interface, shared by its HELLOs and
+  keepalives) are never accepted twice under one key: a keepalive carries only the low 16 bits, and
+  `full_seq` extends them to the 32-bit number nearest to the highest one seen (`ka_ref`, seeded by the
+  signed HELLO); the keepalive MAC covers the full number, so a keepalive captured 2^15 or more
+  keepalives ago no longer verifies. The sender rekeys (new epoch) before its counter reaches half the
+  32-bit space, so the window's serial comparison never wraps under one key.
+- A keepalive's timestamp must advance like our own clock since the last one accepted, within
+  KEEPALIVE_CLOCK_TOLERANCE_S (`clock_ok`): a datagram held back and let go later is refused.
 - Dead when nothing authenticated arrived for (HELLO_MISSED_DEAD + 0.5) x the neighbour's announced
   keepalive interval (UP) or for NEIGHBOUR_HOLD_FULL_HELLOS x the full-hello interval (INIT).
 - RTT is an EWMA of echo samples: now - echoed timestamp - the peer's holding delay (ms, mod 2^32);
@@ -18,8 +26,9 @@ Rules:
 - Every accepted RTT sample is also counted in a fixed-bucket histogram (`rtt_hist`, upper bounds
   RTT_HISTOGRAM_BOUNDS_MS, last slot above them) with its sum, exported as `mesh_latency_seconds`;
   the counts only grow while the neighbour exists.
-- Loss is an EWMA over keepalive sequence numbers (weight 1/LOSS_EWMA_PACKETS per expected packet):
-  every gap in the sequence counts its missing numbers as lost; reordered packets do not count.
+- Loss is an EWMA over the control sequence numbers (weight 1/LOSS_EWMA_PACKETS per expected packet,
+  HELLOs and keepalives alike): every gap in the sequence counts its missing numbers as lost;
+  reordered packets do not count.
 - The advertised (class, cost) changes at most once per MIN_COST_CHANGE_INTERVAL_S. The cost changes
   only when the measured one moved by more than COST_HYSTERESIS_FRACTION (urgent: re-advertised at
   once). The class has a band of CLASS_UPGRADE_MARGIN (0.8): a better class is taken only if loss
@@ -37,6 +46,7 @@ from dataclasses import dataclass, field
 
 from x0node.proto.protocol import (
     COST_HYSTERESIS_FRACTION,
+    KEEPALIVE_CLOCK_TOLERANCE_S,
     LOSS_EWMA_PACKETS,
     MIN_COST_CHANGE_INTERVAL_S,
     REPLAY_WINDOW,
@@ -56,6 +66,7 @@ CHANGE_CLASS = 1
 CHANGE_COST = 2
 MAX_COUNTED_GAP = 1000
 TS_MOD = 1 << 32
+SEQ_MOD = 1 << 32
 
 
 class NeighbourState(enum.Enum):
@@ -89,7 +100,8 @@ class Neighbour:
     throughput_bps: float | None = None
     rtt_hist: list[int] = field(default_factory=lambda: [0] * (len(RTT_HISTOGRAM_BOUNDS_MS) + 1))
     rtt_hist_sum_ms: float = 0.0
-    ka_window: ReplayWindow = field(default_factory=lambda: ReplayWindow(REPLAY_WINDOW, 16))
+    ka_window: ReplayWindow = field(default_factory=lambda: ReplayWindow(REPLAY_WINDOW, 32))
+    ka_ref: int | None = None  # highest control sequence number seen from it (32 bits)
     ack_window: ReplayWindow = field(default_factory=lambda: ReplayWindow(REPLAY_WINDOW, 32))
     ka_first_seq: int | None = None
     ka_last_seq: int | None = None
@@ -104,12 +116,38 @@ class Neighbour:
     def reset_session(self, epoch: int, key: bytes) -> None:
         self.epoch = epoch
         self.key = key
-        self.ka_window = ReplayWindow(REPLAY_WINDOW, 16)
+        self.ka_window = ReplayWindow(REPLAY_WINDOW, 32)
+        self.ka_ref = None
         self.ack_window = ReplayWindow(REPLAY_WINDOW, 32)
         self.ka_first_seq = None
         self.ka_last_seq = None
         self.ka_received = 0
         self.peer_ts_ms = 0
+
+    def rekeyed(self, key: bytes) -> None:
+        """We changed our epoch: a new key, so a new keepalive window (the peer's counter goes on)."""
+        self.key = key
+        self.ka_window = ReplayWindow(REPLAY_WINDOW, 32)
+        self.ack_window = ReplayWindow(REPLAY_WINDOW, 32)
+
+    def full_seq(self, low16: int) -> int:
+        """The 32-bit control sequence number whose low 16 bits are `low16`, nearest the highest seen."""
+        if self.ka_ref is None:
+            return low16
+        return (self.ka_ref + seq_diff(low16, self.ka_ref & 0xFFFF, 16)) % SEQ_MOD
+
+    def control_seen(self, seq: int) -> None:
+        """An authenticated HELLO or keepalive carried control sequence number `seq` (32 bits)."""
+        if self.ka_ref is None or seq_diff(seq, self.ka_ref, 32) > 0:
+            self.ka_ref = seq
+        self.keepalive_seen(seq)
+
+    def clock_ok(self, ts_ms: int, now: float) -> bool:
+        """Does the peer's timestamp advance like our clock since the last one we accepted?"""
+        if not self.peer_ts_ms:
+            return True
+        advance_ms = seq_diff(ts_ms, self.peer_ts_ms, 32)
+        return abs(advance_ms - (now - self.peer_ts_rx_s) * 1000.0) <= KEEPALIVE_CLOCK_TOLERANCE_S * 1000.0
 
     def heard(self, now: float, peer_ts_ms: int) -> None:
         self.last_rx_s = now
@@ -136,13 +174,13 @@ class Neighbour:
         return min(self.rtt_samples) if self.rtt_samples else self.rtt_ms
 
     def keepalive_seen(self, seq: int) -> None:
-        """Account a keepalive (already accepted by the replay window) in the loss estimate."""
+        """Account a control packet (already accepted) in the loss estimate."""
         if self.ka_first_seq is None:
             self.ka_first_seq = seq
         self.ka_received += 1
         keep = 1.0 - 1.0 / LOSS_EWMA_PACKETS
         if self.ka_last_seq is not None:
-            gap = seq_diff(seq, self.ka_last_seq, 16)
+            gap = seq_diff(seq, self.ka_last_seq, 32)
             if gap <= 0:
                 return  # reordered: already counted as lost, leave it
             lost = min(gap - 1, MAX_COUNTED_GAP)
@@ -201,18 +239,3 @@ class Neighbour:
             self.adv_quality, self.adv_changed_s = q, now
             return CHANGE_CLASS
         return CHANGE_NONE
-
-    def view(self, now: float) -> dict:
-        return {
-            "ifname": self.ifname,
-            "node_id": self.node_id.hex(),
-            "address": self.address,
-            "state": self.state.value,
-            "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 3),
-            "loss": round(self.loss(), 4),
-            "throughput_bps": self.throughput_bps,
-            "quality": self.adv_quality.name,
-            "cost": self.adv_cost,
-            "last_heard_s_ago": round(max(0.0, now - self.last_rx_s), 3),
-            "up_for_s": None if self.up_since_s is None else round(now - self.up_since_s, 3),
-        }

@@ -14,6 +14,14 @@ from __future__ import annotations
 # --- addressing -----------------------------------------------------------------------------------------
 MESH_UDP_PORT = 6717
 """UDP port of the routing protocol on every mesh interface (hellos, LSAs, ACKs, WITHDRAWs)."""
+STATE_UDP_PORT = 6718
+"""UDP port of mesh-state gossip between neighbours (link-local, x0node/state/)."""
+NAT_UDP_PORT = 6719
+"""UDP port of NAT-traversal links (rendezvous, punching, relay; x0node/overlay/natlink.py)."""
+YGGDRASIL_TCP_PORT = 6720
+"""TCP port the managed yggdrasil peers on between mesh addresses (x0node/overlay/yggdrasil.py)."""
+OVERLAY_UDP_PORT = 6721
+"""UDP port of end-to-end sealed datagrams between mesh addresses (x0node/overlay/datapath.py)."""
 MESH_MCAST_GROUP = "ff02::7830:6b14"
 """Link-local multicast group hellos and first-time floods are sent to."""
 MESH_ULA_PREFIX = "fd78:3074:6b14::/48"
@@ -25,8 +33,9 @@ IPV6_UDP_HEADER_BYTES = 48
 """IPv6 (40) + UDP (8) header bytes per datagram, used in traffic arithmetic."""
 
 # --- wire ----------------------------------------------------------------------------------------------
-WIRE_VERSION = 2
-"""2: keepalive entry MACs are 12 bytes (version 1 had 16)."""
+WIRE_VERSION = 3
+"""3: keepalive MACs cover the full 32-bit sequence number, ACKs carry a session MAC, certificates
+list the prefixes they grant (2: keepalive entry MACs are 12 bytes; 1 had 16)."""
 MAX_DATAGRAM_BYTES = 1232
 """Largest datagram we send or accept: IPv6 minimum MTU 1280 minus IPv6+UDP headers."""
 NODE_ID_BYTES = 16
@@ -54,6 +63,13 @@ LOSS_EWMA_PACKETS = 128
 """Loss is an exponentially weighted average with weight 1/this per expected keepalive (~13 s)."""
 REPLAY_WINDOW = 64
 """Width (in sequence numbers) of every replay window."""
+REKEY_SEQ = (1 << 31) - (1 << 16)
+"""A node takes a new session epoch (new pairwise keys) before any interface's 32-bit control
+sequence number gets here: well before half the space, so no number is used twice under one key and
+serial comparison never wraps (at the fastest keepalive interval, 10 ms, after about 248 days)."""
+KEEPALIVE_CLOCK_TOLERANCE_S = 10.0
+"""A keepalive's timestamp may differ by this much from where the last accepted one plus our elapsed
+time puts it (both daemons' scheduling delays, up to the loop-lag grace, fit well inside)."""
 MAX_NEIGHBOURS_PER_INTERFACE = 32
 MAX_NEIGHBOURS = 128
 MAX_INTERFACES = 16

@@ -8,7 +8,11 @@ Rules:
   newer; it is bounded by MAX_REVOKED_NODES.
 - Every signature has its own domain-separation prefix so that no signed object can be replayed as
   another kind.
-- Certificate encoding: role u8, not_after u64 (unix seconds, 0 = never), public key 32, signature 64.
+- A certificate grants its node the right to announce the prefixes it lists (at most
+  MAX_CERT_PREFIXES, IPv6 the mesh can route) and, with the gateway role, the default route: see
+  ownership.py for how grants decide who may announce what.
+- Certificate encoding (version 2): role u8, not_after u64 (unix seconds, 0 = never), public key 32,
+  n u8, n x prefix (prefixes.py), signature 64 over "x0node-cert-v2\\0" + everything before it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass, field
 import nacl.signing
 
 from x0node.proto.identity import node_id_of, verify
+from x0node.proto.prefixes import normalise, read_prefix, write_prefix
 from x0node.proto.protocol import PUBLIC_KEY_BYTES, SIGNATURE_BYTES
 from x0node.proto.wire import DecodeError, Reader, Writer
 
@@ -26,9 +31,9 @@ MAX_TRUST_ANCHORS = 4
 MAX_ALLOWED_KEYS = 4096
 MAX_REVOKED_NODES = 4096
 MAX_CRL_BYTES = 16 + MAX_REVOKED_NODES * 16 + SIGNATURE_BYTES
-CERT_BODY_BYTES = 1 + 8 + PUBLIC_KEY_BYTES
-CERT_BYTES = CERT_BODY_BYTES + SIGNATURE_BYTES
-_CERT_DOMAIN = b"x0node-cert-v1\x00"
+MAX_CERT_PREFIXES = 8
+"""Prefixes one certificate may grant (as many as one LSA announces)."""
+_CERT_DOMAIN = b"x0node-cert-v2\x00"
 _CRL_DOMAIN = b"x0node-crl-v1\x00"
 
 CRED_RAW_KEY = 0
@@ -41,15 +46,23 @@ class Role(enum.IntEnum):
     ADMIN = 3
 
 
+def _cert_body(role: int, not_after: int, public_key: bytes, prefixes: tuple[str, ...]) -> bytes:
+    w = Writer().u8(role).u64(not_after).raw(public_key, PUBLIC_KEY_BYTES).u8(len(prefixes))
+    for p in prefixes:
+        write_prefix(w, p)
+    return w.bytes()
+
+
 @dataclass(frozen=True)
 class Certificate:
     role: int
     not_after: int
     public_key: bytes
     signature: bytes
+    prefixes: tuple[str, ...] = ()  # granted to the node (normalised IPv6 prefixes)
 
     def body(self) -> bytes:
-        return Writer().u8(self.role).u64(self.not_after).raw(self.public_key, PUBLIC_KEY_BYTES).bytes()
+        return _cert_body(self.role, self.not_after, self.public_key, self.prefixes)
 
     def encode(self) -> bytes:
         return self.body() + self.signature
@@ -61,8 +74,11 @@ class Certificate:
             raise DecodeError("unknown role")
         not_after = r.u64()
         pk = r.raw(PUBLIC_KEY_BYTES)
+        prefixes = tuple(read_prefix(r) for _ in range(r.count(MAX_CERT_PREFIXES)))
+        if len(set(prefixes)) != len(prefixes):
+            raise DecodeError("duplicate prefix")
         sig = r.raw(SIGNATURE_BYTES)
-        return cls(role, not_after, pk, sig)
+        return cls(role, not_after, pk, sig, prefixes)
 
     @classmethod
     def decode(cls, data: bytes) -> Certificate:
@@ -148,10 +164,17 @@ class TrustAnchor:
     def seed(self) -> bytes:
         return bytes(self._sk)
 
-    def certify(self, public_key: bytes, role: int = Role.NODE, not_after: int = 0) -> Certificate:
-        body = Writer().u8(int(role)).u64(not_after).raw(public_key, PUBLIC_KEY_BYTES).bytes()
+    def certify(
+        self, public_key: bytes, role: int = Role.NODE, not_after: int = 0, prefixes: tuple[str, ...] = ()
+    ) -> Certificate:
+        """A certificate for `public_key`; `prefixes` are granted to the node (ValueError for more than
+        MAX_CERT_PREFIXES, duplicates, or space the mesh never routes)."""
+        grant = tuple(normalise(p) for p in prefixes)
+        if len(grant) > MAX_CERT_PREFIXES or len(set(grant)) != len(grant):
+            raise ValueError(f"at most {MAX_CERT_PREFIXES} different prefixes")
+        body = _cert_body(int(role), not_after, public_key, grant)
         sig = self._sk.sign(_CERT_DOMAIN + body).signature
-        return Certificate(int(role), not_after, public_key, sig)
+        return Certificate(int(role), not_after, public_key, sig, grant)
 
     def revoke(self, node_ids: list[bytes], serial: int, issued_at: int) -> RevocationList:
         if len(node_ids) > MAX_REVOKED_NODES:
@@ -204,13 +227,14 @@ class TrustStore:
     def is_revoked(self, node_id: bytes) -> bool:
         return node_id in self.revoked
 
-    def update_revocations(self, crl: RevocationList) -> bool:
-        """Install a newer signed revocation list. Returns True if installed."""
+    def install_revocations(self, crl: RevocationList) -> str | None:
+        """Install a newer signed revocation list. None if installed, else why not: "bad_signature"
+        (no trust anchor signed it) or "not_newer" (its serial is not above the one in force)."""
         msg = _CRL_DOMAIN + crl.body()
         if not any(verify(a, msg, crl.signature) for a in self.anchors):
-            return False
+            return "bad_signature"
         if self.crl_serial is not None and crl.serial <= self.crl_serial:
-            return False
+            return "not_newer"
         self.revoked = frozenset(crl.revoked)
         self.crl_serial = crl.serial
-        return True
+        return None

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import struct
 
+from x0node.errors import DecodeError
 from x0node.proto.protocol import MAX_DATAGRAM_BYTES
 
-
-class DecodeError(Exception):
-    """Bytes from outside do not form a valid message. Remote fault: drop and count."""
+__all__ = ["DecodeError", "Reader", "Writer"]
 
 
 _U16 = struct.Struct(">H")

@@ -41,7 +41,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from x0node.proto.identity import Identity, verify
-from x0node.proto.protocol import IPV6_UDP_HEADER_BYTES, MAX_DATAGRAM_BYTES, NODE_ID_BYTES, SIGNATURE_BYTES
+from x0node.proto.protocol import (
+    IPV6_UDP_HEADER_BYTES,
+    MAX_DATAGRAM_BYTES,
+    NODE_ID_BYTES,
+    SIGNATURE_BYTES,
+    STATE_UDP_PORT,  # noqa: F401 - re-exported for the service and tests
+)
 from x0node.proto.seqno import ReplayWindow
 from x0node.proto.trust import Credential, TrustStore
 from x0node.proto.wire import DecodeError, Reader, Writer
@@ -63,8 +69,6 @@ from x0node.state.record import (
 from x0node.state.store import Store, decode_snapshot
 from x0node.state.trickle import Trickle
 
-STATE_UDP_PORT = 6718
-"""UDP port of the state gossip on every mesh interface (apart from the routing port)."""
 STATE_MCAST_GROUP = "ff02::7830:6b15"
 MSG_VERSION = 1
 T_DIGEST, T_VECTOR, T_DELTA = 1, 2, 3

@@ -8,7 +8,7 @@ Rules:
 - The list in force is the verified one with the highest serial among every origin's record: serials
   decide, not write times, so a stale list republished later never undoes a newer one.
 - Verification never touches the live TrustStore (the router installs the list itself, through
-  `Router.update_revocations`, which is what removes adjacencies and routes).
+  `Router.apply_revocations`, which is what removes adjacencies and routes).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def verify_crl(trust: TrustStore, data: bytes) -> RevocationList | None:
     except DecodeError:
         return None
     scratch = TrustStore(anchors=list(trust.anchors))
-    return crl if scratch.update_revocations(crl) else None
+    return crl if scratch.install_revocations(crl) is None else None
 
 
 def validator(trust: TrustStore):  # noqa: ANN201 - returns a gossip Validator

@@ -12,7 +12,7 @@ Rules and invariants:
   changes learnt from peers are written at most PERSIST_DELAY_S later. A damaged store is moved aside,
   counted (`store_corrupt`), and rebuilt from the peers.
 - Revocations: whenever the newest verified CRL in the state is newer than the router's, it is handed to
-  `Router.update_revocations(crl, now)`, then `ctx.wake()`, then origins it revokes are purged here.
+  `Router.apply_revocations(crl, now)`, then `ctx.wake()`, then origins it revokes are purged here.
 - Settings: a change of a key listed in `mesh_settings` (bus event ConfigChanged) is written to the
   state; a winner from the state that differs from the config is applied through `ctx.set_config`, one
   key at a time (a refused value is counted and left alone).
@@ -70,8 +70,8 @@ def router_neighbours(router: Any) -> list[Neighbour]:
     """The routing core's UP neighbours. The only read of the router: switch to its read model here."""
     out = []
     for v in router.neighbours():
-        if v.get("state") == "up" and v.get("address"):
-            out.append(Neighbour(v["ifname"], bytes.fromhex(v["node_id"]), v["address"]))
+        if v.state == "up" and v.addr:
+            out.append(Neighbour(v.ifname, bytes.fromhex(v.node_id), v.addr))
     return out
 
 
@@ -108,7 +108,7 @@ class StateService:
         router = ctx.router
         now = self.now()
         trust = router.trust
-        self.gossip = Gossip(router.identity, trust, random.Random(int.from_bytes(os.urandom(8), "big")), now,
+        self.gossip = Gossip(router.identity, trust, random.Random(int.from_bytes(os.urandom(8), "big")), now,  # gossip timer jitter, seeded from os.urandom; not a secret # nosec B311
                              validators={revocations.CRL_NS: revocations.validator(trust),
                                          settings.SETTINGS_NS: settings.validator})
         self.gossip.set_wall_clock(time.time(), now)
@@ -229,7 +229,7 @@ class StateService:
         assert self.gossip is not None
         resync = self.now() + WALL_CLOCK_RESYNC_S
         while True:
-            await asyncio.sleep(NEIGHBOUR_POLL_S * random.uniform(0.75, 1.25))
+            await asyncio.sleep(NEIGHBOUR_POLL_S * random.uniform(0.75, 1.25))  # poll jitter, not a secret # nosec B311
             now = self.now()
             try:
                 nbrs = router_neighbours(self.ctx.router)
@@ -283,7 +283,7 @@ class StateService:
         crl = revocations.best(self.gossip.store, trust)
         if crl is None or (trust.crl_serial is not None and crl.serial <= trust.crl_serial):
             return
-        if self.ctx.router.update_revocations(crl, now):
+        if self.ctx.router.apply_revocations(crl, now) is None:
             self.crl_applied_wall = time.time()
             self.counters["crl_applied"] += 1
             self.ctx.wake()

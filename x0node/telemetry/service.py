@@ -7,7 +7,7 @@ Rules and invariants:
 - XDP is attached to the daemon's mesh interfaces (ctx.interfaces); interfaces that are missing at
   start are retried at every poll; the mode used (native/generic) is reported per interface;
 - every kernel read happens in a worker thread (asyncio.to_thread), on a jittered interval
-  (INTERVAL_JITTER, design rule 7); /metrics scrapes only read the last snapshot;
+  (+-25 %, x0node.proto.timers.jittered, design rule 7); /metrics scrapes only read the last snapshot;
 - counts that identify a remote (per-peer) leave the node only through `snapshot.release_peers`
   (Laplace noise when epsilon is set); interface and TCP totals are this node's own aggregates;
 - stop detaches everything and removes pinned maps (loader.BpfObject.close).
@@ -23,13 +23,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from x0node.proto.timers import jittered
 from x0node.telemetry import counters, privacy, snapshot
 from x0node.telemetry.loader import DEFAULT_PIN_ROOT, XDP_MODES
 
 log = logging.getLogger("x0node.telemetry")
 
 INTERVAL_S_MIN, INTERVAL_S_MAX = 0.2, 3600.0
-INTERVAL_JITTER = 0.25
 PEERS_MAX_LIMIT = 256
 DEFAULTS: dict[str, Any] = {
     "enabled": True,
@@ -346,7 +346,7 @@ class TelemetryService:
     async def _poll_loop(self) -> None:
         base = self.cfg["interval_s"]
         while True:
-            await asyncio.sleep(base * (1 + self.rng.uniform(-INTERVAL_JITTER, INTERVAL_JITTER)))
+            await asyncio.sleep(jittered(base, self.rng))
             try:
                 self.last = await asyncio.to_thread(self._read)
             except Exception:  # noqa: BLE001 - a failed read must not end telemetry

@@ -74,14 +74,14 @@ def evp_bytes_to_key(password: bytes, key_len: int) -> bytes:
     out = b""
     prev = b""
     while len(out) < key_len:
-        prev = hashlib.md5(prev + password).digest()
+        prev = hashlib.md5(prev + password).digest()  # EVP_BytesToKey(MD5) is SIP004's password-to-key derivation (interop) # nosec B324
         out += prev
     return out[:key_len]
 
 
 def hkdf_sha1_subkey(key: bytes, salt: bytes) -> bytes:
     """SIP004 session subkey: HKDF-SHA1 over the master key with the random salt."""
-    return HKDF(algorithm=hashes.SHA1(), length=len(key), salt=salt, info=SS_SUBKEY_INFO).derive(key)
+    return HKDF(algorithm=hashes.SHA1(), length=len(key), salt=salt, info=SS_SUBKEY_INFO).derive(key)  # HKDF-SHA1 is SIP004's session subkey derivation (interop) # nosec B303
 
 
 def blake3_subkey(psk: bytes, salt: bytes, length: int | None = None) -> bytes:

@@ -7,22 +7,9 @@ Adapters catch `RemoteError` only, and react to all of them the same way on the 
 
 from __future__ import annotations
 
+from x0node.errors import DecodeError, RemoteError
 
-class RemoteError(Exception):
-    """Bad input from the network. `reason` is a stable label for counters."""
-
-    reason = "remote"
-
-    def __init__(self, message: str = "", reason: str | None = None) -> None:
-        super().__init__(message or self.reason)
-        if reason is not None:
-            self.reason = reason
-
-
-class DecodeError(RemoteError):
-    """Malformed or unauthenticated bytes (AEAD tag failure, bad length, bad address...)."""
-
-    reason = "decode"
+__all__ = ["DecodeError", "RemoteError", "ReplayError"]
 
 
 class ReplayError(RemoteError):

@@ -643,7 +643,7 @@ class _NatEntry(asyncio.DatagramProtocol):
                 ip = ipaddress.ip_address(infos[0][4][0])
             tr = self.transports.get(ip.version)
             if tr is None:
-                local = ("::", 0) if ip.version == 6 else ("0.0.0.0", 0)
+                local = ("::", 0) if ip.version == 6 else ("0.0.0.0", 0)  # wildcard source of the relay's outbound UDP socket # nosec B104
                 tr, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=local)
                 if self.closed:
                     tr.close()

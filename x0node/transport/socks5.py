@@ -52,7 +52,7 @@ def parse_request(buf: bytes | bytearray) -> tuple[int, Address, int] | None:
 
 
 def reply(rep: int, bind: Address | None = None) -> bytes:
-    b = bind or Address("0.0.0.0", 0)
+    b = bind or Address("0.0.0.0", 0)  # the unspecified address of a SOCKS5 reply (RFC 1928 section 6), not a bind # nosec B104
     return bytes((VERSION, rep, 0)) + encode_address(b.host, b.port)
 
 

@@ -53,9 +53,9 @@ def connect(proxy: tuple[str, int], host: str, port: int, timeout: float = 10.0)
 class UdpAssociation:
     def __init__(self, proxy: tuple[str, int], timeout: float = 10.0) -> None:
         self.ctrl = _greet(proxy, timeout)
-        self.ctrl.sendall(b"\x05\x03\x00" + Address("0.0.0.0", 0).encode())
+        self.ctrl.sendall(b"\x05\x03\x00" + Address("0.0.0.0", 0).encode())  # RFC 1928 UDP ASSOCIATE with an unspecified client address, not a bind # nosec B104
         relay = _read_reply(self.ctrl)
-        host = proxy[0] if relay.host in ("0.0.0.0", "::") else relay.host
+        host = proxy[0] if relay.host in ("0.0.0.0", "::") else relay.host  # a comparison, not a bind # nosec B104
         self.relay = (host, relay.port)
         self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.settimeout(timeout)

@@ -170,7 +170,7 @@ class Link:
 
     async def _keepalive(self) -> None:
         while not self.closed:
-            await asyncio.sleep(KEEPALIVE_S * random.uniform(0.75, 1.25))
+            await asyncio.sleep(KEEPALIVE_S * random.uniform(0.75, 1.25))  # keepalive jitter, not a secret # nosec B311
             if time.monotonic() - self.last_rx > DEAD_AFTER_S:
                 self.stats["dead_link"] += 1
                 self.close()
@@ -411,7 +411,7 @@ class TunnelClient:
                 log.info("tunnel dial failed: %s", exc)
             if time.monotonic() - started > 30:
                 backoff = RECONNECT_MIN_S
-            await asyncio.sleep(backoff * random.uniform(0.75, 1.25))
+            await asyncio.sleep(backoff * random.uniform(0.75, 1.25))  # redial backoff jitter, not a secret # nosec B311
             backoff = min(RECONNECT_MAX_S, backoff * 2)
 
     async def _dial_once(self) -> None:

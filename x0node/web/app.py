@@ -55,7 +55,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from x0node import __version__
 from x0node.io.atomicfile import storage_full, write_atomic
 from x0node.io.peer import source_key
-from x0node.web import openapi, view_shapes
+from x0node.web import firmware, openapi
 from x0node.web.config import WebConfig
 from x0node.web.credentials import Credentials, PasswordPolicyError, check_policy
 from x0node.web.host_stats import HostStats
@@ -94,11 +94,12 @@ SERVER_NAME = "x0node"
 # holds everything else, and turning the UI off from the UI would lock its user out. They are
 # changed in the config file, on the console. A section name alone means every key of it.
 WEB_READ_ONLY = frozenset({"trust", "kernel", "node.data_dir", "web.enabled",
-                           "web.tls_cert", "web.tls_key"})  # a missing certificate file stops the UI
+                           "web.tls_cert", "web.tls_key",  # a missing certificate file stops the UI
+                           "web.http_port"})  # a port in use there stops the UI too
 # Keys whose values are secrets (a tunnel's pre-shared key): replaced in every answer.
 SECRET_KEYS = frozenset({"password", "psk", "secret", "private_key"})
-SECRET_PLACEHOLDER = "(secret, not shown)"
-PAGES = ("/", "/neighbours", "/routes", "/topology", "/events", "/settings")
+SECRET_PLACEHOLDER = "(secret, not shown)"  # shown instead of a secret; not one # nosec B105
+PAGES = ("/", "/neighbours", "/routes", "/topology", "/events", "/settings", "/firmware")
 ANONYMOUS_ROUTES = frozenset({"login_page", "setup_page", "auth_state", "auth_login", "auth_setup", "static"})
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
        "manifest-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -525,7 +526,7 @@ async def auth_state(request: web.Request) -> web.StreamResponse:
     st: WebState = request.app[K_STATE]
     session = session_of(request)
     if session is not None:
-        return json_response({"password_set": True, "authenticated": True, "csrf_token": session.csrf})
+        return json_response({"password_set": True, "authenticated": True, "csrf_token": session.csrf})  # a JSON key name, not a password # nosec B105
     token = request.cookies.get(PRE_CSRF_COOKIE)
     if not token or len(token) > 128:
         token = secrets.token_urlsafe(32)
@@ -696,7 +697,7 @@ async def auth_password(request: web.Request) -> web.StreamResponse:
 # ---- node API ---------------------------------------------------------------------------------------
 
 def _status(st: WebState) -> dict[str, Any]:
-    data = view_shapes.status(st.provider.status())
+    data = dict(st.provider.status())
     data.setdefault("version", __version__)
     if any(data.get(k) is None for k in ("cpu_percent", "mem_used_bytes", "mem_total_bytes")):
         for k, v in st.host.sample().items():  # the provider may leave machine figures to us
@@ -707,9 +708,8 @@ def _status(st: WebState) -> dict[str, Any]:
 
 def _view(request: web.Request, name: str) -> web.Response:
     st: WebState = request.app[K_STATE]
-    get = {"status": lambda: _status(st), "neighbours": lambda: view_shapes.neighbours(st.provider.neighbours()),
-           "routes": lambda: view_shapes.routes(st.provider.routes()),
-           "topology": lambda: view_shapes.topology(st.provider.topology())}[name]
+    get = {"status": lambda: _status(st), "neighbours": st.provider.neighbours, "routes": st.provider.routes,
+           "topology": st.provider.topology}[name]
     return web.Response(body=st.view_bytes(name, get), content_type="application/json")
 
 
@@ -883,10 +883,9 @@ async def api_stream(request: web.Request) -> web.StreamResponse:
                 await resp.write(b"event: logout\ndata: {}\n\n")
                 break
             views: dict[str, Callable[[], Any]] = {
-                "status": lambda: _status(st), "neighbours": lambda: view_shapes.neighbours(st.provider.neighbours())}
+                "status": lambda: _status(st), "neighbours": st.provider.neighbours}
             if tick % STREAM_HEAVY_EVERY == 0:
-                views.update(routes=lambda: view_shapes.routes(st.provider.routes()),
-                             topology=lambda: view_shapes.topology(st.provider.topology()))
+                views.update(routes=st.provider.routes, topology=st.provider.topology)
             for name, get in views.items():
                 text = json.dumps(get(), separators=(",", ":"))
                 if last.get(name) != text:
@@ -958,5 +957,6 @@ def create_app(provider: NodeStateProvider, web_config: WebConfig | dict[str, An
     r.add_get("/api/v1/stream", api_stream, name="stream")
     r.add_get("/api/v1/openapi.json", api_openapi, name="openapi")
     r.add_get("/metrics", metrics, name="metrics")
+    firmware.add_routes(r)
     app.on_shutdown.append(_on_shutdown)
     return app

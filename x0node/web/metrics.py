@@ -5,6 +5,8 @@ Names follow the original system description where they apply (`http_requests_to
 `node_uptime_seconds`); our own are prefixed `x0node_`.
 
 Rules:
+- This is the one collector of node state: every family about the routing core (drops by reason,
+  routes, LSDB, SPF, the core's counters) is produced here from the provider, under the `x0node_` prefix.
 - Node state is never cached here: `NodeStateCollector.collect()` asks the provider on each scrape, so
   a scrape always shows the router's current counters.
 - Label values are bounded: `endpoint` is the matched route template (or "unmatched"), never the raw
@@ -39,7 +41,6 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessColl
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from x0node.web import view_shapes
 from x0node.web.provider import NodeStateProvider
 
 log = logging.getLogger(__name__)
@@ -117,9 +118,9 @@ class NodeStateCollector(Collector):
         yield from families
 
     def _families(self) -> Iterator[Metric]:
-        status = view_shapes.status(self.provider.status())
-        neighbours = view_shapes.neighbours(self.provider.neighbours())
-        stats = view_shapes.stats(self.provider.stats())
+        status = self.provider.status()
+        neighbours = self.provider.neighbours()
+        stats = self.provider.stats()
         node_id = str(status.get("node_id", ""))
 
         peers = GaugeMetricFamily("mesh_peers_count", "Neighbours currently up")
@@ -130,18 +131,25 @@ class NodeStateCollector(Collector):
         yield from self._nodes(status, node_id)
         yield from self._credentials(stats.get("credential_checks"))
 
-        drops = CounterMetricFamily("x0node_packets_dropped", "Received routing packets dropped, by reason",
-                                    labels=["reason"])
-        raw_drops = stats.get("drops")
-        if isinstance(raw_drops, dict):
-            for reason, count in sorted(raw_drops.items()):
-                drops.add_metric([str(reason)], _num(count))
-        yield drops
+        yield _by_reason("x0node_packets_dropped", "Received routing packets dropped, by reason", stats.get("drops"))
+        if "route_refusals" in stats:
+            yield _by_reason("x0node_route_refusals", "Route changes the kernel refused, by reason",
+                             stats["route_refusals"])
 
         for family, name, doc, key in ROUTER_STAT_FAMILIES:
             metric = family(name, doc)
             metric.add_metric([], _num(stats.get(key)))
             yield metric
+        if "retransmit_queue" in stats:
+            queue = GaugeMetricFamily("x0node_retransmit_queue", "LSAs waiting for acknowledgement")
+            queue.add_metric([], _num(stats["retransmit_queue"]))
+            yield queue
+        counters = stats.get("counters")
+        if isinstance(counters, dict):
+            for name, value in sorted(counters.items()):
+                metric = CounterMetricFamily(f"x0node_core_{name}", f"Routing core counter {name}")
+                metric.add_metric([], _num(value))
+                yield metric
 
         for name, doc, key in HOST_FAMILIES:
             if isinstance(status.get(key), int | float):
@@ -168,7 +176,7 @@ class NodeStateCollector(Collector):
         return lat
 
     def _nodes(self, status: dict[str, Any], node_id: str) -> Iterator[Metric]:
-        topo = view_shapes.topology(self.provider.topology())
+        topo = self.provider.topology()
         health = GaugeMetricFamily("node_health_status", "1 ok, 0.5 degraded, 0 down or unreachable, per known node",
                                    labels=["node_id"])
         uptime = GaugeMetricFamily("node_uptime_seconds", "This daemon's uptime; for other nodes the seconds "
@@ -212,3 +220,11 @@ class NodeStateCollector(Collector):
             if reason != "ok":
                 bad.add_metric([str(reason)], _num(count))
         yield bad
+
+
+def _by_reason(name: str, doc: str, counts: Any) -> Metric:
+    family = CounterMetricFamily(name, doc, labels=["reason"])
+    if isinstance(counts, dict):
+        for reason, count in sorted(counts.items()):
+            family.add_metric([str(reason)], _num(count))
+    return family

@@ -72,6 +72,8 @@ E400 = _json(_ref("Error"), "Malformed or invalid request; nothing was changed")
 E413 = _json(_ref("Error"), "Request body too large")
 E415 = _json(_ref("Error"), "Request body is not application/json")
 E429 = _json(_ref("Error"), "Too many failed attempts; see Retry-After")
+FIRMWARE_ERRORS = {"404": _json(_ref("Error"), "Not running from a built image"),
+                   "503": _json(_ref("Error"), "The image's bill of materials is unusable")}
 CSRF_PARAM = {"name": "X-CSRF-Token", "in": "header", "required": True, "schema": STR,
               "description": "The csrf_token from /api/v1/auth/state (or from login/setup)"}
 
@@ -156,6 +158,20 @@ def document(version: str) -> dict[str, Any]:
             "responses": {"200": {"description": "text/event-stream",
                                   "content": {"text/event-stream": {"schema": {"type": "string"}}}},
                           "400": E400, "401": E401, "503": _json(_ref("Error"), "Too many streams open")}}},
+        "/api/v1/firmware": _get(
+            "The image this device runs and its bill of materials (Debian packages, Python distributions, licences)",
+            {"type": "object", "required": ["name", "version", "components"],
+             "properties": {"name": STR, "version": STR, "built": STR, "board": STR,
+                            "sources": {"type": "array", "items": STR}, "counts": {"type": "object"},
+                            "components": {"type": "array", "items": {
+                                "type": "object", "properties": {"name": STR, "version": STR, "kind": STR,
+                                                                 "licenses": {"type": "array", "items": STR}}}}}},
+            extra=FIRMWARE_ERRORS),
+        "/api/v1/firmware/sbom": {"get": {
+            "summary": "The image's bill of materials as built (CycloneDX 1.5 JSON)",
+            "responses": {"200": {"description": "CycloneDX JSON",
+                                  "content": {"application/vnd.cyclonedx+json": {"schema": {"type": "object"}}}},
+                          "401": E401, **FIRMWARE_ERRORS}}},
         "/api/v1/openapi.json": {"get": {"summary": "This document",
                                          "responses": {"200": _json({"type": "object"}, "OpenAPI 3.0"),
                                                        "401": E401}}},

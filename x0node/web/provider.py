@@ -21,27 +21,24 @@ Shapes (keys the UI and the OpenAPI document rely on; extra keys are allowed and
 - route: dest ("addr/len"), via, ifname, metric, node_id (origin, may be None)
 - topology: {"nodes": [{node_id, name, mesh_addr, self}], "links": [{a, b, cost, quality}]}
 - event: seq, time (unix seconds), kind, message, detail (dict)
-- stats: drops ({reason: count}), routes, lsdb_size, spf_runs, spf_seconds_total
+- stats: drops ({reason: count}), routes, lsdb_size, spf_runs, spf_seconds_total; optionally
+  route_refusals ({reason: count}), counters ({name: count}), retransmit_queue
 Quality classes are "excellent", "good", "fair", "poor", "bad" or "unknown" (the core's classes).
-`x0node.web.view_shapes` also accepts the core's own key spellings (see there).
+The daemon's provider returns the routing core's read model (x0node/proto/views.py), whose field
+names are these.
 """
 
 from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
+from x0node.errors import ConfigError
+
+__all__ = ["EVENTS_LIMIT_MAX", "HEALTH_STATES", "QUALITY_CLASSES", "ConfigError", "NodeStateProvider"]
+
 QUALITY_CLASSES: tuple[str, ...] = ("excellent", "good", "fair", "poor", "bad", "unknown")
 HEALTH_STATES: tuple[str, ...] = ("ok", "degraded", "down")
 EVENTS_LIMIT_MAX = 500
-
-
-class ConfigError(ValueError):
-    """A rejected configuration change. `key` is the dotted path of the offending setting."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}")
-        self.key = key
-        self.message = message
 
 
 @runtime_checkable

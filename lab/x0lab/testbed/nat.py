@@ -35,9 +35,10 @@ from typing import Any
 from x0lab.testbed import provision
 from x0lab.testbed.bed import READY_RE
 from x0lab.testbed.command import sh
+from x0node.proto.protocol import NAT_UDP_PORT
 
 _counter = itertools.count()
-NAT_PORT = 6719
+NAT_PORT = NAT_UDP_PORT
 RENDEZVOUS_ADDR = "198.51.100.1"
 NAT_KINDS = ("port-preserving", "symmetric")
 LINK_UP_RE = re.compile(r"NatLinkUp node=(\S+) path=(\S+)(?: setup_s=(\S+))?")

@@ -2,6 +2,7 @@
 import { authState, get, patch, post, ApiError } from "./api.js";
 import { h, fmtDuration, fmtBytes, fmtRate, fmtNum, fmtTime, shortId, qualityBadge } from "./dom.js";
 import { drawTopology, QUALITY_COLOURS } from "./topology.js";
+import { firmwareView } from "./firmware.js";
 
 const state = { status: null, neighbours: [], routes: [], topology: { nodes: [], links: [] }, events: [], lastSeq: 0 };
 const EVENTS_KEPT = 200;
@@ -15,6 +16,7 @@ const DEPENDS = {
   "/topology": ["topology"],
   "/events": ["events"],
   "/settings": [],
+  "/firmware": [],
 };
 
 function table(headers, rows, empty) {
@@ -105,6 +107,7 @@ const VIEWS = {
   },
   "/events": () => [h("section", { class: "card" }, h("h2", {}, "Events"), eventList(state.events, EVENTS_KEPT))],
   "/settings": () => settingsView(),
+  "/firmware": () => firmwareView(),
 };
 
 function settingsView() {

@@ -1,0 +1,129 @@
+"""The device firewall on real nftables: a router namespace with the board's port names (eth0 LAN, eth1
+mesh, eth2 of no role) loads the ruleset firewall.py makes from the image's policy and a daemon config,
+real listeners run on the UI, routing and tunnel ports, and peers on each side probe them.
+
+Regression for the exposure finding: before the firewall, the UI answered on every port and the routing
+port's datagrams from a LAN reached the kernel; now the UI answers only on the LAN side (mesh only with
+web_on_mesh), the routing port only on mesh ports, and what is refused is counted by role."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from image.board import load_board
+from image.overlay import firewall_policy
+from tests.integration.netns import run
+from tests.unit.rootfs_modules import DEVICE_LIB
+
+PROBE_TIMEOUT_S = 1.5
+LINKS = {"lan": ("eth0", "fd00:f1::"), "mesh": ("eth1", "fd00:f2::"), "other": ("eth2", "fd00:f3::")}
+SERVER = """
+import socket, sys, threading
+def tcp(port):
+    s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("::", port)); s.listen(16)
+    while True:
+        c, _ = s.accept(); c.close()
+for p in (443, 80, 8443):
+    threading.Thread(target=tcp, args=(p,), daemon=True).start()
+u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); u.bind(("::", 6717))
+print("ready", flush=True)
+while True:
+    data, addr = u.recvfrom(2048)
+    print(data.decode(), flush=True)
+"""
+TCP_PROBE = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])).close(); print("open")
+except OSError as e:
+    print(type(e).__name__)
+"""
+UDP_PROBE = "import socket,sys; socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).sendto(sys.argv[3].encode(), (sys.argv[1], int(sys.argv[2])))"
+
+
+@pytest.fixture
+def router(namespaces, tmp_path):
+    r = namespaces.add()
+    peers = {}
+    for role, (ifname, net) in LINKS.items():
+        p = namespaces.add()
+        namespaces.veth(r, p, ifname, "p0")
+        run("ip", "addr", "add", f"{net}1/64", "dev", ifname, "nodad", ns=r)
+        run("ip", "addr", "add", f"{net}2/64", "dev", "p0", "nodad", ns=p)
+        peers[role] = p
+    policy = tmp_path / "firewall.json"
+    policy.write_text(json.dumps(firewall_policy(load_board("x86_64"))))
+    config = tmp_path / "config.toml"
+    config.write_text(f'[node]\ndata_dir = "{tmp_path}"\ninterfaces = ["eth1"]\n'
+                      '[web]\nlisten = "::"\nport = 443\nhttp_port = 80\n'
+                      '[transport]\n[[transport.tunnels]]\nrole = "server"\nlisten = "[::]:8443"\ntap = "x0t0"\n'
+                      'password = "unused"\n')
+    server = subprocess.Popen(["ip", "netns", "exec", r, sys.executable, "-u", "-c", SERVER],
+                              stdout=subprocess.PIPE, text=True)
+    assert server.stdout.readline().strip() == "ready"
+
+    def load(device_policy: pathlib.Path | None = None) -> str:
+        out = tmp_path / "firewall.nft"
+        args = [sys.executable, str(DEVICE_LIB / "firewall.py"), "--policy", str(policy), "--config", str(config),
+                "--out", str(out), "--load", "--device-policy", str(device_policy or tmp_path / "absent.toml")]
+        # as on the image, which has no /etc/protocols or /etc/services: nft must not need name lookups
+        script = ("mount --bind /dev/null /etc/protocols && mount --bind /dev/null /etc/services && "
+                  'exec ip netns exec "$0" "$@"')
+        proc = run("unshare", "-m", "--propagation", "private", "sh", "-c", script, r, *args, check=False)
+        assert proc.returncode == 0, proc.stderr
+        return out.read_text()
+
+    yield r, peers, load, server
+    server.kill()
+    server.wait()
+
+
+def _tcp(ns: str, addr: str, port: int) -> str:
+    return run(sys.executable, "-c", TCP_PROBE, addr, str(port), str(PROBE_TIMEOUT_S), ns=ns).stdout.strip()
+
+
+def _counter(ns: str, name: str) -> int:
+    out = run("nft", "-j", "list", "counter", "inet", "x0tta6bl4", name, ns=ns).stdout
+    return next(o["counter"]["packets"] for o in json.loads(out)["nftables"] if "counter" in o)
+
+
+def _router_addr(role: str) -> str:
+    return f"{LINKS[role][1]}1"
+
+
+def test_ui_only_on_lan_routing_port_only_on_mesh(router, tmp_path) -> None:
+    r, peers, load, server = router
+    # without the firewall (the image before the fix), the UI answers on every side
+    assert _tcp(peers["mesh"], _router_addr("mesh"), 443) == "open"
+    load()
+    assert _tcp(peers["lan"], _router_addr("lan"), 443) == "open"
+    assert _tcp(peers["lan"], _router_addr("lan"), 80) == "open"
+    for role in ("mesh", "other"):
+        assert _tcp(peers[role], _router_addr(role), 443) == "TimeoutError", role  # dropped, not refused
+        # nor through the router's LAN address from the wrong side
+        assert _tcp(peers[role], _router_addr("lan"), 443) in ("TimeoutError", "OSError"), role
+    assert _counter(r, "drop_mesh") >= 1 and _counter(r, "drop_other") >= 1
+    # tunnel servers are open on every side (authenticated, probe-resistant)
+    assert _tcp(peers["other"], _router_addr("other"), 8443) == "open"
+
+    # the routing port: mesh datagrams arrive, LAN datagrams are dropped and counted
+    before = _counter(r, "drop_lan")
+    run(sys.executable, "-c", UDP_PROBE, _router_addr("lan"), "6717", "from-lan", ns=peers["lan"])
+    run(sys.executable, "-c", UDP_PROBE, _router_addr("mesh"), "6717", "from-mesh", ns=peers["mesh"])
+    assert server.stdout.readline().strip() == "from-mesh"
+    assert _counter(r, "drop_lan") == before + 1
+    # ICMPv6 (neighbour discovery and echo) works on a mesh port
+    assert run("ping", "-6", "-c", "1", "-W", "2", _router_addr("mesh"), ns=peers["mesh"], check=False).returncode == 0
+
+    # configured: the UI on mesh ports too
+    device = tmp_path / "firewall.toml"
+    device.write_text("web_on_mesh = true\n")
+    load(device)
+    assert _tcp(peers["mesh"], _router_addr("mesh"), 443) == "open"
+    assert _tcp(peers["other"], _router_addr("other"), 443) == "TimeoutError"
