@@ -4,8 +4,9 @@
     podman pull oci:out/container/x86_64/oci:x0node     # or any OCI runtime / registry push (skopeo)
 
 Rules and invariants:
-- The root is the one a router boots: the pipeline's own steps bootstrap -> install -> overlay -> trim
-  (image/pipeline.py, the same functions and caches), run in a work directory of their own
+- The root is the one a router boots: the pipeline's own steps up to trim (bootstrap -> install ->
+  overlay -> sbom -> trim; image/pipeline.py, the same functions, caches and package lock; the SBOM
+  stays in the root), run in a work directory of their own
   (build/container/<board>/), so a container build never touches an image build's work directory. This
   module adds one step after them and changes none of theirs.
 - The layer leaves out what only a booted machine uses: /boot and /lib/modules (the host's kernel runs a
@@ -30,7 +31,8 @@ import time
 from image import pipeline
 from image.board import REPO_ROOT, BoardError, load_board
 
-ROOT_STEPS = ("bootstrap", "install", "overlay", "trim")
+# the pipeline's steps up to and including trim (bootstrap, install, overlay, sbom, trim today)
+ROOT_STEPS = tuple(list(pipeline.STEPS)[: list(pipeline.STEPS).index("trim") + 1])
 LEFT_OUT = ("boot", "lib/modules", "usr/lib/modules")
 TAG = "x0node"
 ENTRYPOINT = ["/usr/bin/x0node"]
@@ -39,13 +41,9 @@ OCI_ARCH = {"amd64": "amd64", "arm64": "arm64"}
 
 
 def context(board_name: str) -> pipeline.Context:
-    pipeline._sbin_on_path()
-    board = load_board(board_name)
-    work = REPO_ROOT / "build" / "container" / board.name
-    out = REPO_ROOT / "out" / "container" / board.name
-    work.mkdir(parents=True, exist_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    return pipeline.Context(board=board, work=work, out=out, version=pipeline.image_version())
+    name = load_board(board_name).name
+    return pipeline.make_context(board_name, work=REPO_ROOT / "build" / "container" / name,
+                                 out=REPO_ROOT / "out" / "container" / name)
 
 
 def _run(cmd: list[str], log: pathlib.Path) -> None:

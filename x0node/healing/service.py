@@ -130,10 +130,26 @@ def _call(obj: Any, name: str, default: Any) -> Any:
 
 def read_router(router: Any, self_id: str, transitions: Mapping[tuple[str, str], int],
                 drops: ParseDrops | None = None) -> RoutingObs:
-    """The routing core as the healing loop sees it. Today: the router's JSON-ready views. This is the
-    one function the typed read model replaces."""
-    obs, _ = routing_from_views(self_id, _call(router, "neighbours", []), _call(router, "routes", []),
-                                _call(router, "topology", {}), _call(router, "stats", {}), transitions, drops)
+    """The routing core as the healing loop sees it: the core's typed read model (x0node/proto/views.py)
+    in the shapes the observation parser reads (its key names predate the read model)."""
+    import dataclasses
+
+    def plain(v: Any) -> Any:
+        return dataclasses.asdict(v) if dataclasses.is_dataclass(v) and not isinstance(v, type) else v
+
+    neighbours = [{**n, "address": n.get("address", n.get("addr"))} for n in map(plain, _call(router, "neighbours", ()))
+                  if isinstance(n, dict)]
+    routes = [{**r, "origin": r.get("origin", r.get("node_id"))} for r in map(plain, _call(router, "routes", ())) if isinstance(r, dict)]
+    topo = plain(_call(router, "topology", {}))
+    topo = topo if isinstance(topo, dict) else {}
+    topo = {"nodes": [{**n, "mesh_address": n.get("mesh_address", n.get("mesh_addr"))}
+                      for n in topo.get("nodes", ()) if isinstance(n, dict)],
+            "edges": list(topo.get("edges", topo.get("links", ())))}
+    stats = plain(_call(router, "stats", {}))
+    stats = stats if isinstance(stats, dict) else {}
+    if isinstance(stats.get("interfaces"), list | tuple):
+        stats = {**stats, "interfaces": {i["name"]: {"up": i["up"]} for i in stats["interfaces"] if isinstance(i, dict)}}
+    obs, _ = routing_from_views(self_id, neighbours, routes, topo, stats, transitions, drops)
     return obs
 
 
