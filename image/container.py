@@ -30,6 +30,7 @@ import time
 
 from image import pipeline
 from image.board import REPO_ROOT, BoardError, load_board
+from x0node.proto.protocol import MESH_UDP_PORT
 
 # the pipeline's steps up to and including trim (bootstrap, install, overlay, sbom, trim today)
 ROOT_STEPS = tuple(list(pipeline.STEPS)[: list(pipeline.STEPS).index("trim") + 1])
@@ -77,7 +78,7 @@ def pack(ctx: pipeline.Context) -> dict:
               "--config.workingdir", "/", "--config.env", "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
               "--config.stopsignal", "SIGTERM", "--config.label", f"org.opencontainers.image.version={ctx.version}",
               "--config.label", "org.opencontainers.image.title=x0node", "--config.volume", "/data",
-              "--config.exposedports", "6696/udp", "--config.exposedports", "8080/tcp", "--clear", "config.entrypoint"]
+              "--config.exposedports", f"{MESH_UDP_PORT}/udp", "--config.exposedports", "8080/tcp", "--clear", "config.entrypoint"]
     for word in ENTRYPOINT:
         config += ["--config.entrypoint", word]
     for word in CMD:

@@ -1,7 +1,9 @@
 """The container node: built from the image pipeline's root filesystem without a daemon (umoci), run with
-podman in the namespace of a testbed node next to namespace nodes, it joins the mesh: its neighbour
-routes to it, the far node pings its mesh address, and the routers' metrics list it as reachable. The
-compose file's provisioning script runs in the same image and certifies its nodes (node-3 a gateway)."""
+podman in the namespace of a testbed node next to namespace nodes, it joins the mesh as a gateway (its
+certificate's role, announcing the default route): its neighbour routes to it, the far node pings its
+mesh address and has its default route through the mesh, and the routers' metrics list it as a
+reachable gateway. The compose file's provisioning script runs in the same image and certifies its
+nodes (node-3 a gateway)."""
 
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ def test_container_node_joins_a_namespace_mesh(tmp_path):
     try:
         bed.start_all(exclude=(3,))  # nodes 1 and 2 in namespaces; node 3 is the container
         node = bed.nodes[3]
-        cfg = bed.write_x0node_config(node)
+        cfg = _as_gateway(bed, node)
         subprocess.run(podman.run_node(image, name, node.ns, cfg, tmp_path / "bed" / "n3"), check=True,
                        capture_output=True, timeout=300)
         deadline = time.monotonic() + JOIN_TIMEOUT_S
@@ -51,6 +53,12 @@ def test_container_node_joins_a_namespace_mesh(tmp_path):
         assert re.search(r"[12] received", ping), ping
         metrics = bed.exec(1, "curl", "-sS", "--max-time", "10", "-g", f"http://[{bed.nodes[2].mesh_addr}]:8080/metrics")
         assert f'node_health_status{{node_id="{node.node_id}"}} 1.0' in metrics
+        assert f'mesh_addr="{node.mesh_addr}",node_id="{node.node_id}",role="gateway"' in metrics
+        deadline = time.monotonic() + JOIN_TIMEOUT_S
+        while "default" not in (default := bed.exec(1, "ip", "-6", "route", "show", "table", "all", "default",
+                                                     check=False)) and time.monotonic() < deadline:
+            time.sleep(1.0)
+        assert "default via fe80::" in default and "proto" in default, default  # the gateway's ::/0, through node 2
         # it is the container's daemon: the process runs in the image's root, not the host's tree
         top = subprocess.run([*podman.base(), "top", name, "args"], capture_output=True, text=True, timeout=60).stdout
         assert "/usr/bin/x0node run --config" in top or "x0node run --config" in top, top
@@ -59,6 +67,27 @@ def test_container_node_joins_a_namespace_mesh(tmp_path):
         podman.remove(name)
         subprocess.run([*podman.base(), "rmi", "-f", image], capture_output=True, timeout=300)
         bed.down()
+
+
+def _as_gateway(bed, node):  # type: ignore[no-untyped-def]
+    """Certify the node as a gateway and let it announce the default route (docs/routing.md)."""
+    import pathlib
+    import tomllib
+
+    from x0lab.testbed import provision
+    from x0node.daemon.config import dump_toml
+    from x0node.io.atomicfile import write_atomic
+    from x0node.proto.keyfile import save_certificate
+
+    data = pathlib.Path(node.data_dir)
+    anchor = provision.mesh_anchor(bed.run_dir)
+    identity = load_node_key(data / "node.key")
+    save_certificate(data / "node.cert", anchor.certify(identity.public_key, role=Role.GATEWAY))
+    cfg = bed.write_x0node_config(node)
+    doc = tomllib.loads(cfg.read_text())
+    doc["node"]["prefixes"] = ["::/0"]
+    write_atomic(cfg, dump_toml(doc).encode(), 0o644)
+    return cfg
 
 
 def _provisioning_script_certifies_the_compose_nodes(image: str, root):  # type: ignore[no-untyped-def]

@@ -41,6 +41,9 @@ def test_problems_are_found() -> None:
     unknown = copy.deepcopy(docs)
     unknown[-1]["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
     assert any("imagePullPolicyy" in p for p in chart.validate(unknown))
+    wrong_port = copy.deepcopy(docs)
+    wrong_port[-1]["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = 6696
+    assert any("mesh port" in p for p in chart.validate(wrong_port))
     assert any("config.toml" in p and "healing.mode" in p
                for p in chart.validate(chart.render(chart.load_values(sets=["healing.mode=reckless"]))))
     assert any("DNS-1123" in p for p in chart.validate(chart.render(chart.load_values(), {"Name": "X_0", "Namespace": "n"})))

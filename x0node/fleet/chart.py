@@ -10,7 +10,7 @@ Rules and invariants:
 - `validate(docs)` checks each rendered manifest against the Kubernetes JSON schemas of
   K8S_SCHEMA_VERSION in their strict form (kubernetes-validate: generated from the Kubernetes OpenAPI
   document; unknown fields, wrong types and missing required fields fail), then what the schemas cannot
-  say: every StatefulSet's selector matches its pod labels, names are DNS-1123 labels, every volume a
+  say: every StatefulSet's selector matches its pod labels, the mesh port is the routing core's, names are DNS-1123 labels, every volume a
   container mounts is declared, and the config.toml in the ConfigMap passes the daemon's own config
   validation (x0node.daemon.config). Not checked: admission (e.g. whether a cluster allows the
   forwarding sysctl, which Kubernetes counts as unsafe), scheduling, and CNI behaviour (multicast on
@@ -172,6 +172,12 @@ def _statefulset(d: dict[str, Any], what: str) -> list[str]:
     labels = spec["template"]["metadata"].get("labels", {})
     if any(labels.get(k) != v for k, v in spec["selector"]["matchLabels"].items()):
         out.append(f"{what}: selector does not match the pod labels")
+    from x0node.proto.protocol import MESH_UDP_PORT
+
+    for c in spec["template"]["spec"]["containers"]:
+        for port in c.get("ports", []):
+            if port.get("name") == "mesh" and (port.get("containerPort"), port.get("protocol")) != (MESH_UDP_PORT, "UDP"):
+                out.append(f"{what}: the mesh port is UDP {MESH_UDP_PORT} (x0node.proto.protocol), not {port}")
     declared = {v["name"] for v in spec["template"]["spec"].get("volumes", [])}
     declared |= {c["metadata"]["name"] for c in spec.get("volumeClaimTemplates", [])}
     for c in spec["template"]["spec"]["containers"]:
