@@ -13,8 +13,10 @@ from x0node.fleet import chart
 def test_default_chart_renders_valid_manifests() -> None:
     docs = chart.render(chart.load_values())
     kinds = sorted((d["kind"], d["metadata"]["name"]) for d in docs)
-    assert kinds == [("ConfigMap", "x0-config"), ("Service", "x0-mesh"), ("StatefulSet", "x0-gateway"),
-                     ("StatefulSet", "x0-node")]
+    assert kinds == [("ConfigMap", "x0-gateway-config"), ("ConfigMap", "x0-node-config"), ("Service", "x0-mesh"),
+                     ("StatefulSet", "x0-gateway"), ("StatefulSet", "x0-node")]
+    configs = {d["metadata"]["name"]: d["data"]["config.toml"] for d in docs if d["kind"] == "ConfigMap"}
+    assert 'prefixes = ["::/0"]' in configs["x0-gateway-config"] and "prefixes = []" in configs["x0-node-config"]
     assert chart.validate(docs) == []
     node = next(d for d in docs if d["metadata"]["name"] == "x0-node")
     assert node["spec"]["replicas"] == 3
@@ -44,6 +46,8 @@ def test_problems_are_found() -> None:
     wrong_port = copy.deepcopy(docs)
     wrong_port[-1]["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = 6696
     assert any("mesh port" in p for p in chart.validate(wrong_port))
+    assert any("config.toml" in p and "node.prefixes" in p
+               for p in chart.validate(chart.render(chart.load_values(sets=["gateway.prefixes=[\"10.0.0.0/8\"]"]))))
     assert any("config.toml" in p and "healing.mode" in p
                for p in chart.validate(chart.render(chart.load_values(sets=["healing.mode=reckless"]))))
     assert any("DNS-1123" in p for p in chart.validate(chart.render(chart.load_values(), {"Name": "X_0", "Namespace": "n"})))
