@@ -31,6 +31,7 @@ SUBCOMMANDS: dict[str, str] = {
     "state": "x0node.state.cli",
     "healing": "x0node.healing.cli",
     "fleet": "x0node.fleet.cli",
+    "kv": "x0node.coord.cli",
 }
 
 DEV_PACKAGE = "x0lab"

@@ -45,6 +45,7 @@ SERVICES: dict[str, str] = {
     "state": "x0node.state.service",
     "transport": "x0node.transport.service",
     "overlay": "x0node.overlay.service",
+    "coord": "x0node.coord.service",
 }
 SERVICE_STOP_TIMEOUT_S = 5.0
 

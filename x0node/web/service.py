@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from x0node.coord.api import add_routes as add_coord_routes
 from x0node.web.app import K_STATE, create_app
 from x0node.web.config import WebConfig
 from x0node.web.provider import ConfigError as WebConfigError
@@ -61,6 +62,7 @@ class WebService:
         ssl_context = tls.server_context(self.tls, ctx.data_dir) if self.tls.enabled else None
         self.app = create_app(ctx.provider, self.config, ctx.data_dir, ctx.registry)
         add_state_routes(self.app, lambda: ctx.extras.get("state"))
+        add_coord_routes(self.app, lambda: ctx.extras.get("coord"))
         from x0node.web.tracing import middleware as tracing_middleware
 
         self.app.middlewares.insert(0, tracing_middleware(getattr(ctx, "extras", {})))  # API spans (web/tracing.py)
