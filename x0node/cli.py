@@ -32,6 +32,7 @@ SUBCOMMANDS: dict[str, str] = {
     "state": "x0node.state.cli",
     "kv": "x0node.coord.cli",
     "healing": "x0node.healing.cli",
+    "fleet": "x0node.fleet.cli",
 }
 
 DEV_PACKAGE = "x0lab"

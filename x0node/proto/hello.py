@@ -239,6 +239,7 @@ class HelloSessions(Part):
                 iface.slots.forget(key[1])
         if was_up:
             self.out.emit(NeighbourDown(now, key[0], key[1].hex(), reason))
+            self.out.counters["neighbour_down"] += 1
         self._on_gone(key, was_up, now)
 
     def rekey(self, epoch: int, now: float) -> None:

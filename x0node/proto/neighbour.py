@@ -26,6 +26,9 @@ Rules:
 - Throughput comes from the adapter (the kernel's link speed, `throughput_source` "kernel") or from
   probe trains (throughput.py, "probe"); `probe` holds that measurement's state, which survives a new
   session (the link is the same) while its train counters restart with the session key.
+- Every accepted RTT sample is also counted in a fixed-bucket histogram (`rtt_hist`, upper bounds
+  RTT_HISTOGRAM_BOUNDS_MS, last slot above them) with its sum, exported as `mesh_latency_seconds`;
+  the counts only grow while the neighbour exists.
 - Loss is an EWMA over the control sequence numbers (weight 1/LOSS_EWMA_PACKETS per expected packet,
   HELLOs and keepalives alike): every gap in the sequence counts its missing numbers as lost;
   reordered packets do not count.
@@ -41,6 +44,7 @@ Rules:
 
 from __future__ import annotations
 
+import bisect
 import collections
 import enum
 from dataclasses import dataclass, field
@@ -59,6 +63,9 @@ from x0node.proto.seqno import ReplayWindow, seq_diff
 from x0node.proto.throughput import ProbeState
 
 RTT_SAMPLE_MAX_MS = 10_000.0
+# Histogram upper bounds (ms) of RTT samples: one wired hop is under 1 ms, a congested radio hop
+# reaches seconds; samples are whole milliseconds, so the first bound counts sub-millisecond hops.
+RTT_HISTOGRAM_BOUNDS_MS = (0.0, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0)
 CLASS_UPGRADE_MARGIN = 0.8
 CHANGE_NONE = 0
 CHANGE_CLASS = 1
@@ -100,6 +107,8 @@ class Neighbour:
     throughput_source: str | None = None  # "kernel" (the adapter read it) | "probe" (we measured it)
     kernel_throughput_until_s: float = 0.0
     probe: ProbeState = field(default_factory=ProbeState)
+    rtt_hist: list[int] = field(default_factory=lambda: [0] * (len(RTT_HISTOGRAM_BOUNDS_MS) + 1))
+    rtt_hist_sum_ms: float = 0.0
     ka_window: ReplayWindow = field(default_factory=lambda: ReplayWindow(REPLAY_WINDOW, 32))
     ka_ref: int | None = None  # highest control sequence number seen from it (32 bits)
     ack_window: ReplayWindow = field(default_factory=lambda: ReplayWindow(REPLAY_WINDOW, 32))
@@ -167,6 +176,8 @@ class Neighbour:
         if sample > RTT_SAMPLE_MAX_MS:
             return
         self.rtt_samples.append(float(sample))
+        self.rtt_hist[bisect.bisect_left(RTT_HISTOGRAM_BOUNDS_MS, sample)] += 1
+        self.rtt_hist_sum_ms += sample
         self.rtt_ms = (
             float(sample)
             if self.rtt_ms is None

@@ -51,6 +51,7 @@ COUNTERS = (
     "lsa_originated",
     "lsa_retransmitted",
     "spf_runs",
+    "neighbour_down",  # adjacencies lost (an UP neighbour gone, for any reason)
     "events_dropped",
     "datagrams_dropped",
     "revocations_applied",

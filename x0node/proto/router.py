@@ -74,6 +74,8 @@ class Router:
         self.config = cfg = config or RouterConfig()
         self.rng = rng
         self.wall_offset_s: float | None = None
+        # certificate checks of signed HELLOs and LSAs: "ok" or the refusal's drop reason
+        self.credential_checks: dict[str, int] = {"ok": 0}
         self._now = now
         self._wake = Wakeup(now)
         self.out = Outbox()
@@ -116,12 +118,12 @@ class Router:
         """Is the signer trusted and the datagram signed by it? (refusals counted)"""
         wall = None if self.wall_offset_s is None else now + self.wall_offset_s
         reason = self.trust.check(cred, wall)
+        if reason is None:
+            payload, sig = m.signed_bytes(data)
+            reason = None if verify(cred.public_key, payload, sig) else "bad_signature"
+        self.credential_checks[reason or "ok"] = self.credential_checks.get(reason or "ok", 0) + 1
         if reason is not None:
             self.out.drop(reason, ifname, src, now)
-            return False
-        payload, sig = m.signed_bytes(data)
-        if not verify(cred.public_key, payload, sig):
-            self.out.drop("bad_signature", ifname, src, now)
             return False
         return True
 
@@ -346,6 +348,9 @@ class Router:
 
     def routes(self) -> tuple[views.RouteView, ...]:
         return views.routes(self)
+
+    def rtt_histograms(self) -> dict[str, tuple[tuple[int, ...], float]]:
+        return views.rtt_histograms(self)
 
     def nodes(self) -> tuple[views.NodeView, ...]:
         return views.nodes(self)

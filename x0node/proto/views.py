@@ -127,6 +127,7 @@ class StatsView:
     spf_seconds_total: float
     retransmit_queue: int
     mesh: MeshStatsView
+    credential_checks: dict[str, int]  # certificate-and-signature checks: "ok" or the refusal's reason
 
 
 def neighbour_view(n: Neighbour, now: float) -> NeighbourView:
@@ -148,6 +149,16 @@ def neighbour_view(n: Neighbour, now: float) -> NeighbourView:
 
 def neighbours(r: Router, now: float) -> tuple[NeighbourView, ...]:
     return tuple(neighbour_view(n, now) for _, n in sorted(r.hello.nbrs.items()))
+
+
+def rtt_histograms(r: Router) -> dict[str, tuple[tuple[int, ...], float]]:
+    """Per neighbour node id: RTT sample counts per bucket (neighbour.RTT_HISTOGRAM_BOUNDS_MS, then
+    above) and their sum in ms, added up over the interfaces it is a neighbour on."""
+    out: dict[str, tuple[tuple[int, ...], float]] = {}
+    for (_, nid), n in sorted(r.hello.nbrs.items()):
+        counts, total = out.get(nid.hex(), ((0,) * len(n.rtt_hist), 0.0))
+        out[nid.hex()] = (tuple(a + b for a, b in zip(counts, n.rtt_hist, strict=True)), total + n.rtt_hist_sum_ms)
+    return out
 
 
 def routes(r: Router) -> tuple[RouteView, ...]:
@@ -229,4 +240,5 @@ def stats(r: Router) -> StatsView:
         spf_seconds_total=round(r.routing.total_ms / 1000.0, 6),
         retransmit_queue=r.flooding.pending_count,
         mesh=mesh_stats(r),
+        credential_checks=dict(r.credential_checks),
     )

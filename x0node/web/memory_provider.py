@@ -8,6 +8,7 @@ daemon. Events are kept in a bounded ring (`EVENTS_KEPT`), numbered from 1.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import copy
 import json
@@ -17,6 +18,7 @@ import time
 from typing import Any
 
 from x0node.io.atomicfile import write_atomic
+from x0node.proto.neighbour import RTT_HISTOGRAM_BOUNDS_MS
 from x0node.web.provider import EVENTS_LIMIT_MAX, QUALITY_CLASSES, ConfigError
 
 EVENTS_KEPT = 1000
@@ -79,7 +81,8 @@ class MemoryProvider:
         self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=EVENTS_KEPT)
         self._seq = 0
         self._stats: dict[str, Any] = {"drops": {}, "routes": 0, "lsdb_size": 1, "spf_runs": 0,
-                                       "spf_seconds_total": 0.0}
+                                       "spf_seconds_total": 0.0, "credential_checks": {"ok": 0}}
+        self._rtt: dict[str, tuple[list[int], float]] = {}
         self._persist_path = persist_path
         self._config = default_config()
         if persist_path is not None and persist_path.exists():
@@ -90,8 +93,21 @@ class MemoryProvider:
 
     # ---- owner side -------------------------------------------------------------------------------
     def set_neighbours(self, neighbours: list[dict[str, Any]]) -> None:
+        """Replace the neighbour table; each neighbour's `rtt_ms` counts as one RTT sample."""
         with self._lock:
             self._neighbours = copy.deepcopy(neighbours)
+            for n in neighbours:
+                rtt = n.get("rtt_ms")
+                if isinstance(rtt, int | float) and not isinstance(rtt, bool):
+                    counts, total = self._rtt.get(n["node_id"], ([0] * (len(RTT_HISTOGRAM_BOUNDS_MS) + 1), 0.0))
+                    counts[bisect.bisect_left(RTT_HISTOGRAM_BOUNDS_MS, rtt)] += 1
+                    self._rtt[n["node_id"]] = (counts, total + float(rtt))
+
+    def count_credential_check(self, result: str, n: int = 1) -> None:
+        """Count credential checks: "ok" or the refusal's reason."""
+        with self._lock:
+            checks = self._stats["credential_checks"]
+            checks[result] = checks.get(result, 0) + n
 
     def set_routes(self, routes: list[dict[str, Any]]) -> None:
         with self._lock:
@@ -177,6 +193,11 @@ class MemoryProvider:
     def stats(self) -> dict[str, Any]:
         with self._lock:
             return {**copy.deepcopy(self._stats), "mesh": self._mesh_statistics()}
+
+    def rtt_histograms(self) -> dict[str, Any]:
+        with self._lock:
+            return {"bounds_ms": list(RTT_HISTOGRAM_BOUNDS_MS),
+                    "peers": {k: {"counts": list(c), "sum_ms": t} for k, (c, t) in self._rtt.items()}}
 
     def config_get(self) -> dict[str, Any]:
         with self._lock:

@@ -4,7 +4,8 @@
 `ConfigError` (key relative to the section). `WebService.start(ctx)` builds the app over the daemon's
 `NodeStateProvider` (`ctx.provider`), its Prometheus registry and data directory, and listens on
 `listen`:`port` — over HTTPS when `tls_cert`/`tls_key` are set, with a plain-HTTP redirect listener on
-`http_port` (x0node.web.tls); `stop()` closes live streams and the listeners.
+`http_port` (x0node.web.tls); `stop()` closes live streams and the listeners. API requests are traced
+through the daemon's tracing pipeline when there is one (x0node/web/tracing.py).
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ class WebService:
         self.app = create_app(ctx.provider, self.config, ctx.data_dir, ctx.registry)
         add_state_routes(self.app, lambda: ctx.extras.get("state"))
         add_coord_routes(self.app, lambda: ctx.extras.get("coord"))
+        from x0node.web.tracing import middleware as tracing_middleware
+
+        self.app.middlewares.insert(0, tracing_middleware(getattr(ctx, "extras", {})))  # API spans (web/tracing.py)
         self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0)
         await self.runner.setup()
         site = web.SockSite(self.runner, tls.listen_socket(self.config.listen, self.config.port),
