@@ -32,7 +32,7 @@ def node(node_id, reachable=True) -> NodeView:
 
 
 def stats(*ifaces: InterfaceView) -> StatsView:
-    return StatsView(EE, "fd00::ee", ifaces, 1, 1, 1, 1, DropsView({}, {}), {}, 0, None, 0.0, 0, {})
+    return StatsView(EE, "fd00::ee", ifaces, 1, 1, 1, 1, DropsView({}, {}), {}, 0, None, 0.0, 0, {}, {})
 
 
 def views():
