@@ -275,9 +275,10 @@ def parse_cycle_buckets(text: str) -> dict[float, float]:
     out: dict[float, float] = {}
     for line in text.splitlines():
         if line.startswith("mape_k_cycle_duration_seconds_bucket{") and 'phase="cycle"' in line:
-            m = re.search(r'le="([^"]+)"\}\s+([0-9.e+]+)', line)
-            if m:
-                out[float(m.group(1))] = float(m.group(2))
+            le = re.search(r'le="([^"]+)"', line)
+            value = line.rsplit(None, 1)[-1]
+            if le:
+                out[float(le.group(1))] = float(value)
     return out
 
 
@@ -514,7 +515,8 @@ def inject(bed: Any, kind: str, a: int, b: int | None) -> float:
         rec = bed.fault("hang", a)
     elif kind == "crash":
         rec = bed.fault("kill", a)
-        bed.fault_links("link-silent", [(a, j) for j in bed.topology.neighbours(a)])
+        for j in bed.topology.neighbours(a):
+            bed.fault("link-silent", a, j)
     else:
         raise ValueError(kind)
     return float(rec["start"]["wall"]) - float(rec["start"]["uncertainty_s"])
@@ -522,7 +524,8 @@ def inject(bed: Any, kind: str, a: int, b: int | None) -> float:
 
 def heal(bed: Any, kind: str, a: int, b: int | None) -> None:
     if kind == "crash":
-        bed.heal_links([(a, j) for j in bed.topology.neighbours(a)])
+        for j in bed.topology.neighbours(a):
+            bed.heal(a, j)
         bed.heal(a)
     elif kind in ("hang", "blackhole", "cpu_hog"):
         bed.heal(a)
