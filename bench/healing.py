@@ -24,7 +24,7 @@ PING_PAYLOAD_BYTES (the congestion fault is sized against this load), for PRE_S 
 (the baseline: median RTT) and until the traffic is back within its SLO for HOLD_S (or MAX_OBS_S).
 
 MTTR (pure, `recovery_s`): a sample is one echo (send time, RTT or lost). A window of HOLD_S starting at
-a sample meets the SLO when under 1 % of its echoes were lost and its median RTT is below
+a sample meets the SLO when under 1 % of its echoes were lost and its 90th-percentile RTT is below
 max(2 x baseline, baseline + RTT_SLACK_MS) (the slack keeps a 0.1 ms veth baseline from failing on
 scheduling noise of a loaded host). A pair's recovery time is the start of the first window after the
 last window that missed the SLO (0 if none missed: the fault never took the traffic out of its SLO);
@@ -96,6 +96,7 @@ PING_INTERVAL_S = 0.02
 PING_PAYLOAD_BYTES = 1000  # 50/s x 1048 B = 420 kbit/s per direction and pair
 SLO_LOSS = 0.01
 SLO_RTT_FACTOR = 2.0
+SLO_RTT_QUANTILE = 0.9  # a window's RTT is its 90th percentile
 RTT_SLACK_MS = 5.0
 HOLD_S = 3.0
 PRE_S = 2.0
@@ -173,7 +174,8 @@ def window_ok(window: Sequence[Sample], limit_ms: float, loss_max: float = SLO_L
     lost = len(window) - len(rtts)
     if lost / len(window) >= loss_max:
         return False
-    return statistics.median(rtts) < limit_ms
+    rtts.sort()
+    return rtts[min(len(rtts) - 1, int(SLO_RTT_QUANTILE * len(rtts)))] < limit_ms
 
 
 def recovery_s(samples: Sequence[Sample], t0: float, limit_ms: float, hold_s: float = HOLD_S,
@@ -495,6 +497,7 @@ class Injection:
     mttr_s: float | None = None
     rca: tuple[bool, bool] | None = None
     diagnosis: list[Any] | None = None
+    samples: list[list[tuple[float, float | None]]] = field(default_factory=list, repr=False)
 
 
 def inject(bed: Any, kind: str, a: int, b: int | None) -> float:
@@ -622,6 +625,7 @@ def run_injection(bed: Any, lock: threading.RLock, inj: Injection, max_obs_s: fl
         for p in pingers:
             p.stop()
     samples = [p.samples() for p in pingers]
+    inj.samples = [[(round(x.t, 4), x.rtt_ms) for x in ps] for ps in samples]
     inj.baselines = [baseline_ms(s, inj.t0) for s in samples]
     inj.per_pair = [recovery_s([x for x in s if x.t <= inj.t_heal], inj.t0, rtt_limit_ms(b or 0.1))
                     for s, b in zip(samples, inj.baselines, strict=True)]
@@ -733,6 +737,9 @@ def run_setting(setting: str, run_dir: pathlib.Path, kinds: Sequence[str], injec
                     continue
                 done += 1
                 res["injections"].append(inj)
+                with open(run_dir / f"{setting}-injections.jsonl", "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps({k: v for k, v in vars(inj).items()}) + "\n")
+                inj.samples = []
                 where = f"n{a}-n{b}" if b is not None else f"n{a}"
                 print(f"   {setting} {kind} #{done} {where} pairs {inj.pairs}: mttr "
                       f"{'never' if inj.mttr_s is None else f'{inj.mttr_s:.2f} s'} (per pair {fmt(inj.per_pair)}, "
