@@ -813,6 +813,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", metavar="DIR", help="keep the run directories (logs, knowledge stores) in DIR")
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # SIGTERM cleans up like ^C (testbeds down)
     if os.geteuid() != 0:
         print("bench/healing.py needs root (network namespaces)", file=sys.stderr)
         return 2
