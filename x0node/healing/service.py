@@ -286,9 +286,16 @@ class HealingService:
             "parse_drops": dict(self.parse_drops.counts),
             "update_in_progress": self._updating,
             "lease_provider": self.lease_provider or None,
-            "routing_commands": len(self.routing_actuator.held) if self.routing_actuator is not None else 0,
+            "routing_commands": self.routing_commands(),
         })
         return st
+
+    def routing_commands(self) -> list[dict[str, Any]]:
+        """The routing core's commands in force, as its read model shows them (views.CommandView)."""
+        import dataclasses
+
+        views = _call(getattr(self._ctx, "router", None), "commands_in_force", ())
+        return [dataclasses.asdict(v) for v in views if dataclasses.is_dataclass(v)][:64]
 
     # ---- entry points ---------------------------------------------------------------------------
     def set_mode(self, mode: str | None, reason: str = "operator") -> None:
