@@ -153,6 +153,16 @@ async def test_routing_actuator_drives_the_core_commands_renews_and_lifts():
     assert (await ra.perform(req(ActionKind.DRAIN_LINK, neighbour=bad_id))).ok
     assert (await ra.perform(req(ActionKind.MARK_SELF_SICK, Element(ElementKind.NODE, r0.me.hex())))).ok
     assert sorted(c.kind for c in r0.commands_in_force()) == ["drain", "penalty", "sick"]
+    from x0node.healing.actions import PLUGINS, PlanContext
+    from x0node.healing.monitor import MonitorOutput
+    from x0node.healing.observation import Snapshot
+    from x0node.healing.service import read_router
+
+    mesh.run_for(1.0)  # our LSA with the flag is originated; the healing loop sees it through the views
+    snap = Snapshot(now=mesh.now, routing=read_router(r0, r0.me.hex(), {}))
+    ctx = PlanContext(snap, MonitorOutput(mesh.now, (), (), (), ()))
+    me = Element(ElementKind.NODE, r0.me.hex())
+    assert PLUGINS[ActionKind.MARK_SELF_SICK].effect_observed(me, {}, ctx) is True
     refused = await ra.perform(req(ActionKind.PENALISE_LINK, neighbour=bad_id, factor=0.1))
     assert not refused.ok and "factor" in refused.detail
     ra.lift_all()
