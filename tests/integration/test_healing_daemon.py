@@ -78,6 +78,7 @@ def test_observe_mode_names_a_partial_black_hole_and_records_the_steering_it_wou
 ACTIVE = dict(HEALING, mode="active", mitigation_hold_s=3.0)
 STEER_TIMEOUT_S = 40.0
 LIFT_TIMEOUT_S = 60.0
+RECOVER_TIMEOUT_S = 15.0
 PINGS = 200
 
 
@@ -110,13 +111,17 @@ def test_active_mode_steers_around_a_partial_black_hole_and_lifts_the_steering_a
         assert measure.wait_route_dev(bed, 1, n3.mesh_addr, n1.ifaces[5], 5.0)
         assert measure.wait_route_dev(bed, 3, n1.mesh_addr, n3.ifaces[4], 5.0)
         assert measure.route_dev(bed, 1, n2.mesh_addr) == via2
-        # traffic through the faulted element is back within its SLO (loss < 1 %) while the fault stays
-        loss13 = measure.ping_loss(bed, 1, n3.mesh_addr, PINGS, interval_s=0.01)
+        # traffic through the faulted element is back within its SLO (loss < 1 % over a 2 s window of
+        # pings) while the fault stays, by RECOVER_TIMEOUT_S after the steering
+        windows = []
+        deadline = time.monotonic() + RECOVER_TIMEOUT_S
+        while time.monotonic() < deadline and (not windows or max(windows[-1]) >= 0.01):
+            windows.append((measure.ping_loss(bed, 1, n3.mesh_addr, PINGS, interval_s=0.01),
+                            measure.ping_loss(bed, 3, n1.mesh_addr, PINGS, interval_s=0.01)))
         paths = {(a, b): [(k, measure.route_dev(bed, k, bed.nodes[b].mesh_addr)) for k in bed.nodes]
                  for a, b in ((1, 3), (3, 1))}
-        assert loss13 < 0.01, (loss13, paths, {k: _commands(bed, k) for k in bed.nodes},
-                               [_incidents(bed.nodes[k].data_dir) for k in (1, 3)])
-        assert measure.ping_loss(bed, 3, n1.mesh_addr, PINGS, interval_s=0.01) < 0.01
+        assert max(windows[-1]) < 0.01, (windows, paths, {k: _commands(bed, k) for k in bed.nodes},
+                                         [_incidents(bed.nodes[k].data_dir) for k in (1, 3)])
         for k in (1, 3):  # verified by its effect, recorded on /data
             done = [e for i in _incidents(bed.nodes[k].data_dir) for e in _timeline(bed.nodes[k].data_dir, i["id"])
                     if e["type"] == "ActionDone" and e.get("action") == "steer_around_node"]
