@@ -277,6 +277,8 @@ async def test_leases_go_to_the_mesh_wide_provider_when_coordination_runs(tmp_pa
     monkeypatch.setattr(s.engine, "lease_answer", lambda ans, now: answers.append(ans))
     try:
         assert s.status()["lease_provider"] is None
+        await s.tick()
+        assert s.status()["lease_provider"] == "mesh"
         req = LeaseRequest(7, f"disrupt/{ME}", ME, 60.0, "reset eth1")
         assert s._lease_provider().request(req, clock.t) is None  # answered after the Raft round trip
         await asyncio.sleep(0.01)

@@ -19,8 +19,9 @@ Rules and invariants:
   (x0node/coord/leases.MeshLeases on the Raft group) when the `[coord]` service runs on this node — its
   answer comes back later through `_lease_answered` — and otherwise to LocalLeases, answered at once
   (one disruptive action of ours at a time; it cannot see the neighbours', which is why `[coord]`
-  should run wherever disruptive actions are allowed). The provider is chosen at the first request
-  (services start in order; coordination starts after healing) and kept. Nothing raises out of the
+  should run wherever disruptive actions are allowed). The provider is chosen at the first cycle or
+  request, whichever comes first (services start in order; coordination starts after healing), and
+  kept. Nothing raises out of the
   loop: a failing cycle is logged and counted in `tick_errors`.
 - Entry points for the web UI and other services: `set_mode`, `feedback`, `set_update_in_progress`,
   `incidents`, `timeline`, `recent_spans` (ctx.extras["healing"] is this service).
@@ -360,6 +361,8 @@ class HealingService:
         t0 = time.perf_counter()
         snap = self.snapshot(now)
         report = self.engine.step(snap, clock=time.perf_counter)
+        if self.leases is None:
+            self._lease_provider()  # every service has started by the first cycle
         self._dispatch(now)
         self.routing_actuator.renew(now)
         self._publish_events()
