@@ -25,6 +25,11 @@ def test_status_answer_is_the_read_model():
     assert sum(st["mesh"]["quality_histogram"].values()) == 2
     slow = next(n for n in st["neighbours"] if n["ifname"] == "m0")
     assert slow["throughput_source"] == "probe" and abs(slow["throughput_bps"] - 20e6) < 0.5e6
+    assert st["commands"] == []
+    r1 = mesh.nodes[1].router
+    assert r1.steer_around(mesh.nodes[2].router.me, 30.0, mesh.now).ok
+    (cmd,) = control.status_answer(r1, mesh.now)["commands"]
+    assert (cmd["kind"], cmd["target"], cmd["expires_in_s"]) == ("steer", mesh.nodes[2].router.me.hex(), 30.0)
 
 
 def test_status_command_over_the_socket(tmp_path, capsys):
