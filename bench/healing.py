@@ -50,7 +50,9 @@ daemon's start, 60 s, passes before the quiet period begins).
 - RCA top-1 / top-3: the earliest incident opened after the fault began (before its heal) on a node
   next to the element (a link's two ends; a node, its neighbours and itself) is the mesh's answer; its
   last diagnosis before the heal is scored against the fault lab's record (`truth_accepts`). An
-  injection with no incident is a miss.
+  injection with no incident is a miss (`rca_top1`, `rca_top3`); `rca_top1_opened`/`rca_top3_opened`
+  score only the injections that opened one (`incident_opened` is that share) — the loop leaves a
+  link or node that is simply gone to routing and opens none for it.
 - Recovery success: share of injections whose traffic came back within its SLO before MAX_OBS_S.
 - Cycle p95: `mape_k_cycle_duration_seconds{phase="cycle"}` from every node's /metrics (the web service
   runs on every node of both x0node settings), quantile as Prometheus' histogram_quantile.
@@ -789,6 +791,10 @@ def summarize(results: dict[str, dict[str, Any]], kinds: Sequence[str], nodes: i
         "cpu_pct": None,
         "rss_mb": None,
     }
+    opened = [i.rca for i in hinj if i.rca is not None and i.diagnosis is not None]
+    out["incident_opened"] = round(len(opened) / len(rca), 3) if rca else None
+    out["rca_top1_opened"] = round(sum(1 for t1, _ in opened if t1) / len(opened), 3) if opened else None
+    out["rca_top3_opened"] = round(sum(1 for _, t3 in opened if t3) / len(opened), 3) if opened else None
     if "quiet_actions" in h and h.get("quiet_s"):
         out["false_actions_per_node_hour"] = round(h["quiet_actions"]["disruptive"] / (nodes * h["quiet_s"] / 3600), 3)
         out["quiet_s"] = round(h["quiet_s"])
