@@ -402,7 +402,7 @@ class WatchdogStandIn:
                 os.unlink(path)
 
 
-def make_bed(run_dir: pathlib.Path, setting: str) -> Any:
+def make_bed(run_dir: pathlib.Path, setting: str, topology: str = TOPOLOGY) -> Any:
     from x0lab.testbed.bed import Testbed
 
     class BenchBed(Testbed):
@@ -427,7 +427,7 @@ def make_bed(run_dir: pathlib.Path, setting: str) -> Any:
 
     daemon = "babeld" if setting == "babeld" else "x0node"
     sections = {"healing": dict(HEALING_SECTION)} if setting == "healing" else None
-    bed = BenchBed.create(run_dir / setting, TOPOLOGY, daemon, web=daemon == "x0node", sections=sections,
+    bed = BenchBed.create(run_dir / setting, topology, daemon, web=daemon == "x0node", sections=sections,
                           babel_hello_s=BABEL_HELLO_S if daemon == "babeld" else None)
     from x0lab.testbed import cgroups
 
@@ -683,12 +683,12 @@ def topo_nodes(topo: Any) -> list[int]:
 
 
 def run_setting(setting: str, run_dir: pathlib.Path, kinds: Sequence[str], injections: int, quiet_s: float,
-                steady_s: float, max_obs_s: float, seed: int) -> dict[str, Any]:
+                steady_s: float, max_obs_s: float, seed: int, topology: str = TOPOLOGY) -> dict[str, Any]:
     from x0lab.testbed import measure
 
     print(f"== {setting}", file=sys.stderr, flush=True)
     rng = random.Random(f"{seed}")
-    bed = make_bed(run_dir, setting)
+    bed = make_bed(run_dir, setting, topology)
     lock = threading.RLock()
     res: dict[str, Any] = {"setting": setting, "injections": []}
     wd = None
@@ -763,7 +763,8 @@ def fmt(values: Sequence[float | None]) -> str:
     return "[" + ", ".join("-" if v is None else f"{v:.2f}" for v in values) + "]"
 
 
-def summarize(results: dict[str, dict[str, Any]], kinds: Sequence[str], nodes: int) -> dict[str, Any]:
+def summarize(results: dict[str, dict[str, Any]], kinds: Sequence[str], nodes: int,
+              topology: str = TOPOLOGY) -> dict[str, Any]:
     def by_kind(setting: str) -> dict[str, float | None]:
         out: dict[str, float | None] = {}
         for kind in kinds:
@@ -778,7 +779,7 @@ def summarize(results: dict[str, dict[str, Any]], kinds: Sequence[str], nodes: i
     rca = [i.rca for i in hinj if i.rca is not None]
     out: dict[str, Any] = {
         "bench": "healing",
-        "topology": TOPOLOGY,
+        "topology": topology,
         "injections_per_kind": max((sum(1 for i in hinj if i.kind == k) for k in kinds), default=0),
         "mttr_p95_s": by_kind("healing"),
         "mttr_p95_s_routing_only": by_kind("routing"),
@@ -817,6 +818,8 @@ def main() -> int:
     ap.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated subset of {','.join(KINDS)}")
     ap.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated subset of {','.join(SETTINGS)}")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--topology", default=TOPOLOGY, help=f"testbed topology (default {TOPOLOGY}; the goals need >= 10 nodes)")
+    ap.add_argument("--steady", type=float, default=None, help="seconds of the routing-only CPU/RSS window")
     ap.add_argument("--keep", metavar="DIR", help="keep the run directories (logs, knowledge stores) in DIR")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # SIGTERM cleans up like ^C (testbeds down)
@@ -832,7 +835,7 @@ def main() -> int:
     injections = args.injections or (3 if args.quick else 20)
     quiet_s = args.quiet if args.quiet is not None else (180.0 if args.quick else 1800.0)
     max_obs_s = args.max_obs or (30.0 if args.quick else 60.0)
-    steady_s = 60.0 if args.quick else 120.0
+    steady_s = args.steady if args.steady is not None else (60.0 if args.quick else 120.0)
     load0 = os.getloadavg()
     t_start = time.time()
     results: dict[str, dict[str, Any]] = {}
@@ -840,12 +843,12 @@ def main() -> int:
         tmp = args.keep or stack.enter_context(tempfile.TemporaryDirectory(prefix="x0bench-heal-"))
         for setting in settings:
             results[setting] = run_setting(setting, pathlib.Path(tmp), kinds, injections, quiet_s, steady_s,
-                                           max_obs_s, args.seed)
+                                           max_obs_s, args.seed, args.topology)
     load1 = os.getloadavg()
     from x0lab.testbed.topology import parse
 
-    nodes = parse(TOPOLOGY).nodes
-    out = summarize(results, kinds, nodes)
+    nodes = parse(args.topology).nodes
+    out = summarize(results, kinds, nodes, args.topology)
     print(f"{'kind':<10}" + "".join(f"{s + ' p95 s':>18}{s + ' n/miss':>16}" for s in settings))
     for kind in kinds:
         row = f"{kind:<10}"
