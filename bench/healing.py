@@ -60,8 +60,10 @@ daemon's start, 60 s, passes before the quiet period begins).
   the routing-only mesh over its steady period.
 
 Needs root. Prints a table, the load average, then one JSON line. `--quick` (3 injections per kind, a 3
-minute quiet period) fits a loaded 2-core machine in about 40 minutes; the default is the full
-20 injections per kind and 30 fault-free minutes.
+minute quiet period) took 30 minutes on the loaded 2-core machine; the default is the full 20 injections
+per kind and 30 fault-free minutes (about 3-4 hours). `--kinds`, `--settings`, `--injections`, `--quiet`,
+`--max-obs`, `--topology` narrow a run; `--keep DIR` keeps the logs, knowledge stores, the fault lab's
+ground truth and each injection's ping samples (`<setting>-injections.jsonl`).
 """
 
 from __future__ import annotations
