@@ -84,3 +84,20 @@ async def test_ready_starts_the_pet_timer_over_at_the_narrowed_pace(tmp_path):
     assert _drain(rx) == ["READY=1", f"WATCHDOG_USEC={int(STEADY_WATCHDOG_S * 1e6)}", "WATCHDOG=1"]
     await w.stop()
     rx.close()
+
+
+def test_readiness_is_sent_without_a_watchdog(tmp_path):
+    """Type=notify needs READY=1 even when the unit sets no WatchdogSec."""
+    import socket as so
+
+    path = str(tmp_path / "notify")
+    listener = so.socket(so.AF_UNIX, so.SOCK_DGRAM)
+    listener.bind(path)
+    try:
+        w = Watchdog(env={"NOTIFY_SOCKET": path})
+        assert not w.enabled and w.notifying
+        w.ready()
+        assert listener.recv(64) == b"READY=1"
+        assert not w.pet()  # no watchdog asked for: nothing to pet
+    finally:
+        listener.close()
