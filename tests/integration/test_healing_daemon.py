@@ -118,7 +118,7 @@ def test_active_mode_steers_around_a_partial_black_hole_and_lifts_the_steering_a
             windows.append((measure.ping_loss(bed, 1, n3.mesh_addr, PINGS, interval_s=0.01),
                             measure.ping_loss(bed, 3, n1.mesh_addr, PINGS, interval_s=0.01)))
         everything = {k: _commands(bed, k) for k in bed.nodes}
-        paths = {(a, b): [(k, measure.route_dev(bed, k, bed.nodes[b].mesh_addr)) for k in bed.nodes]
+        paths = {f"{a}-{b}": [(k, measure.route_dev(bed, k, bed.nodes[b].mesh_addr)) for k in bed.nodes]
                  for a, b in ((1, 3), (3, 1))}
         assert max(windows[-1]) < 0.01, json.dumps([windows, paths, everything, {
             k: [[(e["type"], e.get("action"), e.get("outcome"), e.get("reason")) for e in _timeline(bed.nodes[k].data_dir, i["id"])]
