@@ -174,35 +174,6 @@ def test_a_verified_mitigation_is_held_while_the_fault_lasts_then_lifted_with_da
     assert [c.outcome for c in closed] == ["recovered", "recovered"] and closed[0].mttr_s <= 10.0
 
 
-def test_a_mitigation_whose_effect_lapses_while_the_fault_lasts_is_undone_and_the_ladder_climbs():
-    # the penalty moves the routes at first; at t=30 the mesh's costs move them back (the alternate is
-    # gone) while the link still loses: after the verify time the penalty counts as failed, is undone,
-    # and the drain follows
-    weights = {"penalty": False, "drain": False}
-
-    def perform(req, now):
-        if req.action is ActionKind.PENALISE_LINK:
-            weights["penalty"] = not req.undo
-        elif req.action is ActionKind.DRAIN_LINK:
-            weights["drain"] = not req.undo
-        return True, ""
-
-    def snap(t):
-        moved = weights["drain"] or (weights["penalty"] and t < 30.0)
-        return Snapshot(t, diamond(via_c=B if moved else A, loss_a=0.3 if t >= 5 else 0.0))
-
-    h = Harness(engine(), perform)
-    run(h, 60.0, snap)
-    acts = [(a, t) for t, a, _ in h.acted()]
-    assert [a for a, _ in acts][:2] == [ActionKind.PENALISE_LINK, ActionKind.DRAIN_LINK]
-    assert 35.0 <= acts[1][1] < 40.0  # the effect had been gone for the penalty's verify time (5 s)
-    assert [a for _, a, _ in h.acted(undo=True)][:1] == [ActionKind.PENALISE_LINK]
-    failed = [v for v in h.of(Verified) if not v.success]
-    assert failed and "effect gone" in failed[0].reason
-    assert any("effect gone" in d.reason for d in h.decided("undo"))
-    assert weights == {"penalty": False, "drain": True}
-
-
 # --- safety ------------------------------------------------------------------------------------------
 
 def test_refused_actions_back_off_exponentially_per_target_and_action():

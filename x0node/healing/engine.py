@@ -17,9 +17,7 @@ Rules and invariants:
 - A verified mitigation stays in force while the fault lasts; it is lifted once the incident's
   symptoms have been clear for the hold time, which doubles each time the same mitigation is lifted
   and needed again within BACKOFF_RESET_AFTER_S (damping, as BGP route-flap damping does), up to
-  MITIGATION_HOLD_MAX_S. While the symptoms last its effect is checked every cycle: a mitigation whose
-  effect has been gone for its verify time (a steer whose alternate path the mesh's costs took away)
-  counts as failed — it is undone and the ladder climbs, as when it never took effect.
+  MITIGATION_HOLD_MAX_S.
 - Bounded: at most MAX_OPEN_INCIDENTS open (further symptoms wait), CLOSED_KEPT closed ones for
   status, MAX_EVENTS queued events (oldest dropped, counted).
 """
@@ -355,13 +353,10 @@ class HealingEngine:
             inc.not_before_s = now + LEASE_RETRY_S
             self._decide_text(inc, "", "", "waiting", "no lease answer in time", now, gate="lease_timeout")
         elif st is State.MITIGATED and inc.in_force is not None and clear:
-            inc.lapsed_since_s = None
             hold = self._hold_s(inc.in_force, now)
             if now - (inc.clear_since_s or now) >= hold:
                 self._lift(inc, f"symptoms clear for {hold:.0f} s", now)
                 self._close(inc, Outcome.RECOVERED, now)
-        elif st is State.MITIGATED and inc.in_force is not None:
-            self._check_in_force(inc, self._ctx(inc, snap, out), now)
         elif st is State.OBSERVED:
             if inc.observe_deadline_s is not None and not inc.observe_judged:
                 if clear:
@@ -374,33 +369,6 @@ class HealingEngine:
                 self._close(inc, Outcome.CLEARED, now)
         elif st in (State.OPEN, State.EXHAUSTED, State.WAITING_LEASE) and clear:
             self._close(inc, Outcome.UNRESOLVED if inc.failed or st is State.EXHAUSTED else Outcome.CLEARED, now)
-
-    def _check_in_force(self, inc: Incident, ctx: PlanContext, now: float) -> None:
-        req = inc.in_force
-        assert req is not None
-        plugin = PLUGINS[req.action]
-        if plugin.effect_observed(req.target, dict(req.params), ctx) is not False:
-            inc.lapsed_since_s = None
-            return
-        if inc.lapsed_since_s is None:
-            inc.lapsed_since_s = now
-            return
-        if now - inc.lapsed_since_s < plugin.verify_s:
-            return
-        reason = f"effect gone for {now - inc.lapsed_since_s:.1f} s while the symptoms last ({plugin.expected_effect})"
-        inc.in_force, inc.lapsed_since_s, inc.recovered_s = None, None, None
-        if self.executor.lift(req, reason) is not None:
-            self._decide_text(inc, req.action.value, str(req.target), "undo", reason, now, gate="lapsed", force=True)
-        fault = inc.candidate.fault if inc.candidate else None
-        self.gates.backoff.failed((str(req.target), req.action.value), now)
-        if fault is not None:
-            self.knowledge.outcome(fault, req.action, False)
-        self._emit(Verified(inc.id, req.request_id, fault.value if fault else "", req.action.value, str(req.target),
-                            False, reason, now - inc.pending_since_s, now))
-        self._emit_mode(self.mode_switch.action_outcome(False, now))
-        inc.failed += 1
-        inc.rung_index += 1
-        inc.state = State.OPEN
 
     def _hold_s(self, req: ActionRequest, now: float) -> float:
         count, last = self._lifted.get((req.action, req.target), (0, float("-inf")))

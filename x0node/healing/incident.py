@@ -56,7 +56,6 @@ class Incident:
     deadline_s: float = 0.0
     lease_id: int | None = None
     in_force: ActionRequest | None = None  # a verified mitigation
-    lapsed_since_s: float | None = None  # the mitigation in force has not shown its effect since
     clear_since_s: float | None = None  # all symptoms clear since
     not_before_s: float = float("-inf")
     exhausted_s: float | None = None
