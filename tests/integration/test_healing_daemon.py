@@ -87,59 +87,60 @@ def _commands(bed: Testbed, k: int) -> list[dict]:
 
 
 def test_active_mode_steers_around_a_partial_black_hole_and_lifts_the_steering_after_heal(tmp_path):
-    """ring:5 — 1-2-3-4-5-1: between 1 and 3 the path through 2 is the shortest (2 hops against 3), so
-    both directions cross the black hole; 5 and 4 are loop-free alternates (RFC 5286) for 1 and 3."""
-    bed = Testbed.create(tmp_path / "bed", "ring:5", "x0node", sections={"healing": ACTIVE})
+    """ring:4 — 1-2-3-4-1: node 1 reaches node 3 through X, its first hop (2 or 4, whichever the
+    measured costs make it); X becomes the black hole. The other middle node is a downstream
+    alternate (RFC 5286) for 1 and 3, so both steer around X."""
+    bed = Testbed.create(tmp_path / "bed", "ring:4", "x0node", sections={"healing": ACTIVE})
     try:
         bed.start_all()
         assert measure.wait_converged(bed, CONVERGE_TIMEOUT_S) is not None
-        n1, n2, n3 = bed.nodes[1], bed.nodes[2], bed.nodes[3]
-        via2 = n1.ifaces[2]
-        assert measure.wait_route_dev(bed, 1, n3.mesh_addr, via2, 15.0), measure.node_status(bed, 1)["neighbours"]
-        assert measure.wait_route_dev(bed, 3, n1.mesh_addr, n3.ifaces[2], 15.0), measure.node_status(bed, 3)["neighbours"]
-        bed.fault("partial-blackhole", 2, percent=40)
+        n1, n3 = bed.nodes[1], bed.nodes[3]
+        time.sleep(2.0)  # costs settle
+        dev = measure.route_dev(bed, 1, n3.mesh_addr)
+        x = next(peer for peer, ifname in n1.ifaces.items() if ifname == dev)
+        y = 6 - x  # the other middle node
+        nx = bed.nodes[x]
+        bed.fault("partial-blackhole", x, percent=40)
         deadline = time.monotonic() + STEER_TIMEOUT_S
         steered = {}
         while time.monotonic() < deadline and len(steered) < 2:
             time.sleep(0.5)
             for k in (1, 3):
                 cmds = _commands(bed, k)
-                if any(c["kind"] == "steer" and c["target"] == n2.node_id for c in cmds):
+                if any(c["kind"] == "steer" and c["target"] == nx.node_id for c in cmds):
                     steered[k] = cmds
         assert set(steered) == {1, 3}, [_incidents(bed.nodes[k].data_dir) for k in (1, 3)]
         # traffic through the faulted element is back within its SLO (loss < 1 % over a 2 s window of
-        # pings) while the fault stays, by RECOVER_TIMEOUT_S after the steering (on this shared host a
-        # node may also act on an unrelated link whose hellos the load delays; where that takes a
-        # loop-free alternate away the ladder goes on to drain the link to the black hole)
+        # pings) while the fault stays, by RECOVER_TIMEOUT_S after the steering
         windows: list[tuple[float, float]] = []
         deadline = time.monotonic() + RECOVER_TIMEOUT_S
         while time.monotonic() < deadline and (not windows or max(windows[-1]) >= 0.01):
             windows.append((measure.ping_loss(bed, 1, n3.mesh_addr, PINGS, interval_s=0.01),
                             measure.ping_loss(bed, 3, n1.mesh_addr, PINGS, interval_s=0.01)))
         everything = {k: _commands(bed, k) for k in bed.nodes}
-        paths = {(a, b): [(k, measure.route_dev(bed, k, bed.nodes[b].mesh_addr)) for k in bed.nodes]
+        paths = {f"{a}-{b}": [(k, measure.route_dev(bed, k, bed.nodes[b].mesh_addr)) for k in bed.nodes]
                  for a, b in ((1, 3), (3, 1))}
-        assert max(windows[-1]) < 0.01, (windows, paths, everything, [_incidents(bed.nodes[k].data_dir) for k in (1, 3)])
-        assert measure.route_dev(bed, 1, n3.mesh_addr) != via2 and measure.route_dev(bed, 3, n1.mesh_addr) != n3.ifaces[2]
-        assert measure.ping_ok(bed, 1, n2.mesh_addr)  # the node itself stays reachable
-        # nobody steers around a node that is fine
-        assert all(c["target"] == n2.node_id for cmds in everything.values() for c in cmds if c["kind"] == "steer")
-        for k in (1, 3):  # verified by its effect, recorded on /data
-            done = [e for i in _incidents(bed.nodes[k].data_dir) for e in _timeline(bed.nodes[k].data_dir, i["id"])
-                    if e["type"] == "ActionDone" and e.get("action") == "steer_around_node" and e.get("ok")]
-            assert done, _incidents(bed.nodes[k].data_dir)
-        # heal: the symptoms clear, the hold passes, what was done about node 2 is lifted and the short
-        # path returns
-        bed.heal(2)
+        assert max(windows[-1]) < 0.01, json.dumps([windows, paths, everything, {
+            k: [[(e["type"], e.get("action"), e.get("outcome"), e.get("reason")) for e in _timeline(bed.nodes[k].data_dir, i["id"])]
+                for i in _incidents(bed.nodes[k].data_dir)] for k in (1, 3)}], default=str)
+        assert measure.route_dev(bed, 1, n3.mesh_addr) == n1.ifaces[y]
+        assert measure.route_dev(bed, 3, n1.mesh_addr) == n3.ifaces[y]
+        assert measure.ping_ok(bed, 1, nx.mesh_addr)  # the node itself stays reachable (directly, unless drained)
+        for k in (1, 3):  # done and verified by its effect, recorded on /data
+            events = [e for i in _incidents(bed.nodes[k].data_dir) for e in _timeline(bed.nodes[k].data_dir, i["id"])
+                      if e.get("action") == "steer_around_node"]
+            assert any(e["type"] == "ActionDone" and e.get("ok") for e in events), events
+            assert any(e["type"] == "Verified" and e.get("success") for e in events), events
+        # heal: the symptoms clear, the hold passes, the steering is lifted
+        bed.heal(x)
 
-        def about_n2() -> dict[int, list[dict]]:
-            return {k: [c for c in _commands(bed, k) if c["target"] == n2.node_id] for k in bed.nodes}
+        def about_x() -> dict[int, list[dict]]:
+            return {k: [c for c in _commands(bed, k) if c["target"] == nx.node_id] for k in bed.nodes}
 
         deadline = time.monotonic() + LIFT_TIMEOUT_S
-        while time.monotonic() < deadline and any(about_n2().values()):
+        while time.monotonic() < deadline and any(about_x().values()):
             time.sleep(1.0)
-        assert not any(about_n2().values()), about_n2()
-        assert measure.wait_route_dev(bed, 1, n3.mesh_addr, via2, 10.0)
+        assert not any(about_x().values()), about_x()
         assert measure.ping_loss(bed, 1, n3.mesh_addr, PINGS, interval_s=0.01) < 0.01
     finally:
         bed.down()

@@ -34,6 +34,9 @@ def test_status_answer_is_the_read_model():
 
 def test_status_command_over_the_socket(tmp_path, capsys):
     mesh = _mesh()
+    r0 = mesh.nodes[0].router
+    peer = next(n.node_id for n in r0.neighbours())
+    assert r0.drain_link(peer, 30.0, mesh.now).ok
 
     async def scenario() -> tuple[int, int, int]:
         server = await control.serve(tmp_path / control.SOCKET_NAME, mesh.nodes[0].router, lambda: mesh.now)
@@ -51,6 +54,7 @@ def test_status_command_over_the_socket(tmp_path, capsys):
     out = capsys.readouterr().out
     assert (text, as_json, bad_ok) == (0, 0, 0)  # nothing but "status" is answered
     assert "mesh: 2 nodes (2 reachable), 2 links" in out and "20.0 Mbit/s probe" in out
+    assert f"command drain {peer} x1, cost 65534, expires in 30 s" in out
     doc = json.loads(out[out.index("{"):])
     assert doc["node_id"] == mesh.nodes[0].router.identity.node_id.hex()
     assert control.run(argparse.Namespace(data_dir=str(tmp_path / "none"), json=False)) == 1

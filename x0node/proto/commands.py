@@ -18,11 +18,17 @@ Rules:
   a link every node routes over would make hop-by-hop forwarding disagree, i.e. loop).
 - steer around node N (not ourselves): local only, our LSA is unchanged. For each destination D != N
   one of whose shortest paths from us passes through N, the first hop becomes the neighbour M != N of
-  lowest cost(us, M) + dist(M, D) among those that are loop-free, dist(M, D) < dist(M, us) + dist(us, D),
-  and node-protecting for every steered node X, dist(M, D) < dist(M, X) + dist(X, D) (RFC 5286
-  sections 3.1 and 3.3): M's own shortest path neither comes back through us nor goes through N, so no
-  other node has to know. It is used only when it costs less than `factor` x the path through N. Where
-  no such neighbour exists the route stays (counted `steer_no_alternate` per SPF run and destination).
+  lowest cost(us, M) + dist(M, D) among those that are downstream, dist(M, D) < dist(us, D) or equal
+  with M's node id below ours, and node-protecting for every steered node X, dist(M, D) < dist(M, X) +
+  dist(X, D) (RFC 5286 sections 3.2 and 3.3; distances are the mesh's, from the LSDB, which every
+  node shares): M's own shortest path avoids N, and along any forwarding path (distance to D, node id)
+  falls at every hop, whether a node forwards on its shortest path or on such an alternate, so
+  however many nodes steer around whatever nodes, no packet loops and no other node has to know. A
+  downstream alternate is also loop-free (RFC 5286 inequality 1); the weaker loop-free condition alone
+  is not enough once two nodes steer around different nodes (each may send back through the other).
+  It is used only when it costs less than `factor` x the path through N. Where no such neighbour
+  exists the route stays (counted `steer_no_alternate` per SPF run and destination); the healing
+  ladder then drains our link to N, which is advertised and so consistent everywhere.
   N itself stays reachable (only transit through it is avoided).
 - sick flag (ourselves): our LSA advertises every link at SICK_LINK_COST (COST_MAX, the maximum link
   metric of RFC 6987 stub routers): every node's SPF avoids us as transit wherever another path
@@ -236,8 +242,8 @@ def steer_first_hops(
             if m in steered:
                 continue
             dm = from_node[m]
-            if dm[d] == INF or not dm[d] < dm[src] + dist[d]:
-                continue  # not loop-free: its path to d comes back through us
+            if dm[d] == INF or dm[d] > dist[d] or (dm[d] == dist[d] and m > src):
+                continue  # not downstream: (distance, id) must fall, or paths may loop
             if any(not dm[d] < dm[x] + from_node[x][d] for x in steered if x != d):
                 continue  # not node-protecting: its path to d goes through a steered node
             cand = (c + dm[d], m)
