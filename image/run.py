@@ -196,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         if fd is not None:
             os.close(fd)
         if bed is not None:
+            bed.reload()  # faults and restarts made from the command line meanwhile
             bed.down()
             print("stopped: VM, neighbours and their namespaces removed", flush=True)
     return 0
