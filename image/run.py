@@ -50,7 +50,10 @@ DEFAULT_NODES = 5
 MIN_NODES = 3
 MAX_NODES = 16
 VM_MESH_MAC = "52:54:00:78:00:01"
-MESH_WAIT_S = 300.0  # bound on waiting for every neighbour to route to the VM (a loaded host is slow)
+# Bounds on waiting, not expectations: a quiet host boots in about a minute, but under TCG on a busy
+# shared host the certificate alone has taken over 5 minutes.
+BOOT_WAIT_S = 1800.0  # for the certificate, then for the daemon's ready line
+MESH_WAIT_S = 600.0   # for every neighbour to route to the VM
 POLL_S = 1.0
 
 
@@ -166,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"n{a} and n{b} on the router's mesh port eth1; run directory {run_dir}", flush=True)
         print(f"web UI (once x0node is ready): {vm.url}", flush=True)
         try:
-            ready = wait_announce(vm)
+            ready = wait_announce(vm, BOOT_WAIT_S)
             if bed is not None:
                 took = wait_mesh(bed, vm, ready.mesh_addr, t0)
                 if took is None:

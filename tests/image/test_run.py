@@ -28,14 +28,17 @@ import time
 
 import pytest
 
-from tests.image.conftest import BOOT_TIMEOUT_S, built, daemon_present
+from tests.image.conftest import built, daemon_present
 from tests.image.webclient import server_fingerprint
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")]
 
 BOARD = "x86_64"
 NODES = 5
-MESH_TIMEOUT_S = 600.0   # bounds a hang on a loaded machine; the time taken is recorded, not asserted
+# Bounds on a hang on a loaded machine (the certificate alone has taken over 5 minutes under TCG
+# there); the time taken is recorded, not asserted.
+BOOT_WAIT_S = 1800.0
+MESH_TIMEOUT_S = 600.0
 FAULT_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 120.0
 PASSWORD = "mesh admin passphrase"
@@ -103,6 +106,7 @@ def _poll(page, path: str, ok, timeout_s: float):  # type: ignore[no-untyped-def
     raise AssertionError(f"{path} did not reach the expected state in {timeout_s:.0f} s: {json.dumps(doc)[:2000]}")
 
 
+@pytest.mark.timeout(3600)  # a build and a boot on a loaded host (both bounded below); before conftest's
 def test_make_run_flow(tmp_path, artifacts_dir) -> None:
     if not daemon_present():
         pytest.skip("the daemon (`x0node run`) is not in this tree")
@@ -124,9 +128,9 @@ def test_make_run_flow(tmp_path, artifacts_dir) -> None:
         qemu_pid = int(out.wait(r"under TCG \(pid (\d+)\)", 120).group(1))
         bed_id = out.wait(r"in namespaces (\S+)-n1\.\.n", 180).group(1)
         url = out.wait(r"web UI \(once x0node is ready\): (\S+)", 60).group(1)
-        code = out.wait(r"web UI setup code: (\S+)", BOOT_TIMEOUT_S[BOARD]).group(1)
+        code = out.wait(r"web UI setup code: (\S+)", BOOT_WAIT_S).group(1)
         fingerprint = out.wait(r"fingerprint \(compare with the browser's\): (\S+)", 60).group(1)
-        out.wait(r"Ctrl-C \(or SIGTERM\) stops", 400)
+        out.wait(r"Ctrl-C \(or SIGTERM\) stops", MESH_TIMEOUT_S + 60)
         text = out.text
         status = json.loads(subprocess.run([*_fault_command(text, "status"), "--json"], capture_output=True,
                                            text=True, check=True, cwd=REPO).stdout)
