@@ -29,7 +29,7 @@ import time
 import pytest
 
 from tests.image.conftest import built, daemon_present
-from tests.image.webclient import server_fingerprint
+from tests.image.webclient import server_fingerprint, wait_http
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")]
 
@@ -137,8 +137,10 @@ def test_make_run_flow(tmp_path, artifacts_dir) -> None:
         daemons = [n["pid"] for n in status["nodes"]]
         ids = {n["node"]: n["node_id"] for n in status["nodes"]}
         assert len(daemons) == NODES and all(daemons), status
-        # the certificate the UI presents is the one whose fingerprint the run printed
-        assert server_fingerprint(url) == fingerprint.replace(":", "")
+        # the certificate the UI presents is the one whose fingerprint the run printed (the listener may
+        # still drop the first handshakes on a loaded guest)
+        wait_http(url, 300)
+        assert _fingerprint(url, 300) == fingerprint.replace(":", "")
 
         with sync_playwright() as pw:
             browser = launch(pw)
@@ -211,6 +213,17 @@ def test_make_run_flow(tmp_path, artifacts_dir) -> None:
     left = {ns for ns in _namespaces() - before_ns if bed_id and ns.startswith(bed_id)}
     assert not left, left
     assert not (run_dir / "state.json").exists()
+
+
+def _fingerprint(url: str, timeout_s: float) -> str:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return server_fingerprint(url)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
 
 
 def _last_seq(events) -> int:  # type: ignore[no-untyped-def]
