@@ -1,8 +1,16 @@
 // Topology graph: a deterministic force layout drawn as SVG, links coloured by quality class.
+// Reads from 1 to 200+ nodes: the ideal spacing has a floor (a big mesh grows the drawing instead of
+// piling up), the view box has a minimum size (one node is not one giant circle), and node size, link
+// width and label size follow the spacing; beyond LABEL_ALL nodes only this node and its neighbours
+// are named on the drawing (every node keeps its name in the tooltip), beyond COST_LABELS_MAX links
+// the costs are left to the tooltips.
 import { fmtRate, s, shortId } from "./dom.js";
 
 const positions = new Map(); // node_id -> {x, y}, kept across redraws so the picture stays stable
 const W = 1000, H = 640;
+const MIN_SPACING = 55, MIN_VIEW_W = 560, MIN_VIEW_H = 360, LABEL_ALL = 40, COST_LABELS_MAX = 60;
+const clamp = (v, lo, hi) => Math.max(lo, Math.min(hi, v));
+const spacing = (n) => Math.max(MIN_SPACING, Math.sqrt((W * H) / Math.max(1, n)) * 0.55);
 export const QUALITY_COLOURS = { excellent: "#0d9488", good: "#16a34a", fair: "#ca8a04", poor: "#f97316", bad: "#dc2626", unknown: "#9ca3af" };
 
 function layout(nodes, links) {
@@ -16,7 +24,7 @@ function layout(nodes, links) {
     return { x: W / 2 + (W / 3) * Math.cos(a), y: H / 2 + (H / 3) * Math.sin(a) };
   });
   const edges = links.map((l) => [idx.get(l.a), idx.get(l.b)]).filter(([a, b]) => a !== undefined && b !== undefined);
-  const k = Math.sqrt((W * H) / Math.max(1, n)) * 0.55;
+  const k = spacing(n);
   let temp = W / 8;
   for (let it = 0; it < 250; it++) {
     const d = p.map(() => ({ x: 0, y: 0 }));
@@ -55,11 +63,18 @@ export function drawTopology(topo) {
     a.self === b.self ? String(a.node_id).localeCompare(String(b.node_id)) : a.self ? -1 : 1);
   const links = topo && Array.isArray(topo.links) ? topo.links : [];
   const p = layout(nodes, links);
-  // fit the view box to the drawing with room for labels
+  const k = spacing(nodes.length);
+  const r = clamp(k * 0.3, 9, 17), font = clamp(r * 1.15, 12, 20), stroke = clamp(r / 3.5, 2, 5);
+  const selfId = (nodes.find((nd) => nd.self) || {}).node_id;
+  const near = new Set(links.flatMap((l) => (l.a === selfId ? [l.b] : l.b === selfId ? [l.a] : [])));
+  const named = (nd) => nodes.length <= LABEL_ALL || nd.self || near.has(nd.node_id);
+  // fit the view box to the drawing with room for labels, never smaller than the minimum
   const xs = p.map((q) => q.x), ys = p.map((q) => q.y);
-  const pad = 70;
-  const minX = Math.min(...xs, W / 2) - pad, maxX = Math.max(...xs, W / 2) + pad;
-  const minY = Math.min(...ys, H / 2) - pad, maxY = Math.max(...ys, H / 2) + pad;
+  const pad = 30 + 2.5 * font;
+  let minX = Math.min(...xs, W / 2) - pad, maxX = Math.max(...xs, W / 2) + pad;
+  let minY = Math.min(...ys, H / 2) - pad, maxY = Math.max(...ys, H / 2) + pad;
+  if (maxX - minX < MIN_VIEW_W) { const c = (minX + maxX) / 2; minX = c - MIN_VIEW_W / 2; maxX = c + MIN_VIEW_W / 2; }
+  if (maxY - minY < MIN_VIEW_H) { const c = (minY + maxY) / 2; minY = c - MIN_VIEW_H / 2; maxY = c + MIN_VIEW_H / 2; }
   const svg = s("svg", { viewBox: `${minX} ${minY} ${maxX - minX} ${maxY - minY}`, class: "topology",
     role: "img", "aria-label": `mesh topology: ${nodes.length} nodes, ${links.length} links` });
   const at = new Map(nodes.map((nd, i) => [nd.node_id, p[i]]));
@@ -69,20 +84,25 @@ export function drawTopology(topo) {
     if (!a || !b) continue;
     const q = QUALITY_COLOURS[l.quality] ? l.quality : "unknown";
     const line = s("line", { x1: a.x, y1: a.y, x2: b.x, y2: b.y, stroke: QUALITY_COLOURS[q],
-      "stroke-width": 5, "stroke-linecap": "round", class: `link q-${q}`, "data-quality": q });
+      "stroke-width": stroke, "stroke-linecap": "round", class: `link q-${q}`, "data-quality": q });
     const rate = typeof l.throughput_bps === "number" ? `, ${fmtRate(l.throughput_bps)}` : "";
     line.append(s("title", {}, `${shortId(l.a)} ↔ ${shortId(l.b)}: ${q}, cost ${l.cost ?? "?"}${rate}`));
     gl.append(line);
-    if (typeof l.cost === "number") {
-      gl.append(s("text", { x: (a.x + b.x) / 2, y: (a.y + b.y) / 2 - 6, class: "cost", "text-anchor": "middle" }, String(l.cost)));
+    if (typeof l.cost === "number" && links.length <= COST_LABELS_MAX) {
+      gl.append(s("text", { x: (a.x + b.x) / 2, y: (a.y + b.y) / 2 - 6, class: "cost", "text-anchor": "middle",
+        "font-size": Math.round(font * 0.75) }, String(l.cost)));
     }
   }
   const gn = s("g", { class: "nodes" });
   nodes.forEach((nd, i) => {
     const g = s("g", { class: nd.self ? "node self" : "node", "data-node": nd.node_id,
       transform: `translate(${p[i].x},${p[i].y})` });
-    g.append(s("circle", { r: nd.self ? 22 : 17 }));
-    g.append(s("text", { y: nd.self ? 42 : 36, "text-anchor": "middle", class: "label" }, nd.name || shortId(nd.node_id)));
+    const rr = nd.self ? r * 1.3 : r;
+    g.append(s("circle", { r: rr }));
+    if (named(nd)) {
+      g.append(s("text", { y: rr + font + 2, "text-anchor": "middle", class: "label", "font-size": Math.round(font) },
+        nd.name || shortId(nd.node_id)));
+    }
     g.append(s("title", {}, `${nd.name || ""} ${nd.node_id}\n${nd.mesh_addr || ""}`));
     gn.append(g);
   });
