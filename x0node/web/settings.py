@@ -55,6 +55,7 @@ SETTINGS: dict[str, Setting] = {
                                        "this many slots so neighbours do not send at the same instant.", 0, None),
     "routing.slot_jitter_fraction": Setting("Slot jitter", "fraction of a slot", "Random shift of each hello "
                                             "within its slot (0 to 1).", 0, 1),
+    "routing.dead_interval_s": Setting("Dead interval", "s", "A neighbour silent this long is declared down.", None, None),
     "routing.prefixes": Setting("Announced prefixes", "", "Extra address prefixes this node routes for."),
     # healing: x0node/healing/service.py validate_config, docs/healing.md
     "healing.enabled": Setting("Enabled", "", "Run the self-healing loop."),

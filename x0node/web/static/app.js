@@ -64,25 +64,26 @@ function meshStats(st) {
 const NEIGHBOUR_HEADERS = ["Node", "Interface", "State", "RTT", "Loss", "Throughput", "Quality", "Cost"];
 
 // What a person reads in the events list: the detector's feature vectors (its data feed, every 30 s) are
-// left out, an event repeating the one before is one line with a count, and repeated drops (a neighbour
-// or node lost again and again) within GROUP_WINDOW_S are one line "×N since …" at the latest one.
+// left out, and an event that repeats one seen within GROUP_WINDOW_S (a neighbour dropping again and
+// again, and coming back) is folded into it: one line "×N since …", placed at its latest occurrence.
+// Drops (down, left, refused, lost) are marked.
 const HIDDEN_KINDS = new Set(["FeatureVector", "feature_vector"]);
 const GROUP_WINDOW_S = 600;
 const isDrop = (e) => /down|left|drop|refused|lost/i.test(e.kind || "");
 export function groupEvents(events) {
   const out = [];
-  const drops = new Map();
+  const seen = new Map();
   for (const e of events) {
     if (HIDDEN_KINDS.has(e.kind)) continue;
     const key = `${e.kind}\u0000${e.message || ""}`;
-    const last = out[out.length - 1];
-    let g = last && last.key === key ? last : null;
-    if (!g && isDrop(e)) {
-      const d = drops.get(key);
-      if (d && e.time - d.last.time <= GROUP_WINDOW_S) { g = d; out.splice(out.indexOf(d), 1); out.push(d); }
+    const g = seen.get(key);
+    if (g && e.time - g.last.time <= GROUP_WINDOW_S) {
+      g.count += 1; g.last = e;
+      if (out[out.length - 1] !== g) { out.splice(out.indexOf(g), 1); out.push(g); }
+    } else {
+      const fresh = { key, first: e, last: e, count: 1 };
+      out.push(fresh); seen.set(key, fresh);
     }
-    if (g) { g.count += 1; g.last = e; } else { g = { key, first: e, last: e, count: 1 }; out.push(g); }
-    if (isDrop(e)) drops.set(key, g);
   }
   return out;
 }
@@ -191,6 +192,8 @@ const VIEWS = {
     const t = state.topology || { nodes: [], links: [] };
     return [...meshStats(t.statistics),
       h("section", { class: "card" }, h("h2", {}, `Topology (${t.nodes.length} nodes, ${t.links.length} links)`),
+      t.nodes.length <= 1 ? h("p", { class: "hint", id: "topology-alone" }, "Only this node is known so far: no other "
+        + "node has answered. Check that a mesh interface is up and another node is in range.") : null,
       h("div", { class: "graph" }, drawTopology(t)),
       h("ul", { class: "legend" }, Object.entries(QUALITY_COLOURS).map(([q]) =>
         h("li", {}, h("span", { class: `swatch q-${q}` }), q))))];
