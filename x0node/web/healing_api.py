@@ -78,7 +78,7 @@ def steps(timeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if kind == "IncidentOpened":
             syms = [_s(x, 200) for x in rec.get("symptoms") or [] if isinstance(x, str)]
             step = {"phase": "detected", "title": "Detected", "text": ", ".join(syms) or "symptoms"}
-        elif kind == "Diagnosed":
+        elif kind == "Diagnosed" and isinstance(rec.get("candidates"), list):
             cands = _candidates(rec)
             if cands:
                 el, fault, conf = cands[0]
@@ -133,7 +133,8 @@ def causal_graph(timeline: list[dict[str, Any]]) -> dict[str, Any]:
             edges.append({"from": a, "to": b, "kind": kind, "label": label})
 
     symptoms: list[str] = []
-    diagnoses = [r for r in timeline if isinstance(r, dict) and r.get("type") == "Diagnosed"]
+    diagnoses = [r for r in timeline if isinstance(r, dict) and r.get("type") == "Diagnosed"
+                 and isinstance(r.get("candidates"), list)]
     for rec in timeline:
         if isinstance(rec, dict) and rec.get("type") == "IncidentOpened":
             for x in rec.get("symptoms") or []:
@@ -146,7 +147,9 @@ def causal_graph(timeline: list[dict[str, Any]]) -> dict[str, Any]:
             cid = node(f"cause:{fault}@{el}", "cause", fault, element=el, confidence=conf, rank=rank + 1,
                        current=current and rank == 0, superseded=not current and rank == 0 or None)
             if current:
-                nodes[cid].update(confidence=conf, rank=rank + 1, superseded=False)
+                nodes[cid].update(confidence=conf, rank=rank + 1)
+                if rank == 0:
+                    nodes[cid]["superseded"] = False
             if not current or rank:
                 for sid in symptoms:
                     edge(cid, sid, "could_explain", f"{conf:.0%}")
