@@ -55,7 +55,8 @@ def test_incident_is_diagnosed_repaired_explained_and_judged(node, artifacts_dir
             _login(page, node.url)
 
             # the dashboard shows the detector's and the healing loop's state
-            expect(page.locator("#dash-detector .value")).to_have_text("observe")
+            expect(page.locator("#dash-detector .value")).to_have_text("observing")
+            expect(page.locator("#dash-detector .hint")).to_contain_text("phase observe, layer iforest")
             expect(page.locator("#dash-healing .value")).to_have_text("observing")
             expect(page.locator("#dash-healing .hint")).to_contain_text("1 open incident")
             page.screenshot(path=artifacts_dir / "01-dashboard-loops.png", full_page=True)

@@ -84,6 +84,22 @@ SETTINGS: dict[str, Setting] = {
                                      "kept on the device only."),
     "healing.span_buffer": Setting("Traces kept on the device", "spans", "", 16, 10000),
     "healing.seed": Setting("Random seed", "", "Fixed seed for reproducible timing (tests); empty: random."),
+    # anomaly: x0node/anomaly/service.py validate_config, docs/anomaly.md
+    "anomaly.enabled": Setting("Enabled", "", "Score this node's behaviour with the on-device model."),
+    "anomaly.interval_s": Setting("Scoring interval", "s", "Time between two scores.", 1, 3600),
+    "anomaly.model_dir": Setting("Model directory", "", "Where the model bundle is; empty: the one shipped."),
+    "anomaly.target_fpr": Setting("Target false-alarm rate", "fraction", "Share of normal moments the detector "
+                                  "may flag (above 0, at most 0.5).", 0, 0.5),
+    "anomaly.peer_ttl_s": Setting("Peer score lifetime", "s", "How long a neighbour's shared features count "
+                                  "(0: four scoring intervals).", 0, 86400),
+    "anomaly.observe_days": Setting("Observe at least", "days", "Time the detector only reports before its "
+                                    "verdicts may act.", 0, 365),
+    "anomaly.min_outcomes": Setting("Outcomes before acting", "outcomes", "Judged verdicts needed before the "
+                                    "detector's verdicts may act.", 1, 100000),
+    "anomaly.override": Setting("Override", "", "\"active\" or \"observe\" forces the phase; empty: automatic."),
+    "anomaly.drift_psi": Setting("Drift alarm", "PSI", "Population stability index above which the inputs "
+                                 "count as drifted (above 0).", 0, 10),
+    "anomaly.seed": Setting("Random seed", "", "Fixed seed for reproducible sampling (tests); empty: random."),
     # web: x0node/web/config.py
     "web.enabled": Setting("Enabled", "", "Serve this interface."),
     "web.listen": Setting("Listen address", "", "Address of this device the interface is served on."),
@@ -97,6 +113,13 @@ SETTINGS: dict[str, Setting] = {
     "web.tls_key": Setting("TLS key", "", "Private key file of the certificate."),
     "web.http_port": Setting("HTTP redirect port", "", "Plain-HTTP port that redirects to HTTPS (0: none).", 0, 65535),
     # node and kernel: x0node/daemon/config.py
+    "node.prefixes": Setting("Announced prefixes", "", "Address prefixes this node routes for."),
+    "trust.anchors": Setting("Trust anchors", "", "Public key files of the mesh's authorities."),
+    "trust.certificate": Setting("Node certificate", "", "This node's certificate file; empty: node.cert in "
+                                 "the data directory."),
+    "trust.allowed_keys": Setting("Allowed keys", "", "Node keys accepted without a certificate."),
+    "trust.revocations": Setting("Revocation list", "", "File of revoked certificates; empty: revoked.crl in "
+                                 "the data directory."),
     "node.data_dir": Setting("Data directory", "", "Where keys, state and records are kept."),
     "node.interfaces": Setting("Mesh interfaces", "", "Interfaces the node meshes on."),
     "node.log_level": Setting("Log level", "", "debug, info, warning or error."),

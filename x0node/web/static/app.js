@@ -100,19 +100,21 @@ function eventList(events, max) {
         `×${g.count} since ${fmtTime(g.first.time)}`) : null)));
 }
 
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
 // the detector's and the healing loop's state, from the services' status (when they run)
 function loopCards(services) {
   const an = services?.anomaly, he = services?.healing;
   const out = [];
   const detector = !an ? ["not running", "The anomaly detector is not enabled on this node."]
     : an.running === false || an.error ? ["stopped", an.error || "not running"]
-      : [an.observe?.acting ? "acting" : (an.observe?.phase || "running").replace(/_/g, " "),
-        `layer ${an.live_layer ?? "–"}, ${an.evaluations ?? 0} evaluations, ${an.peers ?? 0} peers` +
+      : [an.observe?.acting ? "acting" : "observing",
+        `phase ${an.observe?.phase ?? "–"}, layer ${an.live_layer ?? "–"}, ${an.evaluations ?? 0} evaluations, ${an.peers ?? 0} peers` +
         (typeof an.observe?.precision === "number" ? `, precision ${(an.observe.precision * 100).toFixed(0)} %` : "")];
   const healing = !he ? ["not running", "The self-healing loop is not enabled on this node."]
     : he.running === false || he.error ? ["stopped", he.error || "not running"]
       : [he.mode === "active" ? "active" : "observing",
-        `${(he.open || []).length} open incident${(he.open || []).length === 1 ? "" : "s"}, ${(he.symptoms || []).length} symptoms, ` +
+        `${plural((he.open || []).length, "open incident")}, ${plural((he.symptoms || []).length, "symptom")}, ` +
         `${he.pinned ? "mode set by the operator" : "mode automatic"}`];
   out.push(h("section", { class: "stats", id: "dash-loops" },
     h("div", { class: "stat loop", id: "dash-detector" }, h("div", { class: "label" }, "Anomaly detector"),
