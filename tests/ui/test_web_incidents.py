@@ -118,6 +118,12 @@ def test_incident_is_diagnosed_repaired_explained_and_judged(node, artifacts_dir
             expect(page.locator("#timeline li[data-phase=feedback]")).to_contain_text("right")
             expect(page.locator(".feedback-list li")).to_contain_text("telemetry was wedged")
             page.screenshot(path=artifacts_dir / "05-feedback.png", full_page=True)
+            # on a phone: no sideways scrolling of the page (the graph scrolls inside its box)
+            page.set_viewport_size({"width": 390, "height": 844})
+            expect(page.locator("#causal-graph svg.causal")).to_be_visible()
+            assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1")
+            page.screenshot(path=artifacts_dir / "06-phone-incident.png", full_page=True)
+            page.set_viewport_size({"width": 1200, "height": 900})
 
             # bad input is refused with 4xx and changes nothing
             csrf = page.evaluate("() => fetch('/api/v1/auth/state').then(r => r.json()).then(j => j.csrf_token)")

@@ -209,7 +209,8 @@ function drawGraph(g, info) {
     cols[c].forEach((n, ri) => pos.set(n.id, { x: PAD + ci * (NODE_W + COL_GAP), y: TOP + offset + ri * (NODE_H + ROW_GAP) }));
   });
   const width = PAD * 2 + used.length * NODE_W + (used.length - 1) * COL_GAP;
-  const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, class: "causal", role: "group",
+  // drawn at its natural size: on a narrow screen its box scrolls sideways instead of shrinking the text
+  const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, width, height, class: "causal", role: "group",
     "aria-label": `causal graph: ${g.nodes.length} boxes, ${g.edges.length} links` });
   svg.append(s("defs", {}, s("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7,
     markerHeight: 7, orient: "auto-start-reverse" }, s("path", { d: "M0,0 L10,5 L0,10 z", class: "arrowhead" }))));
