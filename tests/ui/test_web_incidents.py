@@ -197,3 +197,29 @@ def test_without_the_healing_service_the_page_says_so(tmp_path, artifacts_dir):
             page.screenshot(path=artifacts_dir / "healing-off.png")
         finally:
             browser.close()
+
+
+def test_a_lossy_link_shows_its_alternatives(tmp_path, artifacts_dir):
+    credentials.Credentials(tmp_path / "web").set_password(PASSWORD)
+    healing = HealingNode(tmp_path)
+    healing.services.healthy = True
+    healing.router.loss_a = 0.35  # hellos on the link to A get lost
+    with ThreadedServer(demo_provider(), tmp_path, setup=healing.setup) as srv, sync_playwright() as pw:
+        browser = launch(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            _login(page, srv.url)
+            page.goto(srv.url + "/incidents?id=1")
+            expect(page.locator("#timeline li[data-phase=root_cause]").first).to_contain_text("link_lossy at link:")
+            expect(page.locator("#timeline li[data-phase=root_cause]").first).to_contain_text("alternatives: node_down")
+            graph = page.locator("svg.causal")
+            expect(graph.locator("g.gnode.cause")).to_have_count(2)
+            expect(graph.locator("path.edge.could_explain")).to_have_count(1)
+            expect(graph.locator("g.gnode.action")).to_contain_text("observe only")
+            expect(graph.locator("g.gnode.cause.current .sub")).to_contain_text("link:aaaaaaaa~bbbbbbbb")
+            graph.locator("g.gnode.cause:not(.current)").click()
+            expect(page.locator("#graph-selected")).to_contain_text("alternative")
+            expect(page.locator("#graph-info .links li")).to_contain_text("could explain symptom link_loss")
+            page.screenshot(path=artifacts_dir / "lossy-link-graph.png", full_page=True)
+        finally:
+            browser.close()

@@ -15,8 +15,12 @@ const PHASE_ICONS = { detected: "!", root_cause: "?", decision: "→", action: "
   not_verified: "✗", closed: "■", feedback: "✎" };
 const COLUMNS = ["action", "cause", "evidence", "symptom"];
 const COLUMN_TITLES = { action: "Actions", cause: "Causes", evidence: "Evidence", symptom: "Symptoms" };
-const NODE_W = 210, NODE_H = 48, COL_GAP = 70, ROW_GAP = 18, PAD = 12, TOP = 34;
+const NODE_W = 190, NODE_H = 48, COL_GAP = 56, ROW_GAP = 18, PAD = 12, TOP = 34;
 
+// node ids (16 hex digits) shortened to their first 8, as elsewhere in the UI; the full names are in
+// the tooltips and the graph's details
+const short = (text) => String(text || "").replace(/[0-9a-f]{12,}/g, (m) => m.slice(0, 8));
+const shortSpan = (text) => h("span", { title: text }, short(text));
 const pct = (v) => (typeof v === "number" ? `${Math.round(v * 100)} %` : "–");
 
 export function incidentsView() {
@@ -110,7 +114,7 @@ function incidentTable(list, selected) {
       const cause = i.root_cause ? `${i.root_cause} at ${i.element} (${pct(i.confidence)})` : (i.cause || "–");
       const cells = [
         h("a", { href: `/incidents?id=${i.id}`, "data-nav": true, class: "incident-link" }, `#${i.id}`),
-        fmtTime(i.opened), (i.symptoms || []).join(", ") || "–", cause, i.action || "–",
+        fmtTime(i.opened), shortSpan((i.symptoms || []).join(", ") || "–"), shortSpan(cause), i.action || "–",
         h("span", { class: `badge outcome-${i.outcome || i.state}` }, i.outcome || i.state),
         i.mttr_s != null ? fmtNum(i.mttr_s, 1, " s") : "–"];
       return h("tr", { class: i.id === selected ? "selected" : "", "data-incident": i.id },
@@ -144,10 +148,10 @@ function timelineCard(inc) {
         h("span", { class: "icon", "aria-hidden": "true" }, PHASE_ICONS[st.phase] || "•"),
         h("div", {},
           h("div", {}, h("strong", {}, st.title), " ", h("time", {}, fmtTime(st.at))),
-          h("div", { class: "what" }, st.text),
+          h("div", { class: "what", title: st.text }, short(st.text)),
           typeof st.confidence === "number" ? h("div", { class: "confidence" },
             h("meter", { min: 0, max: 1, value: st.confidence, "aria-label": "confidence" }), ` confidence ${pct(st.confidence)}`) : null,
-          st.detail ? h("div", { class: "hint" }, st.detail) : null)))));
+          st.detail ? h("div", { class: "hint", title: st.detail }, short(st.detail)) : null)))));
 }
 
 function feedbackCard(page, inc) {
@@ -232,14 +236,15 @@ function drawGraph(g, info) {
   const nodeEls = new Map();
   for (const n of g.nodes) {
     const p = pos.get(n.id);
-    const sub = n.kind === "cause" ? `${n.element || ""} · ${pct(n.confidence)}`
+    const sub = n.kind === "cause" ? `${pct(n.confidence)} · ${n.element || ""}`
       : n.kind === "action" ? `${n.element || ""} · ${n.result || ""}` : n.element || "";
+    const subShort = short(sub);
     const el = s("g", { class: `gnode ${n.kind}${n.current ? " current" : ""}${n.superseded ? " superseded" : ""}`,
       transform: `translate(${p.x},${p.y})`, tabindex: 0, role: "button", "data-id": n.id, "data-kind": n.kind,
       "aria-label": `${n.kind} ${n.label} ${sub}` },
     s("rect", { width: NODE_W, height: NODE_H, rx: 8 }),
-    s("text", { x: 10, y: 20, class: "title" }, clip(n.label, 26)),
-    s("text", { x: 10, y: 38, class: "sub" }, clip(sub, 32)),
+    s("text", { x: 10, y: 20, class: "title" }, clip(n.label, 21)),
+    s("text", { x: 10, y: 38, class: "sub" }, clip(subShort, 28)),
     s("title", {}, `${n.kind}: ${n.label}\n${sub}`));
     if (n.kind === "cause" && typeof n.confidence === "number") {
       el.append(s("rect", { x: 0, y: NODE_H - 4, width: Math.max(2, NODE_W * n.confidence), height: 4, class: "conf" }));
