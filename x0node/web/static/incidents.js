@@ -15,7 +15,7 @@ const PHASE_ICONS = { detected: "!", root_cause: "?", decision: "→", action: "
   not_verified: "✗", closed: "■", feedback: "✎" };
 const COLUMNS = ["action", "cause", "evidence", "symptom"];
 const COLUMN_TITLES = { action: "Actions", cause: "Causes", evidence: "Evidence", symptom: "Symptoms" };
-const NODE_W = 190, NODE_H = 48, COL_GAP = 56, ROW_GAP = 18, PAD = 12, TOP = 34;
+const NODE_W = 200, NODE_H = 48, COL_GAP = 56, ROW_GAP = 18, PAD = 12, TOP = 34;
 
 // node ids (16 hex digits) shortened to their first 8, as elsewhere in the UI; the full names are in
 // the tooltips and the graph's details
@@ -244,7 +244,7 @@ function drawGraph(g, info) {
       "aria-label": `${n.kind} ${n.label} ${sub}` },
     s("rect", { width: NODE_W, height: NODE_H, rx: 8 }),
     s("text", { x: 10, y: 20, class: "title" }, clip(n.label, 21)),
-    s("text", { x: 10, y: 38, class: "sub" }, clip(subShort, 28)),
+    s("text", { x: 10, y: 38, class: "sub" }, clip(subShort, 30)),
     s("title", {}, `${n.kind}: ${n.label}\n${sub}`));
     if (n.kind === "cause" && typeof n.confidence === "number") {
       el.append(s("rect", { x: 0, y: NODE_H - 4, width: Math.max(2, NODE_W * n.confidence), height: 4, class: "conf" }));
