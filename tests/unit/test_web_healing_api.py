@@ -146,7 +146,19 @@ async def test_routes_refuse_bad_input_and_change_nothing(api, monkeypatch):
     monkeypatch.setattr(node.service.store, "set_setting", full)
     assert (await client.put("/api/v1/healing/mode", json={"mode": "active"}, headers=h)).status == 507
     assert (await (await client.get("/api/v1/healing")).json())["pinned"] == before
+    # a store that cannot be written: 503, and the answer is not written later behind the operator's back
+    import asyncio
+    import sqlite3
+
+    def broken(*_a, **_k):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(node.service.store, "write", broken)
+    r = await client.post(base, json={"right": False, "note": "lost"}, headers=h)
+    assert r.status == 503 and "not saved" in (await r.json())["error"]
     monkeypatch.undo()
+    await asyncio.sleep(0.5)  # a few cycles write whatever else waited
+    assert not [e for e in node.service.store.timeline(inc["id"]) if e["type"] == "Feedback"]
     # bounded: FEEDBACK_PER_INCIDENT_MAX answers, then 409
     monkeypatch.setattr(healing_api, "FEEDBACK_PER_INCIDENT_MAX", 3)
     for i in range(3):

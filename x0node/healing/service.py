@@ -300,7 +300,9 @@ class HealingService:
         """Operator feedback on an incident, written to the knowledge store before returning."""
         self.feedback(incident_id, right, note)
         await self._write_records()
-        if self._unwritten:
+        if self._unwritten:  # not saved: say so, and never write it later behind the operator's back
+            self._unwritten = [r for r in self._unwritten
+                               if not (type(r).__name__ == "Feedback" and getattr(r, "incident_id", None) == incident_id)]
             raise OSError("the knowledge store could not be written")
 
     async def incident(self, incident_id: int) -> dict[str, Any] | None:

@@ -729,7 +729,7 @@ async def api_topology(request: web.Request) -> web.StreamResponse:
     return _view(request, "topology")
 
 
-def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+def int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
     raw = request.query.get(name)
     if raw is None:
         return default
@@ -743,8 +743,8 @@ def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) 
 
 
 async def api_events(request: web.Request) -> web.StreamResponse:
-    since = _int_param(request, "since", 0, 0, 2**53)
-    limit = _int_param(request, "limit", 100, 1, EVENTS_LIMIT_MAX)
+    since = int_param(request, "since", 0, 0, 2**53)
+    limit = int_param(request, "limit", 100, 1, EVENTS_LIMIT_MAX)
     return json_response(request.app[K_STATE].provider.events(since, limit))
 
 
@@ -873,7 +873,7 @@ async def api_stream(request: web.Request) -> web.StreamResponse:
     if len(st.streams) >= STREAMS_MAX:
         return json_error(503, "too many live streams open")
     session = session_of(request)
-    since = _int_param(request, "since", 0, 0, 2**53)
+    since = int_param(request, "since", 0, 0, 2**53)
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                                        "X-Accel-Buffering": "no"})
     _with_security_headers(resp, request)

@@ -36,7 +36,7 @@ from typing import Any
 
 from aiohttp import web
 
-from x0node.web.app import BadRequest, _int_param, json_error, json_response, read_json_object, storage_error
+from x0node.web.app import BadRequest, int_param, json_error, json_response, read_json_object, storage_error
 
 FEEDBACK_NOTE_MAX = 500
 FEEDBACK_PER_INCIDENT_MAX = 20
@@ -299,7 +299,7 @@ def add_routes(app: web.Application, service: Callable[[], Any]) -> None:
 
     async def incidents(request: web.Request) -> web.StreamResponse:
         svc = running()
-        limit = _int_param(request, "limit", 50, 1, INCIDENTS_LIMIT_MAX)
+        limit = int_param(request, "limit", 50, 1, INCIDENTS_LIMIT_MAX)
         rows = await svc.incidents(limit)
         live = {o.get("id"): o for o in svc.status().get("open", [])}
         out = []
