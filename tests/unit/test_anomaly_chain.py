@@ -45,6 +45,8 @@ def test_shipped_bundle_gives_a_live_gnn(model_dir):
 def test_rows_without_neighbours_never_reach_the_gnn():
     """An empty mask selects the self-only model (trained for that case), row by row."""
     chain, _ = load_chain()
+    for layer in ("gbt", "gbt_self"):  # the GNN pair alone
+        chain.layers[layer].live = False
     assert chain.live_layer == GNN and chain.layers[SELF].live, chain.status()
     x, xn, m = _batch(4)
     m[1] = 0.0
@@ -65,6 +67,15 @@ def test_without_a_self_model_rows_without_neighbours_fall_to_the_next_layer(mod
     chain, _ = load_chain(str(model_dir))  # this bundle holds only the GNN
     assert chain.live_layer == GNN and not chain.layers[SELF].live
     assert chain.evaluate(*_batch(neighbours=0)).layer == RULES
+
+
+def test_the_shipped_bundle_scores_with_the_tree_pair_by_neighbour_data():
+    chain, _ = load_chain()
+    assert chain.live_layer == "gbt" and chain.layers["gbt_self"].live, chain.status()
+    x, xn, m = _batch(2)
+    m[1] = 0.0
+    xn[1] = 0.0
+    assert chain.evaluate(x, xn, m).row_layers == ("gbt", "gbt_self")
 
 
 def test_missing_model_falls_back_to_rules(tmp_path):

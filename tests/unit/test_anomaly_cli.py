@@ -29,4 +29,4 @@ def test_check_command_reports_the_live_layer():
     out = subprocess.run([sys.executable, "-m", "x0node", "model", "check"], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["live_layer"] == "gnn"
+    assert json.loads(out.stdout)["live_layer"] == "gbt"  # the tree models trained on real faults

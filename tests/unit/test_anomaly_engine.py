@@ -27,16 +27,24 @@ def _raw(**kw):
     return r
 
 
+def gnn_chain():
+    """The shipped chain with its tree layers off: these tests exercise the engine on the GNN."""
+    chain, _ = load_chain()
+    for layer in ("gbt", "gbt_self"):
+        chain.layers[layer].live = False
+    return chain
+
+
 @pytest.fixture(scope="module")
 def shipped():
     chain, bundle = load_chain()
-    assert chain.live_layer == GNN
+    assert chain.layers[GNN].live
     return bundle
 
 
 def _engine(bundle=None, observe_cfg=FAST, chain=None):
     if chain is None:
-        chain, _ = load_chain()
+        chain = gnn_chain()
     drift = DriftMonitor(FEATURES, bundle.train_hist) if bundle else None
     return AnomalyEngine("me", chain, drift, ObserveMode(observe_cfg, 0.0))
 

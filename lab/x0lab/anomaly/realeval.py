@@ -12,8 +12,8 @@ Protocol (the model card, docs/anomaly.md, repeats it):
 - Metrics on rows with label 0/1 (label -1 ignored, realdata.py): precision, recall, F1; event recall
   (an event is detected when an alarm is raised on one of its rows between its start and end),
   also for hard faults and within MAX_DETECT_TICKS; detect ticks (ticks from the fault's start to the
-  first alarm, p50); false alarms per node-hour (alarm onsets on label-0 rows per node-hour of label-0
-  rows). 95 % CIs by percentile bootstrap (BOOTSTRAP resamples, seeded): events resampled for event
+  first alarm, p50); false alarms per node-hour (maximal runs of alarmed label-0 ticks on a node, per
+  node-hour of label-0 ticks). 95 % CIs by percentile bootstrap (BOOTSTRAP resamples, seeded): events resampled for event
   recall and detect ticks, (run, node) series resampled for F1 and false alarms.
 - Thresholds: the value that maximises F1 on the validation run (a detector's score only).
 Pure numpy + scikit-learn (development dependency, pinned); no I/O.
@@ -21,6 +21,7 @@ Pure numpy + scikit-learn (development dependency, pinned); no I/O.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -69,15 +70,16 @@ def inputs(table: Table, which: str) -> Inputs:
 
 
 # ------------------------------------------------------------------------------------------- detectors
-# A detector: fit(train_rows, inputs, table) -> score(rows, inputs) (larger = more anomalous).
-Fit = Callable[[np.ndarray, Inputs, Table], Callable[[np.ndarray, Inputs], np.ndarray]]
+# A detector: fit(train_rows, validation_rows, inputs, table) -> score(rows, inputs) (larger = more
+# anomalous). Only the shipped chain uses the validation rows (its per-model thresholds).
+Fit = Callable[[np.ndarray, np.ndarray, Inputs, Table], Callable[[np.ndarray, Inputs], np.ndarray]]
 
 
 def _labelled(rows: np.ndarray, table: Table) -> np.ndarray:
     return rows[table.label[rows] >= 0]
 
 
-def fit_rules_shipped(train: np.ndarray, inp: Inputs, table: Table) -> Callable[[np.ndarray, Inputs], np.ndarray]:
+def fit_rules_shipped(train: np.ndarray, val: np.ndarray, inp: Inputs, table: Table) -> Callable[[np.ndarray, Inputs], np.ndarray]:
     from x0node.anomaly.rules import rule_scores
 
     return lambda rows, i: rule_scores(i.xs[rows])
@@ -87,7 +89,7 @@ def fit_rules_shipped(train: np.ndarray, inp: Inputs, table: Table) -> Callable[
 _DIRECTION = np.array([1, 1, 1, 1, 1, 1, 1, -1], dtype=np.float64)
 
 
-def fit_rules_tuned(train: np.ndarray, inp: Inputs, table: Table) -> Callable[[np.ndarray, Inputs], np.ndarray]:
+def fit_rules_tuned(train: np.ndarray, val: np.ndarray, inp: Inputs, table: Table) -> Callable[[np.ndarray, Inputs], np.ndarray]:
     """One threshold per feature, each the one that maximises that feature's own F1 on training rows;
     score = the largest margin past its threshold, in units of the feature's normal spread (so the
     global threshold chosen on validation moves every rule together)."""
@@ -102,7 +104,7 @@ def fit_rules_tuned(train: np.ndarray, inp: Inputs, table: Table) -> Callable[[n
     return lambda r, i: np.max((i.xs[r] * _DIRECTION - thr) / spread, axis=1)
 
 
-def fit_ewma(train: np.ndarray, inp: Inputs, table: Table) -> Callable[[np.ndarray, Inputs], np.ndarray]:
+def fit_ewma(train: np.ndarray, val: np.ndarray, inp: Inputs, table: Table) -> Callable[[np.ndarray, Inputs], np.ndarray]:
     """Per node, against its own history: |z| of each feature against an EWMA mean/variance of the
     node's earlier ticks (updated every tick, alpha EWMA_ALPHA), max over features. Nothing trained."""
     def score(rows: np.ndarray, i: Inputs) -> np.ndarray:
@@ -130,7 +132,7 @@ def _xy(train: np.ndarray, inp: Inputs, table: Table, nbrs: bool) -> tuple[np.nd
 
 
 def fit_gbt(nbrs: bool) -> Fit:
-    def fit(train: np.ndarray, inp: Inputs, table: Table) -> Callable[[np.ndarray, Inputs], np.ndarray]:
+    def fit(train: np.ndarray, val: np.ndarray, inp: Inputs, table: Table) -> Callable[[np.ndarray, Inputs], np.ndarray]:
         from sklearn.ensemble import HistGradientBoostingClassifier
 
         x, y = _xy(train, inp, table, nbrs)
@@ -145,18 +147,18 @@ GBT_TREES, GBT_DEPTH, GBT_LEAVES = 100, 4, 15
 
 
 def fit_mlp(nbrs: bool) -> Fit:
-    def fit(train: np.ndarray, inp: Inputs, table: Table) -> Callable[[np.ndarray, Inputs], np.ndarray]:
+    def fit(train: np.ndarray, val: np.ndarray, inp: Inputs, table: Table) -> Callable[[np.ndarray, Inputs], np.ndarray]:
         from sklearn.neural_network import MLPClassifier
 
         x, y = _xy(train, inp, table, nbrs)
-        clf = MLPClassifier(hidden_layer_sizes=(32, 16), alpha=1e-3, max_iter=300, random_state=SEED,
+        clf = MLPClassifier(hidden_layer_sizes=(32, 16), alpha=1e-3, max_iter=200, random_state=SEED,
                             early_stopping=True)
         clf.fit(x, y)
         return lambda r, i: clf.predict_proba(i.with_nbrs[r] if nbrs else i.xs[r])[:, 1]
     return fit
 
 
-def fit_iforest(train: np.ndarray, inp: Inputs, table: Table) -> Callable[[np.ndarray, Inputs], np.ndarray]:
+def fit_iforest(train: np.ndarray, val: np.ndarray, inp: Inputs, table: Table) -> Callable[[np.ndarray, Inputs], np.ndarray]:
     from sklearn.ensemble import IsolationForest
 
     rows = train[table.label[train] == 0]
@@ -178,7 +180,7 @@ def _chain_scores(chain: Any, rows: np.ndarray, i: Inputs) -> np.ndarray:
     return out
 
 
-def fit_shipped_gnn(train: np.ndarray, inp: Inputs, table: Table) -> Callable[[np.ndarray, Inputs], np.ndarray]:
+def fit_shipped_gnn(train: np.ndarray, val: np.ndarray, inp: Inputs, table: Table) -> Callable[[np.ndarray, Inputs], np.ndarray]:
     """The synthetic-trained int8 GNN (the self-only MLP for rows without neighbours) from the bundle,
     through the device chain with the tree layers switched off. Nothing trained here."""
     from x0node.anomaly.chain import GBT, GBT_SELF, load_chain
@@ -189,17 +191,13 @@ def fit_shipped_gnn(train: np.ndarray, inp: Inputs, table: Table) -> Callable[[n
     return lambda rows, i: _chain_scores(chain, rows, i)
 
 
-def fit_chain_gbt(train: np.ndarray, inp: Inputs, table: Table) -> Callable[[np.ndarray, Inputs], np.ndarray]:
+def fit_chain_gbt(train: np.ndarray, val: np.ndarray, inp: Inputs, table: Table) -> Callable[[np.ndarray, Inputs], np.ndarray]:
     """The shipped recipe as the device runs it: the fold's tree pair exported, loaded by trees.py into a
-    DetectorChain, each row scored by the neighbour model or, without neighbour data, the self model.
-    Its per-model thresholds come from a part of the training runs (one topology kind) held out."""
+    DetectorChain, each row scored by the neighbour model or, without neighbour data, the self model;
+    each model's threshold chosen on the validation runs."""
     from x0lab.anomaly import realtrain
 
-    kinds = np.array([topology_kind(t) for t in table.topo])
-    names = sorted(set(kinds[train].tolist()))
-    inner_val = train[kinds[train] == names[-1]]
-    inner_train = train[kinds[train] != names[-1]]
-    chain = realtrain.chain_of(realtrain.train_pair(inner_train, inner_val, inp, table))
+    chain = realtrain.chain_of(realtrain.train_pair(train, val, inp, table))
     return lambda rows, i: _chain_scores(chain, rows, i)
 
 
@@ -256,7 +254,7 @@ def cross_predict(table: Table, fit: Fit, train_inp: Inputs, test_inp: Inputs) -
     scores = np.zeros(len(table))
     alarms = np.zeros(len(table), dtype=bool)
     for _test, _val, tr, va, te in folds(table):
-        score = fit(tr, train_inp, table)
+        score = fit(tr, va, train_inp, table)
         vrows = _labelled(va, table)
         thr, _ = best_threshold(score(vrows, train_inp), table.label[vrows] == 1)
         s = score(te, test_inp)
@@ -264,15 +262,18 @@ def cross_predict(table: Table, fit: Fit, train_inp: Inputs, test_inp: Inputs) -
     return scores, alarms
 
 
-def _onsets(table: Table, alarms: np.ndarray) -> np.ndarray:
-    """alarm rows whose previous tick on the same node was not an alarm."""
+def _false_alarms(table: Table, alarms: np.ndarray) -> np.ndarray:
+    """Rows that start a false alarm: an alarmed fault-free (label 0) tick whose previous tick on the
+    same node was not one (not alarmed, or not fault-free). An alarm that stays on counts once per
+    fault-free stretch it covers."""
+    bad = alarms & (table.label == 0)
     out = np.zeros(len(alarms), dtype=bool)
     keys = np.char.add(table.run, table.node)
     for key in np.unique(keys):
         sel = np.flatnonzero(keys == key)
         sel = sel[np.argsort(table.t[sel])]
-        a = alarms[sel]
-        out[sel] = a & ~np.r_[False, a[:-1]]
+        b = bad[sel]
+        out[sel] = b & ~np.r_[False, b[:-1]]
     return out
 
 
@@ -304,7 +305,7 @@ def judge(table: Table, alarms: np.ndarray, rng: np.random.Generator | None = No
     rng = rng or np.random.default_rng(SEED)
     lab = table.label >= 0
     y = table.label == 1
-    onsets = _onsets(table, alarms)
+    onsets = _false_alarms(table, alarms)
     hit, ticks = _event_hits(table, alarms)
     hard = np.array([e.hard for e in table.events], dtype=bool)
     within = hit & (np.nan_to_num(ticks, nan=1e9) <= MAX_DETECT_TICKS)
@@ -355,9 +356,14 @@ def judge(table: Table, alarms: np.ndarray, rng: np.random.Generator | None = No
             "detect_ticks_p50": np.array([np.nanmedian(r) if np.isfinite(r).any() else np.nan for r in tks]),
             "false_alarms_per_node_hour": fas,
         }
-    out["ci95"] = {k: [round(float(np.nanpercentile(v, 2.5)), 4), round(float(np.nanpercentile(v, 97.5)), 4)]
-                   for k, v in boots.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # no detection in a resample: NaN ticks
+        out["ci95"] = {k: [_r(np.nanpercentile(v, 2.5)), _r(np.nanpercentile(v, 97.5))] for k, v in boots.items()}
     return out
+
+
+def _r(v: float) -> float | None:
+    return None if not np.isfinite(v) else round(float(v), 4)
 
 
 def per_kind(table: Table, alarms: np.ndarray) -> dict[str, dict[str, Any]]:

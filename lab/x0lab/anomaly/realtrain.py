@@ -116,19 +116,22 @@ def ship(data_dir: Any, model_dir: Any) -> dict[str, Any]:
     doc = train_ship(load(pathlib.Path(data_dir)))
     name = "anomaly_trees.json"
     write_atomic(model_dir / name, json.dumps({"nbr": doc["nbr"], "self": doc["self"]},
-                                              separators=(",", ":")).encode())
+                                              separators=(",", ":")).encode(), 0o644)
     meta_path = model_dir / "anomaly_model.json"
     meta = json.loads(meta_path.read_text())
     meta["files"][TREES_FILE] = name
     meta["thresholds"][GBT] = doc["thresholds"]["nbr"]
     meta["thresholds"][GBT_SELF] = doc["thresholds"]["self"]
     meta["trees_training"] = doc["training"]
-    write_atomic(meta_path, (json.dumps(meta, indent=1) + "\n").encode())
+    write_atomic(meta_path, (json.dumps(meta, indent=1) + "\n").encode(), 0o644)
     sums_path = model_dir / "SHA256SUMS"
-    lines = [ln for ln in sums_path.read_text().splitlines() if ln.strip() and not ln.endswith((" " + name, " anomaly_model.json"))]
-    for f in (name, "anomaly_model.json"):
-        lines.append(f"{hashlib.sha256((model_dir / f).read_bytes()).hexdigest()}  {f}")
-    write_atomic(sums_path, ("\n".join(sorted(lines, key=lambda ln: ln.split()[-1])) + "\n").encode())
+    lines = [ln for ln in sums_path.read_text().splitlines() if ln.strip() and not ln.endswith(" " + name)]
+    lines.append(f"0  {name}")
+    for i, ln in enumerate(lines):
+        f = ln.split()[-1]
+        if f in (name, "anomaly_model.json"):
+            lines[i] = f"{hashlib.sha256((model_dir / f).read_bytes()).hexdigest()}  {f}"
+    write_atomic(sums_path, ("\n".join(lines) + "\n").encode(), 0o644)
     return doc["training"] | {"thresholds": doc["thresholds"]}
 
 
