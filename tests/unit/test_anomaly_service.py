@@ -60,10 +60,13 @@ async def test_service_runs_publishes_persists_and_restores(tmp_path):
         await s.stop()
     saved = json.loads((tmp_path / "anomaly" / "observe.json").read_text())
     assert saved["override"] == "observe" and saved["predictions"] == 3
+    drift = json.loads((tmp_path / "anomaly" / "drift.json").read_text())
+    assert drift["reference_rows"] == 3 and drift["reference"] is None  # this node's own, still building
     s2 = svc.create_service({"interval_s": 3600})
     await s2.start(_ctx(tmp_path))
     try:
         assert s2.status()["observe"]["predictions"] == 3
+        assert s2.status()["drift"]["reference_rows"] == 3 and s2.status()["drift"]["reference"] == "own"
     finally:
         await s2.stop()
 

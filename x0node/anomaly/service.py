@@ -6,7 +6,8 @@ Rules and invariants:
   4 x interval), `observe_days` (>= 0, default 14), `min_outcomes` (default 200), `override`
   ("", "active" or "observe"; "" = none), `drift_psi` (> 0, default 0.25), `seed` (int, optional).
 - start(): loads the bundle and LiteRT in a worker thread (imports stay lazy until then), restores
-  the persisted observe-mode state and the normal-row buffer from `<data_dir>/anomaly/`, and
+  the persisted observe-mode state, the node's own drift reference (drift.json) and the normal-row
+  buffer from `<data_dir>/anomaly/`, and
   starts one timer task (plus a sampler that reads `neighbours()` every LINK_SAMPLE_INTERVAL_S so
   link loss and RTT are averaged over the whole interval). Each tick (period jittered +-25%): read kernel counters
   (collector.read_counters, in a worker thread; plus XDP drops from the telemetry service's snapshot,
@@ -60,6 +61,7 @@ RECORD_MAX_BYTES = 64 * 1024 * 1024
 """`record = true` appends one JSON line per tick (the fault lab's dataset) until the file holds this much."""
 PERSIST_INTERVAL_S = 600.0
 STATE_DIR = "anomaly"
+DRIFT_FILE = "drift.json"
 FEATURES_TOPIC = "anomaly.features"  # this node's feature vector each tick (for a state layer to share)
 
 
@@ -183,13 +185,8 @@ class AnomalyService:
         from x0node.anomaly.observe import ObserveConfig, ObserveMode
 
         cfg = self.config
-        chain, bundle = load_chain(cfg["model_dir"] or None, iforest_target_fpr=cfg["target_fpr"])
-        drift = None
-        if bundle is not None:
-            try:
-                drift = DriftMonitor(FEATURES, bundle.train_hist, threshold=cfg["drift_psi"])
-            except (KeyError, TypeError, ValueError) as exc:
-                log.warning("anomaly drift monitor disabled: %s", exc)
+        chain, _bundle = load_chain(cfg["model_dir"] or None, iforest_target_fpr=cfg["target_fpr"])
+        drift = DriftMonitor(FEATURES, None, threshold=cfg["drift_psi"])  # against this node's own history
         ocfg = ObserveConfig(min_observe_s=cfg["observe_days"] * 86400.0, min_outcomes=cfg["min_outcomes"])
         state_dir = ctx.data_dir / STATE_DIR
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -198,6 +195,10 @@ class AnomalyService:
         with contextlib.suppress(OSError, ValueError):
             if self._state_path.stat().st_size < 4 * 1024 * 1024:
                 observe = ObserveMode.from_dict(json.loads(self._state_path.read_text()), ocfg, time.time())
+        with contextlib.suppress(OSError, ValueError):
+            drift_path = state_dir / DRIFT_FILE
+            if drift_path.stat().st_size < 1024 * 1024 and not drift.restore(json.loads(drift_path.read_text())):
+                log.warning("anomaly drift reference in %s does not fit; building a new one", drift_path)
         if cfg["override"]:
             observe.set_override(cfg["override"], time.time())
         ttl = cfg["peer_ttl_s"] or 4 * cfg["interval_s"]
@@ -223,6 +224,8 @@ class AnomalyService:
             return
         write_atomic(self._state_path, text.encode())
         self._saved_state = text
+        if self.engine.drift is not None:
+            write_atomic(self._state_path.parent / DRIFT_FILE, json.dumps(self.engine.drift.to_dict()).encode())
         if force and self.engine.chain.normal_rows:
             rows = np.stack(list(self.engine.chain._normal))  # noqa: SLF001 - our own chain
             buf = io.BytesIO()
