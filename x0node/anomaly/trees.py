@@ -81,6 +81,19 @@ class TreeModel:
         self.trees = trees
         self.width = width
         self.uses_neighbours = width == N_FEATURES + N_AGGREGATES
+        # every tree padded into one [T, N] table so all trees descend together, one level per step
+        t, n = len(trees), max(len(tr.feature) for tr in trees)
+        self._feature = np.zeros((t, n), dtype=np.int64)
+        self._threshold = np.zeros((t, n))
+        self._left = np.tile(np.arange(n), (t, 1))
+        self._right = self._left.copy()
+        self._value = np.zeros((t, n))
+        for i, tr in enumerate(trees):
+            k = len(tr.feature)
+            self._feature[i, :k], self._threshold[i, :k] = tr.feature, tr.threshold
+            self._left[i, :k], self._right[i, :k], self._value[i, :k] = tr.left, tr.right, tr.value
+        self._depth = max(tr.depth for tr in trees)
+        self._tree_idx = np.arange(t)[None, :]
 
     @classmethod
     def from_dict(cls, d: Any) -> TreeModel:
@@ -103,12 +116,12 @@ class TreeModel:
             if x_nbr is None or mask is None:
                 raise TreeError("the neighbour model needs the neighbour block")
             x = np.concatenate([x, neighbour_aggregates(x_nbr, mask)], axis=1)
-        rows = np.arange(len(x))
-        out = np.full(len(x), self.baseline)
-        for t in self.trees:
-            node = np.zeros(len(x), dtype=np.int64)
-            for _ in range(t.depth):
-                go_left = x[rows, t.feature[node]] <= t.threshold[node]
-                node = np.where(go_left, t.left[node], t.right[node])
-            out += t.value[node]
-        return out.astype(np.float32)
+        if x.shape[1] != self.width:
+            raise TreeError(f"expected {self.width} inputs, got {x.shape[1]}")
+        ti = self._tree_idx
+        node = np.zeros((len(x), ti.shape[1]), dtype=np.int64)  # [B, T]; a leaf points at itself
+        rows = np.arange(len(x))[:, None]
+        for _ in range(self._depth):
+            go_left = x[rows, self._feature[ti, node]] <= self._threshold[ti, node]
+            node = np.where(go_left, self._left[ti, node], self._right[ti, node])
+        return (self.baseline + self._value[ti, node].sum(axis=1)).astype(np.float32)

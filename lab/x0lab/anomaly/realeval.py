@@ -201,6 +201,8 @@ def fit_chain_gbt(train: np.ndarray, val: np.ndarray, inp: Inputs, table: Table)
     return lambda rows, i: _chain_scores(chain, rows, i)
 
 
+FULL_REFERENCE = frozenset({"chain_gbt", "gbt_nbr", "mlp_nbr", "gnn_shipped"})
+"""Detectors also scored, with the same fold models, on the full-neighbour inputs."""
 DETECTORS: dict[str, Fit] = {
     "rules": fit_rules_shipped,
     "rules_tuned": fit_rules_tuned,
@@ -249,17 +251,22 @@ def folds(table: Table) -> list[tuple[str, str, np.ndarray, np.ndarray, np.ndarr
     return out
 
 
-def cross_predict(table: Table, fit: Fit, train_inp: Inputs, test_inp: Inputs) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, alarms) for every row, each from the fold that held its run out."""
+def cross_predict(table: Table, fit: Fit, train_inp: Inputs, test_inp: Inputs,
+                  also: Inputs | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(scores, alarms) for every row, each from the fold that held its run out; with `also`, the same
+    fold models and thresholds applied to those inputs too (the full-neighbour reference)."""
     scores = np.zeros(len(table))
     alarms = np.zeros(len(table), dtype=bool)
+    alarms_also = np.zeros(len(table), dtype=bool) if also is not None else None
     for _test, _val, tr, va, te in folds(table):
         score = fit(tr, va, train_inp, table)
         vrows = _labelled(va, table)
         thr, _ = best_threshold(score(vrows, train_inp), table.label[vrows] == 1)
         s = score(te, test_inp)
         scores[te], alarms[te] = s, s >= thr
-    return scores, alarms
+        if also is not None and alarms_also is not None:
+            alarms_also[te] = score(te, also) >= thr
+    return scores, alarms, alarms_also
 
 
 def _false_alarms(table: Table, alarms: np.ndarray) -> np.ndarray:
@@ -378,22 +385,30 @@ def per_kind(table: Table, alarms: np.ndarray) -> dict[str, dict[str, Any]]:
 
 def evaluate(table: Table, names: list[str] | None = None) -> dict[str, Any]:
     """Every detector through the protocol; plus the shipped-on-device rows (live verdicts recorded by
-    the daemons) and, for every detector that uses neighbours, the full-neighbour reference."""
+    the daemons) and, for every detector that uses neighbours, the full-neighbour reference. One
+    thread for scikit-learn's OpenMP pools: on a loaded shared host their spinning threads made the
+    evaluation many times slower than single-threaded."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return _evaluate(table, names)
+
+
+def _evaluate(table: Table, names: list[str] | None) -> dict[str, Any]:
     dep = inputs(table, "deployed")
     full = inputs(table, "full")
     rows: dict[str, Any] = {}
     alarms_by: dict[str, np.ndarray] = {}
+    ref: dict[str, Any] = {}
     for name in names or list(DETECTORS):
-        _, alarms = cross_predict(table, DETECTORS[name], dep, dep)
+        _, alarms, alarms_full = cross_predict(table, DETECTORS[name], dep, dep,
+                                               full if name in FULL_REFERENCE else None)
         rows[name] = judge(table, alarms)
         alarms_by[name] = alarms
+        if alarms_full is not None:
+            ref[name] = judge(table, alarms_full)
     live = table.live_alarm.copy()
     rows["daemon_live"] = judge(table, live)  # the verdicts the running daemons gave (shipped chain)
-    ref: dict[str, Any] = {}
-    for name in ("chain_gbt", "gbt_nbr", "mlp_nbr", "gnn_shipped"):
-        if name in rows:
-            _, alarms = cross_predict(table, DETECTORS[name], dep, full)
-            ref[name] = judge(table, alarms)
     no_nbr = float(np.mean(dep.mask.sum(axis=1) == 0))
     return {"rows": rows, "full_neighbour": ref, "alarms": alarms_by,
             "dataset": {"rows": int(len(table)), "labelled": int((table.label >= 0).sum()),
