@@ -21,8 +21,7 @@ Rules and invariants:
   (one disruptive action of ours at a time; it cannot see the neighbours', which is why `[coord]`
   should run wherever disruptive actions are allowed). The provider is chosen at the first cycle or
   request, whichever comes first (services start in order; coordination starts after healing), and
-  kept. Nothing raises out of the
-  loop: a failing cycle is logged and counted in `tick_errors`.
+  kept. Nothing raises out of the loop: a failing cycle is logged and counted in `tick_errors`.
 - Entry points for the web UI and other services: `set_mode`, `feedback`, `set_update_in_progress`,
   `incidents`, `incident`, `timeline`, `recent_spans` (ctx.extras["healing"] is this service);
   `switch_mode` and `store_feedback` are the operator's: the switch is saved in the knowledge store
@@ -227,7 +226,7 @@ class HealingService:
         self.actuator = Actuators(self.routing_actuator, LocalActuator(state_dir, ctx.interfaces,
                                                                        extras.get("services"), ctx,
                                                                        extras.get("watchdog")))
-        self.leases = None  # chosen at the first lease request (_lease_provider)
+        self.leases = None  # chosen at the first cycle or lease request (_lease_provider)
         self._sub = ctx.bus.subscribe(set(SERVICE_TOPICS))
         chosen = await asyncio.to_thread(self.store.get_setting, OPERATOR_MODE_KEY)
         if chosen in OPERATOR_MODES:
