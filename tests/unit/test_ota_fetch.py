@@ -70,7 +70,7 @@ def test_timeout_expires_a_request():
 
 def test_uplink_only_for_what_the_mesh_lacks():
     f = fetch.Fetcher(4, set(), random.Random(7), per_peer=4, total=8)
-    f.set_peer("up", None, uplink=True)
+    f.set_peer("up", None, tier=fetch.TIER_UPLINK)
     f.set_peer("n", frozenset({0, 1}))
     reqs = f.next_requests(0.0)
     by = {r.index: r.peer for r in reqs}
@@ -87,3 +87,11 @@ def test_token_bucket():
     assert tb.delay(1000, 0.0) == 0.0
     assert abs(tb.delay(500, 0.0) - 0.5) < 1e-9
     assert tb.delay(100, 10.0) == 0.0
+
+
+def test_far_nodes_only_for_what_neighbours_lack():
+    f = fetch.Fetcher(2, set(), random.Random(8), per_peer=2, total=4)
+    f.set_peer("far", None, tier=fetch.TIER_FAR)
+    f.set_peer("nb", frozenset({0}))
+    by = {r.index: r.peer for r in f.next_requests(0.0)}
+    assert by == {0: "nb", 1: "far"}

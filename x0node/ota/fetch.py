@@ -12,8 +12,9 @@ Rules and invariants:
 - At most `per_peer` requests in flight to one peer and `total` overall; a chunk is in flight to one
   peer at a time. Choice: rarest first among what the peer has (ties broken by the seeded rng), so
   chunks spread through the mesh and every node soon has something to offer its other neighbours.
-- `uplink` peers (the path out of the mesh) are asked only for chunks no mesh peer offers: one node
-  downloads from the uplink and the mesh relays it (`uplink_node` elects that node).
+- Peers have a tier: 0 a neighbour, 1 a node further away, 2 the uplink (the path out of the mesh). A
+  peer is asked only for chunks no peer of a lower tier offers, so chunks flow neighbour to neighbour
+  and one node downloads from the uplink while the mesh relays it (`uplink_node` elects that node).
 - TokenBucket bounds the bytes a node sends per second for OTA (the bandwidth share), so routing and
   user traffic never starve; it returns how long to wait, never sleeps.
 - Entry points take `now`; outputs are pulled (`next_requests`, `next_timer`).
@@ -31,6 +32,7 @@ BACKOFF_MAX_S = 30.0
 REQUEST_TIMEOUT_S = 60.0
 """A chunk request not answered in this time is given up (1 MiB at 150 kbit/s fits)."""
 PEERS_MAX = 64
+TIER_NEIGHBOUR, TIER_FAR, TIER_UPLINK = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class Request:
 @dataclass
 class Peer:
     have: frozenset[int] | None  # None: every chunk
-    uplink: bool = False
+    tier: int = 0
     inflight: set[int] = field(default_factory=set)
     strikes: int = 0
     not_before: float = 0.0
@@ -76,15 +78,15 @@ class Fetcher:
     def missing(self) -> int:
         return self.n - len(self.have)
 
-    def set_peer(self, peer: str, have: frozenset[int] | None, *, uplink: bool = False) -> None:
+    def set_peer(self, peer: str, have: frozenset[int] | None, *, tier: int = TIER_NEIGHBOUR) -> None:
         """Add a peer or update what it offers."""
         p = self.peers.get(peer)
         if p is None:
             if len(self.peers) >= PEERS_MAX:
                 return
-            self.peers[peer] = Peer(have, uplink)
+            self.peers[peer] = Peer(have, tier)
         else:
-            p.have, p.uplink = have, uplink
+            p.have, p.tier = have, tier
 
     def drop_peer(self, peer: str) -> None:
         p = self.peers.pop(peer, None)
@@ -92,8 +94,9 @@ class Fetcher:
             for i in p.inflight:
                 self.inflight.pop(i, None)
 
-    def _mesh_offers(self, index: int) -> bool:
-        return any(not p.uplink and p.offers(index) and p.strikes < STRIKES_MAX for p in self.peers.values())
+    def _closer_offers(self, index: int, tier: int, now: float) -> bool:
+        return any(p.tier < tier and p.offers(index) and p.strikes < STRIKES_MAX and now >= p.not_before
+                   for p in self.peers.values())
 
     def next_requests(self, now: float) -> list[Request]:
         """New requests to send now (each chunk to one peer)."""
@@ -104,13 +107,13 @@ class Fetcher:
         rarity = {i: sum(1 for p in self.peers.values() if p.offers(i)) for i in wanted}
         order = list(self.peers.items())
         self.rng.shuffle(order)
-        order.sort(key=lambda kv: kv[1].uplink)  # mesh peers first
+        order.sort(key=lambda kv: kv[1].tier)  # neighbours first
         for name, p in order:
             while len(self.inflight) < self.total and len(p.inflight) < self.per_peer:
                 if now < p.not_before or p.strikes >= STRIKES_MAX:
                     break
                 cands = [i for i in wanted if i not in self.inflight and p.offers(i)
-                         and not (p.uplink and self._mesh_offers(i))]
+                         and not (p.tier and self._closer_offers(i, p.tier, now))]
                 if not cands:
                     break
                 low = min(rarity[i] for i in cands)
@@ -139,7 +142,7 @@ class Fetcher:
             if p is not None:
                 p.received += 1
                 p.backoff_s = 0.0
-                if p.uplink:
+                if p.tier == TIER_UPLINK:
                     self.counters["uplink_chunks"] += 1
             return
         self.counters["chunks_bad"] += 1
