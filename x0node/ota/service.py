@@ -41,6 +41,7 @@ from x0node.ota import boot, fetch, rollout, staging, transfer
 from x0node.ota import manifest as mf
 from x0node.ota.bundle import rauc_check
 from x0node.ota.rauc import Installer, NoInstaller, RaucInstaller, other
+from x0node.proto.protocol import OTA_TCP_PORT
 from x0node.state.control import serve
 
 log = logging.getLogger("x0node.ota")
@@ -54,6 +55,9 @@ LOOP_BUSY_S = 0.5
 LOOP_IDLE_S = 2.0
 HAVE_POLL_S = 1.0
 UPLINK_POLL_S = 60.0
+UPLINK_SETTLE_S = 10.0
+"""After start, the uplink waits this long so the state carries the other nodes' uplink announcements
+(one node of the mesh downloads, `fetch.uplink_node`)."""
 STATUS_PROGRESS_STEP = 10
 """Progress is published to the state every this many percent (phase changes at once)."""
 REASON_MAX = 160
@@ -63,7 +67,7 @@ ROLLOUT_RECORD_MAX = 600
 PHASES = ("idle", "downloading", "verified", "installing", "installed", "pending", "good", "rolled_back",
           "failed", "refused")
 UPDATING = frozenset({"installing", "installed", "pending"})
-DEFAULTS: dict[str, Any] = {"enabled": True, "port": transfer.OTA_TCP_PORT, "rate_kbit": 50000,
+DEFAULTS: dict[str, Any] = {"enabled": True, "port": OTA_TCP_PORT, "rate_kbit": 50000,
                             "installer": "rauc", "release_file": RELEASE_FILE, "keys_file": KEYS_FILE,
                             "keyring": KEYRING, "auto_fetch": True, "uplink": "",
                             "health_deadline_s": boot.DEADLINE_S, "health_stable_s": boot.STABLE_S}
@@ -132,6 +136,7 @@ class OtaService:
         self._routes_changed = 0.0
         self.dir = pathlib.Path(".")
         self.last_mid = ""
+        self._started = 0.0
 
     # --- lifecycle -----------------------------------------------------------------------------------------
     async def start(self, ctx: Any) -> None:
@@ -146,7 +151,8 @@ class OtaService:
         self.pending = self._load_pending()
         self.server = transfer.Server(self._lookup, self.cfg["rate_kbit"] * 1000 / 8)
         await self.server.start(self.cfg["port"])
-        self.client = transfer.Client(self.cfg["port"])
+        self.client = transfer.Client(self.cfg["port"], short(ctx.node_id))
+        self._started = time.monotonic()
         self._resume_staged()
         self._sock = await serve(ctx.data_dir / SOCKET_NAME, self.handle)
         ctx.extras["ota"] = self
@@ -306,15 +312,28 @@ class OtaService:
         return svc if svc is not None and getattr(svc, "gossip", None) is not None else None
 
     def records(self) -> dict[str, Any]:
+        """The OTA records of the mesh state: LWW winners, decoded; a `node.<id>` record counts only
+        when its origin is that node (no node speaks for another)."""
         svc = self._state()
         if svc is None:
             return {}
-        out = {}
-        for ns, key in list(svc.gossip.store.objects()):
-            if ns != OTA_NS:
+        from x0node.state.record import decode_payload
+
+        best: dict[str, Any] = {}
+        for r in svc.gossip.store.records():
+            ns, key = r.oid
+            if ns != OTA_NS or (key.startswith("node.") and r.origin.hex() != key[5:]):
                 continue
-            e = svc.gossip.store.entry(ns, key)
-            val = e.get("value") if isinstance(e, dict) else None
+            old = best.get(key)
+            if old is None or (r.version, r.origin) > (old.version, old.origin):
+                best[key] = r
+        out = {}
+        for key, r in best.items():
+            raw = decode_payload(r.kind, r.payload)
+            try:
+                val = json.loads(raw) if raw is not None else None
+            except ValueError:
+                continue
             if isinstance(val, dict):
                 out[key] = val
         return out
@@ -503,6 +522,8 @@ class OtaService:
                 log.info("ota: manifest %s from %s not fetched: %s", mid[:12], short(nid), exc)
 
     def _uplink_elected(self, nodes: dict[str, dict[str, Any]]) -> bool:
+        if time.monotonic() - self._started < UPLINK_SETTLE_S:
+            return False  # first learn, through the state, which other nodes have an uplink
         cands = [nid for nid, r in nodes.items() if r.get("up")]
         if self.cfg["uplink"]:
             cands.append(self.ctx.node_id)
@@ -606,7 +627,7 @@ class OtaService:
         assert st is not None
         ok = await asyncio.to_thread(st.verify_whole)
         why = None if ok else "the bundle's SHA-256 does not match the manifest"
-        if ok and self.cfg["installer"] == "rauc" and pathlib.Path(self.cfg["keyring"]).exists():
+        if ok and pathlib.Path(self.cfg["keyring"]).exists():
             why = await asyncio.to_thread(rauc_check, st.bundle, pathlib.Path(self.cfg["keyring"]))
         if why is None:
             self._set_phase("verified", "")
@@ -753,6 +774,7 @@ class OtaService:
                 "gate": self.gate.reason if self.gate else None,
                 "counters": dict(self.counters), "refusals": dict(self.refusals),
                 "server": dict(self.server.counters) if self.server else {},
+                "served_to": dict(self.server.served_to) if self.server else {},
                 "fetch": dict(self.fetcher.counters) if self.fetcher else {}}
 
     def view(self) -> dict[str, Any]:

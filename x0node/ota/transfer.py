@@ -28,12 +28,12 @@ from aiohttp import web
 
 from x0node.ota.fetch import TokenBucket
 from x0node.ota.manifest import MANIFEST_MAX_BYTES
-from x0node.proto.protocol import OTA_TCP_PORT
 
 CLIENTS_MAX = 8
 SEND_BLOCK_BYTES = 64 * 1024
 DSCP_LE_TCLASS = 1 << 2  # DSCP 1 (LE, RFC 8622) in the upper six bits of the traffic class
 REQUEST_TIMEOUT_S = 60.0
+SERVED_TO_MAX = 256
 _ID = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -50,6 +50,7 @@ class Server:
         self.bucket = TokenBucket(rate_bytes_s, max(SEND_BLOCK_BYTES * 4, rate_bytes_s / 4), time.monotonic())
         self.busy = 0
         self.counters = {"chunks_served": 0, "bytes_sent": 0, "refused_busy": 0, "not_found": 0}
+        self.served_to: dict[str, int] = {}  # chunks per requesting node (its X-Node header; statistics only)
         self.runner: web.AppRunner | None = None
 
     def set_rate(self, rate_bytes_s: float) -> None:
@@ -98,6 +99,9 @@ class Server:
                 self.counters["bytes_sent"] += len(block)
             await resp.write_eof()
             self.counters["chunks_served"] += 1
+            who = request.headers.get("X-Node", "")[:16]
+            if who and (who in self.served_to or len(self.served_to) < SERVED_TO_MAX):
+                self.served_to[who] = self.served_to.get(who, 0) + 1
             return resp
         finally:
             self.busy -= 1
@@ -127,8 +131,9 @@ class Server:
 
 
 class Client:
-    def __init__(self, port: int, timeout_s: float = REQUEST_TIMEOUT_S) -> None:
+    def __init__(self, port: int, node: str = "", timeout_s: float = REQUEST_TIMEOUT_S) -> None:
         self.port = port
+        self.headers = {"X-Node": node[:16]} if node else {}
         self.timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=10)
         self.session: aiohttp.ClientSession | None = None
         self.bytes_in = 0
@@ -144,7 +149,7 @@ class Client:
             await self.session.close()
 
     async def _get(self, url: str, limit: int, headers: dict[str, str] | None = None) -> bytes:
-        async with self._s().get(url, headers=headers) as r:
+        async with self._s().get(url, headers={**self.headers, **(headers or {})}) as r:
             if r.status not in (200, 206):
                 raise aiohttp.ClientResponseError(r.request_info, (), status=r.status, message=r.reason or "")
             declared = r.content_length
