@@ -28,6 +28,8 @@ ENABLED_UNITS = (
     ("x0-firewall.service", "sysinit.target", "/usr/lib/systemd/system"),
     ("x0-web-cert.service", "multi-user.target", "/usr/lib/systemd/system"),
     ("x0-hostname.service", "x0node.service", "/usr/lib/systemd/system"),
+    ("x0-migrate.service", "multi-user.target", "/usr/lib/systemd/system"),
+    ("x0-ota-guard.service", "multi-user.target", "/usr/lib/systemd/system"),
     ("systemd-networkd.service", "multi-user.target", "/lib/systemd/system"),
     ("systemd-networkd.socket", "sockets.target", "/lib/systemd/system"),
 )
@@ -44,7 +46,7 @@ def lan_network(board: Board) -> str:
 
 def firewall_policy(board: Board) -> dict:
     from x0node.overlay.service import DEFAULTS as OVERLAY
-    from x0node.proto.protocol import MESH_UDP_PORT
+    from x0node.proto.protocol import MESH_UDP_PORT, OTA_TCP_PORT
     from x0node.state.gossip import STATE_UDP_PORT
     from x0node.web.config import DEFAULT_PORT
 
@@ -52,6 +54,7 @@ def firewall_policy(board: Board) -> dict:
     mesh_services = {"state": STATE_UDP_PORT, "overlay": int(OVERLAY["port"])}
     return {"board": board.name, "lan_interfaces": list(board.lan_interfaces), "web_on_mesh": board.web_on_mesh,
             "mesh_udp_port": MESH_UDP_PORT, "web_default_port": DEFAULT_PORT, "mesh_services": mesh_services,
+            "mesh_tcp_services": {"ota": OTA_TCP_PORT},
             "overlay_ifname": str(OVERLAY["ifname"])}
 
 

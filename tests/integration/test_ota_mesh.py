@@ -70,7 +70,7 @@ def test_one_uplink_download_relayed_and_resumed(release, tmp_path):
         # the restarted leaf: every chunk it got from any peer, less the bundle, is what was sent again
         short4 = bed.nodes[4].node_id[:8]
         served_to_4 = sum(st[k]["served_to"].get(short4, 0) for k in (1, 2, 3))
-        assert served_to_4 - n <= 1, (served_to_4, n)
+        assert n <= served_to_4 <= n + 1, (served_to_4, n)
         # every node holds the same verified bundle
         assert {st[k]["target"]["id"] for k in bed.nodes} == {mani.id}
     finally:

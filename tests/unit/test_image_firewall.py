@@ -112,3 +112,14 @@ def test_device_policy_may_open_the_ui_on_mesh_ports(tmp_path):
 def test_lan_globs_must_be_nft_prefixes():
     with pytest.raises(fw.PolicyError, match="lan_interfaces"):
         fw.ruleset(fw.Policy(6717, 443, ("e?h0",)), fw.Exposure())
+
+
+def test_ota_tcp_port_on_mesh_ports_only():
+    pol = fw.Policy(6717, 8080, ("eth0",), mesh_tcp_services=(("ota", 6722),))
+    cfg = {"node": {"interfaces": ["eth1"]}, "ota": {}}
+    text = fw.ruleset(pol, fw.exposure(cfg, pol))
+    mesh = text.split("chain mesh {")[1].split("}")[0]
+    lan = text.split("chain lan {")[1].split("}")[0]
+    assert "tcp dport 6722 accept" in mesh and "6722" not in lan
+    off = fw.ruleset(pol, fw.exposure({"node": {"interfaces": ["eth1"]}, "ota": {"enabled": False}}, pol))
+    assert "6722" not in off

@@ -75,6 +75,8 @@ class Policy:
     web_on_mesh: bool = False
     # config section -> default UDP port of a service that talks to other nodes over mesh interfaces
     mesh_services: tuple[tuple[str, int], ...] = ()
+    # config section -> default TCP port of a service that serves other nodes over mesh interfaces (ota)
+    mesh_tcp_services: tuple[tuple[str, int], ...] = ()
     overlay_ifname: str = "x0ov"  # x0node.overlay.service DEFAULTS["ifname"]
 
 
@@ -86,6 +88,7 @@ class Exposure:
     web_ports: tuple[int, ...] = ()
     tunnel_ports: tuple[int, ...] = ()
     mesh_service_ports: tuple[int, ...] = ()
+    mesh_tcp_ports: tuple[int, ...] = ()
     notes: list[str] = field(default_factory=list, compare=False)
 
 
@@ -138,12 +141,14 @@ def exposure(config: dict[str, Any], policy: Policy) -> Exposure:
             if isinstance(t, dict) and t.get("role") == "server":
                 tunnel_ports.append(_hostport_port(f"transport.tunnels[{i}].listen", t.get("listen")))
     service_ports: list[int] = []
-    for section, default in policy.mesh_services:
-        sec = config.get(section)
-        if sec is not None and not isinstance(sec, dict):
-            raise PolicyError(f"{section}: expected a table")
-        if isinstance(sec, dict) and sec.get("enabled", True) is not False:
-            service_ports.append(_port(f"{section}.port", sec.get("port", default)))
+    tcp_ports: list[int] = []
+    for services, out in ((policy.mesh_services, service_ports), (policy.mesh_tcp_services, tcp_ports)):
+        for section, default in services:
+            sec = config.get(section)
+            if sec is not None and not isinstance(sec, dict):
+                raise PolicyError(f"{section}: expected a table")
+            if isinstance(sec, dict) and sec.get("enabled", True) is not False:
+                out.append(_port(f"{section}.port", sec.get("port", default)))
     overlay = config.get("overlay")
     if isinstance(overlay, dict) and overlay.get("enabled", True) is not False:
         ifname = overlay.get("ifname", policy.overlay_ifname)
@@ -151,7 +156,7 @@ def exposure(config: dict[str, Any], policy: Policy) -> Exposure:
             raise PolicyError("overlay.ifname: expected an interface name")
         names = [*names, ifname]
     return Exposure(tuple(dict.fromkeys(names)), tuple(sorted(set(web_ports))), tuple(sorted(set(tunnel_ports))),
-                    tuple(sorted(set(service_ports))))
+                    tuple(sorted(set(service_ports))), tuple(sorted(set(tcp_ports))))
 
 
 def _ifname_match(name: str) -> str:
@@ -199,6 +204,7 @@ def ruleset(policy: Policy, exp: Exposure) -> str:
         "  }",
         "  chain mesh {",
         f"    udp dport {_ports((policy.mesh_udp_port, *exp.mesh_service_ports))} accept",
+        *([f"    tcp dport {_ports(exp.mesh_tcp_ports)} accept"] if exp.mesh_tcp_ports else []),
         *(web if policy.web_on_mesh else []),
         '    counter name "drop_mesh" drop',
         "  }",
@@ -226,10 +232,13 @@ def _read_toml(path: pathlib.Path) -> dict[str, Any]:
 def load_policy(path: pathlib.Path, device_path: pathlib.Path | None) -> Policy:
     raw = json.loads(path.read_text())
     services = tuple(sorted((str(k), _port(f"mesh_services.{k}", v)) for k, v in raw.get("mesh_services", {}).items()))
+    tcp = tuple(sorted((str(k), _port(f"mesh_tcp_services.{k}", v))
+                       for k, v in raw.get("mesh_tcp_services", {}).items()))
     policy = Policy(mesh_udp_port=_port("mesh_udp_port", raw["mesh_udp_port"]),
                     web_default_port=_port("web_default_port", raw["web_default_port"]),
                     lan_interfaces=tuple(raw.get("lan_interfaces", ())), web_on_mesh=bool(raw.get("web_on_mesh")),
-                    mesh_services=services, overlay_ifname=str(raw.get("overlay_ifname", "x0ov")))
+                    mesh_services=services, mesh_tcp_services=tcp,
+                    overlay_ifname=str(raw.get("overlay_ifname", "x0ov")))
     if device_path is not None and device_path.exists():
         dev = _read_toml(device_path)
         unknown = set(dev) - {"web_on_mesh"}
