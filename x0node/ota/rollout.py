@@ -11,7 +11,7 @@ Rules and invariants:
   (farthest from the coordinator first), then articulation points (nodes that would split the mesh if
   they failed to come back), the coordinator itself last. So a bad build is caught where it harms
   least, and a node is never updated before the nodes behind it.
-- A node counts as failed when it reports rolled_back or failed, or when it is not final at the wave's
+- A node counts as failed when it reports rolled_back, failed or refused (it cannot install), or when it is not final at the wave's
   deadline. A halted or stopped rollout never opens another wave; nodes that have not started
   installing do not start.
 - Optional Gluon-style timing inside an open wave (`install_now`): at each check a node installs with
@@ -25,7 +25,7 @@ import random
 from dataclasses import dataclass, field
 
 FINAL_GOOD = frozenset({"good", "installed_already"})
-FINAL_BAD = frozenset({"rolled_back", "failed"})
+FINAL_BAD = frozenset({"rolled_back", "failed", "refused"})
 WAVE_FRACTIONS = (0.1, 0.3, 1.0)
 """Cumulative share of the nodes updated after each wave (the last is always 1.0)."""
 NODES_MAX = 1024

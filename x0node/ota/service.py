@@ -678,7 +678,14 @@ class OtaService:
             return
         if rollout.install_now(spec, short(self.ctx.node_id), int(ro.get("wave", 0)), float(ro.get("opened", 0)),
                                time.time(), self.rng):
-            await self.install(spec.id)
+            why = self.install_problem()
+            if why is not None:
+                self._set_phase("refused", why)  # counts as a failure of this node in the rollout
+                return
+            try:
+                await self.install(spec.id)
+            except ValueError as exc:
+                log.warning("ota rollout %s: install failed: %s", spec.id, exc)
 
     async def start_rollout(self, threshold: float = 0.2, spread_s: float = 0.0,
                             wave_timeout_s: float = 1800.0) -> dict[str, Any]:
@@ -709,16 +716,36 @@ class OtaService:
         return new
 
     # --- install and rollback -----------------------------------------------------------------------------------
-    async def install(self, rollout_id: str = "") -> str:
-        st = self.target
-        if st is None or self.phase != "verified":
-            raise ValueError(f"nothing to install (phase {self.phase})")
+    def install_problem(self) -> str | None:
+        """Why an install cannot start now, or None."""
+        if self.target is None or self.phase != "verified":
+            return f"nothing verified to install (phase {self.phase})"
         why = boot.may_install(self.pending)
         if why is not None:
+            return why
+        if self.installer.booted() is None:
+            return getattr(self.installer, "reason", "the booted slot is unknown")
+        return None
+
+    def begin_install(self) -> str:
+        """Start an install in the background (the web UI polls the phase); ValueError if it cannot."""
+        why = self.install_problem()
+        if why is not None:
             raise ValueError(why)
+        task = asyncio.create_task(self.install())
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        self._tasks.append(task)
+        assert self.target is not None
+        return f"installing {self.target.m.version}; the node reboots when it is written"
+
+    async def install(self, rollout_id: str = "") -> str:
+        why = self.install_problem()
+        if why is not None:
+            raise ValueError(why)
+        st = self.target
+        assert st is not None
         booted = self.installer.booted()
-        if booted is None:
-            raise ValueError(getattr(self.installer, "reason", "the booted slot is unknown"))
+        assert booted is not None
         router = self.ctx.router
         p = boot.Pending(other(booted), st.m.id, st.m.version, st.m.serial,
                          sum(1 for v in router.neighbours() if v.state == "up"), len(router.routes()), rollout_id)

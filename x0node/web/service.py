@@ -18,6 +18,7 @@ from aiohttp import web
 from x0node.web.app import K_STATE, create_app
 from x0node.web.config import WebConfig
 from x0node.web.provider import ConfigError as WebConfigError
+from x0node.web.firmware import add_ota_routes
 from x0node.web.state_api import add_routes as add_state_routes
 from x0node.web.tls import TLS_KEYS, TlsConfig
 
@@ -60,6 +61,7 @@ class WebService:
         ssl_context = tls.server_context(self.tls, ctx.data_dir) if self.tls.enabled else None
         self.app = create_app(ctx.provider, self.config, ctx.data_dir, ctx.registry)
         add_state_routes(self.app, lambda: ctx.extras.get("state"))
+        add_ota_routes(self.app, lambda: ctx.extras.get("ota"))
         self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0)
         await self.runner.setup()
         site = web.SockSite(self.runner, tls.listen_socket(self.config.listen, self.config.port),
