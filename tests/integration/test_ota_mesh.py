@@ -6,15 +6,23 @@ the QEMU tests in tests/image install with RAUC). Timings are measured by bench/
 from __future__ import annotations
 
 import json
-import os
-import signal
 import shutil
+import signal
 import time
 
 import pytest
 
-from tests.integration.ota_mesh import (UplinkServer, ask, make_bundle, ota_bed, phases, status, wait_ota,
-                                        wait_phase, write_release)
+from tests.integration.ota_mesh import (
+    UplinkServer,
+    ask,
+    make_bundle,
+    ota_bed,
+    phases,
+    status,
+    wait_ota,
+    wait_phase,
+    write_release,
+)
 from x0node.ota import keys
 
 pytestmark = [pytest.mark.integration]
@@ -55,9 +63,7 @@ def test_one_uplink_download_relayed_and_resumed(release, tmp_path):
             time.sleep(0.05)
         else:
             pytest.fail(f"n4 never was mid-download: {phases(bed)}")
-        os.kill(bed.nodes[4].pid, signal.SIGKILL)
-        bed.nodes[4].pid = None
-        bed.save()
+        bed.stop(4, sig=signal.SIGKILL)
         time.sleep(1.0)
         bed.start(4)
         assert wait_phase(bed, "verified", 300) is not None, phases(bed)

@@ -124,14 +124,15 @@ class Staged:
         return data
 
     def adopt(self, path: pathlib.Path) -> None:
-        """Take a whole bundle file that is already here (an upload, a local build) after checking
-        every chunk; chunks that do not match are left missing."""
-        tmp = self.dir / (BUNDLE_FILE + ".in")
-        shutil.copyfile(path, tmp) if path.resolve() != tmp.resolve() else None
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, self.bundle)
-        fsync_dir(self.dir)
+        """Take a whole bundle file that is already here (an upload, a local build, or this staging
+        directory's own file) after checking every chunk; chunks that do not match are left missing."""
+        if path.resolve() != self.bundle.resolve():
+            tmp = self.dir / (BUNDLE_FILE + ".in")
+            shutil.copyfile(path, tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, self.bundle)
+            fsync_dir(self.dir)
         self.have = set()
         with open(self.bundle, "rb") as f:
             for i in range(len(self.m.chunks)):

@@ -17,8 +17,8 @@ from aiohttp import web
 
 from x0node.web.app import K_STATE, create_app
 from x0node.web.config import WebConfig
-from x0node.web.provider import ConfigError as WebConfigError
 from x0node.web.firmware import add_ota_routes
+from x0node.web.provider import ConfigError as WebConfigError
 from x0node.web.state_api import add_routes as add_state_routes
 from x0node.web.tls import TLS_KEYS, TlsConfig
 
