@@ -75,3 +75,20 @@ def test_prune_keeps_only_what_is_named(tmp_path):
     other.mkdir()
     assert staging.prune(tmp_path, {M.id}) == ["0" * 64]
     assert (tmp_path / M.id).is_dir()
+
+
+def test_factory_reset_keeps_identity(tmp_path):
+    import argparse
+
+    from x0node.ota import cli
+
+    data = tmp_path / "data" / "x0node"
+    (data / "web").mkdir(parents=True)
+    (data / "node.key").write_text("k")
+    (data / "config.local.toml").write_text("[node]\n")
+    (tmp_path / "data" / "etc" / "x0node").mkdir(parents=True)
+    args = argparse.Namespace(data_dir=str(data), yes=True, no_reboot=True)
+    assert cli._factory_reset(args) == 0
+    assert (data / "node.key").exists()
+    assert not (data / "web").exists() and not (data / "config.local.toml").exists()
+    assert not (tmp_path / "data" / "etc" / "x0node").exists()

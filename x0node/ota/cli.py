@@ -11,6 +11,9 @@ Node (asks the daemon through <data-dir>/ota.sock, root only):
   rollback                                      make the other slot primary and reboot
   rollout start [--threshold X] [--spread-s S] [--wave-timeout-s S] | rollout stop
   migrate                                       run pending config migrations (at boot, before x0node)
+  factory-reset --yes                           erase user config (/data/etc/x0node, config.local.toml, web
+                                                credentials); node key and certificate stay; reboot
+  failsafe                                      next boot only: ignore user config (GRUB FAILSAFE=1)
 Exit status: 0 ok, 1 refused or failed (the reason is printed), 2 usage error.
 """
 
@@ -77,6 +80,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     ro.set_defaults(func=_rollout)
     m = sub.add_parser("migrate", help="run pending config migrations")
     m.set_defaults(func=_migrate)
+    fr = sub.add_parser("factory-reset", help="erase user config and run-time settings (node key and "
+                        "certificate stay), then reboot")
+    fr.add_argument("--yes", action="store_true", help="do it (without: say what would be removed)")
+    fr.add_argument("--no-reboot", action="store_true")
+    fr.set_defaults(func=_factory_reset)
+    fs = sub.add_parser("failsafe", help="boot once with user config ignored (GRUB FAILSAFE=1), then reboot")
+    fs.add_argument("--no-reboot", action="store_true")
+    fs.set_defaults(func=_failsafe)
 
 
 def _ask(args: argparse.Namespace, req: dict[str, Any], timeout_s: float = 60.0) -> dict[str, Any] | None:
@@ -220,3 +231,50 @@ def _migrate(args: argparse.Namespace) -> int:
     for name, ok, msg in res:
         print(f"{name}: {'ok' if ok else 'FAILED'} {msg}")
     return 0 if all(ok for _n, ok, _m in res) else 1
+
+
+GRUBENV = "/boot/efi/EFI/BOOT/grubenv"
+
+
+def factory_paths(data_dir: pathlib.Path) -> list[pathlib.Path]:
+    """What a factory reset removes: the user's config and run-time settings, not the node's identity."""
+    return [data_dir.parent / "etc" / "x0node", data_dir / "config.local.toml", data_dir / "web"]
+
+
+def _reboot(args: argparse.Namespace) -> int:
+    import subprocess
+
+    if getattr(args, "no_reboot", False):
+        return 0
+    return subprocess.run(["systemctl", "reboot"], check=False).returncode  # fixed argv # nosec B603 B607
+
+
+def _factory_reset(args: argparse.Namespace) -> int:
+    import shutil
+
+    paths = [p for p in factory_paths(pathlib.Path(args.data_dir)) if p.exists()]
+    if not args.yes:
+        print("would remove: " + (", ".join(map(str, paths)) or "nothing") + " (add --yes)")
+        return 0
+    for p in paths:
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+    from x0node.io.atomicfile import fsync_dir
+
+    for d in {p.parent for p in paths}:
+        fsync_dir(d)
+    print("user config removed; the node keeps its key and certificate")
+    return _reboot(args)
+
+
+def _failsafe(args: argparse.Namespace) -> int:
+    import subprocess
+
+    r = subprocess.run(["grub-editenv", GRUBENV, "set", "FAILSAFE=1"], check=False)  # fixed argv # nosec B603 B607
+    if r.returncode != 0:
+        print(f"x0node ota failsafe: cannot write {GRUBENV}", file=sys.stderr)
+        return 1
+    print("the next boot ignores user config (once)")
+    return _reboot(args)
