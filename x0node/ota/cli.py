@@ -6,7 +6,7 @@ Build host:
   sign MANIFEST --key KEYFILE                   add one release key holder's signature
   verify BUNDLE [--manifest F] --release-keys F [--keyring PEM] [--board B]
 Node (asks the daemon through <data-dir>/ota.sock, root only):
-  install BUNDLE [--manifest F] [--force]       verify, stage and install a bundle; the node reboots
+  install [BUNDLE [--manifest F] [--force]]     verify, stage and install a bundle (or the staged one); reboots
   status [--json]                               this node's phase, slots, and every node's progress
   rollback                                      make the other slot primary and reboot
   rollout start [--threshold X] [--spread-s S] [--wave-timeout-s S] | rollout stop
@@ -61,8 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     v.add_argument("--keyring", help="CA certificate (RAUC keyring); without it RAUC's check is skipped")
     v.add_argument("--board")
     v.set_defaults(func=_verify)
-    i = sub.add_parser("install", help="verify, stage and install a bundle on this node (it reboots)")
-    i.add_argument("bundle")
+    i = sub.add_parser("install", help="verify, stage and install a bundle on this node (it reboots); without "
+                       "BUNDLE, install the bundle already staged and verified")
+    i.add_argument("bundle", nargs="?")
     i.add_argument("--manifest")
     i.add_argument("--force", action="store_true", help="allow a downgrade or a re-install")
     i.add_argument("--no-install", action="store_true", help="only verify and stage (e.g. to start a rollout)")
@@ -185,6 +186,8 @@ def _verify(args: argparse.Namespace) -> int:
 def _install(args: argparse.Namespace) -> int:
     from x0node.ota import bundle
 
+    if args.bundle is None:
+        return _answer(_ask(args, {"op": "install"}, timeout_s=1800.0))
     b = pathlib.Path(args.bundle).resolve()
     mpath = pathlib.Path(args.manifest).resolve() if args.manifest else bundle.manifest_path(b)
     return _answer(_ask(args, {"op": "stage", "bundle": str(b), "manifest": str(mpath), "force": args.force,

@@ -402,7 +402,9 @@ class OtaService:
                 self._set_phase("rolled_back", d.reason)
             else:
                 self._record("failed", p.manifest_id, p.version, "install interrupted")
-                self._set_phase("failed", f"install of {p.version} was interrupted; it can be retried")
+                retry = self.target is not None and self.target.m.id == p.manifest_id and self.target.complete
+                self._set_phase("verified" if retry else "failed",
+                                f"install of {p.version} was interrupted; it can be retried")
             await asyncio.to_thread(self.installer.mark, "mark-good", "booted")
             self._save_pending(None)
 
