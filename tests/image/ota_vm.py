@@ -41,6 +41,8 @@ HEALTH_DEADLINE_S = 150
 # the test VMs judge a new slot faster than the 600 s default (TCG boots are still slow)
 LOCAL_CONFIG = f"[ota]\nhealth_deadline_s = {HEALTH_DEADLINE_S}\nhealth_stable_s = 10\n"
 MARKER = "x0-data-marker"
+DISK_MIB = 512
+"""The VMs' flash: the image (256 MiB) plus room on /data to stage a bundle (provisioning grows /data)."""
 _releases: dict[str, pipeline.Context] = {}
 
 
@@ -271,6 +273,8 @@ def bench(cuts: int) -> dict[str, Any]:
         anchor = provision.make_anchor(t / "anchor.key")
         disk = t / "disk.img"
         subprocess.run(["cp", "--sparse=always", str(base.disk), str(disk)], check=True)
+        with open(disk, "r+b") as f:
+            f.truncate(DISK_MIB * 1024 * 1024)
         ident = provision.provision(base.board, disk, anchor, debug_console=True,
                                     extra={"x0node/config.local.toml": LOCAL_CONFIG.encode()})
         vm = VM(board=load_board(BOARD), disk=disk, vmdir=t / "vm")

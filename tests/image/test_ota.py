@@ -29,6 +29,7 @@ from tests.image.conftest import BOOT_TIMEOUT_S, built, daemon_present
 
 BOARD = "x86_64"
 POWERCUTS = int(os.environ.get("X0_OTA_POWERCUTS", "3"))
+DISK_MIB = ota_vm.DISK_MIB
 T = BOOT_TIMEOUT_S[BOARD]
 
 pytestmark = [pytest.mark.slow]
@@ -66,8 +67,8 @@ def test_mesh_rollout_and_bad_build_rollback(vms, tmp_path, artifacts_dir) -> No
     bad_bundle, bad_manifest = ota_vm.bad_build(nxt, tmp_path, 200)
     extra = {"x0node/config.local.toml": ota_vm.LOCAL_CONFIG.encode()}
     port = free_port()
-    vm1, id1 = vms.make(BOARD, "ota1", extra=extra, mesh_links=[MeshLink(port, True, "52:54:00:00:65:01")])
-    vm2, id2 = vms.make(BOARD, "ota2", extra=extra, mesh_links=[MeshLink(port, False, "52:54:00:00:65:02")])
+    vm1, id1 = vms.make(BOARD, "ota1", extra=extra, disk_mib=DISK_MIB, mesh_links=[MeshLink(port, True, "52:54:00:00:65:01")])
+    vm2, id2 = vms.make(BOARD, "ota2", extra=extra, disk_mib=DISK_MIB, mesh_links=[MeshLink(port, False, "52:54:00:00:65:02")])
     vm1.start()
     vm2.start()
     fp1 = vm1.cert_fingerprint(T * 2)
@@ -137,7 +138,8 @@ def test_power_cuts(vms, artifacts_dir) -> None:
     base = built(BOARD)
     nxt = ota_vm.release(base, "next", 100)
     bundle, manifest = ota_vm.bundle_of(nxt)
-    vm, ident = vms.make(BOARD, "cut", extra={"x0node/config.local.toml": ota_vm.LOCAL_CONFIG.encode()})
+    vm, ident = vms.make(BOARD, "cut", extra={"x0node/config.local.toml": ota_vm.LOCAL_CONFIG.encode()},
+                         disk_mib=DISK_MIB)
     vm.start()
     fp = vm.cert_fingerprint(T)
     vm.wait_ready(T)
