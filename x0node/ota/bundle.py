@@ -19,7 +19,7 @@ import hashlib
 import os
 import pathlib
 import shutil
-import subprocess
+import subprocess  # rauc, systemctl, grub-editenv and migration scripts with a fixed argv, never a shell # nosec B404
 import tempfile
 
 from x0node.io.atomicfile import write_atomic

@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import pathlib
-import subprocess
+import subprocess  # rauc, systemctl, grub-editenv and migration scripts with a fixed argv, never a shell # nosec B404
 
 from x0node.io.atomicfile import write_atomic
 from x0node.ota.boot import migrations_to_run

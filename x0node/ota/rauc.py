@@ -16,7 +16,7 @@ import json
 import pathlib
 import re
 import shutil
-import subprocess
+import subprocess  # rauc, systemctl, grub-editenv and migration scripts with a fixed argv, never a shell # nosec B404
 from typing import Protocol
 
 CMDLINE = pathlib.Path("/proc/cmdline")
