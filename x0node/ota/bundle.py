@@ -87,7 +87,7 @@ def build(slot_image: pathlib.Path, board: str, version: str, serial: int, keydi
             img.hardlink_to(slot_image)
         except OSError:
             shutil.copyfile(slot_image, img)
-        (content / "manifest.raucm").write_text(raucm(board, version, serial, file_sha256(img)))
+        write_atomic(content / "manifest.raucm", raucm(board, version, serial, file_sha256(img)).encode(), mode=0o644)
         partial = pathlib.Path(tmp) / out.name
         r = rauc("bundle", f"--cert={keydir / 'signing.cert.pem'}", f"--key={keydir / 'signing.key.pem'}",
                  f"--keyring={keydir / 'ca.cert.pem'}", str(content), str(partial))

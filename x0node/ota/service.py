@@ -157,6 +157,7 @@ class OtaService:
         self._sock = await serve(ctx.data_dir / SOCKET_NAME, self.handle)
         ctx.extras["ota"] = self
         await self._on_boot()
+        self._last_outcome()
         self._tasks = [asyncio.create_task(self._loop(), name="ota")]
         log.info("ota service started version=%s serial=%s board=%s", self.release["version"],
                  self.release["serial"], self.release["board"])
@@ -277,7 +278,8 @@ class OtaService:
         self.fetcher = fetch.Fetcher(len(st.m.chunks), st.have, self.rng)
         self._have_polled = {}
         staging.prune(self.dir, {st.m.id})
-        self._set_phase("verified" if st.complete and st.verify_whole() else "downloading", "")
+        # every chunk was checked when it was written; the whole file is checked again by RAUC at install
+        self._set_phase("verified" if st.complete else "downloading", "")
 
     def accept_manifest(self, data: bytes, *, from_mesh: bool, force: bool = False) -> staging.Staged:
         """Verify and admit a signed manifest and make it the target; ValueError(reason) if refused."""
@@ -407,6 +409,15 @@ class OtaService:
                                 f"install of {p.version} was interrupted; it can be retried")
             await asyncio.to_thread(self.installer.mark, "mark-good", "booted")
             self._save_pending(None)
+
+    def _last_outcome(self) -> None:
+        """A rollback or failure stays the node's status after the reboot that follows it, until
+        something new happens (the old slot's daemon reports what the new slot's found)."""
+        hist = self.node_state.get("history") or []
+        if self.phase == "idle" and hist and hist[-1].get("outcome") in ("rolled_back", "failed"):
+            last = hist[-1]
+            self.last_mid = str(last.get("manifest_id", ""))
+            self._set_phase(str(last["outcome"]), f"{last.get('version', '')}: {last.get('why', '')}")
 
     def _health(self, now: float) -> boot.Health:
         router = self.ctx.router

@@ -23,7 +23,7 @@ import os
 import pathlib
 import shutil
 
-from x0node.io.atomicfile import fsync_dir, write_atomic
+from x0node.io.atomicfile import rename_durable, write_atomic
 from x0node.ota import manifest as mf
 
 RESERVE_BYTES = 4 * 1024 * 1024
@@ -131,8 +131,7 @@ class Staged:
             shutil.copyfile(path, tmp)
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
-            os.replace(tmp, self.bundle)
-            fsync_dir(self.dir)
+            rename_durable(tmp, self.bundle)
         self.have = set()
         with open(self.bundle, "rb") as f:
             for i in range(len(self.m.chunks)):
