@@ -62,6 +62,8 @@ STATUS_PROGRESS_STEP = 10
 """Progress is published to the state every this many percent (phase changes at once)."""
 REASON_MAX = 160
 REFUSED_MAX = 256
+CONFIRM_TRIES_MAX = 120
+"""mark-good of a confirmed slot is retried on every loop step (about 2 s) this many times."""
 SHORT_ID = 8
 ROLLOUT_RECORD_MAX = 600
 PHASES = ("idle", "downloading", "verified", "installing", "installed", "pending", "good", "rolled_back",
@@ -137,6 +139,8 @@ class OtaService:
         self.dir = pathlib.Path(".")
         self.last_mid = ""
         self._started = 0.0
+        self._unconfirmed = False
+        self._confirm_tries = 0
 
     # --- lifecycle -----------------------------------------------------------------------------------------
     async def start(self, ctx: Any) -> None:
@@ -383,9 +387,7 @@ class OtaService:
         d = boot.on_boot(self.pending, booted)
         log.info("ota boot decision=%s: %s", d.action, d.reason)
         if d.action == "confirm":
-            ok, out = await asyncio.to_thread(self.installer.mark, "mark-good", "booted")
-            if not ok:
-                log.warning("ota: mark-good of slot %s failed: %s", booted, out)
+            await self._confirm()
             if self.target is not None and self.target.m.serial == self.release["serial"]:
                 self._set_phase("good", "")
         elif d.action == "gate":
@@ -409,6 +411,15 @@ class OtaService:
                                 f"install of {p.version} was interrupted; it can be retried")
             await asyncio.to_thread(self.installer.mark, "mark-good", "booted")
             self._save_pending(None)
+
+    async def _confirm(self) -> None:
+        """Mark the booted slot good (resets its boot counter); retried from the loop until RAUC could
+        (its D-Bus service or the ESP may come up after x0node on a slow boot)."""
+        ok, out = await asyncio.to_thread(self.installer.mark, "mark-good", "booted")
+        self._unconfirmed = not ok
+        if not ok:
+            self._confirm_tries += 1
+            log.warning("ota: mark-good of the booted slot failed (try %d): %s", self._confirm_tries, out)
 
     def _last_outcome(self) -> None:
         """A rollback or failure stays the node's status after the reboot that follows it, until
@@ -456,9 +467,7 @@ class OtaService:
             return
         self.gate = None
         if res == "good":
-            ok, out = await asyncio.to_thread(self.installer.mark, "mark-good", "booted")
-            if not ok:
-                log.warning("ota: mark-good failed: %s", out)
+            await self._confirm()
             self._save_pending(None)
             self._record("good", p.manifest_id, p.version, "health gate passed")
             self._set_phase("good", "")
@@ -493,6 +502,8 @@ class OtaService:
     async def _step(self) -> None:
         if self.gate is not None:
             await self._gate_step()
+        if self._unconfirmed and self._confirm_tries < CONFIRM_TRIES_MAX:
+            await self._confirm()
         recs = self.records()
         nodes = {k[5:]: v for k, v in recs.items() if k.startswith("node.")}
         if self.cfg["auto_fetch"] or "rollout" in recs:
