@@ -81,7 +81,7 @@ if [ -z "$slot" ]; then
   set next=1
   echo "x0tta6bl4: no slot left to try; boot counters reset"
 fi
-if [ "$slot" = B ]; then B_TRY=$next; part=gpt3; else A_TRY=$next; part=gpt2; fi
+if [ "$slot" = B ]; then B_TRY=$next; other=A; else A_TRY=$next; other=B; fi
 save_env --file $prefix/grubenv A_TRY B_TRY
 set failsafe=""
 if [ "$FAILSAFE" = 1 ]; then
@@ -89,11 +89,17 @@ if [ "$FAILSAFE" = 1 ]; then
   set FAILSAFE=0
   save_env --file $prefix/grubenv FAILSAFE
 fi
-echo "x0tta6bl4: booting slot $slot try $next from ($bootdisk,$part) $failsafe"
-linux ($bootdisk,$part)/boot/vmlinuz root=PARTLABEL=root$slot rauc.slot=$slot ro console={board.console} panic=10 {extra} $failsafe
-initrd ($bootdisk,$part)/boot/initrd.img
-boot
-echo "x0tta6bl4: slot $slot did not boot"
+# A slot whose kernel or initramfs cannot be read (a damaged write) falls through to the other slot.
+for s in $slot $other; do
+  if [ "$s" = B ]; then part=gpt3; else part=gpt2; fi
+  echo "x0tta6bl4: booting slot $s try $next from ($bootdisk,$part) $failsafe"
+  if linux ($bootdisk,$part)/boot/vmlinuz root=PARTLABEL=root$s rauc.slot=$s ro console={board.console} panic=10 {extra} $failsafe; then
+    if initrd ($bootdisk,$part)/boot/initrd.img; then
+      boot
+    fi
+  fi
+  echo "x0tta6bl4: slot $s did not load"
+done
 sleep 10
 reboot
 """

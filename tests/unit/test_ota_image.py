@@ -18,7 +18,7 @@ def test_grub_counts_tries_and_never_boots_nothing():
     for i in range(assemble.BOOT_TRIES_MAX):
         assert f'[ "$try" = {i} ]; then slot=$s; next={i + 1}' in cfg
     assert f'"$try" = {assemble.BOOT_TRIES_MAX} ]' not in cfg
-    assert "boot counters reset" in cfg and "rauc.slot=$slot" in cfg
+    assert "boot counters reset" in cfg and "rauc.slot=$s " in cfg and "for s in $slot $other" in cfg
     # the same script for every GRUB board; only console lines differ
     arm = assemble.grub_cfg(load_board("arm64-virt"))
     assert arm.split("set ORDER")[1].replace("ttyAMA0", "ttyS0") == cfg.split("set ORDER")[1]
