@@ -46,12 +46,12 @@ def lan_network(board: Board) -> str:
 
 def firewall_policy(board: Board) -> dict:
     from x0node.overlay.service import DEFAULTS as OVERLAY
-    from x0node.proto.protocol import MESH_UDP_PORT, OTA_TCP_PORT
+    from x0node.proto.protocol import COORD_UDP_PORT, MESH_UDP_PORT, OTA_TCP_PORT
     from x0node.state.gossip import STATE_UDP_PORT
     from x0node.web.config import DEFAULT_PORT
 
     # Services that talk to other nodes over their own UDP port on the mesh interfaces (by config section).
-    mesh_services = {"state": STATE_UDP_PORT, "overlay": int(OVERLAY["port"])}
+    mesh_services = {"state": STATE_UDP_PORT, "overlay": int(OVERLAY["port"]), "coord": COORD_UDP_PORT}
     return {"board": board.name, "lan_interfaces": list(board.lan_interfaces), "web_on_mesh": board.web_on_mesh,
             "mesh_udp_port": MESH_UDP_PORT, "web_default_port": DEFAULT_PORT, "mesh_services": mesh_services,
             "mesh_tcp_services": {"ota": OTA_TCP_PORT},

@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, str] = {
     "transport": "x0node.transport.cli",
     "web": "x0node.web.cli",
     "state": "x0node.state.cli",
+    "kv": "x0node.coord.cli",
     "ota": "x0node.ota.cli",
 }
 

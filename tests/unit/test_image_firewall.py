@@ -115,11 +115,11 @@ def test_lan_globs_must_be_nft_prefixes():
 
 
 def test_ota_tcp_port_on_mesh_ports_only():
-    pol = fw.Policy(6717, 8080, ("eth0",), mesh_tcp_services=(("ota", 6722),))
+    pol = fw.Policy(6717, 8080, ("eth0",), mesh_tcp_services=(("ota", 6724),))
     cfg = {"node": {"interfaces": ["eth1"]}, "ota": {}}
     text = fw.ruleset(pol, fw.exposure(cfg, pol))
     mesh = text.split("chain mesh {")[1].split("}")[0]
     lan = text.split("chain lan {")[1].split("}")[0]
-    assert "tcp dport 6722 accept" in mesh and "6722" not in lan
+    assert "tcp dport 6724 accept" in mesh and "6724" not in lan
     off = fw.ruleset(pol, fw.exposure({"node": {"interfaces": ["eth1"]}, "ota": {"enabled": False}}, pol))
-    assert "6722" not in off
+    assert "6724" not in off

@@ -25,5 +25,6 @@ def test_well_known_ports_are_distinct():
     any set of services can be enabled together (and the image's firewall names each once)."""
     from x0node.proto import protocol as p
 
-    ports = [p.MESH_UDP_PORT, p.STATE_UDP_PORT, p.NAT_UDP_PORT, p.YGGDRASIL_TCP_PORT, p.OVERLAY_UDP_PORT]
+    ports = [p.MESH_UDP_PORT, p.STATE_UDP_PORT, p.NAT_UDP_PORT, p.YGGDRASIL_TCP_PORT, p.OVERLAY_UDP_PORT,
+             p.COORD_UDP_PORT, p.RAFT_TCP_PORT]
     assert len(set(ports)) == len(ports)

@@ -44,6 +44,7 @@ SERVICES: dict[str, str] = {
     "state": "x0node.state.service",
     "transport": "x0node.transport.service",
     "overlay": "x0node.overlay.service",
+    "coord": "x0node.coord.service",
     "ota": "x0node.ota.service",
 }
 SERVICE_STOP_TIMEOUT_S = 5.0

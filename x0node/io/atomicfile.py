@@ -9,6 +9,9 @@ Rules and invariants:
   new name to be durable).
 - On any error before the rename the temporary file is removed and the old file is untouched; the
   `OSError` goes to the caller (nothing is swallowed here).
+- `append_synced(path, data)` is the one way to grow an append-only journal (the KV log): the bytes
+  are written completely at the end of the file and fsync'd before it returns; a new file's directory
+  entry is fsync'd too. The journal's own framing must detect a torn last entry (a crash mid-append).
 - `storage_full(exc)` tells a full file system (ENOSPC, EDQUOT) from other storage faults, so callers
   can answer "insufficient storage" (HTTP 507, RFC 4918 section 11.5) rather than "unavailable" (503).
 """
@@ -42,6 +45,20 @@ def fsync_dir(directory: str | os.PathLike[str]) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def append_synced(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -> None:
+    """Append `data` to `path` durably (see the module rules)."""
+    path = pathlib.Path(path)
+    new = not path.exists()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if new:
+        fsync_dir(path.parent)
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from x0node.coord.api import add_routes as add_coord_routes
 from x0node.web.app import K_STATE, create_app
 from x0node.web.config import WebConfig
 from x0node.web.firmware import add_ota_routes
@@ -61,6 +62,7 @@ class WebService:
         ssl_context = tls.server_context(self.tls, ctx.data_dir) if self.tls.enabled else None
         self.app = create_app(ctx.provider, self.config, ctx.data_dir, ctx.registry)
         add_state_routes(self.app, lambda: ctx.extras.get("state"))
+        add_coord_routes(self.app, lambda: ctx.extras.get("coord"))
         add_ota_routes(self.app, lambda: ctx.extras.get("ota"))
         self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0)
         await self.runner.setup()
