@@ -6,6 +6,7 @@ the QEMU tests in tests/image install with RAUC). Timings are measured by bench/
 from __future__ import annotations
 
 import json
+import pathlib
 import shutil
 import signal
 import time
@@ -135,3 +136,71 @@ def test_refusals_with_reasons(release, tmp_path):
         assert status(bed, 1)["target"]["id"] == old.id
     finally:
         bed.down()
+
+
+def test_rollout_coordinator_seat_moves_when_its_node_dies(release, tmp_path):
+    """With the coordination service (Raft on all three nodes) the rollout's coordinator holds the Raft
+    rollout seat; when its node is killed, another node takes the seat over and keeps the rollout's
+    record going."""
+    work, kd, rel, b, m, mani = release
+    ota = {"installer": "none", "release_file": str(rel), "keys_file": str(kd / keys.RELEASE_KEYS_FILE),
+           "keyring": str(kd / "ca.cert.pem"), "auto_fetch": False, "rate_kbit": 800, "rollout_takeover_s": 10}
+    bed = _coord_ota_bed(tmp_path / "bed", ota)
+    try:
+        wait_ota(bed)
+        out = ask(bed, 1, {"op": "stage", "bundle": str(b), "manifest": str(m)}, 120)
+        assert out["ok"], out
+        deadline = time.monotonic() + 120
+        while True:  # the Raft group needs a leader before the seat can be taken
+            out = ask(bed, 1, {"op": "rollout_start", "threshold": 0.5}, 60)
+            if out["ok"] or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        assert out["ok"], out
+        first = bed.nodes[1].node_id[:8]
+
+        def rollout_by():
+            for k in (2, 3):
+                st = status(bed, k)
+                ro = (st or {}).get("rollout") or {}
+                if ro.get("by"):
+                    return ro
+            return None
+
+        ro = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ro = rollout_by()
+            if ro and ro.get("by") == first and ro.get("state") == "running":
+                break
+            time.sleep(0.5)
+        assert ro and ro["by"] == first, ro
+        bed.stop(1, sig=signal.SIGKILL)
+        others = {bed.nodes[2].node_id[:8], bed.nodes[3].node_id[:8]}
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            ro = rollout_by()
+            if ro and ro.get("by") in others:
+                break
+            time.sleep(1)
+        assert ro and ro.get("by") in others and ro.get("state") == "running", ro
+    finally:
+        bed.down()
+
+
+def _coord_ota_bed(run_dir, ota):
+    from x0lab.testbed import provision
+    from x0lab.testbed.bed import Testbed
+    from x0node.proto.keyfile import load_node_key
+
+    bed = Testbed.create(run_dir, "ring:3", "x0node", sections={"state": {}, "ota": ota, "coord": {}})
+    try:
+        provision.provision_mesh(bed)
+        ids = [load_node_key(pathlib.Path(bed.nodes[k].data_dir) / "node.key").node_id.hex() for k in (1, 2, 3)]
+        bed.state["sections"]["coord"]["members"] = ids
+        bed.save()
+        bed.start_all()
+    except BaseException:
+        bed.down()
+        raise
+    return bed

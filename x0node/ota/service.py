@@ -16,9 +16,11 @@ Rules and invariants:
   RAUC touches a slot and cleared only once the outcome is recorded.
 - `ctx.extras["ota"]` is this service; `updating()` is True from the start of an install until the
   new slot is marked good or rolled back (self-healing's guard window reads it).
-- The rollout coordinator runs on the node that started the rollout (the `rollout` record's `by`), on
-  wall-clock time because its record crosses nodes and restarts. Seam for a Raft leader lease: replace
-  `_coordinates()` with "holds the rollout lease".
+- The rollout coordinator runs on wall-clock time (its record crosses nodes and restarts). With the
+  coordination service (`ctx.extras["coord"]`) it is the holder of the Raft rollout seat
+  (`x0node.coord.leases.RolloutSeat`): progress is committed through Raft before it is announced, and
+  another node takes the seat when the coordinator's heartbeat stops. Without it, the node that
+  started the rollout (the record's `by`) coordinates.
 """
 
 from __future__ import annotations
@@ -62,6 +64,10 @@ STATUS_PROGRESS_STEP = 10
 """Progress is published to the state every this many percent (phase changes at once)."""
 REASON_MAX = 160
 REFUSED_MAX = 256
+SEAT_RENEW_S = 20.0
+"""The rollout seat (a Raft lease, coord's SEAT_TTL_S) is renewed this often by its holder."""
+HEARTBEAT_S = 30.0
+"""The coordinator rewrites the rollout record at least this often (its heartbeat)."""
 CONFIRM_TRIES_MAX = 120
 """mark-good of a confirmed slot is retried on every loop step (about 2 s) this many times."""
 SHORT_ID = 8
@@ -72,7 +78,8 @@ UPDATING = frozenset({"installing", "installed", "pending"})
 DEFAULTS: dict[str, Any] = {"enabled": True, "port": OTA_TCP_PORT, "rate_kbit": 50000,
                             "installer": "rauc", "release_file": RELEASE_FILE, "keys_file": KEYS_FILE,
                             "keyring": KEYRING, "auto_fetch": True, "uplink": "",
-                            "health_deadline_s": boot.DEADLINE_S, "health_stable_s": boot.STABLE_S}
+                            "health_deadline_s": boot.DEADLINE_S, "health_stable_s": boot.STABLE_S,
+                            "rollout_takeover_s": 120}
 
 
 def validate_config(section: dict[str, Any]) -> dict[str, Any]:
@@ -86,7 +93,7 @@ def validate_config(section: dict[str, Any]) -> dict[str, Any]:
         v = out[key]
         if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
             raise ConfigError(key, f"expected an integer between {lo} and {hi}")
-    for key in ("health_deadline_s", "health_stable_s"):
+    for key in ("health_deadline_s", "health_stable_s", "rollout_takeover_s"):
         v = out[key]
         if isinstance(v, bool) or not isinstance(v, int | float) or not 1 <= v <= 86400:
             raise ConfigError(key, "expected seconds between 1 and 86400")
@@ -141,6 +148,8 @@ class OtaService:
         self._started = 0.0
         self._unconfirmed = False
         self._confirm_tries = 0
+        self._seat_obj: Any = None
+        self._seat_renew_at = 0.0
 
     # --- lifecycle -----------------------------------------------------------------------------------------
     async def start(self, ctx: Any) -> None:
@@ -669,8 +678,66 @@ class OtaService:
         except (KeyError, TypeError, ValueError):
             return None
 
-    def _coordinates(self, ro: dict[str, Any]) -> bool:
-        return ro.get("by") == short(self.ctx.node_id)
+    def _seat(self, rollout_id: str) -> Any:
+        """The Raft rollout seat (x0node/coord, `leases.RolloutSeat`) when the coordination service runs."""
+        coord = self.ctx.extras.get("coord")
+        if coord is None:
+            return None
+        if self._seat_obj is None or self._seat_obj.rollout_id != rollout_id:
+            from x0node.coord.leases import RolloutSeat
+
+            self._seat_obj = RolloutSeat(coord, rollout_id)
+            self._seat_renew_at = 0.0
+        return self._seat_obj
+
+    async def _coordinates(self, ro: dict[str, Any]) -> bool:
+        """Whether this node coordinates the rollout now. With the coordination service: the holder of
+        the Raft rollout seat — the starting node takes it, and any node may take it over once the
+        rollout record's heartbeat is older than `rollout_takeover_s` (its coordinator is gone). Without it:
+        the node that started the rollout."""
+        mine = ro.get("by") == short(self.ctx.node_id)
+        seat = self._seat(str(ro.get("id", "")))
+        if seat is None:
+            return mine
+        stale = time.time() - float(ro.get("hb", ro.get("opened", 0))) > float(self.cfg["rollout_takeover_s"])
+        if not (mine or stale or seat.held()):
+            return False
+        if not seat.held() or time.monotonic() >= self._seat_renew_at:
+            try:
+                ok = await seat.acquire()
+            except Exception as exc:  # noqa: BLE001 - no quorum, timeout: not the coordinator this round
+                log.info("ota: rollout seat not acquired: %s", exc)
+                ok = False
+            if not ok:
+                return False
+            self._seat_renew_at = time.monotonic() + SEAT_RENEW_S
+        return True
+
+    async def _coordinate(self, ro: dict[str, Any], spec: rollout.Spec, nodes: dict[str, dict[str, Any]]) -> None:
+        me = short(self.ctx.node_id)
+        seat = self._seat(spec.id)
+        if seat is not None and ro.get("by") != me:
+            saved = await seat.load()  # taking over: continue from the last committed progress
+            if isinstance(saved, dict) and saved.get("id") == spec.id:
+                ro = dict(ro, **{k: saved[k] for k in ("state", "wave", "opened", "why") if k in saved})
+            log.info("ota rollout %s: took over the coordinator seat", spec.id)
+        coord = rollout.Coordinator(spec, float(ro.get("opened", 0)), wave=int(ro.get("wave", 0)))
+        if ro.get("state") != "running":
+            coord.state = str(ro.get("state"))
+        acts = coord.step(self.node_phases(nodes, spec), time.time())
+        now = time.time()
+        if not acts and ro.get("by") == me and now - float(ro.get("hb", 0)) < HEARTBEAT_S:
+            return
+        new = dict(ro, state=coord.state, wave=coord.wave, by=me, hb=int(now))
+        if acts:
+            new["why"] = coord.reason[:REASON_MAX]
+            if acts[0].kind == "open_wave":
+                new["opened"] = int(now)
+            log.info("ota rollout %s: %s %s", spec.id, acts[0].kind, acts[0].reason)
+        if seat is not None and not await seat.save(new):
+            log.warning("ota rollout %s: progress not committed (seat lost)", spec.id)
+            return
+        await self._put("rollout", new)
 
     def node_phases(self, nodes: dict[str, dict[str, Any]], spec: rollout.Spec) -> dict[str, str]:
         out = {}
@@ -687,15 +754,8 @@ class OtaService:
         spec = self._spec(ro)
         if spec is None:
             return
-        if self._coordinates(ro) and ro.get("state") == "running":
-            coord = rollout.Coordinator(spec, float(ro.get("opened", 0)), wave=int(ro.get("wave", 0)))
-            acts = coord.step(self.node_phases(nodes, spec), time.time())
-            if acts:
-                new = dict(ro, state=coord.state, wave=coord.wave, why=coord.reason[:REASON_MAX])
-                if acts[0].kind == "open_wave":
-                    new["opened"] = int(time.time())
-                await self._put("rollout", new)
-                log.info("ota rollout %s: %s %s", spec.id, acts[0].kind, acts[0].reason)
+        if ro.get("state") == "running" and await self._coordinates(ro):
+            await self._coordinate(ro, spec, nodes)
         if ro.get("state") != "running" or self.target is None or self.target.m.id != spec.manifest_id:
             return
         if self.phase != "verified" or self.pending is not None:
@@ -723,7 +783,7 @@ class OtaService:
         edges = {(short(lk.a), short(lk.b)) for lk in topo.links}
         waves = rollout.plan_waves([short(i) for i in ids], edges, short(self.ctx.node_id))
         rec = {"id": os.urandom(4).hex(), "m": st.m.id, "v": st.m.version, "state": "running", "wave": 0,
-               "opened": int(time.time()), "waves": waves, "th": threshold, "spread": spread_s,
+               "opened": int(time.time()), "hb": int(time.time()), "waves": waves, "th": threshold, "spread": spread_s,
                "wto": wave_timeout_s, "by": short(self.ctx.node_id), "why": ""}
         if len(json.dumps(rec, separators=(",", ":"))) > ROLLOUT_RECORD_MAX:
             raise ValueError(f"a rollout record lists at most about {ROLLOUT_RECORD_MAX // 11} nodes")
