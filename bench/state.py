@@ -50,8 +50,15 @@ IDLE_WARMUP_S = 20.0
 """Trickle doubles from 50 ms to its 8 s ceiling in ~16 s after the last change."""
 IDLE_S = 30.0
 CONVERGE_TIMEOUT_S = 60.0
+STARTUP_TIMEOUT_S = 120.0
+WRITE_TIMEOUT_S = 30.0
+"""A write is answered once it is on disk (fsync); on a host whose disk is busy that took over 5 s."""
+"""50 daemons starting at once on a loaded 2-core host can take more than the default 30 s."""
 SPLIT_SETTLE_S = 1.0
-POLL_S = 0.25
+LOSS_SETTLE_S = 3.0
+"""The loss is the mesh's condition, the heal the event: loss starts on every link this long before the
+heal, so the routing core's reaction to it (adjacency flaps, floods) is not timed as the heal's."""
+POLL_S = 0.5
 """Digests are polled this slowly (a poll wakes every daemon); the convergence instant is each node's own
 record of when its digest last changed, read once every node agrees."""
 LIBREMESH_SYNC_PERIOD_S = 120.0
@@ -135,27 +142,58 @@ def partition_run(bed: Testbed, tag: str, loss: bool, rng: random.Random) -> dic
         for i in range(WRITES_PER_SIDE):
             k = rng.choice(sorted(group))
             key, value = f"{tag}-n{k}-{i}", {"run": tag, "i": i, "node": k}
-            if ask(bed, k, {"op": "put", "ns": "kv", "key": key, "value": value}).get("ok"):
+            if ask(bed, k, {"op": "put", "ns": "kv", "key": key, "value": value}, WRITE_TIMEOUT_S).get("ok"):
                 acked.append((key, value))
     pieces = components(bed, side) + components(bed, other)
     sides_ok = all(wait_equal(bed, CONVERGE_TIMEOUT_S, comp) is not None for comp in pieces)
-    lossy = [ln for ln in bed.topology.links if ln not in cut] if loss else []
-    for a, b in lossy:
-        bed.fault("loss", a, b, percent=LOSS_PCT)
-    t0 = time.time()
-    for a, b in cut:
-        if loss:
-            bed.fault("loss", a, b, percent=LOSS_PCT)  # replaces the silent rule in one nft batch
-        else:
-            bed.heal(a, b)
+    if loss:
+        bed.fault_links("loss", [ln for ln in bed.topology.links if ln not in cut], percent=LOSS_PCT)
+        time.sleep(LOSS_SETTLE_S)
+    before = {k: ask(bed, k, {"op": "status"}) for k in bed.nodes}
+    cpu0 = sched_stats(bed)
+    # every cut link's change is released at once (t0); the nft transactions land within heal_spread_s
+    t0 = bed.fault_links("loss", cut, percent=LOSS_PCT) if loss else bed.heal_links(cut)  # loss replaces "silent"
+    heal_spread = time.time() - t0
     conv = wait_equal(bed, CONVERGE_TIMEOUT_S, poll_s=POLL_S)
     done = last_change_wall(bed) if conv is not None else None
-    converge = None if done is None else round(done - t0, 3)  # from the first link healed
+    converge = None if done is None else round(done - t0, 3)  # from the start of the heal
+    if done is not None:
+        show_slowest(bed, tag, t0, before, cpu0, time.time() - t0)
     lost = lost_updates(bed, acked)
-    for a, b in list(bed.topology.links):
-        bed.heal(a, b)
+    bed.heal_links(list(bed.topology.links))
     return {"converge_s": converge, "acked": len(acked), "lost": lost, "sides_converged": sides_ok,
-            "cut_links": len(cut), "pieces": len(pieces)}
+            "cut_links": len(cut), "pieces": len(pieces), "heal_spread_s": round(heal_spread, 3)}
+
+
+def sched_stats(bed: Testbed) -> dict[int, tuple[int, int, int]]:
+    """Per node: the daemon's main thread's (ns on a CPU, ns waiting for one, times scheduled in)."""
+    out = {}
+    for k, node in bed.nodes.items():
+        try:
+            a, b, c = pathlib.Path(f"/proc/{node.pid}/schedstat").read_text().split()
+            out[k] = (int(a), int(b), int(c))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def show_slowest(bed: Testbed, tag: str, t0: float, before: dict[int, dict], cpu0: dict, span_s: float) -> None:
+    """Print (stderr) the nodes whose digest changed last, with what their gossip did during the heal and
+    how long their daemon waited for a CPU each time it woke up."""
+    cpu1 = sched_stats(bed)
+    per_node = {k: ask(bed, k, {"op": "digest"})["digest_changed_wall"] - t0 for k in bed.nodes}
+    print(f"   {tag}: " + " ".join(f"n{k}:{per_node[k]:.2f}" for k in sorted(per_node, key=per_node.get)),  # type: ignore[arg-type]
+          file=sys.stderr, flush=True)
+    for k in sorted(per_node, key=per_node.get, reverse=True)[:5]:  # type: ignore[arg-type]
+        now, was = ask(bed, k, {"op": "status"}), before[k]
+        d = {c: now["counters"][c] - was["counters"][c] for c in ("trickle_resets", "tx_digest", "tx_vector",
+                                                                   "tx_delta", "rx_datagrams", "records_duplicate")}
+        drops = {c: v - was["drops"][c] for c, v in now["drops"].items() if v != was["drops"][c]}
+        run, wait, n = (cpu1[k][i] - cpu0[k][i] for i in range(3)) if k in cpu0 and k in cpu1 else (0, 0, 0)
+        print(f"   {tag}: n{k} changed {per_node[k]:.3f} s after the heal, degree "
+              f"{len(bed.topology.neighbours(k))}, CPU {100 * run / 1e9 / span_s:.1f} %, "
+              f"waited {wait / 1e6 / max(1, n):.1f} ms per wake-up, {d} drops {drops}; at the heal: "
+              f"{was['neighbours']} gossip neighbours, Trickle {was['trickle_intervals_s']}", file=sys.stderr, flush=True)
 
 
 def revocation_run(bed: Testbed) -> float | None:
@@ -164,7 +202,7 @@ def revocation_run(bed: Testbed) -> float | None:
     crl = anchor.revoke([bytes.fromhex(bed.nodes[victim].node_id or "")], serial=1, issued_at=int(time.time()))
     others = [k for k in bed.nodes if k != victim]
     t0 = time.time()
-    if not ask(bed, 1, {"op": "publish_crl", "crl_hex": crl.encode().hex()}).get("ok"):
+    if not ask(bed, 1, {"op": "publish_crl", "crl_hex": crl.encode().hex()}, WRITE_TIMEOUT_S).get("ok"):
         return None
     while time.time() - t0 < CONVERGE_TIMEOUT_S:
         if all(ask(bed, k, {"op": "digest"}).get("crl_serial") == 1 for k in others):
@@ -181,7 +219,7 @@ def run_size(run_dir: pathlib.Path, n: int, seed: int, revoke: bool) -> dict:
     res: dict = {"nodes": n, "links": len(bed.topology.links)}
     try:
         install_counters(bed)
-        wait_socket(bed)
+        wait_socket(bed, STARTUP_TIMEOUT_S)
         res["routing_converged"] = measure.wait_converged(bed, CONVERGE_TIMEOUT_S) is not None
         time.sleep(IDLE_WARMUP_S)
         b0, c0, t0 = wire_bytes(bed), bed.process_stats(), time.monotonic()
@@ -197,7 +235,7 @@ def run_size(run_dir: pathlib.Path, n: int, seed: int, revoke: bool) -> dict:
         for i in range(UPDATES_FOR_BYTES):
             k = rng.choice(sorted(bed.nodes))
             w0 = time.monotonic()
-            ask(bed, k, {"op": "put", "ns": "kv", "key": f"u{i}", "value": i})
+            ask(bed, k, {"op": "put", "ns": "kv", "key": f"u{i}", "value": i}, WRITE_TIMEOUT_S)
             t_put = time.time()
             times.append(None if wait_equal(bed, CONVERGE_TIMEOUT_S, poll_s=POLL_S) is None
                          else last_change_wall(bed) - t_put)
@@ -255,6 +293,7 @@ def main() -> int:
         "lost_updates": sum(r["heal"]["lost"] + r["heal_loss30"]["lost"] for r in results.values()),
         "acked_updates": sum(r["heal"]["acked"] + r["heal_loss30"]["acked"] for r in results.values()),
         "revocation_s_50": results.get(50, {}).get("revocation_s"),
+        "heal_spread_s_50_loss30": results.get(50, {}).get("heal_loss30", {}).get("heal_spread_s"),
         "cpu_pct_per_node_idle": results[big]["cpu_pct_per_node_idle"],
         "cpu_pct_per_node_busy": results[big]["cpu_pct_per_node_busy"],
         "rss_mb": results[big]["rss_mb"],

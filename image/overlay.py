@@ -3,7 +3,8 @@ that depend on the board (interface roles, the firewall policy) or on the read-o
 
 Board-dependent files: /usr/share/x0tta6bl4/board.env (mesh and LAN globs for mesh-config),
 /usr/share/x0tta6bl4/firewall.json (LAN globs, web_on_mesh, the routing port from
-x0node.proto.protocol and the UI's default port, for /usr/lib/x0tta6bl4/firewall.py) and the
+x0node.proto.protocol and the services' declared listeners from x0node.daemon.exposure, for
+/usr/lib/x0tta6bl4/firewall.py) and the
 systemd-networkd file of the LAN ports (DHCPv4); every other Ethernet port gets link-local IPv6 only.
 
 Rules: files from rootfs/ replace files of the same path; modes and symlinks are kept; ownership is
@@ -28,8 +29,6 @@ ENABLED_UNITS = (
     ("x0-firewall.service", "sysinit.target", "/usr/lib/systemd/system"),
     ("x0-web-cert.service", "multi-user.target", "/usr/lib/systemd/system"),
     ("x0-hostname.service", "x0node.service", "/usr/lib/systemd/system"),
-    ("x0-migrate.service", "multi-user.target", "/usr/lib/systemd/system"),
-    ("x0-ota-guard.service", "multi-user.target", "/usr/lib/systemd/system"),
     ("systemd-networkd.service", "multi-user.target", "/lib/systemd/system"),
     ("systemd-networkd.socket", "sockets.target", "/lib/systemd/system"),
 )
@@ -45,17 +44,13 @@ def lan_network(board: Board) -> str:
 
 
 def firewall_policy(board: Board) -> dict:
-    from x0node.overlay.service import DEFAULTS as OVERLAY
-    from x0node.proto.protocol import COORD_UDP_PORT, MESH_UDP_PORT, OTA_TCP_PORT
-    from x0node.state.gossip import STATE_UDP_PORT
-    from x0node.web.config import DEFAULT_PORT
+    """The board's roles, the routing port and what each service declares it opens (its EXPOSURE, with
+    the defaults its validate_config applies): the firewall reads ports only from here and the config."""
+    from x0node.daemon.exposure import policy
+    from x0node.proto.protocol import MESH_UDP_PORT
 
-    # Services that talk to other nodes over their own UDP port on the mesh interfaces (by config section).
-    mesh_services = {"state": STATE_UDP_PORT, "overlay": int(OVERLAY["port"]), "coord": COORD_UDP_PORT}
     return {"board": board.name, "lan_interfaces": list(board.lan_interfaces), "web_on_mesh": board.web_on_mesh,
-            "mesh_udp_port": MESH_UDP_PORT, "web_default_port": DEFAULT_PORT, "mesh_services": mesh_services,
-            "mesh_tcp_services": {"ota": OTA_TCP_PORT},
-            "overlay_ifname": str(OVERLAY["ifname"])}
+            "mesh_udp_port": MESH_UDP_PORT, "services": policy()}
 
 
 def copy_tree(src: pathlib.Path, dst: pathlib.Path) -> list[str]:

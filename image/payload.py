@@ -4,7 +4,9 @@ the int8 model, and the on-device manifest (/usr/share/x0tta6bl4/manifest.json).
 Rules:
 - x0node is installed from a wheel built from this tree; its dependencies are exactly the runtime closure
   of pyproject's `dependencies` under requirements.lock, as binary wheels for the target (cp311,
-  manylinux up to glibc 2.36, the board's CPU). Test-only packages never enter the image.
+  manylinux up to glibc 2.36, the board's CPU); the few published only as source (SOURCE_ONLY) are
+  built into wheels here and must be pure Python without dependencies. Test-only packages never enter
+  the image.
 - Downloaded wheels are cached by a key over the architecture, requirements.lock and the runtime
   dependency list; a change to x0node's own code rebuilds only its wheel.
 - Byte code is compiled on the build host by /usr/bin/python3, which must be CPython 3.11 like the
@@ -29,6 +31,7 @@ import sys
 import tomllib
 import zipfile
 from collections.abc import Iterable
+from typing import Any
 
 from image.board import REPO_ROOT, Board
 from image.cache import cache_root, key_of, sha256_file, sha256_tree
@@ -43,6 +46,10 @@ LAUNCHER = "usr/bin/x0node"
 _WHEEL_ARCH = {"amd64": "x86_64", "arm64": "aarch64"}
 DEV_ONLY_PACKAGES = ("x0lab",)  # top-level packages of development machines only
 DEV_ONLY_NAMES = ("testbed", "scenarios")  # package or module names that are development-only anywhere
+SOURCE_ONLY = ("pysyncobj",)
+"""Runtime dependencies published only as a source archive (pysyncobj 0.3.17 has no wheel on PyPI): built
+into a wheel on the build host, which must come out pure Python (`-none-any`) and without dependencies,
+so it is the same for every architecture."""
 _LAUNCHER_TEXT = """#!/usr/bin/python3 -I
 # x0node launcher: the package and its pinned dependencies live in /usr/lib/x0node.
 import sys
@@ -76,8 +83,29 @@ def _platform_args(arch: str) -> list[str]:
 
 
 def deps_key(board: Board) -> str:
-    return key_of({"arch": board.architecture, "reqs": runtime_requirements(),
+    return key_of({"arch": board.architecture, "reqs": runtime_requirements(), "source_only": SOURCE_ONLY,
                    "lock": (REPO_ROOT / "requirements.lock").read_text(), "tags": platform_tags(board.architecture)})
+
+
+def _requirement_name(req: str) -> str:
+    return req.split("==", 1)[0].strip().lower()
+
+
+def _build_source_only(reqs: list[str], dest: pathlib.Path, logf: Any) -> None:
+    """Wheels of the SOURCE_ONLY requirements, built here; refused unless pure Python without dependencies."""
+    for req in reqs:
+        cmd = [*_pip(), "wheel", "-q", "--disable-pip-version-check", "--no-deps", "--no-binary", _requirement_name(req),
+               "-w", str(dest), "-c", str(REPO_ROOT / "requirements.lock"), req]
+        subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, check=True)
+        name = _requirement_name(req).replace("-", "_")
+        built = [w for w in dest.glob("*.whl") if w.name.lower().startswith(name + "-")]
+        if len(built) != 1 or not built[0].name.endswith("-none-any.whl"):
+            raise RuntimeError(f"{req}: expected one pure-Python wheel, built {[w.name for w in built]}")
+        with zipfile.ZipFile(built[0]) as zf:
+            meta = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+            requires = [ln for ln in zf.read(meta).decode().splitlines() if ln.startswith("Requires-Dist:")]
+        if requires:
+            raise RuntimeError(f"{req}: built from source but has dependencies {requires}; list them as runtime deps")
 
 
 def download_deps(board: Board, log: pathlib.Path) -> pathlib.Path:
@@ -88,10 +116,14 @@ def download_deps(board: Board, log: pathlib.Path) -> pathlib.Path:
     tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    reqs = runtime_requirements()
+    source = [r for r in reqs if _requirement_name(r) in SOURCE_ONLY]
+    binary = [r for r in reqs if r not in source]
     cmd = [*_pip(), "download", "-q", "--disable-pip-version-check", "-d", str(tmp),
-           "-c", str(REPO_ROOT / "requirements.lock"), *_platform_args(board.architecture), *runtime_requirements()]
+           "-c", str(REPO_ROOT / "requirements.lock"), *_platform_args(board.architecture), *binary]
     with open(log, "ab") as logf:
         subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, check=True)
+        _build_source_only(source, tmp, logf)
     os.replace(tmp, dest)
     return dest
 

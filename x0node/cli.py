@@ -22,6 +22,7 @@ from x0node import __version__
 # subcommand -> module providing register(subparsers)
 SUBCOMMANDS: dict[str, str] = {
     "run": "x0node.daemon.cli",
+    "status": "x0node.daemon.control",
     "keys": "x0node.proto.cli",
     "testbed": "x0lab.testbed.cli",
     "bpf": "x0node.telemetry.cli",
@@ -31,6 +32,8 @@ SUBCOMMANDS: dict[str, str] = {
     "state": "x0node.state.cli",
     "kv": "x0node.coord.cli",
     "ota": "x0node.ota.cli",
+    "healing": "x0node.healing.cli",
+    "fleet": "x0node.fleet.cli",
 }
 
 DEV_PACKAGE = "x0lab"

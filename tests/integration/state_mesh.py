@@ -75,11 +75,9 @@ def cut_links(bed: Testbed, side: set[int]) -> list[tuple[int, int]]:
 
 def split(bed: Testbed, side: set[int]) -> list[tuple[int, int]]:
     links = cut_links(bed, side)
-    for a, b in links:
-        bed.fault("link-silent", a, b)
+    bed.fault_links("link-silent", links)
     return links
 
 
 def heal(bed: Testbed, links: list[tuple[int, int]]) -> None:
-    for a, b in links:
-        bed.heal(a, b)
+    bed.heal_links(links)

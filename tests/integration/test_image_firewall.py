@@ -1,10 +1,13 @@
 """The device firewall on real nftables: a router namespace with the board's port names (eth0 LAN, eth1
-mesh, eth2 of no role) loads the ruleset firewall.py makes from the image's policy and a daemon config,
-real listeners run on the UI, routing and tunnel ports, and peers on each side probe them.
+mesh, eth2 of no role: the uplink) loads the ruleset firewall.py makes from the image's policy and a daemon
+config, real listeners run on the UI, routing, tunnel, coordination (UDP and Raft TCP), NAT-link ports and
+the name service's DNS responder, and peers on each side probe them.
 
 Regression for the exposure finding: before the firewall, the UI answered on every port and the routing
 port's datagrams from a LAN reached the kernel; now the UI answers only on the LAN side (mesh only with
-web_on_mesh), the routing port only on mesh ports, and what is refused is counted by role."""
+web_on_mesh), the routing port only on mesh ports, and what is refused is counted by role. The services
+added since open only on their side: coordination's datagrams and Raft group from the mesh, its DNS
+(UDP and TCP) from the LAN, NAT links from the uplink."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import sys
 
 import pytest
 
-from image.board import load_board
+from image.board import REPO_ROOT, load_board
 from image.overlay import firewall_policy
 from tests.integration.netns import run
 from tests.unit.rootfs_modules import DEVICE_LIB
@@ -23,20 +26,38 @@ from tests.unit.rootfs_modules import DEVICE_LIB
 PROBE_TIMEOUT_S = 1.5
 LINKS = {"lan": ("eth0", "fd00:f1::"), "mesh": ("eth1", "fd00:f2::"), "other": ("eth2", "fd00:f3::")}
 SERVER = """
-import socket, sys, threading
-def tcp(port):
-    s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("::", port)); s.listen(16)
-    while True:
-        c, _ = s.accept(); c.close()
-for p in (443, 80, 8443):
-    threading.Thread(target=tcp, args=(p,), daemon=True).start()
-u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); u.bind(("::", 6717))
-print("ready", flush=True)
-while True:
-    data, addr = u.recvfrom(2048)
-    print(data.decode(), flush=True)
+import asyncio, json, socket, sys
+from x0node.coord.dns import DnsResponder
+
+class Kv:  # the name service's quorum read, answered locally: the firewall is what is tested
+    async def kv_get(self, key):
+        return {"ok": True, "found": key == "dns/router", "value": json.dumps({"aaaa": ["fd00::53"]}).encode()}
+
+class Udp(asyncio.DatagramProtocol):
+    def __init__(self, port):
+        self.port = port
+    def datagram_received(self, data, addr):
+        print(f"{self.port} {data.decode()}", flush=True)
+
+async def main():
+    async def close(reader, writer):
+        writer.close()
+    for p in TCP_PORTS:
+        await asyncio.start_server(close, "::", p, family=socket.AF_INET6, reuse_address=True)
+    loop = asyncio.get_running_loop()
+    for p in UDP_PORTS:
+        await loop.create_datagram_endpoint(lambda p=p: Udp(p), local_addr=("::", p), family=socket.AF_INET6)
+    await DnsResponder(Kv(), "mesh.").start([("::", 53)])
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+TCP_PORTS, UDP_PORTS = json.loads(sys.argv[1])
+asyncio.run(main())
 """
+# the UI (443, 80 redirect), a tunnel server (8443), coordination's Raft group (6723)
+TCP_PORTS = (443, 80, 8443, 6723)
+# routing (6717), coordination datagrams (6722), NAT links (6719)
+UDP_PORTS = (6717, 6722, 6719)
 TCP_PROBE = """
 import socket, sys
 try:
@@ -63,9 +84,11 @@ def router(namespaces, tmp_path):
     config.write_text(f'[node]\ndata_dir = "{tmp_path}"\ninterfaces = ["eth1"]\n'
                       '[web]\nlisten = "::"\nport = 443\nhttp_port = 80\n'
                       '[transport]\n[[transport.tunnels]]\nrole = "server"\nlisten = "[::]:8443"\ntap = "x0t0"\n'
-                      'password = "unused"\n')
-    server = subprocess.Popen(["ip", "netns", "exec", r, sys.executable, "-u", "-c", SERVER],
-                              stdout=subprocess.PIPE, text=True)
+                      'password = "unused"\n'
+                      '[coord]\ndns_listen = ["[::]:53"]\n'
+                      '[overlay]\nencrypt = false\n[overlay.nat]\n')
+    server = subprocess.Popen(["ip", "netns", "exec", r, sys.executable, "-u", "-c", SERVER,
+                               json.dumps([TCP_PORTS, UDP_PORTS])], stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)
     assert server.stdout.readline().strip() == "ready"
 
     def load(device_policy: pathlib.Path | None = None) -> str:
@@ -116,7 +139,7 @@ def test_ui_only_on_lan_routing_port_only_on_mesh(router, tmp_path) -> None:
     before = _counter(r, "drop_lan")
     run(sys.executable, "-c", UDP_PROBE, _router_addr("lan"), "6717", "from-lan", ns=peers["lan"])
     run(sys.executable, "-c", UDP_PROBE, _router_addr("mesh"), "6717", "from-mesh", ns=peers["mesh"])
-    assert server.stdout.readline().strip() == "from-mesh"
+    assert server.stdout.readline().strip() == "6717 from-mesh"
     assert _counter(r, "drop_lan") == before + 1
     # ICMPv6 (neighbour discovery and echo) works on a mesh port
     assert run("ping", "-6", "-c", "1", "-W", "2", _router_addr("mesh"), ns=peers["mesh"], check=False).returncode == 0
@@ -127,3 +150,36 @@ def test_ui_only_on_lan_routing_port_only_on_mesh(router, tmp_path) -> None:
     load(device)
     assert _tcp(peers["mesh"], _router_addr("mesh"), 443) == "open"
     assert _tcp(peers["other"], _router_addr("other"), 443) == "TimeoutError"
+
+
+def _dig(ns: str, addr: str, *flags: str) -> str:
+    proc = run("dig", *flags, "+tries=1", "+time=1", "-p", "53", f"@{addr}", "router.mesh", "AAAA", ns=ns, check=False)
+    return proc.stdout if proc.returncode == 0 else "timed out"
+
+
+def test_coordination_dns_and_nat_links_only_from_their_side(router) -> None:
+    r, peers, load, server = router
+    text = load()
+    assert "tcp dport 6723 accept" in text.split("chain mesh {")[1].split("chain lan {")[0]
+    # the Raft group's TCP port: from the mesh side only
+    assert _tcp(peers["mesh"], _router_addr("mesh"), 6723) == "open"
+    before = {c: _counter(r, c) for c in ("drop_lan", "drop_other")}
+    for role in ("lan", "other"):
+        assert _tcp(peers[role], _router_addr(role), 6723) == "TimeoutError", role
+    # the name service answers the LAN, over UDP and TCP, and nobody else
+    for flags in ((), ("+tcp",)):
+        assert "fd00::53" in _dig(peers["lan"], _router_addr("lan"), "+short", *flags), flags
+        for role in ("mesh", "other"):
+            assert _dig(peers[role], _router_addr(role), *flags) == "timed out", (role, flags)
+    assert _counter(r, "drop_lan") >= before["drop_lan"] + 1 and _counter(r, "drop_other") >= before["drop_other"] + 3
+
+    # coordination datagrams arrive from the mesh only; NAT links from the uplink only
+    mesh_before = _counter(r, "drop_mesh")
+    run(sys.executable, "-c", UDP_PROBE, _router_addr("lan"), "6722", "coord-from-lan", ns=peers["lan"])
+    run(sys.executable, "-c", UDP_PROBE, _router_addr("mesh"), "6719", "nat-from-mesh", ns=peers["mesh"])
+    run(sys.executable, "-c", UDP_PROBE, _router_addr("lan"), "6719", "nat-from-lan", ns=peers["lan"])
+    run(sys.executable, "-c", UDP_PROBE, _router_addr("mesh"), "6722", "coord-from-mesh", ns=peers["mesh"])
+    run(sys.executable, "-c", UDP_PROBE, _router_addr("other"), "6719", "nat-from-uplink", ns=peers["other"])
+    got = {server.stdout.readline().strip() for _ in range(2)}
+    assert got == {"6722 coord-from-mesh", "6719 nat-from-uplink"}
+    assert _counter(r, "drop_mesh") == mesh_before + 1

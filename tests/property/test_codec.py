@@ -9,7 +9,15 @@ from hypothesis import strategies as st
 from x0node.proto import messages as m
 from x0node.proto.identity import Identity
 from x0node.proto.prefixes import unroutable
-from x0node.proto.protocol import MAX_ACK_ENTRIES, MAX_DATAGRAM_BYTES, MAX_HELLO_NEIGHBOURS, MAX_LSA_PREFIXES
+from x0node.proto.protocol import (
+    MAX_ACK_ENTRIES,
+    MAX_DATAGRAM_BYTES,
+    MAX_HELLO_NEIGHBOURS,
+    MAX_LINK_THROUGHPUT_KBPS,
+    MAX_LSA_NEIGHBOURS,
+    MAX_LSA_PREFIXES,
+    MAX_PROBE_TRAIN_PACKETS,
+)
 from x0node.proto.trust import Certificate, Credential, RevocationList, Role, TrustAnchor
 from x0node.proto.wire import DecodeError
 
@@ -54,8 +62,9 @@ lsas = st.builds(
     credentials,
     u32,
     st.lists(
-        st.builds(m.LsaLink, node_ids, st.integers(1, 0xFFFF), st.integers(0, 4)),
-        max_size=30,
+        st.builds(m.LsaLink, node_ids, st.integers(1, 0xFFFF), st.integers(0, 4),
+                  st.integers(0, MAX_LINK_THROUGHPUT_KBPS)),
+        max_size=MAX_LSA_NEIGHBOURS,
         unique_by=lambda e: e.node_id,
     ).map(tuple),
     st.lists(prefixes(), max_size=MAX_LSA_PREFIXES).map(tuple),
@@ -73,6 +82,32 @@ keepalives = st.builds(
         max_size=MAX_HELLO_NEIGHBOURS,
     ).map(tuple),
 )
+
+
+
+@st.composite
+def probes(draw):
+    count = draw(st.integers(2, MAX_PROBE_TRAIN_PACKETS))
+    return m.Probe(draw(u32), draw(st.integers(0, count - 1)), count,
+                   draw(st.integers(m.PROBE_MIN_BYTES, MAX_DATAGRAM_BYTES)))
+
+
+reports = st.builds(m.ProbeReport, u32, st.integers(1, MAX_LINK_THROUGHPUT_KBPS))
+keys = st.binary(min_size=32, max_size=32)
+
+
+@settings(max_examples=150, deadline=None)
+@given(probes(), reports, keys, node_ids, node_ids)
+def test_probe_and_report_round_trip_and_mac(probe, report, key, a, b):
+    data = m.seal_probe(probe, key, a, b)
+    assert len(data) == probe.size
+    back = m.decode(data)
+    assert back == probe and m.encode(back) == data and m.probe_mac_ok(key, a, b, data)
+    assert a == b or not m.probe_mac_ok(key, b, a, data)
+    raw = m.seal_report(report, key, a, b)
+    got = m.decode(raw)
+    assert got == report and m.encode(got) == raw and m.report_mac_ok(key, a, b, got)
+    assert a == b or not m.report_mac_ok(key, b, a, got)
 
 
 @settings(max_examples=150, deadline=None)
@@ -132,10 +167,18 @@ def test_arbitrary_bytes_raise_only_decode_error(data):
     _only_decode_error(RevocationList.decode, data)
 
 
+def _wire(msg) -> bytes:
+    if isinstance(msg, m.Probe):
+        return m.seal_probe(msg, bytes(32), IDENT.node_id, bytes(16))
+    if isinstance(msg, m.ProbeReport):
+        return m.seal_report(msg, bytes(32), IDENT.node_id, bytes(16))
+    return msg.encode() if isinstance(msg, m.Keepalive) else m.sign(msg, IDENT)
+
+
 @settings(max_examples=400, deadline=None)
-@given(st.one_of(hellos, lsas, acks, withdraws, keepalives), st.data())
+@given(st.one_of(hellos, lsas, acks, withdraws, keepalives, probes(), reports), st.data())
 def test_mutated_valid_messages_raise_only_decode_error(msg, data):
-    raw = bytearray(msg.encode() if isinstance(msg, m.Keepalive) else m.sign(msg, IDENT))
+    raw = bytearray(_wire(msg))
     for _ in range(data.draw(st.integers(1, 4))):
         op = data.draw(st.sampled_from(["flip", "cut", "insert"]))
         pos = data.draw(st.integers(0, max(0, len(raw) - 1)))

@@ -3,7 +3,9 @@
 Rules:
 - Time is simulated: an event heap of datagram deliveries and router timers; nothing sleeps.
 - Every link is a pair of interfaces with a latency and a loss probability drawn from one seeded rng,
-  so a run is reproducible from its seed.
+  so a run is reproducible from its seed. A link may have a rate (`rate_bps`): each direction then
+  serialises its datagrams (IPv6+UDP headers included) one after another at that rate, like a real
+  link's transmit queue, before the latency.
 - A "cut" link silently drops everything (carrier stays up), as a radio link that fades out would.
 - The harness applies each router's RouteChanges to a per-node in-memory route table (the kernel seam's
   fake, which reports every outcome back to the router) and can walk those tables hop by hop to check
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 
 from x0node.io.route_table import MemoryRouteTable
 from x0node.proto.identity import Identity
+from x0node.proto.protocol import IPV6_UDP_HEADER_BYTES
 from x0node.proto.router import Router, RouterConfig
 from x0node.proto.trust import TrustAnchor, TrustStore
 
@@ -42,6 +45,16 @@ class Link:
     latency_s: float
     loss: float
     up: bool = True
+    rate_bps: float | None = None
+    busy_until: dict[int, float] = field(default_factory=dict)  # sender -> its direction's queue end
+
+    def departure(self, sender: int, now: float, size_bytes: int) -> float:
+        """When a datagram sent by `sender` at `now` has left the link's transmit queue."""
+        if self.rate_bps is None:
+            return now
+        done = max(now, self.busy_until.get(sender, 0.0)) + (size_bytes + IPV6_UDP_HEADER_BYTES) * 8 / self.rate_bps
+        self.busy_until[sender] = done
+        return done
 
 
 @dataclass
@@ -119,11 +132,13 @@ class SimMesh:
         self._schedule(i)
         return i
 
-    def connect(self, a: int, b: int, latency_s: float = 0.001, loss: float = 0.0) -> Link:
+    def connect(self, a: int, b: int, latency_s: float = 0.001, loss: float = 0.0,
+                rate_bps: float | None = None) -> Link:
         a_if = f"m{sum(1 for k in self.if_link if k[0] == a)}"
         b_if = f"m{sum(1 for k in self.if_link if k[0] == b)}"
         link = Link(
-            a, a_if, f"fe80::{a + 1:x}:{a_if[1:]}", b, b_if, f"fe80::{b + 1:x}:{b_if[1:]}", latency_s, loss
+            a, a_if, f"fe80::{a + 1:x}:{a_if[1:]}", b, b_if, f"fe80::{b + 1:x}:{b_if[1:]}", latency_s, loss,
+            rate_bps=rate_bps,
         )
         self.links.append(link)
         self.if_link[(a, a_if)] = link
@@ -197,9 +212,10 @@ class SimMesh:
                 peer, peer_if, src, peer_addr = link.a, link.a_if, link.b_addr, link.a_addr
             if out.dst is not None and out.dst != peer_addr:
                 continue
+            sent = link.departure(i, self.now, len(out.payload))
             if link.loss and self.rng.random() < link.loss:
                 continue
-            self._push(self.now + link.latency_s, "rx", (peer, peer_if, src, out.payload, link))
+            self._push(sent + link.latency_s, "rx", (peer, peer_if, src, out.payload, link))
         changes = r.route_changes()
         if changes:
             r.route_results(node.table.apply(changes), self.now)

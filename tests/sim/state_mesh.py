@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from x0node.proto.identity import Identity
 from x0node.proto.trust import TrustAnchor, TrustStore
 from x0node.state.gossip import Gossip, Neighbour
+from x0node.state.service import StateService
 
 ANCHOR_SEED = hashlib.blake2b(b"state-sim-anchor", digest_size=32).digest()
 
@@ -194,3 +195,19 @@ def random_links(n: int, seed: int, degree: float = 3.0) -> list[tuple[int, int]
         a, b = rng.sample(range(n), 2)
         links.add((min(a, b), max(a, b)))
     return sorted(links)
+
+
+class SimStateService(StateService):
+    """The real service's API methods (web routes, control socket) over one simulated node: no sockets,
+    no disk."""
+
+    def __init__(self, sim: StateSim, index: int = 0) -> None:
+        super().__init__({})
+        self.gossip = sim.nodes[index].gossip
+        self.ctx = type("Ctx", (), {"router": type("R", (), {"trust": self.gossip.trust})(), "wake": lambda: None})()
+
+    async def _persist_now(self) -> None:
+        return None
+
+    def _pump(self) -> None:
+        self.gossip.datagrams_to_send()

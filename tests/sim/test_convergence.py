@@ -73,8 +73,8 @@ def test_random_200_nodes_converge_on_lossy_links():
     took = mesh.run_until_converged(5.0, step_s=0.1)
     assert took is not None, mesh.broken_pairs()[:5]
     stats = mesh.nodes[0].router.stats()
-    assert stats.lsdb_size == 200 and stats.mesh["reachable"] == 199
-    assert stats.mesh["links"] == 299
+    assert stats.lsdb_size == 200 and stats.mesh.reachable == 199
+    assert stats.mesh.links == 299
     # cut a link that is not a bridge: both ends reach everyone again within detection + flooding
     g = nx.Graph([(ln.a, ln.b) for ln in mesh.links])
     bridges = {frozenset(e) for e in nx.bridges(g)}

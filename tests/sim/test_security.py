@@ -418,3 +418,45 @@ def test_a_revoked_neighbours_adjacency_and_routes_are_gone_within_one_hello_int
     assert r0.apply_revocations(mesh.anchor.revoke([], 1, 0), mesh.now) == "not_newer"
     assert r0.apply_revocations(ROGUE_ANCHOR.revoke([], 9, 0), mesh.now) == "bad_signature"
     assert r0.trust.is_revoked(r1.me) and r0.stats().counters["revocations_refused"] == 2
+
+
+def _probe_state(mesh: SimMesh, at: int, peer: int) -> tuple:
+    r = mesh.nodes[at].router
+    n = r.hello.nbrs[(neighbour_addr(mesh, at, peer)[0], mesh.nodes[peer].router.me)]
+    ps = n.probe
+    return (state_of(mesh, at), tuple(ps.samples), ps.estimate, ps.pending, ps.rx_train, ps.rx_next,
+            n.throughput_bps, n.throughput_source)
+
+
+def _probe_attack(mesh: SimMesh, data: bytes, reason: str, at: int = 0, peer: int = 1, src: str | None = None) -> None:
+    before = _probe_state(mesh, at, peer)
+    _attack(mesh, data, reason, at=at, src_peer=peer, src=src)
+    assert _probe_state(mesh, at, peer) == before, reason
+
+
+def test_probes_and_reports_are_authenticated_and_never_accepted_twice():
+    mesh = _pair_world()  # captured from the start: the learning trains of both nodes
+    mesh.run_for(2.0)
+    probes = _captured(mesh, 1, m.T_PROBE, towards=0)
+    reports = _captured(mesh, 1, m.T_PROBE_REPORT, towards=0)
+    assert len(probes) >= 9 and len(reports) >= 3
+    # replayed: every probe and report node 1 sent node 0 was used once already
+    for data in probes[:3]:
+        _probe_attack(mesh, data, "replay")
+    _probe_attack(mesh, reports[0], "stale")  # node 0 no longer waits for that train
+    # tampered, reflected, or from elsewhere
+    _probe_attack(mesh, probes[-1][:-1] + bytes([probes[-1][-1] ^ 1]), "bad_mac")
+    mine = _captured(mesh, 0, m.T_PROBE, towards=1)[-1]
+    _probe_attack(mesh, mine, "bad_mac")  # our own train sent back to us
+    _probe_attack(mesh, probes[-1], "unknown_sender", src="fe80::dead")
+    r1 = mesh.nodes[1].router
+    key = r1.hello.nbrs[(neighbour_addr(mesh, 1, 0)[0], mesh.nodes[0].router.me)].key
+    forged = m.seal_report(m.ProbeReport(0x7FFFFFFF, 1), bytes(32), r1.me, mesh.nodes[0].router.me)
+    _probe_attack(mesh, forged, "bad_mac")  # a report under another key: no slow link on its word
+    # a certified neighbour sending trains faster than a receiver measures them
+    n0 = mesh.nodes[0].router.hello.nbrs[(neighbour_addr(mesh, 0, 1)[0], r1.me)]
+    train = n0.probe.rx_train
+    head = m.seal_probe(m.Probe(train + 1, 0, 3, 600), key, r1.me, mesh.nodes[0].router.me)
+    mesh.inject(0, neighbour_addr(mesh, 0, 1)[0], neighbour_addr(mesh, 0, 1)[1], head)
+    again = m.seal_probe(m.Probe(train + 2, 0, 3, 600), key, r1.me, mesh.nodes[0].router.me)
+    _attack(mesh, again, "limit_probe_rate", at=0, src_peer=1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import pathlib
 import threading
+from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -16,8 +17,10 @@ from x0node.web.provider import NodeStateProvider
 
 
 class ThreadedServer:
-    def __init__(self, provider: NodeStateProvider, data_dir: pathlib.Path, config: WebConfig | None = None) -> None:
+    def __init__(self, provider: NodeStateProvider, data_dir: pathlib.Path, config: WebConfig | None = None,
+                 setup: Callable[[web.Application], None] | None = None) -> None:
         self.provider = provider
+        self.setup = setup
         self.data_dir = data_dir
         self.config = config or WebConfig()
         self.loop = asyncio.new_event_loop()
@@ -32,6 +35,8 @@ class ThreadedServer:
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         app = create_app(self.provider, self.config, self.data_dir, CollectorRegistry())
+        if self.setup is not None:  # more routes, as a service adds its own (e.g. /api/v1/state)
+            self.setup(app)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         self.loop.run_until_complete(runner.setup())
         site = web.TCPSite(runner, "127.0.0.1", 0)

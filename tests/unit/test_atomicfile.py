@@ -175,7 +175,22 @@ def _anomaly_state(d: pathlib.Path) -> pathlib.Path:
     return d / "normal_rows.npy"
 
 
-WRITERS = [_credentials, _setup_code, _throttle, _daemon_config, _node_key, _demo_config, _anomaly_state]
+def _reboot_reasons(d: pathlib.Path) -> pathlib.Path:
+    import asyncio
+
+    from x0node.healing.actions import ActionKind, ActionRequest
+    from x0node.healing.actuator import REBOOT_FILE, LocalActuator
+    from x0node.healing.monitor import Element, ElementKind
+
+    req = ActionRequest(1, ActionKind.REBOOT, Element(ElementKind.NODE, "aa"), (), False, 1, "test")
+    result = asyncio.run(LocalActuator(d, [], reboot_command=["true"], wall=lambda: 1.0).perform(req))
+    if not result.ok:  # the actuator answers instead of raising; the durability checks want the error
+        raise OSError(result.detail)
+    return d / REBOOT_FILE
+
+
+WRITERS = [_credentials, _setup_code, _throttle, _daemon_config, _node_key, _demo_config, _anomaly_state,
+           _reboot_reasons]
 
 
 @pytest.mark.parametrize("writer", WRITERS, ids=lambda f: f.__name__.lstrip("_"))
@@ -209,9 +224,11 @@ def test_every_writer_failure_keeps_the_old_file(tmp_path, monkeypatch):
 
 
 # Writes that are not configuration or state: sysctl values under /proc, files a command writes where
-# its user asked (graph exports), and a staged update bundle (written in place chunk by chunk, each
-# chunk fsynced before the bitmap, itself written with write_atomic, claims it: docs/ota.md).
-NOT_STATE = {"io/sysctl.py", "telemetry/explainer.py", "ota/staging.py"}
+# its user asked (graph exports), and an unreadable sqlite file moved aside (sqlite journals its own
+# writes; the knowledge store is a database, not a file we replace).
+# A staged update bundle is written in place chunk by chunk, each chunk fsynced before the bitmap
+# (itself written with write_atomic) claims it: docs/ota.md.
+NOT_STATE = {"io/sysctl.py", "telemetry/explainer.py", "healing/store.py", "ota/staging.py"}
 WRITE_CALL = re.compile(r"os\.replace\(|\.write_text\(|\.write_bytes\(|open\([^)]*[\"']wb?[\"']|os\.O_CREAT")
 
 

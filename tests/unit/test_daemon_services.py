@@ -80,3 +80,18 @@ def test_service_errors_name_the_section_key(tmp_path, fake_services):
     with pytest.raises(ConfigError) as err:
         load(tmp_path, '[a]\nenabled = "yes"\n')
     assert err.value.key == "a.enabled"
+
+
+async def test_restart_replaces_a_running_service_and_keeps_the_stop_order(tmp_path, fake_services):
+    conf = load(tmp_path, "[a]\n[b]\n[c]\n")
+    mgr = services.ServiceManager(conf)
+    await mgr.start_all("CTX")
+    first_a = mgr.running["a"]
+    await mgr.restart("a", "CTX")
+    assert mgr.running["a"] is not first_a and list(mgr.running) == ["a", "b"]
+    assert [e[:2] for e in fake_services[2:]] == [("stop", "a"), ("start", "a")]
+    with pytest.raises(RuntimeError, match="boom"):
+        await mgr.restart("c", "CTX")
+    assert "boom" in mgr.status()["c"]["error"]
+    await mgr.stop_all()
+    assert [e[:2] for e in fake_services[4:]] == [("stop", "b"), ("stop", "a")]

@@ -2,7 +2,13 @@ import pytest
 
 from x0node.proto import messages as m
 from x0node.proto.identity import Identity, verify
-from x0node.proto.protocol import MAX_HELLO_NEIGHBOURS, WIRE_VERSION
+from x0node.proto.protocol import (
+    MAX_HELLO_NEIGHBOURS,
+    MAX_LINK_THROUGHPUT_KBPS,
+    MAX_LSA_NEIGHBOURS,
+    MAX_PROBE_TRAIN_PACKETS,
+    WIRE_VERSION,
+)
 from x0node.proto.trust import Credential, TrustAnchor
 from x0node.proto.wire import DecodeError
 
@@ -110,7 +116,7 @@ def test_lsa_field_validation():
 
 
 def test_oversized_message_refused_on_sign():
-    many = tuple(m.LsaLink(bytes([i]) * 16, 1, 0) for i in range(40))
+    many = tuple(m.LsaLink(bytes([i]) * 16, 1, 0, MAX_LINK_THROUGHPUT_KBPS) for i in range(MAX_LSA_NEIGHBOURS))
     prefixes = tuple(f"fd00:{i}::/64" for i in range(8))
     data = m.sign(m.Lsa(CRED, 1, many, prefixes), A)  # the largest LSA fits one datagram
     assert m.decode(data).links == many
@@ -126,3 +132,55 @@ def test_duplicate_neighbours_rejected():
     dup = m.sign(m.Hello(CRED, 1, 1, 1, 100, (m.HelloNeighbour(NID, 0, 0),) * 2), A)
     with pytest.raises(DecodeError):
         m.decode(dup)
+
+
+def test_lsa_link_throughput_round_trip_and_bound():
+    lsa = m.Lsa(CRED, 3, (m.LsaLink(NID, 120, 1, 54_321), m.LsaLink(b"\x11" * 16, 99, 0, 0)), ())
+    assert m.decode(_round_trip(lsa)).links[0].throughput_kbps == 54_321
+    body = bytearray(m.Lsa(CRED, 3, (m.LsaLink(NID, 120, 1, 5),), ()).body())
+    tpos = 2 + len(CRED.encode()) + 4 + 1 + 16 + 2 + 1  # the first link's throughput, after its class
+    body[tpos : tpos + 4] = (MAX_LINK_THROUGHPUT_KBPS + 1).to_bytes(4, "big")
+    with pytest.raises(DecodeError):
+        m.decode(bytes(body) + bytes(64))
+    too_many = tuple(m.LsaLink(bytes([i]) * 16, 1, 0) for i in range(MAX_LSA_NEIGHBOURS + 1))
+    with pytest.raises(DecodeError):
+        m.decode(m.Lsa(CRED, 1, too_many, ()).body() + bytes(64))
+
+
+def test_probe_and_report_macs_bind_session_direction_and_content():
+    key = b"k" * 32
+    data = m.seal_probe(m.Probe(7, 1, 3, 300), key, A.node_id, NID)
+    assert len(data) == 300
+    back = m.decode(data)
+    assert back == m.Probe(7, 1, 3, 300) and m.encode(back) == data
+    assert m.probe_mac_ok(key, A.node_id, NID, data)
+    assert not m.probe_mac_ok(key, NID, A.node_id, data)  # reflected back
+    assert not m.probe_mac_ok(b"j" * 32, A.node_id, NID, data)  # another session
+    other = m.seal_probe(m.Probe(8, 1, 3, 300), key, A.node_id, NID)
+    assert not m.probe_mac_ok(key, A.node_id, NID, data[:-m.MAC_BYTES] + other[-m.MAC_BYTES:])
+    rep = m.seal_report(m.ProbeReport(7, 10_000), key, NID, A.node_id)
+    r = m.decode(rep)
+    assert r == m.ProbeReport(7, 10_000) and m.encode(r) == rep and m.report_mac_ok(key, NID, A.node_id, r)
+    assert not m.report_mac_ok(key, A.node_id, NID, r)
+    with pytest.raises(ValueError):
+        m.seal_probe(m.Probe(1, 0, 3, m.PROBE_MIN_BYTES - 1), key, A.node_id, NID)
+    with pytest.raises(ValueError):
+        m.seal_probe(m.Probe(1, 0, 3, 1233), key, A.node_id, NID)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _V + b"\x06" + b"\x00\x00\x00\x01" + b"\x03\x03" + bytes(12),  # index == count
+        _V + b"\x06" + b"\x00\x00\x00\x01" + b"\x00\x01" + bytes(12),  # a train of one
+        _V + b"\x06" + b"\x00\x00\x00\x01" + bytes((0, MAX_PROBE_TRAIN_PACKETS + 1)) + bytes(12),
+        _V + b"\x06" + b"\x00\x00\x00\x01" + b"\x00\x03" + b"\x01" + bytes(12),  # padding not zero
+        _V + b"\x06" + b"\x00\x00\x00\x01" + b"\x00\x03" + bytes(11),  # no room for the MAC
+        _V + b"\x07" + b"\x00\x00\x00\x01" + b"\x00\x00\x00\x00" + bytes(12),  # zero rate
+        _V + b"\x07" + b"\x00\x00\x00\x01" + (MAX_LINK_THROUGHPUT_KBPS + 1).to_bytes(4, "big") + bytes(12),
+        _V + b"\x07" + b"\x00\x00\x00\x01" + b"\x00\x00\x00\x01" + bytes(13),  # trailing byte
+    ],
+)
+def test_malformed_probes_raise_decode_error(data):
+    with pytest.raises(DecodeError):
+        m.decode(data)

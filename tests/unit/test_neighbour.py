@@ -145,3 +145,15 @@ def test_a_lasting_delay_raises_the_cost_within_a_window():
     t = _feed_rtt(n, t, [30.0] * 2)
     assert n.refresh_advertised(t) == CHANGE_COST
     assert n.adv_cost >= c0 + 250 and n.adv_quality is Quality.GOOD
+
+
+def test_rtt_samples_counted_in_the_histogram():
+    from x0node.proto.neighbour import RTT_HISTOGRAM_BOUNDS_MS
+
+    n = _n()
+    for t, rtt_ms in ((10.0, 0), (11.0, 3), (12.0, 3), (13.0, 7000)):
+        n.rtt_sample(t + rtt_ms / 1000.0, ms(t), 0)
+    n.rtt_sample(14.0, 0, 0)  # no echo: not a sample
+    counts = dict(zip([*RTT_HISTOGRAM_BOUNDS_MS, "inf"], n.rtt_hist, strict=True))
+    assert counts[0.0] == 1 and counts[5.0] == 2 and counts["inf"] == 1 and sum(n.rtt_hist) == 4
+    assert abs(n.rtt_hist_sum_ms - 7006) <= 4

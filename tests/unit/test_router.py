@@ -231,3 +231,23 @@ def test_unauthenticated_junk_is_counted_not_pushed_as_events_that_evict_real_on
     assert "NeighbourUp" in kinds and "MessageDropped" not in kinds
     assert a.out.counters["events_dropped"] == 0
     assert sum(a.drops().datagrams.values()) >= 3 * MAX_PENDING_EVENTS
+
+
+def test_credential_checks_counted_by_outcome():
+    p = Pair()
+    p.run(0.5)
+    ok = p.a.stats().credential_checks["ok"]
+    assert ok > 0 and p.a.stats().credential_checks == {"ok": ok}
+    rogue = _ident(7, certify=False)
+    p.a.receive("m0", "fe80::7", m.sign(m.Hello(Credential(rogue.public_key), 1, 5, 1, 100, ()), rogue), p.now)
+    assert p.a.stats().credential_checks["uncertified"] == 1 == p.a.drops().datagrams["uncertified"]
+    hist = p.a.rtt_histograms()[p.b.identity.node_id.hex()]
+    assert sum(hist[0]) > 0 and hist[1] >= 0
+
+
+def test_lost_neighbours_counted():
+    p = Pair()
+    p.run(0.5)
+    p.a.link_down("m0", p.now)
+    p.a.tick(p.now)
+    assert p.a.stats().counters["neighbour_down"] == 1

@@ -8,10 +8,22 @@ import pytest
 
 from tests.sim.state_mesh import StateSim
 from x0node.proto.identity import Identity
+from x0node.proto.protocol import SIGNATURE_BYTES
 from x0node.proto.trust import Credential, TrustAnchor, TrustStore
-from x0node.proto.wire import DecodeError
+from x0node.proto.wire import DecodeError, Reader
 from x0node.state import revocations
-from x0node.state.gossip import Gossip, Neighbour
+from x0node.state.gossip import (
+    CATCHUP_RESENDS,
+    CATCHUP_RETRY_S,
+    F_CRED,
+    F_WANT_CRED,
+    HEADER_BYTES,
+    MSG_VERSION,
+    T_DELTA,
+    T_VECTOR,
+    Gossip,
+    Neighbour,
+)
 from x0node.state.record import Kind, Record, Scope, encode_lww
 
 
@@ -78,7 +90,7 @@ def test_tampered_and_replayed_datagrams_are_dropped():
     g1.receive("m0", sim.addr(0), data, sim.now)
     g1.receive("m0", sim.addr(0), data, sim.now)
     assert g1.drops["replay"] == 1
-    g1.receive("m0", sim.addr(0), b"\x01\x02garbage", sim.now)
+    g1.receive("m0", sim.addr(0), bytes([MSG_VERSION, 2]) + b"garbage", sim.now)
     assert g1.drops["decode"] == 1
 
 
@@ -195,3 +207,87 @@ def test_lost_link_is_probed_and_a_healed_one_found_without_the_router():
     sim._push(sim.now + 0.3, "nbrs", 0)
     sim.run_for(70.0)  # probing stops after PROBE_FOR_S
     assert "m1" not in sim.nodes[0].gossip.trickles
+
+
+def _flags(payload: bytes) -> int:
+    return payload[HEADER_BYTES]
+
+
+def test_digest_carries_the_credential_only_until_every_neighbour_holds_it():
+    sim = line3()
+    sim.write(0, "kv", "a", value=b"1")
+    assert sim.run_until_converged(2.0) is not None
+    sim.run_for(20.0)  # digests both ways: each says it holds its neighbours' credentials
+    g1 = sim.nodes[1].gossip
+    assert all(p.knows_me for p in g1.peers.values())
+    sent: list[tuple[str | None, int]] = []
+    for n in sim.nodes:
+        n.gossip._send = lambda ifname, dst, payload, kind, f=n.gossip._send: (  # type: ignore[method-assign]
+            sent.append((dst, payload[HEADER_BYTES])), f(ifname, dst, payload, kind))
+    sim.run_for(16.0)
+    assert sent and all(dst is None and not flags & F_CRED for dst, flags in sent)  # idle: bare multicast only
+    g1._send_digest("m0", None, 0)
+    bare = g1.datagrams_to_send()[-1].payload
+    assert not _flags(bare) & F_CRED
+    g1._send_digest("m0", sim.addr(0), F_WANT_CRED)  # a unicast digest about credentials always has it
+    assert _flags(g1.datagrams_to_send()[-1].payload) & F_CRED
+    # node 2 restarts with nothing: a bare digest is dropped as unknown, it asks, and it catches up
+    for n in sim.nodes:
+        del n.gossip._send
+    ident2 = sim.nodes[2].gossip.identity
+    fresh = Gossip(ident2, TrustStore(anchors=[sim.anchor.public_key]), random.Random(9), sim.now)
+    fresh.set_wall_clock(sim.wall0 + sim.now, sim.now)
+    sim.nodes[2].gossip = fresh
+    fresh.receive("m1", sim.addr(1), bare, sim.now)
+    assert fresh.drops["unknown_sender"] == 1
+    asked = fresh.datagrams_to_send()
+    assert asked and _flags(asked[-1].payload) & F_WANT_CRED
+    sim._refresh_neighbours(2)
+    assert sim.run_until_converged(3.0) is not None
+    assert fresh.store.entry("kv", "a")["value"] == 1
+
+
+def test_a_differing_digest_after_a_partition_brings_the_missing_records_without_a_vector_round_trip():
+    sim = StateSim(2, [(0, 1)], seed=8)
+    sim.run_for(1.0)
+    g0, g1 = sim.nodes[0].gossip, sim.nodes[1].gossip
+    g0._send_digest("m1", None, 0)
+    g1.receive("m0", sim.addr(0), g0.datagrams_to_send()[-1].payload, sim.now)  # equal: node 1 notes it
+    assert g1.peers[g0.me].synced_lsn == g1.lsn
+    sim.links[(0, 1)].up = False
+    g1.write("kv", "during", sim.now, value=b"1")
+    g1.datagrams_to_send()  # the eager push is lost on the cut link
+    g0._send_digest("m1", None, 0)
+    g1.receive("m0", sim.addr(0), g0.datagrams_to_send()[-1].payload, sim.now)  # the first after the heal
+    out = g1.datagrams_to_send()
+    kinds = [o.payload[1] for o in out]
+    assert T_VECTOR in kinds and T_DELTA in kinds
+    for o in out:
+        if o.payload[1] == T_DELTA:  # only the DELTA arrives: no VECTOR ever reaches node 0
+            g0.receive("m1", sim.addr(1), o.payload, sim.now)
+    assert g0.store.entry("kv", "during")["value"] == 1
+    assert g1.counters["records_caught_up"] == 1
+    # a differing digest soon after does not bring the same records again; CATCHUP_RETRY_S later it
+    # does, at most CATCHUP_RESENDS times
+    g0.write("kv", "other", sim.now, value=b"2")
+    steps = [(0.1, 1)] + [(0.1 + i * CATCHUP_RETRY_S, 1 + i) for i in range(1, CATCHUP_RESENDS + 1)]
+    for dt, sent in steps + [(0.1 + (CATCHUP_RESENDS + 1) * CATCHUP_RETRY_S, 1 + CATCHUP_RESENDS)]:
+        g0._send_digest("m1", None, 0)
+        g1.receive("m0", sim.addr(0), g0.datagrams_to_send()[-1].payload, sim.now + dt)
+        assert g1.counters["records_caught_up"] == sent
+
+
+def test_a_push_leaves_out_credentials_the_neighbour_holds():
+    sim = line3()
+    sim.write(0, "kv", "a", value=b"1")
+    assert sim.run_until_converged(2.0) is not None
+    sim.run_for(20.0)  # equal digests heard both ways: node 2 holds node 0's and node 1's credentials
+    g1, g2 = sim.nodes[1].gossip, sim.nodes[2].gossip
+    sent: list[bytes] = []
+    g1._send = lambda ifname, dst, payload, kind, f=g1._send: (  # type: ignore[method-assign]
+        sent.append(payload) if ifname == "m2" and kind == T_DELTA else None, f(ifname, dst, payload, kind))
+    sim.write(0, "kv", "b", value=b"2")
+    sim.run_for(0.2)
+    assert sent and g2.store.entry("kv", "b")["value"] == 2
+    msg = g2._parse(T_DELTA, Reader(sent[0][HEADER_BYTES:-SIGNATURE_BYTES]))
+    assert msg["cred"] is None and all(scred is None for _, scred, _ in msg["sections"])

@@ -28,7 +28,10 @@ def test_bad_rates_are_refused(text):
 def test_validate_fills_defaults_and_converts():
     assert faults.validate("cpu-hog", {}) == {"cap_pct": 20.0}
     assert faults.validate("mem-pressure", {"mb": "32"}) == {"mb": 32}
-    assert faults.validate("congest", {"rate": "2mbit"}) == {"rate": 2_000_000}
+    assert faults.validate("congest", {"rate": "2mbit"}) == {"rate": 2_000_000, "burst": 0}
+    assert faults.validate("congest", {"rate": "2mbit", "burst": 1514}) == {"rate": 2_000_000, "burst": 1514}
+    assert faults.replaces("congest", "congest") and faults.replaces("loss", "link-silent")
+    assert not faults.replaces("congest", "loss") and not faults.replaces("link-down", "link-down")
     assert faults.validate("loss", {"percent": "25"}) == {"percent": 25.0}
     assert faults.validate("hang", {}) == {}
 
@@ -40,6 +43,7 @@ def test_validate_fills_defaults_and_converts():
     ("partial-blackhole", {"percent": "lots"}, "percent"),
     ("flap", {"period_s": 0.05}, "period_s"),
     ("congest", {"rate": "1kbit"}, "rate"),
+    ("congest", {"rate": "1mbit", "burst": 1000}, "burst"),
     ("cpu-hog", {"cap_pct": 0}, "cap_pct"),
     ("mem-pressure", {"mb": 1}, "mb"),
     ("hang", {"percent": 3}, "percent"),

@@ -15,6 +15,10 @@ def test_ring_line_grid_ladder():
     assert grid.nodes == 6 and len(grid.links) == 7
     ladder = parse("ladder:3")
     assert ladder.nodes == 6 and ladder.links == grid.links and ladder.spec == "ladder:3"
+    star = parse("star:4")
+    assert star.links == ((1, 2), (1, 3), (1, 4)) and star.hops(2)[4] == 2
+    with pytest.raises(TopologyError):
+        parse("star:18")  # node 1 would have more than MAX_DEGREE links
 
 
 def test_random_is_seeded_connected_and_bounded():

@@ -208,18 +208,45 @@ async def test_logout_and_password_change_end_sessions(aiohttp_client, tmp_path)
 
 async def test_metrics_names_values_and_access(aiohttp_client, tmp_path):
     p = MemoryProvider()
-    p.set_neighbours([{"node_id": "b" * 16, "ifname": "m0", "state": "up", "rtt_ms": 12.5, "quality": "good"}])
+    p.set_neighbours([{"node_id": "b" * 16, "ifname": "m0", "state": "up", "rtt_ms": 12.5, "quality": "good",
+                       "throughput_bps": 80e6, "throughput_source": "probe"},
+                      {"node_id": "c" * 16, "ifname": "m1", "state": "up", "rtt_ms": 1.0, "quality": "good",
+                       "throughput_bps": None}])
+    p.set_topology({"nodes": [p._self_node(), {"node_id": "b" * 16}, {"node_id": "d" * 16}],
+                    "links": [{"a": p.node_id, "b": "b" * 16, "cost": 125, "quality": "good"},
+                              {"a": "b" * 16, "b": "d" * 16, "cost": 900, "quality": "poor"}]})
     p.count_drop("bad_signature", 7)
     p.count_spf(0.25)
+    p.count_credential_check("ok", 9)
+    p.count_credential_check("expired", 2)
     c = await aiohttp_client(make_app(tmp_path, provider=p))
     await c.get("/api/v1/status")
     text = await (await c.get("/metrics")).text()
-    for line in ('mesh_peers_count 1.0', 'mesh_latency_seconds{peer_id="' + "b" * 16 + '"} 0.0125',
+    for line in ('mesh_peers_count 2.0',
+                 'x0node_neighbour_throughput_bytes_per_second{ifname="m0",peer_id="' + "b" * 16 + '",source="probe"} 1e+07',
+                 'x0node_mesh_nodes 2.0', 'x0node_mesh_nodes_reachable 2.0', 'x0node_mesh_links 2.0',
+                 'x0node_mesh_max_hops 2.0', 'x0node_mesh_links_by_quality{quality="poor"} 1.0',
+                 'x0node_mesh_links_by_quality{quality="bad"} 0.0', 'x0node_mesh_joins_total 2.0',
+                 'x0node_mesh_leaves_total 0.0',
                  'node_health_status{node_id="a1b2c3d4e5f60718"} 1.0', 'x0node_packets_dropped_total{reason="bad_signature"} 7.0',
-                 'x0node_spf_runs_total 1.0', 'x0node_spf_seconds_total 0.25', 'x0node_lsdb_size 1.0', 'x0node_routes 0.0',
+                 'x0node_spf_runs_total 1.0', 'x0node_spf_seconds_total 0.25', 'x0node_lsdb_size 3.0', 'x0node_routes 0.0',
                  'http_requests_total{endpoint="/api/v1/status",method="GET",status="401"} 1.0'):
         assert line in text, line
     assert "node_uptime_seconds{" in text and "http_request_duration_seconds_bucket" in text
+    assert 'peer_id="' + "c" * 16 + '",source' not in text  # unknown throughput: no sample
+    # every known node: health, uptime and identity; credential checks; RTT samples as a histogram
+    p.set_topology({"nodes": [{"node_id": "a1b2c3d4e5f60718", "self": True, "mesh_addr": "fd00::1"},
+                              {"node_id": "c" * 16, "reachable": True, "role": "gateway", "mesh_addr": "fd00::c"},
+                              {"node_id": "d" * 16, "reachable": False, "mesh_addr": "fd00::d"}], "links": []})
+    text = await (await c.get("/metrics")).text()
+    peer = 'peer_id="' + "b" * 16 + '"'
+    for line in ('mesh_latency_seconds_bucket{le="0.01",' + peer + '} 0.0',
+                 'mesh_latency_seconds_bucket{le="0.025",' + peer + '} 1.0', 'mesh_latency_seconds_count{' + peer + '} 1.0',
+                 'mesh_latency_seconds_sum{' + peer + '} 0.0125', 'node_health_status{node_id="' + "c" * 16 + '"} 1.0',
+                 'node_health_status{node_id="' + "d" * 16 + '"} 0.0', 'node_uptime_seconds{node_id="' + "d" * 16 + '"} 0.0',
+                 'x0node_node_info{mesh_addr="fd00::c",node_id="' + "c" * 16 + '",role="gateway",self="0"} 1.0',
+                 'x0node_cert_auth_success_total 9.0', 'x0node_cert_auth_failure_total{reason="expired"} 2.0'):
+        assert line in text, line
     # not served to addresses outside the allow list unless logged in
     c2 = await aiohttp_client(make_app(tmp_path / "b", metrics_allow=("10.0.0.0/8",)))
     assert (await c2.get("/metrics")).status == 403

@@ -9,17 +9,22 @@ import requests
 import schemathesis
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from tests.sim.state_mesh import SimStateService, StateSim
 from tests.ui.web_server import ThreadedServer
 from tests.unit.test_web_support import PASSWORD
 from x0node.web import credentials
 from x0node.web.memory_provider import demo_provider
+from x0node.web.state_api import add_routes as add_state_routes
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("web")
     credentials.Credentials(data_dir / "web").set_password(PASSWORD)  # full-cost hash, once
-    with ThreadedServer(demo_provider(persist_path=data_dir / "cfg.json"), data_dir) as srv:
+    sim = StateSim(2, [(0, 1)], seed=8)
+    state = SimStateService(sim)
+    with ThreadedServer(demo_provider(persist_path=data_dir / "cfg.json"), data_dir,
+                        setup=lambda app: add_state_routes(app, lambda: state)) as srv:
         base = f"http://127.0.0.1:{srv.port}"
         s = requests.Session()
         token = s.get(f"{base}/api/v1/auth/state").json()["csrf_token"]
@@ -28,7 +33,7 @@ def api(tmp_path_factory):
         csrf = r.json()["csrf_token"]
         r = s.get(f"{base}/api/v1/openapi.json")
         assert r.status_code == 200
-        yield {"base": base, "session": s, "csrf": csrf, "doc": r.json()}
+        yield {"base": base, "session": s, "csrf": csrf, "doc": r.json(), "sim": sim}
 
 
 def test_api_conforms_to_openapi(api):
@@ -37,7 +42,7 @@ def test_api_conforms_to_openapi(api):
     schema = schemathesis.openapi.from_dict(api["doc"])
     operations = [r.ok() for r in schema.get_all_operations()]
     operations = [op for op in operations if op.path not in ("/api/v1/auth/logout", "/api/v1/stream")]
-    assert len(operations) >= 11
+    assert len(operations) >= 14
     for op in operations:
         @hypothesis.given(case=op.as_strategy())
         @hypothesis.settings(max_examples=25, deadline=None, database=None, derandomize=True,
@@ -63,5 +68,31 @@ def test_document_lists_every_api_route(api):
     expected = {"/api/v1/auth/state", "/api/v1/auth/login", "/api/v1/auth/setup", "/api/v1/auth/logout",
                 "/api/v1/auth/password", "/api/v1/status", "/api/v1/neighbours", "/api/v1/routes",
                 "/api/v1/topology", "/api/v1/events", "/api/v1/config", "/api/v1/stream", "/api/v1/openapi.json",
+                "/api/v1/state", "/api/v1/state/{ns}/{key}", "/api/v1/state/revocations",
                 "/api/v1/firmware", "/api/v1/firmware/sbom"}
     assert paths == expected
+
+
+def test_state_routes_conform_with_every_kind_of_object(api):
+    # Generated paths rarely name an object that exists: write one of each kind, publish a revocation
+    # list, then read the view and every entry, each response checked against the document.
+    schema = schemathesis.openapi.from_dict(api["doc"])
+    entry = schema["/api/v1/state/{ns}/{key}"]
+    kw = {"base_url": api["base"], "session": api["session"],
+          "cookies": {"x0_session": api["session"].cookies["x0_session"]}}
+    writes = [("kv", "doc", {"value": {"a": [1, 2]}}), ("g.hits", "n1", {"incr": 3}),
+              ("pn.level", "n1", {"incr": -2}), ("set.roles", "gateway", {"add": True}),
+              ("settings", "node.log_level", {"value": "debug"}), ("lww.note", "x", {"value": "hi", "ttl_s": 600})]
+    for ns, key, body in writes:
+        r = entry["PUT"].Case(path_parameters={"ns": ns, "key": key}, body=body,
+                              headers={"X-CSRF-Token": api["csrf"]}).call_and_validate(**kw)
+        assert r.status_code == 200, r.text
+    crl = api["sim"].anchor.revoke([b"\x01" * 16], serial=3, issued_at=1).encode().hex()
+    r = schema["/api/v1/state/revocations"]["POST"].Case(body={"crl": crl}, headers={"X-CSRF-Token": api["csrf"]}) \
+        .call_and_validate(**kw)
+    assert r.status_code == 200 and r.json()["serial"] == 3
+    view = schema["/api/v1/state"]["GET"].Case().call_and_validate(**kw).json()
+    assert {"kv", "g.hits", "pn.level", "set.roles", "settings", "lww.note", "crl"} <= set(view["objects"])
+    for ns, key, _ in [*writes, ("crl", "anchor", None)]:
+        r = entry["GET"].Case(path_parameters={"ns": ns, "key": key}).call_and_validate(**kw)
+        assert r.status_code == 200, (ns, key, r.text)

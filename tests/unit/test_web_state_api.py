@@ -2,26 +2,10 @@
 
 from __future__ import annotations
 
-from tests.sim.state_mesh import StateSim
+from tests.sim.state_mesh import SimStateService, StateSim
 from tests.unit.test_web_support import do_setup, fast_argon2, make_app  # noqa: F401
 from x0node.state import revocations
-from x0node.state.service import StateService
 from x0node.web.state_api import add_routes
-
-
-class _Svc(StateService):
-    """The real service's API methods over a simulated node (no sockets, no disk)."""
-
-    def __init__(self, sim: StateSim) -> None:
-        super().__init__({})
-        self.gossip = sim.nodes[0].gossip
-        self.ctx = type("Ctx", (), {"router": type("R", (), {"trust": self.gossip.trust})(), "wake": lambda: None})()
-
-    async def _persist_now(self) -> None:
-        return None
-
-    def _pump(self) -> None:
-        self.gossip.datagrams_to_send()
 
 
 async def test_state_routes(aiohttp_client, tmp_path):
@@ -35,7 +19,7 @@ async def test_state_routes(aiohttp_client, tmp_path):
     token = await do_setup(client, tmp_path)
     h = {"X-CSRF-Token": token}
     assert (await client.get("/api/v1/state")).status == 503
-    svc[0] = _Svc(sim)
+    svc[0] = SimStateService(sim)
     r = await client.put("/api/v1/state/kv/x", json={"value": {"a": 1}}, headers=h)
     assert r.status == 200, await r.text()
     assert (await (await client.get("/api/v1/state/kv/x")).json())["value"] == {"a": 1}

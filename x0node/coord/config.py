@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from x0node.coord.pools import PoolLayout
+from x0node.daemon.exposure import Exposure, Listen, udp_and_tcp
 from x0node.proto.protocol import COORD_UDP_PORT, RAFT_TCP_PORT
 
 NODE_HEX_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -32,6 +33,10 @@ DEFAULTS: dict[str, Any] = {
     "hostname": "",
     "timers": "rtt",
 }
+EXPOSURE = Exposure(listens=(Listen("mesh", "udp", "port"), Listen("mesh", "tcp", "raft_port"),
+                             *udp_and_tcp("lan", "dns_listen", form="endpoints", when="kv")))
+"""Datagrams and the Raft group between mesh addresses over the mesh (every node: a candidate becomes a
+member at run time without a restart); the name service answers the LAN (x0node/daemon/exposure.py)."""
 
 
 def _err(key: str, msg: str) -> Exception:

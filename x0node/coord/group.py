@@ -15,6 +15,9 @@ Rules and invariants:
   future resolved on the loop (call_soon_threadsafe). Readers take `view()` under the lock.
 - Timers are pysyncobj's configuration attributes (read on every use), set from measured RTTs by
   `set_timers` (see timers.py) while the group runs.
+- pysyncobj 0.3.17 replaces `socket.inet_ntop` process-wide with a Windows-only function on import
+  (pysyncobj/win_inet_pton.py); the import below puts the platform's own function back, and a test
+  holds it so.
 """
 
 from __future__ import annotations
@@ -23,13 +26,17 @@ import asyncio
 import json
 import logging
 import pathlib
+import socket
 import threading
 from typing import Any
 
-from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
-
 from x0node.coord.machine import Machine
 from x0node.coord.timers import RaftTimers
+
+_inet_ntop = socket.inet_ntop
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated  # noqa: E402
+
+socket.inet_ntop = _inet_ntop
 
 log = logging.getLogger("x0node.coord.group")
 
@@ -138,6 +145,13 @@ class RaftGroup:
     def view(self) -> dict[str, Any]:
         with self.consumer.lock:
             return self.consumer.machine.view()
+
+    def counts(self) -> dict[str, Any]:
+        """Sizes of the replicated machine (for /metrics), read under the consumer's lock."""
+        with self.consumer.lock:
+            m = self.consumer.machine
+            return {"pools": len(m.pools), "leases": sum(1 for v in m.leases.values() if v["expires_s"] > m.mesh_time_s),
+                    "reclaimed": m.reclaimed, "mesh_time_s": m.mesh_time_s}
 
     def status(self) -> dict[str, Any]:
         st = self.obj.getStatus()

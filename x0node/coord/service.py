@@ -40,6 +40,7 @@ from typing import Any
 
 from x0node.coord import config as coord_config
 from x0node.coord import kv, secret
+from x0node.coord.metrics import Latency
 from x0node.coord.record import Record, check_key
 from x0node.coord.ring import Ring
 from x0node.coord.timers import LIBRARY_TIMERS, RttTable, worth_changing
@@ -52,6 +53,7 @@ from x0node.proto.wire import DecodeError
 log = logging.getLogger("x0node.coord")
 
 validate_config = coord_config.validate_config
+EXPOSURE = coord_config.EXPOSURE
 
 LOOP_S = 0.2
 TICK_S = 1.0
@@ -174,6 +176,8 @@ class CoordService:
         self._ring: Ring | None = None
         self.transport: Any = None
         self.started = False
+        self.latency = {"kv_put": Latency(), "kv_get": Latency(), "propose": Latency()}
+        self._collector: Any = None
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -193,7 +197,7 @@ class CoordService:
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
         self.codec = Codec(self.identity, self.trust)
-        self.rng = random.Random(int.from_bytes(os.urandom(8), "big"))
+        self.rng = random.Random(int.from_bytes(os.urandom(8), "big"))  # timer jitter and member choice, seeded from os.urandom; not a secret # nosec B311
         self.hlc = Hlc()
         self._load_members()
         self.secret = secret.load(self.dir / "secret")
@@ -231,6 +235,11 @@ class CoordService:
             self.dns = DnsResponder(self, self.cfg["dns_zone"])
             await self.dns.start([coord_config.parse_listen(x) for x in self.cfg["dns_listen"]])
         ctx.extras["coord"] = self
+        if ctx.registry is not None:
+            from x0node.coord.metrics import CoordCollector
+
+            self._collector = CoordCollector(self)
+            ctx.registry.register(self._collector)
         self.started = True
         self._tasks.append(self.loop.create_task(self._run()))
         if self.cfg["kv"]:
@@ -252,6 +261,10 @@ class CoordService:
             self.group = None
         if self.transport is not None:
             self.transport.close()
+        if self._collector is not None:
+            with contextlib.suppress(KeyError):
+                self.ctx.registry.unregister(self._collector)
+            self._collector = None
 
     def count(self, reason: str) -> None:
         self.drops[reason] += 1
@@ -286,13 +299,17 @@ class CoordService:
 
         others = [m for m in self.members if m != self.me_hex]
         timers = self.rtt.timers([bytes.fromhex(m) for m in others]) if self.cfg["timers"] == "rtt" else LIBRARY_TIMERS
-        self._group_started = now
-        self._first_leader_s = None
-        self.group = RaftGroup(self.ctx.mesh_addr, self.cfg["raft_port"], [self._addr(m) for m in others],
-                               secret.password_of(self.secret), self.dir, timers)  # type: ignore[arg-type]
-        self._timers = timers
+        self._attach_group(RaftGroup(self.ctx.mesh_addr, self.cfg["raft_port"], [self._addr(m) for m in others],
+                                     secret.password_of(self.secret), self.dir, timers), timers, now)  # type: ignore[arg-type]
         log.info("raft group started members=%s heartbeat_s=%s election_min_s=%s",
                  ",".join(m[:8] for m in self.members), timers.heartbeat_s, timers.election_min_s)
+
+    def _attach_group(self, group: Any, timers: Any, now: float) -> None:
+        """Run the group duties on this member's started Raft instance from now on."""
+        self._group_started = now
+        self._first_leader_s = None
+        self._timers = timers
+        self.group = group
 
     def _group_members(self) -> list[str]:
         by_addr = {self._addr(m): m for m in set(self.members) | {self.me_hex} | set(self.cfg["candidates"])}
@@ -568,6 +585,13 @@ class CoordService:
 
     async def propose(self, cmd: dict[str, Any], timeout_s: float = PROPOSE_TIMEOUT_S) -> dict[str, Any]:
         """Commit a command through the group (here if a member, else through one); the machine's answer."""
+        start = time.monotonic()
+        res = await self._propose(cmd, timeout_s)
+        self.latency["propose"].observe(time.monotonic() - start)
+        self.counters["propose_ok" if res.get("ok") else "propose_failed"] += 1
+        return res
+
+    async def _propose(self, cmd: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         self._rid += 1
         cmd = dict(cmd, rid=f"{self.me_hex[:12]}-{self.codec.epoch:x}-{self._rid}")
         deadline = time.monotonic() + timeout_s
@@ -654,6 +678,7 @@ class CoordService:
             self._pool_next = self.pool_held_until - 0.75 * self._pool_valid()
             return
         res = await self.propose({"op": "pool", "node": self.me_hex}, timeout_s=3.0)
+        self.counters["pool_claim_ok" if res.get("ok") else "pool_claim_failed"] += 1
         if res.get("ok"):
             self.pool = {k: res[k] for k in ("index", "v4", "v6")}
             self.pool_held_until = now + float(res["valid_s"])
@@ -730,15 +755,19 @@ class CoordService:
         if value is not None:
             validate_value(key, value)
         rec = Record.make(self.identity, key, value, self.hlc.now(int(time.time() * 1000)))
-        nonce = self.coordinator.start_put(rec, self._prefs(key), time.monotonic())
+        start = time.monotonic()
+        nonce = self.coordinator.start_put(rec, self._prefs(key), start)
         res = await self._kv_wait(nonce)
+        self.latency["kv_put"].observe(time.monotonic() - start)
         self.counters["kv_put_ok" if res.get("ok") else "kv_put_failed"] += 1
         return res
 
     async def kv_get(self, key: str) -> dict[str, Any]:
         check_key(key)
-        nonce = self.coordinator.start_get(key, self._prefs(key), time.monotonic())
+        start = time.monotonic()
+        nonce = self.coordinator.start_get(key, self._prefs(key), start)
         res = await self._kv_wait(nonce)
+        self.latency["kv_get"].observe(time.monotonic() - start)
         self.counters["kv_get_ok" if res.get("ok") else "kv_get_failed"] += 1
         if not res.get("ok"):
             return res
@@ -842,6 +871,8 @@ class CoordService:
         if self.cfg["kv"]:
             out["kv"] = {"records": len(self.replica.records), "hints": len(self.replica.hints),
                          "repairs": self.coordinator.repairs}
+        if getattr(self, "dns", None) is not None:
+            out["dns"] = dict(self.dns.counts)
         return out
 
     async def handle(self, req: dict[str, Any]) -> dict[str, Any]:

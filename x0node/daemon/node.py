@@ -19,6 +19,11 @@ Rules and invariants:
   file is watched (daemon/revocations.py) and applied the same way when it changes. A list that does
   not verify is refused: at start the node does not start (the error names the file), at run time it
   is logged and counted.
+- Link rates (io/linkrate.py) are read about once a second (+-25 %) in a worker thread and given to the
+  core as data: each interface's transmit byte counter (`note_tx_bytes`) and, where the kernel knows a
+  real link speed (an Ethernet NIC, a Wi-Fi station), each neighbour's throughput (`set_throughput`);
+  elsewhere the core measures it with probe trains. Mesh sockets pass the kernel's receive stamps.
+- `<data_dir>/x0node.sock` answers status requests (daemon/control.py, `x0node status`): read-only.
 - Start order: key and trust -> netlink (stale routes of ours flushed, rule, mesh address) -> router ->
   sockets and link monitor -> services -> the ready line. Stop order is the reverse: services ->
   graceful leave (signed WITHDRAW sent) -> our routes, rule and address removed -> sockets closed.
@@ -44,6 +49,8 @@ LEAVE_FLUSH_S = 0.05  # time given to the kernel to put the WITHDRAW datagrams o
 EVENTS_PER_PUMP_MAX = 1000
 TIMER_SLACK_S = 0.001
 LAG_DRAIN_S = 0.005
+LINK_RATE_POLL_S = 1.0  # +-25 %: kernel link rates and transmit counters
+CORE_STALL_S = 3.0  # the core's timer overdue this long: not alive (the systemd watchdog stops being petted)
 
 
 class StartupError(RuntimeError):
@@ -129,9 +136,12 @@ class Node:
         self._stop = asyncio.Event()
         self.revocations: Any = None
         self._revocation_task: asyncio.Task[None] | None = None
+        self._link_rate_task: asyncio.Task[None] | None = None
+        self._status_server: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pumping = False
         self.identity: Any = None
+        self.watchdog: Any = None
 
     # --- the core driver ---------------------------------------------------------------------------
 
@@ -175,6 +185,10 @@ class Node:
         delay = max(0.0, due - self.now()) + TIMER_SLACK_S
         self._timer = self._loop.call_later(delay, self._on_timer)
 
+    def _core_alive(self) -> bool:
+        due = self._timer_due
+        return due is None or self.now() - due < CORE_STALL_S
+
     def _on_timer(self) -> None:
         self._timer = None
         now = self.now()
@@ -188,8 +202,8 @@ class Node:
         self.router.tick(now)
         self.pump()
 
-    def _on_datagram(self, ifname: str, src: str, data: bytes) -> None:
-        self.router.receive(ifname, src, data, self.now())
+    def _on_datagram(self, ifname: str, src: str, data: bytes, stamp: float | None = None) -> None:
+        self.router.receive(ifname, src, data, self.now(), stamp)
 
     def _on_link(self, ifname: str, usable: bool) -> None:
         now = self.now()
@@ -214,7 +228,9 @@ class Node:
 
     async def start(self) -> None:
         from x0node.daemon.routing_config import build_router_config
+        from x0node.daemon.watchdog import Watchdog
         from x0node.io.kernel_routes import KernelRouteTable
+        from x0node.io.linkrate import link_header_bytes
         from x0node.io.links import LinkMonitor
         from x0node.io.netlink import NetlinkAdapter
         from x0node.io.route_table import flush
@@ -224,6 +240,8 @@ class Node:
         from x0node.proto.router import Router
 
         self._loop = asyncio.get_running_loop()
+        self.watchdog = Watchdog(alive=self._core_alive)
+        self.watchdog.start()
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.config.data_dir, 0o700)
         self.identity, trust = load_trust(self.config)
@@ -245,7 +263,8 @@ class Node:
                              perf_clock=time.perf_counter)
         self.router.set_wall_clock(time.time(), now)
         self._warn_ungranted(self.config.node["prefixes"])
-        self.transport = MeshTransport(MESH_UDP_PORT, MESH_MCAST_GROUP, self._on_datagram, self.pump)
+        self.transport = MeshTransport(MESH_UDP_PORT, MESH_MCAST_GROUP, self._on_datagram, self.pump,
+                                       rx_timestamps=True)
         initial: dict[str, bool] = {}
         for ifname in self.interfaces:
             if self.config.node["configure_sysctls"]:
@@ -259,7 +278,7 @@ class Node:
                 idx = await self.netlink.ifindex(ifname)
                 if idx is not None:
                     self.transport.open_interface(ifname, idx)
-            self.router.add_interface(ifname, now, up=usable)
+            self.router.add_interface(ifname, now, up=usable, link_header_bytes=link_header_bytes(ifname))
         self.links = LinkMonitor(self.interfaces, self._on_link)
         await self.links.open(initial)
         # the monitor is live now: re-read states so a change between the two reads is not missed
@@ -270,8 +289,11 @@ class Node:
                 self._on_link(ifname, usable)
         self.pump()
         self._watch_revocations()
+        self._watch_link_rates()
+        await self._serve_status()
         await self._start_services()
         log.info("x0node ready node_id=%s mesh_addr=%s", self.identity.node_id.hex(), self.identity.mesh_address)
+        self.watchdog.ready()
 
     def _warn_ungranted(self, prefixes: list[str]) -> None:
         from x0node.proto.ownership import Grants
@@ -307,6 +329,52 @@ class Node:
 
         self._revocation_task = self._loop.create_task(watch(), name="revocations")  # type: ignore[union-attr]
 
+    async def _serve_status(self) -> None:
+        from x0node.daemon import control
+
+        try:
+            self._status_server = await control.serve(self.config.data_dir / control.SOCKET_NAME, self.router, self.now)
+        except OSError as exc:  # `x0node status` will say no daemon answers; routing goes on
+            log.warning("cannot serve the status socket: %s", exc)
+
+    def _watch_link_rates(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from x0node.io.linkrate import LinkRates
+        from x0node.proto.timers import jittered
+
+        rates = LinkRates()
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="linkrate")
+        rng = random.Random(int.from_bytes(os.urandom(8), "big"))  # poll jitter, seeded from os.urandom; not a secret # nosec B311
+
+        async def watch() -> None:
+            try:
+                while True:
+                    await asyncio.sleep(jittered(LINK_RATE_POLL_S, rng))
+                    try:
+                        facts = await self._loop.run_in_executor(pool, rates.read, list(self.interfaces))  # type: ignore[union-attr]
+                        self.apply_link_facts(facts)
+                    except Exception:  # noqa: BLE001 - the watcher must not stop; the next reading may work
+                        log.exception("reading link rates failed")
+            finally:
+                pool.submit(rates.close)
+                pool.shutdown(wait=False)
+
+        self._link_rate_task = self._loop.create_task(watch(), name="linkrate")  # type: ignore[union-attr]
+
+    def apply_link_facts(self, facts: dict[str, Any]) -> None:
+        """Give one reading of the kernel's link facts (io/linkrate.py) to the core."""
+        now = self.now()
+        for ifname, f in facts.items():
+            if f.tx_bytes is not None:
+                self.router.note_tx_bytes(ifname, f.tx_bytes, now)
+        for nb in self.router.neighbours(now):
+            f = facts.get(nb.ifname)
+            bps = None if f is None or nb.state != "up" else f.rate_for(nb.addr)
+            if bps is not None:
+                self.router.set_throughput(nb.ifname, nb.node_id, bps, now)
+        self.pump()
+
     async def _start_services(self) -> None:
         from x0node.daemon.services import ServiceContext, ServiceManager
 
@@ -323,6 +391,7 @@ class Node:
             bus=self.bus, interfaces=list(self.interfaces), node_id=self.identity.node_id.hex(),
             mesh_addr=self.identity.mesh_address, provider=self.provider, wake=self.pump,
             set_config=self.set_config, apply_revocations=self.apply_revocations,
+            extras={"watchdog": self.watchdog, "services": self.services},
         )
         self.ctx = ctx
         await self.services.start_all(ctx)
@@ -354,11 +423,17 @@ class Node:
         await self._stop.wait()
 
     async def stop(self) -> None:
-        if self._revocation_task is not None:
-            self._revocation_task.cancel()
-            self._revocation_task = None
+        if self.watchdog is not None:
+            await self.watchdog.stop()
+        for task in (self._revocation_task, self._link_rate_task):
+            if task is not None:
+                task.cancel()
+        self._revocation_task = self._link_rate_task = None
         if self.services is not None:
             await self.services.stop_all()
+        if self._status_server is not None:
+            self._status_server.close()
+            self._status_server = None
         if self.links is not None:
             await self.links.close()
         if self.router is not None and self.transport is not None:

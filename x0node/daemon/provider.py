@@ -116,7 +116,15 @@ class DaemonStateProvider:
             "spf_seconds_total": st.spf_seconds_total,
             "counters": dict(st.counters),
             "retransmit_queue": st.retransmit_queue,
+            "mesh": dataclasses.asdict(st.mesh),
+            "credential_checks": dict(st.credential_checks),
         }
+
+    def rtt_histograms(self) -> dict[str, Any]:
+        from x0node.proto.neighbour import RTT_HISTOGRAM_BOUNDS_MS
+
+        return {"bounds_ms": list(RTT_HISTOGRAM_BOUNDS_MS),
+                "peers": {nid: {"counts": list(c), "sum_ms": s} for nid, (c, s) in self.node.router.rtt_histograms().items()}}
 
     def config_get(self) -> dict[str, Any]:
         cfg = self.node.config.as_dict()

@@ -41,6 +41,7 @@ SERVICES: dict[str, str] = {
     "web": "x0node.web.service",
     "telemetry": "x0node.telemetry.service",
     "anomaly": "x0node.anomaly.service",
+    "healing": "x0node.healing.service",
     "state": "x0node.state.service",
     "transport": "x0node.transport.service",
     "overlay": "x0node.overlay.service",
@@ -136,6 +137,26 @@ class ServiceManager:
                 continue
             self.running[name] = service
             log.info("service started name=%s", name)
+
+    async def restart(self, name: str, ctx: ServiceContext) -> None:
+        """Stop a running service and start a fresh one from its section (the healing loop's restart of a
+        subsystem). Raises what the new start raises; the service is then listed as failed."""
+        old = self.running.pop(name, None)
+        if old is not None:
+            try:
+                await asyncio.wait_for(old.stop(), SERVICE_STOP_TIMEOUT_S)
+            except Exception:  # noqa: BLE001 - a hung stop must not prevent the restart
+                log.exception("service %s failed to stop cleanly", name)
+        self.failed.pop(name, None)
+        try:
+            service = _module(name).create_service(self._config.section(name))
+            await service.start(ctx)
+        except Exception as exc:
+            self.failed[name] = f"{type(exc).__name__}: {exc}"
+            raise
+        self.running[name] = service
+        self.running = {k: self.running[k] for k in SERVICES if k in self.running}  # stop order stays SERVICES'
+        log.info("service restarted name=%s", name)
 
     async def stop_all(self) -> None:
         for name in reversed(list(self.running)):

@@ -10,6 +10,10 @@ Rules and invariants:
   a datagram larger than `MAX_DATAGRAM_BYTES` is truncated by the kernel and dropped here.
 - Send errors (interface down, no buffer) are counted and dropped, never raised: the routing core
   recovers through its own timers.
+- With `rx_timestamps`, each socket asks the kernel for receive timestamps (SO_TIMESTAMPNS: taken when
+  the datagram entered the stack, before it waited in the socket) and `deliver` gets the stamp as a
+  fourth argument (seconds, CLOCK_REALTIME; None when the kernel gave none). The routing core uses
+  only differences of stamps (probe trains), so the clock's epoch does not matter.
 """
 
 from __future__ import annotations
@@ -31,21 +35,28 @@ SOCKET_RCVBUF_BYTES = 1 << 20
 IPV6_HOPLIMIT_CMSG = getattr(socket, "IPV6_HOPLIMIT", 52)
 IPV6_RECVHOPLIMIT = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # SCM_TIMESTAMPNS has the same value
+TIMESPEC = struct.Struct("@qq")
 
-Receiver = Callable[[str, str, bytes], None]  # (ifname, source link-local, payload)
+Receiver = Callable[..., None]  # (ifname, source link-local, payload[, kernel receive stamp or None])
 
 
 class MeshSocket:
     """The socket of one mesh interface."""
 
-    def __init__(self, ifname: str, ifindex: int, port: int, group: str, drops: collections.Counter[str]) -> None:
+    def __init__(self, ifname: str, ifindex: int, port: int, group: str, drops: collections.Counter[str],
+                 rx_timestamps: bool = False) -> None:
         self.ifname = ifname
         self.ifindex = ifindex
         self.port = port
         self.group = group
         self.drops = drops
+        self.rx_timestamps = rx_timestamps
+        self._cmsg_size = socket.CMSG_SPACE(4) + (socket.CMSG_SPACE(TIMESPEC.size) if rx_timestamps else 0)
         sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
         try:
+            if rx_timestamps:
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_RCVBUF_BYTES)
@@ -75,10 +86,9 @@ class MeshSocket:
 
     def read_batch(self, deliver: Receiver) -> int:
         n = 0
-        cmsg_size = socket.CMSG_SPACE(4)
         while n < MAX_DATAGRAMS_PER_WAKEUP:
             try:
-                data, ancdata, flags, addr = self.sock.recvmsg(MAX_DATAGRAM_BYTES + 1, cmsg_size)
+                data, ancdata, flags, addr = self.sock.recvmsg(MAX_DATAGRAM_BYTES + 1, self._cmsg_size)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
@@ -88,10 +98,13 @@ class MeshSocket:
             if flags & socket.MSG_TRUNC or len(data) > MAX_DATAGRAM_BYTES:
                 self.drops["too_large"] += 1
                 continue
-            hops = None
+            hops = stamp = None
             for level, kind, value in ancdata:
                 if level == socket.IPPROTO_IPV6 and kind == IPV6_HOPLIMIT_CMSG and len(value) >= 4:
                     hops = struct.unpack("@i", value[:4])[0]
+                elif level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= TIMESPEC.size:
+                    sec, nsec = TIMESPEC.unpack(value[: TIMESPEC.size])
+                    stamp = sec + nsec * 1e-9
             if hops != GTSM_HOP_LIMIT:
                 self.drops["hop_limit"] += 1
                 continue
@@ -99,7 +112,10 @@ class MeshSocket:
             if not src.lower().startswith("fe80:"):
                 self.drops["not_link_local"] += 1
                 continue
-            deliver(self.ifname, src, data)
+            if self.rx_timestamps:
+                deliver(self.ifname, src, data, stamp)
+            else:
+                deliver(self.ifname, src, data)
         return n
 
     def close(self) -> None:
@@ -110,9 +126,11 @@ class MeshTransport:
     """All mesh sockets of the node. `deliver(ifname, src, data)` is called for every accepted
     datagram; `after_batch()` once per read wake-up (the driver pumps the core there)."""
 
-    def __init__(self, port: int, group: str, deliver: Receiver, after_batch: Callable[[], None]) -> None:
+    def __init__(self, port: int, group: str, deliver: Receiver, after_batch: Callable[[], None],
+                 rx_timestamps: bool = False) -> None:
         self.port = port
         self.group = group
+        self.rx_timestamps = rx_timestamps
         self._deliver = deliver
         self._after_batch = after_batch
         self.sockets: dict[str, MeshSocket] = {}
@@ -127,7 +145,7 @@ class MeshTransport:
             return True
         self.close_interface(ifname)
         try:
-            ms = MeshSocket(ifname, ifindex, self.port, self.group, self.drops)
+            ms = MeshSocket(ifname, ifindex, self.port, self.group, self.drops, self.rx_timestamps)
         except OSError as exc:
             log.warning("cannot open mesh socket on %s: %s", ifname, exc)
             return False
@@ -145,9 +163,9 @@ class MeshTransport:
             pass
         ms.close()
 
-    def _counted_deliver(self, ifname: str, src: str, data: bytes) -> None:
+    def _counted_deliver(self, ifname: str, src: str, data: bytes, *stamp: float | None) -> None:
         self.received_datagrams += 1
-        self._deliver(ifname, src, data)
+        self._deliver(ifname, src, data, *stamp)
 
     def _on_readable(self, ms: MeshSocket) -> None:
         if ms.read_batch(self._counted_deliver):

@@ -38,6 +38,7 @@ from typing import Any
 
 import aiohttp
 
+from x0node.daemon.exposure import Exposure, Listen
 from x0node.io.atomicfile import write_atomic
 from x0node.ota import boot, fetch, rollout, staging, transfer
 from x0node.ota import manifest as mf
@@ -75,6 +76,9 @@ ROLLOUT_RECORD_MAX = 600
 PHASES = ("idle", "downloading", "verified", "installing", "installed", "pending", "good", "rolled_back",
           "failed", "refused")
 UPDATING = frozenset({"installing", "installed", "pending"})
+EXPOSURE = Exposure(listens=(Listen("mesh", "tcp", "port"),))
+"""The chunk server answers other nodes on mesh ports only (TCP `port`, 6724)."""
+
 DEFAULTS: dict[str, Any] = {"enabled": True, "port": OTA_TCP_PORT, "rate_kbit": 50000,
                             "installer": "rauc", "release_file": RELEASE_FILE, "keys_file": KEYS_FILE,
                             "keyring": KEYRING, "auto_fetch": True, "uplink": "",
@@ -150,6 +154,7 @@ class OtaService:
         self._confirm_tries = 0
         self._seat_obj: Any = None
         self._seat_renew_at = 0.0
+        self._collector: Any = None
 
     # --- lifecycle -----------------------------------------------------------------------------------------
     async def start(self, ctx: Any) -> None:
@@ -169,6 +174,11 @@ class OtaService:
         self._resume_staged()
         self._sock = await serve(ctx.data_dir / SOCKET_NAME, self.handle)
         ctx.extras["ota"] = self
+        if getattr(ctx, "registry", None) is not None:
+            from x0node.ota.metrics import OtaCollector
+
+            self._collector = OtaCollector(self)
+            ctx.registry.register(self._collector)
         await self._on_boot()
         self._last_outcome()
         self._tasks = [asyncio.create_task(self._loop(), name="ota")]
@@ -189,6 +199,10 @@ class OtaService:
             await self.server.stop()
         if self.client is not None:
             await self.client.close()
+        if self._collector is not None:
+            with contextlib.suppress(KeyError):
+                self.ctx.registry.unregister(self._collector)
+            self._collector = None
         self.ctx.extras.pop("ota", None)
 
     # --- files ------------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from x0node.daemon.config import ConfigError
+from x0node.daemon.exposure import Exposure, Listen
 from x0node.overlay.punch import MAX_NAT_DATAGRAM_BYTES, NatConfig, NatCore, normalise
 from x0node.proto.identity import Identity
 from x0node.proto.protocol import NAT_UDP_PORT
@@ -46,6 +47,8 @@ DEFAULTS: dict[str, Any] = {
     "keepalive_s": 15.0,
     "punch_timeout_s": 3.0,
 }
+EXPOSURE = Exposure(listens=(Listen("uplink", "udp", "listen", form="endpoint"),))
+"""NAT links arrive on the underlay (the uplink), never on a mesh or LAN port (x0node/daemon/exposure.py)."""
 MAX_RENDEZVOUS = 8
 BATCH = 64
 TIMER_MIN_S = 0.01

@@ -29,6 +29,7 @@ import logging
 from typing import Any
 
 from x0node.daemon.config import ConfigError
+from x0node.daemon.exposure import Exposure, Interface, Listen
 from x0node.overlay import handshake as hs
 from x0node.proto.protocol import MESH_ULA_PREFIX, OVERLAY_UDP_PORT
 
@@ -47,6 +48,11 @@ DEFAULTS: dict[str, Any] = {
     "rule_priority": 990,
     "fwmark": 0x6B14,
 }
+EXPOSURE = Exposure(listens=(Listen("mesh", "udp", "port", when="encrypt"),),
+                    interfaces=(Interface("mesh", "ifname", when="encrypt"),),
+                    subsections=(("nat", "x0node.overlay.natlink"), ("yggdrasil", "x0node.overlay.yggdrasil")))
+"""Sealed datagrams between mesh addresses arrive over the mesh; the overlay's own interface carries
+authenticated mesh traffic, so it has the mesh role (x0node/daemon/exposure.py)."""
 MAX_DESTINATIONS = 16
 CIPHERS = ("auto", *hs.CIPHER_NAMES.values())
 MTU_MIN = 1280

@@ -27,6 +27,7 @@ import time
 from typing import Any
 
 from x0node.daemon.config import ConfigError
+from x0node.daemon.exposure import Exposure, Listen
 from x0node.io.atomicfile import write_atomic
 from x0node.overlay import yggdrasil_plan as plan
 from x0node.proto.protocol import YGGDRASIL_TCP_PORT
@@ -42,6 +43,8 @@ DEFAULTS: dict[str, Any] = {
     "reconcile_s": 2.0,
     "restart_min_s": plan.RESTART_MIN_INTERVAL_S,
 }
+EXPOSURE = Exposure(listens=(Listen("mesh", "tcp", "port"),))
+"""yggdrasil peers between mesh addresses, over the mesh (x0node/daemon/exposure.py)."""
 ADMIN_TIMEOUT_S = 3.0
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 5.0

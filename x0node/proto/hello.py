@@ -26,7 +26,7 @@ from x0node.proto.basis import Basis, Part
 from x0node.proto.events import NeighbourDown, NeighbourUp, SlotChanged
 from x0node.proto.interfaces import Interface, Interfaces, NeighbourKey
 from x0node.proto.looplag import LoopLag
-from x0node.proto.neighbour import Neighbour, NeighbourState
+from x0node.proto.neighbour import CHANGE_CLASS, CHANGE_NONE, Neighbour, NeighbourState
 from x0node.proto.protocol import (
     MAX_NEIGHBOURS,
     MAX_NEIGHBOURS_PER_INTERFACE,
@@ -98,13 +98,14 @@ class HelloSessions(Part):
         for key in [k for k in self.nbrs if k[0] == ifname]:
             self.neighbour_gone(key, now, reason)
 
-    def set_throughput(self, ifname: str, neighbour_id: bytes, bps: float, now: float) -> None:
-        n = self.nbrs.get((ifname, neighbour_id))
-        if n is None or not bps > 0:
-            return
-        n.throughput_bps = float(bps)
+    def apply_throughput(self, n: Neighbour, bps: float, source: str, now: float) -> None:
+        """A new throughput for n ("kernel" or "probe"): its class and cost follow. The first one known
+        is taken without the class band (neighbour.py) and reaches our LSA at least lazily."""
+        first = n.throughput_bps is None
+        n.throughput_bps, n.throughput_source = float(bps), source
         if n.state is NeighbourState.UP:
-            self._on_cost_change(n.refresh_advertised(now), now)
+            change = n.refresh_advertised(now, force=first)
+            self._on_cost_change(CHANGE_CLASS if first and change == CHANGE_NONE else change, now)
 
     # ------------------------------------------------------------------------------ receive
     def on_hello(self, iface: Interface, src: str, msg: m.Hello, data: bytes, now: float) -> None:
@@ -238,6 +239,7 @@ class HelloSessions(Part):
                 iface.slots.forget(key[1])
         if was_up:
             self.out.emit(NeighbourDown(now, key[0], key[1].hex(), reason))
+            self.out.counters["neighbour_down"] += 1
         self._on_gone(key, was_up, now)
 
     def rekey(self, epoch: int, now: float) -> None:

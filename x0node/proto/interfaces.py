@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from x0node.proto.hello import HelloSessions
 
 NeighbourKey = tuple[str, bytes]  # (our interface, neighbour node id)
+MAX_LINK_HEADER_BYTES = 64
+"""Largest link-layer header an adapter may declare for an interface (local misuse beyond)."""
 
 
 @dataclass
@@ -47,6 +49,8 @@ class Interface:
     last_hello_sent_s: float = -1e9
     hello_wanted: bool = False
     ka_seq: int = 0  # the control sequence counter (32 bits) of this interface's HELLOs and keepalives
+    last_keepalive_s: float = -1e9  # when the last keepalive went out (probe trains follow it)
+    link_header_bytes: int = 0  # the link layer's header per frame (14 on Ethernet), from the adapter
 
 
 class Interfaces(Part):
@@ -66,9 +70,11 @@ class Interfaces(Part):
     def get(self, ifname: str) -> Interface | None:
         return self.table.get(ifname)
 
-    def add(self, ifname: str, now: float, up: bool) -> None:
+    def add(self, ifname: str, now: float, up: bool, link_header_bytes: int = 0) -> None:
         if ifname in self.table:
             return
+        if not 0 <= link_header_bytes <= MAX_LINK_HEADER_BYTES:
+            raise ValueError(f"link_header_bytes must be within [0, {MAX_LINK_HEADER_BYTES}]")
         if len(self.table) >= MAX_INTERFACES:
             raise ValueError(f"at most {MAX_INTERFACES} interfaces")
         cfg = self.config
@@ -83,7 +89,7 @@ class Interfaces(Part):
         )
         first_keepalive_s = slots.next_send(now)
         full = now + jittered(cfg.full_hello_interval_s, self.rng)
-        iface = Interface(ifname, up, slots, first_keepalive_s, full)
+        iface = Interface(ifname, up, slots, first_keepalive_s, full, link_header_bytes=link_header_bytes)
         iface.hello_wanted = up
         self.table[ifname] = iface
         self._arm(iface)
@@ -176,6 +182,7 @@ class Interfaces(Part):
                 m.KeepaliveEntry(ets, delay, m.keepalive_mac(n.key, self.me, n.node_id, seq, head, ets, delay))
             )
         self.out.send(iface.name, None, m.Keepalive(seq & 0xFFFF, ts, tuple(entries)).encode())
+        iface.last_keepalive_s = now
 
     def send_due(self, now: float) -> None:
         """Send the HELLOs and keepalives due at `now` on every interface that is up."""

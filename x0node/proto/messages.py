@@ -10,6 +10,8 @@ rejected; there are no optional fields, so trailing bytes reject the message too
 | 3    | LSA       | Ed25519 of the origin (credential inside)| LSDB          |
 | 4    | ACK       | 12-byte keyed BLAKE2b, pairwise session key | flooding |
 | 5    | WITHDRAW  | Ed25519 of the origin (key known from its LSA) | LSDB     |
+| 6    | PROBE     | 12-byte keyed BLAKE2b, pairwise session key | (receiver measures a train) |
+| 7    | PROBE_REPORT | 12-byte keyed BLAKE2b, pairwise session key | throughput estimate |
 
 Rules:
 - Signed messages: signature (64 bytes) last, over b"x0node-msg-v1\\0" + everything before it.
@@ -22,6 +24,9 @@ Rules:
 - ACK MAC input: b"x0node-ack-v1\\0" + sender id + receiver id + the ACK's bytes before the MAC, keyed
   with the pairwise key of the current session: an ACK counts only from the neighbour's current
   session (one captured in an earlier session no longer verifies), and costs no signature.
+- PROBE and PROBE_REPORT MACs: the same construction (domains b"x0node-probe-v1\\0" and
+  b"x0node-probe-report-v1\\0") over all bytes before the MAC; a probe's padding must be zero bytes.
+- An LSA link's throughput is u32 kbit/s, 0 = unknown, at most MAX_LINK_THROUGHPUT_KBPS.
 """
 
 from __future__ import annotations
@@ -37,8 +42,10 @@ from x0node.proto.protocol import (
     MAX_ACK_ENTRIES,
     MAX_DATAGRAM_BYTES,
     MAX_HELLO_NEIGHBOURS,
+    MAX_LINK_THROUGHPUT_KBPS,
     MAX_LSA_NEIGHBOURS,
     MAX_LSA_PREFIXES,
+    MAX_PROBE_TRAIN_PACKETS,
     NODE_ID_BYTES,
     SIGNATURE_BYTES,
     WIRE_VERSION,
@@ -52,17 +59,25 @@ T_KEEPALIVE = 2
 T_LSA = 3
 T_ACK = 4
 T_WITHDRAW = 5
+T_PROBE = 6
+T_PROBE_REPORT = 7
 MESSAGE_TYPES = {
     T_HELLO: "hello",
     T_KEEPALIVE: "keepalive",
     T_LSA: "lsa",
     T_ACK: "ack",
     T_WITHDRAW: "withdraw",
+    T_PROBE: "probe",
+    T_PROBE_REPORT: "probe_report",
 }
 
 _SIG_DOMAIN = b"x0node-msg-v1\x00"
 _KA_DOMAIN = b"x0node-ka-v2\x00"
 _ACK_DOMAIN = b"x0node-ack-v1\x00"
+_PROBE_DOMAIN = b"x0node-probe-v1\x00"
+_REPORT_DOMAIN = b"x0node-probe-report-v1\x00"
+PROBE_HEADER_BYTES = 8  # version, type, train u32, index u8, count u8
+PROBE_MIN_BYTES = PROBE_HEADER_BYTES + MAC_BYTES
 KEEPALIVE_HEADER_BYTES = 9
 KEEPALIVE_ENTRY_BYTES = 4 + 2 + MAC_BYTES
 
@@ -159,6 +174,7 @@ class LsaLink:
     node_id: bytes
     cost: int  # u16
     quality: int  # Quality
+    throughput_kbps: int = 0  # u32, 0 = unknown
 
 
 @dataclass(frozen=True)
@@ -172,7 +188,7 @@ class Lsa:
     def body(self) -> bytes:
         w = _header(T_LSA).raw(self.credential.encode()).u32(self.seq).u8(len(self.links))
         for link in self.links:
-            w.raw(link.node_id, NODE_ID_BYTES).u16(link.cost).u8(link.quality)
+            w.raw(link.node_id, NODE_ID_BYTES).u16(link.cost).u8(link.quality).u32(link.throughput_kbps)
         w.u8(len(self.prefixes))
         for p in self.prefixes:
             write_prefix(w, p)
@@ -201,8 +217,13 @@ class Ack:
         return self.body() + self.mac
 
 
+def _mac(domain: bytes, key: bytes, sender: bytes, receiver: bytes, body: bytes) -> bytes:
+    """A session MAC (ACK, PROBE, PROBE_REPORT): keyed BLAKE2b over domain, both ids and the body."""
+    return hashlib.blake2b(domain + sender + receiver + body, key=key, digest_size=MAC_BYTES).digest()
+
+
 def _ack_mac(key: bytes, sender: bytes, receiver: bytes, body: bytes) -> bytes:
-    return hashlib.blake2b(_ACK_DOMAIN + sender + receiver + body, key=key, digest_size=MAC_BYTES).digest()
+    return _mac(_ACK_DOMAIN, key, sender, receiver, body)
 
 
 def seal_ack(ack: Ack, key: bytes, receiver: bytes) -> bytes:
@@ -227,7 +248,64 @@ class Withdraw:
         return _header(T_WITHDRAW).raw(self.origin, NODE_ID_BYTES).u32(self.seq).bytes()
 
 
-Message = Hello | Keepalive | Lsa | Ack | Withdraw
+# ----------------------------------------------------------------------------------------- PROBE
+@dataclass(frozen=True)
+class Probe:
+    """One datagram of a throughput probe train; `size` is the whole datagram's length (zero padding
+    between the header and the MAC makes it up)."""
+
+    train: int  # u32, per (sender, receiver) session, increasing
+    index: int  # u8, 0 .. count - 1
+    count: int  # u8, 2 .. MAX_PROBE_TRAIN_PACKETS
+    size: int
+    mac: bytes = field(default=b"", compare=False)
+
+    def body(self) -> bytes:
+        head = _header(T_PROBE).u32(self.train).u8(self.index).u8(self.count).bytes()
+        return head + bytes(self.size - PROBE_HEADER_BYTES - MAC_BYTES)
+
+    def encode(self) -> bytes:
+        return self.body() + self.mac
+
+
+def seal_probe(probe: Probe, key: bytes, sender: bytes, receiver: bytes) -> bytes:
+    if not PROBE_MIN_BYTES <= probe.size <= MAX_DATAGRAM_BYTES:
+        raise ValueError(f"probe size {probe.size} outside [{PROBE_MIN_BYTES}, {MAX_DATAGRAM_BYTES}]")
+    body = probe.body()
+    return body + _mac(_PROBE_DOMAIN, key, sender, receiver, body)
+
+
+def probe_mac_ok(key: bytes, sender: bytes, receiver: bytes, data: bytes) -> bool:
+    """Did `sender` send this (decoded) probe datagram to `receiver` in the session keyed `key`?"""
+    body, mac = data[:-MAC_BYTES], data[-MAC_BYTES:]
+    return hmac.compare_digest(_mac(_PROBE_DOMAIN, key, sender, receiver, body), mac)
+
+
+@dataclass(frozen=True)
+class ProbeReport:
+    """The receiver's measurement of one train: the throughput its last gap showed."""
+
+    train: int  # u32
+    rate_kbps: int  # u32, 1 .. MAX_LINK_THROUGHPUT_KBPS
+    mac: bytes = field(default=b"", compare=False)
+
+    def body(self) -> bytes:
+        return _header(T_PROBE_REPORT).u32(self.train).u32(self.rate_kbps).bytes()
+
+    def encode(self) -> bytes:
+        return self.body() + self.mac
+
+
+def seal_report(report: ProbeReport, key: bytes, sender: bytes, receiver: bytes) -> bytes:
+    body = report.body()
+    return body + _mac(_REPORT_DOMAIN, key, sender, receiver, body)
+
+
+def report_mac_ok(key: bytes, sender: bytes, receiver: bytes, report: ProbeReport) -> bool:
+    return hmac.compare_digest(_mac(_REPORT_DOMAIN, key, sender, receiver, report.body()), report.mac)
+
+
+Message = Hello | Keepalive | Lsa | Ack | Withdraw | Probe | ProbeReport
 Signed = Hello | Lsa | Withdraw
 
 
@@ -246,7 +324,7 @@ def sign(msg: Signed, identity: Identity) -> bytes:
 
 def encode(msg: Message) -> bytes:
     """Encode a decoded (already signed) message back to bytes."""
-    if isinstance(msg, Keepalive | Ack):
+    if isinstance(msg, Keepalive | Ack | Probe | ProbeReport):
         return msg.encode()
     return msg.body() + msg.signature
 
@@ -281,12 +359,14 @@ def decode(data: bytes) -> Message:
         n = r.count(MAX_LSA_NEIGHBOURS)
         links = []
         for _ in range(n):
-            nid, cost, q = r.raw(NODE_ID_BYTES), r.u16(), r.u8()
+            nid, cost, q, kbps = r.raw(NODE_ID_BYTES), r.u16(), r.u8(), r.u32()
             if q > Quality.BAD:
                 raise DecodeError("unknown quality class")
             if cost == 0:
                 raise DecodeError("zero cost")
-            links.append(LsaLink(nid, cost, q))
+            if kbps > MAX_LINK_THROUGHPUT_KBPS:
+                raise DecodeError("throughput over limit")
+            links.append(LsaLink(nid, cost, q, kbps))
         if len({ln.node_id for ln in links}) != len(links):
             raise DecodeError("duplicate link")
         m = r.count(MAX_LSA_PREFIXES)
@@ -306,6 +386,25 @@ def decode(data: bytes) -> Message:
         sig = r.raw(SIGNATURE_BYTES)
         r.end()
         return Withdraw(origin, seq, sig)
+    if t == T_PROBE:
+        train, index, count = r.u32(), r.u8(), r.u8()
+        if not 2 <= count <= MAX_PROBE_TRAIN_PACKETS or index >= count:
+            raise DecodeError("bad probe index")
+        if r.remaining < MAC_BYTES:
+            raise DecodeError("truncated")
+        pad = r.raw(r.remaining - MAC_BYTES)
+        if pad.count(0) != len(pad):
+            raise DecodeError("probe padding not zero")
+        mac = r.raw(MAC_BYTES)
+        r.end()
+        return Probe(train, index, count, len(data), mac)
+    if t == T_PROBE_REPORT:
+        train, kbps = r.u32(), r.u32()
+        if not 1 <= kbps <= MAX_LINK_THROUGHPUT_KBPS:
+            raise DecodeError("throughput out of range")
+        mac = r.raw(MAC_BYTES)
+        r.end()
+        return ProbeReport(train, kbps, mac)
     raise DecodeError("unknown message type")
 
 
@@ -324,12 +423,18 @@ __all__ = [
     "Lsa",
     "LsaLink",
     "Message",
+    "Probe",
+    "ProbeReport",
     "Withdraw",
     "decode",
     "encode",
     "ack_mac_ok",
     "keepalive_mac",
     "node_id_of",
+    "probe_mac_ok",
+    "report_mac_ok",
     "seal_ack",
+    "seal_probe",
+    "seal_report",
     "sign",
 ]

@@ -23,6 +23,12 @@ Rules:
   while the link itself has not changed, and costs following it would re-flood the mesh and move
   routes back and forth. Delay that every sample in the window shows (a slow or queued link) raises
   the base RTT as it should, one window later.
+- Throughput comes from the adapter (the kernel's link speed, `throughput_source` "kernel") or from
+  probe trains (throughput.py, "probe"); `probe` holds that measurement's state, which survives a new
+  session (the link is the same) while its train counters restart with the session key.
+- Every accepted RTT sample is also counted in a fixed-bucket histogram (`rtt_hist`, upper bounds
+  RTT_HISTOGRAM_BOUNDS_MS, last slot above them) with its sum, exported as `mesh_latency_seconds`;
+  the counts only grow while the neighbour exists.
 - Loss is an EWMA over the control sequence numbers (weight 1/LOSS_EWMA_PACKETS per expected packet,
   HELLOs and keepalives alike): every gap in the sequence counts its missing numbers as lost;
   reordered packets do not count.
@@ -31,11 +37,14 @@ Rules:
   once). The class has a band of CLASS_UPGRADE_MARGIN (0.8): a better class is taken only if loss
   and RTT / 0.8 (throughput x 0.8) still qualify for it; a worse one only if loss and RTT x 0.8
   (throughput / 0.8) still fail the current one. A class-only change is advertised lazily (the
-  router batches it, CLASS_ADVERTISE_DELAY_S).
+  router batches it, CLASS_ADVERTISE_DELAY_S). When the throughput first becomes known the class and
+  cost are taken as measured (`refresh_advertised(force=True)`): the band keeps a class, it does not
+  carry one over from a link whose throughput nobody knew.
 """
 
 from __future__ import annotations
 
+import bisect
 import collections
 import enum
 from dataclasses import dataclass, field
@@ -51,8 +60,12 @@ from x0node.proto.protocol import (
 )
 from x0node.proto.quality import Quality, classify, link_cost
 from x0node.proto.seqno import ReplayWindow, seq_diff
+from x0node.proto.throughput import ProbeState
 
 RTT_SAMPLE_MAX_MS = 10_000.0
+# Histogram upper bounds (ms) of RTT samples: one wired hop is under 1 ms, a congested radio hop
+# reaches seconds; samples are whole milliseconds, so the first bound counts sub-millisecond hops.
+RTT_HISTOGRAM_BOUNDS_MS = (0.0, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0)
 CLASS_UPGRADE_MARGIN = 0.8
 CHANGE_NONE = 0
 CHANGE_CLASS = 1
@@ -91,6 +104,11 @@ class Neighbour:
     rtt_ms: float | None = None
     rtt_samples: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=RTT_BASE_WINDOW))
     throughput_bps: float | None = None
+    throughput_source: str | None = None  # "kernel" (the adapter read it) | "probe" (we measured it)
+    kernel_throughput_until_s: float = 0.0
+    probe: ProbeState = field(default_factory=ProbeState)
+    rtt_hist: list[int] = field(default_factory=lambda: [0] * (len(RTT_HISTOGRAM_BOUNDS_MS) + 1))
+    rtt_hist_sum_ms: float = 0.0
     ka_window: ReplayWindow = field(default_factory=lambda: ReplayWindow(REPLAY_WINDOW, 32))
     ka_ref: int | None = None  # highest control sequence number seen from it (32 bits)
     ack_window: ReplayWindow = field(default_factory=lambda: ReplayWindow(REPLAY_WINDOW, 32))
@@ -103,6 +121,10 @@ class Neighbour:
     adv_changed_s: float = -1e9
     up_since_s: float | None = None
 
+    @property
+    def up(self) -> bool:
+        return self.state is NeighbourState.UP
+
     # ---- session -----------------------------------------------------------------------------------
     def reset_session(self, epoch: int, key: bytes) -> None:
         self.epoch = epoch
@@ -114,12 +136,14 @@ class Neighbour:
         self.ka_last_seq = None
         self.ka_received = 0
         self.peer_ts_ms = 0
+        self.probe.new_session()
 
     def rekeyed(self, key: bytes) -> None:
         """We changed our epoch: a new key, so a new keepalive window (the peer's counter goes on)."""
         self.key = key
         self.ka_window = ReplayWindow(REPLAY_WINDOW, 32)
         self.ack_window = ReplayWindow(REPLAY_WINDOW, 32)
+        self.probe.new_session()
 
     def full_seq(self, low16: int) -> int:
         """The 32-bit control sequence number whose low 16 bits are `low16`, nearest the highest seen."""
@@ -152,6 +176,8 @@ class Neighbour:
         if sample > RTT_SAMPLE_MAX_MS:
             return
         self.rtt_samples.append(float(sample))
+        self.rtt_hist[bisect.bisect_left(RTT_HISTOGRAM_BOUNDS_MS, sample)] += 1
+        self.rtt_hist_sum_ms += sample
         self.rtt_ms = (
             float(sample)
             if self.rtt_ms is None
@@ -195,11 +221,11 @@ class Neighbour:
     def loss(self) -> float:
         return self.loss_ewma
 
-    def measured(self) -> tuple[Quality, int]:
-        """(class with hysteresis, cost) from the current measurements."""
+    def measured(self, band: bool = True) -> tuple[Quality, int]:
+        """(class, with hysteresis unless `band` is False, and cost) from the current measurements."""
         loss, rtt, bps = self.loss(), self.base_rtt_ms() or 0.0, self.throughput_bps
         q = classify(loss, rtt, bps)
-        if self.adv_cost and q != self.adv_quality:
+        if band and self.adv_cost and q != self.adv_quality:
             m = CLASS_UPGRADE_MARGIN
             if q < self.adv_quality:  # better: only with the metrics shrunk by the margin
                 q = max(
@@ -213,8 +239,9 @@ class Neighbour:
 
     def refresh_advertised(self, now: float, force: bool = False) -> int:
         """Update the advertised (class, cost). Returns CHANGE_NONE, CHANGE_CLASS (class only: worth
-        telling the mesh, not urgently) or CHANGE_COST (cost moved beyond the hysteresis: re-advertise)."""
-        q, cost = self.measured()
+        telling the mesh, not urgently) or CHANGE_COST (cost moved beyond the hysteresis: re-advertise).
+        `force`: take the measured class and cost as they are (no band, no rate limit)."""
+        q, cost = self.measured(band=not force)
         if force or self.adv_cost == 0:
             changed = (q, cost) != (self.adv_quality, self.adv_cost)
             self.adv_quality, self.adv_cost, self.adv_changed_s = q, cost, now

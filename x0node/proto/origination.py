@@ -2,7 +2,8 @@
 
 Rules:
 - Our LSA lists our UP neighbours (one link per neighbour node: the cheapest of our links to it, at
-  most MAX_LSA_NEIGHBOURS, in node-id order) and our announced prefixes (at most MAX_LSA_PREFIXES).
+  most MAX_LSA_NEIGHBOURS, in node-id order, each with its advertised cost and class and its current
+  throughput in kbit/s, 0 when unknown) and our announced prefixes (at most MAX_LSA_PREFIXES).
 - Two originations are at least LSA_MIN_INTERVAL_S apart. Good news (a neighbour up, a cost change, a
   refresh) also draws on a token bucket: LSA_BURST tokens, refilled at one per LSA_MAX_HOLD_S. Bad
   news (a lost neighbour) never waits for a token, so a failure is never delayed by earlier churn and
@@ -26,6 +27,7 @@ from x0node.proto.protocol import (
     CLASS_ADVERTISE_DELAY_S,
     LSA_INITIAL_DELAY_S,
     LSA_MIN_INTERVAL_S,
+    MAX_LINK_THROUGHPUT_KBPS,
     MAX_LSA_NEIGHBOURS,
     MAX_LSA_PREFIXES,
 )
@@ -102,12 +104,13 @@ class Origination(Part):
 
     # ------------------------------------------------------------------------------ origination
     def _links(self) -> list[m.LsaLink]:
-        best: dict[bytes, tuple[int, int]] = {}
+        best: dict[bytes, tuple[int, int, int]] = {}
         for n in self.hello.up_neighbours():
-            c = (n.adv_cost, int(n.adv_quality))
-            if n.node_id not in best or c < best[n.node_id]:
+            kbps = 0 if n.throughput_bps is None else min(MAX_LINK_THROUGHPUT_KBPS, max(1, round(n.throughput_bps / 1000)))
+            c = (n.adv_cost, int(n.adv_quality), kbps)
+            if n.node_id not in best or c[:2] < best[n.node_id][:2]:
                 best[n.node_id] = c
-        links = [m.LsaLink(nid, c, q) for nid, (c, q) in sorted(best.items())]
+        links = [m.LsaLink(nid, c, q, kbps) for nid, (c, q, kbps) in sorted(best.items())]
         return links[:MAX_LSA_NEIGHBOURS]
 
     def tick(self, now: float) -> bytes | None:

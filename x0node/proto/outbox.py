@@ -7,7 +7,9 @@ Rules:
 - Every refused input is counted in `drops` under one of DROP_REASONS, the labels `/metrics` shows,
   and nothing else: a refusal is never an event, so unauthenticated junk cannot push real events out
   of the bounded queues (here, and the daemon's event history after it).
-- Counters only grow.
+- Counters only grow. Datagrams and bytes sent are also counted per interface (`sent_by_if`, one entry
+  per interface the core sends on: bounded by MAX_INTERFACES) so traffic that is not ours can be told
+  from the kernel's interface counters.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ DROP_REASONS = (
     "limit_neighbours",
     "limit_lsdb",
     "limit_queue",
+    "limit_probe_rate",
     "prefix_not_owned",
 )
 COUNTERS = (
@@ -48,10 +51,17 @@ COUNTERS = (
     "lsa_originated",
     "lsa_retransmitted",
     "spf_runs",
+    "neighbour_down",  # adjacencies lost (an UP neighbour gone, for any reason)
     "events_dropped",
     "datagrams_dropped",
     "revocations_applied",
     "revocations_refused",
+    "probe_trains_sent",
+    "probe_bytes_sent",
+    "probe_trains_lost",
+    "probe_trains_incomplete",
+    "probe_reports_sent",
+    "probe_reports_received",
 )
 
 
@@ -68,6 +78,7 @@ class Outbox:
         self.events: deque[Event] = deque()
         self.drops: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self.sent_by_if: dict[str, list[int]] = {}  # ifname -> [datagrams, payload bytes] (our interfaces)
 
     def send(self, ifname: str, dst: str | None, payload: bytes) -> None:
         if len(self.datagrams) >= MAX_PENDING_DATAGRAMS:
@@ -76,6 +87,14 @@ class Outbox:
         self.datagrams.append(Outgoing(ifname, dst, payload))
         self.counters["tx"] += 1
         self.counters["tx_bytes"] += len(payload)
+        sent = self.sent_by_if.setdefault(ifname, [0, 0])
+        sent[0] += 1
+        sent[1] += len(payload)
+
+    def wire_bytes_sent(self, ifname: str, overhead_bytes: int) -> int:
+        """Bytes our datagrams on `ifname` took on the link so far, `overhead_bytes` of headers each."""
+        count, payload = self.sent_by_if.get(ifname, (0, 0))
+        return payload + count * overhead_bytes
 
     def emit(self, ev: Event) -> None:
         if len(self.events) >= MAX_PENDING_EVENTS:

@@ -39,9 +39,10 @@ IPV6_UDP_HEADER_BYTES = 48
 """IPv6 (40) + UDP (8) header bytes per datagram, used in traffic arithmetic."""
 
 # --- wire ----------------------------------------------------------------------------------------------
-WIRE_VERSION = 3
-"""3: keepalive MACs cover the full 32-bit sequence number, ACKs carry a session MAC, certificates
-list the prefixes they grant (2: keepalive entry MACs are 12 bytes; 1 had 16)."""
+WIRE_VERSION = 4
+"""4: LSA links carry the link's throughput; throughput probes and their reports (3: keepalive MACs
+cover the full 32-bit sequence number, ACKs carry a session MAC, certificates list the prefixes they
+grant; 2: keepalive entry MACs are 12 bytes; 1 had 16)."""
 MAX_DATAGRAM_BYTES = 1232
 """Largest datagram we send or accept: IPv6 minimum MTU 1280 minus IPv6+UDP headers."""
 NODE_ID_BYTES = 16
@@ -100,11 +101,62 @@ MIN_COST_CHANGE_INTERVAL_S = 1.0
 """At most one change of a neighbour's advertised (class, cost) per this many seconds."""
 CLASS_ADVERTISE_DELAY_S = 30.0
 """A quality-class change alone (cost within hysteresis) is flooded at most this late (+-25 %)."""
+THROUGHPUT_REFERENCE_BPS = 100e6
+"""A link this fast or faster has no throughput term in its cost; a slower one costs ETX x this / its
+throughput (expected transmission time, in units of a reference link's)."""
+MAX_LINK_THROUGHPUT_KBPS = 1_000_000_000
+"""Largest throughput an LSA or a probe report may state (1 Tbit/s); larger values are refused."""
+
+# --- throughput probes (throughput.py) -------------------------------------------------------------------
+PROBE_TRAIN_PACKETS = 3
+"""Datagrams per probe train: a full-size head that empties a queue or token bucket up to one frame,
+then two equal datagrams; the receiver measures the gap between the last two."""
+MAX_PROBE_TRAIN_PACKETS = 8
+"""Largest train a receiver accepts (count field)."""
+PROBE_TARGET_GAP_S = 400e-6
+"""Tail datagrams are sized so the expected gap between them is this long at the current estimate
+(well above the sender's own spacing between two sends, ~30 us), up to MAX_DATAGRAM_BYTES."""
+PROBE_MIN_PAYLOAD_BYTES = 200
+"""Smallest tail datagram: with the head it fills a one-frame (1514 B) bucket, so the last gap is shaped."""
+PROBE_SAMPLES = 5
+"""The estimate is the median of this many recent samples."""
+PROBE_LEARN_SAMPLES = 3
+"""A probed throughput is first used once this many samples agree (median)."""
+PROBE_FAST_INTERVAL_S = 0.3
+"""Spacing of trains while learning or confirming a sample that left the estimate's band."""
+PROBE_CHANGE_RATIO = 1.5
+"""A sample outside [estimate / this, estimate x this] asks for confirming trains at once."""
+PROBE_PUBLISH_FRACTION = 0.1
+"""The throughput used for class and cost follows the estimate only when it moved by more than this."""
+PROBE_IDLE_BUDGET_BPS = 64.0
+"""Probe bytes per second per neighbour (trains and their reports, with IPv6/UDP headers) on an idle
+link; steady trains use half of it, the other half refills the burst for learning and confirming."""
+PROBE_TRAFFIC_FRACTION = 0.05
+"""On a link carrying traffic the budget grows to this fraction of the bytes we send on it."""
+PROBE_MAX_BUDGET_BPS = 8192.0
+"""Ceiling of the per-neighbour probe budget however busy the link."""
+PROBE_BURST_BYTES = 16384
+"""Probe bytes a neighbour may spend at once (learning at neighbour up, confirming a change)."""
+PROBE_STEADY_SHARE = 0.5
+"""Steady trains use this share of the budget (the rest refills the burst)."""
+PROBE_MIN_INTERVAL_S = 2.0
+PROBE_MAX_INTERVAL_S = 300.0
+"""Bounds of the steady interval between two trains to one neighbour (+-25 % jitter)."""
+PROBE_REPORT_TIMEOUT_S = 1.0
+"""A train whose report has not come back after this long counts as lost."""
+PROBE_RX_MIN_INTERVAL_S = 0.1
+"""A receiver measures at most one train per neighbour per this long; trains in between are refused."""
+KERNEL_THROUGHPUT_HOLD_S = 10.0
+"""A throughput the adapter read from the kernel (set_throughput) stands this long; probing resumes
+when it is not renewed."""
 
 # --- LSDB and flooding ----------------------------------------------------------------------------------
 MAX_LSAS = 4096
 """Most origins in the LSDB (LSAs and withdraw tombstones together)."""
-MAX_LSA_NEIGHBOURS = 40
+MAX_LSA_NEIGHBOURS = 32
+"""Links per LSA: the largest LSA (32 links of 23 bytes, a certificate granting 8 prefixes, 8 announced
+prefixes) is 1203 bytes and fits one MAX_DATAGRAM_BYTES datagram (40 fitted before links carried their
+throughput)."""
 MAX_LSA_PREFIXES = 8
 LSA_REFRESH_S = 900.0
 """Each node re-originates its LSA this often (+-25% jitter) so that it never ages out elsewhere."""

@@ -5,8 +5,13 @@ Rules:
   < 50 ms, > 50 Mbit/s), FAIR (< 3 %, < 100 ms, > 10 Mbit/s), POOR (< 5 %, < 200 ms, > 1 Mbit/s),
   BAD otherwise. A link gets the best class whose every threshold it meets; throughput is ignored
   while unknown. Latency here is the measured round-trip time.
-- Cost = COST_SCALE * ETX + RTT / COST_RTT_MS_PER_UNIT + throughput penalty, clamped to [1, COST_MAX];
-  ETX = 1 / (1 - loss)^2 (loss seen in one direction, assumed symmetric).
+- Cost = COST_SCALE * ETX * max(1, THROUGHPUT_REFERENCE_BPS / throughput) + RTT / COST_RTT_MS_PER_UNIT,
+  clamped to [1, COST_MAX]; ETX = 1 / (1 - loss)^2 (loss seen in one direction, assumed symmetric).
+  The first term is the expected transmission time (ETT = ETX x size / bandwidth, Draves, Padhye and
+  Zill, MobiCom 2004) of a packet in units of its time on a loss-free reference link: a link ten times
+  slower costs ten times more, at every rate below the reference, so of two paths of equal hop count and
+  delay the faster one is cheaper. A link at or above the reference, or of unknown throughput, costs
+  what it did before throughput was measured (100 x ETX).
 - Pure functions only.
 """
 
@@ -14,7 +19,7 @@ from __future__ import annotations
 
 import enum
 
-from x0node.proto.protocol import COST_MAX, COST_RTT_MS_PER_UNIT, COST_SCALE
+from x0node.proto.protocol import COST_MAX, COST_RTT_MS_PER_UNIT, COST_SCALE, THROUGHPUT_REFERENCE_BPS
 
 
 class Quality(enum.IntEnum):
@@ -32,9 +37,6 @@ QUALITY_THRESHOLDS: tuple[tuple[Quality, float, float, float], ...] = (
     (Quality.FAIR, 0.03, 100.0, 10e6),
     (Quality.POOR, 0.05, 200.0, 1e6),
 )
-THROUGHPUT_REFERENCE_BPS = 100e6
-"""A link this fast or faster pays no throughput penalty; slower links pay COST_SCALE * (ref/bps - 1),
-capped at 10 * COST_SCALE."""
 
 
 def classify(loss: float, rtt_ms: float, throughput_bps: float | None = None) -> Quality:
@@ -47,7 +49,8 @@ def classify(loss: float, rtt_ms: float, throughput_bps: float | None = None) ->
 def link_cost(loss: float, rtt_ms: float, throughput_bps: float | None = None) -> int:
     loss = min(max(loss, 0.0), 0.99)
     etx = 1.0 / ((1.0 - loss) ** 2)
-    cost = COST_SCALE * etx + max(rtt_ms, 0.0) / COST_RTT_MS_PER_UNIT
+    slower = 1.0
     if throughput_bps is not None and throughput_bps > 0:
-        cost += min(10 * COST_SCALE, COST_SCALE * max(0.0, THROUGHPUT_REFERENCE_BPS / throughput_bps - 1.0))
+        slower = max(1.0, THROUGHPUT_REFERENCE_BPS / throughput_bps)
+    cost = COST_SCALE * etx * slower + max(rtt_ms, 0.0) / COST_RTT_MS_PER_UNIT
     return int(min(COST_MAX, max(1, round(cost))))

@@ -5,6 +5,7 @@ The daemon feeds it interface/carrier events and received datagrams, calls `tick
 
 Module map (each module states its own rules):
 - hello.py: interfaces, the neighbour table, HELLO/KEEPALIVE sessions; neighbour.py: one neighbour
+- throughput.py: each link's throughput (the kernel's, or measured with probe trains)
 - flooding.py: reliable flooding and acknowledgement of LSAs and WITHDRAWs; lsdb.py: the database
 - origination.py: our own LSA and WITHDRAW
 - routes.py: when SPF runs and the routes it yields; spf.py: the algorithm; rib.py: route changes
@@ -41,8 +42,10 @@ from x0node.proto.membership import Membership
 from x0node.proto.neighbour import CHANGE_COST, Neighbour
 from x0node.proto.origination import Origination
 from x0node.proto.outbox import Outbox, Outgoing
+from x0node.proto.protocol import MAX_LINK_THROUGHPUT_KBPS
 from x0node.proto.rib import RouteChange, RouteResult
 from x0node.proto.routes import RouteComputation
+from x0node.proto.throughput import Probing
 from x0node.proto.timers import Deadline, Wakeup, jittered
 from x0node.proto.trust import Credential, RevocationList, TrustStore
 from x0node.proto.wire import DecodeError
@@ -71,6 +74,8 @@ class Router:
         self.config = cfg = config or RouterConfig()
         self.rng = rng
         self.wall_offset_s: float | None = None
+        # certificate checks of signed HELLOs and LSAs: "ok" or the refusal's drop reason
+        self.credential_checks: dict[str, int] = {"ok": 0}
         self._now = now
         self._wake = Wakeup(now)
         self.out = Outbox()
@@ -89,6 +94,8 @@ class Router:
             self._check_credential, self._neighbour_up, self._neighbour_gone, self._cost_changed,
         )
         self.interfaces = self.hello.interfaces
+        self.probing = Probing(basis, self.hello.nbrs, self.hello.by_addr, self.interfaces,
+                               self.hello.apply_throughput)
         self.origination = Origination(basis, self.lsdb, self.hello, now, refresh_at_s)
         self.flooding = Flooding(
             basis, self.lsdb, self.hello, self.origination,
@@ -103,19 +110,20 @@ class Router:
             m.T_LSA: self.flooding.on_lsa,
             m.T_ACK: self.flooding.on_ack,
             m.T_WITHDRAW: self.flooding.on_withdraw,
-        }
+            m.T_PROBE_REPORT: self.probing.on_report,
+        }  # T_PROBE also takes the receive stamp: dispatched in receive()
 
     # ------------------------------------------------------------------------------ reactions
     def _check_credential(self, cred: Credential, ifname: str, src: str, data: bytes, now: float) -> bool:
         """Is the signer trusted and the datagram signed by it? (refusals counted)"""
         wall = None if self.wall_offset_s is None else now + self.wall_offset_s
         reason = self.trust.check(cred, wall)
+        if reason is None:
+            payload, sig = m.signed_bytes(data)
+            reason = None if verify(cred.public_key, payload, sig) else "bad_signature"
+        self.credential_checks[reason or "ok"] = self.credential_checks.get(reason or "ok", 0) + 1
         if reason is not None:
             self.out.drop(reason, ifname, src, now)
-            return False
-        payload, sig = m.signed_bytes(data)
-        if not verify(cred.public_key, payload, sig):
-            self.out.drop("bad_signature", ifname, src, now)
             return False
         return True
 
@@ -153,8 +161,10 @@ class Router:
         """Tell the core the wall-clock time (unix s) so certificate expiry is enforced."""
         self.wall_offset_s = wall_now - now
 
-    def add_interface(self, ifname: str, now: float, up: bool = True) -> None:
-        self.interfaces.add(ifname, now, up)
+    def add_interface(self, ifname: str, now: float, up: bool = True, link_header_bytes: int = 0) -> None:
+        """A mesh interface; `link_header_bytes` is its link layer's header per frame (14 on Ethernet),
+        counted in measured throughput as a shaper or NIC counts it."""
+        self.interfaces.add(ifname, now, up, link_header_bytes)
 
     def remove_interface(self, ifname: str, now: float) -> None:
         if self.interfaces.get(ifname) is not None:
@@ -171,8 +181,20 @@ class Router:
             self.routing.run_if_due(now)
 
     def set_throughput(self, ifname: str, neighbour_id: bytes | str, bps: float, now: float) -> None:
+        """The kernel's rate of our link to a neighbour (bits/s, read by the adapter): used for class and
+        cost, and no probes go to that neighbour while it is renewed (KERNEL_THROUGHPUT_HOLD_S)."""
         nid = bytes.fromhex(neighbour_id) if isinstance(neighbour_id, str) else neighbour_id
-        self.hello.set_throughput(ifname, nid, bps, now)
+        n = self.hello.nbrs.get((ifname, nid))
+        if n is None or not 0 < bps <= MAX_LINK_THROUGHPUT_KBPS * 1000.0:
+            return
+        self._now = max(self._now, now)
+        self.probing.kernel_throughput(n, bps, now)
+
+    def note_tx_bytes(self, ifname: str, total_bytes: int, now: float) -> None:
+        """The interface's transmit byte counter as the kernel reports it: traffic that is not ours
+        raises the probe budget of the neighbours on it (throughput.py)."""
+        self._now = max(self._now, now)
+        self.probing.note_tx_bytes(ifname, total_bytes, now)
 
     def set_prefixes(self, prefixes: list[str] | tuple[str, ...], now: float) -> None:
         self.origination.set_prefixes(prefixes, now)
@@ -211,8 +233,9 @@ class Router:
         self.routing.withdraw_all()
 
     # ------------------------------------------------------------------------------ receive
-    def receive(self, ifname: str, src: str, data: bytes, now: float) -> None:
-        """Handle one datagram. Never raises on remote input."""
+    def receive(self, ifname: str, src: str, data: bytes, now: float, rx_stamp_s: float | None = None) -> None:
+        """Handle one datagram. Never raises on remote input. `rx_stamp_s`: the kernel's receive time
+        (seconds, any epoch; only differences are used, by probe trains), when the adapter has it."""
         self.out.counters["rx"] += 1
         self._now = now
         if not isinstance(data, bytes):
@@ -233,6 +256,9 @@ class Router:
         except DecodeError:
             self.out.drop("decode", ifname, src, now)
             return
+        if data[1] == m.T_PROBE:
+            self.probing.on_probe(iface, src, msg, data, now, rx_stamp_s)  # type: ignore[arg-type]
+            return
         self._handlers[data[1]](iface, src, msg, data, now)  # type: ignore[operator]
 
     # ------------------------------------------------------------------------------ timers
@@ -246,6 +272,7 @@ class Router:
         if self.interfaces.rekey_wanted:
             self.hello.rekey(self._new_epoch(), now)
         self.interfaces.send_due(now)
+        self.probing.send_due(now)
         self.hello.expire_dead(now)
         self.flooding.tick(now)
         raw = self.origination.tick(now)
@@ -321,6 +348,9 @@ class Router:
 
     def routes(self) -> tuple[views.RouteView, ...]:
         return views.routes(self)
+
+    def rtt_histograms(self) -> dict[str, tuple[tuple[int, ...], float]]:
+        return views.rtt_histograms(self)
 
     def nodes(self) -> tuple[views.NodeView, ...]:
         return views.nodes(self)

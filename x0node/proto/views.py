@@ -9,11 +9,13 @@ Rules:
   immutable value or a fresh copy.
 - Node ids are hex strings; times are seconds; quality classes are lower-case ("excellent" .. "bad").
 - `routes` lists what the kernel confirmed (the RIB's installed table), never what was only asked for.
+- Throughputs are bits per second (None: unknown); the mesh statistics' quality histogram lists every
+  class, zero included, so a consumer never has to guess a missing key.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from x0node.proto.identity import mesh_address_of
@@ -37,11 +39,12 @@ class NeighbourView:
     state: str  # "init" | "up"
     rtt_ms: float | None
     loss: float  # 0..1
-    throughput_bps: float | None
+    throughput_bps: float | None  # our link towards it
     quality: str
     cost: int
     last_seen_s: float  # seconds since anything authenticated arrived from it
     up_for_s: float | None
+    throughput_source: str | None = None  # "kernel" (link speed the adapter read) | "probe" (measured)
 
 
 @dataclass(frozen=True)
@@ -69,14 +72,30 @@ class NodeView:
 class LinkView:
     a: str
     b: str
-    cost: int
+    cost: int  # as a advertises its link to b (so are quality and throughput)
     quality: str
+    throughput_bps: float | None = None
+
+
+@dataclass(frozen=True)
+class MeshStatsView:
+    """The node manager's topology statistics (membership.py) over the two-way links of the LSDB."""
+
+    nodes: int = 0  # nodes that joined and have not left (not counting this one)
+    reachable: int = 0
+    links: int = 0  # two-way links, each once
+    mean_degree: float = 0.0
+    max_hops: int = 0  # the farthest reachable node, in hops
+    quality_histogram: dict[str, int] = field(default_factory=lambda: {quality_name(q): 0 for q in Quality})
+    joins: int = 0  # since the daemon started
+    leaves: int = 0
 
 
 @dataclass(frozen=True)
 class TopologyView:
     nodes: tuple[NodeView, ...]
     links: tuple[LinkView, ...]  # two-way links only, each once (a < b)
+    statistics: MeshStatsView = field(default_factory=MeshStatsView)
 
 
 @dataclass(frozen=True)
@@ -107,7 +126,8 @@ class StatsView:
     spf_last_ms: float | None
     spf_seconds_total: float
     retransmit_queue: int
-    mesh: dict[str, object]  # membership statistics: nodes, reachable, links, mean_degree, ...
+    mesh: MeshStatsView
+    credential_checks: dict[str, int]  # certificate-and-signature checks: "ok" or the refusal's reason
 
 
 def neighbour_view(n: Neighbour, now: float) -> NeighbourView:
@@ -119,6 +139,7 @@ def neighbour_view(n: Neighbour, now: float) -> NeighbourView:
         rtt_ms=None if n.rtt_ms is None else round(n.rtt_ms, 3),
         loss=round(n.loss(), 4),
         throughput_bps=n.throughput_bps,
+        throughput_source=n.throughput_source,
         quality=quality_name(n.adv_quality),
         cost=n.adv_cost,
         last_seen_s=round(max(0.0, now - n.last_rx_s), 3),
@@ -128,6 +149,16 @@ def neighbour_view(n: Neighbour, now: float) -> NeighbourView:
 
 def neighbours(r: Router, now: float) -> tuple[NeighbourView, ...]:
     return tuple(neighbour_view(n, now) for _, n in sorted(r.hello.nbrs.items()))
+
+
+def rtt_histograms(r: Router) -> dict[str, tuple[tuple[int, ...], float]]:
+    """Per neighbour node id: RTT sample counts per bucket (neighbour.RTT_HISTOGRAM_BOUNDS_MS, then
+    above) and their sum in ms, added up over the interfaces it is a neighbour on."""
+    out: dict[str, tuple[tuple[int, ...], float]] = {}
+    for (_, nid), n in sorted(r.hello.nbrs.items()):
+        counts, total = out.get(nid.hex(), ((0,) * len(n.rtt_hist), 0.0))
+        out[nid.hex()] = (tuple(a + b for a, b in zip(counts, n.rtt_hist, strict=True)), total + n.rtt_hist_sum_ms)
+    return out
 
 
 def routes(r: Router) -> tuple[RouteView, ...]:
@@ -173,8 +204,19 @@ def topology(r: Router) -> TopologyView:
         for ln in lsa.links:
             other = lsas.get(ln.node_id)
             if other is not None and origin < ln.node_id and any(x.node_id == origin for x in other.links):
-                links.append(LinkView(origin.hex(), ln.node_id.hex(), ln.cost, quality_name(ln.quality)))
-    return TopologyView(nodes(r), tuple(links))
+                bps = ln.throughput_kbps * 1000.0 if ln.throughput_kbps else None
+                links.append(LinkView(origin.hex(), ln.node_id.hex(), ln.cost, quality_name(ln.quality), bps))
+    return TopologyView(nodes(r), tuple(links), mesh_stats(r))
+
+
+def mesh_stats(r: Router) -> MeshStatsView:
+    links = {o: [(ln.node_id, ln.cost, ln.quality) for ln in lsa.links] for o, lsa in r.lsdb.lsas().items()}
+    st = r.members.statistics(links)
+    hist = {quality_name(q): int(st["quality_histogram"].get(int(q), 0)) for q in Quality}
+    return MeshStatsView(
+        nodes=st["nodes"], reachable=st["reachable"], links=st["links"], mean_degree=st["mean_degree"],
+        max_hops=st["max_hops"], quality_histogram=hist, joins=st["joins"], leaves=st["leaves"],
+    )
 
 
 def drops(r: Router) -> DropsView:
@@ -182,8 +224,6 @@ def drops(r: Router) -> DropsView:
 
 
 def stats(r: Router) -> StatsView:
-    lsas = r.lsdb.lsas()
-    links = {o: [(ln.node_id, ln.cost, ln.quality) for ln in lsa.links] for o, lsa in lsas.items()}
     counters = dict(r.out.counters)
     return StatsView(
         node_id=r.me.hex(),
@@ -199,5 +239,6 @@ def stats(r: Router) -> StatsView:
         spf_last_ms=r.routing.last_ms,
         spf_seconds_total=round(r.routing.total_ms / 1000.0, 6),
         retransmit_queue=r.flooding.pending_count,
-        mesh=r.members.statistics(links),
+        mesh=mesh_stats(r),
+        credential_checks=dict(r.credential_checks),
     )

@@ -6,13 +6,19 @@ The adapter feeds `receive(ifname, src, data, now)`, `set_neighbours(...)` and l
 Protocol (docs/state.md has the arithmetic):
 - Every datagram is [version, type, sender id, sender epoch, sequence number, body, Ed25519 signature
   of the sender over a domain prefix and all preceding bytes]. It is decoded, its sender's credential
-  checked against the TrustStore (uncertified, expired, revoked: refused), its signature verified and
-  its (epoch, sequence) checked against the sender's replay window before it touches any state. A
-  sender's credential rides in DIGEST and VECTOR and, until the neighbour has shown it knows us, in
-  DELTA; an unknown sender is answered with a DIGEST that asks for its credential.
+  (carried in the body, flag F_CRED, or held from before) checked against the TrustStore (uncertified,
+  expired, revoked: refused), its signature verified and its (epoch, sequence) checked against the
+  sender's replay window before it touches any state. An unknown sender is answered with a DIGEST that
+  asks for its credential (F_WANT_CRED). We send our credential until the neighbour has shown it holds
+  it (a VECTOR from it, or a DIGEST saying it holds its neighbours' credentials, F_HOLDS_CREDS); a
+  multicast DIGEST goes without it once every neighbour on the interface has; a new epoch or a request
+  brings it back.
 - DIGEST (link-local multicast, on a Trickle timer per interface, RFC 6206): the 128-bit XOR digest of
-  our mesh records. Equal digest: consistent (the Trickle counter grows). Different digest: the link's
-  Trickle resets to Imin and we unicast our VECTOR to the sender.
+  our mesh records. Equal digest: consistent (the Trickle counter grows; we note the peer held all we had,
+  `synced_lsn`). Different digest: the link's Trickle resets to Imin, we unicast our VECTOR to the sender
+  and, unasked, a DELTA of the records we applied since its digest last equalled ours (catch-up, each
+  record once per peer, at most CATCHUP_MAX_RECORDS): after a heal the first digest across the link
+  brings the other side's news without the VECTOR -> DELTA round trip.
 - VECTOR: (origin, highest version, 8-byte record-set hash) for every origin in an id range. The
   receiver sends a DELTA of every origin where it is ahead (records above the peer's version) or where
   the versions match but the hashes do not (all of that origin's records), and answers with its own
@@ -70,7 +76,8 @@ from x0node.state.store import Store, decode_snapshot
 from x0node.state.trickle import Trickle
 
 STATE_MCAST_GROUP = "ff02::7830:6b15"
-MSG_VERSION = 1
+MSG_VERSION = 2
+"""2: the sender's credential is optional in every message type (flag F_CRED)."""
 T_DIGEST, T_VECTOR, T_DELTA = 1, 2, 3
 TYPE_NAMES = {T_DIGEST: "digest", T_VECTOR: "vector", T_DELTA: "delta"}
 HEADER_BYTES = 2 + NODE_ID_BYTES + 4 + 4
@@ -86,11 +93,18 @@ HOUSEKEEPING_INTERVAL_S = 1.0
 NEIGHBOUR_HOLD_S = 5.0
 """A neighbour stays a gossip neighbour this long after the router last reported it UP or it was last
 heard: under heavy loss the router's adjacency flaps, and gossip keeps flowing through the flaps."""
-PROBE_INTERVAL_S = 1.0
+NEIGHBOUR_LIVE_S = 1.0
+"""A neighbour neither reported UP by the router nor heard for this long is held but not live."""
+PROBE_INTERVAL_S = 0.5
 PROBE_FOR_S = 60.0
-"""An interface that lost its last neighbour keeps sending digests, at most PROBE_INTERVAL_S apart, for
-PROBE_FOR_S: a healed link is found by the first digest that crosses it (~265 B/s while probing), even
-before the router re-establishes the adjacency."""
+"""An interface without a live neighbour keeps sending digests, at most PROBE_INTERVAL_S apart, for
+PROBE_FOR_S: a healed link is found by the first digest that crosses it, even before the router
+re-establishes the adjacency (which waits for a full signed HELLO). Probing starts when the neighbours
+stop being live, not when they are no longer held: a partition shorter than NEIGHBOUR_HOLD_S left the
+link's Trickle backing off towards Imax (3.2-8 s at the heal), and the first digest across the healed
+link came that late. Probes go without our credential
+(the lost neighbour held it): ~157 B per ~0.375 s, ~420 B/s while probing. At 1 s, leaf nodes behind a
+healed link with 30 % loss were the last to converge (1.7-1.9 s of a 50-node heal)."""
 PEER_FORGET_S = 120.0
 """A sender that is no longer a neighbour is forgotten after this long (its replay state with it)."""
 MAX_PEERS = 256
@@ -101,8 +115,26 @@ MAX_SECTIONS = 255
 REPLAY_WINDOW = 64
 _DOMAIN = b"x0node-state-msg-v1\x00"
 F_WANT_CRED = 1
+"""DIGEST: the sender does not hold our credential; answer with a DIGEST that carries it."""
+F_HOLDS_CREDS = 2
+"""DIGEST: the sender holds the credential of every current neighbour on this interface. Its receiver
+takes it as "holds mine" (on a shared link it may not, if the sender has not heard it yet: then the
+sender drops our next bare digest and asks, F_WANT_CRED, and we send the credential again)."""
 F_REPLY = 1
+"""VECTOR: answer with your own VECTOR if you lack something we have."""
 F_HAS_CRED = 1
+"""DELTA section: the origin's credential follows."""
+F_CRED = 0x80
+"""Any message: the sender's credential follows the flags."""
+RECENT_RECORDS = 256
+"""How many newly applied mesh records are remembered in order (the catch-up log)."""
+CATCHUP_MAX_RECORDS = 32
+"""At most this many records are sent unasked to a neighbour whose digest differs (about 6 KB)."""
+CATCHUP_RETRY_S = 0.25
+CATCHUP_RESENDS = 2
+"""Records already sent unasked to a peer are sent again, at most CATCHUP_RESENDS times, if its digest
+still differs CATCHUP_RETRY_S later (the first copy may have been lost; at 30 % loss, waiting for the
+VECTOR path adds two lossy messages)."""
 ID_MAX = b"\xff" * NODE_ID_BYTES
 ID_MIN = b"\x00" * NODE_ID_BYTES
 
@@ -135,6 +167,12 @@ class Peer:
     last_want_cred_s: float = -1e9
     last_heard_s: float = 0.0
     inconsistent_since: float | None = None
+    synced_lsn: int | None = None
+    """Our log position when this peer's digest last equalled ours: it holds every record before it."""
+    caught_up_lsn: int = 0
+    """The log position up to which records were already sent to it unasked (catch-up)."""
+    caught_up_s: float = -1e9
+    resends: int = 0
 
 
 @dataclass(frozen=True)
@@ -166,6 +204,10 @@ class Gossip:
         self._probe_until: dict[str, float] = {}
         self.trickles: dict[str, Trickle] = {}
         self.my_hop: dict[tuple[str, str], Record] = {}
+        self._iface_ids: dict[str, set[bytes]] = {}  # who was last a neighbour on each interface
+        self.lsn = 0
+        self._recent: deque[tuple[int, Record]] = deque(maxlen=RECENT_RECORDS)
+        self._origin_lsn: dict[bytes, int] = {}  # log position at which each origin entered the store
         self._out: deque[Outgoing] = deque()
         self._changes: set[tuple[str, str]] = set()
         self._housekeeping_s = now + HOUSEKEEPING_INTERVAL_S
@@ -176,7 +218,7 @@ class Gossip:
             "rx_datagrams": 0, "rx_bytes": 0, "tx_datagrams": 0, "tx_bytes": 0, "tx_wire_bytes": 0,
             "tx_digest": 0, "tx_vector": 0, "tx_delta": 0, "records_applied": 0, "records_duplicate": 0,
             "records_sent": 0, "local_writes": 0, "trickle_resets": 0, "records_expired": 0,
-            "records_purged": 0, "load_refused": 0,
+            "records_purged": 0, "load_refused": 0, "records_caught_up": 0, "tx_cred": 0,
         }
         self.digest_changed_s = now
         """When the mesh digest last changed (monotonic): the bench's convergence instant."""
@@ -242,8 +284,13 @@ class Gossip:
                     self._reset(tr, now)
                 self._push_hop_to(n)
         self.neighbours = new
+        by_iface: dict[str, set[bytes]] = {}
+        for ifname, nid in new:
+            by_iface.setdefault(ifname, set()).add(nid)
+        self._iface_ids.update(by_iface)  # an interface that lost them all keeps its last ones (probing)
+        live = {k[0] for k, (_, t) in self._seen.items() if now - t <= NEIGHBOUR_LIVE_S}
         for ifname, tr in list(self.trickles.items()):
-            if any(k[0] == ifname for k in new):
+            if ifname in live:
                 if self._probe_until.pop(ifname, None) is not None:
                     tr.imax_s = self.imax_s
                 continue
@@ -251,6 +298,7 @@ class Gossip:
             if now >= until:
                 del self.trickles[ifname]
                 del self._probe_until[ifname]
+                self._iface_ids.pop(ifname, None)
             elif tr.imax_s != PROBE_INTERVAL_S:
                 tr.imax_s = PROBE_INTERVAL_S
                 tr.interval_s = min(tr.interval_s, PROBE_INTERVAL_S)
@@ -290,6 +338,8 @@ class Gossip:
             if gone:
                 self.digest_changed_s = now
             self._changes.update(r.oid for r in gone)
+        for origin in [o for o in self._origin_lsn if o not in self.store.origins]:
+            del self._origin_lsn[origin]
         current = {k[1] for k in self.neighbours}
         for nid in [n for n, p in self.peers.items() if n not in current and now - p.last_heard_s > PEER_FORGET_S]:
             del self.peers[nid]
@@ -356,6 +406,7 @@ class Gossip:
         result = self.store.put(rec, self.cred)
         if result != "new":
             raise ValueError(f"store refused the write: {result}")
+        self._logged(rec)
         self.digest_changed_s = now
         self._changes.add(rec.oid)
         self._push([rec], None, now)
@@ -374,16 +425,60 @@ class Gossip:
             peer = self.peers.get(n.node_id)
             self._send_delta(n.ifname, n.address, peer, recs, set())
 
+    def _logged(self, rec: Record) -> None:
+        """A mesh record newly in the store (written here or applied): into the catch-up log."""
+        self.lsn += 1
+        self._recent.append((self.lsn, rec))
+        if rec.origin not in self._origin_lsn:
+            self._origin_lsn[rec.origin] = self.lsn
+
+    def _catch_up(self, ifname: str, src: str, peer: Peer, now: float) -> None:
+        """The peer's digest differs: send, unasked, the records we learnt since its digest last equalled
+        ours (it lacks them unless it learnt them elsewhere); a record already sent so is sent again only
+        CATCHUP_RETRY_S later. The VECTOR sent with it repairs whatever this misses; this saves the
+        VECTOR -> DELTA round trip after a partition heals or a push was lost."""
+        if peer.synced_lsn is None:
+            return
+        if self.lsn == peer.caught_up_lsn and now - peer.caught_up_s >= CATCHUP_RETRY_S \
+                and peer.resends < CATCHUP_RESENDS:
+            peer.caught_up_lsn = 0
+            peer.resends += 1
+        elif self.lsn != peer.caught_up_lsn:
+            peer.resends = 0
+        start = max(peer.synced_lsn, peer.caught_up_lsn)
+        recs = [r for lsn, r in self._recent if lsn > start and self.store.get(r.origin, r.oid) is r]
+        if self.lsn > start:
+            peer.caught_up_lsn, peer.caught_up_s = self.lsn, now
+        if recs:
+            recs = recs[-CATCHUP_MAX_RECORDS:]
+            self.counters["records_caught_up"] += len(recs)
+            self._send_delta(ifname, src, peer, recs, set())
+
     # ------------------------------------------------------------------------------ sending
     def _cred_bytes(self) -> bytes:
+        self.counters["tx_cred"] += 1
         return self.cred.encode()
 
+    def _knows_me(self, node_id: bytes) -> bool:
+        peer = self.peers.get(node_id)
+        return peer is not None and peer.knows_me
+
     def _send_digest(self, ifname: str, dst: str | None, flags: int) -> None:
-        body = Writer().u8(flags).raw(self._cred_bytes()).raw(self.store.digest()).u16(len(self.store.origins)).bytes()
+        """A multicast digest carries our credential unless every neighbour on the interface (the last
+        ones, while it probes) has shown it holds it; a unicast digest (about credentials) always does."""
+        ids = self._iface_ids.get(ifname)
+        bare = dst is None and bool(ids) and all(self._knows_me(i) for i in ids or ())
+        cred = b"" if bare else self._cred_bytes()
+        current = [nid for (i, nid) in self.neighbours if i == ifname]
+        if current and all(nid in self.peers and self.peers[nid].cred is not None for nid in current):
+            flags |= F_HOLDS_CREDS
+        body = Writer().u8(flags | (F_CRED if cred else 0)).raw(cred).raw(self.store.digest()) \
+            .u16(len(self.store.origins)).bytes()
         self._send(ifname, dst, self._seal(T_DIGEST, body), T_DIGEST)
 
-    def _send_vector(self, ifname: str, dst: str, flags: int, now: float) -> None:
-        cred = self._cred_bytes()
+    def _send_vector(self, ifname: str, dst: str, flags: int, now: float, peer: Peer | None = None) -> None:
+        cred = b"" if peer is not None and peer.knows_me else self._cred_bytes()
+        flags |= F_CRED if cred else 0
         room = MAX_DATAGRAM_BYTES - HEADER_BYTES - SIGNATURE_BYTES - 1 - len(cred) - 2 * NODE_ID_BYTES - 1
         per = min(255, room // (NODE_ID_BYTES + 16))
         vec = self.store.vector()
@@ -405,7 +500,7 @@ class Gossip:
         by: dict[bytes, list[Record]] = {}
         for r in sorted(recs, key=lambda r: (r.origin, r.version)):
             by.setdefault(r.origin, []).append(r)
-        sender_cred = b"" if peer is not None and peer.knows_me else self._cred_bytes()
+        sender_cred = b"" if peer is not None and peer.knows_me else self.cred.encode()
         base = MAX_DATAGRAM_BYTES - HEADER_BYTES - SIGNATURE_BYTES - 1 - len(sender_cred) - 1
         sections: list[bytes] = []
         used = 0
@@ -413,7 +508,9 @@ class Gossip:
         def flush() -> None:
             nonlocal sections, used
             if sections:
-                w = Writer().u8(F_HAS_CRED if sender_cred else 0).raw(sender_cred).u8(len(sections))
+                if sender_cred:
+                    self.counters["tx_cred"] += 1
+                w = Writer().u8(F_CRED if sender_cred else 0).raw(sender_cred).u8(len(sections))
                 for s in sections:
                     w.raw(s)
                 self._send(ifname, dst, self._seal(T_DELTA, w.bytes()), T_DELTA)
@@ -423,7 +520,7 @@ class Gossip:
             cred = self._origin_cred(origin)
             if cred is None:
                 continue
-            need_cred = origin in with_cred or peer is None or origin not in peer.known_origins
+            need_cred = origin in with_cred or peer is None or not self._holds_origin(peer, origin)
             cred_b = cred.encode() if need_cred else b""
             tails = [r.encode_tail() for r in rs]
             i = 0
@@ -445,6 +542,14 @@ class Gossip:
                 used += size
                 self.counters["records_sent"] += len(part)
         flush()
+
+    def _holds_origin(self, peer: Peer, origin: bytes) -> bool:
+        """The peer holds the origin's credential: it said so (VECTOR, DELTA), or its digest equalled
+        ours after the origin was in our store."""
+        if origin in peer.known_origins:
+            return True
+        first = self._origin_lsn.get(origin)
+        return first is not None and peer.synced_lsn is not None and first <= peer.synced_lsn
 
     def _origin_cred(self, origin: bytes) -> Credential | None:
         if origin == self.me:
@@ -511,6 +616,8 @@ class Gossip:
             peer.window = ReplayWindow(REPLAY_WINDOW, 32)
             peer.knows_me = False
             peer.known_origins = set()
+            peer.synced_lsn = None  # a new session: what it held before is not assumed
+            peer.caught_up_lsn = 0
         if not peer.window.accept(seq):
             self.drops["replay"] += 1
             return
@@ -535,14 +642,13 @@ class Gossip:
 
     def _parse(self, kind: int, r: Reader) -> dict[str, Any]:
         flags = r.u8()
+        cred = Credential.decode_from(r) if flags & F_CRED else None
         if kind == T_DIGEST:
-            cred = Credential.decode_from(r)
             digest = r.raw(16)
             n = r.u16()
             r.end()
             return {"flags": flags, "cred": cred, "digest": digest, "origins": n}
         if kind == T_VECTOR:
-            cred = Credential.decode_from(r)
             lo, hi = r.raw(NODE_ID_BYTES), r.raw(NODE_ID_BYTES)
             n = r.u8()
             entries = {}
@@ -554,7 +660,6 @@ class Gossip:
                 raise DecodeError("empty range")
             return {"flags": flags, "cred": cred, "lo": lo, "hi": hi, "entries": entries}
         if kind == T_DELTA:
-            cred = Credential.decode_from(r) if flags & F_HAS_CRED else None
             sections = []
             for _ in range(r.count(MAX_SECTIONS)):
                 origin = r.raw(NODE_ID_BYTES)
@@ -563,7 +668,7 @@ class Gossip:
                 recs = [Record.decode_tail(r, origin) for _ in range(r.count(MAX_RECORDS_PER_SECTION))]
                 sections.append((origin, scred, recs))
             r.end()
-            return {"flags": flags, "cred": cred, "has_sender_cred": cred is not None, "sections": sections}
+            return {"flags": flags, "cred": cred, "sections": sections}
         raise DecodeError("unknown message type")
 
     def _on_digest(self, ifname: str, src: str, peer: Peer, msg: dict[str, Any], now: float) -> None:
@@ -572,9 +677,12 @@ class Gossip:
             if now - peer.last_want_cred_s >= WANT_CRED_MIN_INTERVAL_S:
                 peer.last_want_cred_s = now
                 self._send_digest(ifname, src, 0)
+        elif msg["flags"] & F_HOLDS_CREDS:
+            peer.knows_me = True
         tr = self.trickles.get(ifname)
         if msg["digest"] == self.store.digest():
             peer.inconsistent_since = None
+            peer.synced_lsn = self.lsn
             if tr is not None:
                 tr.heard_consistent()
             return
@@ -584,7 +692,8 @@ class Gossip:
             self._reset(tr, now)
         if now - peer.last_vector_s >= VECTOR_MIN_INTERVAL_S:
             peer.last_vector_s = now
-            self._send_vector(ifname, src, F_REPLY, now)
+            self._send_vector(ifname, src, F_REPLY, now, peer)
+            self._catch_up(ifname, src, peer, now)
 
     def _on_vector(self, ifname: str, src: str, peer: Peer, msg: dict[str, Any], now: float) -> None:
         entries: dict[bytes, tuple[int, bytes]] = msg["entries"]
@@ -613,7 +722,7 @@ class Gossip:
             self._send_delta(ifname, src, peer, send, force_cred)
         if behind and msg["flags"] & F_REPLY and now - peer.last_vector_s >= VECTOR_MIN_INTERVAL_S:
             peer.last_vector_s = now
-            self._send_vector(ifname, src, 0, now)
+            self._send_vector(ifname, src, 0, now, peer)
 
     def _on_delta(self, ifname: str, src: str, peer: Peer, msg: dict[str, Any], now: float) -> None:
         fresh: list[Record] = []
@@ -672,6 +781,7 @@ class Gossip:
             return
         if rec.origin == self.me:
             self.hlc.observe(rec.version)
+        self._logged(rec)
         self.counters["records_applied"] += 1
         self.digest_changed_s = now
         self._changes.add(rec.oid)

@@ -29,6 +29,7 @@ import socket
 import time
 from typing import Any
 
+from x0node.daemon.exposure import Exposure, Listen
 from x0node.proto.wire import DecodeError
 from x0node.state import control, persist, revocations, settings
 from x0node.state.gossip import STATE_MCAST_GROUP, STATE_UDP_PORT, Gossip, Neighbour
@@ -43,6 +44,8 @@ PERSIST_DELAY_S = 0.5
 WALL_CLOCK_RESYNC_S = 10.0
 TIMER_SLACK_S = 0.001
 DEFAULTS: dict[str, Any] = {"enabled": True, "port": STATE_UDP_PORT, "mesh_settings": []}
+EXPOSURE = Exposure(listens=(Listen("mesh", "udp", "port"),))
+"""Gossip arrives from neighbours on the mesh interfaces (x0node/daemon/exposure.py)."""
 
 
 def validate_config(section: dict[str, Any]) -> dict[str, Any]:

@@ -26,11 +26,14 @@ import stat
 from typing import Any
 
 from x0node.daemon.config import ConfigError
+from x0node.daemon.exposure import Exposure, Listen
 from x0node.transport.cli import parse_hostport
 from x0node.transport.crypto import DEFAULT_METHOD, METHODS, get_method, master_key
 from x0node.transport.shaping import PROFILES
 
 log = logging.getLogger("x0node.transport")
+EXPOSURE = Exposure(listens=(Listen("any", "tcp", "tunnels", form="tables", where=(("role", "server"),), field="listen"),))
+"""Tunnel servers answer on every interface: they authenticate first and resist probes."""
 
 MAX_TUNNELS = 16
 TUNNEL_KEYS = {"role", "server", "listen", "tap", "psk_file", "password", "method", "faketls_sni",

@@ -8,6 +8,7 @@ daemon. Events are kept in a bounded ring (`EVENTS_KEPT`), numbered from 1.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import copy
 import json
@@ -17,7 +18,8 @@ import time
 from typing import Any
 
 from x0node.io.atomicfile import write_atomic
-from x0node.web.provider import EVENTS_LIMIT_MAX, ConfigError
+from x0node.proto.neighbour import RTT_HISTOGRAM_BOUNDS_MS
+from x0node.web.provider import EVENTS_LIMIT_MAX, QUALITY_CLASSES, ConfigError
 
 EVENTS_KEPT = 1000
 
@@ -79,7 +81,8 @@ class MemoryProvider:
         self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=EVENTS_KEPT)
         self._seq = 0
         self._stats: dict[str, Any] = {"drops": {}, "routes": 0, "lsdb_size": 1, "spf_runs": 0,
-                                       "spf_seconds_total": 0.0}
+                                       "spf_seconds_total": 0.0, "credential_checks": {"ok": 0}}
+        self._rtt: dict[str, tuple[list[int], float]] = {}
         self._persist_path = persist_path
         self._config = default_config()
         if persist_path is not None and persist_path.exists():
@@ -90,8 +93,21 @@ class MemoryProvider:
 
     # ---- owner side -------------------------------------------------------------------------------
     def set_neighbours(self, neighbours: list[dict[str, Any]]) -> None:
+        """Replace the neighbour table; each neighbour's `rtt_ms` counts as one RTT sample."""
         with self._lock:
             self._neighbours = copy.deepcopy(neighbours)
+            for n in neighbours:
+                rtt = n.get("rtt_ms")
+                if isinstance(rtt, int | float) and not isinstance(rtt, bool):
+                    counts, total = self._rtt.get(n["node_id"], ([0] * (len(RTT_HISTOGRAM_BOUNDS_MS) + 1), 0.0))
+                    counts[bisect.bisect_left(RTT_HISTOGRAM_BOUNDS_MS, rtt)] += 1
+                    self._rtt[n["node_id"]] = (counts, total + float(rtt))
+
+    def count_credential_check(self, result: str, n: int = 1) -> None:
+        """Count credential checks: "ok" or the refusal's reason."""
+        with self._lock:
+            checks = self._stats["credential_checks"]
+            checks[result] = checks.get(result, 0) + n
 
     def set_routes(self, routes: list[dict[str, Any]]) -> None:
         with self._lock:
@@ -141,7 +157,33 @@ class MemoryProvider:
     def topology(self) -> dict[str, Any]:
         with self._lock:
             return {"nodes": [dict(n) for n in self._topology.get("nodes", [])],
-                    "links": [dict(link) for link in self._topology.get("links", [])]}
+                    "links": [dict(link) for link in self._topology.get("links", [])],
+                    "statistics": self._mesh_statistics()}
+
+    def _mesh_statistics(self) -> dict[str, Any]:
+        """The statistics the daemon's node manager keeps, computed from the topology held here."""
+        nodes = [n["node_id"] for n in self._topology.get("nodes", [])]
+        links = self._topology.get("links", [])
+        adj: dict[str, set[str]] = {n: set() for n in nodes}
+        hist = dict.fromkeys(QUALITY_CLASSES[:-1], 0)
+        for link in links:
+            adj.setdefault(link["a"], set()).add(link["b"])
+            adj.setdefault(link["b"], set()).add(link["a"])
+            if link.get("quality") in hist:
+                hist[link["quality"]] += 1
+        hops, frontier = {self.node_id: 0}, [self.node_id]
+        while frontier:
+            nxt = []
+            for n in frontier:
+                for m in adj.get(n, ()):
+                    if m not in hops:
+                        hops[m] = hops[n] + 1
+                        nxt.append(m)
+            frontier = nxt
+        others = len(nodes) - (self.node_id in nodes)
+        return {"nodes": others, "reachable": len(hops) - 1, "links": len(links),
+                "mean_degree": round(2 * len(links) / len(nodes), 3) if nodes else 0.0,
+                "max_hops": max(hops.values()), "quality_histogram": hist, "joins": others, "leaves": 0}
 
     def events(self, since: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         limit = max(1, min(limit, EVENTS_LIMIT_MAX))
@@ -150,7 +192,12 @@ class MemoryProvider:
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            return copy.deepcopy(self._stats)
+            return {**copy.deepcopy(self._stats), "mesh": self._mesh_statistics()}
+
+    def rtt_histograms(self) -> dict[str, Any]:
+        with self._lock:
+            return {"bounds_ms": list(RTT_HISTOGRAM_BOUNDS_MS),
+                    "peers": {k: {"counts": list(c), "sum_ms": t} for k, (c, t) in self._rtt.items()}}
 
     def config_get(self) -> dict[str, Any]:
         with self._lock:
@@ -172,17 +219,19 @@ def demo_provider(persist_path: pathlib.Path | None = None) -> MemoryProvider:
               ("c3d4e5f6a7b80912", "node-c", "mesh0", 9.8, 0.04, 12e6, "fair", 40),
               ("d9e8f7a6b5c40312", "node-d", "mesh1", 35.0, 0.18, 1.5e6, "poor", 160)]
     p.set_neighbours([{"node_id": nid, "ifname": ifn, "addr": f"fe80::{nid[:4]}:{nid[4:8]}", "state": "up",
-                       "rtt_ms": rtt, "loss": loss, "throughput_bps": tp, "quality": q, "cost": cost,
+                       "rtt_ms": rtt, "loss": loss, "throughput_bps": tp,
+                       "throughput_source": "kernel" if ifn == "mesh0" else "probe", "quality": q, "cost": cost,
                        "last_seen_s": 0.4} for nid, _n, ifn, rtt, loss, tp, q, cost in others])
     far = ("e1f2a3b4c5d60789", "node-e")
     nodes = [p._self_node()] + [{"node_id": nid, "name": n, "mesh_addr": f"fd58:7830:746c::{nid[:4]}:{nid[4:8]}",
                                   "self": False} for nid, n, *_ in others]
     nodes.append({"node_id": far[0], "name": far[1], "mesh_addr": f"fd58:7830:746c::{far[0][:4]}:{far[0][4:8]}",
                   "self": False})
-    links = [{"a": p.node_id, "b": nid, "cost": cost, "quality": q} for nid, _n, _i, _r, _l, _t, q, cost in others]
-    links += [{"a": others[0][0], "b": others[1][0], "cost": 12, "quality": "good"},
-              {"a": others[1][0], "b": far[0], "cost": 30, "quality": "fair"},
-              {"a": others[2][0], "b": far[0], "cost": 200, "quality": "poor"}]
+    links = [{"a": p.node_id, "b": nid, "cost": cost, "quality": q, "throughput_bps": tp}
+             for nid, _n, _i, _r, _l, tp, q, cost in others]
+    links += [{"a": others[0][0], "b": others[1][0], "cost": 12, "quality": "good", "throughput_bps": 60e6},
+              {"a": others[1][0], "b": far[0], "cost": 30, "quality": "fair", "throughput_bps": 20e6},
+              {"a": others[2][0], "b": far[0], "cost": 200, "quality": "poor", "throughput_bps": 2e6}]
     p.set_topology({"nodes": nodes, "links": links})
     p.set_routes([{"dest": f"{n['mesh_addr']}/128", "via": f"fe80::{n['node_id'][:4]}:{n['node_id'][4:8]}",
                    "ifname": "mesh0", "metric": 10 + 10 * i, "node_id": n["node_id"]}

@@ -42,6 +42,8 @@ SCHEMAS: dict[str, Any] = {
     "Neighbour": {"type": "object", "required": ["node_id", "ifname", "quality"],
                   "properties": {"node_id": STR, "ifname": STR, "addr": NULLABLE_STR, "state": STR,
                                  "rtt_ms": NULLABLE_NUM, "loss": NULLABLE_NUM, "throughput_bps": NULLABLE_NUM,
+                                 "throughput_source": {"type": "string", "enum": ["kernel", "probe"],
+                                                       "nullable": True},
                                  "quality": QUALITY, "cost": NULLABLE_NUM, "last_seen_s": NULLABLE_NUM}},
     "Route": {"type": "object", "required": ["dest"],
               "properties": {"dest": STR, "via": NULLABLE_STR, "ifname": NULLABLE_STR, "metric": NULLABLE_NUM,
@@ -54,12 +56,52 @@ SCHEMAS: dict[str, Any] = {
                                         "self": {"type": "boolean"}}}},
                      "links": {"type": "array", "items": {
                          "type": "object", "required": ["a", "b", "quality"],
-                         "properties": {"a": STR, "b": STR, "cost": NULLABLE_NUM, "quality": QUALITY}}}}},
+                         "properties": {"a": STR, "b": STR, "cost": NULLABLE_NUM, "quality": QUALITY,
+                                        "throughput_bps": NULLABLE_NUM}}},
+                     "statistics": _ref("MeshStats")}},
+    "MeshStats": {"type": "object", "description": "The node manager's topology statistics",
+                  "required": ["nodes", "reachable", "links", "mean_degree", "max_hops", "quality_histogram",
+                               "joins", "leaves"],
+                  "properties": {"nodes": {"type": "integer"}, "reachable": {"type": "integer"},
+                                 "links": {"type": "integer"}, "mean_degree": NUM, "max_hops": {"type": "integer"},
+                                 "quality_histogram": {"type": "object", "additionalProperties": {"type": "integer"}},
+                                 "joins": {"type": "integer"}, "leaves": {"type": "integer"}}},
     "Event": {"type": "object", "required": ["seq", "time", "kind"],
               "properties": {"seq": {"type": "integer"}, "time": NUM, "kind": STR, "message": STR,
                              "detail": {"type": "object"}}},
     "Config": {"type": "object", "description": "The effective config, by section",
                "additionalProperties": {"type": "object"}},
+    "StateEntry": {"type": "object", "required": ["type", "value"],
+                   "description": "One mesh-state object merged from every origin's record (LWW values "
+                                  "with the winning origin and its write time)",
+                   "properties": {"type": {"type": "string", "enum": ["g-counter", "pn-counter", "lww", "or-set"]},
+                                  "value": {"description": "JSON value; a CRL as {\"hex\": ...}"},
+                                  "origins": {"type": "integer"}, "origin": STR, "written_at": NUM,
+                                  "version": {"type": "integer"}}},
+    "StateView": {"type": "object",
+                  "required": ["node_id", "digest", "objects", "hop", "settings", "crl", "stats"],
+                  "properties": {
+                      "node_id": STR, "digest": STR,
+                      "objects": {"type": "object", "description": "{namespace: {key: StateEntry}}",
+                                  "additionalProperties": {"type": "object",
+                                                           "additionalProperties": _ref("StateEntry")}},
+                      "hop": {"type": "array", "description": "1-hop records from the neighbours", "items": {
+                          "type": "object", "required": ["origin", "ns", "key", "expires_in_s"],
+                          "properties": {"origin": STR, "ns": STR, "key": STR, "value": {},
+                                         "expires_in_s": NUM}}},
+                      "settings": {"type": "object", "description": "Mesh-wide settings: value and where it came from",
+                                   "additionalProperties": {
+                                       "type": "object", "required": ["value", "origin", "written_at"],
+                                       "properties": {"value": {}, "origin": STR, "written_at": NUM,
+                                                      "mesh_wide_here": {"type": "boolean"}}}},
+                      "crl": {"type": "object", "required": ["revoked"],
+                              "properties": {"serial": {"type": "integer", "nullable": True},
+                                             "revoked": {"type": "array", "items": STR}}},
+                      "stats": {"type": "object", "description": "Gossip counters, drops and refusals by reason"}}},
+    "StateWritten": {"type": "object", "required": ["ok", "ns", "key", "version", "origin"],
+                     "properties": {"ok": {"type": "boolean"}, "ns": STR, "key": STR,
+                                    "version": {"type": "integer", "description": "The record's HLC"},
+                                    "origin": STR, "serial": {"type": "integer"}}},
 }
 
 E401 = _json(_ref("Error"), "No valid session")
@@ -72,6 +114,13 @@ E400 = _json(_ref("Error"), "Malformed or invalid request; nothing was changed")
 E413 = _json(_ref("Error"), "Request body too large")
 E415 = _json(_ref("Error"), "Request body is not application/json")
 E429 = _json(_ref("Error"), "Too many failed attempts; see Retry-After")
+E503_STATE = _json(_ref("Error"), "The mesh-state service is not running")
+STATE_PARAMS = [
+    {"name": "ns", "in": "path", "required": True, "description": "Namespace: kv, settings, crl, lww.<name>, "
+     "g.<name>, pn.<name>, set.<name>", "schema": {"type": "string", "pattern": "^[a-z][a-z0-9._-]{0,31}$"}},
+    {"name": "key", "in": "path", "required": True, "description": "Key (an OR-Set's element)",
+     "schema": {"type": "string", "pattern": "^[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,95}$"}},
+]
 FIRMWARE_ERRORS = {"404": _json(_ref("Error"), "Not running from a built image"),
                    "503": _json(_ref("Error"), "The image's bill of materials is unusable")}
 CSRF_PARAM = {"name": "X-CSRF-Token", "in": "header", "required": True, "schema": STR,
@@ -89,9 +138,9 @@ def _get(summary: str, schema: dict[str, Any], params: list[dict[str, Any]] | No
 
 
 def _post(summary: str, body: dict[str, Any], responses: dict[str, Any], anonymous: bool = False,
-          method: str = "post") -> dict[str, Any]:
+          method: str = "post", params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     op: dict[str, Any] = {
-        "summary": summary, "parameters": [CSRF_PARAM],
+        "summary": summary, "parameters": [CSRF_PARAM, *(params or [])],
         "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
         "responses": {**responses, "400": E400, "403": E403, "408": E408, "413": E413, "415": E415},
     }
@@ -137,7 +186,8 @@ def document(version: str) -> dict[str, Any]:
         "/api/v1/neighbours": _get("Neighbours with RTT, loss, throughput, quality class and cost",
                                    {"type": "array", "items": _ref("Neighbour")}),
         "/api/v1/routes": _get("Routes installed by the router", {"type": "array", "items": _ref("Route")}),
-        "/api/v1/topology": _get("Nodes and links of the mesh, with link quality", _ref("Topology")),
+        "/api/v1/topology": _get("Nodes and links of the mesh, with link quality and throughput, and the node "
+                                 "manager's statistics", _ref("Topology")),
         "/api/v1/events": _get(
             "Recent routing and health events with seq > since, oldest first",
             {"type": "array", "items": _ref("Event")},
@@ -158,6 +208,26 @@ def document(version: str) -> dict[str, Any]:
             "responses": {"200": {"description": "text/event-stream",
                                   "content": {"text/event-stream": {"schema": {"type": "string"}}}},
                           "400": E400, "401": E401, "503": _json(_ref("Error"), "Too many streams open")}}},
+        "/api/v1/state": _get("This node's replica of the mesh state: objects, 1-hop records, mesh-wide "
+                              "settings with their origin, revocation list, gossip counters",
+                              _ref("StateView"), extra={"503": E503_STATE}),
+        "/api/v1/state/{ns}/{key}": {
+            **_get("One object's merged value", _ref("StateEntry"), STATE_PARAMS,
+                   {"404": _json(_ref("Error"), "No such object"), "503": E503_STATE}),
+            **_post("Write this node's part of an object, mesh-wide; answered once durable on this node. "
+                    "LWW: value or delete; G-/PN-Counter: incr; OR-Set: add true/false; ttl_s optional",
+                    {"type": "object", "properties": {"value": {}, "delete": {"type": "boolean"},
+                                                      "incr": {"type": "integer"}, "add": {"type": "boolean"},
+                                                      "ttl_s": {"type": "integer", "minimum": 0}}},
+                    {"200": _json(_ref("StateWritten"), "Written"), "503": E503_STATE}, method="put",
+                    params=STATE_PARAMS),
+        },
+        "/api/v1/state/revocations": _post(
+            "Publish a revocation list (from `x0node keys revoke`) mesh-wide; refused unless signed by "
+            "this mesh's trust anchor",
+            {"type": "object", "required": ["crl"], "properties": {"crl": {"type": "string", "maxLength": 4096,
+                                                                           "description": "hex"}}},
+            {"200": _json(_ref("StateWritten"), "Published (serial included)"), "503": E503_STATE}),
         "/api/v1/firmware": _get(
             "The image this device runs and its bill of materials (Debian packages, Python distributions, licences)",
             {"type": "object", "required": ["name", "version", "components"],

@@ -17,12 +17,16 @@ Rules every implementation keeps:
 Shapes (keys the UI and the OpenAPI document rely on; extra keys are allowed and shown as-is):
 - status: node_id, name, mesh_addr, version, uptime_s, cpu_percent, mem_used_bytes, mem_total_bytes,
   health ("ok" | "degraded" | "down"), interfaces (list of str)
-- neighbour: node_id, ifname, addr, state, rtt_ms, loss (0..1), throughput_bps, quality, cost, last_seen_s
+- neighbour: node_id, ifname, addr, state, rtt_ms, loss (0..1), throughput_bps (None: unknown),
+  throughput_source ("kernel" | "probe" | None), quality, cost, last_seen_s
 - route: dest ("addr/len"), via, ifname, metric, node_id (origin, may be None)
-- topology: {"nodes": [{node_id, name, mesh_addr, self}], "links": [{a, b, cost, quality}]}
+- topology: {"nodes": [{node_id, name, mesh_addr, self}], "links": [{a, b, cost, quality, throughput_bps}],
+  "statistics": mesh statistics}
+- mesh statistics: nodes, reachable, links, mean_degree, max_hops, quality_histogram ({class: links},
+  every class), joins, leaves
 - event: seq, time (unix seconds), kind, message, detail (dict)
 - stats: drops ({reason: count}), routes, lsdb_size, spf_runs, spf_seconds_total; optionally
-  route_refusals ({reason: count}), counters ({name: count}), retransmit_queue
+  route_refusals ({reason: count}), counters ({name: count}), retransmit_queue, mesh (mesh statistics)
 Quality classes are "excellent", "good", "fair", "poor", "bad" or "unknown" (the core's classes).
 The daemon's provider returns the routing core's read model (x0node/proto/views.py), whose field
 names are these.

@@ -4,7 +4,8 @@
 `ConfigError` (key relative to the section). `WebService.start(ctx)` builds the app over the daemon's
 `NodeStateProvider` (`ctx.provider`), its Prometheus registry and data directory, and listens on
 `listen`:`port` — over HTTPS when `tls_cert`/`tls_key` are set, with a plain-HTTP redirect listener on
-`http_port` (x0node.web.tls); `stop()` closes live streams and the listeners.
+`http_port` (x0node.web.tls); `stop()` closes live streams and the listeners. API requests are traced
+through the daemon's tracing pipeline when there is one (x0node/web/tracing.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from x0node.coord.api import add_routes as add_coord_routes
+from x0node.daemon.exposure import Exposure, Listen
 from x0node.web.app import K_STATE, create_app
 from x0node.web.config import WebConfig
 from x0node.web.firmware import add_ota_routes
@@ -24,6 +26,9 @@ from x0node.web.state_api import add_routes as add_state_routes
 from x0node.web.tls import TLS_KEYS, TlsConfig
 
 log = logging.getLogger(__name__)
+EXPOSURE = Exposure(listens=(Listen("ui", "tcp", "port"), Listen("ui", "tcp", "http_port")),
+                    defaults=(("http_port", TlsConfig.http_port),))
+"""The UI on the LAN side (and the mesh with web_on_mesh); http_port 0 is no redirect listener."""
 
 
 def validate_config(section: dict[str, Any]) -> dict[str, Any]:
@@ -64,6 +69,9 @@ class WebService:
         add_state_routes(self.app, lambda: ctx.extras.get("state"))
         add_coord_routes(self.app, lambda: ctx.extras.get("coord"))
         add_ota_routes(self.app, lambda: ctx.extras.get("ota"))
+        from x0node.web.tracing import middleware as tracing_middleware
+
+        self.app.middlewares.insert(0, tracing_middleware(getattr(ctx, "extras", {})))  # API spans (web/tracing.py)
         self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0)
         await self.runner.setup()
         site = web.SockSite(self.runner, tls.listen_socket(self.config.listen, self.config.port),

@@ -15,6 +15,8 @@ Rules and invariants:
   (`cgroups.py`) from its first instruction, so the fault lab can cap or squeeze one node.
 - Faults (`faults.py` lists them with their heals and the ground truth they log): one per link or
   node at a time; `heal` undoes one, `restart` starts a killed node again with the same key and data.
+  `fault_links` / `heal_links` set or undo link-silent or loss on many links in one step (one nft
+  transaction per namespace, all released together), each link with its own record.
 - Daemons: `x0node` (the daemon from this tree, with the testbed's trust anchor), `babeld` (the Debian
   package; pid and state files in the run directory) or `none`.
 """
@@ -518,7 +520,7 @@ class Testbed:
             raise TestbedError(f"fault {kind} needs a daemon; this testbed runs none")
         key = faults.target_key(kind, na.index, None if nb is None else nb.index)
         replaced = self.state["faults"].get(key)
-        if replaced is not None and not (replaced["kind"] in faults.REPLACEABLE and kind in faults.REPLACEABLE):
+        if replaced is not None and not faults.replaces(replaced["kind"], kind):
             raise TestbedError(f"{key} already has fault {replaced['kind']}; heal it first")
         self.state["fault_seq"] = int(self.state.get("fault_seq", 0)) + 1
         fault_id = f"f{self.state['fault_seq']}"
@@ -549,6 +551,89 @@ class Testbed:
                                         "target": key, "params": checked, **record["start"],
                                         "boot_id": self.state.get("boot_id", "")})
         return record
+
+    def fault_links(self, kind: str, links: list[tuple[int, int]], **params: Any) -> float:
+        """`link-silent` or `loss` on many links at once: one nft transaction per namespace, all released
+        together (faults.nft_batch), so a partition appears or heals on all its links together. Each link
+        gets its own record and ground-truth entries, as from `fault`. Returns the wall time of the release."""
+        if kind not in faults.REPLACEABLE:
+            raise TestbedError(f"fault_links takes {' or '.join(sorted(faults.REPLACEABLE))}, not {kind!r}")
+        try:
+            checked = faults.validate(kind, params)
+        except ValueError as exc:
+            raise TestbedError(str(exc)) from None
+        rule = "drop" if kind == "link-silent" else f"numgen random mod 100 < {int(round(checked['percent']))} drop"
+        ends = list({faults.target_key(kind, x.index, y.index): (x, y)
+                     for x, y in (self._link_ends(a, b) for a, b in links)}.values())  # each link once
+        for na, nb in ends:
+            old = self.state["faults"].get(faults.target_key(kind, na.index, nb.index))
+            if old is not None and old["kind"] not in faults.REPLACEABLE:
+                raise TestbedError(f"{old['target']} already has fault {old['kind']}; heal it first")
+        made: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+        scripts: dict[str, str] = {}
+        for na, nb in ends:
+            key = faults.target_key(kind, na.index, nb.index)
+            self.state["fault_seq"] = int(self.state.get("fault_seq", 0)) + 1
+            record: dict[str, Any] = {"id": f"f{self.state['fault_seq']}", "kind": kind, "target": key,
+                                      "a": na.index, "b": nb.index, "params": checked, "start": None,
+                                      "start_details": {}}
+            made.append((record, self.state["faults"].get(key)))
+            self.state["faults"][key] = record  # recorded before the change
+            for x, y in ((na, nb), (nb, na)):
+                scripts[x.ns] = scripts.get(x.ns, "") + faults.ingress_script(x, y, rule)
+        self.save()
+        try:
+            released = faults.nft_batch(scripts)
+        except BaseException:
+            for record, replaced in made:
+                if replaced is not None:
+                    self.state["faults"][record["target"]] = replaced
+                else:
+                    with contextlib.suppress(Exception):
+                        faults.heal(self, record)
+                    self.state["faults"].pop(record["target"], None)
+            self.save()
+            raise
+        start = faults.stamp(released)
+        for record, replaced in made:
+            record["start"] = start
+            if replaced is not None:
+                faults.log_event(self.run_dir, {"event": "end", "id": replaced["id"], "testbed": self.id,
+                                                "fault": replaced["kind"], "target": record["target"], **start,
+                                                "replaced_by": record["id"]})
+            faults.log_event(self.run_dir, {"event": "start", "id": record["id"], "testbed": self.id, "fault": kind,
+                                            "target": record["target"], "params": checked, **start,
+                                            "boot_id": self.state.get("boot_id", "")})
+        self.save()
+        return start["wall"] - start["uncertainty_s"]
+
+    def heal_links(self, links: list[tuple[int, int]]) -> float:
+        """Undo the faults of many links at once: `link-silent` and `loss` in one nft transaction per
+        namespace, all released together (others one by one, as `heal`). Returns the wall time of the
+        release."""
+        scripts: dict[str, str] = {}
+        healed: list[dict[str, Any]] = []
+        for a, b in links:
+            na, nb = self._link_ends(a, b)
+            record = self.state["faults"].get(f"{min(na.index, nb.index)}-{max(na.index, nb.index)}")
+            if record is None or any(r is record for r in healed):  # none, or named twice
+                continue
+            if record["kind"] not in faults.REPLACEABLE:
+                self.heal(a, b)
+                continue
+            for x, y in ((na, nb), (nb, na)):
+                scripts[x.ns] = scripts.get(x.ns, "") + faults.ingress_script(x, y, None)
+            healed.append(record)
+        released = faults.nft_batch(scripts) if scripts else time.monotonic()
+        end = faults.stamp(released)
+        for record in healed:
+            record["end"], record["end_details"] = end, {}
+            self.state["faults"].pop(record["target"], None)
+            faults.log_event(self.run_dir, {"event": "end", "id": record["id"], "testbed": self.id,
+                                            "fault": record["kind"], "target": record["target"], **end,
+                                            "details": {}})
+        self.save()
+        return end["wall"] - end["uncertainty_s"]
 
     def heal(self, a: str | int, b: str | int | None = None, wait_ready: bool = True) -> dict[str, Any] | None:
         """Undo the fault on link a-b (or node a); returns its completed record, None if there was none."""

@@ -4,8 +4,11 @@ Faults (target: a link A-B, or a node A):
 - `link-down A B`: A's end of the veth set down (B sees its carrier go). Heal: both ends up.
 - `link-silent A B`: nftables drops every frame at ingress on both ends; the carrier stays up.
 - `loss A B PCT`: nftables `numgen random mod 100 < PCT drop` at ingress on both ends.
-- `congest A B RATE`: a tbf root qdisc of RATE (e.g. 4mbit) on both ends, queueing at most
-  CONGEST_QUEUE_MS: a bottleneck that still passes hellos.
+- `congest A B RATE [BURST]`: a tbf root qdisc of RATE (e.g. 4mbit) on both ends, queueing at most
+  CONGEST_QUEUE_MS: a bottleneck that still passes hellos. BURST is the bucket in bytes (default 0:
+  10 ms of RATE, at least CONGEST_MIN_BURST_BYTES); ONE_FRAME_BURST_BYTES (one full Ethernet frame,
+  the least that passes every frame) makes the link serialise every packet at RATE, like a real link
+  of that rate. A congest on a link that has one changes the rate in place (the qdisc is replaced).
 - `flap A B PERIOD`: a background flapper sets A's end down and up every PERIOD/2 s (bounded); the lab
   tracks it by pid and stops it on heal or down, leaving the link up.
 - `partial-blackhole A PCT`: in A's namespace an nftables chain on the *forward* hook drops PCT % of
@@ -22,8 +25,9 @@ Faults (target: a link A-B, or a node A):
 
 Rules and invariants:
 - One fault per target at a time (a link, or a node); a second one is refused until the first is healed,
-  except that link-silent and loss replace each other in place (REPLACEABLE: the same ingress chains
-  are flushed and refilled in one nftables batch per end); the old fault's end is the new one's start.
+  except that faults acting through the same kernel object replace each other in place (REPLACES):
+  link-silent and loss (the same ingress chains, flushed and refilled in one nftables batch per end),
+  congest and congest (the same root qdisc); the old fault's end is the new one's start.
 - Ground truth: a fault's `start` and `end` are stamps `{mono, wall, uncertainty_s}`: `mono` is
   time.monotonic() (CLOCK_MONOTONIC, comparable across processes of one boot, whose id is recorded)
   taken as soon as the lab knows the kernel change is in effect (the command returned, the process is
@@ -45,6 +49,7 @@ import pathlib
 import re
 import select
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -61,6 +66,8 @@ FAULT_TABLE = "x0tb_fault"  # netdev: ingress drops on veth ends
 NODE_TABLE = "x0tb_node"  # inet: the forward-path drop of partial-blackhole
 CONGEST_QUEUE_MS = 100
 CONGEST_MIN_BURST_BYTES = 3200  # at least two full frames, or tbf never sends one
+ONE_FRAME_BURST_BYTES = 1514  # one full Ethernet frame at MTU 1500: the smallest bucket passing every frame
+MAX_BURST_BYTES = 16 << 20
 CPU_HOG_SHARES_RATIO = 8
 CPU_DAEMON_SHARES = 1024
 MEM_FREE_BYTES = 2 << 20
@@ -68,7 +75,13 @@ STRESSOR_MAX_S = 3600.0  # a stressor nobody stops ends by itself after an hour
 READY_TIMEOUT_S = 20.0
 PROCESS_STATE_TIMEOUT_S = 5.0
 TRUTH_LOG = "faults.jsonl"
-REPLACEABLE = frozenset({"link-silent", "loss"})
+REPLACES = {"link-silent": "ingress", "loss": "ingress", "congest": "qdisc"}
+"""Faults that act through the same kernel object (the value) replace each other in place."""
+
+
+def replaces(old: str, new: str) -> bool:
+    """May fault `new` take the place of fault `old` on the same target?"""
+    return REPLACES.get(old) is not None and REPLACES.get(old) == REPLACES.get(new)
 
 
 # --- the table of faults and their parameters (pure) ------------------------------------------------
@@ -131,12 +144,21 @@ def _percent(x: Any) -> float:
     return float(x)
 
 
+def _burst(x: Any) -> int:
+    v = int(x)
+    if 0 < v < ONE_FRAME_BURST_BYTES:
+        raise ValueError(f"a bucket under {ONE_FRAME_BURST_BYTES} bytes never passes a full frame")
+    return v
+
+
 KINDS: dict[str, FaultKind] = {k.name: k for k in (
     FaultKind("link-down", "link", (), "A's end of the link set down (B sees its carrier go)"),
     FaultKind("link-silent", "link", (), "every frame dropped at ingress on both ends, carrier up"),
     FaultKind("loss", "link", (Param("percent", _percent, 1, 100, help="% of frames dropped"),),
               "random loss at ingress on both ends (nftables numgen)"),
-    FaultKind("congest", "link", (Param("rate", parse_rate, help="e.g. 4mbit"),),
+    FaultKind("congest", "link", (Param("rate", parse_rate, help="e.g. 4mbit"),
+                                  Param("burst", _burst, 0, MAX_BURST_BYTES, 0,
+                                        help="bucket bytes (0: 10 ms of the rate)")),
               f"tbf bottleneck on both ends, at most {CONGEST_QUEUE_MS} ms queued"),
     FaultKind("flap", "link", (Param("period_s", float, 0.2, 600, help="seconds per down+up cycle"),),
               "A's end set down and up every PERIOD/2 s by a background flapper"),
@@ -284,6 +306,65 @@ def _nft_ingress(ends: list[tuple[NodeInfo, NodeInfo]], rule: str) -> None:
         ))
 
 
+def ingress_script(x: NodeInfo, y: NodeInfo, rule: str | None) -> str:
+    """nft lines for x's end towards y: its ingress chain holding `rule`, or (None) deleted (added first,
+    so the delete never fails)."""
+    ifname = x.ifaces[y.index]
+    chain = f"in_{ifname}"
+    add = (f"add chain netdev {FAULT_TABLE} {chain} "
+           f'{{ type filter hook ingress device "{ifname}" priority -500; policy accept; }}\n')
+    if rule is None:
+        return f"{add}delete chain netdev {FAULT_TABLE} {chain}\n"
+    return f"{add}flush chain netdev {FAULT_TABLE} {chain}\nadd rule netdev {FAULT_TABLE} {chain} {rule}\n"
+
+
+def nft_batch(scripts: dict[str, str], timeout: float = 30.0) -> float:
+    """Run `nft -f -` with one script per namespace, all at once (each one transaction); raise
+    TestbedError if any failed. Every nft is started first and the scripts are released only once all of
+    them wait on their input, so the changes land together even when starting processes is slow (one by
+    one, a 20-link heal took 20 s on a loaded host). Returns the monotonic time of the release."""
+    procs = []
+    for ns in scripts:
+        procs.append((ns, subprocess.Popen(["ip", "netns", "exec", ns, "nft", "-f", "-"], stdin=subprocess.PIPE,
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
+    deadline = time.monotonic() + timeout
+    pending = [p for _, p in procs]
+    while pending and time.monotonic() < deadline:
+        pending = [p for p in pending if p.poll() is None and not _waits_as(p.pid, "nft")]
+        if pending:
+            time.sleep(0.005)
+    released = time.monotonic()
+    for ns, p in procs:
+        assert p.stdin is not None
+        with contextlib.suppress(BrokenPipeError):  # it failed at once: reported below
+            p.stdin.write(f"add table netdev {FAULT_TABLE}\n" + scripts[ns])
+            p.stdin.close()
+    failed = []
+    for ns, p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        if p.returncode != 0:
+            failed.append(f"{ns}: {(p.stderr.read() if p.stderr else '').strip() or p.returncode}")
+        if p.stderr is not None:
+            p.stderr.close()
+    if failed:
+        raise TestbedError("nft failed in " + "; ".join(failed))
+    return released
+
+
+def _waits_as(pid: int, comm: str) -> bool:
+    """True if the process has become `comm` and sleeps (for `nft -f -`: waiting on its input)."""
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # gone: nothing to wait for
+    name, _, rest = stat.partition(" (")[2].rpartition(") ")
+    return name == comm and rest[:1] == "S"
+
+
 def _both(na: NodeInfo, nb: NodeInfo) -> list[tuple[NodeInfo, NodeInfo]]:
     return [(na, nb), (nb, na)]
 
@@ -305,7 +386,7 @@ def apply(bed: Testbed, kind: str, na: NodeInfo, nb: NodeInfo | None, params: di
     elif kind == "congest":
         assert nb is not None
         rate = params["rate"]
-        burst = max(CONGEST_MIN_BURST_BYTES, rate // 8 // 100)
+        burst = params.get("burst") or max(CONGEST_MIN_BURST_BYTES, rate // 8 // 100)
         for x, y in _both(na, nb):
             sh("tc", "qdisc", "replace", "dev", x.ifaces[y.index], "root", "tbf", "rate", f"{rate}bit",
                "burst", str(burst), "latency", f"{CONGEST_QUEUE_MS}ms", ns=x.ns)

@@ -9,6 +9,8 @@ Rules:
 - Loss is counted by `ping` itself (transmitted vs received, each reply waited for PING_WAIT_S);
   throughput is what an iperf3 server in the destination namespace received over TCP, bounded in
   time (and in rate when asked); both only ever reach addresses inside the testbed's namespaces.
+- A daemon's own view (neighbours with their throughput and class, mesh statistics) is read from its
+  status socket (`x0node status`), never from its logs.
 - Every wait has a deadline; nothing here loops forever.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import pathlib
 import re
 import subprocess
 import threading
@@ -23,6 +26,8 @@ import time
 from dataclasses import dataclass, field
 
 from x0lab.testbed.bed import Testbed, proc_stat, sh
+from x0node.daemon.control import SOCKET_NAME as STATUS_SOCKET
+from x0node.state import control as local_socket
 
 PING_INTERVAL_S = 0.01
 PING_WAIT_S = 1.0
@@ -40,11 +45,13 @@ class Pinger:
     interval_s: float = PING_INTERVAL_S
     replies: list[tuple[float, int]] = field(default_factory=list)
     started: float = 0.0
+    size: int | None = None  # payload bytes (ping's -s); None: ping's default
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        size = [] if self.size is None else ["-s", str(self.size)]
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns, "ping", "-6", "-n", "-i", f"{self.interval_s}", "-W", "1", self.addr],
+            ["ip", "netns", "exec", self.ns, "ping", "-6", "-n", "-i", f"{self.interval_s}", "-W", "1", *size, self.addr],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1,
         )
         self.started = time.monotonic()
@@ -346,3 +353,21 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process so far (0.0 when it is gone)."""
     st = proc_stat(pid)
     return 0.0 if st is None else st[0]
+
+
+def node_status(bed: Testbed, k: int) -> dict:
+    """Node k's daemon status (`x0node status --json`: neighbours, throughput, mesh statistics)."""
+    return local_socket.request(pathlib.Path(bed.nodes[k].data_dir) / STATUS_SOCKET, {"op": "status"})
+
+
+def neighbour_of(bed: Testbed, k: int, peer: int) -> dict | None:
+    """Node k's view of its neighbour `peer` (None while it has none)."""
+    for n in node_status(bed, k)["neighbours"]:
+        if n["node_id"] == bed.nodes[peer].node_id:
+            return n
+    return None
+
+
+def tx_packets(bed: Testbed, k: int, ifname: str) -> int:
+    """Packets node k has sent on `ifname` (the kernel's counter)."""
+    return int(bed.exec(k, "cat", f"/sys/class/net/{ifname}/statistics/tx_packets").strip())

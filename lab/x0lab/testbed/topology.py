@@ -3,7 +3,8 @@
 Rules:
 - Nodes are numbered 1..N; a link is an unordered pair (a, b) with a < b, listed once, no self-links.
 - Every topology produced here is connected (a random one is built from a random spanning tree).
-- Specs: `ring:N`, `line:N`, `grid:RxC`, `ladder:N` (two rows of N), `random:N[:SEED[:DEGREE]]`
+- Specs: `ring:N`, `line:N`, `star:N` (node 1 linked to each of 2..N), `grid:RxC`, `ladder:N` (two rows of N),
+  `random:N[:SEED[:DEGREE]]`
   (mean degree, default 3), `file:PATH` (JSON `{"nodes": N, "links": [[a, b], ...]}` or lines
   `a b`). N is bounded by MAX_NODES, a node's degree by MAX_DEGREE.
 - Pure: `random` only through a seeded `random.Random` created from the spec's seed.
@@ -101,6 +102,10 @@ def line(n: int) -> Topology:
     return _make(f"line:{n}", n, [(i, i + 1) for i in range(1, n)])
 
 
+def star(n: int) -> Topology:
+    return _make(f"star:{n}", n, [(1, i) for i in range(2, n + 1)])
+
+
 def grid(rows: int, cols: int) -> Topology:
     def idx(r: int, c: int) -> int:
         return r * cols + c + 1
@@ -189,6 +194,8 @@ def parse(spec: str) -> Topology:
         return ring(_int(args[0] if args else "", "ring size", 3, MAX_NODES))
     if kind == "line":
         return line(_int(args[0] if args else "", "line length", 2, MAX_NODES))
+    if kind == "star":
+        return star(_int(args[0] if args else "", "star size", 2, MAX_DEGREE + 1))
     if kind == "ladder":
         return ladder(_int(args[0] if args else "", "ladder length", 2, MAX_NODES // 2))
     if kind == "grid":
@@ -215,4 +222,4 @@ def parse(spec: str) -> Topology:
         return random_mesh(n, seed, degree)
     if kind == "file":
         return from_file(pathlib.Path(rest))
-    raise TopologyError(f"unknown topology {kind!r}: use ring, line, grid, ladder, random or file")
+    raise TopologyError(f"unknown topology {kind!r}: use ring, line, star, grid, ladder, random or file")

@@ -30,8 +30,34 @@ function neighbourRows(list) {
   return list.map((n) => [
     h("span", { class: "mono", title: n.node_id }, shortId(n.node_id)), n.ifname ?? "–", n.state ?? "–",
     fmtNum(n.rtt_ms, 1, " ms"), typeof n.loss === "number" ? `${(n.loss * 100).toFixed(1)} %` : "–",
-    fmtRate(n.throughput_bps), qualityBadge(n.quality), n.cost ?? "–",
+    throughputCell(n), qualityBadge(n.quality), n.cost ?? "–",
   ]);
+}
+
+// the rate, and where it came from: the kernel's link speed, or measured by probe trains
+const THROUGHPUT_SOURCES = { kernel: "link speed reported by the kernel", probe: "measured by probe trains" };
+function throughputCell(n) {
+  const how = THROUGHPUT_SOURCES[n.throughput_source];
+  return h("span", { class: "throughput", title: how || "not known yet", "data-source": n.throughput_source || "" },
+    fmtRate(n.throughput_bps), how ? h("small", { class: "source" }, ` ${n.throughput_source}`) : "");
+}
+
+// the node manager's statistics of the whole mesh (from /api/v1/topology)
+function meshStats(st) {
+  if (!st) return [];
+  const hist = st.quality_histogram || {};
+  return [
+    h("section", { class: "stats", id: "mesh-stats" },
+      card("Nodes", String(st.nodes ?? "–"), "mesh-nodes"),
+      card("Reachable", String(st.reachable ?? "–"), "mesh-reachable"),
+      card("Links", String(st.links ?? "–"), "mesh-links"),
+      card("Mean degree", fmtNum(st.mean_degree, 2), "mesh-degree"),
+      card("Max hops", String(st.max_hops ?? "–"), "mesh-hops"),
+      card("Joins / leaves", `${st.joins ?? "–"} / ${st.leaves ?? "–"}`, "mesh-churn")),
+    h("section", { class: "card", id: "mesh-quality" }, h("h2", {}, "Links by quality"),
+      h("ul", { class: "legend" }, Object.keys(QUALITY_COLOURS).filter((q) => q in hist).map((q) =>
+        h("li", { "data-quality": q }, h("span", { class: `swatch q-${q}` }), `${q}: ${hist[q]}`)))),
+  ];
 }
 const NEIGHBOUR_HEADERS = ["Node", "Interface", "State", "RTT", "Loss", "Throughput", "Quality", "Cost"];
 
@@ -100,7 +126,8 @@ const VIEWS = {
     "No routes installed."))],
   "/topology": () => {
     const t = state.topology || { nodes: [], links: [] };
-    return [h("section", { class: "card" }, h("h2", {}, `Topology (${t.nodes.length} nodes, ${t.links.length} links)`),
+    return [...meshStats(t.statistics),
+      h("section", { class: "card" }, h("h2", {}, `Topology (${t.nodes.length} nodes, ${t.links.length} links)`),
       h("div", { class: "graph" }, drawTopology(t)),
       h("ul", { class: "legend" }, Object.entries(QUALITY_COLOURS).map(([q]) =>
         h("li", {}, h("span", { class: `swatch q-${q}` }), q))))];

@@ -1,5 +1,5 @@
 // Topology graph: a deterministic force layout drawn as SVG, links coloured by quality class.
-import { s, shortId } from "./dom.js";
+import { fmtRate, s, shortId } from "./dom.js";
 
 const positions = new Map(); // node_id -> {x, y}, kept across redraws so the picture stays stable
 const W = 1000, H = 640;
@@ -70,7 +70,8 @@ export function drawTopology(topo) {
     const q = QUALITY_COLOURS[l.quality] ? l.quality : "unknown";
     const line = s("line", { x1: a.x, y1: a.y, x2: b.x, y2: b.y, stroke: QUALITY_COLOURS[q],
       "stroke-width": 5, "stroke-linecap": "round", class: `link q-${q}`, "data-quality": q });
-    line.append(s("title", {}, `${shortId(l.a)} ↔ ${shortId(l.b)}: ${q}, cost ${l.cost ?? "?"}`));
+    const rate = typeof l.throughput_bps === "number" ? `, ${fmtRate(l.throughput_bps)}` : "";
+    line.append(s("title", {}, `${shortId(l.a)} ↔ ${shortId(l.b)}: ${q}, cost ${l.cost ?? "?"}${rate}`));
     gl.append(line);
     if (typeof l.cost === "number") {
       gl.append(s("text", { x: (a.x + b.x) / 2, y: (a.y + b.y) / 2 - 6, class: "cost", "text-anchor": "middle" }, String(l.cost)));

@@ -1,0 +1,350 @@
+"""The MAPE-K engine stepped through time on scripted symptom streams: ladders, escalation, undo,
+backoff, the budget, guard windows, leases, observe mode and its promotion, mitigations held and
+lifted. Every test is deterministic (seeded rng, manual clock); nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tests.sim.healing_world import CYCLE_S, Fault, World, observer_run
+from tests.unit.healing_views import ME, A, B, C, diamond
+from x0node.healing import safety
+from x0node.healing.actions import ActionKind, ActionRequest, ActionResult
+from x0node.healing.engine import EXHAUSTED_RETRY_S, EngineConfig, HealingEngine
+from x0node.healing.incident import ActionDone, Decided, Diagnosed, IncidentClosed, IncidentOpened, Verified
+from x0node.healing.knowledge import PastAction
+from x0node.healing.monitor import link_element, node_element
+from x0node.healing.observation import NodeMetricsObs, RoutingObs, ServiceObs, Snapshot
+from x0node.healing.safety import (
+    GuardConfig,
+    LeaseAnswer,
+    LeaseRelease,
+    LeaseRequest,
+    Mode,
+    ModeChanged,
+    ModeConfig,
+)
+
+NO_GUARD = GuardConfig(after_boot_s=0.0, after_start_s=0.0)
+
+
+@dataclass
+class Harness:
+    engine: HealingEngine
+    perform: Callable[[ActionRequest, float], tuple[bool, str]] = lambda req, now: (True, "")
+    lease: Callable[[LeaseRequest, float], LeaseAnswer] | None = None
+    requests: list[tuple[float, ActionRequest]] = field(default_factory=list)
+    leases: list[tuple[float, object]] = field(default_factory=list)
+    events: list[object] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._local = safety.LocalLeases(ME)
+
+    def step(self, snap: Snapshot) -> None:
+        self.engine.step(snap)
+        self.pump(snap.now)
+
+    def pump(self, now: float) -> None:
+        for item in iter(self.engine.next_request, None):
+            if isinstance(item, LeaseRequest):
+                self.leases.append((now, item))
+                ans = self.lease(item, now) if self.lease else self._local.request(item, now)
+                self.engine.lease_answer(ans, now)
+            elif isinstance(item, LeaseRelease):
+                self.leases.append((now, item))
+                self._local.release(item, now)
+            else:
+                self.requests.append((now, item))
+                ok, detail = self.perform(item, now)
+                self.engine.action_result(ActionResult(item.request_id, ok, detail), now)
+        self.events.extend(iter(self.engine.next_event, None))
+
+    def of(self, kind: type) -> list:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    def decided(self, outcome: str | None = None) -> list[Decided]:
+        return [d for d in self.of(Decided) if outcome is None or d.outcome == outcome]
+
+    def acted(self, undo: bool | None = False) -> list[tuple[float, ActionKind, str]]:
+        return [(t, r.action, str(r.target)) for t, r in self.requests if undo is None or r.undo == undo]
+
+
+def engine(mode: Mode = Mode.ACTIVE, guard: GuardConfig = NO_GUARD, budget: int = 3, **kw) -> HealingEngine:
+    cfg = EngineConfig(mode=mode, guard=guard, disruptive_per_hour=budget,
+                       mode_config=kw.pop("mode_config", ModeConfig()), mitigation_hold_s=kw.pop("hold", 30.0))
+    return HealingEngine(ME, cfg, random.Random(7), 0.0, **kw)
+
+
+def services(**health: bool) -> tuple[ServiceObs, ...]:
+    return tuple(ServiceObs(name, True, ok, "" if ok else "stuck") for name, ok in sorted(health.items()))
+
+
+def run(h: Harness, until: float, snap_at: Callable[[float], Snapshot], start: float = 0.0) -> None:
+    t = start
+    while t <= until:
+        h.step(snap_at(t))
+        t = round(t + CYCLE_S, 6)
+
+
+# --- ladders, verification, escalation --------------------------------------------------------------
+
+def test_a_hung_service_is_restarted_verified_and_the_incident_closed():
+    state = {"ok": False}
+
+    def perform(req, now):
+        state["ok"] = req.action is ActionKind.RESTART_SUBSYSTEM
+        return True, ""
+
+    h = Harness(engine(), perform)
+    run(h, 60.0, lambda t: Snapshot(t, diamond(), services=services(telemetry=state["ok"] or t < 5)))
+    assert [a for _, a, _ in h.acted()] == [ActionKind.RESTART_SUBSYSTEM]
+    assert h.requests[0][1].param("service") == "telemetry"
+    opened, closed = h.of(IncidentOpened), h.of(IncidentClosed)
+    assert len(opened) == 1 and len(closed) == 1
+    c = closed[0]
+    assert (c.outcome, c.root_cause, c.element, c.action) == ("recovered", "service_hung", "service:telemetry",
+                                                               "restart_subsystem")
+    assert c.mttr_s <= 15.0  # verified once the symptom cleared (hysteresis: 10 s healthy)
+    v = h.of(Verified)[0]
+    assert v.success and "cleared" in v.reason
+    assert h.engine.knowledge.stats(*_fa("service_hung", "restart_subsystem")) == (1, 1)
+
+
+def _fa(fault: str, action: str):
+    from x0node.healing.analyze import FaultKind
+
+    return FaultKind(fault), ActionKind(action)
+
+
+def test_a_failing_repair_escalates_takes_a_lease_and_stops_before_the_reboot():
+    h = Harness(engine())
+    run(h, 200.0, lambda t: Snapshot(t, diamond(), services=services(telemetry=t < 5)))
+    assert [a for _, a, _ in h.acted()] == [ActionKind.RESTART_SUBSYSTEM, ActionKind.RESTART_DAEMON]
+    t_restart, t_daemon = h.acted()[0][0], h.acted()[1][0]
+    assert t_daemon - t_restart >= 30.0  # the restart's verify deadline passed first
+    fails = [v for v in h.of(Verified) if not v.success]
+    assert [v.action for v in fails] == ["restart_subsystem", "restart_daemon"]
+    lease_reqs = [x for _, x in h.leases if isinstance(x, LeaseRequest)]
+    releases = [x for _, x in h.leases if isinstance(x, LeaseRelease)]
+    assert len(lease_reqs) == 1 and lease_reqs[0].resource == f"disrupt/{ME}"
+    assert [r.lease_id for r in releases] == [lease_reqs[0].lease_id]  # released when verification ended
+    skipped = [d for d in h.decided("skipped") if d.action == "reboot"]
+    assert skipped and "last rung" in skipped[0].reason
+    assert h.decided("exhausted")
+
+
+def test_a_mitigation_without_effect_is_undone_and_the_ladder_climbs():
+    # routes never move (the adapter says yes, the routing view disagrees): penalise -> drain -> reset
+    h = Harness(engine())
+    run(h, 120.0, lambda t: Snapshot(t, diamond(loss_a=0.3 if t >= 5 else 0.0)))
+    acts = [a for _, a, _ in h.acted()]
+    assert acts[:3] == [ActionKind.PENALISE_LINK, ActionKind.DRAIN_LINK, ActionKind.RESET_INTERFACE]
+    undos = [a for _, a, _ in h.acted(undo=True)]
+    assert undos[:3] == [ActionKind.PENALISE_LINK, ActionKind.DRAIN_LINK, ActionKind.RESET_INTERFACE]
+    assert all(str(link_element(ME, A)) == target for _, _, target in h.acted())
+    reasons = [v.reason for v in h.of(Verified) if not v.success]
+    assert "effect not observed" in reasons[0]
+
+
+def test_a_verified_mitigation_is_held_while_the_fault_lasts_then_lifted_with_damping():
+    penalised = {"on": False}
+
+    def perform(req, now):
+        if req.action is ActionKind.PENALISE_LINK:
+            penalised["on"] = not req.undo
+        return True, ""
+
+    def snap(t):
+        bad = 5 <= t < 40 or 100 <= t < 120
+        return Snapshot(t, diamond(via_c=B if penalised["on"] else A, loss_a=0.3 if bad else 0.0))
+
+    h = Harness(engine(hold=20.0), perform)
+    run(h, 300.0, snap)
+    acts, undos = h.acted(), h.acted(undo=True)
+    assert [a for _, a, _ in acts] == [ActionKind.PENALISE_LINK, ActionKind.PENALISE_LINK]
+    assert len(undos) == 2
+    first_hold = undos[0][0] - 40.0
+    second_hold = undos[1][0] - 120.0
+    assert 20.0 <= first_hold < 40.0  # clear for the symptom's hysteresis, then the hold
+    assert second_hold >= first_hold + 15.0  # recurring within the reset window: hold doubled
+    closed = h.of(IncidentClosed)
+    assert [c.outcome for c in closed] == ["recovered", "recovered"] and closed[0].mttr_s <= 10.0
+
+
+# --- safety ------------------------------------------------------------------------------------------
+
+def test_refused_actions_back_off_exponentially_per_target_and_action():
+    h = Harness(engine(), perform=lambda req, now: (False, "the routing core has no command API yet"))
+    run(h, 1000.0, lambda t: Snapshot(t, diamond(loss_a=0.3)))
+    pen = [t for t, a, _ in h.acted() if a is ActionKind.PENALISE_LINK]
+    assert len(pen) >= 3
+    gaps = [b - a for a, b in zip(pen, pen[1:], strict=False)]
+    assert gaps[0] >= EXHAUSTED_RETRY_S and all(g >= EXHAUSTED_RETRY_S for g in gaps)
+    pair = (str(link_element(ME, A)), ActionKind.PENALISE_LINK.value)
+    assert h.engine.gates.backoff.failures(pair, 1000.0) == len(pen)
+    # the rungs behind it were refused too, each with its own backoff
+    assert {a for _, a, _ in h.acted()} >= {ActionKind.PENALISE_LINK, ActionKind.DRAIN_LINK}
+
+
+def test_the_disruptive_budget_makes_a_second_restart_wait_and_persisted_history_counts():
+    h = Harness(engine(budget=1), perform=lambda req, now: (True, ""))
+    run(h, 90.0, lambda t: Snapshot(t, diamond(), services=services(telemetry=t < 5, anomaly=t < 5)))
+    assert len([a for _, a, _ in h.acted() if a is ActionKind.RESTART_SUBSYSTEM]) == 1
+    waits = [d for d in h.decided("waiting") if d.reason.startswith("budget")]
+    assert waits and "limit 1" in waits[0].reason
+    # after a restart of the daemon the budget comes from the store: 10 minutes ago counts
+    past = [PastAction("restart_subsystem", "service:telemetry", 600.0, True, True)]
+    h2 = Harness(engine(budget=1, history=past))
+    run(h2, 20.0, lambda t: Snapshot(t, diamond(), services=services(anomaly=t < 5)))
+    assert not h2.acted() and h2.decided("waiting")[0].reason.startswith("budget")
+
+
+def test_nothing_is_done_inside_the_guard_windows():
+    h = Harness(engine(guard=GuardConfig(after_boot_s=0.0, after_start_s=60.0)))
+    run(h, 90.0, lambda t: Snapshot(t, diamond(), services=services(telemetry=t < 5)))
+    assert h.acted()[0][0] >= 60.0
+    assert any(d.reason.startswith("guard") for d in h.decided("waiting"))
+    upd = Harness(engine())
+    run(upd, 40.0, lambda t: Snapshot(t, diamond(), services=services(telemetry=t < 5), update_in_progress=t < 30))
+    assert upd.acted()[0][0] >= 30.0
+    boot = Harness(engine(guard=GuardConfig(after_boot_s=600.0, after_start_s=0.0)))
+    run(boot, 30.0, lambda t: Snapshot(t, diamond(), services=services(telemetry=False), boot_s=0.0))
+    assert not boot.acted()
+
+
+def test_a_refused_lease_delays_the_disruptive_rung():
+    refuse = {"n": 2}
+
+    def lease(req, now):
+        if refuse["n"]:
+            refuse["n"] -= 1
+            return LeaseAnswer(req.lease_id, False, "a neighbour holds disrupt/xyz")
+        return LeaseAnswer(req.lease_id, True)
+
+    h = Harness(engine(), lease=lease)
+    run(h, 200.0, lambda t: Snapshot(t, diamond(), services=services(telemetry=t < 5)))
+    lease_reqs = [t for t, x in h.leases if isinstance(x, LeaseRequest)]
+    assert len(lease_reqs) == 3 and lease_reqs[1] - lease_reqs[0] >= safety_lease_retry()
+    assert [d for d in h.decided("waiting") if "lease refused" in d.reason]
+    assert ActionKind.RESTART_DAEMON in [a for _, a, _ in h.acted()]
+
+
+def safety_lease_retry() -> float:
+    from x0node.healing.engine import LEASE_RETRY_S
+
+    return LEASE_RETRY_S
+
+
+# --- observe mode ------------------------------------------------------------------------------------
+
+def test_observe_mode_records_what_it_would_do_and_never_acts():
+    h = Harness(engine(mode=Mode.OBSERVE))
+    run(h, 120.0, lambda t: Snapshot(t, diamond(), services=services(telemetry=t < 5)))
+    assert h.requests == [] and h.leases == []
+    obs = h.decided("observe_only")
+    assert len(obs) == 1 and obs[0].action == "restart_subsystem" and "observe mode" in obs[0].reason
+    assert list(h.engine.mode_switch.outcomes) == [True]  # the symptom outlasted the restart's deadline
+    # a transient one that clears by itself counts as "would not have been needed"
+    h2 = Harness(engine(mode=Mode.OBSERVE))
+    run(h2, 60.0, lambda t: Snapshot(t, diamond(), services=services(telemetry=not 5 <= t < 12)))
+    assert list(h2.engine.mode_switch.outcomes) == [False] and h2.of(IncidentClosed)[0].outcome == "cleared"
+
+
+def test_observe_mode_promotes_itself_once_its_decisions_proved_right_then_acts():
+    mc = ModeConfig(auto_activate=True, min_decisions=3, min_observe_s=0.0, min_precision=0.9)
+    h = Harness(engine(mode=Mode.OBSERVE, mode_config=mc))
+    for k in range(3):  # three faults that needed action
+        run(h, 100.0 * k + 80.0, lambda t, k=k: Snapshot(t, diamond(),
+                                                         services=services(telemetry=not 100 * k + 5 <= t < 100 * k + 50)),
+            start=100.0 * k)
+    changed = h.of(ModeChanged)
+    assert changed and changed[-1].new == "active" and "precision" in changed[-1].reason
+    # nothing before the switch; the incident still open when it came is acted on at once
+    assert h.requests and all(t >= changed[-1].at_s for t, _ in h.requests)
+    assert h.requests[0][1].action is ActionKind.RESTART_SUBSYSTEM
+
+
+def test_the_operator_switch_pins_the_mode():
+    h = Harness(engine(mode=Mode.OBSERVE))
+    h.engine.set_mode(Mode.ACTIVE, 0.0, "operator: web UI")
+    assert h.engine.mode is Mode.ACTIVE
+    h.pump(0.0)
+    assert h.of(ModeChanged)[0].reason == "operator: web UI"
+    h.engine.set_mode(None, 1.0)
+    assert h.engine.mode is Mode.OBSERVE
+
+
+# --- the loop on the synthetic mesh -------------------------------------------------------------------
+
+def test_steering_around_a_partial_black_hole_on_the_synthetic_mesh():
+    """A neighbour drops 40 % of what it forwards from 10 s to 60 s: the engine steers our routes around
+    it, verifies that they moved, holds the mitigation while the probes through it still fail, and lifts
+    it once the node forwards again."""
+    w = World.random(12, 11)
+    adj = w.adjacency()
+    s = next(x for x in w.ids() if len(adj[x]) >= 3 and any(len(adj[n] - {x}) >= 2 for n in adj[x]))
+    bad = next(n for n in sorted(adj[s]) if len(adj[n] - {s}) >= 2)
+    w.faults.append(Fault("node_blackhole", node_element(bad), 10.0, 60.0, amount=0.4))
+    eng = HealingEngine(s, EngineConfig(mode=Mode.ACTIVE, guard=NO_GUARD, mitigation_hold_s=20.0), random.Random(3), 0.0)
+    h = Harness(eng, perform=lambda req, now: (w.apply(s, req), ""))
+    for _, snap in observer_run(w, s, 140.0, 5):
+        h.step(snap)
+    steer = [(t, a, tg) for t, a, tg in h.acted() if a is ActionKind.STEER_AROUND_NODE]
+    assert steer and steer[0][2] == str(node_element(bad))
+    assert 10.0 < steer[0][0] <= 16.0  # a few seconds of probes, then the first cycle that can act
+    assert [v.success for v in h.of(Verified)][:1] == [True]
+    assert not {r.action for _, r in h.requests} & {ActionKind.RESET_INTERFACE, ActionKind.REBOOT,
+                                                    ActionKind.RESTART_DAEMON}
+    lifted = [t for t, a, _ in h.acted(undo=True) if a is ActionKind.STEER_AROUND_NODE]
+    assert lifted and lifted[0] >= 60.0 + 20.0
+    closed = h.of(IncidentClosed)
+    assert closed and closed[0].outcome == "recovered" and closed[0].root_cause == "node_blackhole"
+    assert not w.penalties  # nothing of ours left behind
+
+
+def test_no_action_on_a_healthy_mesh():
+    w = World.random(12, 12)
+    s = w.ids()[0]
+    eng = HealingEngine(s, EngineConfig(mode=Mode.ACTIVE, guard=NO_GUARD), random.Random(4), 0.0)
+    h = Harness(eng)
+    for t, snap in observer_run(w, s, 300.0, 6):
+        metrics = snap.metrics + (NodeMetricsObs(s, 0.3, 0.4, 1.0, 0.0, t),)
+        h.step(Snapshot(t, snap.routing, metrics=metrics, probes=snap.probes, boot_s=None))
+    assert h.requests == [] and h.of(IncidentOpened) == []
+
+
+def test_incident_and_request_ids_continue_from_the_store():
+    h = Harness(engine(first_incident_id=41, first_request_id=900))
+    run(h, 20.0, lambda t: Snapshot(t, diamond(), services=services(telemetry=t < 5)))
+    assert h.of(IncidentOpened)[0].incident_id == 41 and h.requests[0][1].request_id >= 900
+    assert isinstance(h.of(ActionDone)[0], ActionDone)
+    assert RoutingObs  # the view type the harness builds on
+
+
+def test_a_first_guess_on_thin_evidence_is_replaced_and_incidents_with_one_cause_merge():
+    """Answers from c come back through a (equal costs: the smaller first hop). At first only the
+    probes through b lose (their answers cross a); then a's own paths lose more. The incident opened
+    on b is re-diagnosed to a and the incident a's symptom opened is merged into it."""
+    from x0node.healing.observation import ProbeObs
+
+    def probes(t):
+        if t < 5:
+            return ()
+        if t < 9:
+            return (ProbeObs(A, C, 16, 0, 5.0), ProbeObs(B, C, 16, 7, 5.0))
+        return (ProbeObs(A, C, 16, 12, 5.0), ProbeObs(B, C, 16, 7, 5.0))
+
+    h = Harness(engine(mode=Mode.OBSERVE))
+    run(h, 30.0, lambda t: Snapshot(t, diamond(), probes=probes(t)))
+    diagnosed = h.of(Diagnosed)
+    assert diagnosed[0].candidates[0][:2] == (str(node_element(B)), "node_blackhole")
+    assert diagnosed[-1].candidates[0][:2] == (str(node_element(A)), "node_blackhole")
+    assert len(h.of(IncidentOpened)) == 2 and [(c.incident_id, c.outcome) for c in h.of(IncidentClosed)] == [
+        (2, "merged")]
+    observed = [(d.action, d.target) for d in h.decided("observe_only")]
+    assert observed[-1] == ("steer_around_node", str(node_element(A)))
+    status = h.engine.status()
+    assert len(status["open"]) == 1 and status["open"][0]["cause"].startswith(f"node_blackhole@node:{A}")

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+
+from x0node.daemon.watchdog import STEADY_WATCHDOG_S, Watchdog
+
+
+def _listener(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(str(path))
+    s.setblocking(False)
+    return s
+
+
+def _drain(s):
+    out = []
+    while True:
+        try:
+            out.append(s.recv(256).decode())
+        except BlockingIOError:
+            return out
+
+
+def test_disabled_without_systemd_or_for_another_pid():
+    assert not Watchdog(env={}).enabled
+    assert not Watchdog(env={"NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "0"}).enabled
+    assert not Watchdog(env={"NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "nope"}).enabled
+    other = str(os.getpid() + 1)
+    assert not Watchdog(env={"NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": other}).enabled
+    w = Watchdog(env={})
+    assert w.hold("x") is False and w.pet() is False and w.notify("WATCHDOG=1") is False
+
+
+async def test_pets_from_the_loop_only_while_alive_and_not_held(tmp_path):
+    path = tmp_path / "notify"
+    rx = _listener(path)
+    alive = {"v": True}
+    w = Watchdog(env={"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "200000", "WATCHDOG_PID": str(os.getpid())},
+                 alive=lambda: alive["v"])
+    assert w.enabled and w.interval_s == 0.2
+    w.start()
+    await asyncio.sleep(0.3)
+    got = _drain(rx)
+    assert got and set(got) == {"WATCHDOG=1"}
+    alive["v"] = False  # the core's timer is not served: no more pets
+    await asyncio.sleep(0.01)
+    _drain(rx)
+    await asyncio.sleep(0.3)
+    assert _drain(rx) == [] and w.skipped >= 1
+    alive["v"] = True
+    assert w.hold("restart requested") is True
+    await asyncio.sleep(0.2)
+    assert _drain(rx) == []
+    await w.stop()
+    assert _drain(rx) == ["STOPPING=1"]
+    rx.close()
+
+
+def test_ready_narrows_a_generous_start_allowance_and_abstract_sockets_work():
+    name = f"x0wd-test-{os.getpid()}"
+    rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    rx.bind(b"\0" + name.encode())
+    rx.setblocking(False)
+    w = Watchdog(env={"NOTIFY_SOCKET": "@" + name, "WATCHDOG_USEC": "30000000"})
+    w.ready()
+    assert _drain(rx) == ["READY=1", f"WATCHDOG_USEC={int(STEADY_WATCHDOG_S * 1e6)}"]
+    assert w.interval_s == STEADY_WATCHDOG_S
+    rx.close()
+    assert w.notify("WATCHDOG=1") is False and w.errors == 1  # a vanished listener is counted, not raised

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+from tests.unit.healing_views import ME, A, B, C, diamond
+from x0node.healing import actions as ac
+from x0node.healing.actions import PLUGINS, ActionKind, PlanContext, avoidable_routes
+from x0node.healing.monitor import Element, ElementKind, Monitor, link_element, node_element
+from x0node.healing.observation import NodeObs, RoutingObs, ServiceObs, Snapshot, UplinkObs
+
+
+def ctx(routing: RoutingObs | None = None, **kw) -> PlanContext:
+    snap = Snapshot(10.0, routing or diamond(), services=kw.pop("services", ()), uplinks=kw.pop("uplinks", ()))
+    return PlanContext(snap, Monitor(ME).observe(snap), **kw)
+
+
+def test_every_plugin_declares_its_contract():
+    for kind, p in PLUGINS.items():
+        assert p.kind is kind and p.cost > 0 and p.verify_s > 0 and p.cooldown_s >= 0 and p.expected_effect
+        assert not (p.mitigation and p.disruptive)  # work-arounds never take anything down
+        assert not p.needs_lease or p.disruptive
+    assert [k for k, p in PLUGINS.items() if p.needs_lease] == [ActionKind.RESET_INTERFACE, ActionKind.RESTART_DAEMON,
+                                                                 ActionKind.REBOOT]
+
+
+def test_link_weights_need_a_link_of_ours_to_an_up_neighbour_and_another_way_out():
+    pen = PLUGINS[ActionKind.PENALISE_LINK]
+    assert pen.precondition(link_element(ME, A), ctx()) is None
+    assert "its ends" in pen.precondition(link_element(A, C), ctx())
+    assert "not up" in pen.precondition(link_element(ME, A), ctx(diamond(up_a=False)))
+    lonely = RoutingObs(ME, diamond().neighbours[:1], (), diamond().nodes, diamond().edges)
+    assert "no other neighbour" in pen.precondition(link_element(ME, A), ctx(lonely))
+    assert "does not apply" in pen.precondition(node_element(A), ctx())
+    params = pen.params(link_element(ME, A), ctx())
+    assert params == {"neighbour": A, "ifnames": f"e{A[:2]}", "factor": ac.PENALTY_FACTOR}
+    assert PLUGINS[ActionKind.DRAIN_LINK].params(link_element(ME, A), ctx())["factor"] == ac.DRAIN_FACTOR
+    # effect: our route to c left the link (c has another way, via b)
+    assert pen.effect_observed(link_element(ME, A), params, ctx(diamond(via_c=A))) is False
+    assert pen.effect_observed(link_element(ME, A), params, ctx(diamond(via_c=B))) is True
+
+
+def test_avoidable_routes_count_only_destinations_with_another_path():
+    assert avoidable_routes(diamond(via_c=A), A, only_link=True) == (1, 2)  # c via a though b leads there too
+    assert avoidable_routes(diamond(via_c=B), A, only_link=False) == (0, 2)
+
+
+def test_steering_is_for_neighbours_with_a_way_around():
+    steer = PLUGINS[ActionKind.STEER_AROUND_NODE]
+    assert steer.precondition(node_element(A), ctx()) is None
+    assert "ourselves" in steer.precondition(node_element(ME), ctx())
+    assert "not a neighbour" in steer.precondition(node_element(C), ctx())
+    assert steer.effect_observed(node_element(A), {}, ctx(diamond(via_c=B))) is True
+
+
+def test_mark_self_sick_is_only_for_us_and_cannot_be_seen_until_the_core_carries_the_flag():
+    sick = PLUGINS[ActionKind.MARK_SELF_SICK]
+    assert sick.precondition(node_element(ME), ctx()) is None
+    assert "itself" in sick.precondition(node_element(A), ctx())
+    assert sick.effect_observed(node_element(ME), {}, ctx()) is None
+    base = diamond()
+    flagged = RoutingObs(ME, base.neighbours, base.routes, (NodeObs(ME, "fd00::aa", True, sick=True),) + base.nodes[1:],
+                         base.edges, base.interfaces)
+    assert sick.effect_observed(node_element(ME), {}, ctx(flagged)) is True
+
+
+def test_reset_interface_never_takes_down_healthy_neighbours():
+    reset = PLUGINS[ActionKind.RESET_INTERFACE]
+    healthy = ctx()
+    assert "healthy neighbour" in reset.precondition(link_element(ME, A), healthy)
+    m = Monitor(ME)
+    bad = diamond(loss_a=0.5)
+    m.observe(Snapshot(0.0, bad))
+    sick_ctx = PlanContext(Snapshot(5.0, bad), m.observe(Snapshot(5.0, bad)))
+    assert reset.precondition(link_element(ME, A), sick_ctx) is None
+    assert reset.params(link_element(ME, A), sick_ctx) == {"ifname": f"e{A[:2]}"}
+    assert "not a mesh interface" in reset.precondition(Element(ElementKind.INTERFACE, "eth9"), healthy)
+
+
+def test_restart_subsystem_and_daemon_and_uplink():
+    restart = PLUGINS[ActionKind.RESTART_SUBSYSTEM]
+    svc = Element(ElementKind.SERVICE, "telemetry")
+    assert restart.precondition(svc, ctx()) is None and restart.params(svc, ctx()) == {"service": "telemetry"}
+    assert "not restartable" in restart.precondition(Element(ElementKind.SERVICE, "web"), ctx())
+    running = (ServiceObs("anomaly", True, True),)
+    assert restart.params(node_element(ME), ctx(services=running)) == {"service": "anomaly"}
+    assert "no service" in restart.precondition(node_element(ME), ctx())
+    daemon = PLUGINS[ActionKind.RESTART_DAEMON]
+    assert daemon.precondition(node_element(ME), ctx()) is None and "only this node" in daemon.precondition(
+        node_element(A), ctx())
+    up = PLUGINS[ActionKind.MOVE_UPLINK_OBFUSCATED]
+    wan = Element(ElementKind.UPLINK, "wan")
+    plain = (UplinkObs("wan", "plain", False, True, True),)
+    assert up.precondition(wan, ctx(uplinks=plain)) is None
+    assert "configured" in up.precondition(wan, ctx(uplinks=(UplinkObs("wan", "plain", False, True, False),)))
+    moved = (UplinkObs("wan", "obfuscated", True, True, True),)
+    assert "already" in up.precondition(wan, ctx(uplinks=moved))
+    assert up.effect_observed(wan, {}, ctx(uplinks=moved)) is True
+
+
+def test_reboot_is_the_last_rung():
+    reboot = PLUGINS[ActionKind.REBOOT]
+    me = node_element(ME)
+    assert "cheaper rungs failed" in reboot.precondition(me, ctx(failed_rungs=1, symptom_age_s=1e6))
+    assert "has lasted" in reboot.precondition(me, ctx(failed_rungs=5, symptom_age_s=10.0))
+    assert reboot.precondition(me, ctx(failed_rungs=ac.REBOOT_MIN_FAILED_RUNGS, symptom_age_s=ac.REBOOT_MIN_SYMPTOM_S)) is None
+    assert "only this node" in reboot.precondition(node_element(A), ctx(failed_rungs=9, symptom_age_s=1e6))

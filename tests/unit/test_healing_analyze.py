@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+from tests.unit.healing_views import ME, A, B, C, diamond
+from x0node.healing import analyze as an
+from x0node.healing.analyze import FaultKind, cover, hop_distances, rank
+from x0node.healing.monitor import (
+    Element,
+    ElementKind,
+    Indicator,
+    Signal,
+    Symptom,
+    SymptomKind,
+    link_element,
+    node_element,
+)
+from x0node.healing.observation import EdgeObs, NodeObs, ProbeObs, RoutingObs
+
+D = "ee" * 4
+
+
+def ind(signal, element, path, degree=1.0, onset=10.0):
+    return Indicator(signal, element, path, degree, degree, onset if degree >= 0.5 else None)
+
+
+def routing_with_d() -> RoutingObs:
+    """The diamond plus a second node d behind a, so 'a' and 'one link of a' can be told apart."""
+    base = diamond()
+    return RoutingObs(ME, base.neighbours, base.routes, base.nodes + (NodeObs(D, "fd00::ee", True),),
+                      base.edges + (EdgeObs(A, D, 10),), base.interfaces)
+
+
+def observed(probes, routing=None, loss_a=0.0):
+    """Monitor output after two cycles on the diamond-plus-d view with these probe results."""
+    from x0node.healing.monitor import Monitor
+    from x0node.healing.observation import Snapshot
+
+    base = routing or routing_with_d()
+    if loss_a:
+        nbrs = (base.neighbours[0].__class__(**{**base.neighbours[0].__dict__, "loss": loss_a}),) + base.neighbours[1:]
+        base = RoutingObs(ME, nbrs, base.routes, base.nodes, base.edges, base.interfaces)
+    m = Monitor(ME)
+    m.observe(Snapshot(10.0, base, probes=probes))
+    return m.observe(Snapshot(13.0, base, probes=probes)), base
+
+
+def test_a_neighbour_dropping_all_transit_is_the_node_not_its_links():
+    out, routing = observed((ProbeObs(A, C, 16, 8, 5.0), ProbeObs(A, D, 16, 7, 5.0), ProbeObs(B, C, 16, 0, 5.0)))
+    diag = rank(out.indicators, out.active, routing, 13.0)
+    top = diag.top
+    assert (top.element, top.fault) == (node_element(A), FaultKind.NODE_BLACKHOLE)
+    assert top.explains == ("forwarding_loss@" + str(node_element(A)),) and top.confidence > 0.5
+    assert sum(c.confidence for c in diag.candidates) < 1.0  # the unexplained share is kept back
+
+
+def test_one_bad_path_through_a_good_neighbour_is_the_link_beyond():
+    out, routing = observed((ProbeObs(A, C, 16, 8, 5.0), ProbeObs(A, D, 16, 0, 5.0), ProbeObs(B, C, 16, 0, 5.0)))
+    top = rank(out.indicators, out.active, routing, 13.0).top
+    assert (top.element, top.fault) == (link_element(A, C), FaultKind.LINK_LOSSY)
+
+
+def test_hello_loss_on_our_link_is_the_link_not_a_black_hole():
+    out, routing = observed((ProbeObs(A, C, 16, 6, 5.0), ProbeObs(A, D, 16, 5, 5.0)), loss_a=0.2)
+    diag = rank(out.indicators, out.active, routing, 13.0)
+    assert (diag.top.element, diag.top.fault) == (link_element(ME, A), FaultKind.LINK_LOSSY)
+    assert all(c.fault is not FaultKind.NODE_BLACKHOLE for c in diag.candidates)
+
+
+def test_a_cause_seen_after_its_effects_loses_rank():
+    def score(cpu_onset):
+        inds = [ind(Signal.HELLO_RTT, link_element(ME, A), (ME, A), onset=10.0),
+                ind(Signal.CPU, node_element(A), (A,), onset=cpu_onset)]
+        sym = [Symptom(SymptomKind.LINK_DELAY, link_element(ME, A), 12.0, 1.0)]
+        diag = rank(inds, sym, routing_with_d(), 60.0, top_k=10)
+        return next(c for c in diag.candidates if (c.element, c.fault) == (node_element(A), FaultKind.NODE_OVERLOAD))
+
+    before, after = score(9.0), score(10.0 + an.LAG_TOLERANCE_S + an.LAG_SCALE_S)
+    assert before.lag == 1.0 and after.lag == 0.5 and after.score < before.score
+
+
+def test_a_dead_node_explains_the_nodes_it_cut_off():
+    # remembered links: a - c - d (d only behind c); the routing view no longer shows c's links
+    base = diamond(c_reachable=False)
+    nodes = base.nodes + (NodeObs(D, "fd00::ee", False),)
+    routing = RoutingObs(ME, base.neighbours, base.routes, nodes, (EdgeObs(ME, A, 10), EdgeObs(ME, B, 10)),
+                         base.interfaces)
+    remembered = {A: {C}, C: {A, B, D}, B: {C}, D: {C}}
+    inds = [ind(Signal.UNREACHABLE, node_element(C), (C,)), ind(Signal.UNREACHABLE, node_element(D), (D,))]
+    syms = [Symptom(SymptomKind.NODE_UNREACHABLE, node_element(C), 10.0, 1.0),
+            Symptom(SymptomKind.NODE_UNREACHABLE, node_element(D), 10.0, 1.0)]
+    groups = cover(inds, syms, routing, 20.0, adjacency=remembered)
+    assert len(groups) == 1
+    diag, group = groups[0]
+    assert (diag.top.element, diag.top.fault) == (node_element(C), FaultKind.NODE_DOWN) and len(group) == 2
+
+
+def test_own_service_and_far_elements():
+    svc = Element(ElementKind.SERVICE, "telemetry")
+    inds = [ind(Signal.SERVICE, svc, (ME,))]
+    sym = [Symptom(SymptomKind.SERVICE_UNHEALTHY, svc, 10.0, 1.0)]
+    top = rank(inds, sym, diamond(), 20.0).top
+    assert (top.element, top.fault, top.hops) == (svc, FaultKind.SERVICE_HUNG, 0)
+    chain = {ME: {"n1"}, "n1": {ME, "n2"}, "n2": {"n1", "n3"}, "n3": {"n2", "n4"}, "n4": {"n3"}}
+    assert hop_distances(ME, chain) == {ME: 0, "n1": 1, "n2": 2, "n3": 3, "n4": 4}
+    far = [ind(Signal.CPU, node_element("n4"), ("n4",))]
+    assert rank(far, [Symptom(SymptomKind.ANOMALY, node_element("n4"), 1.0, 1.0)],
+                RoutingObs(ME), 2.0, adjacency=chain).candidates == ()  # beyond MAX_RCA_HOPS
+
+
+def test_symptoms_nothing_explains_end_in_an_undiagnosed_group():
+    sym = [Symptom(SymptomKind.LINK_LOSS, link_element(ME, A), 10.0, 1.0)]
+    groups = cover([], sym, diamond(), 20.0)
+    assert len(groups) == 1 and groups[0][0].candidates == () and groups[0][1] == tuple(sym)
+    assert C  # the diamond's far node exists for the other tests

@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.unit.healing_views import ME, A, B, C, diamond
+from x0node.healing import monitor as mon
+from x0node.healing.monitor import (
+    ElementKind,
+    Monitor,
+    Signal,
+    SymptomKind,
+    link_element,
+    node_element,
+    ramp,
+)
+from x0node.healing.observation import (
+    InterfaceObs,
+    NodeMetricsObs,
+    ProbeObs,
+    RoutingObs,
+    ServiceObs,
+    Snapshot,
+    UplinkObs,
+    VerdictObs,
+)
+
+
+def _ind(out, signal, element=None, path=None):
+    for i in out.indicators:
+        if i.signal is signal and (element is None or i.element == element) and (path is None or i.path == path):
+            return i
+    raise AssertionError(f"no {signal} indicator for {element} {path}")
+
+
+def _keys(symptoms):
+    return {(s.kind, s.element) for s in symptoms}
+
+
+def test_ramp():
+    assert ramp(0.0, 0.03, 0.15) == 0.0 and ramp(0.15, 0.03, 0.15) == 1.0 and ramp(0.09, 0.03, 0.15) == pytest.approx(0.5)
+    assert ramp(0.8, 0.95, 0.70) == pytest.approx(0.6)  # falling metrics ramp the other way
+    assert ramp(2.0, 1.0, 1.0) == 1.0 and ramp(0.5, 1.0, 1.0) == 0.0
+
+
+def test_link_loss_raises_after_its_delay_and_clears_only_after_being_good_for_the_clear_time():
+    m = Monitor(ME)
+    rule = mon.RULES[SymptomKind.LINK_LOSS]
+    key = (SymptomKind.LINK_LOSS, link_element(ME, A))
+    out = m.observe(Snapshot(0.0, diamond(loss_a=0.3)))
+    assert _ind(out, Signal.HELLO_LOSS, link_element(ME, A)).degree == 1.0 and not out.raised
+    out = m.observe(Snapshot(rule.raise_after_s, diamond(loss_a=0.3)))
+    assert _keys(out.raised) == {key} and _keys(out.active) == {key}
+    assert out.active[0].detail == f"e{A[:2]}"
+    t = rule.raise_after_s
+    # between the exit and enter levels: held, and the good timer does not run
+    for _ in range(30):
+        t += 1.0
+        out = m.observe(Snapshot(t, diamond(loss_a=0.07)))
+    assert _keys(out.active) == {key}
+    out = m.observe(Snapshot(t + 1.0, diamond(loss_a=0.0)))
+    assert _keys(out.active) == {key}
+    out = m.observe(Snapshot(t + 1.0 + rule.clear_after_s, diamond(loss_a=0.0)))
+    assert _keys(out.cleared) == {key} and not out.active
+
+
+def test_a_short_spike_does_not_raise():
+    m = Monitor(ME)
+    m.observe(Snapshot(0.0, diamond(loss_a=0.3)))
+    out = m.observe(Snapshot(1.0, diamond(loss_a=0.0)))
+    out = m.observe(Snapshot(2.0, diamond(loss_a=0.3)))
+    assert not out.raised and not out.active
+
+
+def test_rtt_is_judged_against_its_own_baseline_and_needs_real_extra_delay():
+    m = Monitor(ME)
+    for t in range(5):
+        m.observe(Snapshot(float(t), diamond(rtt_a=2.0)))
+    small = m.observe(Snapshot(5.0, diamond(rtt_a=8.0)))  # 4x, but only 6 ms more: noise on a fast link
+    assert _ind(small, Signal.HELLO_RTT, link_element(ME, A)).degree == 0.0
+    big = m.observe(Snapshot(6.0, diamond(rtt_a=52.0)))
+    ind = _ind(big, Signal.HELLO_RTT, link_element(ME, A))
+    assert ind.degree == 1.0 and ind.value == pytest.approx(26.0) and ind.onset_s == 6.0
+    later = m.observe(Snapshot(7.0, diamond(rtt_a=52.0)))
+    assert _ind(later, Signal.HELLO_RTT, link_element(ME, A)).onset_s == 6.0  # onset kept while abnormal
+
+
+def test_flaps_are_counted_in_a_window():
+    m = Monitor(ME)
+    m.observe(Snapshot(0.0, diamond(transitions_a=0)))
+    out = m.observe(Snapshot(10.0, diamond(transitions_a=6)))
+    assert _ind(out, Signal.FLAP, link_element(ME, A)).value == 6 and _keys(out.raised) == {
+        (SymptomKind.LINK_FLAP, link_element(ME, A))}
+    out = m.observe(Snapshot(10.0 + mon.FLAP_WINDOW_S + 1, diamond(transitions_a=6)))
+    assert _ind(out, Signal.FLAP, link_element(ME, A)).degree == 0.0
+
+
+def test_probe_loss_beyond_what_the_first_link_explains():
+    m = Monitor(ME)
+    probes = (ProbeObs(A, C, 16, 7, 5.0), ProbeObs(B, C, 16, 0, 5.0), ProbeObs(B, A, 3, 3, None))
+    out = m.observe(Snapshot(0.0, diamond(), probes=probes))
+    assert _ind(out, Signal.PROBE_LOSS, path=(ME, A, C)).degree == 1.0
+    assert _ind(out, Signal.PROBE_LOSS, path=(ME, B, C)).degree == 0.0
+    assert not [i for i in out.indicators if i.path == (ME, B, A)]  # too few samples to say anything
+    # the same loss on a link that loses 20 % itself is mostly explained by the link
+    lossy = Monitor(ME).observe(Snapshot(0.0, diamond(loss_a=0.2), probes=probes))
+    assert _ind(lossy, Signal.PROBE_LOSS, path=(ME, A, C)).degree < 0.5
+    out = m.observe(Snapshot(1.0, diamond(), probes=probes))
+    assert _keys(out.active) == {(SymptomKind.FORWARDING_LOSS, node_element(A))}
+
+
+def test_node_service_verdict_interface_and_uplink_indicators():
+    m = Monitor(ME)
+    snap = Snapshot(
+        0.0, diamond(c_reachable=False),
+        metrics=(NodeMetricsObs(ME, cpu_util=0.99, mem_util=0.2, fwd_ratio=0.5), NodeMetricsObs(A, cpu_util=0.99)),
+        verdicts=(VerdictObs(B, 3.0, True), VerdictObs(A, 3.0, False)),
+        services=(ServiceObs("telemetry", True, False, "stuck"), ServiceObs("web", True, True)),
+        uplinks=(UplinkObs("wan", "plain", False, True, True), UplinkObs("lte", "plain", False, False, True)),
+    )
+    out = m.observe(snap)
+    assert _ind(out, Signal.UNREACHABLE, node_element(C)).degree == 1.0
+    assert _ind(out, Signal.CPU, node_element(A)).degree == 1.0
+    assert _ind(out, Signal.FORWARDING, node_element(ME)).degree == 1.0
+    assert _ind(out, Signal.VERDICT, node_element(A)).degree == mon.VERDICT_DEGREE_OBSERVED
+    keys = _keys(out.active)
+    assert (SymptomKind.NODE_UNREACHABLE, node_element(C)) in keys
+    assert (SymptomKind.ANOMALY, node_element(B)) in keys and (SymptomKind.ANOMALY, node_element(A)) not in keys
+    out = m.observe(Snapshot(30.0, snap.routing, metrics=snap.metrics, verdicts=snap.verdicts, services=snap.services,
+                             uplinks=snap.uplinks))
+    keys = _keys(out.active)
+    assert (SymptomKind.OVERLOAD, node_element(ME)) in keys and (SymptomKind.OVERLOAD, node_element(A)) not in keys
+    assert (SymptomKind.SELF_FORWARDING, node_element(ME)) in keys
+    service = next(e for k, e in keys if k is SymptomKind.SERVICE_UNHEALTHY)
+    assert service.kind is ElementKind.SERVICE and service.id == "telemetry"
+    uplinks = [e.id for k, e in keys if k is SymptomKind.UPLINK_BLOCKED]
+    assert uplinks == ["wan"]  # the lte uplink's whole network is down: not a blocking
+
+
+def test_an_interface_that_had_neighbours_and_lost_them_all_is_silent():
+    m = Monitor(ME)
+    m.observe(Snapshot(0.0, diamond()))
+    quiet = RoutingObs(ME, (), (), (), (), (InterfaceObs(f"e{A[:2]}", True), InterfaceObs("never", True)))
+    out = m.observe(Snapshot(5.0, quiet))
+    assert not out.active
+    out = m.observe(Snapshot(5.0 + mon.IFACE_SILENT_S, quiet))
+    silent = {e.id for k, e in _keys(out.active) if k is SymptomKind.INTERFACE_SILENT}
+    assert silent == {f"e{A[:2]}"}  # "never" had no neighbour to lose
+
+
+def test_remembered_links_and_bounded_tracking(monkeypatch):
+    m = Monitor(ME)
+    out = m.observe(Snapshot(0.0, diamond()))
+    assert C in out.adjacency[A]
+    out = m.observe(Snapshot(10.0, RoutingObs(ME)))
+    assert C in out.adjacency[A]  # a vanished link is still known
+    out = m.observe(Snapshot(10.0 + mon.TOPOLOGY_MEMORY_S + 1, RoutingObs(ME)))
+    assert A not in out.adjacency
+    monkeypatch.setattr(mon, "MAX_TRACKED", 3)
+    small = Monitor(ME)
+    small.observe(Snapshot(0.0, diamond(), probes=tuple(ProbeObs(A, f"{i:08x}", 16, 0, 1.0) for i in range(10))))
+    assert small.overflow > 0 and len(small._rtt) <= 3

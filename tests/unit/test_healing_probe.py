@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from tests.unit.healing_views import ME, A, B, C, diamond
+from x0node.healing import probe as pr
+from x0node.healing.observation import EdgeObs, NeighbourObs, NodeObs, RoutingObs
+from x0node.healing.probe import ProbeScheduler
+
+
+def _run(sched: ProbeScheduler, routing: RoutingObs, start: float, end: float, answer=lambda req: 0.01,
+         step: float = 0.01):
+    """Step time; answer(req) -> RTT seconds or None (lost). Returns every request sent."""
+    sent, pending, t = [], [], start
+    while t < end:
+        sched.update(routing, t)
+        for at, pid in [p for p in pending if p[0] <= t]:
+            pending.remove((at, pid))
+            sched.answer(pid, at)
+        for req in sched.poll(t):
+            sent.append(req)
+            rtt = answer(req)
+            if rtt is not None:
+                pending.append((t + rtt, req.probe_id))
+        t = round(t + step, 6)
+    return sent
+
+
+def test_probes_go_through_each_neighbour_to_its_neighbours_and_rotate():
+    sched = ProbeScheduler(ME, random.Random(1), 0.0)
+    sent = _run(sched, diamond(), 0.0, 3.0)
+    pairs = {(r.target.via, r.target.dest) for r in sent}
+    assert pairs == {(A, C), (B, C)}  # each neighbour's neighbours other than us
+    assert all(r.target.via_address == f"fe80::{r.target.via[:2]}" and r.target.dest_address == f"fd00::{C[:2]}"
+               for r in sent)
+    per_via = {v: sum(1 for r in sent if r.target.via == v) for v in (A, B)}
+    expected = 3.0 / pr.PROBE_INTERVAL_S
+    assert all(expected * 0.6 <= n <= expected * 1.5 for n in per_via.values()), per_via
+    res = {(p.via, p.dest): p for p in sched.results(3.0)}
+    assert res[(A, C)].lost == 0 and res[(A, C)].rtt_ms == pytest.approx(10.0, abs=1.0)
+
+
+def test_lost_late_and_unknown_answers():
+    sched = ProbeScheduler(ME, random.Random(2), 0.0)
+    _run(sched, diamond(), 0.0, 4.0, answer=lambda req: None if req.target.via == A else 0.005)
+    sched.poll(4.0 + pr.PROBE_TIMEOUT_S + 0.01)
+    res = {p.via: p for p in sched.results(4.0 + pr.PROBE_TIMEOUT_S + 0.01)}
+    assert res[A].lost == res[A].sent > 0 and res[B].lost == 0
+    assert sched.counters.timed_out == res[A].sent
+    assert sched.answer(99999, 5.0) is False and sched.counters.late_or_unknown == 1
+    req = sched.poll(10.0)[0]
+    assert sched.answer(req.probe_id, req.deadline_s + 0.1) is False  # too late: counted as lost
+    assert sched.counters.late_or_unknown == 2
+
+
+def test_unsent_probes_are_neither_answered_nor_lost():
+    sched = ProbeScheduler(ME, random.Random(3), 0.0)
+    sched.update(diamond(), 0.0)
+    reqs = sched.poll(1.0)
+    assert reqs
+    for r in reqs:
+        sched.cancel(r.probe_id)
+    sched.poll(5.0)
+    assert sched.counters.unsent == len(reqs) and sched.counters.timed_out == 0
+    assert sched.results(5.0) == ()
+
+
+def test_rate_stays_bounded_with_many_neighbours():
+    n = 64
+    ids = [f"{i:08x}" for i in range(n)]
+    nbrs = tuple(NeighbourObs(x, "wlan0", f"fe80::{i}", True, 0.0, 1.0, "GOOD", 10) for i, x in enumerate(ids))
+    far = [f"f{i:07x}" for i in range(n)]
+    nodes = tuple(NodeObs(x, f"fd00::{i}", True) for i, x in enumerate(far))
+    edges = tuple(EdgeObs(a, b, 10) for a, b in zip(ids, far, strict=True))
+    routing = RoutingObs(ME, nbrs, (), nodes, edges)
+    sched = ProbeScheduler(ME, random.Random(4), 0.0)
+    sent = _run(sched, routing, 0.0, 10.0)
+    assert len(sent) <= 10.0 * pr.PROBE_RATE_MAX_PER_S + pr.PROBE_BURST
+    assert len({r.target.via for r in sent}) == n  # everyone still gets probed, less often
+
+
+def test_destinations_are_bounded_reachable_and_never_us():
+    extra = tuple(NodeObs(f"e{i:07x}", f"fd00::e{i}", i % 2 == 0) for i in range(12))
+    base = diamond()
+    edges = base.edges + tuple(EdgeObs(A, n.node_id, 10) for n in extra)
+    routing = RoutingObs(ME, base.neighbours, base.routes, base.nodes + extra, edges, base.interfaces)
+    sched = ProbeScheduler(ME, random.Random(5), 0.0)
+    sent = _run(sched, routing, 0.0, 5.0)
+    dests = {r.target.dest for r in sent if r.target.via == A}
+    reachable = {n.node_id for n in extra if n.reachable} | {C}
+    assert 0 < len(dests) <= pr.MAX_DESTS_PER_NEIGHBOUR and dests <= reachable and ME not in dests
+
+
+def test_a_neighbour_that_goes_away_takes_its_results_and_ids_wrap(monkeypatch):
+    sched = ProbeScheduler(ME, random.Random(6), 0.0)
+    _run(sched, diamond(), 0.0, 2.0)
+    only_b = RoutingObs(ME, diamond().neighbours[1:], (), diamond().nodes, diamond().edges)
+    sched.update(only_b, 2.0)
+    assert {p.via for p in sched.results(2.0)} == {B}
+    assert sched.next_timer() is not None
+    monkeypatch.setattr(pr, "PROBE_ID_SPACE", 4)
+    small = ProbeScheduler(ME, random.Random(7), 0.0)
+    ids = [r.probe_id for r in _run(small, diamond(), 0.0, 3.0)]
+    assert set(ids) <= {0, 1, 2, 3} and len(ids) > 4

@@ -1,0 +1,506 @@
+"""Monitor: observations -> indicators (how abnormal each measured thing is) -> symptoms with hysteresis.
+
+Rules and invariants:
+- An `Indicator` is one measurement turned into a degree in [0, 1] (0 normal, 1 clearly abnormal) by
+  the pinned thresholds below: link hello loss, link RTT against its own baseline (the minimum over
+  RTT_BASELINE_WINDOW_S, as the routing core does), flaps in FLAP_WINDOW_S, data-plane probe loss in
+  excess of what the first link's own loss explains (the loss's Wilson lower bound, so that a couple of
+  unlucky probes in a small window count for little), probe RTT against its baseline, node
+  reachability, node CPU / memory / forwarding ratio, anomaly verdicts, service health, silent
+  interfaces, blocked uplinks. Each indicator keeps its onset: when its degree last rose to
+  ABNORMAL_DEGREE (analysis uses onsets for temporal ordering).
+- A `Symptom` is a rule over indicators of one element with two-level hysteresis: it is raised when
+  the element's degree stays >= `enter` for `raise_after_s`, and cleared when it stays <= `exit` for
+  `clear_after_s`. Between the two levels nothing changes, so a measurement hovering near one
+  threshold cannot make a symptom flap.
+- The monitor remembers every link it saw in the last TOPOLOGY_MEMORY_S (`MonitorOutput.adjacency`):
+  when a node dies its links leave the routing view at once, but analysis needs them to place it.
+- State is bounded: histories are pruned by age and by count; elements unseen for FORGET_AFTER_S are
+  forgotten; at most MAX_TRACKED keys of each kind are kept (new keys beyond that are ignored and
+  counted in `overflow`).
+- Sans-I/O: `observe(snapshot)` takes the snapshot's `now`; no clock or randomness.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import heapq
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from x0node.healing.observation import RoutingObs, Snapshot
+
+# --- thresholds (degree = 0 at the first value, 1 at the second, linear between) -------------------
+LOSS_NORMAL, LOSS_BAD = 0.03, 0.15  # hello loss; the core's FAIR class ends at 3 %
+RTT_RATIO_NORMAL, RTT_RATIO_BAD = 2.0, 5.0  # RTT / baseline
+RTT_EXCESS_MIN_MS = 15.0  # below this much extra delay a ratio means nothing (sub-ms veth RTTs)
+RTT_FLOOR_MS = 0.5  # baselines below this are measurement noise
+FLAPS_NORMAL, FLAPS_BAD = 1.0, 4.0  # up/down transitions in FLAP_WINDOW_S
+FLAP_WINDOW_S = 120.0
+PROBE_EXCESS_NORMAL, PROBE_EXCESS_BAD = 0.03, 0.15  # probe loss (Wilson lower bound) beyond the first link's
+WILSON_Z = 1.96
+PROBE_MIN_SAMPLES = 6  # fewer answered-or-lost probes say nothing
+CPU_NORMAL, CPU_BAD = 0.85, 0.97
+MEM_NORMAL, MEM_BAD = 0.90, 0.98
+FWD_NORMAL, FWD_BAD = 0.95, 0.70  # forwarding ratio (falls when a node drops transit traffic)
+VERDICT_DEGREE_OBSERVED = 0.3  # a verdict the detector does not trust yet (its observe mode) is weak evidence
+IFACE_SILENT_S = 10.0  # an up interface with neighbours before and none for this long is silent
+ABNORMAL_DEGREE = 0.5  # indicator onset level
+
+RTT_BASELINE_WINDOW_S = 300.0
+TOPOLOGY_MEMORY_S = 300.0  # links seen this recently still count for analysis (a dead node's links vanish)
+HISTORY_MAX_SAMPLES = 128  # per tracked key
+FORGET_AFTER_S = 600.0
+MAX_TRACKED = 4096
+
+
+class ElementKind(enum.StrEnum):
+    NODE = "node"
+    LINK = "link"
+    INTERFACE = "interface"
+    SERVICE = "service"
+    UPLINK = "uplink"
+
+
+@dataclass(frozen=True, order=True)
+class Element:
+    kind: ElementKind
+    id: str
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}:{self.id}"
+
+
+def link_id(a: str, b: str) -> str:
+    return f"{a}~{b}" if a < b else f"{b}~{a}"
+
+
+def link_element(a: str, b: str) -> Element:
+    return Element(ElementKind.LINK, link_id(a, b))
+
+
+def node_element(node_id: str) -> Element:
+    return Element(ElementKind.NODE, node_id)
+
+
+def link_ends(element: Element) -> tuple[str, str]:
+    a, _, b = element.id.partition("~")
+    return a, b
+
+
+class Signal(enum.StrEnum):
+    HELLO_LOSS = "hello_loss"
+    HELLO_RTT = "hello_rtt"
+    FLAP = "flap"
+    PROBE_LOSS = "probe_loss"  # one path: us -> via -> dest
+    PROBE_VIA = "probe_via"  # all paths through one neighbour, pooled
+    PROBE_RTT = "probe_rtt"
+    UNREACHABLE = "unreachable"
+    CPU = "cpu"
+    MEMORY = "memory"
+    FORWARDING = "forwarding"
+    VERDICT = "verdict"
+    SERVICE = "service"
+    IFACE_SILENT = "iface_silent"
+    UPLINK = "uplink"
+
+
+@dataclass(frozen=True)
+class Indicator:
+    signal: Signal
+    element: Element  # where it was measured (a link, a node, a service, ...)
+    path: tuple[str, ...]  # node ids the measured traffic crossed: probe (self, via, dest), link (a, b), node (x,)
+    degree: float
+    value: float
+    onset_s: float | None  # when the degree last rose to ABNORMAL_DEGREE (None while normal)
+    detail: str = ""  # e.g. the interface of a link
+    back: tuple[str, ...] = ()  # probes: the nodes the answer crosses on its way back (dest's path to us)
+
+    @property
+    def key(self) -> tuple[Signal, Element, tuple[str, ...]]:
+        return self.signal, self.element, self.path
+
+
+class SymptomKind(enum.StrEnum):
+    LINK_LOSS = "link_loss"
+    LINK_DELAY = "link_delay"
+    LINK_FLAP = "link_flap"
+    FORWARDING_LOSS = "forwarding_loss"  # data-plane probes through a neighbour get lost
+    NODE_UNREACHABLE = "node_unreachable"
+    OVERLOAD = "overload"  # this node's CPU
+    MEMORY_PRESSURE = "memory_pressure"  # this node's memory
+    SELF_FORWARDING = "self_forwarding"  # this node drops transit traffic (own counters)
+    SERVICE_UNHEALTHY = "service_unhealthy"
+    INTERFACE_SILENT = "interface_silent"
+    UPLINK_BLOCKED = "uplink_blocked"
+    ANOMALY = "anomaly"  # the anomaly detector flags a node and may act
+
+
+@dataclass(frozen=True)
+class SymptomRule:
+    signal: Signal
+    enter: float
+    exit: float
+    raise_after_s: float
+    clear_after_s: float
+    self_only: bool = False  # only indicators on this node itself
+    actionable_only: bool = False  # only verdicts the detector lets act
+
+
+# The symptom table: which indicator raises which symptom, with its hysteresis.
+RULES: dict[SymptomKind, SymptomRule] = {
+    SymptomKind.LINK_LOSS: SymptomRule(Signal.HELLO_LOSS, 0.5, 0.2, 2.0, 10.0),
+    SymptomKind.LINK_DELAY: SymptomRule(Signal.HELLO_RTT, 0.5, 0.2, 3.0, 10.0),
+    SymptomKind.LINK_FLAP: SymptomRule(Signal.FLAP, 0.5, 0.2, 0.0, 60.0),
+    # raised by the pooled loss through the neighbour (fast) or by one path (a link beyond it);
+    # analysis decides node vs. link
+    SymptomKind.FORWARDING_LOSS: SymptomRule(Signal.PROBE_LOSS, 0.5, 0.2, 1.0, 10.0),
+    SymptomKind.NODE_UNREACHABLE: SymptomRule(Signal.UNREACHABLE, 0.5, 0.2, 0.0, 0.0),
+    SymptomKind.OVERLOAD: SymptomRule(Signal.CPU, 0.5, 0.2, 10.0, 30.0, self_only=True),
+    SymptomKind.MEMORY_PRESSURE: SymptomRule(Signal.MEMORY, 0.5, 0.2, 10.0, 30.0, self_only=True),
+    SymptomKind.SELF_FORWARDING: SymptomRule(Signal.FORWARDING, 0.5, 0.2, 5.0, 30.0, self_only=True),
+    SymptomKind.SERVICE_UNHEALTHY: SymptomRule(Signal.SERVICE, 0.5, 0.2, 3.0, 10.0),
+    SymptomKind.INTERFACE_SILENT: SymptomRule(Signal.IFACE_SILENT, 0.5, 0.2, 0.0, 5.0),
+    SymptomKind.UPLINK_BLOCKED: SymptomRule(Signal.UPLINK, 0.5, 0.2, 10.0, 30.0),
+    SymptomKind.ANOMALY: SymptomRule(Signal.VERDICT, 0.9, 0.2, 0.0, 30.0, actionable_only=True),
+}
+
+
+@dataclass(frozen=True)
+class Symptom:
+    kind: SymptomKind
+    element: Element
+    since_s: float  # when it was raised
+    degree: float  # the element's current degree
+    detail: str = ""  # e.g. the interface of a link symptom
+
+    @property
+    def key(self) -> tuple[SymptomKind, Element]:
+        return self.kind, self.element
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}@{self.element}"
+
+
+@dataclass(frozen=True)
+class MonitorOutput:
+    now: float
+    indicators: tuple[Indicator, ...]
+    active: tuple[Symptom, ...]
+    raised: tuple[Symptom, ...]
+    cleared: tuple[Symptom, ...]
+    adjacency: Mapping[str, frozenset[str]] = field(default_factory=dict)  # current and remembered links
+
+
+def return_paths(routing: RoutingObs, dests: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """dest -> the nodes between dest and us on dest's own route back, as the routing core picks it:
+    shortest by the LSDB's costs, equal costs going to the path whose first hop has the smallest id
+    (x0node/proto/spf.py). The LSDB view carries one cost per link, so where a link's two directions
+    differ the guess can differ from dest's real choice."""
+    me = routing.self_id
+    adj: dict[str, list[tuple[str, int]]] = collections.defaultdict(list)
+    for e in routing.edges:
+        cost = max(1, e.cost)
+        adj[e.a].append((e.b, cost))
+        adj[e.b].append((e.a, cost))
+    out: dict[str, tuple[str, ...]] = {}
+    for dest in dests:
+        best: dict[str, tuple[int, str]] = {dest: (0, "")}  # node -> (distance, first hop from dest)
+        parent: dict[str, str] = {}
+        heap: list[tuple[int, str, str]] = [(0, "", dest)]
+        done: set[str] = set()
+        while heap:
+            d, fh, u = heapq.heappop(heap)
+            if u in done:
+                continue
+            done.add(u)
+            if u == me:
+                break
+            for v, c in adj.get(u, ()):
+                key = (d + c, fh or v)
+                if v not in done and (v not in best or key < best[v]):
+                    best[v], parent[v] = key, u
+                    heapq.heappush(heap, (key[0], key[1], v))
+        if me not in parent:
+            continue
+        hops: list[str] = []
+        u = parent[me]
+        while u != dest and len(hops) <= len(parent):
+            hops.append(u)
+            u = parent[u]
+        out[dest] = tuple(reversed(hops))
+    return out
+
+
+def wilson_lower(k: int, n: int, z: float = WILSON_Z) -> float:
+    """Lower bound of the Wilson score interval for k successes in n trials (E. B. Wilson, 1927): a loss
+    rate we are ~97.5 % sure is exceeded, so a few unlucky probes out of a handful raise nothing."""
+    if n <= 0:
+        return 0.0
+    p = k / n
+    den = 1.0 + z * z / n
+    centre = p + z * z / (2 * n)
+    spread = z * ((p * (1 - p) + z * z / (4 * n)) / n) ** 0.5
+    return max(0.0, (centre - spread) / den)
+
+
+def ramp(value: float, normal: float, bad: float) -> float:
+    """0 at `normal`, 1 at `bad` (either direction), linear and clipped between."""
+    if bad == normal:
+        return 1.0 if value >= bad else 0.0
+    return min(1.0, max(0.0, (value - normal) / (bad - normal)))
+
+
+@dataclass
+class _Hysteresis:
+    active: bool = False
+    since_s: float = 0.0
+    bad_since: float | None = None
+    good_since: float | None = None
+    seen_s: float = 0.0
+    detail: str = ""
+
+
+class _History:
+    """Bounded (time, value) samples of one key."""
+
+    def __init__(self) -> None:
+        self.samples: collections.deque[tuple[float, float]] = collections.deque(maxlen=HISTORY_MAX_SAMPLES)
+        self.seen_s = 0.0
+
+    def add(self, t: float, v: float, keep_s: float) -> None:
+        self.samples.append((t, v))
+        self.seen_s = t
+        while self.samples and self.samples[0][0] < t - keep_s:
+            self.samples.popleft()
+
+    def minimum(self) -> float | None:
+        return min((v for _, v in self.samples), default=None)
+
+
+class Monitor:
+    def __init__(self, self_id: str) -> None:
+        self.self_id = self_id
+        self._rtt: dict[tuple[str, ...], _History] = {}  # link (ifname, nbr) or probe path -> RTT samples
+        self._flaps: dict[tuple[str, str], _History] = {}  # (ifname, nbr) -> transition counts
+        self._iface_heard: dict[str, float] = {}  # interface -> last time it had an up neighbour
+        self._onsets: dict[tuple[Signal, Element, tuple[str, ...]], float] = {}
+        self._onset_seen: dict[tuple[Signal, Element, tuple[str, ...]], float] = {}
+        self._states: dict[tuple[SymptomKind, Element], _Hysteresis] = {}
+        self._links: dict[tuple[str, str], float] = {}  # (a, b) with a < b -> last seen
+        self._back: dict[str, tuple[str, ...]] = {}
+        self._back_key: object = None
+        self._back_paths: dict[str, tuple[str, ...]] = {}
+        self.overflow = 0
+
+    # ---- bounded maps
+    def _room(self, table: dict, key: object) -> bool:
+        if key in table or len(table) < MAX_TRACKED:
+            return True
+        self.overflow += 1
+        return False
+
+    def _forget(self, now: float) -> None:
+        for table in (self._rtt, self._flaps):
+            for k in [k for k, h in table.items() if now - h.seen_s > FORGET_AFTER_S]:
+                del table[k]
+        for k in [k for k, t in self._onset_seen.items() if now - t > FORGET_AFTER_S]:
+            self._onset_seen.pop(k, None)
+            self._onsets.pop(k, None)
+        for k in [k for k, st in self._states.items() if not st.active and now - st.seen_s > FORGET_AFTER_S]:
+            del self._states[k]
+        for k in [k for k, t in self._links.items() if now - t > TOPOLOGY_MEMORY_S]:
+            del self._links[k]
+
+    def _remember_links(self, snap: Snapshot) -> None:
+        for a, bs in snap.routing.adjacency().items():
+            for b in bs:
+                key = (a, b) if a < b else (b, a)
+                if self._room(self._links, key):
+                    self._links[key] = snap.now
+
+    def _adjacency(self) -> dict[str, frozenset[str]]:
+        adj: dict[str, set[str]] = collections.defaultdict(set)
+        for a, b in self._links:
+            adj[a].add(b)
+            adj[b].add(a)
+        return {k: frozenset(v) for k, v in adj.items()}
+
+    def _return_paths(self, routing: RoutingObs, dests: set[str]) -> dict[str, tuple[str, ...]]:
+        """return_paths, recomputed only when the LSDB view or the probed destinations change."""
+        key = (routing.edges, frozenset(dests))
+        if self._back_key != key:
+            self._back_key, self._back_paths = key, return_paths(routing, sorted(dests)) if dests else {}
+        return self._back_paths
+
+    # ---- indicators
+    def _rtt_degree(self, key: tuple[str, ...], rtt_ms: float | None, now: float) -> tuple[float, float]:
+        """(degree, ratio) of an RTT against its key's baseline; the sample joins the history."""
+        if rtt_ms is None or not self._room(self._rtt, key):
+            return 0.0, 0.0
+        hist = self._rtt.setdefault(key, _History())
+        base = hist.minimum()
+        hist.add(now, rtt_ms, RTT_BASELINE_WINDOW_S)
+        if base is None:
+            return 0.0, 1.0
+        base = max(base, RTT_FLOOR_MS)
+        ratio = rtt_ms / base
+        if rtt_ms - base < RTT_EXCESS_MIN_MS:
+            return 0.0, ratio
+        return ramp(ratio, RTT_RATIO_NORMAL, RTT_RATIO_BAD), ratio
+
+    def _indicators(self, snap: Snapshot) -> list[tuple[Signal, object, tuple[str, ...], float, float, str]]:
+        now, me, r = snap.now, self.self_id, snap.routing
+        out: list[tuple[Signal, object, tuple[str, ...], float, float, str]] = []
+        self._back = self._return_paths(r, {p.dest for p in snap.probes})
+        hello_loss: dict[str, float] = {}
+        for n in r.neighbours:
+            link = link_element(me, n.node_id)
+            key = (n.ifname, n.node_id)
+            if self._room(self._flaps, key):
+                fh = self._flaps.setdefault(key, _History())
+                fh.add(now, float(n.transitions), FLAP_WINDOW_S)
+                flaps = fh.samples[-1][1] - fh.samples[0][1]
+                out.append((Signal.FLAP, link, (me, n.node_id), ramp(flaps, FLAPS_NORMAL, FLAPS_BAD), flaps, n.ifname))
+            if not n.up:
+                continue
+            hello_loss[n.node_id] = max(hello_loss.get(n.node_id, 0.0), n.loss)
+            out.append((Signal.HELLO_LOSS, link, (me, n.node_id), ramp(n.loss, LOSS_NORMAL, LOSS_BAD), n.loss, n.ifname))
+            deg, ratio = self._rtt_degree(("link", n.ifname, n.node_id), n.rtt_ms, now)
+            out.append((Signal.HELLO_RTT, link, (me, n.node_id), deg, ratio, n.ifname))
+        pooled: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
+        for p in snap.probes:
+            pooled[p.via][0] += p.lost
+            pooled[p.via][1] += p.sent
+        for via, (lost, sent) in sorted(pooled.items()):
+            if sent >= PROBE_MIN_SAMPLES:
+                expected = 1.0 - (1.0 - hello_loss.get(via, 0.0)) ** 2
+                excess = max(0.0, wilson_lower(lost, sent) - expected)
+                out.append((Signal.PROBE_VIA, node_element(via), (me, via),
+                            ramp(excess, PROBE_EXCESS_NORMAL, PROBE_EXCESS_BAD), lost / sent, ""))
+        for p in snap.probes:
+            if p.sent < PROBE_MIN_SAMPLES:
+                continue
+            first = hello_loss.get(p.via, 0.0)
+            expected = 1.0 - (1.0 - first) ** 2  # the first link, both ways
+            excess = max(0.0, wilson_lower(p.lost, p.sent) - expected)
+            path = (me, p.via, p.dest)
+            el = link_element(p.via, p.dest)
+            out.append((Signal.PROBE_LOSS, el, path, ramp(excess, PROBE_EXCESS_NORMAL, PROBE_EXCESS_BAD), p.loss, ""))
+            deg, ratio = self._rtt_degree(("probe", p.via, p.dest), p.rtt_ms, now)
+            out.append((Signal.PROBE_RTT, el, path, deg, ratio, ""))
+        for node in r.nodes:
+            if node.node_id != me:
+                out.append((Signal.UNREACHABLE, node_element(node.node_id), (node.node_id,),
+                            0.0 if node.reachable else 1.0, 0.0 if node.reachable else 1.0, ""))
+        for m in snap.metrics:
+            el, path = node_element(m.node_id), (m.node_id,)
+            if m.cpu_util is not None:
+                out.append((Signal.CPU, el, path, ramp(m.cpu_util, CPU_NORMAL, CPU_BAD), m.cpu_util, ""))
+            if m.mem_util is not None:
+                out.append((Signal.MEMORY, el, path, ramp(m.mem_util, MEM_NORMAL, MEM_BAD), m.mem_util, ""))
+            if m.fwd_ratio is not None:
+                out.append((Signal.FORWARDING, el, path, ramp(m.fwd_ratio, FWD_NORMAL, FWD_BAD), m.fwd_ratio, ""))
+        for v in snap.verdicts:
+            deg = 1.0 if v.actionable else VERDICT_DEGREE_OBSERVED
+            out.append((Signal.VERDICT, node_element(v.node_id), (v.node_id,), deg, v.score,
+                        "actionable" if v.actionable else ""))
+        for s in snap.services:
+            out.append((Signal.SERVICE, Element(ElementKind.SERVICE, s.name), (me,), 0.0 if s.healthy else 1.0,
+                        0.0 if s.healthy else 1.0, s.detail))
+        up_ifaces: dict[str, bool] = {i.name: i.up for i in r.interfaces}
+        heard: set[str] = {n.ifname for n in r.neighbours if n.up}
+        for name, up in sorted(up_ifaces.items()):
+            if name in heard or name not in self._iface_heard:
+                if name in heard and self._room(self._iface_heard, name):
+                    self._iface_heard[name] = now
+                continue
+            silent_s = now - self._iface_heard[name]
+            deg = 1.0 if up and silent_s >= IFACE_SILENT_S else 0.0
+            out.append((Signal.IFACE_SILENT, Element(ElementKind.INTERFACE, name), (me,), deg, silent_s, name))
+        for u in snap.uplinks:
+            blocked = (not u.reachable) and u.network_ok
+            out.append((Signal.UPLINK, Element(ElementKind.UPLINK, u.name), (me,), 1.0 if blocked else 0.0,
+                        1.0 if blocked else 0.0, u.transport))
+        return out
+
+    # ---- the step
+    def observe(self, snap: Snapshot) -> MonitorOutput:
+        now = snap.now
+        indicators: list[Indicator] = []
+        for signal, element, path, degree, value, detail in self._indicators(snap):
+            assert isinstance(element, Element)
+            key = (signal, element, path)
+            onset = self._onsets.get(key)
+            if degree >= ABNORMAL_DEGREE:
+                if onset is None and self._room(self._onsets, key):
+                    onset = self._onsets[key] = now
+                self._onset_seen[key] = now
+            elif onset is not None:
+                del self._onsets[key]
+                onset = None
+            back = self._back.get(path[2], ()) if len(path) == 3 else ()
+            indicators.append(Indicator(signal, element, path, degree, value, onset, detail, back))
+        raised, cleared = self._symptoms(indicators, now)
+        self._remember_links(snap)
+        self._forget(now)
+        adjacency = self._adjacency()
+        active = tuple(
+            Symptom(kind, el, st.since_s, self._degree_of(kind, el, indicators), st.detail)
+            for (kind, el), st in sorted(self._states.items()) if st.active
+        )
+        return MonitorOutput(now, tuple(indicators), active, tuple(raised), tuple(cleared), adjacency)
+
+    def _elements(self, kind: SymptomKind, indicators: Iterable[Indicator]) -> dict[Element, tuple[float, str]]:
+        """Element -> (degree, detail) for one symptom kind (max over the element's indicators)."""
+        rule = RULES[kind]
+        out: dict[Element, tuple[float, str]] = {}
+        for ind in indicators:
+            if ind.signal is not rule.signal and not (kind is SymptomKind.FORWARDING_LOSS and ind.signal is Signal.PROBE_VIA):
+                continue
+            if rule.self_only and ind.element != node_element(self.self_id):
+                continue
+            if rule.actionable_only and ind.detail != "actionable":
+                continue
+            el = ind.element
+            if kind is SymptomKind.FORWARDING_LOSS:  # attributed to the neighbour the probes went through
+                el = node_element(ind.path[1])  # (pooled over its paths, or one path enough to localise)
+            if ind.degree >= out.get(el, (-1.0, ""))[0]:
+                out[el] = (ind.degree, ind.detail)
+        return out
+
+    def _degree_of(self, kind: SymptomKind, element: Element, indicators: Iterable[Indicator]) -> float:
+        return self._elements(kind, indicators).get(element, (0.0, ""))[0]
+
+    def _symptoms(self, indicators: list[Indicator], now: float) -> tuple[list[Symptom], list[Symptom]]:
+        raised: list[Symptom] = []
+        cleared: list[Symptom] = []
+        for kind, rule in RULES.items():
+            current = self._elements(kind, indicators)
+            keys = {k for k in self._states if k[0] is kind} | {(kind, el) for el in current}
+            for key in sorted(keys):
+                degree, detail = current.get(key[1], (0.0, ""))
+                if key not in self._states:
+                    if degree < rule.enter or not self._room(self._states, key):
+                        continue
+                    self._states[key] = _Hysteresis()
+                st = self._states[key]
+                st.seen_s = now
+                if degree >= rule.enter:
+                    st.good_since = None
+                    st.bad_since = now if st.bad_since is None else st.bad_since
+                    st.detail = detail or st.detail
+                    if not st.active and now - st.bad_since >= rule.raise_after_s:
+                        st.active, st.since_s = True, now
+                        raised.append(Symptom(kind, key[1], now, degree, st.detail))
+                elif degree <= rule.exit:
+                    st.bad_since = None
+                    st.good_since = now if st.good_since is None else st.good_since
+                    if st.active and now - st.good_since >= rule.clear_after_s:
+                        st.active = False
+                        cleared.append(Symptom(kind, key[1], st.since_s, degree, st.detail))
+                else:  # between the levels: the state holds; both timers start again
+                    st.bad_since = None if not st.active else st.bad_since
+                    st.good_since = None
+        return raised, cleared
