@@ -228,7 +228,7 @@ def qemu_part(args: argparse.Namespace) -> dict:
     except ImportError:
         return {"install_to_good_s": None, "powercut_good": None, "powercut_total": None,
                 "qemu_note": "tests/image/ota_vm.py not available"}
-    return ota_vm.bench(args.powercuts)
+    return ota_vm.bench(args.powercuts, args.qemu_budget_s)
 
 
 def main() -> int:
@@ -239,6 +239,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--no-qemu", action="store_true", help="skip the QEMU part")
     ap.add_argument("--powercuts", type=int, default=20)
+    ap.add_argument("--qemu-budget-s", type=float, default=None,
+                    help="start no power cut after this many seconds of the QEMU part (powercut_total says how many ran)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench/ota.py needs root (network namespaces)", file=sys.stderr)
@@ -257,6 +259,11 @@ def main() -> int:
     print(f"{'resume_resent_chunks':<24} {res['resume_resent_chunks']:>12}  <= 1")
     print(f"{'install_to_good_s':<24} {res['install_to_good_s']!s:>12}")
     print(f"{'powercut good/total':<24} {str(res['powercut_good']) + '/' + str(res['powercut_total']):>12}  20/20")
+    log = res.pop("powercut_log", None)
+    if log:
+        for e in log:
+            print(f"  cut {e['cut']:>2}: {e['action']:<8} at {e['at_s']:>5} s during {e['during']:<8} "
+                  f"slot {e.get('slot', '?')} data_ok={e.get('data_ok')} {e.get('error', '')[:60]}")
     print(json.dumps({"bench": "ota", **res}))
     return 0
 
