@@ -51,7 +51,7 @@ from tests.integration.ota_mesh import (  # noqa: E402
 )
 from x0lab.testbed.bed import Testbed  # noqa: E402
 from x0node.ota import bundle as ota_bundle  # noqa: E402
-from x0node.ota import keys  # noqa: E402
+from x0node.ota import keys, rollout  # noqa: E402
 from x0node.ota import manifest as mf  # noqa: E402
 from x0node.proto.protocol import OTA_TCP_PORT  # noqa: E402
 
@@ -97,21 +97,8 @@ def star_client(url_base: str, manifest_path: str) -> None:
 
 
 def hops_from_1(bed: Testbed) -> dict[int, int]:
-    adj: dict[int, set[int]] = {k: set() for k in bed.nodes}
-    for a, b in bed.state["links"]:
-        adj[a].add(b)
-        adj[b].add(a)
-    dist = {1: 0}
-    frontier = [1]
-    while frontier:
-        nxt = []
-        for v in frontier:
-            for w in adj[v]:
-                if w not in dist:
-                    dist[w] = dist[v] + 1
-                    nxt.append(w)
-        frontier = nxt
-    return dist
+    d = rollout.hops_from("1", [str(k) for k in bed.nodes], {(str(a), str(b)) for a, b in bed.state["links"]})
+    return {int(k): v for k, v in d.items()}
 
 
 def wait_all(bed: Testbed, phase: str, timeout_s: float, nodes: list[int] | None = None) -> float | None:

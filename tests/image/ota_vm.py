@@ -30,7 +30,7 @@ from image import pipeline, squash
 from image.board import REPO_ROOT
 from image.bundle import keys_dir
 from image.qemu import VM
-from tests.image.webclient import REQUEST_TIMEOUT_S, pinned_session, wait_http
+from tests.image.webclient import REQUEST_TIMEOUT_S, pinned_session, setup_code, wait_http
 from x0node.ota import bundle as ota_bundle
 from x0node.ota import keys as ota_keys
 from x0node.ota import manifest as mf
@@ -158,15 +158,6 @@ class Ui:
                 pass
             time.sleep(2)
         raise TimeoutError(f"{what} not seen in {timeout_s:.0f} s; last: {json.dumps(last)[:2000]}")
-
-
-def setup_code(vm: VM) -> str:
-    for _ in range(3):
-        rc, out = vm.shell("cat /data/x0node/web/setup-code")
-        match = re.search(r"^([A-Z0-9]{4}(?:-[A-Z0-9]{4}){2,})\r?$", out, re.M)
-        if rc == 0 and match:
-            return match.group(1)
-    raise AssertionError(f"no setup code readable on the console: {out!r}")
 
 
 def restart(vm: VM) -> int:

@@ -26,6 +26,7 @@ import pytest
 from image.qemu import MeshLink, free_port
 from tests.image import ota_vm
 from tests.image.conftest import BOOT_TIMEOUT_S, built, daemon_present
+from tests.image.webclient import setup_code
 
 BOARD = "x86_64"
 POWERCUTS = int(os.environ.get("X0_OTA_POWERCUTS", "3"))
@@ -78,7 +79,7 @@ def test_mesh_rollout_and_bad_build_rollback(vms, tmp_path, artifacts_dir) -> No
     marker = os.urandom(8).hex()
     vm1.shell(f"echo {marker} > /data/{ota_vm.MARKER}; sync")
     ui = ota_vm.Ui(vm1)
-    ui.login(fp1, ota_vm.setup_code(vm1))
+    ui.login(fp1, setup_code(vm1))
     o = ui.get()
     assert o["booted"] == "A" and set(o["slots"]) == {"A", "B"}, o
     assert o["running"]["version"] == base.version
@@ -145,7 +146,7 @@ def test_power_cuts(vms, artifacts_dir) -> None:
     vm.wait_ready(T)
     vm.wait_for(ota_vm.PROMPT, 120)
     ui = ota_vm.Ui(vm)
-    ui.login(fp, ota_vm.setup_code(vm))
+    ui.login(fp, setup_code(vm))
     up = ui.upload(bundle, manifest)
     assert up["status"] == 200, up
     log: list[dict] = []

@@ -6,13 +6,13 @@ the QEMU tests in tests/image install with RAUC). Timings are measured by bench/
 from __future__ import annotations
 
 import json
-import pathlib
 import shutil
 import signal
 import time
 
 import pytest
 
+from tests.integration.coord_mesh import coord_bed
 from tests.integration.ota_mesh import (
     UplinkServer,
     ask,
@@ -145,7 +145,7 @@ def test_rollout_coordinator_seat_moves_when_its_node_dies(release, tmp_path):
     work, kd, rel, b, m, mani = release
     ota = {"installer": "none", "release_file": str(rel), "keys_file": str(kd / keys.RELEASE_KEYS_FILE),
            "keyring": str(kd / "ca.cert.pem"), "auto_fetch": False, "rate_kbit": 800, "rollout_takeover_s": 10}
-    bed = _coord_ota_bed(tmp_path / "bed", ota)
+    bed = coord_bed(tmp_path / "bed", "ring:3", [1, 2, 3], sections={"state": {}, "ota": ota})
     try:
         wait_ota(bed)
         out = ask(bed, 1, {"op": "stage", "bundle": str(b), "manifest": str(m)}, 120)
@@ -187,20 +187,3 @@ def test_rollout_coordinator_seat_moves_when_its_node_dies(release, tmp_path):
     finally:
         bed.down()
 
-
-def _coord_ota_bed(run_dir, ota):
-    from x0lab.testbed import provision
-    from x0lab.testbed.bed import Testbed
-    from x0node.proto.keyfile import load_node_key
-
-    bed = Testbed.create(run_dir, "ring:3", "x0node", sections={"state": {}, "ota": ota, "coord": {}})
-    try:
-        provision.provision_mesh(bed)
-        ids = [load_node_key(pathlib.Path(bed.nodes[k].data_dir) / "node.key").node_id.hex() for k in (1, 2, 3)]
-        bed.state["sections"]["coord"]["members"] = ids
-        bed.save()
-        bed.start_all()
-    except BaseException:
-        bed.down()
-        raise
-    return bed
