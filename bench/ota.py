@@ -215,7 +215,7 @@ def qemu_part(args: argparse.Namespace) -> dict:
     except ImportError:
         return {"install_to_good_s": None, "powercut_good": None, "powercut_total": None,
                 "qemu_note": "tests/image/ota_vm.py not available"}
-    return ota_vm.bench(args.powercuts, args.qemu_budget_s)
+    return ota_vm.bench(args.powercuts, args.qemu_budget_s, args.reuse_images)
 
 
 def main() -> int:
@@ -226,6 +226,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--no-qemu", action="store_true", help="skip the QEMU part")
     ap.add_argument("--powercuts", type=int, default=20)
+    ap.add_argument("--reuse-images", action="store_true",
+                    help="use the x86_64 image and release \"next\" already built from this tree (out/x86_64, "
+                         "out/x86_64-next) instead of building both")
     ap.add_argument("--qemu-budget-s", type=float, default=None,
                     help="start no power cut after this many seconds of the QEMU part (powercut_total says how many ran)")
     args = ap.parse_args()

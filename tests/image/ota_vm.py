@@ -27,7 +27,7 @@ from typing import Any
 import requests
 
 from image import pipeline, squash
-from image.board import REPO_ROOT
+from image.board import REPO_ROOT, load_board
 from image.bundle import keys_dir
 from image.qemu import VM
 from tests.image.webclient import REQUEST_TIMEOUT_S, pinned_session, setup_code, wait_http
@@ -65,6 +65,33 @@ def release(base: pipeline.Context, tag: str, later_s: int) -> pipeline.Context:
                 os.environ[k] = v
     _releases[tag] = ctx
     return ctx
+
+
+def existing(work: pathlib.Path, out: pathlib.Path) -> pipeline.Context | None:
+    """A finished build in `work`/`out` (its manifest.json names version and epoch), or None."""
+    try:
+        doc = json.loads((out / "manifest.json").read_text())
+        ctx = pipeline.Context(board=load_board(BOARD), work=work, out=out, version=str(doc["version"]),
+                               source_date_epoch=int(doc["source_date_epoch"]))
+    except (OSError, ValueError, KeyError):
+        return None
+    done = ctx.disk.exists() and bundle_of(ctx)[1].exists() and ctx.squashfs.exists()
+    return ctx if done else None
+
+
+def reuse_builds() -> tuple[pipeline.Context, pipeline.Context] | None:
+    """Use the base image and release "next" built before from this tree (bench/ota.py --reuse-images,
+    X0_OTA_REUSE_IMAGES=1 for tests/image/test_ota.py) instead of building them again: later `built()`
+    and `release(base, "next")` return them. None (and nothing changed) if either is missing."""
+    from tests.image import conftest
+
+    base = existing(REPO_ROOT / "build" / "image" / BOARD, REPO_ROOT / "out" / BOARD)
+    nxt = existing(REPO_ROOT / "build" / "image" / f"{BOARD}-next", REPO_ROOT / "out" / f"{BOARD}-next")
+    if base is None or nxt is None or nxt.source_date_epoch <= base.source_date_epoch:
+        return None
+    conftest._built[BOARD] = base
+    _releases["next"] = nxt
+    return base, nxt
 
 
 def bundle_of(ctx: pipeline.Context) -> tuple[pathlib.Path, pathlib.Path]:
@@ -253,7 +280,7 @@ def powercut_loop(vm: VM, key_sha: str, cuts: int, boot_timeout_s: float, window
     return good
 
 
-def bench(cuts: int, budget_s: float | None = None) -> dict[str, Any]:
+def bench(cuts: int, budget_s: float | None = None, reuse: bool = False) -> dict[str, Any]:
     """bench/ota.py's QEMU part: install to marked good, and `cuts` power cuts (needs root, QEMU); with
     `budget_s`, no power cut starts after that many seconds of this part (the count done is reported)."""
     t_start = time.monotonic()
@@ -263,6 +290,8 @@ def bench(cuts: int, budget_s: float | None = None) -> dict[str, Any]:
     from image.board import load_board
     from tests.image.conftest import BOOT_TIMEOUT_S, built
 
+    if reuse and reuse_builds() is not None:
+        print("reusing the builds in out/x86_64 and out/x86_64-next", file=sys.stderr, flush=True)
     base = built(BOARD)
     nxt = release(base, "next", 100)
     bundle, manifest = bundle_of(nxt)

@@ -36,6 +36,13 @@ T = BOOT_TIMEOUT_S[BOARD]
 pytestmark = [pytest.mark.slow]
 
 
+@pytest.fixture(autouse=True)
+def _prebuilt() -> None:
+    """X0_OTA_REUSE_IMAGES=1: use the images already built from this tree (ota_vm.reuse_builds)."""
+    if os.environ.get("X0_OTA_REUSE_IMAGES") == "1":
+        ota_vm.reuse_builds()
+
+
 def _status(vm) -> dict:
     rc, out = vm.shell("x0node ota status --json > /tmp/ota.json; python3 -c 'import json; "
                        "d=json.load(open(\"/tmp/ota.json\")); t=d.get(\"target\") or {}; "
