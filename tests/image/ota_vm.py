@@ -44,6 +44,8 @@ LOCAL_CONFIG = f"[ota]\nhealth_deadline_s = {HEALTH_DEADLINE_S}\nhealth_stable_s
 MARKER = "x0-data-marker"
 DISK_MIB = 512
 """The VMs' flash: the image (256 MiB) plus room on /data to stage a bundle (provisioning grows /data)."""
+REUSE_WAIT_S = 1800
+"""bench --reuse-images waits this long for a build of the images that is still running."""
 _releases: dict[str, pipeline.Context] = {}
 
 
@@ -290,8 +292,12 @@ def bench(cuts: int, budget_s: float | None = None, reuse: bool = False) -> dict
     from image.board import load_board
     from tests.image.conftest import BOOT_TIMEOUT_S, built
 
-    if reuse and reuse_builds() is not None:
-        print("reusing the builds in out/x86_64 and out/x86_64-next", file=sys.stderr, flush=True)
+    if reuse:
+        deadline = time.monotonic() + REUSE_WAIT_S  # a build of them may still be finishing
+        while reuse_builds() is None and time.monotonic() < deadline:
+            time.sleep(10)
+        print(f"reusing the builds in out/{BOARD} and out/{BOARD}-next: {_releases.get('next') is not None}",
+              file=sys.stderr, flush=True)
     base = built(BOARD)
     nxt = release(base, "next", 100)
     bundle, manifest = bundle_of(nxt)
