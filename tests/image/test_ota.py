@@ -9,6 +9,7 @@
 - a bad build (the web UI bound to ::1 only), uploaded and installed on VM1 from its UI, fails the
   health gate: VM1 marks the slot bad and reboots into the previous slot with no human, reports
   `rolled_back` with the reason, and /data is intact.
+`test_bad_build_rolls_back_alone`: the same bad build on a single VM still on the first release.
 `test_power_cuts` cuts the power (SIGKILL of QEMU) at random points of an install and of the reboot
 that follows, POWERCUTS times (the bench does 20); every boot must reach a ready x0node with /data intact.
 """
@@ -138,6 +139,47 @@ def test_mesh_rollout_and_bad_build_rollback(vms, tmp_path, artifacts_dir) -> No
     assert "UI" in o["why"] or "web" in o["why"], o
     assert ota_vm.data_check(vm1, marker, hashlib.sha256(id1.key).hexdigest())
     (artifacts_dir / "ota-after-rollback.json").write_text(json.dumps(o, indent=1))
+
+
+def test_bad_build_rolls_back_alone(vms, tmp_path, artifacts_dir) -> None:
+    """One VM on the first release: a newer but bad build (web UI on ::1 only) installed from the UI
+    boots, fails the health gate, is marked bad and the VM falls back to slot A with no human; the
+    status says why and /data is intact."""
+    if not daemon_present():
+        pytest.skip("the daemon (`x0node run`) is not in this tree")
+    base = built(BOARD)
+    nxt = ota_vm.release(base, "next", 100)
+    bad_bundle, bad_manifest = ota_vm.bad_build(nxt, tmp_path, 200)
+    vm, ident = vms.make(BOARD, "bad", extra={"x0node/config.local.toml": ota_vm.LOCAL_CONFIG.encode()},
+                         disk_mib=DISK_MIB)
+    vm.start()
+    fp = vm.cert_fingerprint(T)
+    vm.wait_ready(T)
+    vm.wait_for(ota_vm.PROMPT, 120)
+    marker = os.urandom(8).hex()
+    vm.shell(f"echo {marker} > /data/{ota_vm.MARKER}; sync")
+    ui = ota_vm.Ui(vm)
+    ui.login(fp, setup_code(vm))
+    assert ui.get()["booted"] == "A"
+    up = ui.upload(bad_bundle, bad_manifest)
+    assert up["status"] == 200 and up["phase"] == "verified", up
+    since = vm.mark()
+    r = ui.post("api/v1/ota/install", {})
+    assert r.status_code == 202, r.text
+    ota_vm.wait_reboot(vm, since, 1800)
+    assert ota_vm.slot_of_this_boot(vm, T) == "B"
+    since = vm.mark()
+    vm.wait_for(re.compile(r"rolled_back|phase=rolled_back"), ota_vm.HEALTH_DEADLINE_S + T, since)
+    ota_vm.wait_reboot(vm, since, 600)
+    assert ota_vm.slot_of_this_boot(vm, T) == "A"
+    vm.wait_ready(T)
+    vm.wait_for(ota_vm.PROMPT, 120)
+    ui.login(fp)
+    o = ui.wait(lambda o: o["phase"] == "rolled_back", 600, "the VM reporting the rollback")
+    (artifacts_dir / "ota-bad-build-alone.json").write_text(json.dumps(o, indent=1))
+    assert o["booted"] == "A" and o["running"]["version"] == base.version, o
+    assert "UI" in o["why"] or "web" in o["why"], o
+    assert ota_vm.data_check(vm, marker, hashlib.sha256(ident.key).hexdigest())
 
 
 def test_power_cuts(vms, artifacts_dir) -> None:
