@@ -77,7 +77,12 @@ def existing(work: pathlib.Path, out: pathlib.Path) -> pipeline.Context | None:
                                source_date_epoch=int(doc["source_date_epoch"]))
     except (OSError, ValueError, KeyError):
         return None
-    done = ctx.disk.exists() and bundle_of(ctx)[1].exists() and ctx.squashfs.exists()
+    try:  # finished after its root slot was squashed (a build still running has an older manifest)
+        sq = ctx.squashfs.stat().st_mtime
+        done = ctx.disk.exists() and min((out / "manifest.json").stat().st_mtime,
+                                         bundle_of(ctx)[1].stat().st_mtime) >= sq
+    except OSError:
+        return None
     return ctx if done else None
 
 
