@@ -256,7 +256,11 @@ def main() -> int:
         res = mesh_part(pathlib.Path(tmp))
     q = {"install_to_good_s": None, "powercut_good": None, "powercut_total": None}
     if not args.no_qemu:
-        q = qemu_part(args)
+        try:
+            q = qemu_part(args)
+        except Exception as exc:  # noqa: BLE001 - the mesh figures are still printed, with the reason
+            q["qemu_error"] = f"{type(exc).__name__}: {exc}"[:600]
+            print(f"QEMU part failed: {q['qemu_error']}", file=sys.stderr, flush=True)
     res.update(q)
     print(f"{'metric':<24} {'value':>12}  goal")
     print(f"{'bundle bytes':<24} {res['bundle_bytes']:>12}")
