@@ -16,7 +16,10 @@ Rules and invariants:
   loop); lease requests to LocalLeases, answered at once. Nothing raises out of the loop: a failing
   cycle is logged and counted in `tick_errors`.
 - Entry points for the web UI and other services: `set_mode`, `feedback`, `set_update_in_progress`,
-  `incidents`, `timeline`, `recent_spans` (ctx.extras["healing"] is this service).
+  `incidents`, `incident`, `timeline`, `recent_spans` (ctx.extras["healing"] is this service);
+  `switch_mode` and `store_feedback` are the operator's: the switch is saved in the knowledge store
+  first (it then holds across restarts, over the config's `mode`) and feedback is written before they
+  return.
 - The engine's clock is `time.monotonic()`; on Linux it counts from boot, so the boot guard window
   uses boot_s = 0.0.
 """
@@ -69,6 +72,8 @@ MAX_TRANSITION_KEYS = 1024
 MAX_PEER_METRICS = 256
 MAX_UNWRITTEN = 4096
 SERVICE_TOPICS = frozenset({"core", "anomaly", "anomaly.features"})
+OPERATOR_MODE_KEY = "operator_mode"
+OPERATOR_MODES = ("observe", "active", "auto")
 
 
 def validate_config(section: Mapping[str, Any]) -> dict[str, Any]:
@@ -204,6 +209,9 @@ class HealingService:
         self.actuator = LocalActuator(state_dir, ctx.interfaces, extras.get("services"), ctx, extras.get("watchdog"))
         self.leases = LocalLeases(ctx.node_id)
         self._sub = ctx.bus.subscribe(set(SERVICE_TOPICS))
+        chosen = await asyncio.to_thread(self.store.get_setting, OPERATOR_MODE_KEY)
+        if chosen in OPERATOR_MODES:
+            self.set_mode(None if chosen == "auto" else chosen, "operator (kept across the restart)")
         extras["healing"] = self
         loop = asyncio.get_running_loop()
         if cfg["probes"]:
@@ -279,6 +287,26 @@ class HealingService:
     def feedback(self, incident_id: int, right: bool, note: str = "") -> None:
         self.engine.feedback(int(incident_id), bool(right), str(note), time.monotonic())
         self._publish_events()
+
+    async def switch_mode(self, mode: str) -> None:
+        """The operator's switch: "observe", "active" or "auto" (the automatic promotion). Saved first, so a
+        switch that could not be stored changes nothing (the error propagates)."""
+        if mode not in OPERATOR_MODES:
+            raise ValueError('mode must be "observe", "active" or "auto"')
+        await asyncio.to_thread(self.store.set_setting, OPERATOR_MODE_KEY, mode)
+        self.set_mode(None if mode == "auto" else mode)
+
+    async def store_feedback(self, incident_id: int, right: bool, note: str = "") -> None:
+        """Operator feedback on an incident, written to the knowledge store before returning."""
+        self.feedback(incident_id, right, note)
+        await self._write_records()
+        if self._unwritten:  # not saved: say so, and never write it later behind the operator's back
+            self._unwritten = [r for r in self._unwritten
+                               if not (type(r).__name__ == "Feedback" and getattr(r, "incident_id", None) == incident_id)]
+            raise OSError("the knowledge store could not be written")
+
+    async def incident(self, incident_id: int) -> dict[str, Any] | None:
+        return await asyncio.to_thread(self.store.incident, incident_id)
 
     def set_update_in_progress(self, active: bool) -> None:
         self._updating = bool(active)
