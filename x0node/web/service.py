@@ -20,11 +20,8 @@ from x0node.coord.api import add_routes as add_coord_routes
 from x0node.daemon.exposure import Exposure, Listen
 from x0node.web.app import K_STATE, create_app
 from x0node.web.config import WebConfig
-<<<<<<< HEAD
 from x0node.web.firmware import add_ota_routes
-=======
 from x0node.web.healing_api import add_routes as add_healing_routes
->>>>>>> main
 from x0node.web.provider import ConfigError as WebConfigError
 from x0node.web.state_api import add_routes as add_state_routes
 from x0node.web.tls import TLS_KEYS, TlsConfig
@@ -72,11 +69,8 @@ class WebService:
         self.app = create_app(ctx.provider, self.config, ctx.data_dir, ctx.registry)
         add_state_routes(self.app, lambda: ctx.extras.get("state"))
         add_coord_routes(self.app, lambda: ctx.extras.get("coord"))
-<<<<<<< HEAD
         add_ota_routes(self.app, lambda: ctx.extras.get("ota"))
-=======
         add_healing_routes(self.app, lambda: ctx.extras.get("healing"))
->>>>>>> main
         from x0node.web.tracing import middleware as tracing_middleware
 
         self.app.middlewares.insert(0, tracing_middleware(getattr(ctx, "extras", {})))  # API spans (web/tracing.py)
