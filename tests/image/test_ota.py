@@ -34,7 +34,12 @@ POWERCUTS = int(os.environ.get("X0_OTA_POWERCUTS", "3"))
 DISK_MIB = ota_vm.DISK_MIB
 T = BOOT_TIMEOUT_S[BOARD]
 
-pytestmark = [pytest.mark.slow]
+# Not yet on devices: `rauc info` on the image stops at `Failed to start unsquashfs` (the image has no
+# squashfs-tools; docs/ota.md, "On devices"), so a VM never reaches `verified`. Set X0_OTA_DEVICE=1 to
+# run these once the image carries it; the mesh path is tested on namespaces (tests/integration/test_ota_mesh.py).
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(os.environ.get("X0_OTA_DEVICE") != "1",
+                                 reason="OTA install on the image is blocked on unsquashfs (docs/ota.md)")]
 
 
 @pytest.fixture(autouse=True)
