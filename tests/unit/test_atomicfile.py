@@ -170,7 +170,7 @@ def _anomaly_state(d: pathlib.Path) -> pathlib.Path:
     svc._saved_state, svc._saved_phase, svc._saved_at = None, None, float("-inf")
     observe = types.SimpleNamespace(phase=types.SimpleNamespace(value="observe"), to_dict=lambda: {"phase": "observe"})
     chain = types.SimpleNamespace(normal_rows=1, _normal=[np.zeros(len(service.FEATURES))])
-    svc.engine = types.SimpleNamespace(observe=observe, chain=chain)
+    svc.engine = types.SimpleNamespace(observe=observe, chain=chain, drift=None)
     svc._persist(force=True)
     return d / "normal_rows.npy"
 
