@@ -28,9 +28,15 @@ Smoothing and hysteresis:
 - The estimate is the median of the last PROBE_SAMPLES samples. It is first used once
   PROBE_LEARN_SAMPLES samples exist; after a neighbour comes up trains go PROBE_FAST_INTERVAL_S apart
   until then.
-- A sample outside [estimate / PROBE_CHANGE_RATIO, estimate x PROBE_CHANGE_RATIO] asks for two more
-  trains PROBE_FAST_INTERVAL_S apart: a real change moves the median after three trains, one outlier
-  never does.
+- A sample outside [estimate / PROBE_CHANGE_RATIO, estimate x PROBE_CHANGE_RATIO] opens a change and
+  asks for two more trains PROBE_FAST_INTERVAL_S apart. A rise is confirmed with full-size tails (a
+  tail sized for a low estimate cannot show a much higher rate: its gap would be the sender's own
+  spacing); a drop with tails sized for the highest sample of the change (cheaper, still accurate). When
+  PROBE_LEARN_SAMPLES samples in a row leave the band on the same side, the link changed: the
+  older samples are dropped and the estimate is the median of those. A sample outside the band
+  enters the median only so; one inside the band, or on the other side, closes the change. One
+  outlier (or two, or any number on alternate sides) never moves the estimate; a real change moves it
+  after three trains, all of it at once.
 - The throughput used for class and cost follows the estimate only when they differ by more than
   PROBE_PUBLISH_FRACTION; the class band and the cost hysteresis of neighbour.py apply on top.
 
@@ -40,10 +46,11 @@ Budget, per neighbour, counting trains and their reports with their headers:
   reports the interface's transmit counter, `note_tx_bytes`; our own routing datagrams are not
   counted as traffic), never more than PROBE_MAX_BUDGET_BPS. A train goes out only when the bucket
   holds its bytes, so the long-run probe rate never exceeds the budget.
-- Steady trains are (train bytes / (PROBE_STEADY_SHARE x budget)) apart, +-25 %, within
-  [PROBE_MIN_INTERVAL_S, PROBE_MAX_INTERVAL_S]; the rest of the budget refills the bucket for learning
-  and confirming. An idle link is thus re-measured every one to a few minutes; a link carrying
-  traffic every few seconds.
+- Steady trains are (train bytes / budget) apart while the bucket is at least half full (a full
+  bucket cannot store what they leave unused), (train bytes / (PROBE_STEADY_SHARE x budget)) apart
+  below that, so that the rest of the budget refills the bucket for learning and confirming; +-25 %,
+  within [PROBE_MIN_INTERVAL_S, PROBE_MAX_INTERVAL_S]. An idle link is thus re-measured about every
+  minute; a link carrying traffic every few seconds.
 
 Rules:
 - Both messages carry a MAC under the pairwise session key (messages.py) and are checked before
@@ -117,6 +124,7 @@ class ProbeState:
     samples: deque[float] = field(default_factory=lambda: deque(maxlen=PROBE_SAMPLES))
     estimate: float | None = None
     published: float | None = None
+    change: list[float] = field(default_factory=list)  # samples in a row outside the band, one side
     # receiver side (its link towards us)
     rx_train: int = 0  # newest train id seen in this session
     rx_next: int = 0  # next index accepted of that train
@@ -243,10 +251,13 @@ class Probing(Part):
         return now >= ps.last_s + ps.jitter * self.steady_interval_s(n, now)
 
     def steady_interval_s(self, n: Neighbour, now: float) -> float:
-        """Spacing of steady trains to n: its next train's bytes at PROBE_STEADY_SHARE of the budget
-        (recomputed as the link's traffic changes), within the bounds, before jitter."""
+        """Spacing of steady trains to n: its next train's bytes at the budget while the bucket is at
+        least half full, else at PROBE_STEADY_SHARE of it (recomputed as the link's traffic changes),
+        within the bounds, before jitter."""
         cost = train_cost(self._tail(n), self._header_bytes(n))
-        steady = cost / (PROBE_STEADY_SHARE * self.budget_bps(n.ifname, now))
+        budget = self.budget_bps(n.ifname, now)
+        share = 1.0 if 2 * self._refill(n.probe, budget, now) >= PROBE_BURST_BYTES else PROBE_STEADY_SHARE
+        steady = cost / (share * budget)
         return min(PROBE_MAX_INTERVAL_S, max(PROBE_MIN_INTERVAL_S, steady))
 
     def _header_bytes(self, n: Neighbour) -> int:
@@ -255,17 +266,24 @@ class Probing(Part):
 
     def _tail(self, n: Neighbour) -> int:
         ps = n.probe
-        guess = ps.estimate if ps.estimate is not None else (ps.samples[-1] if ps.samples else None)
+        if ps.change:  # confirming: a rise with full-size tails, a drop with tails sized for what it showed
+            guess = None if ps.estimate is None or ps.change[0] > ps.estimate else max(ps.change)
+        else:
+            guess = ps.estimate if ps.estimate is not None else (ps.samples[-1] if ps.samples else None)
         return tail_payload(guess, self._header_bytes(n))
+
+    @staticmethod
+    def _refill(ps: ProbeState, budget: float, now: float) -> float:
+        """The bucket's bytes at `now`, refilled at `budget` since it was last looked at."""
+        if ps.tokens_s is None:
+            return ps.tokens
+        return min(float(PROBE_BURST_BYTES), ps.tokens + (now - ps.tokens_s) * budget)
 
     def _send_train(self, iface: Interface, n: Neighbour, now: float) -> None:
         ps = n.probe
         tail = self._tail(n)
         cost = train_cost(tail, iface.link_header_bytes)
-        budget = self.budget_bps(iface.name, now)
-        if ps.tokens_s is not None:
-            ps.tokens = min(float(PROBE_BURST_BYTES), ps.tokens + (now - ps.tokens_s) * budget)
-        ps.tokens_s = now
+        ps.tokens, ps.tokens_s = self._refill(ps, self.budget_bps(iface.name, now), now), now
         if ps.tokens < cost:
             return  # wait for the bucket; looked at again at the next keepalive
         ps.tokens -= cost
@@ -348,9 +366,18 @@ class Probing(Part):
         """One measured rate of our link to n: smooth, and publish when it moved enough."""
         ps = n.probe
         est = ps.estimate
-        ps.samples.append(bps)
-        if est is not None and not est / PROBE_CHANGE_RATIO <= bps <= est * PROBE_CHANGE_RATIO and ps.fast == 0:
-            ps.fast = PROBE_LEARN_SAMPLES - 1  # two more trains soon confirm (or dismiss) it
+        side = 0 if est is None else (-1 if bps < est / PROBE_CHANGE_RATIO else int(bps > est * PROBE_CHANGE_RATIO))
+        if side == 0 or (ps.change and (ps.change[0] > est) != (side > 0)):  # type: ignore[operator]
+            ps.change = []  # back in the band, or the other way: what was open is dismissed
+        if side == 0:
+            ps.samples.append(bps)
+        else:  # held apart from the estimate until confirmed
+            if not ps.change:
+                ps.fast = max(ps.fast, PROBE_LEARN_SAMPLES - 1)  # two more trains soon confirm or dismiss it
+            ps.change.append(bps)
+            if len(ps.change) >= PROBE_LEARN_SAMPLES:  # confirmed: the link changed
+                ps.samples = deque(ps.change, maxlen=PROBE_SAMPLES)
+                ps.change = []
         if len(ps.samples) >= PROBE_LEARN_SAMPLES:
             ps.estimate = statistics.median(ps.samples)
         if ps.estimate is None or n.throughput_source == "kernel":
