@@ -46,11 +46,12 @@ Budget, per neighbour, counting trains and their reports with their headers:
   reports the interface's transmit counter, `note_tx_bytes`; our own routing datagrams are not
   counted as traffic), never more than PROBE_MAX_BUDGET_BPS. A train goes out only when the bucket
   holds its bytes, so the long-run probe rate never exceeds the budget.
-- Steady trains are (train bytes / budget) apart while the bucket is at least half full (a full
-  bucket cannot store what they leave unused), (train bytes / (PROBE_STEADY_SHARE x budget)) apart
-  below that, so that the rest of the budget refills the bucket for learning and confirming; +-25 %,
-  within [PROBE_MIN_INTERVAL_S, PROBE_MAX_INTERVAL_S]. An idle link is thus re-measured about every
-  minute; a link carrying traffic every few seconds.
+- Steady trains are (train bytes / (PROBE_STEADY_SHARE x budget)) apart, so that the rest of the
+  budget refills the bucket for learning and confirming; on a link carrying traffic, while the bucket
+  is at least half full (a full bucket cannot keep what they leave unused), (train bytes / budget)
+  apart. +-25 %, within [PROBE_MIN_INTERVAL_S, PROBE_MAX_INTERVAL_S]. An idle link is thus
+  re-measured every one to a few minutes (its probes stay a small part of the idle control traffic);
+  a link carrying traffic every few seconds.
 
 Rules:
 - Both messages carry a MAC under the pairwise session key (messages.py) and are checked before
@@ -251,12 +252,13 @@ class Probing(Part):
         return now >= ps.last_s + ps.jitter * self.steady_interval_s(n, now)
 
     def steady_interval_s(self, n: Neighbour, now: float) -> float:
-        """Spacing of steady trains to n: its next train's bytes at the budget while the bucket is at
-        least half full, else at PROBE_STEADY_SHARE of it (recomputed as the link's traffic changes),
-        within the bounds, before jitter."""
+        """Spacing of steady trains to n: its next train's bytes at the budget while the link carries
+        traffic and the bucket is at least half full, else at PROBE_STEADY_SHARE of it (recomputed as
+        the link's traffic changes), within the bounds, before jitter."""
         cost = train_cost(self._tail(n), self._header_bytes(n))
         budget = self.budget_bps(n.ifname, now)
-        share = 1.0 if 2 * self._refill(n.probe, budget, now) >= PROBE_BURST_BYTES else PROBE_STEADY_SHARE
+        full = budget > PROBE_IDLE_BUDGET_BPS and 2 * self._refill(n.probe, budget, now) >= PROBE_BURST_BYTES
+        share = 1.0 if full else PROBE_STEADY_SHARE
         steady = cost / (share * budget)
         return min(PROBE_MAX_INTERVAL_S, max(PROBE_MIN_INTERVAL_S, steady))
 
