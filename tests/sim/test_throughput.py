@@ -21,6 +21,11 @@ def _nbr(mesh: SimMesh, i: int, peer: int):
     return next(v for v in mesh.nodes[i].router.neighbours(mesh.now) if v.node_id == pid)
 
 
+def _nbr_or_none(mesh: SimMesh, i: int, peer: int):
+    pid = mesh.nodes[peer].router.identity.node_id.hex()
+    return next((v for v in mesh.nodes[i].router.neighbours(mesh.now) if v.node_id == pid), None)
+
+
 def _probe_bytes(mesh: SimMesh, i: int) -> int:
     c = mesh.nodes[i].router.out.counters
     return (c["probe_bytes_sent"] + c["probe_trains_sent"] * 3 * IPV6_UDP_HEADER_BYTES
@@ -148,3 +153,20 @@ def test_the_kernels_link_speed_stops_probes_until_it_is_no_longer_renewed():
     v = _nbr(mesh, 0, 1)
     assert v.throughput_source == "probe" and v.throughput_bps == pytest.approx(20e6, rel=0.02)
     assert r.out.counters["probe_trains_sent"] > sent
+
+
+def test_a_neighbour_forgotten_on_one_side_is_measured_again_under_the_same_key():
+    """Node 0 drops node 1 (as a missed keepalive or two do on a loaded host) while node 1 keeps it: the
+    pairwise key stays, node 0's probe state starts afresh, and its new trains must still be newer
+    than those node 1 saw, or node 1 refuses them as replays and node 0 never learns the link."""
+    mesh = SimMesh(2, seed=13)
+    mesh.connect(0, 1, rate_bps=20e6)
+    mesh.run_for(400.0)  # a few steady trains: node 1 has seen train ids above 3
+    r0, peer = mesh.nodes[0].router, mesh.nodes[1].router.identity.node_id
+    assert mesh.nodes[1].router.hello.nbrs[("m0", r0.identity.node_id)].probe.rx_train > 3
+    r0.hello.neighbour_gone(("m0", peer), mesh.now, "test")
+    t0 = mesh.now
+    while (v := _nbr_or_none(mesh, 0, 1)) is None or v.throughput_source != "probe":
+        assert mesh.now - t0 < 40.0  # a full HELLO brings it back (<= 37.5 s), learning takes ~1 s
+        mesh.run_for(0.5)
+    assert v.throughput_bps == pytest.approx(20e6, rel=0.02)

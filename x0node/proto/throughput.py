@@ -55,7 +55,8 @@ Budget, per neighbour, counting trains and their reports with their headers:
 
 Rules:
 - Both messages carry a MAC under the pairwise session key (messages.py) and are checked before
-  anything else. A probe is taken only from an UP neighbour, for a train newer than any seen in the
+  anything else. Train ids increase and never fall below `now` in TRAIN_TICKS_PER_S ticks, so they
+  keep increasing under one key even when one side forgot the neighbour and heard it again. A probe is taken only from an UP neighbour, for a train newer than any seen in the
   session or the next index of the current one: a (train, index) is never accepted twice. A report is
   taken only for the train we wait for, which it clears: never twice. Refusals are counted by reason.
 - A receiver measures at most one train per neighbour per PROBE_RX_MIN_INTERVAL_S (`limit_probe_rate`).
@@ -104,6 +105,11 @@ if TYPE_CHECKING:
 REPORT_BYTES = m.PROBE_HEADER_BYTES + m.MAC_BYTES  # version, type, train, rate, MAC
 MIN_GAP_S = 1e-6
 """Gaps shorter than this (stamps of one receive batch) are taken as this: the rate is then a bound."""
+TRAIN_TICKS_PER_S = 10
+"""Train ids never fall below `now` in these ticks: a neighbour forgotten and heard again under the same
+pairwise key (its state starts afresh on one side only) sends ids above any it sent before, which the
+receiver takes, instead of ids it already saw, which it refuses as replays. Trains to one neighbour are
+at least PROBE_FAST_INTERVAL_S apart, so ids never run ahead of the ticks; u32 ticks last 13 years."""
 TRAFFIC_STALE_S = 5.0
 """An interface's traffic figure older than this (the adapter stopped reporting) counts as idle."""
 
@@ -247,7 +253,7 @@ class Probing(Part):
         if ps.last_s is None:  # just up (or back from the kernel's figure): learn what is missing
             ps.fast = max(1, PROBE_LEARN_SAMPLES - len(ps.samples))
             return True
-        if ps.fast > 0:
+        if ps.fast > 0 or ps.estimate is None:  # confirming, or still learning (lost trains): soon again
             return now >= ps.last_s + PROBE_FAST_INTERVAL_S
         return now >= ps.last_s + ps.jitter * self.steady_interval_s(n, now)
 
@@ -289,7 +295,7 @@ class Probing(Part):
         if ps.tokens < cost:
             return  # wait for the bucket; looked at again at the next keepalive
         ps.tokens -= cost
-        ps.train += 1
+        ps.train = max(ps.train + 1, int(now * TRAIN_TICKS_PER_S) & 0xFFFFFFFF)
         sizes = [MAX_DATAGRAM_BYTES] + [tail] * (PROBE_TRAIN_PACKETS - 1)
         for i, size in enumerate(sizes):
             probe = m.Probe(ps.train, i, len(sizes), size)
