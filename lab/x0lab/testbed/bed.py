@@ -552,8 +552,9 @@ class Testbed:
         """`link-silent` or `loss` on many links at once: one nft transaction per namespace, all released
         together (faults.nft_batch), so a partition appears or heals on all its links together. Each link
         gets its own record and ground-truth entries, as from `fault`. Returns the wall time of the release."""
-        if kind not in faults.REPLACEABLE:
-            raise TestbedError(f"fault_links takes {' or '.join(sorted(faults.REPLACEABLE))}, not {kind!r}")
+        if faults.REPLACES.get(kind) != "ingress":
+            batchable = sorted(k for k, obj in faults.REPLACES.items() if obj == "ingress")
+            raise TestbedError(f"fault_links takes {' or '.join(batchable)}, not {kind!r}")
         try:
             checked = faults.validate(kind, params)
         except ValueError as exc:
@@ -563,7 +564,7 @@ class Testbed:
                      for x, y in (self._link_ends(a, b) for a, b in links)}.values())  # each link once
         for na, nb in ends:
             old = self.state["faults"].get(faults.target_key(kind, na.index, nb.index))
-            if old is not None and old["kind"] not in faults.REPLACEABLE:
+            if old is not None and not faults.replaces(old["kind"], kind):
                 raise TestbedError(f"{old['target']} already has fault {old['kind']}; heal it first")
         made: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
         scripts: dict[str, str] = {}
@@ -614,7 +615,7 @@ class Testbed:
             record = self.state["faults"].get(f"{min(na.index, nb.index)}-{max(na.index, nb.index)}")
             if record is None or any(r is record for r in healed):  # none, or named twice
                 continue
-            if record["kind"] not in faults.REPLACEABLE:
+            if faults.REPLACES.get(record["kind"]) != "ingress":
                 self.heal(a, b)
                 continue
             for x, y in ((na, nb), (nb, na)):
