@@ -56,8 +56,9 @@ Budget, per neighbour, counting trains and their reports with their headers:
 Rules:
 - Both messages carry a MAC under the pairwise session key (messages.py) and are checked before
   anything else. Train ids increase and never fall below `now` in TRAIN_TICKS_PER_S ticks, so they
-  keep increasing under one key even when one side forgot the neighbour and heard it again. A probe is taken only from an UP neighbour, for a train newer than any seen in the
-  session or the next index of the current one: a (train, index) is never accepted twice. A report is
+  keep increasing under one key even when one side forgot the neighbour and heard it again. A probe
+  is taken only from an UP neighbour, for a train newer than any seen in the session or the next
+  index of the current one: a (train, index) is never accepted twice. A report is
   taken only for the train we wait for, which it clears: never twice. Refusals are counted by reason.
 - A receiver measures at most one train per neighbour per PROBE_RX_MIN_INTERVAL_S (`limit_probe_rate`).
 - Sans-I/O: `now` and receive stamps come in as data; sizes and counts are bounded by the constants.
