@@ -148,6 +148,14 @@ class Testbed:
         self.state["nodes"] = {str(k): v.as_dict() for k, v in self.nodes.items()}
         write_atomic(self.run_dir / "state.json", json.dumps(self.state, indent=1).encode())
 
+    def reload(self) -> None:
+        """Read the state file again (another process, such as the `x0node testbed` CLI, may have added
+        faults, stressors or restarted daemons since); daemons this process started stay known."""
+        path = self.run_dir / "state.json"
+        if path.exists():
+            fresh = Testbed.open(self.run_dir)
+            self.state, self.nodes = fresh.state, fresh.nodes
+
     @classmethod
     def open(cls, run_dir: str | os.PathLike[str]) -> Testbed:
         run_dir = pathlib.Path(run_dir)
