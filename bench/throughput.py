@@ -228,6 +228,8 @@ def main() -> int:
         "probe_bps_per_neighbour_max": star["probe_bps_per_neighbour_max"],
         "reclass_s": round(max(reclass), 2),
         "reclass_median_s": round(statistics.median(reclass), 2),
+        "reclass_down_s": star["reclass_down_s"],
+        "reclass_up_s": star["reclass_up_s"],
         "reclass_idle_s": star.get("reclass_idle_s"),
         "faster_path_chosen": paths["faster_path_chosen"],
         "iperf3_tcp_error_pct": {f"{r / 1e6:g}": round(err(r, v), 1) for r, v in star["iperf3_bps"].items()},

@@ -5,7 +5,8 @@ Rules:
 - Every link is a pair of interfaces with a latency and a loss probability drawn from one seeded rng,
   so a run is reproducible from its seed. A link may have a rate (`rate_bps`): each direction then
   serialises its datagrams (IPv6+UDP headers included) one after another at that rate, like a real
-  link's transmit queue, before the latency.
+  link's transmit queue, before the latency. `send_gap_s` is the sending host's own spacing between two
+  datagrams (its send path's cost): a datagram enters the queue no sooner than that after the last.
 - A "cut" link silently drops everything (carrier stays up), as a radio link that fades out would.
 - The harness applies each router's RouteChanges to a per-node in-memory route table (the kernel seam's
   fake, which reports every outcome back to the router) and can walk those tables hop by hop to check
@@ -47,12 +48,16 @@ class Link:
     up: bool = True
     rate_bps: float | None = None
     busy_until: dict[int, float] = field(default_factory=dict)  # sender -> its direction's queue end
+    send_gap_s: float = 0.0
+    entered: dict[int, float] = field(default_factory=dict)  # sender -> when its last datagram was queued
 
     def departure(self, sender: int, now: float, size_bytes: int) -> float:
         """When a datagram sent by `sender` at `now` has left the link's transmit queue."""
         if self.rate_bps is None:
             return now
-        done = max(now, self.busy_until.get(sender, 0.0)) + (size_bytes + IPV6_UDP_HEADER_BYTES) * 8 / self.rate_bps
+        start = max(now, self.entered.get(sender, -1.0) + self.send_gap_s)
+        self.entered[sender] = start
+        done = max(start, self.busy_until.get(sender, 0.0)) + (size_bytes + IPV6_UDP_HEADER_BYTES) * 8 / self.rate_bps
         self.busy_until[sender] = done
         return done
 

@@ -6,7 +6,10 @@ import pytest
 from tests.sim.mesh import SimMesh
 from x0node.proto.protocol import (
     IPV6_UDP_HEADER_BYTES,
+    MIN_COST_CHANGE_INTERVAL_S,
+    PROBE_FAST_INTERVAL_S,
     PROBE_IDLE_BUDGET_BPS,
+    PROBE_LEARN_SAMPLES,
     PROBE_MAX_INTERVAL_S,
     PROBE_TRAFFIC_FRACTION,
 )
@@ -16,6 +19,11 @@ from x0node.proto.quality import Quality, classify
 def _nbr(mesh: SimMesh, i: int, peer: int):
     pid = mesh.nodes[peer].router.identity.node_id.hex()
     return next(v for v in mesh.nodes[i].router.neighbours(mesh.now) if v.node_id == pid)
+
+
+def _nbr_or_none(mesh: SimMesh, i: int, peer: int):
+    pid = mesh.nodes[peer].router.identity.node_id.hex()
+    return next((v for v in mesh.nodes[i].router.neighbours(mesh.now) if v.node_id == pid), None)
 
 
 def _probe_bytes(mesh: SimMesh, i: int) -> int:
@@ -69,6 +77,46 @@ def test_a_throttled_link_moves_class_soon_when_it_carries_traffic_and_within_th
         assert classify(0.0, 0.0, 0.5e6) is Quality.BAD
 
 
+RECLASS_GOAL_S = 10.0
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_rate_change_under_traffic_is_reclassified_within_the_bound(seed):
+    """100 -> 2 -> 100 -> 2 Mbit/s with 56 kB/s of traffic on the interface (the bench's 440 kbit/s ping
+    stream) and a sender that needs 80 us per datagram: each change reaches the class within the next
+    steady train (+25 % jitter), its two confirming trains and one cost-change interval, and within the
+    goal of 10 s; the class never stops at the wrong one on the way."""
+    mesh = SimMesh(2, seed=seed)
+    link = mesh.connect(0, 1, rate_bps=100e6)
+    link.send_gap_s = 80e-6
+    r = mesh.nodes[0].router
+    counter, noted = 0, -1.0
+
+    def step(dt: float) -> None:
+        nonlocal counter, noted
+        end = mesh.now + dt
+        while mesh.now < end - 1e-9:
+            if mesh.now - noted >= 1.0:  # the adapter reads the transmit counter every second
+                counter += 56_000
+                noted = mesh.now
+                r.note_tx_bytes("m0", counter + r.out.wire_bytes_sent("m0", IPV6_UDP_HEADER_BYTES), mesh.now)
+            mesh.run_for(0.05)
+
+    step(20.0)
+    n = r.hello.nbrs[("m0", mesh.nodes[1].router.identity.node_id)]
+    for rate, want in ((2e6, {"poor"}), (100e6, {"good", "excellent"}), (2e6, {"poor"}), (100e6, {"good", "excellent"})):
+        steady = r.probing.steady_interval_s(n, mesh.now)
+        bound = 1.25 * steady + (PROBE_LEARN_SAMPLES - 1) * (PROBE_FAST_INTERVAL_S + 0.1) + MIN_COST_CHANGE_INTERVAL_S
+        link.rate_bps, t0, seen = rate, mesh.now, set()
+        while (q := _nbr(mesh, 0, 1).quality) not in want:
+            seen.add(q)
+            assert mesh.now - t0 <= min(bound, RECLASS_GOAL_S), (rate, seen, list(n.probe.samples))
+            step(0.05)
+        assert seen <= {"excellent", "good", "poor"}, seen  # no stop at fair on the way
+        assert n.throughput_bps == pytest.approx(rate, rel=0.1)
+        step(3.0)
+
+
 def test_probe_budget_idle_and_busy():
     mesh = SimMesh(2, seed=9)
     mesh.connect(0, 1, rate_bps=50e6)
@@ -105,3 +153,20 @@ def test_the_kernels_link_speed_stops_probes_until_it_is_no_longer_renewed():
     v = _nbr(mesh, 0, 1)
     assert v.throughput_source == "probe" and v.throughput_bps == pytest.approx(20e6, rel=0.02)
     assert r.out.counters["probe_trains_sent"] > sent
+
+
+def test_a_neighbour_forgotten_on_one_side_is_measured_again_under_the_same_key():
+    """Node 0 drops node 1 (as a missed keepalive or two do on a loaded host) while node 1 keeps it: the
+    pairwise key stays, node 0's probe state starts afresh, and its new trains must still be newer
+    than those node 1 saw, or node 1 refuses them as replays and node 0 never learns the link."""
+    mesh = SimMesh(2, seed=13)
+    mesh.connect(0, 1, rate_bps=20e6)
+    mesh.run_for(400.0)  # a few steady trains: node 1 has seen train ids above 3
+    r0, peer = mesh.nodes[0].router, mesh.nodes[1].router.identity.node_id
+    assert mesh.nodes[1].router.hello.nbrs[("m0", r0.identity.node_id)].probe.rx_train > 3
+    r0.hello.neighbour_gone(("m0", peer), mesh.now, "test")
+    t0 = mesh.now
+    while (v := _nbr_or_none(mesh, 0, 1)) is None or v.throughput_source != "probe":
+        assert mesh.now - t0 < 40.0  # a full HELLO brings it back (<= 37.5 s), learning takes ~1 s
+        mesh.run_for(0.5)
+    assert v.throughput_bps == pytest.approx(20e6, rel=0.02)

@@ -68,6 +68,25 @@ def test_estimate_is_the_median_first_used_after_three_samples_and_one_outlier_n
     assert n.throughput_bps == 2e6
 
 
+def test_a_change_is_taken_whole_after_three_samples_on_one_side_and_confirmed_with_full_size_tails():
+    r, n = _router_with_neighbour()
+    for t in range(5):
+        r.probing.sample(n, 2e6, float(t))
+    assert r.probing._tail(n) == PROBE_MIN_PAYLOAD_BYTES  # sized for 2 Mbit/s
+    r.probing.sample(n, 30e6, 5.0)  # the small tail showed the sender's spacing, not the link
+    assert n.probe.fast == 2 and n.throughput_bps == 2e6
+    assert r.probing._tail(n) == MAX_DATAGRAM_BYTES  # confirming: full size
+    r.probing.sample(n, 2.5e6, 5.3)  # back in the band: dismissed
+    assert not n.probe.change and r.probing._tail(n) < MAX_DATAGRAM_BYTES
+    for t, bps in ((6.0, 40e6), (6.3, 0.5e6), (6.6, 40e6), (6.9, 0.5e6)):  # either side by turns: never
+        r.probing.sample(n, bps, t)
+        assert n.throughput_bps == 2e6 and len(n.probe.change) == 1
+    for t, bps in ((7.0, 30e6), (7.3, 100e6), (7.6, 98e6)):  # one side three times: the link changed
+        r.probing.sample(n, bps, t)
+    assert n.throughput_bps == 98e6  # their median at once, not a step through the old samples
+    assert list(n.probe.samples) == [30e6, 100e6, 98e6] and not n.probe.change
+
+
 def test_published_throughput_moves_only_beyond_the_publish_fraction():
     r, n = _router_with_neighbour()
     for t in range(3):

@@ -28,9 +28,15 @@ Smoothing and hysteresis:
 - The estimate is the median of the last PROBE_SAMPLES samples. It is first used once
   PROBE_LEARN_SAMPLES samples exist; after a neighbour comes up trains go PROBE_FAST_INTERVAL_S apart
   until then.
-- A sample outside [estimate / PROBE_CHANGE_RATIO, estimate x PROBE_CHANGE_RATIO] asks for two more
-  trains PROBE_FAST_INTERVAL_S apart: a real change moves the median after three trains, one outlier
-  never does.
+- A sample outside [estimate / PROBE_CHANGE_RATIO, estimate x PROBE_CHANGE_RATIO] opens a change and
+  asks for two more trains PROBE_FAST_INTERVAL_S apart. A rise is confirmed with full-size tails (a
+  tail sized for a low estimate cannot show a much higher rate: its gap would be the sender's own
+  spacing); a drop with tails sized for the highest sample of the change (cheaper, still accurate). When
+  PROBE_LEARN_SAMPLES samples in a row leave the band on the same side, the link changed: the
+  older samples are dropped and the estimate is the median of those. A sample outside the band
+  enters the median only so; one inside the band, or on the other side, closes the change. One
+  outlier (or two, or any number on alternate sides) never moves the estimate; a real change moves it
+  after three trains, all of it at once.
 - The throughput used for class and cost follows the estimate only when they differ by more than
   PROBE_PUBLISH_FRACTION; the class band and the cost hysteresis of neighbour.py apply on top.
 
@@ -40,15 +46,19 @@ Budget, per neighbour, counting trains and their reports with their headers:
   reports the interface's transmit counter, `note_tx_bytes`; our own routing datagrams are not
   counted as traffic), never more than PROBE_MAX_BUDGET_BPS. A train goes out only when the bucket
   holds its bytes, so the long-run probe rate never exceeds the budget.
-- Steady trains are (train bytes / (PROBE_STEADY_SHARE x budget)) apart, +-25 %, within
-  [PROBE_MIN_INTERVAL_S, PROBE_MAX_INTERVAL_S]; the rest of the budget refills the bucket for learning
-  and confirming. An idle link is thus re-measured every one to a few minutes; a link carrying
-  traffic every few seconds.
+- Steady trains are (train bytes / (PROBE_STEADY_SHARE x budget)) apart, so that the rest of the
+  budget refills the bucket for learning and confirming; on a link carrying traffic, while the bucket
+  is at least half full (a full bucket cannot keep what they leave unused), (train bytes / budget)
+  apart. +-25 %, within [PROBE_MIN_INTERVAL_S, PROBE_MAX_INTERVAL_S]. An idle link is thus
+  re-measured every one to a few minutes (its probes stay a small part of the idle control traffic);
+  a link carrying traffic every few seconds.
 
 Rules:
 - Both messages carry a MAC under the pairwise session key (messages.py) and are checked before
-  anything else. A probe is taken only from an UP neighbour, for a train newer than any seen in the
-  session or the next index of the current one: a (train, index) is never accepted twice. A report is
+  anything else. Train ids increase and never fall below `now` in TRAIN_TICKS_PER_S ticks, so they
+  keep increasing under one key even when one side forgot the neighbour and heard it again. A probe
+  is taken only from an UP neighbour, for a train newer than any seen in the session or the next
+  index of the current one: a (train, index) is never accepted twice. A report is
   taken only for the train we wait for, which it clears: never twice. Refusals are counted by reason.
 - A receiver measures at most one train per neighbour per PROBE_RX_MIN_INTERVAL_S (`limit_probe_rate`).
 - Sans-I/O: `now` and receive stamps come in as data; sizes and counts are bounded by the constants.
@@ -96,6 +106,11 @@ if TYPE_CHECKING:
 REPORT_BYTES = m.PROBE_HEADER_BYTES + m.MAC_BYTES  # version, type, train, rate, MAC
 MIN_GAP_S = 1e-6
 """Gaps shorter than this (stamps of one receive batch) are taken as this: the rate is then a bound."""
+TRAIN_TICKS_PER_S = 10
+"""Train ids never fall below `now` in these ticks: a neighbour forgotten and heard again under the same
+pairwise key (its state starts afresh on one side only) sends ids above any it sent before, which the
+receiver takes, instead of ids it already saw, which it refuses as replays. Trains to one neighbour are
+at least PROBE_FAST_INTERVAL_S apart, so ids never run ahead of the ticks; u32 ticks last 13 years."""
 TRAFFIC_STALE_S = 5.0
 """An interface's traffic figure older than this (the adapter stopped reporting) counts as idle."""
 
@@ -117,6 +132,7 @@ class ProbeState:
     samples: deque[float] = field(default_factory=lambda: deque(maxlen=PROBE_SAMPLES))
     estimate: float | None = None
     published: float | None = None
+    change: list[float] = field(default_factory=list)  # samples in a row outside the band, one side
     # receiver side (its link towards us)
     rx_train: int = 0  # newest train id seen in this session
     rx_next: int = 0  # next index accepted of that train
@@ -238,15 +254,19 @@ class Probing(Part):
         if ps.last_s is None:  # just up (or back from the kernel's figure): learn what is missing
             ps.fast = max(1, PROBE_LEARN_SAMPLES - len(ps.samples))
             return True
-        if ps.fast > 0:
+        if ps.fast > 0 or ps.estimate is None:  # confirming, or still learning (lost trains): soon again
             return now >= ps.last_s + PROBE_FAST_INTERVAL_S
         return now >= ps.last_s + ps.jitter * self.steady_interval_s(n, now)
 
     def steady_interval_s(self, n: Neighbour, now: float) -> float:
-        """Spacing of steady trains to n: its next train's bytes at PROBE_STEADY_SHARE of the budget
-        (recomputed as the link's traffic changes), within the bounds, before jitter."""
+        """Spacing of steady trains to n: its next train's bytes at the budget while the link carries
+        traffic and the bucket is at least half full, else at PROBE_STEADY_SHARE of it (recomputed as
+        the link's traffic changes), within the bounds, before jitter."""
         cost = train_cost(self._tail(n), self._header_bytes(n))
-        steady = cost / (PROBE_STEADY_SHARE * self.budget_bps(n.ifname, now))
+        budget = self.budget_bps(n.ifname, now)
+        full = budget > PROBE_IDLE_BUDGET_BPS and 2 * self._refill(n.probe, budget, now) >= PROBE_BURST_BYTES
+        share = 1.0 if full else PROBE_STEADY_SHARE
+        steady = cost / (share * budget)
         return min(PROBE_MAX_INTERVAL_S, max(PROBE_MIN_INTERVAL_S, steady))
 
     def _header_bytes(self, n: Neighbour) -> int:
@@ -255,21 +275,28 @@ class Probing(Part):
 
     def _tail(self, n: Neighbour) -> int:
         ps = n.probe
-        guess = ps.estimate if ps.estimate is not None else (ps.samples[-1] if ps.samples else None)
+        if ps.change:  # confirming: a rise with full-size tails, a drop with tails sized for what it showed
+            guess = None if ps.estimate is None or ps.change[0] > ps.estimate else max(ps.change)
+        else:
+            guess = ps.estimate if ps.estimate is not None else (ps.samples[-1] if ps.samples else None)
         return tail_payload(guess, self._header_bytes(n))
+
+    @staticmethod
+    def _refill(ps: ProbeState, budget: float, now: float) -> float:
+        """The bucket's bytes at `now`, refilled at `budget` since it was last looked at."""
+        if ps.tokens_s is None:
+            return ps.tokens
+        return min(float(PROBE_BURST_BYTES), ps.tokens + (now - ps.tokens_s) * budget)
 
     def _send_train(self, iface: Interface, n: Neighbour, now: float) -> None:
         ps = n.probe
         tail = self._tail(n)
         cost = train_cost(tail, iface.link_header_bytes)
-        budget = self.budget_bps(iface.name, now)
-        if ps.tokens_s is not None:
-            ps.tokens = min(float(PROBE_BURST_BYTES), ps.tokens + (now - ps.tokens_s) * budget)
-        ps.tokens_s = now
+        ps.tokens, ps.tokens_s = self._refill(ps, self.budget_bps(iface.name, now), now), now
         if ps.tokens < cost:
             return  # wait for the bucket; looked at again at the next keepalive
         ps.tokens -= cost
-        ps.train += 1
+        ps.train = max(ps.train + 1, int(now * TRAIN_TICKS_PER_S) & 0xFFFFFFFF)
         sizes = [MAX_DATAGRAM_BYTES] + [tail] * (PROBE_TRAIN_PACKETS - 1)
         for i, size in enumerate(sizes):
             probe = m.Probe(ps.train, i, len(sizes), size)
@@ -348,9 +375,18 @@ class Probing(Part):
         """One measured rate of our link to n: smooth, and publish when it moved enough."""
         ps = n.probe
         est = ps.estimate
-        ps.samples.append(bps)
-        if est is not None and not est / PROBE_CHANGE_RATIO <= bps <= est * PROBE_CHANGE_RATIO and ps.fast == 0:
-            ps.fast = PROBE_LEARN_SAMPLES - 1  # two more trains soon confirm (or dismiss) it
+        side = 0 if est is None else (-1 if bps < est / PROBE_CHANGE_RATIO else int(bps > est * PROBE_CHANGE_RATIO))
+        if side == 0 or (ps.change and (ps.change[0] > est) != (side > 0)):  # type: ignore[operator]
+            ps.change = []  # back in the band, or the other way: what was open is dismissed
+        if side == 0:
+            ps.samples.append(bps)
+        else:  # held apart from the estimate until confirmed
+            if not ps.change:
+                ps.fast = max(ps.fast, PROBE_LEARN_SAMPLES - 1)  # two more trains soon confirm or dismiss it
+            ps.change.append(bps)
+            if len(ps.change) >= PROBE_LEARN_SAMPLES:  # confirmed: the link changed
+                ps.samples = deque(ps.change, maxlen=PROBE_SAMPLES)
+                ps.change = []
         if len(ps.samples) >= PROBE_LEARN_SAMPLES:
             ps.estimate = statistics.median(ps.samples)
         if ps.estimate is None or n.throughput_source == "kernel":
