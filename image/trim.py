@@ -15,7 +15,7 @@ import pathlib
 import shutil
 import subprocess
 
-from image.board import Board
+from image.board import BIOS_GRUB_TARGET, Board
 from image.lock import installed
 
 REMOVE_GLOBS = (
@@ -87,12 +87,13 @@ def _trim_modules(rootfs: pathlib.Path, kver: str) -> None:
 
 
 def run(board: Board, rootfs: pathlib.Path, work: pathlib.Path) -> dict:
-    grub_src = rootfs / "usr/lib/grub" / board.grub_target
-    grub_dst = work / "grub" / board.grub_target
-    if grub_src.is_dir():
-        shutil.rmtree(grub_dst, ignore_errors=True)
-        grub_dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(grub_src, grub_dst, symlinks=True)
+    for target in (board.grub_target, *([BIOS_GRUB_TARGET] if board.bios_boot else [])):
+        grub_src = rootfs / "usr/lib/grub" / target
+        grub_dst = work / "grub" / target
+        if grub_src.is_dir():
+            shutil.rmtree(grub_dst, ignore_errors=True)
+            grub_dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(grub_src, grub_dst, symlinks=True)
     packages = dpkg_packages(rootfs)
     (work / "packages.json").write_text(json.dumps(packages, indent=1) + "\n")
     kver = kernel_version(rootfs)
@@ -102,7 +103,7 @@ def run(board: Board, rootfs: pathlib.Path, work: pathlib.Path) -> dict:
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p)
             else:
-                p.unlink()
+                p.unlink(missing_ok=True)  # a dangling symlink another pattern's hit already took
     _trim_modules(rootfs, kver)
     var = rootfs / SQUASHED_VAR
     for child in var.iterdir():

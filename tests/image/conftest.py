@@ -22,7 +22,7 @@ from image import pipeline, provision
 from image.board import load_board
 from image.qemu import VM
 
-BOOT_TIMEOUT_S = {"x86_64": 480.0, "arm64-virt": 900.0}
+BOOT_TIMEOUT_S = {"x86_64": 480.0, "arm64-virt": 900.0, "x86_64-generic": 600.0, "rpi4": 900.0}
 # Per test (pytest-timeout; the suite's default is 600 s): a build plus boots on a loaded machine.
 IMAGE_TEST_TIMEOUT_S = 2700
 
@@ -62,14 +62,15 @@ class VMFactory:
         self.vms: list[VM] = []
 
     def make(self, board: str, name: str, extra: dict[str, bytes] | None = None,
-             **vm_args) -> tuple[VM, provision.Identity]:
+             wifi_mesh_key: bytes | None = None, **vm_args) -> tuple[VM, provision.Identity]:
         """A provisioned copy of the built image; `extra` files go onto /data (path relative to it)."""
         ctx = built(board)
         vmdir = self.base / name
         vmdir.mkdir(parents=True, exist_ok=True)
         disk = vmdir / "disk.img"
         subprocess.run(["cp", "--sparse=always", str(ctx.disk), str(disk)], check=True)
-        ident = provision.provision(ctx.board, disk, self.anchor, debug_console=True, extra=extra)
+        ident = provision.provision(ctx.board, disk, self.anchor, debug_console=True, extra=extra,
+                                    wifi_mesh_key=wifi_mesh_key)
         vm = VM(board=load_board(board), disk=disk, vmdir=vmdir, **vm_args)
         self.vms.append(vm)
         return vm, ident
