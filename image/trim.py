@@ -46,7 +46,8 @@ REMOVE_GLOBS = (
 )
 # Kernel module subtrees kept (relative to lib/modules/<version>/kernel).
 KEEP_MODULE_DIRS = (
-    "arch", "crypto", "lib", "net", "fs/squashfs", "fs/ext4", "fs/jbd2", "fs/mbcache.ko", "fs/fat",
+    # block: t10-pi (sd_mod and nvme_core need its symbols on kernels that build it as a module)
+    "arch", "block", "crypto", "lib", "net", "fs/squashfs", "fs/ext4", "fs/jbd2", "fs/mbcache.ko", "fs/fat",
     "fs/nls", "drivers/net", "drivers/block", "drivers/virtio", "drivers/scsi", "drivers/ata", "drivers/nvme",
     "drivers/mmc", "drivers/usb", "drivers/char", "drivers/md", "drivers/crypto", "drivers/pci",
     "drivers/firmware", "drivers/ptp", "drivers/pps", "drivers/net/wireless", "drivers/regulator",
