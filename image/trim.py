@@ -42,6 +42,9 @@ REMOVE_GLOBS = (
     "usr/lib/systemd/system/e2scrub*", "etc/systemd/system/timers.target.wants/apt-daily*",
     "etc/systemd/system/timers.target.wants/dpkg-db-backup.timer", "etc/systemd/system/timers.target.wants/e2scrub*",
     "etc/systemd/system/multi-user.target.wants/e2scrub_reap.service",
+    # Debian's D-Bus wpa_supplicant service (no D-Bus here); radios are run by x0-wifi-mesh@.service
+    "etc/systemd/system/multi-user.target.wants/wpa_supplicant.service",
+    "etc/systemd/system/dbus-fi.w1.wpa_supplicant1.service",
     "usr/share/doc/*/changelog*", "usr/share/doc/*/NEWS*", "usr/share/doc/*/README*",
 )
 # Kernel module subtrees kept (relative to lib/modules/<version>/kernel).

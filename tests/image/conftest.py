@@ -92,5 +92,30 @@ def vms(tmp_path: pathlib.Path, anchor: pathlib.Path, artifacts_dir: pathlib.Pat
                 shutil.copyfile(vm.serial_log, artifacts_dir / f"{vm.vmdir.name}-serial.log")
 
 
+LAB_WATCHDOG = "/run/systemd/system/x0node.service.d/lab-tcg.conf"
+
+
+def boot_lab_vm(vm: VM, timeout_s: float, prompt: str = r"root@x0[^\n]*# ",
+                start: bool = True) -> tuple[str, str, float]:
+    """Start `vm` (unless started already), wait for the debug console, then for x0node ready; returns wait_ready's tuple.
+
+    x0node's systemd watchdog (30 s, rootfs x0-watchdog.conf) is sized for a device; a TCG guest on a
+    loaded 2-core build host can need longer than that to import and start the daemon, and is then killed
+    and restarted in a loop. The lab VM gets a runtime drop-in (/run, gone at the next boot) with a longer
+    watchdog before the daemon is (re)started; nothing on the image changes."""
+    if start:
+        vm.start()
+    vm.wait_for(prompt, timeout_s)
+    since = vm.mark()
+    rc, out = vm.shell(f"mkdir -p {LAB_WATCHDOG.rsplit('/', 1)[0]} && printf '[Service]\\nWatchdogSec=600s\\n' > "
+                       f"{LAB_WATCHDOG} && systemctl daemon-reload && systemctl reset-failed x0node; "
+                       "systemctl is-active -q x0node || systemctl restart --no-block x0node; echo LAB-OK", timeout_s=120)
+    assert "LAB-OK" in out, out
+    try:
+        return vm.wait_ready(30, 0)  # ready before the drop-in
+    except TimeoutError:
+        return vm.wait_ready(timeout_s, since)
+
+
 def manifest(ctx: pipeline.Context) -> dict:
     return json.loads((ctx.out / "manifest.json").read_text())

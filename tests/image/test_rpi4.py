@@ -17,7 +17,7 @@ import pytest
 
 from image.assemble import partition_offset
 from image.qemu import slot_boot_files
-from tests.image.conftest import BOOT_TIMEOUT_S, built, daemon_present, manifest
+from tests.image.conftest import BOOT_TIMEOUT_S, boot_lab_vm, built, daemon_present, manifest
 
 BOARD = "rpi4"
 PROMPT = re.compile(r"root@x0[^\n]*# ")
@@ -58,9 +58,7 @@ def test_kernel_and_root_slot_boot_under_emulation(vms) -> None:
     ctx = built(BOARD)
     kernel, initrd = slot_boot_files(ctx.board)
     vm, ident = vms.make(BOARD, "rpi4", kernel=kernel, initrd=initrd)
-    vm.start()
-    node_id, mesh_addr, _ = vm.wait_ready(BOOT_TIMEOUT_S[BOARD])
+    node_id, mesh_addr, _ = boot_lab_vm(vm, BOOT_TIMEOUT_S[BOARD])
     assert (node_id, mesh_addr) == (ident.node_id, ident.mesh_addr)
-    vm.wait_for(PROMPT, 300)
     rc, out = vm.shell("uname -rm; grep -l PARTNAME=rootA /sys/class/block/*/uevent; findmnt -no FSTYPE,OPTIONS /")
     assert rc == 0 and "aarch64" in out and "-arm64" in out and "/vda2/" in out and "squashfs" in out, out

@@ -19,7 +19,7 @@ import re
 import pytest
 
 from image import provision
-from tests.image.conftest import BOOT_TIMEOUT_S, daemon_present
+from tests.image.conftest import BOOT_TIMEOUT_S, boot_lab_vm, daemon_present
 
 BOARD = "x86_64-generic"
 PROMPT = re.compile(r"root@x0[^\n]*# ")
@@ -84,10 +84,8 @@ def test_sae_mesh_of_hwsim_radios(vms, anchor, tmp_path) -> None:
             extra[f"wifitest/{name}/{fname}"] = content
     vm, ident_a = vms.make(BOARD, "wifi", extra=extra, wifi_mesh_key=MESH_KEY, firmware="/usr/share/ovmf/OVMF.fd",
                            disk_interface="ahci", memory_mib=1536)
-    vm.start()
-    node_id, mesh_addr, _ = vm.wait_ready(BOOT_TIMEOUT_S[BOARD])
+    node_id, mesh_addr, _ = boot_lab_vm(vm, BOOT_TIMEOUT_S[BOARD])
     assert (node_id, mesh_addr) == (ident_a.node_id, ident_a.mesh_addr)
-    vm.wait_for(PROMPT, 180)
     rc, out = vm.shell("test -d /sys/firmware/efi && echo UEFI; grep -l PARTNAME=rootA /sys/class/block/*/uevent")
     assert rc == 0 and "UEFI" in out and "/sda2/" in out, out
 
@@ -123,6 +121,7 @@ def test_sae_mesh_of_hwsim_radios(vms, anchor, tmp_path) -> None:
     macs = {}
     for name in ("b", "c"):
         rc, out = vm.shell(f"ip netns exec {NS[name]} cat /sys/class/net/{RADIO[name]}/address")
+        assert rc == 0, out
         macs[name] = out.strip().splitlines()[-1]
     peers = _plinks(vm, "wlan0")
     assert peers.get(macs["b"]) == "ESTAB", peers

@@ -18,7 +18,7 @@ import pytest
 
 from image.assemble import BIOS_BOOT_FIRST_LBA, BIOS_BOOT_LAST_LBA, GPT_TYPE_BIOS_BOOT
 from image.qemu import MeshLink, free_port
-from tests.image.conftest import BOOT_TIMEOUT_S, built, daemon_present, manifest
+from tests.image.conftest import BOOT_TIMEOUT_S, boot_lab_vm, built, daemon_present, manifest
 
 BOARD = "x86_64-generic"
 OVMF = "/usr/share/ovmf/OVMF.fd"
@@ -79,9 +79,8 @@ def test_bios_and_uefi_vms_mesh_over_e1000e(vms) -> None:
     vm1.start()
     vm2.start()
     for vm, ident in ((vm1, id1), (vm2, id2)):
-        node_id, mesh_addr, _ = vm.wait_ready(BOOT_TIMEOUT_S[BOARD] * 2)
+        node_id, mesh_addr, _ = boot_lab_vm(vm, BOOT_TIMEOUT_S[BOARD] * 2, start=False)
         assert (node_id, mesh_addr) == (ident.node_id, ident.mesh_addr)
-        vm.wait_for(PROMPT, 180)
     facts1, facts2 = _boot_facts(vm1), _boot_facts(vm2)
     assert "FW=BIOS" in facts1 and "/ata" in facts1 and "e1000e" in facts1, facts1
     assert "FW=UEFI" in facts2 and "/nvme0n1p2" in facts2 and "e1000e" in facts2, facts2
@@ -97,10 +96,8 @@ def test_boots_to_ready(vms, firmware: str, disk: str, where: str) -> None:
     if not daemon_present():
         pytest.skip("the daemon (`x0node run`) is not in this tree")
     vm, ident = vms.make(BOARD, f"gen-{disk}", firmware=firmware, disk_interface=disk)  # eth0 only
-    vm.start()
-    node_id, _, _ = vm.wait_ready(BOOT_TIMEOUT_S[BOARD])
+    node_id, _, _ = boot_lab_vm(vm, BOOT_TIMEOUT_S[BOARD])
     assert node_id == ident.node_id
-    vm.wait_for(PROMPT, 180)
     facts = _boot_facts(vm)
     assert ("FW=BIOS" if firmware == "seabios" else "FW=UEFI") in facts, facts
     assert where in facts, facts
