@@ -92,7 +92,8 @@ def vms(tmp_path: pathlib.Path, anchor: pathlib.Path, artifacts_dir: pathlib.Pat
                 shutil.copyfile(vm.serial_log, artifacts_dir / f"{vm.vmdir.name}-serial.log")
 
 
-LAB_WATCHDOG = "/run/systemd/system/x0node.service.d/lab-tcg.conf"
+# named to sort after the image's x0-watchdog.conf: drop-ins apply in file name order, the last one wins
+LAB_WATCHDOG = "/run/systemd/system/x0node.service.d/zz-lab-tcg.conf"
 
 
 def boot_lab_vm(vm: VM, timeout_s: float, prompt: str = r"root@x0[^\n]*# ",
