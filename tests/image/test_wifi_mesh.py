@@ -125,8 +125,8 @@ def test_sae_mesh_of_hwsim_radios(vms, anchor, tmp_path) -> None:
         macs[name] = out.strip().splitlines()[-1]
     peers = _plinks(vm, "wlan0")
     assert peers.get(macs["b"]) == "ESTAB", peers
-    rc, out = vm.shell("iw dev wlan0 info; grep -c . /run/x0node/wifi/wlan0.conf; "
-                       "grep -E 'key_mgmt|ieee80211w|mesh_fwding' /run/x0node/wifi/wlan0.conf")
+    rc, out = vm.shell("iw dev wlan0 info; grep -c . /run/x0-wifi-mesh/wlan0/wlan0.conf; "
+                       "grep -E 'key_mgmt|ieee80211w|mesh_fwding' /run/x0-wifi-mesh/wlan0/wlan0.conf")
     assert "type mesh point" in out and "key_mgmt=SAE" in out, out
     for src, dst, ns in ((None, idents["b"].mesh_addr, None), ("b", mesh_addr, NS["b"])):
         pre = f"ip netns exec {ns} " if ns else ""

@@ -34,7 +34,8 @@ import sys
 
 BOARD_ENV = pathlib.Path("/usr/share/x0tta6bl4/board.env")
 KEY_FILE = pathlib.Path("/data/x0node/wifi-mesh.key")
-RUN_DIR = pathlib.Path("/run/x0node/wifi")
+# Not under /run/x0node: that is x0node.service's RuntimeDirectory, removed whenever the daemon stops.
+RUN_DIR = pathlib.Path("/run/x0-wifi-mesh")  # <ifname>/ below it: the unit's RuntimeDirectory
 RUNNING_CONFIG = pathlib.Path("/run/x0node/config.toml")
 WPA_SUPPLICANT = "/usr/sbin/wpa_supplicant"
 MESH_CONFIG = "/usr/libexec/x0node/mesh-config"
@@ -117,12 +118,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 0
     try:
         freq = int(env.get("X0_WIFI_FREQ", "2412"))
-        text = wpa_config(env.get("X0_WIFI_MESH_ID", ""), freq, security, key, args.run_dir / "ctrl")
+        text = wpa_config(env.get("X0_WIFI_MESH_ID", ""), freq, security, key, (args.run_dir or RUN_DIR / ifname) / "ctrl")
     except ValueError as exc:
         print(f"x0-wifi-mesh: {ifname}: {exc}", file=sys.stderr)
         return 2
-    args.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    conf = args.run_dir / f"{ifname}.conf"
+    run_dir = args.run_dir or RUN_DIR / ifname
+    run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    conf = run_dir / f"{ifname}.conf"
     _write_private(conf, text)
     print(f"x0-wifi-mesh: {ifname}: joining 802.11s mesh {env.get('X0_WIFI_MESH_ID')} on {freq} MHz ({security})",
           flush=True)
@@ -151,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     p_run = sub.add_parser("run", help="write the mesh config and exec wpa_supplicant on a radio")
     p_run.add_argument("ifname")
     p_run.add_argument("--key-file", type=pathlib.Path, default=KEY_FILE)
-    p_run.add_argument("--run-dir", type=pathlib.Path, default=RUN_DIR)
+    p_run.add_argument("--run-dir", type=pathlib.Path, default=None, help=f"default {RUN_DIR}/<ifname>")
     p_run.add_argument("--any", action="store_true", help="join even if the name matches no radio glob")
     sub.add_parser("sync", help="restart x0node if the radios it should use changed")
     args = parser.parse_args(argv)
