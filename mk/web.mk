@@ -1,6 +1,6 @@
 # Web UI, JSON API and /metrics (x0node/web/). Browser tests drive Debian's chromium headless; the
 # latency bench uses wrk.
-APT_PKGS += chromium wrk
+APT_PKGS += chromium wrk graphviz
 BENCHES += bench/api_latency.py
 
 .PHONY: web-demo

@@ -1,7 +1,9 @@
-"""The healing service inside real x0node daemons: a ring of four namespaces, one transit node drops 40 %
+"""The healing service inside real x0node daemons: a ring of namespaces, one transit node drops 40 %
 of what it forwards (the fault lab's partial-blackhole: forward hook only, so its hellos and routes stay
 perfect). Its neighbours' probes see it, their analysis names it, and in observe mode they record what
-they would do (steer around it) without doing it; the knowledge store on /data holds the timeline.
+they would do (steer around it) without doing it — no routing command, no route moved; the knowledge
+store on /data holds the timeline. In active mode they steer around it through the routing core's
+command API, traffic through it recovers, and once the fault is healed the steering is lifted.
 """
 
 from __future__ import annotations
@@ -66,6 +68,78 @@ def test_observe_mode_names_a_partial_black_hole_and_records_the_steering_it_wou
         assert f"probe_via@node:{sick.node_id}" in " ".join(last["evidence"])  # its own pooled probes lose
         for i in _incidents(watcher.data_dir):  # observe mode: nothing was done anywhere
             assert not [e for e in _timeline(watcher.data_dir, i["id"]) if e["type"] == "ActionDone"]
+        for k in bed.nodes:  # and the routing core holds no command
+            assert measure.node_status(bed, k)["commands"] == []
         assert bed.alive(1) and bed.alive(2)
+    finally:
+        bed.down()
+
+
+ACTIVE = dict(HEALING, mode="active", mitigation_hold_s=3.0)
+STEER_TIMEOUT_S = 40.0
+LIFT_TIMEOUT_S = 60.0
+RECOVER_TIMEOUT_S = 30.0
+PINGS = 200
+
+
+def _commands(bed: Testbed, k: int) -> list[dict]:
+    return measure.node_status(bed, k)["commands"]  # the routing core's read model (views.CommandView)
+
+
+def test_active_mode_steers_around_a_partial_black_hole_and_lifts_the_steering_after_heal(tmp_path):
+    """ring:5 — 1-2-3-4-5-1: between 1 and 3 the path through 2 is the shortest (2 hops against 3), so
+    both directions cross the black hole at 2 and every answer's way back is known (the analysis reads
+    it from the LSDB). Nodes 1 and 3 steer around 2 where their other neighbour is a downstream
+    alternate (RFC 5286: equal distance counts only from a lower node id) and otherwise, when the steer
+    does not move the route by its verify time, go on to drain their link to 2 — both are routing
+    commands about node 2, lifted after the heal."""
+    bed = Testbed.create(tmp_path / "bed", "ring:5", "x0node", sections={"healing": ACTIVE})
+    try:
+        bed.start_all()
+        assert measure.wait_converged(bed, CONVERGE_TIMEOUT_S) is not None
+        n1, n3 = bed.nodes[1], bed.nodes[3]
+        x, nx = 2, bed.nodes[2]
+        assert measure.wait_route_dev(bed, 1, n3.mesh_addr, n1.ifaces[2], 15.0)
+        assert measure.wait_route_dev(bed, 3, n1.mesh_addr, n3.ifaces[2], 15.0)
+        bed.fault("partial-blackhole", x, percent=40)
+        deadline = time.monotonic() + STEER_TIMEOUT_S
+        steered = {}
+        while time.monotonic() < deadline and len(steered) < 2:
+            time.sleep(0.5)
+            for k in (1, 3):
+                cmds = _commands(bed, k)
+                if any(c["kind"] in ("steer", "drain") and c["target"] == nx.node_id for c in cmds):
+                    steered[k] = cmds
+        assert set(steered) == {1, 3}, [_incidents(bed.nodes[k].data_dir) for k in (1, 3)]
+        # traffic through the faulted element is back within its SLO (loss < 1 % over a 2 s window of
+        # pings) while the fault stays, by RECOVER_TIMEOUT_S after the steering
+        windows: list[tuple[float, float]] = []
+        deadline = time.monotonic() + RECOVER_TIMEOUT_S
+        while time.monotonic() < deadline and (not windows or max(windows[-1]) >= 0.01):
+            windows.append((measure.ping_loss(bed, 1, n3.mesh_addr, PINGS, interval_s=0.01),
+                            measure.ping_loss(bed, 3, n1.mesh_addr, PINGS, interval_s=0.01)))
+        everything = {k: _commands(bed, k) for k in bed.nodes}
+        paths = {f"{a}-{b}": [(k, measure.route_dev(bed, k, bed.nodes[b].mesh_addr)) for k in bed.nodes]
+                 for a, b in ((1, 3), (3, 1))}
+        assert max(windows[-1]) < 0.01, json.dumps([windows, paths, everything, {
+            k: [[(e["type"], e.get("action"), e.get("outcome"), e.get("reason")) for e in _timeline(bed.nodes[k].data_dir, i["id"])]
+                for i in _incidents(bed.nodes[k].data_dir)] for k in (1, 3)}], default=str)
+        assert measure.ping_ok(bed, 1, nx.mesh_addr)  # the node itself stays reachable (directly, unless drained)
+        for k in (1, 3):  # the steer was the first rung; one of the two verified, recorded on /data
+            events = [e for i in _incidents(bed.nodes[k].data_dir) for e in _timeline(bed.nodes[k].data_dir, i["id"])
+                      if e.get("action") in ("steer_around_node", "drain_link")]
+            assert any(e["type"] == "ActionDone" and e.get("ok") and e["action"] == "steer_around_node" for e in events)
+            assert any(e["type"] == "Verified" and e.get("success") for e in events), events
+        # heal: the symptoms clear, the hold passes, the steering is lifted
+        bed.heal(x)
+
+        def about_x() -> dict[int, list[dict]]:
+            return {k: [c for c in _commands(bed, k) if c["target"] == nx.node_id] for k in bed.nodes}
+
+        deadline = time.monotonic() + LIFT_TIMEOUT_S
+        while time.monotonic() < deadline and any(about_x().values()):
+            time.sleep(1.0)
+        assert not any(about_x().values()), about_x()
+        assert measure.ping_loss(bed, 1, n3.mesh_addr, PINGS, interval_s=0.01) < 0.01
     finally:
         bed.down()

@@ -105,3 +105,22 @@ def test_config_set_validates_persists_and_names_the_key(provider, tmp_path):
     # unchanged values are not written as overrides
     provider.config_set({"node": {"interfaces": ["m1"]}})
     assert "node" not in tomllib.loads((tmp_path / "data" / cfg.LOCAL_CONFIG_NAME).read_text())
+
+
+def test_health_says_why_and_events_read_as_news(provider):
+    from x0node.anomaly.service import FeatureVector
+    from x0node.healing.incident import Diagnosed, IncidentOpened
+
+    st = provider.status()
+    assert st["health"] == "degraded"  # an interface up, nobody answering
+    assert st["health_reason"].startswith("no neighbour answers on m1")
+    bus = provider.node.bus
+    before = provider.events(0, 500)
+    bus.publish("anomaly.features", FeatureVector("aa", {"cpu_util": 0.1}, 0.0))
+    bus.publish("healing", IncidentOpened(4, ("link_loss@link:aa~bb",), 1.0))
+    bus.publish("healing", Diagnosed(4, (("link:aa~bb", "link_lossy", 0.82),), (), 1.0))
+    new = provider.events(before[-1]["seq"], 500)
+    assert [e["kind"] for e in new] == ["IncidentOpened", "Diagnosed"]  # no feature vector
+    assert new[0]["message"] == "incident 4 opened: link_loss@link:aa~bb"
+    assert new[1]["message"] == "incident 4: root cause link_lossy at link:aa~bb (82%)"
+    api_check.check(document("test"), "/api/v1/events", new)

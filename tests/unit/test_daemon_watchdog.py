@@ -69,3 +69,20 @@ def test_ready_narrows_a_generous_start_allowance_and_abstract_sockets_work():
     assert w.interval_s == STEADY_WATCHDOG_S
     rx.close()
     assert w.notify("WATCHDOG=1") is False and w.errors == 1  # a vanished listener is counted, not raised
+
+
+def test_readiness_is_sent_without_a_watchdog(tmp_path):
+    """Type=notify needs READY=1 even when the unit sets no WatchdogSec."""
+    import socket as so
+
+    path = str(tmp_path / "notify")
+    listener = so.socket(so.AF_UNIX, so.SOCK_DGRAM)
+    listener.bind(path)
+    try:
+        w = Watchdog(env={"NOTIFY_SOCKET": path})
+        assert not w.enabled and w.notifying
+        w.ready()
+        assert listener.recv(64) == b"READY=1"
+        assert not w.pet()  # no watchdog asked for: nothing to pet
+    finally:
+        listener.close()

@@ -50,11 +50,11 @@ def test_steering_is_for_neighbours_with_a_way_around():
     assert steer.effect_observed(node_element(A), {}, ctx(diamond(via_c=B))) is True
 
 
-def test_mark_self_sick_is_only_for_us_and_cannot_be_seen_until_the_core_carries_the_flag():
+def test_mark_self_sick_is_only_for_us_and_seen_in_our_own_lsa():
     sick = PLUGINS[ActionKind.MARK_SELF_SICK]
     assert sick.precondition(node_element(ME), ctx()) is None
     assert "itself" in sick.precondition(node_element(A), ctx())
-    assert sick.effect_observed(node_element(ME), {}, ctx()) is None
+    assert sick.effect_observed(node_element(ME), {}, ctx()) is False  # not (yet) in our LSA
     base = diamond()
     flagged = RoutingObs(ME, base.neighbours, base.routes, (NodeObs(ME, "fd00::aa", True, sick=True),) + base.nodes[1:],
                          base.edges, base.interfaces)

@@ -88,11 +88,82 @@ def test_reboot_records_are_bounded_and_bad_files_read_as_none(tmp_path, monkeyp
     assert read_reboots(path) == []
 
 
-async def test_router_commands_and_uplink_moves_are_refused_until_their_adapters_exist(tmp_path):
+async def test_local_actuator_leaves_routing_commands_to_the_core_and_has_no_uplink_switch(tmp_path):
     a = LocalActuator(tmp_path, [])
-    for kind in (ActionKind.PENALISE_LINK, ActionKind.DRAIN_LINK, ActionKind.STEER_AROUND_NODE,
-                 ActionKind.MARK_SELF_SICK):
+    for kind in act.ROUTING_ACTIONS:
         assert not a.supports(kind)
         r = await a.perform(req(kind))
-        assert not r.ok and r.detail == act.ROUTER_PENDING
-    assert "transport" in (await a.perform(req(ActionKind.MOVE_UPLINK_OBFUSCATED))).detail
+        assert not r.ok and r.detail == act.NO_ADAPTER
+    assert (await a.perform(req(ActionKind.MOVE_UPLINK_OBFUSCATED))).detail == act.NO_UPLINK_SWITCH
+    both = act.Actuators(act.RoutingActuator(None), a)
+    assert not both.supports(ActionKind.MOVE_UPLINK_OBFUSCATED)
+    assert (await both.perform(req(ActionKind.MOVE_UPLINK_OBFUSCATED))).detail == act.NO_UPLINK_SWITCH
+    assert both.supports(ActionKind.REBOOT) and not both.supports(ActionKind.STEER_AROUND_NODE)
+
+
+class Clock:
+    def __init__(self, mesh):
+        self.mesh = mesh
+
+    def __call__(self):
+        return self.mesh.now
+
+
+def _square():
+    from tests.sim.mesh import SimMesh
+
+    mesh = SimMesh(4, seed=3)
+    for a, b in ((0, 1), (0, 2), (1, 3), (2, 3)):
+        mesh.connect(a, b)
+    assert mesh.run_until_converged(5.0) is not None
+    mesh.run_for(2.0)
+    return mesh
+
+
+async def test_routing_actuator_drives_the_core_commands_renews_and_lifts():
+    mesh = _square()
+    r0 = mesh.nodes[0].router
+    woke = []
+    ra = act.RoutingActuator(r0, wake=lambda: (woke.append(1), mesh.inject_flush(0)), clock=Clock(mesh), ttl_s=9.0)
+    assert all(ra.supports(k) for k in act.ROUTING_ACTIONS) and not ra.supports(ActionKind.REBOOT)
+    bad = mesh.mesh_route(0, 3)[1]
+    bad_id = mesh.nodes[bad].router.me.hex()
+    steer = req(ActionKind.STEER_AROUND_NODE, Element(ElementKind.NODE, bad_id), neighbour=bad_id, factor=64.0)
+    res = await ra.perform(steer)
+    assert res.ok and woke
+    assert mesh.mesh_route(0, 3) == [0, 3 - bad, 3]
+    assert [(c.kind, c.target) for c in r0.commands_in_force()] == [("steer", bad_id)]
+    # idempotent: the same request again is fine and changes nothing
+    assert (await ra.perform(steer)).ok and len(r0.commands_in_force()) == 1
+    # renewed while the loop runs: it outlives its TTL
+    for _ in range(6):
+        mesh.run_for(2.0)
+        ra.renew()
+    assert mesh.now > 9.0 and [c.kind for c in r0.commands_in_force(mesh.now)] == ["steer"]
+    # the loop stops renewing: the core lifts it by itself
+    mesh.run_for(10.0)
+    assert r0.commands_in_force(mesh.now) == ()
+    # undo
+    await ra.perform(steer)
+    undo = await ra.perform(req(ActionKind.STEER_AROUND_NODE, Element(ElementKind.NODE, bad_id), undo=True,
+                                neighbour=bad_id))
+    assert undo.ok and r0.commands_in_force() == () and ra.held == {}
+    # the other three, and a refusal passed through with the core's reason
+    assert (await ra.perform(req(ActionKind.PENALISE_LINK, neighbour=bad_id, factor=4.0))).ok
+    assert (await ra.perform(req(ActionKind.DRAIN_LINK, neighbour=bad_id))).ok
+    assert (await ra.perform(req(ActionKind.MARK_SELF_SICK, Element(ElementKind.NODE, r0.me.hex())))).ok
+    assert sorted(c.kind for c in r0.commands_in_force()) == ["drain", "penalty", "sick"]
+    from x0node.healing.actions import PLUGINS, PlanContext
+    from x0node.healing.monitor import MonitorOutput
+    from x0node.healing.observation import Snapshot
+    from x0node.healing.service import read_router
+
+    mesh.run_for(1.0)  # our LSA with the flag is originated; the healing loop sees it through the views
+    snap = Snapshot(now=mesh.now, routing=read_router(r0, r0.me.hex(), {}))
+    ctx = PlanContext(snap, MonitorOutput(mesh.now, (), (), (), ()))
+    me = Element(ElementKind.NODE, r0.me.hex())
+    assert PLUGINS[ActionKind.MARK_SELF_SICK].effect_observed(me, {}, ctx) is True
+    refused = await ra.perform(req(ActionKind.PENALISE_LINK, neighbour=bad_id, factor=0.1))
+    assert not refused.ok and "factor" in refused.detail
+    ra.lift_all()
+    assert r0.commands_in_force() == ()

@@ -244,3 +244,56 @@ def test_probe_counters_become_prometheus_counters_by_delta():
     assert reg.get_sample_value("x0_healing_probes_total", {"outcome": "sent"}) == 9
     assert reg.get_sample_value("x0_healing_probes_total", {"outcome": "timed_out"}) == 1
     assert HealingMetrics(reg).ok is False  # a second registration in one registry is tolerated, not doubled
+
+
+class Coord:
+    """The coordination service's lease calls (x0node/coord/service.py), granting everything."""
+
+    me_hex = ME
+
+    def __init__(self):
+        self.asked, self.released = [], []
+
+    async def lease(self, resource, ttl_s, lease_id, reason=""):
+        self.asked.append((resource, lease_id))
+        return {"granted": True, "valid_until": 1e12, "detail": "ok"}
+
+    async def lease_release(self, resource, lease_id):
+        self.released.append((resource, lease_id))
+        return {"ok": True}
+
+
+async def test_leases_go_to_the_mesh_wide_provider_when_coordination_runs(tmp_path, monkeypatch):
+    from x0node.healing.safety import LeaseRelease, LeaseRequest
+
+    clock = Clock()
+    monkeypatch.setattr(svc, "time", clock)
+    ctx = _ctx(tmp_path, Manager())
+    s = svc.create_service(CONF)
+    await s.start(ctx)
+    coord = Coord()
+    ctx.extras["coord"] = coord  # coordination starts after healing: the provider is chosen at first use
+    answers = []
+    monkeypatch.setattr(s.engine, "lease_answer", lambda ans, now: answers.append(ans))
+    try:
+        assert s.status()["lease_provider"] is None
+        await s.tick()
+        assert s.status()["lease_provider"] == "mesh"
+        req = LeaseRequest(7, f"disrupt/{ME}", ME, 60.0, "reset eth1")
+        assert s._lease_provider().request(req, clock.t) is None  # answered after the Raft round trip
+        await asyncio.sleep(0.01)
+        assert coord.asked == [(f"disrupt/{ME}", 7)] and answers[0].granted and answers[0].lease_id == 7
+        s._lease_provider().release(LeaseRelease(7, f"disrupt/{ME}", ME), clock.t)
+        await asyncio.sleep(0.01)
+        assert coord.released == [(f"disrupt/{ME}", 7)] and s.status()["lease_provider"] == "mesh"
+    finally:
+        await s.stop()
+    # without [coord]: the local provider, answered at once
+    s2 = svc.create_service(CONF)
+    await s2.start(_ctx(tmp_path, Manager()))
+    try:
+        ans = s2._lease_provider().request(LeaseRequest(8, f"disrupt/{ME}", ME, 60.0, "r"), 0.0)
+        assert ans.granted and s2.status()["lease_provider"] == "local"
+        assert not s2._lease_provider().request(LeaseRequest(9, f"disrupt/{A}", ME, 60.0, "r"), 0.0).granted
+    finally:
+        await s2.stop()

@@ -10,6 +10,7 @@ import schemathesis
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.sim.state_mesh import SimStateService, StateSim
+from tests.ui.healing_node import HealingNode
 from tests.ui.web_server import ThreadedServer
 from tests.unit.test_web_support import PASSWORD
 from x0node.web import credentials
@@ -23,8 +24,13 @@ def api(tmp_path_factory):
     credentials.Credentials(data_dir / "web").set_password(PASSWORD)  # full-cost hash, once
     sim = StateSim(2, [(0, 1)], seed=8)
     state = SimStateService(sim)
-    with ThreadedServer(demo_provider(persist_path=data_dir / "cfg.json"), data_dir,
-                        setup=lambda app: add_state_routes(app, lambda: state)) as srv:
+    healing = HealingNode(data_dir)
+
+    def setup(app):
+        add_state_routes(app, lambda: state)
+        healing.setup(app)
+
+    with ThreadedServer(demo_provider(persist_path=data_dir / "cfg.json"), data_dir, setup=setup) as srv:
         base = f"http://127.0.0.1:{srv.port}"
         s = requests.Session()
         token = s.get(f"{base}/api/v1/auth/state").json()["csrf_token"]
@@ -33,7 +39,7 @@ def api(tmp_path_factory):
         csrf = r.json()["csrf_token"]
         r = s.get(f"{base}/api/v1/openapi.json")
         assert r.status_code == 200
-        yield {"base": base, "session": s, "csrf": csrf, "doc": r.json(), "sim": sim}
+        yield {"base": base, "session": s, "csrf": csrf, "doc": r.json(), "sim": sim, "healing": healing}
 
 
 def test_api_conforms_to_openapi(api):
@@ -69,7 +75,9 @@ def test_document_lists_every_api_route(api):
                 "/api/v1/auth/password", "/api/v1/status", "/api/v1/neighbours", "/api/v1/routes",
                 "/api/v1/topology", "/api/v1/events", "/api/v1/config", "/api/v1/stream", "/api/v1/openapi.json",
                 "/api/v1/state", "/api/v1/state/{ns}/{key}", "/api/v1/state/revocations",
-                "/api/v1/firmware", "/api/v1/firmware/sbom"}
+                "/api/v1/firmware", "/api/v1/firmware/sbom", "/api/v1/config/schema", "/api/v1/healing",
+                "/api/v1/healing/mode", "/api/v1/healing/incidents", "/api/v1/healing/incidents/{id}",
+                "/api/v1/healing/incidents/{id}/graph.dot", "/api/v1/healing/incidents/{id}/feedback"}
     assert paths == expected
 
 
@@ -96,3 +104,28 @@ def test_state_routes_conform_with_every_kind_of_object(api):
     for ns, key, _ in [*writes, ("crl", "anchor", None)]:
         r = entry["GET"].Case(path_parameters={"ns": ns, "key": key}).call_and_validate(**kw)
         assert r.status_code == 200, (ns, key, r.text)
+
+
+def test_healing_routes_conform_on_a_real_incident(api):
+    # generated ids rarely name an incident: read, download and answer the one the loop opened
+    import time
+
+    schema = schemathesis.openapi.from_dict(api["doc"])
+    kw = {"base_url": api["base"], "session": api["session"],
+          "cookies": {"x0_session": api["session"].cookies["x0_session"]}}
+    for _ in range(200):
+        rows = schema["/api/v1/healing/incidents"]["GET"].Case().call_and_validate(**kw).json()
+        if rows:
+            break
+        time.sleep(0.05)
+    iid = rows[0]["id"]
+    for path in ("/api/v1/healing/incidents/{id}", "/api/v1/healing/incidents/{id}/graph.dot"):
+        r = schema[path]["GET"].Case(path_parameters={"id": iid}).call_and_validate(**kw)
+        assert r.status_code == 200, r.text
+    r = schema["/api/v1/healing/incidents/{id}/feedback"]["POST"].Case(
+        path_parameters={"id": iid}, body={"right": True, "note": "ok"},
+        headers={"X-CSRF-Token": api["csrf"]}).call_and_validate(**kw)
+    assert r.status_code == 201 and r.json()["feedback"][-1]["note"] == "ok"
+    r = schema["/api/v1/healing/mode"]["PUT"].Case(body={"mode": "observe"},
+                                                   headers={"X-CSRF-Token": api["csrf"]}).call_and_validate(**kw)
+    assert r.status_code == 200 and r.json()["pinned"] == "observe"

@@ -4,7 +4,8 @@
   (mode 0600 in the 0700 data directory, root or the daemon's user only, one JSON line in, one out).
   It answers {"op": "status"} with the routing core's read model as the web API gives it: the node,
   its neighbours (RTT, loss, throughput and where it came from, class, cost), the node manager's
-  statistics of the mesh, and the core's counters. Nothing sent through it changes any state.
+  statistics of the mesh, the core's counters and the routing commands in force (penalties, drains,
+  steering, the sick flag: x0node/proto/commands.py). Nothing sent through it changes any state.
 - `x0node status [--data-dir D] [--json]` asks it and prints a summary (or the JSON). Exit status: 0,
   1 when no daemon answers at that data directory.
 """
@@ -35,6 +36,7 @@ def status_answer(router: Any, now: float) -> dict[str, Any]:
         "lsdb_size": st.lsdb_size,
         "mesh": dataclasses.asdict(st.mesh),
         "counters": dict(st.counters),
+        "commands": [dataclasses.asdict(c) for c in getattr(router, "commands_in_force", lambda now: ())(now)],
     }
 
 
@@ -93,4 +95,8 @@ def run(args: argparse.Namespace) -> int:
         rtt = "-" if n["rtt_ms"] is None else f"{n['rtt_ms']:.1f} ms"
         print(f"{n['node_id']:<34}{n['ifname']:<8}{n['state']:<6}{rtt:>9}{n['loss'] * 100:>7.1f}%"
               f"{_rate(n['throughput_bps']):>14} {n.get('throughput_source') or '-':<7}{n['quality']:<10}{n['cost']:>6}")
+    for c in st.get("commands", []):
+        where = f" on {c['ifname']}" if c["ifname"] else ""
+        cost = f", cost {c['cost']}" if c.get("cost") is not None else ""
+        print(f"command {c['kind']} {c['target']}{where} x{c['factor']:g}{cost}, expires in {c['expires_in_s']:.0f} s")
     return 0

@@ -2,7 +2,9 @@
 
 Rules: every method is synchronous, cheap and returns JSON-ready values: the core's read model
 (x0node/proto/views.py) as `dataclasses.asdict` gives it, whose field names are the API's, so nothing is
-renamed here. `config_set` validates all changes against the daemon config (same checks as the file),
+renamed here. `events` leaves out the detector's feature feed (topic "anomaly.features": data for the
+healing loop and the state layer, not news for a person) and words the healing loop's records.
+`status` says why the node is not "ok" (`health_reason`). `config_set` validates all changes against the daemon config (same checks as the file),
 persists them to config.local.toml and raises ConfigError naming the dotted key, changing nothing.
 """
 
@@ -17,6 +19,7 @@ from x0node import __version__
 from x0node.errors import ConfigError
 
 EVENTS_LIMIT_MAX = 500
+HIDDEN_TOPICS = frozenset({"anomaly.features"})
 
 
 def _routing_effective(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -37,6 +40,26 @@ def _event_message(kind: str, d: dict[str, Any]) -> str:
         return f"node {d.get('node_id', '')[:8]} left ({d.get('reason')})"
     if kind == "RoutesChanged":
         return f"routes +{d.get('added')} ~{d.get('replaced')} -{d.get('removed')}"
+    if kind == "IncidentOpened":
+        return f"incident {d.get('incident_id')} opened: {', '.join(d.get('symptoms') or [])}"
+    if kind == "Diagnosed":
+        cands = d.get("candidates") or []
+        if cands and isinstance(cands[0], list | tuple) and len(cands[0]) == 3:
+            el, fault, conf = cands[0]
+            return f"incident {d.get('incident_id')}: root cause {fault} at {el} ({float(conf):.0%})"
+        return f"incident {d.get('incident_id')}: no root cause found"
+    if kind == "Decided":
+        return f"incident {d.get('incident_id')}: {d.get('outcome')} {d.get('action')} on {d.get('target')}"
+    if kind == "ActionDone":
+        what = "undo" if d.get("undo") else "action"
+        return f"incident {d.get('incident_id')}: {what} {d.get('action')} on {d.get('target')} " \
+               f"{'done' if d.get('ok') else 'failed'}"
+    if kind == "Verified":
+        return f"incident {d.get('incident_id')}: {'verified' if d.get('success') else 'not verified'} ({d.get('reason')})"
+    if kind == "IncidentClosed":
+        return f"incident {d.get('incident_id')} closed: {d.get('outcome')}"
+    if kind == "ModeChanged":
+        return f"self-healing mode {d.get('old')} -> {d.get('new')} ({d.get('reason')})"
     if kind == "RouteRefused":
         return f"the kernel refused route {d.get('op')} {d.get('dest')} dev {d.get('ifname')}: {d.get('reason')}"
     return kind
@@ -50,8 +73,14 @@ class DaemonStateProvider:
     def status(self) -> dict[str, Any]:
         n = self.node
         st = n.router.stats()
-        ifaces_up = any(i.up for i in st.interfaces)
+        ifaces_up = [i.name for i in st.interfaces if i.up]
         health = "ok" if st.neighbours_up > 0 else ("degraded" if ifaces_up else "down")
+        if health == "degraded":
+            reason = f"no neighbour answers on {', '.join(ifaces_up)}: no other node in range, or theirs are down"
+        elif health == "down":
+            reason = "no mesh interface is up" if st.interfaces else "no mesh interface configured"
+        else:
+            reason = None
         cpu = mem_used = mem_total = None
         try:
             if self._host is None:
@@ -72,6 +101,7 @@ class DaemonStateProvider:
             "mem_used_bytes": mem_used,
             "mem_total_bytes": mem_total,
             "health": health,
+            "health_reason": reason,
             "interfaces": list(n.interfaces),
             "neighbours_up": st.neighbours_up,
             "routes": st.routes,
@@ -93,6 +123,8 @@ class DaemonStateProvider:
         limit = max(0, min(int(limit), EVENTS_LIMIT_MAX))
         out = []
         for item in self.node.bus.since(int(since)):
+            if item.topic in HIDDEN_TOPICS:
+                continue
             d = item.as_dict()["event"]
             kind = str(d.pop("kind", None) or d.pop("type", "event"))
             d.pop("type", None)

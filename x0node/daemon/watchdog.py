@@ -1,15 +1,17 @@
 """systemd watchdog: the daemon's loop tells systemd it is alive (sd_notify), so a hung daemon is restarted.
 
 Rules and invariants:
-- Active only when systemd asks for it: `NOTIFY_SOCKET` and `WATCHDOG_USEC` are set and, if
-  `WATCHDOG_PID` is set, it is our pid. Otherwise every method is a no-op.
+- Readiness (`READY=1`, `STOPPING=1`) is sent whenever `NOTIFY_SOCKET` is set: the unit is
+  Type=notify, so systemd counts the start against TimeoutStartSec (a slow board may take minutes to
+  import and load) and starts the watchdog clock only once the daemon is ready.
+- The watchdog is active only when systemd asks for it: `NOTIFY_SOCKET` and `WATCHDOG_USEC` are set
+  and, if `WATCHDOG_PID` is set, it is our pid. Otherwise petting is a no-op.
 - `WATCHDOG=1` is sent from a timer on the event loop every quarter of the current watchdog interval
   (jittered +-25 %), and only while `alive()` says the routing core's timer is being served. A loop
   that stops (blocked, deadlocked, SIGSTOPped) stops petting, and systemd kills and restarts the
   daemon after WatchdogSec (sd_notify(3), systemd.service(5) WatchdogSec=).
-- The unit's WatchdogSec is a start allowance (loading BPF objects and models on a slow board);
-  `ready()` sends `READY=1` and narrows the interval to STEADY_WATCHDOG_S with `WATCHDOG_USEC=`
-  (systemd >= 236), so a hang in steady state is caught within seconds.
+- `ready()` sends `READY=1` and narrows the unit's WatchdogSec to STEADY_WATCHDOG_S with
+  `WATCHDOG_USEC=` (systemd >= 236), so a hang in steady state is caught within seconds.
 - `hold(reason)` stops petting on purpose: the healing loop's last software rung before a reboot is a
   daemon restart by systemd.
 - Datagrams only (AF_UNIX/SOCK_DGRAM, non-blocking); a send error is counted, never raised.
@@ -41,7 +43,9 @@ class Watchdog:
             usec = int(env.get("WATCHDOG_USEC", "0"))
         except ValueError:
             usec = 0
-        self.enabled = bool(self.socket_path) and usec > 0 and (not pid or pid == str(os.getpid()))
+        ours = not pid or pid == str(os.getpid())
+        self.notifying = bool(self.socket_path) and ours
+        self.enabled = self.notifying and usec > 0
         self.interval_s = usec / 1e6
         self.alive = alive
         self.held: str | None = None
@@ -57,7 +61,7 @@ class Watchdog:
         return b"\0" + path[1:].encode() if path.startswith("@") else path
 
     def notify(self, message: str) -> bool:
-        if not self.enabled:
+        if not self.notifying:
             return False
         try:
             if self._sock is None:
@@ -77,10 +81,8 @@ class Watchdog:
 
     def ready(self) -> None:
         """The daemon is up: tell systemd and narrow the interval to the steady one."""
-        if not self.enabled:
-            return
         self.notify("READY=1")
-        if self.interval_s > STEADY_WATCHDOG_S:
+        if self.enabled and self.interval_s > STEADY_WATCHDOG_S:
             if self.notify(f"WATCHDOG_USEC={int(STEADY_WATCHDOG_S * 1e6)}"):
                 self.interval_s = STEADY_WATCHDOG_S
 
@@ -106,7 +108,7 @@ class Watchdog:
             self._sock = None
 
     def pet(self) -> bool:
-        if self.held is not None:
+        if not self.enabled or self.held is not None:
             return False
         try:
             ok = self.alive()

@@ -1,5 +1,6 @@
 """Action plugins, decision side: what each repair does, when it may run, what it should achieve, how it
-is verified and undone. Adapters (phase 2 for the routing core's commands) carry the requests out.
+is verified and undone. Adapters (actuator.py: the routing core's commands, local actions) carry the
+requests out.
 
 Rules and invariants:
 - Every plugin is idempotent: a request states the end state ("link X has penalty 4", "interface up"),
@@ -77,7 +78,7 @@ class ActionResult:
 
 class ActionAdapter(Protocol):
     """Carries out action requests. Implementations: the local actuator (interfaces, services,
-    reboot, watchdog) and, in phase 2, the routing core's command API (penalties, drains, sick flag)."""
+    reboot, watchdog) and the routing core's command API (penalties, drains, steering, sick flag)."""
 
     def supports(self, action: ActionKind) -> bool: ...
 
@@ -266,7 +267,7 @@ class MarkSelfSick(ActionPlugin):
     def effect_observed(self, target: Element, params: Mapping[str, Any], ctx: PlanContext) -> bool | None:
         for node in ctx.routing.nodes:
             if node.node_id == ctx.self_id:
-                return node.sick or None  # the core does not carry the flag yet: cannot be seen
+                return node.sick  # our own LSA as the core holds it (views.NodeView.sick)
         return None
 
 

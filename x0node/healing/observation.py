@@ -57,7 +57,7 @@ class NodeObs:
     node_id: str
     mesh_address: str
     reachable: bool
-    sick: bool = False  # the node says in its LSA that it knows it is sick (not carried by the core yet)
+    sick: bool = False  # the node says in its LSA that it knows it is sick (views.NodeView.sick)
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,21 @@ Rules and invariants:
 - The probe scheduler owns one more timer task (probe.py rules bound its rate); answers come from
   the ICMPv6 adapter. Probes that cannot be opened (no CAP_NET_RAW) leave the loop running without
   them; `status()` says why.
-- Action requests go to the LocalActuator (one task each; results come back into the engine on the
-  loop); lease requests to LocalLeases, answered at once. Nothing raises out of the loop: a failing
-  cycle is logged and counted in `tick_errors`.
+- Action requests go to the first adapter that supports them (one task each; results come back into
+  the engine on the loop): the RoutingActuator (the routing core's command API: penalties, drains,
+  steering, the sick flag; renewed every cycle, lifted when the service stops) and the LocalActuator
+  (interfaces, services, watchdog, reboot). Lease requests go to the mesh-wide provider
+  (x0node/coord/leases.MeshLeases on the Raft group) when the `[coord]` service runs on this node — its
+  answer comes back later through `_lease_answered` — and otherwise to LocalLeases, answered at once
+  (one disruptive action of ours at a time; it cannot see the neighbours', which is why `[coord]`
+  should run wherever disruptive actions are allowed). The provider is chosen at the first cycle or
+  request, whichever comes first (services start in order; coordination starts after healing), and
+  kept. Nothing raises out of the loop: a failing cycle is logged and counted in `tick_errors`.
 - Entry points for the web UI and other services: `set_mode`, `feedback`, `set_update_in_progress`,
-  `incidents`, `timeline`, `recent_spans` (ctx.extras["healing"] is this service).
+  `incidents`, `incident`, `timeline`, `recent_spans` (ctx.extras["healing"] is this service);
+  `switch_mode` and `store_feedback` are the operator's: the switch is saved in the knowledge store
+  first (it then holds across restarts, over the config's `mode`) and feedback is written before they
+  return.
 - The engine's clock is `time.monotonic()`; on Linux it counts from boot, so the boot guard window
   uses boot_s = 0.0.
 """
@@ -69,6 +79,8 @@ MAX_TRANSITION_KEYS = 1024
 MAX_PEER_METRICS = 256
 MAX_UNWRITTEN = 4096
 SERVICE_TOPICS = frozenset({"core", "anomaly", "anomaly.features"})
+OPERATOR_MODE_KEY = "operator_mode"
+OPERATOR_MODES = ("observe", "active", "auto")
 
 
 def validate_config(section: Mapping[str, Any]) -> dict[str, Any]:
@@ -145,7 +157,9 @@ class HealingService:
         self.metrics: Any = None
         self.tracer: Any = None
         self.actuator: Any = None
+        self.routing_actuator: Any = None
         self.leases: Any = None
+        self.lease_provider = ""  # "mesh" | "local" once chosen
         self.scheduler: Any = None
         self.prober: Any = None
         self.probes_off: str | None = None
@@ -167,11 +181,18 @@ class HealingService:
 
     # ---- lifecycle ------------------------------------------------------------------------------
     async def start(self, ctx: Any) -> None:
-        from x0node.healing.actuator import REBOOT_FILE, LocalActuator, past_reboots, read_reboots
+        from x0node.healing.actuator import (
+            REBOOT_FILE,
+            Actuators,
+            LocalActuator,
+            RoutingActuator,
+            past_reboots,
+            read_reboots,
+        )
         from x0node.healing.engine import EngineConfig, HealingEngine
         from x0node.healing.knowledge import Knowledge
         from x0node.healing.metrics import HealingMetrics
-        from x0node.healing.safety import GuardConfig, LocalLeases, Mode, ModeConfig
+        from x0node.healing.safety import GuardConfig, Mode, ModeConfig
         from x0node.healing.store import FILE_NAME, SqliteStore
         from x0node.healing.tracing import CycleTracer
 
@@ -201,9 +222,15 @@ class HealingService:
         self.metrics = HealingMetrics(ctx.registry)
         self.tracer = CycleTracer(ctx.node_id, cfg["span_buffer"], cfg["otlp_endpoint"])
         extras = getattr(ctx, "extras", {}) or {}
-        self.actuator = LocalActuator(state_dir, ctx.interfaces, extras.get("services"), ctx, extras.get("watchdog"))
-        self.leases = LocalLeases(ctx.node_id)
+        self.routing_actuator = RoutingActuator(ctx.router, ctx.wake)
+        self.actuator = Actuators(self.routing_actuator, LocalActuator(state_dir, ctx.interfaces,
+                                                                       extras.get("services"), ctx,
+                                                                       extras.get("watchdog")))
+        self.leases = None  # chosen at the first cycle or lease request (_lease_provider)
         self._sub = ctx.bus.subscribe(set(SERVICE_TOPICS))
+        chosen = await asyncio.to_thread(self.store.get_setting, OPERATOR_MODE_KEY)
+        if chosen in OPERATOR_MODES:
+            self.set_mode(None if chosen == "auto" else chosen, "operator (kept across the restart)")
         extras["healing"] = self
         loop = asyncio.get_running_loop()
         if cfg["probes"]:
@@ -237,6 +264,8 @@ class HealingService:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks, self._actions = [], set()
+        if self.routing_actuator is not None:
+            self.routing_actuator.lift_all()  # the engine's record of them ends here
         if self._sub is not None:
             self._sub.close()
         if self.prober is not None:
@@ -264,8 +293,17 @@ class HealingService:
             "last_reboot": self.last_reboot,
             "parse_drops": dict(self.parse_drops.counts),
             "update_in_progress": self._updating,
+            "lease_provider": self.lease_provider or None,
+            "routing_commands": self.routing_commands(),
         })
         return st
+
+    def routing_commands(self) -> list[dict[str, Any]]:
+        """The routing core's commands in force, as its read model shows them (views.CommandView)."""
+        import dataclasses
+
+        views = _call(getattr(self._ctx, "router", None), "commands_in_force", ())
+        return [dataclasses.asdict(v) for v in views if dataclasses.is_dataclass(v)][:64]
 
     # ---- entry points ---------------------------------------------------------------------------
     def set_mode(self, mode: str | None, reason: str = "operator") -> None:
@@ -279,6 +317,26 @@ class HealingService:
     def feedback(self, incident_id: int, right: bool, note: str = "") -> None:
         self.engine.feedback(int(incident_id), bool(right), str(note), time.monotonic())
         self._publish_events()
+
+    async def switch_mode(self, mode: str) -> None:
+        """The operator's switch: "observe", "active" or "auto" (the automatic promotion). Saved first, so a
+        switch that could not be stored changes nothing (the error propagates)."""
+        if mode not in OPERATOR_MODES:
+            raise ValueError('mode must be "observe", "active" or "auto"')
+        await asyncio.to_thread(self.store.set_setting, OPERATOR_MODE_KEY, mode)
+        self.set_mode(None if mode == "auto" else mode)
+
+    async def store_feedback(self, incident_id: int, right: bool, note: str = "") -> None:
+        """Operator feedback on an incident, written to the knowledge store before returning."""
+        self.feedback(incident_id, right, note)
+        await self._write_records()
+        if self._unwritten:  # not saved: say so, and never write it later behind the operator's back
+            self._unwritten = [r for r in self._unwritten
+                               if not (type(r).__name__ == "Feedback" and getattr(r, "incident_id", None) == incident_id)]
+            raise OSError("the knowledge store could not be written")
+
+    async def incident(self, incident_id: int) -> dict[str, Any] | None:
+        return await asyncio.to_thread(self.store.incident, incident_id)
 
     def set_update_in_progress(self, active: bool) -> None:
         self._updating = bool(active)
@@ -330,7 +388,10 @@ class HealingService:
         t0 = time.perf_counter()
         snap = self.snapshot(now)
         report = self.engine.step(snap, clock=time.perf_counter)
+        if self.leases is None:
+            self._lease_provider()  # every service has started by the first cycle
         self._dispatch(now)
+        self.routing_actuator.renew(now)
         self._publish_events()
         await self._write_records()
         total = time.perf_counter() - t0
@@ -355,21 +416,46 @@ class HealingService:
 
     def _dispatch(self, now: float) -> None:
         from x0node.healing.actions import ActionRequest, ActionResult
-        from x0node.healing.actuator import ROUTER_PENDING
+        from x0node.healing.actuator import NO_ADAPTER
         from x0node.healing.safety import LeaseRelease, LeaseRequest
 
         for item in iter(self.engine.next_request, None):
             if isinstance(item, LeaseRequest):
-                self.engine.lease_answer(self.leases.request(item, now), now)
+                answer = self._lease_provider().request(item, now)
+                if answer is not None:  # the mesh-wide provider answers later
+                    self.engine.lease_answer(answer, now)
             elif isinstance(item, LeaseRelease):
-                self.leases.release(item, now)
+                self._lease_provider().release(item, now)
             elif isinstance(item, ActionRequest):
                 if self.actuator.supports(item.action):
                     task = asyncio.get_running_loop().create_task(self._perform(item))
                     self._actions.add(task)
                     task.add_done_callback(self._actions.discard)
                 else:
-                    self.engine.action_result(ActionResult(item.request_id, False, ROUTER_PENDING), now)
+                    self.engine.action_result(ActionResult(item.request_id, False, NO_ADAPTER), now)
+
+    def _lease_provider(self) -> Any:
+        if self.leases is None:
+            coord = (getattr(self._ctx, "extras", {}) or {}).get("coord")
+            if coord is not None and hasattr(coord, "lease"):
+                from x0node.coord.leases import MeshLeases
+
+                self.leases, self.lease_provider = MeshLeases(coord, self._lease_answered), "mesh"
+            else:
+                from x0node.healing.safety import LocalLeases
+
+                self.leases, self.lease_provider = LocalLeases(self._ctx.node_id), "local"
+            log.info("healing leases: %s", self.lease_provider)
+        return self.leases
+
+    def _lease_answered(self, lease_id: int, granted: bool, detail: str) -> None:
+        """The mesh-wide provider's answer (after its Raft round trip)."""
+        from x0node.healing.safety import LeaseAnswer
+
+        now = time.monotonic()
+        self.engine.lease_answer(LeaseAnswer(int(lease_id), bool(granted), str(detail)[:200]), now)
+        self._dispatch(now)
+        self._publish_events()
 
     async def _perform(self, req: Any) -> None:
         result = await self.actuator.perform(req)

@@ -9,6 +9,8 @@ Rules and invariants (adapter; the engine never sees sqlite):
   are deleted.
 - A file sqlite cannot read is moved aside (`knowledge.sqlite.corrupt`) and a fresh one started; the
   failure is logged, learning restarts from the policy's table order.
+- Small settings the loop keeps across restarts (the operator's mode switch) live in the `meta` table
+  (`get_setting` / `set_setting`, each one committed transaction).
 - Wall-clock times are stamped here (`time.time()`); `recent_actions` turns them back into "seconds
   ago" for the engine.
 - Blocking: call it from a worker thread (the service uses asyncio.to_thread); a lock serialises use.
@@ -120,6 +122,28 @@ class SqliteStore:
             req = self._db.execute("SELECT value FROM meta WHERE key='next_request_id'").fetchone()
             act = self._db.execute("SELECT coalesce(max(request_id), 0) FROM actions").fetchone()[0]
         return int(inc) + 1, max(int(req[0]) if req else 1, int(act) + 1)
+
+    def get_setting(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (f"setting.{key}",)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"setting.{key}", value))
+
+    def incident(self, incident_id: int) -> dict[str, Any] | None:
+        with self._lock:
+            cur = self._db.execute(
+                "SELECT id, opened_wall, closed_wall, outcome, root_cause, element, confidence, action, mttr_s, "
+                "symptoms FROM incidents WHERE id = ?", (incident_id,))
+            names = [d[0] for d in cur.description]
+            row = cur.fetchone()
+        if row is None:
+            return None
+        out = dict(zip(names, row, strict=True))
+        out["symptoms"] = json.loads(out["symptoms"])
+        return out
 
     def incidents(self, limit: int = 50) -> list[dict[str, Any]]:
         with self._lock:

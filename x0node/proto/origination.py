@@ -3,7 +3,9 @@
 Rules:
 - Our LSA lists our UP neighbours (one link per neighbour node: the cheapest of our links to it, at
   most MAX_LSA_NEIGHBOURS, in node-id order, each with its advertised cost and class and its current
-  throughput in kbit/s, 0 when unknown) and our announced prefixes (at most MAX_LSA_PREFIXES).
+  throughput in kbit/s, 0 when unknown) and our announced prefixes (at most MAX_LSA_PREFIXES). The cost
+  is the one commands.py says: penalties and drains included, never SICK_LINK_COST unless we are sick,
+  then every link's.
 - Two originations are at least LSA_MIN_INTERVAL_S apart. Good news (a neighbour up, a cost change, a
   refresh) also draws on a token bucket: LSA_BURST tokens, refilled at one per LSA_MAX_HOLD_S. Bad
   news (a lost neighbour) never waits for a token, so a failure is never delayed by earlier churn and
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 from x0node.proto import messages as m
 from x0node.proto.basis import Basis, Part
+from x0node.proto.commands import Commands
 from x0node.proto.hello import HelloSessions
 from x0node.proto.lsdb import LsaEntry, Lsdb
 from x0node.proto.neighbour import CHANGE_CLASS, CHANGE_COST
@@ -48,10 +51,12 @@ class Origination(Part):
         hello: HelloSessions,
         now: float,
         refresh_at_s: float,
+        commands: Commands,
     ) -> None:
         super().__init__(basis)
         self.lsdb = lsdb
         self.hello = hello
+        self.commands = commands
         self.prefixes: tuple[str, ...] = tuple(self.config.prefixes)
         self.seq = 0
         self.left = False
@@ -107,7 +112,7 @@ class Origination(Part):
         best: dict[bytes, tuple[int, int, int]] = {}
         for n in self.hello.up_neighbours():
             kbps = 0 if n.throughput_bps is None else min(MAX_LINK_THROUGHPUT_KBPS, max(1, round(n.throughput_bps / 1000)))
-            c = (n.adv_cost, int(n.adv_quality), kbps)
+            c = (self.commands.advertised_cost(n), int(n.adv_quality), kbps)
             if n.node_id not in best or c[:2] < best[n.node_id][:2]:
                 best[n.node_id] = c
         links = [m.LsaLink(nid, c, q, kbps) for nid, (c, q, kbps) in sorted(best.items())]

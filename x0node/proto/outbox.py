@@ -62,6 +62,12 @@ COUNTERS = (
     "probe_trains_incomplete",
     "probe_reports_sent",
     "probe_reports_received",
+    "commands_applied",  # routing commands (commands.py) that changed something
+    "commands_renewed",  # issued again unchanged: only the expiry moved
+    "commands_lifted",
+    "commands_expired",
+    "commands_refused",
+    "steer_no_alternate",  # destinations a steer could not move (no loop-free alternate), per SPF run
 )
 
 

@@ -8,6 +8,7 @@ Module map (each module states its own rules):
 - throughput.py: each link's throughput (the kernel's, or measured with probe trains)
 - flooding.py: reliable flooding and acknowledgement of LSAs and WITHDRAWs; lsdb.py: the database
 - origination.py: our own LSA and WITHDRAW
+- commands.py: the command API (link penalties and drains, steering around a node, the sick flag)
 - routes.py: when SPF runs and the routes it yields; spf.py: the algorithm; rib.py: route changes
 - membership.py: which nodes belong to the mesh; views.py: what the core shows
 - timers.py: deadlines, the next wake-up and jitter; looplag.py: loop lag as data
@@ -31,6 +32,7 @@ from collections.abc import Callable
 from x0node.proto import messages as m
 from x0node.proto import views
 from x0node.proto.basis import Basis
+from x0node.proto.commands import DRAIN, PENALTY, SICK, STEER, CommandResult, Commands
 from x0node.proto.config import RouterConfig
 from x0node.proto.events import Event, NodeJoined, NodeLeft
 from x0node.proto.flooding import Flooding
@@ -96,14 +98,17 @@ class Router:
         self.interfaces = self.hello.interfaces
         self.probing = Probing(basis, self.hello.nbrs, self.hello.by_addr, self.interfaces,
                                self.hello.apply_throughput)
-        self.origination = Origination(basis, self.lsdb, self.hello, now, refresh_at_s)
+        self.commands = Commands(basis, self.interfaces.table)
+        self.origination = Origination(basis, self.lsdb, self.hello, now, refresh_at_s, self.commands)
         self.flooding = Flooding(
             basis, self.lsdb, self.hello, self.origination,
             self._check_credential, self._lsa_installed, self._withdrawn,
         )
         self.routing = RouteComputation(
-            basis, self.lsdb, self.hello, self.origination, self.members, perf_clock
+            basis, self.lsdb, self.hello, self.origination, self.members, perf_clock, self.commands
         )
+        self.commands.on_advertised = self._commanded_cost
+        self.commands.on_spf = lambda t: self.routing.schedule(t, immediate=True)
         self._handlers = {
             m.T_HELLO: self.hello.on_hello,
             m.T_KEEPALIVE: self.hello.on_keepalive,
@@ -144,6 +149,10 @@ class Router:
         if change == CHANGE_COST:
             self.routing.schedule(now)
 
+    def _commanded_cost(self, now: float) -> None:
+        self.origination.schedule(now)
+        self.routing.schedule(now, immediate=True)
+
     def _lsa_installed(self, origin: bytes, lsa: m.Lsa, now: float) -> None:
         self.routing.lsa_installed(origin, lsa)
         role = lsa.credential.certificate.role if lsa.credential.certificate is not None else None
@@ -169,6 +178,7 @@ class Router:
     def remove_interface(self, ifname: str, now: float) -> None:
         if self.interfaces.get(ifname) is not None:
             self.hello.drop_interface_neighbours(ifname, now, "interface_removed")
+            self.commands.forget_interface(ifname, now)
             self.interfaces.remove(ifname)
             self.routing.run_if_due(now)
 
@@ -232,6 +242,50 @@ class Router:
         self.flooding.flood(self.me, self.origination.seq, raw, now, exclude=None)
         self.routing.withdraw_all()
 
+    # ------------------------------------------------------------------------------ commands
+    # The command API (commands.py rules): each states an end state with a TTL, is idempotent, is undone
+    # by `lift_command` (or expires), and answers with a CommandResult; views.commands() shows them.
+    def _command(self, kind: str, target: bytes | str, ifname: str, factor: float, ttl_s: float,
+                 now: float) -> CommandResult:
+        self._now = max(self._now, now)
+        try:
+            nid = bytes.fromhex(target) if isinstance(target, str) else target
+        except ValueError:
+            nid = b""
+        if self.origination.left:
+            return CommandResult(False, False, "left the mesh")
+        res = self.commands.issue(kind, nid, ifname, factor, ttl_s, now)
+        self.routing.run_if_due(now)
+        return res
+
+    def penalise_link(self, neighbour: bytes | str, factor: float, ttl_s: float, now: float,
+                      ifname: str = "") -> CommandResult:
+        """Multiply the cost of our link to `neighbour` (on `ifname`, or on every interface) by `factor`."""
+        return self._command(PENALTY, neighbour, ifname, factor, ttl_s, now)
+
+    def drain_link(self, neighbour: bytes | str, ttl_s: float, now: float, ifname: str = "") -> CommandResult:
+        """Raise the cost of our link to `neighbour` to the highest usable: only what has no other way uses it."""
+        return self._command(DRAIN, neighbour, ifname, 1.0, ttl_s, now)
+
+    def steer_around(self, node: bytes | str, ttl_s: float, now: float, factor: float = 64.0) -> CommandResult:
+        """Route around `node` as transit where a loop-free alternate costs less than `factor` x the path."""
+        return self._command(STEER, node, "", factor, ttl_s, now)
+
+    def set_sick(self, ttl_s: float, now: float) -> CommandResult:
+        """Advertise every link of ours at the sick cost: the mesh stops using us as transit."""
+        return self._command(SICK, self.me, "", 1.0, ttl_s, now)
+
+    def lift_command(self, kind: str, target: bytes | str, now: float, ifname: str = "") -> CommandResult:
+        """Undo a command ("penalty", "drain", "steer", "sick"; the sick flag's target is our own id)."""
+        self._now = max(self._now, now)
+        try:
+            nid = bytes.fromhex(target) if isinstance(target, str) else target
+        except ValueError:
+            return CommandResult(False, False, "not a node id")
+        res = self.commands.lift(kind, nid, ifname, now)
+        self.routing.run_if_due(now)
+        return res
+
     # ------------------------------------------------------------------------------ receive
     def receive(self, ifname: str, src: str, data: bytes, now: float, rx_stamp_s: float | None = None) -> None:
         """Handle one datagram. Never raises on remote input. `rx_stamp_s`: the kernel's receive time
@@ -275,6 +329,7 @@ class Router:
         self.probing.send_due(now)
         self.hello.expire_dead(now)
         self.flooding.tick(now)
+        self.commands.expire(now)
         raw = self.origination.tick(now)
         if raw is not None:
             self.flooding.flood(self.me, self.origination.seq, raw, now, exclude=None)
@@ -318,7 +373,7 @@ class Router:
             cand += self.interfaces.deadlines()
             cand += self.hello.deadlines(self._now)
             for d in (self.origination.refresh, self.housekeeping, self.origination.due, self.routing.due,
-                      self.flooding.ack_due):
+                      self.flooding.ack_due, self.commands.due):
                 if d.at is not None:
                     cand.append(d.at)
         if self.flooding.retransmit_due.at is not None:
@@ -363,3 +418,6 @@ class Router:
 
     def stats(self) -> views.StatsView:
         return views.stats(self)
+
+    def commands_in_force(self, now: float | None = None) -> tuple[views.CommandView, ...]:
+        return views.commands(self, self._now if now is None else now)

@@ -8,7 +8,9 @@ Rules:
   our new LSA is even flooded); other nodes' links come from the LSDB, two-way only (spf.py).
 - For every reachable node: a /128 route to its mesh address and one per prefix it announces and may
   announce (ownership.py: its certificate's grants, no more-specific of another node's grant), via the
-  first hop's best link (lowest advertised cost, then interface name). A prefix announced by several
+  first hop's best link (lowest cost after penalties, then interface name). Penalties, drains and
+  steering come from commands.py (its rules); a steered destination's first hop and metric are the
+  loop-free alternate's. A prefix announced by several
   nodes goes to the best metric, then the lowest node id; our own prefixes are never routed away.
   Prefixes a node may not announce are counted ("prefix_not_owned") when its LSA is installed.
 - The RIB turns the desired set into ordered changes (rib.py); the route table's results come back
@@ -21,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from x0node.proto.basis import Basis, Part
+from x0node.proto.commands import Commands, steer_first_hops
 from x0node.proto.events import RouteRefused, RoutesChanged
 from x0node.proto.hello import HelloSessions
 from x0node.proto.identity import mesh_address_of
@@ -66,8 +69,10 @@ class RouteComputation(Part):
         own: Origination,
         members: Membership,
         perf_clock: Callable[[], float] | None,
+        commands: Commands,
     ) -> None:
         super().__init__(basis)
+        self.commands = commands
         self.own_certificate = basis.credential.certificate
         self.lsdb = lsdb
         self.hello = hello
@@ -108,7 +113,7 @@ class RouteComputation(Part):
             links[origin] = [(ln.node_id, ln.cost) for ln in lsa.links]
         mine: dict[bytes, int] = {}
         for n in self.hello.up_neighbours():
-            c = n.adv_cost or 1
+            c = self.commands.link_cost(n)
             if c < mine.get(n.node_id, 1 << 30):
                 mine[n.node_id] = c
         links[self.me] = sorted(mine.items())
@@ -123,11 +128,17 @@ class RouteComputation(Part):
         self._last_s = now
         ids, index, graph = build_graph(self._graph_links())
         dist, first = shortest_paths(graph, index[self.me])
+        steered = {index[x]: f for x, f in self.commands.steers().items() if x in index}
+        moved, missing = steer_first_hops(graph, index[self.me], dist, first, steered)
+        for d, (hop, metric) in moved.items():
+            first[d], dist[d] = hop, metric
+        self.out.counters["steer_no_alternate"] += missing
         # first hop node -> best (ifname, neighbour) link to it: lowest cost, then ifname
         best_link: dict[bytes, Neighbour] = {}
+        cost = self.commands.link_cost
         for n in self.hello.up_neighbours():
             b = best_link.get(n.node_id)
-            if b is None or (n.adv_cost, n.ifname) < (b.adv_cost, b.ifname):
+            if b is None or (cost(n), n.ifname) < (cost(b), b.ifname):
                 best_link[n.node_id] = n
         desired: dict[str, Route] = {}
         prefix_best: dict[str, tuple[float, bytes, Route]] = {}

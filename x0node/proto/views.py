@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from x0node.proto.commands import is_sick
 from x0node.proto.identity import mesh_address_of
 from x0node.proto.neighbour import Neighbour
 from x0node.proto.quality import Quality
@@ -66,6 +67,19 @@ class NodeView:
     role: str | None  # "node" | "gateway" | "admin" from its certificate, None for a raw key
     metric: int | None
     hops: int | None
+    sick: bool = False  # its LSA carries the sick flag (commands.py): the mesh avoids it as transit
+
+
+@dataclass(frozen=True)
+class CommandView:
+    """A routing command in force (commands.py): what it does, to what, and until when."""
+
+    kind: str  # "penalty" | "drain" | "steer" | "sick"
+    target: str  # node id: the neighbour (link commands), the steered node, or this node (sick)
+    ifname: str  # link commands on one interface; "" = every interface (and for the others)
+    factor: float  # penalty and steer factor; 1.0 for drain and sick
+    expires_in_s: float
+    cost: int | None = None  # link commands: the link's cost now, after every command on it
 
 
 @dataclass(frozen=True)
@@ -192,6 +206,7 @@ def nodes(r: Router) -> tuple[NodeView, ...]:
                 role=_role(None if cert is None else cert.role),
                 metric=None if metric_hops is None else int(metric_hops[0]),
                 hops=None if metric_hops is None else metric_hops[1],
+                sick=lsa is not None and is_sick(lsa),
             )
         )
     return tuple(out)
@@ -217,6 +232,18 @@ def mesh_stats(r: Router) -> MeshStatsView:
         nodes=st["nodes"], reachable=st["reachable"], links=st["links"], mean_degree=st["mean_degree"],
         max_hops=st["max_hops"], quality_histogram=hist, joins=st["joins"], leaves=st["leaves"],
     )
+
+
+def commands(r: Router, now: float) -> tuple[CommandView, ...]:
+    out = []
+    for kind, target, ifname, factor, expires_s in r.commands.in_force():
+        cost = None
+        if kind in ("penalty", "drain"):
+            costs = [r.commands.link_cost(n) for n in r.hello.up_neighbours()
+                     if n.node_id == target and (not ifname or n.ifname == ifname)]
+            cost = max(costs) if costs else None
+        out.append(CommandView(kind, target.hex(), ifname, factor, round(max(0.0, expires_s - now), 3), cost))
+    return tuple(out)
 
 
 def drops(r: Router) -> DropsView:

@@ -55,7 +55,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from x0node import __version__
 from x0node.io.atomicfile import storage_full, write_atomic
 from x0node.io.peer import source_key
-from x0node.web import firmware, openapi
+from x0node.web import firmware, openapi, settings
 from x0node.web.config import WebConfig
 from x0node.web.credentials import Credentials, PasswordPolicyError, check_policy
 from x0node.web.host_stats import HostStats
@@ -99,7 +99,7 @@ WEB_READ_ONLY = frozenset({"trust", "kernel", "node.data_dir", "web.enabled",
 # Keys whose values are secrets (a tunnel's pre-shared key): replaced in every answer.
 SECRET_KEYS = frozenset({"password", "psk", "secret", "private_key"})
 SECRET_PLACEHOLDER = "(secret, not shown)"  # shown instead of a secret; not one # nosec B105
-PAGES = ("/", "/neighbours", "/routes", "/topology", "/events", "/settings", "/firmware")
+PAGES = ("/", "/neighbours", "/routes", "/topology", "/events", "/incidents", "/settings", "/firmware")
 ANONYMOUS_ROUTES = frozenset({"login_page", "setup_page", "auth_state", "auth_login", "auth_setup", "static"})
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
        "manifest-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -729,7 +729,7 @@ async def api_topology(request: web.Request) -> web.StreamResponse:
     return _view(request, "topology")
 
 
-def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+def int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
     raw = request.query.get(name)
     if raw is None:
         return default
@@ -743,8 +743,8 @@ def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) 
 
 
 async def api_events(request: web.Request) -> web.StreamResponse:
-    since = _int_param(request, "since", 0, 0, 2**53)
-    limit = _int_param(request, "limit", 100, 1, EVENTS_LIMIT_MAX)
+    since = int_param(request, "since", 0, 0, 2**53)
+    limit = int_param(request, "limit", 100, 1, EVENTS_LIMIT_MAX)
     return json_response(request.app[K_STATE].provider.events(since, limit))
 
 
@@ -856,6 +856,12 @@ async def api_config_patch(request: web.Request) -> web.StreamResponse:
     return json_response(hide_secrets(new))
 
 
+async def api_config_schema(request: web.Request) -> web.StreamResponse:
+    provider = request.app[K_STATE].provider
+    ranges = getattr(provider, "config_ranges", None)
+    return json_response(settings.describe(provider.config_get(), WEB_READ_ONLY, ranges() if ranges else None))
+
+
 async def api_openapi(request: web.Request) -> web.StreamResponse:
     return json_response(openapi.document(__version__))
 
@@ -867,7 +873,7 @@ async def api_stream(request: web.Request) -> web.StreamResponse:
     if len(st.streams) >= STREAMS_MAX:
         return json_error(503, "too many live streams open")
     session = session_of(request)
-    since = _int_param(request, "since", 0, 0, 2**53)
+    since = int_param(request, "since", 0, 0, 2**53)
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                                        "X-Accel-Buffering": "no"})
     _with_security_headers(resp, request)
@@ -954,6 +960,7 @@ def create_app(provider: NodeStateProvider, web_config: WebConfig | dict[str, An
     r.add_get("/api/v1/events", api_events, name="events")
     r.add_get("/api/v1/config", api_config_get, name="config_get")
     r.add_patch("/api/v1/config", api_config_patch, name="config_patch")
+    r.add_get("/api/v1/config/schema", api_config_schema, name="config_schema")
     r.add_get("/api/v1/stream", api_stream, name="stream")
     r.add_get("/api/v1/openapi.json", api_openapi, name="openapi")
     r.add_get("/metrics", metrics, name="metrics")

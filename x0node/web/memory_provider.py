@@ -15,6 +15,7 @@ import json
 import pathlib
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from x0node.io.atomicfile import write_atomic
@@ -75,6 +76,8 @@ class MemoryProvider:
         self.mesh_addr = "fd58:7830:746c::" + node_id[:4] + ":" + node_id[4:8]
         self.started_at = time.time() if started_at is None else started_at
         self.health = "ok"
+        self.health_reason: str | None = None  # why health is not "ok", in words
+        self.services: Callable[[], dict[str, Any]] | None = None  # the services' status, as the daemon's
         self._neighbours: list[dict[str, Any]] = []
         self._routes: list[dict[str, Any]] = []
         self._topology: dict[str, Any] = {"nodes": [self._self_node()], "links": []}
@@ -138,12 +141,16 @@ class MemoryProvider:
 
     # ---- NodeStateProvider ------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        return {
+        out = {
             "node_id": self.node_id, "name": self.name, "mesh_addr": self.mesh_addr, "version": "0.1.0",
             "uptime_s": max(0.0, time.time() - self.started_at), "cpu_percent": 3.5,
             "mem_used_bytes": 48 * 2**20, "mem_total_bytes": 256 * 2**20, "health": self.health,
+            "health_reason": self.health_reason,
             "interfaces": sorted({n["ifname"] for n in self._neighbours}) or ["mesh0"],
         }
+        if self.services is not None:
+            out["services"] = self.services()
+        return out
 
     # Rows are flat dicts: a copy per row is enough to keep callers from changing our state.
     def neighbours(self) -> list[dict[str, Any]]:
@@ -202,6 +209,10 @@ class MemoryProvider:
     def config_get(self) -> dict[str, Any]:
         with self._lock:
             return copy.deepcopy(self._config)
+
+    def config_ranges(self) -> dict[str, tuple[float, float]]:
+        """The valid range of each setting, as `validate_changes` enforces it (for the Settings page)."""
+        return {f"{sec}.{k}": (spec[1], spec[2]) for sec, keys in CONFIG_SCHEMA.items() for k, spec in keys.items()}
 
     def config_set(self, changes: dict[str, Any]) -> dict[str, Any]:
         with self._lock:

@@ -38,6 +38,8 @@ SCHEMAS: dict[str, Any] = {
                               "uptime_s": NUM, "cpu_percent": NULLABLE_NUM, "mem_used_bytes": NULLABLE_NUM,
                               "mem_total_bytes": NULLABLE_NUM,
                               "health": {"type": "string", "enum": ["ok", "degraded", "down"]},
+                              "health_reason": {"type": "string", "nullable": True,
+                                                "description": "Why health is not ok, in words"},
                               "interfaces": {"type": "array", "items": STR}}},
     "Neighbour": {"type": "object", "required": ["node_id", "ifname", "quality"],
                   "properties": {"node_id": STR, "ifname": STR, "addr": NULLABLE_STR, "state": STR,
@@ -102,6 +104,51 @@ SCHEMAS: dict[str, Any] = {
                      "properties": {"ok": {"type": "boolean"}, "ns": STR, "key": STR,
                                     "version": {"type": "integer", "description": "The record's HLC"},
                                     "origin": STR, "serial": {"type": "integer"}}},
+    "HealingStatus": {"type": "object", "required": ["mode", "pinned", "open"],
+                      "properties": {"mode": {"type": "string", "enum": ["observe", "active"]},
+                                     "pinned": {"type": "string", "enum": ["observe", "active"], "nullable": True,
+                                                "description": "The operator's choice; null: automatic"},
+                                     "observe_precision": NULLABLE_NUM, "observe_outcomes": {"type": "integer"},
+                                     "cycles": {"type": "integer"}, "symptoms": {"type": "array", "items": STR},
+                                     "open": {"type": "array", "items": {"type": "object"}},
+                                     "disruptive_last_hour": {"type": "integer", "nullable": True},
+                                     "mitigations": {"type": "array", "items": STR, "nullable": True},
+                                     "tick_errors": {"type": "integer", "nullable": True},
+                                     "store_errors": {"type": "integer", "nullable": True},
+                                     "probes_off": NULLABLE_STR,
+                                     "update_in_progress": {"type": "boolean", "nullable": True}}},
+    "IncidentSummary": {"type": "object", "required": ["id", "state", "symptoms"],
+                        "properties": {"id": {"type": "integer"}, "opened": NULLABLE_NUM, "closed": NULLABLE_NUM,
+                                       "state": STR, "outcome": NULLABLE_STR, "root_cause": NULLABLE_STR,
+                                       "element": NULLABLE_STR, "confidence": NULLABLE_NUM, "action": NULLABLE_STR,
+                                       "mttr_s": NULLABLE_NUM, "symptoms": {"type": "array", "items": STR},
+                                       "cause": NULLABLE_STR}},
+    "Incident": {"type": "object", "required": ["id", "state", "steps", "feedback", "graph"],
+                 "description": "One incident: summary, timeline steps, operator feedback, causal graph",
+                 "properties": {
+                     "id": {"type": "integer"}, "state": STR, "opened": NULLABLE_NUM, "closed": NULLABLE_NUM,
+                     "outcome": NULLABLE_STR, "root_cause": NULLABLE_STR, "element": NULLABLE_STR,
+                     "confidence": NULLABLE_NUM, "action": NULLABLE_STR, "mttr_s": NULLABLE_NUM,
+                     "symptoms": {"type": "array", "items": STR}, "cause": NULLABLE_STR,
+                     "steps": {"type": "array", "items": {
+                         "type": "object", "required": ["phase", "title", "text"],
+                         "properties": {"phase": {"type": "string", "enum": [
+                             "detected", "root_cause", "decision", "action", "undone", "verified", "not_verified",
+                             "closed", "feedback"]}, "title": STR, "text": STR, "detail": STR,
+                             "confidence": NULLABLE_NUM, "at": NULLABLE_NUM}}},
+                     "feedback": {"type": "array", "items": {
+                         "type": "object", "required": ["right", "note"],
+                         "properties": {"right": {"type": "boolean"}, "note": STR, "at": NULLABLE_NUM}}},
+                     "graph": {"type": "object", "required": ["nodes", "edges"], "properties": {
+                         "nodes": {"type": "array", "items": {
+                             "type": "object", "required": ["id", "kind", "label"],
+                             "properties": {"id": STR, "kind": {"type": "string", "enum": [
+                                 "cause", "evidence", "symptom", "action"]}, "label": STR}}},
+                         "edges": {"type": "array", "items": {
+                             "type": "object", "required": ["from", "to", "kind"],
+                             "properties": {"from": STR, "to": STR, "kind": {"type": "string", "enum": [
+                                 "could_explain", "explains", "shows", "observed_as", "acts_on"]},
+                                 "label": STR}}}}}}},
 }
 
 E401 = _json(_ref("Error"), "No valid session")
@@ -121,6 +168,10 @@ STATE_PARAMS = [
     {"name": "key", "in": "path", "required": True, "description": "Key (an OR-Set's element)",
      "schema": {"type": "string", "pattern": "^[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,95}$"}},
 ]
+E503_HEALING = _json(_ref("Error"), "The self-healing service is not running on this node")
+INCIDENT_PARAMS = [{"name": "id", "in": "path", "required": True, "description": "Incident id",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 2**53}}]
+E404_INCIDENT = _json(_ref("Error"), "No such incident")
 FIRMWARE_ERRORS = {"404": _json(_ref("Error"), "Not running from a built image"),
                    "503": _json(_ref("Error"), "The image's bill of materials is unusable")}
 CSRF_PARAM = {"name": "X-CSRF-Token", "in": "header", "required": True, "schema": STR,
@@ -202,6 +253,16 @@ def document(version: str) -> dict[str, Any]:
                     {"200": _json(_ref("Config"), "The new effective configuration"), "503": E503, "507": E507},
                     method="patch"),
         },
+        "/api/v1/config/schema": _get(
+            "What the Settings page shows for each setting: label, unit, description, valid range, read-only",
+            {"type": "object", "required": ["sections", "settings"],
+             "properties": {"sections": {"type": "object", "additionalProperties": {
+                 "type": "object", "required": ["label", "read_only"],
+                 "properties": {"label": STR, "description": STR, "read_only": {"type": "boolean"}}}},
+                 "settings": {"type": "object", "additionalProperties": {
+                     "type": "object", "required": ["label", "unit", "description", "read_only"],
+                     "properties": {"label": STR, "unit": STR, "description": STR, "min": NULLABLE_NUM,
+                                    "max": NULLABLE_NUM, "read_only": {"type": "boolean"}}}}}}),
         "/api/v1/stream": {"get": {
             "summary": "Server-sent events: status, neighbours, routes, topology (when changed) and events",
             "parameters": [int_param("since", 0, 2**53, "Send events after this seq")],
@@ -228,6 +289,33 @@ def document(version: str) -> dict[str, Any]:
             {"type": "object", "required": ["crl"], "properties": {"crl": {"type": "string", "maxLength": 4096,
                                                                            "description": "hex"}}},
             {"200": _json(_ref("StateWritten"), "Published (serial included)"), "503": E503_STATE}),
+        "/api/v1/healing": _get("The self-healing loop: mode, the operator's pin, observe-mode precision, symptoms, "
+                                "open incidents", _ref("HealingStatus"), extra={"503": E503_HEALING}),
+        "/api/v1/healing/mode": _post(
+            "The observe/active switch: observe plans and records without acting, active acts, auto lets observe "
+            "mode promote itself once its decisions prove right; kept across restarts",
+            {"type": "object", "required": ["mode"],
+             "properties": {"mode": {"type": "string", "enum": ["observe", "active", "auto"]}}},
+            {"200": _json(_ref("HealingStatus"), "Switched"), "503": E503_HEALING, "507": E507}, method="put"),
+        "/api/v1/healing/incidents": _get(
+            "Recent incidents, newest first", {"type": "array", "items": _ref("IncidentSummary")},
+            [int_param("limit", 1, 200, "At most this many incidents")], {"400": E400, "503": E503_HEALING}),
+        "/api/v1/healing/incidents/{id}": _get(
+            "One incident: timeline (detected, root cause with confidence, decisions, actions, verified or undone, "
+            "closed), the operator's feedback and the causal graph", _ref("Incident"), INCIDENT_PARAMS,
+            {"404": E404_INCIDENT, "503": E503_HEALING}),
+        "/api/v1/healing/incidents/{id}/graph.dot": {"get": {
+            "summary": "The incident's causal graph as Graphviz DOT (a download)", "parameters": INCIDENT_PARAMS,
+            "responses": {"200": {"description": "Graphviz DOT",
+                                  "content": {"text/vnd.graphviz": {"schema": {"type": "string"}}}},
+                          "401": E401, "404": E404_INCIDENT, "503": E503_HEALING}}},
+        "/api/v1/healing/incidents/{id}/feedback": _post(
+            "Was this right? The operator's answer, stored in the knowledge base (at most 20 per incident)",
+            {"type": "object", "required": ["right"], "additionalProperties": False,
+             "properties": {"right": {"type": "boolean"}, "note": {"type": "string", "maxLength": 500}}},
+            {"201": _json(_ref("Incident"), "Stored; the incident with its feedback"), "404": E404_INCIDENT,
+             "409": _json(_ref("Error"), "The incident already has the most answers kept"), "503": E503_HEALING,
+             "507": E507}, params=INCIDENT_PARAMS),
         "/api/v1/firmware": _get(
             "The image this device runs and its bill of materials (Debian packages, Python distributions, licences)",
             {"type": "object", "required": ["name", "version", "components"],

@@ -43,3 +43,4 @@ export async function request(method, path, body) {
 export const get = (path) => request("GET", path);
 export const post = (path, body) => request("POST", path, body);
 export const patch = (path, body) => request("PATCH", path, body);
+export const put = (path, body) => request("PUT", path, body);

@@ -3,6 +3,7 @@ import { authState, get, patch, post, ApiError } from "./api.js";
 import { h, fmtDuration, fmtBytes, fmtRate, fmtNum, fmtTime, shortId, qualityBadge } from "./dom.js";
 import { drawTopology, QUALITY_COLOURS } from "./topology.js";
 import { firmwareView } from "./firmware.js";
+import { incidentsView } from "./incidents.js";
 
 const state = { status: null, neighbours: [], routes: [], topology: { nodes: [], links: [] }, events: [], lastSeq: 0 };
 const EVENTS_KEPT = 200;
@@ -15,6 +16,7 @@ const DEPENDS = {
   "/routes": ["routes"],
   "/topology": ["topology"],
   "/events": ["events"],
+  "/incidents": [],
   "/settings": [],
   "/firmware": [],
 };
@@ -61,11 +63,66 @@ function meshStats(st) {
 }
 const NEIGHBOUR_HEADERS = ["Node", "Interface", "State", "RTT", "Loss", "Throughput", "Quality", "Cost"];
 
+// What a person reads in the events list: the detector's feature vectors (its data feed, every 30 s) are
+// left out, and an event that repeats one seen within GROUP_WINDOW_S (a neighbour dropping again and
+// again, and coming back) is folded into it: one line "×N since …", placed at its latest occurrence.
+// Drops (down, left, refused, lost) are marked.
+const HIDDEN_KINDS = new Set(["FeatureVector", "feature_vector"]);
+const GROUP_WINDOW_S = 600;
+const isDrop = (e) => /down|left|drop|refused|lost/i.test(e.kind || "");
+export function groupEvents(events) {
+  const out = [];
+  const seen = new Map();
+  for (const e of events) {
+    if (HIDDEN_KINDS.has(e.kind)) continue;
+    const key = `${e.kind}\u0000${e.message || ""}`;
+    const g = seen.get(key);
+    if (g && e.time - g.last.time <= GROUP_WINDOW_S) {
+      g.count += 1; g.last = e;
+      if (out[out.length - 1] !== g) { out.splice(out.indexOf(g), 1); out.push(g); }
+    } else {
+      const fresh = { key, first: e, last: e, count: 1 };
+      out.push(fresh); seen.set(key, fresh);
+    }
+  }
+  return out;
+}
+
+const kindWords = (k) => String(k || "").replace(/_/g, " ").replace(/([a-z])([A-Z])/g, "$1 $2").toLowerCase();
+
 function eventList(events, max) {
-  const items = events.slice(-max).reverse();
+  const items = groupEvents(events).slice(-max).reverse();
   if (!items.length) return h("p", { class: "empty" }, "No events yet.");
-  return h("ul", { class: "events" }, items.map((e) =>
-    h("li", {}, h("time", {}, fmtTime(e.time)), h("span", { class: "kind" }, e.kind), h("span", {}, e.message || ""))));
+  return h("ul", { class: "events" }, items.map((g) =>
+    h("li", { class: isDrop(g.last) ? "drop" : "", "data-kind": g.last.kind }, h("time", {}, fmtTime(g.last.time)),
+      h("span", { class: "kind" }, kindWords(g.last.kind)), h("span", {}, g.last.message || ""),
+      g.count > 1 ? h("span", { class: "repeat", title: `first at ${fmtTime(g.first.time)}` },
+        `×${g.count} since ${fmtTime(g.first.time)}`) : null)));
+}
+
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
+// the detector's and the healing loop's state, from the services' status (when they run)
+function loopCards(services) {
+  const an = services?.anomaly, he = services?.healing;
+  const out = [];
+  const detector = !an ? ["not running", "The anomaly detector is not enabled on this node."]
+    : an.running === false || an.error ? ["stopped", an.error || "not running"]
+      : [an.observe?.acting ? "acting" : "observing",
+        `phase ${an.observe?.phase ?? "–"}, layer ${an.live_layer ?? "–"}, ${an.evaluations ?? 0} evaluations, ${an.peers ?? 0} peers` +
+        (typeof an.observe?.precision === "number" ? `, precision ${(an.observe.precision * 100).toFixed(0)} %` : "")];
+  const healing = !he ? ["not running", "The self-healing loop is not enabled on this node."]
+    : he.running === false || he.error ? ["stopped", he.error || "not running"]
+      : [he.mode === "active" ? "active" : "observing",
+        `${plural((he.open || []).length, "open incident")}, ${plural((he.symptoms || []).length, "symptom")}, ` +
+        `${he.pinned ? "mode set by the operator" : "mode automatic"}`];
+  out.push(h("section", { class: "stats", id: "dash-loops" },
+    h("div", { class: "stat loop", id: "dash-detector" }, h("div", { class: "label" }, "Anomaly detector"),
+      h("div", { class: "value" }, detector[0]), h("div", { class: "hint" }, detector[1])),
+    h("a", { class: "stat loop", id: "dash-healing", href: "/incidents", "data-nav": true },
+      h("div", { class: "label" }, "Self-healing"), h("div", { class: "value" }, healing[0]),
+      h("div", { class: "hint" }, healing[1]))));
+  return out;
 }
 
 // the [overlay] service: end-to-end sessions, NAT links, the managed yggdrasil (each only when running)
@@ -89,6 +146,14 @@ function overlayCards(ov) {
   return out;
 }
 
+function healthCard(st) {
+  const c = card("Health", st.health || "–", `health-${st.health || "unknown"}`);
+  if (st.health && st.health !== "ok") {
+    c.append(h("div", { class: "reason", id: "health-reason" }, st.health_reason || "no reason given"));
+  }
+  return c;
+}
+
 function card(label, value, cls = "") {
   return h("div", { class: `stat ${cls}` }, h("div", { class: "label" }, label), h("div", { class: "value" }, value));
 }
@@ -100,12 +165,13 @@ const VIEWS = {
     const up = state.neighbours.filter((n) => (n.state ?? "up") === "up").length;
     return [
       h("section", { class: "stats" },
-        card("Health", st.health || "–", `health-${st.health || "unknown"}`),
+        healthCard(st),
         card("Neighbours", String(up), "neighbours-count"),
         card("Routes", String(state.routes.length)),
         card("Uptime", fmtDuration(st.uptime_s)),
         card("CPU", fmtNum(st.cpu_percent, 0, " %")),
         card("Memory", mem)),
+      ...loopCards(st.services),
       h("section", { class: "card" }, h("h2", {}, "Node"),
         h("dl", { class: "kv" },
           h("dt", {}, "Node id"), h("dd", { class: "mono" }, st.node_id || "–"),
@@ -128,11 +194,14 @@ const VIEWS = {
     const t = state.topology || { nodes: [], links: [] };
     return [...meshStats(t.statistics),
       h("section", { class: "card" }, h("h2", {}, `Topology (${t.nodes.length} nodes, ${t.links.length} links)`),
+      t.nodes.length <= 1 ? h("p", { class: "hint", id: "topology-alone" }, "Only this node is known so far: no other "
+        + "node has answered. Check that a mesh interface is up and another node is in range.") : null,
       h("div", { class: "graph" }, drawTopology(t)),
       h("ul", { class: "legend" }, Object.entries(QUALITY_COLOURS).map(([q]) =>
         h("li", {}, h("span", { class: `swatch q-${q}` }), q))))];
   },
   "/events": () => [h("section", { class: "card" }, h("h2", {}, "Events"), eventList(state.events, EVENTS_KEPT))],
+  "/incidents": () => incidentsView(),
   "/settings": () => settingsView(),
   "/firmware": () => firmwareView(),
 };
@@ -160,31 +229,66 @@ function settingsView() {
   ];
 }
 
+// a setting's range in words ("0.01 – 10 s", "at least 0 s")
+function rangeText(m) {
+  const u = m.unit ? ` ${m.unit}` : "";
+  if (m.min != null && m.max != null) return `valid: ${m.min} – ${m.max}${u}`;
+  if (m.min != null) return `valid: at least ${m.min}${u}`;
+  if (m.max != null) return `valid: at most ${m.max}${u}`;
+  return m.unit ? `in ${m.unit}` : "";
+}
+
 async function loadConfig(box) {
-  let cfg;
-  try { cfg = await get("/api/v1/config"); } catch (err) { box.replaceChildren(h("p", { class: "message" }, err.message)); return; }
+  let cfg, schema;
+  try {
+    [cfg, schema] = await Promise.all([get("/api/v1/config"), get("/api/v1/config/schema")]);
+  } catch (err) { box.replaceChildren(h("p", { class: "message" }, err.message)); return; }
   const msg = h("p", { class: "message", role: "alert" });
-  const form = h("form", { id: "config-form" });
+  // the server validates every value (ranges included) and names the key it refuses
+  const form = h("form", { id: "config-form", novalidate: true });
   const inputs = [];
-  // timers (the routing section) first and open; the other sections folded under "Advanced"
+  // timers (the routing section) first and open; the other sections folded under "Advanced";
+  // read-only ones (changed in the config file on the device) listed last, as text
   const advanced = h("details", { class: "advanced" }, h("summary", {}, "Advanced settings"));
+  const fixed = h("details", { class: "advanced", id: "cfg-read-only" }, h("summary", {}, "Read-only here (edit the config file on the device)"));
   const sections = Object.entries(cfg).sort(([a], [b]) => (a === "routing" ? -1 : b === "routing" ? 1 : 0));
   for (const [section, values] of sections) {
     if (!values || typeof values !== "object" || Array.isArray(values)) continue;
-    const fs = h("fieldset", { id: `cfg-${section}` }, h("legend", {}, section === "routing" ? "Timers (routing)" : section));
+    const sm = schema.sections[section] || { label: section, description: "" };
+    const fs = h("fieldset", { id: `cfg-${section}` }, h("legend", {}, sm.label),
+      sm.description ? h("p", { class: "hint" }, sm.description) : null);
+    let editable = 0;
     for (const [key, value] of Object.entries(values)) {
       const name = `${section}.${key}`;
+      const m = schema.settings[name] || { label: key, unit: "", description: "", read_only: false };
+      const id = `cfg-${section}-${key}`;
+      const shown = Array.isArray(value) ? value.join(", ") || "(none)" : value === null ? "(not set)"
+        : typeof value === "object" ? JSON.stringify(value) : String(value);
+      if (m.read_only || !["number", "boolean", "string"].includes(typeof value)) {
+        fs.append(h("div", { class: "ro setting", "data-key": name },
+          h("span", {}, h("span", { class: "name" }, m.label), m.description ? h("small", {}, m.description) : null),
+          h("code", { id }, `${shown}${m.unit && typeof value === "number" ? ` ${m.unit}` : ""}`)));
+        continue;
+      }
       let input;
-      if (typeof value === "number") input = h("input", { type: "number", step: "any", name, id: `cfg-${section}-${key}`, value });
-      else if (typeof value === "boolean") input = h("input", { type: "checkbox", name, id: `cfg-${section}-${key}`, checked: value });
-      else if (typeof value === "string") input = h("input", { type: "text", name, id: `cfg-${section}-${key}`, value, maxlength: 256 });
-      else { fs.append(h("div", { class: "ro" }, h("span", {}, key), h("code", {}, JSON.stringify(value)))); continue; }
+      const help = [m.description, rangeText(m)].filter(Boolean).join(" · ");
+      const describedBy = help ? `${id}-help` : null;
+      if (typeof value === "number") input = h("input", { type: "number", step: "any", name, id, value, "aria-describedby": describedBy });
+      else if (typeof value === "boolean") input = h("input", { type: "checkbox", name, id, checked: value, "aria-describedby": describedBy });
+      else input = h("input", { type: "text", name, id, value, maxlength: 256, "aria-describedby": describedBy });
       inputs.push({ section, key, value, input });
-      fs.append(h("label", { class: input.type === "checkbox" ? "check" : "" }, key, input));
+      editable += 1;
+      const label = h("span", { class: "name" }, m.label, m.unit ? h("span", { class: "unit" }, ` (${m.unit})`) : null);
+      fs.append(h("div", { class: "setting", "data-key": name },
+        h("label", { class: input.type === "checkbox" ? "check" : "", title: name }, label, input),
+        help ? h("small", { class: "help", id: describedBy }, help) : null));
     }
-    if (fs.children.length > 1) (section === "routing" ? form : advanced).append(fs);
+    if (fs.querySelector(".setting") === null) continue;
+    if (!editable) fixed.append(fs);
+    else (section === "routing" ? form : advanced).append(fs);
   }
   if (advanced.children.length > 1) form.append(advanced);
+  if (fixed.children.length > 1) form.append(fixed);
   form.append(h("button", { type: "submit", class: "primary" }, "Save settings"), msg);
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
@@ -229,8 +333,9 @@ function renderHeader() {
   const st = state.status || {};
   document.getElementById("node-name").textContent = st.name || shortId(st.node_id) || "x0node";
   const pill = document.getElementById("health");
-  pill.textContent = st.health || "…";
+  pill.textContent = st.health && st.health !== "ok" && st.health_reason ? `${st.health}: ${st.health_reason}` : st.health || "…";
   pill.className = `pill health-${st.health || "unknown"}`;
+  pill.title = st.health_reason ? `node health: ${st.health_reason}` : "node health";
   document.title = `x0node – ${st.name || shortId(st.node_id) || ""}`;
 }
 
