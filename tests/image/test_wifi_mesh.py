@@ -20,6 +20,7 @@ import pytest
 
 from image import provision
 from tests.image.conftest import BOOT_TIMEOUT_S, boot_lab_vm, daemon_present
+from tests.image.test_mesh import EMULATION_CONFIG  # emulated guests: a 2 s dead interval
 
 BOARD = "x86_64-generic"
 PROMPT = re.compile(r"root@x0[^\n]*# ")
@@ -32,7 +33,7 @@ RADIO = {"b": "wlan1", "c": "wlan2"}
 
 def _node_config(name: str) -> bytes:
     return (f'[node]\ndata_dir = "/data/wifitest/{name}"\ninterfaces = ["{RADIO[name]}"]\n'
-            'log_level = "info"\n').encode()
+            'log_level = "info"\n\n[routing]\nhello_missed_dead = 20\n').encode()  # as EMULATION_CONFIG
 
 
 def _status(vm, data_dir: str, ns: str | None = None) -> dict:
@@ -72,7 +73,7 @@ def _plinks(vm, ifname: str, ns: str | None = None) -> dict[str, str]:
 def test_sae_mesh_of_hwsim_radios(vms, anchor, tmp_path) -> None:
     if not daemon_present():
         pytest.skip("the daemon (`x0node run`) is not in this tree")
-    extra: dict[str, bytes] = {"wifitest/wrong.key": WRONG_KEY}
+    extra: dict[str, bytes] = {"wifitest/wrong.key": WRONG_KEY, **EMULATION_CONFIG}
     idents = {}
     for name in ("b", "c"):
         work = tmp_path / name

@@ -19,6 +19,7 @@ import pytest
 from image.assemble import BIOS_BOOT_FIRST_LBA, BIOS_BOOT_LAST_LBA, GPT_TYPE_BIOS_BOOT
 from image.qemu import MeshLink, free_port
 from tests.image.conftest import BOOT_TIMEOUT_S, boot_lab_vm, built, daemon_present, manifest
+from tests.image.test_mesh import EMULATION_CONFIG  # emulated guests: a 2 s dead interval
 
 BOARD = "x86_64-generic"
 OVMF = "/usr/share/ovmf/OVMF.fd"
@@ -72,9 +73,9 @@ def test_bios_and_uefi_vms_mesh_over_e1000e(vms) -> None:
     if not daemon_present():
         pytest.skip("the daemon (`x0node run`) is not in this tree")
     port = free_port()
-    vm1, id1 = vms.make(BOARD, "gen-bios-ahci", firmware="seabios", disk_interface="ahci",
+    vm1, id1 = vms.make(BOARD, "gen-bios-ahci", firmware="seabios", disk_interface="ahci", extra=EMULATION_CONFIG,
                         mesh_links=[MeshLink(port, True, "52:54:00:00:65:01")])
-    vm2, id2 = vms.make(BOARD, "gen-uefi-nvme", firmware=OVMF, disk_interface="nvme",
+    vm2, id2 = vms.make(BOARD, "gen-uefi-nvme", firmware=OVMF, disk_interface="nvme", extra=EMULATION_CONFIG,
                         mesh_links=[MeshLink(port, False, "52:54:00:00:65:02")])
     vm1.start()
     vm2.start()
