@@ -36,12 +36,15 @@ def _node_config(name: str) -> bytes:
             'log_level = "info"\n\n[routing]\nhello_missed_dead = 20\n').encode()  # as EMULATION_CONFIG
 
 
-def _status(vm, data_dir: str, ns: str | None = None) -> dict:
+def _status(vm, data_dir: str, ns: str | None = None, may_fail: bool = False) -> list | None:
+    """[node_id, ifname, state, throughput_source, throughput_bps] per neighbour from `x0node status`."""
     pre = f"ip netns exec {ns} " if ns else ""
     rc, out = vm.shell(f"{pre}x0node status --data-dir {data_dir} --json > /run/st.json; "
                        "python3 -I -c 'import json; d=json.load(open(\"/run/st.json\")); "
                        "print(json.dumps([[n[\"node_id\"], n[\"ifname\"], n[\"state\"], n[\"throughput_source\"], "
                        "n[\"throughput_bps\"]] for n in d[\"neighbours\"]]))'", timeout_s=90)
+    if rc != 0 and may_fail:  # the daemon is (re)starting: its status socket is not up yet
+        return None
     assert rc == 0, out
     return json.loads(out.strip().splitlines()[-1])
 
@@ -49,7 +52,7 @@ def _status(vm, data_dir: str, ns: str | None = None) -> dict:
 def _wait_neighbour(vm, data_dir: str, node_id: str, ns: str | None = None) -> list:
     last: list = []
     for _ in range(CONVERGE_S // 10):
-        last = _status(vm, data_dir, ns)
+        last = _status(vm, data_dir, ns, may_fail=True) or []
         if any(n[0] == node_id and n[2] == "up" for n in last):
             return last
         vm.shell("sleep 8", timeout_s=60)
