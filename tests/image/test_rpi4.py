@@ -37,7 +37,7 @@ def test_boot_partition_as_the_pi_firmware_expects() -> None:
     offset, _ = partition_offset(ctx.board, "esp")
     listing = subprocess.run(["mdir", "-b", "-i", f"{ctx.disk}@@{offset}", "::/"], capture_output=True, text=True,
                              check=True).stdout
-    for name in ("start4.elf", "fixup4.dat", "u-boot.bin", "bcm2711-rpi-4-b.dtb", "bcm2711-rpi-cm4.dtb",
+    for name in ("start4.elf", "fixup4.dat", "u-boot.bin", "bcm2711-rpi-4-b.dtb", "bcm2711-rpi-cm4-io.dtb",
                  "config.txt", "EFI"):
         assert f"::/{name}" in listing, listing
     config = _esp_file(ctx, "/config.txt").decode()
