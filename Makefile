@@ -17,7 +17,7 @@ include $(sort $(wildcard mk/*.mk))
 
 .PHONY: help deps test test-fast lint bench run clean
 help:
-	@echo "make run    - set up, build the $(BOARD) image and boot it in QEMU with the web UI on localhost"
+	@echo "make run    - set up, build the $(BOARD) image, boot it in QEMU joined to 5 x0node neighbours (web UI on localhost)"
 	@echo "make test   - set up and run every test (unit, sim, property, integration, ui, image)"
 	@echo "make deps   - install Debian packages (apt-get) and pinned Python packages into $(VENV)"
 	@echo "make lint   - ruff and the sans-I/O import contract (tests/sans_io_contract.py)"

@@ -1,4 +1,11 @@
-"""Anomaly inference latency: one node and one 64-node evaluation, feature preparation included.
+"""Anomaly detection: quality on real faults (as deployed) and inference cost per node and per mesh.
+
+Quality: the real-fault dataset (models/realfaults, `x0node model collect`) judged by
+x0lab.anomaly.realeval exactly as `x0node model eval --real` does: folds by topology kind, thresholds on
+validation only, event recall, detect ticks, false alarms per node-hour, F1 with 95 % bootstrap CIs,
+for the shipped chain (tree models run by the device's DetectorChain on the neighbour vectors its state
+layer delivered) and every baseline tuned on the same data, plus the full-neighbour reference.
+Cost:
 
 Each measured call starts from raw feature vectors and an adjacency list and does what the daemon
 does per tick: normalise (clip to pinned ranges), build the K-neighbour block with its mask, run the
@@ -6,7 +13,9 @@ live detector (int8 GraphSAGE through LiteRT) and threshold. Peers measured in t
 GNN, the MLP, the Isolation Forest and the rules. Median of many repetitions after a warm-up.
 Also measures the RSS the anomaly service adds: to a daemon-like process (RSS_PROBE) and, as root, to
 real `x0node run` daemons on a 2-node namespace testbed (with vs without `[anomaly]`).
-Last line: {"bench": "anomaly", "per_node_ms", "mesh64_ms", ...}.
+Last line: {"bench": "anomaly", "event_recall", "detect_ticks_p50", "false_alarms_per_node_hour", "f1",
+"ci95", "baselines": {name: {same keys}}, "as_deployed_f1", "full_neighbour_f1", "per_node_ms",
+"mesh64_ms", ...}. `--skip-real` leaves the quality part out (cost only).
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "lab"))
 
 from x0lab.anomaly.scenarios import generate_scenario, suite_seed  # noqa: E402
 from x0node.anomaly.bundle import load_bundle  # noqa: E402
-from x0node.anomaly.chain import DetectorChain, load_chain  # noqa: E402
+from x0node.anomaly.chain import GBT, GBT_SELF, DetectorChain, load_chain  # noqa: E402
 from x0node.anomaly.features import K_NEIGHBOURS, normalise  # noqa: E402
 from x0node.anomaly.iforest import IsolationForest  # noqa: E402
 from x0node.anomaly.tflite_model import TfliteModel  # noqa: E402
@@ -162,11 +171,25 @@ def main() -> int:
     idx_local[0, : len(nb)] = np.arange(1, len(nb) + 1)
     del raw1, idx1
 
+    quality: dict = {}
+    if "--skip-real" not in sys.argv:
+        from x0lab.anomaly import realdata, realeval
+
+        t0 = time.perf_counter()
+        res = realeval.evaluate(realdata.load(realeval.default_data_dir()))
+        realeval.print_table(res)
+        quality = realeval.summary(res)
+        print(f"(real-fault evaluation took {time.perf_counter() - t0:.0f} s)\n")
+
     chain, bundle = load_chain()
-    if chain.live_layer != "gnn":
+    if not chain.layers["gnn"].live:
         print("GNN not live:", chain.status()["layers"]["gnn"]["reason"])
         return 1
     bundle = bundle or load_bundle()
+    trees_live = chain.layers[GBT].live
+    gnn_chain, _ = load_chain()
+    for layer in (GBT, GBT_SELF):
+        gnn_chain.layers[layer].live = False
 
     def eval_local(ch: DetectorChain) -> None:
         x = normalise(raw_local)
@@ -178,7 +201,9 @@ def main() -> int:
         ch.evaluate(*prepare(raw64, idx64))
 
     results: dict[str, tuple[float, float]] = {}
-    results["gnn_int8"] = (timed(lambda: eval_local(chain)), timed(lambda: eval64(chain)))
+    if trees_live:
+        results["gbt"] = (timed(lambda: eval_local(chain)), timed(lambda: eval64(chain)))
+    results["gnn_int8"] = (timed(lambda: eval_local(gnn_chain)), timed(lambda: eval64(gnn_chain)))
     for det in ("gnn_float", "mlp"):
         ch = DetectorChain(TfliteModel(bundle.read_model(det)), bundle.threshold(det))
         results[det] = (timed(lambda ch=ch: eval_local(ch)), timed(lambda ch=ch: eval64(ch)))
@@ -204,15 +229,21 @@ def main() -> int:
               f"{rss_d['gnn_live']}), {rss_d['without_mb']} MB without -> added {rss_d['added_mb']} MB")
     elif rss_d:
         print("daemon RSS measurement failed:", rss_d.get("error"))
-    one, many = results["gnn_int8"]
+    live = "gbt" if trees_live else "gnn_int8"
+    one, many = results[live]
+    trees_bytes = bundle.path("trees").stat().st_size if trees_live else None
     out = {
         "bench": "anomaly",
+        **{k: v for k, v in quality.items() if k != "dataset"},
+        "live_detector": live,
         "per_node_ms": round(one, 4),
         "mesh64_ms": round(many, 4),
+        "gnn_int8_mesh64_ms": round(results["gnn_int8"][1], 4),
+        "trees_bytes": trees_bytes,
         "feature_prep64_ms": round(prep, 4),
         "gnn_float_mesh64_ms": round(results["gnn_float"][1], 4),
         "mlp_mesh64_ms": round(results["mlp"][1], 4),
-        "int8_vs_float_ratio": round(many / results["gnn_float"][1], 3),
+        "int8_vs_float_ratio": round(results["gnn_int8"][1] / results["gnn_float"][1], 3),
         "model_bytes": size,
         "rss_added_mb": rss.get("added_mb"),
         "rss_added_daemon_mb": rss_d.get("added_mb"),

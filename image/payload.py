@@ -174,10 +174,12 @@ def bpf_objects() -> list[pathlib.Path]:
 
 
 def model_files() -> list[pathlib.Path]:
-    """The shipped anomaly model bundle: *.tflite, anomaly_model.json and SHA256SUMS, when present."""
+    """The shipped anomaly model bundle: *.tflite, anomaly_model.json, anomaly_trees.json and SHA256SUMS,
+    when present."""
     models = REPO_ROOT / "models"
     files = sorted(models.glob("*.tflite"))
-    files += [p for p in (models / "anomaly_model.json", models / "SHA256SUMS") if p.exists()]
+    files += [p for p in (models / "anomaly_model.json", models / "anomaly_trees.json", models / "SHA256SUMS")
+              if p.exists()]
     return files
 
 

@@ -90,6 +90,22 @@ def make_anchor(path: pathlib.Path) -> pathlib.Path:
     return path
 
 
+def data_extent(board: Board, image: pathlib.Path, log: pathlib.Path) -> tuple[int, int]:
+    """(offset, size) of the data partition. On a disk larger than the image (a bigger flash), the
+    partition is grown to the end first (GPT backup header moved to the end, partition 4 extended), so a
+    device has room on /data for an update bundle (docs/ota.md); on the image's own size it is unchanged."""
+    offset, size = assemble.partition_offset(board, "data")
+    end = image.stat().st_size - assemble.MIB  # the backup GPT lives in the last MiB
+    if end - offset > size:
+        with open(log, "ab") as logf:
+            subprocess.run(["sfdisk", "--no-reread", "--no-tell-kernel", "--relocate", "gpt-bak-std", str(image)],
+                           stdout=logf, stderr=subprocess.STDOUT, check=True)
+            subprocess.run(["sfdisk", "--no-reread", "--no-tell-kernel", "-N", "4", str(image)], input=b", +\n",
+                           stdout=logf, stderr=subprocess.STDOUT, check=True)
+        size = (end - offset) // assemble.MIB * assemble.MIB
+    return offset, size
+
+
 def provision(board: Board, image: pathlib.Path, anchor: pathlib.Path, *, debug_console: bool = False,
               node_key: pathlib.Path | None = None, extra: dict[str, bytes] | None = None,
               wifi_mesh_key: bytes | None = None) -> Identity:
@@ -105,10 +121,10 @@ def provision(board: Board, image: pathlib.Path, anchor: pathlib.Path, *, debug_
         data = work / "data.img"
         log = work / "log"
         try:
-            assemble.make_data(data, board.partitions.data_mib, files, log)
+            offset, size = data_extent(board, image, log)
+            assemble.make_data(data, size // assemble.MIB, files, log)
         except subprocess.CalledProcessError:
             raise RuntimeError(log.read_text()) from None
-        offset, size = assemble.partition_offset(board, "data")
         # Full copy, zeros included: stale blocks of an earlier data partition must not survive.
         assemble.write_at(image, offset, data, size, sparse=False)
     return ident
@@ -123,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--debug-console", action="store_true", help="root shell on the serial console")
     parser.add_argument("--wifi-mesh-key-file", type=pathlib.Path,
                         help="the 802.11s mesh's SAE key (one line, 8-63 printable characters; the same for the whole mesh)")
+    parser.add_argument("--disk-mib", type=int, help="grow the image file to this size first (the device's "
+                        "flash); the data partition takes the rest")
     args = parser.parse_args(argv)
     board = load_board(args.board)
     key = args.wifi_mesh_key_file.read_bytes() if args.wifi_mesh_key_file else None
@@ -131,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     if board.wifi_mesh is not None and board.wifi_mesh.security == "sae" and key is None:
         print("note: no --wifi-mesh-key-file: the unit's radios stay off the SAE mesh until "
               f"/data/{WIFI_MESH_KEY} is written", file=sys.stderr)
+    if args.disk_mib:
+        with open(args.image, "r+b") as f:
+            f.truncate(max(f.seek(0, 2), args.disk_mib * assemble.MIB))
     try:
         ident = provision(board, args.image, args.anchor, debug_console=args.debug_console,
                           node_key=args.node_key, wifi_mesh_key=key)

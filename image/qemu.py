@@ -113,6 +113,14 @@ class MeshLink:
     mac: str
 
 
+@dataclass(frozen=True)
+class TapLink:
+    """A mesh port on a TAP device opened by the caller (QEMU gets the descriptor: `-netdev tap,fd=N`)."""
+
+    fd: int
+    mac: str
+
+
 @dataclass
 class VM:
     board: Board
@@ -127,6 +135,7 @@ class VM:
     # slot's kernel and initramfs are given to QEMU, with the command line GRUB would give them
     kernel: pathlib.Path | None = None
     initrd: pathlib.Path | None = None
+    tap_links: list[TapLink] = field(default_factory=list)
     web_port: int = 0
     http_port: int = 0
     udp_port: int = 0
@@ -179,6 +188,8 @@ class VM:
             mode = "listen" if link.listen else "connect"
             cmd += ["-netdev", f"socket,id=mesh{i},{mode}=127.0.0.1:{link.port}",
                     "-device", f"{q.nic_model},netdev=mesh{i},mac={link.mac}"]
+        for i, tap in enumerate(self.tap_links):
+            cmd += ["-netdev", f"tap,id=tap{i},fd={tap.fd}", "-device", f"{q.nic_model},netdev=tap{i},mac={tap.mac}"]
         return cmd
 
     def disk_args(self, kind: str) -> list[str]:
@@ -212,7 +223,7 @@ class VM:
         qlog = open(self.vmdir / "qemu.log", "ab")
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=qlog, stderr=qlog,
-                                     start_new_session=True)
+                                     start_new_session=True, pass_fds=[t.fd for t in self.tap_links])
         qlog.close()
         self._log_start = self.serial_log.stat().st_size
 
@@ -291,25 +302,24 @@ class VM:
             self.proc.wait(5)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m image.qemu", description="Boot a built image in QEMU (TCG).")
-    parser.add_argument("--board", default="x86_64")
-    parser.add_argument("--port", type=int, default=0, help="host port for the web UI's HTTPS (default: a free one)")
-    parser.add_argument("--fresh", action="store_true", help="start from the pristine image (new node key)")
-    args = parser.parse_args(argv)
-    board = load_board(args.board)
+LAB_DIR = REPO_ROOT / "build" / "qemu"
+
+
+def lab_unit(board: Board, fresh: bool = False, lab_dir: pathlib.Path = LAB_DIR) -> tuple[pathlib.Path, pathlib.Path]:
+    """(disk, trust anchor key) of the board's lab unit under `lab_dir`, made on first use.
+
+    A lab unit is a copy of the built image provisioned with a node certificate from a lab trust anchor
+    kept in `lab_dir` (made on first use) and the debug console. It is kept between runs, so the node
+    key (and the UI's password) survive; `fresh` or a new image starts over."""
     image = image_path(board)
-    vmdir = REPO_ROOT / "build" / "qemu" / board.name
+    vmdir = lab_dir / board.name
     vmdir.mkdir(parents=True, exist_ok=True)
     disk = vmdir / "disk.img"
     stamp = vmdir / "backing"
-    if args.fresh or not disk.exists() or not stamp.exists() or stamp.read_text() != str(image):
-        # A lab unit: a copy of the image provisioned with a node certificate from a lab trust anchor
-        # kept in build/qemu/ (made on first use), and the debug console. Kept between runs, so the node
-        # key survives; --fresh or a new image starts over.
+    anchor = lab_dir / "lab-anchor.key"
+    if fresh or not disk.exists() or not stamp.exists() or stamp.read_text() != str(image) or not anchor.exists():
         from image import provision
 
-        anchor = REPO_ROOT / "build" / "qemu" / "lab-anchor.key"
         if not anchor.exists():
             provision.make_anchor(anchor)
         disk.unlink(missing_ok=True)
@@ -317,25 +327,71 @@ def main(argv: list[str] | None = None) -> int:
         ident = provision.provision(board, disk, anchor, debug_console=True)
         print(f"provisioned lab unit: node_id={ident.node_id} mesh_addr={ident.mesh_addr}", flush=True)
         stamp.write_text(str(image))
+    return disk, anchor
+
+
+@dataclass(frozen=True)
+class Ready:
+    """What a user needs to open the UI of a booted VM."""
+
+    node_id: str
+    mesh_addr: str
+    seconds: float          # QEMU start -> the daemon's ready line
+    fingerprint: str
+    setup_code: str | None  # None once a password is set
+
+
+def wait_announce(vm: VM, timeout_s: float = 300.0) -> Ready:
+    """Wait for the device's certificate and the daemon's ready line; print URL, setup code, fingerprint."""
+    fingerprint = vm.cert_fingerprint(timeout_s)
+    node_id, mesh_addr, secs = vm.wait_ready(timeout_s)
+    print(f"x0node ready after {secs:.0f} s: node_id={node_id} mesh_addr={mesh_addr}", flush=True)
+    code = re.search(r"setup code (\S+)", vm.console_text())
+    if code:
+        print(f"web UI setup code: {code.group(1)}", flush=True)
+    print(f"web UI certificate SHA-256 fingerprint (compare with the browser's): {fingerprint}", flush=True)
+    print(f"open {vm.url} ; the certificate is this device's own (self-signed): accept it if the "
+          "fingerprints match", flush=True)
+    return Ready(node_id, mesh_addr, secs, fingerprint, code.group(1) if code else None)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_on_signals() -> None:
+    """SIGTERM and SIGHUP end the run like Ctrl-C (KeyboardInterrupt), so `finally` cleans up."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
+
+
+def ignore_signals() -> None:
+    """During cleanup: a second Ctrl-C or SIGTERM must not cut it short."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m image.qemu", description="Boot a built image in QEMU (TCG).")
+    parser.add_argument("--board", default="x86_64")
+    parser.add_argument("--port", type=int, default=0, help="host port for the web UI's HTTPS (default: a free one)")
+    parser.add_argument("--fresh", action="store_true", help="start from the pristine image (new node key)")
+    args = parser.parse_args(argv)
+    stop_on_signals()
+    board = load_board(args.board)
+    disk, _ = lab_unit(board, args.fresh)
     kernel = initrd = None
     if board.qemu is not None and board.qemu.firmware == DIRECT_KERNEL:
         kernel, initrd = slot_boot_files(board)
-    vm = VM(board=board, disk=disk, vmdir=vmdir, web_port=args.port, kernel=kernel, initrd=initrd)
-    vm.start()
-    print(f"{board.name}: booting {image.name} under TCG; serial log {vm.serial_log}", flush=True)
-    print(f"web UI (once x0node is ready): {vm.url} (HTTPS; {vm.http_url} redirects to the device's port 443)",
-          flush=True)
+    vm = VM(board=board, disk=disk, vmdir=disk.parent, web_port=args.port, kernel=kernel, initrd=initrd)
     try:
+        vm.start()
+        print(f"{board.name}: booting {image_path(board).name} under TCG; serial log {vm.serial_log}", flush=True)
+        print(f"web UI (once x0node is ready): {vm.url} (HTTPS; {vm.http_url} redirects to the device's port 443)",
+              flush=True)
         try:
-            fingerprint = vm.cert_fingerprint(300)
-            node_id, mesh_addr, secs = vm.wait_ready(300)
-            print(f"x0node ready after {secs:.0f} s: node_id={node_id} mesh_addr={mesh_addr}", flush=True)
-            code = re.search(r"setup code (\S+)", vm.console_text())
-            if code:
-                print(f"web UI setup code: {code.group(1)}", flush=True)
-            print(f"web UI certificate SHA-256 fingerprint (compare with the browser's): {fingerprint}", flush=True)
-            print(f"open {vm.url} ; the certificate is this device's own (self-signed): accept it if the "
-                  "fingerprints match ; Ctrl-C stops the VM", flush=True)
+            wait_announce(vm)
+            print("Ctrl-C stops the VM", flush=True)
         except TimeoutError as exc:
             print(f"warning: {exc}", file=sys.stderr, flush=True)
         while vm.running():
@@ -343,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        ignore_signals()
         vm.stop()
     return 0
 

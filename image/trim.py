@@ -47,6 +47,8 @@ REMOVE_GLOBS = (
     "etc/systemd/system/dbus-fi.w1.wpa_supplicant1.service",
     "usr/share/doc/*/changelog*", "usr/share/doc/*/NEWS*", "usr/share/doc/*/README*",
 )
+# Files a REMOVE_GLOBS pattern matches that stay: RAUC's GRUB backend writes grubenv with grub-editenv.
+KEEP_FILES = ("usr/bin/grub-editenv",)
 # Kernel module subtrees kept (relative to lib/modules/<version>/kernel).
 KEEP_MODULE_DIRS = (
     # block: t10-pi (sd_mod and nvme_core need its symbols on kernels that build it as a module)
@@ -104,6 +106,8 @@ def run(board: Board, rootfs: pathlib.Path, work: pathlib.Path) -> dict:
     for pattern in REMOVE_GLOBS:
         for hit in glob.glob(str(rootfs / pattern)):
             p = pathlib.Path(hit)
+            if str(p.relative_to(rootfs)) in KEEP_FILES:
+                continue
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p)
             else:

@@ -1,6 +1,6 @@
 """The anomaly service inside real daemons (`x0node run`) on a 2-node namespace testbed.
 
-Node 1 runs with `[anomaly]` (1 s interval): the service must start with the int8 GNN live, evaluate
+Node 1 runs with `[anomaly]` (1 s interval): the service must start with the tree models live, evaluate
 on its timer, and persist its observe-mode state when the daemon stops on SIGTERM. Node 2 runs
 without it (the section is optional).
 """
@@ -27,14 +27,14 @@ def bed(tmp_path):
         b.down()
 
 
-def test_service_runs_in_the_daemon_with_the_gnn_live(bed):
+def test_service_runs_in_the_daemon_with_the_trained_models_live(bed):
     bed.start_all(timeout_s=90)
     log_path = bed.log_path(bed.node(1))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and "anomaly service started" not in log_path.read_text():
         time.sleep(0.2)
     log = log_path.read_text()
-    assert "anomaly service started layer=gnn" in log, log[-2000:]
+    assert "anomaly service started layer=gbt" in log, log[-2000:]
     assert "anomaly tick failed" not in log
     time.sleep(6)  # a few evaluations
     bed.stop(1)

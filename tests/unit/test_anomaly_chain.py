@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from x0node.anomaly import bundle as B
-from x0node.anomaly.chain import GNN, IFOREST, RULES, DetectorChain, load_chain, self_test
+from x0node.anomaly.chain import GNN, IFOREST, RULES, SELF, DetectorChain, load_chain, self_test
 from x0node.anomaly.features import K_NEIGHBOURS, N_FEATURES, NEUTRAL_RAW, normalise
 from x0node.anomaly.tflite_model import RuntimeMissing
 
@@ -26,9 +26,13 @@ def _resum(d):
     (d / "SHA256SUMS").write_text("\n".join(lines) + "\n")
 
 
-def _batch(n=3):
+def _batch(n=3, neighbours=2):
     x = np.repeat(normalise(NEUTRAL_RAW[None]), n, axis=0)
-    return x, np.zeros((n, K_NEIGHBOURS, N_FEATURES), np.float32), np.zeros((n, K_NEIGHBOURS), np.float32)
+    xn = np.zeros((n, K_NEIGHBOURS, N_FEATURES), np.float32)
+    m = np.zeros((n, K_NEIGHBOURS), np.float32)
+    xn[:, :neighbours] = x[0]
+    m[:, :neighbours] = 1.0
+    return x, xn, m
 
 
 def test_shipped_bundle_gives_a_live_gnn(model_dir):
@@ -36,6 +40,42 @@ def test_shipped_bundle_gives_a_live_gnn(model_dir):
     assert chain.live_layer == GNN and bundle is not None
     ev = chain.evaluate(*_batch())
     assert ev.layer == GNN and not ev.anomalous.any()
+
+
+def test_rows_without_neighbours_never_reach_the_gnn():
+    """An empty mask selects the self-only model (trained for that case), row by row."""
+    chain, _ = load_chain()
+    for layer in ("gbt", "gbt_self"):  # the GNN pair alone
+        chain.layers[layer].live = False
+    assert chain.live_layer == GNN and chain.layers[SELF].live, chain.status()
+    x, xn, m = _batch(4)
+    m[1] = 0.0
+    m[3] = 0.0
+    xn[1] = xn[3] = 0.0
+    ev = chain.evaluate(x, xn, m)
+    assert ev.row_layers == (GNN, SELF, GNN, SELF)
+    assert ev.layer == GNN and ev.layer_of(1) == SELF
+    alone = chain.evaluate(x[1:2], xn[1:2], m[1:2])
+    assert alone.layer == SELF and alone.threshold == chain.self_threshold
+    assert np.allclose(alone.scores, ev.scores[1], atol=1e-5)
+    assert not ev.anomalous.any()
+    x[3] = 1.0  # saturated node with no neighbour data: judged by the self-only model
+    assert chain.evaluate(x, xn, m).anomalous[3]
+
+
+def test_without_a_self_model_rows_without_neighbours_fall_to_the_next_layer(model_dir):
+    chain, _ = load_chain(str(model_dir))  # this bundle holds only the GNN
+    assert chain.live_layer == GNN and not chain.layers[SELF].live
+    assert chain.evaluate(*_batch(neighbours=0)).layer == RULES
+
+
+def test_the_shipped_bundle_scores_with_the_tree_pair_by_neighbour_data():
+    chain, _ = load_chain()
+    assert chain.live_layer == "gbt" and chain.layers["gbt_self"].live, chain.status()
+    x, xn, m = _batch(2)
+    m[1] = 0.0
+    xn[1] = 0.0
+    assert chain.evaluate(x, xn, m).row_layers == ("gbt", "gbt_self")
 
 
 def test_missing_model_falls_back_to_rules(tmp_path):

@@ -29,4 +29,10 @@ def test_check_command_reports_the_live_layer():
     out = subprocess.run([sys.executable, "-m", "x0node", "model", "check"], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["live_layer"] == "gnn"
+    assert json.loads(out.stdout)["live_layer"] == "gbt"  # the tree models trained on real faults
+
+
+def test_eval_real_without_a_dataset_says_how_to_make_one(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "x0node", "model", "eval", "--real", "--data", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "x0node model collect --seed N" in out.stdout

@@ -41,3 +41,23 @@ def test_window_is_bounded():
     mon.add(np.random.default_rng(1).random((500, 2)))
     assert mon.status()["rows"] == 50
     assert mon._counts.sum() == 100  # noqa: SLF001 - 50 rows x 2 features
+
+
+def test_own_reference_is_learnt_first_then_persisted_and_restored():
+    rng = np.random.default_rng(3)
+    mon = DriftMonitor(NAMES, None, window_rows=100, min_rows=50, reference_rows=200, cooldown_s=10.0)
+    normal = lambda n: np.clip(rng.normal(0.3, 0.05, (n, 2)), 0, 1)  # noqa: E731
+    mon.add(normal(150))
+    assert mon.check(0.0) is None and not mon.status()["reference_ready"]
+    saved = mon.to_dict()
+    again = DriftMonitor(NAMES, None, window_rows=100, min_rows=50, reference_rows=200, cooldown_s=10.0)
+    assert again.restore(saved) and again.status()["reference_rows"] == 150
+    again.add(normal(50))  # reference complete (its own 200 rows)
+    again.add(normal(100))
+    assert again.check(1.0) is None and again.status()["reference_ready"]
+    again.add(np.clip(normal(100) + 0.4, 0, 1))  # this node shifted against its own history
+    assert isinstance(again.check(2.0), DriftDetected)
+    third = DriftMonitor(NAMES, None, reference_rows=200)
+    assert third.restore(again.to_dict()) and third.status()["reference_ready"]
+    assert not third.restore({"features": ["x"], "bins": 10}) and not third.restore("junk")
+    assert not DriftMonitor(NAMES, None).restore({**saved, "building": [[-1] * 10] * 2})

@@ -27,16 +27,24 @@ def _raw(**kw):
     return r
 
 
+def gnn_chain():
+    """The shipped chain with its tree layers off: these tests exercise the engine on the GNN."""
+    chain, _ = load_chain()
+    for layer in ("gbt", "gbt_self"):
+        chain.layers[layer].live = False
+    return chain
+
+
 @pytest.fixture(scope="module")
 def shipped():
     chain, bundle = load_chain()
-    assert chain.live_layer == GNN
+    assert chain.layers[GNN].live
     return bundle
 
 
 def _engine(bundle=None, observe_cfg=FAST, chain=None):
     if chain is None:
-        chain, _ = load_chain()
+        chain = gnn_chain()
     drift = DriftMonitor(FEATURES, bundle.train_hist) if bundle else None
     return AnomalyEngine("me", chain, drift, ObserveMode(observe_cfg, 0.0))
 
@@ -105,9 +113,19 @@ def test_layer_change_is_reported_when_the_gnn_fails(shipped):
             raise RuntimeError("boom")
 
     e = _engine(shipped, chain=DetectorChain(Broken(), 0.0))
-    e.step(_raw(), {}, 0.0, 0.0, random.Random(0))
+    assert e.update_peer("p1", _raw(), 0.0)  # a neighbour's vector: the GNN is asked (and fails)
+    e.step(_raw(), {"me": ["p1"]}, 0.0, 0.0, random.Random(0))
     ch = [ev for ev in _events(e) if isinstance(ev, LayerChanged)]
     assert ch and ch[0].old == "gnn" and ch[0].new == "rules" and "boom" in ch[0].reason
+
+
+def test_a_node_without_neighbour_data_is_scored_by_the_self_only_model(shipped):
+    e = _engine(shipped)
+    e.step(_raw(), {"me": ["p1"]}, 0.0, 0.0, random.Random(0))  # p1 adjacent, but its vector never came
+    assert e.last_scores["me"]["layer"] in ("self", "gbt_self")
+    assert e.update_peer("p1", _raw(), 1.0)
+    e.step(_raw(), {"me": ["p1"]}, 2.0, 2.0, random.Random(0))
+    assert e.last_scores["me"]["layer"] in ("gnn", "gbt") and e.last_scores["p1"]["layer"] in ("gnn", "gbt")
 
 
 def test_iforest_gets_fitted_from_rows_seen_as_normal():

@@ -48,11 +48,11 @@ async def test_service_runs_publishes_persists_and_restores(tmp_path):
         sub = ctx.bus.subscribe()
         r1 = await s.tick()
         r2 = await s.tick()
-        assert r1["layer"] == "gnn" and r2["nodes"] == 1 and r2["acting"] is False
+        assert r1["layer"] in ("self", "gbt_self") and r2["nodes"] == 1 and r2["acting"] is False  # alone
         topics = {e.topic for e in iter(sub.get_nowait, None)}
         assert "anomaly.features" in topics
         st = s.status()
-        assert st["live_layer"] == "gnn" and st["observe"]["override"] == "observe" and st["evaluations"] == 2
+        assert st["live_layer"] in ("gnn", "gbt") and st["observe"]["override"] == "observe" and st["evaluations"] == 2
         assert st["tick_errors"] == 0
         s.update_peer("peer1", [0.2, 0.4, 0.2, 10.0, 0.0, 0.0, 0.0, 1.0])
         assert (await s.tick())["nodes"] == 2
@@ -60,10 +60,13 @@ async def test_service_runs_publishes_persists_and_restores(tmp_path):
         await s.stop()
     saved = json.loads((tmp_path / "anomaly" / "observe.json").read_text())
     assert saved["override"] == "observe" and saved["predictions"] == 3
+    drift = json.loads((tmp_path / "anomaly" / "drift.json").read_text())
+    assert drift["reference_rows"] == 3 and drift["reference"] is None  # this node's own, still building
     s2 = svc.create_service({"interval_s": 3600})
     await s2.start(_ctx(tmp_path))
     try:
         assert s2.status()["observe"]["predictions"] == 3
+        assert s2.status()["drift"]["reference_rows"] == 3 and s2.status()["drift"]["reference"] == "own"
     finally:
         await s2.stop()
 

@@ -71,6 +71,21 @@ def test_ready_narrows_a_generous_start_allowance_and_abstract_sockets_work():
     assert w.notify("WATCHDOG=1") is False and w.errors == 1  # a vanished listener is counted, not raised
 
 
+async def test_ready_starts_the_pet_timer_over_at_the_narrowed_pace(tmp_path):
+    path = tmp_path / "notify"
+    rx = _listener(path)
+    w = Watchdog(env={"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "30000000"})
+    w.start()  # pets once, then sleeps about 7.5 s (a quarter of the start allowance)
+    await asyncio.sleep(0.05)
+    assert _drain(rx) == ["WATCHDOG=1"]
+    w.ready()
+    await asyncio.sleep(0.05)
+    # without the restart the next pet would come after the old sleep, past the 6 s deadline
+    assert _drain(rx) == ["READY=1", f"WATCHDOG_USEC={int(STEADY_WATCHDOG_S * 1e6)}", "WATCHDOG=1"]
+    await w.stop()
+    rx.close()
+
+
 def test_readiness_is_sent_without_a_watchdog(tmp_path):
     """Type=notify needs READY=1 even when the unit sets no WatchdogSec."""
     import socket as so

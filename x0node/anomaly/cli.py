@@ -5,6 +5,11 @@
 - `x0node model eval`: scores the held-out scenarios with every detector. It needs the scenario
   generator, which lives in the development package x0lab (x0lab.anomaly.evaluation); routers do not
   install it, and the command says so instead of failing with a traceback.
+- `x0node model eval --real [--data DIR]`: judges every detector and baseline on the real-fault
+  dataset (x0lab.anomaly.realeval; folds by topology, 95 % CIs), including the "as deployed" rows.
+- `x0node model collect --seed N --out DIR` (root): regenerates that dataset on namespace testbeds
+  (x0lab.anomaly.realdata); `x0node model fit-real [--data DIR] [--model-dir DIR]` retrains and
+  exports the shipped tree models (x0lab.anomaly.realtrain).
 """
 
 from __future__ import annotations
@@ -19,7 +24,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     e = sub.add_parser("eval", help="precision/recall/F1/FPR/AUC of every detector on held-out scenarios "
                        "(development machines: needs x0lab)")
     e.add_argument("--model-dir", default=None, help="directory with anomaly_model.json (default: auto)")
+    e.add_argument("--real", action="store_true", help="judge on the real-fault dataset from the fault lab instead")
+    e.add_argument("--data", default=None, help="real-fault dataset directory (default: models/realfaults)")
     e.set_defaults(func=cmd_eval)
+    col = sub.add_parser("collect", help="regenerate the real-fault dataset: seeded chaos on namespace testbeds "
+                         "of x0node daemons (root; about 11 minutes per topology)")
+    col.add_argument("--seed", type=int, required=True, metavar="N")
+    col.add_argument("--out", required=True, help="dataset directory (one sub-directory per run)")
+    col.add_argument("--duration", type=float, default=600.0, metavar="S", help="chaos seconds per topology (default %(default)s)")
+    col.add_argument("--runs", default=None, help="comma-separated run indexes (default: all)")
+    col.set_defaults(func=cmd_collect)
+    fit = sub.add_parser("fit-real", help="train the tree detectors on the real-fault dataset and export them "
+                         "into the model bundle (updates anomaly_model.json and SHA256SUMS)")
+    fit.add_argument("--data", default=None, help="real-fault dataset directory (default: models/realfaults)")
+    fit.add_argument("--model-dir", default=None, help="bundle directory (default: the source tree's models/)")
+    fit.set_defaults(func=cmd_fit_real)
     c = sub.add_parser("check", help="verify the model bundle and self-test; print the live layer")
     c.add_argument("--model-dir", default=None, help="directory with anomaly_model.json (default: auto)")
     c.set_defaults(func=cmd_check)
@@ -29,10 +48,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def cmd_eval(args: argparse.Namespace) -> int:
     from x0node.cli import import_dev_module
 
+    if args.real:
+        real = import_dev_module("x0lab.anomaly.realeval", "model eval --real")
+        return 2 if real is None else int(real.cmd_eval_real(args))
     evaluation = import_dev_module("x0lab.anomaly.evaluation", "model eval")
     if evaluation is None:
         return 2
     return int(evaluation.cmd_eval(args))
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    import pathlib
+
+    from x0node.cli import import_dev_module
+
+    realdata = import_dev_module("x0lab.anomaly.realdata", "model collect")
+    if realdata is None:
+        return 2
+    runs = [int(r) for r in args.runs.split(",")] if args.runs else None
+    done = realdata.collect(pathlib.Path(args.out), args.seed, args.duration, runs,
+                            echo=lambda line: print(line, flush=True))
+    print(f"{len(done)} runs recorded in {args.out}")
+    return 0
+
+
+def cmd_fit_real(args: argparse.Namespace) -> int:
+    from x0node.cli import import_dev_module
+
+    realtrain = import_dev_module("x0lab.anomaly.realtrain", "model fit-real")
+    return 2 if realtrain is None else int(realtrain.cmd_fit_real(args))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -41,4 +85,4 @@ def cmd_check(args: argparse.Namespace) -> int:
     chain, bundle = load_chain(args.model_dir)
     st = chain.status()
     print(json.dumps({"model_dir": None if bundle is None else str(bundle.directory), **st}, indent=1))
-    return 0 if st["live_layer"] == "gnn" else 1
+    return 0 if st["live_layer"] in ("gbt", "gnn") else 1

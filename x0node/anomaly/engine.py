@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from x0node.anomaly.calibration import recalibrate_threshold
-from x0node.anomaly.chain import GNN, DetectorChain, probability
+from x0node.anomaly.chain import GNN, SELF, DetectorChain, probability
 from x0node.anomaly.drift import DriftCleared, DriftDetected, DriftMonitor
 from x0node.anomaly.features import K_NEIGHBOURS, N_FEATURES, normalise
 from x0node.anomaly.observe import ObserveConfig, ObserveMode, PhaseChanged
@@ -126,6 +126,10 @@ class AnomalyEngine:
         self._peers[node_id] = (vec, now)
         return True
 
+    def peer_vectors(self) -> dict[str, tuple[np.ndarray, float]]:
+        """node id -> (raw vector, received at) of the peers held (those the last step could use)."""
+        return dict(self._peers)
+
     def feedback(self, prediction_id: int, was_anomaly: bool) -> None:
         """An operator's verdict on one of this node's predictions (wins over automatic validation)."""
         if len(self._feedback) < 4096:
@@ -179,7 +183,7 @@ class AnomalyEngine:
         # own verdict -> observe mode
         own_anom = bool(ev.anomalous[0])
         pid = self.observe.record_prediction(own_anom, wall)
-        self._pending.append((pid, now, float(ev.scores[0]) if ev.layer == GNN else None))
+        self._pending.append((pid, now, float(ev.scores[0]) if ev.layer_of(0) == GNN else None))
         self._validate(now, wall)
         for e in iter(self.observe.next_event, None):
             self._events.append(e)
@@ -187,17 +191,18 @@ class AnomalyEngine:
         self.last_scores = {}
         for nid, i in pos.items():
             score = float(ev.scores[i])
-            prob = float(probability(np.array([score]))[0]) if ev.layer == GNN else None
-            self.last_scores[nid] = {"score": round(score, 4), "anomalous": bool(ev.anomalous[i]),
+            row_layer = ev.layer_of(i)
+            prob = float(probability(np.array([score]))[0]) if row_layer in (GNN, SELF) else None
+            self.last_scores[nid] = {"score": round(score, 4), "anomalous": bool(ev.anomalous[i]), "layer": row_layer,
                                      "probability": None if prob is None else round(prob, 4)}
             was = self._flagged.get(nid)
             if ev.anomalous[i] and was != acting:  # newly flagged, or now actionable
                 self._flagged[nid] = acting
-                self._events.append(AnomalyDetected(nid, ev.layer, score, prob, acting,
+                self._events.append(AnomalyDetected(nid, row_layer, score, prob, acting,
                                                     tuple(rule_reasons(x[i])), pid if i == 0 else None, now))
             elif not ev.anomalous[i] and was is not None:
                 del self._flagged[nid]
-                self._events.append(AnomalyCleared(nid, ev.layer, score, now))
+                self._events.append(AnomalyCleared(nid, row_layer, score, now))
         for nid in [n for n in self._flagged if n not in pos]:  # peer expired while flagged
             del self._flagged[nid]
         normal_rows = x[~ev.anomalous]

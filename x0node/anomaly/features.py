@@ -107,3 +107,21 @@ def sample_neighbours(neighbours: Sequence[Sequence[int]], k: int, rng: np.rando
             nb_arr = rng.choice(nb_arr, size=k, replace=False)
         idx[v, : len(nb_arr)] = nb_arr
     return idx
+
+
+N_AGGREGATES = 3 * N_FEATURES + 1
+
+
+def neighbour_aggregates(x_nbr: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Order-free summary of a masked neighbour block [B, K, 8] / [B, K]: per feature the mean, max and
+    min over the present neighbours, then their count / K -> [B, N_AGGREGATES] float32 (all zero for
+    a row without neighbours). What the tree models see of their neighbours."""
+    xn = np.asarray(x_nbr, dtype=np.float64).reshape(-1, K_NEIGHBOURS, N_FEATURES)
+    m = np.asarray(mask, dtype=np.float64).reshape(-1, K_NEIGHBOURS) > 0
+    cnt = m.sum(axis=1)
+    has = cnt > 0
+    w = m[..., None]
+    mean = np.where(has[:, None], (xn * w).sum(axis=1) / np.maximum(cnt, 1)[:, None], 0.0)
+    mx = np.where(has[:, None], np.where(w, xn, -np.inf).max(axis=1), 0.0)
+    mn = np.where(has[:, None], np.where(w, xn, np.inf).min(axis=1), 0.0)
+    return np.concatenate([mean, mx, mn, (cnt / K_NEIGHBOURS)[:, None]], axis=1).astype(np.float32)

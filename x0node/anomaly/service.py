@@ -6,7 +6,8 @@ Rules and invariants:
   4 x interval), `observe_days` (>= 0, default 14), `min_outcomes` (default 200), `override`
   ("", "active" or "observe"; "" = none), `drift_psi` (> 0, default 0.25), `seed` (int, optional).
 - start(): loads the bundle and LiteRT in a worker thread (imports stay lazy until then), restores
-  the persisted observe-mode state and the normal-row buffer from `<data_dir>/anomaly/`, and
+  the persisted observe-mode state, the node's own drift reference (drift.json) and the normal-row
+  buffer from `<data_dir>/anomaly/`, and
   starts one timer task (plus a sampler that reads `neighbours()` every LINK_SAMPLE_INTERVAL_S so
   link loss and RTT are averaged over the whole interval). Each tick (period jittered +-25%): read kernel counters
   (collector.read_counters, in a worker thread; plus XDP drops from the telemetry service's snapshot,
@@ -53,9 +54,14 @@ DEFAULTS: dict[str, Any] = {
     "override": "",
     "drift_psi": 0.25,
     "seed": None,
+    "record": False,
 }
+RECORD_FILE = "ticks.jsonl"
+RECORD_MAX_BYTES = 64 * 1024 * 1024
+"""`record = true` appends one JSON line per tick (the fault lab's dataset) until the file holds this much."""
 PERSIST_INTERVAL_S = 600.0
 STATE_DIR = "anomaly"
+DRIFT_FILE = "drift.json"
 FEATURES_TOPIC = "anomaly.features"  # this node's feature vector each tick (for a state layer to share)
 
 
@@ -64,6 +70,8 @@ class FeatureVector:
     node_id: str
     features: dict[str, float]
     at_s: float
+    values: tuple[float, ...] = ()  # the raw vector in FEATURES order (what the state layer shares)
+    interval_s: float = 30.0  # this node's tick period: receivers' copies expire after a few of them
 
 
 def validate_config(section: dict[str, Any]) -> dict[str, Any]:
@@ -81,8 +89,9 @@ def validate_config(section: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(key, f"expected a number in {'(' if lo_open else '['}{lo}, {hi}]")
         out[key] = float(v)
 
-    if not isinstance(out["enabled"], bool):
-        raise ConfigError("enabled", "expected true or false")
+    for flag in ("enabled", "record"):
+        if not isinstance(out[flag], bool):
+            raise ConfigError(flag, "expected true or false")
     number("interval_s", 1.0, 3600.0)
     number("target_fpr", 0.0, 0.5, lo_open=True)
     number("peer_ttl_s", 0.0, 86400.0)
@@ -117,6 +126,7 @@ class AnomalyService:
         self._saved_at = float("-inf")
         self.tick_errors = 0
         self._gauges: dict[str, Any] = {}
+        self._record_fh: Any = None
 
     # ---- lifecycle
     async def start(self, ctx: Any) -> None:
@@ -126,6 +136,7 @@ class AnomalyService:
         self.engine = await asyncio.to_thread(self._build, ctx)
         self._features = FeatureState()
         self._register_metrics(ctx.registry)
+        ctx.extras["anomaly"] = self
         self._task = asyncio.get_running_loop().create_task(self._run(), name="anomaly")
         log.info("anomaly service started layer=%s phase=%s", self.engine.chain.live_layer,
                  self.engine.observe.phase.value)
@@ -139,6 +150,12 @@ class AnomalyService:
         if self.engine is not None:
             with contextlib.suppress(OSError):
                 self._persist(force=True)
+        if self._record_fh is not None:
+            with contextlib.suppress(OSError):
+                self._record_fh.close()
+            self._record_fh = None
+        if self._ctx is not None and self._ctx.extras.get("anomaly") is self:
+            del self._ctx.extras["anomaly"]
 
     def status(self) -> dict[str, Any]:
         if self.engine is None:
@@ -168,13 +185,8 @@ class AnomalyService:
         from x0node.anomaly.observe import ObserveConfig, ObserveMode
 
         cfg = self.config
-        chain, bundle = load_chain(cfg["model_dir"] or None, iforest_target_fpr=cfg["target_fpr"])
-        drift = None
-        if bundle is not None:
-            try:
-                drift = DriftMonitor(FEATURES, bundle.train_hist, threshold=cfg["drift_psi"])
-            except (KeyError, TypeError, ValueError) as exc:
-                log.warning("anomaly drift monitor disabled: %s", exc)
+        chain, _bundle = load_chain(cfg["model_dir"] or None, iforest_target_fpr=cfg["target_fpr"])
+        drift = DriftMonitor(FEATURES, None, threshold=cfg["drift_psi"])  # against this node's own history
         ocfg = ObserveConfig(min_observe_s=cfg["observe_days"] * 86400.0, min_outcomes=cfg["min_outcomes"])
         state_dir = ctx.data_dir / STATE_DIR
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -183,6 +195,10 @@ class AnomalyService:
         with contextlib.suppress(OSError, ValueError):
             if self._state_path.stat().st_size < 4 * 1024 * 1024:
                 observe = ObserveMode.from_dict(json.loads(self._state_path.read_text()), ocfg, time.time())
+        with contextlib.suppress(OSError, ValueError):
+            drift_path = state_dir / DRIFT_FILE
+            if drift_path.stat().st_size < 1024 * 1024 and not drift.restore(json.loads(drift_path.read_text())):
+                log.warning("anomaly drift reference in %s does not fit; building a new one", drift_path)
         if cfg["override"]:
             observe.set_override(cfg["override"], time.time())
         ttl = cfg["peer_ttl_s"] or 4 * cfg["interval_s"]
@@ -208,6 +224,8 @@ class AnomalyService:
             return
         write_atomic(self._state_path, text.encode())
         self._saved_state = text
+        if self.engine.drift is not None:
+            write_atomic(self._state_path.parent / DRIFT_FILE, json.dumps(self.engine.drift.to_dict()).encode())
         if force and self.engine.chain.normal_rows:
             rows = np.stack(list(self.engine.chain._normal))  # noqa: SLF001 - our own chain
             buf = io.BytesIO()
@@ -275,19 +293,41 @@ class AnomalyService:
         raw = self._features.update(counters, neighbours, now)
         adjacency = _adjacency(ctx.node_id, neighbours, topology)
         result = self.engine.step(raw, adjacency, now, wall, self._rng)
-        ctx.bus.publish(FEATURES_TOPIC, FeatureVector(ctx.node_id, dict(self._features.last), wall))
+        ctx.bus.publish(FEATURES_TOPIC, FeatureVector(ctx.node_id, dict(self._features.last), wall,
+                                                      tuple(float(v) for v in raw), self.config["interval_s"]))
         for ev in iter(self.engine.next_event, None):
             ctx.bus.publish("anomaly", ev)
             if "events" in self._gauges:
                 self._gauges["events"].labels(type(ev).__name__).inc()
         if self._gauges:
-            for layer in ("gnn", "iforest", "rules"):
+            for layer in ("gnn", "self", "iforest", "rules"):
                 self._gauges["layer"].labels(layer).set(1.0 if result["layer"] == layer else 0.0)
             own = self.engine.last_scores.get(ctx.node_id, {})
             self._gauges["score"].set(float(own.get("score", 0.0)))
             self._gauges["acting"].set(1.0 if result["acting"] else 0.0)
+        if self.config["record"]:
+            await asyncio.to_thread(self._record, now, wall, raw, neighbours, result)
         await asyncio.to_thread(self._persist)
         return result
+
+    def _record(self, now: float, wall: float, raw: np.ndarray, neighbours: Any, result: dict[str, Any]) -> None:
+        """One line per tick for the fault lab's dataset: what this node saw, what reached it, what it said."""
+        if self._record_fh is None:
+            path = self._ctx.data_dir / STATE_DIR / RECORD_FILE
+            self._record_fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open across ticks
+        if self._record_fh.tell() >= RECORD_MAX_BYTES:
+            return
+        own = self.engine.last_scores.get(self._ctx.node_id, {})
+        line = {
+            "mono": round(now, 3), "wall": round(wall, 3), "node": self._ctx.node_id,
+            "raw": [round(float(v), 6) for v in raw],
+            "up": sorted(nb.node_id for nb in neighbours if nb.state == "up"),
+            "peers": {nid: [round(float(v), 6) for v in vec] + [round(now - at, 3)]
+                      for nid, (vec, at) in self.engine.peer_vectors().items()},
+            "layer": own.get("layer", result["layer"]), "score": own.get("score"), "anomalous": own.get("anomalous"),
+        }
+        self._record_fh.write(json.dumps(line, separators=(",", ":")) + "\n")
+        self._record_fh.flush()
 
 
 def _safe_call(obj: Any, name: str, default: Any) -> Any:

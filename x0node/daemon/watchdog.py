@@ -11,7 +11,9 @@ Rules and invariants:
   that stops (blocked, deadlocked, SIGSTOPped) stops petting, and systemd kills and restarts the
   daemon after WatchdogSec (sd_notify(3), systemd.service(5) WatchdogSec=).
 - `ready()` sends `READY=1` and narrows the unit's WatchdogSec to STEADY_WATCHDOG_S with
-  `WATCHDOG_USEC=` (systemd >= 236), so a hang in steady state is caught within seconds.
+  `WATCHDOG_USEC=` (systemd >= 236), so a hang in steady state is caught within seconds; the pet timer
+  starts over at once (pets at once, then every quarter of the new interval), never finishing a sleep
+  sized for the start allowance past the new deadline.
 - `hold(reason)` stops petting on purpose: the healing loop's last software rung before a reboot is a
   daemon restart by systemd.
 - Datagrams only (AF_UNIX/SOCK_DGRAM, non-blocking); a send error is counted, never raised.
@@ -85,6 +87,15 @@ class Watchdog:
         if self.enabled and self.interval_s > STEADY_WATCHDOG_S:
             if self.notify(f"WATCHDOG_USEC={int(STEADY_WATCHDOG_S * 1e6)}"):
                 self.interval_s = STEADY_WATCHDOG_S
+                self._restart_timer()
+
+    def _restart_timer(self) -> None:
+        """The pet timer may be asleep for a quarter of the start allowance (up to 9.4 s of a 30 s one),
+        longer than the narrowed interval: pet now and start over at the new pace."""
+        if self._task is None:
+            return
+        self._task.cancel()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="watchdog")
 
     def hold(self, reason: str) -> bool:
         """Stop petting so systemd restarts us. False when no watchdog is running (nobody would)."""

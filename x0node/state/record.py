@@ -55,7 +55,8 @@ class Kind(enum.IntEnum):
 
 
 # Exact namespaces, then prefixes; anything else is refused ("bad_namespace").
-NAMESPACES: dict[str, Kind] = {"settings": Kind.LWW, "crl": Kind.LWW, "kv": Kind.LWW, "hop": Kind.LWW}
+NAMESPACES: dict[str, Kind] = {"settings": Kind.LWW, "crl": Kind.LWW, "kv": Kind.LWW, "hop": Kind.LWW,
+                               "anomaly": Kind.LWW}
 NAMESPACE_PREFIXES: dict[str, Kind] = {"g.": Kind.GCOUNTER, "pn.": Kind.PNCOUNTER, "set.": Kind.ORSET,
                                        "lww.": Kind.LWW}
 

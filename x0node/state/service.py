@@ -13,6 +13,9 @@ Rules and invariants:
   counted (`store_corrupt`), and rebuilt from the peers.
 - Revocations: whenever the newest verified CRL in the state is newer than the router's, it is handed to
   `Router.apply_revocations(crl, now)`, then `ctx.wake()`, then origins it revokes are purged here.
+- Neighbours' feature vectors (features.py): each `anomaly.features` bus event (this node's vector,
+  once per anomaly tick) is written as a signed 1-hop record; every newer vector received from a
+  neighbour is handed to `ctx.extras["anomaly"].update_peer` (counted: features_published/fed/refused).
 - Settings: a change of a key listed in `mesh_settings` (bus event ConfigChanged) is written to the
   state; a winner from the state that differs from the config is applied through `ctx.set_config`, one
   key at a time (a refused value is counted and left alone).
@@ -31,9 +34,12 @@ from typing import Any
 
 from x0node.daemon.exposure import Exposure, Listen
 from x0node.proto.wire import DecodeError
-from x0node.state import control, persist, revocations, settings
+from x0node.state import control, features, persist, revocations, settings
 from x0node.state.gossip import STATE_MCAST_GROUP, STATE_UDP_PORT, Gossip, Neighbour
 from x0node.state.record import Scope, kind_of
+
+FEATURES_TOPIC = "anomaly.features"
+"""The anomaly service's bus topic for this node's feature vector (x0node/anomaly/service.py)."""
 
 log = logging.getLogger("x0node.state")
 
@@ -87,7 +93,8 @@ class StateService:
         self.transport: Any = None
         self.store_path: Any = None
         self.counters = {"store_corrupt": 0, "persist_writes": 0, "persist_errors": 0, "crl_applied": 0,
-                         "settings_applied": 0, "settings_refused": 0, "settings_published": 0}
+                         "settings_applied": 0, "settings_refused": 0, "settings_published": 0,
+                         "features_published": 0, "features_fed": 0, "features_refused": 0}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due: float | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -97,6 +104,8 @@ class StateService:
         self._collector: Any = None
         self._pumping = False
         self._sub: Any = None
+        self._feat_sub: Any = None
+        self._fed: dict[bytes, int] = {}  # origin -> version of its feature vector last handed over
         self.crl_applied_wall: float | None = None
 
     @staticmethod
@@ -113,7 +122,8 @@ class StateService:
         trust = router.trust
         self.gossip = Gossip(router.identity, trust, random.Random(int.from_bytes(os.urandom(8), "big")), now,  # gossip timer jitter, seeded from os.urandom; not a secret # nosec B311
                              validators={revocations.CRL_NS: revocations.validator(trust),
-                                         settings.SETTINGS_NS: settings.validator})
+                                         settings.SETTINGS_NS: settings.validator,
+                                         features.FEATURES_NS: features.validator})
         self.gossip.set_wall_clock(time.time(), now)
         self.store_path = ctx.data_dir / persist.STORE_NAME
         await self._load(now)
@@ -127,8 +137,10 @@ class StateService:
             ctx.registry.register(self._collector)
         ctx.extras["state"] = self
         self._sub = ctx.bus.subscribe({"daemon"})
+        self._feat_sub = ctx.bus.subscribe({FEATURES_TOPIC}, maxlen=4)
         self._tasks = [asyncio.create_task(self._poll_loop(), name="state-neighbours"),
-                       asyncio.create_task(self._config_loop(), name="state-settings")]
+                       asyncio.create_task(self._config_loop(), name="state-settings"),
+                       asyncio.create_task(self._features_loop(), name="state-features")]
         self._consume(set(), now)
         self._pump()
         log.info("state service started port=%d records=%d", self.port, self.gossip.store.count)
@@ -142,6 +154,8 @@ class StateService:
         self._tasks = []
         if self._sub is not None:
             self._sub.close()
+        if self._feat_sub is not None:
+            self._feat_sub.close()
         if self._timer is not None:
             self._timer.cancel()
         if self._persist_handle is not None:
@@ -279,6 +293,39 @@ class StateService:
         keys = [k for k in self.mesh_settings if not changes or (settings.SETTINGS_NS, k) in changes]
         if keys:
             self._apply_settings(keys)
+        if (features.FEATURES_NS, features.FEATURES_KEY) in changes:
+            self._feed_features(now)
+
+    def _feed_features(self, now: float) -> None:
+        """Hand every neighbour's newest feature vector to the anomaly service (update_peer)."""
+        assert self.gossip is not None
+        anomaly = self.ctx.extras.get("anomaly")
+        if anomaly is None:
+            return
+        held = {o for (o, ns, _k) in self.gossip.store.hop if ns == features.FEATURES_NS}
+        for origin in [o for o in self._fed if o not in held]:
+            del self._fed[origin]  # expired: bounded by the store's MAX_HOP_RECORDS
+        for origin, (version, vec) in features.neighbour_vectors(self.gossip.store, self._fed).items():
+            self._fed[origin] = version
+            if anomaly.update_peer(origin.hex(), list(vec)):
+                self.counters["features_fed"] += 1
+            else:
+                self.counters["features_refused"] += 1
+
+    async def _features_loop(self) -> None:
+        """This node's feature vector each anomaly tick -> one signed 1-hop record to the neighbours."""
+        assert self._feat_sub is not None
+        async for item in self._feat_sub:
+            fv = item.event
+            try:
+                values = [float(v) for v in fv.values]
+                ttl = features.ttl_for(float(fv.interval_s))
+                await self.write(features.FEATURES_NS, features.FEATURES_KEY,
+                                 value=features.encode_vector(values), ttl_s=ttl, scope=Scope.HOP)
+                self.counters["features_published"] += 1
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                self.counters["features_refused"] += 1
+                log.debug("feature vector not published: %s", exc)
 
     def _apply_crl(self, now: float) -> None:
         assert self.gossip is not None

@@ -148,6 +148,14 @@ class Testbed:
         self.state["nodes"] = {str(k): v.as_dict() for k, v in self.nodes.items()}
         write_atomic(self.run_dir / "state.json", json.dumps(self.state, indent=1).encode())
 
+    def reload(self) -> None:
+        """Read the state file again (another process, such as the `x0node testbed` CLI, may have added
+        faults, stressors or restarted daemons since); daemons this process started stay known."""
+        path = self.run_dir / "state.json"
+        if path.exists():
+            fresh = Testbed.open(self.run_dir)
+            self.state, self.nodes = fresh.state, fresh.nodes
+
     @classmethod
     def open(cls, run_dir: str | os.PathLike[str]) -> Testbed:
         run_dir = pathlib.Path(run_dir)
@@ -169,6 +177,7 @@ class Testbed:
         babel_hello_s: float | None = None,
         links_down: bool = False,
         sections: dict[str, dict[str, Any]] | None = None,
+        node_sections: dict[int, dict[str, dict[str, Any]]] | None = None,
     ) -> Testbed:
         """Create namespaces and links (not the daemons: call `start_all`)."""
         if daemon not in DAEMONS:
@@ -184,7 +193,8 @@ class Testbed:
         state: dict[str, Any] = {
             "id": tb_id, "topology": topo.spec, "size": topo.nodes, "links": [list(x) for x in topo.links],
             "daemon": daemon, "routing": routing or {}, "web": web, "babel_hello_s": babel_hello_s,
-            "faults": {}, "created": time.time(), "sections": sections or {}, "boot_id": faults.boot_id(),
+            "faults": {}, "created": time.time(), "sections": sections or {},
+            "node_sections": {str(k): v for k, v in (node_sections or {}).items()}, "boot_id": faults.boot_id(),
             "fault_seq": 0, "cgroups_created": [], "stressors": {},
         }
         bed = cls(run_dir, state)
@@ -295,6 +305,8 @@ class Testbed:
             doc["web"] = {"listen": "::", "port": DEFAULT_WEB_PORT}
         for name, values in self.state.get("sections", {}).items():  # extra service sections, e.g. [state]
             doc[name] = dict(values)
+        for name, values in self.state.get("node_sections", {}).get(str(node.index), {}).items():  # per node
+            doc[name] = dict(doc.get(name, {})) | dict(values)
         path = self.config_path(node)
         write_atomic(path, (dump_toml(doc) + extra).encode(), 0o644)
         return path
@@ -552,8 +564,9 @@ class Testbed:
         """`link-silent` or `loss` on many links at once: one nft transaction per namespace, all released
         together (faults.nft_batch), so a partition appears or heals on all its links together. Each link
         gets its own record and ground-truth entries, as from `fault`. Returns the wall time of the release."""
-        if kind not in faults.REPLACEABLE:
-            raise TestbedError(f"fault_links takes {' or '.join(sorted(faults.REPLACEABLE))}, not {kind!r}")
+        if faults.REPLACES.get(kind) != "ingress":
+            batchable = sorted(k for k, obj in faults.REPLACES.items() if obj == "ingress")
+            raise TestbedError(f"fault_links takes {' or '.join(batchable)}, not {kind!r}")
         try:
             checked = faults.validate(kind, params)
         except ValueError as exc:
@@ -563,7 +576,7 @@ class Testbed:
                      for x, y in (self._link_ends(a, b) for a, b in links)}.values())  # each link once
         for na, nb in ends:
             old = self.state["faults"].get(faults.target_key(kind, na.index, nb.index))
-            if old is not None and old["kind"] not in faults.REPLACEABLE:
+            if old is not None and not faults.replaces(old["kind"], kind):
                 raise TestbedError(f"{old['target']} already has fault {old['kind']}; heal it first")
         made: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
         scripts: dict[str, str] = {}
@@ -614,7 +627,7 @@ class Testbed:
             record = self.state["faults"].get(f"{min(na.index, nb.index)}-{max(na.index, nb.index)}")
             if record is None or any(r is record for r in healed):  # none, or named twice
                 continue
-            if record["kind"] not in faults.REPLACEABLE:
+            if faults.REPLACES.get(record["kind"]) != "ingress":
                 self.heal(a, b)
                 continue
             for x, y in ((na, nb), (nb, na)):

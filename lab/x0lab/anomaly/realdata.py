@@ -1,0 +1,214 @@
+"""The real-fault dataset: x0node daemons on namespace testbeds under seeded chaos, as they run.
+
+Rules and invariants:
+- `collect(out_dir, seed)` (root) runs one chaos schedule on each topology of `plan_runs(seed)` in
+  turn: a testbed of real x0node daemons with `[state]` (so neighbours' feature vectors travel as
+  signed 1-hop records) and `[anomaly] record = true` (every node appends, each tick, the raw vector
+  its own collector computed, the neighbours' vectors that reached it through the state layer, and
+  the verdict of its live chain). The recordings (gzip) and the chaos ground truth are copied to
+  `out_dir/<run>/`, then the testbed is taken down. Everything is a function of the seed.
+- `load(data_dir)` turns the recordings into one table of rows, one per (node, tick), with labels
+  from the ground truth (never from the detectors):
+    * positive (label 1) while a fault acts on the row's node: a node fault's target; both ends of a
+      link fault; for faults that stop the target's daemon (hang, kill: the target records nothing)
+      its neighbours in the testbed, the nodes that can see it;
+    * ignored (label -1): the GRACE_S after a fault ends on those nodes (recovery: routes and link
+      windows settle), and during a fault the other 1-hop neighbours of its nodes (collateral
+      effects are neither a hit nor a false alarm);
+    * negative (label 0) otherwise.
+  Each fault is one event with the rows that may detect it (its positive rows).
+- Pure numpy after the files are read; the table keeps, per row, the run, topology, node, tick time,
+  the node's own raw vector, the raw vectors its state layer delivered (as deployed) and, for the
+  full-neighbour reference, the vectors every testbed neighbour recorded at the nearest tick.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import pathlib
+import shutil
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from x0node.anomaly.features import N_FEATURES
+
+RUNS: tuple[str, ...] = ("ring:8", "grid:3x3", "ladder:5", "random:10:{seed}:3")
+"""Topologies of one collection, in order (a random one seeded by the collection seed)."""
+INTERVAL_S = 3.0
+"""The anomaly tick while collecting (the device default is 30 s; every feature window is in seconds)."""
+CHAOS = {"max_concurrent": 2, "min_gap_s": 8.0, "fault_min_s": 15.0, "fault_max_s": 45.0, "warmup_s": 45.0}
+GRACE_S = 20.0
+DOWN_FAULTS = frozenset({"hang", "kill"})
+HARD_FAULTS = frozenset({"partial-blackhole", "kill", "hang", "link-silent", "link-down"})
+"""Hard faults (black hole, partial black hole, crash, hang; loss >= 20 % is added by `is_hard`)."""
+
+
+def plan_runs(seed: int) -> list[tuple[str, int]]:
+    return [(spec.format(seed=seed % 1000), seed * 10 + i) for i, spec in enumerate(RUNS)]
+
+
+def collect(out_dir: pathlib.Path, seed: int, duration_s: float = 480.0, runs: list[int] | None = None,
+            echo: Any = print) -> list[pathlib.Path]:
+    """Run the chaos schedules (root) and keep the recordings; returns the run directories."""
+    from x0lab.testbed import bed as testbed
+    from x0lab.testbed import chaos
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done = []
+    for i, (topo, run_seed) in enumerate(plan_runs(seed)):
+        if runs is not None and i not in runs:
+            continue
+        name = f"run{i}-" + topo.split(":")[0]
+        run_dir = pathlib.Path(f"/tmp/x0rd-{seed}-{i}-{int(time.time())}")
+        sections = {"state": {}, "anomaly": {"interval_s": INTERVAL_S, "record": True, "seed": run_seed,
+                                             "observe_days": 0.0}}
+        echo(f"[{name}] testbed {topo}, chaos seed {run_seed}, {duration_s:.0f} s")
+        bed = testbed.up(run_dir, topo, sections=sections)
+        try:
+            time.sleep(10.0)  # adjacencies and the first ticks before the warm-up counts
+            cfg = chaos.ChaosConfig(duration_s=duration_s, seed=run_seed, **CHAOS)
+            chaos.run(bed, cfg, run_dir / "truth.json", echo=lambda line, n=name: echo(f"[{n}] {line}"))
+            time.sleep(2 * INTERVAL_S)
+        finally:
+            bed.down()
+        dest = out_dir / name
+        dest.mkdir(exist_ok=True)
+        shutil.copy(run_dir / "truth.json", dest / "truth.json")
+        for k, node in sorted(bed.nodes.items()):
+            src = pathlib.Path(node.data_dir) / "anomaly" / "ticks.jsonl"
+            if src.exists():
+                with open(src, "rb") as fi, gzip.open(dest / f"n{k}.jsonl.gz", "wb", compresslevel=9) as fo:
+                    shutil.copyfileobj(fi, fo)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        done.append(dest)
+    return done
+
+
+# ------------------------------------------------------------------------------------------- the table
+@dataclass
+class Event:
+    run: str
+    kind: str
+    params: dict[str, Any]
+    start: float
+    end: float
+    nodes: tuple[str, ...]  # node ids whose rows may detect it
+    hard: bool
+
+
+@dataclass
+class Table:
+    run: np.ndarray  # [R] str
+    topo: np.ndarray  # [R] str
+    node: np.ndarray  # [R] str
+    t: np.ndarray  # [R] float, monotonic s
+    tick: np.ndarray  # [R] int, per-node tick index
+    x: np.ndarray  # [R, 8] own raw vector
+    label: np.ndarray  # [R] int: 1, 0, -1 (ignored)
+    event: np.ndarray  # [R] int: index into events (positive rows), else -1
+    deployed: list[dict[str, np.ndarray]]  # per row: neighbour id -> raw vector the state layer delivered
+    full: list[dict[str, np.ndarray]]  # per row: testbed neighbour id -> its own recorded vector (nearest tick)
+    live_layer: np.ndarray  # [R] str: the daemon's live layer for its own row
+    live_alarm: np.ndarray  # [R] bool: the daemon's own verdict
+    events: list[Event] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+
+def is_hard(kind: str, params: dict[str, Any]) -> bool:
+    return kind in HARD_FAULTS or (kind == "loss" and float(params.get("percent", 0)) >= 20)
+
+
+def _read_ticks(path: pathlib.Path) -> list[dict[str, Any]]:
+    out = []
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                d = json.loads(line)
+            except ValueError:
+                continue  # a torn last line (the daemon was killed mid-write)
+            raw = d.get("raw")
+            if isinstance(raw, list) and len(raw) == N_FEATURES:
+                out.append(d)
+    return out
+
+
+def load(data_dir: pathlib.Path) -> Table:
+    cols: dict[str, list[Any]] = {k: [] for k in ("run", "topo", "node", "t", "tick", "x", "label", "event",
+                                                    "deployed", "full", "layer", "alarm")}
+    events: list[Event] = []
+    for run_dir in sorted(p.parent for p in data_dir.rglob("truth.json")):
+        run_name = str(run_dir.relative_to(data_dir))
+        truth = json.loads((run_dir / "truth.json").read_text())
+        tb = truth["testbed"]
+        ids = {int(k): v["node_id"] for k, v in tb["nodes"].items()}
+        adj: dict[int, set[int]] = {k: set() for k in ids}
+        for a, b in tb["links"]:
+            adj[a].add(b)
+            adj[b].add(a)
+        by_id = {v: k for k, v in ids.items()}
+        ticks: dict[int, list[dict[str, Any]]] = {}
+        for k in ids:
+            f = run_dir / f"n{k}.jsonl.gz"
+            ticks[k] = _read_ticks(f) if f.exists() else []
+        times = {k: np.array([d["mono"] for d in ticks[k]]) for k in ids}
+        run_events: list[tuple[int, Event, set[int], set[int]]] = []
+        for f in truth["faults"]:
+            if not f.get("start") or not f.get("end"):
+                continue
+            start = f["start"]["mono"] - f["start"].get("uncertainty_s", 0.0)
+            end = f["end"]["mono"]
+            nodes = set(f["nodes"])
+            if f["fault"] in DOWN_FAULTS:
+                pos = set().union(*(adj[n] for n in nodes)) - nodes
+            else:
+                pos = nodes
+            collateral = set().union(*(adj[n] for n in nodes | pos)) - pos
+            ev = Event(run_name, f["fault"], f.get("params", {}), start, end,
+                       tuple(ids[n] for n in sorted(pos)), is_hard(f["fault"], f.get("params", {})))
+            events.append(ev)
+            run_events.append((len(events) - 1, ev, pos, collateral))
+        for k, rows in ticks.items():
+            for i, d in enumerate(rows):
+                t = float(d["mono"])
+                label, event = 0, -1
+                for ei, ev, pos, coll in run_events:
+                    if k in pos and ev.start <= t <= ev.end:
+                        label, event = 1, ei
+                        break
+                    if (k in pos and ev.end < t <= ev.end + GRACE_S) or (k in coll and ev.start <= t <= ev.end + GRACE_S):
+                        label = -1
+                dep = {}
+                for nid, vec in (d.get("peers") or {}).items():
+                    if isinstance(vec, list) and len(vec) == N_FEATURES + 1 and nid in by_id and by_id[nid] in adj[k]:
+                        dep[nid] = np.asarray(vec[:N_FEATURES], dtype=np.float64)
+                full = {}
+                for j in adj[k]:
+                    if len(times[j]) == 0:
+                        continue
+                    p = int(np.argmin(np.abs(times[j] - t)))
+                    if abs(times[j][p] - t) <= 1.5 * INTERVAL_S:  # a stopped or killed node has no vector
+                        full[ids[j]] = np.asarray(ticks[j][p]["raw"], dtype=np.float64)
+                cols["run"].append(run_name)
+                cols["topo"].append(tb["topology"])
+                cols["node"].append(ids[k])
+                cols["t"].append(t)
+                cols["tick"].append(i)
+                cols["x"].append(d["raw"])
+                cols["label"].append(label)
+                cols["event"].append(event)
+                cols["deployed"].append(dep)
+                cols["full"].append(full)
+                cols["layer"].append(str(d.get("layer")))
+                cols["alarm"].append(bool(d.get("anomalous")))
+    return Table(np.array(cols["run"]), np.array(cols["topo"]), np.array(cols["node"]),
+                 np.array(cols["t"], dtype=np.float64), np.array(cols["tick"], dtype=np.int64),
+                 np.array(cols["x"], dtype=np.float64).reshape(-1, N_FEATURES),
+                 np.array(cols["label"], dtype=np.int64), np.array(cols["event"], dtype=np.int64),
+                 cols["deployed"], cols["full"], np.array(cols["layer"]), np.array(cols["alarm"], dtype=bool),
+                 events)

@@ -1,0 +1,146 @@
+"""Training the shipped tree detectors on the real-fault dataset and exporting them for the device.
+
+Rules and invariants:
+- Two models, both scikit-learn HistGradientBoostingClassifier with realeval's settings: `nbr` on the
+  node's vector plus neighbour aggregates (rows that had neighbour data), `self` on the node's vector
+  alone (every row: the case of a node whose neighbours' vectors did not arrive).
+- Shipping split: trained on every run but those of the last topology kind (validation), each
+  threshold chosen on the validation runs to maximise F1; the evaluation (realeval) is separate and
+  by fold.
+- `export_hgb` writes the trees as x0node.anomaly.trees reads them; `check_export` asserts that the
+  numpy evaluator reproduces scikit-learn's decision function (it must, to 1e-4).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from x0lab.anomaly import realeval
+from x0lab.anomaly.realdata import Table
+from x0node.anomaly.trees import TreeModel
+
+
+def export_hgb(clf: Any, width: int) -> dict[str, Any]:
+    trees = []
+    for (pred,) in clf._predictors:  # noqa: SLF001 - binary classifier: one predictor per iteration
+        nodes = pred.nodes
+        if nodes["is_categorical"].any():
+            raise ValueError("categorical splits are not exported")
+        trees.append({
+            "feature": nodes["feature_idx"].astype(int).tolist(),
+            "threshold": [float(v) if not leaf else 0.0 for v, leaf in zip(nodes["num_threshold"], nodes["is_leaf"], strict=True)],
+            "left": nodes["left"].astype(int).tolist(),
+            "right": nodes["right"].astype(int).tolist(),
+            "leaf": nodes["is_leaf"].astype(bool).tolist(),
+            "value": [round(float(v), 7) for v in nodes["value"]],
+        })
+    return {"inputs": width, "baseline": float(np.asarray(clf._baseline_prediction).ravel()[0]),  # noqa: SLF001
+            "trees": trees}
+
+
+def check_export(clf: Any, doc: dict[str, Any], x: np.ndarray, xn: np.ndarray, mask: np.ndarray) -> float:
+    model = TreeModel.from_dict(doc)
+    got = model.logits(x, xn, mask) if model.uses_neighbours else model.logits(x)
+    ref = clf.decision_function(np.concatenate([x, realeval.neighbour_aggregates(xn, mask)], axis=1)
+                                if model.uses_neighbours else x)
+    err = float(np.max(np.abs(got - ref))) if len(x) else 0.0
+    if err > 1e-4:
+        raise AssertionError(f"exported trees differ from scikit-learn by {err}")
+    return err
+
+
+def train_pair(train: np.ndarray, val: np.ndarray, inp: realeval.Inputs, table: Table) -> dict[str, Any]:
+    """The shipped recipe on given rows: {"nbr", "self": exported models, "thresholds", "val_f1"}."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    lab = table.label >= 0
+    train, val = train[lab[train]], val[lab[val]]
+    y = table.label == 1
+    has = inp.mask.sum(axis=1) > 0
+    out: dict[str, Any] = {"thresholds": {}, "val_f1": {}}
+    for name, nbrs in (("nbr", True), ("self", False)):
+        tr = train[has[train]] if nbrs else train
+        va = val[has[val]] if nbrs else val
+        x = inp.with_nbrs if nbrs else inp.xs
+        clf = HistGradientBoostingClassifier(max_iter=realeval.GBT_TREES, max_depth=realeval.GBT_DEPTH,
+                                             learning_rate=0.1, max_leaf_nodes=realeval.GBT_LEAVES,
+                                             l2_regularization=1.0, random_state=realeval.SEED)
+        clf.fit(x[tr], y[tr].astype(int))
+        doc = export_hgb(clf, x.shape[1])
+        check_export(clf, doc, inp.xs[va], inp.xn[va], inp.mask[va])
+        thr, f1 = realeval.best_threshold(clf.decision_function(x[va]), y[va])
+        out[name] = doc
+        out["thresholds"][name] = thr
+        out["val_f1"][name] = round(f1, 4)
+    return out
+
+
+def chain_of(pair: dict[str, Any]) -> Any:
+    """The device's DetectorChain holding only these tree models (no GNN, no bundle)."""
+    from x0node.anomaly.chain import DetectorChain
+
+    return DetectorChain(None, 0.0, "not used", trees=(TreeModel.from_dict(pair["nbr"]), TreeModel.from_dict(pair["self"])),
+                         trees_thresholds=(pair["thresholds"]["nbr"], pair["thresholds"]["self"]))
+
+
+def train_ship(table: Table) -> dict[str, Any]:
+    """{"nbr": model, "self": model, "thresholds": {...}, "training": {...}} for models/anomaly_trees.json."""
+    inp = realeval.inputs(table, "deployed")
+    kinds = np.array([realeval.topology_kind(t) for t in table.topo])
+    val_kind = sorted(set(kinds.tolist()))[-1]
+    train = np.flatnonzero(kinds != val_kind)
+    val = np.flatnonzero(kinds == val_kind)
+    pair = train_pair(train, val, inp, table)
+    pair["training"] = {"train_runs": sorted(set(table.run[train].tolist())),
+                        "validation_runs": sorted(set(table.run[val].tolist())),
+                        "rows_train": int((table.label[train] >= 0).sum()), "rows_val": int((table.label[val] >= 0).sum()),
+                        "trees": realeval.GBT_TREES, "max_depth": realeval.GBT_DEPTH,
+                        "max_leaf_nodes": realeval.GBT_LEAVES, "val_f1": pair.pop("val_f1")}
+    return pair
+
+
+def ship(data_dir: Any, model_dir: Any) -> dict[str, Any]:
+    """Train on the dataset and write anomaly_trees.json into the bundle, with its thresholds in
+    anomaly_model.json and both files' sums in SHA256SUMS."""
+    import hashlib
+    import json
+    import pathlib
+
+    from x0lab.anomaly.realdata import load
+    from x0node.anomaly.chain import GBT, GBT_SELF, TREES_FILE
+    from x0node.io.atomicfile import write_atomic
+
+    model_dir = pathlib.Path(model_dir)
+    doc = train_ship(load(pathlib.Path(data_dir)))
+    name = "anomaly_trees.json"
+    write_atomic(model_dir / name, json.dumps({"nbr": doc["nbr"], "self": doc["self"]},
+                                              separators=(",", ":")).encode(), 0o644)
+    meta_path = model_dir / "anomaly_model.json"
+    meta = json.loads(meta_path.read_text())
+    meta["files"][TREES_FILE] = name
+    meta["thresholds"][GBT] = doc["thresholds"]["nbr"]
+    meta["thresholds"][GBT_SELF] = doc["thresholds"]["self"]
+    meta["trees_training"] = doc["training"]
+    write_atomic(meta_path, (json.dumps(meta, indent=1) + "\n").encode(), 0o644)
+    sums_path = model_dir / "SHA256SUMS"
+    lines = [ln for ln in sums_path.read_text().splitlines() if ln.strip() and not ln.endswith(" " + name)]
+    lines.append(f"0  {name}")
+    for i, ln in enumerate(lines):
+        f = ln.split()[-1]
+        if f in (name, "anomaly_model.json"):
+            lines[i] = f"{hashlib.sha256((model_dir / f).read_bytes()).hexdigest()}  {f}"
+    write_atomic(sums_path, ("\n".join(lines) + "\n").encode(), 0o644)
+    return doc["training"] | {"thresholds": doc["thresholds"]}
+
+
+def cmd_fit_real(args: Any) -> int:
+    import json
+
+    from x0lab.anomaly.realeval import default_data_dir
+    from x0node.anomaly.bundle import SOURCE_MODEL_DIR
+
+    info = ship(args.data or default_data_dir(), args.model_dir or SOURCE_MODEL_DIR)
+    print(json.dumps(info, indent=1))
+    return 0

@@ -1,0 +1,77 @@
+"""Neighbours' feature vectors reach a running daemon's detector through the state layer.
+
+A 3-node line of real daemons (`x0node run` in namespaces) with `[state]` and `[anomaly]` (1 s ticks,
+per-tick recording). The middle node's detector must receive both neighbours' vectors — exactly what
+each neighbour's own collector computed, carried as signed 1-hop records — and score itself with the
+neighbour model; once its neighbours stop, their vectors expire and it falls back to the self-only model.
+"""
+
+import json
+import pathlib
+import time
+
+import pytest
+
+SECTIONS = {"state": {}, "anomaly": {"interval_s": 1.0, "record": True, "seed": 3, "observe_days": 0.0}}
+
+
+@pytest.fixture
+def bed(tmp_path):
+    from x0lab.testbed import bed as tb
+
+    b = tb.Testbed.create(tmp_path / "bed", "line:3", daemon="x0node", sections=SECTIONS)
+    try:
+        yield b
+    finally:
+        b.down()
+
+
+def _ticks(bed, k):
+    path = pathlib.Path(bed.node(k).data_dir) / "anomaly" / "ticks.jsonl"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            pass
+    return out
+
+
+def _wait(pred, timeout_s):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.5)
+    return None
+
+
+def test_middle_node_detector_receives_both_neighbours_vectors(bed):
+    bed.start_all(timeout_s=90)
+    ids = {k: bed.node(k).node_id for k in (1, 2, 3)}
+
+    def both():
+        return [t for t in _ticks(bed, 2) if set(t["peers"]) == {ids[1], ids[3]}]
+
+    rows = _wait(both, 60)
+    assert rows, _ticks(bed, 2)[-3:]
+    last = rows[-1]
+    assert last["layer"] in ("gbt", "gnn")  # the neighbour model, with real neighbour context
+    # each delivered vector is one its origin's own collector computed (float32 on the wire)
+    for k in (1, 3):
+        own = [t["raw"] for t in _ticks(bed, k)]
+        got = last["peers"][ids[k]][:8]
+        assert any(all(abs(a - b) <= 1e-4 * max(1.0, abs(a)) for a, b in zip(r, got, strict=True)) for r in own)
+        assert last["peers"][ids[k]][8] < 5.0  # received within the last few ticks
+    # the ends see only their one neighbour (1-hop scope: never forwarded)
+    assert _wait(lambda: [t for t in _ticks(bed, 1) if set(t["peers"]) == {ids[2]}], 30)
+    assert not any(ids[3] in t["peers"] for t in _ticks(bed, 1))
+    # neighbours gone: their vectors expire (TTL 4 ticks) and the self-only model takes over
+    bed.stop(1)
+    bed.stop(3)
+    n0 = len(_ticks(bed, 2))
+    alone = _wait(lambda: [t for t in _ticks(bed, 2)[n0:] if not t["peers"]], 30)
+    assert alone and alone[-1]["layer"] in ("gbt_self", "self")

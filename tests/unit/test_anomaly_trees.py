@@ -1,0 +1,129 @@
+"""Tree models on the device (trees.py), their export from scikit-learn, and the real-fault protocol's
+metrics (x0lab.anomaly.realeval) on small hand-made tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from x0lab.anomaly import realeval, realtrain
+from x0lab.anomaly.realdata import Event, Table
+from x0node.anomaly.chain import GBT, GBT_SELF, DetectorChain
+from x0node.anomaly.features import K_NEIGHBOURS, N_AGGREGATES, N_FEATURES, neighbour_aggregates
+from x0node.anomaly.trees import TreeError, TreeModel
+
+STUMP = {"feature": [3, 0, 0], "threshold": [0.5, 0, 0], "left": [1, 0, 0], "right": [2, 0, 0],
+         "leaf": [False, True, True], "value": [0.0, -1.0, 2.0]}
+
+
+def test_a_stump_scores_by_its_split():
+    m = TreeModel.from_dict({"inputs": N_FEATURES, "baseline": 0.5, "trees": [STUMP, STUMP]})
+    x = np.zeros((2, N_FEATURES), np.float32)
+    x[1, 3] = 0.9
+    assert m.logits(x).tolist() == pytest.approx([0.5 - 2.0, 0.5 + 4.0])
+
+
+@pytest.mark.parametrize("bad", [
+    {"left": [0, 0, 0]},  # a cycle: child not after its parent
+    {"feature": [8, 0, 0]},  # out of range
+    {"threshold": [float("nan"), 0, 0]},
+    {"value": [0.0, float("inf"), 1.0]},
+    {"leaf": [False, True]},  # ragged
+])
+def test_malformed_trees_are_refused(bad):
+    with pytest.raises(TreeError):
+        TreeModel.from_dict({"inputs": N_FEATURES, "baseline": 0.0, "trees": [STUMP | bad]})
+    with pytest.raises(TreeError):
+        TreeModel.from_dict({"inputs": 7, "baseline": 0.0, "trees": [STUMP]})
+    with pytest.raises(TreeError):
+        TreeModel.from_dict({"inputs": N_FEATURES, "baseline": 0.0, "trees": []})
+
+
+def test_aggregates_ignore_masked_rows():
+    xn = np.zeros((2, K_NEIGHBOURS, N_FEATURES), np.float32)
+    m = np.zeros((2, K_NEIGHBOURS), np.float32)
+    xn[0, 0], xn[0, 1], xn[0, 2] = 0.2, 0.6, 0.9  # the third is masked out
+    m[0, :2] = 1
+    a = neighbour_aggregates(xn, m)
+    assert a.shape == (2, N_AGGREGATES)
+    assert a[0, 0] == pytest.approx(0.4) and a[0, N_FEATURES] == pytest.approx(0.6)
+    assert a[0, 2 * N_FEATURES] == pytest.approx(0.2) and a[0, -1] == pytest.approx(2 / K_NEIGHBOURS)
+    assert not a[1].any()
+
+
+def _sk_fit(width, seed=0):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    r = np.random.default_rng(seed)
+    x = r.random((400, width)).astype(np.float32)
+    y = (x[:, 0] + x[:, 4] > 1.1).astype(int)
+    return HistGradientBoostingClassifier(max_iter=20, max_depth=4, random_state=0).fit(x, y), r
+
+
+def test_export_reproduces_scikit_learn_and_the_chain_picks_the_model_by_neighbour_data():
+    clf_n, r = _sk_fit(N_FEATURES + N_AGGREGATES)
+    clf_s, _ = _sk_fit(N_FEATURES, 1)
+    xs = r.random((50, N_FEATURES)).astype(np.float32)
+    xn = r.random((50, K_NEIGHBOURS, N_FEATURES)).astype(np.float32)
+    m = (r.random((50, K_NEIGHBOURS)) > 0.5).astype(np.float32)
+    m[:10] = 0.0  # ten rows without neighbour data
+    dn = realtrain.export_hgb(clf_n, N_FEATURES + N_AGGREGATES)
+    ds = realtrain.export_hgb(clf_s, N_FEATURES)
+    assert realtrain.check_export(clf_n, dn, xs, xn, m) < 1e-4
+    assert realtrain.check_export(clf_s, ds, xs, xn, m) < 1e-4
+    chain = realtrain.chain_of({"nbr": dn, "self": ds, "thresholds": {"nbr": 0.0, "self": 0.0}})
+    ev = chain.evaluate(xs, xn, m)
+    assert ev.row_layers == tuple([GBT_SELF] * 10 + [GBT] * 40)
+    assert np.allclose(ev.scores[:10], clf_s.decision_function(xs[:10]), atol=1e-4)
+    assert np.allclose(ev.scores[10:], clf_n.decision_function(
+        np.concatenate([xs[10:], neighbour_aggregates(xn[10:], m[10:])], axis=1)), atol=1e-4)
+
+
+def test_a_failing_tree_layer_degrades():
+    class Broken:
+        uses_neighbours = True
+
+        def logits(self, *a):
+            raise RuntimeError("boom")
+
+    own = TreeModel.from_dict({"inputs": N_FEATURES, "baseline": 0.0, "trees": [STUMP]})
+    chain = DetectorChain(None, 0.0, "none", trees=(Broken(), own))
+    xs = np.zeros((1, N_FEATURES), np.float32)
+    ev = chain.evaluate(xs, np.ones((1, K_NEIGHBOURS, N_FEATURES), np.float32), np.ones((1, K_NEIGHBOURS), np.float32))
+    assert ev.layer == GBT_SELF and ev.fallbacks == (GBT,) and not chain.layers[GBT].live
+
+
+def _table(alarm_rows=()):
+    # one run, two nodes, 10 ticks each, 3 s apart; node a under a fault at ticks 4..6
+    n = 20
+    node = np.array(["a"] * 10 + ["b"] * 10)
+    t = np.r_[np.arange(10) * 3.0, np.arange(10) * 3.0]
+    label = np.zeros(n, dtype=np.int64)
+    event = np.full(n, -1)
+    label[4:7], event[4:7] = 1, 0
+    label[7] = -1  # grace
+    ev = Event("r", "hang", {}, 11.0, 19.0, ("a",), True)
+    tb = Table(np.array(["r"] * n), np.array(["ring:2"] * n), node, t, np.r_[np.arange(10), np.arange(10)],
+               np.zeros((n, N_FEATURES)), label, event, [{}] * n, [{}] * n, np.array(["gbt"] * n),
+               np.zeros(n, dtype=bool), [ev])
+    alarms = np.zeros(n, dtype=bool)
+    alarms[list(alarm_rows)] = True
+    return tb, alarms
+
+
+def test_judge_counts_events_ticks_and_false_alarm_runs():
+    tb, alarms = _table([5, 6, 12, 13, 17])  # hit at tick 5; b: one run (12, 13) and one single (17)
+    r = realeval.judge(tb, alarms)
+    assert r["event_recall"] == 1.0 and r["detect_ticks_p50"] == 2.0  # (15 - 11) / 3 -> 2 ticks
+    hours = (20 - 3 - 1) * 3.0 / 3600
+    assert r["false_alarms_per_node_hour"] == pytest.approx(2 / hours, rel=1e-3)
+    assert r["f1"] == pytest.approx(2 * (2 / 5) * (2 / 3) / (2 / 5 + 2 / 3), rel=1e-3)
+    missed = realeval.judge(tb, np.zeros(20, dtype=bool))
+    assert missed["event_recall"] == 0.0 and missed["detect_ticks_p50"] is None
+
+
+def test_best_threshold_maximises_f1_on_distinct_scores():
+    s = np.array([0.9, 0.8, 0.8, 0.3, 0.1])
+    y = np.array([1, 1, 0, 0, 0], dtype=bool)
+    thr, f1 = realeval.best_threshold(s, y)
+    assert thr == pytest.approx(0.8) and f1 == pytest.approx(0.8)
