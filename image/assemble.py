@@ -8,6 +8,12 @@ look up. Everything is made in plain files (mkfs.vfat + mtools, mkfs.ext4 -d, sf
 no loop devices, no mounts. Zero blocks are skipped when partitions are copied in, so the image stays
 sparse.
 
+Legacy BIOS (boards with bootloader `grub-efi-bios`): GRUB's i386-pc core image sits in a BIOS boot
+partition (GPT entry 5, `bios`, sectors 34-2047: the gap before the first MiB-aligned partition, so the
+four partitions above keep their numbers, places and sizes) and GRUB's boot.img in the protective MBR's
+code area; both GRUBs read the same grub.cfg and grubenv from the ESP. The MBR's partition table and
+the core image's block list are written the way grub-bios-setup writes them, without a device.
+
 GRUB picks the first slot in ORDER whose <slot>_OK is 1 and whose <slot>_TRY is below BOOT_TRIES_MAX
 (RAUC's variables, kept in the ESP's grubenv), raises that TRY and boots it; x0node marks the slot good
 (TRY back to 0) after its health gate. See grub_cfg and docs/ota.md.
@@ -29,6 +35,17 @@ GPT_TYPE_LINUX = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
 GRUB_MODULES = ("part_gpt", "fat", "ext2", "squash4", "xzio", "gzio", "normal", "configfile", "linux",
                 "loadenv", "test", "regexp", "echo", "sleep", "reboot", "serial", "terminal", "efi_gop")
 DATA_DIRS = ("etc", "x0node")
+# Legacy BIOS boot (GRUB i386-pc). Offsets from GRUB's include/grub/i386/pc/boot.h.
+GPT_TYPE_BIOS_BOOT = "21686148-6449-6E6F-744E-656564454649"
+BIOS_BOOT_FIRST_LBA = 34       # right after the primary GPT (header + 128 entries of 128 bytes)
+BIOS_BOOT_LAST_LBA = 2047      # right before the first partition at 1 MiB
+BIOS_GRUB_MODULES = ("biosdisk", *GRUB_MODULES)
+BOOT_IMG_CODE_END = 0x1B8      # boot.img's code and data; the disk signature and partition table follow
+BOOT_KERNEL_SECTOR = 0x5C      # u64: LBA of core.img's first sector
+BOOT_DRIVE_CHECK = 0x66        # a 2-byte jump, replaced by two NOPs for hard disks (as grub-bios-setup does)
+BLOCKLIST_OFFSET = 512 - 12    # diskboot.img: {u64 start LBA, u16 sectors, u16 segment} at the sector's end
+CORE_LOAD_SEGMENT = 0x820      # GRUB_BOOT_I386_PC_KERNEL_SEG (0x800) + one sector
+SECTOR = 512
 
 
 BOOT_TRIES_MAX = 3
@@ -144,6 +161,40 @@ def make_esp(board: Board, rootfs: pathlib.Path, grub_dir: pathlib.Path, work: p
     return esp
 
 
+def install_bios_grub(disk: pathlib.Path, grub_dir: pathlib.Path, work: pathlib.Path, log: pathlib.Path) -> dict:
+    """GRUB for legacy BIOS: core.img into the BIOS boot partition, boot.img into the MBR code area."""
+    core = work / "core.img"
+    modules = [m for m in BIOS_GRUB_MODULES if (grub_dir / f"{m}.mod").exists()]
+    # "(,gpt1)": partition 1 of the disk the BIOS booted from (GRUB fills in the boot drive).
+    _run(["grub-mkimage", "-O", "i386-pc", "-d", str(grub_dir), "-o", str(core), "-p", "(,gpt1)/EFI/BOOT",
+          *modules], log)
+    blob = bytearray(core.read_bytes())
+    room = (BIOS_BOOT_LAST_LBA - BIOS_BOOT_FIRST_LBA + 1) * SECTOR
+    if len(blob) > room:
+        raise RuntimeError(f"GRUB's BIOS core image is {len(blob)} bytes, more than the BIOS boot partition ({room})")
+    sectors = -(-len(blob) // SECTOR)
+    blob += bytes(sectors * SECTOR - len(blob))
+    # One contiguous run: the rest of the core image right after its first sector.
+    blob[BLOCKLIST_OFFSET:SECTOR] = (BIOS_BOOT_FIRST_LBA + 1).to_bytes(8, "little") + \
+        (sectors - 1).to_bytes(2, "little") + CORE_LOAD_SEGMENT.to_bytes(2, "little")
+    boot = bytearray((grub_dir / "boot.img").read_bytes())
+    if len(boot) != SECTOR:
+        raise RuntimeError(f"{grub_dir}/boot.img is {len(boot)} bytes, expected {SECTOR}")
+    boot[BOOT_KERNEL_SECTOR:BOOT_KERNEL_SECTOR + 8] = BIOS_BOOT_FIRST_LBA.to_bytes(8, "little")
+    boot[BOOT_DRIVE_CHECK:BOOT_DRIVE_CHECK + 2] = b"\x90\x90"
+    with open(disk, "r+b") as f:
+        f.seek(BIOS_BOOT_FIRST_LBA * SECTOR)
+        f.write(blob)
+        f.seek(0)
+        mbr = bytearray(f.read(SECTOR))
+        if mbr[510:512] != b"\x55\xaa" or mbr[0x1C2] != 0xEE:
+            raise RuntimeError("the disk has no protective MBR to put GRUB's boot code in")
+        mbr[:BOOT_IMG_CODE_END] = boot[:BOOT_IMG_CODE_END]
+        f.seek(0)
+        f.write(mbr)
+    return {"core_img_bytes": len(core.read_bytes()), "core_img_sectors": sectors}
+
+
 def make_data(dest: pathlib.Path, size_mib: int, files: dict[str, bytes] | None, log: pathlib.Path) -> None:
     """An ext4 data partition image; `files` (path relative to /data -> content) are put in, mode 0600."""
     dest.unlink(missing_ok=True)
@@ -190,7 +241,8 @@ def write_at(disk: pathlib.Path, offset: int, src: pathlib.Path, limit: int, spa
 
 
 def run(board: Board, rootfs: pathlib.Path, squashfs: pathlib.Path, grub_dir: pathlib.Path,
-        work: pathlib.Path, dest: pathlib.Path, log: pathlib.Path) -> dict:
+        work: pathlib.Path, dest: pathlib.Path, log: pathlib.Path,
+        bios_grub_dir: pathlib.Path | None = None) -> dict:
     esp = make_esp(board, rootfs, grub_dir, work, log)
     data = work / "data.img"
     make_data(data, board.partitions.data_mib, None, log)
@@ -200,17 +252,26 @@ def run(board: Board, rootfs: pathlib.Path, squashfs: pathlib.Path, grub_dir: pa
     tmp.unlink(missing_ok=True)
     with open(tmp, "wb") as f:
         f.truncate(total_mib * MIB)
-    script = "label: gpt\nunit: sectors\nfirst-lba: 2048\n"
+    first_lba = BIOS_BOOT_FIRST_LBA if board.bios_boot else 2048
+    script = f"label: gpt\nunit: sectors\nfirst-lba: {first_lba}\n"
     for name, start, size, typ in parts:
         script += f"start={start * 2048}, size={size * 2048}, type={typ}, name={name}\n"
+    if board.bios_boot:
+        script += (f"start={BIOS_BOOT_FIRST_LBA}, size={BIOS_BOOT_LAST_LBA - BIOS_BOOT_FIRST_LBA + 1}, "
+                   f"type={GPT_TYPE_BIOS_BOOT}, name=bios\n")
     _run(["sfdisk", "--no-reread", "--no-tell-kernel", str(tmp)], log, input=script.encode())
     sources = {"esp": esp, "rootA": squashfs, "rootB": squashfs, "data": data}
     for name, start, size, _typ in parts:
         write_at(tmp, start * MIB, sources[name], size * MIB)
+    bios = {}
+    if board.bios_boot:
+        if bios_grub_dir is None:
+            raise RuntimeError("a grub-efi-bios board needs GRUB's i386-pc directory")
+        bios = install_bios_grub(tmp, bios_grub_dir, work, log)
     os.replace(tmp, dest)
     shutil.copyfile(esp, work / "esp.last.img")
     return {"partitions": [{"name": n, "start_mib": s, "size_mib": z} for n, s, z, _ in parts],
-            "disk_bytes": dest.stat().st_size}
+            "disk_bytes": dest.stat().st_size, **({"bios_boot": bios} if bios else {})}
 
 
 def partition_offset(board: Board, name: str) -> tuple[int, int]:

@@ -26,7 +26,16 @@ DEFAULT_BOARD = "x86_64"
 # Sectors and alignment of the GPT layout that assemble.py writes (MiB-aligned partitions, one MiB of
 # head room for the primary GPT and one for the backup GPT at the end).
 GPT_OVERHEAD_MIB = 2
-SUPPORTED_BOOTLOADERS = ("grub-efi",)
+# grub-efi: GRUB as the EFI boot file on the ESP. grub-efi-bios (amd64 only): the same, and GRUB for
+# legacy BIOS (i386-pc) in a BIOS boot partition of the same GPT disk, so one image boots either way.
+# The BIOS boot partition is GPT entry 5 in the otherwise unused sectors 34-2047 before the first
+# MiB-aligned partition: the other partitions, their numbers and the disk size stay as they are.
+SUPPORTED_BOOTLOADERS = ("grub-efi", "grub-efi-bios")
+BIOS_GRUB_PACKAGE = "grub-pc-bin"
+BIOS_GRUB_TARGET = "i386-pc"
+# What a board with `[wifi_mesh]` needs in its root: wpa_supplicant (802.11s mesh with SAE) and iw.
+WIFI_MESH_PACKAGES = ("wpasupplicant", "iw")
+WIFI_SECURITY = ("sae", "open")
 DEBIAN_ARCHES = ("amd64", "arm64")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,40}$")
 _PKG_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]{0,80}$")
@@ -53,6 +62,17 @@ class Partitions:
 
 
 @dataclass(frozen=True)
+class WifiMesh:
+    """An 802.11s mesh point on every wireless interface matching `radios` (globs over names), joined
+    by wpa_supplicant in mesh mode: SAE with the mesh key from provisioning, or open."""
+
+    radios: tuple[str, ...]
+    mesh_id: str
+    frequency_mhz: int
+    security: str = "sae"
+
+
+@dataclass(frozen=True)
 class QemuSpec:
     system: str
     machine: str
@@ -60,6 +80,7 @@ class QemuSpec:
     memory_mib: int
     firmware: str
     nic_model: str
+    disk_interface: str = "virtio"
 
 
 @dataclass(frozen=True)
@@ -87,11 +108,16 @@ class Board:
     qemu: QemuSpec | None = None
     lan_interfaces: tuple[str, ...] = ()
     web_on_mesh: bool = False
+    wifi_mesh: WifiMesh | None = None
     source_sha256: str = field(default="", compare=False)
 
     @property
     def console_tty(self) -> str:
         return self.console.split(",", 1)[0]
+
+    @property
+    def bios_boot(self) -> bool:
+        return self.bootloader == "grub-efi-bios"
 
     def is_lan_interface(self, ifname: str) -> bool:
         return any(fnmatch.fnmatchcase(ifname, pat) for pat in self.lan_interfaces)
@@ -138,8 +164,9 @@ _TOP_KEYS = {
     "name", "description", "tested", "architecture", "kernel_package", "bootloader", "grub_target",
     "grub_package", "efi_boot_file", "console", "extra_packages", "mesh_interfaces", "initramfs_modules",
     "kernel_cmdline", "partitions", "limits", "qemu", "components", "esp_files", "esp_text", "lan_interfaces",
-    "web_on_mesh",
+    "web_on_mesh", "wifi_mesh",
 }
+QEMU_DISKS = ("virtio", "ahci", "nvme", "usb")
 
 
 def parse_board(data: dict[str, Any], file_name: str) -> Board:
@@ -172,6 +199,8 @@ def parse_board(data: dict[str, Any], file_name: str) -> Board:
         root_slot_mib=_req(parts, "root_slot", int, "partitions."),
         data_mib=_req(parts, "data", int, "partitions."),
     )
+    if bootloader == "grub-efi-bios" and arch != "amd64":
+        raise BoardError("bootloader", "grub-efi-bios needs architecture amd64")
     for key, v, lo in (("esp", partitions.esp_mib, 8), ("root_slot", partitions.root_slot_mib, 16),
                        ("data", partitions.data_mib, 8)):
         if not lo <= v <= 65536:
@@ -196,10 +225,14 @@ def parse_board(data: dict[str, Any], file_name: str) -> Board:
             system=_req(q, "system", str, "qemu."), machine=_req(q, "machine", str, "qemu."),
             cpu=_req(q, "cpu", str, "qemu."), memory_mib=_req(q, "memory_mib", int, "qemu."),
             firmware=_req(q, "firmware", str, "qemu."), nic_model=_req(q, "nic_model", str, "qemu."),
+            disk_interface=q.get("disk_interface", "virtio"),
         )
+        if qemu.disk_interface not in QEMU_DISKS:
+            raise BoardError("qemu.disk_interface", f"one of {', '.join(QEMU_DISKS)}")
     web_on_mesh = data.get("web_on_mesh", False)
     if not isinstance(web_on_mesh, bool):
         raise BoardError("web_on_mesh", "expected true or false")
+    wifi = _wifi_mesh(data["wifi_mesh"]) if "wifi_mesh" in data else None
     cmdline = data.get("kernel_cmdline", "")
     if not isinstance(cmdline, str) or len(cmdline) > 512 or "\n" in cmdline:
         raise BoardError("kernel_cmdline", "expected one line of at most 512 characters")
@@ -227,7 +260,29 @@ def parse_board(data: dict[str, Any], file_name: str) -> Board:
         qemu=qemu,
         lan_interfaces=_str_list(data, "lan_interfaces", re.compile(r"^[A-Za-z0-9_.-]{1,15}\*?$")),
         web_on_mesh=web_on_mesh,
+        wifi_mesh=wifi,
     )
+
+
+def _wifi_mesh(value: Any) -> WifiMesh:
+    if not isinstance(value, dict):
+        raise BoardError("wifi_mesh", "expected a table")
+    for key in value:
+        if key not in ("radios", "mesh_id", "frequency_mhz", "security"):
+            raise BoardError(f"wifi_mesh.{key}", "unknown key")
+    radios = _str_list(value, "radios", re.compile(r"^[A-Za-z0-9*?_.-]{1,15}$"))
+    if not radios:
+        raise BoardError("wifi_mesh.radios", "expected at least one interface glob")
+    mesh_id = _req(value, "mesh_id", str, "wifi_mesh.")
+    if not 1 <= len(mesh_id.encode()) <= 32 or not re.match(r"^[A-Za-z0-9_.-]+$", mesh_id):
+        raise BoardError("wifi_mesh.mesh_id", "1 to 32 characters of A-Z a-z 0-9 _ . -")
+    freq = _req(value, "frequency_mhz", int, "wifi_mesh.")
+    if not (2412 <= freq <= 2484 or 5160 <= freq <= 5885):
+        raise BoardError("wifi_mesh.frequency_mhz", "a 2.4 GHz or 5 GHz channel's centre frequency")
+    security = value.get("security", "sae")
+    if security not in WIFI_SECURITY:
+        raise BoardError("wifi_mesh.security", f"one of {', '.join(WIFI_SECURITY)}")
+    return WifiMesh(radios=radios, mesh_id=mesh_id, frequency_mhz=freq, security=security)
 
 
 def load_board(name: str, boards_dir: pathlib.Path = BOARDS_DIR) -> Board:

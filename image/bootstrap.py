@@ -29,7 +29,7 @@ import tempfile
 import time
 
 from image import lock as locks
-from image.board import Board
+from image.board import BIOS_GRUB_PACKAGE, WIFI_MESH_PACKAGES, Board
 from image.cache import cache_root, key_of
 
 SUITE = locks.SUITE
@@ -50,7 +50,12 @@ QEMU_USER_BINFMT = {"arm64": "qemu-aarch64", "amd64": "qemu-x86_64"}
 
 
 def packages(board: Board) -> list[str]:
-    return sorted({*BASE_PACKAGES, board.kernel_package, board.grub_package, *board.extra_packages})
+    extra = set(board.extra_packages)
+    if board.bios_boot:
+        extra.add(BIOS_GRUB_PACKAGE)
+    if board.wifi_mesh is not None:
+        extra.update(WIFI_MESH_PACKAGES)
+    return sorted({*BASE_PACKAGES, board.kernel_package, board.grub_package, *extra})
 
 
 def mmdebstrap_version() -> str:

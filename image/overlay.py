@@ -43,6 +43,17 @@ def lan_network(board: Board) -> str:
             "[Network]\nDHCP=ipv4\nLinkLocalAddressing=ipv6\nIPv6AcceptRA=no\n")
 
 
+def board_env(board: Board) -> str:
+    """/usr/share/x0tta6bl4/board.env: interface roles for mesh-config, the 802.11s mesh for wifimesh.py."""
+    text = (f'X0_BOARD="{board.name}"\nX0_MESH_GLOBS="{" ".join(board.mesh_interfaces)}"\n'
+            f'X0_LAN_GLOBS="{" ".join(board.lan_interfaces)}"\n')
+    wifi = board.wifi_mesh
+    if wifi is not None:
+        text += (f'X0_WIFI_RADIOS="{" ".join(wifi.radios)}"\nX0_WIFI_MESH_ID="{wifi.mesh_id}"\n'
+                 f'X0_WIFI_FREQ="{wifi.frequency_mhz}"\nX0_WIFI_SECURITY="{wifi.security}"\n')
+    return text
+
+
 def firewall_policy(board: Board) -> dict:
     """The board's roles, the routing port and what each service declares it opens (its EXPOSURE, with
     the defaults its validate_config applies): the firewall reads ports only from here and the config."""
@@ -75,8 +86,7 @@ def copy_tree(src: pathlib.Path, dst: pathlib.Path) -> list[str]:
 def run(board: Board, rootfs: pathlib.Path) -> list[str]:
     copied = copy_tree(OVERLAY_DIR, rootfs)
     env = rootfs / "usr/share/x0tta6bl4/board.env"
-    env.write_text(f'X0_BOARD="{board.name}"\nX0_MESH_GLOBS="{" ".join(board.mesh_interfaces)}"\n'
-                   f'X0_LAN_GLOBS="{" ".join(board.lan_interfaces)}"\n')
+    env.write_text(board_env(board))
     (rootfs / "usr/share/x0tta6bl4/firewall.json").write_text(
         json.dumps(firewall_policy(board), indent=1, sort_keys=True) + "\n")
     lan = rootfs / LAN_NETWORK_FILE

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from image import assemble, bootstrap, initramfs, overlay, payload, sbom, squash, trim
 from image import bundle as update_bundle
 from image import lock as locks
-from image.board import REPO_ROOT, Board, BoardError, list_boards, load_board
+from image.board import BIOS_GRUB_TARGET, REPO_ROOT, Board, BoardError, list_boards, load_board
 from image.cache import cache_root, sha256_file
 
 MIB = 1024 * 1024
@@ -186,7 +186,8 @@ def step_assemble(ctx: Context) -> dict:
     ctx.need(grub_dir, "trim")
     for old in [*ctx.out.glob(f"x0-{ctx.board.name}-*"), ctx.out / sbom.SBOM_NAME]:
         old.unlink(missing_ok=True)
-    result = assemble.run(ctx.board, ctx.rootfs, ctx.squashfs, grub_dir, ctx.work, ctx.disk, ctx.log)
+    bios_dir = ctx.work / "grub" / BIOS_GRUB_TARGET if ctx.board.bios_boot else None
+    result = assemble.run(ctx.board, ctx.rootfs, ctx.squashfs, grub_dir, ctx.work, ctx.disk, ctx.log, bios_dir)
     sqfs_out = ctx.out / f"x0-{ctx.board.name}-{ctx.version}.root.sqfs"
     sqfs_out.hardlink_to(ctx.squashfs) if not sqfs_out.exists() else None
     shutil.copyfile(ctx.work / sbom.SBOM_NAME, ctx.out / sbom.SBOM_NAME)

@@ -8,7 +8,9 @@ certificate with the anchor (`x0node keys sign`), and writes key, certificate an
 into the image's data partition (`/data/x0node/`), so the unit joins the mesh only with peers certified by
 the same anchor. The rest of the image is untouched; the partition is rebuilt with mkfs.ext4 -d in place
 (no mounts). `--debug-console` also drops /data/etc/debug-console (root shell on the serial console)
-for lab units and QEMU tests.
+for lab units and QEMU tests. `--wifi-mesh-key-file` puts the 802.11s mesh key (the same for every unit
+of a mesh; 8-63 printable characters, see rootfs/usr/lib/x0tta6bl4/wifimesh.py) at
+/data/x0node/wifi-mesh.key for boards with `[wifi_mesh]` and SAE.
 
 Rules: key files are mode 0600; an existing node key can be reused (`--node-key`) so a reflashed unit
 keeps its identity; the image file is written in place only within the data partition's extent.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import re
 import subprocess
 import sys
 import tempfile
@@ -31,6 +34,7 @@ NODE_KEY = "x0node/node.key"
 NODE_CERT = "x0node/node.cert"
 ANCHOR_PUB = "x0node/anchor.pub"
 DEBUG_CONSOLE = "etc/debug-console"
+WIFI_MESH_KEY = "x0node/wifi-mesh.key"
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,16 @@ def anchor_pub(anchor: pathlib.Path) -> pathlib.Path:
     return pub
 
 
+def check_wifi_mesh_key(data: bytes) -> bytes:
+    """The mesh key file's content (first line + newline) if it is a key wpa_supplicant takes: 8 to 63
+    printable ASCII characters without quotes or backslashes."""
+    lines = data[:4096].decode("ascii", "replace").splitlines()
+    key = lines[0] if lines else ""
+    if not re.fullmatch(r"[\x21\x23-\x5b\x5d-\x7e ]{8,63}", key):
+        raise ValueError("a Wi-Fi mesh key is 8 to 63 printable ASCII characters without quotes or backslashes")
+    return key.encode() + b"\n"
+
+
 def make_anchor(path: pathlib.Path) -> pathlib.Path:
     subprocess.run([*_x0node(), "keys", "anchor", "--out", str(path)], check=True, capture_output=True)
     return path
@@ -93,13 +107,16 @@ def data_extent(board: Board, image: pathlib.Path, log: pathlib.Path) -> tuple[i
 
 
 def provision(board: Board, image: pathlib.Path, anchor: pathlib.Path, *, debug_console: bool = False,
-              node_key: pathlib.Path | None = None, extra: dict[str, bytes] | None = None) -> Identity:
+              node_key: pathlib.Path | None = None, extra: dict[str, bytes] | None = None,
+              wifi_mesh_key: bytes | None = None) -> Identity:
     with tempfile.TemporaryDirectory() as tmp:
         work = pathlib.Path(tmp)
         ident = make_identity(anchor, work, node_key)
         files = {NODE_KEY: ident.key, NODE_CERT: ident.cert, ANCHOR_PUB: anchor_pub(anchor).read_bytes()}
         if debug_console:
             files[DEBUG_CONSOLE] = b""
+        if wifi_mesh_key is not None:
+            files[WIFI_MESH_KEY] = check_wifi_mesh_key(wifi_mesh_key)
         files.update(extra or {})
         data = work / "data.img"
         log = work / "log"
@@ -120,14 +137,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--anchor", type=pathlib.Path, required=True, help="trust anchor key (x0node keys anchor)")
     parser.add_argument("--node-key", type=pathlib.Path, help="reuse this node key instead of making one")
     parser.add_argument("--debug-console", action="store_true", help="root shell on the serial console")
+    parser.add_argument("--wifi-mesh-key-file", type=pathlib.Path,
+                        help="the 802.11s mesh's SAE key (one line, 8-63 printable characters; the same for the whole mesh)")
     parser.add_argument("--disk-mib", type=int, help="grow the image file to this size first (the device's "
                         "flash); the data partition takes the rest")
     args = parser.parse_args(argv)
+    board = load_board(args.board)
+    key = args.wifi_mesh_key_file.read_bytes() if args.wifi_mesh_key_file else None
+    if key is not None and board.wifi_mesh is None:
+        parser.error(f"board {board.name} has no [wifi_mesh]")
+    if board.wifi_mesh is not None and board.wifi_mesh.security == "sae" and key is None:
+        print("note: no --wifi-mesh-key-file: the unit's radios stay off the SAE mesh until "
+              f"/data/{WIFI_MESH_KEY} is written", file=sys.stderr)
     if args.disk_mib:
         with open(args.image, "r+b") as f:
             f.truncate(max(f.seek(0, 2), args.disk_mib * assemble.MIB))
-    ident = provision(load_board(args.board), args.image, args.anchor, debug_console=args.debug_console,
-                      node_key=args.node_key)
+    try:
+        ident = provision(board, args.image, args.anchor, debug_console=args.debug_console,
+                          node_key=args.node_key, wifi_mesh_key=key)
+    except ValueError as exc:
+        parser.error(str(exc))
     print(f"provisioned {args.image}: node_id={ident.node_id} mesh_addr={ident.mesh_addr}")
     return 0
 

@@ -3,7 +3,9 @@ unix socket, the web UI forwarded to a free port on 127.0.0.1, optional socket-n
 
 The first NIC (eth0) is the LAN/management port (QEMU user networking: the guest is a DHCP client of
 QEMU's built-in server) with the UI's HTTPS port (443), its HTTP redirect port (80) and, for tests, the
-routing port (UDP) forwarded from 127.0.0.1; mesh links are the following NICs (eth1, ...).
+routing port (UDP) forwarded from 127.0.0.1; mesh links are the following NICs (eth1, ...). The boot
+disk hangs off virtio, AHCI, NVMe or USB storage and the firmware is the board's (OVMF, AAVMF) or SeaBIOS,
+as the board's [qemu] section or the VM's overrides say.
 
     python -m image.qemu --board x86_64     # what `make qemu` runs; Ctrl-C stops the VM
 
@@ -70,6 +72,31 @@ def wait_listening(port: int, timeout_s: float) -> None:
         time.sleep(0.05)
 
 
+DIRECT_KERNEL = "direct-kernel"
+EMULATED_CONSOLE = "ttyAMA0"  # QEMU virt's PL011
+
+
+def direct_cmdline(board: Board, slot: str = "A") -> str:
+    """The kernel command line of assemble.grub_cfg, on QEMU virt's console."""
+    return (f"root=PARTLABEL=root{slot} rauc.slot={slot} ro console={EMULATED_CONSOLE},115200 panic=10 "
+            f"{board.kernel_cmdline}")
+
+
+def slot_boot_files(board: Board) -> tuple[pathlib.Path, pathlib.Path]:
+    """The root slot's /boot/vmlinuz and /boot/initrd.img as the last build staged them, checked against
+    the sha256 the image's manifest records for them."""
+    import hashlib
+
+    out = REPO_ROOT / "out" / board.name / "manifest.json"
+    artefacts = json.loads(out.read_text())["artefacts"]
+    boot = REPO_ROOT / "build" / "image" / board.name / "rootfs" / "boot"
+    files = (boot / "vmlinuz", boot / "initrd.img")
+    for f in files:
+        if hashlib.sha256(f.read_bytes()).hexdigest() != artefacts[f.name]["sha256"]:
+            raise RuntimeError(f"{f} is not the one in the built image (rebuild with `make image BOARD={board.name}`)")
+    return files
+
+
 def image_path(board: Board) -> pathlib.Path:
     manifest = REPO_ROOT / "out" / board.name / "manifest.json"
     if not manifest.exists():
@@ -101,6 +128,13 @@ class VM:
     vmdir: pathlib.Path
     disk_format: str = "raw"
     mesh_links: list[MeshLink] = field(default_factory=list)
+    firmware: str | None = None        # None: the board's; "seabios": QEMU's SeaBIOS (legacy BIOS)
+    disk_interface: str | None = None  # None: the board's; virtio | ahci | nvme | usb
+    memory_mib: int | None = None      # None: the board's
+    # firmware "direct-kernel" (a board whose own boot firmware QEMU cannot run, e.g. rpi4 on `virt`): the
+    # slot's kernel and initramfs are given to QEMU, with the command line GRUB would give them
+    kernel: pathlib.Path | None = None
+    initrd: pathlib.Path | None = None
     tap_links: list[TapLink] = field(default_factory=list)
     web_port: int = 0
     http_port: int = 0
@@ -130,10 +164,19 @@ class VM:
         q = self.board.qemu
         if q is None:
             raise ValueError(f"board {self.board.name} has no [qemu] section")
+        firmware = self.firmware or q.firmware
+        if firmware == "seabios":
+            boot = []
+        elif firmware == DIRECT_KERNEL:
+            if self.kernel is None or self.initrd is None:
+                raise ValueError(f"board {self.board.name} boots its kernel directly: give the VM kernel and initrd")
+            boot = ["-kernel", str(self.kernel), "-initrd", str(self.initrd), "-append", direct_cmdline(self.board)]
+        else:
+            boot = ["-bios", firmware]
         cmd = [q.system, "-machine", q.machine, "-accel", "tcg", "-cpu", q.cpu, "-smp", "2",
-               "-m", str(q.memory_mib), "-bios", q.firmware, "-display", "none", "-nodefaults",
-               "-no-user-config", "-monitor", "none",
-               "-drive", f"file={self.disk},if=virtio,format={self.disk_format},cache=unsafe",
+               "-m", str(self.memory_mib or q.memory_mib), *boot,
+               "-display", "none", "-nodefaults", "-no-user-config", "-monitor", "none",
+               *self.disk_args(self.disk_interface or q.disk_interface),
                "-device", "virtio-rng-pci",
                "-chardev", f"socket,id=ser0,path={self.serial_sock},server=on,wait=off,logfile={self.serial_log},logappend=on",
                "-serial", "chardev:ser0",
@@ -148,6 +191,18 @@ class VM:
         for i, tap in enumerate(self.tap_links):
             cmd += ["-netdev", f"tap,id=tap{i},fd={tap.fd}", "-device", f"{q.nic_model},netdev=tap{i},mac={tap.mac}"]
         return cmd
+
+    def disk_args(self, kind: str) -> list[str]:
+        """The boot disk on a virtio, AHCI (q35's SATA controller), NVMe or USB storage (xHCI) bus."""
+        drive = f"file={self.disk},format={self.disk_format},cache=unsafe"
+        if kind == "virtio":
+            return ["-drive", f"{drive},if=virtio"]
+        devices = {"ahci": ["-device", "ide-hd,drive=d0,bus=ide.0,bootindex=0"],
+                   "nvme": ["-device", "nvme,drive=d0,serial=x0boot,bootindex=0"],
+                   "usb": ["-device", "qemu-xhci,id=xhci", "-device", "usb-storage,bus=xhci.0,drive=d0,bootindex=0"]}
+        if kind not in devices:
+            raise ValueError(f"unknown disk interface {kind!r}")
+        return ["-drive", f"{drive},if=none,id=d0", *devices[kind]]
 
     def start(self) -> None:
         # QEMU's socket netdev in connect mode does not retry: started before its peer listens, the link
@@ -325,7 +380,10 @@ def main(argv: list[str] | None = None) -> int:
     stop_on_signals()
     board = load_board(args.board)
     disk, _ = lab_unit(board, args.fresh)
-    vm = VM(board=board, disk=disk, vmdir=disk.parent, web_port=args.port)
+    kernel = initrd = None
+    if board.qemu is not None and board.qemu.firmware == DIRECT_KERNEL:
+        kernel, initrd = slot_boot_files(board)
+    vm = VM(board=board, disk=disk, vmdir=disk.parent, web_port=args.port, kernel=kernel, initrd=initrd)
     try:
         vm.start()
         print(f"{board.name}: booting {image_path(board).name} under TCG; serial log {vm.serial_log}", flush=True)

@@ -15,7 +15,7 @@ import pathlib
 import shutil
 import subprocess
 
-from image.board import Board
+from image.board import BIOS_GRUB_TARGET, Board
 from image.lock import installed
 
 REMOVE_GLOBS = (
@@ -42,13 +42,17 @@ REMOVE_GLOBS = (
     "usr/lib/systemd/system/e2scrub*", "etc/systemd/system/timers.target.wants/apt-daily*",
     "etc/systemd/system/timers.target.wants/dpkg-db-backup.timer", "etc/systemd/system/timers.target.wants/e2scrub*",
     "etc/systemd/system/multi-user.target.wants/e2scrub_reap.service",
+    # Debian's D-Bus wpa_supplicant service (no D-Bus here); radios are run by x0-wifi-mesh@.service
+    "etc/systemd/system/multi-user.target.wants/wpa_supplicant.service",
+    "etc/systemd/system/dbus-fi.w1.wpa_supplicant1.service",
     "usr/share/doc/*/changelog*", "usr/share/doc/*/NEWS*", "usr/share/doc/*/README*",
 )
 # Files a REMOVE_GLOBS pattern matches that stay: RAUC's GRUB backend writes grubenv with grub-editenv.
 KEEP_FILES = ("usr/bin/grub-editenv",)
 # Kernel module subtrees kept (relative to lib/modules/<version>/kernel).
 KEEP_MODULE_DIRS = (
-    "arch", "crypto", "lib", "net", "fs/squashfs", "fs/ext4", "fs/jbd2", "fs/mbcache.ko", "fs/fat",
+    # block: t10-pi (sd_mod and nvme_core need its symbols on kernels that build it as a module)
+    "arch", "block", "crypto", "lib", "net", "fs/squashfs", "fs/ext4", "fs/jbd2", "fs/mbcache.ko", "fs/fat",
     "fs/nls", "drivers/net", "drivers/block", "drivers/virtio", "drivers/scsi", "drivers/ata", "drivers/nvme",
     "drivers/mmc", "drivers/usb", "drivers/char", "drivers/md", "drivers/crypto", "drivers/pci",
     "drivers/firmware", "drivers/ptp", "drivers/pps", "drivers/net/wireless", "drivers/regulator",
@@ -89,12 +93,13 @@ def _trim_modules(rootfs: pathlib.Path, kver: str) -> None:
 
 
 def run(board: Board, rootfs: pathlib.Path, work: pathlib.Path) -> dict:
-    grub_src = rootfs / "usr/lib/grub" / board.grub_target
-    grub_dst = work / "grub" / board.grub_target
-    if grub_src.is_dir():
-        shutil.rmtree(grub_dst, ignore_errors=True)
-        grub_dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(grub_src, grub_dst, symlinks=True)
+    for target in (board.grub_target, *([BIOS_GRUB_TARGET] if board.bios_boot else [])):
+        grub_src = rootfs / "usr/lib/grub" / target
+        grub_dst = work / "grub" / target
+        if grub_src.is_dir():
+            shutil.rmtree(grub_dst, ignore_errors=True)
+            grub_dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(grub_src, grub_dst, symlinks=True)
     packages = dpkg_packages(rootfs)
     (work / "packages.json").write_text(json.dumps(packages, indent=1) + "\n")
     kver = kernel_version(rootfs)
@@ -106,7 +111,7 @@ def run(board: Board, rootfs: pathlib.Path, work: pathlib.Path) -> dict:
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p)
             else:
-                p.unlink()
+                p.unlink(missing_ok=True)  # a dangling symlink another pattern's hit already took
     _trim_modules(rootfs, kver)
     var = rootfs / SQUASHED_VAR
     for child in var.iterdir():

@@ -22,7 +22,7 @@ from image import pipeline, provision
 from image.board import load_board
 from image.qemu import VM
 
-BOOT_TIMEOUT_S = {"x86_64": 480.0, "arm64-virt": 900.0}
+BOOT_TIMEOUT_S = {"x86_64": 480.0, "arm64-virt": 900.0, "x86_64-generic": 600.0, "rpi4": 900.0}
 # Per test (pytest-timeout; the suite's default is 600 s): a build plus boots on a loaded machine.
 IMAGE_TEST_TIMEOUT_S = 2700
 
@@ -62,9 +62,10 @@ class VMFactory:
         self.vms: list[VM] = []
 
     def make(self, board: str, name: str, extra: dict[str, bytes] | None = None, disk_mib: int | None = None,
-             **vm_args) -> tuple[VM, provision.Identity]:
+             wifi_mesh_key: bytes | None = None, **vm_args) -> tuple[VM, provision.Identity]:
         """A provisioned copy of the built image; `extra` files go onto /data (path relative to it);
-        `disk_mib`: a larger disk (flash), whose rest provisioning gives to the data partition."""
+        `disk_mib`: a larger disk (flash), whose rest provisioning gives to the data partition;
+        `wifi_mesh_key`: the 802.11s mesh key (boards with [wifi_mesh])."""
         ctx = built(board)
         vmdir = self.base / name
         vmdir.mkdir(parents=True, exist_ok=True)
@@ -73,7 +74,8 @@ class VMFactory:
         if disk_mib:
             with open(disk, "r+b") as f:
                 f.truncate(max(f.seek(0, 2), disk_mib * 1024 * 1024))
-        ident = provision.provision(ctx.board, disk, self.anchor, debug_console=True, extra=extra)
+        ident = provision.provision(ctx.board, disk, self.anchor, debug_console=True, extra=extra,
+                                    wifi_mesh_key=wifi_mesh_key)
         vm = VM(board=load_board(board), disk=disk, vmdir=vmdir, **vm_args)
         self.vms.append(vm)
         return vm, ident
@@ -93,6 +95,32 @@ def vms(tmp_path: pathlib.Path, anchor: pathlib.Path, artifacts_dir: pathlib.Pat
         for vm in factory.vms:
             if vm.serial_log.exists():
                 shutil.copyfile(vm.serial_log, artifacts_dir / f"{vm.vmdir.name}-serial.log")
+
+
+# named to sort after the image's x0-watchdog.conf: drop-ins apply in file name order, the last one wins
+LAB_WATCHDOG = "/run/systemd/system/x0node.service.d/zz-lab-tcg.conf"
+
+
+def boot_lab_vm(vm: VM, timeout_s: float, prompt: str = r"root@x0[^\n]*# ",
+                start: bool = True) -> tuple[str, str, float]:
+    """Start `vm` (unless started already), wait for the debug console, then for x0node ready; returns wait_ready's tuple.
+
+    x0node's systemd watchdog (30 s, rootfs x0-watchdog.conf) is sized for a device; a TCG guest on a
+    loaded 2-core build host can need longer than that to import and start the daemon, and is then killed
+    and restarted in a loop. The lab VM gets a runtime drop-in (/run, gone at the next boot) with a longer
+    watchdog before the daemon is (re)started; nothing on the image changes."""
+    if start:
+        vm.start()
+    vm.wait_for(prompt, timeout_s)
+    since = vm.mark()
+    rc, out = vm.shell(f"mkdir -p {LAB_WATCHDOG.rsplit('/', 1)[0]} && printf '[Service]\\nWatchdogSec=600s\\n' > "
+                       f"{LAB_WATCHDOG} && systemctl daemon-reload && systemctl reset-failed x0node; "
+                       "systemctl is-active -q x0node || systemctl restart --no-block x0node; echo LAB-OK", timeout_s=120)
+    assert "LAB-OK" in out, out
+    try:
+        return vm.wait_ready(30, 0)  # ready before the drop-in
+    except TimeoutError:
+        return vm.wait_ready(timeout_s, since)
 
 
 def manifest(ctx: pipeline.Context) -> dict:

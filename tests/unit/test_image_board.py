@@ -48,6 +48,15 @@ def test_default_board_fits_the_goals() -> None:
         ({"lan_interfaces": ["e?h0"]}, "lan_interfaces"),
         ({"lan_interfaces": ["eth*0"]}, "lan_interfaces"),
         ({"web_on_mesh": "yes"}, "web_on_mesh"),
+        ({"architecture": "arm64", "bootloader": "grub-efi-bios"}, "bootloader"),
+        ({"wifi_mesh": {"radios": ["wlan*"], "mesh_id": "m", "frequency_mhz": 2412, "key": "x"}}, "wifi_mesh.key"),
+        ({"wifi_mesh": {"radios": ["wlan*"], "mesh_id": "a b", "frequency_mhz": 2412}}, "wifi_mesh.mesh_id"),
+        ({"wifi_mesh": {"radios": ["wlan*"], "mesh_id": "m", "frequency_mhz": 3000}}, "wifi_mesh.frequency_mhz"),
+        ({"wifi_mesh": {"radios": ["wlan*"], "mesh_id": "m", "frequency_mhz": 2412, "security": "wep"}},
+         "wifi_mesh.security"),
+        ({"wifi_mesh": {"radios": [], "mesh_id": "m", "frequency_mhz": 2412}}, "wifi_mesh.radios"),
+        ({"qemu": {"system": "q", "machine": "m", "cpu": "c", "memory_mib": 1, "firmware": "f", "nic_model": "n",
+                   "disk_interface": "floppy"}}, "qemu.disk_interface"),
     ],
 )
 def test_bad_boards_name_the_key(change: dict, key: str) -> None:
@@ -62,3 +71,14 @@ def test_missing_board_lists_known_ones() -> None:
         load_board("nosuchboard")
     with pytest.raises(BoardError):
         load_board("../etc/passwd")
+
+
+def test_generic_board_boots_bios_and_uefi_and_meshes_over_wifi() -> None:
+    from image import bootstrap
+
+    board = load_board("x86_64-generic")
+    assert board.bios_boot and board.kernel_package == "linux-image-amd64"
+    assert board.wifi_mesh is not None and board.wifi_mesh.security == "sae"
+    assert {"grub-pc-bin", "wpasupplicant", "iw"} <= set(bootstrap.packages(board))
+    assert not load_board("x86_64").bios_boot and load_board("x86_64").wifi_mesh is None
+    assert "wpasupplicant" not in bootstrap.packages(load_board("x86_64"))
