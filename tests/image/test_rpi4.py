@@ -10,6 +10,7 @@ DTB cannot run in QEMU; that part is untested until a Pi boots it).
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 
@@ -18,6 +19,10 @@ import pytest
 from image.assemble import partition_offset
 from image.qemu import slot_boot_files
 from tests.image.conftest import BOOT_TIMEOUT_S, boot_lab_vm, built, daemon_present, manifest
+
+# Not in `make test` yet (docs/image.md, "Boards"): rpi4's package lock needs a refresh (image/locks/rpi4.json lacks rauc).
+pytestmark = pytest.mark.skipif(os.environ.get("X0_IMAGE_BOARDS") != "1",
+                                reason="rpi4's package lock needs a refresh (image/locks/rpi4.json lacks rauc); run with X0_IMAGE_BOARDS=1 after `make image BOARD=rpi4 LOCK=refresh`")
 
 BOARD = "rpi4"
 PROMPT = re.compile(r"root@x0[^\n]*# ")

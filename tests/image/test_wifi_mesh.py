@@ -14,6 +14,7 @@ back; C is never admitted: no established peer link with anyone, no x0node neigh
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
@@ -21,6 +22,10 @@ import pytest
 from image import provision
 from tests.image.conftest import BOOT_TIMEOUT_S, boot_lab_vm, daemon_present
 from tests.image.test_mesh import EMULATION_CONFIG  # emulated guests: a 2 s dead interval
+
+# Not in `make test` yet (docs/image.md, "Boards"): the 802.11s test's last re-run is pending (it needs the generic board's image).
+pytestmark = pytest.mark.skipif(os.environ.get("X0_IMAGE_BOARDS") != "1",
+                                reason="the 802.11s test's last re-run is pending (it needs the generic board's image); run with X0_IMAGE_BOARDS=1")
 
 BOARD = "x86_64-generic"
 PROMPT = re.compile(r"root@x0[^\n]*# ")
