@@ -18,6 +18,12 @@ Rules and invariants:
   symptoms have been clear for the hold time, which doubles each time the same mitigation is lifted
   and needed again within BACKOFF_RESET_AFTER_S (damping, as BGP route-flap damping does), up to
   MITIGATION_HOLD_MAX_S.
+- Our link penalties and drains never cancel each other: weighting link self~X while every other up
+  neighbour's link is already weighted by another incident's mitigation would move no route (all our
+  links would cost alike), so the older ones are lifted first (superseded: the newer incident has the
+  fresher evidence) and their incidents wait as exhausted (EXHAUSTED_RETRY_S). A corner node whose
+  only other link stayed drained after a fault there ended otherwise could never route around a new
+  fault on its first link.
 - Bounded: at most MAX_OPEN_INCIDENTS open (further symptoms wait), CLOSED_KEPT closed ones for
   status, MAX_EVENTS queued events (oldest dropped, counted).
 """
@@ -30,7 +36,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from x0node.healing import verify
-from x0node.healing.actions import PLUGINS, ActionKind, ActionRequest, ActionResult, PlanContext
+from x0node.healing.actions import (
+    PLUGINS,
+    ActionKind,
+    ActionRequest,
+    ActionResult,
+    PlanContext,
+    far_end,
+    up_neighbours,
+)
 from x0node.healing.analyze import TOP_K, Diagnosis, cover
 from x0node.healing.execute import Executor, Outgoing
 from x0node.healing.incident import (
@@ -72,6 +86,7 @@ MITIGATION_HOLD_MAX_S = 1800.0
 LEASE_WAIT_S = 10.0  # a lease answer slower than this is a refusal
 LEASE_RETRY_S = 15.0
 RESULT_WAIT_S = 30.0  # an adapter that does not answer in this time failed
+LINK_WEIGHTS = frozenset({ActionKind.PENALISE_LINK, ActionKind.DRAIN_LINK})
 EXHAUSTED_RETRY_S = 300.0  # an exhausted incident walks its ladder again after this (gates still apply)
 MAX_OPEN_INCIDENTS = 64
 CLOSED_KEPT = 50
@@ -488,6 +503,8 @@ class HealingEngine:
             inc.state = State.OPEN
             self._decide(inc, p, "waiting", refused[1], now, gate=refused[0])
             return 0
+        if p.rung.action in LINK_WEIGHTS:
+            self._supersede_link_weights(inc, p.target, now)
         req = self.executor.request(inc.id, p.rung.action, p.target, p.params, p.reason)
         key = (str(p.target), p.rung.action.value)
         self.gates.backoff.attempted(key, now)
@@ -501,6 +518,23 @@ class HealingEngine:
         return 1
 
     # ---- records --------------------------------------------------------------------------------
+    def _supersede_link_weights(self, inc: Incident, target: Element, now: float) -> None:
+        """Lift other incidents' penalties and drains on our links when, with `target` weighted too, no
+        link of ours to another up neighbour would be left unweighted (see the module rules)."""
+        if self._snapshot is None:
+            return
+        me = self.self_id
+        far = far_end(target, me)
+        others = set(up_neighbours(self._snapshot.routing)) - {far}
+        holders = [i for i in self._open.values() if i is not inc and i.in_force is not None
+                   and i.in_force.action in LINK_WEIGHTS and far_end(i.in_force.target, me) in others]
+        if not others or {far_end(i.in_force.target, me) for i in holders if i.in_force} != others:
+            return
+        for old in holders:
+            self._lift(old, f"superseded by incident {inc.id} on {target}: with both weighted no route would move",
+                       now)
+            old.state, old.exhausted_s = State.EXHAUSTED, now
+
     def _decide(self, inc: Incident, p: Plan, outcome: str, reason: str, now: float, gate: str,
                 force: bool = False) -> None:
         action = p.rung.action.value if p.rung is not None else ""
