@@ -385,3 +385,29 @@ def test_a_new_link_weight_supersedes_a_held_one_that_would_cancel_it():
     assert ok and ok[0].success, ok
     assert weighted == {A: False, B: True}
     assert any("superseded" in d.reason for d in h.decided("undo"))
+
+
+def test_a_drained_flapping_link_is_re_diagnosed_lossy_once_its_sustained_loss_shows():
+    """A 20 % lossy link times its neighbour out now and then: the flaps raise the first symptom and the
+    link is drained as `link_flapping`; once the hello loss behind the flaps shows, the incident's
+    diagnosis is refined to `link_lossy` (same element: the drain stays, nothing else is requested)."""
+    drained = {"on": False}
+
+    def perform(req, now):
+        if req.action is ActionKind.DRAIN_LINK:
+            drained["on"] = not req.undo
+        return True, ""
+
+    def snap(t):
+        flaps = 0 if t < 5 else 1 + int((t - 5) / 1.5)
+        return Snapshot(t, diamond(via_c=B if drained["on"] else A, transitions_a=flaps,
+                                   loss_a=0.2 if t >= 12 else 0.0))
+
+    h = Harness(engine(), perform)
+    run(h, 30.0, snap)
+    diagnosed = [d for d in h.of(Diagnosed) if d.incident_id == 1]
+    link = str(link_element(ME, A))
+    assert diagnosed[0].candidates[0][:2] == (link, "link_flapping")
+    assert diagnosed[-1].candidates[0][:2] == (link, "link_lossy")
+    assert [(a, tg) for _, a, tg in h.acted()] == [(ActionKind.DRAIN_LINK, link)]
+    assert h.engine.status()["open"][0]["cause"].startswith(f"link_lossy@{link}")

@@ -45,7 +45,7 @@ from x0node.healing.actions import (
     far_end,
     up_neighbours,
 )
-from x0node.healing.analyze import TOP_K, Diagnosis, cover
+from x0node.healing.analyze import TOP_K, Diagnosis, cover, rank
 from x0node.healing.execute import Executor, Outgoing
 from x0node.healing.incident import (
     ActionDone,
@@ -59,7 +59,15 @@ from x0node.healing.incident import (
     Verified,
 )
 from x0node.healing.knowledge import Knowledge, PastAction
-from x0node.healing.monitor import Element, Monitor, MonitorOutput, Symptom, SymptomKind, node_element
+from x0node.healing.monitor import (
+    Element,
+    ElementKind,
+    Monitor,
+    MonitorOutput,
+    Symptom,
+    SymptomKind,
+    node_element,
+)
 from x0node.healing.observation import Snapshot
 from x0node.healing.plan import Gates, Plan, PlanKind, plan
 from x0node.healing.safety import (
@@ -175,6 +183,7 @@ class HealingEngine:
         mark("monitor")
         self._analyze(out, snap, now)
         self._rediagnose(out, snap, now)
+        self._refine_kind(out, snap, now)
         mark("analyze")
         active = {s.key for s in out.active}
         for inc in list(self._open.values()):
@@ -335,6 +344,30 @@ class HealingEngine:
                 if not other.symptoms & set(active):
                     owner.symptoms |= other.symptoms
                     self._close(other, Outcome.MERGED, now)
+
+    def _refine_kind(self, out: MonitorOutput, snap: Snapshot, now: float) -> None:
+        """An incident whose mitigation is in force keeps its element, but the kind of fault may still
+        be refined as evidence thickens (a link's flaps first, the sustained hello loss behind them a few
+        seconds later): when its symptoms, ranked again, put another fault of the same element first by
+        REDIAGNOSE_MARGIN, the new diagnosis is recorded. The ladder and the action in force stay."""
+        active = {s.key: s for s in out.active}
+        for inc in sorted(self._open.values(), key=lambda i: i.id):
+            old = inc.candidate
+            if inc.state is not State.MITIGATED or old is None or old.element.kind is not ElementKind.LINK:
+                continue
+            syms = [active[k] for k in sorted(inc.symptoms) if k in active]
+            if not syms:
+                continue
+            diag = rank(out.indicators, syms, snap.routing, now, self.config.top_k, adjacency=out.adjacency)
+            top = diag.top
+            if top is None or top.element != old.element or top.fault is old.fault:
+                continue
+            was = next((c.score for c in diag.candidates if (c.element, c.fault) == (old.element, old.fault)), 0.0)
+            if top.score < REDIAGNOSE_MARGIN * was:
+                continue
+            inc.diagnosis, inc.cand_index = diag, 0
+            self._emit(Diagnosed(inc.id, tuple((str(c.element), c.fault.value, c.confidence) for c in diag.candidates),
+                                 top.evidence, now))
 
     def _open_incident(self, diag: Diagnosis, group: tuple[Symptom, ...], now: float) -> None:
         inc = Incident(self._next_incident, now, {s.key for s in group}, diag)
