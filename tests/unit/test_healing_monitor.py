@@ -189,3 +189,11 @@ def test_hello_loss_is_carried_across_the_sessions_of_a_flapping_lossy_link():
     # a long healthy session is left as the core reports it
     steady = hello_loss(Monitor(ME).observe(Snapshot(10.0, view(0.01, 600.0))))
     assert abs(steady.value - 0.01) < 1e-4
+
+
+def test_the_loss_correction_uses_the_routing_cores_hello_constants():
+    from x0node.healing import monitor as mon
+    from x0node.proto import protocol
+
+    assert mon.HELLO_INTERVAL_S == protocol.HELLO_INTERVAL_S
+    assert mon.LOSS_EWMA_KEEP == 1.0 - 1.0 / protocol.LOSS_EWMA_PACKETS
