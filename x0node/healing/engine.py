@@ -20,8 +20,9 @@ Rules and invariants:
   MITIGATION_HOLD_MAX_S.
 - Our link penalties and drains never cancel each other: weighting link self~X while every other up
   neighbour's link is already weighted by another incident's mitigation would move no route (all our
-  links would cost alike), so the older ones are lifted first (superseded: the newer incident has the
-  fresher evidence) and their incidents wait as exhausted (EXHAUSTED_RETRY_S). A corner node whose
+  links would cost alike), so one of those is lifted first (superseded: the newer incident has the
+  fresher evidence; one whose symptoms cleared, else the oldest) and its incident waits as exhausted
+  (EXHAUSTED_RETRY_S). A corner node whose
   only other link stayed drained after a fault there ended otherwise could never route around a new
   fault on its first link.
 - Bounded: at most MAX_OPEN_INCIDENTS open (further symptoms wait), CLOSED_KEPT closed ones for
@@ -563,10 +564,11 @@ class HealingEngine:
                    and i.in_force.action in LINK_WEIGHTS and far_end(i.in_force.target, me) in others]
         if not others or {far_end(i.in_force.target, me) for i in holders if i.in_force} != others:
             return
-        for old in holders:
-            self._lift(old, f"superseded by incident {inc.id} on {target}: with both weighted no route would move",
-                       now)
-            old.state, old.exhausted_s = State.EXHAUSTED, now
+        # one link freed is enough for the new weight to move routes: the one whose symptoms cleared
+        # (if any), else the oldest
+        old = min(holders, key=lambda i: (i.clear_since_s is None, i.id))
+        self._lift(old, f"superseded by incident {inc.id} on {target}: with both weighted no route would move", now)
+        old.state, old.exhausted_s = State.EXHAUSTED, now
 
     def _decide(self, inc: Incident, p: Plan, outcome: str, reason: str, now: float, gate: str,
                 force: bool = False) -> None:
