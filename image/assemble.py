@@ -8,9 +8,9 @@ look up. Everything is made in plain files (mkfs.vfat + mtools, mkfs.ext4 -d, sf
 no loop devices, no mounts. Zero blocks are skipped when partitions are copied in, so the image stays
 sparse.
 
-GRUB picks the first slot in ORDER whose <slot>_OK is 1 and <slot>_TRY is 0 (RAUC's variables, kept
-in the ESP's grubenv); it never writes the environment, so a device without an update agent keeps
-booting the same slot.
+GRUB picks the first slot in ORDER whose <slot>_OK is 1 and whose <slot>_TRY is below BOOT_TRIES_MAX
+(RAUC's variables, kept in the ESP's grubenv), raises that TRY and boots it; x0node marks the slot good
+(TRY back to 0) after its health gate. See grub_cfg and docs/ota.md.
 """
 
 from __future__ import annotations
@@ -31,33 +31,75 @@ GRUB_MODULES = ("part_gpt", "fat", "ext2", "squash4", "xzio", "gzio", "normal", 
 DATA_DIRS = ("etc", "x0node")
 
 
+BOOT_TRIES_MAX = 3
+"""Boots of an unconfirmed slot before GRUB moves on (x0node.ota.boot.BOOT_TRIES_MAX says the same)."""
+
+
 def grub_cfg(board: Board) -> str:
+    """A/B boot with a boot counter, board-generic (only the serial console lines and the kernel's
+    console and extra arguments come from the board)."""
     extra = board.kernel_cmdline
     serial = ""
     if board.grub_target == "x86_64-efi":
         serial = "serial --unit=0 --speed=115200\nterminal_input serial console\nterminal_output serial console\n"
+    # GRUB has no arithmetic: the counter steps 0 -> 1 -> 2 -> 3 by comparison.
+    steps = "\n".join(f'      elif [ "$try" = {i} ]; then slot=$s; next={i + 1}' for i in range(1, BOOT_TRIES_MAX))
     return f"""# x0tta6bl4 A/B boot. Variables in grubenv (RAUC's GRUB backend): ORDER, A_OK, A_TRY, B_OK, B_TRY.
+# A slot boots while OK=1 and TRY < {BOOT_TRIES_MAX}; TRY is raised before each boot and reset to 0 by
+# `rauc status mark-good` (x0node, after its health gate). If no slot qualifies, the counters are reset
+# rather than boot nothing. FAILSAFE=1 (one-shot) boots with x0.failsafe=1: user config is ignored.
 {serial}set ORDER="A B"
 set A_OK=1
 set A_TRY=0
 set B_OK=1
 set B_TRY=0
-load_env --file $prefix/grubenv ORDER A_OK A_TRY B_OK B_TRY
+set FAILSAFE=0
+load_env --file $prefix/grubenv ORDER A_OK A_TRY B_OK B_TRY FAILSAFE
 regexp --set=1:bootdisk '^\\(?([^,)]+)' "$root"
 set slot=""
+set next=1
 for s in $ORDER; do
   if [ -z "$slot" ]; then
     if [ "$s" = A ]; then ok=$A_OK; try=$A_TRY; else ok=$B_OK; try=$B_TRY; fi
-    if [ "$ok" = 1 -a "$try" = 0 ]; then slot=$s; fi
+    if [ "$ok" = 1 ]; then
+      if [ "$try" = 0 ]; then slot=$s; next=1
+{steps}
+      fi
+    fi
   fi
 done
-if [ -z "$slot" ]; then slot=A; fi
-if [ "$slot" = B ]; then part=gpt3; else part=gpt2; fi
-echo "x0tta6bl4: booting slot $slot from ($bootdisk,$part)"
-linux ($bootdisk,$part)/boot/vmlinuz root=PARTLABEL=root$slot rauc.slot=$slot ro console={board.console} panic=10 {extra}
-initrd ($bootdisk,$part)/boot/initrd.img
-boot
-echo "x0tta6bl4: slot $slot did not boot"
+if [ -z "$slot" ]; then
+  for s in $ORDER; do
+    if [ -z "$slot" ]; then
+      if [ "$s" = A ]; then ok=$A_OK; else ok=$B_OK; fi
+      if [ "$ok" = 1 ]; then slot=$s; fi
+    fi
+  done
+  if [ -z "$slot" ]; then slot=A; fi
+  set A_TRY=0
+  set B_TRY=0
+  set next=1
+  echo "x0tta6bl4: no slot left to try; boot counters reset"
+fi
+if [ "$slot" = B ]; then B_TRY=$next; other=A; else A_TRY=$next; other=B; fi
+save_env --file $prefix/grubenv A_TRY B_TRY
+set failsafe=""
+if [ "$FAILSAFE" = 1 ]; then
+  set failsafe="x0.failsafe=1"
+  set FAILSAFE=0
+  save_env --file $prefix/grubenv FAILSAFE
+fi
+# A slot whose kernel or initramfs cannot be read (a damaged write) falls through to the other slot.
+for s in $slot $other; do
+  if [ "$s" = B ]; then part=gpt3; else part=gpt2; fi
+  echo "x0tta6bl4: booting slot $s try $next from ($bootdisk,$part) $failsafe"
+  if linux ($bootdisk,$part)/boot/vmlinuz root=PARTLABEL=root$s rauc.slot=$s ro console={board.console} panic=10 {extra} $failsafe; then
+    if initrd ($bootdisk,$part)/boot/initrd.img; then
+      boot
+    fi
+  fi
+  echo "x0tta6bl4: slot $s did not load"
+done
 sleep 10
 reboot
 """
@@ -83,7 +125,7 @@ def make_esp(board: Board, rootfs: pathlib.Path, grub_dir: pathlib.Path, work: p
     env = work / "grubenv"
     env.unlink(missing_ok=True)
     _run(["grub-editenv", str(env), "create"], log)
-    _run(["grub-editenv", str(env), "set", "ORDER=A B", "A_OK=1", "A_TRY=0", "B_OK=1", "B_TRY=0"], log)
+    _run(["grub-editenv", str(env), "set", "ORDER=A B", "A_OK=1", "A_TRY=0", "B_OK=1", "B_TRY=0", "FAILSAFE=0"], log)
     _run(["mkfs.vfat", "-C", "-n", "X0BOOT", str(esp), str(board.partitions.esp_mib * 1024)], log)
     mt = ["-i", str(esp)]
     _run(["mmd", *mt, "::/EFI", "::/EFI/BOOT"], log)

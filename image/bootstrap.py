@@ -37,7 +37,7 @@ BOOTSTRAP_FORMAT = 4  # bump when the command line below changes in a way the ke
 # Packages every image has, besides the board's kernel, GRUB binaries and extras.
 BASE_PACKAGES = (
     "systemd", "systemd-sysv", "udev", "python3", "kmod", "iproute2", "iputils-ping", "procps",
-    "busybox-static", "libbpf1", "nftables",
+    "busybox-static", "libbpf1", "nftables", "rauc", "rauc-service",
 )
 DPKG_EXCLUDES = (
     "/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*",

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from image import assemble, bootstrap, initramfs, overlay, payload, sbom, squash, trim
+from image import bundle as update_bundle
 from image import lock as locks
 from image.board import REPO_ROOT, Board, BoardError, list_boards, load_board
 from image.cache import cache_root, sha256_file
@@ -75,6 +76,10 @@ class Context:
 
 
 def image_version() -> str:
+    """<x0node version>-g<git rev>, or $X0_IMAGE_VERSION when set (a release name)."""
+    env = os.environ.get("X0_IMAGE_VERSION", "")
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+~-]{0,63}", env):
+        return env
     text = (REPO_ROOT / "x0node" / "__init__.py").read_text()
     match = re.search(r'__version__\s*=\s*"([^"]+)"', text)
     base = match.group(1) if match else "0"
@@ -135,7 +140,9 @@ def step_install(ctx: Context) -> dict:
 
 def step_overlay(ctx: Context) -> dict:
     ctx.need(ctx.rootfs / "usr/lib/x0node", "install")
-    return {"files": overlay.run(ctx.board, ctx.rootfs)}
+    files = overlay.run(ctx.board, ctx.rootfs)
+    ota = update_bundle.device_files(ctx.board, ctx.rootfs, ctx.version, ctx.source_date_epoch, ctx.log)
+    return {"files": files, "ota": ota}
 
 
 def step_sbom(ctx: Context) -> dict:
@@ -187,6 +194,11 @@ def step_assemble(ctx: Context) -> dict:
     return result
 
 
+def step_bundle(ctx: Context) -> dict:
+    ctx.need(ctx.squashfs, "squash")
+    return update_bundle.run(ctx.board, ctx.squashfs, ctx.out, ctx.version, ctx.source_date_epoch)
+
+
 def step_check_size(ctx: Context) -> dict:
     ctx.need(ctx.disk, "assemble")
     disk = ctx.disk.stat().st_size
@@ -210,6 +222,7 @@ STEPS: dict[str, Callable[[Context], dict]] = {
     "initramfs": step_initramfs,
     "squash": step_squash,
     "assemble": step_assemble,
+    "bundle": step_bundle,
     "check-size": step_check_size,
 }
 

@@ -76,6 +76,22 @@ def make_anchor(path: pathlib.Path) -> pathlib.Path:
     return path
 
 
+def data_extent(board: Board, image: pathlib.Path, log: pathlib.Path) -> tuple[int, int]:
+    """(offset, size) of the data partition. On a disk larger than the image (a bigger flash), the
+    partition is grown to the end first (GPT backup header moved to the end, partition 4 extended), so a
+    device has room on /data for an update bundle (docs/ota.md); on the image's own size it is unchanged."""
+    offset, size = assemble.partition_offset(board, "data")
+    end = image.stat().st_size - assemble.MIB  # the backup GPT lives in the last MiB
+    if end - offset > size:
+        with open(log, "ab") as logf:
+            subprocess.run(["sfdisk", "--no-reread", "--no-tell-kernel", "--relocate", "gpt-bak-std", str(image)],
+                           stdout=logf, stderr=subprocess.STDOUT, check=True)
+            subprocess.run(["sfdisk", "--no-reread", "--no-tell-kernel", "-N", "4", str(image)], input=b", +\n",
+                           stdout=logf, stderr=subprocess.STDOUT, check=True)
+        size = (end - offset) // assemble.MIB * assemble.MIB
+    return offset, size
+
+
 def provision(board: Board, image: pathlib.Path, anchor: pathlib.Path, *, debug_console: bool = False,
               node_key: pathlib.Path | None = None, extra: dict[str, bytes] | None = None) -> Identity:
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,10 +104,10 @@ def provision(board: Board, image: pathlib.Path, anchor: pathlib.Path, *, debug_
         data = work / "data.img"
         log = work / "log"
         try:
-            assemble.make_data(data, board.partitions.data_mib, files, log)
+            offset, size = data_extent(board, image, log)
+            assemble.make_data(data, size // assemble.MIB, files, log)
         except subprocess.CalledProcessError:
             raise RuntimeError(log.read_text()) from None
-        offset, size = assemble.partition_offset(board, "data")
         # Full copy, zeros included: stale blocks of an earlier data partition must not survive.
         assemble.write_at(image, offset, data, size, sparse=False)
     return ident
@@ -104,7 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--anchor", type=pathlib.Path, required=True, help="trust anchor key (x0node keys anchor)")
     parser.add_argument("--node-key", type=pathlib.Path, help="reuse this node key instead of making one")
     parser.add_argument("--debug-console", action="store_true", help="root shell on the serial console")
+    parser.add_argument("--disk-mib", type=int, help="grow the image file to this size first (the device's "
+                        "flash); the data partition takes the rest")
     args = parser.parse_args(argv)
+    if args.disk_mib:
+        with open(args.image, "r+b") as f:
+            f.truncate(max(f.seek(0, 2), args.disk_mib * assemble.MIB))
     ident = provision(load_board(args.board), args.image, args.anchor, debug_console=args.debug_console,
                       node_key=args.node_key)
     print(f"provisioned {args.image}: node_id={ident.node_id} mesh_addr={ident.mesh_addr}")

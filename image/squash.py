@@ -7,7 +7,8 @@ ping's cap_net_raw); the staged root is not modified.
 Reproducible: `-reproducible` (entries in sorted order, output independent of the number of
 processors), every file and directory time and the filesystem time set to SOURCE_DATE_EPOCH
 (`-all-time`, `-mkfs-time`), so the same staged content always gives the same bytes
-(https://reproducible-builds.org/docs/source-date-epoch/).
+(https://reproducible-builds.org/docs/source-date-epoch/). SOURCE_DATE_EPOCH is taken out of
+mksquashfs's environment: mksquashfs 4.5 refuses it beside those options, and they carry its value.
 """
 
 from __future__ import annotations
@@ -25,5 +26,6 @@ def run(rootfs: pathlib.Path, dest: pathlib.Path, log: pathlib.Path, source_date
            "-reproducible", "-all-time", str(source_date_epoch), "-mkfs-time", str(source_date_epoch),
            "-processors", str(os.cpu_count() or 1), "-no-progress", "-quiet"]
     with open(log, "ab") as logf:
-        subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, check=True)
+        env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
+        subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, check=True, env=env)
     return dest.stat().st_size

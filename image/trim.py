@@ -44,6 +44,8 @@ REMOVE_GLOBS = (
     "etc/systemd/system/multi-user.target.wants/e2scrub_reap.service",
     "usr/share/doc/*/changelog*", "usr/share/doc/*/NEWS*", "usr/share/doc/*/README*",
 )
+# Files a REMOVE_GLOBS pattern matches that stay: RAUC's GRUB backend writes grubenv with grub-editenv.
+KEEP_FILES = ("usr/bin/grub-editenv",)
 # Kernel module subtrees kept (relative to lib/modules/<version>/kernel).
 KEEP_MODULE_DIRS = (
     "arch", "crypto", "lib", "net", "fs/squashfs", "fs/ext4", "fs/jbd2", "fs/mbcache.ko", "fs/fat",
@@ -99,6 +101,8 @@ def run(board: Board, rootfs: pathlib.Path, work: pathlib.Path) -> dict:
     for pattern in REMOVE_GLOBS:
         for hit in glob.glob(str(rootfs / pattern)):
             p = pathlib.Path(hit)
+            if str(p.relative_to(rootfs)) in KEEP_FILES:
+                continue
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p)
             else:

@@ -28,6 +28,7 @@ CORE = ROOT / "x0node" / "proto"
 CORE_ADAPTERS = {"keyfile.py", "cli.py"}
 DECISIONS = [ROOT / "x0node" / "anomaly" / f"{name}.py" for name in
              ("calibration", "chain", "drift", "engine", "features", "iforest", "observe", "rules", "trees")]
+DECISIONS += [ROOT / "x0node" / "ota" / f"{name}.py" for name in ("manifest", "fetch", "rollout", "boot")]
 CORE_MAY_IMPORT = ("x0node.proto", "x0node.errors")
 
 

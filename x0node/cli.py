@@ -31,6 +31,7 @@ SUBCOMMANDS: dict[str, str] = {
     "web": "x0node.web.cli",
     "state": "x0node.state.cli",
     "kv": "x0node.coord.cli",
+    "ota": "x0node.ota.cli",
     "healing": "x0node.healing.cli",
     "fleet": "x0node.fleet.cli",
 }

@@ -61,14 +61,18 @@ class VMFactory:
         self.anchor = anchor
         self.vms: list[VM] = []
 
-    def make(self, board: str, name: str, extra: dict[str, bytes] | None = None,
+    def make(self, board: str, name: str, extra: dict[str, bytes] | None = None, disk_mib: int | None = None,
              **vm_args) -> tuple[VM, provision.Identity]:
-        """A provisioned copy of the built image; `extra` files go onto /data (path relative to it)."""
+        """A provisioned copy of the built image; `extra` files go onto /data (path relative to it);
+        `disk_mib`: a larger disk (flash), whose rest provisioning gives to the data partition."""
         ctx = built(board)
         vmdir = self.base / name
         vmdir.mkdir(parents=True, exist_ok=True)
         disk = vmdir / "disk.img"
         subprocess.run(["cp", "--sparse=always", str(ctx.disk), str(disk)], check=True)
+        if disk_mib:
+            with open(disk, "r+b") as f:
+                f.truncate(max(f.seek(0, 2), disk_mib * 1024 * 1024))
         ident = provision.provision(ctx.board, disk, self.anchor, debug_console=True, extra=extra)
         vm = VM(board=load_board(board), disk=disk, vmdir=vmdir, **vm_args)
         self.vms.append(vm)

@@ -21,7 +21,7 @@ import requests
 from image import payload
 from image.qemu import READY_RE, VM
 from tests.image.conftest import BOOT_TIMEOUT_S, VMFactory, built, daemon_present, manifest
-from tests.image.webclient import REQUEST_TIMEOUT_S, server_fingerprint, set_up, wait_http
+from tests.image.webclient import REQUEST_TIMEOUT_S, server_fingerprint, set_up, setup_code, wait_http
 
 BOARD = "x86_64"
 PROMPT = re.compile(r"root@x0[^\n]*# ")
@@ -111,24 +111,13 @@ def _check_device(vm, ident) -> str:
     return mid.strip()
 
 
-def _setup_code(vm) -> str:
-    """The setup code as the device stored it: its own line of the output (the daemon's console lines
-    may be interleaved with it), read again if a loaded console garbled it."""
-    for _ in range(3):
-        rc, out = vm.shell("cat /data/x0node/web/setup-code")
-        match = re.search(r"^([A-Z0-9]{4}(?:-[A-Z0-9]{4}){2,})\r?$", out, re.M)
-        if rc == 0 and match:
-            return match.group(1)
-    raise AssertionError(f"no setup code readable on the console: {out!r}")
-
-
 def test_ready_and_ui_over_https(node: Node) -> None:
     vm, ident = node.vm, node.ident
     node.machine_id = _check_device(vm, ident)
     node_id, mesh_addr, _secs = vm.wait_ready(BOOT_TIMEOUT_S[BOARD])
     assert node_id == ident.node_id and mesh_addr == ident.mesh_addr
     vm.wait_for(re.compile("hostname set to x0-" + node_id[:12]), 120)
-    code = _setup_code(vm)
+    code = setup_code(vm)
     wait_http(vm.url, 120)
     # the certificate served is the one whose fingerprint the console printed (and the device made it)
     assert server_fingerprint(vm.url) == node.fingerprint.replace(":", "")

@@ -6,6 +6,7 @@ code (read from the device) and authenticated GETs. Bounded: every request has a
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import ssl
 import time
@@ -59,3 +60,14 @@ def set_up(url: str, fingerprint: str, setup_code: str) -> requests.Session:
                headers={"X-CSRF-Token": state["csrf_token"]}, timeout=REQUEST_TIMEOUT_S)
     r.raise_for_status()
     return s
+
+
+def setup_code(vm) -> str:  # type: ignore[no-untyped-def]
+    """The setup code as the device stored it: its own line of the console output (the daemon's lines
+    may be interleaved with it), read again if a loaded console garbled it."""
+    for _ in range(3):
+        rc, out = vm.shell("cat /data/x0node/web/setup-code")
+        match = re.search(r"^([A-Z0-9]{4}(?:-[A-Z0-9]{4}){2,})\r?$", out, re.M)
+        if rc == 0 and match:
+            return match.group(1)
+    raise AssertionError(f"no setup code readable on the console: {out!r}")

@@ -19,9 +19,10 @@ SOCKET = "coord.sock"
 
 
 def coord_bed(run_dir: pathlib.Path, topology: str, members: list[int], coord: dict[str, Any] | None = None,
-              **kw: Any) -> Testbed:
-    """A started testbed whose nodes `members` (indexes) are the designated Raft members."""
-    bed = Testbed.create(run_dir, topology, "x0node", sections={"coord": dict(coord or {})}, **kw)
+              sections: dict[str, Any] | None = None, **kw: Any) -> Testbed:
+    """A started testbed whose nodes `members` (indexes) are the designated Raft members (`sections`:
+    other services' config sections beside [coord])."""
+    bed = Testbed.create(run_dir, topology, "x0node", sections={**(sections or {}), "coord": dict(coord or {})}, **kw)
     try:
         provision.provision_mesh(bed)
         ids = []

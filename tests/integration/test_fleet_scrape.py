@@ -1,4 +1,4 @@
-"""A live scrape of real daemons in namespaces (a line of three, web UI and the healing loop on):
+"""A live scrape of real daemons in namespaces (a line of three, web UI, the healing loop and updates on):
 every seed metric family is served with the seed's type and labels, every node is in each router's
 node families, `x0node fleet targets` turns a router's view into file-SD targets, and every metric the
 dashboards and rules use is one the node exports (`x0node fleet check --metrics`)."""
@@ -44,8 +44,20 @@ def _scrape(bed: Testbed, k: int, url: str) -> str:
     return out.stdout
 
 
+def _ota_section(work) -> dict:
+    """[ota] with release keys made here and installs off (no slots in a namespace)."""
+    from x0node.ota import bundle, keys
+
+    keys.init(work / "keys")
+    rel = work / "release.json"
+    rel.write_text(json.dumps({"board": "x86_64", "compat": bundle.compat_of("x86_64"), "version": "1.0", "serial": 1}))
+    return {"installer": "none", "release_file": str(rel), "keys_file": str(work / "keys" / keys.RELEASE_KEYS_FILE),
+            "keyring": str(work / "keys" / "ca.cert.pem"), "auto_fetch": False}
+
+
 def test_live_node_serves_every_seed_family_and_the_fleet_tools_agree(tmp_path):
-    bed = Testbed.create(tmp_path / "bed", "line:3", "x0node", web=True, sections={"healing": HEALING})
+    bed = Testbed.create(tmp_path / "bed", "line:3", "x0node", web=True,
+                         sections={"healing": HEALING, "state": {}, "ota": _ota_section(tmp_path)})
     try:
         bed.start_all()
         assert measure.wait_converged(bed, CONVERGE_TIMEOUT_S) is not None

@@ -170,7 +170,7 @@ def _anomaly_state(d: pathlib.Path) -> pathlib.Path:
     svc._saved_state, svc._saved_phase, svc._saved_at = None, None, float("-inf")
     observe = types.SimpleNamespace(phase=types.SimpleNamespace(value="observe"), to_dict=lambda: {"phase": "observe"})
     chain = types.SimpleNamespace(normal_rows=1, _normal=[np.zeros(len(service.FEATURES))])
-    svc.engine = types.SimpleNamespace(observe=observe, chain=chain)
+    svc.engine = types.SimpleNamespace(observe=observe, chain=chain, drift=None)
     svc._persist(force=True)
     return d / "normal_rows.npy"
 
@@ -226,7 +226,9 @@ def test_every_writer_failure_keeps_the_old_file(tmp_path, monkeypatch):
 # Writes that are not configuration or state: sysctl values under /proc, files a command writes where
 # its user asked (graph exports), and an unreadable sqlite file moved aside (sqlite journals its own
 # writes; the knowledge store is a database, not a file we replace).
-NOT_STATE = {"io/sysctl.py", "telemetry/explainer.py", "healing/store.py"}
+# A staged update bundle is written in place chunk by chunk, each chunk fsynced before the bitmap
+# (itself written with write_atomic) claims it: docs/ota.md.
+NOT_STATE = {"io/sysctl.py", "telemetry/explainer.py", "healing/store.py", "ota/staging.py"}
 WRITE_CALL = re.compile(r"os\.replace\(|\.write_text\(|\.write_bytes\(|open\([^)]*[\"']wb?[\"']|os\.O_CREAT")
 
 

@@ -78,6 +78,9 @@ COMBINATIONS = {
     "coord with DNS but no KV": ({"coord": {"kv": False, "dns_listen": ["[::]:53"]}},
                                  {"mesh": ["udp dport { 6717, 6722 } accept", "tcp dport 6723 accept"]}),
     "coord disabled": ({"coord": {"enabled": False, "dns_listen": ["[::]:53"]}}, {}),
+    "ota": ({"ota": {}}, {"mesh": ["udp dport 6717 accept", "tcp dport 6724 accept"]}),
+    "ota on its own port": ({"ota": {"port": 7124}}, {"mesh": ["udp dport 6717 accept", "tcp dport 7124 accept"]}),
+    "ota disabled": ({"ota": {"enabled": False}}, {}),
     "overlay": ({"overlay": {}}, {"input": ['iifname "x0ov" goto mesh'], "mesh": ["udp dport { 6717, 6721 } accept"]}),
     "overlay without encryption": ({"overlay": {"encrypt": False}}, {}),
     "overlay with NAT links": ({"overlay": {"nat": {}}},
@@ -194,7 +197,7 @@ def test_device_policy_may_open_the_ui_on_mesh_ports(tmp_path):
 def test_the_board_policy_names_no_port_of_its_own():
     # ports come from the services' declarations: the image bakes only their defaults next to the key
     assert set(BOARD) == {"board", "lan_interfaces", "web_on_mesh", "mesh_udp_port", "services"}
-    assert set(BOARD["services"]) == {"web", "state", "transport", "overlay", "coord"}
+    assert set(BOARD["services"]) == {"web", "state", "transport", "overlay", "coord", "ota"}
     assert BOARD["services"]["overlay"]["sub"]["nat"]["listen"][0]["role"] == "uplink"
 
 

@@ -348,7 +348,8 @@ def load(path: str | os.PathLike[str], data_dir: str | None = None) -> DaemonCon
     first = validate(file_values)
     local_path = pathlib.Path(first["node"]["data_dir"]) / LOCAL_CONFIG_NAME
     local_values: dict[str, Any] = {}
-    if local_path.exists():
+    # a failsafe boot (docs/ota.md) runs the image's config without the run-time overrides
+    if local_path.exists() and os.environ.get("X0NODE_IGNORE_LOCAL_CONFIG") != "1":
         try:
             local_values = parse_toml(local_path.read_text(encoding="utf-8"), str(local_path))
         except OSError as exc:

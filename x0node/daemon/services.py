@@ -46,6 +46,7 @@ SERVICES: dict[str, str] = {
     "transport": "x0node.transport.service",
     "overlay": "x0node.overlay.service",
     "coord": "x0node.coord.service",
+    "ota": "x0node.ota.service",
 }
 SERVICE_STOP_TIMEOUT_S = 5.0
 

@@ -26,6 +26,8 @@ COORD_UDP_PORT = 6722
 """UDP port of coordination datagrams between mesh addresses (Raft proposals, quorum KV; x0node/coord/)."""
 RAFT_TCP_PORT = 6723
 """TCP port the Raft group's members (pysyncobj) listen on, on their mesh addresses (x0node/coord/group.py)."""
+OTA_TCP_PORT = 6724
+"""TCP port update manifests and bundle chunks are served on between mesh nodes (x0node/ota/transfer.py)."""
 MESH_MCAST_GROUP = "ff02::7830:6b14"
 """Link-local multicast group hellos and first-time floods are sent to."""
 MESH_ULA_PREFIX = "fd78:3074:6b14::/48"

@@ -1,8 +1,18 @@
-"""The Firmware page's data: what image this device runs and what is in it (read only).
+"""The Firmware page's data: what image this device runs, what is in it, and its updates.
 
     GET /api/v1/firmware        board, version, sources, counts and every component (name, version, kind,
                                 licences) from the image's bill of materials
     GET /api/v1/firmware/sbom   the bill of materials itself (CycloneDX JSON, as built)
+    GET  /api/v1/ota            slots, phase, staged bundle, rollout, every node's progress (x0node/ota)
+    POST /api/v1/ota/manifest   {"manifest": {...}, "signatures": [...], "force": bool}: verify and admit
+                                a signed manifest; the bundle is uploaded next
+    PUT  /api/v1/ota/bundle/{id}  the bundle's bytes (application/octet-stream, Content-Length = the
+                                manifest's size), streamed chunk by chunk; each chunk is checked against
+                                the manifest before it is written, nothing is held in memory but a chunk
+    POST /api/v1/ota/install | /api/v1/ota/rollback | /api/v1/ota/rollout {"action": "start"|"stop", ...}
+OTA routes answer 503 when the OTA service is not running and 409 with the reason when the service
+refuses (bad signature, wrong board, downgrade, busy, no space ...); like every route they need a
+session and, for changes, the CSRF token.
 
 Source on the device: /usr/share/x0tta6bl4/sbom.cdx.json, written by the image build (image/sbom.py)
 into the read-only root. Rules: both need a session like every API
@@ -13,8 +23,10 @@ summary is kept while the file's size and mtime stay the same (the root is read-
 
 from __future__ import annotations
 
+import asyncio
 import json
 import pathlib
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -118,3 +130,101 @@ async def api_firmware_sbom(request: web.Request) -> web.StreamResponse:
 def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/api/v1/firmware", api_firmware, name="firmware")
     router.add_get("/api/v1/firmware/sbom", api_firmware_sbom, name="firmware_sbom")
+
+
+UPLOAD_READ_TIMEOUT_S = 120.0
+"""One chunk of an upload must arrive within this time."""
+
+
+def add_ota_routes(app: web.Application, service: Callable[[], Any]) -> None:
+    """The OTA routes; `service()` returns the running OTA service or None."""
+    from x0node.web.app import BadRequest, json_error, json_response, read_json_object
+
+    def running() -> Any:
+        svc = service()
+        if svc is None:
+            raise BadRequest(503, "the OTA service is not running (section [ota])")
+        return svc
+
+    async def ota_get(request: web.Request) -> web.StreamResponse:
+        return json_response(running().view())
+
+    async def manifest_post(request: web.Request) -> web.StreamResponse:
+        svc = running()
+        body = await read_json_object(request)
+        force = body.pop("force", False) is True
+        data = json.dumps(body).encode()
+        try:
+            st = svc.accept_manifest(data, from_mesh=False, force=force)
+        except ValueError as exc:
+            return json_error(409, str(exc))
+        return json_response({"id": st.m.id, "version": st.m.version, "bytes": st.m.bundle_bytes,
+                              "chunk_bytes": st.m.chunk_bytes, "chunks": len(st.m.chunks), "have": len(st.have)})
+
+    async def bundle_put(request: web.Request) -> web.StreamResponse:
+        svc = running()
+        st = svc.target
+        if st is None or st.m.id != request.match_info["id"]:
+            return json_error(409, "post this bundle's manifest first")
+        if request.content_length != st.m.bundle_bytes:
+            return json_error(400, f"Content-Length must be the bundle's size, {st.m.bundle_bytes} bytes")
+        bad = 0
+        for i in range(len(st.m.chunks)):
+            try:
+                data = await asyncio.wait_for(request.content.readexactly(st.m.chunk_size(i)), UPLOAD_READ_TIMEOUT_S)
+            except (asyncio.IncompleteReadError, TimeoutError):
+                return json_error(400, f"upload ended at chunk {i} of {len(st.m.chunks)}; upload it again to resume")
+            try:
+                ok = await asyncio.to_thread(st.put, i, data)
+            except OSError as exc:
+                from x0node.web.app import storage_error
+
+                return storage_error(exc, "the bundle")
+            bad += not ok
+        if bad:
+            return json_error(409, f"hash_mismatch: {bad} chunk(s) do not match the manifest (tampered or damaged)")
+        await svc._verify_target()
+        if svc.phase != "verified":
+            return json_error(409, svc.why)
+        return json_response({"id": st.m.id, "phase": svc.phase, "version": st.m.version})
+
+    async def install_post(request: web.Request) -> web.StreamResponse:
+        svc = running()
+        try:
+            return json_response({"message": svc.begin_install()}, status=202)
+        except ValueError as exc:
+            return json_error(409, str(exc))
+
+    async def rollback_post(request: web.Request) -> web.StreamResponse:
+        svc = running()
+        try:
+            return json_response({"message": await svc.rollback()})
+        except ValueError as exc:
+            return json_error(409, str(exc))
+
+    async def rollout_post(request: web.Request) -> web.StreamResponse:
+        svc = running()
+        body = await read_json_object(request)
+        action = body.get("action")
+        try:
+            if action == "start":
+                nums = {}
+                for key, default in (("threshold", 0.2), ("spread_s", 0.0), ("wave_timeout_s", 1800.0)):
+                    v = body.get(key, default)
+                    if isinstance(v, bool) or not isinstance(v, int | float):
+                        return json_error(400, f"field '{key}' must be a number")
+                    nums[key] = float(v)
+                return json_response({"rollout": await svc.start_rollout(**nums)})
+            if action == "stop":
+                return json_response({"rollout": await svc.stop_rollout()})
+        except ValueError as exc:
+            return json_error(409, str(exc))
+        return json_error(400, "field 'action' must be \"start\" or \"stop\"")
+
+    r = app.router
+    r.add_get("/api/v1/ota", ota_get, name="ota")
+    r.add_post("/api/v1/ota/manifest", manifest_post, name="ota_manifest")
+    r.add_put("/api/v1/ota/bundle/{id}", bundle_put, name="ota_bundle")
+    r.add_post("/api/v1/ota/install", install_post, name="ota_install")
+    r.add_post("/api/v1/ota/rollback", rollback_post, name="ota_rollback")
+    r.add_post("/api/v1/ota/rollout", rollout_post, name="ota_rollout")

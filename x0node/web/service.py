@@ -20,6 +20,7 @@ from x0node.coord.api import add_routes as add_coord_routes
 from x0node.daemon.exposure import Exposure, Listen
 from x0node.web.app import K_STATE, create_app
 from x0node.web.config import WebConfig
+from x0node.web.firmware import add_ota_routes
 from x0node.web.healing_api import add_routes as add_healing_routes
 from x0node.web.provider import ConfigError as WebConfigError
 from x0node.web.state_api import add_routes as add_state_routes
@@ -68,6 +69,7 @@ class WebService:
         self.app = create_app(ctx.provider, self.config, ctx.data_dir, ctx.registry)
         add_state_routes(self.app, lambda: ctx.extras.get("state"))
         add_coord_routes(self.app, lambda: ctx.extras.get("coord"))
+        add_ota_routes(self.app, lambda: ctx.extras.get("ota"))
         add_healing_routes(self.app, lambda: ctx.extras.get("healing"))
         from x0node.web.tracing import middleware as tracing_middleware
 

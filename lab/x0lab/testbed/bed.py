@@ -177,6 +177,7 @@ class Testbed:
         babel_hello_s: float | None = None,
         links_down: bool = False,
         sections: dict[str, dict[str, Any]] | None = None,
+        node_sections: dict[int, dict[str, dict[str, Any]]] | None = None,
     ) -> Testbed:
         """Create namespaces and links (not the daemons: call `start_all`)."""
         if daemon not in DAEMONS:
@@ -192,7 +193,8 @@ class Testbed:
         state: dict[str, Any] = {
             "id": tb_id, "topology": topo.spec, "size": topo.nodes, "links": [list(x) for x in topo.links],
             "daemon": daemon, "routing": routing or {}, "web": web, "babel_hello_s": babel_hello_s,
-            "faults": {}, "created": time.time(), "sections": sections or {}, "boot_id": faults.boot_id(),
+            "faults": {}, "created": time.time(), "sections": sections or {},
+            "node_sections": {str(k): v for k, v in (node_sections or {}).items()}, "boot_id": faults.boot_id(),
             "fault_seq": 0, "cgroups_created": [], "stressors": {},
         }
         bed = cls(run_dir, state)
@@ -303,6 +305,8 @@ class Testbed:
             doc["web"] = {"listen": "::", "port": DEFAULT_WEB_PORT}
         for name, values in self.state.get("sections", {}).items():  # extra service sections, e.g. [state]
             doc[name] = dict(values)
+        for name, values in self.state.get("node_sections", {}).get(str(node.index), {}).items():  # per node
+            doc[name] = dict(doc.get(name, {})) | dict(values)
         path = self.config_path(node)
         write_atomic(path, (dump_toml(doc) + extra).encode(), 0o644)
         return path

@@ -12,6 +12,12 @@ export class ApiError extends Error {
 
 export function setCsrf(token) { csrfToken = token; }
 
+// The token for requests made without `request` (an upload with progress events).
+export async function csrf() {
+  if (csrfToken === null) await authState();
+  return csrfToken;
+}
+
 export async function authState() {
   const st = await request("GET", "/api/v1/auth/state");
   csrfToken = st.csrf_token;
