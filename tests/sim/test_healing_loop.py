@@ -348,3 +348,66 @@ def test_a_first_guess_on_thin_evidence_is_replaced_and_incidents_with_one_cause
     assert observed[-1] == ("steer_around_node", str(node_element(A)))
     status = h.engine.status()
     assert len(status["open"]) == 1 and status["open"][0]["cause"].startswith(f"node_blackhole@node:{A}")
+
+
+def test_a_new_link_weight_supersedes_a_held_one_that_would_cancel_it():
+    """A corner-like node with two links: its penalty on me~a is still in force (a's symptom lasts) when
+    me~b turns bad. Weighting me~b as well would make both links cost alike and move no route, so the
+    older weight is lifted first; the new one then moves the route and is verified."""
+    from dataclasses import replace
+
+    from tests.unit.healing_views import nbr
+
+    weighted: dict[str, bool] = {A: False, B: False}
+
+    def perform(req, now):
+        if req.action in (ActionKind.PENALISE_LINK, ActionKind.DRAIN_LINK):
+            far = req.param("neighbour", "")
+            weighted[str(far)] = not req.undo
+        return True, ""
+
+    def snap(t):
+        via = B if weighted[A] and not weighted[B] else A
+        r = diamond(via_c=via, loss_a=0.3 if t >= 5 else 0.0)
+        loss_b = 0.3 if t >= 40 else 0.0
+        return Snapshot(t, replace(r, neighbours=(r.neighbours[0], nbr(B, loss_b))))
+
+    h = Harness(engine(), perform)
+    run(h, 80.0, snap)
+    acts = h.acted()
+    assert acts[0][1] is ActionKind.PENALISE_LINK and acts[0][2] == str(link_element(ME, A))
+    on_b = [(t, a) for t, a, tg in acts if tg == str(link_element(ME, B))]
+    assert on_b, acts
+    t_b = on_b[0][0]
+    lifted_a = [t for t, a, tg in h.acted(undo=True) if tg == str(link_element(ME, A))]
+    assert lifted_a and lifted_a[0] == t_b  # lifted in the same cycle, before the new weight
+    ok = [v for v in h.of(Verified) if v.target == str(link_element(ME, B))]
+    assert ok and ok[0].success, ok
+    assert weighted == {A: False, B: True}
+    assert any("superseded" in d.reason for d in h.decided("undo"))
+
+
+def test_a_drained_flapping_link_is_re_diagnosed_lossy_once_its_sustained_loss_shows():
+    """A 20 % lossy link times its neighbour out now and then: the flaps raise the first symptom and the
+    link is drained as `link_flapping`; once the hello loss behind the flaps shows, the incident's
+    diagnosis is refined to `link_lossy` (same element: the drain stays, nothing else is requested)."""
+    drained = {"on": False}
+
+    def perform(req, now):
+        if req.action is ActionKind.DRAIN_LINK:
+            drained["on"] = not req.undo
+        return True, ""
+
+    def snap(t):
+        flaps = 0 if t < 5 else 1 + int((t - 5) / 1.5)
+        return Snapshot(t, diamond(via_c=B if drained["on"] else A, transitions_a=flaps,
+                                   loss_a=0.2 if t >= 12 else 0.0))
+
+    h = Harness(engine(), perform)
+    run(h, 30.0, snap)
+    diagnosed = [d for d in h.of(Diagnosed) if d.incident_id == 1]
+    link = str(link_element(ME, A))
+    assert diagnosed[0].candidates[0][:2] == (link, "link_flapping")
+    assert diagnosed[-1].candidates[0][:2] == (link, "link_lossy")
+    assert [(a, tg) for _, a, tg in h.acted()] == [(ActionKind.DRAIN_LINK, link)]
+    assert h.engine.status()["open"][0]["cause"].startswith(f"link_lossy@{link}")

@@ -111,3 +111,17 @@ def test_symptoms_nothing_explains_end_in_an_undiagnosed_group():
     groups = cover([], sym, diamond(), 20.0)
     assert len(groups) == 1 and groups[0][0].candidates == () and groups[0][1] == tuple(sym)
     assert C  # the diamond's far node exists for the other tests
+
+
+def test_flaps_with_sustained_hello_loss_are_a_lossy_link_not_a_flapping_one():
+    link = link_element(ME, A)
+    flap = ind(Signal.FLAP, link, (ME, A), onset=10.0)
+    loss = ind(Signal.HELLO_LOSS, link, (ME, A), onset=14.0)  # the loss estimate lags the first flap
+    sym = [Symptom(SymptomKind.LINK_FLAP, link, 10.0, 1.0)]
+    diag = rank([flap, loss], sym, routing_with_d(), 16.0)
+    assert (diag.top.element, diag.top.fault) == (link, FaultKind.LINK_LOSSY)
+    # with the link's hellos passing between the flaps it stays a flapping link
+    clean = ind(Signal.HELLO_LOSS, link, (ME, A), degree=0.0)
+    diag = rank([flap, clean], sym, routing_with_d(), 16.0)
+    assert (diag.top.element, diag.top.fault) == (link, FaultKind.LINK_FLAPPING)
+    assert diag.top.confidence > 0.6

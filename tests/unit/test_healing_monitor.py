@@ -159,3 +159,41 @@ def test_remembered_links_and_bounded_tracking(monkeypatch):
     small = Monitor(ME)
     small.observe(Snapshot(0.0, diamond(), probes=tuple(ProbeObs(A, f"{i:08x}", 16, 0, 1.0) for i in range(10))))
     assert small.overflow > 0 and len(small._rtt) <= 3
+
+
+def test_hello_loss_is_carried_across_the_sessions_of_a_flapping_lossy_link():
+    """The core restarts a session's loss EWMA at 0 each time a lossy link times its neighbour out; the
+    monitor corrects a session's EWMA for that start and a fresh session reads the link's last value."""
+    from tests.unit.healing_views import ME, A, diamond
+    from x0node.healing import monitor as mon
+    from x0node.healing.monitor import Monitor, Signal
+    from x0node.healing.observation import RoutingObs, Snapshot
+
+    def view(ewma, up_for):
+        base = diamond()
+        n0 = base.neighbours[0].__class__(**{**base.neighbours[0].__dict__, "loss": ewma, "up_for_s": up_for})
+        return RoutingObs(ME, (n0,) + base.neighbours[1:], base.routes, base.nodes, base.edges, base.interfaces)
+
+    def hello_loss(out):
+        return next(i for i in out.indicators if i.signal is Signal.HELLO_LOSS and A in i.path)
+
+    m = Monitor(ME)
+    k = 30  # hellos into a session on a 20 % lossy link: the EWMA has only warmed up to a fraction
+    ewma = 0.2 * (1 - mon.LOSS_EWMA_KEEP**k)
+    warm = hello_loss(m.observe(Snapshot(10.0, view(ewma, k * mon.HELLO_INTERVAL_S))))
+    assert abs(warm.value - 0.2) < 1e-6 and warm.degree == 1.0
+    fresh = hello_loss(m.observe(Snapshot(11.0, view(0.0, 0.3))))  # timed out and back: a new session
+    assert fresh.value == warm.value
+    later = hello_loss(m.observe(Snapshot(11.0 + mon.LOSS_MEMORY_S + 1, view(0.0, 0.3))))
+    assert later.value == 0.0
+    # a long healthy session is left as the core reports it
+    steady = hello_loss(Monitor(ME).observe(Snapshot(10.0, view(0.01, 600.0))))
+    assert abs(steady.value - 0.01) < 1e-4
+
+
+def test_the_loss_correction_uses_the_routing_cores_hello_constants():
+    from x0node.healing import monitor as mon
+    from x0node.proto import protocol
+
+    assert mon.HELLO_INTERVAL_S == protocol.HELLO_INTERVAL_S
+    assert mon.LOSS_EWMA_KEEP == 1.0 - 1.0 / protocol.LOSS_EWMA_PACKETS

@@ -104,7 +104,7 @@ class PlanContext:
         return self.snapshot.routing.self_id
 
 
-def _up_neighbours(r: RoutingObs) -> dict[str, list[str]]:
+def up_neighbours(r: RoutingObs) -> dict[str, list[str]]:
     out: dict[str, list[str]] = collections.defaultdict(list)
     for n in r.neighbours:
         if n.up:
@@ -112,7 +112,7 @@ def _up_neighbours(r: RoutingObs) -> dict[str, list[str]]:
     return out
 
 
-def _far_end(target: Element, self_id: str) -> str | None:
+def far_end(target: Element, self_id: str) -> str | None:
     if target.kind is not ElementKind.LINK:
         return None
     a, b = link_ends(target)
@@ -190,10 +190,10 @@ class _LinkWeight(ActionPlugin):
     factor = PENALTY_FACTOR
 
     def check(self, target: Element, ctx: PlanContext) -> str | None:
-        far = _far_end(target, ctx.self_id)
+        far = far_end(target, ctx.self_id)
         if far is None:
             return "not a link of this node (its ends repair it)"
-        nbrs = _up_neighbours(ctx.routing)
+        nbrs = up_neighbours(ctx.routing)
         if far not in nbrs:
             return "the neighbour is not up (routing already avoids it)"
         if len(nbrs) < 2:
@@ -201,8 +201,8 @@ class _LinkWeight(ActionPlugin):
         return None
 
     def params(self, target: Element, ctx: PlanContext) -> dict[str, Any]:
-        far = _far_end(target, ctx.self_id) or ""
-        ifnames = sorted(_up_neighbours(ctx.routing).get(far, []))
+        far = far_end(target, ctx.self_id) or ""
+        ifnames = sorted(up_neighbours(ctx.routing).get(far, []))
         return {"neighbour": far, "ifnames": ",".join(ifnames), "factor": self.factor}
 
     def effect_observed(self, target: Element, params: Mapping[str, Any], ctx: PlanContext) -> bool | None:
@@ -237,7 +237,7 @@ class SteerAroundNode(ActionPlugin):
     def check(self, target: Element, ctx: PlanContext) -> str | None:
         if target.id == ctx.self_id:
             return "cannot steer around ourselves (mark_self_sick does that)"
-        if target.id not in _up_neighbours(ctx.routing):
+        if target.id not in up_neighbours(ctx.routing):
             return "not a neighbour: its own neighbours steer around it"
         _, with_alt = avoidable_routes(ctx.routing, target.id, only_link=False)
         if with_alt == 0:
@@ -284,7 +284,7 @@ class ResetInterface(ActionPlugin):
     def _ifname(self, target: Element, ctx: PlanContext) -> str | None:
         if target.kind is ElementKind.INTERFACE:
             return target.id
-        far = _far_end(target, ctx.self_id)
+        far = far_end(target, ctx.self_id)
         names = sorted({n.ifname for n in ctx.routing.neighbours if n.node_id == far})
         return names[0] if len(names) == 1 else None
 

@@ -9,6 +9,10 @@ changes, with the topology deciding which observations a fault can reach):
   nothing (`_role`). Example: a partial black hole at neighbour N predicts loss on every probe path
   through N, normal hello loss on our link to N, a low forwarding ratio and a verdict at N; a lossy
   link N~D predicts loss on the probe path S-N-D only and normal loss on the other paths through N.
+  Flaps of our neighbour N come from a flapping link (normal hello loss between flaps) or from a lossy
+  one (hellos lost back to back time N out): with sustained hello loss on the link, `link_lossy`
+  explains both and wins; its flap is not counted as an effect seen before the cause (the loss estimate
+  needs many hellos, a flap shows at once).
 - consistency = weighted mean agreement over the indicators the hypothesis speaks about (degree where
   it predicts abnormal, 1 - degree where it predicts normal). coverage = the share of lit degree in
   scope that the hypothesis explains. Temporal lag: a cause is seen no later than its effects, so a
@@ -61,6 +65,7 @@ CONFIDENCE_POWER = 2.0  # confidence from squared scores: a clear winner is not 
 CONTRA_WEIGHT = 2.0  # weight of an observation a hypothesis says must be normal
 PRIMARY_WEIGHT = 1.5  # evidence the hypothesis explains first-hand (its own paths, not answers' way back)
 MAGNITUDE_TIEBREAK = 0.1  # up to 10 % more score for the hypothesis whose own paths lose most
+LOSSY_FLAP_WEIGHT = 1.5  # a lossy link predicts flaps of its neighbour, less surely than its hello loss
 MIN_SCORE = 0.05
 MAX_CANDIDATES = 512
 
@@ -197,6 +202,8 @@ def _role(fault: FaultKind, el: Element, ind: Indicator, g: _Graph) -> tuple[flo
         if fault is FaultKind.LINK_LOSSY:
             if s is Signal.HELLO_LOSS and ind.element == el:
                 return 3.0, True
+            if s is Signal.FLAP and ind.element == el:
+                return LOSSY_FLAP_WEIGHT, True  # hellos lost back to back time the neighbour out
             if s is Signal.PROBE_LOSS and on_path and not first:  # a first link's loss is subtracted
                 return 3.0, True
             if s is Signal.PROBE_LOSS and len(path) == 3 and not on_path and _near(path, a, b, self_id):
@@ -211,7 +218,11 @@ def _role(fault: FaultKind, el: Element, ind: Indicator, g: _Graph) -> tuple[flo
                 return CONTRA_WEIGHT, False
             return None
         if fault is FaultKind.LINK_FLAPPING:
-            return (3.0, True) if s is Signal.FLAP and ind.element == el else None
+            if s is Signal.FLAP and ind.element == el:
+                return 3.0, True
+            if s is Signal.HELLO_LOSS and ind.element == el:
+                return CONTRA_WEIGHT, False  # between its flaps a flapping link passes its hellos
+            return None
         return None
     if el.kind is ElementKind.NODE:
         x = el.id
@@ -419,7 +430,8 @@ def _lag_factor(fault: FaultKind, el: Element, indicators: Sequence[Indicator],
     direct = _DIRECT[fault]
     causes = [i.onset_s for i in indicators
               if i.signal in direct and i.element == el and i.onset_s is not None]
-    effects = [i.onset_s for i in explained if i.onset_s is not None and not (i.signal in direct and i.element == el)]
+    effects = [i.onset_s for i in explained if i.onset_s is not None and not (i.signal in direct and i.element == el)
+               and not (fault is FaultKind.LINK_LOSSY and i.signal is Signal.FLAP and i.element == el)]
     if not causes:
         return NO_DIRECT_EVIDENCE_FACTOR
     if not effects:

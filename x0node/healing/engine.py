@@ -18,6 +18,13 @@ Rules and invariants:
   symptoms have been clear for the hold time, which doubles each time the same mitigation is lifted
   and needed again within BACKOFF_RESET_AFTER_S (damping, as BGP route-flap damping does), up to
   MITIGATION_HOLD_MAX_S.
+- Our link penalties and drains never cancel each other: weighting link self~X while every other up
+  neighbour's link is already weighted by another incident's mitigation would move no route (all our
+  links would cost alike), so one of those is lifted first (superseded: the newer incident has the
+  fresher evidence; one whose symptoms cleared, else the oldest) and its incident waits as exhausted
+  (EXHAUSTED_RETRY_S). A corner node whose
+  only other link stayed drained after a fault there ended otherwise could never route around a new
+  fault on its first link.
 - Bounded: at most MAX_OPEN_INCIDENTS open (further symptoms wait), CLOSED_KEPT closed ones for
   status, MAX_EVENTS queued events (oldest dropped, counted).
 """
@@ -30,8 +37,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from x0node.healing import verify
-from x0node.healing.actions import PLUGINS, ActionKind, ActionRequest, ActionResult, PlanContext
-from x0node.healing.analyze import TOP_K, Diagnosis, cover
+from x0node.healing.actions import (
+    PLUGINS,
+    ActionKind,
+    ActionRequest,
+    ActionResult,
+    PlanContext,
+    far_end,
+    up_neighbours,
+)
+from x0node.healing.analyze import TOP_K, Diagnosis, cover, rank
 from x0node.healing.execute import Executor, Outgoing
 from x0node.healing.incident import (
     ActionDone,
@@ -45,7 +60,15 @@ from x0node.healing.incident import (
     Verified,
 )
 from x0node.healing.knowledge import Knowledge, PastAction
-from x0node.healing.monitor import Element, Monitor, MonitorOutput, Symptom, SymptomKind, node_element
+from x0node.healing.monitor import (
+    Element,
+    ElementKind,
+    Monitor,
+    MonitorOutput,
+    Symptom,
+    SymptomKind,
+    node_element,
+)
 from x0node.healing.observation import Snapshot
 from x0node.healing.plan import Gates, Plan, PlanKind, plan
 from x0node.healing.safety import (
@@ -72,6 +95,7 @@ MITIGATION_HOLD_MAX_S = 1800.0
 LEASE_WAIT_S = 10.0  # a lease answer slower than this is a refusal
 LEASE_RETRY_S = 15.0
 RESULT_WAIT_S = 30.0  # an adapter that does not answer in this time failed
+LINK_WEIGHTS = frozenset({ActionKind.PENALISE_LINK, ActionKind.DRAIN_LINK})
 EXHAUSTED_RETRY_S = 300.0  # an exhausted incident walks its ladder again after this (gates still apply)
 MAX_OPEN_INCIDENTS = 64
 CLOSED_KEPT = 50
@@ -160,6 +184,7 @@ class HealingEngine:
         mark("monitor")
         self._analyze(out, snap, now)
         self._rediagnose(out, snap, now)
+        self._refine_kind(out, snap, now)
         mark("analyze")
         active = {s.key for s in out.active}
         for inc in list(self._open.values()):
@@ -320,6 +345,30 @@ class HealingEngine:
                 if not other.symptoms & set(active):
                     owner.symptoms |= other.symptoms
                     self._close(other, Outcome.MERGED, now)
+
+    def _refine_kind(self, out: MonitorOutput, snap: Snapshot, now: float) -> None:
+        """An incident whose mitigation is in force keeps its element, but the kind of fault may still
+        be refined as evidence thickens (a link's flaps first, the sustained hello loss behind them a few
+        seconds later): when its symptoms, ranked again, put another fault of the same element first by
+        REDIAGNOSE_MARGIN, the new diagnosis is recorded. The ladder and the action in force stay."""
+        active = {s.key: s for s in out.active}
+        for inc in sorted(self._open.values(), key=lambda i: i.id):
+            old = inc.candidate
+            if inc.state is not State.MITIGATED or old is None or old.element.kind is not ElementKind.LINK:
+                continue
+            syms = [active[k] for k in sorted(inc.symptoms) if k in active]
+            if not syms:
+                continue
+            diag = rank(out.indicators, syms, snap.routing, now, self.config.top_k, adjacency=out.adjacency)
+            top = diag.top
+            if top is None or top.element != old.element or top.fault is old.fault:
+                continue
+            was = next((c.score for c in diag.candidates if (c.element, c.fault) == (old.element, old.fault)), 0.0)
+            if top.score < REDIAGNOSE_MARGIN * was:
+                continue
+            inc.diagnosis, inc.cand_index = diag, 0
+            self._emit(Diagnosed(inc.id, tuple((str(c.element), c.fault.value, c.confidence) for c in diag.candidates),
+                                 top.evidence, now))
 
     def _open_incident(self, diag: Diagnosis, group: tuple[Symptom, ...], now: float) -> None:
         inc = Incident(self._next_incident, now, {s.key for s in group}, diag)
@@ -488,6 +537,8 @@ class HealingEngine:
             inc.state = State.OPEN
             self._decide(inc, p, "waiting", refused[1], now, gate=refused[0])
             return 0
+        if p.rung.action in LINK_WEIGHTS:
+            self._supersede_link_weights(inc, p.target, now)
         req = self.executor.request(inc.id, p.rung.action, p.target, p.params, p.reason)
         key = (str(p.target), p.rung.action.value)
         self.gates.backoff.attempted(key, now)
@@ -501,6 +552,24 @@ class HealingEngine:
         return 1
 
     # ---- records --------------------------------------------------------------------------------
+    def _supersede_link_weights(self, inc: Incident, target: Element, now: float) -> None:
+        """Lift other incidents' penalties and drains on our links when, with `target` weighted too, no
+        link of ours to another up neighbour would be left unweighted (see the module rules)."""
+        if self._snapshot is None:
+            return
+        me = self.self_id
+        far = far_end(target, me)
+        others = set(up_neighbours(self._snapshot.routing)) - {far}
+        holders = [i for i in self._open.values() if i is not inc and i.in_force is not None
+                   and i.in_force.action in LINK_WEIGHTS and far_end(i.in_force.target, me) in others]
+        if not others or {far_end(i.in_force.target, me) for i in holders if i.in_force} != others:
+            return
+        # one link freed is enough for the new weight to move routes: the one whose symptoms cleared
+        # (if any), else the oldest
+        old = min(holders, key=lambda i: (i.clear_since_s is None, i.id))
+        self._lift(old, f"superseded by incident {inc.id} on {target}: with both weighted no route would move", now)
+        old.state, old.exhausted_s = State.EXHAUSTED, now
+
     def _decide(self, inc: Incident, p: Plan, outcome: str, reason: str, now: float, gate: str,
                 force: bool = False) -> None:
         action = p.rung.action.value if p.rung is not None else ""

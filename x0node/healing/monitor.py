@@ -33,6 +33,10 @@ from x0node.healing.observation import RoutingObs, Snapshot
 
 # --- thresholds (degree = 0 at the first value, 1 at the second, linear between) -------------------
 LOSS_NORMAL, LOSS_BAD = 0.03, 0.15  # hello loss; the core's FAIR class ends at 3 %
+HELLO_INTERVAL_S = 0.1  # the routing core's hello interval (x0node/proto/protocol.py)
+LOSS_EWMA_KEEP = 1.0 - 1.0 / 128  # the core's loss EWMA: LOSS_EWMA_PACKETS = 128
+LOSS_MIN_HELLOS = 20.0  # a session's loss EWMA is corrected for its start after this many hellos
+LOSS_MEMORY_S = 30.0  # a younger session reads the link's last corrected loss this long
 RTT_RATIO_NORMAL, RTT_RATIO_BAD = 2.0, 5.0  # RTT / baseline
 RTT_EXCESS_MIN_MS = 15.0  # below this much extra delay a ratio means nothing (sub-ms veth RTTs)
 RTT_FLOOR_MS = 0.5  # baselines below this are measurement noise
@@ -284,6 +288,7 @@ class Monitor:
         self.self_id = self_id
         self._rtt: dict[tuple[str, ...], _History] = {}  # link (ifname, nbr) or probe path -> RTT samples
         self._flaps: dict[tuple[str, str], _History] = {}  # (ifname, nbr) -> transition counts
+        self._loss_memory: dict[tuple[str, str], tuple[float, float]] = {}  # (ifname, nbr) -> (loss, at)
         self._iface_heard: dict[str, float] = {}  # interface -> last time it had an up neighbour
         self._onsets: dict[tuple[Signal, Element, tuple[str, ...]], float] = {}
         self._onset_seen: dict[tuple[Signal, Element, tuple[str, ...]], float] = {}
@@ -305,6 +310,8 @@ class Monitor:
         for table in (self._rtt, self._flaps):
             for k in [k for k, h in table.items() if now - h.seen_s > FORGET_AFTER_S]:
                 del table[k]
+        for k in [k for k, (_, t) in self._loss_memory.items() if now - t > LOSS_MEMORY_S]:
+            del self._loss_memory[k]
         for k in [k for k, t in self._onset_seen.items() if now - t > FORGET_AFTER_S]:
             self._onset_seen.pop(k, None)
             self._onsets.pop(k, None)
@@ -350,6 +357,26 @@ class Monitor:
             return 0.0, ratio
         return ramp(ratio, RTT_RATIO_NORMAL, RTT_RATIO_BAD), ratio
 
+    def _sustained_loss(self, key: tuple[str, str], ewma: float, up_for_s: float | None, now: float) -> float:
+        """The link's hello loss across the neighbour's sessions. The core forgets a dead neighbour and
+        starts a new session's loss EWMA at 0, so on a link lossy enough to time its neighbour out every
+        few seconds the EWMA never warms up. With the session's age known, the EWMA is corrected for its
+        start from 0 (divided by 1 - keep^k after k hellos, the usual bias correction of an
+        exponential average); a session too young for that (fewer than LOSS_MIN_HELLOS) reads the
+        last corrected value of the link within LOSS_MEMORY_S instead. Without an age: the EWMA."""
+        if up_for_s is None:
+            return ewma
+        hellos = up_for_s / HELLO_INTERVAL_S
+        if hellos >= LOSS_MIN_HELLOS:
+            est = min(1.0, ewma / (1.0 - LOSS_EWMA_KEEP**hellos))
+            if self._room(self._loss_memory, key):
+                self._loss_memory[key] = (est, now)
+            return est
+        last = self._loss_memory.get(key)
+        if last is not None and now - last[1] <= LOSS_MEMORY_S:
+            return max(ewma, last[0])
+        return ewma
+
     def _indicators(self, snap: Snapshot) -> list[tuple[Signal, object, tuple[str, ...], float, float, str]]:
         now, me, r = snap.now, self.self_id, snap.routing
         out: list[tuple[Signal, object, tuple[str, ...], float, float, str]] = []
@@ -365,8 +392,9 @@ class Monitor:
                 out.append((Signal.FLAP, link, (me, n.node_id), ramp(flaps, FLAPS_NORMAL, FLAPS_BAD), flaps, n.ifname))
             if not n.up:
                 continue
-            hello_loss[n.node_id] = max(hello_loss.get(n.node_id, 0.0), n.loss)
-            out.append((Signal.HELLO_LOSS, link, (me, n.node_id), ramp(n.loss, LOSS_NORMAL, LOSS_BAD), n.loss, n.ifname))
+            loss = self._sustained_loss(key, n.loss, n.up_for_s, now)
+            hello_loss[n.node_id] = max(hello_loss.get(n.node_id, 0.0), loss)
+            out.append((Signal.HELLO_LOSS, link, (me, n.node_id), ramp(loss, LOSS_NORMAL, LOSS_BAD), loss, n.ifname))
             deg, ratio = self._rtt_degree(("link", n.ifname, n.node_id), n.rtt_ms, now)
             out.append((Signal.HELLO_RTT, link, (me, n.node_id), deg, ratio, n.ifname))
         pooled: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])

@@ -41,6 +41,7 @@ class NeighbourObs:
     link_class: str  # the core's quality class (EXCELLENT .. BAD)
     cost: int  # the cost we advertise for the link
     transitions: int = 0  # up/down transitions seen so far (monotonic, from the core's events)
+    up_for_s: float | None = None  # age of the current session (the core starts its loss EWMA at 0)
 
 
 @dataclass(frozen=True)
@@ -251,7 +252,14 @@ def _neighbour(d: Any, transitions: Mapping[tuple[str, str], int]) -> NeighbourO
         link_class=_str(_get(d, "quality"), MAX_NAME_CHARS) or "",
         cost=cost if cost is not None and cost >= 0 else 0,
         transitions=transitions.get((ifname, node_id.lower()), 0),
+        up_for_s=_up_for(_get(d, "up_for_s")),
     )
+
+
+def _up_for(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        return None
+    return min(float(value), 1e9)
 
 
 def _route(d: Any) -> RouteObs | None:
