@@ -83,7 +83,7 @@ def test_dump_roundtrip():
 
 
 def test_section_of_a_service_that_does_not_exist_is_refused(tmp_path):
-    for name in ("ota", "mesh_vpn"):
+    for name in ("mesh_vpn", "wireguard"):
         with pytest.raises(ConfigError) as err:
             cfg.load(write(tmp_path, f"[{name}]\nenabled = false\n"))
         assert err.value.key == name and "unknown section" in err.value.message

@@ -36,7 +36,7 @@ def test_the_firewall_speaks_the_same_roles_and_forms():
 
 
 def test_services_that_listen_declare_it():
-    assert {n for n, *_ in DECLARED} == {"web", "state", "transport", "overlay", "coord"}
+    assert {n for n, *_ in DECLARED} == {"web", "state", "transport", "overlay", "coord", "ota"}
     assert {(n, p) for n, p, *_ in DECLARED} >= {("overlay", ("nat",)), ("overlay", ("yggdrasil",))}
 
 
