@@ -68,7 +68,12 @@ def test_validator_reasons():
 
 
 def test_publisher_refresh_identity_and_health_hold():
-    p = D.Publisher()
+    starting = D.Publisher(0.0)
+    lonely = D.Entry("n1", ("gateway",), "0.1.0", "degraded", "no neighbour", 0, 1)
+    assert not starting.due(lonely, 1.0) and not starting.due(lonely, D.START_GRACE_S - 0.1)
+    assert starting.due(lonely, D.START_GRACE_S)  # alone for good: published anyway
+    assert D.Publisher(0.0).due(E, 0.5)  # a neighbour found: at once
+    p = D.Publisher(0.0)
     assert p.due(E, 0.0)
     p.done(E, 0.0)
     assert not p.due(E, 1.0)

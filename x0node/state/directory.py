@@ -12,8 +12,9 @@ Rules and invariants:
   "bad_directory_scope" (not mesh scope, or no TTL / a TTL above TTL_S), "bad_directory_origin" (the
   key is not the signing origin's id: a node speaks only for itself), "bad_directory" (the value does
   not decode into a valid Entry).
-- `Publisher` decides when to write, purely from `now` and the current entry: at once when nothing was
-  published, when name, roles or version changed, or REFRESH_S after the last write; a change of the
+- `Publisher` decides when to write, purely from `now` and the current entry: the first time once the
+  health is "ok" or START_GRACE_S after start (a starting node has no neighbours yet: its first entry
+  is not a "degraded" one that is replaced seconds later), when name, roles or version changed, or REFRESH_S after the last write; a change of the
   health state is written once it has held for CHANGE_HOLD_S (a flapping adjacency does not flood the
   mesh). Neighbour count, reason and uptime alone never cause a write.
 - `listing` is pure: the directory held in a store, as seen at wall time `wall_s`.
@@ -38,6 +39,8 @@ TTL_S = 3 * REFRESH_S
 """An entry not rewritten for this long expires on every node (a departed node ages out)."""
 CHANGE_HOLD_S = 10.0
 """A new health state is published once it has held this long."""
+START_GRACE_S = 15.0
+"""The first entry waits at most this long after start for the node to find a neighbour."""
 NAME_MAX = 63
 VERSION_MAX = 32
 REASON_MAX = 160
@@ -144,7 +147,8 @@ def validator(rec: Record) -> str | None:
 class Publisher:
     """When this node's own entry must be written (sans-I/O: `now` is monotonic seconds)."""
 
-    def __init__(self, refresh_s: float = REFRESH_S, hold_s: float = CHANGE_HOLD_S) -> None:
+    def __init__(self, start_s: float, refresh_s: float = REFRESH_S, hold_s: float = CHANGE_HOLD_S) -> None:
+        self.start_s = start_s
         self.refresh_s = refresh_s
         self.hold_s = hold_s
         self.published: Entry | None = None
@@ -153,7 +157,9 @@ class Publisher:
 
     def due(self, entry: Entry, now: float) -> bool:
         last = self.published
-        if last is None or not entry.same_identity(last) or now - self.published_s >= self.refresh_s:
+        if last is None:
+            return entry.health == "ok" or now - self.start_s >= START_GRACE_S
+        if not entry.same_identity(last) or now - self.published_s >= self.refresh_s:
             return True
         if entry.health == last.health:
             self.health_since = None

@@ -106,8 +106,8 @@ class StateService:
                          "settings_applied": 0, "settings_refused": 0, "settings_published": 0,
                          "features_published": 0, "features_fed": 0, "features_refused": 0,
                          "directory_published": 0, "directory_errors": 0}
-        self.publisher = directory.Publisher()
         self.started_s = self.now()
+        self.publisher = directory.Publisher(self.started_s)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due: float | None = None
         self._tasks: list[asyncio.Task[Any]] = []
