@@ -100,6 +100,25 @@ def test_mesh_setting_reaches_every_node_with_its_origin(ring6):
     assert setting["value"] == "debug" and setting["origin"] == bed.nodes[3].node_id
     # a value a node cannot take is refused there, counted, and the config is left alone
     assert not ask(bed, 1, {"op": "set_config", "key": "node.log_level", "value": "loud"})["ok"]
+    # the node directory: each node names itself (a local setting, republished at once) and every
+    # node's directory lists every other node's name and version
+    from x0node import __version__
+
+    for k in bed.nodes:
+        assert ask(bed, k, {"op": "set_config", "key": "state.node_name", "value": f"router-{k}"})["ok"]
+    want = {n.node_id: f"router-{k}" for k, n in bed.nodes.items()}
+
+    def listed() -> bool:
+        for k in bed.nodes:
+            nodes = {e["node_id"]: e for e in ask(bed, k, {"op": "directory"})["nodes"]}
+            if {i: e["name"] for i, e in nodes.items()} != want:
+                return False
+            assert all(e["version"] == __version__ and e["roles"] == ["node"] for e in nodes.values())
+        return True
+
+    assert wait_for(listed)
+    entry = next(e for e in ask(bed, 1, {"op": "directory"})["nodes"] if e["node_id"] == bed.nodes[4].node_id)
+    assert entry["health"] == "ok" and entry["neighbours_up"] == 2 and 0 < entry["expires_in_s"] <= 1800
 
 
 def test_damaged_store_is_rebuilt_from_peers(ring6):

@@ -124,3 +124,28 @@ def test_health_says_why_and_events_read_as_news(provider):
     assert new[0]["message"] == "incident 4 opened: link_loss@link:aa~bb"
     assert new[1]["message"] == "incident 4: root cause link_lossy at link:aa~bb (82%)"
     api_check.check(document("test"), "/api/v1/events", new)
+
+
+def test_topology_nodes_carry_the_directory_entry_when_held(provider):
+    from x0node.state import directory
+
+    node = provider.node
+    me = node.identity.node_id.hex()
+    plain = provider.topology()
+    assert "version" not in plain["nodes"][0]  # no state service: the existing keys only
+
+    class State:
+        gossip = object()
+
+        def directory_by_id(self):
+            return {me: {"node_id": me, "name": "roof-1", "roles": ["node"], "version": "0.1.0", "health": "ok",
+                         "health_reason": None, "neighbours_up": 3, "uptime_s": 42, "age_s": 1.0,
+                         "expires_in_s": directory.TTL_S - 1}}
+
+    node.ctx = type("Ctx", (), {"extras": {"state": State()}})()
+    topo = provider.topology()
+    (mine,) = [n for n in topo["nodes"] if n["node_id"] == me]
+    assert {k: mine[k] for k in ("name", "roles", "version", "health", "neighbours_up")} == \
+        {"name": "roof-1", "roles": ["node"], "version": "0.1.0", "health": "ok", "neighbours_up": 3}
+    assert set(plain["nodes"][0]) <= set(mine) and "age_s" not in mine
+    api_check.check(document("test"), "/api/v1/topology", topo)

@@ -14,12 +14,14 @@ from x0node.state.service import _op_args, router_neighbours, validate_config
 
 
 def test_validate_config_defaults_and_errors():
-    assert validate_config({}) == {"enabled": True, "port": 6718, "mesh_settings": []}
+    assert validate_config({}) == {"enabled": True, "port": 6718, "mesh_settings": [], "node_name": ""}
+    assert validate_config({"node_name": "roof-3.north"})["node_name"] == "roof-3.north"
     for section, key in (({"bogus": 1}, "bogus"), ({"port": 80}, "port"), ({"port": True}, "port"),
                          ({"mesh_settings": "node.log_level"}, "mesh_settings"),
                          ({"mesh_settings": ["Node"]}, "mesh_settings[0]"),
                          ({"mesh_settings": ["node.data_dir"]}, "mesh_settings[0]"),
-                         ({"mesh_settings": ["trust.anchors"]}, "mesh_settings[0]")):
+                         ({"mesh_settings": ["trust.anchors"]}, "mesh_settings[0]"),
+                         ({"node_name": "has space"}, "node_name"), ({"node_name": 3}, "node_name")):
         with pytest.raises(ConfigError) as exc:
             validate_config(section)
         assert exc.value.key == key

@@ -4,7 +4,8 @@ Rules: every method is synchronous, cheap and returns JSON-ready values: the cor
 (x0node/proto/views.py) as `dataclasses.asdict` gives it, whose field names are the API's, so nothing is
 renamed here. `events` leaves out the detector's feature feed (topic "anomaly.features": data for the
 healing loop and the state layer, not news for a person) and words the healing loop's records.
-`status` says why the node is not "ok" (`health_reason`). `config_set` validates all changes against the daemon config (same checks as the file),
+`status` says why the node is not "ok" (`health_reason`, `node_health`). `topology` adds each node's entry
+of the node directory (name, roles, version, health) when the state service holds one. `config_set` validates all changes against the daemon config (same checks as the file),
 persists them to config.local.toml and raises ConfigError naming the dotted key, changing nothing.
 """
 
@@ -65,6 +66,22 @@ def _event_message(kind: str, d: dict[str, Any]) -> str:
     return kind
 
 
+def node_health(st: Any) -> tuple[str, str | None]:
+    """The health summary of a node from the core's StatsView: ("ok" | "degraded" | "down", why not ok).
+    The status page and the node directory (x0node/state/directory.py) both use it."""
+    ifaces_up = [i.name for i in st.interfaces if i.up]
+    health = "ok" if st.neighbours_up > 0 else ("degraded" if ifaces_up else "down")
+    if health == "degraded":
+        return health, f"no neighbour answers on {', '.join(ifaces_up)}: no other node in range, or theirs are down"
+    if health == "down":
+        return health, "no mesh interface is up" if st.interfaces else "no mesh interface configured"
+    return health, None
+
+
+DIRECTORY_FIELDS = ("name", "roles", "version", "health", "health_reason", "neighbours_up", "uptime_s")
+"""What the node directory adds to a topology node (when the node's entry is held)."""
+
+
 class DaemonStateProvider:
     def __init__(self, node: Any) -> None:
         self.node = node
@@ -73,14 +90,7 @@ class DaemonStateProvider:
     def status(self) -> dict[str, Any]:
         n = self.node
         st = n.router.stats()
-        ifaces_up = [i.name for i in st.interfaces if i.up]
-        health = "ok" if st.neighbours_up > 0 else ("degraded" if ifaces_up else "down")
-        if health == "degraded":
-            reason = f"no neighbour answers on {', '.join(ifaces_up)}: no other node in range, or theirs are down"
-        elif health == "down":
-            reason = "no mesh interface is up" if st.interfaces else "no mesh interface configured"
-        else:
-            reason = None
+        health, reason = node_health(st)
         cpu = mem_used = mem_total = None
         try:
             if self._host is None:
@@ -117,7 +127,15 @@ class DaemonStateProvider:
         return [dataclasses.asdict(v) for v in self.node.router.routes()]
 
     def topology(self) -> dict[str, Any]:
-        return dataclasses.asdict(self.node.router.topology())
+        out = dataclasses.asdict(self.node.router.topology())
+        ctx = getattr(self.node, "ctx", None)
+        state = None if ctx is None else ctx.extras.get("state")
+        entries = state.directory_by_id() if state is not None and state.gossip is not None else {}
+        for nd in out["nodes"]:
+            e = entries.get(nd["node_id"])
+            if e is not None:
+                nd.update({k: e[k] for k in DIRECTORY_FIELDS})
+        return out
 
     def events(self, since: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         limit = max(0, min(int(limit), EVENTS_LIMIT_MAX))

@@ -2,6 +2,7 @@
 
   show [--json]           every object, 1-hop record, setting (with where it came from) and counter
   get NS KEY              one object's merged value
+  directory [--json]      every node's directory entry: name, roles, version, health, age
   diff DIR_A DIR_B        objects that differ between two nodes (data directories)
   put NS KEY JSON         write an LWW value (kv, lww.*), or --incr N (g.*, pn.*), --add/--remove (set.*)
   set KEY JSON            change a config setting here (reaches every node if it is a mesh setting)
@@ -23,7 +24,7 @@ DEFAULT_DATA_DIR = "/data/x0node"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = subparsers.add_parser("state", help="mesh-wide state: show, get, diff, put, publish-crl")
+    p = subparsers.add_parser("state", help="mesh-wide state: show, get, directory, diff, put, publish-crl")
     p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help=f"the node's data directory (default {DEFAULT_DATA_DIR})")
     sub = p.add_subparsers(dest="state_command", metavar="ACTION")
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
@@ -34,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     g.add_argument("ns")
     g.add_argument("key")
     g.set_defaults(func=_get)
+    n = sub.add_parser("directory", help="the node directory: every node's name, roles, version and health")
+    n.add_argument("--json", action="store_true", help="print JSON")
+    n.set_defaults(func=_directory)
     d = sub.add_parser("diff", help="objects that differ between two nodes' data directories")
     d.add_argument("a")
     d.add_argument("b")
@@ -127,6 +131,34 @@ def _get(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(answer.get("entry"), sort_keys=True))
     return 0 if answer.get("entry") is not None else 1
+
+
+def _directory(args: argparse.Namespace) -> int:
+    answer = _ask(args.data_dir, {"op": "directory"})
+    if answer is None:
+        import time
+
+        from x0node.state import directory
+
+        st = _offline(args.data_dir)
+        answer = {"ok": True, "offline": True, "nodes": directory.listing(st["_store"], time.time())}
+    if not answer.get("ok"):
+        print(answer.get("error"), file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(answer, indent=1, sort_keys=True))
+        return 0
+    me = answer.get("node_id")
+    print(f"{'node id':<32}  {'name':<20} {'roles':<8} {'version':<10} {'health':<9} nbrs  uptime    age"
+          + ("  (offline: read from state.bin)" if answer.get("offline") else ""))
+    for e in answer["nodes"]:
+        mark = " *" if e["node_id"] == me else ""
+        print(f"{e['node_id']:<32}  {e['name']:<20} {','.join(e['roles']) or '-':<8} {e['version']:<10} "
+              f"{e['health']:<9} {e['neighbours_up']:>4} {e['uptime_s']:>7}s {e['age_s'] or 0:>6}s{mark}")
+        if e.get("health_reason"):
+            print(f"{'':<34}{e['health_reason']}")
+    print(f"{len(answer['nodes'])} nodes")
+    return 0
 
 
 def _diff(args: argparse.Namespace) -> int:

@@ -16,6 +16,9 @@ Rules and invariants:
 - Neighbours' feature vectors (features.py): each `anomaly.features` bus event (this node's vector,
   once per anomaly tick) is written as a signed 1-hop record; every newer vector received from a
   neighbour is handed to `ctx.extras["anomaly"].update_peer` (counted: features_published/fed/refused).
+- Node directory (directory.py): every DIRECTORY_POLL_S this node's own entry (name = `node_name` or
+  the hostname, role from its certificate, version, health from the router's stats) is offered to the
+  pure `directory.Publisher`, which says when to write it (mesh scope, TTL directory.TTL_S).
 - Settings: a change of a key listed in `mesh_settings` (bus event ConfigChanged) is written to the
   state; a winner from the state that differs from the config is applied through `ctx.set_config`, one
   key at a time (a refused value is counted and left alone).
@@ -32,9 +35,10 @@ import socket
 import time
 from typing import Any
 
+from x0node import __version__
 from x0node.daemon.exposure import Exposure, Listen
 from x0node.proto.wire import DecodeError
-from x0node.state import control, features, persist, revocations, settings
+from x0node.state import control, directory, features, persist, revocations, settings
 from x0node.state.gossip import STATE_MCAST_GROUP, STATE_UDP_PORT, Gossip, Neighbour
 from x0node.state.record import Scope, kind_of
 
@@ -48,8 +52,10 @@ NEIGHBOUR_POLL_S = 0.1
 PERSIST_DELAY_S = 0.5
 """Changes learnt from peers reach the disk at most this much later (writes are coalesced)."""
 WALL_CLOCK_RESYNC_S = 10.0
+DIRECTORY_POLL_S = 1.0
+"""How often this node's own directory entry is compared with the published one."""
 TIMER_SLACK_S = 0.001
-DEFAULTS: dict[str, Any] = {"enabled": True, "port": STATE_UDP_PORT, "mesh_settings": []}
+DEFAULTS: dict[str, Any] = {"enabled": True, "port": STATE_UDP_PORT, "mesh_settings": [], "node_name": ""}
 EXPOSURE = Exposure(listens=(Listen("mesh", "udp", "port"),))
 """Gossip arrives from neighbours on the mesh interfaces (x0node/daemon/exposure.py)."""
 
@@ -64,6 +70,10 @@ def validate_config(section: dict[str, Any]) -> dict[str, Any]:
     port = out["port"]
     if isinstance(port, bool) or not isinstance(port, int) or not 1024 <= port <= 65535:
         raise ConfigError("port", "expected an integer between 1024 and 65535")
+    name = out["node_name"]
+    if not isinstance(name, str) or (name and not directory.NAME_RE.match(name)):
+        raise ConfigError("node_name", f"expected letters, digits, '.', '_' or '-' (at most {directory.NAME_MAX}; "
+                          "empty: the hostname)")
     keys = out["mesh_settings"]
     if not isinstance(keys, list) or len(keys) > settings.MAX_MESH_SETTINGS:
         raise ConfigError("mesh_settings", f"expected a list of at most {settings.MAX_MESH_SETTINGS} keys")
@@ -94,7 +104,10 @@ class StateService:
         self.store_path: Any = None
         self.counters = {"store_corrupt": 0, "persist_writes": 0, "persist_errors": 0, "crl_applied": 0,
                          "settings_applied": 0, "settings_refused": 0, "settings_published": 0,
-                         "features_published": 0, "features_fed": 0, "features_refused": 0}
+                         "features_published": 0, "features_fed": 0, "features_refused": 0,
+                         "directory_published": 0, "directory_errors": 0}
+        self.started_s = self.now()
+        self.publisher = directory.Publisher(self.started_s)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due: float | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -123,7 +136,8 @@ class StateService:
         self.gossip = Gossip(router.identity, trust, random.Random(int.from_bytes(os.urandom(8), "big")), now,  # gossip timer jitter, seeded from os.urandom; not a secret # nosec B311
                              validators={revocations.CRL_NS: revocations.validator(trust),
                                          settings.SETTINGS_NS: settings.validator,
-                                         features.FEATURES_NS: features.validator})
+                                         features.FEATURES_NS: features.validator,
+                                         directory.DIRECTORY_NS: directory.validator})
         self.gossip.set_wall_clock(time.time(), now)
         self.store_path = ctx.data_dir / persist.STORE_NAME
         await self._load(now)
@@ -140,7 +154,8 @@ class StateService:
         self._feat_sub = ctx.bus.subscribe({FEATURES_TOPIC}, maxlen=4)
         self._tasks = [asyncio.create_task(self._poll_loop(), name="state-neighbours"),
                        asyncio.create_task(self._config_loop(), name="state-settings"),
-                       asyncio.create_task(self._features_loop(), name="state-features")]
+                       asyncio.create_task(self._features_loop(), name="state-features"),
+                       asyncio.create_task(self._directory_loop(), name="state-directory")]
         self._consume(set(), now)
         self._pump()
         log.info("state service started port=%d records=%d", self.port, self.gossip.store.count)
@@ -327,6 +342,43 @@ class StateService:
                 self.counters["features_refused"] += 1
                 log.debug("feature vector not published: %s", exc)
 
+    def own_entry(self, now: float) -> directory.Entry:
+        """This node's directory entry from its config, certificate and the router's stats."""
+        from x0node.daemon.provider import node_health
+        from x0node.proto.trust import Role
+
+        router = self.ctx.router
+        st = router.stats()
+        health, reason = node_health(st)
+        name = self._config_value("state.node_name") or os.uname().nodename
+        cert = getattr(router.credential, "certificate", None)
+        role = Role(cert.role).name.lower() if cert is not None and cert.role in Role._value2member_map_ else None
+        return directory.make_entry(name, role, __version__, health, reason, st.neighbours_up, now - self.started_s)
+
+    async def publish_directory(self, now: float) -> bool:
+        """Write this node's entry if the publisher says it is due; True when written."""
+        entry = self.own_entry(now)
+        if not self.publisher.due(entry, now):
+            return False
+        me = self.ctx.router.identity.node_id.hex()
+        await self.write(directory.DIRECTORY_NS, me, value=entry.encode(), ttl_s=directory.TTL_S)
+        self.publisher.done(entry, now)
+        self.counters["directory_published"] += 1
+        return True
+
+    async def _directory_loop(self) -> None:
+        while True:
+            try:
+                await self.publish_directory(self.now())
+            except (OSError, ValueError) as exc:  # a full disk or a refused write: try again next poll
+                self.counters["directory_errors"] += 1
+                log.warning("directory entry not published: %s", exc)
+            await asyncio.sleep(DIRECTORY_POLL_S)
+
+    def directory_by_id(self) -> dict[str, dict[str, Any]]:
+        assert self.gossip is not None
+        return {e["node_id"]: e for e in directory.listing(self.gossip.store, time.time())}
+
     def _apply_crl(self, now: float) -> None:
         assert self.gossip is not None
         trust = self.ctx.router.trust
@@ -410,6 +462,7 @@ class StateService:
         return {
             "node_id": g.me.hex(), "digest": g.store.digest().hex(), "objects": g.store.objects(),
             "hop": g.store.hop_view(now), "settings": sets,
+            "directory": directory.listing(g.store, time.time()),
             "crl": {"serial": trust.crl_serial, "revoked": sorted(x.hex() for x in trust.revoked)},
             "stats": self.status(),
         }
@@ -429,6 +482,10 @@ class StateService:
         try:
             if op == "show":
                 return {"ok": True, **self.view()}
+            if op == "directory":
+                assert self.gossip is not None
+                return {"ok": True, "node_id": self.gossip.me.hex(),
+                        "nodes": directory.listing(self.gossip.store, time.time())}
             if op == "status":
                 return {"ok": True, **self.status()}
             if op == "digest":

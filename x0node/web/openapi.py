@@ -55,7 +55,12 @@ SCHEMAS: dict[str, Any] = {
                      "nodes": {"type": "array", "items": {
                          "type": "object", "required": ["node_id"],
                          "properties": {"node_id": STR, "name": NULLABLE_STR, "mesh_addr": NULLABLE_STR,
-                                        "self": {"type": "boolean"}}}},
+                                        "self": {"type": "boolean"},
+                                        # from the node directory (docs/state.md), when that node's entry is held
+                                        "roles": {"type": "array", "items": STR}, "version": STR,
+                                        "health": {"type": "string", "enum": ["ok", "degraded", "down"]},
+                                        "health_reason": NULLABLE_STR, "neighbours_up": {"type": "integer"},
+                                        "uptime_s": {"type": "integer"}}}},
                      "links": {"type": "array", "items": {
                          "type": "object", "required": ["a", "b", "quality"],
                          "properties": {"a": STR, "b": STR, "cost": NULLABLE_NUM, "quality": QUALITY,

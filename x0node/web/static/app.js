@@ -198,7 +198,15 @@ const VIEWS = {
         + "node has answered. Check that a mesh interface is up and another node is in range.") : null,
       h("div", { class: "graph" }, drawTopology(t)),
       h("ul", { class: "legend" }, Object.entries(QUALITY_COLOURS).map(([q]) =>
-        h("li", {}, h("span", { class: `swatch q-${q}` }), q))))];
+        h("li", {}, h("span", { class: `swatch q-${q}` }), q)))),
+      // the node list: the routing core's nodes with their node-directory entries (name, role, version, health)
+      h("section", { class: "card" }, h("h2", {}, "Nodes"),
+        table(["Name", "Node", "Role", "Version", "Health", "Neighbours", "Reachable"], t.nodes.map((n) => [
+          n.name ? `${n.name}${n.self ? " (this node)" : ""}` : (n.self ? "this node" : "–"),
+          h("span", { class: "mono", title: n.node_id }, shortId(n.node_id)),
+          (n.roles && n.roles.length ? n.roles.join(", ") : n.role) ?? "–", n.version ?? "–",
+          n.health ? h("span", { class: `pill health-${n.health}`, title: n.health_reason || "" }, n.health) : "–",
+          n.neighbours_up ?? "–", n.reachable === false ? "no" : "yes"]), "No nodes known."))];
   },
   "/events": () => [h("section", { class: "card" }, h("h2", {}, "Events"), eventList(state.events, EVENTS_KEPT))],
   "/incidents": () => incidentsView(),

@@ -161,7 +161,8 @@ export function drawTopology(topo) {
       const [text, [dx, dy, anchor]] = lab;
       g.append(s("text", { x: dx, y: dy, "text-anchor": anchor, class: "label", "font-size": font, "stroke-width": px(4) }, text));
     }
-    g.append(s("title", {}, `${nd.name || ""} ${nd.node_id}\n${nd.mesh_addr || ""}`));
+    const about = [nd.version && `version ${nd.version}`, nd.health && `health ${nd.health}`].filter(Boolean).join(", ");
+    g.append(s("title", {}, `${nd.name || ""} ${nd.node_id}\n${nd.mesh_addr || ""}${about ? `\n${about}` : ""}`));
     gn.append(g);
   });
   svg.append(gl, gn);
