@@ -312,12 +312,9 @@ class Pinger:
         return samples_from_lines(list(self.lines))
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        from x0lab.testbed.measure import stop_procs
+
+        stop_procs([self.proc])
         self._thread.join(timeout=2)
 
 

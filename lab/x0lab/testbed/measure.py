@@ -36,6 +36,18 @@ _SEQ_RE = re.compile(r"icmp_seq=(\d+)")
 _PING_SUMMARY_RE = re.compile(r"(\d+) packets transmitted, (\d+) received")
 
 
+def stop_procs(procs: list[subprocess.Popen[str]], wait_s: float = 3.0) -> None:
+    """SIGTERM every process, then wait for each; one that outlives `wait_s` is killed."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @dataclass
 class Pinger:
     """`ping -i 0.01` from a node to an address, replies recorded as (monotonic time, seq)."""
@@ -84,12 +96,7 @@ class Pinger:
         return tail[-1] - tail[0] == streak - 1
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_procs([self.proc])
         self._thread.join(timeout=2)
 
     def outage_ms(self, fault_at: float) -> float:
@@ -271,14 +278,7 @@ class RouteWatcher:
         return None
 
     def __exit__(self, *exc: object) -> None:
-        for proc in self._procs:
-            proc.terminate()
-        for proc in self._procs:
-            try:
-                proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_procs(self._procs)
 
 
 def route_dump(bed: Testbed) -> dict[int, set[str]]:
