@@ -100,6 +100,12 @@ def test_traffic_takes_the_faster_path_and_follows_a_throttle(tmp_path):
         n1, n3 = bed.nodes[1], bed.nodes[3]
         fast, slow = n1.ifaces[2], n1.ifaces[4]
         assert measure.wait_converged(bed, CONVERGE_TIMEOUT_S) is not None
+
+        def learnt() -> bool:  # until both ends of both paths know their rates, the costs are still moving
+            nbrs = [measure.neighbour_of(bed, a, b) for a, b in ((1, 2), (1, 4), (3, 2), (3, 4))]
+            return all(n is not None and n.get("throughput_bps") for n in nbrs)
+
+        _wait("the throughput of both paths learnt at n1 and n3", learnt, ESTIMATE_TIMEOUT_S)
         assert measure.wait_route_dev(bed, 1, n3.mesh_addr, fast, ESTIMATE_TIMEOUT_S)
         assert measure.wait_route_dev(bed, 3, n1.mesh_addr, bed.nodes[3].ifaces[2], ESTIMATE_TIMEOUT_S)
         # the pings really leave n1 by the fast path
