@@ -38,6 +38,8 @@ BOOTSTRAP_FORMAT = 4  # bump when the command line below changes in a way the ke
 BASE_PACKAGES = (
     "systemd", "systemd-sysv", "udev", "python3", "kmod", "iproute2", "iputils-ping", "procps",
     "busybox-static", "libbpf1", "nftables", "rauc", "rauc-service",
+    # rauc reads and installs bundles through unsquashfs; without it `rauc info` fails.
+    "squashfs-tools",
 )
 DPKG_EXCLUDES = (
     "/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*",
