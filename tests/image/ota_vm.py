@@ -1,16 +1,16 @@
-"""OTA on QEMU VMs: release builds, a bad build, uploads through the web API, and the power-cut loop.
-Used by tests/image/test_ota.py and bench/ota.py (install to marked good, power cuts).
+"""OTA on QEMU VMs: releases derived from the built image, uploads through the web API, refusals, the
+bad build's rollback and the power-cut loop. Used by tests/image/test_ota.py and bench/ota.py.
 
-Releases: the first image is the one every image test uses (`built`); release "next" is a second
-pipeline build of the same tree with a later SOURCE_DATE_EPOCH (a newer serial) and its own version
-name, so its root slot differs (release.json, every time stamp); its bundle is written by the pipeline's
-`bundle` step. The bad build is release "next"'s root with one defect — the web UI listens on ::1 only —
-repacked with the pipeline's squashfs options and bundled and signed like a release, so only the health
-gate can tell it is bad.
+Releases (`releases`): the base image is the one every image test uses (`built`); release "next" is its
+root slot with only release.json changed (a newer version and serial), and the bad build is that root
+with one defect — the web UI listens on ::1 only — so only the health gate can tell it is bad. Both are
+squashed with the pipeline's options and bundled and signed like a release (`image/bundle.py`), and
+cached by the base root's hash, so a session whose base image did not change builds neither again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -26,6 +26,7 @@ from typing import Any
 
 import requests
 
+from image import cache as image_cache
 from image import pipeline, squash
 from image.board import REPO_ROOT, load_board
 from image.bundle import keys_dir
@@ -45,92 +46,104 @@ MARKER = "x0-data-marker"
 DISK_MIB = 512
 """The VMs' flash: the image (256 MiB) plus room on /data to stage a bundle (provisioning grows /data)."""
 REUSE_WAIT_S = 1800
-"""bench --reuse-images waits this long for a build of the images that is still running."""
-_releases: dict[str, pipeline.Context] = {}
+"""bench --reuse-images waits this long for a build of the base image that is still running."""
+DERIVE_FORMAT = 1
+"""Part of the derived releases' cache key: raise it when `releases` makes them differently."""
+NEXT_LATER_S, BAD_LATER_S = 100, 200
 
 
-def release(base: pipeline.Context, tag: str, later_s: int) -> pipeline.Context:
-    """Another build of the tree as a newer release (`X0_IMAGE_VERSION`, SOURCE_DATE_EPOCH + later_s)."""
-    if tag in _releases:
-        return _releases[tag]
-    old = {k: os.environ.get(k) for k in ("X0_IMAGE_VERSION", "SOURCE_DATE_EPOCH")}
-    os.environ["X0_IMAGE_VERSION"] = f"{base.version}-{tag}"
-    os.environ["SOURCE_DATE_EPOCH"] = str(base.source_date_epoch + later_s)
+@dataclass(frozen=True)
+class Release:
+    """A signed update bundle of the base image's root with its own version and a later serial."""
+
+    version: str
+    serial: int
+    bundle: pathlib.Path
+
+    @property
+    def manifest(self) -> pathlib.Path:
+        return ota_bundle.manifest_path(self.bundle)
+
+
+def _sign_bundle(sqfs: pathlib.Path, version: str, serial: int, out: pathlib.Path) -> Release:
+    kd = keys_dir()
+    m = ota_bundle.build(sqfs, BOARD, version, serial, kd, out)
+    rk = ota_keys.release_keys(kd)
+    holders = [k for k in ota_keys.holder_keys(kd) if k.verify_key.encode().hex() in rk.keys]
+    ota_bundle.write_manifest(ota_bundle.manifest_path(out), mf.sign(m, holders[: rk.threshold]))
+    return Release(version, serial, out)
+
+
+def _set_release(root: pathlib.Path, version: str, serial: int) -> None:
+    rel = root / "usr/share/x0tta6bl4/ota/release.json"
+    doc = json.loads(rel.read_text())
+    rel.write_text(json.dumps(doc | {"version": version, "serial": serial}, indent=1, sort_keys=True) + "\n")
+
+
+def releases(base: pipeline.Context) -> tuple[Release, Release]:
+    """Release "next" and the bad build, both made from `base`'s root slot (one unsquashfs, two xz
+    squashes with the pipeline's options, bundled and signed like a release by the pipeline's keys):
+    - next: only release.json differs (version `<base>-next`, serial base + 100), so it is the base
+      image's software as a newer release;
+    - bad: release `<base>-bad` (serial base + 200) whose web UI listens on ::1 only, so it boots and
+      routes and only the health gate (UI answering) can tell it is bad.
+    They are cached under the image cache, keyed by the base root's SHA-256, the signing keys and
+    DERIVE_FORMAT (the squashes are reproducible; a new base or new keys make them again)."""
+    kd = keys_dir()
+    key = image_cache.key_of({"format": DERIVE_FORMAT, "base": image_cache.sha256_file(base.squashfs),
+                              "version": base.version, "epoch": base.source_date_epoch,
+                              "cert": image_cache.sha256_file(kd / "signing.cert.pem"),
+                              "keys": image_cache.sha256_file(kd / ota_keys.RELEASE_KEYS_FILE)})
+    d = image_cache.cache_root() / f"ota-releases-{BOARD}-{key}"
+    nxt = Release(f"{base.version}-next", base.source_date_epoch + NEXT_LATER_S,
+                  d / f"x0-{BOARD}-{base.version}-next.raucb")
+    bad = Release(f"{base.version}-bad", base.source_date_epoch + BAD_LATER_S, d / f"x0-{BOARD}-{base.version}-bad.raucb")
+    if all(p.exists() for r in (nxt, bad) for p in (r.bundle, r.manifest)):
+        return nxt, bad
+    tmp = d.with_name(d.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
     try:
-        ctx = pipeline.build(BOARD, work=REPO_ROOT / "build" / "image" / f"{BOARD}-{tag}",
-                             out=REPO_ROOT / "out" / f"{BOARD}-{tag}", echo=False)
+        root = tmp / "root"
+        subprocess.run(["unsquashfs", "-q", "-n", "-d", str(root), str(base.squashfs)], check=True)
+        made = []
+        for rel, edit in ((nxt, None), (bad, "usr/share/x0tta6bl4/config.toml.in")):
+            _set_release(root, rel.version, rel.serial)
+            if edit is not None:
+                cfg = root / edit
+                text = cfg.read_text()
+                assert 'listen = "::"' in text
+                cfg.write_text(text.replace('listen = "::"', 'listen = "::1"'))
+            sqfs = tmp / f"{rel.version}.sqfs"
+            squash.run(root, sqfs, tmp / "squash.log", rel.serial)
+            made.append(_sign_bundle(sqfs, rel.version, rel.serial, tmp / rel.bundle.name))
+            sqfs.unlink()
+        shutil.rmtree(root)
+        shutil.rmtree(d, ignore_errors=True)
+        tmp.rename(d)
     finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    _releases[tag] = ctx
-    return ctx
+        shutil.rmtree(tmp, ignore_errors=True)
+    return nxt, bad
 
 
-def existing(work: pathlib.Path, out: pathlib.Path) -> pipeline.Context | None:
-    """A finished build in `work`/`out` (its manifest.json names version and epoch), or None."""
+def reuse_base() -> pipeline.Context | None:
+    """Use the base image built before from this tree (out/x86_64; bench/ota.py --reuse-images,
+    X0_OTA_REUSE_IMAGES=1) instead of building it again: later `built()` returns it. None (and nothing
+    changed) if it is missing or unfinished."""
+    from tests.image import conftest
+
+    work, out = REPO_ROOT / "build" / "image" / BOARD, REPO_ROOT / "out" / BOARD
     try:
         doc = json.loads((out / "manifest.json").read_text())
         ctx = pipeline.Context(board=load_board(BOARD), work=work, out=out, version=str(doc["version"]),
                                source_date_epoch=int(doc["source_date_epoch"]))
+        # finished after its root slot was squashed (a build still running has an older manifest)
+        if not ctx.disk.exists() or (out / "manifest.json").stat().st_mtime < ctx.squashfs.stat().st_mtime:
+            return None
     except (OSError, ValueError, KeyError):
         return None
-    try:  # finished after its root slot was squashed (a build still running has an older manifest)
-        sq = ctx.squashfs.stat().st_mtime
-        done = ctx.disk.exists() and min((out / "manifest.json").stat().st_mtime,
-                                         bundle_of(ctx)[1].stat().st_mtime) >= sq
-    except OSError:
-        return None
-    return ctx if done else None
-
-
-def reuse_builds() -> tuple[pipeline.Context, pipeline.Context] | None:
-    """Use the base image and release "next" built before from this tree (bench/ota.py --reuse-images,
-    X0_OTA_REUSE_IMAGES=1 for tests/image/test_ota.py) instead of building them again: later `built()`
-    and `release(base, "next")` return them. None (and nothing changed) if either is missing."""
-    from tests.image import conftest
-
-    base = existing(REPO_ROOT / "build" / "image" / BOARD, REPO_ROOT / "out" / BOARD)
-    nxt = existing(REPO_ROOT / "build" / "image" / f"{BOARD}-next", REPO_ROOT / "out" / f"{BOARD}-next")
-    if base is None or nxt is None or nxt.source_date_epoch <= base.source_date_epoch:
-        return None
-    conftest._built[BOARD] = base
-    _releases["next"] = nxt
-    return base, nxt
-
-
-def bundle_of(ctx: pipeline.Context) -> tuple[pathlib.Path, pathlib.Path]:
-    b = ctx.out / f"x0-{BOARD}-{ctx.version}.raucb"
-    return b, ota_bundle.manifest_path(b)
-
-
-def bad_build(good: pipeline.Context, work: pathlib.Path, later_s: int) -> tuple[pathlib.Path, pathlib.Path]:
-    """Release `good` with the web UI bound to ::1 only, as a signed bundle of a newer serial."""
-    root = work / "bad-root"
-    shutil.rmtree(root, ignore_errors=True)
-    subprocess.run(["unsquashfs", "-q", "-n", "-d", str(root), str(good.squashfs)], check=True)
-    cfg = root / "usr/share/x0tta6bl4/config.toml.in"
-    text = cfg.read_text()
-    assert 'listen = "::"' in text
-    cfg.write_text(text.replace('listen = "::"', 'listen = "::1"'))
-    serial = good.source_date_epoch + later_s
-    version = f"{good.version}-bad"
-    rel = root / "usr/share/x0tta6bl4/ota/release.json"
-    doc = json.loads(rel.read_text())
-    rel.write_text(json.dumps(doc | {"version": version, "serial": serial}, indent=1, sort_keys=True) + "\n")
-    sqfs = work / "bad.sqfs"
-    squash.run(root, sqfs, work / "bad-squash.log", serial)
-    shutil.rmtree(root, ignore_errors=True)
-    out = work / f"x0-{BOARD}-{version}.raucb"
-    kd = keys_dir()
-    m = ota_bundle.build(sqfs, BOARD, version, serial, kd, out)
-    rk = ota_keys.release_keys(kd)
-    signed = mf.sign(m, ota_keys.holder_keys(kd)[: rk.threshold])
-    ota_bundle.write_manifest(ota_bundle.manifest_path(out), signed)
-    sqfs.unlink()
-    return out, ota_bundle.manifest_path(out)
+    conftest._built[BOARD] = ctx
+    return ctx
 
 
 @dataclass
@@ -287,25 +300,79 @@ def powercut_loop(vm: VM, key_sha: str, cuts: int, boot_timeout_s: float, window
     return good
 
 
+def refusal_cases(nxt: Release, running_serial: int) -> list[tuple[dict[str, Any], str]]:
+    """Manifests a node must refuse, each with the reason it must give: signed by the release keys but
+    for another board; signed but older than the running release; one changed after it was signed."""
+    kd = keys_dir()
+    rk = ota_keys.release_keys(kd)
+    holders = [k for k in ota_keys.holder_keys(kd) if k.verify_key.encode().hex() in rk.keys][: rk.threshold]
+    m = mf.parse(nxt.manifest.read_bytes()).manifest
+
+    def signed(x: mf.Manifest) -> dict[str, Any]:
+        return json.loads(mf.sign(x, holders).encode())
+
+    forged = signed(m)
+    forged["manifest"]["version"] = m.version + "-forged"
+    return [(signed(dataclasses.replace(m, board="rpi4")), "wrong_board"),
+            (signed(dataclasses.replace(m, version=m.version + "-old", serial=running_serial - 1)), "downgrade"),
+            (forged, "bad_signature")]
+
+
+def tampered_copy(rel: Release, work: pathlib.Path) -> pathlib.Path:
+    """The release's bundle with one byte of its first chunk changed (the signed manifest unchanged)."""
+    out = work / ("tampered-" + rel.bundle.name)
+    subprocess.run(["cp", "--sparse=always", str(rel.bundle), str(out)], check=True)
+    with open(out, "r+b") as f:
+        f.seek(4096)
+        b = f.read(1)
+        f.seek(4096)
+        f.write(bytes([b[0] ^ 0xFF]))
+    return out
+
+
+def install_bad_and_wait_rollback(vm: VM, ui: Ui, fp: str, bad: Release, boot_timeout_s: float) -> dict[str, Any]:
+    """Upload the bad build through the UI and install it; the new slot fails the health gate, is marked
+    bad and the VM reboots into the slot it came from with no human. Returns the final OTA view."""
+    before = ui.get()
+    up = ui.upload(bad.bundle, bad.manifest)
+    assert up["status"] == 200 and up["phase"] == "verified", up
+    since = vm.mark()
+    r = ui.post("api/v1/ota/install", {})
+    assert r.status_code == 202, r.text
+    wait_reboot(vm, since, 1800)
+    assert slot_of_this_boot(vm, boot_timeout_s) != before["booted"]
+    since = vm.mark()
+    wait_reboot(vm, since, HEALTH_DEADLINE_S + 2 * boot_timeout_s)  # the gate's verdict: mark-bad, reboot
+    assert slot_of_this_boot(vm, boot_timeout_s) == before["booted"]
+    vm.wait_ready(boot_timeout_s)
+    vm.wait_for(PROMPT, 120)
+    ui.login(fp)
+    o = ui.wait(lambda o: o["phase"] == "rolled_back", 600, "the VM reporting the rollback")
+    assert o["booted"] == before["booted"] and o["running"]["version"] == before["running"]["version"], o
+    return o
+
+
 def bench(cuts: int, budget_s: float | None = None, reuse: bool = False) -> dict[str, Any]:
-    """bench/ota.py's QEMU part: install to marked good, and `cuts` power cuts (needs root, QEMU); with
-    `budget_s`, no power cut starts after that many seconds of this part (the count done is reported)."""
+    """bench/ota.py's QEMU part (needs root, QEMU): release "next" uploaded through the web API and
+    installed (install → marked good), `cuts` power cuts, then the bad build installed and rolled back by
+    the health gate with no human. With `budget_s`, no power cut starts after that many seconds of this
+    part (the count done is reported)."""
     t_start = time.monotonic()
+    import hashlib
     import tempfile
 
     from image import provision
-    from image.board import load_board
     from tests.image.conftest import BOOT_TIMEOUT_S, built
 
     if reuse:
-        deadline = time.monotonic() + REUSE_WAIT_S  # a build of them may still be finishing
-        while reuse_builds() is None and time.monotonic() < deadline:
+        deadline = time.monotonic() + REUSE_WAIT_S  # a build of it may still be finishing
+        while reuse_base() is None and time.monotonic() < deadline:
             time.sleep(10)
-        print(f"reusing the builds in out/{BOARD} and out/{BOARD}-next: {_releases.get('next') is not None}",
-              file=sys.stderr, flush=True)
     base = built(BOARD)
-    nxt = release(base, "next", 100)
-    bundle, manifest = bundle_of(nxt)
+    nxt, bad = releases(base)
+    T = BOOT_TIMEOUT_S[BOARD]
+    res: dict[str, Any] = {"install_to_good_s": None, "powercut_good": None, "powercut_total": None,
+                           "bad_rolled_back": None, "bad_rollback_s": None}
     with tempfile.TemporaryDirectory(prefix="x0ota-vm-") as tmp:
         t = pathlib.Path(tmp)
         anchor = provision.make_anchor(t / "anchor.key")
@@ -318,31 +385,37 @@ def bench(cuts: int, budget_s: float | None = None, reuse: bool = False) -> dict
         vm = VM(board=load_board(BOARD), disk=disk, vmdir=t / "vm")
         try:
             vm.start()
-            fp = vm.cert_fingerprint(BOOT_TIMEOUT_S[BOARD])
-            vm.wait_ready(BOOT_TIMEOUT_S[BOARD])
+            fp = vm.cert_fingerprint(T)
+            vm.wait_ready(T)
             vm.wait_for(PROMPT, 120)
             ui = Ui(vm)
             ui.login(fp, setup_code(vm))
-            up = ui.upload(bundle, manifest)
+            up = ui.upload(nxt.bundle, nxt.manifest)
             assert up["status"] == 200, up
             since = vm.mark()
             t0 = time.monotonic()
             r = ui.post("api/v1/ota/install", {})
             assert r.status_code == 202, r.text
             wait_reboot(vm, since, 1800)
-            vm.wait_ready(BOOT_TIMEOUT_S[BOARD])
+            vm.wait_ready(T)
             ui.login(fp)
             ui.wait(lambda o: o["phase"] == "good" and o["running"]["version"] == nxt.version, 900, "marked good")
-            install_to_good = time.monotonic() - t0
+            res["install_to_good_s"] = round(time.monotonic() - t0, 1)
             vm.wait_for(PROMPT, 120)
-            import hashlib
-
+            print(f"install to marked good: {res['install_to_good_s']} s", file=sys.stderr, flush=True)
             key_sha = hashlib.sha256(ident.key).hexdigest()
             log: list[dict[str, Any]] = []
-            print(f"install to marked good: {install_to_good:.1f} s", file=sys.stderr, flush=True)
             until = None if budget_s is None else t_start + budget_s
-            good = powercut_loop(vm, key_sha, cuts, BOOT_TIMEOUT_S[BOARD], 120.0, random.Random(17), log, until)
+            good = powercut_loop(vm, key_sha, cuts, T, 120.0, random.Random(17), log, until)
+            res.update(powercut_good=good, powercut_total=len(log), powercut_log=log)
+            t0 = time.monotonic()
+            o = install_bad_and_wait_rollback(vm, ui, fp, bad, T)
+            res.update(bad_rolled_back=True, bad_rollback_s=round(time.monotonic() - t0, 1),
+                       bad_rollback_why=o["why"][:200])
+        except Exception as exc:  # noqa: BLE001 - report what was measured up to here, and what failed
+            res["qemu_error"] = f"{type(exc).__name__}: {exc}"[:600]
+            if res["powercut_total"] is not None and res["bad_rolled_back"] is None:
+                res["bad_rolled_back"] = False
         finally:
             vm.stop()
-    return {"install_to_good_s": round(install_to_good, 1), "powercut_good": good, "powercut_total": len(log),
-            "powercut_log": log}
+    return res

@@ -1,17 +1,21 @@
-"""Updates on QEMU VMs with RAUC (slow; see tests/image/ota_vm.py for the releases used).
+"""Updates on QEMU VMs with real RAUC (slow; releases from tests/image/ota_vm.py: "next" and a bad build
+whose web UI listens on ::1 only).
 
-`test_mesh_rollout_and_bad_build_rollback`, two x86_64 VMs joined by a QEMU socket network:
-- the newer release is uploaded through VM1's web API (what the Firmware page does) and verified there;
-- VM2 gets it over the mesh (chunks from VM1, verified on VM2);
-- a rollout started from VM1's UI updates VM2 (the leaf wave) and then VM1: each installs with RAUC
-  into its other slot, reboots into it, passes the health gate (neighbour back, routes, UI answering)
-  and is marked good; the rollout finishes;
-- a bad build (the web UI bound to ::1 only), uploaded and installed on VM1 from its UI, fails the
-  health gate: VM1 marks the slot bad and reboots into the previous slot with no human, reports
-  `rolled_back` with the reason, and /data is intact.
-`test_bad_build_rolls_back_alone`: the same bad build on a single VM still on the first release.
-`test_power_cuts` cuts the power (SIGKILL of QEMU) at random points of an install and of the reboot
-that follows, POWERCUTS times (the bench does 20); every boot must reach a ready x0node with /data intact.
+One scenario over two x86_64 VMs joined by a QEMU socket network (one boot each, plus the reboots the
+updates make), to keep CI time in bounds:
+1. refusals through VM1's web API, each with its reason: a manifest for another board, a downgrade, a
+   manifest changed after signing, a tampered bundle;
+2. release "next" uploaded through VM1's web API (what the Firmware page does) and verified there (RAUC
+   checks the CMS signature); VM2 gets it over the mesh and verifies it itself;
+3. installed on VM1 from the UI: RAUC writes the other slot, VM1 reboots into it, passes the health gate
+   (neighbour back, routes, UI answering) and marks it good; the same manifest again is refused
+   (`installed`);
+4. POWERCUTS power cuts (SIGKILL of QEMU) at random points of an install or rollback on VM1 and the
+   reboot that follows (bench/ota.py does 20): every boot reaches a ready x0node with /data intact;
+5. the bad build uploaded to VM1 reaches VM2 over the mesh; a rollout started from VM1's UI installs it
+   on VM2 first (the leaf wave): the gate fails, VM2 marks the slot bad and boots back into its old slot
+   with no human, reports `rolled_back` with the reason, /data intact; the rollout halts mesh-wide and
+   VM1 never installs it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import json
 import os
 import random
 import re
+import time
 
 import pytest
 
@@ -34,34 +39,33 @@ POWERCUTS = int(os.environ.get("X0_OTA_POWERCUTS", "3"))
 DISK_MIB = ota_vm.DISK_MIB
 T = BOOT_TIMEOUT_S[BOARD]
 
-# Not yet on devices: `rauc info` on the image stops at `Failed to start unsquashfs` (the image has no
-# squashfs-tools; docs/ota.md, "On devices"), so a VM never reaches `verified`. Set X0_OTA_DEVICE=1 to
-# run these once the image carries it; the mesh path is tested on namespaces (tests/integration/test_ota_mesh.py).
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(os.environ.get("X0_OTA_DEVICE") != "1",
-                                 reason="OTA install on the image is blocked on unsquashfs (docs/ota.md)")]
+pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(autouse=True)
-def _prebuilt() -> None:
-    """X0_OTA_REUSE_IMAGES=1: use the images already built from this tree (ota_vm.reuse_builds)."""
+@pytest.fixture(scope="session")
+def releases() -> tuple:
+    """The base image and its two derived releases, made once per session (and cached across them)."""
+    if not daemon_present():
+        pytest.skip("the daemon (`x0node run`) is not in this tree")
     if os.environ.get("X0_OTA_REUSE_IMAGES") == "1":
-        ota_vm.reuse_builds()
+        ota_vm.reuse_base()
+    base = built(BOARD)
+    nxt, bad = ota_vm.releases(base)
+    return base, nxt, bad
 
 
 def _status(vm) -> dict:
     rc, out = vm.shell("x0node ota status --json > /tmp/ota.json; python3 -c 'import json; "
                        "d=json.load(open(\"/tmp/ota.json\")); t=d.get(\"target\") or {}; "
-                       "print(\"OTA\", d[\"phase\"], t.get(\"have\"), t.get(\"chunks\"), d[\"running\"][\"version\"])'",
-                       timeout_s=120)
-    m = re.search(r"^OTA (\S+) (\S+) (\S+) (\S+)$", out, re.M)
+                       "print(\"OTA\", d[\"phase\"], t.get(\"version\"), t.get(\"have\"), t.get(\"chunks\"), "
+                       "d[\"running\"][\"version\"])'", timeout_s=120)
+    m = re.search(r"^OTA (\S+) (\S+) (\S+) (\S+) (\S+)$", out, re.M)
     assert m, out
-    return {"phase": m.group(1), "have": m.group(2), "chunks": m.group(3), "running": m.group(4)}
+    return {"phase": m.group(1), "target": m.group(2), "have": m.group(3), "chunks": m.group(4),
+            "running": m.group(5)}
 
 
 def _wait_status(vm, pred, timeout_s: float, what: str) -> dict:
-    import time
-
     deadline = time.monotonic() + timeout_s
     last = {}
     while time.monotonic() < deadline:
@@ -72,13 +76,8 @@ def _wait_status(vm, pred, timeout_s: float, what: str) -> dict:
     raise AssertionError(f"{what}: not seen in {timeout_s:.0f} s; last {last}")
 
 
-def test_mesh_rollout_and_bad_build_rollback(vms, tmp_path, artifacts_dir) -> None:
-    if not daemon_present():
-        pytest.skip("the daemon (`x0node run`) is not in this tree")
-    base = built(BOARD)
-    nxt = ota_vm.release(base, "next", 100)
-    bundle, manifest = ota_vm.bundle_of(nxt)
-    bad_bundle, bad_manifest = ota_vm.bad_build(nxt, tmp_path, 200)
+def test_update_mesh_powercuts_and_rollback(vms, releases, tmp_path, artifacts_dir) -> None:
+    base, nxt, bad = releases
     extra = {"x0node/config.local.toml": ota_vm.LOCAL_CONFIG.encode()}
     port = free_port()
     vm1, id1 = vms.make(BOARD, "ota1", extra=extra, disk_mib=DISK_MIB, mesh_links=[MeshLink(port, True, "52:54:00:00:65:01")])
@@ -86,125 +85,80 @@ def test_mesh_rollout_and_bad_build_rollback(vms, tmp_path, artifacts_dir) -> No
     vm1.start()
     vm2.start()
     fp1 = vm1.cert_fingerprint(T * 2)
+    fp2 = vm2.cert_fingerprint(T * 2)
     for vm in (vm1, vm2):
         vm.wait_ready(T * 2)
         vm.wait_for(ota_vm.PROMPT, 120)
-    marker = os.urandom(8).hex()
-    vm1.shell(f"echo {marker} > /data/{ota_vm.MARKER}; sync")
+    marker2 = os.urandom(8).hex()
+    vm2.shell(f"echo {marker2} > /data/{ota_vm.MARKER}; sync")
     ui = ota_vm.Ui(vm1)
     ui.login(fp1, setup_code(vm1))
     o = ui.get()
     assert o["booted"] == "A" and set(o["slots"]) == {"A", "B"}, o
     assert o["running"]["version"] == base.version
 
-    # the newer release through VM1's UI; VM2 gets it over the mesh
-    up = ui.upload(bundle, manifest)
-    assert up["status"] == 200 and up["phase"] == "verified", up
-    st2 = _wait_status(vm2, lambda s: s["phase"] == "verified" and s["have"] == s["chunks"], 1200,
-                       "VM2 holding the verified bundle")
-    assert st2["running"] == base.version
+    # 1. refusals, each with its reason; nothing is staged for them
+    for body, reason in ota_vm.refusal_cases(nxt, int(o["running"]["serial"])):
+        r = ui.post("api/v1/ota/manifest", body)
+        assert r.status_code == 409 and r.json()["error"].startswith(reason), (reason, r.status_code, r.text)
+    up = ui.upload(ota_vm.tampered_copy(nxt, tmp_path), nxt.manifest)
+    assert up["status"] == 409 and "hash_mismatch" in up["error"], up
+    assert set(ui.get()["refusals"]) >= {"wrong_board", "downgrade", "bad_signature"}
 
-    # a rollout from VM1's UI: VM2 first (leaf wave), then VM1; each marked good after its health gate
-    r = ui.post("api/v1/ota/rollout", {"action": "start", "threshold": 0.5})
-    assert r.status_code == 200, r.text
-    assert r.json()["rollout"]["waves"][-1] == [id1.node_id[:8]]
-    since2 = vm2.mark()
-    ota_vm.wait_reboot(vm2, since2, 1800)
-    assert ota_vm.slot_of_this_boot(vm2, T) == "B"
-    vm2.wait_ready(T)
-    vm2.wait_for(ota_vm.PROMPT, 120)
-    _wait_status(vm2, lambda s: s["phase"] == "good" and s["running"] == nxt.version, 900, "VM2 marked good")
-    since1 = vm1.mark()
-    ota_vm.wait_reboot(vm1, since1, 1800)
+    # 2. release "next" through VM1's UI (the good chunks of the tampered upload stay); VM2 over the mesh
+    up = ui.upload(nxt.bundle, nxt.manifest)
+    assert up["status"] == 200 and up["phase"] == "verified", up
+    _wait_status(vm2, lambda s: s["target"] == nxt.version and s["phase"] == "verified" and s["have"] == s["chunks"],
+                 1200, "VM2 holding the verified bundle from the mesh")
+
+    # 3. install from VM1's UI: other slot, reboot, health gate, marked good
+    since = vm1.mark()
+    r = ui.post("api/v1/ota/install", {})
+    assert r.status_code == 202, r.text
+    ota_vm.wait_reboot(vm1, since, 1800)
     assert ota_vm.slot_of_this_boot(vm1, T) == "B"
     vm1.wait_ready(T)
     ui.login(fp1)
-    o = ui.wait(lambda o: o["phase"] == "good" and (o.get("rollout") or {}).get("state") == "done", 900,
-                "VM1 marked good and the rollout done")
+    o = ui.wait(lambda o: o["phase"] == "good", 900, "VM1 marked good")
     assert o["booted"] == "B" and o["running"]["version"] == nxt.version, o
-    (artifacts_dir / "ota-after-rollout.json").write_text(json.dumps(o, indent=1))
+    assert o["slots"]["B"]["boot_status"] == "good", o
+    r = ui.post("api/v1/ota/manifest", json.loads(nxt.manifest.read_text()))
+    assert r.status_code == 409 and r.json()["error"].startswith("installed"), r.text
+    (artifacts_dir / "ota-after-install.json").write_text(json.dumps(o, indent=1))
 
-    # a bad build installed from the UI: the health gate fails, VM1 falls back on its own
-    up = ui.upload(bad_bundle, bad_manifest)
-    assert up["status"] == 200, up
-    since1 = vm1.mark()
-    r = ui.post("api/v1/ota/install", {})
-    assert r.status_code == 202, r.text
-    ota_vm.wait_reboot(vm1, since1, 1800)
-    assert ota_vm.slot_of_this_boot(vm1, T) == "A"
-    since1 = vm1.mark()
-    vm1.wait_for(re.compile(r"rolled_back|phase=rolled_back"), ota_vm.HEALTH_DEADLINE_S + T, since1)
-    ota_vm.wait_reboot(vm1, since1, 600)
-    assert ota_vm.slot_of_this_boot(vm1, T) == "B"
-    vm1.wait_ready(T)
+    # 4. power cuts during install / rollback and the reboots that follow
     vm1.wait_for(ota_vm.PROMPT, 120)
-    ui.login(fp1)
-    o = ui.wait(lambda o: o["phase"] == "rolled_back", 600, "VM1 reporting the rollback")
-    assert o["booted"] == "B" and o["running"]["version"] == nxt.version, o
-    assert "UI" in o["why"] or "web" in o["why"], o
-    assert ota_vm.data_check(vm1, marker, hashlib.sha256(id1.key).hexdigest())
-    (artifacts_dir / "ota-after-rollback.json").write_text(json.dumps(o, indent=1))
-
-
-def test_bad_build_rolls_back_alone(vms, tmp_path, artifacts_dir) -> None:
-    """One VM on the first release: a newer but bad build (web UI on ::1 only) installed from the UI
-    boots, fails the health gate, is marked bad and the VM falls back to slot A with no human; the
-    status says why and /data is intact."""
-    if not daemon_present():
-        pytest.skip("the daemon (`x0node run`) is not in this tree")
-    base = built(BOARD)
-    nxt = ota_vm.release(base, "next", 100)
-    bad_bundle, bad_manifest = ota_vm.bad_build(nxt, tmp_path, 200)
-    vm, ident = vms.make(BOARD, "bad", extra={"x0node/config.local.toml": ota_vm.LOCAL_CONFIG.encode()},
-                         disk_mib=DISK_MIB)
-    vm.start()
-    fp = vm.cert_fingerprint(T)
-    vm.wait_ready(T)
-    vm.wait_for(ota_vm.PROMPT, 120)
-    marker = os.urandom(8).hex()
-    vm.shell(f"echo {marker} > /data/{ota_vm.MARKER}; sync")
-    ui = ota_vm.Ui(vm)
-    ui.login(fp, setup_code(vm))
-    assert ui.get()["booted"] == "A"
-    up = ui.upload(bad_bundle, bad_manifest)
-    assert up["status"] == 200 and up["phase"] == "verified", up
-    since = vm.mark()
-    r = ui.post("api/v1/ota/install", {})
-    assert r.status_code == 202, r.text
-    ota_vm.wait_reboot(vm, since, 1800)
-    assert ota_vm.slot_of_this_boot(vm, T) == "B"
-    since = vm.mark()
-    vm.wait_for(re.compile(r"rolled_back|phase=rolled_back"), ota_vm.HEALTH_DEADLINE_S + T, since)
-    ota_vm.wait_reboot(vm, since, 600)
-    assert ota_vm.slot_of_this_boot(vm, T) == "A"
-    vm.wait_ready(T)
-    vm.wait_for(ota_vm.PROMPT, 120)
-    ui.login(fp)
-    o = ui.wait(lambda o: o["phase"] == "rolled_back", 600, "the VM reporting the rollback")
-    (artifacts_dir / "ota-bad-build-alone.json").write_text(json.dumps(o, indent=1))
-    assert o["booted"] == "A" and o["running"]["version"] == base.version, o
-    assert "UI" in o["why"] or "web" in o["why"], o
-    assert ota_vm.data_check(vm, marker, hashlib.sha256(ident.key).hexdigest())
-
-
-def test_power_cuts(vms, artifacts_dir) -> None:
-    if not daemon_present():
-        pytest.skip("the daemon (`x0node run`) is not in this tree")
-    base = built(BOARD)
-    nxt = ota_vm.release(base, "next", 100)
-    bundle, manifest = ota_vm.bundle_of(nxt)
-    vm, ident = vms.make(BOARD, "cut", extra={"x0node/config.local.toml": ota_vm.LOCAL_CONFIG.encode()},
-                         disk_mib=DISK_MIB)
-    vm.start()
-    fp = vm.cert_fingerprint(T)
-    vm.wait_ready(T)
-    vm.wait_for(ota_vm.PROMPT, 120)
-    ui = ota_vm.Ui(vm)
-    ui.login(fp, setup_code(vm))
-    up = ui.upload(bundle, manifest)
-    assert up["status"] == 200, up
     log: list[dict] = []
-    good = ota_vm.powercut_loop(vm, hashlib.sha256(ident.key).hexdigest(), POWERCUTS, T, 120.0,
+    good = ota_vm.powercut_loop(vm1, hashlib.sha256(id1.key).hexdigest(), POWERCUTS, T, 120.0,
                                 random.Random(int.from_bytes(os.urandom(4), "big")), log)
     (artifacts_dir / "powercuts.json").write_text(json.dumps(log, indent=1))
     assert good == POWERCUTS, log
+
+    # 5. the bad build: over the mesh to VM2, a rollout from VM1's UI; VM2 falls back on its own
+    ui.login(fp1)
+    running1 = ui.get()["running"]["version"]
+    up = ui.upload(bad.bundle, bad.manifest)
+    assert up["status"] == 200 and up["phase"] == "verified", up
+    _wait_status(vm2, lambda s: s["target"] == bad.version and s["phase"] == "verified", 1200,
+                 "VM2 holding the bad build from the mesh")
+    r = ui.post("api/v1/ota/rollout", {"action": "start", "threshold": 0.2})
+    assert r.status_code == 200, r.text
+    assert r.json()["rollout"]["waves"] == [[id2.node_id[:8]], [id1.node_id[:8]]], r.json()
+    since2 = vm2.mark()
+    ota_vm.wait_reboot(vm2, since2, 1800)
+    assert ota_vm.slot_of_this_boot(vm2, T) == "B"
+    since2 = vm2.mark()
+    ota_vm.wait_reboot(vm2, since2, ota_vm.HEALTH_DEADLINE_S + 2 * T)  # the gate's verdict: mark-bad, reboot
+    assert ota_vm.slot_of_this_boot(vm2, T) == "A"
+    vm2.wait_ready(T)
+    vm2.wait_for(ota_vm.PROMPT, 120)
+    st2 = _wait_status(vm2, lambda s: s["phase"] == "rolled_back", 600, "VM2 reporting the rollback")
+    assert st2["running"] == base.version, st2
+    assert ota_vm.data_check(vm2, marker2, hashlib.sha256(id2.key).hexdigest())
+    ui2 = ota_vm.Ui(vm2)
+    ui2.login(fp2, setup_code(vm2))
+    o2 = ui2.get()
+    assert "UI" in o2["why"] or "web" in o2["why"], o2
+    o = ui.wait(lambda o: (o.get("rollout") or {}).get("state") == "halted", 900, "the rollout halted")
+    assert o["running"]["version"] == running1 and o["phase"] != "installing", o
+    (artifacts_dir / "ota-after-rollback.json").write_text(json.dumps({"vm1": o, "vm2": o2}, indent=1))
