@@ -59,13 +59,18 @@ def bundle_path(out: pathlib.Path, board: Board, version: str) -> pathlib.Path:
     return out / f"x0-{board.name}-{version}.raucb"
 
 
+def sign_as_release(m: mf.Manifest, kd: pathlib.Path) -> mf.Signed:
+    """`m` signed by the key directory's trusted release keys, up to the threshold."""
+    rk = ota_keys.release_keys(kd)
+    holders = [k for k in ota_keys.holder_keys(kd) if k.verify_key.encode().hex() in rk.keys]
+    return mf.sign(m, holders[: rk.threshold])
+
+
 def run(board: Board, squashfs: pathlib.Path, out: pathlib.Path, version: str, serial: int) -> dict:
     kd = keys_dir()
     dest = bundle_path(out, board, version)
     m = ota_bundle.build(squashfs, board.name, version, serial, kd, dest)
-    rk = ota_keys.release_keys(kd)
-    holders = [k for k in ota_keys.holder_keys(kd) if k.verify_key.encode().hex() in rk.keys]
-    signed = mf.sign(m, holders[: rk.threshold])
+    signed = sign_as_release(m, kd)
     ota_bundle.write_manifest(ota_bundle.manifest_path(dest), signed)
     return {"bundle": dest.name, "bytes": m.bundle_bytes, "sha256": m.bundle_sha256, "chunks": len(m.chunks),
             "manifest_id": m.id, "serial": serial, "signatures": len(signed.signatures)}

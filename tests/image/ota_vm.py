@@ -29,7 +29,7 @@ import requests
 from image import cache as image_cache
 from image import pipeline, squash
 from image.board import REPO_ROOT, load_board
-from image.bundle import keys_dir
+from image.bundle import keys_dir, sign_as_release
 from image.qemu import VM
 from tests.image.webclient import REQUEST_TIMEOUT_S, pinned_session, setup_code, wait_http
 from x0node.ota import bundle as ota_bundle
@@ -68,9 +68,7 @@ class Release:
 def _sign_bundle(sqfs: pathlib.Path, version: str, serial: int, out: pathlib.Path) -> Release:
     kd = keys_dir()
     m = ota_bundle.build(sqfs, BOARD, version, serial, kd, out)
-    rk = ota_keys.release_keys(kd)
-    holders = [k for k in ota_keys.holder_keys(kd) if k.verify_key.encode().hex() in rk.keys]
-    ota_bundle.write_manifest(ota_bundle.manifest_path(out), mf.sign(m, holders[: rk.threshold]))
+    ota_bundle.write_manifest(ota_bundle.manifest_path(out), sign_as_release(m, kd))
     return Release(version, serial, out)
 
 
@@ -304,12 +302,10 @@ def refusal_cases(nxt: Release, running_serial: int) -> list[tuple[dict[str, Any
     """Manifests a node must refuse, each with the reason it must give: signed by the release keys but
     for another board; signed but older than the running release; one changed after it was signed."""
     kd = keys_dir()
-    rk = ota_keys.release_keys(kd)
-    holders = [k for k in ota_keys.holder_keys(kd) if k.verify_key.encode().hex() in rk.keys][: rk.threshold]
     m = mf.parse(nxt.manifest.read_bytes()).manifest
 
     def signed(x: mf.Manifest) -> dict[str, Any]:
-        return json.loads(mf.sign(x, holders).encode())
+        return json.loads(sign_as_release(x, kd).encode())
 
     forged = signed(m)
     forged["manifest"]["version"] = m.version + "-forged"
