@@ -152,8 +152,10 @@ class Ui:
     password: str = ""
     session: requests.Session | None = None
     csrf: str = ""
+    fingerprint: str = ""
 
     def login(self, fingerprint: str, setup_code: str | None = None) -> None:
+        self.fingerprint = fingerprint
         wait_http(self.vm.url, 300)
         s = pinned_session(self.vm.url, fingerprint)
         st = s.get(self.vm.url + "api/v1/auth/state", timeout=REQUEST_TIMEOUT_S).json()
@@ -169,8 +171,14 @@ class Ui:
         self.csrf = s.get(self.vm.url + "api/v1/auth/state", timeout=REQUEST_TIMEOUT_S).json()["csrf_token"]
 
     def get(self) -> dict[str, Any]:
+        """GET /api/v1/ota; signs in again when the session is gone (sessions live in the daemon's memory:
+        a daemon restart, e.g. by its watchdog on a loaded TCG guest, ends them)."""
         assert self.session is not None
         r = self.session.get(self.vm.url + "api/v1/ota", timeout=60)
+        if r.status_code == 401 and self.password:
+            self.login(self.fingerprint)
+            assert self.session is not None
+            r = self.session.get(self.vm.url + "api/v1/ota", timeout=60)
         r.raise_for_status()
         return r.json()
 
