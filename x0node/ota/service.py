@@ -488,6 +488,7 @@ class OtaService:
         if res is None:
             self._set_phase("pending", "health gate: " + self.gate.reason)
             return
+        reason = self.gate.reason  # what held the gate up at its deadline (e.g. "web UI not answering")
         self.gate = None
         if res == "good":
             await self._confirm()
@@ -496,7 +497,7 @@ class OtaService:
             self._set_phase("good", "")
             await self._publish(force=True)
             return
-        why = self.gate.reason if self.gate else "health gate failed"
+        why = reason or "health gate failed"
         self.node_state.setdefault("failed", []).append(p.manifest_id)
         self._record("rolled_back", p.manifest_id, p.version, why)
         self._save_pending(None)
