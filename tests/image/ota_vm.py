@@ -322,6 +322,13 @@ def refusal_cases(nxt: Release, running_serial: int) -> list[tuple[dict[str, Any
             (forged, "bad_signature")]
 
 
+def replay_case(nxt: Release) -> dict[str, Any]:
+    """A manifest signed by the release keys with release "next"'s serial under another version: once
+    "next" was installed, a node refuses it as `replayed` (the serial is not above the highest it ran)."""
+    m = mf.parse(nxt.manifest.read_bytes()).manifest
+    return json.loads(sign_as_release(dataclasses.replace(m, version=m.version + "-again"), keys_dir()).encode())
+
+
 def tampered_copy(rel: Release, work: pathlib.Path) -> pathlib.Path:
     """The release's bundle with one byte of its first chunk changed (the signed manifest unchanged)."""
     out = work / ("tampered-" + rel.bundle.name)

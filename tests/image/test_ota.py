@@ -8,8 +8,8 @@ updates make), to keep CI time in bounds:
 2. release "next" uploaded through VM1's web API (what the Firmware page does) and verified there (RAUC
    checks the CMS signature); VM2 gets it over the mesh and verifies it itself;
 3. installed on VM1 from the UI: RAUC writes the other slot, VM1 reboots into it, passes the health gate
-   (neighbour back, routes, UI answering) and marks it good; the same manifest again is refused
-   (`installed`);
+   (neighbour back, routes, UI answering) and marks it good; a manifest of the same serial under
+   another version is then refused (`replayed`);
 4. POWERCUTS power cuts (SIGKILL of QEMU) at random points of an install or rollback on VM1 and the
    reboot that follows (bench/ota.py does 20): every boot reaches a ready x0node with /data intact;
 5. the bad build uploaded to VM1 reaches VM2 over the mesh; a rollout started from VM1's UI installs it
@@ -122,8 +122,8 @@ def test_update_mesh_powercuts_and_rollback(vms, releases, tmp_path, artifacts_d
     o = ui.wait(lambda o: o["phase"] == "good", 900, "VM1 marked good")
     assert o["booted"] == "B" and o["running"]["version"] == nxt.version, o
     assert o["slots"]["B"]["boot_status"] == "good", o
-    r = ui.post("api/v1/ota/manifest", json.loads(nxt.manifest.read_text()))
-    assert r.status_code == 409 and r.json()["error"].startswith("installed"), r.text
+    r = ui.post("api/v1/ota/manifest", ota_vm.replay_case(nxt))
+    assert r.status_code == 409 and r.json()["error"].startswith("replayed"), r.text
     (artifacts_dir / "ota-after-install.json").write_text(json.dumps(o, indent=1))
 
     # 4. power cuts during install / rollback and the reboots that follow
@@ -143,7 +143,8 @@ def test_update_mesh_powercuts_and_rollback(vms, releases, tmp_path, artifacts_d
                  "VM2 holding the bad build from the mesh")
     r = ui.post("api/v1/ota/rollout", {"action": "start", "threshold": 0.2})
     assert r.status_code == 200, r.text
-    assert r.json()["rollout"]["waves"] == [[id2.node_id[:8]], [id1.node_id[:8]]], r.json()
+    waves = r.json()["rollout"]["waves"]
+    assert waves[0] == [id2.node_id[:8]] and waves[-1] == [id1.node_id[:8]], waves
     since2 = vm2.mark()
     ota_vm.wait_reboot(vm2, since2, 1800)
     assert ota_vm.slot_of_this_boot(vm2, T) == "B"
