@@ -105,7 +105,7 @@ def _table(alarm_rows=()):
     ev = Event("r", "hang", {}, 11.0, 19.0, ("a",), True)
     tb = Table(np.array(["r"] * n), np.array(["ring:2"] * n), node, t, np.r_[np.arange(10), np.arange(10)],
                np.zeros((n, N_FEATURES)), label, event, [{}] * n, [{}] * n, np.array(["gbt"] * n),
-               np.zeros(n, dtype=bool), [ev])
+               np.zeros(n, dtype=bool), np.zeros(n, dtype=bool), [ev])
     alarms = np.zeros(n, dtype=bool)
     alarms[list(alarm_rows)] = True
     return tb, alarms
@@ -116,7 +116,8 @@ def test_judge_counts_events_ticks_and_false_alarm_runs():
     r = realeval.judge(tb, alarms)
     assert r["event_recall"] == 1.0 and r["detect_ticks_p50"] == 2.0  # (15 - 11) / 3 -> 2 ticks
     hours = (20 - 3 - 1) * 3.0 / 3600
-    assert r["false_alarms_per_node_hour"] == pytest.approx(2 / hours, rel=1e-3)
+    assert r["false_alarms_between_faults_per_node_hour"] == pytest.approx(2 / hours, rel=1e-3)
+    assert r["false_alarms_per_node_hour"] is None  # no fault-free recording in this table
     assert r["f1"] == pytest.approx(2 * (2 / 5) * (2 / 3) / (2 / 5 + 2 / 3), rel=1e-3)
     missed = realeval.judge(tb, np.zeros(20, dtype=bool))
     assert missed["event_recall"] == 0.0 and missed["detect_ticks_p50"] is None
