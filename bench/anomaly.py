@@ -15,7 +15,8 @@ Also measures the RSS the anomaly service adds: to a daemon-like process (RSS_PR
 real `x0node run` daemons on a 2-node namespace testbed (with vs without `[anomaly]`).
 Last line: {"bench": "anomaly", "event_recall", "detect_ticks_p50", "false_alarms_per_node_hour", "f1",
 "ci95", "baselines": {name: {same keys}}, "as_deployed_f1", "full_neighbour_f1", "per_node_ms",
-"mesh64_ms", ...}. `--skip-real` leaves the quality part out (cost only).
+"mesh64_ms", ...}. `--skip-real` leaves the quality part out (cost only); `--cache=DIR` reuses the
+folds whose rows and detector are unchanged (realeval.cross_predict).
 """
 
 from __future__ import annotations
@@ -176,7 +177,8 @@ def main() -> int:
         from x0lab.anomaly import realdata, realeval
 
         t0 = time.perf_counter()
-        res = realeval.evaluate(realdata.load(realeval.default_data_dir()))
+        cache = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--cache=")), None)
+        res = realeval.evaluate(realdata.load(realeval.default_data_dir()), cache=cache)
         realeval.print_table(res)
         quality = realeval.summary(res)
         print(f"(real-fault evaluation took {time.perf_counter() - t0:.0f} s)\n")

@@ -128,3 +128,42 @@ def test_best_threshold_maximises_f1_on_distinct_scores():
     y = np.array([1, 1, 0, 0, 0], dtype=bool)
     thr, f1 = realeval.best_threshold(s, y)
     assert thr == pytest.approx(0.8) and f1 == pytest.approx(0.8)
+
+
+def _with_fault_free(tb, n_quiet=400):
+    """tb plus one fault-free recording of one node (n_quiet ticks, 3 s apart)."""
+    cat = np.concatenate
+    return Table(cat([tb.run, np.array(["ff"] * n_quiet)]), cat([tb.topo, np.array(["random:9"] * n_quiet)]),
+                 cat([tb.node, np.array(["q"] * n_quiet)]), cat([tb.t, np.arange(n_quiet) * 3.0]),
+                 cat([tb.tick, np.arange(n_quiet)]), cat([tb.x, np.zeros((n_quiet, N_FEATURES))]),
+                 cat([tb.label, np.zeros(n_quiet, dtype=np.int64)]), cat([tb.event, np.full(n_quiet, -1)]),
+                 tb.deployed + [{}] * n_quiet, tb.full + [{}] * n_quiet, cat([tb.live_layer, np.array(["gbt"] * n_quiet)]),
+                 cat([tb.live_alarm, np.zeros(n_quiet, dtype=bool)]), cat([tb.fault_free, np.ones(n_quiet, dtype=bool)]),
+                 tb.events)
+
+
+def test_fault_free_recordings_are_judged_apart_and_never_trained_on():
+    tb, alarms = _table([5, 6])
+    q = _with_fault_free(tb)
+    a = np.r_[alarms, np.zeros(400, dtype=bool)]
+    a[len(tb) + 150] = a[len(tb) + 151] = True  # one false alarm (two ticks) after the start window
+    a[len(tb) + 3] = True  # one during the first 300 s
+    r = realeval.judge(q, a)
+    hours = 400 * 3.0 / 3600
+    assert r["false_alarms_fault_free"] == 2 and r["fault_free_node_hours"] == pytest.approx(hours, rel=1e-3)
+    assert r["false_alarms_per_node_hour"] == pytest.approx(2 / hours, rel=1e-3)
+    assert r["false_alarms_per_node_hour_after_start"] == pytest.approx(1 / ((400 - 100) * 3.0 / 3600), rel=1e-3)
+    assert r["event_recall"] == 1.0 and r["false_alarms_between_faults_per_node_hour"] == 0.0
+    for _test, _val, tr, va, _te in realeval.folds(q):
+        assert not q.fault_free[tr].any() and not q.fault_free[va].any()
+    assert q.fault_free[realeval.folds(q)[-1][4]].all()
+
+
+def test_operating_point_trades_stray_ticks_for_an_alarm_policy():
+    # node a: fault at ticks 4..6 scores high three ticks running; node b: single stray high ticks
+    tb, _ = _table()
+    s = np.zeros(len(tb))
+    s[[4, 5, 6]] = 1.0
+    s[[11, 14, 18]] = 1.0
+    thr, pol, f = realeval.choose_operating_point(tb, np.arange(len(tb)), s)
+    assert thr == pytest.approx(1.0) and pol.raise_ticks >= 2 and f == pytest.approx(1.0)

@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     e.add_argument("--model-dir", default=None, help="directory with anomaly_model.json (default: auto)")
     e.add_argument("--real", action="store_true", help="judge on the real-fault dataset from the fault lab instead")
     e.add_argument("--data", default=None, help="real-fault dataset directory (default: models/realfaults)")
+    e.add_argument("--cache", default=None, metavar="DIR",
+                   help="with --real: keep each fold's scores here and reuse those whose rows and detector are "
+                   "unchanged (adding a fault-free recording then refits only its fold)")
     e.set_defaults(func=cmd_eval)
     col = sub.add_parser("collect", help="regenerate the real-fault dataset: seeded chaos on namespace testbeds "
                          "of x0node daemons (root; about 11 minutes per topology)")

@@ -13,7 +13,7 @@ Protocol (the model card, docs/anomaly.md, repeats it):
   the best event F1 on its validation runs: event recall and alarm precision (raised alarms that
   were a fault / all raised alarms). `per_tick` rows keep the old recipe for comparison: threshold
   at the best row F1 on validation, every anomalous tick an alarm.
-- Inputs per row: the node's own normalised vector, and aggregates of its neighbours' normalised
+- Inputs per row (host-wide features neutral, HOST_WIDE): the node's own normalised vector, and aggregates of its neighbours' normalised
   vectors (mean, max, min, count / K) — those its state layer delivered (`deployed`, what the daemon
   really had) or, for the reference row, those every testbed neighbour recorded at the nearest tick
   (`full`). Models are trained on deployed inputs.
@@ -23,7 +23,9 @@ Protocol (the model card, docs/anomaly.md, repeats it):
   first alarm, p50); false alarms per node-hour (maximal runs of alarmed label-0 ticks on a node, per
   node-hour of label-0 ticks): `false_alarms_per_node_hour` on the fault-free recordings (None
   without them), `false_alarms_between_faults_per_node_hour` on the label-0 ticks of chaos runs
-  (within a minute or so of some fault in the same small mesh). Row F1 and every event figure are
+  (within a minute or so of some fault in the same small mesh), and
+  `false_alarms_per_node_hour_after_start` on the fault-free recordings without each daemon's first
+  LINK_CHANGES_WINDOW_S (its adjacencies forming are in its link-change count until then). Row F1 and every event figure are
   on the chaos runs. 95 % CIs by percentile bootstrap (BOOTSTRAP resamples, seeded): events
   resampled for event recall and detect ticks, (run, node) series resampled for F1 and false alarms.
 Pure numpy + scikit-learn (development dependency, pinned); no I/O.
@@ -40,7 +42,15 @@ import numpy as np
 
 from x0lab.anomaly.realdata import INTERVAL_S, Table
 from x0node.anomaly.alarm import AlarmPolicy, alarm_series
-from x0node.anomaly.features import FEATURES, K_NEIGHBOURS, N_FEATURES, neighbour_aggregates, normalise
+from x0node.anomaly.features import (
+    FEATURES,
+    K_NEIGHBOURS,
+    LINK_CHANGES_WINDOW_S,
+    N_FEATURES,
+    NEUTRAL_RAW,
+    neighbour_aggregates,
+    normalise,
+)
 
 BOOTSTRAP = 1000
 MAX_DETECT_TICKS = 2
@@ -55,6 +65,20 @@ N_THRESHOLDS = 64
 
 
 # ------------------------------------------------------------------------------------------- inputs
+HOST_WIDE = np.array([FEATURES.index("cpu_util"), FEATURES.index("mem_util")])
+"""Features that on the namespace testbed are the shared host's, not the node's (every namespace reads
+the same /proc/stat and /proc/meminfo; the host was saturated while recording). Every detector sees
+them at their neutral value, so no model learns the host's state at recording time; a tree never
+splits on a constant column, so on a device the shipped trees ignore them too."""
+
+
+def node_raw(raw: np.ndarray) -> np.ndarray:
+    """Raw vectors [..., 8] with the host-wide features set to neutral."""
+    out = np.array(raw, dtype=np.float64, copy=True)
+    out[..., HOST_WIDE] = NEUTRAL_RAW[HOST_WIDE]
+    return out
+
+
 def neighbour_block(nbrs: list[dict[str, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     """The GNN's inputs: x_nbr [R, K, 8] and mask [R, K] (neighbours in id order, at most K)."""
     xn = np.zeros((len(nbrs), K_NEIGHBOURS, N_FEATURES), dtype=np.float32)
@@ -62,7 +86,7 @@ def neighbour_block(nbrs: list[dict[str, np.ndarray]]) -> tuple[np.ndarray, np.n
     for i, d in enumerate(nbrs):
         keys = sorted(d)[:K_NEIGHBOURS]
         if keys:
-            xn[i, : len(keys)] = normalise(np.stack([d[k] for k in keys]))
+            xn[i, : len(keys)] = normalise(node_raw(np.stack([d[k] for k in keys])))
             m[i, : len(keys)] = 1.0
     return xn, m
 
@@ -82,7 +106,7 @@ class Inputs:
 def inputs(table: Table, which: str) -> Inputs:
     nbrs = table.deployed if which == "deployed" else table.full
     xn, m = neighbour_block(nbrs)
-    return Inputs(normalise(table.x), neighbour_aggregates(xn, m), xn, m)
+    return Inputs(normalise(node_raw(table.x)), neighbour_aggregates(xn, m), xn, m)
 
 
 # ------------------------------------------------------------------------------------------- detectors
@@ -349,32 +373,69 @@ class Predictions:
     points: list[dict[str, Any]]  # per fold: threshold, policy, validation event F1
 
 
+def _fold_key(table: Table, name: str, rows: tuple[np.ndarray, ...]) -> str:
+    """What a fold's result depends on: the detector, the protocol's constants and every row of its
+    train, validation and test sets (run, node, time, label, raw vector)."""
+    import hashlib
+
+    h = hashlib.sha256(f"{name}|{POLICIES}|{N_THRESHOLDS}|{HOST_WIDE.tolist()}|{GBT_TREES}|{SEED}".encode())
+    for r in rows:
+        r = np.sort(r)
+        for a in (table.run[r], table.node[r]):
+            h.update("\0".join(a.tolist()).encode())
+        for a in (table.t[r], table.label[r].astype(np.float64), table.x[r]):
+            h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+        h.update(b"|")
+    return h.hexdigest()[:24]
+
+
 def cross_predict(table: Table, fit: Fit, train_inp: Inputs, test_inp: Inputs,
-                  also: Inputs | None = None) -> Predictions:
+                  also: Inputs | None = None, cache: Any = None, name: str = "") -> Predictions:
     """Every row scored by the fold that held its run out; alarms through the fold's operating point
     (chosen on its validation runs); with `also`, the same fold models and operating points applied to
-    those inputs too (the full-neighbour reference)."""
+    those inputs too (the full-neighbour reference). With `cache` (a directory), a fold whose rows and
+    detector are unchanged is read back instead of refitted (adding fault-free recordings refits only
+    their fold)."""
+    import json
+    import pathlib
+
     n = len(table)
     p = Predictions(np.zeros(n), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool),
                     np.zeros(n, dtype=bool) if also is not None else None, [])
     for test, val, tr, va, te in folds(table):
-        score = fit(tr, va, train_inp, table)
-        sv = score(va, train_inp)
-        lab = table.label[va] >= 0
-        thr_tick, _ = best_threshold(sv[lab], table.label[va][lab] == 1)
-        thr, pol, vf = choose_operating_point(table, va, sv)
-        p.points.append({"test": test, "validation": val, "threshold": round(thr, 4), "policy": pol.as_dict(),
-                         "validation_event_f1": round(vf, 4)})
-        s = score(te, test_inp)
+        path = None
+        if cache is not None and name:
+            path = pathlib.Path(cache) / f"{name}-{test}-{'full' if also is not None else 'dep'}-" \
+                f"{_fold_key(table, name, (tr, va, te))}.npz"
+        if path is not None and path.exists():
+            z = np.load(path, allow_pickle=False)
+            point = json.loads(str(z["point"]))
+            thr_tick, s, s_also = float(z["thr_tick"]), z["scores"], z["also"] if also is not None else None
+        else:
+            score = fit(tr, va, train_inp, table)
+            sv = score(va, train_inp)
+            lab = table.label[va] >= 0
+            thr_tick, _ = best_threshold(sv[lab], table.label[va][lab] == 1)
+            thr, pol, vf = choose_operating_point(table, va, sv)
+            point = {"test": test, "validation": val, "threshold": thr, "policy": pol.as_dict(),
+                     "validation_event_f1": round(vf, 4)}
+            s = score(te, test_inp)
+            s_also = score(te, also) if also is not None else None
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                np.savez(path, point=json.dumps(point), thr_tick=thr_tick, scores=s,
+                         also=s_also if s_also is not None else np.zeros(0))
+        thr, pol = float(point["threshold"]), AlarmPolicy.from_dict(point["policy"])
+        p.points.append({**point, "threshold": round(thr, 4)})
         p.scores[te] = s
         order = series_order(table, te)
         tick = np.zeros(n, dtype=bool)
         tick[te] = s >= thr
         p.state |= alarm_state(table, tick, pol, order)
         p.per_tick[te] = s >= thr_tick
-        if also is not None and p.also is not None:
+        if s_also is not None and p.also is not None:
             tick_also = np.zeros(n, dtype=bool)
-            tick_also[te] = score(te, also) >= thr
+            tick_also[te] = s_also >= thr
             p.also |= alarm_state(table, tick_also, pol, order)
     return p
 
@@ -411,7 +472,8 @@ def judge(table: Table, alarms: np.ndarray, rng: np.random.Generator | None = No
     lab = (table.label >= 0) & chaos
     y = table.label == 1
     clean = table.label == 0
-    raises, onsets = _onsets(table, alarms, series_order(table))
+    order = series_order(table)
+    raises, onsets = _onsets(table, alarms, order)
     hit, ticks = _event_hits(table, alarms)
     hard = np.array([e.hard for e in table.events], dtype=bool)
     within = hit & (np.nan_to_num(ticks, nan=1e9) <= MAX_DETECT_TICKS)
@@ -423,6 +485,11 @@ def judge(table: Table, alarms: np.ndarray, rng: np.random.Generator | None = No
         h = hours(clean & mask)
         return round(float((onsets & mask).sum() / h), 4) if h else None
 
+    since = np.zeros(len(table))
+    rows_o, starts_o = order
+    first_t = table.t[rows_o][np.maximum.accumulate(np.where(starts_o, np.arange(len(rows_o)), 0))]
+    since[rows_o] = table.t[rows_o] - first_t
+    settled = since >= LINK_CHANGES_WINDOW_S  # the daemon's start has left the link-change window
     true_raises = int((raises & chaos & (table.label != 0)).sum())
     false_chaos = int((onsets & chaos).sum())
     p, r, f1 = _row_f1(y[lab], alarms[lab])
@@ -434,6 +501,7 @@ def judge(table: Table, alarms: np.ndarray, rng: np.random.Generator | None = No
         "detect_ticks_p50": float(np.nanmedian(ticks)) if hit.any() else None,
         "false_alarms_per_node_hour": rate(quiet),
         "false_alarms_between_faults_per_node_hour": rate(chaos),
+        "false_alarms_per_node_hour_after_start": rate(quiet & settled),
         "alarm_precision": round(true_raises / (true_raises + false_chaos), 4) if true_raises + false_chaos else 0.0,
         "false_alarms_fault_free": int((onsets & quiet).sum()),
         "fault_free_node_hours": round(hours(clean & quiet), 3),
@@ -507,7 +575,7 @@ def per_kind(table: Table, alarms: np.ndarray) -> dict[str, dict[str, Any]]:
     return out
 
 
-def evaluate(table: Table, names: list[str] | None = None) -> dict[str, Any]:
+def evaluate(table: Table, names: list[str] | None = None, cache: Any = None) -> dict[str, Any]:
     """Every detector through the protocol; plus the shipped-on-device rows (live verdicts recorded by
     the daemons) and, for every detector that uses neighbours, the full-neighbour reference. One
     thread for scikit-learn's OpenMP pools: on a loaded shared host their spinning threads made the
@@ -515,10 +583,10 @@ def evaluate(table: Table, names: list[str] | None = None) -> dict[str, Any]:
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1):
-        return _evaluate(table, names)
+        return _evaluate(table, names, cache)
 
 
-def _evaluate(table: Table, names: list[str] | None) -> dict[str, Any]:
+def _evaluate(table: Table, names: list[str] | None, cache: Any) -> dict[str, Any]:
     dep = inputs(table, "deployed")
     full = inputs(table, "full")
     rows: dict[str, Any] = {}
@@ -526,7 +594,8 @@ def _evaluate(table: Table, names: list[str] | None) -> dict[str, Any]:
     ref: dict[str, Any] = {}
     points: dict[str, Any] = {}
     for name in names or list(DETECTORS):
-        pred = cross_predict(table, DETECTORS[name], dep, dep, full if name in FULL_REFERENCE else None)
+        pred = cross_predict(table, DETECTORS[name], dep, dep, full if name in FULL_REFERENCE else None,
+                             cache=cache, name=name)
         rows[name] = judge(table, pred.state)
         alarms_by[name] = pred.state
         points[name] = pred.points
@@ -551,7 +620,8 @@ SHIPPED = "chain_gbt"
 """The detector the bundle ships (trees.py; `x0node model fit-real`): its row is the headline."""
 PER_TICK_SUFFIX = "_per_tick"
 KEYS = ("f1", "event_recall", "hard_event_recall", "hard_recall_within_2", "detect_ticks_p50",
-        "false_alarms_per_node_hour", "false_alarms_between_faults_per_node_hour", "alarm_precision")
+        "false_alarms_per_node_hour", "false_alarms_per_node_hour_after_start",
+        "false_alarms_between_faults_per_node_hour", "alarm_precision")
 
 
 def default_data_dir() -> Any:
@@ -640,7 +710,7 @@ def cmd_eval_real(args: Any) -> int:
         return 2
     t0 = time.perf_counter()
     table = load(data)
-    res = evaluate(table)
+    res = evaluate(table, cache=getattr(args, "cache", None))
     print_table(res)
     print("\nevent recall per fault kind (shipped detector)")
     for kind, d in per_kind(table, res["alarms"][SHIPPED]).items():
