@@ -18,10 +18,10 @@ Protocol (the model card, docs/anomaly.md, repeats it):
   really had) or, for the reference row, those every testbed neighbour recorded at the nearest tick
   (`full`). Models are trained on deployed inputs.
 - Metrics on rows with label 0/1 (label -1 ignored, realdata.py): precision, recall, F1; event recall
-  (an event is detected when an alarm is raised on one of its rows between its start and end),
-  also for hard faults and within MAX_DETECT_TICKS; detect ticks (ticks from the fault's start to the
-  first alarm, p50); false alarms per node-hour (maximal runs of alarmed label-0 ticks on a node, per
-  node-hour of label-0 ticks): `false_alarms_per_node_hour` on the fault-free recordings (None
+  (an event is detected when an alarm is raised on one of its rows between its start and end; an
+  alarm already up does not count), also for hard faults and within MAX_DETECT_TICKS; detect ticks
+  (ticks from the fault's start to that raise, p50); false alarms per node-hour (alarms raised on
+  label-0 ticks, per node-hour of label-0 ticks): `false_alarms_per_node_hour` on the fault-free recordings (None
   without them), `false_alarms_between_faults_per_node_hour` on the label-0 ticks of chaos runs
   (within a minute or so of some fault in the same small mesh), and
   `false_alarms_per_node_hour_after_start` on the fault-free recordings without each daemon's first
@@ -57,7 +57,7 @@ MAX_DETECT_TICKS = 2
 EWMA_ALPHA = 0.1
 EWMA_WARMUP = 10
 SEED = 16
-POLICIES = tuple(AlarmPolicy(r, c) for r in (1, 2, 3) for c in (1, 3))
+POLICIES = tuple(AlarmPolicy(r, c) for r in (1, 2, 3) for c in (1, 3, 10))
 """Alarm policies an operating point may pick (raise after r anomalous ticks, clear after c normal)."""
 PER_TICK = AlarmPolicy()
 N_THRESHOLDS = 64
@@ -317,24 +317,22 @@ def alarm_state(table: Table, alarms: np.ndarray, policy: AlarmPolicy,
 
 
 def _onsets(table: Table, state: np.ndarray, order: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(raised alarms, false-alarm onsets) as row masks: a raise is a tick whose alarm is up and was not
-    on the node's previous tick; a false-alarm onset is an alarmed fault-free (label 0) tick whose
-    previous tick was not one (an alarm that stays on counts once per fault-free stretch it covers)."""
+    """(raised alarms, false alarms) as row masks. A raise is a tick whose alarm is up and was not on the
+    node's previous tick: what a router acts on. A false alarm is a raise on a fault-free (label 0)
+    tick. An alarm held on does not count again, but it detects nothing either (`_event_hits`), so
+    holding an alarm never pays."""
     rows, starts = order
     s = state[rows]
-    bad = s & (table.label[rows] == 0)
     raises = np.zeros(len(table), dtype=bool)
-    false = np.zeros(len(table), dtype=bool)
     raises[rows] = s & (starts | ~np.r_[False, s[:-1]])
-    false[rows] = bad & (starts | ~np.r_[False, bad[:-1]])
-    return raises, false
+    return raises, raises & (table.label == 0)
 
 
 def event_objective(table: Table, state: np.ndarray, order: tuple[np.ndarray, np.ndarray],
                     event_rows: list[np.ndarray]) -> tuple[float, float, float]:
     """(event F1, event recall, alarm precision) of an alarm state on the rows of `order`."""
     raises, false = _onsets(table, state, order)
-    hits = sum(bool(state[r].any()) for r in event_rows)
+    hits = sum(bool(raises[r].any()) for r in event_rows)
     recall = hits / len(event_rows) if event_rows else 0.0
     true = int((raises & (table.label != 0)).sum())
     nf = int(false.sum())
@@ -374,11 +372,11 @@ class Predictions:
 
 
 def _fold_key(table: Table, name: str, rows: tuple[np.ndarray, ...]) -> str:
-    """What a fold's result depends on: the detector, the protocol's constants and every row of its
-    train, validation and test sets (run, node, time, label, raw vector)."""
+    """What a fold's scores depend on: the detector, the training constants and every row of its train,
+    validation and test sets (run, node, time, label, raw vector)."""
     import hashlib
 
-    h = hashlib.sha256(f"{name}|{POLICIES}|{N_THRESHOLDS}|{HOST_WIDE.tolist()}|{GBT_TREES}|{SEED}".encode())
+    h = hashlib.sha256(f"{name}|{HOST_WIDE.tolist()}|{GBT_TREES}|{SEED}".encode())
     for r in rows:
         r = np.sort(r)
         for a in (table.run[r], table.node[r]):
@@ -393,10 +391,9 @@ def cross_predict(table: Table, fit: Fit, train_inp: Inputs, test_inp: Inputs,
                   also: Inputs | None = None, cache: Any = None, name: str = "") -> Predictions:
     """Every row scored by the fold that held its run out; alarms through the fold's operating point
     (chosen on its validation runs); with `also`, the same fold models and operating points applied to
-    those inputs too (the full-neighbour reference). With `cache` (a directory), a fold whose rows and
-    detector are unchanged is read back instead of refitted (adding fault-free recordings refits only
-    their fold)."""
-    import json
+    those inputs too (the full-neighbour reference). With `cache` (a directory), the validation and
+    test scores of a fold whose rows and detector are unchanged are read back instead of refitted
+    (adding fault-free recordings refits only their fold); operating points are always chosen anew."""
     import pathlib
 
     n = len(table)
@@ -409,23 +406,20 @@ def cross_predict(table: Table, fit: Fit, train_inp: Inputs, test_inp: Inputs,
                 f"{_fold_key(table, name, (tr, va, te))}.npz"
         if path is not None and path.exists():
             z = np.load(path, allow_pickle=False)
-            point = json.loads(str(z["point"]))
-            thr_tick, s, s_also = float(z["thr_tick"]), z["scores"], z["also"] if also is not None else None
+            sv, s, s_also = z["val"], z["scores"], z["also"] if also is not None else None
         else:
             score = fit(tr, va, train_inp, table)
             sv = score(va, train_inp)
-            lab = table.label[va] >= 0
-            thr_tick, _ = best_threshold(sv[lab], table.label[va][lab] == 1)
-            thr, pol, vf = choose_operating_point(table, va, sv)
-            point = {"test": test, "validation": val, "threshold": thr, "policy": pol.as_dict(),
-                     "validation_event_f1": round(vf, 4)}
             s = score(te, test_inp)
             s_also = score(te, also) if also is not None else None
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                np.savez(path, point=json.dumps(point), thr_tick=thr_tick, scores=s,
-                         also=s_also if s_also is not None else np.zeros(0))
-        thr, pol = float(point["threshold"]), AlarmPolicy.from_dict(point["policy"])
+                np.savez(path, val=sv, scores=s, also=s_also if s_also is not None else np.zeros(0))
+        lab = table.label[va] >= 0
+        thr_tick, _ = best_threshold(sv[lab], table.label[va][lab] == 1)
+        thr, pol, vf = choose_operating_point(table, va, sv)
+        point = {"test": test, "validation": val, "threshold": thr, "policy": pol.as_dict(),
+                 "validation_event_f1": round(vf, 4)}
         p.points.append({**point, "threshold": round(thr, 4)})
         p.scores[te] = s
         order = series_order(table, te)
@@ -440,14 +434,38 @@ def cross_predict(table: Table, fit: Fit, train_inp: Inputs, test_inp: Inputs,
     return p
 
 
-def _event_hits(table: Table, alarms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per event: detected (bool) and ticks to the first alarm (nan when missed)."""
+TRADEOFF_OFFSETS = (-1.0, 0.0, 1.0, 2.0, 3.0, 4.0)
+
+
+def tradeoff(table: Table, pred: Predictions, offsets: tuple[float, ...] = TRADEOFF_OFFSETS) -> list[dict[str, Any]]:
+    """The shipped recipe's trade-off, described (never used to choose): every fold's threshold moved by
+    the same offset (alarm policies kept), judged on the test folds as usual."""
+    out = []
+    for off in offsets:
+        state = np.zeros(len(table), dtype=bool)
+        for (_t, _v, _tr, _va, te), pt in zip(folds(table), pred.points, strict=True):
+            tick = np.zeros(len(table), dtype=bool)
+            tick[te] = pred.scores[te] >= float(pt["threshold"]) + off
+            state |= alarm_state(table, tick, AlarmPolicy.from_dict(pt["policy"]), series_order(table, te))
+        r = judge(table, state)
+        out.append({"offset": off, **{k: r[k] for k in ("event_recall", "hard_event_recall", "hard_recall_within_2",
+                                                          "false_alarms_per_node_hour",
+                                                          "false_alarms_per_node_hour_after_start",
+                                                          "false_alarms_between_faults_per_node_hour")}})
+    return out
+
+
+def _event_hits(table: Table, alarms: np.ndarray, raises: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per event: detected (an alarm raised on one of its rows between its start and end; an alarm
+    already up when it began does not count) and ticks to that first raise (nan when missed)."""
+    if raises is None:
+        raises, _ = _onsets(table, alarms, series_order(table))
     n = len(table.events)
     hit = np.zeros(n, dtype=bool)
     ticks = np.full(n, np.nan)
     for ei in range(n):
         rows = np.flatnonzero(table.event == ei)
-        fired = rows[alarms[rows]]
+        fired = rows[raises[rows]]
         if len(fired):
             hit[ei] = True
             first = float(table.t[fired].min())
@@ -474,7 +492,7 @@ def judge(table: Table, alarms: np.ndarray, rng: np.random.Generator | None = No
     clean = table.label == 0
     order = series_order(table)
     raises, onsets = _onsets(table, alarms, order)
-    hit, ticks = _event_hits(table, alarms)
+    hit, ticks = _event_hits(table, alarms, raises)
     hard = np.array([e.hard for e in table.events], dtype=bool)
     within = hit & (np.nan_to_num(ticks, nan=1e9) <= MAX_DETECT_TICKS)
 
@@ -593,6 +611,7 @@ def _evaluate(table: Table, names: list[str] | None, cache: Any) -> dict[str, An
     alarms_by: dict[str, np.ndarray] = {}
     ref: dict[str, Any] = {}
     points: dict[str, Any] = {}
+    trade: list[dict[str, Any]] = []
     for name in names or list(DETECTORS):
         pred = cross_predict(table, DETECTORS[name], dep, dep, full if name in FULL_REFERENCE else None,
                              cache=cache, name=name)
@@ -601,6 +620,7 @@ def _evaluate(table: Table, names: list[str] | None, cache: Any) -> dict[str, An
         points[name] = pred.points
         if name == SHIPPED:  # before: the old recipe (best row-F1 threshold, every anomalous tick an alarm)
             rows[SHIPPED + PER_TICK_SUFFIX] = judge(table, pred.per_tick)
+            trade = tradeoff(table, pred)
         if pred.also is not None:
             ref[name] = judge(table, pred.also)
     # the verdicts the running daemons gave, every anomalous tick an alarm (chaos runs: the GNN chain
@@ -608,6 +628,7 @@ def _evaluate(table: Table, names: list[str] | None, cache: Any) -> dict[str, An
     rows["daemon_live"] = judge(table, table.live_alarm.copy())
     no_nbr = float(np.mean(dep.mask.sum(axis=1) == 0))
     return {"rows": rows, "full_neighbour": ref, "alarms": alarms_by, "operating_points": points,
+            "tradeoff": trade,
             "dataset": {"rows": int(len(table)), "fault_free_rows": int(table.fault_free.sum()), "labelled": int((table.label >= 0).sum()),
                         "positive": int((table.label == 1).sum()), "runs": sorted(set(table.run.tolist())),
                         "topologies": sorted(set(table.topo.tolist())), "events": len(table.events),
@@ -640,7 +661,8 @@ def summary(res: dict[str, Any]) -> dict[str, Any]:
                            "false_alarms_fault_free": head["false_alarms_fault_free"],
                            "fault_free_node_hours": head["fault_free_node_hours"],
                            "between_faults_node_hours": head["between_faults_node_hours"], "events": head["events"],
-                           "operating_points": res.get("operating_points", {}).get(SHIPPED)}
+                           "operating_points": res.get("operating_points", {}).get(SHIPPED),
+                           "tradeoff": res.get("tradeoff")}
     out["baselines"] = {name: {**{k: r[k] for k in KEYS}, "ci95": r["ci95"]} for name, r in rows.items()
                         if name != SHIPPED}
     full = res["full_neighbour"].get(SHIPPED)
@@ -685,6 +707,15 @@ def print_table(res: dict[str, Any]) -> None:
     print(f"fault-free node-hours judged: {head['fault_free_node_hours']:.2f} (false alarms there: "
           f"{head['false_alarms_fault_free']}); fault-free ticks between faults: {head['between_faults_node_hours']:.2f} "
           "node-hours")
+    if res.get("tradeoff"):
+        print(f"trade-off of {SHIPPED} (every fold's threshold moved by the offset; described, not used to choose):")
+        for t in res["tradeoff"]:
+            fa = t["false_alarms_per_node_hour"]
+            fs = t["false_alarms_per_node_hour_after_start"]
+            print(f"  offset {t['offset']:+.1f}: event recall {t['event_recall']:.3f}, hard {t['hard_event_recall']:.3f}, "
+                  f"hard within 2 ticks {t['hard_recall_within_2']:.3f}; false alarms per node-hour: fault-free "
+                  f"{'-' if fa is None else f'{fa:.2f}'} (after start {'-' if fs is None else f'{fs:.2f}'}), "
+                  f"between faults {t['false_alarms_between_faults_per_node_hour']:.1f}")
     for pt in res.get("operating_points", {}).get(SHIPPED) or []:
         print(f"  {SHIPPED} fold test={pt['test']:<10} validation={pt['validation']:<7} threshold {pt['threshold']:+.3f} "
               f"policy raise {pt['policy']['raise_ticks']} clear {pt['policy']['clear_ticks']} "
