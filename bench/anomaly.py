@@ -13,7 +13,8 @@ live detector (int8 GraphSAGE through LiteRT) and threshold. Peers measured in t
 GNN, the MLP, the Isolation Forest and the rules. Median of many repetitions after a warm-up.
 Also measures the RSS the anomaly service adds: to a daemon-like process (RSS_PROBE) and, as root, to
 real `x0node run` daemons on a 2-node namespace testbed (with vs without `[anomaly]`).
-Last line: {"bench": "anomaly", "event_recall", "detect_ticks_p50", "false_alarms_per_node_hour", "f1",
+Last line: {"bench": "anomaly", "event_recall", "detect_ticks_p50", "false_alarms_per_node_hour" (fault-free
+recordings), "false_alarms_between_faults_per_node_hour", "alarm_precision", "f1",
 "ci95", "baselines": {name: {same keys}}, "as_deployed_f1", "full_neighbour_f1", "per_node_ms",
 "mesh64_ms", ...}. `--skip-real` leaves the quality part out (cost only); `--cache=DIR` reuses the
 folds whose rows and detector are unchanged (realeval.cross_predict).
