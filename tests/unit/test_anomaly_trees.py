@@ -9,7 +9,14 @@ import pytest
 from x0lab.anomaly import realeval, realtrain
 from x0lab.anomaly.realdata import Event, Table
 from x0node.anomaly.chain import GBT, GBT_SELF, DetectorChain
-from x0node.anomaly.features import K_NEIGHBOURS, N_AGGREGATES, N_FEATURES, neighbour_aggregates
+from x0node.anomaly.features import (
+    FEATURES,
+    K_NEIGHBOURS,
+    N_AGGREGATES,
+    N_FEATURES,
+    NEUTRAL_RAW,
+    neighbour_aggregates,
+)
 from x0node.anomaly.trees import TreeError, TreeModel
 
 STUMP = {"feature": [3, 0, 0], "threshold": [0.5, 0, 0], "left": [1, 0, 0], "right": [2, 0, 0],
@@ -167,3 +174,12 @@ def test_operating_point_trades_stray_ticks_for_an_alarm_policy():
     s[[11, 14, 18]] = 1.0
     thr, pol, f = realeval.choose_operating_point(tb, np.arange(len(tb)), s)
     assert thr == pytest.approx(1.0) and pol.raise_ticks >= 2 and f == pytest.approx(1.0)
+
+
+def test_leave_one_kind_out_reports_each_kind_held_out_and_seen():
+    tb, _ = _table()
+    tb.x[:] = NEUTRAL_RAW
+    tb.x[4:7, FEATURES.index("fwd_ratio")] = 0.0  # the hang's rows look like a black hole to the rules
+    got = realeval.leave_one_kind_out(tb, "rules")
+    assert set(got) == {"hang"} and got["hang"]["events"] == 1
+    assert got["hang"]["recall_seen"] == 1.0 and got["hang"]["recall_held_out"] == 1.0  # rules learn nothing

@@ -26,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     e.add_argument("--model-dir", default=None, help="directory with anomaly_model.json (default: auto)")
     e.add_argument("--real", action="store_true", help="judge on the real-fault dataset from the fault lab instead")
     e.add_argument("--data", default=None, help="real-fault dataset directory (default: models/realfaults)")
+    e.add_argument("--leave-one-kind-out", action="store_true",
+                   help="with --real: also the shipped recipe's recall on each fault kind when no model saw it")
     e.add_argument("--cache", default=None, metavar="DIR",
                    help="with --real: keep each fold's scores here and reuse those whose rows and detector are "
                    "unchanged (adding a fault-free recording then refits only its fold)")
