@@ -239,6 +239,7 @@ def power_cut(vm: VM) -> None:
     if vm.proc is not None and vm.proc.poll() is None:
         vm.proc.kill()
         vm.proc.wait(10)
+    vm.stop()  # QEMU is gone: this only drops the console connection (the next start opens a new one)
 
 
 def slot_of_this_boot(vm: VM, timeout_s: float) -> str:
