@@ -197,3 +197,14 @@ def test_the_loss_correction_uses_the_routing_cores_hello_constants():
 
     assert mon.HELLO_INTERVAL_S == protocol.HELLO_INTERVAL_S
     assert mon.LOSS_EWMA_KEEP == 1.0 - 1.0 / protocol.LOSS_EWMA_PACKETS
+
+
+def test_a_loss_that_began_a_few_probes_ago_counts_before_it_fills_the_window():
+    from x0node.healing.monitor import loss_bound, wilson_lower
+
+    flags = (False,) * 24 + (True, False, True, True, False, True, False, True)  # 5 of the last 8
+    p = ProbeObs(A, ME, len(flags), sum(flags), 5.0, flags)
+    assert loss_bound(p) == wilson_lower(5, 8) > wilson_lower(5, 32)
+    quiet = ProbeObs(A, ME, 32, 1, 5.0, (False,) * 31 + (True,))
+    assert loss_bound(quiet) < mon.PROBE_EXCESS_NORMAL  # one unlucky probe says nothing
+    assert loss_bound(ProbeObs(A, ME, 32, 5, 5.0)) == wilson_lower(5, 32)  # outcomes unknown: the window

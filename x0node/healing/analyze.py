@@ -208,10 +208,16 @@ def _role(fault: FaultKind, el: Element, ind: Indicator, g: _Graph) -> tuple[flo
                 return 3.0, True
             if s is Signal.PROBE_LOSS and len(path) == 3 and not on_path and _near(path, a, b, self_id):
                 return CONTRA_WEIGHT, False  # other paths through the same neighbour or to the same far end
+            if s is Signal.PROBE_VIA and self_id in (a, b) and path == (self_id, b if a == self_id else a):
+                return CONTRA_WEIGHT, False  # the loop probes' loss is the link's: no forwarding loss beyond it
+            if s is Signal.HELLO_RTT and ind.element == el:
+                return 1.0, False  # random loss adds no delay (a queue that drops does)
             return None
         if fault is FaultKind.LINK_CONGESTED:
             if s is Signal.HELLO_RTT and ind.element == el:
                 return 3.0, True
+            if s is Signal.HELLO_LOSS and ind.element == el:
+                return 1.0, True  # a full queue drops hellos too
             if s is Signal.PROBE_RTT and on_path:
                 return (1.0 if first else 3.0), True
             if s is Signal.PROBE_RTT and len(path) == 3 and not on_path and _near(path, a, b, self_id):

@@ -2,10 +2,12 @@
 
 Rules and invariants:
 - An `Indicator` is one measurement turned into a degree in [0, 1] (0 normal, 1 clearly abnormal) by
-  the pinned thresholds below: link hello loss, link RTT against its own baseline (the minimum over
+  the pinned thresholds below: link loss (the hello loss, or the one-way loss the link probes show when
+  that is higher: they see a new loss within seconds, the hello EWMA within ~10 s), link RTT against its own baseline (the minimum over
   RTT_BASELINE_WINDOW_S, as the routing core does), flaps in FLAP_WINDOW_S, data-plane probe loss in
   excess of what the first link's own loss explains (the loss's Wilson lower bound, so that a couple of
-  unlucky probes in a small window count for little), probe RTT against its baseline, node
+  unlucky probes in a small window count for little), a neighbour's forwarding loss (its loop probes'
+  loss beyond its link probes', so no guess of a return path enters it), probe RTT against its baseline, node
   reachability, node CPU / memory / forwarding ratio, anomaly verdicts, service health, silent
   interfaces, blocked uplinks. Each indicator keeps its onset: when its degree last rose to
   ABNORMAL_DEGREE (analysis uses onsets for temporal ordering).
@@ -29,7 +31,7 @@ import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from x0node.healing.observation import RoutingObs, Snapshot
+from x0node.healing.observation import ProbeObs, RoutingObs, Snapshot
 
 # --- thresholds (degree = 0 at the first value, 1 at the second, linear between) -------------------
 LOSS_NORMAL, LOSS_BAD = 0.03, 0.15  # hello loss; the core's FAIR class ends at 3 %
@@ -45,6 +47,7 @@ FLAP_WINDOW_S = 120.0
 PROBE_EXCESS_NORMAL, PROBE_EXCESS_BAD = 0.03, 0.15  # probe loss (Wilson lower bound) beyond the first link's
 WILSON_Z = 1.96
 PROBE_MIN_SAMPLES = 6  # fewer answered-or-lost probes say nothing
+RECENT_OUTCOMES = (8, 16)  # tails of a probe window judged on their own (loss_bound)
 CPU_NORMAL, CPU_BAD = 0.85, 0.97
 MEM_NORMAL, MEM_BAD = 0.90, 0.98
 FWD_NORMAL, FWD_BAD = 0.95, 0.70  # forwarding ratio (falls when a node drops transit traffic)
@@ -98,7 +101,7 @@ class Signal(enum.StrEnum):
     HELLO_RTT = "hello_rtt"
     FLAP = "flap"
     PROBE_LOSS = "probe_loss"  # one path: us -> via -> dest
-    PROBE_VIA = "probe_via"  # all paths through one neighbour, pooled
+    PROBE_VIA = "probe_via"  # one neighbour's forwarding: its loop probes (else all its paths, pooled)
     PROBE_RTT = "probe_rtt"
     UNREACHABLE = "unreachable"
     CPU = "cpu"
@@ -249,6 +252,18 @@ def wilson_lower(k: int, n: int, z: float = WILSON_Z) -> float:
     return max(0.0, (centre - spread) / den)
 
 
+def loss_bound(p: ProbeObs) -> float:
+    """A probe window's loss we are sure of: the largest Wilson lower bound over the whole window and
+    its last RECENT_OUTCOMES (each a nested tail), so a loss that began a few probes ago shows before
+    it fills the window, and a handful of unlucky probes still count for little."""
+    best = wilson_lower(p.lost, p.sent)
+    flags = p.lost_flags
+    for n in RECENT_OUTCOMES:
+        if n < len(flags):
+            best = max(best, wilson_lower(sum(flags[-n:]), n))
+    return best
+
+
 def ramp(value: float, normal: float, bad: float) -> float:
     """0 at `normal`, 1 at `bad` (either direction), linear and clipped between."""
     if bad == normal:
@@ -380,7 +395,7 @@ class Monitor:
     def _indicators(self, snap: Snapshot) -> list[tuple[Signal, object, tuple[str, ...], float, float, str]]:
         now, me, r = snap.now, self.self_id, snap.routing
         out: list[tuple[Signal, object, tuple[str, ...], float, float, str]] = []
-        self._back = self._return_paths(r, {p.dest for p in snap.probes})
+        self._back = self._return_paths(r, {p.dest for p in snap.probes if p.dest not in (me, p.via)})
         hello_loss: dict[str, float] = {}
         for n in r.neighbours:
             link = link_element(me, n.node_id)
@@ -397,22 +412,42 @@ class Monitor:
             out.append((Signal.HELLO_LOSS, link, (me, n.node_id), ramp(loss, LOSS_NORMAL, LOSS_BAD), loss, n.ifname))
             deg, ratio = self._rtt_degree(("link", n.ifname, n.node_id), n.rtt_ms, now)
             out.append((Signal.HELLO_RTT, link, (me, n.node_id), deg, ratio, n.ifname))
+        link_probe = {p.via: p for p in snap.probes if p.dest == p.via}
+        loop_probe = {p.via: p for p in snap.probes if p.dest == me}
+        path_probes = [p for p in snap.probes if p.dest not in (me, p.via)]
+        for via, p in sorted(link_probe.items()):  # the link's loss, both ways, at the probe rate
+            if via in hello_loss and p.sent >= PROBE_MIN_SAMPLES:
+                one_way = 1.0 - (1.0 - loss_bound(p)) ** 0.5
+                if one_way > hello_loss[via]:
+                    hello_loss[via] = one_way
+                    for i, ind in enumerate(out):
+                        if ind[0] is Signal.HELLO_LOSS and ind[2] == (me, via):
+                            out[i] = (Signal.HELLO_LOSS, ind[1], ind[2], ramp(one_way, LOSS_NORMAL, LOSS_BAD),
+                                      one_way, ind[5])
+        first_loss: dict[str, float] = {}  # via -> loss the first link explains, both ways
+        for via, h in hello_loss.items():
+            lp = link_probe.get(via)
+            first_loss[via] = max(1.0 - (1.0 - h) ** 2, lp.loss if lp is not None and lp.sent >= PROBE_MIN_SAMPLES
+                                  else 0.0)
         pooled: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
-        for p in snap.probes:
+        for p in path_probes:
             pooled[p.via][0] += p.lost
             pooled[p.via][1] += p.sent
-        for via, (lost, sent) in sorted(pooled.items()):
-            if sent >= PROBE_MIN_SAMPLES:
-                expected = 1.0 - (1.0 - hello_loss.get(via, 0.0)) ** 2
-                excess = max(0.0, wilson_lower(lost, sent) - expected)
-                out.append((Signal.PROBE_VIA, node_element(via), (me, via),
-                            ramp(excess, PROBE_EXCESS_NORMAL, PROBE_EXCESS_BAD), lost / sent, ""))
-        for p in snap.probes:
+        for via in sorted(set(pooled) | set(loop_probe)):
+            lp = loop_probe.get(via)
+            if lp is not None and lp.sent >= PROBE_MIN_SAMPLES:  # the neighbour's own forwarding, no guesswork
+                excess, value = max(0.0, loss_bound(lp) - first_loss.get(via, 0.0)), lp.loss
+            elif lp is None and pooled[via][1] >= PROBE_MIN_SAMPLES:  # no loop probes: all its paths, pooled
+                lost, sent = pooled[via]
+                excess, value = max(0.0, wilson_lower(lost, sent) - first_loss.get(via, 0.0)), lost / sent
+            else:
+                continue
+            out.append((Signal.PROBE_VIA, node_element(via), (me, via),
+                        ramp(excess, PROBE_EXCESS_NORMAL, PROBE_EXCESS_BAD), value, ""))
+        for p in path_probes:
             if p.sent < PROBE_MIN_SAMPLES:
                 continue
-            first = hello_loss.get(p.via, 0.0)
-            expected = 1.0 - (1.0 - first) ** 2  # the first link, both ways
-            excess = max(0.0, wilson_lower(p.lost, p.sent) - expected)
+            excess = max(0.0, loss_bound(p) - first_loss.get(p.via, 0.0))
             path = (me, p.via, p.dest)
             el = link_element(p.via, p.dest)
             out.append((Signal.PROBE_LOSS, el, path, ramp(excess, PROBE_EXCESS_NORMAL, PROBE_EXCESS_BAD), p.loss, ""))

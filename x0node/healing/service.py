@@ -246,7 +246,7 @@ class HealingService:
         from x0node.healing.probe import ProbeScheduler
         from x0node.healing.probe_io import IcmpProber
 
-        self.scheduler = ProbeScheduler(self._ctx.node_id, self._rng, time.monotonic())
+        self.scheduler = ProbeScheduler(self._ctx.node_id, self._rng, time.monotonic(), self._ctx.mesh_addr)
         try:
             prober = IcmpProber(self._ctx.mesh_addr, self.scheduler.answer)
             prober.open(loop)
