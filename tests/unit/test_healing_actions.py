@@ -102,3 +102,22 @@ def test_reboot_is_the_last_rung():
     assert "has lasted" in reboot.precondition(me, ctx(failed_rungs=5, symptom_age_s=10.0))
     assert reboot.precondition(me, ctx(failed_rungs=ac.REBOOT_MIN_FAILED_RUNGS, symptom_age_s=ac.REBOOT_MIN_SYMPTOM_S)) is None
     assert "only this node" in reboot.precondition(node_element(A), ctx(failed_rungs=9, symptom_age_s=1e6))
+
+
+def test_steering_is_refused_where_the_core_has_no_downstream_alternate():
+    # me - a - c and me - b - e - c: b is no closer to c than we are, so the routing core cannot steer
+    # our route to c off a (RFC 5286 downstream condition); the ladder goes on to draining the link.
+    from x0node.healing.actions import steerable_routes
+    from x0node.healing.observation import EdgeObs, NodeObs, RouteObs, RoutingObs
+
+    E = "ee" * 4
+    base = diamond()
+    edges = (EdgeObs(ME, A, 10), EdgeObs(ME, B, 10), EdgeObs(A, C, 10), EdgeObs(B, E, 10), EdgeObs(E, C, 10))
+    routes = base.routes + (RouteObs(f"fd00::{E[:2]}/128", f"e{B[:2]}", f"fe80::{B[:2]}", 20, E),)
+    corner = RoutingObs(ME, base.neighbours, routes, base.nodes + (NodeObs(E, "fd00::ee", True),), edges,
+                        base.interfaces)
+    assert steerable_routes(corner, A) == (0, 0)
+    steer = PLUGINS[ActionKind.STEER_AROUND_NODE]
+    assert "downstream" in steer.precondition(node_element(A), ctx(corner))
+    assert steerable_routes(diamond(), A) == (1, 1)  # b is as close to c as a: our route to c can move
+    assert steerable_routes(diamond(via_c=B), A) == (0, 1)  # ... and has moved

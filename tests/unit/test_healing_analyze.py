@@ -175,3 +175,39 @@ def test_a_congested_link_is_not_a_lossy_one_when_its_queue_drops_hellos():
            Symptom(SymptomKind.LINK_LOSS, link_element(ME, A), 12.0, 1.0)]
     top = rank(inds, sym, routing_with_d(), 13.0).top
     assert (top.element, top.fault) == (link_element(ME, A), FaultKind.LINK_CONGESTED)
+
+
+def test_a_silent_link_is_a_link_down_and_a_dead_neighbour_a_node_down():
+    from x0node.healing.monitor import Monitor
+    from x0node.healing.observation import Snapshot
+
+    def after_a_goes(a_reachable: bool):
+        base = routing_with_d()
+        m = Monitor(ME)
+        m.observe(Snapshot(10.0, base))
+        nodes = tuple(NodeObs(n.node_id, n.mesh_address, n.reachable if n.node_id != A else a_reachable)
+                      for n in base.nodes)
+        edges = tuple(e for e in base.edges if a_reachable and ME not in (e.a, e.b) or A not in (e.a, e.b))
+        gone = RoutingObs(ME, base.neighbours[1:], base.routes, nodes, edges, base.interfaces)
+        out = m.observe(Snapshot(11.0, gone))
+        return rank(out.indicators, out.active, gone, 11.0, adjacency=out.adjacency).top
+
+    silent = after_a_goes(a_reachable=True)  # a still reachable around the link
+    assert (silent.element, silent.fault) == (link_element(ME, A), FaultKind.LINK_DOWN)
+    dead = after_a_goes(a_reachable=False)
+    assert (dead.element, dead.fault) == (node_element(A), FaultKind.NODE_DOWN)
+
+
+def test_a_congested_link_explains_the_slow_answers_that_come_back_over_it():
+    # me - a, me - b, a - b, a - c: probes out through b to a are answered by a over our link to it;
+    # with that link congested they are slow too, which is no sign of a busy a.
+    base = diamond()
+    edges = (EdgeObs(ME, A, 10), EdgeObs(ME, B, 10), EdgeObs(A, B, 10), EdgeObs(A, C, 10))
+    routing = RoutingObs(ME, base.neighbours, base.routes, base.nodes, edges, base.interfaces)
+    back = {(B, A): (), (A, C): (A,), (A, B): (A,)}
+    inds = [ind(Signal.HELLO_RTT, link_element(ME, A), (ME, A))]
+    inds += [Indicator(Signal.PROBE_RTT, link_element(v, d), (ME, v, d), 1.0, 6.0, 10.0, "", b)
+             for (v, d), b in back.items()]
+    sym = [Symptom(SymptomKind.LINK_DELAY, link_element(ME, A), 12.0, 1.0)]
+    diag = rank(inds, sym, routing, 13.0)
+    assert (diag.top.element, diag.top.fault) == (link_element(ME, A), FaultKind.LINK_CONGESTED), diag.candidates

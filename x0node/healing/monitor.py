@@ -2,7 +2,8 @@
 
 Rules and invariants:
 - An `Indicator` is one measurement turned into a degree in [0, 1] (0 normal, 1 clearly abnormal) by
-  the pinned thresholds below: link loss (the hello loss, or the one-way loss the link probes show when
+  the pinned thresholds below: a link down (a neighbour seen up in the last LINK_DOWN_MEMORY_S is
+  gone: the core forgets a dead neighbour at once, so the monitor remembers it), link loss (the hello loss, or the one-way loss the link probes show when
   that is higher: they see a new loss within seconds, the hello EWMA within ~10 s), link RTT against its own baseline (the minimum over
   RTT_BASELINE_WINDOW_S, as the routing core does), flaps in FLAP_WINDOW_S, data-plane probe loss in
   excess of what the first link's own loss explains (the loss's Wilson lower bound, so that a couple of
@@ -56,6 +57,7 @@ IFACE_SILENT_S = 10.0  # an up interface with neighbours before and none for thi
 ABNORMAL_DEGREE = 0.5  # indicator onset level
 
 RTT_BASELINE_WINDOW_S = 300.0
+LINK_DOWN_MEMORY_S = 60.0  # a neighbour gone this recently is a link down (the core forgets it at once)
 TOPOLOGY_MEMORY_S = 300.0  # links seen this recently still count for analysis (a dead node's links vanish)
 HISTORY_MAX_SAMPLES = 128  # per tracked key
 FORGET_AFTER_S = 600.0
@@ -100,6 +102,7 @@ class Signal(enum.StrEnum):
     HELLO_LOSS = "hello_loss"
     HELLO_RTT = "hello_rtt"
     FLAP = "flap"
+    LINK_DOWN = "link_down"  # a neighbour that was up is gone (its node may still be reachable)
     PROBE_LOSS = "probe_loss"  # one path: us -> via -> dest
     PROBE_VIA = "probe_via"  # one neighbour's forwarding: its loop probes (else all its paths, pooled)
     PROBE_RTT = "probe_rtt"
@@ -133,6 +136,7 @@ class SymptomKind(enum.StrEnum):
     LINK_LOSS = "link_loss"
     LINK_DELAY = "link_delay"
     LINK_FLAP = "link_flap"
+    LINK_DOWN = "link_down"  # our link to a neighbour went down
     FORWARDING_LOSS = "forwarding_loss"  # data-plane probes through a neighbour get lost
     NODE_UNREACHABLE = "node_unreachable"
     OVERLOAD = "overload"  # this node's CPU
@@ -157,12 +161,13 @@ class SymptomRule:
 
 # The symptom table: which indicator raises which symptom, with its hysteresis.
 RULES: dict[SymptomKind, SymptomRule] = {
-    SymptomKind.LINK_LOSS: SymptomRule(Signal.HELLO_LOSS, 0.5, 0.2, 2.0, 10.0),
-    SymptomKind.LINK_DELAY: SymptomRule(Signal.HELLO_RTT, 0.5, 0.2, 3.0, 10.0),
+    SymptomKind.LINK_LOSS: SymptomRule(Signal.HELLO_LOSS, 0.5, 0.2, 1.0, 10.0),
+    SymptomKind.LINK_DELAY: SymptomRule(Signal.HELLO_RTT, 0.5, 0.2, 2.0, 10.0),
     SymptomKind.LINK_FLAP: SymptomRule(Signal.FLAP, 0.5, 0.2, 0.0, 60.0),
+    SymptomKind.LINK_DOWN: SymptomRule(Signal.LINK_DOWN, 0.5, 0.2, 0.0, 5.0),
     # raised by the pooled loss through the neighbour (fast) or by one path (a link beyond it);
     # analysis decides node vs. link
-    SymptomKind.FORWARDING_LOSS: SymptomRule(Signal.PROBE_LOSS, 0.5, 0.2, 1.0, 10.0),
+    SymptomKind.FORWARDING_LOSS: SymptomRule(Signal.PROBE_LOSS, 0.5, 0.2, 0.5, 10.0),
     SymptomKind.NODE_UNREACHABLE: SymptomRule(Signal.UNREACHABLE, 0.5, 0.2, 0.0, 0.0),
     SymptomKind.OVERLOAD: SymptomRule(Signal.CPU, 0.5, 0.2, 10.0, 30.0, self_only=True),
     SymptomKind.MEMORY_PRESSURE: SymptomRule(Signal.MEMORY, 0.5, 0.2, 10.0, 30.0, self_only=True),
@@ -305,6 +310,7 @@ class Monitor:
         self._flaps: dict[tuple[str, str], _History] = {}  # (ifname, nbr) -> transition counts
         self._loss_memory: dict[tuple[str, str], tuple[float, float]] = {}  # (ifname, nbr) -> (loss, at)
         self._iface_heard: dict[str, float] = {}  # interface -> last time it had an up neighbour
+        self._nbr_up: dict[str, tuple[str, float]] = {}  # neighbour -> (interface, last seen up)
         self._onsets: dict[tuple[Signal, Element, tuple[str, ...]], float] = {}
         self._onset_seen: dict[tuple[Signal, Element, tuple[str, ...]], float] = {}
         self._states: dict[tuple[SymptomKind, Element], _Hysteresis] = {}
@@ -334,6 +340,8 @@ class Monitor:
             del self._states[k]
         for k in [k for k, t in self._links.items() if now - t > TOPOLOGY_MEMORY_S]:
             del self._links[k]
+        for k in [k for k, (_, t) in self._nbr_up.items() if now - t > LINK_DOWN_MEMORY_S]:
+            del self._nbr_up[k]
 
     def _remember_links(self, snap: Snapshot) -> None:
         for a, bs in snap.routing.adjacency().items():
@@ -407,11 +415,19 @@ class Monitor:
                 out.append((Signal.FLAP, link, (me, n.node_id), ramp(flaps, FLAPS_NORMAL, FLAPS_BAD), flaps, n.ifname))
             if not n.up:
                 continue
+            if self._room(self._nbr_up, n.node_id):
+                self._nbr_up[n.node_id] = (n.ifname, now)
             loss = self._sustained_loss(key, n.loss, n.up_for_s, now)
             hello_loss[n.node_id] = max(hello_loss.get(n.node_id, 0.0), loss)
             out.append((Signal.HELLO_LOSS, link, (me, n.node_id), ramp(loss, LOSS_NORMAL, LOSS_BAD), loss, n.ifname))
             deg, ratio = self._rtt_degree(("link", n.ifname, n.node_id), n.rtt_ms, now)
             out.append((Signal.HELLO_RTT, link, (me, n.node_id), deg, ratio, n.ifname))
+        up_now = {n.node_id for n in r.neighbours if n.up}
+        for nb, (ifname, seen) in sorted(self._nbr_up.items()):  # up now: 0 (clears); gone lately: down
+            if now - seen > LINK_DOWN_MEMORY_S:
+                continue
+            down = 0.0 if nb in up_now else 1.0
+            out.append((Signal.LINK_DOWN, link_element(me, nb), (me, nb), down, down, ifname))
         link_probe = {p.via: p for p in snap.probes if p.dest == p.via}
         loop_probe = {p.via: p for p in snap.probes if p.dest == me}
         path_probes = [p for p in snap.probes if p.dest not in (me, p.via)]
