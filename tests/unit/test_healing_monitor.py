@@ -226,3 +226,12 @@ def test_a_neighbour_that_vanished_is_a_link_down_until_it_is_back_or_forgotten(
     m.observe(Snapshot(10.0, only_b))
     out = m.observe(Snapshot(10.0 + mon.LINK_DOWN_MEMORY_S + 1.0, only_b))
     assert all(i.element != link_element(ME, A) for i in out.indicators if i.signal is Signal.LINK_DOWN)
+
+
+def test_a_pending_symptom_says_when_it_is_due():
+    m = Monitor(ME)
+    assert m.next_raise_s() is None
+    m.observe(Snapshot(10.0, diamond(loss_a=0.5)))  # link loss above enter: pending, raised after 1 s
+    assert m.next_raise_s() == 10.0 + mon.RULES[SymptomKind.LINK_LOSS].raise_after_s
+    out = m.observe(Snapshot(m.next_raise_s(), diamond(loss_a=0.5)))
+    assert (SymptomKind.LINK_LOSS, link_element(ME, A)) in _keys(out.raised) and m.next_raise_s() is None

@@ -13,6 +13,12 @@ changes, with the topology deciding which observations a fault can reach):
   one (hellos lost back to back time N out): with sustained hello loss on the link, `link_lossy`
   explains both and wins; its flap is not counted as an effect seen before the cause (the loss estimate
   needs many hellos, a flap shows at once).
+- A neighbour's own forwarding is read from its loop probes (`probe_via`, monitor.py), which need no
+  guess of a return path; a path probe's answer's way back is a guess from the LSDB (local steering is
+  not in it), so it weighs little — except a probe to our own neighbour, which answers over our link
+  to it (`on_back`): a fault of that link explains those answers too.
+- A link that went down while its far end stays reachable is `link_down`; `node_down` explains every
+  link to the node going down. Both are left to routing (policy.ROUTING_REPAIRS).
 - consistency = weighted mean agreement over the indicators the hypothesis speaks about (degree where
   it predicts abnormal, 1 - degree where it predicts normal). coverage = the share of lit degree in
   scope that the hypothesis explains. Temporal lag: a cause is seen no later than its effects, so a

@@ -531,6 +531,13 @@ class Monitor:
         )
         return MonitorOutput(now, tuple(indicators), active, tuple(raised), tuple(cleared), adjacency)
 
+    def next_raise_s(self) -> float | None:
+        """When the earliest symptom now pending (above its `enter` level, not raised yet) would be
+        raised if it stays: the loop may look again then instead of a whole interval later."""
+        times = [st.bad_since + RULES[key[0]].raise_after_s for key, st in self._states.items()
+                 if not st.active and st.bad_since is not None]
+        return min(times, default=None)
+
     def _elements(self, kind: SymptomKind, indicators: Iterable[Indicator]) -> dict[Element, tuple[float, str]]:
         """Element -> (degree, detail) for one symptom kind (max over the element's indicators)."""
         rule = RULES[kind]
