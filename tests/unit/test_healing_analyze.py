@@ -189,8 +189,9 @@ def test_a_silent_link_is_a_link_down_and_a_dead_neighbour_a_node_down():
                       for n in base.nodes)
         edges = tuple(e for e in base.edges if a_reachable and ME not in (e.a, e.b) or A not in (e.a, e.b))
         gone = RoutingObs(ME, base.neighbours[1:], base.routes, nodes, edges, base.interfaces)
-        out = m.observe(Snapshot(11.0, gone))
-        return rank(out.indicators, out.active, gone, 11.0, adjacency=out.adjacency).top
+        m.observe(Snapshot(11.0, gone))
+        out = m.observe(Snapshot(14.0, gone))
+        return rank(out.indicators, out.active, gone, 14.0, adjacency=out.adjacency).top
 
     silent = after_a_goes(a_reachable=True)  # a still reachable around the link
     assert (silent.element, silent.fault) == (link_element(ME, A), FaultKind.LINK_DOWN)

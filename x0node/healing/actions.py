@@ -169,13 +169,14 @@ def _distances(adj: Mapping[str, Mapping[str, int]], src: str) -> dict[str, int]
     return dist
 
 
-def steerable_routes(r: RoutingObs, avoid_node: str) -> tuple[int, int]:
+def steerable_routes(r: RoutingObs, avoid_node: str) -> tuple[int, int, int]:
     """(routes through `avoid_node` as first hop that a steer would move, routes a steer can move at
-    all), by the routing core's own rule (x0node/proto/commands.py): a destination moves to another
-    neighbour M only if M is downstream, dist(M, D) < dist(us, D), and node-protecting,
-    dist(M, D) < dist(M, X) + dist(X, D) (RFC 5286). Equal distances, which the core breaks by node
-    order, count as not movable here, so a steer is tried only where it surely does something; where no
-    destination qualifies the ladder goes straight on to draining the link."""
+    all, routes whose shortest path crosses the node although a path around it exists), by the routing
+    core's own rule (x0node/proto/commands.py): a destination moves to another neighbour M only if M is
+    downstream, dist(M, D) < dist(us, D), and node-protecting, dist(M, D) < dist(M, X) + dist(X, D)
+    (RFC 5286). Equal distances, which the core breaks by node order, count as not movable here. Where
+    the second number is below the third, steering would leave some traffic on the node (a corner
+    whose only way around is longer): the ladder drains the link instead, which moves it all."""
     adj: dict[str, dict[str, int]] = collections.defaultdict(dict)
     for e in r.edges:
         c = max(1, e.cost)
@@ -183,25 +184,28 @@ def steerable_routes(r: RoutingObs, avoid_node: str) -> tuple[int, int]:
         adj[e.b][e.a] = min(c, adj[e.b].get(e.a, c))
     me = r.self_id
     nbrs = [m for m in up_neighbours(r) if m != avoid_node and m in adj.get(me, {})]
-    if avoid_node not in adj.get(me, {}) or not nbrs:
-        return 0, 0
+    if avoid_node not in adj.get(me, {}):
+        return 0, 0, 0
     mine, from_x = _distances(adj, me), _distances(adj, avoid_node)
+    around = _distances({u: {v: c for v, c in vs.items() if v != avoid_node} for u, vs in adj.items()
+                         if u != avoid_node}, me)
     from_m = {m: _distances(adj, m) for m in nbrs}
-    moved = movable = 0
+    inf = 1 << 30
+    moved = movable = crossing = 0
     for route in r.routes:
         d = route.origin
-        if not d or d in (me, avoid_node) or d not in mine:
+        if not d or d in (me, avoid_node) or d not in mine or d not in around:
             continue
-        if mine.get(avoid_node, 0) + from_x.get(d, 1 << 30) != mine[d]:
+        if mine.get(avoid_node, inf) + from_x.get(d, inf) != mine[d]:
             continue  # no shortest path of ours crosses the node
-        inf = 1 << 30
+        crossing += 1
         if not any(from_m[m].get(d, inf) < mine[d] and from_m[m].get(d, inf) < from_m[m].get(avoid_node, inf) +
                    from_x.get(d, inf) for m in nbrs):
             continue
         movable += 1
         if r.first_hop(route) == avoid_node:
             moved += 1
-    return moved, movable
+    return moved, movable, crossing
 
 
 class ActionPlugin:
@@ -290,16 +294,19 @@ class SteerAroundNode(ActionPlugin):
             return "cannot steer around ourselves (mark_self_sick does that)"
         if target.id not in up_neighbours(ctx.routing):
             return "not a neighbour: its own neighbours steer around it"
-        _, movable = steerable_routes(ctx.routing, target.id)
+        _, movable, crossing = steerable_routes(ctx.routing, target.id)
         if movable == 0:
             return "no destination has a downstream alternate around the node"
+        if movable < crossing:
+            return (f"{crossing - movable} of {crossing} destinations through the node have no downstream "
+                    "alternate: steering would leave them on it")
         return None
 
     def params(self, target: Element, ctx: PlanContext) -> dict[str, Any]:
         return {"neighbour": target.id, "factor": DRAIN_FACTOR}
 
     def effect_observed(self, target: Element, params: Mapping[str, Any], ctx: PlanContext) -> bool | None:
-        still, _ = steerable_routes(ctx.routing, target.id)
+        still, _, _ = steerable_routes(ctx.routing, target.id)
         return still == 0
 
 
