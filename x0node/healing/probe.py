@@ -6,7 +6,9 @@ hole) keeps its hellos and its routes. So each node sends echo probes *through* 
 adapter pins the first hop: the packet goes to the neighbour's link-layer address whatever our routes
 say). A probe that is not answered within PROBE_TIMEOUT_S is lost. Three kinds, each tick of a
 neighbour N:
-- link probe (dest = N): an echo to N itself. N answers it without forwarding it, so its loss is our
+- link probe (dest = N): an echo to N's link-local address. N answers it without forwarding it, to
+  our link-local address, so the answer cannot leave the link (an answer to a mesh address would take
+  N's route to us, which goes round when N has drained or penalised its link to us). Its loss is our
   link's, both ways, measured at the probe rate (hello loss is an EWMA over 128 hellos, ~13 s).
 - loop probe (dest = us): an echo addressed to our own mesh address, handed to N. N forwards it once,
   straight back to us over the same link (N's route to a neighbour), and our kernel answers it to
@@ -80,7 +82,6 @@ class _Neighbour:
     ifname: str
     address: str
     dests: list[tuple[str, str]]  # (node id, mesh address): path probes
-    own_address: str  # the neighbour's mesh address (link probes); "" while unknown
     picked_s: float
     candidates: frozenset[str]
     next_due_s: float
@@ -129,13 +130,13 @@ class ProbeScheduler:
             cands = frozenset(d for d in adj.get(n.node_id, ()) if d != self.self_id and d in reachable)
             cur = self._nbrs.get(n.node_id)
             if cur is None or cur.candidates != cands or now - cur.picked_s >= DEST_REFRESH_S \
-                    or (cur.ifname, cur.address, cur.own_address) != (n.ifname, n.address, reachable.get(n.node_id, "")):
+                    or (cur.ifname, cur.address) != (n.ifname, n.address):
                 picked = sorted(cands)
                 if len(picked) > MAX_DESTS_PER_NEIGHBOUR:
                     picked = sorted(self._rng.sample(picked, MAX_DESTS_PER_NEIGHBOUR))
                 due = cur.next_due_s if cur is not None else now + self._rng.uniform(0.0, PROBE_INTERVAL_S)
                 self._nbrs[n.node_id] = _Neighbour(n.ifname, n.address, [(d, reachable[d]) for d in picked],
-                                                   reachable.get(n.node_id, ""), now, cands, due)
+                                                   now, cands, due)
         for gone in set(self._nbrs) - seen:
             del self._nbrs[gone]
         for key in [k for k in self._results if k[0] not in self._nbrs]:
@@ -192,9 +193,7 @@ class ProbeScheduler:
 
     def _tick_targets(self, node_id: str, nb: _Neighbour) -> list[tuple[str, str]]:
         """This tick's (dest id, dest address) through neighbour node_id: link, loop, next path."""
-        out = []
-        if nb.own_address:
-            out.append((node_id, nb.own_address))
+        out = [(node_id, nb.address)]  # link probe: to its link-local address
         if self.self_address:
             out.append((self.self_id, self.self_address))
         if nb.dests:
