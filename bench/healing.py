@@ -240,7 +240,7 @@ def truth_accepts(kind: str, a_id: str, b_id: str | None, observer_ifname: str |
     link = f"link:{min(a_id, b_id or '')}~{max(a_id, b_id or '')}" if b_id is not None else ""
     node = f"node:{a_id}"
     if kind == "silent":
-        out = {(link, k) for k in ("link_lossy", "link_flapping", "link_congested")}
+        out = {(link, k) for k in ("link_down", "link_lossy", "link_flapping", "link_congested")}
         if observer_ifname:
             out.add((f"interface:{observer_ifname}", "interface_stuck"))
         return out

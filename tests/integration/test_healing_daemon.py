@@ -90,9 +90,9 @@ def test_active_mode_steers_around_a_partial_black_hole_and_lifts_the_steering_a
     """ring:5 — 1-2-3-4-5-1: between 1 and 3 the path through 2 is the shortest (2 hops against 3), so
     both directions cross the black hole at 2 and every answer's way back is known (the analysis reads
     it from the LSDB). Nodes 1 and 3 steer around 2 where their other neighbour is a downstream
-    alternate (RFC 5286: equal distance counts only from a lower node id) and otherwise, when the steer
-    does not move the route by its verify time, go on to drain their link to 2 — both are routing
-    commands about node 2, lifted after the heal."""
+    alternate (RFC 5286: equal distance counts only from a lower node id) for every route through 2, and
+    otherwise drain their link to 2 at once — both are routing commands about node 2, each verified,
+    lifted after the heal."""
     bed = Testbed.create(tmp_path / "bed", "ring:5", "x0node", sections={"healing": ACTIVE})
     try:
         bed.start_all()
@@ -125,10 +125,10 @@ def test_active_mode_steers_around_a_partial_black_hole_and_lifts_the_steering_a
             k: [[(e["type"], e.get("action"), e.get("outcome"), e.get("reason")) for e in _timeline(bed.nodes[k].data_dir, i["id"])]
                 for i in _incidents(bed.nodes[k].data_dir)] for k in (1, 3)}], default=str)
         assert measure.ping_ok(bed, 1, nx.mesh_addr)  # the node itself stays reachable (directly, unless drained)
-        for k in (1, 3):  # the steer was the first rung; one of the two verified, recorded on /data
+        for k in (1, 3):  # a steer where every route through 2 can move, else a drain; verified, on /data
             events = [e for i in _incidents(bed.nodes[k].data_dir) for e in _timeline(bed.nodes[k].data_dir, i["id"])
                       if e.get("action") in ("steer_around_node", "drain_link")]
-            assert any(e["type"] == "ActionDone" and e.get("ok") and e["action"] == "steer_around_node" for e in events)
+            assert any(e["type"] == "ActionDone" and e.get("ok") for e in events), events
             assert any(e["type"] == "Verified" and e.get("success") for e in events), events
         # heal: the symptoms clear, the hold passes, the steering is lifted
         bed.heal(x)

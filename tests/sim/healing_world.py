@@ -188,7 +188,14 @@ class World:
 
     def probe(self, s: str, via: str, dest: str, t: float, rng: random.Random) -> float | None:
         """RTT of a probe pinned through `via` to `dest` (None when lost)."""
-        l1, l2 = link_element(s, via).id, link_element(via, dest).id
+        l1 = link_element(s, via).id
+        if dest in (s, via):  # link probe (via answers) or loop probe (via forwards it straight back)
+            if not (self.node_up(via, t) and self.link_up(l1, t)) or rng.random() < self.link_loss(l1, t):
+                return None
+            if (dest == s and rng.random() < self.forward_drop(via, t)) or rng.random() < self.link_loss(l1, t):
+                return None
+            return self.link_rtt(l1, t)
+        l2 = link_element(via, dest).id
         if not (self.node_up(dest, t) and self.node_up(via, t) and self.link_up(l1, t)):
             return None
         if rng.random() < self.link_loss(l1, t) or rng.random() < self.forward_drop(via, t):

@@ -102,3 +102,39 @@ def test_reboot_is_the_last_rung():
     assert "has lasted" in reboot.precondition(me, ctx(failed_rungs=5, symptom_age_s=10.0))
     assert reboot.precondition(me, ctx(failed_rungs=ac.REBOOT_MIN_FAILED_RUNGS, symptom_age_s=ac.REBOOT_MIN_SYMPTOM_S)) is None
     assert "only this node" in reboot.precondition(node_element(A), ctx(failed_rungs=9, symptom_age_s=1e6))
+
+
+def test_steering_is_refused_where_the_core_has_no_downstream_alternate():
+    # me - a - c and me - b - e - c: b is no closer to c than we are, so the routing core cannot steer
+    # our route to c off a (RFC 5286 downstream condition); the ladder goes on to draining the link.
+    from x0node.healing.actions import steerable_routes
+    from x0node.healing.observation import EdgeObs, NodeObs, RouteObs, RoutingObs
+
+    E = "ee" * 4
+    base = diamond()
+    edges = (EdgeObs(ME, A, 10), EdgeObs(ME, B, 10), EdgeObs(A, C, 10), EdgeObs(B, E, 10), EdgeObs(E, C, 10))
+    routes = base.routes + (RouteObs(f"fd00::{E[:2]}/128", f"e{B[:2]}", f"fe80::{B[:2]}", 20, E),)
+    corner = RoutingObs(ME, base.neighbours, routes, base.nodes + (NodeObs(E, "fd00::ee", True),), edges,
+                        base.interfaces)
+    assert steerable_routes(corner, A) == (0, 0, 1)
+    steer = PLUGINS[ActionKind.STEER_AROUND_NODE]
+    assert "downstream" in steer.precondition(node_element(A), ctx(corner))
+    assert steerable_routes(diamond(), A) == (1, 1, 1)  # b is as close to c as a: our route to c can move
+    assert steerable_routes(diamond(via_c=B), A) == (0, 1, 1)  # ... and has moved
+
+
+def test_steering_that_would_leave_some_traffic_on_the_node_gives_way_to_the_drain():
+    # the diamond plus f behind a only through a longer way round b (b - g - f): c can move to b, f cannot
+    from x0node.healing.actions import steerable_routes
+    from x0node.healing.observation import EdgeObs, NodeObs, RouteObs, RoutingObs
+
+    F, G = "ef" * 4, "f0" * 4
+    base = diamond()
+    edges = base.edges + (EdgeObs(A, F, 10), EdgeObs(B, G, 10), EdgeObs(G, F, 10))
+    routes = base.routes + (RouteObs(f"fd00::{F[:2]}/128", f"e{A[:2]}", f"fe80::{A[:2]}", 20, F),
+                            RouteObs(f"fd00::{G[:2]}/128", f"e{B[:2]}", f"fe80::{B[:2]}", 20, G))
+    nodes = base.nodes + (NodeObs(F, "fd00::ef", True), NodeObs(G, "fd00::f0", True))
+    r = RoutingObs(ME, base.neighbours, routes, nodes, edges, base.interfaces)
+    assert steerable_routes(r, A) == (1, 1, 2)
+    why = PLUGINS[ActionKind.STEER_AROUND_NODE].precondition(node_element(A), ctx(r))
+    assert why is not None and "1 of 2" in why

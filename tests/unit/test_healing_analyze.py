@@ -125,3 +125,90 @@ def test_flaps_with_sustained_hello_loss_are_a_lossy_link_not_a_flapping_one():
     diag = rank([flap, clean], sym, routing_with_d(), 16.0)
     assert (diag.top.element, diag.top.fault) == (link, FaultKind.LINK_FLAPPING)
     assert diag.top.confidence > 0.6
+
+
+def _probes(lost: dict[tuple[str, str], int], sent: int = 16) -> tuple[ProbeObs, ...]:
+    return tuple(ProbeObs(via, dest, sent, k, 5.0) for (via, dest), k in sorted(lost.items()))
+
+
+def test_a_black_hole_on_the_answers_way_back_is_not_blamed_on_the_healthy_neighbour():
+    # The LSDB says c answers us through b (our link to a costs more), but c's real route back crosses a
+    # (a local steering or penalty the LSDB does not show): probes out through b lose their answers
+    # at a. The loop probes say what each neighbour itself forwards: a drops 40 %, b nothing.
+    base = routing_with_d()
+    edges = (EdgeObs(ME, A, 30),) + base.edges[1:]
+    routing = RoutingObs(ME, base.neighbours, base.routes, base.nodes, edges, base.interfaces)
+    probes = _probes({(A, A): 0, (A, ME): 6, (A, C): 10, (A, D): 10, (B, B): 0, (B, ME): 0, (B, C): 6})
+    out, routing = observed(probes, routing)
+    diag = rank(out.indicators, out.active, routing, 13.0)
+    assert (diag.top.element, diag.top.fault) == (node_element(A), FaultKind.NODE_BLACKHOLE)
+    b_hole = [c for c in diag.candidates if (c.element, c.fault) == (node_element(B), FaultKind.NODE_BLACKHOLE)]
+    assert not b_hole or b_hole[0].confidence < 0.3, b_hole
+    via_b = next(i for i in out.indicators if i.signal is Signal.PROBE_VIA and i.element == node_element(B))
+    assert via_b.degree == 0.0  # b's own forwarding is clean, whatever its paths' answers suffer
+    groups = cover(out.indicators, out.active, routing, 13.0)
+    assert all(g[0].top is None or g[0].top.element != node_element(B) for g in groups)
+
+
+def test_without_loop_probes_the_pooled_paths_still_judge_a_neighbour():
+    out, _ = observed(_probes({(A, C): 8, (A, D): 7, (B, C): 0}))
+    via = {i.element: i.degree for i in out.indicators if i.signal is Signal.PROBE_VIA}
+    assert via[node_element(A)] > 0.5 and via[node_element(B)] == 0.0
+
+
+def test_a_lossy_link_shows_in_the_link_probes_before_the_hello_average_catches_up():
+    # 20 % each way: a third of the link, loop and path probes through a are lost; hello EWMA still 0
+    probes = _probes({(A, A): 6, (A, ME): 6, (A, C): 6, (A, D): 6, (B, B): 0, (B, ME): 0, (B, C): 0})
+    out, routing = observed(probes)
+    loss = next(i for i in out.indicators if i.signal is Signal.HELLO_LOSS and i.element == link_element(ME, A))
+    assert loss.degree >= 0.5 and loss.value > 0.03
+    via_a = next(i for i in out.indicators if i.signal is Signal.PROBE_VIA and i.element == node_element(A))
+    assert via_a.degree == 0.0  # the loop loses no more than the link explains
+    diag = rank(out.indicators, out.active, routing, 13.0)
+    assert (diag.top.element, diag.top.fault) == (link_element(ME, A), FaultKind.LINK_LOSSY)
+    assert all(c.fault is not FaultKind.NODE_BLACKHOLE for c in diag.candidates if c.confidence >= 0.3)
+
+
+def test_a_congested_link_is_not_a_lossy_one_when_its_queue_drops_hellos():
+    inds = [ind(Signal.HELLO_RTT, link_element(ME, A), (ME, A)), ind(Signal.HELLO_LOSS, link_element(ME, A), (ME, A))]
+    sym = [Symptom(SymptomKind.LINK_DELAY, link_element(ME, A), 12.0, 1.0),
+           Symptom(SymptomKind.LINK_LOSS, link_element(ME, A), 12.0, 1.0)]
+    top = rank(inds, sym, routing_with_d(), 13.0).top
+    assert (top.element, top.fault) == (link_element(ME, A), FaultKind.LINK_CONGESTED)
+
+
+def test_a_silent_link_is_a_link_down_and_a_dead_neighbour_a_node_down():
+    from x0node.healing.monitor import Monitor
+    from x0node.healing.observation import Snapshot
+
+    def after_a_goes(a_reachable: bool):
+        base = routing_with_d()
+        m = Monitor(ME)
+        m.observe(Snapshot(10.0, base))
+        nodes = tuple(NodeObs(n.node_id, n.mesh_address, n.reachable if n.node_id != A else a_reachable)
+                      for n in base.nodes)
+        edges = tuple(e for e in base.edges if a_reachable and ME not in (e.a, e.b) or A not in (e.a, e.b))
+        gone = RoutingObs(ME, base.neighbours[1:], base.routes, nodes, edges, base.interfaces)
+        m.observe(Snapshot(11.0, gone))
+        out = m.observe(Snapshot(14.0, gone))
+        return rank(out.indicators, out.active, gone, 14.0, adjacency=out.adjacency).top
+
+    silent = after_a_goes(a_reachable=True)  # a still reachable around the link
+    assert (silent.element, silent.fault) == (link_element(ME, A), FaultKind.LINK_DOWN)
+    dead = after_a_goes(a_reachable=False)
+    assert (dead.element, dead.fault) == (node_element(A), FaultKind.NODE_DOWN)
+
+
+def test_a_congested_link_explains_the_slow_answers_that_come_back_over_it():
+    # me - a, me - b, a - b, a - c: probes out through b to a are answered by a over our link to it;
+    # with that link congested they are slow too, which is no sign of a busy a.
+    base = diamond()
+    edges = (EdgeObs(ME, A, 10), EdgeObs(ME, B, 10), EdgeObs(A, B, 10), EdgeObs(A, C, 10))
+    routing = RoutingObs(ME, base.neighbours, base.routes, base.nodes, edges, base.interfaces)
+    back = {(B, A): (), (A, C): (A,), (A, B): (A,)}
+    inds = [ind(Signal.HELLO_RTT, link_element(ME, A), (ME, A))]
+    inds += [Indicator(Signal.PROBE_RTT, link_element(v, d), (ME, v, d), 1.0, 6.0, 10.0, "", b)
+             for (v, d), b in back.items()]
+    sym = [Symptom(SymptomKind.LINK_DELAY, link_element(ME, A), 12.0, 1.0)]
+    diag = rank(inds, sym, routing, 13.0)
+    assert (diag.top.element, diag.top.fault) == (link_element(ME, A), FaultKind.LINK_CONGESTED), diag.candidates

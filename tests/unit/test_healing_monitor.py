@@ -141,7 +141,9 @@ def test_an_interface_that_had_neighbours_and_lost_them_all_is_silent():
     m.observe(Snapshot(0.0, diamond()))
     quiet = RoutingObs(ME, (), (), (), (), (InterfaceObs(f"e{A[:2]}", True), InterfaceObs("never", True)))
     out = m.observe(Snapshot(5.0, quiet))
-    assert not out.active
+    assert not out.active  # the links' down is pending
+    out = m.observe(Snapshot(8.0, quiet))
+    assert {k for k, _ in _keys(out.active)} == {SymptomKind.LINK_DOWN}  # both links
     out = m.observe(Snapshot(5.0 + mon.IFACE_SILENT_S, quiet))
     silent = {e.id for k, e in _keys(out.active) if k is SymptomKind.INTERFACE_SILENT}
     assert silent == {f"e{A[:2]}"}  # "never" had no neighbour to lose
@@ -197,3 +199,43 @@ def test_the_loss_correction_uses_the_routing_cores_hello_constants():
 
     assert mon.HELLO_INTERVAL_S == protocol.HELLO_INTERVAL_S
     assert mon.LOSS_EWMA_KEEP == 1.0 - 1.0 / protocol.LOSS_EWMA_PACKETS
+
+
+def test_a_loss_that_began_a_few_probes_ago_counts_before_it_fills_the_window():
+    from x0node.healing.monitor import loss_bound, wilson_lower
+
+    flags = (False,) * 24 + (True, False, True, True, False, True, False, True)  # 5 of the last 8
+    p = ProbeObs(A, ME, len(flags), sum(flags), 5.0, flags)
+    assert loss_bound(p) == wilson_lower(5, 8) > wilson_lower(5, 32)
+    quiet = ProbeObs(A, ME, 32, 1, 5.0, (False,) * 31 + (True,))
+    assert loss_bound(quiet) < mon.PROBE_EXCESS_NORMAL  # one unlucky probe says nothing
+    assert loss_bound(ProbeObs(A, ME, 32, 5, 5.0)) == wilson_lower(5, 32)  # outcomes unknown: the window
+
+
+def test_a_neighbour_that_vanished_is_a_link_down_until_it_is_back_or_forgotten():
+    m = Monitor(ME)
+    m.observe(Snapshot(0.0, diamond()))
+    only_b = RoutingObs(ME, diamond().neighbours[1:], (), diamond().nodes, diamond().edges)
+    out = m.observe(Snapshot(1.0, only_b))  # the core forgot a at once
+    assert not out.raised  # a flapping link's down phase is shorter than the raise time
+    out = m.observe(Snapshot(1.0 + mon.RULES[SymptomKind.LINK_DOWN].raise_after_s, only_b))
+    assert [(k, e) for k, e in _keys(out.raised)] == [(SymptomKind.LINK_DOWN, link_element(ME, A))]
+    down = _ind(out, Signal.LINK_DOWN, link_element(ME, A))
+    assert down.degree == 1.0 and down.detail == f"e{A[:2]}"
+    assert _ind(out, Signal.LINK_DOWN, link_element(ME, B)).degree == 0.0
+    out = m.observe(Snapshot(5.0, diamond()))  # back: the degree falls at once, the symptom clears later
+    assert _ind(out, Signal.LINK_DOWN, link_element(ME, A)).degree == 0.0
+    out = m.observe(Snapshot(5.0 + mon.RULES[SymptomKind.LINK_DOWN].clear_after_s, diamond()))
+    assert (SymptomKind.LINK_DOWN, link_element(ME, A)) in _keys(out.cleared)
+    m.observe(Snapshot(12.0, only_b))
+    out = m.observe(Snapshot(12.0 + mon.LINK_DOWN_MEMORY_S + 1.0, only_b))
+    assert all(i.element != link_element(ME, A) for i in out.indicators if i.signal is Signal.LINK_DOWN)
+
+
+def test_a_pending_symptom_says_when_it_is_due():
+    m = Monitor(ME)
+    assert m.next_raise_s() is None
+    m.observe(Snapshot(10.0, diamond(loss_a=0.5)))  # link loss above enter: pending, raised after 1 s
+    assert m.next_raise_s() == 10.0 + mon.RULES[SymptomKind.LINK_LOSS].raise_after_s
+    out = m.observe(Snapshot(m.next_raise_s(), diamond(loss_a=0.5)))
+    assert (SymptomKind.LINK_LOSS, link_element(ME, A)) in _keys(out.raised) and m.next_raise_s() is None

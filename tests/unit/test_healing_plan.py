@@ -71,7 +71,13 @@ def test_low_confidence_and_empty_diagnoses_are_exhausted_with_a_reason():
     assert none.kind is PlanKind.EXHAUSTED and "no candidate" in none.reason
     down = plan(incident(cand(node_element("ff" * 4), FaultKind.NODE_DOWN)), ctx(), gates(), Mode.ACTIVE, NO_STATS,
                 NOT_IN_FORCE, 0.3)
-    assert down.kind is PlanKind.EXHAUSTED and "no rung left" in down.reason
+    assert down.kind is PlanKind.EXHAUSTED and "routing repairs it" in down.reason
+
+
+def test_a_link_down_is_left_to_routing_and_its_lesser_candidates_are_not_acted_on():
+    inc = incident(cand(link_element(ME, A), FaultKind.LINK_DOWN, 0.5), cand(link_element(ME, A), FaultKind.LINK_LOSSY, 0.4))
+    p = plan(inc, ctx(), gates(), Mode.ACTIVE, NO_STATS, NOT_IN_FORCE, 0.3)
+    assert p.kind is PlanKind.EXHAUSTED and p.rung is None and "routing repairs it" in p.reason
 
 
 def test_the_budget_holds_back_disruptive_rungs_only():

@@ -28,27 +28,46 @@ def _run(sched: ProbeScheduler, routing: RoutingObs, start: float, end: float, a
     return sent
 
 
-def test_probes_go_through_each_neighbour_to_its_neighbours_and_rotate():
+def test_probes_go_through_each_neighbour_to_it_to_us_and_to_its_neighbours():
     sched = ProbeScheduler(ME, random.Random(1), 0.0)
     sent = _run(sched, diamond(), 0.0, 3.0)
     pairs = {(r.target.via, r.target.dest) for r in sent}
-    assert pairs == {(A, C), (B, C)}  # each neighbour's neighbours other than us
-    assert all(r.target.via_address == f"fe80::{r.target.via[:2]}" and r.target.dest_address == f"fd00::{C[:2]}"
-               for r in sent)
-    per_via = {v: sum(1 for r in sent if r.target.via == v) for v in (A, B)}
+    # path probes to each neighbour's neighbours other than us, link probes to it, loop probes to us
+    assert pairs == {(A, C), (B, C), (A, A), (B, B), (A, ME), (B, ME)}
+    assert all(r.target.via_address == f"fe80::{r.target.via[:2]}" for r in sent)
+    # link probes to the neighbour's link-local address (answered over the link), others to mesh addresses
+    assert all(r.target.dest_address == (f"fe80::{r.target.via[:2]}" if r.target.dest == r.target.via
+                                         else f"fd00::{r.target.dest[:2]}") for r in sent)
     expected = 3.0 / pr.PROBE_INTERVAL_S
-    assert all(expected * 0.6 <= n <= expected * 1.5 for n in per_via.values()), per_via
+    for via in (A, B):
+        for dest in (C, via, ME):  # each kind once per tick
+            n = sum(1 for r in sent if (r.target.via, r.target.dest) == (via, dest))
+            assert expected * 0.6 <= n <= expected * 1.5, (via, dest, n)
     res = {(p.via, p.dest): p for p in sched.results(3.0)}
     assert res[(A, C)].lost == 0 and res[(A, C)].rtt_ms == pytest.approx(10.0, abs=1.0)
+    assert res[(A, ME)].lost_flags == (False,) * res[(A, ME)].sent
+
+
+def test_loop_probes_use_the_given_address_and_outcomes_keep_their_order():
+    sched = ProbeScheduler(ME, random.Random(8), 0.0, self_address="fd00::1")
+    sent = _run(sched, diamond(), 0.0, 3.0,
+                answer=lambda req: None if req.sent_s >= 2.0 and req.target.dest == ME else 0.01)  # loop loss from 2 s
+    assert {r.target.dest_address for r in sent if r.target.dest == ME} == {"fd00::1"}
+    sched.poll(4.5)
+    loop = {p.via: p for p in sched.results(4.5) if p.dest == ME}
+    flags = loop[A].lost_flags
+    assert flags[0] is False and flags[-1] is True and sum(flags) == loop[A].lost  # oldest first
+    assert {p.via: p.lost for p in sched.results(4.5) if p.dest == p.via} == {A: 0, B: 0}
 
 
 def test_lost_late_and_unknown_answers():
     sched = ProbeScheduler(ME, random.Random(2), 0.0)
     _run(sched, diamond(), 0.0, 4.0, answer=lambda req: None if req.target.via == A else 0.005)
     sched.poll(4.0 + pr.PROBE_TIMEOUT_S + 0.01)
-    res = {p.via: p for p in sched.results(4.0 + pr.PROBE_TIMEOUT_S + 0.01)}
-    assert res[A].lost == res[A].sent > 0 and res[B].lost == 0
-    assert sched.counters.timed_out == res[A].sent
+    res = sched.results(4.0 + pr.PROBE_TIMEOUT_S + 0.01)
+    lost_a = sum(p.lost for p in res if p.via == A)
+    assert lost_a == sum(p.sent for p in res if p.via == A) > 0 and sum(p.lost for p in res if p.via == B) == 0
+    assert sched.counters.timed_out == lost_a
     assert sched.answer(99999, 5.0) is False and sched.counters.late_or_unknown == 1
     req = sched.poll(10.0)[0]
     assert sched.answer(req.probe_id, req.deadline_s + 0.1) is False  # too late: counted as lost
@@ -90,7 +109,8 @@ def test_destinations_are_bounded_reachable_and_never_us():
     sent = _run(sched, routing, 0.0, 5.0)
     dests = {r.target.dest for r in sent if r.target.via == A}
     reachable = {n.node_id for n in extra if n.reachable} | {C}
-    assert 0 < len(dests) <= pr.MAX_DESTS_PER_NEIGHBOUR and dests <= reachable and ME not in dests
+    paths = dests - {ME, A}  # less the loop and link probes
+    assert 0 < len(paths) <= pr.MAX_DESTS_PER_NEIGHBOUR and paths <= reachable
 
 
 def test_a_neighbour_that_goes_away_takes_its_results_and_ids_wrap(monkeypatch):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -153,6 +154,60 @@ def avoidable_routes(r: RoutingObs, avoid_node: str, only_link: bool) -> tuple[i
     return via_bad, with_alt
 
 
+def _distances(adj: Mapping[str, Mapping[str, int]], src: str) -> dict[str, int]:
+    """Shortest-path costs from src (Dijkstra over the LSDB view's link costs)."""
+    dist = {src: 0}
+    heap = [(0, src)]
+    while heap:
+        d, u = heapq.heappop(heap)
+        if d > dist.get(u, d):
+            continue
+        for v, c in adj.get(u, {}).items():
+            if d + c < dist.get(v, d + c + 1):
+                dist[v] = d + c
+                heapq.heappush(heap, (d + c, v))
+    return dist
+
+
+def steerable_routes(r: RoutingObs, avoid_node: str) -> tuple[int, int, int]:
+    """(routes through `avoid_node` as first hop that a steer would move, routes a steer can move at
+    all, routes whose shortest path crosses the node although a path around it exists), by the routing
+    core's own rule (x0node/proto/commands.py): a destination moves to another neighbour M only if M is
+    downstream, dist(M, D) < dist(us, D), and node-protecting, dist(M, D) < dist(M, X) + dist(X, D)
+    (RFC 5286). Equal distances, which the core breaks by node order, count as not movable here. Where
+    the second number is below the third, steering would leave some traffic on the node (a corner
+    whose only way around is longer): the ladder drains the link instead, which moves it all."""
+    adj: dict[str, dict[str, int]] = collections.defaultdict(dict)
+    for e in r.edges:
+        c = max(1, e.cost)
+        adj[e.a][e.b] = min(c, adj[e.a].get(e.b, c))
+        adj[e.b][e.a] = min(c, adj[e.b].get(e.a, c))
+    me = r.self_id
+    nbrs = [m for m in up_neighbours(r) if m != avoid_node and m in adj.get(me, {})]
+    if avoid_node not in adj.get(me, {}):
+        return 0, 0, 0
+    mine, from_x = _distances(adj, me), _distances(adj, avoid_node)
+    around = _distances({u: {v: c for v, c in vs.items() if v != avoid_node} for u, vs in adj.items()
+                         if u != avoid_node}, me)
+    from_m = {m: _distances(adj, m) for m in nbrs}
+    inf = 1 << 30
+    moved = movable = crossing = 0
+    for route in r.routes:
+        d = route.origin
+        if not d or d in (me, avoid_node) or d not in mine or d not in around:
+            continue
+        if mine.get(avoid_node, inf) + from_x.get(d, inf) != mine[d]:
+            continue  # no shortest path of ours crosses the node
+        crossing += 1
+        if not any(from_m[m].get(d, inf) < mine[d] and from_m[m].get(d, inf) < from_m[m].get(avoid_node, inf) +
+                   from_x.get(d, inf) for m in nbrs):
+            continue
+        movable += 1
+        if r.first_hop(route) == avoid_node:
+            moved += 1
+    return moved, movable, crossing
+
+
 class ActionPlugin:
     kind: ActionKind
     targets: frozenset[ElementKind]
@@ -239,17 +294,20 @@ class SteerAroundNode(ActionPlugin):
             return "cannot steer around ourselves (mark_self_sick does that)"
         if target.id not in up_neighbours(ctx.routing):
             return "not a neighbour: its own neighbours steer around it"
-        _, with_alt = avoidable_routes(ctx.routing, target.id, only_link=False)
-        if with_alt == 0:
-            return "no destination has a path around the node"
+        _, movable, crossing = steerable_routes(ctx.routing, target.id)
+        if movable == 0:
+            return "no destination has a downstream alternate around the node"
+        if movable < crossing:
+            return (f"{crossing - movable} of {crossing} destinations through the node have no downstream "
+                    "alternate: steering would leave them on it")
         return None
 
     def params(self, target: Element, ctx: PlanContext) -> dict[str, Any]:
         return {"neighbour": target.id, "factor": DRAIN_FACTOR}
 
     def effect_observed(self, target: Element, params: Mapping[str, Any], ctx: PlanContext) -> bool | None:
-        via_bad, _ = avoidable_routes(ctx.routing, target.id, only_link=False)
-        return via_bad == 0
+        still, _, _ = steerable_routes(ctx.routing, target.id)
+        return still == 0
 
 
 class MarkSelfSick(ActionPlugin):

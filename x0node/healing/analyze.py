@@ -13,6 +13,12 @@ changes, with the topology deciding which observations a fault can reach):
   one (hellos lost back to back time N out): with sustained hello loss on the link, `link_lossy`
   explains both and wins; its flap is not counted as an effect seen before the cause (the loss estimate
   needs many hellos, a flap shows at once).
+- A neighbour's own forwarding is read from its loop probes (`probe_via`, monitor.py), which need no
+  guess of a return path; a path probe's answer's way back is a guess from the LSDB (local steering is
+  not in it), so it weighs little — except a probe to our own neighbour, which answers over our link
+  to it (`on_back`): a fault of that link explains those answers too.
+- A link that went down while its far end stays reachable is `link_down`; `node_down` explains every
+  link to the node going down. Both are left to routing (policy.ROUTING_REPAIRS).
 - consistency = weighted mean agreement over the indicators the hypothesis speaks about (degree where
   it predicts abnormal, 1 - degree where it predicts normal). coverage = the share of lit degree in
   scope that the hypothesis explains. Temporal lag: a cause is seen no later than its effects, so a
@@ -74,6 +80,7 @@ class FaultKind(enum.StrEnum):
     LINK_LOSSY = "link_lossy"
     LINK_CONGESTED = "link_congested"
     LINK_FLAPPING = "link_flapping"
+    LINK_DOWN = "link_down"  # silent or cut: routing goes around it
     NODE_BLACKHOLE = "node_blackhole"  # drops (part of) the traffic it forwards
     NODE_OVERLOAD = "node_overload"  # CPU exhausted
     NODE_MEMORY = "node_memory"
@@ -85,7 +92,7 @@ class FaultKind(enum.StrEnum):
 
 
 FAULTS: dict[ElementKind, tuple[FaultKind, ...]] = {
-    ElementKind.LINK: (FaultKind.LINK_LOSSY, FaultKind.LINK_CONGESTED, FaultKind.LINK_FLAPPING),
+    ElementKind.LINK: (FaultKind.LINK_LOSSY, FaultKind.LINK_CONGESTED, FaultKind.LINK_FLAPPING, FaultKind.LINK_DOWN),
     ElementKind.NODE: (FaultKind.NODE_BLACKHOLE, FaultKind.NODE_OVERLOAD, FaultKind.NODE_MEMORY,
                        FaultKind.NODE_DOWN, FaultKind.NODE_ANOMALOUS),
     ElementKind.INTERFACE: (FaultKind.INTERFACE_STUCK,),
@@ -99,6 +106,7 @@ _DIRECT: dict[FaultKind, frozenset[Signal]] = {
     FaultKind.LINK_LOSSY: frozenset({Signal.HELLO_LOSS}),
     FaultKind.LINK_CONGESTED: frozenset({Signal.HELLO_RTT}),
     FaultKind.LINK_FLAPPING: frozenset({Signal.FLAP}),
+    FaultKind.LINK_DOWN: frozenset({Signal.LINK_DOWN}),
     FaultKind.NODE_BLACKHOLE: frozenset({Signal.FORWARDING, Signal.VERDICT}),
     FaultKind.NODE_OVERLOAD: frozenset({Signal.CPU, Signal.VERDICT}),
     FaultKind.NODE_MEMORY: frozenset({Signal.MEMORY, Signal.VERDICT}),
@@ -199,27 +207,50 @@ def _role(fault: FaultKind, el: Element, ind: Indicator, g: _Graph) -> tuple[flo
         a, b = link_ends(el)
         on_path = el in _path_links(path)
         first = len(path) > 1 and link_element(path[0], path[1]) == el
+        # a probe to our own neighbour is answered over our link to it (its route to us): the one way
+        # back that is no guess, so a fault of that link shows on probes sent out through others
+        on_back = len(path) == 3 and not ind.back and el == link_element(path[2], self_id) and not on_path
         if fault is FaultKind.LINK_LOSSY:
             if s is Signal.HELLO_LOSS and ind.element == el:
                 return 3.0, True
-            if s is Signal.FLAP and ind.element == el:
+            if s in (Signal.FLAP, Signal.LINK_DOWN) and ind.element == el:
                 return LOSSY_FLAP_WEIGHT, True  # hellos lost back to back time the neighbour out
             if s is Signal.PROBE_LOSS and on_path and not first:  # a first link's loss is subtracted
                 return 3.0, True
+            if s is Signal.PROBE_LOSS and on_back:
+                return 1.0, True  # the answers cross it
             if s is Signal.PROBE_LOSS and len(path) == 3 and not on_path and _near(path, a, b, self_id):
                 return CONTRA_WEIGHT, False  # other paths through the same neighbour or to the same far end
+            if s is Signal.PROBE_VIA and self_id in (a, b) and path == (self_id, b if a == self_id else a):
+                return CONTRA_WEIGHT, False  # the loop probes' loss is the link's: no forwarding loss beyond it
+            if s is Signal.HELLO_RTT and ind.element == el:
+                return 1.0, False  # random loss adds no delay (a queue that drops does)
+            return None
+        if fault is FaultKind.LINK_DOWN:
+            if s is Signal.LINK_DOWN and ind.element == el:
+                return 3.0, True
+            if s is Signal.FLAP and ind.element == el:
+                return CONTRA_WEIGHT, False  # down once, not up and down
+            if s is Signal.UNREACHABLE and ind.element.id in (a, b) and ind.element.id != self_id:
+                return CONTRA_WEIGHT, False  # its far end is still there (else the node is down)
             return None
         if fault is FaultKind.LINK_CONGESTED:
             if s is Signal.HELLO_RTT and ind.element == el:
                 return 3.0, True
+            if s is Signal.HELLO_LOSS and ind.element == el:
+                return 1.0, True  # a full queue drops hellos too
             if s is Signal.PROBE_RTT and on_path:
                 return (1.0 if first else 3.0), True
+            if s is Signal.PROBE_RTT and on_back:
+                return 1.0, True  # the answers queue behind it
             if s is Signal.PROBE_RTT and len(path) == 3 and not on_path and _near(path, a, b, self_id):
                 return CONTRA_WEIGHT, False
             return None
         if fault is FaultKind.LINK_FLAPPING:
             if s is Signal.FLAP and ind.element == el:
                 return 3.0, True
+            if s is Signal.LINK_DOWN and ind.element == el:
+                return 1.0, True  # down part of the time
             if s is Signal.HELLO_LOSS and ind.element == el:
                 return CONTRA_WEIGHT, False  # between its flaps a flapping link passes its hellos
             return None
@@ -271,6 +302,8 @@ def _role(fault: FaultKind, el: Element, ind: Indicator, g: _Graph) -> tuple[flo
                 return 2.0, True
             if s is Signal.HELLO_LOSS and ind.element == link_element(self_id, x):
                 return 1.0, True
+            if s is Signal.LINK_DOWN and x in ind.path:
+                return 2.0, True  # every link to it goes down
             return None
         if fault is FaultKind.NODE_ANOMALOUS:
             return (3.0, True) if s is Signal.VERDICT and at_x else None
@@ -431,7 +464,8 @@ def _lag_factor(fault: FaultKind, el: Element, indicators: Sequence[Indicator],
     causes = [i.onset_s for i in indicators
               if i.signal in direct and i.element == el and i.onset_s is not None]
     effects = [i.onset_s for i in explained if i.onset_s is not None and not (i.signal in direct and i.element == el)
-               and not (fault is FaultKind.LINK_LOSSY and i.signal is Signal.FLAP and i.element == el)]
+               and not (fault is FaultKind.LINK_LOSSY and i.signal in (Signal.FLAP, Signal.LINK_DOWN)
+                        and i.element == el)]
     if not causes:
         return NO_DIRECT_EVIDENCE_FACTOR
     if not effects:

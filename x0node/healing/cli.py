@@ -97,7 +97,7 @@ def _probe(args: argparse.Namespace) -> int:
         try:
             for i in range(count):
                 now = time.monotonic()
-                req = ProbeRequest(i, ProbeTarget("", ifname, lladdr, "", args.to), now, now + PROBE_TIMEOUT_S)
+                req = ProbeRequest(i, ProbeTarget("neighbour", ifname, lladdr, "destination", args.to), now, now + PROBE_TIMEOUT_S)
                 sent[i] = now
                 if await prober.send(req) is not None:
                     sent.pop(i, None)

@@ -2,10 +2,13 @@
 
 Rules and invariants:
 - An `Indicator` is one measurement turned into a degree in [0, 1] (0 normal, 1 clearly abnormal) by
-  the pinned thresholds below: link hello loss, link RTT against its own baseline (the minimum over
+  the pinned thresholds below: a link down (a neighbour seen up in the last LINK_DOWN_MEMORY_S is
+  gone: the core forgets a dead neighbour at once, so the monitor remembers it), link loss (the hello loss, or the one-way loss the link probes show when
+  that is higher: they see a new loss within seconds, the hello EWMA within ~10 s), link RTT against its own baseline (the minimum over
   RTT_BASELINE_WINDOW_S, as the routing core does), flaps in FLAP_WINDOW_S, data-plane probe loss in
   excess of what the first link's own loss explains (the loss's Wilson lower bound, so that a couple of
-  unlucky probes in a small window count for little), probe RTT against its baseline, node
+  unlucky probes in a small window count for little), a neighbour's forwarding loss (its loop probes'
+  loss beyond its link probes', so no guess of a return path enters it), probe RTT against its baseline, node
   reachability, node CPU / memory / forwarding ratio, anomaly verdicts, service health, silent
   interfaces, blocked uplinks. Each indicator keeps its onset: when its degree last rose to
   ABNORMAL_DEGREE (analysis uses onsets for temporal ordering).
@@ -29,7 +32,7 @@ import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from x0node.healing.observation import RoutingObs, Snapshot
+from x0node.healing.observation import ProbeObs, RoutingObs, Snapshot
 
 # --- thresholds (degree = 0 at the first value, 1 at the second, linear between) -------------------
 LOSS_NORMAL, LOSS_BAD = 0.03, 0.15  # hello loss; the core's FAIR class ends at 3 %
@@ -45,6 +48,7 @@ FLAP_WINDOW_S = 120.0
 PROBE_EXCESS_NORMAL, PROBE_EXCESS_BAD = 0.03, 0.15  # probe loss (Wilson lower bound) beyond the first link's
 WILSON_Z = 1.96
 PROBE_MIN_SAMPLES = 6  # fewer answered-or-lost probes say nothing
+RECENT_OUTCOMES = (8, 16)  # tails of a probe window judged on their own (loss_bound)
 CPU_NORMAL, CPU_BAD = 0.85, 0.97
 MEM_NORMAL, MEM_BAD = 0.90, 0.98
 FWD_NORMAL, FWD_BAD = 0.95, 0.70  # forwarding ratio (falls when a node drops transit traffic)
@@ -53,6 +57,7 @@ IFACE_SILENT_S = 10.0  # an up interface with neighbours before and none for thi
 ABNORMAL_DEGREE = 0.5  # indicator onset level
 
 RTT_BASELINE_WINDOW_S = 300.0
+LINK_DOWN_MEMORY_S = 60.0  # a neighbour gone this recently is a link down (the core forgets it at once)
 TOPOLOGY_MEMORY_S = 300.0  # links seen this recently still count for analysis (a dead node's links vanish)
 HISTORY_MAX_SAMPLES = 128  # per tracked key
 FORGET_AFTER_S = 600.0
@@ -97,8 +102,9 @@ class Signal(enum.StrEnum):
     HELLO_LOSS = "hello_loss"
     HELLO_RTT = "hello_rtt"
     FLAP = "flap"
+    LINK_DOWN = "link_down"  # a neighbour that was up is gone (its node may still be reachable)
     PROBE_LOSS = "probe_loss"  # one path: us -> via -> dest
-    PROBE_VIA = "probe_via"  # all paths through one neighbour, pooled
+    PROBE_VIA = "probe_via"  # one neighbour's forwarding: its loop probes (else all its paths, pooled)
     PROBE_RTT = "probe_rtt"
     UNREACHABLE = "unreachable"
     CPU = "cpu"
@@ -130,6 +136,7 @@ class SymptomKind(enum.StrEnum):
     LINK_LOSS = "link_loss"
     LINK_DELAY = "link_delay"
     LINK_FLAP = "link_flap"
+    LINK_DOWN = "link_down"  # our link to a neighbour went down
     FORWARDING_LOSS = "forwarding_loss"  # data-plane probes through a neighbour get lost
     NODE_UNREACHABLE = "node_unreachable"
     OVERLOAD = "overload"  # this node's CPU
@@ -154,12 +161,14 @@ class SymptomRule:
 
 # The symptom table: which indicator raises which symptom, with its hysteresis.
 RULES: dict[SymptomKind, SymptomRule] = {
-    SymptomKind.LINK_LOSS: SymptomRule(Signal.HELLO_LOSS, 0.5, 0.2, 2.0, 10.0),
+    SymptomKind.LINK_LOSS: SymptomRule(Signal.HELLO_LOSS, 0.5, 0.2, 1.0, 10.0),
     SymptomKind.LINK_DELAY: SymptomRule(Signal.HELLO_RTT, 0.5, 0.2, 3.0, 10.0),
     SymptomKind.LINK_FLAP: SymptomRule(Signal.FLAP, 0.5, 0.2, 0.0, 60.0),
+    # longer than a flapping link's down phase, so a flap is not first taken for a link down
+    SymptomKind.LINK_DOWN: SymptomRule(Signal.LINK_DOWN, 0.5, 0.2, 2.5, 5.0),
     # raised by the pooled loss through the neighbour (fast) or by one path (a link beyond it);
     # analysis decides node vs. link
-    SymptomKind.FORWARDING_LOSS: SymptomRule(Signal.PROBE_LOSS, 0.5, 0.2, 1.0, 10.0),
+    SymptomKind.FORWARDING_LOSS: SymptomRule(Signal.PROBE_LOSS, 0.5, 0.2, 0.5, 10.0),
     SymptomKind.NODE_UNREACHABLE: SymptomRule(Signal.UNREACHABLE, 0.5, 0.2, 0.0, 0.0),
     SymptomKind.OVERLOAD: SymptomRule(Signal.CPU, 0.5, 0.2, 10.0, 30.0, self_only=True),
     SymptomKind.MEMORY_PRESSURE: SymptomRule(Signal.MEMORY, 0.5, 0.2, 10.0, 30.0, self_only=True),
@@ -249,6 +258,18 @@ def wilson_lower(k: int, n: int, z: float = WILSON_Z) -> float:
     return max(0.0, (centre - spread) / den)
 
 
+def loss_bound(p: ProbeObs) -> float:
+    """A probe window's loss we are sure of: the largest Wilson lower bound over the whole window and
+    its last RECENT_OUTCOMES (each a nested tail), so a loss that began a few probes ago shows before
+    it fills the window, and a handful of unlucky probes still count for little."""
+    best = wilson_lower(p.lost, p.sent)
+    flags = p.lost_flags
+    for n in RECENT_OUTCOMES:
+        if n < len(flags):
+            best = max(best, wilson_lower(sum(flags[-n:]), n))
+    return best
+
+
 def ramp(value: float, normal: float, bad: float) -> float:
     """0 at `normal`, 1 at `bad` (either direction), linear and clipped between."""
     if bad == normal:
@@ -290,6 +311,7 @@ class Monitor:
         self._flaps: dict[tuple[str, str], _History] = {}  # (ifname, nbr) -> transition counts
         self._loss_memory: dict[tuple[str, str], tuple[float, float]] = {}  # (ifname, nbr) -> (loss, at)
         self._iface_heard: dict[str, float] = {}  # interface -> last time it had an up neighbour
+        self._nbr_up: dict[str, tuple[str, float]] = {}  # neighbour -> (interface, last seen up)
         self._onsets: dict[tuple[Signal, Element, tuple[str, ...]], float] = {}
         self._onset_seen: dict[tuple[Signal, Element, tuple[str, ...]], float] = {}
         self._states: dict[tuple[SymptomKind, Element], _Hysteresis] = {}
@@ -319,6 +341,8 @@ class Monitor:
             del self._states[k]
         for k in [k for k, t in self._links.items() if now - t > TOPOLOGY_MEMORY_S]:
             del self._links[k]
+        for k in [k for k, (_, t) in self._nbr_up.items() if now - t > LINK_DOWN_MEMORY_S]:
+            del self._nbr_up[k]
 
     def _remember_links(self, snap: Snapshot) -> None:
         for a, bs in snap.routing.adjacency().items():
@@ -380,7 +404,7 @@ class Monitor:
     def _indicators(self, snap: Snapshot) -> list[tuple[Signal, object, tuple[str, ...], float, float, str]]:
         now, me, r = snap.now, self.self_id, snap.routing
         out: list[tuple[Signal, object, tuple[str, ...], float, float, str]] = []
-        self._back = self._return_paths(r, {p.dest for p in snap.probes})
+        self._back = self._return_paths(r, {p.dest for p in snap.probes if p.dest not in (me, p.via)})
         hello_loss: dict[str, float] = {}
         for n in r.neighbours:
             link = link_element(me, n.node_id)
@@ -392,27 +416,55 @@ class Monitor:
                 out.append((Signal.FLAP, link, (me, n.node_id), ramp(flaps, FLAPS_NORMAL, FLAPS_BAD), flaps, n.ifname))
             if not n.up:
                 continue
+            if self._room(self._nbr_up, n.node_id):
+                self._nbr_up[n.node_id] = (n.ifname, now)
             loss = self._sustained_loss(key, n.loss, n.up_for_s, now)
             hello_loss[n.node_id] = max(hello_loss.get(n.node_id, 0.0), loss)
             out.append((Signal.HELLO_LOSS, link, (me, n.node_id), ramp(loss, LOSS_NORMAL, LOSS_BAD), loss, n.ifname))
             deg, ratio = self._rtt_degree(("link", n.ifname, n.node_id), n.rtt_ms, now)
             out.append((Signal.HELLO_RTT, link, (me, n.node_id), deg, ratio, n.ifname))
+        up_now = {n.node_id for n in r.neighbours if n.up}
+        for nb, (ifname, seen) in sorted(self._nbr_up.items()):  # up now: 0 (clears); gone lately: down
+            if now - seen > LINK_DOWN_MEMORY_S:
+                continue
+            down = 0.0 if nb in up_now else 1.0
+            out.append((Signal.LINK_DOWN, link_element(me, nb), (me, nb), down, down, ifname))
+        link_probe = {p.via: p for p in snap.probes if p.dest == p.via}
+        loop_probe = {p.via: p for p in snap.probes if p.dest == me}
+        path_probes = [p for p in snap.probes if p.dest not in (me, p.via)]
+        for via, p in sorted(link_probe.items()):  # the link's loss, both ways, at the probe rate
+            if via in hello_loss and p.sent >= PROBE_MIN_SAMPLES:
+                one_way = 1.0 - (1.0 - loss_bound(p)) ** 0.5
+                if one_way > hello_loss[via]:
+                    hello_loss[via] = one_way
+                    for i, ind in enumerate(out):
+                        if ind[0] is Signal.HELLO_LOSS and ind[2] == (me, via):
+                            out[i] = (Signal.HELLO_LOSS, ind[1], ind[2], ramp(one_way, LOSS_NORMAL, LOSS_BAD),
+                                      one_way, ind[5])
+        first_loss: dict[str, float] = {}  # via -> loss the first link explains, both ways
+        for via, h in hello_loss.items():
+            lp = link_probe.get(via)
+            first_loss[via] = max(1.0 - (1.0 - h) ** 2, lp.loss if lp is not None and lp.sent >= PROBE_MIN_SAMPLES
+                                  else 0.0)
         pooled: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
-        for p in snap.probes:
+        for p in path_probes:
             pooled[p.via][0] += p.lost
             pooled[p.via][1] += p.sent
-        for via, (lost, sent) in sorted(pooled.items()):
-            if sent >= PROBE_MIN_SAMPLES:
-                expected = 1.0 - (1.0 - hello_loss.get(via, 0.0)) ** 2
-                excess = max(0.0, wilson_lower(lost, sent) - expected)
-                out.append((Signal.PROBE_VIA, node_element(via), (me, via),
-                            ramp(excess, PROBE_EXCESS_NORMAL, PROBE_EXCESS_BAD), lost / sent, ""))
-        for p in snap.probes:
+        for via in sorted(set(pooled) | set(loop_probe)):
+            lp = loop_probe.get(via)
+            if lp is not None and lp.sent >= PROBE_MIN_SAMPLES:  # the neighbour's own forwarding, no guesswork
+                excess, value = max(0.0, loss_bound(lp) - first_loss.get(via, 0.0)), lp.loss
+            elif lp is None and pooled[via][1] >= PROBE_MIN_SAMPLES:  # no loop probes: all its paths, pooled
+                lost, sent = pooled[via]
+                excess, value = max(0.0, wilson_lower(lost, sent) - first_loss.get(via, 0.0)), lost / sent
+            else:
+                continue
+            out.append((Signal.PROBE_VIA, node_element(via), (me, via),
+                        ramp(excess, PROBE_EXCESS_NORMAL, PROBE_EXCESS_BAD), value, ""))
+        for p in path_probes:
             if p.sent < PROBE_MIN_SAMPLES:
                 continue
-            first = hello_loss.get(p.via, 0.0)
-            expected = 1.0 - (1.0 - first) ** 2  # the first link, both ways
-            excess = max(0.0, wilson_lower(p.lost, p.sent) - expected)
+            excess = max(0.0, loss_bound(p) - first_loss.get(p.via, 0.0))
             path = (me, p.via, p.dest)
             el = link_element(p.via, p.dest)
             out.append((Signal.PROBE_LOSS, el, path, ramp(excess, PROBE_EXCESS_NORMAL, PROBE_EXCESS_BAD), p.loss, ""))
@@ -479,6 +531,13 @@ class Monitor:
             for (kind, el), st in sorted(self._states.items()) if st.active
         )
         return MonitorOutput(now, tuple(indicators), active, tuple(raised), tuple(cleared), adjacency)
+
+    def next_raise_s(self) -> float | None:
+        """When the earliest symptom now pending (above its `enter` level, not raised yet) would be
+        raised if it stays: the loop may look again then instead of a whole interval later."""
+        times = [st.bad_since + RULES[key[0]].raise_after_s for key, st in self._states.items()
+                 if not st.active and st.bad_since is not None]
+        return min(times, default=None)
 
     def _elements(self, kind: SymptomKind, indicators: Iterable[Indicator]) -> dict[Element, tuple[float, str]]:
         """Element -> (degree, detail) for one symptom kind (max over the element's indicators)."""

@@ -123,13 +123,16 @@ class NodeMetricsObs:
 
 @dataclass(frozen=True)
 class ProbeObs:
-    """Data-plane probes sent through neighbour `via` to `dest` over the evaluator's window."""
+    """Data-plane probes sent through neighbour `via` to `dest` over the evaluator's window. dest == via:
+    link probes (answered by the neighbour itself); dest == the observing node: loop probes (forwarded
+    once by the neighbour, straight back to us); otherwise path probes two hops out (probe.py)."""
 
     via: str
     dest: str
     sent: int
     lost: int
     rtt_ms: float | None  # median of the answered probes
+    lost_flags: tuple[bool, ...] = ()  # the window's outcomes, oldest first (True = lost); () = unknown
 
     @property
     def loss(self) -> float:

@@ -25,7 +25,7 @@ from x0node.healing.actions import PLUGINS, ActionKind, PlanContext
 from x0node.healing.analyze import FaultKind
 from x0node.healing.incident import Incident
 from x0node.healing.monitor import Element
-from x0node.healing.policy import Rung, ladder, resolve_target
+from x0node.healing.policy import ROUTING_REPAIRS, Rung, ladder, resolve_target
 from x0node.healing.safety import Backoff, DisruptionBudget, GuardConfig, Mode, TokenBucket, guard_reason
 
 
@@ -92,6 +92,9 @@ def plan(
             reason = (f"diagnosis not confident enough: {cand} < {min_confidence:.2f}" if ci == 0
                       else f"no rung left; the next candidate {cand} is below {min_confidence:.2f}")
             return Plan(PlanKind.EXHAUSTED, ci, ri, None, reason=reason, gate="exhausted", skipped=tuple(skipped))
+        if cand.fault in ROUTING_REPAIRS:
+            return Plan(PlanKind.EXHAUSTED, ci, ri, None, reason=f"{cand}: routing repairs it, nothing to do",
+                        gate="exhausted", skipped=tuple(skipped))
         rungs = frozen if frozen is not None else ladder(cand.fault, stats)
         while ri < len(rungs):
             rung = rungs[ri]

@@ -67,12 +67,16 @@ POLICY: dict[FaultKind, tuple[Rung, ...]] = {
     FaultKind.NODE_MEMORY: (_r(A.STEER_AROUND_NODE, T.NEIGHBOUR), _r(A.MARK_SELF_SICK, T.SELF),
                             _r(A.RESTART_SUBSYSTEM, T.SELF), _r(A.RESTART_DAEMON, T.SELF), _r(A.REBOOT, T.SELF)),
     FaultKind.NODE_DOWN: (),
+    FaultKind.LINK_DOWN: (),
     FaultKind.NODE_ANOMALOUS: (_r(A.STEER_AROUND_NODE, T.NEIGHBOUR), _r(A.MARK_SELF_SICK, T.SELF)),
     FaultKind.INTERFACE_STUCK: (_r(A.RESET_INTERFACE, T.SAME), _r(A.REBOOT, T.SELF)),
     FaultKind.SERVICE_HUNG: (_r(A.RESTART_SUBSYSTEM, T.SAME), _r(A.RESTART_DAEMON, T.SELF), _r(A.REBOOT, T.SELF)),
     FaultKind.UPLINK_BLOCKED: (_r(A.MOVE_UPLINK_OBFUSCATED, T.SAME),),
 }
 del A, T
+# Faults the routing core repairs by itself (it routes around a link or node that stopped answering):
+# the loop records them and does nothing, nor does it go on to a lesser candidate's ladder.
+ROUTING_REPAIRS = frozenset({FaultKind.NODE_DOWN, FaultKind.LINK_DOWN})
 
 LAPLACE_SUCCESSES = 1.0
 LAPLACE_TRIES = 2.0

@@ -2,17 +2,29 @@
 
 Why: hellos prove that a neighbour's daemon is alive and that the link carries them; they say nothing
 about the neighbour's forwarding. A transit node that drops part of what it forwards (a partial black
-hole) keeps its hellos and its routes. So each node sends echo probes *through* each up neighbour to
-destinations two hops away, i.e. to the neighbour's own neighbours (the adapter pins the first hop:
-the packet goes to the neighbour's link-layer address whatever our routes say). A probe that is not
-answered within PROBE_TIMEOUT_S is lost. The monitor compares a path's loss with the loss the first
-link explains (its hello loss), so a lossy link is not mistaken for a black hole.
+hole) keeps its hellos and its routes. So each node sends echo probes *through* each up neighbour (the
+adapter pins the first hop: the packet goes to the neighbour's link-layer address whatever our routes
+say). A probe that is not answered within PROBE_TIMEOUT_S is lost. Three kinds, each tick of a
+neighbour N:
+- link probe (dest = N): an echo to N's link-local address. N answers it without forwarding it, to
+  our link-local address, so the answer cannot leave the link (an answer to a mesh address would take
+  N's route to us, which goes round when N has drained or penalised its link to us). Its loss is our
+  link's, both ways, measured at the probe rate (hello loss is an EWMA over 128 hellos, ~13 s).
+- loop probe (dest = us): an echo addressed to our own mesh address, handed to N. N forwards it once,
+  straight back to us over the same link (N's route to a neighbour), and our kernel answers it to
+  itself. Its loss is the link's (both ways) plus N's forwarding drop, and nothing else: no third
+  node and no guess of anyone's return path. Loop loss beyond link-probe loss is N's forwarding loss.
+- path probe (dest = one of N's own neighbours, rotating): two hops out; the answer takes the
+  destination's own route back. It localises a lossy link beyond N; its way back is a guess.
+The monitor compares each with the loss the first link explains, so a lossy link is not mistaken for
+a black hole and a black hole on some other node's return path is not blamed on N.
 
 Rules and invariants:
-- Rate is bounded twice: each neighbour is probed every PROBE_INTERVAL_S (jittered +-25 %), stretched
-  so that all neighbours together stay under PROBE_RATE_MAX_PER_S, and a token bucket of
+- Rate is bounded twice: each neighbour gets PROBES_PER_TICK probes every PROBE_INTERVAL_S (jittered
+  +-25 %; fewer when a kind has no address yet), stretched so that all neighbours together stay under
+  PROBE_RATE_MAX_PER_S, and a token bucket of
   PROBE_BURST tokens refilled at PROBE_RATE_MAX_PER_S is the hard cap.
-- Each neighbour has at most MAX_DESTS_PER_NEIGHBOUR destinations, picked with the seeded rng among
+- Each neighbour has at most MAX_DESTS_PER_NEIGHBOUR path destinations, picked with the seeded rng among
   its reachable neighbours other than us and re-picked every DEST_REFRESH_S or when they change;
   probes rotate over them.
 - At most MAX_OUTSTANDING probes wait for an answer; ids are 16-bit and reused only after their probe
@@ -33,9 +45,10 @@ from x0node.healing.observation import ProbeObs, RoutingObs
 if TYPE_CHECKING:
     import random
 
-PROBE_INTERVAL_S = 0.25  # per neighbour: ~8 outcomes in 2 s, enough to see a 40 % black hole
-PROBE_RATE_MAX_PER_S = 40.0  # all probes of a node (~3 kB/s of 64-byte echoes)
-PROBE_BURST = 8
+PROBE_INTERVAL_S = 0.2  # per neighbour: ~10 outcomes of each kind in 2 s, enough to see a 40 % black hole
+PROBES_PER_TICK = 3  # link, loop and one path probe
+PROBE_RATE_MAX_PER_S = 64.0  # all probes of a node (~4 kB/s of 64-byte echoes each way)
+PROBE_BURST = 16
 PROBE_TIMEOUT_S = 1.0  # mesh RTTs are tens of ms; a late answer is as bad as a lost one
 PROBE_WINDOW = 32
 PROBE_WINDOW_S = 15.0  # ~15 outcomes per path at 4 destinations per neighbour
@@ -68,7 +81,7 @@ class ProbeRequest:
 class _Neighbour:
     ifname: str
     address: str
-    dests: list[tuple[str, str]]  # (node id, mesh address)
+    dests: list[tuple[str, str]]  # (node id, mesh address): path probes
     picked_s: float
     candidates: frozenset[str]
     next_due_s: float
@@ -90,8 +103,9 @@ class ProbeCounters:
 
 
 class ProbeScheduler:
-    def __init__(self, self_id: str, rng: random.Random, now: float) -> None:
+    def __init__(self, self_id: str, rng: random.Random, now: float, self_address: str = "") -> None:
         self.self_id = self_id
+        self.self_address = self_address  # our mesh address (loop probes); "" = read from the routing view
         self._rng = rng
         self._nbrs: dict[str, _Neighbour] = {}
         self._outstanding: dict[int, ProbeRequest] = {}
@@ -106,6 +120,8 @@ class ProbeScheduler:
         """New routing view: which neighbours are up and which destinations lie beyond each."""
         adj = routing.adjacency()
         reachable = {n.node_id: n.mesh_address for n in routing.nodes if n.reachable and n.mesh_address}
+        if not self.self_address:
+            self.self_address = next((n.mesh_address for n in routing.nodes if n.node_id == self.self_id), "")
         seen: set[str] = set()
         for n in sorted(routing.neighbours, key=lambda x: (x.node_id, x.ifname)):
             if not n.up or not n.address or n.node_id in seen or len(seen) >= MAX_NEIGHBOURS_PROBED:
@@ -159,27 +175,34 @@ class ProbeScheduler:
             if nb.next_due_s > now:
                 break
             nb.next_due_s = now + interval * (1.0 + self._rng.uniform(-JITTER_FRACTION, JITTER_FRACTION))
-            if not nb.dests:
-                continue
-            if self._tokens < 1.0 or len(self._outstanding) >= MAX_OUTSTANDING:
-                self.counters.rate_limited += 1
-                continue
-            pid = self._take_id()
-            if pid is None:
-                self.counters.rate_limited += 1
-                continue
-            self._tokens -= 1.0
-            dest, addr = nb.dests[nb.turn % len(nb.dests)]
+            for dest, addr in self._tick_targets(node_id, nb):
+                if self._tokens < 1.0 or len(self._outstanding) >= MAX_OUTSTANDING:
+                    self.counters.rate_limited += 1
+                    continue
+                pid = self._take_id()
+                if pid is None:
+                    self.counters.rate_limited += 1
+                    continue
+                self._tokens -= 1.0
+                req = ProbeRequest(pid, ProbeTarget(node_id, nb.ifname, nb.address, dest, addr), now,
+                                   now + PROBE_TIMEOUT_S)
+                self._outstanding[pid] = req
+                self.counters.sent += 1
+                out.append(req)
+        return out
+
+    def _tick_targets(self, node_id: str, nb: _Neighbour) -> list[tuple[str, str]]:
+        """This tick's (dest id, dest address) through neighbour node_id: link, loop, next path."""
+        out = [(node_id, nb.address)]  # link probe: to its link-local address
+        if self.self_address:
+            out.append((self.self_id, self.self_address))
+        if nb.dests:
+            out.append(nb.dests[nb.turn % len(nb.dests)])
             nb.turn += 1
-            req = ProbeRequest(pid, ProbeTarget(node_id, nb.ifname, nb.address, dest, addr), now,
-                               now + PROBE_TIMEOUT_S)
-            self._outstanding[pid] = req
-            self.counters.sent += 1
-            out.append(req)
         return out
 
     def next_timer(self) -> float | None:
-        times = [nb.next_due_s for nb in self._nbrs.values() if nb.dests]
+        times = [nb.next_due_s for nb in self._nbrs.values()]
         times += [r.deadline_s for r in self._outstanding.values()]
         return min(times) if times else None
 
@@ -192,12 +215,13 @@ class ProbeScheduler:
                 continue
             rtts = [r for _, r in window if r is not None]
             lost = sum(1 for _, r in window if r is None)
-            out.append(ProbeObs(via, dest, len(window), lost, statistics.median(rtts) if rtts else None))
+            out.append(ProbeObs(via, dest, len(window), lost, statistics.median(rtts) if rtts else None,
+                                tuple(r is None for _, r in window)))
         return tuple(out)
 
     # ---- internals
     def _interval(self) -> float:
-        demand = len([nb for nb in self._nbrs.values() if nb.dests]) / PROBE_INTERVAL_S
+        demand = len(self._nbrs) * PROBES_PER_TICK / PROBE_INTERVAL_S
         return PROBE_INTERVAL_S * max(1.0, demand / PROBE_RATE_MAX_PER_S)
 
     def _refill(self, now: float) -> None:

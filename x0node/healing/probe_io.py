@@ -1,6 +1,9 @@
 """Data-plane probe adapter: ICMPv6 echo requests pinned through a chosen neighbour, answers matched.
 
 Rules and invariants:
+- Link probes (destination = the neighbour, at its link-local address) go out through the raw ICMPv6
+  socket with the interface as scope: the kernel picks our link-local source and the checksum, and
+  the answer cannot leave the link. Every other probe is pinned:
 - Send: one AF_PACKET/SOCK_DGRAM socket (protocol 0, so it receives nothing). Each probe is a whole
   IPv6 packet, our mesh address -> the destination's mesh address, carrying an ICMPv6 echo request,
   handed to the kernel with the *neighbour's* link-layer address; the kernel adds the link-layer
@@ -169,6 +172,8 @@ class IcmpProber:
     async def send(self, req: ProbeRequest) -> str | None:
         """Send one probe; None when sent, else the reason it was not (also counted in `drops`)."""
         t = req.target
+        if t.via and t.dest == t.via:  # link probe: to the neighbour's link-local address, answered over the link
+            return self._send_link(req)
         mac = self.neighbours.lookup_cached(t.ifname, t.via_address)
         if mac is False:
             mac = await asyncio.to_thread(self.neighbours.read, t.ifname, t.via_address)
@@ -184,6 +189,29 @@ class IcmpProber:
             return self._unsent("bad_address")
         try:
             self._tx.sendto(pkt, (t.ifname, ETH_P_IPV6, 0, 0, mac))
+        except OSError as exc:
+            return self._unsent(f"send_{type(exc).__name__}")
+        return None
+
+    def _send_link(self, req: ProbeRequest) -> str | None:
+        """An echo request to a link-local address on the probe's interface, through the raw ICMPv6
+        socket: the kernel picks our link-local source and fills in the checksum (RFC 3542 section
+        3.1), and the answer comes back to that source, over the same link."""
+        t = req.target
+        if self._rx is None:
+            return self._unsent("closed")
+        try:
+            addr = ipaddress.IPv6Address(t.dest_address.split("%", 1)[0])
+            if not addr.is_link_local:
+                return self._unsent("bad_address")
+            scope = socket.if_nametoindex(t.ifname)
+        except (ValueError, OSError):
+            return self._unsent("bad_address")
+        payload = self.token + struct.pack("!H", req.probe_id)
+        payload += b"\0" * (PAYLOAD_BYTES - len(payload))
+        icmp = struct.pack("!BBHHH", ICMP6_ECHO_REQUEST, 0, 0, self.ident, req.probe_id) + payload
+        try:
+            self._rx.sendto(icmp, (str(addr), 0, 0, scope))
         except OSError as exc:
             return self._unsent(f"send_{type(exc).__name__}")
         return None

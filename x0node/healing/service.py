@@ -3,7 +3,8 @@
 Rules and invariants:
 - Config (section `[healing]`, all keys optional, validated by `validate_config`): see DEFAULTS and
   docs/healing.md. It starts in observe mode unless `mode = "active"`.
-- One timer task runs a cycle every `interval_s` (+-25 % jitter): read the routing core through
+- One timer task runs a cycle every `interval_s` (+-25 % jitter), or sooner when a pending symptom
+  is due to be raised (Monitor.next_raise_s, at least MIN_CYCLE_GAP_S apart): read the routing core through
   `read_router` (the routing core's read model: `neighbours()`, `routes()`, `topology()`, `stats()`),
   build a Snapshot with the probe results, the anomaly verdicts and this node's features (both read
   from the bus), the other services' health and the update flag; step the engine; hand its requests
@@ -75,6 +76,7 @@ DEFAULTS: dict[str, Any] = {
 STATE_DIR = "healing"
 HISTORY_WINDOW_S = 24 * 3600.0
 PEER_METRICS_TTL_S = 120.0
+MIN_CYCLE_GAP_S = 0.1  # an early cycle for a pending symptom comes no sooner than this after the last
 MAX_TRANSITION_KEYS = 1024
 MAX_PEER_METRICS = 256
 MAX_UNWRITTEN = 4096
@@ -246,7 +248,7 @@ class HealingService:
         from x0node.healing.probe import ProbeScheduler
         from x0node.healing.probe_io import IcmpProber
 
-        self.scheduler = ProbeScheduler(self._ctx.node_id, self._rng, time.monotonic())
+        self.scheduler = ProbeScheduler(self._ctx.node_id, self._rng, time.monotonic(), self._ctx.mesh_addr)
         try:
             prober = IcmpProber(self._ctx.mesh_addr, self.scheduler.answer)
             prober.open(loop)
@@ -405,7 +407,11 @@ class HealingService:
     async def _run(self) -> None:
         interval = self.config["interval_s"]
         while True:
-            await asyncio.sleep(jittered(interval, self._rng))
+            delay = jittered(interval, self._rng)
+            due = self.engine.monitor.next_raise_s()  # a pending symptom is judged when it is due
+            if due is not None:
+                delay = min(delay, max(MIN_CYCLE_GAP_S, due - time.monotonic()))
+            await asyncio.sleep(delay)
             try:
                 await self.tick()
             except asyncio.CancelledError:
