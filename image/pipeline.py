@@ -31,7 +31,8 @@ from image import assemble, bootstrap, initramfs, overlay, payload, sbom, squash
 from image import bundle as update_bundle
 from image import lock as locks
 from image.board import BIOS_GRUB_TARGET, REPO_ROOT, Board, BoardError, list_boards, load_board
-from image.cache import cache_root, sha256_file
+from image.cache import cache_root, key_of, sha256_file, sha256_tree
+from x0node.io.atomicfile import write_atomic
 
 MIB = 1024 * 1024
 
@@ -268,9 +269,48 @@ def run_step(ctx: Context, name: str) -> dict:
     return result
 
 
+# What an image is made of: a change under any of these (or to the two variables) makes a new image.
+# Tests, docs and benches are not inputs.
+IMAGE_INPUTS = ("x0node", "image", "rootfs", "board-configs", "bpf", "models", "pyproject.toml", "requirements.lock")
+INPUTS_FILE = "inputs.json"
+
+
+def inputs_digest(board_name: str) -> str:
+    """sha256 over the image's source inputs (IMAGE_INPUTS' paths and contents) and the variables that
+    name or date it; the stage cache below keys each step more finely."""
+    parts: dict[str, str] = {"board": board_name, "X0_IMAGE_VERSION": os.environ.get("X0_IMAGE_VERSION", ""),
+                             "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", "")}
+    for name in IMAGE_INPUTS:
+        path = REPO_ROOT / name
+        if path.is_file():
+            parts[name] = sha256_file(path)
+        elif path.is_dir():
+            parts[name] = sha256_tree(path, ("**/*",))
+    return key_of(parts)
+
+
+def reusable(board_name: str, out: pathlib.Path | None = None) -> pathlib.Path | None:
+    """The image in out/<board> when a complete build from the same inputs left it there, else None."""
+    out = out or REPO_ROOT / "out" / board_name
+    try:
+        recorded = json.loads((out / INPUTS_FILE).read_text())
+        manifest = json.loads((out / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    disk = out / str(manifest.get("image", ""))
+    artefact = manifest.get("artefacts", {}).get(disk.name, {})
+    if (not isinstance(recorded, dict) or recorded.get("inputs") != inputs_digest(board_name)
+            or not disk.is_file() or disk.stat().st_size != artefact.get("bytes")):
+        return None
+    return disk
+
+
 def build(board_name: str, steps: list[str] | None = None, echo: bool = True, work: pathlib.Path | None = None,
           out: pathlib.Path | None = None, refresh_lock: bool = False) -> Context:
     ctx = make_context(board_name, work, out, refresh_lock)
+    whole = steps is None
+    inputs = inputs_digest(board_name) if whole else ""
+    (ctx.out / INPUTS_FILE).unlink(missing_ok=True)  # until this build completes, nothing here is reusable
     if steps is None:
         steps = list(STEPS)
         ctx.log.write_text("")
@@ -279,6 +319,8 @@ def build(board_name: str, steps: list[str] | None = None, echo: bool = True, wo
         result = run_step(ctx, name)
         if echo:
             print(f"[{ctx.board.name}] {name:<10} {result['seconds']:7.1f} s", flush=True)
+    if whole:
+        write_atomic(ctx.out / INPUTS_FILE, (json.dumps({"inputs": inputs, "version": ctx.version}) + "\n").encode(), 0o644)
     if echo:
         print(f"[{ctx.board.name}] total      {time.monotonic() - total:7.1f} s -> {ctx.disk}", flush=True)
     return ctx
@@ -291,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     p_build.add_argument("--board", default="x86_64")
     p_build.add_argument("--refresh-lock", action="store_true",
                          help="resolve the newest Debian packages and rewrite image/locks/<board>.json")
+    p_build.add_argument("--reuse", action="store_true",
+                         help="keep the image in out/<board> if a complete build from the same sources left it "
+                              "(x0node, image/, rootfs/, board-configs/, bpf/, models/, the Python locks)")
     p_step = sub.add_parser("step", help="run one step for a board")
     p_step.add_argument("name", choices=list(STEPS))
     p_step.add_argument("--board", default="x86_64")
@@ -306,7 +351,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         if args.cmd == "build":
-            build(args.board, refresh_lock=args.refresh_lock)
+            kept = None if args.refresh_lock or not args.reuse else reusable(args.board)
+            if kept is not None:
+                print(f"[{args.board}] up to date: {kept} (built from the same sources)", flush=True)
+            else:
+                build(args.board, refresh_lock=args.refresh_lock)
         else:
             build(args.board, [args.name])
     except (BoardError, RuntimeError, OSError, subprocess.CalledProcessError, locks.LockError) as exc:

@@ -73,7 +73,7 @@ def fault_examples(nodes: int) -> list[tuple[str, str]]:
     return [
         (f"fault link-down {b} {far}", f"the router's route to n{far} moves from n{b} to n{a} (Routes, Topology)"),
         (f"fault hang {b}", f"neighbour n{b} stops answering: it goes down on the dashboard and traffic "
-                            f"reroutes through n{a}; `heal {b}` resumes it"),
+                            f"reroutes through n{a}; Incidents records it; `heal {b}` resumes it"),
         (f"fault loss {a} {nodes} 40", f"40 % loss on the link n{a}-n{nodes}: its quality and cost change"),
     ]
 

@@ -16,7 +16,9 @@ qemu: deps
 	$(PY) -m image.qemu --board $(BOARD)
 
 # Ctrl-C or SIGTERM stops the VM and removes the neighbours (GNU make passes SIGTERM on to the recipe).
-run: deps image
+# The image is rebuilt only when its sources changed since the last complete build (--reuse).
+run: deps
+	$(PY) -m image.pipeline build --board $(BOARD) --reuse
 	$(PY) -m image.run --board $(BOARD)
 
 image-boards:

@@ -6,7 +6,8 @@ boots the x86_64 image in QEMU joined to a ring of 5 x0node neighbours in namesp
   whose fingerprint matches the one printed; the dashboard lists the VM's two neighbours;
 - the printed `x0node testbed fault link-down ...` command moves the VM's route to the far node from
   one neighbour to the other (Routes view) with a routing event, and the printed `fault hang ...`
-  takes that neighbour off the dashboard;
+  takes that neighbour off the dashboard and opens an incident about it in the VM's healing loop, shown
+  on the Incidents page, which closes after the printed `heal 3`;
 - after SIGTERM nothing it started is left: no QEMU pid, no daemon pid, no namespace of its testbed.
 
 Screenshots (the README's among them) go to test-artifacts/. Time from start to the 6-node mesh in
@@ -192,11 +193,29 @@ def test_make_run_flow(tmp_path, artifacts_dir) -> None:
                 page.click("nav >> text=Routes")
                 page.screenshot(path=artifacts_dir / "run-routes-after-link-down.png")
 
-                # fault 2: n3 hangs -> it leaves the VM's dashboard
+                # fault 2: n3 hangs -> it leaves the VM's dashboard, and the VM's healing loop records an
+                # incident about it, shown on the Incidents page; after `heal 3` the incident closes
                 page.click("nav >> text=Dashboard")
+                before = {i["id"] for i in page.evaluate("p => fetch(p).then(r => r.json())",
+                                                         "/api/v1/healing/incidents?limit=200")}
                 subprocess.run(_fault_command(text, "fault hang 3"), check=True, cwd=REPO, timeout=60)
                 expect(page.locator(".neighbours-count .value")).to_have_text("1", timeout=FAULT_TIMEOUT_S * 1000)
                 page.screenshot(path=artifacts_dir / "run-dashboard-hang.png")
+
+                def about_n3(doc) -> list[dict]:  # type: ignore[no-untyped-def]
+                    return [i for i in doc if i["id"] not in before and ids[3] in json.dumps(i)]
+
+                incidents, _ = _poll(page, "/api/v1/healing/incidents?limit=200", about_n3, FAULT_TIMEOUT_S)
+                incident = about_n3(incidents)[-1]
+                page.click("nav >> text=Incidents")
+                row = page.locator(f'#incident-list tr[data-incident="{incident["id"]}"]')
+                expect(row).to_have_count(1, timeout=60_000)
+                page.screenshot(path=artifacts_dir / "run-incident.png")
+                heal = [*_fault_command(text, "fault hang 3")[:-3], "heal", "3"]
+                subprocess.run(heal, check=True, cwd=REPO, timeout=60)
+                _poll(page, f"/api/v1/healing/incidents/{incident['id']}", lambda d: d["state"] == "closed",
+                      FAULT_TIMEOUT_S * 2)
+                expect(page.locator(".neighbours-count .value")).to_have_text("2", timeout=FAULT_TIMEOUT_S * 1000)
             finally:
                 browser.close()
     finally:

@@ -1,0 +1,76 @@
+"""`make run` keeps an image only when a complete build from the same sources left it
+(image.pipeline.reusable / inputs_digest)."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import pytest
+
+from image import pipeline
+
+
+@pytest.fixture
+def tree(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> pathlib.Path:
+    monkeypatch.setattr(pipeline, "REPO_ROOT", tmp_path)
+    monkeypatch.delenv("X0_IMAGE_VERSION", raising=False)
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    (tmp_path / "x0node").mkdir()
+    (tmp_path / "x0node" / "core.py").write_text("A = 1\n")
+    (tmp_path / "rootfs").mkdir()
+    (tmp_path / "rootfs" / "unit.service").write_text("[Unit]\n")
+    (tmp_path / "requirements.lock").write_text("x==1\n")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_a.py").write_text("")
+    return tmp_path
+
+
+def _complete_build(root: pathlib.Path, board: str = "x86_64", size: int = 4096) -> pathlib.Path:
+    out = root / "out" / board
+    out.mkdir(parents=True)
+    disk = out / f"x0-{board}-1.0-gabc.img"
+    disk.write_bytes(b"\0" * size)
+    (out / "manifest.json").write_text(json.dumps({"image": disk.name, "artefacts": {disk.name: {"bytes": size}}}))
+    (out / pipeline.INPUTS_FILE).write_text(json.dumps({"inputs": pipeline.inputs_digest(board)}))
+    return disk
+
+
+def test_an_image_built_from_the_same_sources_is_kept(tree: pathlib.Path) -> None:
+    disk = _complete_build(tree)
+    assert pipeline.reusable("x86_64") == disk
+
+
+def test_tests_and_docs_are_not_inputs(tree: pathlib.Path) -> None:
+    disk = _complete_build(tree)
+    (tree / "tests" / "test_a.py").write_text("assert True\n")
+    (tree / "README.md").write_text("# new words\n")
+    assert pipeline.reusable("x86_64") == disk
+
+
+@pytest.mark.parametrize("change", ["code", "new file", "deleted file", "lock", "version"])
+def test_a_changed_source_or_name_rebuilds(tree: pathlib.Path, change: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _complete_build(tree)
+    if change == "code":
+        (tree / "x0node" / "core.py").write_text("A = 2\n")
+    elif change == "new file":
+        (tree / "rootfs" / "other.conf").write_text("x\n")
+    elif change == "deleted file":
+        (tree / "rootfs" / "unit.service").unlink()
+    elif change == "lock":
+        (tree / "requirements.lock").write_text("x==2\n")
+    else:
+        monkeypatch.setenv("X0_IMAGE_VERSION", "2.0")
+    assert pipeline.reusable("x86_64") is None
+
+
+def test_an_incomplete_or_damaged_build_is_not_kept(tree: pathlib.Path) -> None:
+    disk = _complete_build(tree)
+    with open(disk, "ab") as f:
+        f.write(b"\0")  # not the image the manifest describes
+    assert pipeline.reusable("x86_64") is None
+    disk.unlink()
+    assert pipeline.reusable("x86_64") is None
+    (tree / "out" / "x86_64" / pipeline.INPUTS_FILE).unlink()  # a build that stopped half-way removed it
+    assert pipeline.reusable("x86_64") is None
+    assert pipeline.reusable("arm64-virt") is None  # never built
