@@ -18,8 +18,10 @@ bus) → systemd up (PID 1, the console getty it started); the firmware is what 
 e1000e link, and the UEFI one then carries the Wi-Fi test. Each cell's times (QEMU start → GRUB line →
 prompt → ready) are written to test-artifacts/x86_64-generic-cells.json.
 
-Measured here (2 shared cores, TCG; load average about 4 from other jobs): see docs/image.md, "Tests and
-figures", for the per-cell times of the last run.
+Measured (2 shared cores, TCG, load average 27-58 from other jobs; seconds from QEMU start to the
+prompt): bios-ahci 245, bios-usb 272, uefi-nvme 210, uefi-usb 386; the pair, booting together, prompt
+573 / 550 and x0node ready 1002 / 964 (uefi-ahci / bios-nvme). docs/image.md, "Tests and figures", has
+the table.
 """
 
 from __future__ import annotations
@@ -222,9 +224,11 @@ def pair(factory: VMFactory, cells: list[Cell], anchor, tmp_path_factory: pytest
         cell = Cell(name, "OVMF" if vm is uefi else "SeaBIOS", vm.disk_interface or "", extra={"booted_with_peer": True})
         try:
             _boot_to_prompt(vm, cell, BOOT_TIMEOUT_S[BOARD] * 2)  # two VMs share the cores
-            node_id, mesh_addr, ready_s = boot_lab_vm(vm, BOOT_TIMEOUT_S[BOARD] * 2, start=False)
+            node_id, _, ready_s = boot_lab_vm(vm, BOOT_TIMEOUT_S[BOARD] * 2, start=False)
             cell.ready_s = round(ready_s, 1)
-            assert (node_id, mesh_addr) == (ident.node_id, ident.mesh_addr)
+            # (the mesh address is derived from the node id; on a busy console the ready line's last word
+            # can run into the echo of a typed command, so only the id is compared here)
+            assert node_id == ident.node_id, (node_id, ident.node_id)
             cell.facts = _facts(vm)
         except (TimeoutError, RuntimeError, AssertionError) as exc:
             cell.error = str(exc)
