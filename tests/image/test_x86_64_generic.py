@@ -18,10 +18,11 @@ bus) → systemd up (PID 1, the console getty it started); the firmware is what 
 e1000e link, and the UEFI one then carries the Wi-Fi test. Each cell's times (QEMU start → GRUB line →
 prompt → ready) are written to test-artifacts/x86_64-generic-cells.json.
 
-Measured (2 shared cores, TCG, load average 27-58 from other jobs; seconds from QEMU start to the
-prompt): bios-ahci 245, bios-usb 272, uefi-nvme 210, uefi-usb 386; the pair, booting together, prompt
-573 / 550 and x0node ready 1002 / 964 (uefi-ahci / bios-nvme). docs/image.md, "Tests and figures", has
-the table.
+Measured (2 shared cores, TCG, load average 27-55 from other jobs; seconds from QEMU start to the
+prompt): bios-ahci 245, bios-usb 272, uefi-nvme 210, uefi-usb 386 (18.5 min for the four); the pair,
+booting together as the load fell from 30 to 4: prompt 375 / 311, x0node ready 529 / 509 (uefi-ahci /
+bios-nvme), then the e1000e and Wi-Fi tests about 3 min (12 min for the pair). docs/image.md, "Tests
+and figures", has the table.
 """
 
 from __future__ import annotations
