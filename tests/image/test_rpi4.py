@@ -6,6 +6,9 @@ partition with the config.txt the Pi firmware reads, and GRUB's EFI image for U-
 Emulated: the root slot's own kernel and initramfs (checked against the manifest's sha256) booted in
 QEMU's virt machine with the image as a virtio disk, up to x0node ready (the Pi's GPU firmware and its
 DTB cannot run in QEMU; that part is untested until a Pi boots it).
+
+Measured (2 cores, TCG, load average about 2): the console prompt 60 s and x0node ready 103 s after QEMU
+started; the file's two tests 106 s with the image built (times in test-artifacts/rpi4-boot.json).
 """
 
 from __future__ import annotations

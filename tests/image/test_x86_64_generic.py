@@ -18,11 +18,10 @@ bus) → systemd up (PID 1, the console getty it started); the firmware is what 
 e1000e link, and the UEFI one then carries the Wi-Fi test. Each cell's times (QEMU start → GRUB line →
 prompt → ready) are written to test-artifacts/x86_64-generic-cells.json.
 
-Measured (2 shared cores, TCG, load average 27-55 from other jobs; seconds from QEMU start to the
-prompt): bios-ahci 245, bios-usb 272, uefi-nvme 210, uefi-usb 386 (18.5 min for the four); the pair,
-booting together as the load fell from 30 to 4: prompt 375 / 311, x0node ready 529 / 509 (uefi-ahci /
-bios-nvme), then the e1000e and Wi-Fi tests about 3 min (12 min for the pair). docs/image.md, "Tests
-and figures", has the table.
+Measured (2 cores, TCG; seconds from QEMU start to the prompt, at a load average of 2-4 / 27-55 from
+other jobs): bios-ahci 52 / 245, bios-usb 63 / 272, uefi-nvme 54 / 210, uefi-usb 82 / 386 (4.4 / 18.5
+min for the four); the pair, booting together, prompt 89 / 66 and x0node ready 141 / 119 quiet (uefi-ahci / bios-nvme), the pair with the e1000e and Wi-Fi tests 4.4 / 12 min docs/image.md, "Tests and figures", has the
+table.
 """
 
 from __future__ import annotations
