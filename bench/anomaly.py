@@ -13,9 +13,11 @@ live detector (int8 GraphSAGE through LiteRT) and threshold. Peers measured in t
 GNN, the MLP, the Isolation Forest and the rules. Median of many repetitions after a warm-up.
 Also measures the RSS the anomaly service adds: to a daemon-like process (RSS_PROBE) and, as root, to
 real `x0node run` daemons on a 2-node namespace testbed (with vs without `[anomaly]`).
-Last line: {"bench": "anomaly", "event_recall", "detect_ticks_p50", "false_alarms_per_node_hour", "f1",
+Last line: {"bench": "anomaly", "event_recall", "detect_ticks_p50", "false_alarms_per_node_hour" (fault-free
+recordings), "false_alarms_between_faults_per_node_hour", "alarm_precision", "f1",
 "ci95", "baselines": {name: {same keys}}, "as_deployed_f1", "full_neighbour_f1", "per_node_ms",
-"mesh64_ms", ...}. `--skip-real` leaves the quality part out (cost only).
+"mesh64_ms", ...}. `--skip-real` leaves the quality part out (cost only); `--cache=DIR` reuses the
+folds whose rows and detector are unchanged (realeval.cross_predict).
 """
 
 from __future__ import annotations
@@ -176,7 +178,8 @@ def main() -> int:
         from x0lab.anomaly import realdata, realeval
 
         t0 = time.perf_counter()
-        res = realeval.evaluate(realdata.load(realeval.default_data_dir()))
+        cache = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--cache=")), None)
+        res = realeval.evaluate(realdata.load(realeval.default_data_dir()), cache=cache)
         realeval.print_table(res)
         quality = realeval.summary(res)
         print(f"(real-fault evaluation took {time.perf_counter() - t0:.0f} s)\n")

@@ -148,6 +148,7 @@ def test_make_run_flow(tmp_path, artifacts_dir) -> None:
             try:
                 page = browser.new_context(ignore_https_errors=True,  # pinned above by fingerprint
                                            viewport={"width": 1200, "height": 860}).new_page()
+                page.set_default_navigation_timeout(180_000)  # a TCG guest on a loaded host answers late
                 page.goto(url)
                 expect(page).to_have_url(re.compile(r"/setup$"))
                 page.fill("#setup-code", code)

@@ -166,3 +166,20 @@ def test_events_are_transitions_not_one_per_evaluation(shipped):
     assert sum(isinstance(x, AnomalyDetected) for x in evs) == 1
     assert [type(x).__name__ for x in evs if isinstance(x, AnomalyDetected | AnomalyCleared)] == [
         "AnomalyDetected", "AnomalyCleared"]
+
+
+def test_alarm_policy_turns_ticks_into_one_alarm(shipped):
+    from x0node.anomaly.alarm import AlarmPolicy
+    from x0node.anomaly.engine import AnomalyCleared
+
+    e = AnomalyEngine("me", gnn_chain(), None, ObserveMode(FAST, 0.0), alarm_policy=AlarmPolicy(2, 2))
+    rng = random.Random(1)
+    bad, good = _raw(fwd_ratio=0.02), _raw()
+    seq = [bad, good, bad, bad, good, bad, good, good, good]
+    got = []
+    for i, raw in enumerate(seq):
+        e.step(raw, {"me": []}, float(i * 3), 1000.0 + i * 3, rng)
+        got.append([type(ev).__name__ for ev in _events(e) if isinstance(ev, AnomalyDetected | AnomalyCleared)])
+        assert e.last_scores["me"]["anomalous"] == (raw is bad)  # the per-tick verdict is still reported
+    # a single anomalous tick raises nothing; two in a row raise one alarm; a one-tick gap is merged
+    assert got == [[], [], [], ["AnomalyDetected"], [], [], [], ["AnomalyCleared"], []]

@@ -9,7 +9,14 @@ import pytest
 from x0lab.anomaly import realeval, realtrain
 from x0lab.anomaly.realdata import Event, Table
 from x0node.anomaly.chain import GBT, GBT_SELF, DetectorChain
-from x0node.anomaly.features import K_NEIGHBOURS, N_AGGREGATES, N_FEATURES, neighbour_aggregates
+from x0node.anomaly.features import (
+    FEATURES,
+    K_NEIGHBOURS,
+    N_AGGREGATES,
+    N_FEATURES,
+    NEUTRAL_RAW,
+    neighbour_aggregates,
+)
 from x0node.anomaly.trees import TreeError, TreeModel
 
 STUMP = {"feature": [3, 0, 0], "threshold": [0.5, 0, 0], "left": [1, 0, 0], "right": [2, 0, 0],
@@ -105,7 +112,7 @@ def _table(alarm_rows=()):
     ev = Event("r", "hang", {}, 11.0, 19.0, ("a",), True)
     tb = Table(np.array(["r"] * n), np.array(["ring:2"] * n), node, t, np.r_[np.arange(10), np.arange(10)],
                np.zeros((n, N_FEATURES)), label, event, [{}] * n, [{}] * n, np.array(["gbt"] * n),
-               np.zeros(n, dtype=bool), [ev])
+               np.zeros(n, dtype=bool), np.zeros(n, dtype=bool), [ev])
     alarms = np.zeros(n, dtype=bool)
     alarms[list(alarm_rows)] = True
     return tb, alarms
@@ -116,7 +123,8 @@ def test_judge_counts_events_ticks_and_false_alarm_runs():
     r = realeval.judge(tb, alarms)
     assert r["event_recall"] == 1.0 and r["detect_ticks_p50"] == 2.0  # (15 - 11) / 3 -> 2 ticks
     hours = (20 - 3 - 1) * 3.0 / 3600
-    assert r["false_alarms_per_node_hour"] == pytest.approx(2 / hours, rel=1e-3)
+    assert r["false_alarms_between_faults_per_node_hour"] == pytest.approx(2 / hours, rel=1e-3)
+    assert r["false_alarms_per_node_hour"] is None  # no fault-free recording in this table
     assert r["f1"] == pytest.approx(2 * (2 / 5) * (2 / 3) / (2 / 5 + 2 / 3), rel=1e-3)
     missed = realeval.judge(tb, np.zeros(20, dtype=bool))
     assert missed["event_recall"] == 0.0 and missed["detect_ticks_p50"] is None
@@ -127,3 +135,51 @@ def test_best_threshold_maximises_f1_on_distinct_scores():
     y = np.array([1, 1, 0, 0, 0], dtype=bool)
     thr, f1 = realeval.best_threshold(s, y)
     assert thr == pytest.approx(0.8) and f1 == pytest.approx(0.8)
+
+
+def _with_fault_free(tb, n_quiet=400):
+    """tb plus one fault-free recording of one node (n_quiet ticks, 3 s apart)."""
+    cat = np.concatenate
+    return Table(cat([tb.run, np.array(["ff"] * n_quiet)]), cat([tb.topo, np.array(["random:9"] * n_quiet)]),
+                 cat([tb.node, np.array(["q"] * n_quiet)]), cat([tb.t, np.arange(n_quiet) * 3.0]),
+                 cat([tb.tick, np.arange(n_quiet)]), cat([tb.x, np.zeros((n_quiet, N_FEATURES))]),
+                 cat([tb.label, np.zeros(n_quiet, dtype=np.int64)]), cat([tb.event, np.full(n_quiet, -1)]),
+                 tb.deployed + [{}] * n_quiet, tb.full + [{}] * n_quiet, cat([tb.live_layer, np.array(["gbt"] * n_quiet)]),
+                 cat([tb.live_alarm, np.zeros(n_quiet, dtype=bool)]), cat([tb.fault_free, np.ones(n_quiet, dtype=bool)]),
+                 tb.events)
+
+
+def test_fault_free_recordings_are_judged_apart_and_never_trained_on():
+    tb, alarms = _table([5, 6])
+    q = _with_fault_free(tb)
+    a = np.r_[alarms, np.zeros(400, dtype=bool)]
+    a[len(tb) + 150] = a[len(tb) + 151] = True  # one false alarm (two ticks) after the start window
+    a[len(tb) + 3] = True  # one during the first 300 s
+    r = realeval.judge(q, a)
+    hours = 400 * 3.0 / 3600
+    assert r["false_alarms_fault_free"] == 2 and r["fault_free_node_hours"] == pytest.approx(hours, rel=1e-3)
+    assert r["false_alarms_per_node_hour"] == pytest.approx(2 / hours, rel=1e-3)
+    assert r["false_alarms_per_node_hour_after_start"] == pytest.approx(1 / ((400 - 100) * 3.0 / 3600), rel=1e-3)
+    assert r["event_recall"] == 1.0 and r["false_alarms_between_faults_per_node_hour"] == 0.0
+    for _test, _val, tr, va, _te in realeval.folds(q):
+        assert not q.fault_free[tr].any() and not q.fault_free[va].any()
+    assert q.fault_free[realeval.folds(q)[-1][4]].all()
+
+
+def test_operating_point_trades_stray_ticks_for_an_alarm_policy():
+    # node a: fault at ticks 4..6 scores high three ticks running; node b: single stray high ticks
+    tb, _ = _table()
+    s = np.zeros(len(tb))
+    s[[4, 5, 6]] = 1.0
+    s[[11, 14, 18]] = 1.0
+    thr, pol, f = realeval.choose_operating_point(tb, np.arange(len(tb)), s)
+    assert thr == pytest.approx(1.0) and pol.raise_ticks >= 2 and f == pytest.approx(1.0)
+
+
+def test_leave_one_kind_out_reports_each_kind_held_out_and_seen():
+    tb, _ = _table()
+    tb.x[:] = NEUTRAL_RAW
+    tb.x[4:7, FEATURES.index("fwd_ratio")] = 0.0  # the hang's rows look like a black hole to the rules
+    got = realeval.leave_one_kind_out(tb, "rules")
+    assert set(got) == {"hang"} and got["hang"]["events"] == 1
+    assert got["hang"]["recall_seen"] == 1.0 and got["hang"]["recall_held_out"] == 1.0  # rules learn nothing

@@ -26,6 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     e.add_argument("--model-dir", default=None, help="directory with anomaly_model.json (default: auto)")
     e.add_argument("--real", action="store_true", help="judge on the real-fault dataset from the fault lab instead")
     e.add_argument("--data", default=None, help="real-fault dataset directory (default: models/realfaults)")
+    e.add_argument("--leave-one-kind-out", action="store_true",
+                   help="with --real: also the shipped recipe's recall on each fault kind when no model saw it")
+    e.add_argument("--cache", default=None, metavar="DIR",
+                   help="with --real: keep each fold's scores here and reuse those whose rows and detector are "
+                   "unchanged (adding a fault-free recording then refits only its fold)")
     e.set_defaults(func=cmd_eval)
     col = sub.add_parser("collect", help="regenerate the real-fault dataset: seeded chaos on namespace testbeds "
                          "of x0node daemons (root; about 11 minutes per topology)")
@@ -33,6 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     col.add_argument("--out", required=True, help="dataset directory (one sub-directory per run)")
     col.add_argument("--duration", type=float, default=600.0, metavar="S", help="chaos seconds per topology (default %(default)s)")
     col.add_argument("--runs", default=None, help="comma-separated run indexes (default: all)")
+    col.add_argument("--fault-free", type=int, default=0, metavar="NODES",
+                     help="instead: one fault-free recording of NODES daemons on a seeded random topology "
+                     "for --duration seconds (the false-alarm data)")
+    col.add_argument("--cpu-cores", type=float, default=0.7, metavar="C",
+                     help="with --fault-free: cap the whole recording (every daemon) at C cores; 0 = no cap "
+                     "(default %(default)s)")
     col.set_defaults(func=cmd_collect)
     fit = sub.add_parser("fit-real", help="train the tree detectors on the real-fault dataset and export them "
                          "into the model bundle (updates anomaly_model.json and SHA256SUMS)")
@@ -65,6 +76,11 @@ def cmd_collect(args: argparse.Namespace) -> int:
     realdata = import_dev_module("x0lab.anomaly.realdata", "model collect")
     if realdata is None:
         return 2
+    if args.fault_free:
+        dest = realdata.collect_fault_free(pathlib.Path(args.out), args.seed, args.fault_free, args.duration,
+                                           args.cpu_cores or None, echo=lambda line: print(line, flush=True))
+        print(f"fault-free recording in {dest}")
+        return 0
     runs = [int(r) for r in args.runs.split(",")] if args.runs else None
     done = realdata.collect(pathlib.Path(args.out), args.seed, args.duration, runs,
                             echo=lambda line: print(line, flush=True))

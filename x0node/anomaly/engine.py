@@ -15,10 +15,13 @@ Rules and invariants:
   every IFOREST_REFIT_S once enough rows exist. Validated normal rows' GNN scores feed threshold
   recalibration (never below the shipped threshold, see calibration.py), run every
   RECALIBRATE_INTERVAL_S and after a drift event.
+- Verdicts become alarms through the bundle's alarm policy (alarm.py: raise after `raise_ticks`
+  anomalous evaluations in a row, clear after `clear_ticks` normal ones, nothing raised in the guard
+  window after start), one AlarmState per scored node (this node and at most MAX_PEERS peers).
 - Events are frozen dataclasses pulled with `next_event()`; the queue is bounded (oldest dropped).
-  `AnomalyDetected` is raised when a node becomes anomalous (and again when observe mode starts
-  acting while it still is), `AnomalyCleared` when it is normal again: transitions, not one event per
-  evaluation. Every evaluation of this node is still recorded in observe mode.
+  `AnomalyDetected` is raised when a node's alarm is raised (and again when observe mode starts
+  acting while it still is), `AnomalyCleared` when it clears: transitions, not one event per
+  evaluation. This node's alarm state at every evaluation is what observe mode records.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from x0node.anomaly.alarm import AlarmPolicy, AlarmState
 from x0node.anomaly.calibration import recalibrate_threshold
 from x0node.anomaly.chain import GNN, SELF, DetectorChain, probability
 from x0node.anomaly.drift import DriftCleared, DriftDetected, DriftMonitor
@@ -91,6 +95,7 @@ class AnomalyEngine:
         observe: ObserveMode,
         target_fpr: float = 0.01,
         peer_ttl_s: float = 120.0,
+        alarm_policy: AlarmPolicy | None = None,
     ) -> None:
         self.node_id = node_id
         self.chain = chain
@@ -110,6 +115,8 @@ class AnomalyEngine:
         self.evaluations = 0
         self.last_scores: dict[str, dict[str, Any]] = {}
         self._flagged: dict[str, bool] = {}  # node id -> was the last AnomalyDetected actionable
+        self.alarm_policy = alarm_policy or AlarmPolicy()
+        self._alarms: dict[str, AlarmState] = {}
 
     # ---- inputs
     def update_peer(self, node_id: str, raw: Sequence[float], now: float) -> bool:
@@ -180,8 +187,17 @@ class AnomalyEngine:
                 self._events.append(d)
                 if isinstance(d, DriftDetected):
                     self._recalibrate(now)
-        # own verdict -> observe mode
-        own_anom = bool(ev.anomalous[0])
+        alarm_up = np.zeros(len(ids), dtype=bool)
+        for nid, i in pos.items():
+            st = self._alarms.get(nid)
+            if st is None:
+                st = self._alarms[nid] = AlarmState(self.alarm_policy)
+            st.update(bool(ev.anomalous[i]), now)
+            alarm_up[i] = st.raised
+        for nid in [n for n in self._alarms if n not in pos]:  # peer expired: its alarm state goes too
+            del self._alarms[nid]
+        # own alarm -> observe mode
+        own_anom = bool(alarm_up[0])
         pid = self.observe.record_prediction(own_anom, wall)
         self._pending.append((pid, now, float(ev.scores[0]) if ev.layer_of(0) == GNN else None))
         self._validate(now, wall)
@@ -194,13 +210,14 @@ class AnomalyEngine:
             row_layer = ev.layer_of(i)
             prob = float(probability(np.array([score]))[0]) if row_layer in (GNN, SELF) else None
             self.last_scores[nid] = {"score": round(score, 4), "anomalous": bool(ev.anomalous[i]), "layer": row_layer,
-                                     "probability": None if prob is None else round(prob, 4)}
+                                     "probability": None if prob is None else round(prob, 4),
+                                     "alarm": bool(alarm_up[i])}
             was = self._flagged.get(nid)
-            if ev.anomalous[i] and was != acting:  # newly flagged, or now actionable
+            if alarm_up[i] and was != acting:  # newly raised, or now actionable
                 self._flagged[nid] = acting
                 self._events.append(AnomalyDetected(nid, row_layer, score, prob, acting,
                                                     tuple(rule_reasons(x[i])), pid if i == 0 else None, now))
-            elif not ev.anomalous[i] and was is not None:
+            elif not alarm_up[i] and was is not None:
                 del self._flagged[nid]
                 self._events.append(AnomalyCleared(nid, row_layer, score, now))
         for nid in [n for n in self._flagged if n not in pos]:  # peer expired while flagged

@@ -12,7 +12,7 @@ Rules and invariants:
   link loss and RTT are averaged over the whole interval). Each tick (period jittered +-25%): read kernel counters
   (collector.read_counters, in a worker thread; plus XDP drops from the telemetry service's snapshot,
   `ctx.extras["telemetry"]`, when it runs), read the router's `neighbours()`/`topology()`,
-  step the engine, publish its events on the bus under topic "anomaly" (and this node's feature
+  step the engine (with the bundle's alarm policy, `alarm_policy_of`), publish its events on the bus under topic "anomaly" (and this node's feature
   vector as `FeatureVector` under topic "anomaly.features", so a state layer can share it), update Prometheus gauges, persist the
   observe state when its phase changed, at most every PERSIST_INTERVAL_S otherwise (flash wear), and
   at stop. Nothing here raises out of the loop; a failing tick is logged
@@ -185,7 +185,7 @@ class AnomalyService:
         from x0node.anomaly.observe import ObserveConfig, ObserveMode
 
         cfg = self.config
-        chain, _bundle = load_chain(cfg["model_dir"] or None, iforest_target_fpr=cfg["target_fpr"])
+        chain, bundle = load_chain(cfg["model_dir"] or None, iforest_target_fpr=cfg["target_fpr"])
         drift = DriftMonitor(FEATURES, None, threshold=cfg["drift_psi"])  # against this node's own history
         ocfg = ObserveConfig(min_observe_s=cfg["observe_days"] * 86400.0, min_outcomes=cfg["min_outcomes"])
         state_dir = ctx.data_dir / STATE_DIR
@@ -202,7 +202,7 @@ class AnomalyService:
         if cfg["override"]:
             observe.set_override(cfg["override"], time.time())
         ttl = cfg["peer_ttl_s"] or 4 * cfg["interval_s"]
-        engine = AnomalyEngine(ctx.node_id, chain, drift, observe, cfg["target_fpr"], ttl)
+        engine = AnomalyEngine(ctx.node_id, chain, drift, observe, cfg["target_fpr"], ttl, alarm_policy_of(bundle))
         normal_path = state_dir / "normal_rows.npy"
         with contextlib.suppress(OSError, ValueError):
             rows = np.load(normal_path, allow_pickle=False)
@@ -325,9 +325,25 @@ class AnomalyService:
             "peers": {nid: [round(float(v), 6) for v in vec] + [round(now - at, 3)]
                       for nid, (vec, at) in self.engine.peer_vectors().items()},
             "layer": own.get("layer", result["layer"]), "score": own.get("score"), "anomalous": own.get("anomalous"),
+            "alarm": own.get("alarm"),
         }
         self._record_fh.write(json.dumps(line, separators=(",", ":")) + "\n")
         self._record_fh.flush()
+
+
+def alarm_policy_of(bundle: Any) -> Any:
+    """The bundle's alarm policy (`alarm` in anomaly_model.json, chosen with the thresholds); the
+    per-tick policy when it has none or it does not validate."""
+    from x0node.anomaly.alarm import AlarmPolicy
+
+    doc = None if bundle is None else bundle.meta.get("alarm")
+    if doc is None:
+        return AlarmPolicy()
+    try:
+        return AlarmPolicy.from_dict(doc)
+    except (TypeError, ValueError) as exc:
+        log.warning("anomaly alarm policy in the bundle is malformed (%s); alarming on every anomalous tick", exc)
+        return AlarmPolicy()
 
 
 def _safe_call(obj: Any, name: str, default: Any) -> Any:

@@ -7,6 +7,13 @@ Rules and invariants:
   its own collector computed, the neighbours' vectors that reached it through the state layer, and
   the verdict of its live chain). The recordings (gzip) and the chaos ground truth are copied to
   `out_dir/<run>/`, then the testbed is taken down. Everything is a function of the seed.
+- `collect_fault_free(out_dir, seed, nodes, duration_s)` (root) records one testbed of real daemons
+  (`FAULT_FREE_TOPOLOGY`, seeded) with the same sections and no fault at all, for the false-alarm
+  rate; its `truth.json` has the same shape with an empty fault list. SIGTERM or SIGINT ends the
+  recording early and keeps it (`stopped_early_s` in truth.json). With `cpu_cores` the whole
+  recording (this process, the testbed's groups below it, every daemon) runs in a cgroup v1 `cpu`
+  group capped at that many cores once every daemon is ready, so a long recording stays a bounded
+  guest on a shared host.
 - `load(data_dir)` turns the recordings into one table of rows, one per (node, tick), with labels
   from the ground truth (never from the detectors):
     * positive (label 1) while a fault acts on the row's node: a node fault's target; both ends of a
@@ -26,8 +33,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import pathlib
 import shutil
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,17 +84,115 @@ def collect(out_dir: pathlib.Path, seed: int, duration_s: float = 480.0, runs: l
             time.sleep(2 * INTERVAL_S)
         finally:
             bed.down()
-        dest = out_dir / name
-        dest.mkdir(exist_ok=True)
-        shutil.copy(run_dir / "truth.json", dest / "truth.json")
-        for k, node in sorted(bed.nodes.items()):
-            src = pathlib.Path(node.data_dir) / "anomaly" / "ticks.jsonl"
-            if src.exists():
-                with open(src, "rb") as fi, gzip.open(dest / f"n{k}.jsonl.gz", "wb", compresslevel=9) as fo:
-                    shutil.copyfileobj(fi, fo)
+        _copy_recordings(bed, run_dir, out_dir / name)
+        done.append(out_dir / name)
         shutil.rmtree(run_dir, ignore_errors=True)
-        done.append(dest)
     return done
+
+
+FAULT_FREE_TOPOLOGY = "random:{nodes}:{seed}:3"
+"""The fault-free recording's topology (seeded by the collection seed)."""
+
+
+def _copy_recordings(bed: Any, run_dir: pathlib.Path, dest: pathlib.Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(run_dir / "truth.json", dest / "truth.json")
+    for k, node in sorted(bed.nodes.items()):
+        src = pathlib.Path(node.data_dir) / "anomaly" / "ticks.jsonl"
+        if src.exists():
+            with open(src, "rb") as fi, gzip.open(dest / f"n{k}.jsonl.gz", "wb", compresslevel=9) as fo:
+                shutil.copyfileobj(fi, fo)
+
+
+def _enter_cpu_group() -> pathlib.Path | None:
+    """Move this process into a new cgroup v1 `cpu` group below its own (capped by `_cap`)."""
+    from x0lab.testbed import cgroups
+
+    base = cgroups.own_group("cpu")
+    if base is None:
+        return None
+    group = base / f"x0rd-{os.getpid()}"
+    cgroups.create(group)
+    cgroups.write(group, "cgroup.procs", os.getpid())
+    return group
+
+
+NICE10_WEIGHT = 110
+"""The CFS weight of one nice-10 task (kernel sched_prio_to_weight)."""
+
+
+def _cap(group: pathlib.Path, cores: float, tasks: int) -> None:
+    """Cap the group at `cores`; weigh it like `tasks` nice-10 processes (a cgroup v1 group otherwise
+    weighs as one nice-0 task against every task outside it, and on a busy host its daemons then
+    miss their 100 ms hellos: neighbour flaps the recording would count as false alarms)."""
+    from x0lab.testbed import cgroups
+
+    cgroups.write(group, "cpu.shares", max(2, NICE10_WEIGHT * tasks))
+    cgroups.write(group, "cpu.cfs_period_us", cgroups.CPU_PERIOD_US)
+    cgroups.write(group, "cpu.cfs_quota_us", max(1000, int(cgroups.CPU_PERIOD_US * cores)))
+
+
+def _leave_cpu_cap(group: pathlib.Path | None) -> None:
+    from x0lab.testbed import cgroups
+
+    if group is None:
+        return
+    cgroups.write(group.parent, "cgroup.procs", os.getpid())
+    cgroups.remove([str(group)])
+
+
+def collect_fault_free(out_dir: pathlib.Path, seed: int, nodes: int = 25, duration_s: float = 3000.0,
+                       cpu_cores: float | None = 0.7, echo: Any = print) -> pathlib.Path:
+    """One fault-free recording (root): `nodes` daemons on FAULT_FREE_TOPOLOGY for duration_s."""
+    from x0lab.testbed import bed as testbed
+    from x0lab.testbed import chaos, faults
+
+    topo = FAULT_FREE_TOPOLOGY.format(nodes=nodes, seed=seed % 1000)
+    name = f"quiet{seed}-random{nodes}"
+    run_dir = pathlib.Path(f"/tmp/x0rd-{seed}-quiet-{os.getpid()}")
+    sections = {"state": {}, "anomaly": {"interval_s": INTERVAL_S, "record": True, "seed": seed * 10,
+                                         "observe_days": 0.0}}
+    stop: list[int] = []  # SIGTERM / SIGINT end the recording early and keep what was recorded
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stop.append(signum))
+    group = _enter_cpu_group() if cpu_cores else None
+    try:
+        echo(f"[{name}] testbed {topo}, fault-free, {duration_s:.0f} s"
+             + (f", capped at {cpu_cores:g} cores after start-up" if group else ""))
+        bed = testbed.up(run_dir, topo, sections=sections)  # start-up (imports) uncapped: ready in time
+        try:
+            if group is not None and cpu_cores:
+                _cap(group, cpu_cores, nodes)
+            t0 = time.monotonic()
+            doc = {"chaos": None, "fault_free": {"duration_s": duration_s, "seed": seed, "cpu_cores": cpu_cores},
+                   "testbed": {"id": bed.id, "topology": bed.state["topology"], "daemon": bed.daemon,
+                               "links": bed.state["links"],
+                               "nodes": {str(k): {"ns": n.ns, "node_id": n.node_id, "mesh_addr": n.mesh_addr}
+                                         for k, n in sorted(bed.nodes.items())}},
+                   "clock": {"mono": "time.monotonic() seconds", "boot_id": faults.boot_id(), "t0_mono": t0,
+                             "t0_wall": time.time()},
+                   "complete": False, "faults": []}
+            chaos.atomic_write_json(run_dir / "truth.json", doc)
+            next_echo = t0 + 60.0
+            while (left := t0 + duration_s - time.monotonic()) > 0 and not stop:
+                time.sleep(min(left, 1.0))
+                if time.monotonic() >= next_echo:
+                    echo(f"[{name}] {time.monotonic() - t0:6.0f} s")
+                    next_echo += 60.0
+            if stop:
+                doc["stopped_early_s"] = round(time.monotonic() - t0, 1)
+                echo(f"[{name}] stopped by signal {stop[0]} after {doc['stopped_early_s']:.0f} s; keeping the recording")
+            doc["complete"] = True
+            doc["clock"]["finished_mono"] = time.monotonic()
+            chaos.atomic_write_json(run_dir / "truth.json", doc)
+        finally:
+            bed.down()
+        dest = out_dir / name
+        _copy_recordings(bed, run_dir, dest)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return dest
+    finally:
+        _leave_cpu_cap(group)
 
 
 # ------------------------------------------------------------------------------------------- the table
@@ -114,6 +221,7 @@ class Table:
     full: list[dict[str, np.ndarray]]  # per row: testbed neighbour id -> its own recorded vector (nearest tick)
     live_layer: np.ndarray  # [R] str: the daemon's live layer for its own row
     live_alarm: np.ndarray  # [R] bool: the daemon's own verdict
+    fault_free: np.ndarray  # [R] bool: the row belongs to a fault-free recording (collect_fault_free)
     events: list[Event] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -140,11 +248,12 @@ def _read_ticks(path: pathlib.Path) -> list[dict[str, Any]]:
 
 def load(data_dir: pathlib.Path) -> Table:
     cols: dict[str, list[Any]] = {k: [] for k in ("run", "topo", "node", "t", "tick", "x", "label", "event",
-                                                    "deployed", "full", "layer", "alarm")}
+                                                    "deployed", "full", "layer", "alarm", "quiet")}
     events: list[Event] = []
     for run_dir in sorted(p.parent for p in data_dir.rglob("truth.json")):
         run_name = str(run_dir.relative_to(data_dir))
         truth = json.loads((run_dir / "truth.json").read_text())
+        quiet = "fault_free" in truth
         tb = truth["testbed"]
         ids = {int(k): v["node_id"] for k, v in tb["nodes"].items()}
         adj: dict[int, set[int]] = {k: set() for k in ids}
@@ -206,9 +315,10 @@ def load(data_dir: pathlib.Path) -> Table:
                 cols["full"].append(full)
                 cols["layer"].append(str(d.get("layer")))
                 cols["alarm"].append(bool(d.get("anomalous")))
+                cols["quiet"].append(quiet)
     return Table(np.array(cols["run"]), np.array(cols["topo"]), np.array(cols["node"]),
                  np.array(cols["t"], dtype=np.float64), np.array(cols["tick"], dtype=np.int64),
                  np.array(cols["x"], dtype=np.float64).reshape(-1, N_FEATURES),
                  np.array(cols["label"], dtype=np.int64), np.array(cols["event"], dtype=np.int64),
                  cols["deployed"], cols["full"], np.array(cols["layer"]), np.array(cols["alarm"], dtype=bool),
-                 events)
+                 np.array(cols["quiet"], dtype=bool), events)
