@@ -254,7 +254,10 @@ def _status(vm: VM, data_dir: str, ns: str | None = None, may_fail: bool = False
     if rc != 0 and may_fail:  # the daemon is (re)starting: its status socket is not up yet
         return None
     assert rc == 0, out
-    return json.loads(out.strip().splitlines()[-1])
+    # the list's own line: the daemon's journal shares the console and can print among the output
+    lines = [ln.strip() for ln in out.splitlines() if ln.strip() == "[]" or ln.strip().startswith("[[")]
+    assert lines, out
+    return json.loads(lines[-1])
 
 
 def _wait_neighbour(vm: VM, data_dir: str, node_id: str, ns: str | None = None) -> list:
