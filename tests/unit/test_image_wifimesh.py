@@ -1,7 +1,7 @@
 """The 802.11s mesh helper of the image (rootfs/usr/lib/x0tta6bl4/wifimesh.py): the mesh key is read
 bounded and validated, the wpa_supplicant config is SAE with protected management frames and without
 802.11s forwarding, and a radio without a usable key is never joined open. Real joins:
-tests/image/test_wifi_mesh.py."""
+tests/image/test_x86_64_generic.py::test_sae_mesh_of_hwsim_radios."""
 
 from __future__ import annotations
 
