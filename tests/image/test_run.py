@@ -216,6 +216,8 @@ def test_make_run_flow(tmp_path, artifacts_dir) -> None:
                 subprocess.run(heal, check=True, cwd=REPO, timeout=60)
                 _poll(page, f"/api/v1/healing/incidents/{incident['id']}", lambda d: d["state"] == "closed",
                       FAULT_TIMEOUT_S * 2)
+                page.screenshot(path=artifacts_dir / "run-incident-closed.png")
+                page.click("nav >> text=Dashboard")
                 expect(page.locator(".neighbours-count .value")).to_have_text("2", timeout=FAULT_TIMEOUT_S * 1000)
             finally:
                 browser.close()
