@@ -211,3 +211,12 @@ class SimStateService(StateService):
 
     def _pump(self) -> None:
         self.gossip.datagrams_to_send()
+
+
+def validated_line3(namespace: str, validator, seed: int) -> StateSim:  # type: ignore[no-untyped-def]
+    """Three nodes in a line (0-1-2), each checking `namespace`'s records with `validator`, run 0.5 s."""
+    sim = StateSim(3, [(0, 1), (1, 2)], seed=seed)
+    for n in sim.nodes:
+        n.gossip.validators[namespace] = validator
+    sim.run_for(0.5)
+    return sim

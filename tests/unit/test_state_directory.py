@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.sim.state_mesh import StateSim
+from tests.sim.state_mesh import StateSim, validated_line3
 from x0node.state import directory as D
 from x0node.state.record import Kind, Record, Scope, encode_lww
 
@@ -93,11 +93,7 @@ def test_publisher_refresh_identity_and_health_hold():
 
 
 def line3() -> StateSim:
-    sim = StateSim(3, [(0, 1), (1, 2)], seed=11)
-    for n in sim.nodes:
-        n.gossip.validators[D.DIRECTORY_NS] = D.validator
-    sim.run_for(0.5)
-    return sim
+    return validated_line3(D.DIRECTORY_NS, D.validator, seed=11)
 
 
 def _publish(sim: StateSim, i: int, entry: D.Entry, ttl: int = D.TTL_S) -> None:

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from tests.sim.state_mesh import StateSim
+from tests.sim.state_mesh import StateSim, validated_line3
 from x0node.state import features as F
 from x0node.state.record import Kind, Record, Scope, encode_lww
 
@@ -15,11 +15,7 @@ VEC = [0.25, 0.4, 0.1, 12.5, 0.0, 1.0, 0.0, 1.0]
 
 
 def line3() -> StateSim:
-    sim = StateSim(3, [(0, 1), (1, 2)], seed=7)
-    for n in sim.nodes:
-        n.gossip.validators[F.FEATURES_NS] = F.validator
-    sim.run_for(0.5)
-    return sim
+    return validated_line3(F.FEATURES_NS, F.validator, seed=7)
 
 
 def test_vector_round_trip_and_bounds():
