@@ -890,18 +890,33 @@ class OtaService:
     def updating(self) -> bool:
         return self.phase in UPDATING
 
+    def _loop_error(self) -> str | None:
+        """Why the service's loop is not running, or None (it runs from start to stop)."""
+        loop = self._tasks[0] if self._tasks else None
+        if loop is None or not loop.done():
+            return None
+        exc = None if loop.cancelled() else loop.exception()
+        return f"the OTA loop ended: {type(exc).__name__}: {exc}" if exc else "the OTA loop ended"
+
     def status(self) -> dict[str, Any]:
+        """The service's status as the daemon's service manager reads it (the healing loop's service
+        health: `running` and `error` are the manager's keys, so the running release is `release` here
+        and `running` only in `view`). Idle is healthy; only a loop that ended sets `error`."""
         st = self.target
-        return {"phase": self.phase, "why": self.why, "updating": self.updating(),
-                "running": dict(self.release),
-                "target": ({"id": st.m.id, "version": st.m.version, "serial": st.m.serial, "bytes": st.m.bundle_bytes,
-                            "chunks": len(st.m.chunks), "have": len(st.have)} if st else None),
-                "pending": self.pending.__dict__ if self.pending else None,
-                "gate": self.gate.reason if self.gate else None,
-                "counters": dict(self.counters), "refusals": dict(self.refusals),
-                "server": dict(self.server.counters) if self.server else {},
-                "served_to": dict(self.server.served_to) if self.server else {},
-                "fetch": dict(self.fetcher.counters) if self.fetcher else {}}
+        out: dict[str, Any] = {"phase": self.phase, "why": self.why, "updating": self.updating(),
+                               "release": dict(self.release),
+                               "target": ({"id": st.m.id, "version": st.m.version, "serial": st.m.serial, "bytes": st.m.bundle_bytes,
+                                           "chunks": len(st.m.chunks), "have": len(st.have)} if st else None),
+                               "pending": self.pending.__dict__ if self.pending else None,
+                               "gate": self.gate.reason if self.gate else None,
+                               "counters": dict(self.counters), "refusals": dict(self.refusals),
+                               "server": dict(self.server.counters) if self.server else {},
+                               "served_to": dict(self.server.served_to) if self.server else {},
+                               "fetch": dict(self.fetcher.counters) if self.fetcher else {}}
+        error = self._loop_error()
+        if error is not None:
+            out["error"] = error
+        return out
 
     def view(self) -> dict[str, Any]:
         recs = self.records()
@@ -912,7 +927,8 @@ class OtaService:
                 nodes.append({"node_id": nid, "self": nid == self.ctx.node_id, "phase": rec.get("p"),
                               "version": rec.get("v"), "running": rec.get("run"), "percent": rec.get("pct"),
                               "why": rec.get("why", "")})
-        return {**self.status(), "slots": self.installer.slots(), "booted": self.installer.booted(),
+        return {**self.status(), "running": dict(self.release), "slots": self.installer.slots(),
+                "booted": self.installer.booted(),
                 "rollout": recs.get("rollout"), "nodes": nodes,
                 "history": list(self.node_state.get("history", []))[-10:]}
 
