@@ -1,5 +1,5 @@
 """Boot a built image in QEMU: headless, TCG (KVM is not used), serial console to a log file and a
-unix socket, the web UI forwarded to a free port on 127.0.0.1, optional socket-network mesh links.
+unix socket, the web UI forwarded to a free port on 127.0.0.1, optional mesh links (UDP tunnels).
 
 The first NIC (eth0) is the LAN/management port (QEMU user networking: the guest is a DHCP client of
 QEMU's built-in server) with the UI's HTTPS port (443), its HTTP redirect port (80) and, for tests, the
@@ -56,20 +56,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def listening(port: int) -> bool:
-    """True when something listens on 127.0.0.1:`port` (read from /proc/net/tcp, so the listener's one
-    accept is not spent on a probe)."""
-    want = f"0100007F:{port:04X}"
-    with open("/proc/net/tcp") as f:
-        return any(cols[1] == want and cols[3] == "0A" for cols in (line.split() for line in f) if len(cols) > 3)
-
-
-def wait_listening(port: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not listening(port):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s:.0f} s")
-        time.sleep(0.05)
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 DIRECT_KERNEL = "direct-kernel"
@@ -106,11 +96,25 @@ def image_path(board: Board) -> pathlib.Path:
 
 @dataclass(frozen=True)
 class MeshLink:
-    """One end of a point-to-point QEMU socket network (`listen` on one VM, `connect` on the other)."""
+    """One end of a point-to-point Ethernet link between two VMs: a UDP tunnel over 127.0.0.1 (QEMU's
+    `-netdev dgram`), each frame one datagram from this end's port to the other's.
 
-    port: int
-    listen: bool
+    Connectionless on purpose: either VM can be powered off, cut or restarted and the link works again
+    as soon as it is back, like a cable between two routers. (A `-netdev socket` listen/connect pair
+    does not: the connecting end never reconnects, so a restart of the listening VM left the link dead
+    for the other VM's life.) Frames sent while the other end is down are lost, as on a wire."""
+
+    local_port: int
+    remote_port: int
     mac: str
+
+    @staticmethod
+    def pair(mac_a: str, mac_b: str) -> tuple[MeshLink, MeshLink]:
+        """Both ends of one link, on two free UDP ports of 127.0.0.1."""
+        a, b = free_udp_port(), free_udp_port()
+        while b == a:
+            b = free_udp_port()
+        return MeshLink(a, b, mac_a), MeshLink(b, a, mac_b)
 
 
 @dataclass(frozen=True)
@@ -185,8 +189,8 @@ class VM:
                           f"hostfwd=udp:127.0.0.1:{self.udp_port}-:{MESH_UDP_PORT}",
                "-device", f"{q.nic_model},netdev=up"]
         for i, link in enumerate(self.mesh_links):
-            mode = "listen" if link.listen else "connect"
-            cmd += ["-netdev", f"socket,id=mesh{i},{mode}=127.0.0.1:{link.port}",
+            cmd += ["-netdev", f"dgram,id=mesh{i},local.type=inet,local.host=127.0.0.1,local.port={link.local_port},"
+                               f"remote.type=inet,remote.host=127.0.0.1,remote.port={link.remote_port}",
                     "-device", f"{q.nic_model},netdev=mesh{i},mac={link.mac}"]
         for i, tap in enumerate(self.tap_links):
             cmd += ["-netdev", f"tap,id=tap{i},fd={tap.fd}", "-device", f"{q.nic_model},netdev=tap{i},mac={tap.mac}"]
@@ -205,11 +209,6 @@ class VM:
         return ["-drive", f"{drive},if=none,id=d0", *devices[kind]]
 
     def start(self) -> None:
-        # QEMU's socket netdev in connect mode does not retry: started before its peer listens, the link
-        # stays dead for the VM's life. So the connecting end waits for the listening end.
-        for link in self.mesh_links:
-            if not link.listen:
-                wait_listening(link.port, 60)
         self.vmdir.mkdir(parents=True, exist_ok=True)
         self.serial_sock.unlink(missing_ok=True)
         if not self.web_port:

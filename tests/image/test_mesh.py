@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from image.qemu import MeshLink, free_port
+from image.qemu import MeshLink
 from tests.image.conftest import BOOT_TIMEOUT_S, daemon_present
 
 BOARD = "x86_64"
@@ -33,9 +33,9 @@ def _ping_cmd(addr: str) -> str:
 def test_two_vms_form_a_mesh(vms) -> None:
     if not daemon_present():
         pytest.skip("the daemon (`x0node run`) is not in this tree")
-    port = free_port()
-    vm1, id1 = vms.make(BOARD, "mesh1", extra=EMULATION_CONFIG, mesh_links=[MeshLink(port, True, "52:54:00:00:64:01")])
-    vm2, id2 = vms.make(BOARD, "mesh2", extra=EMULATION_CONFIG, mesh_links=[MeshLink(port, False, "52:54:00:00:64:02")])
+    link1, link2 = MeshLink.pair("52:54:00:00:64:01", "52:54:00:00:64:02")
+    vm1, id1 = vms.make(BOARD, "mesh1", extra=EMULATION_CONFIG, mesh_links=[link1])
+    vm2, id2 = vms.make(BOARD, "mesh2", extra=EMULATION_CONFIG, mesh_links=[link2])
     vm1.start()
     vm2.start()
     for vm, ident in ((vm1, id1), (vm2, id2)):

@@ -40,7 +40,7 @@ import pytest
 
 from image import provision
 from image.assemble import BIOS_BOOT_FIRST_LBA, BIOS_BOOT_LAST_LBA, GPT_TYPE_BIOS_BOOT
-from image.qemu import VM, MeshLink, free_port
+from image.qemu import VM, MeshLink
 from tests.conftest import ARTIFACTS
 from tests.image.conftest import BOOT_TIMEOUT_S, VMFactory, boot_lab_vm, built, daemon_present, manifest
 from tests.image.test_mesh import EMULATION_CONFIG  # emulated guests: a 2 s dead interval
@@ -212,12 +212,12 @@ def pair(factory: VMFactory, cells: list[Cell], anchor, tmp_path_factory: pytest
                                ("anchor.pub", provision.anchor_pub(anchor).read_bytes()),
                                ("config.toml", _node_config(name))):
             extra[f"wifitest/{name}/{fname}"] = content
-    port = free_port()
+    link1, link2 = MeshLink.pair("52:54:00:00:65:01", "52:54:00:00:65:02")
     uefi, id_uefi = factory.make(BOARD, "uefi-ahci", firmware=OVMF, disk_interface="ahci", extra=extra,
                                  wifi_mesh_key=MESH_KEY, memory_mib=1536,
-                                 mesh_links=[MeshLink(port, True, "52:54:00:00:65:01")])
+                                 mesh_links=[link1])
     bios, id_bios = factory.make(BOARD, "bios-nvme", firmware="seabios", disk_interface="nvme",
-                                 extra=EMULATION_CONFIG, mesh_links=[MeshLink(port, False, "52:54:00:00:65:02")])
+                                 extra=EMULATION_CONFIG, mesh_links=[link2])
     uefi.start()
     bios.start()
 
