@@ -187,7 +187,9 @@ class Ui:
         return self.session.post(self.vm.url + path, json=body, headers={"X-CSRF-Token": self.csrf}, timeout=timeout)
 
     def upload(self, bundle: pathlib.Path, manifest: pathlib.Path) -> dict[str, Any]:
-        """POST the manifest, PUT the bundle (streamed from the file): what the page's upload does."""
+        """POST the manifest, PUT the bundle (streamed from the file): what the page's upload does. The
+        PUT's connection is not kept: a refused upload is answered before its body is read, and the server
+        then closes that connection, which a later request on it would find closed."""
         assert self.session is not None
         r = self.post("api/v1/ota/manifest", json.loads(manifest.read_text()))
         if r.status_code != 200:
@@ -196,7 +198,8 @@ class Ui:
         with open(bundle, "rb") as f:
             r = self.session.put(self.vm.url + f"api/v1/ota/bundle/{mid}", data=f,
                                  headers={"X-CSRF-Token": self.csrf, "Content-Type": "application/octet-stream",
-                                          "Content-Length": str(bundle.stat().st_size)}, timeout=1800)
+                                          "Content-Length": str(bundle.stat().st_size), "Connection": "close"},
+                                 timeout=1800)
         return {"status": r.status_code, **r.json()}
 
     def wait(self, pred, timeout_s: float, what: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]

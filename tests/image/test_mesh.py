@@ -1,5 +1,5 @@
-"""Two x86_64 VMs joined by a QEMU socket network (a point-to-point Ethernet link over 127.0.0.1) form a
-mesh: both are provisioned with certificates from the same trust anchor, come up with their second
+"""Two x86_64 VMs joined by a point-to-point Ethernet link (`MeshLink.pair`: a UDP tunnel over 127.0.0.1)
+form a mesh: both are provisioned with certificates from the same trust anchor, come up with their second
 Ethernet port (eth1) as a mesh interface (eth0 is the LAN port), and ping each other's mesh address
 through the firewall. The web UI is not reachable from the mesh: a connection from one node to the
 other's mesh address on the UI's port is dropped and counted (regression for the exposure finding)."""

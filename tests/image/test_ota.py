@@ -1,8 +1,9 @@
 """Updates on QEMU VMs with real RAUC (slow; releases from tests/image/ota_vm.py: "next" and a bad build
 whose web UI listens on ::1 only).
 
-One scenario over two x86_64 VMs joined by a QEMU socket network (one boot each, plus the reboots the
-updates make), to keep CI time in bounds:
+One scenario over two x86_64 VMs joined by a point-to-point link (`MeshLink.pair`: a UDP tunnel that
+survives either VM's restart), one boot each plus the reboots the updates make, to keep CI time in
+bounds (about 10 minutes on a quiet 2-core host):
 1. refusals through VM1's web API, each with its reason: a manifest for another board, a downgrade, a
    manifest changed after signing, a tampered bundle;
 2. release "next" uploaded through VM1's web API (what the Firmware page does) and verified there (RAUC
@@ -10,8 +11,9 @@ updates make), to keep CI time in bounds:
 3. installed on VM1 from the UI: RAUC writes the other slot, VM1 reboots into it, passes the health gate
    (neighbour back, routes, UI answering) and marks it good; a manifest of the same serial under
    another version is then refused (`replayed`);
-4. POWERCUTS power cuts (SIGKILL of QEMU) at random points of an install or rollback on VM1 and the
-   reboot that follows (bench/ota.py does 20): every boot reaches a ready x0node with /data intact;
+4. POWERCUTS (1; X0_OTA_POWERCUTS) power cuts (SIGKILL of QEMU) at random points of an install or
+   rollback on VM1 and the reboot that follows (bench/ota.py does 20): every boot reaches a ready
+   x0node with /data intact;
 5. the bad build uploaded to VM1 reaches VM2 over the mesh; a rollout started from VM1's UI installs it
    on VM2 first (the leaf wave): the gate fails, VM2 marks the slot bad and boots back into its old slot
    with no human, reports `rolled_back` with the reason, /data intact; the rollout halts mesh-wide and
