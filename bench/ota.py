@@ -26,7 +26,7 @@ good after its health gate; `powercut_good` of `powercut_total` power cuts (SIGK
 points of an install or rollback and of the reboot that follows, after which the VM booted a slot with
 a ready x0node and /data intact; then the bad build (web UI on ::1 only) installed: `bad_rolled_back`
 when the health gate failed it and the VM was back on its previous slot with no human, in
-`bad_rollback_s`. With --no-qemu these are null.
+`bad_rollback_s` (null with --no-bad-build). With --no-qemu these are null.
 
 Prints a table, then one JSON line.
 """
@@ -235,7 +235,7 @@ def qemu_part(args: argparse.Namespace) -> dict:
     except ImportError:
         return {"install_to_good_s": None, "powercut_good": None, "powercut_total": None, "bad_rolled_back": None,
                 "qemu_note": "tests/image/ota_vm.py not available"}
-    return ota_vm.bench(args.powercuts, args.qemu_budget_s, args.reuse_images)
+    return ota_vm.bench(args.powercuts, args.qemu_budget_s, args.reuse_images, not args.no_bad_build)
 
 
 def main() -> int:
@@ -251,6 +251,8 @@ def main() -> int:
                     help="use the x86_64 image already built from this tree (out/x86_64) instead of building it")
     ap.add_argument("--qemu-budget-s", type=float, default=None,
                     help="start no power cut after this many seconds of the QEMU part (powercut_total says how many ran)")
+    ap.add_argument("--no-bad-build", action="store_true",
+                    help="skip the bad build's rollback after the power cuts (bad_rolled_back is null)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench/ota.py needs root (network namespaces)", file=sys.stderr)

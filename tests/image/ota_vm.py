@@ -367,11 +367,11 @@ def install_bad_and_wait_rollback(vm: VM, ui: Ui, fp: str, bad: Release, boot_ti
     return o
 
 
-def bench(cuts: int, budget_s: float | None = None, reuse: bool = False) -> dict[str, Any]:
+def bench(cuts: int, budget_s: float | None = None, reuse: bool = False, bad_build: bool = True) -> dict[str, Any]:
     """bench/ota.py's QEMU part (needs root, QEMU): release "next" uploaded through the web API and
     installed (install → marked good), `cuts` power cuts, then the bad build installed and rolled back by
-    the health gate with no human. With `budget_s`, no power cut starts after that many seconds of this
-    part (the count done is reported)."""
+    the health gate with no human (unless not `bad_build`: its figures are then null). With `budget_s`,
+    no power cut starts after that many seconds of this part (the count done is reported)."""
     t_start = time.monotonic()
     import hashlib
     import tempfile
@@ -423,6 +423,8 @@ def bench(cuts: int, budget_s: float | None = None, reuse: bool = False) -> dict
             until = None if budget_s is None else t_start + budget_s
             good = powercut_loop(vm, key_sha, cuts, T, 120.0, random.Random(17), log, until)
             res.update(powercut_good=good, powercut_total=len(log), powercut_log=log)
+            if not bad_build:
+                return res
             t0 = time.monotonic()
             o = install_bad_and_wait_rollback(vm, ui, fp, bad, T)
             res.update(bad_rolled_back=True, bad_rollback_s=round(time.monotonic() - t0, 1),
