@@ -172,9 +172,16 @@ class Ui:
 
     def get(self) -> dict[str, Any]:
         """GET /api/v1/ota; signs in again when the session is gone (sessions live in the daemon's memory:
-        a daemon restart, e.g. by its watchdog on a loaded TCG guest, ends them)."""
+        a daemon restart, e.g. by its watchdog on a loaded TCG guest, ends them). A connection the server
+        closed under the client (ConnectionError before any answer) is retried once on a new one: a GET
+        changes nothing."""
         assert self.session is not None
-        r = self.session.get(self.vm.url + "api/v1/ota", timeout=60)
+        try:
+            r = self.session.get(self.vm.url + "api/v1/ota", timeout=60)
+        except requests.ConnectionError:
+            self.session.close()  # drops the pooled connections; the session (cookies) stays usable
+            time.sleep(2)
+            r = self.session.get(self.vm.url + "api/v1/ota", timeout=60)
         if r.status_code == 401 and self.password:
             self.login(self.fingerprint)
             assert self.session is not None
@@ -200,6 +207,7 @@ class Ui:
                                  headers={"X-CSRF-Token": self.csrf, "Content-Type": "application/octet-stream",
                                           "Content-Length": str(bundle.stat().st_size), "Connection": "close"},
                                  timeout=1800)
+        self.session.close()  # no pooled connection outlives the upload (see above)
         return {"status": r.status_code, **r.json()}
 
     def wait(self, pred, timeout_s: float, what: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
