@@ -92,3 +92,23 @@ def test_factory_reset_keeps_identity(tmp_path):
     assert (data / "node.key").exists()
     assert not (data / "web").exists() and not (data / "config.local.toml").exists()
     assert not (tmp_path / "data" / "etc" / "x0node").exists()
+
+
+class GrowingSet(set):
+    """`have` as a worker thread's `put` changes it while the event loop reads the bitmap: each time
+    it is iterated, another chunk arrives in the middle."""
+
+    def __iter__(self):
+        it = set.__iter__(self)
+        yield next(it)
+        set.add(self, 2)
+        yield from it  # the live set changed: "Set changed size during iteration", as in the daemon
+
+
+def test_bitmap_is_read_from_a_snapshot_while_chunks_arrive(tmp_path):
+    st = staging.Staged.open(tmp_path, M, b"{}")
+    assert st.put(0, chunk(0))
+    st.have = GrowingSet(st.have)
+    bits = bytes.fromhex(st.bitmap_hex())  # iterating the live set raised "Set changed size during iteration"
+    assert bits[0] & 1 and len(bits) == (len(M.chunks) + 7) // 8
+    assert st.put(1, chunk(1)) and staging.Staged.open(tmp_path, M, b"{}").have >= {0, 1}

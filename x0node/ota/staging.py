@@ -14,6 +14,10 @@ Rules and invariants:
   again (at most the chunks in flight).
 - A chunk read for a neighbour is hashed again before it is sent; a damaged one clears its bit.
 - Only one staged bundle is kept besides the one being installed: `prune` removes the others.
+- `put`, `read` and `adopt` run in worker threads while the event loop serves `bitmap_hex` to other
+  nodes: the bitmap is built from a snapshot of `have` (never by iterating the live set), and the
+  bitmap file is written under one lock from the set as it is then, so a later write never records
+  fewer chunks than an earlier one.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import hashlib
 import os
 import pathlib
 import shutil
+import threading
 
 from x0node.io.atomicfile import rename_durable, write_atomic
 from x0node.ota import manifest as mf
@@ -43,6 +48,7 @@ class Staged:
         self.bundle = self.dir / BUNDLE_FILE
         self.manifest_bytes = manifest_bytes
         self.have: set[int] = set()
+        self._write_lock = threading.Lock()
 
     @staticmethod
     def open(root: pathlib.Path, m: mf.Manifest, manifest_bytes: bytes) -> Staged:
@@ -81,7 +87,7 @@ class Staged:
 
     def _bits(self) -> bytes:
         out = bytearray((len(self.m.chunks) + 7) // 8)
-        for i in self.have:
+        for i in frozenset(self.have):  # a copy made at once: another thread may add to `have` meanwhile
             out[i // 8] |= 1 << (i % 8)
         return bytes(out)
 
@@ -107,8 +113,12 @@ class Staged:
         finally:
             os.close(fd)
         self.have.add(index)
-        write_atomic(self.dir / HAVE_FILE, self._bits(), mode=0o600)
+        self._save_bits()
         return True
+
+    def _save_bits(self) -> None:
+        with self._write_lock:
+            write_atomic(self.dir / HAVE_FILE, self._bits(), mode=0o600)
 
     def read(self, index: int) -> bytes | None:
         """A verified chunk for a neighbour, hashed again; None if we do not have it (any more)."""
@@ -119,7 +129,7 @@ class Staged:
             data = f.read(self.m.chunk_size(index))
         if hashlib.sha256(data).hexdigest() != self.m.chunks[index]:
             self.have.discard(index)
-            write_atomic(self.dir / HAVE_FILE, self._bits(), mode=0o600)
+            self._save_bits()
             return None
         return data
 
