@@ -17,6 +17,7 @@ def test_defaults_filled(tmp_path):
     assert conf.node["interfaces"] == ["eth1"]
     assert conf.kernel["table"] == cfg.DEFAULTS["kernel"]["table"]
     assert conf.data_dir == tmp_path / "d"
+    assert conf.node["watchdog_s"] == 6
 
 
 @pytest.mark.parametrize(
@@ -31,6 +32,8 @@ def test_defaults_filled(tmp_path):
         ("[kernel]\nrule_priority = true\n", "kernel.rule_priority"),
         ('[node]\nprefixes = ["fe80::/64"]\n', "node.prefixes[0]"),
         ('[node]\nlog_level = "loud"\n', "node.log_level"),
+        ("[node]\nwatchdog_s = 1\n", "node.watchdog_s"),
+        ("[node]\nwatchdog_s = 6.5\n", "node.watchdog_s"),
         ('[node]\ninterfaces = ["lo"]\n', "node.interfaces"),
         ("node = 3\n", "node"),
     ],

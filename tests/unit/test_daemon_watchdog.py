@@ -101,3 +101,17 @@ def test_readiness_is_sent_without_a_watchdog(tmp_path):
         assert not w.pet()  # no watchdog asked for: nothing to pet
     finally:
         listener.close()
+
+
+def test_ready_sets_a_configured_longer_steady_interval(tmp_path):
+    """node.watchdog_s above the unit's WatchdogSec (an emulated board): widened at ready, not narrowed;
+    the same interval as the unit's: nothing sent but READY=1."""
+    path = tmp_path / "notify"
+    rx = _listener(path)
+    w = Watchdog(env={"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "30000000"}, steady_s=120.0)
+    w.ready()
+    assert _drain(rx) == ["READY=1", "WATCHDOG_USEC=120000000"] and w.interval_s == 120.0
+    w = Watchdog(env={"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "30000000"}, steady_s=30.0)
+    w.ready()
+    assert _drain(rx) == ["READY=1"] and w.interval_s == 30.0
+    rx.close()

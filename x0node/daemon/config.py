@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from x0node.daemon.watchdog import STEADY_WATCHDOG_S
 from x0node.errors import ConfigError
 from x0node.io.atomicfile import write_atomic
 from x0node.proto.prefixes import normalise
@@ -43,6 +44,8 @@ RESERVED_TABLES = frozenset({0, 253, 254, 255})
 # static, ra, babel, bgp, isis, ospf, rip, eigrp, ...). Ours must differ from each.
 RESERVED_PROTOCOLS = frozenset({0, 1, 2, 3, 4, 9, 10, 11, 12, 13, 14, 15, 16, 42, 186, 187, 188, 189, 192})
 
+WATCHDOG_MIN_S, WATCHDOG_MAX_S = 2, 3600  # node.watchdog_s: a pet every quarter; at most an hour to notice
+
 DEFAULTS: dict[str, dict[str, Any]] = {
     "node": {
         "data_dir": "/data/x0node",
@@ -50,6 +53,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "prefixes": [],
         "log_level": "info",
         "configure_sysctls": True,
+        # systemd watchdog interval once the daemon is up (x0node/daemon/watchdog.py); an emulated board
+        # on a loaded host needs longer (its loop can stall for seconds)
+        "watchdog_s": int(STEADY_WATCHDOG_S),
     },
     "routing": {},
     "trust": {
@@ -145,6 +151,7 @@ def _validate_node(values: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError("node.log_level", f"must be one of {', '.join(LOG_LEVELS)}")
     out["log_level"] = level
     _check_bool("node.configure_sysctls", out["configure_sysctls"])
+    _check_int("node.watchdog_s", out["watchdog_s"], WATCHDOG_MIN_S, WATCHDOG_MAX_S)
     return out
 
 
