@@ -3,7 +3,7 @@ whose web UI listens on ::1 only).
 
 One scenario over two x86_64 VMs joined by a point-to-point link (`MeshLink.pair`: a UDP tunnel that
 survives either VM's restart), one boot each plus the reboots the updates make, to keep CI time in
-bounds (about 10 minutes on a quiet 2-core host):
+bounds (VM config: ota_vm.LOCAL_CONFIG and an emulation dead interval, both on /data):
 1. refusals through VM1's web API, each with its reason: a manifest for another board, a downgrade, a
    manifest changed after signing, a tampered bundle;
 2. release "next" uploaded through VM1's web API (what the Firmware page does) and verified there (RAUC
