@@ -16,9 +16,10 @@ qemu: deps
 	$(PY) -m image.qemu --board $(BOARD)
 
 # Ctrl-C or SIGTERM stops the VM and removes the neighbours (GNU make passes SIGTERM on to the recipe).
-# The image is rebuilt only when its sources changed since the last complete build (--reuse).
+# The image is rebuilt only when its sources changed since the last complete build (--reuse), without
+# the update bundle, which a boot does not use (`make image` makes it).
 run: deps-run
-	$(PY) -m image.pipeline build --board $(BOARD) --reuse
+	$(PY) -m image.pipeline build --board $(BOARD) --reuse --no-bundle
 	$(PY) -m image.run --board $(BOARD)
 
 image-boards:
