@@ -47,9 +47,13 @@ ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 MESH_NIC_SPEED_MBPS = 1000
 # A lab unit is emulated (TCG): on a loaded host its daemon is not scheduled for up to a second at a time,
 # and the default dead interval (2.5 keepalives, 0.25 s) would flap its neighbours. Its neighbours allow
-# it the same (image/run.py); failures still show within about a second.
+# it the same (image/run.py); failures still show within about a second. Its daemon can also stall for
+# more than the 6 s steady watchdog (seen: killed by systemd right after ready at load 10, and the whole
+# start over again): a lab unit's hang watchdog is 120 s.
 LAB_HELLO_MISSED_DEAD = 10
-LAB_LOCAL_CONFIG = f"[routing]\nhello_missed_dead = {LAB_HELLO_MISSED_DEAD}\n"
+LAB_WATCHDOG_S = 120
+LAB_LOCAL_CONFIG = (f"[node]\nwatchdog_s = {LAB_WATCHDOG_S}\n\n"
+                    f"[routing]\nhello_missed_dead = {LAB_HELLO_MISSED_DEAD}\n")
 LAB_LOCAL_CONFIG_FILE = "x0node/config.local.toml"  # on /data: the run-time settings (daemon/config.py)
 
 

@@ -60,6 +60,7 @@ def test_lab_unit_setting_is_a_valid_local_override() -> None:
     local = tomllib.loads(qemu.LAB_LOCAL_CONFIG)
     sections = validate(merge({"node": {"interfaces": ["eth1"]}}, local))
     assert sections["routing"]["hello_missed_dead"] == qemu.LAB_HELLO_MISSED_DEAD == run.LAB_HELLO_MISSED_DEAD
+    assert sections["node"]["watchdog_s"] == qemu.LAB_WATCHDOG_S
     assert qemu.LAB_LOCAL_CONFIG_FILE == f"x0node/{LOCAL_CONFIG_NAME}"
 
 
