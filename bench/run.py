@@ -39,10 +39,10 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 GOAL_S = 180.0
 RUN_TIMEOUT_S = 3600.0
 STOP_TIMEOUT_S = 180.0
-# (phase, pattern of the line that ends it)
+# (seconds since `make run` started at which ..., the line that marks it)
 PHASES = (
-    ("deps_s", re.compile(r"-m image\.pipeline build")),
-    ("build_s", re.compile(r"-m image\.run ")),
+    ("deps_done_s", re.compile(r"-m image\.pipeline build")),
+    ("build_done_s", re.compile(r"-m image\.run ")),
     ("qemu_start_s", re.compile(r"under TCG \(pid \d+\)")),
     ("ready_s", re.compile(r"x0node ready after")),
     ("mesh_up_s", re.compile(r"mesh up: all \d+ neighbours")),
@@ -124,7 +124,9 @@ def main() -> int:
         if not args.no_cached:
             runs["cached"] = timed_run(clone, env, tmp / "cached.log")
             print((tmp / "cached.log").read_text(), end="")
-    print(f"\n{'run':<18} {'deps s':>7} {'build s':>8} {'qemu s':>7} {'ready s':>8} {'mesh s':>7} {'load':>10}")
+    print("\nseconds since `make run` started at which: deps are done, the build is done, QEMU starts, the daemon "
+          "is ready, every neighbour routes to the router (mesh up)")
+    print(f"{'run':<18} {'deps':>7} {'build':>8} {'qemu':>7} {'ready':>8} {'mesh':>7} {'load':>10}")
     for name, r in runs.items():
         cells = [r[k] for k, _ in PHASES]
         shown = " ".join(f"{c:>{w}.1f}" if c is not None else f"{'-':>{w}}" for c, w in zip(cells, (7, 8, 7, 8, 7), strict=True))
