@@ -440,21 +440,44 @@ def cross_predict(table: Table, fit: Fit, train_inp: Inputs, test_inp: Inputs,
 TRADEOFF_OFFSETS = (-1.0, 0.0, 1.0, 2.0, 3.0, 4.0)
 
 
+TRADEOFF_POLICIES = (AlarmPolicy(1, 1), AlarmPolicy(1, 10), AlarmPolicy(2, 1), AlarmPolicy(2, 10), AlarmPolicy(3, 10))
+"""Alarm policies of the persistence/hysteresis trade-off (raise after r anomalous ticks, clear after c)."""
+POLICY_OFFSETS = (0.0, 1.0, 2.0, 3.0)
+TRADEOFF_KEYS = ("event_recall", "hard_event_recall", "hard_recall_within_2", "false_alarms_per_node_hour",
+                 "false_alarms_per_node_hour_after_start", "false_alarms_between_faults_per_node_hour")
+
+
+def _moved(table: Table, pred: Predictions, off: float, policy: AlarmPolicy | None) -> np.ndarray:
+    """The alarm state with every fold's threshold moved by `off` and, given one, this policy instead
+    of each fold's own."""
+    state = np.zeros(len(table), dtype=bool)
+    for (_t, _v, _tr, _va, te), pt in zip(folds(table), pred.points, strict=True):
+        tick = np.zeros(len(table), dtype=bool)
+        tick[te] = pred.scores[te] >= float(pt["threshold"]) + off
+        state |= alarm_state(table, tick, policy or AlarmPolicy.from_dict(pt["policy"]), series_order(table, te))
+    return state
+
+
 def tradeoff(table: Table, pred: Predictions, offsets: tuple[float, ...] = TRADEOFF_OFFSETS) -> list[dict[str, Any]]:
     """The shipped recipe's trade-off, described (never used to choose): every fold's threshold moved by
     the same offset (alarm policies kept), judged on the test folds as usual."""
     out = []
     for off in offsets:
-        state = np.zeros(len(table), dtype=bool)
-        for (_t, _v, _tr, _va, te), pt in zip(folds(table), pred.points, strict=True):
-            tick = np.zeros(len(table), dtype=bool)
-            tick[te] = pred.scores[te] >= float(pt["threshold"]) + off
-            state |= alarm_state(table, tick, AlarmPolicy.from_dict(pt["policy"]), series_order(table, te))
-        r = judge(table, state)
-        out.append({"offset": off, **{k: r[k] for k in ("event_recall", "hard_event_recall", "hard_recall_within_2",
-                                                          "false_alarms_per_node_hour",
-                                                          "false_alarms_per_node_hour_after_start",
-                                                          "false_alarms_between_faults_per_node_hour")}})
+        r = judge(table, _moved(table, pred, off, None), boot=False)
+        out.append({"offset": off, **{k: r[k] for k in TRADEOFF_KEYS}})
+    return out
+
+
+def policy_tradeoff(table: Table, pred: Predictions, policies: tuple[AlarmPolicy, ...] = TRADEOFF_POLICIES,
+                    offsets: tuple[float, ...] = POLICY_OFFSETS) -> list[dict[str, Any]]:
+    """Persistence and hysteresis against false alarms, described (never used to choose): each policy
+    in place of every fold's own, at every fold's threshold moved by each offset, on the test folds."""
+    out = []
+    for pol in policies:
+        for off in offsets:
+            r = judge(table, _moved(table, pred, off, pol), boot=False)
+            out.append({"raise_ticks": pol.raise_ticks, "clear_ticks": pol.clear_ticks, "offset": off,
+                        **{k: r[k] for k in TRADEOFF_KEYS}})
     return out
 
 
@@ -520,8 +543,9 @@ def _row_f1(y: np.ndarray, a: np.ndarray) -> tuple[float, float, float]:
     return p, r, (2 * p * r / (p + r) if p + r else 0.0)
 
 
-def judge(table: Table, alarms: np.ndarray, rng: np.random.Generator | None = None) -> dict[str, Any]:
-    """The figures of one alarm series (raised state per row; a per-tick verdict is the per-tick policy)."""
+def judge(table: Table, alarms: np.ndarray, rng: np.random.Generator | None = None, boot: bool = True) -> dict[str, Any]:
+    """The figures of one alarm series (raised state per row; a per-tick verdict is the per-tick policy);
+    `boot=False` skips the bootstrap CIs (trade-off tables)."""
     rng = rng or np.random.default_rng(SEED)
     quiet = table.fault_free
     chaos = ~quiet
@@ -564,6 +588,8 @@ def judge(table: Table, alarms: np.ndarray, rng: np.random.Generator | None = No
         "between_faults_node_hours": round(hours(clean & chaos), 3),
         "events": int(len(hit)), "hard_events": int(hard.sum()),
     }
+    if not boot:
+        return out
     # bootstrap: events for recall/ticks; (run, node) series for F1 and false alarms, chaos and
     # fault-free series resampled separately (per-series counts, so a resample is one matrix product)
     keys = np.char.add(np.char.add(table.run, "/"), table.node)
@@ -650,6 +676,7 @@ def _evaluate(table: Table, names: list[str] | None, cache: Any) -> dict[str, An
     ref: dict[str, Any] = {}
     points: dict[str, Any] = {}
     trade: list[dict[str, Any]] = []
+    ptrade: list[dict[str, Any]] = []
     for name in names or list(DETECTORS):
         pred = cross_predict(table, DETECTORS[name], dep, dep, full if name in FULL_REFERENCE else None,
                              cache=cache, name=name)
@@ -659,6 +686,7 @@ def _evaluate(table: Table, names: list[str] | None, cache: Any) -> dict[str, An
         if name == SHIPPED:  # before: the old recipe (best row-F1 threshold, every anomalous tick an alarm)
             rows[SHIPPED + PER_TICK_SUFFIX] = judge(table, pred.per_tick)
             trade = tradeoff(table, pred)
+            ptrade = policy_tradeoff(table, pred)
         if pred.also is not None:
             ref[name] = judge(table, pred.also)
     # the verdicts the running daemons gave, every anomalous tick an alarm (chaos runs: the GNN chain
@@ -666,7 +694,7 @@ def _evaluate(table: Table, names: list[str] | None, cache: Any) -> dict[str, An
     rows["daemon_live"] = judge(table, table.live_alarm.copy())
     no_nbr = float(np.mean(dep.mask.sum(axis=1) == 0))
     return {"rows": rows, "full_neighbour": ref, "alarms": alarms_by, "operating_points": points,
-            "tradeoff": trade,
+            "tradeoff": trade, "policy_tradeoff": ptrade,
             "dataset": {"rows": int(len(table)), "fault_free_rows": int(table.fault_free.sum()), "labelled": int((table.label >= 0).sum()),
                         "positive": int((table.label == 1).sum()), "runs": sorted(set(table.run.tolist())),
                         "topologies": sorted(set(table.topo.tolist())), "events": len(table.events),
@@ -700,7 +728,7 @@ def summary(res: dict[str, Any]) -> dict[str, Any]:
                            "fault_free_node_hours": head["fault_free_node_hours"],
                            "between_faults_node_hours": head["between_faults_node_hours"], "events": head["events"],
                            "operating_points": res.get("operating_points", {}).get(SHIPPED),
-                           "tradeoff": res.get("tradeoff")}
+                           "tradeoff": res.get("tradeoff"), "policy_tradeoff": res.get("policy_tradeoff")}
     out["baselines"] = {name: {**{k: r[k] for k in KEYS}, "ci95": r["ci95"]} for name, r in rows.items()
                         if name != SHIPPED}
     full = res["full_neighbour"].get(SHIPPED)
@@ -753,6 +781,15 @@ def print_table(res: dict[str, Any]) -> None:
             print(f"  offset {t['offset']:+.1f}: event recall {t['event_recall']:.3f}, hard {t['hard_event_recall']:.3f}, "
                   f"hard within 2 ticks {t['hard_recall_within_2']:.3f}; false alarms per node-hour: fault-free "
                   f"{'-' if fa is None else f'{fa:.2f}'} (after start {'-' if fs is None else f'{fs:.2f}'}), "
+                  f"between faults {t['false_alarms_between_faults_per_node_hour']:.1f}")
+    if res.get("policy_tradeoff"):
+        print(f"alarm policy trade-off of {SHIPPED} (the policy in place of every fold's own, thresholds moved by "
+              "the offset; described, not used to choose):")
+        for t in res["policy_tradeoff"]:
+            fa = t["false_alarms_per_node_hour"]
+            print(f"  raise {t['raise_ticks']} clear {t['clear_ticks']:>2} offset {t['offset']:+.1f}: hard "
+                  f"{t['hard_event_recall']:.3f}, hard within 2 ticks {t['hard_recall_within_2']:.3f}, event recall "
+                  f"{t['event_recall']:.3f}; false alarms per fault-free node-hour {'-' if fa is None else f'{fa:.2f}'}, "
                   f"between faults {t['false_alarms_between_faults_per_node_hour']:.1f}")
     for pt in res.get("operating_points", {}).get(SHIPPED) or []:
         print(f"  {SHIPPED} fold test={pt['test']:<10} validation={pt['validation']:<7} threshold {pt['threshold']:+.3f} "
