@@ -12,7 +12,11 @@ Protocol (the model card, docs/anomaly.md, repeats it):
   ones). The operating point (threshold, policy from POLICIES) of every detector is the one with
   the best event F1 on its validation runs: event recall and alarm precision (raised alarms that
   were a fault / all raised alarms). `per_tick` rows keep the old recipe for comparison: threshold
-  at the best row F1 on validation, every anomalous tick an alarm.
+  at the best row F1 on validation, every anomalous tick an alarm. The shipped detector also gets a
+  second operating point from the same validation scores (`choose_budget_point`: the best hard-fault
+  recall within MAX_DETECT_TICKS under FA_BUDGET false alarms per node-hour), and two trade-offs
+  described but never used to choose (thresholds moved by an offset; each policy of
+  TRADEOFF_POLICIES in place of the chosen one), and its false alarms per fault-free recording.
 - Inputs per row (host-wide features neutral, HOST_WIDE): the node's own normalised vector, and aggregates of its neighbours' normalised
   vectors (mean, max, min, count / K) — those its state layer delivered (`deployed`, what the daemon
   really had) or, for the reference row, those every testbed neighbour recorded at the nearest tick
