@@ -108,6 +108,7 @@ MIN_OBS_S = {"hang": 20.0, "crash": 6.0}  # a hung node's neighbours notice only
 DEFAULT_MIN_OBS_S = 6.0
 MAX_OBS_FLOOR_S = {"hang": 45.0}  # watchdog 6 s + abort 2 s + RestartSec 3 s + start and convergence
 MAX_PAIRS = 3
+SETTLE_MAX_S = 90.0  # wait this long at most for the last fault's mitigations to be lifted
 BLACKHOLE_PCT = 40
 LOSS_PCT = 20
 CONGEST_RATE = "256kbit"
@@ -499,6 +500,7 @@ class Injection:
     rca: tuple[bool, bool] | None = None
     diagnosis: list[Any] | None = None
     samples: list[list[tuple[float, float | None]]] = field(default_factory=list, repr=False)
+    settle_s: float | None = None  # after the heal: until every mitigation was lifted and routes converged
 
 
 def inject(bed: Any, kind: str, a: int, b: int | None) -> float:
@@ -637,12 +639,42 @@ def run_injection(bed: Any, lock: threading.RLock, inj: Injection, max_obs_s: fl
         heal(bed, inj.kind, inj.a, inj.b)
 
 
-def settle(bed: Any, timeout_s: float = 60.0) -> None:
+def mitigations_in_force(bed: Any) -> dict[int, list[str]]:
+    """Node -> the healing loop's mitigations in force (`GET /api/v1/healing`), nodes with none left out;
+    a node that does not answer counts as settled (a restarted daemon holds none)."""
+    out: dict[int, list[str]] = {}
+    for k, node in bed.nodes.items():
+        if not bed.alive(k):
+            continue
+        res = subprocess.run(["ip", "netns", "exec", node.ns, "curl", "-s", "-m", "3",
+                              f"http://[::1]:{WEB_PORT}/api/v1/healing"], capture_output=True, text=True, timeout=10)
+        with contextlib.suppress(ValueError, AttributeError):
+            held = json.loads(res.stdout or "{}").get("mitigations") or []
+            if held:
+                out[k] = [str(m) for m in held][:8]
+    return out
+
+
+def settle(bed: Any, setting: str, timeout_s: float = SETTLE_MAX_S) -> float:
+    """Let the mesh settle before the next injection: every mitigation lifted (healing), then the routes
+    converged. Returns the seconds it took (a fault's mitigations held into the next fault would measure
+    the two together)."""
     from x0lab.testbed import measure
 
-    if measure.wait_converged(bed, timeout_s) is None:
+    t0 = time.monotonic()
+    if setting == "healing":
+        held: dict[int, list[str]] = {}
+        while time.monotonic() - t0 < timeout_s:
+            held = mitigations_in_force(bed)
+            if not held:
+                break
+            time.sleep(1.0)
+        if held:
+            print(f"   mitigations still in force after {timeout_s:.0f} s: {held}", file=sys.stderr, flush=True)
+    if measure.wait_converged(bed, 60.0) is None:
         print("   mesh did not converge again within the timeout", file=sys.stderr, flush=True)
     time.sleep(2.0)
+    return time.monotonic() - t0
 
 
 def steady_stats(bed: Any, seconds: float) -> tuple[float, float]:
@@ -734,7 +766,7 @@ def run_setting(setting: str, run_dir: pathlib.Path, kinds: Sequence[str], injec
                     with lock, contextlib.suppress(Exception):
                         heal(bed, kind, a, b)
                     misses += 1
-                    settle(bed)
+                    settle(bed, setting)
                     continue
                 done += 1
                 res["injections"].append(inj)
@@ -746,7 +778,7 @@ def run_setting(setting: str, run_dir: pathlib.Path, kinds: Sequence[str], injec
                       f"{'never' if inj.mttr_s is None else f'{inj.mttr_s:.2f} s'} (per pair {fmt(inj.per_pair)}, "
                       f"base {fmt(inj.baselines)} ms)"
                       + (f" rca {inj.rca} {inj.diagnosis}" if inj.rca is not None else ""), file=sys.stderr, flush=True)
-                settle(bed)
+                inj.settle_s = settle(bed, setting)
         if setting == "healing":
             res["cycle_p95_ms"] = cycle_p95_ms(bed)
             res["all_actions"] = count_actions(bed, 0.0, time.time())
@@ -869,6 +901,9 @@ def main() -> int:
                  f"{r.get('all_actions')}" if s == "healing" and "quiet_s" in r else ""))
     out["rca_per_kind"] = {k: [round(sum(1 for a, _ in v if a) / len(v), 2), round(sum(1 for _, b in v if b) / len(v), 2)]
                            for k, v in per_kind_rca.items() if v}
+    out["injections_by_kind"] = {k: sum(1 for i in h.get("injections", []) if i.kind == k) for k in kinds}
+    settles = [i.settle_s for i in h.get("injections", []) if i.settle_s is not None]
+    out["settle_p95_s"] = round(p95(settles), 1) if settles else None
     out["recovered_per_kind"] = {k: f"{sum(1 for i in h.get('injections', []) if i.kind == k and i.mttr_s is not None)}/"
                                     f"{sum(1 for i in h.get('injections', []) if i.kind == k)}" for k in kinds}
     out["mode"] = "quick" if args.quick else "full"

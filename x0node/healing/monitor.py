@@ -21,6 +21,8 @@ Rules and invariants:
 - State is bounded: histories are pruned by age and by count; elements unseen for FORGET_AFTER_S are
   forgotten; at most MAX_TRACKED keys of each kind are kept (new keys beyond that are ignored and
   counted in `overflow`).
+- `settle(keys, now)` clears symptoms the engine judged over (their evidence clean for a lifted
+  mitigation's hold); they rise again only through their `raise_after_s`.
 - Sans-I/O: `observe(snapshot)` takes the snapshot's `now`; no clock or randomness.
 """
 
@@ -559,6 +561,18 @@ class Monitor:
 
     def _degree_of(self, kind: SymptomKind, element: Element, indicators: Iterable[Indicator]) -> float:
         return self._elements(kind, indicators).get(element, (0.0, ""))[0]
+
+    def degree(self, kind: SymptomKind, element: Element, indicators: Iterable[Indicator]) -> float:
+        """The degree a symptom's element measures in `indicators` (0 when nothing measures it)."""
+        return self._degree_of(kind, element, indicators)
+
+    def settle(self, keys: Iterable[tuple[SymptomKind, Element]], now: float) -> None:
+        """Clear these symptoms now (their evidence was judged clean elsewhere: a lifted mitigation).
+        A fault that persists or comes back raises them again after their `raise_after_s`."""
+        for key in keys:
+            st = self._states.get(key)
+            if st is not None and st.active:
+                st.active, st.bad_since, st.good_since = False, None, now
 
     def _symptoms(self, indicators: list[Indicator], now: float) -> tuple[list[Symptom], list[Symptom]]:
         raised: list[Symptom] = []

@@ -67,7 +67,8 @@ DEFAULTS: dict[str, Any] = {
     "guard_after_boot_s": 600.0,
     "guard_after_start_s": 60.0,
     "min_confidence": 0.3,
-    "mitigation_hold_s": 30.0,
+    "mitigation_hold_s": 30.0,  # load-dependent faults (a congested link: quiet once drained)
+    "lift_hold_s": 3.0,  # a mitigation is lifted once its evidence has been clean this long
     "probes": True,
     "otlp_endpoint": "",
     "span_buffer": 512,
@@ -118,6 +119,7 @@ def validate_config(section: Mapping[str, Any]) -> dict[str, Any]:
     number("guard_after_start_s", 0.0, 86400.0)
     number("min_confidence", 0.0, 1.0)
     number("mitigation_hold_s", 1.0, 86400.0)
+    number("lift_hold_s", 0.0, 86400.0)
     integer("span_buffer", 16, 10_000)
     ep = out["otlp_endpoint"]
     if not isinstance(ep, str) or len(ep) > 2048 or (ep and not ep.startswith(("http://", "https://"))):
@@ -218,6 +220,7 @@ class HealingService:
             disruptive_per_hour=cfg["disruptive_per_hour"],
             min_confidence=cfg["min_confidence"],
             mitigation_hold_s=cfg["mitigation_hold_s"],
+            lift_hold_s=cfg["lift_hold_s"],
         )
         self.engine = HealingEngine(ctx.node_id, econf, self._rng, time.monotonic(), knowledge, history,
                                     first_incident, first_request)
