@@ -114,7 +114,8 @@ LOSS_PCT = 20
 CONGEST_RATE = "256kbit"
 FLAP_PERIOD_S = 4.0
 BABEL_HELLO_S = 0.2  # babeld's fastest sane hello (as bench/outage.py's babeld_fast)
-HEALING_SECTION = {"mode": "active", "auto_activate": False}  # guard windows as deployed
+# guard windows as deployed; each namespace node is a router of its own, its CPU is its cgroup's
+HEALING_SECTION = {"mode": "active", "auto_activate": False, "cpu_source": "cgroup"}
 GUARD_AFTER_START_S = 60.0  # the service's default; the quiet period starts once it has passed
 CPU_SHARES_PER_NODE = 1024  # cgroup v1 weight of one ordinary process
 WATCHDOG_START_S = 30.0  # x0-watchdog.conf WatchdogSec (start allowance)

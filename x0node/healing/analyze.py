@@ -108,8 +108,8 @@ _DIRECT: dict[FaultKind, frozenset[Signal]] = {
     FaultKind.LINK_FLAPPING: frozenset({Signal.FLAP}),
     FaultKind.LINK_DOWN: frozenset({Signal.LINK_DOWN}),
     FaultKind.NODE_BLACKHOLE: frozenset({Signal.FORWARDING, Signal.VERDICT}),
-    FaultKind.NODE_OVERLOAD: frozenset({Signal.CPU, Signal.VERDICT}),
-    FaultKind.NODE_MEMORY: frozenset({Signal.MEMORY, Signal.VERDICT}),
+    FaultKind.NODE_OVERLOAD: frozenset({Signal.CPU, Signal.VERDICT, Signal.SICK}),
+    FaultKind.NODE_MEMORY: frozenset({Signal.MEMORY, Signal.VERDICT, Signal.SICK}),
     FaultKind.NODE_DOWN: frozenset({Signal.UNREACHABLE}),
     FaultKind.NODE_ANOMALOUS: frozenset({Signal.VERDICT}),
     FaultKind.INTERFACE_STUCK: frozenset({Signal.IFACE_SILENT}),
@@ -274,10 +274,14 @@ def _role(fault: FaultKind, el: Element, ind: Indicator, g: _Graph) -> tuple[flo
                 return 3.0, True
             if s is Signal.VERDICT and at_x and not is_self:
                 return 1.0, True
+            if s is Signal.SICK and at_x:
+                return 1.0, True  # it may have seen its own forwarding fail
             return None
         if fault is FaultKind.NODE_OVERLOAD:
             if s is Signal.CPU and at_x:
                 return 3.0, True
+            if s is Signal.SICK and at_x:
+                return 2.0, True  # its own CPU is not shared with us, but its LSA says it is sick
             if s is Signal.HELLO_RTT and x in path:
                 return 1.0, True
             if s is Signal.PROBE_RTT and len(path) == 3 and x in path[1:]:
@@ -288,6 +292,8 @@ def _role(fault: FaultKind, el: Element, ind: Indicator, g: _Graph) -> tuple[flo
         if fault is FaultKind.NODE_MEMORY:
             if s is Signal.MEMORY and at_x:
                 return 3.0, True
+            if s is Signal.SICK and at_x:
+                return 1.0, True
             if s is Signal.VERDICT and at_x:
                 return 1.0, True
             return None

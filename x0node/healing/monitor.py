@@ -116,6 +116,7 @@ class Signal(enum.StrEnum):
     SERVICE = "service"
     IFACE_SILENT = "iface_silent"
     UPLINK = "uplink"
+    SICK = "sick"  # another node says in its LSA that it knows it is sick (evidence only, no symptom)
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,8 @@ RULES: dict[SymptomKind, SymptomRule] = {
     # analysis decides node vs. link
     SymptomKind.FORWARDING_LOSS: SymptomRule(Signal.PROBE_LOSS, 0.5, 0.2, 0.5, 10.0),
     SymptomKind.NODE_UNREACHABLE: SymptomRule(Signal.UNREACHABLE, 0.5, 0.2, 0.0, 0.0),
-    SymptomKind.OVERLOAD: SymptomRule(Signal.CPU, 0.5, 0.2, 10.0, 30.0, self_only=True),
+    # 2 s: the node's own cgroup pressure is exact (cpu_io.py); a host-wide reading spikes more often
+    SymptomKind.OVERLOAD: SymptomRule(Signal.CPU, 0.5, 0.2, 2.0, 30.0, self_only=True),
     SymptomKind.MEMORY_PRESSURE: SymptomRule(Signal.MEMORY, 0.5, 0.2, 10.0, 30.0, self_only=True),
     SymptomKind.SELF_FORWARDING: SymptomRule(Signal.FORWARDING, 0.5, 0.2, 5.0, 30.0, self_only=True),
     SymptomKind.SERVICE_UNHEALTHY: SymptomRule(Signal.SERVICE, 0.5, 0.2, 3.0, 10.0),
@@ -476,6 +478,8 @@ class Monitor:
             if node.node_id != me:
                 out.append((Signal.UNREACHABLE, node_element(node.node_id), (node.node_id,),
                             0.0 if node.reachable else 1.0, 0.0 if node.reachable else 1.0, ""))
+                if node.sick:
+                    out.append((Signal.SICK, node_element(node.node_id), (node.node_id,), 1.0, 1.0, ""))
         for m in snap.metrics:
             el, path = node_element(m.node_id), (m.node_id,)
             if m.cpu_util is not None:
