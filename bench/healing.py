@@ -16,6 +16,16 @@ gets a fresh mesh, converges, then receives the same schedule of faults from the
 | crash      | `kill X` and every link of X silent: the node is gone                       |
 | flap       | `flap A B 4`: A's end down and up every 2 s                                |
 
+Between injections the mesh settles (`settle`): the bench waits until no node of the healing setting
+holds a mitigation (`GET /api/v1/healing`, at most SETTLE_MAX_S) and the routes have converged, so
+each fault is measured on its own and not through the drains an earlier one left (`settle_p95_s` in
+the JSON line; `injections_by_kind` and `recovered_per_kind` count each kind).
+
+Transit CPU hog: each node's healing loop reads its CPU from its own cgroup (`cpu_source = "cgroup"`,
+x0node/healing/cpu_io.py): the share of CFS periods in which the node group, capped by the fault, was
+throttled. The host's /proc/stat, which every namespace shares, would make any busy host look like
+twelve overloaded routers.
+
 Traffic through the faulted element: before each injection the bench follows the kernel routes hop by
 hop and picks up to MAX_PAIRS node pairs whose path crosses the element now (a link: its two ends and
 pairs of their neighbours; a node: pairs of its neighbours it carries; a hung node: also a neighbour to

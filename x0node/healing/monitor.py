@@ -173,8 +173,8 @@ RULES: dict[SymptomKind, SymptomRule] = {
     # analysis decides node vs. link
     SymptomKind.FORWARDING_LOSS: SymptomRule(Signal.PROBE_LOSS, 0.5, 0.2, 0.5, 10.0),
     SymptomKind.NODE_UNREACHABLE: SymptomRule(Signal.UNREACHABLE, 0.5, 0.2, 0.0, 0.0),
-    # 2 s: the node's own cgroup pressure is exact (cpu_io.py); a host-wide reading spikes more often
-    SymptomKind.OVERLOAD: SymptomRule(Signal.CPU, 0.5, 0.2, 2.0, 30.0, self_only=True),
+    # 1 s: a node's own cgroup pressure (cpu_io.py) is exact — throttled in every period or not
+    SymptomKind.OVERLOAD: SymptomRule(Signal.CPU, 0.5, 0.2, 1.0, 30.0, self_only=True),
     SymptomKind.MEMORY_PRESSURE: SymptomRule(Signal.MEMORY, 0.5, 0.2, 10.0, 30.0, self_only=True),
     SymptomKind.SELF_FORWARDING: SymptomRule(Signal.FORWARDING, 0.5, 0.2, 5.0, 30.0, self_only=True),
     SymptomKind.SERVICE_UNHEALTHY: SymptomRule(Signal.SERVICE, 0.5, 0.2, 3.0, 10.0),
