@@ -511,6 +511,7 @@ class Injection:
     rca: tuple[bool, bool] | None = None
     diagnosis: list[Any] | None = None
     samples: list[list[tuple[float, float | None]]] = field(default_factory=list, repr=False)
+    paths_end: list[list[list[int] | None]] = field(default_factory=list)  # per pair: forward, back
     settle_s: float | None = None  # after the heal: until every mitigation was lifted and routes converged
 
 
@@ -635,6 +636,8 @@ def run_injection(bed: Any, lock: threading.RLock, inj: Injection, max_obs_s: fl
             if all(last_window_ok(s, inj.t0, rtt_limit_ms(baseline_ms(s, inj.t0) or 0.1)) for s in samples):
                 break
         inj.t_heal = time.time()
+        with lock:  # where the traffic goes at the end: does it still cross the faulted element?
+            inj.paths_end = [[trace(bed, s, d), trace(bed, d, s)] for s, d in inj.pairs]
     finally:
         for p in pingers:
             p.stop()
