@@ -653,19 +653,29 @@ def run_injection(bed: Any, lock: threading.RLock, inj: Injection, max_obs_s: fl
         heal(bed, inj.kind, inj.a, inj.b)
 
 
-def mitigations_in_force(bed: Any) -> dict[int, list[str]]:
-    """Node -> the healing loop's mitigations in force (`GET /api/v1/healing`), nodes with none left out;
-    a node that does not answer counts as settled (a restarted daemon holds none)."""
-    out: dict[int, list[str]] = {}
+def parse_gauge(text: str, name: str) -> float | None:
+    """An unlabelled gauge's value from Prometheus text exposition (None when absent)."""
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == name:
+            with contextlib.suppress(ValueError):
+                return float(parts[1])
+    return None
+
+
+def mitigations_in_force(bed: Any) -> dict[int, float | None]:
+    """Node -> how many mitigations its healing loop holds (`x0_healing_mitigations_in_force` on its
+    /metrics), nodes with none left out; None where /metrics did not answer (a daemon restarting holds
+    none, but one that is busy may: it is asked again)."""
+    out: dict[int, float | None] = {}
     for k, node in bed.nodes.items():
         if not bed.alive(k):
             continue
         res = subprocess.run(["ip", "netns", "exec", node.ns, "curl", "-s", "-m", "3",
-                              f"http://[::1]:{WEB_PORT}/api/v1/healing"], capture_output=True, text=True, timeout=10)
-        with contextlib.suppress(ValueError, AttributeError):
-            held = json.loads(res.stdout or "{}").get("mitigations") or []
-            if held:
-                out[k] = [str(m) for m in held][:8]
+                              f"http://[::1]:{WEB_PORT}/metrics"], capture_output=True, text=True, timeout=10)
+        held = parse_gauge(res.stdout, "x0_healing_mitigations_in_force")
+        if held is None or held > 0:
+            out[k] = held
     return out
 
 
@@ -677,7 +687,7 @@ def settle(bed: Any, setting: str, timeout_s: float = SETTLE_MAX_S) -> float:
 
     t0 = time.monotonic()
     if setting == "healing":
-        held: dict[int, list[str]] = {}
+        held: dict[int, float | None] = {}
         while time.monotonic() - t0 < timeout_s:
             held = mitigations_in_force(bed)
             if not held:

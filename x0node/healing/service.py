@@ -416,7 +416,8 @@ class HealingService:
         self._publish_events()
         await self._write_records()
         total = time.perf_counter() - t0
-        self.metrics.cycle_done(report.phases, total, report.open_incidents, report.mode)
+        self.metrics.cycle_done(report.phases, total, report.open_incidents, report.mode,
+                                len(self.engine.executor.mitigations()))
         if self.scheduler is not None:
             self.metrics.probe_counters(self.scheduler.counters.as_dict())
         self.tracer.cycle(start_ns, report.phases, {"symptoms": report.symptoms, "open_incidents": report.open_incidents,
