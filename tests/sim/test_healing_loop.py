@@ -448,3 +448,29 @@ def test_a_drained_flapping_link_is_re_diagnosed_lossy_once_its_sustained_loss_s
     assert diagnosed[-1].candidates[0][:2] == (link, "link_lossy")
     assert [(a, tg) for _, a, tg in h.acted()] == [(ActionKind.DRAIN_LINK, link)]
     assert h.engine.status()["open"][0]["cause"].startswith(f"link_lossy@{link}")
+
+
+def test_a_drained_flapping_link_is_lifted_once_it_has_been_quiet_not_two_minutes_later():
+    """A link flaps from 5 s to 40 s: drained at its first flaps, held while it flaps, lifted once it
+    has stayed up without a transition for FLAP_QUIET_S and the lift hold — not when its two-minute
+    flap count falls."""
+    drained = {"on": False}
+
+    def perform(req, now):
+        if req.action is ActionKind.DRAIN_LINK:
+            drained["on"] = not req.undo
+        return True, ""
+
+    def snap(t):  # the last transition at 39 s; one more at 90 s
+        flaps = 0 if t < 5 else 1 + int((min(t, 40.0) - 5) / 2.0) + (t >= 90.0)
+        return Snapshot(t, diamond(via_c=B if drained["on"] else A, transitions_a=flaps))
+
+    h = Harness(engine(), perform)
+    run(h, 89.0, snap)
+    link = str(link_element(ME, A))
+    assert [(a, tg) for _, a, tg in h.acted()] == [(ActionKind.DRAIN_LINK, link)]
+    (t_undo, _, _), = h.acted(undo=True)
+    assert 39.0 + 10.0 + 3.0 <= t_undo < 39.0 + 20.0
+    assert len(h.of(IncidentOpened)) == 1  # the flap count stays lit for two minutes: no new incident
+    run(h, 100.0, snap, start=89.0 + 1.0)
+    assert len(h.of(IncidentOpened)) == 2 and [t for t, _, _ in h.acted()][1] >= 90.0  # a new flap: again

@@ -67,6 +67,7 @@ from x0node.healing.incident import (
 )
 from x0node.healing.knowledge import Knowledge, PastAction
 from x0node.healing.monitor import (
+    FLAP_QUIET_S,
     RULES,
     Element,
     ElementKind,
@@ -435,8 +436,17 @@ class HealingEngine:
             self._close(inc, Outcome.UNRESOLVED if inc.failed or st is State.EXHAUSTED else Outcome.CLEARED, now)
 
     def _evidence_clean(self, inc: Incident, out: MonitorOutput) -> bool:
-        """Every symptom of the incident measures, now, at or below its rule's exit level."""
-        return all(self.monitor.degree(kind, el, out.indicators) <= RULES[kind].exit for kind, el in inc.symptoms)
+        """Every symptom of the incident measures, now, at or below its rule's exit level; a flapping
+        link's evidence (flaps in the last two minutes) is judged by the link being up and without a
+        transition for FLAP_QUIET_S instead (monitor.link_quiet_s)."""
+        def clean(kind: SymptomKind, el: Element) -> bool:
+            if kind is SymptomKind.LINK_FLAP:
+                down = self.monitor.degree(SymptomKind.LINK_DOWN, el, out.indicators)
+                return down <= RULES[SymptomKind.LINK_DOWN].exit and \
+                    self.monitor.link_quiet_s(el, out.now) >= FLAP_QUIET_S
+            return self.monitor.degree(kind, el, out.indicators) <= RULES[kind].exit
+
+        return all(clean(kind, el) for kind, el in inc.symptoms)
 
     def _hold_s(self, inc: Incident, now: float) -> float:
         req = inc.in_force
