@@ -214,15 +214,13 @@ class MonitorOutput:
 
 def return_paths(routing: RoutingObs, dests: Iterable[str]) -> dict[str, tuple[str, ...]]:
     """dest -> the nodes between dest and us on dest's own route back, as the routing core picks it:
-    shortest by the LSDB's costs, equal costs going to the path whose first hop has the smallest id
-    (x0node/proto/spf.py). The LSDB view carries one cost per link, so where a link's two directions
-    differ the guess can differ from dest's real choice."""
+    shortest by the LSDB's costs (each direction its own), equal costs going to the path whose first hop
+    has the smallest id (x0node/proto/spf.py)."""
     me = routing.self_id
     adj: dict[str, list[tuple[str, int]]] = collections.defaultdict(list)
     for e in routing.edges:
-        cost = max(1, e.cost)
-        adj[e.a].append((e.b, cost))
-        adj[e.b].append((e.a, cost))
+        for u, v, c in e.costs():
+            adj[u].append((v, c))
     out: dict[str, tuple[str, ...]] = {}
     for dest in dests:
         best: dict[str, tuple[int, str]] = {dest: (0, "")}  # node -> (distance, first hop from dest)
