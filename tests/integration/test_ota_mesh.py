@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.integration.coord_mesh import coord_bed
+from tests.integration.coord_mesh import coord_bed, try_ask, wait_for
 from tests.integration.ota_mesh import (
     UplinkServer,
     ask,
@@ -148,6 +148,12 @@ def test_rollout_coordinator_seat_moves_when_its_node_dies(release, tmp_path):
     bed = coord_bed(tmp_path / "bed", "ring:3", [1, 2, 3], sections={"state": {}, "ota": ota})
     try:
         wait_ota(bed)
+        # every member in the Raft group first: the group secret comes from one founding member, and a
+        # founder killed before it reached the others would leave no group to hand the seat on
+        def grouped() -> bool:
+            return all((try_ask(bed, k, {"op": "status"}, 3.0).get("raft") or {}).get("has_quorum") for k in (1, 2, 3))
+
+        assert wait_for(grouped, 120, 0.5), [try_ask(bed, k, {"op": "status"}, 3.0) for k in (1, 2, 3)]
         out = ask(bed, 1, {"op": "stage", "bundle": str(b), "manifest": str(m)}, 120)
         assert out["ok"], out
         deadline = time.monotonic() + 120
