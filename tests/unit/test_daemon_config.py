@@ -32,6 +32,8 @@ def test_defaults_filled(tmp_path):
         ('[node]\nprefixes = ["fe80::/64"]\n', "node.prefixes[0]"),
         ('[node]\nlog_level = "loud"\n', "node.log_level"),
         ('[node]\ninterfaces = ["lo"]\n', "node.interfaces"),
+        ("[node]\nwatchdog_s = 5\n", "node.watchdog_s"),
+        ("[node]\nwatchdog_s = 601\n", "node.watchdog_s"),
         ("node = 3\n", "node"),
     ],
 )

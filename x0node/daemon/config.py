@@ -37,6 +37,8 @@ MAX_CONFIG_BYTES = 256 * 1024
 # MAX_ALLOWED_KEYS): a config the core would refuse at start is refused here, naming the key.
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+WATCHDOG_MIN_S = 6     # the steady watchdog (x0node/daemon/watchdog.py STEADY_WATCHDOG_S)
+WATCHDOG_MAX_S = 600   # an emulated unit (QEMU under TCG) on a loaded build host
 # Routing table numbers the kernel reserves (unspec, default, main, local).
 RESERVED_TABLES = frozenset({0, 253, 254, 255})
 # Protocol numbers with a meaning the kernel or iproute2 already assigns (redirect, kernel, boot,
@@ -50,6 +52,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "prefixes": [],
         "log_level": "info",
         "configure_sysctls": True,
+        # systemd watchdog once running (daemon/watchdog.py); an emulated unit on a busy host needs more
+        "watchdog_s": 6,
     },
     "routing": {},
     "trust": {
@@ -145,6 +149,7 @@ def _validate_node(values: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError("node.log_level", f"must be one of {', '.join(LOG_LEVELS)}")
     out["log_level"] = level
     _check_bool("node.configure_sysctls", out["configure_sysctls"])
+    _check_int("node.watchdog_s", out["watchdog_s"], WATCHDOG_MIN_S, WATCHDOG_MAX_S)
     return out
 
 

@@ -240,7 +240,7 @@ class Node:
         from x0node.proto.router import Router
 
         self._loop = asyncio.get_running_loop()
-        self.watchdog = Watchdog(alive=self._core_alive)
+        self.watchdog = Watchdog(alive=self._core_alive, steady_s=float(self.config.node["watchdog_s"]))
         self.watchdog.start()
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.config.data_dir, 0o700)

@@ -10,8 +10,9 @@ Rules and invariants:
   (jittered +-25 %), and only while `alive()` says the routing core's timer is being served. A loop
   that stops (blocked, deadlocked, SIGSTOPped) stops petting, and systemd kills and restarts the
   daemon after WatchdogSec (sd_notify(3), systemd.service(5) WatchdogSec=).
-- `ready()` sends `READY=1` and narrows the unit's WatchdogSec to STEADY_WATCHDOG_S with
-  `WATCHDOG_USEC=` (systemd >= 236), so a hang in steady state is caught within seconds; the pet timer
+- `ready()` sends `READY=1` and narrows the unit's WatchdogSec to the steady interval (STEADY_WATCHDOG_S,
+  or the config's `node.watchdog_s`, which an emulated lab unit raises) with `WATCHDOG_USEC=`
+  (systemd >= 236), so a hang in steady state is caught within seconds; the pet timer
   starts over at once (pets at once, then every quarter of the new interval), never finishing a sleep
   sized for the start allowance past the new deadline.
 - `hold(reason)` stops petting on purpose: the healing loop's last software rung before a reboot is a
@@ -37,8 +38,10 @@ PET_FRACTION = 0.25
 
 
 class Watchdog:
-    def __init__(self, env: Mapping[str, str] | None = None, alive: Callable[[], bool] = lambda: True) -> None:
+    def __init__(self, env: Mapping[str, str] | None = None, alive: Callable[[], bool] = lambda: True,
+                 steady_s: float = STEADY_WATCHDOG_S) -> None:
         env = os.environ if env is None else env
+        self.steady_s = steady_s
         self.socket_path = env.get("NOTIFY_SOCKET", "")
         pid = env.get("WATCHDOG_PID", "")
         try:
@@ -84,9 +87,9 @@ class Watchdog:
     def ready(self) -> None:
         """The daemon is up: tell systemd and narrow the interval to the steady one."""
         self.notify("READY=1")
-        if self.enabled and self.interval_s > STEADY_WATCHDOG_S:
-            if self.notify(f"WATCHDOG_USEC={int(STEADY_WATCHDOG_S * 1e6)}"):
-                self.interval_s = STEADY_WATCHDOG_S
+        if self.enabled and self.interval_s != self.steady_s:
+            if self.notify(f"WATCHDOG_USEC={int(self.steady_s * 1e6)}"):
+                self.interval_s = self.steady_s
                 self._restart_timer()
 
     def _restart_timer(self) -> None:
