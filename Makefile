@@ -48,7 +48,7 @@ deps-run: $(APT_STAMP) $(STAMPS)/pip-run
 
 # Lint first, then every test; prints statement coverage of x0node (pytest-cov; config in pyproject.toml).
 test: lint $(TEST_PREREQS)
-	$(PY) -m pytest -q -ra --cov --cov-report=term tests
+	$(PY) -m pytest -q -ra --durations=30 --cov --cov-report=term tests
 
 test-fast: deps
 	$(PY) -m pytest -q -m "not integration and not ui and not slow" tests
