@@ -15,7 +15,7 @@ BENCHES :=
 
 include $(sort $(wildcard mk/*.mk))
 
-.PHONY: help deps test test-fast lint bench run clean
+.PHONY: help deps deps-run test test-fast lint bench run clean
 help:
 	@echo "make run    - set up, build the $(BOARD) image, boot it in QEMU joined to 5 x0node neighbours (web UI on localhost)"
 	@echo "make test   - set up and run every test (unit, sim, property, integration, ui, image)"
@@ -31,18 +31,24 @@ $(APT_STAMP):
 	@touch $@
 
 # x0node plus the development package x0lab (lab/: testbed, fault lab, scenario generator), which
-# router images never contain.
-$(STAMPS)/pip: pyproject.toml lab/pyproject.toml requirements.lock
+# router images never contain. `make run` needs only those (pip-run); tests also need the [test] extras.
+PIP_INSTALL = [ -x $(PY) ] || $(PYTHON) -m venv $(VENV); $(PY) -m pip install -q -c requirements.lock
+$(STAMPS)/pip-run: pyproject.toml lab/pyproject.toml requirements.lock
 	@mkdir -p $(STAMPS)
-	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -c requirements.lock -e '.[test]' -e ./lab
+	$(PIP_INSTALL) -e . -e ./lab
 	@touch $@
 
+$(STAMPS)/pip: pyproject.toml lab/pyproject.toml requirements.lock
+	@mkdir -p $(STAMPS)
+	$(PIP_INSTALL) -e '.[test]' -e ./lab
+	@touch $@ $(STAMPS)/pip-run
+
 deps: $(APT_STAMP) $(STAMPS)/pip
+deps-run: $(APT_STAMP) $(STAMPS)/pip-run
 
 # Lint first, then every test; prints statement coverage of x0node (pytest-cov; config in pyproject.toml).
 test: lint $(TEST_PREREQS)
-	$(PY) -m pytest -q -ra --cov --cov-report=term tests
+	$(PY) -m pytest -q -ra --durations=30 --cov --cov-report=term tests
 
 test-fast: deps
 	$(PY) -m pytest -q -m "not integration and not ui and not slow" tests

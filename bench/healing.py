@@ -16,6 +16,16 @@ gets a fresh mesh, converges, then receives the same schedule of faults from the
 | crash      | `kill X` and every link of X silent: the node is gone                       |
 | flap       | `flap A B 4`: A's end down and up every 2 s                                |
 
+Between injections the mesh settles (`settle`): the bench waits until no node of the healing setting
+holds a mitigation (`GET /api/v1/healing`, at most SETTLE_MAX_S) and the routes have converged, so
+each fault is measured on its own and not through the drains an earlier one left (`settle_p95_s` in
+the JSON line; `injections_by_kind` and `recovered_per_kind` count each kind).
+
+Transit CPU hog: each node's healing loop reads its CPU from its own cgroup (`cpu_source = "cgroup"`,
+x0node/healing/cpu_io.py): the share of CFS periods in which the node group, capped by the fault, was
+throttled. The host's /proc/stat, which every namespace shares, would make any busy host look like
+twelve overloaded routers.
+
 Traffic through the faulted element: before each injection the bench follows the kernel routes hop by
 hop and picks up to MAX_PAIRS node pairs whose path crosses the element now (a link: its two ends and
 pairs of their neighbours; a node: pairs of its neighbours it carries; a hung node: also a neighbour to
@@ -108,12 +118,14 @@ MIN_OBS_S = {"hang": 20.0, "crash": 6.0}  # a hung node's neighbours notice only
 DEFAULT_MIN_OBS_S = 6.0
 MAX_OBS_FLOOR_S = {"hang": 45.0}  # watchdog 6 s + abort 2 s + RestartSec 3 s + start and convergence
 MAX_PAIRS = 3
+SETTLE_MAX_S = 45.0  # wait this long at most for the last fault's mitigations to be lifted
 BLACKHOLE_PCT = 40
 LOSS_PCT = 20
 CONGEST_RATE = "256kbit"
 FLAP_PERIOD_S = 4.0
 BABEL_HELLO_S = 0.2  # babeld's fastest sane hello (as bench/outage.py's babeld_fast)
-HEALING_SECTION = {"mode": "active", "auto_activate": False}  # guard windows as deployed
+# guard windows as deployed; each namespace node is a router of its own, its CPU is its cgroup's
+HEALING_SECTION = {"mode": "active", "auto_activate": False, "cpu_source": "cgroup"}
 GUARD_AFTER_START_S = 60.0  # the service's default; the quiet period starts once it has passed
 CPU_SHARES_PER_NODE = 1024  # cgroup v1 weight of one ordinary process
 WATCHDOG_START_S = 30.0  # x0-watchdog.conf WatchdogSec (start allowance)
@@ -499,6 +511,8 @@ class Injection:
     rca: tuple[bool, bool] | None = None
     diagnosis: list[Any] | None = None
     samples: list[list[tuple[float, float | None]]] = field(default_factory=list, repr=False)
+    paths_end: list[list[list[int] | None]] = field(default_factory=list)  # per pair: forward, back
+    settle_s: float | None = None  # after the heal: until every mitigation was lifted and routes converged
 
 
 def inject(bed: Any, kind: str, a: int, b: int | None) -> float:
@@ -622,6 +636,8 @@ def run_injection(bed: Any, lock: threading.RLock, inj: Injection, max_obs_s: fl
             if all(last_window_ok(s, inj.t0, rtt_limit_ms(baseline_ms(s, inj.t0) or 0.1)) for s in samples):
                 break
         inj.t_heal = time.time()
+        with lock:  # where the traffic goes at the end: does it still cross the faulted element?
+            inj.paths_end = [[trace(bed, s, d), trace(bed, d, s)] for s, d in inj.pairs]
     finally:
         for p in pingers:
             p.stop()
@@ -637,12 +653,52 @@ def run_injection(bed: Any, lock: threading.RLock, inj: Injection, max_obs_s: fl
         heal(bed, inj.kind, inj.a, inj.b)
 
 
-def settle(bed: Any, timeout_s: float = 60.0) -> None:
+def parse_gauge(text: str, name: str) -> float | None:
+    """An unlabelled gauge's value from Prometheus text exposition (None when absent)."""
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == name:
+            with contextlib.suppress(ValueError):
+                return float(parts[1])
+    return None
+
+
+def mitigations_in_force(bed: Any) -> dict[int, float | None]:
+    """Node -> how many mitigations its healing loop holds (`x0_healing_mitigations_in_force` on its
+    /metrics), nodes with none left out; None where /metrics did not answer (a daemon restarting holds
+    none, but one that is busy may: it is asked again)."""
+    out: dict[int, float | None] = {}
+    for k, node in bed.nodes.items():
+        if not bed.alive(k):
+            continue
+        res = subprocess.run(["ip", "netns", "exec", node.ns, "curl", "-s", "-m", "3",
+                              f"http://[::1]:{WEB_PORT}/metrics"], capture_output=True, text=True, timeout=10)
+        held = parse_gauge(res.stdout, "x0_healing_mitigations_in_force")
+        if held is None or held > 0:
+            out[k] = held
+    return out
+
+
+def settle(bed: Any, setting: str, timeout_s: float = SETTLE_MAX_S) -> float:
+    """Let the mesh settle before the next injection: every mitigation lifted (healing), then the routes
+    converged. Returns the seconds it took (a fault's mitigations held into the next fault would measure
+    the two together)."""
     from x0lab.testbed import measure
 
-    if measure.wait_converged(bed, timeout_s) is None:
+    t0 = time.monotonic()
+    if setting == "healing":
+        held: dict[int, float | None] = {}
+        while time.monotonic() - t0 < timeout_s:
+            held = mitigations_in_force(bed)
+            if not held:
+                break
+            time.sleep(1.0)
+        if held:
+            print(f"   mitigations still in force after {timeout_s:.0f} s: {held}", file=sys.stderr, flush=True)
+    if measure.wait_converged(bed, 60.0) is None:
         print("   mesh did not converge again within the timeout", file=sys.stderr, flush=True)
     time.sleep(2.0)
+    return time.monotonic() - t0
 
 
 def steady_stats(bed: Any, seconds: float) -> tuple[float, float]:
@@ -734,7 +790,7 @@ def run_setting(setting: str, run_dir: pathlib.Path, kinds: Sequence[str], injec
                     with lock, contextlib.suppress(Exception):
                         heal(bed, kind, a, b)
                     misses += 1
-                    settle(bed)
+                    settle(bed, setting)
                     continue
                 done += 1
                 res["injections"].append(inj)
@@ -746,7 +802,7 @@ def run_setting(setting: str, run_dir: pathlib.Path, kinds: Sequence[str], injec
                       f"{'never' if inj.mttr_s is None else f'{inj.mttr_s:.2f} s'} (per pair {fmt(inj.per_pair)}, "
                       f"base {fmt(inj.baselines)} ms)"
                       + (f" rca {inj.rca} {inj.diagnosis}" if inj.rca is not None else ""), file=sys.stderr, flush=True)
-                settle(bed)
+                inj.settle_s = settle(bed, setting)
         if setting == "healing":
             res["cycle_p95_ms"] = cycle_p95_ms(bed)
             res["all_actions"] = count_actions(bed, 0.0, time.time())
@@ -869,6 +925,9 @@ def main() -> int:
                  f"{r.get('all_actions')}" if s == "healing" and "quiet_s" in r else ""))
     out["rca_per_kind"] = {k: [round(sum(1 for a, _ in v if a) / len(v), 2), round(sum(1 for _, b in v if b) / len(v), 2)]
                            for k, v in per_kind_rca.items() if v}
+    out["injections_by_kind"] = {k: sum(1 for i in h.get("injections", []) if i.kind == k) for k in kinds}
+    settles = [i.settle_s for i in h.get("injections", []) if i.settle_s is not None]
+    out["settle_p95_s"] = round(p95(settles), 1) if settles else None
     out["recovered_per_kind"] = {k: f"{sum(1 for i in h.get('injections', []) if i.kind == k and i.mttr_s is not None)}/"
                                     f"{sum(1 for i in h.get('injections', []) if i.kind == k)}" for k in kinds}
     out["mode"] = "quick" if args.quick else "full"

@@ -305,14 +305,18 @@ def reusable(board_name: str, out: pathlib.Path | None = None) -> pathlib.Path |
     return disk
 
 
+# Steps whose output a boot does not use: `build --no-bundle` (what `make run` builds) leaves them out.
+NOT_FOR_BOOT = ("bundle",)
+
+
 def build(board_name: str, steps: list[str] | None = None, echo: bool = True, work: pathlib.Path | None = None,
-          out: pathlib.Path | None = None, refresh_lock: bool = False) -> Context:
+          out: pathlib.Path | None = None, refresh_lock: bool = False, bundle: bool = True) -> Context:
     ctx = make_context(board_name, work, out, refresh_lock)
     whole = steps is None
     inputs = inputs_digest(board_name) if whole else ""
     (ctx.out / INPUTS_FILE).unlink(missing_ok=True)  # until this build completes, nothing here is reusable
     if steps is None:
-        steps = list(STEPS)
+        steps = [s for s in STEPS if bundle or s not in NOT_FOR_BOOT]
         ctx.log.write_text("")
     total = time.monotonic()
     for name in steps:
@@ -336,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     p_build.add_argument("--reuse", action="store_true",
                          help="keep the image in out/<board> if a complete build from the same sources left it "
                               "(x0node, image/, rootfs/, board-configs/, bpf/, models/, the Python locks)")
+    p_build.add_argument("--no-bundle", action="store_true",
+                         help="leave out the signed update bundle (a boot does not use it; `make run`)")
     p_step = sub.add_parser("step", help="run one step for a board")
     p_step.add_argument("name", choices=list(STEPS))
     p_step.add_argument("--board", default="x86_64")
@@ -355,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
             if kept is not None:
                 print(f"[{args.board}] up to date: {kept} (built from the same sources)", flush=True)
             else:
-                build(args.board, refresh_lock=args.refresh_lock)
+                build(args.board, refresh_lock=args.refresh_lock, bundle=not args.no_bundle)
         else:
             build(args.board, [args.name])
     except (BoardError, RuntimeError, OSError, subprocess.CalledProcessError, locks.LockError) as exc:

@@ -40,6 +40,21 @@ CONSOLE_CHUNK_PAUSE_S = 0.03
 READY_RE = re.compile(r"x0node ready node_id=(\S+) mesh_addr=(\S+)")
 CERT_RE = re.compile(r"x0tta6bl4 web UI certificate SHA-256 ((?:[0-9A-F]{2}:){31}[0-9A-F]{2})")
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# A virtio NIC reports no link speed unless given one; a router's Ethernet port knows its own, and x0node
+# takes an Ethernet port's rate from the kernel (x0node/io/linkrate.py). Without it the daemon measures
+# the link with probe trains, which under TCG time the emulated CPU, not the link: two neighbours on
+# the same port then get rates (and costs) minutes apart by a factor of several.
+MESH_NIC_SPEED_MBPS = 1000
+# A lab unit is emulated (TCG): on a loaded host its daemon is not scheduled for up to a second at a time,
+# and the default dead interval (2.5 keepalives, 0.25 s) would flap its neighbours. Its neighbours allow
+# it the same (image/run.py); failures still show within about a second. Its daemon can also stall for
+# more than the 6 s steady watchdog (seen: killed by systemd right after ready at load 10, and the whole
+# start over again): a lab unit's hang watchdog is 120 s.
+LAB_HELLO_MISSED_DEAD = 10
+LAB_WATCHDOG_S = 120
+LAB_LOCAL_CONFIG = (f"[node]\nwatchdog_s = {LAB_WATCHDOG_S}\n\n"
+                    f"[routing]\nhello_missed_dead = {LAB_HELLO_MISSED_DEAD}\n")
+LAB_LOCAL_CONFIG_FILE = "x0node/config.local.toml"  # on /data: the run-time settings (daemon/config.py)
 
 
 def _drain(sock: socket.socket) -> None:
@@ -188,12 +203,14 @@ class VM:
                           f"hostfwd=tcp:127.0.0.1:{self.http_port}-:{HTTP_PORT},"
                           f"hostfwd=udp:127.0.0.1:{self.udp_port}-:{MESH_UDP_PORT}",
                "-device", f"{q.nic_model},netdev=up"]
+        speed = f",speed={MESH_NIC_SPEED_MBPS},duplex=full" if q.nic_model.startswith("virtio-net") else ""
         for i, link in enumerate(self.mesh_links):
             cmd += ["-netdev", f"dgram,id=mesh{i},local.type=inet,local.host=127.0.0.1,local.port={link.local_port},"
                                f"remote.type=inet,remote.host=127.0.0.1,remote.port={link.remote_port}",
-                    "-device", f"{q.nic_model},netdev=mesh{i},mac={link.mac}"]
+                    "-device", f"{q.nic_model},netdev=mesh{i},mac={link.mac}{speed}"]
         for i, tap in enumerate(self.tap_links):
-            cmd += ["-netdev", f"tap,id=tap{i},fd={tap.fd}", "-device", f"{q.nic_model},netdev=tap{i},mac={tap.mac}"]
+            cmd += ["-netdev", f"tap,id=tap{i},fd={tap.fd}",
+                    "-device", f"{q.nic_model},netdev=tap{i},mac={tap.mac}{speed}"]
         return cmd
 
     def disk_args(self, kind: str) -> list[str]:
@@ -308,24 +325,27 @@ def lab_unit(board: Board, fresh: bool = False, lab_dir: pathlib.Path = LAB_DIR)
     """(disk, trust anchor key) of the board's lab unit under `lab_dir`, made on first use.
 
     A lab unit is a copy of the built image provisioned with a node certificate from a lab trust anchor
-    kept in `lab_dir` (made on first use) and the debug console. It is kept between runs, so the node
-    key (and the UI's password) survive; `fresh` or a new image starts over."""
+    kept in `lab_dir` (made on first use), the debug console and the run-time setting an emulated unit
+    needs (LAB_LOCAL_CONFIG). It is kept between runs, so the node key (and the UI's password) survive;
+    `fresh`, a new image or a changed lab setting starts over."""
     image = image_path(board)
     vmdir = lab_dir / board.name
     vmdir.mkdir(parents=True, exist_ok=True)
     disk = vmdir / "disk.img"
     stamp = vmdir / "backing"
     anchor = lab_dir / "lab-anchor.key"
-    if fresh or not disk.exists() or not stamp.exists() or stamp.read_text() != str(image) or not anchor.exists():
+    made_from = f"{image}\n{LAB_LOCAL_CONFIG}"
+    if fresh or not disk.exists() or not stamp.exists() or stamp.read_text() != made_from or not anchor.exists():
         from image import provision
 
         if not anchor.exists():
             provision.make_anchor(anchor)
         disk.unlink(missing_ok=True)
         subprocess.run(["cp", "--sparse=always", str(image), str(disk)], check=True)
-        ident = provision.provision(board, disk, anchor, debug_console=True)
+        ident = provision.provision(board, disk, anchor, debug_console=True,
+                                    extra={LAB_LOCAL_CONFIG_FILE: LAB_LOCAL_CONFIG.encode()})
         print(f"provisioned lab unit: node_id={ident.node_id} mesh_addr={ident.mesh_addr}", flush=True)
-        stamp.write_text(str(image))
+        stamp.write_text(made_from)
     return disk, anchor
 
 

@@ -36,6 +36,7 @@ import time
 from image.board import REPO_ROOT, load_board
 from image.qemu import (
     LAB_DIR,
+    LAB_HELLO_MISSED_DEAD,
     VM,
     TapLink,
     ignore_signals,
@@ -57,8 +58,6 @@ MESH_WAIT_S = 600.0   # for every neighbour to route to the VM
 POLL_S = 1.0
 
 
-EMULATED_PEER_MISSED_DEAD = 10
-
 
 def attach_points(nodes: int) -> list[int]:
     """The ring nodes bridged to the VM: two that are not adjacent where the ring allows it, so faults
@@ -71,7 +70,8 @@ def fault_examples(nodes: int) -> list[tuple[str, str]]:
     a, b = attach_points(nodes)
     far = b + 1  # a ring neighbour of b that is not attached
     return [
-        (f"fault link-down {b} {far}", f"the router's route to n{far} moves from n{b} to n{a} (Routes, Topology)"),
+        (f"fault link-down {b} {far}", f"the router's route to n{far}, when it goes through n{b} (the shorter way), "
+                                       f"moves to n{a} (Routes, Topology)"),
         (f"fault hang {b}", f"neighbour n{b} stops answering: it goes down on the dashboard and traffic "
                             f"reroutes through n{a}; Incidents records it; `heal {b}` resumes it"),
         (f"fault loss {a} {nodes} 40", f"40 % loss on the link n{a}-n{nodes}: its quality and cost change"),
@@ -109,9 +109,10 @@ def start_mesh(run_dir: pathlib.Path, nodes: int, anchor: pathlib.Path):  # type
     shutil.copyfile(anchor, run_dir / ANCHOR_FILE)  # the VM's anchor certifies the neighbours too
     os.chmod(run_dir / ANCHOR_FILE, 0o600)
     # The VM is emulated (TCG): its keepalives reach the neighbours up to a second late on a busy host,
-    # and the default 0.25 s dead interval would flap their adjacencies to it. 1.05 s keeps the demo
-    # mesh steady; failures still show within about a second.
-    bed = Testbed.create(run_dir, f"ring:{nodes}", "x0node", routing={"hello_missed_dead": EMULATED_PEER_MISSED_DEAD})
+    # and the default 0.25 s dead interval would flap their adjacencies to it. The neighbours get the
+    # lab unit's own setting (1.05 s), which keeps the demo mesh steady; failures still show within
+    # about a second.
+    bed = Testbed.create(run_dir, f"ring:{nodes}", "x0node", routing={"hello_missed_dead": LAB_HELLO_MISSED_DEAD})
     try:
         fd = hub.attach(bed, attach_points(nodes))
     except BaseException:

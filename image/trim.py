@@ -1,7 +1,11 @@
 """Step `trim`: remove from the staged root what a read-only router never uses.
 
 Rules: only whole directories/files from the fixed lists below are removed (nothing by heuristics), so
-the result is predictable; copyright files stay. Kernel modules are kept by subtree (network, block and
+the result is predictable; copyright files stay. The one edit inside files: shared objects of the Python
+dependencies (/usr/lib/x0node) that a wheel ships with DWARF debug sections (uvloop, PyNaCl, aiohttp,
+...) lose those sections (`llvm-strip --strip-debug`, any architecture); code and symbols stay, so they
+load and behave the same, the root slot is smaller and quicker to compress. Debian's files are already
+stripped. Kernel modules are kept by subtree (network, block and
 storage, filesystems the image mounts, crypto and library helpers) and `depmod` is re-run natively.
 GRUB's module directory is moved to the work directory first (the `assemble` step needs it), and the
 dpkg package list is saved for the image manifest before /var (a tmpfs on the device) is emptied.
@@ -13,6 +17,7 @@ import glob
 import json
 import pathlib
 import shutil
+import struct
 import subprocess
 
 from image.board import BIOS_GRUB_TARGET, Board
@@ -61,6 +66,58 @@ KEEP_MODULE_DIRS = (
     "drivers/hwmon", "drivers/thermal", "drivers/nvmem", "drivers/bus", "drivers/mailbox",
 )
 SQUASHED_VAR = "var"
+STRIP_DEBUG_UNDER = "usr/lib/x0node"
+ELF_MAGIC = b"\x7fELF"
+
+
+def has_debug_sections(path: pathlib.Path) -> bool:
+    """True for an ELF file with a `.debug_*` section (read from its section headers; little-endian ELF64
+    and ELF32, which every board is)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if len(head) < 52 or head[:4] != ELF_MAGIC or head[5] != 1:
+                return False
+            wide = head[4] == 2
+            if wide:
+                shoff, = struct.unpack_from("<Q", head, 0x28)
+                shentsize, shnum, shstrndx = struct.unpack_from("<HHH", head, 0x3A)
+            else:
+                shoff, = struct.unpack_from("<I", head, 0x20)
+                shentsize, shnum, shstrndx = struct.unpack_from("<HHH", head, 0x2E)
+            if not shoff or not 0 < shnum <= 4096 or shstrndx >= shnum:
+                return False
+            f.seek(shoff)
+            table = f.read(shentsize * shnum)
+            if len(table) < shentsize * shnum:
+                return False
+
+            def section(i: int) -> tuple[int, int, int]:  # (name offset, file offset, size)
+                if wide:
+                    name, = struct.unpack_from("<I", table, i * shentsize)
+                    off, size = struct.unpack_from("<QQ", table, i * shentsize + 0x18)
+                else:
+                    name, = struct.unpack_from("<I", table, i * shentsize)
+                    off, size = struct.unpack_from("<II", table, i * shentsize + 0x10)
+                return name, off, size
+
+            _, str_off, str_size = section(shstrndx)
+            f.seek(str_off)
+            names = f.read(min(str_size, 1 << 20))
+            return any(names[section(i)[0]:].startswith(b".debug_") for i in range(shnum))
+    except (OSError, struct.error):
+        return False
+
+
+def strip_debug(rootfs: pathlib.Path) -> dict:
+    """Remove DWARF sections from the shared objects under STRIP_DEBUG_UNDER that have them."""
+    files = sorted(p for p in (rootfs / STRIP_DEBUG_UNDER).rglob("*.so*")
+                   if p.is_file() and not p.is_symlink() and has_debug_sections(p))
+    before = sum(p.stat().st_size for p in files)
+    if files:
+        subprocess.run(["llvm-strip", "--strip-debug", *map(str, files)], check=True)
+    after = sum(p.stat().st_size for p in files)
+    return {"files": len(files), "bytes_saved": before - after}
 
 
 def kernel_version(rootfs: pathlib.Path) -> str:
@@ -113,6 +170,7 @@ def run(board: Board, rootfs: pathlib.Path, work: pathlib.Path) -> dict:
             else:
                 p.unlink(missing_ok=True)  # a dangling symlink another pattern's hit already took
     _trim_modules(rootfs, kver)
+    stripped = strip_debug(rootfs)
     var = rootfs / SQUASHED_VAR
     for child in var.iterdir():
         if child.is_dir() and not child.is_symlink():
@@ -123,4 +181,4 @@ def run(board: Board, rootfs: pathlib.Path, work: pathlib.Path) -> dict:
     kernel = boot / f"vmlinuz-{kver}"
     if kernel.exists():
         kernel.rename(boot / "vmlinuz")
-    return {"kernel_version": kver, "debian_packages": packages}
+    return {"kernel_version": kver, "debian_packages": packages, "stripped_debug": stripped}

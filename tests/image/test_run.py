@@ -4,8 +4,9 @@ boots the x86_64 image in QEMU joined to a ring of 5 x0node neighbours in namesp
 - the mesh of 6 nodes (the VM and its 5 neighbours, all reachable) appears through the VM's own API,
   read by headless Chromium after first-time setup with the printed setup code, on a certificate
   whose fingerprint matches the one printed; the dashboard lists the VM's two neighbours;
-- the printed `x0node testbed fault link-down ...` command moves the VM's route to the far node from
-  one neighbour to the other (Routes view) with a routing event, and the printed `fault hang ...`
+- a `fault link-down` (built from the printed testbed command) on the ring link the VM's route to n4
+  takes now moves that route from one of the VM's neighbours to the other (Routes view) with a routing
+  event, whichever of the two carried it first; the printed `fault hang ...`
   takes that neighbour off the dashboard and opens an incident about it in the VM's healing loop, shown
   on the Incidents page, which closes after the printed `heal 3`;
 - after SIGTERM nothing it started is left: no QEMU pid, no daemon pid, no namespace of its testbed.
@@ -29,6 +30,7 @@ import time
 
 import pytest
 
+from image.run import attach_points
 from tests.image.conftest import built, daemon_present
 from tests.image.webclient import server_fingerprint, wait_http
 
@@ -43,6 +45,9 @@ MESH_TIMEOUT_S = 600.0
 FAULT_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 120.0
 PASSWORD = "mesh admin passphrase"
+ATTACHED = tuple(attach_points(NODES))  # n1 and n3: the ring nodes on the VM's mesh port
+# the first ring link from each attach point towards n4 (ring 1-2-3-4-5-1): n3-n4, or n1-n5 (n1-n5-n4)
+CUT_TOWARDS_N4 = {1: (1, 5), 3: (3, 4)}
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
@@ -163,7 +168,7 @@ def test_make_run_flow(tmp_path, artifacts_dir) -> None:
                 to_mesh = time.monotonic() - t0
                 assert {n["node_id"] for n in topo["nodes"]} >= set(ids.values())
                 expect(page.locator("#dash-neighbours tbody tr")).to_have_count(2, timeout=60_000)
-                for k in (1, 3):  # image.run.attach_points(5)
+                for k in ATTACHED:
                     expect(page.locator(f'#dash-neighbours [title="{ids[k]}"]')).to_have_count(1)
                 to_ui = time.monotonic() - t0
                 page.screenshot(path=artifacts_dir / "run-dashboard.png")
@@ -174,7 +179,10 @@ def test_make_run_flow(tmp_path, artifacts_dir) -> None:
                     {"api_mesh_s": round(to_mesh, 1), "ui_neighbours_s": round(to_ui, 1)}))
                 print(f"time to the {NODES + 1}-node mesh: API {to_mesh:.0f} s, dashboard {to_ui:.0f} s after start")
 
-                # fault 1: link n3-n4 down -> the VM's route to n4 moves from n3 to n1
+                # fault 1: a ring link on the way the VM's route to n4 takes now goes down -> the route
+                # moves to the other attach point. Which attach point carries it first depends on the
+                # links' measured costs (both VM links are alike, so either may), so the fault is chosen
+                # from the route; it is built from the printed testbed command prefix.
                 nbrs = page.evaluate("p => fetch(p).then(r => r.json())", "/api/v1/neighbours")
                 via = {n["addr"]: n["node_id"] for n in nbrs["neighbours"]} if isinstance(nbrs, dict) else \
                     {n["addr"]: n["node_id"] for n in nbrs}
@@ -184,15 +192,21 @@ def test_make_run_flow(tmp_path, artifacts_dir) -> None:
                     hops = [via.get(r["via"]) for r in routes if r["node_id"] == ids[4]]
                     return hops[0] if hops else None
 
-                _poll(page, "/api/v1/routes", lambda d: next_hop(d) == ids[3], FAULT_TIMEOUT_S)
+                attached = {ids[k]: k for k in ATTACHED}
+                routes, _ = _poll(page, "/api/v1/routes", lambda d: next_hop(d) in attached, FAULT_TIMEOUT_S)
+                first = attached[next_hop(routes)]
+                other = next(k for k in ATTACHED if k != first)
+                cut = CUT_TOWARDS_N4[first]
+                testbed = _fault_command(text, "status")[:-1]
                 events_before = page.evaluate("p => fetch(p).then(r => r.json())", "/api/v1/events?limit=1")
-                subprocess.run(_fault_command(text, "fault link-down 3 4"), check=True, cwd=REPO, timeout=60)
-                _poll(page, "/api/v1/routes", lambda d: next_hop(d) == ids[1], FAULT_TIMEOUT_S)
+                subprocess.run([*testbed, "fault", "link-down", *map(str, cut)], check=True, cwd=REPO, timeout=60)
+                _poll(page, "/api/v1/routes", lambda d: next_hop(d) == ids[other], FAULT_TIMEOUT_S)
                 events = page.evaluate("p => fetch(p).then(r => r.json())",
                                        f"/api/v1/events?since={_last_seq(events_before)}&limit=500")
                 assert "RoutesChanged" in json.dumps(events), events
                 page.click("nav >> text=Routes")
                 page.screenshot(path=artifacts_dir / "run-routes-after-link-down.png")
+                subprocess.run([*testbed, "heal", *map(str, cut)], check=True, cwd=REPO, timeout=60)
 
                 # fault 2: n3 hangs -> it leaves the VM's dashboard, and the VM's healing loop records an
                 # incident about it, shown on the Incidents page; after `heal 3` the incident closes

@@ -28,12 +28,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import os
 import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import pytest
@@ -50,7 +49,9 @@ OVMF = "/usr/share/ovmf/OVMF.fd"
 PROMPT = re.compile(r"root@x0[^\n]*# ")
 GRUB_LINE = re.compile(r"x0tta6bl4: booting slot A")
 MIB = 1024 * 1024
-CONVERGE_S = 150
+# Bound on waiting for a mesh condition (a neighbour, a route, the daemon's interface list): TCG guests on
+# a loaded host take minutes where a device takes seconds; it bounds a hang, it measures nothing.
+CONVERGE_S = 600
 # name: (firmware, disk interface, fragment of the sysfs path of the disk the root slot was mounted from)
 SHORT_CELLS = {"bios-ahci": ("seabios", "ahci", "/ata"), "bios-usb": ("seabios", "usb", "/usb"),
                "uefi-nvme": (OVMF, "nvme", "/nvme0n1p2"), "uefi-usb": (OVMF, "usb", "/usb")}
@@ -255,20 +256,52 @@ def _status(vm: VM, data_dir: str, ns: str | None = None, may_fail: bool = False
     if rc != 0 and may_fail:  # the daemon is (re)starting: its status socket is not up yet
         return None
     assert rc == 0, out
-    # the list's own line: the daemon's journal shares the console and can print among the output
+    # the list's own line: the daemon's journal shares the console and can print among the output,
+    # even inside a line (then the poll asks again)
     lines = [ln.strip() for ln in out.splitlines() if ln.strip() == "[]" or ln.strip().startswith("[[")]
-    assert lines, out
-    return json.loads(lines[-1])
+    try:
+        return json.loads(lines[-1])
+    except (IndexError, ValueError):
+        if may_fail:
+            return None
+        raise AssertionError(f"no neighbour list in: {out}") from None
 
 
-def _wait_neighbour(vm: VM, data_dir: str, node_id: str, ns: str | None = None) -> list:
+def _wait_neighbour(vm: VM, data_dir: str, node_id: str, ns: str | None = None,
+                    ok: Callable[[list], bool] = lambda n: True, what: str = "") -> list:
+    """`x0node status`'s neighbours once `node_id` is up on it and its entry satisfies `ok`; polled, so
+    a daemon that is restarting or still starting its services is simply asked again."""
     last: list = []
-    for _ in range(CONVERGE_S // 10):
+    deadline = time.monotonic() + CONVERGE_S
+    while time.monotonic() < deadline:
         last = _status(vm, data_dir, ns, may_fail=True) or []
-        if any(n[0] == node_id and n[2] == "up" for n in last):
+        if any(n[0] == node_id and n[2] == "up" and ok(n) for n in last):
             return last
-        vm.shell("sleep 8", timeout_s=60)
-    raise AssertionError(f"{node_id} never became a neighbour: {last}")
+        vm.shell("sleep 5", timeout_s=60)
+    raise AssertionError(f"{node_id} never became a neighbour{what} in {CONVERGE_S} s: {last}")
+
+
+def _wait_shell(vm: VM, command: str, done: Callable[[int, str], bool], what: str) -> str:
+    """Run `command` on the console until `done(rc, out)`, within CONVERGE_S."""
+    deadline = time.monotonic() + CONVERGE_S
+    rc, out = -1, ""
+    while time.monotonic() < deadline:
+        rc, out = vm.shell(command, timeout_s=60)
+        if done(rc, out):
+            return out
+        vm.shell("sleep 3", timeout_s=60)
+    raise AssertionError(f"{what} not seen in {CONVERGE_S} s: rc={rc} {out}")
+
+
+def _wait_status(vm: VM, data_dir: str, ns: str | None = None) -> list:
+    """`x0node status`'s neighbours, asked again while the daemon's status socket is not up."""
+    deadline = time.monotonic() + CONVERGE_S
+    while time.monotonic() < deadline:
+        seen = _status(vm, data_dir, ns, may_fail=True)
+        if seen is not None:
+            return seen
+        vm.shell("sleep 5", timeout_s=60)
+    raise AssertionError(f"no daemon answered on {data_dir} in {CONVERGE_S} s")
 
 
 def _ping(vm: VM, addr: str, ns: str | None = None) -> None:
@@ -293,8 +326,8 @@ def test_e1000e_mesh(pair: Pair) -> None:
         entry = next(n for n in seen if n[0] == pair.ids[other].node_id)
         assert entry[1] == "eth1", seen
         _ping(vm, pair.ids[other].mesh_addr)
-        rc, out = vm.shell(f"ip -6 route show table all proto 78 | grep -F '{pair.ids[other].mesh_addr}'")
-        assert rc == 0 and "dev eth1" in out, out
+        _wait_shell(vm, f"ip -6 route show table all proto 78 | grep -F '{pair.ids[other].mesh_addr}'",
+                    lambda rc, out: rc == 0 and "dev eth1" in out, f"x0node's route to {other} over eth1")
 
 
 def _plinks(vm: VM, ifname: str, ns: str | None = None) -> dict[str, str]:
@@ -311,10 +344,6 @@ def _plinks(vm: VM, ifname: str, ns: str | None = None) -> dict[str, str]:
     return peers
 
 
-# Passed in its earlier runs but failed in the last full `make test` (after the neighbours on eth1
-# and wlan0 were up); until it is reliable it runs only with X0_WIFI_MESH=1.
-@pytest.mark.skipif(os.environ.get("X0_WIFI_MESH") != "1",
-                    reason="the 802.11s test failed in the last full run; run with X0_WIFI_MESH=1")
 def test_sae_mesh_of_hwsim_radios(pair: Pair) -> None:
     """An SAE-secured 802.11s mesh of mac80211_hwsim radios inside the UEFI VM (the guest loads the
     module; the build host cannot).
@@ -326,7 +355,12 @@ def test_sae_mesh_of_hwsim_radios(pair: Pair) -> None:
     certificate from the same trust anchor. Checked: A and B peer (mesh plink ESTAB) and become x0node
     neighbours whose throughput comes from the kernel (nl80211 station data, x0node/io/linkrate.py), A
     reaches B's mesh address over the route x0node installed and back; C is never admitted: no
-    established peer link with anyone, no x0node neighbour, no route."""
+    established peer link with anyone, no x0node neighbour, no route.
+
+    Every step waits on its condition (CONVERGE_S bounds a hang): the device's daemon is restarted
+    whenever its radios change, and on a slow guest a neighbour can be up before the first kernel
+    reading of its link, while its rate is still the probe trains' (the core's rule: the kernel's
+    figure replaces the probe's when the adapter reads it, throughput.py)."""
     vm, ident_a, nodes = pair.uefi, pair.ids["uefi"], pair.nodes
     # Radios 1 and 2 belong to the namespace nodes: the device's own unit leaves them alone.
     rc, out = vm.shell("systemctl mask --runtime x0-wifi-mesh@wlan1.service x0-wifi-mesh@wlan2.service && "
@@ -345,18 +379,20 @@ def test_sae_mesh_of_hwsim_radios(pair: Pair) -> None:
             f"> /run/{ns}-node.log 2>&1 &) && echo STARTED", timeout_s=60)
         assert rc == 0 and "STARTED" in out, out
     # wlan1 and wlan2 left the device's namespace: x0node's interface list follows (what the unit does
-    # whenever a radio comes or goes).
+    # whenever a radio comes or goes). The restart is asynchronous (systemctl --no-block) and the running
+    # config exists only while the daemon runs, so wait until it lists exactly the device's ports.
     rc, out = vm.shell("python3 -I /usr/lib/x0tta6bl4/wifimesh.py sync; systemctl is-active x0-wifi-mesh@wlan0",
                        timeout_s=60)
     assert "active" in out, out
-    rc, out = vm.shell("sleep 5; grep interfaces /run/x0node/config.toml", timeout_s=60)
-    assert '"wlan0"' in out and "wlan1" not in out, out
+    _wait_shell(vm, "grep -h '^interfaces' /run/x0node/config.toml; systemctl is-active x0node",
+                lambda rc, out: 'interfaces = ["eth1", "wlan0"]' in out and "\nactive" in f"\n{out}",
+                "x0node running on eth1 and wlan0 only")
 
     # A and B: a secured peer link, x0node neighbours with the kernel's station rate, routes both ways.
-    a_sees = _wait_neighbour(vm, "/data/x0node", nodes["b"].node_id)
-    entry = next(n for n in a_sees if n[0] == nodes["b"].node_id)
-    assert entry[1] == "wlan0" and entry[3] == "kernel" and entry[4] > 0, a_sees
-    _wait_neighbour(vm, "/data/wifitest/b", ident_a.node_id, NS["b"])
+    _wait_neighbour(vm, "/data/x0node", nodes["b"].node_id, ok=lambda n: n[1] == "wlan0" and n[3] == "kernel"
+                    and n[4] > 0, what=" on wlan0 with the kernel's link rate")
+    _wait_neighbour(vm, "/data/wifitest/b", ident_a.node_id, NS["b"], ok=lambda n: n[1] == RADIO["b"],
+                    what=f" of B on {RADIO['b']}")
     macs = {}
     for name in ("b", "c"):
         rc, out = vm.shell(f"ip netns exec {NS[name]} cat /sys/class/net/{RADIO[name]}/address")
@@ -368,20 +404,18 @@ def test_sae_mesh_of_hwsim_radios(pair: Pair) -> None:
     assert "type mesh point" in out and "key_mgmt=SAE" in out, out
     _ping(vm, nodes["b"].mesh_addr)
     _ping(vm, ident_a.mesh_addr, NS["b"])
-    rc, out = vm.shell(f"ip -6 route show table all proto 78 | grep -F '{nodes['b'].mesh_addr}'")
-    assert rc == 0 and "dev wlan0" in out, out
+    _wait_shell(vm, f"ip -6 route show table all proto 78 | grep -F '{nodes['b'].mesh_addr}'",
+                lambda rc, out: rc == 0 and "dev wlan0" in out, "x0node's route to B over wlan0")
 
-    # C (wrong key): never admitted.
+    # C (wrong key): never admitted, though it had as long as B to join.
     assert peers.get(macs["c"]) != "ESTAB", peers
     c_peers = _plinks(vm, RADIO["c"], NS["c"])
     assert "ESTAB" not in c_peers.values(), c_peers
-    assert _status(vm, "/data/wifitest/c", NS["c"]) == [], "C has a neighbour"
-    a_now = None
-    for _ in range(10):  # the device's daemon may be restarting
-        a_now = _status(vm, "/data/x0node", may_fail=True)
-        if a_now is not None:
-            break
-        vm.shell("sleep 8", timeout_s=60)
-    assert a_now is not None and not any(n[0] == nodes["c"].node_id for n in a_now), a_now
+    c_sees = _wait_status(vm, "/data/wifitest/c", NS["c"])
+    assert c_sees == [], f"C has a neighbour: {c_sees}"
+    a_now = _wait_status(vm, "/data/x0node")
+    assert not any(n[0] == nodes["c"].node_id for n in a_now), a_now
+    rc, out = vm.shell(f"ip -6 route show table all proto 78 > /run/r78 && ! grep -F '{nodes['c'].mesh_addr}' /run/r78")
+    assert rc == 0, f"A has a route to C: {out}"
     rc, out = vm.shell(f"ip netns exec {NS['c']} ping -6 -c 2 -W 2 {ident_a.mesh_addr}", timeout_s=60)
     assert rc != 0, out

@@ -58,3 +58,49 @@ def test_forward_ratio_sees_forwarding_and_a_black_hole(namespaces):
     bh = fs.update(_counters(b, "toA", "toC"), [], 4.0)
     assert fs.deltas["ip_forwarded"] and fs.deltas["ip_forwarded"] > 100  # the kernel still counts them
     assert bh[FEATURES.index("fwd_ratio")] < 0.1, fs.deltas
+
+
+CG_READ = (
+    "import json,pathlib,time;from x0node.anomaly.collector import read_counters as r, node_cgroups as g;"
+    "cg=g('parent',pathlib.Path('/proc/self/cgroup').read_text());a=r([],cgroup=cg);t=time.process_time();\n"
+    "while time.process_time()-t<0.3: pass\n"
+    "b=r([],cgroup=cg);print(json.dumps({'a':a.cg_cpu_ns,'b':b.cg_cpu_ns,'cores':b.cg_cores,'limit':b.cg_mem_limit,"
+    "'used':b.cg_mem_used}))"
+)
+
+
+def test_a_daemon_in_a_namespace_reads_its_nodes_own_cgroups(namespaces):
+    """As the testbed starts a daemon (`ip netns exec` remounts /sys): it joins the node's groups, mounts
+    the v1 hierarchies again inside, and reads its node group's CPU time, quota and memory limit."""
+    import os
+    import pathlib
+
+    import pytest
+
+    from x0lab.testbed import cgroups
+
+    if not cgroups.available() or cgroups.own_group("cpuacct") is None:
+        pytest.skip("needs cgroup v1 cpu, memory and cpuacct")
+    ns = namespaces.add()
+    made = []
+    leaves = []
+    for ctl in ("cpu", "memory", "cpuacct"):
+        node = cgroups.own_group(ctl) / f"x0t-cg-{os.getpid()}" / "n1"
+        for d in (node.parent, node, node / "daemon"):
+            made.append(str(d))
+            cgroups.create(d)
+        leaves.append(node / "daemon")
+        if ctl == "cpu":
+            cgroups.set_cpu_cap(node, 50.0)  # half a core for the node
+        if ctl == "memory":
+            cgroups.set_memory_limit(node, 256 << 20)
+    mounts = pathlib.Path("/proc/self/mountinfo").read_text()
+    try:
+        cmd = cgroups.wrap(leaves, ["ip", "netns", "exec", ns, *cgroups.mount_inside([sys.executable, "-c", CG_READ])])
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120).stdout
+        d = json.loads(out.strip().splitlines()[-1])
+        assert d["a"] is not None and d["b"] - d["a"] >= 0.25e9  # its own 0.3 s of CPU, in its node's group
+        assert d["cores"] == 0.5 and d["limit"] == 256 << 20 and 0 < d["used"] < 256 << 20
+        assert pathlib.Path("/proc/self/mountinfo").read_text() == mounts  # the mounts stayed in the namespace
+    finally:
+        assert cgroups.remove(made) == []

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-SECTIONS = {"state": {}, "anomaly": {"interval_s": 1.0, "record": True, "seed": 3, "observe_days": 0.0}}
+SECTIONS = {"state": {}, "anomaly": {"interval_s": 1.0, "record": True, "seed": 3, "observe_days": 0.0,
+                                     "cgroup": "parent"}}
 
 
 @pytest.fixture
@@ -60,6 +61,12 @@ def test_middle_node_detector_receives_both_neighbours_vectors(bed):
     assert rows, _ticks(bed, 2)[-3:]
     last = rows[-1]
     assert last["layer"] in ("gbt", "gnn")  # the neighbour model, with real neighbour context
+    assert last["features"] == 2
+    from x0lab.testbed import cgroups
+
+    if cgroups.available() and cgroups.own_group("cpuacct") is not None:
+        # CPU and memory are the node's own (its cgroups, seen inside the namespace), not the host's
+        assert last["cpu_mem"] == "cgroup" and 0.0 <= last["raw"][0] <= 1.0
     # each delivered vector is one its origin's own collector computed (float32 on the wire)
     for k in (1, 3):
         own = [t["raw"] for t in _ticks(bed, k)]

@@ -74,7 +74,8 @@ class Harness:
 
 def engine(mode: Mode = Mode.ACTIVE, guard: GuardConfig = NO_GUARD, budget: int = 3, **kw) -> HealingEngine:
     cfg = EngineConfig(mode=mode, guard=guard, disruptive_per_hour=budget,
-                       mode_config=kw.pop("mode_config", ModeConfig()), mitigation_hold_s=kw.pop("hold", 30.0))
+                       mode_config=kw.pop("mode_config", ModeConfig()), mitigation_hold_s=kw.pop("hold", 30.0),
+                       lift_hold_s=kw.pop("lift", 3.0))
     return HealingEngine(ME, cfg, random.Random(7), 0.0, **kw)
 
 
@@ -149,7 +150,7 @@ def test_a_mitigation_without_effect_is_undone_and_the_ladder_climbs():
     assert "effect not observed" in reasons[0]
 
 
-def test_a_verified_mitigation_is_held_while_the_fault_lasts_then_lifted_with_damping():
+def _penalty_world(bad: Callable[[float], bool], rtt: Callable[[float], float] = lambda t: 2.0):
     penalised = {"on": False}
 
     def perform(req, now):
@@ -158,20 +159,53 @@ def test_a_verified_mitigation_is_held_while_the_fault_lasts_then_lifted_with_da
         return True, ""
 
     def snap(t):
-        bad = 5 <= t < 40 or 100 <= t < 120
-        return Snapshot(t, diamond(via_c=B if penalised["on"] else A, loss_a=0.3 if bad else 0.0))
+        return Snapshot(t, diamond(via_c=B if penalised["on"] else A, loss_a=0.3 if bad(t) else 0.0, rtt_a=rtt(t)))
 
-    h = Harness(engine(hold=20.0), perform)
+    return perform, snap
+
+
+def test_a_verified_mitigation_is_held_while_the_fault_lasts_then_lifted_with_damping():
+    perform, snap = _penalty_world(lambda t: 5 <= t < 40 or 100 <= t < 120)
+    h = Harness(engine(lift=5.0), perform)
     run(h, 300.0, snap)
     acts, undos = h.acted(), h.acted(undo=True)
     assert [a for _, a, _ in acts] == [ActionKind.PENALISE_LINK, ActionKind.PENALISE_LINK]
     assert len(undos) == 2
     first_hold = undos[0][0] - 40.0
     second_hold = undos[1][0] - 120.0
-    assert 20.0 <= first_hold < 40.0  # clear for the symptom's hysteresis, then the hold
-    assert second_hold >= first_hold + 15.0  # recurring within the reset window: hold doubled
+    assert 5.0 <= first_hold < 8.0  # the evidence clean for the lift hold; not the symptom's 10 s clear timer
+    assert 10.0 <= second_hold < 13.0  # recurring within the reset window: hold doubled
     closed = h.of(IncidentClosed)
     assert [c.outcome for c in closed] == ["recovered", "recovered"] and closed[0].mttr_s <= 10.0
+
+
+def test_a_lifted_mitigation_opens_no_new_incident_while_the_monitor_still_holds_its_symptom():
+    """The lift (evidence clean 3 s) comes before the symptom's own clear timer (10 s): the lift settles
+    the symptom, so nothing is re-diagnosed or re-applied for a fault that is over."""
+    perform, snap = _penalty_world(lambda t: 5 <= t < 40)
+    h = Harness(engine(), perform)
+    run(h, 120.0, snap)
+    assert len(h.of(IncidentOpened)) == 1 and len(h.acted()) == 1
+    (t_undo, _, _), = h.acted(undo=True)
+    assert 43.0 <= t_undo < 46.0
+    assert h.engine.status()["symptoms"] == [] and h.engine.status()["mitigations"] == []
+
+
+def test_a_mitigation_is_not_lifted_while_its_evidence_flickers():
+    """Loss that comes and goes every 2 s never stays clean for the lift hold: the penalty stays."""
+    perform, snap = _penalty_world(lambda t: 5 <= t < 60 and int(t) % 4 < 2)
+    h = Harness(engine(lift=3.0), perform)
+    run(h, 59.0, snap)
+    assert len(h.acted()) == 1 and h.acted(undo=True) == []
+
+
+def test_a_recurring_fault_after_a_lift_is_mitigated_again_with_a_longer_hold():
+    perform, snap = _penalty_world(lambda t: 5 <= t < 30 or 45 <= t < 60)
+    h = Harness(engine(lift=3.0), perform)
+    run(h, 120.0, snap)
+    assert len(h.of(IncidentOpened)) == 2 and len(h.acted()) == 2
+    first, second = (t for t, _, _ in h.acted(undo=True))
+    assert 33.0 <= first < 36.0 and 66.0 <= second < 69.0  # 3 s, then 6 s
 
 
 # --- safety ------------------------------------------------------------------------------------------
@@ -301,7 +335,8 @@ def test_steering_around_a_partial_black_hole_on_the_synthetic_mesh():
     assert not {r.action for _, r in h.requests} & {ActionKind.RESET_INTERFACE, ActionKind.REBOOT,
                                                     ActionKind.RESTART_DAEMON}
     lifted = [t for t, a, _ in h.acted(undo=True) if a is steer[0][1]]
-    assert lifted and lifted[0] >= 60.0 + 20.0
+    # the probes' window (15 s) forgets the fault's losses, then the evidence stays clean for the lift hold
+    assert lifted and 60.0 + 3.0 <= lifted[0] <= 60.0 + 20.0
     closed = h.of(IncidentClosed)
     assert closed and closed[0].outcome == "recovered" and closed[0].root_cause == "node_blackhole"
     assert not w.penalties  # nothing of ours left behind
@@ -413,3 +448,29 @@ def test_a_drained_flapping_link_is_re_diagnosed_lossy_once_its_sustained_loss_s
     assert diagnosed[-1].candidates[0][:2] == (link, "link_lossy")
     assert [(a, tg) for _, a, tg in h.acted()] == [(ActionKind.DRAIN_LINK, link)]
     assert h.engine.status()["open"][0]["cause"].startswith(f"link_lossy@{link}")
+
+
+def test_a_drained_flapping_link_is_lifted_once_it_has_been_quiet_not_two_minutes_later():
+    """A link flaps from 5 s to 40 s: drained at its first flaps, held while it flaps, lifted once it
+    has stayed up without a transition for FLAP_QUIET_S and the lift hold — not when its two-minute
+    flap count falls."""
+    drained = {"on": False}
+
+    def perform(req, now):
+        if req.action is ActionKind.DRAIN_LINK:
+            drained["on"] = not req.undo
+        return True, ""
+
+    def snap(t):  # the last transition at 39 s; one more at 90 s
+        flaps = 0 if t < 5 else 1 + int((min(t, 40.0) - 5) / 2.0) + (t >= 90.0)
+        return Snapshot(t, diamond(via_c=B if drained["on"] else A, transitions_a=flaps))
+
+    h = Harness(engine(), perform)
+    run(h, 89.0, snap)
+    link = str(link_element(ME, A))
+    assert [(a, tg) for _, a, tg in h.acted()] == [(ActionKind.DRAIN_LINK, link)]
+    (t_undo, _, _), = h.acted(undo=True)
+    assert 39.0 + 10.0 + 3.0 <= t_undo < 39.0 + 20.0
+    assert len(h.of(IncidentOpened)) == 1  # the flap count stays lit for two minutes: no new incident
+    run(h, 100.0, snap, start=89.0 + 1.0)
+    assert len(h.of(IncidentOpened)) == 2 and [t for t, _, _ in h.acted()][1] >= 90.0  # a new flap: again

@@ -59,7 +59,9 @@ def test_feature_state_rates_and_link_features(tmp_path):
     assert np.isclose(raw[IDX["load"]], 1_250_000 * 8 / 10 / 10e6)
     assert np.isclose(raw[IDX["if_errors_per_s"]], 5.0)
     assert np.isclose(raw[IDX["fwd_ratio"]], 10 / 150)  # 200 received, 50 delivered, 10 forwarded
-    assert raw[IDX["link_changes"]] == 2  # b and d went away
+    assert raw[IDX["link_changes"]] == 0  # b and d just went away: not held yet
+    held = fs.update(Counters(), nbs[:1], 13.0)
+    assert held[IDX["link_changes"]] == 2  # still gone LINK_HOLD_S later: two losses
     later = fs.update(Counters(cpu_busy=400, cpu_total=2000, mem_total_kb=1000, mem_avail_kb=250, ip_in=300, ip_delivered=100, ip_forwarded=10, ip_out_local=5, if_tx_packets=15, if_bytes=1_250_000, if_errors=50, capacity_bps=10e6), nbs[:1], 400.0)
     assert later[IDX["link_changes"]] == 0  # outside the window
 
@@ -71,9 +73,11 @@ def test_link_samples_are_averaged_between_updates():
         fs.observe_links([nv("a", "up", 10 * (1 + loss), loss)])
     raw = fs.update(Counters(), [nv("a", "up", 12.0, 0.1)], 30.0)
     assert np.isclose(raw[IDX["loss_max"]], 0.1) and np.isclose(raw[IDX["rtt_ms"]], 11.25)
-    fs.observe_links([nv("a", "init", None, 0.0)])
+    fs.observe_links([nv("a", "init", None, 0.0)], 58.0)  # a sample between ticks sees a drop out
     raw = fs.update(Counters(), [], 60.0)
-    assert raw[IDX["loss_max"]] == NEUTRAL_RAW[IDX["loss_max"]] and raw[IDX["link_changes"]] == 2  # up, then down
+    assert raw[IDX["loss_max"]] == NEUTRAL_RAW[IDX["loss_max"]] and raw[IDX["link_changes"]] == 0  # lost 2 s ago
+    fs.observe_links([], 60.5)
+    assert fs.update(Counters(), [], 61.0)[IDX["link_changes"]] == 1  # held since 58 s: one loss
 
 
 def test_blackhole_shows_as_low_forward_ratio_even_when_the_kernel_counts_it_forwarded():
@@ -106,3 +110,99 @@ def test_xdp_drops_from_the_telemetry_snapshot_count_as_interface_errors():
     fs.update(Counters(if_errors=0, xdp_dropped=0), [], 0.0)
     raw = fs.update(Counters(if_errors=10, xdp_dropped=40), [], 10.0)
     assert raw[IDX["if_errors_per_s"]] == 5.0
+
+
+def _links(fs: FeatureState, t: float, up: list[str]) -> float:
+    return float(fs.update(Counters(), [nv(n, "up", 5.0, 0.0) for n in up], t)[IDX["link_changes"]])
+
+
+def test_a_bounce_shorter_than_the_hold_never_counts():
+    fs = FeatureState()
+    _links(fs, 0.0, ["a", "b", "c"])
+    assert _links(fs, 3.0, ["a", "b"]) == 0  # c lost
+    assert _links(fs, 4.0, ["a", "b", "c"]) == 0  # back after 1 s: a bounce (a daemon's stall)
+    assert _links(fs, 30.0, ["a", "b", "c"]) == 0
+
+
+def test_a_held_loss_of_one_link_counts_once_and_ages_out():
+    from x0node.anomaly.collector import LINK_CHANGES_WINDOW_S, LINK_HOLD_S
+
+    fs = FeatureState()
+    _links(fs, 0.0, ["a", "b"])
+    assert _links(fs, 3.0, ["a"]) == 0
+    assert _links(fs, 3.0 + LINK_HOLD_S, ["a"]) == 1
+    assert _links(fs, 20.0, ["a"]) == 1  # counted once, not per tick
+    assert _links(fs, 25.0, ["a", "b"]) == 1  # coming back adds nothing
+    assert _links(fs, 3.0 + LINK_HOLD_S + LINK_CHANGES_WINDOW_S + 1, ["a", "b"]) == 0
+    solo = FeatureState()  # a node with one neighbour: losing it is one link, not a stall
+    _links(solo, 0.0, ["a"])
+    _links(solo, 3.0, [])
+    assert _links(solo, 6.0, []) == 1
+
+
+def test_losing_every_neighbour_at_once_is_a_stall_not_a_link_fault():
+    fs = FeatureState()
+    _links(fs, 0.0, ["a", "b", "c"])
+    assert _links(fs, 3.0, []) == 0
+    assert _links(fs, 9.0, []) == 0 and fs.stalls == 1  # held, but a node-wide loss counts nothing
+    assert _links(fs, 12.0, ["a", "b", "c"]) == 0
+    assert _links(fs, 15.0, ["a", "b"]) == 0 and _links(fs, 18.0, ["a", "b"]) == 1  # then one link: counts
+
+
+def test_replayed_up_sets_give_the_runtime_feature():
+    fs, rp = FeatureState(), FeatureState()
+    seq = [(0.0, ["a", "b"]), (3.0, ["a"]), (6.0, ["a"]), (9.0, ["a", "b"]), (12.0, []), (15.0, []), (18.0, ["a"])]
+    for t, up in seq:
+        live = _links(fs, t, up)
+        rp.observe_up(up, t)
+        assert rp.link_changes(t) == live
+
+
+def _fake_cgroups(root: pathlib.Path, usage_ns: int, quota: int, used: int, inactive: int, limit: int):
+    cpuacct = root / "cpuacct" / "tb" / "n1"
+    cpu = root / "cpu" / "tb" / "n1"
+    mem = root / "memory" / "tb" / "n1"
+    for d in (cpuacct, cpu, mem, root / "cpu" / "tb"):
+        d.mkdir(parents=True, exist_ok=True)
+    (cpuacct / "cpuacct.usage").write_text(f"{usage_ns}\n")
+    (cpu / "cpu.cfs_quota_us").write_text(f"{quota}\n")
+    (cpu / "cpu.cfs_period_us").write_text("100000\n")
+    (root / "cpu" / "tb" / "cpu.cfs_quota_us").write_text("-1\n")
+    (root / "cpu" / "tb" / "cpu.cfs_period_us").write_text("100000\n")
+    (mem / "memory.usage_in_bytes").write_text(f"{used}\n")
+    (mem / "memory.stat").write_text(f"cache 5\ntotal_inactive_file {inactive}\nhierarchical_memory_limit {limit}\n")
+
+
+def test_node_cgroups_resolve_own_and_parent_groups_and_refuse_escapes(tmp_path):
+    from x0node.anomaly.collector import node_cgroups
+
+    text = "5:cpuacct:/tb/n1/daemon\n4:memory:/tb/n1/daemon\n1:cpu:/tb/n1/daemon\n0::/\n"
+    cg = node_cgroups("parent", text, tmp_path)
+    assert cg.cpuacct == tmp_path / "cpuacct" / "tb" / "n1" and cg.memory == tmp_path / "memory" / "tb" / "n1"
+    assert node_cgroups("own", text, tmp_path).cpu == tmp_path / "cpu" / "tb" / "n1" / "daemon"
+    assert node_cgroups("", text, tmp_path) is None
+    assert node_cgroups("parent", "4:memory:/\n", tmp_path) is None  # the root has no parent
+    assert node_cgroups("own", "4:memory:/a/../../etc\n", tmp_path) is None
+    comounted = node_cgroups("own", "2:cpu,cpuacct:/x\n", tmp_path)
+    assert comounted.cpu == comounted.cpuacct == tmp_path / "cpu,cpuacct" / "x"
+
+
+def test_cgroup_cpu_and_memory_are_the_nodes_own(tmp_path):
+    from x0node.anomaly.collector import node_cgroups
+
+    text = "5:cpuacct:/tb/n1/daemon\n4:memory:/tb/n1/daemon\n1:cpu:/tb/n1/daemon\n"
+    cg = node_cgroups("parent", text, tmp_path)
+    proc, sys = _fake_tree(tmp_path, busy=300, idle=700, fwd=0, rx=0, deliver=0, if_bytes=0, err=0)
+    _fake_cgroups(tmp_path, usage_ns=0, quota=20000, used=600, inactive=100, limit=1 << 60)
+    c0 = read_counters([], proc, sys, cgroup=cg, online_cpus=2)
+    assert c0.cg_cores == 0.2 and c0.cg_mem_used == 500 and c0.cg_mem_limit == 1000 * 1024  # capped by MemTotal
+    _fake_cgroups(tmp_path, usage_ns=int(0.2e9 * 10 * 0.5), quota=-1, used=600, inactive=100, limit=1000)
+    c1 = read_counters([], proc, sys, cgroup=cg, online_cpus=2)
+    assert c1.cg_cores == 2.0 and c1.cg_mem_limit == 1000
+    fs = FeatureState()
+    fs.update(c0, [], 0.0)
+    raw = fs.update(c1, [], 10.0)
+    assert np.isclose(raw[IDX["cpu_util"]], 1e9 / 10 / 1e9 / 2.0)  # 1 s of CPU in 10 s over 2 cores
+    assert np.isclose(raw[IDX["mem_util"]], 0.5)  # not the host's 0.75
+    missing = read_counters([], proc, sys, cgroup=node_cgroups("own", "1:cpuacct:/gone\n", tmp_path))
+    assert missing.cg_cpu_ns is None  # an unreadable group is a missing value, never an error

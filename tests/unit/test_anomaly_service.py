@@ -31,8 +31,9 @@ def _ctx(tmp_path, registry=None):
 
 def test_validate_config_fills_defaults_and_names_bad_keys():
     out = svc.validate_config({"interval_s": 5})
-    assert out["interval_s"] == 5.0 and out["target_fpr"] == 0.01 and out["override"] == ""
-    for bad, key in (({"interval_s": 0}, "interval_s"), ({"target_fpr": 0.9}, "target_fpr"),
+    assert out["interval_s"] == 5.0 and out["target_fpr"] == 0.01 and out["override"] == "" and out["cgroup"] == ""
+    assert svc.validate_config({"cgroup": "parent"})["cgroup"] == "parent"
+    for bad, key in (({"cgroup": "/sys/fs/cgroup/x"}, "cgroup"), ({"cgroup": 1}, "cgroup"),({"interval_s": 0}, "interval_s"), ({"target_fpr": 0.9}, "target_fpr"),
                      ({"override": "block"}, "override"), ({"nope": 1}, "nope"), ({"min_outcomes": True}, "min_outcomes"),
                      ({"seed": "x"}, "seed"), ({"model_dir": 3}, "model_dir"), ({"enabled": "yes"}, "enabled")):
         with pytest.raises(ConfigError) as ei:

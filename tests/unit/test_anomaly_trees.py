@@ -176,6 +176,24 @@ def test_operating_point_trades_stray_ticks_for_an_alarm_policy():
     assert thr == pytest.approx(1.0) and pol.raise_ticks >= 2 and f == pytest.approx(1.0)
 
 
+def test_budget_point_prefers_fast_hard_recall_within_the_false_alarm_budget():
+    # the fault starts at 11 s (ticks 4..6 at 12, 15, 18 s): 0.6 at its first tick, 1.0 only at 18 s
+    # (7 s in: more than 2 ticks); node b strays at 0.8 once
+    tb, _ = _table()
+    s = np.zeros(len(tb))
+    s[4], s[6] = 0.6, 1.0
+    s[14] = 0.8
+    rows = np.arange(len(tb))
+    hours = 16 * 3.0 / 3600  # label-0 ticks
+    thr, pol, rec, fa = realeval.choose_budget_point(tb, rows, s, budget=100.0)
+    assert 0.0 < thr <= 0.6 and pol.raise_ticks == 1 and rec == 1.0 and fa == pytest.approx(1 / hours)
+    thr, _pol, rec, fa = realeval.choose_budget_point(tb, rows, s, budget=1.0)
+    assert thr > 0.8 and rec == 0.0 and fa == 0.0  # the stray alarm costs more than the budget: too slow
+    s[5] = 1.0
+    thr, _pol, rec, fa = realeval.choose_budget_point(tb, rows, s, budget=1.0)
+    assert thr > 0.8 and rec == 1.0 and fa == 0.0  # 15 s: within 2 ticks and no false alarm
+
+
 def test_leave_one_kind_out_reports_each_kind_held_out_and_seen():
     tb, _ = _table()
     tb.x[:] = NEUTRAL_RAW

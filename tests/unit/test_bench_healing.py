@@ -111,3 +111,12 @@ def test_cycle_quantile_from_prometheus_buckets():
     assert bh.histogram_quantile(0.95, list(buckets.items())) == pytest.approx(0.0175)
     assert bh.histogram_quantile(0.5, list(buckets.items())) == pytest.approx(0.005)
     assert bh.histogram_quantile(0.95, []) is None
+
+
+def test_a_gauge_is_read_from_the_exposition_text():
+    text = ("# HELP x0_healing_mitigations_in_force Verified mitigations held now\n"
+            "# TYPE x0_healing_mitigations_in_force gauge\nx0_healing_mitigations_in_force 2.0\n"
+            'x0_healing_mode{mode="active"} 1.0\n')
+    assert bh.parse_gauge(text, "x0_healing_mitigations_in_force") == 2.0
+    assert bh.parse_gauge(text, "x0_healing_open_incidents") is None
+    assert bh.parse_gauge("", "x0_healing_mitigations_in_force") is None

@@ -35,6 +35,8 @@ def test_defaults_filled(tmp_path):
         ("[node]\nwatchdog_s = 1\n", "node.watchdog_s"),
         ("[node]\nwatchdog_s = 6.5\n", "node.watchdog_s"),
         ('[node]\ninterfaces = ["lo"]\n', "node.interfaces"),
+        ("[node]\nwatchdog_s = 5\n", "node.watchdog_s"),
+        ("[node]\nwatchdog_s = 601\n", "node.watchdog_s"),
         ("node = 3\n", "node"),
     ],
 )

@@ -71,6 +71,20 @@ def test_ready_narrows_a_generous_start_allowance_and_abstract_sockets_work():
     assert w.notify("WATCHDOG=1") is False and w.errors == 1  # a vanished listener is counted, not raised
 
 
+
+def test_a_configured_steady_interval_replaces_the_start_allowance(tmp_path):
+    # node.watchdog_s (an emulated lab unit: 120 s) is what systemd gets at READY=1, wider or narrower
+    # than the unit's start allowance; at the default nothing changes for a unit already at it
+    path = tmp_path / "notify"
+    rx = _listener(path)
+    w = Watchdog(env={"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "30000000"}, steady_s=120.0)
+    w.ready()
+    assert _drain(rx) == ["READY=1", "WATCHDOG_USEC=120000000"] and w.interval_s == 120.0
+    same = Watchdog(env={"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": str(int(STEADY_WATCHDOG_S * 1e6))})
+    same.ready()
+    assert _drain(rx) == ["READY=1"]
+    rx.close()
+
 async def test_ready_starts_the_pet_timer_over_at_the_narrowed_pace(tmp_path):
     path = tmp_path / "notify"
     rx = _listener(path)

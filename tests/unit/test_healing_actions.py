@@ -138,3 +138,28 @@ def test_steering_that_would_leave_some_traffic_on_the_node_gives_way_to_the_dra
     assert steerable_routes(r, A) == (1, 1, 2)
     why = PLUGINS[ActionKind.STEER_AROUND_NODE].precondition(node_element(A), ctx(r))
     assert why is not None and "1 of 2" in why
+
+
+def test_a_drain_by_the_far_end_of_a_link_counts_in_both_directions():
+    # the LSDB view lists a link once (lower id first) with both ends' costs: a drains its link to us
+    # (its cost towards us is high, ours towards it is not), so c's way back to us goes through b, and
+    # our own routes, weighed by our costs, still may use a
+    from x0node.healing.actions import steerable_routes
+    from x0node.healing.monitor import return_paths
+    from x0node.healing.observation import EdgeObs, RoutingObs
+
+    base = diamond()
+    assert return_paths(base, [C]) == {C: (A,)}  # equal costs: the smaller first hop from c
+    drained = tuple(EdgeObs(e.a, e.b, e.cost, 5000) if {e.a, e.b} == {ME, A} else e for e in base.edges)
+    r = RoutingObs(ME, base.neighbours, base.routes, base.nodes, drained, base.interfaces)
+    assert return_paths(r, [C]) == {C: (B,)}
+    assert steerable_routes(r, A) == steerable_routes(base, A)
+
+
+def test_the_edge_parser_reads_both_directions_and_refuses_a_bad_back_cost():
+    from x0node.healing.observation import _edge
+
+    assert _edge({"a": ME, "b": A, "cost": 10, "cost_back": 70}).costs() == ((ME, A, 10), (A, ME, 70))
+    assert _edge({"a": ME, "b": A, "cost": 10}).costs() == ((ME, A, 10), (A, ME, 10))
+    assert _edge({"a": ME, "b": A, "cost": 10, "cost_back": "x"}).cost_back is None
+    assert _edge({"a": ME, "b": A, "cost": 10, "cost_back": -3}).cost_back is None

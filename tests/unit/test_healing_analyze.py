@@ -212,3 +212,16 @@ def test_a_congested_link_explains_the_slow_answers_that_come_back_over_it():
     sym = [Symptom(SymptomKind.LINK_DELAY, link_element(ME, A), 12.0, 1.0)]
     diag = rank(inds, sym, routing, 13.0)
     assert (diag.top.element, diag.top.fault) == (link_element(ME, A), FaultKind.LINK_CONGESTED), diag.candidates
+
+
+def test_a_slow_neighbour_that_says_it_is_sick_is_overloaded_not_its_link():
+    # a's hellos are slow on our link; a's LSA carries the sick flag (it read its own CPU): the flag,
+    # which no link fault explains, makes node_overload of a the better cause
+    routing = diamond()
+    inds = [ind(Signal.HELLO_RTT, link_element(ME, A), (ME, A))]
+    sym = [Symptom(SymptomKind.LINK_DELAY, link_element(ME, A), 12.0, 1.0)]
+    before = rank(inds, sym, routing, 13.0)
+    assert before.top.fault is FaultKind.LINK_CONGESTED, before.candidates
+    sick = [*inds, ind(Signal.SICK, node_element(A), (A,), onset=11.0)]
+    diag = rank(sick, sym, routing, 13.0)
+    assert (diag.top.element, diag.top.fault) == (node_element(A), FaultKind.NODE_OVERLOAD), diag.candidates

@@ -239,3 +239,26 @@ def test_a_pending_symptom_says_when_it_is_due():
     assert m.next_raise_s() == 10.0 + mon.RULES[SymptomKind.LINK_LOSS].raise_after_s
     out = m.observe(Snapshot(m.next_raise_s(), diamond(loss_a=0.5)))
     assert (SymptomKind.LINK_LOSS, link_element(ME, A)) in _keys(out.raised) and m.next_raise_s() is None
+
+
+def test_a_node_that_says_it_is_sick_is_evidence_not_a_symptom_and_settle_clears_a_symptom():
+    import dataclasses
+
+    from x0node.healing.observation import Snapshot
+
+    base = diamond(loss_a=0.5)
+    nodes = tuple(dataclasses.replace(n, sick=n.node_id == A) for n in base.nodes)
+    routing = dataclasses.replace(base, nodes=nodes)
+    m = mon.Monitor(ME)
+    out = None
+    for t in range(0, 4):
+        out = m.observe(Snapshot(float(t), routing))
+    sick = [i for i in out.indicators if i.signal is mon.Signal.SICK]
+    assert [(i.element, i.degree) for i in sick] == [(mon.node_element(A), 1.0)]
+    assert {s.kind for s in out.active} == {mon.SymptomKind.LINK_LOSS}  # no symptom of its own
+    key = out.active[0].key
+    m.settle([key], 4.0)
+    out = m.observe(Snapshot(4.5, routing))
+    assert out.active == ()  # settled: the loss must stay for raise_after_s again
+    out = m.observe(Snapshot(5.6, routing))
+    assert [s.key for s in out.active] == [key]

@@ -12,7 +12,7 @@ import x0node.healing
 PKG = pathlib.Path(x0node.healing.__file__).parent
 DECISION = ("observation", "monitor", "probe", "analyze", "actions", "policy", "safety", "plan", "execute", "verify",
             "incident", "knowledge", "engine")
-ADAPTERS = ("service", "store", "probe_io", "actuator", "metrics", "tracing", "cli")
+ADAPTERS = ("service", "store", "probe_io", "cpu_io", "actuator", "metrics", "tracing", "cli")
 FORBIDDEN = {"asyncio", "socket", "time", "os", "random", "pyroute2", "aiohttp", "sqlite3", "subprocess",
              "threading", "pathlib", "opentelemetry", "prometheus_client"}
 

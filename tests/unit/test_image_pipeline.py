@@ -74,3 +74,21 @@ def test_an_incomplete_or_damaged_build_is_not_kept(tree: pathlib.Path) -> None:
     (tree / "out" / "x86_64" / pipeline.INPUTS_FILE).unlink()  # a build that stopped half-way removed it
     assert pipeline.reusable("x86_64") is None
     assert pipeline.reusable("arm64-virt") is None  # never built
+
+
+def test_a_build_for_a_boot_leaves_out_only_the_bundle(tree: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `make run` (build --reuse --no-bundle): every step a boot needs runs, the update bundle does not,
+    # and the build still counts as complete for reuse
+    ran: list[str] = []
+    monkeypatch.setattr(pipeline, "STEPS", {name: (lambda ctx, name=name: ran.append(name) or {})
+                                            for name in pipeline.STEPS})
+    monkeypatch.setattr(pipeline, "make_context", lambda board, work, out, refresh: pipeline.Context(
+        board=None, work=tree / "work", out=tree / "out", version="v", source_date_epoch=0))  # type: ignore[arg-type]
+    (tree / "work").mkdir()
+    (tree / "out").mkdir()
+    pipeline.build("x86_64", echo=False, bundle=False)
+    assert ran == [s for s in pipeline.STEPS if s != "bundle"] and "squash" in ran and "assemble" in ran
+    assert json.loads((tree / "out" / pipeline.INPUTS_FILE).read_text())["inputs"] == pipeline.inputs_digest("x86_64")
+    ran.clear()
+    pipeline.build("x86_64", echo=False)
+    assert ran == list(pipeline.STEPS)

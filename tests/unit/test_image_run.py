@@ -47,3 +47,33 @@ def test_cli_command_names_the_run_dir(tmp_path) -> None:
     cmd = shlex.split(run.x0node_command(tmp_path / "my mesh"))
     assert cmd[1:] == ["testbed", "--run-dir", str(tmp_path / "my mesh")]
     assert cmd[0].endswith("x0node")
+
+
+def test_lab_unit_setting_is_a_valid_local_override() -> None:
+    # what lab_unit writes to /data/x0node/config.local.toml passes the daemon's own validation and sets
+    # the dead interval the neighbours of `make run` get too
+    import tomllib
+
+    from image import qemu
+    from x0node.daemon.config import LOCAL_CONFIG_NAME, merge, validate
+
+    local = tomllib.loads(qemu.LAB_LOCAL_CONFIG)
+    sections = validate(merge({"node": {"interfaces": ["eth1"]}}, local))
+    assert sections["routing"]["hello_missed_dead"] == qemu.LAB_HELLO_MISSED_DEAD == run.LAB_HELLO_MISSED_DEAD
+    assert sections["node"]["watchdog_s"] == qemu.LAB_WATCHDOG_S
+    assert qemu.LAB_LOCAL_CONFIG_FILE == f"x0node/{LOCAL_CONFIG_NAME}"
+
+
+def test_virtio_mesh_ports_report_a_link_speed(tmp_path) -> None:
+    # the VM's mesh NICs (TAP and UDP links) carry a link speed, so the guest's x0node takes their
+    # rate from the kernel instead of timing the emulated CPU with probe trains; the LAN port does not
+    from image.board import load_board
+    from image.qemu import MESH_NIC_SPEED_MBPS, VM, MeshLink, TapLink
+
+    vm = VM(board=load_board("x86_64"), disk=tmp_path / "d.img", vmdir=tmp_path, web_port=1, http_port=2,
+            udp_port=3, tap_links=[TapLink(7, "52:54:00:00:00:01")],
+            mesh_links=[MeshLink(4000, 4001, "52:54:00:00:00:02")])
+    devices = [a for a in vm.command() if a.startswith("virtio-net-pci,")]
+    mesh = [d for d in devices if "netdev=up" not in d]
+    assert len(mesh) == 2 and all(f"speed={MESH_NIC_SPEED_MBPS},duplex=full" in d for d in mesh), devices
+    assert all("speed=" not in d for d in devices if "netdev=up" in d)

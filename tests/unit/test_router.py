@@ -81,6 +81,8 @@ def test_two_routers_come_up_and_route():
                 for v in views])
     topo = p.a.topology()
     assert len(topo.links) == 1 and {n.node_id for n in topo.nodes} == {p.a.me.hex(), p.b.me.hex()}
+    link = topo.links[0]  # both directions' costs, each as its own end advertises it
+    assert link.cost > 0 and link.cost_back is not None and link.cost_back > 0
     assert [n.addr for n in p.a.neighbours()] == ["fe80::b"] and p.a.neighbours()[0].quality == "excellent"
     assert [r.node_id for r in p.a.routes()] == [p.b.me.hex()]
 

@@ -8,8 +8,9 @@
 - `x0node model eval --real [--data DIR]`: judges every detector and baseline on the real-fault
   dataset (x0lab.anomaly.realeval; folds by topology, 95 % CIs), including the "as deployed" rows.
 - `x0node model collect --seed N --out DIR` (root): regenerates that dataset on namespace testbeds
-  (x0lab.anomaly.realdata); `x0node model fit-real [--data DIR] [--model-dir DIR]` retrains and
-  exports the shipped tree models (x0lab.anomaly.realtrain).
+  (x0lab.anomaly.realdata); `x0node model fit-real [--data DIR] [--model-dir DIR] [--fa-budget B]`
+  retrains and exports the shipped tree models (x0lab.anomaly.realtrain; with --fa-budget the operating
+  point is chosen for hard-fault recall within 2 ticks under B false alarms per node-hour on validation).
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                          "into the model bundle (updates anomaly_model.json and SHA256SUMS)")
     fit.add_argument("--data", default=None, help="real-fault dataset directory (default: models/realfaults)")
     fit.add_argument("--model-dir", default=None, help="bundle directory (default: the source tree's models/)")
+    fit.add_argument("--fa-budget", type=float, default=None, metavar="B",
+                     help="choose the operating point (threshold, alarm policy) on validation for hard-fault recall "
+                     "within 2 ticks under B false alarms per node-hour, instead of the best event F1")
     fit.set_defaults(func=cmd_fit_real)
     c = sub.add_parser("check", help="verify the model bundle and self-test; print the live layer")
     c.add_argument("--model-dir", default=None, help="directory with anomaly_model.json (default: auto)")

@@ -8,12 +8,22 @@ Two parts:
 - `FeatureState.update(counters, neighbours, now)`: pure. Turns two successive counter snapshots into
   rates, and the router's `neighbours()` view (NeighbourView: `node_id`, `state`, `rtt_ms`, `loss`)
   into link features:
-    cpu_util = busy jiffies / all jiffies; mem_util = 1 - MemAvailable / MemTotal;
+    cpu_util = busy jiffies / all jiffies; mem_util = 1 - MemAvailable / MemTotal (host-wide), or, with
+      the node's own cgroup v1 groups (`node_cgroups`, `[anomaly] cgroup`), the node's processes only:
+      cpu_util = cpuacct.usage growth / (elapsed x the cores it may use: the tightest CFS quota of its
+      `cpu` group and their ancestors, else every online CPU); mem_util = (memory.usage_in_bytes -
+      total_inactive_file) / the smaller of hierarchical_memory_limit and MemTotal;
     load = (rx+tx bytes/s * 8) / sum of interface capacities (speed, else DEFAULT_CAPACITY_BPS);
     rtt_ms = mean RTT over UP neighbours; loss_max = max loss over UP neighbours, each neighbour's
       RTT and loss averaged over every `observe_links` sample since the previous update (the service
       samples the view every LINK_SAMPLE_INTERVAL_S, so a 32-hello loss window is not read only once);
-    link_changes = UP-set transitions in the last LINK_CHANGES_WINDOW_S (bounded deque);
+    link_changes = neighbour losses that held, in the last LINK_CHANGES_WINDOW_S (bounded deque): a
+      neighbour UP at one link sample and not UP at a later one counts once it has stayed not UP for
+      LINK_HOLD_S (a loss that comes back sooner is a bounce and never counts: on a loaded host a
+      quarter-second stall of a daemon drops a 100 ms-hello adjacency for one sample); a sample that
+      loses every UP neighbour at once (two or more) is this node's own stall, not a link fault, and
+      counts nothing (`stalls` counts them). Link state advances on every `observe_links(view, now)`
+      sample (the service samples every LINK_SAMPLE_INTERVAL_S and at each tick);
     if_errors_per_s = rx/tx errors + drops per second (+ frames the XDP program dropped, when the
       telemetry service's snapshot is there: `xdp_dropped_total`);
     fwd_ratio = sent / transit, transit = IP packets received - delivered locally (IPv4+IPv6), sent =
@@ -27,6 +37,7 @@ Two parts:
 from __future__ import annotations
 
 import collections
+import os
 import pathlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +53,8 @@ LINK_SAMPLE_INTERVAL_S = 3.0
 MIN_TRANSIT_PACKETS = 20
 MAX_LINK_EVENTS = 1024
 MAX_NEIGHBOURS_READ = 256
+LINK_HOLD_S = 2.5
+"""A lost neighbour counts as a link change once it has stayed not UP this long (samples' `now`)."""
 _IF_STATS = ("rx_bytes", "tx_bytes", "rx_errors", "tx_errors", "rx_dropped", "tx_dropped", "tx_packets")
 
 
@@ -60,7 +73,100 @@ class Counters:
     if_errors: int | None = None  # rx/tx errors + drops over the mesh interfaces
     capacity_bps: float = DEFAULT_CAPACITY_BPS
     xdp_dropped: int | None = None  # frames our XDP program dropped (telemetry snapshot), cumulative
+    cg_cpu_ns: int | None = None  # the node's cgroup: cpuacct.usage (ns, cumulative)
+    cg_cores: float | None = None  # ... cores it may use (tightest CFS quota, else online CPUs)
+    cg_mem_used: int | None = None  # ... memory in use (bytes, without inactive file cache)
+    cg_mem_limit: int | None = None  # ... its memory limit (bytes, at most the host's RAM)
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+CGROUP_ROOT = pathlib.Path("/sys/fs/cgroup")
+CGROUP_MODES = ("", "own", "parent")
+"""`[anomaly] cgroup`: "" host-wide CPU/memory; "own": this process's cgroup v1 groups; "parent": the
+groups one level above (a node whose daemon and other processes sit in sibling groups below one
+node group, as on the namespace testbed)."""
+MAX_CGROUP_DEPTH = 16
+
+
+@dataclass(frozen=True)
+class NodeCgroups:
+    """The node's own cgroup v1 directories (None where a controller is not mounted)."""
+
+    cpuacct: pathlib.Path | None = None
+    cpu: pathlib.Path | None = None
+    memory: pathlib.Path | None = None
+    mounts: dict[str, pathlib.Path] = field(default_factory=dict)  # controller -> hierarchy root
+
+
+def node_cgroups(mode: str, proc_cgroup: str, root: pathlib.Path = CGROUP_ROOT) -> NodeCgroups | None:
+    """Resolve `[anomaly] cgroup` against /proc/self/cgroup's text (v1 lines `id:controllers:/path`).
+
+    None for the host-wide mode or when no controller we read is mounted; paths never leave their
+    hierarchy (`..` and the root's parent are refused)."""
+    if mode not in CGROUP_MODES:
+        raise ValueError(f"cgroup mode must be one of {CGROUP_MODES}")
+    if not mode:
+        return None
+    found: dict[str, pathlib.Path] = {}
+    mounts: dict[str, pathlib.Path] = {}
+    for line in proc_cgroup.splitlines()[:64]:
+        parts = line.split(":", 2)
+        if len(parts) != 3 or not parts[1]:
+            continue
+        rel = parts[2].strip().strip("/")
+        segs = [x for x in rel.split("/") if x]
+        if any(x in (".", "..") for x in segs) or len(segs) > MAX_CGROUP_DEPTH:
+            continue
+        if mode == "parent":
+            if not segs:
+                continue  # the root has no parent group
+            segs = segs[:-1]
+        for ctl in parts[1].split(","):
+            if ctl in ("cpuacct", "cpu", "memory"):
+                mount = root / parts[1]
+                found[ctl] = mount.joinpath(*segs)
+                mounts[ctl] = mount
+    if not found:
+        return None
+    return NodeCgroups(found.get("cpuacct"), found.get("cpu"), found.get("memory"), mounts)
+
+
+def _cgroup_cores(cg: NodeCgroups, online: int) -> float:
+    """The cores the node's `cpu` group may use: the tightest CFS quota of it and its ancestors."""
+    cores = float(max(online, 1))
+    if cg.cpu is None:
+        return cores
+    d, top = cg.cpu, cg.mounts.get("cpu")
+    for _ in range(MAX_CGROUP_DEPTH + 1):
+        quota, period = _int(_read(d / "cpu.cfs_quota_us", 64)), _int(_read(d / "cpu.cfs_period_us", 64))
+        if quota is not None and period and quota > 0:
+            cores = min(cores, quota / period)
+        if top is None or d == top or d == d.parent:
+            break
+        d = d.parent
+    return cores
+
+
+def read_cgroup(cg: NodeCgroups, mem_total_kb: int | None, online: int) -> dict[str, Any]:
+    """The node's cgroup counters for `Counters` (missing files give None)."""
+    out: dict[str, Any] = {}
+    if cg.cpuacct is not None:
+        out["cg_cpu_ns"] = _int(_read(cg.cpuacct / "cpuacct.usage", 64))
+        out["cg_cores"] = _cgroup_cores(cg, online)
+    if cg.memory is not None:
+        used = _int(_read(cg.memory / "memory.usage_in_bytes", 64))
+        stat: dict[str, int] = {}
+        for line in (_read(cg.memory / "memory.stat", 16384) or "").splitlines():
+            k, _, v = line.partition(" ")
+            if k in ("total_inactive_file", "hierarchical_memory_limit") and v.strip().isdigit():
+                stat[k] = int(v)
+        limit = stat.get("hierarchical_memory_limit") or _int(_read(cg.memory / "memory.limit_in_bytes", 64))
+        if mem_total_kb:
+            limit = min(limit, mem_total_kb * 1024) if limit else mem_total_kb * 1024
+        if used is not None:
+            out["cg_mem_used"] = max(0, used - stat.get("total_inactive_file", 0))
+        out["cg_mem_limit"] = limit
+    return out
 
 
 def _read(path: pathlib.Path, limit: int = 1 << 20) -> str | None:
@@ -98,7 +204,8 @@ def _snmp_pairs(text: str | None) -> dict[str, int]:
 
 
 def read_counters(
-    interfaces: Iterable[str], proc: pathlib.Path = pathlib.Path("/proc"), sys: pathlib.Path = pathlib.Path("/sys")
+    interfaces: Iterable[str], proc: pathlib.Path = pathlib.Path("/proc"), sys: pathlib.Path = pathlib.Path("/sys"),
+    cgroup: NodeCgroups | None = None, online_cpus: int | None = None,
 ) -> Counters:
     cpu_busy = cpu_total = None
     stat = _read(proc / "stat", 4096)
@@ -153,6 +260,7 @@ def read_counters(
         if_bytes=if_bytes if seen else None,
         if_errors=if_errors if seen else None,
         capacity_bps=capacity if seen else DEFAULT_CAPACITY_BPS,
+        **(read_cgroup(cgroup, mem_total, online_cpus or os.cpu_count() or 1) if cgroup is not None else {}),
     )
 
 
@@ -168,15 +276,18 @@ class FeatureState:
     def __init__(self) -> None:
         self._prev: Counters | None = None
         self._prev_s: float | None = None
-        self._up: set[str] = set()
+        self._up: set[str] = set()  # UP at the last link sample
+        self._lost: dict[str, float] = {}  # neighbour -> when it was first seen lost (not counted yet)
+        self.stalls = 0  # samples that lost every UP neighbour at once (this node's own stall)
         self._events: collections.deque[float] = collections.deque(maxlen=MAX_LINK_EVENTS)
         self.last: dict[str, float] = {}
         self.deltas: dict[str, int | None] = {}  # raw counter deltas of the last window (diagnostics)
         # neighbour id -> [rtt sum, rtt samples, loss sum, loss samples, up in the latest sample]
         self._links: dict[str, list[Any]] = {}
 
-    def observe_links(self, neighbours: Sequence[NeighbourView]) -> None:
-        """One sample of the router's neighbour view; `update` averages all samples since the last one."""
+    def observe_links(self, neighbours: Sequence[NeighbourView], now: float | None = None) -> None:
+        """One sample of the router's neighbour view; `update` averages all samples since the last one.
+        With `now` the sample also advances link state (losses, bounces, stalls: see the module)."""
         seen: set[str] = set()
         for nb in list(neighbours)[:MAX_NEIGHBOURS_READ]:
             nid = nb.node_id
@@ -197,6 +308,35 @@ class FeatureState:
         for nid, st in self._links.items():
             if nid not in seen:
                 st[4] = False  # gone from the view
+        if now is not None:
+            self._link_sample({nid for nid, st in self._links.items() if st[4]}, now)
+
+    def link_changes(self, now: float) -> int:
+        """Held neighbour losses in the last LINK_CHANGES_WINDOW_S before `now`."""
+        while self._events and now - self._events[0] > LINK_CHANGES_WINDOW_S:
+            self._events.popleft()
+        return len(self._events)
+
+    def observe_up(self, up: Iterable[str], now: float) -> None:
+        """A link sample given as the set of UP neighbour ids (what a tick's recording keeps): the
+        same link state machine as `observe_links`, for replaying recordings."""
+        self._link_sample(set(list(up)[:MAX_NEIGHBOURS_READ]), now)
+
+    def _link_sample(self, up: set[str], now: float) -> None:
+        lost = self._up - up
+        if len(lost) >= 2 and not (self._up & up):
+            self.stalls += 1  # every UP neighbour lost at once: this node stalled, no link failed
+        else:
+            for nid in lost:
+                if len(self._lost) < MAX_NEIGHBOURS_READ:
+                    self._lost.setdefault(nid, now)
+        for nid in list(self._lost):
+            if nid in up:
+                del self._lost[nid]  # back before LINK_HOLD_S: a bounce, never counted
+            elif now - self._lost[nid] >= LINK_HOLD_S:
+                del self._lost[nid]
+                self._events.append(now)
+        self._up = up
 
     def update(self, counters: Counters, neighbours: Sequence[NeighbourView], now: float) -> np.ndarray:
         raw = NEUTRAL_RAW.copy()
@@ -228,10 +368,14 @@ class FeatureState:
                 sent = max(0, tx - local) if tx is not None and local is not None else fw
                 if transit >= MIN_TRANSIT_PACKETS and sent is not None:
                     raw[idx["fwd_ratio"]] = min(1.0, sent / transit, (fw / transit) if fw is not None else 1.0)
-        if counters.mem_total_kb and counters.mem_avail_kb is not None:
+            cg = _delta(counters.cg_cpu_ns, prev.cg_cpu_ns)
+            if cg is not None and counters.cg_cores:
+                raw[idx["cpu_util"]] = cg / 1e9 / dt / counters.cg_cores
+        if counters.cg_mem_used is not None and counters.cg_mem_limit:
+            raw[idx["mem_util"]] = counters.cg_mem_used / counters.cg_mem_limit
+        elif counters.mem_total_kb and counters.mem_avail_kb is not None:
             raw[idx["mem_util"]] = 1.0 - counters.mem_avail_kb / counters.mem_total_kb
-        self.observe_links(neighbours)
-        up = {nid for nid, (_, _, _, _, st) in self._links.items() if st}
+        self.observe_links(neighbours, now)
         rtts = [sr / nr for sr, nr, _, _, st in self._links.values() if st and nr]
         losses = [sl / nl for _, _, sl, nl, st in self._links.values() if st and nl]
         self._links.clear()
@@ -239,13 +383,7 @@ class FeatureState:
             raw[idx["rtt_ms"]] = float(np.mean(rtts))
         if losses:
             raw[idx["loss_max"]] = max(losses)
-        if self._prev_s is not None:
-            for _ in range(min(len(up ^ self._up), MAX_LINK_EVENTS)):
-                self._events.append(now)
-        while self._events and now - self._events[0] > LINK_CHANGES_WINDOW_S:
-            self._events.popleft()
-        raw[idx["link_changes"]] = len(self._events)
-        self._up = up
+        raw[idx["link_changes"]] = self.link_changes(now)
         self._prev, self._prev_s = counters, now
         self.last = {n: float(raw[i]) for n, i in idx.items()}
         return raw

@@ -4,12 +4,15 @@ Rules and invariants:
 - Config keys (section `[anomaly]`, all optional): `interval_s` (1..3600, default 30), `model_dir`
   (default: auto, see bundle.py), `target_fpr` (0 < x < 0.5, default 0.01), `peer_ttl_s` (default
   4 x interval), `observe_days` (>= 0, default 14), `min_outcomes` (default 200), `override`
-  ("", "active" or "observe"; "" = none), `drift_psi` (> 0, default 0.25), `seed` (int, optional).
+  ("", "active" or "observe"; "" = none), `drift_psi` (> 0, default 0.25), `seed` (int, optional),
+  `record` (bool), `cgroup` ("" host-wide CPU/memory, "own" or "parent": the node's cgroup v1 groups,
+  resolved once at start from /proc/self/cgroup; host-wide, with a warning, when none is mounted).
 - start(): loads the bundle and LiteRT in a worker thread (imports stay lazy until then), restores
   the persisted observe-mode state, the node's own drift reference (drift.json) and the normal-row
   buffer from `<data_dir>/anomaly/`, and
   starts one timer task (plus a sampler that reads `neighbours()` every LINK_SAMPLE_INTERVAL_S so
-  link loss and RTT are averaged over the whole interval). Each tick (period jittered +-25%): read kernel counters
+  link loss and RTT are averaged over the whole interval and lost neighbours are followed between
+  ticks). Each tick (period jittered +-25%): read kernel counters
   (collector.read_counters, in a worker thread; plus XDP drops from the telemetry service's snapshot,
   `ctx.extras["telemetry"]`, when it runs), read the router's `neighbours()`/`topology()`,
   step the engine (with the bundle's alarm policy, `alarm_policy_of`), publish its events on the bus under topic "anomaly" (and this node's feature
@@ -29,6 +32,7 @@ import dataclasses
 import io
 import json
 import logging
+import pathlib
 import random
 import time
 from dataclasses import dataclass
@@ -36,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from x0node.anomaly.collector import CGROUP_MODES
 from x0node.anomaly.features import FEATURES
 from x0node.io.atomicfile import write_atomic
 from x0node.proto.timers import jittered
@@ -55,6 +60,7 @@ DEFAULTS: dict[str, Any] = {
     "drift_psi": 0.25,
     "seed": None,
     "record": False,
+    "cgroup": "",  # "": host-wide CPU/memory; "own" / "parent": the node's cgroup v1 groups (collector.py)
 }
 RECORD_FILE = "ticks.jsonl"
 RECORD_MAX_BYTES = 64 * 1024 * 1024
@@ -62,6 +68,9 @@ RECORD_MAX_BYTES = 64 * 1024 * 1024
 PERSIST_INTERVAL_S = 600.0
 STATE_DIR = "anomaly"
 DRIFT_FILE = "drift.json"
+FEATURES_VERSION = 2
+"""Recorded with each tick: 2 = link_changes counts held losses and ignores stalls (collector.py);
+recordings without it counted every UP-set transition."""
 FEATURES_TOPIC = "anomaly.features"  # this node's feature vector each tick (for a state layer to share)
 
 
@@ -101,6 +110,8 @@ def validate_config(section: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError("min_outcomes", "expected an integer in [1, 100000]")
     if not isinstance(out["model_dir"], str) or len(out["model_dir"]) > 4096:
         raise ConfigError("model_dir", "expected a path string")
+    if out["cgroup"] not in CGROUP_MODES:
+        raise ConfigError("cgroup", "expected \"\", \"own\" or \"parent\"")
     if out["override"] not in ("", "active", "observe"):
         raise ConfigError("override", "expected \"\", \"active\" or \"observe\"")
     if out["seed"] is not None and (isinstance(out["seed"], bool) or not isinstance(out["seed"], int)):
@@ -127,12 +138,22 @@ class AnomalyService:
         self.tick_errors = 0
         self._gauges: dict[str, Any] = {}
         self._record_fh: Any = None
+        self._cgroup: Any = None  # collector.NodeCgroups when `cgroup` selects the node's own groups
+        self._cpu_mem_source = "host"  # "cgroup" while the node's own groups were read at the last tick
 
     # ---- lifecycle
     async def start(self, ctx: Any) -> None:
-        from x0node.anomaly.collector import FeatureState
+        from x0node.anomaly.collector import FeatureState, node_cgroups
 
         self._ctx = ctx
+        if self.config["cgroup"]:
+            try:
+                text = await asyncio.to_thread(pathlib.Path("/proc/self/cgroup").read_text)
+                self._cgroup = node_cgroups(self.config["cgroup"], text)
+            except OSError as e:
+                log.warning("anomaly: cannot read /proc/self/cgroup (%s); CPU and memory stay host-wide", e)
+            if self._cgroup is None:
+                log.warning("anomaly: no cgroup v1 cpuacct/memory group; CPU and memory stay host-wide")
         self.engine = await asyncio.to_thread(self._build, ctx)
         self._features = FeatureState()
         self._register_metrics(ctx.registry)
@@ -162,6 +183,9 @@ class AnomalyService:
             return {"running": False}
         st = self.engine.status()
         st["tick_errors"] = self.tick_errors
+        st["cpu_mem_source"] = self._cpu_mem_source
+        if self._features is not None:
+            st["link_stalls"] = self._features.stalls
         return st
 
     # ---- entry points for other services
@@ -254,7 +278,7 @@ class AnomalyService:
 
         while True:
             await asyncio.sleep(jittered(LINK_SAMPLE_INTERVAL_S, self._rng))
-            self._features.observe_links(_safe_call(self._ctx.router, "neighbours", ()))
+            self._features.observe_links(_safe_call(self._ctx.router, "neighbours", ()), time.monotonic())
 
     async def _run(self) -> None:
         interval = self.config["interval_s"]
@@ -281,7 +305,8 @@ class AnomalyService:
         from x0node.anomaly.collector import read_counters, xdp_dropped_total
 
         ctx = self._ctx
-        counters = await asyncio.to_thread(read_counters, list(ctx.interfaces))
+        counters = await asyncio.to_thread(read_counters, list(ctx.interfaces), cgroup=self._cgroup)
+        self._cpu_mem_source = "cgroup" if counters.cg_cpu_ns is not None or counters.cg_mem_used is not None else "host"
         tele = getattr(ctx, "extras", {}).get("telemetry")
         if tele is not None:
             snap = _safe_call(tele, "snapshot", None)
@@ -319,7 +344,8 @@ class AnomalyService:
             return
         own = self.engine.last_scores.get(self._ctx.node_id, {})
         line = {
-            "mono": round(now, 3), "wall": round(wall, 3), "node": self._ctx.node_id,
+            "mono": round(now, 3), "wall": round(wall, 3), "node": self._ctx.node_id, "features": FEATURES_VERSION,
+            "cpu_mem": self._cpu_mem_source,
             "raw": [round(float(v), 6) for v in raw],
             "up": sorted(nb.node_id for nb in neighbours if nb.state == "up"),
             "peers": {nid: [round(float(v), 6) for v in vec] + [round(now - at, 3)]

@@ -10,12 +10,11 @@ Rules and invariants:
   (jittered +-25 %), and only while `alive()` says the routing core's timer is being served. A loop
   that stops (blocked, deadlocked, SIGSTOPped) stops petting, and systemd kills and restarts the
   daemon after WatchdogSec (sd_notify(3), systemd.service(5) WatchdogSec=).
-- `ready()` sends `READY=1` and sets the unit's WatchdogSec to the steady interval (`steady_s`:
-  STEADY_WATCHDOG_S, or the config's `node.watchdog_s`) with `WATCHDOG_USEC=` (systemd >= 236), so a
-  hang in steady state is caught within seconds; the pet timer starts over at once (pets at once, then
-  every quarter of the new interval), never finishing a sleep sized for the start allowance past the
-  new deadline. A longer steady interval (an emulated board whose loop can stall for seconds under
-  load) is set the same way: it is configuration on /data, so it holds across reboots.
+- `ready()` sends `READY=1` and narrows the unit's WatchdogSec to the steady interval (STEADY_WATCHDOG_S,
+  or the config's `node.watchdog_s`, which an emulated lab unit raises) with `WATCHDOG_USEC=`
+  (systemd >= 236), so a hang in steady state is caught within seconds; the pet timer
+  starts over at once (pets at once, then every quarter of the new interval), never finishing a sleep
+  sized for the start allowance past the new deadline.
 - `hold(reason)` stops petting on purpose: the healing loop's last software rung before a reboot is a
   daemon restart by systemd.
 - Datagrams only (AF_UNIX/SOCK_DGRAM, non-blocking); a send error is counted, never raised.
@@ -42,6 +41,7 @@ class Watchdog:
     def __init__(self, env: Mapping[str, str] | None = None, alive: Callable[[], bool] = lambda: True,
                  steady_s: float = STEADY_WATCHDOG_S) -> None:
         env = os.environ if env is None else env
+        self.steady_s = steady_s
         self.socket_path = env.get("NOTIFY_SOCKET", "")
         pid = env.get("WATCHDOG_PID", "")
         try:
@@ -52,7 +52,6 @@ class Watchdog:
         self.notifying = bool(self.socket_path) and ours
         self.enabled = self.notifying and usec > 0
         self.interval_s = usec / 1e6
-        self.steady_s = steady_s
         self.alive = alive
         self.held: str | None = None
         self.pets = 0
@@ -86,7 +85,7 @@ class Watchdog:
             log.info("systemd watchdog on: %.1f s", self.interval_s)
 
     def ready(self) -> None:
-        """The daemon is up: tell systemd and set the interval to the steady one."""
+        """The daemon is up: tell systemd and narrow the interval to the steady one."""
         self.notify("READY=1")
         if self.enabled and self.interval_s != self.steady_s:
             if self.notify(f"WATCHDOG_USEC={int(self.steady_s * 1e6)}"):

@@ -179,9 +179,8 @@ def steerable_routes(r: RoutingObs, avoid_node: str) -> tuple[int, int, int]:
     whose only way around is longer): the ladder drains the link instead, which moves it all."""
     adj: dict[str, dict[str, int]] = collections.defaultdict(dict)
     for e in r.edges:
-        c = max(1, e.cost)
-        adj[e.a][e.b] = min(c, adj[e.a].get(e.b, c))
-        adj[e.b][e.a] = min(c, adj[e.b].get(e.a, c))
+        for u, v, c in e.costs():
+            adj[u][v] = min(c, adj[u].get(v, c))
     me = r.self_id
     nbrs = [m for m in up_neighbours(r) if m != avoid_node and m in adj.get(me, {})]
     if avoid_node not in adj.get(me, {}):

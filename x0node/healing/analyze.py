@@ -100,6 +100,9 @@ FAULTS: dict[ElementKind, tuple[FaultKind, ...]] = {
     ElementKind.UPLINK: (FaultKind.UPLINK_BLOCKED,),
 }
 PRIOR: dict[FaultKind, float] = {FaultKind.NODE_ANOMALOUS: 0.5}  # others 1.0
+# A neighbour's overload seen only through slow links, without its CPU, verdict or sick flag, is what a
+# congested link to it looks like from here too: the link, which we measure, is the likelier cause.
+NO_DIRECT_EVIDENCE: dict[FaultKind, float] = {FaultKind.NODE_OVERLOAD: 0.75}  # others NO_DIRECT_EVIDENCE_FACTOR
 
 # Which indicators are direct measurements of an element (causes), per fault kind.
 _DIRECT: dict[FaultKind, frozenset[Signal]] = {
@@ -108,8 +111,8 @@ _DIRECT: dict[FaultKind, frozenset[Signal]] = {
     FaultKind.LINK_FLAPPING: frozenset({Signal.FLAP}),
     FaultKind.LINK_DOWN: frozenset({Signal.LINK_DOWN}),
     FaultKind.NODE_BLACKHOLE: frozenset({Signal.FORWARDING, Signal.VERDICT}),
-    FaultKind.NODE_OVERLOAD: frozenset({Signal.CPU, Signal.VERDICT}),
-    FaultKind.NODE_MEMORY: frozenset({Signal.MEMORY, Signal.VERDICT}),
+    FaultKind.NODE_OVERLOAD: frozenset({Signal.CPU, Signal.VERDICT, Signal.SICK}),
+    FaultKind.NODE_MEMORY: frozenset({Signal.MEMORY, Signal.VERDICT, Signal.SICK}),
     FaultKind.NODE_DOWN: frozenset({Signal.UNREACHABLE}),
     FaultKind.NODE_ANOMALOUS: frozenset({Signal.VERDICT}),
     FaultKind.INTERFACE_STUCK: frozenset({Signal.IFACE_SILENT}),
@@ -238,7 +241,9 @@ def _role(fault: FaultKind, el: Element, ind: Indicator, g: _Graph) -> tuple[flo
             if s is Signal.HELLO_RTT and ind.element == el:
                 return 3.0, True
             if s is Signal.HELLO_LOSS and ind.element == el:
-                return 1.0, True  # a full queue drops hellos too
+                # a full queue may drop hellos: evidence when it does, no contradiction when it does not
+                # (tbf drops the excess; hellos that find room pass, and the link is no less congested)
+                return (1.0, True) if ind.degree >= LIT_DEGREE else None
             if s is Signal.PROBE_RTT and on_path:
                 return (1.0 if first else 3.0), True
             if s is Signal.PROBE_RTT and on_back:
@@ -274,10 +279,14 @@ def _role(fault: FaultKind, el: Element, ind: Indicator, g: _Graph) -> tuple[flo
                 return 3.0, True
             if s is Signal.VERDICT and at_x and not is_self:
                 return 1.0, True
+            if s is Signal.SICK and at_x:
+                return 1.0, True  # it may have seen its own forwarding fail
             return None
         if fault is FaultKind.NODE_OVERLOAD:
             if s is Signal.CPU and at_x:
                 return 3.0, True
+            if s is Signal.SICK and at_x:
+                return 2.0, True  # its own CPU is not shared with us, but its LSA says it is sick
             if s is Signal.HELLO_RTT and x in path:
                 return 1.0, True
             if s is Signal.PROBE_RTT and len(path) == 3 and x in path[1:]:
@@ -288,6 +297,8 @@ def _role(fault: FaultKind, el: Element, ind: Indicator, g: _Graph) -> tuple[flo
         if fault is FaultKind.NODE_MEMORY:
             if s is Signal.MEMORY and at_x:
                 return 3.0, True
+            if s is Signal.SICK and at_x:
+                return 1.0, True
             if s is Signal.VERDICT and at_x:
                 return 1.0, True
             return None
@@ -467,7 +478,7 @@ def _lag_factor(fault: FaultKind, el: Element, indicators: Sequence[Indicator],
                and not (fault is FaultKind.LINK_LOSSY and i.signal in (Signal.FLAP, Signal.LINK_DOWN)
                         and i.element == el)]
     if not causes:
-        return NO_DIRECT_EVIDENCE_FACTOR
+        return NO_DIRECT_EVIDENCE.get(fault, NO_DIRECT_EVIDENCE_FACTOR)
     if not effects:
         return 1.0
     late = min(causes) - min(effects) - LAG_TOLERANCE_S

@@ -14,10 +14,17 @@ Rules and invariants:
   recorded again). Observe mode records what active mode would have done and judges afterwards
   whether it was needed (the symptom outlasted the action's verify deadline) — that feeds the
   automatic switch to active mode.
-- A verified mitigation stays in force while the fault lasts; it is lifted once the incident's
-  symptoms have been clear for the hold time, which doubles each time the same mitigation is lifted
-  and needed again within BACKOFF_RESET_AFTER_S (damping, as BGP route-flap damping does), up to
-  MITIGATION_HOLD_MAX_S.
+- A verified mitigation stays in force while the fault lasts. It is lifted once the evidence behind
+  the incident's symptoms is clean again: every symptom's degree, measured now, at or below its
+  rule's exit level (the probes are pinned through the node or link, and hellos still cross a drained
+  link, so a mitigation does not hide its own evidence) for the lift hold (`lift_hold_s`), or the
+  monitor has cleared them all. Faults whose evidence leaves with the traffic the mitigation moved
+  (LOAD_DEPENDENT: a congested link is quiet once drained) keep the longer `mitigation_hold_s`
+  instead. Each hold doubles when the same mitigation is lifted and needed again within
+  BACKOFF_RESET_AFTER_S (damping, as BGP route-flap damping does), up to MITIGATION_HOLD_MAX_S. A lift
+  settles the incident's symptoms in the monitor (`Monitor.settle`), so a symptom the monitor still
+  holds (its clear timer is longer than the lift hold) opens no new incident; a fault that comes back
+  must raise it again.
 - Our link penalties and drains never cancel each other: weighting link self~X while every other up
   neighbour's link is already weighted by another incident's mitigation would move no route (all our
   links would cost alike), so one of those is lifted first (superseded: the newer incident has the
@@ -40,13 +47,12 @@ from x0node.healing import verify
 from x0node.healing.actions import (
     PLUGINS,
     ActionKind,
-    ActionRequest,
     ActionResult,
     PlanContext,
     far_end,
     up_neighbours,
 )
-from x0node.healing.analyze import TOP_K, Diagnosis, cover, rank
+from x0node.healing.analyze import TOP_K, Diagnosis, FaultKind, cover, rank
 from x0node.healing.execute import Executor, Outgoing
 from x0node.healing.incident import (
     ActionDone,
@@ -61,6 +67,8 @@ from x0node.healing.incident import (
 )
 from x0node.healing.knowledge import Knowledge, PastAction
 from x0node.healing.monitor import (
+    FLAP_QUIET_S,
+    RULES,
     Element,
     ElementKind,
     Monitor,
@@ -92,6 +100,7 @@ if TYPE_CHECKING:
     import random
 
 MITIGATION_HOLD_MAX_S = 1800.0
+LOAD_DEPENDENT = frozenset({FaultKind.LINK_CONGESTED})  # evidence that goes away with the moved traffic
 LEASE_WAIT_S = 10.0  # a lease answer slower than this is a refusal
 LEASE_RETRY_S = 15.0
 RESULT_WAIT_S = 30.0  # an adapter that does not answer in this time failed
@@ -111,7 +120,8 @@ class EngineConfig:
     guard: GuardConfig = GuardConfig()
     disruptive_per_hour: int = 3
     min_confidence: float = 0.3
-    mitigation_hold_s: float = 30.0
+    mitigation_hold_s: float = 30.0  # load-dependent evidence (LOAD_DEPENDENT)
+    lift_hold_s: float = 3.0  # evidence clean this long lifts a mitigation
     top_k: int = TOP_K
 
 
@@ -401,10 +411,16 @@ class HealingEngine:
             inc.state, inc.planned = State.OPEN, None
             inc.not_before_s = now + LEASE_RETRY_S
             self._decide_text(inc, "", "", "waiting", "no lease answer in time", now, gate="lease_timeout")
-        elif st is State.MITIGATED and inc.in_force is not None and clear:
-            hold = self._hold_s(inc.in_force, now)
-            if now - (inc.clear_since_s or now) >= hold:
-                self._lift(inc, f"symptoms clear for {hold:.0f} s", now)
+        elif st is State.MITIGATED and inc.in_force is not None:
+            clean = clear or self._evidence_clean(inc, out)
+            inc.clean_since_s = (inc.clean_since_s if inc.clean_since_s is not None else now) if clean else None
+            if inc.clean_since_s is None:
+                return
+            hold = self._hold_s(inc, now)
+            if now - inc.clean_since_s >= hold:
+                what = "symptoms clear" if clear else "evidence clean"
+                self._lift(inc, f"{what} for {hold:.0f} s", now)
+                self.monitor.settle(inc.symptoms, now)
                 self._close(inc, Outcome.RECOVERED, now)
         elif st is State.OBSERVED:
             if inc.observe_deadline_s is not None and not inc.observe_judged:
@@ -419,11 +435,28 @@ class HealingEngine:
         elif st in (State.OPEN, State.EXHAUSTED, State.WAITING_LEASE) and clear:
             self._close(inc, Outcome.UNRESOLVED if inc.failed or st is State.EXHAUSTED else Outcome.CLEARED, now)
 
-    def _hold_s(self, req: ActionRequest, now: float) -> float:
+    def _evidence_clean(self, inc: Incident, out: MonitorOutput) -> bool:
+        """Every symptom of the incident measures, now, at or below its rule's exit level; a flapping
+        link's evidence (flaps in the last two minutes) is judged by the link being up and without a
+        transition for FLAP_QUIET_S instead (monitor.link_quiet_s)."""
+        def clean(kind: SymptomKind, el: Element) -> bool:
+            if kind is SymptomKind.LINK_FLAP:
+                down = self.monitor.degree(SymptomKind.LINK_DOWN, el, out.indicators)
+                return down <= RULES[SymptomKind.LINK_DOWN].exit and \
+                    self.monitor.link_quiet_s(el, out.now) >= FLAP_QUIET_S
+            return self.monitor.degree(kind, el, out.indicators) <= RULES[kind].exit
+
+        return all(clean(kind, el) for kind, el in inc.symptoms)
+
+    def _hold_s(self, inc: Incident, now: float) -> float:
+        req = inc.in_force
+        assert req is not None
         count, last = self._lifted.get((req.action, req.target), (0, float("-inf")))
         if now - last >= BACKOFF_RESET_AFTER_S:
             count = 0
-        return min(MITIGATION_HOLD_MAX_S, self.config.mitigation_hold_s * 2 ** count)
+        fault = inc.candidate.fault if inc.candidate is not None else None
+        base = self.config.mitigation_hold_s if fault in LOAD_DEPENDENT else self.config.lift_hold_s
+        return min(MITIGATION_HOLD_MAX_S, base * 2 ** count)
 
     def _lift(self, inc: Incident, reason: str, now: float) -> None:
         req = inc.in_force

@@ -57,6 +57,7 @@ class Incident:
     lease_id: int | None = None
     in_force: ActionRequest | None = None  # a verified mitigation
     clear_since_s: float | None = None  # all symptoms clear since
+    clean_since_s: float | None = None  # a mitigation's evidence clean since (engine._evidence_clean)
     not_before_s: float = float("-inf")
     exhausted_s: float | None = None
     recorded: set[tuple[object, ...]] = field(default_factory=set)  # decisions already recorded (no repeats)

@@ -5,7 +5,8 @@
 - `self_healing_events_total{root_cause,action,success}` (counter): one per verified or failed action.
 - `self_healing_mttr_seconds{recovery_type}` (histogram): detection to the first verified action, by
   the action that recovered it (recovery_type="none" when the symptoms cleared without one).
-- `x0_healing_open_incidents`, `x0_healing_mode{mode}`, `x0_healing_probes_total{outcome}`.
+- `x0_healing_open_incidents`, `x0_healing_mitigations_in_force`, `x0_healing_mode{mode}`,
+  `x0_healing_probes_total{outcome}`.
 Registration tolerates a registry that already holds them (a restarted service in one process).
 """
 
@@ -34,6 +35,8 @@ class HealingMetrics:
             self.mttr = Histogram("self_healing_mttr_seconds", "Detection to recovery", ["recovery_type"],
                                   buckets=MTTR_BUCKETS_S, registry=registry)
             self.open = Gauge("x0_healing_open_incidents", "Open healing incidents", registry=registry)
+            self.in_force = Gauge("x0_healing_mitigations_in_force", "Verified mitigations held now",
+                                  registry=registry)
             self.mode = Gauge("x0_healing_mode", "1 for the current healing mode", ["mode"], registry=registry)
             self.probes = Counter("x0_healing_probes", "Data-plane probes by outcome", ["outcome"], registry=registry)
         except ValueError:  # already registered
@@ -41,13 +44,15 @@ class HealingMetrics:
         self.ok = True
         self._probe_seen: dict[str, int] = {}
 
-    def cycle_done(self, phases: tuple[tuple[str, float], ...], total_s: float, open_incidents: int, mode: str) -> None:
+    def cycle_done(self, phases: tuple[tuple[str, float], ...], total_s: float, open_incidents: int, mode: str,
+                   mitigations: int = 0) -> None:
         if not self.ok:
             return
         for name, dur in phases:
             self.cycle.labels(name).observe(dur)
         self.cycle.labels("cycle").observe(total_s)
         self.open.set(open_incidents)
+        self.in_force.set(mitigations)
         for m in ("observe", "active"):
             self.mode.labels(m).set(1.0 if m == mode else 0.0)
 

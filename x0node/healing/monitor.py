@@ -21,6 +21,9 @@ Rules and invariants:
 - State is bounded: histories are pruned by age and by count; elements unseen for FORGET_AFTER_S are
   forgotten; at most MAX_TRACKED keys of each kind are kept (new keys beyond that are ignored and
   counted in `overflow`).
+- `settle(keys, now)` clears symptoms the engine judged over (their evidence clean for a lifted
+  mitigation's hold); they rise again only through their `raise_after_s`, and a settled link flap
+  (its count over FLAP_WINDOW_S still lit) only after a new transition (`link_quiet_s`).
 - Sans-I/O: `observe(snapshot)` takes the snapshot's `now`; no clock or randomness.
 """
 
@@ -45,6 +48,7 @@ RTT_EXCESS_MIN_MS = 15.0  # below this much extra delay a ratio means nothing (s
 RTT_FLOOR_MS = 0.5  # baselines below this are measurement noise
 FLAPS_NORMAL, FLAPS_BAD = 1.0, 4.0  # up/down transitions in FLAP_WINDOW_S
 FLAP_WINDOW_S = 120.0
+FLAP_QUIET_S = 10.0  # a link with no up/down transition for this long has stopped flapping (link_quiet_s)
 PROBE_EXCESS_NORMAL, PROBE_EXCESS_BAD = 0.03, 0.15  # probe loss (Wilson lower bound) beyond the first link's
 WILSON_Z = 1.96
 PROBE_MIN_SAMPLES = 6  # fewer answered-or-lost probes say nothing
@@ -114,6 +118,7 @@ class Signal(enum.StrEnum):
     SERVICE = "service"
     IFACE_SILENT = "iface_silent"
     UPLINK = "uplink"
+    SICK = "sick"  # another node says in its LSA that it knows it is sick (evidence only, no symptom)
 
 
 @dataclass(frozen=True)
@@ -170,7 +175,8 @@ RULES: dict[SymptomKind, SymptomRule] = {
     # analysis decides node vs. link
     SymptomKind.FORWARDING_LOSS: SymptomRule(Signal.PROBE_LOSS, 0.5, 0.2, 0.5, 10.0),
     SymptomKind.NODE_UNREACHABLE: SymptomRule(Signal.UNREACHABLE, 0.5, 0.2, 0.0, 0.0),
-    SymptomKind.OVERLOAD: SymptomRule(Signal.CPU, 0.5, 0.2, 10.0, 30.0, self_only=True),
+    # 1 s: a node's own cgroup pressure (cpu_io.py) is exact — throttled in every period or not
+    SymptomKind.OVERLOAD: SymptomRule(Signal.CPU, 0.5, 0.2, 1.0, 30.0, self_only=True),
     SymptomKind.MEMORY_PRESSURE: SymptomRule(Signal.MEMORY, 0.5, 0.2, 10.0, 30.0, self_only=True),
     SymptomKind.SELF_FORWARDING: SymptomRule(Signal.FORWARDING, 0.5, 0.2, 5.0, 30.0, self_only=True),
     SymptomKind.SERVICE_UNHEALTHY: SymptomRule(Signal.SERVICE, 0.5, 0.2, 3.0, 10.0),
@@ -208,15 +214,13 @@ class MonitorOutput:
 
 def return_paths(routing: RoutingObs, dests: Iterable[str]) -> dict[str, tuple[str, ...]]:
     """dest -> the nodes between dest and us on dest's own route back, as the routing core picks it:
-    shortest by the LSDB's costs, equal costs going to the path whose first hop has the smallest id
-    (x0node/proto/spf.py). The LSDB view carries one cost per link, so where a link's two directions
-    differ the guess can differ from dest's real choice."""
+    shortest by the LSDB's costs (each direction its own), equal costs going to the path whose first hop
+    has the smallest id (x0node/proto/spf.py)."""
     me = routing.self_id
     adj: dict[str, list[tuple[str, int]]] = collections.defaultdict(list)
     for e in routing.edges:
-        cost = max(1, e.cost)
-        adj[e.a].append((e.b, cost))
-        adj[e.b].append((e.a, cost))
+        for u, v, c in e.costs():
+            adj[u].append((v, c))
     out: dict[str, tuple[str, ...]] = {}
     for dest in dests:
         best: dict[str, tuple[int, str]] = {dest: (0, "")}  # node -> (distance, first hop from dest)
@@ -285,6 +289,7 @@ class _Hysteresis:
     good_since: float | None = None
     seen_s: float = 0.0
     detail: str = ""
+    settled: bool = False  # cleared by `settle`; a flap count still lit raises it again only on a new flap
 
 
 class _History:
@@ -474,6 +479,8 @@ class Monitor:
             if node.node_id != me:
                 out.append((Signal.UNREACHABLE, node_element(node.node_id), (node.node_id,),
                             0.0 if node.reachable else 1.0, 0.0 if node.reachable else 1.0, ""))
+                if node.sick:
+                    out.append((Signal.SICK, node_element(node.node_id), (node.node_id,), 1.0, 1.0, ""))
         for m in snap.metrics:
             el, path = node_element(m.node_id), (m.node_id,)
             if m.cpu_util is not None:
@@ -560,6 +567,36 @@ class Monitor:
     def _degree_of(self, kind: SymptomKind, element: Element, indicators: Iterable[Indicator]) -> float:
         return self._elements(kind, indicators).get(element, (0.0, ""))[0]
 
+    def degree(self, kind: SymptomKind, element: Element, indicators: Iterable[Indicator]) -> float:
+        """The degree a symptom's element measures in `indicators` (0 when nothing measures it)."""
+        return self._degree_of(kind, element, indicators)
+
+    def link_quiet_s(self, element: Element, now: float) -> float:
+        """Seconds since our link `element` last went down or up (its transition count last changed), as
+        far as the flap history reaches; 0 when the link is unknown. The flap indicator counts over
+        FLAP_WINDOW_S, so it stays lit for two minutes after the last flap: this says whether the link
+        has stopped flapping now."""
+        quiet = 0.0
+        for (_, nbr), hist in self._flaps.items():
+            if link_element(self.self_id, nbr) != element or not hist.samples:
+                continue
+            last_t, last_v = hist.samples[-1]
+            since = hist.samples[0][0]
+            for t, v in reversed(hist.samples):
+                if v != last_v:
+                    break
+                since = t
+            quiet = max(quiet, now - since if last_t >= now - FLAP_QUIET_S else 0.0)
+        return quiet
+
+    def settle(self, keys: Iterable[tuple[SymptomKind, Element]], now: float) -> None:
+        """Clear these symptoms now (their evidence was judged clean elsewhere: a lifted mitigation).
+        A fault that persists or comes back raises them again after their `raise_after_s`."""
+        for key in keys:
+            st = self._states.get(key)
+            if st is not None and st.active:
+                st.active, st.bad_since, st.good_since, st.settled = False, None, now, True
+
     def _symptoms(self, indicators: list[Indicator], now: float) -> tuple[list[Symptom], list[Symptom]]:
         raised: list[Symptom] = []
         cleared: list[Symptom] = []
@@ -574,14 +611,19 @@ class Monitor:
                     self._states[key] = _Hysteresis()
                 st = self._states[key]
                 st.seen_s = now
+                if st.settled and degree >= rule.enter and kind is SymptomKind.LINK_FLAP \
+                        and self.link_quiet_s(key[1], now) >= FLAP_QUIET_S:
+                    continue  # the two-minute count of flaps that are over: no new flap, no new symptom
                 if degree >= rule.enter:
                     st.good_since = None
                     st.bad_since = now if st.bad_since is None else st.bad_since
                     st.detail = detail or st.detail
                     if not st.active and now - st.bad_since >= rule.raise_after_s:
+                        st.settled = False
                         st.active, st.since_s = True, now
                         raised.append(Symptom(kind, key[1], now, degree, st.detail))
                 elif degree <= rule.exit:
+                    st.settled = False
                     st.bad_since = None
                     st.good_since = now if st.good_since is None else st.good_since
                     if st.active and now - st.good_since >= rule.clear_after_s:

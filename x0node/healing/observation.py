@@ -65,7 +65,13 @@ class NodeObs:
 class EdgeObs:
     a: str
     b: str
-    cost: int
+    cost: int  # a's cost towards b
+    cost_back: int | None = None  # b's cost towards a (None: as `cost`)
+
+    def costs(self) -> tuple[tuple[str, str, int], tuple[str, str, int]]:
+        """Both directions, (from, to, cost >= 1), as the routing core's SPF weighs them."""
+        ab = max(1, self.cost)
+        return (self.a, self.b, ab), (self.b, self.a, ab if self.cost_back is None else max(1, self.cost_back))
 
 
 @dataclass(frozen=True)
@@ -284,7 +290,10 @@ def _edge(d: Any) -> EdgeObs | None:
     a, b, cost = _str(_get(d, "a")), _str(_get(d, "b")), _int(_get(d, "cost") or 0)
     if a is None or b is None or a == b:
         return None
-    return EdgeObs(a.lower(), b.lower(), cost if cost is not None and cost >= 0 else 0)
+    back = _get(d, "cost_back")
+    back = None if back is None else _int(back)
+    return EdgeObs(a.lower(), b.lower(), cost if cost is not None and cost >= 0 else 0,
+                   back if back is not None and back >= 0 else None)
 
 
 def _interface(d: Any) -> InterfaceObs | None:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import time
@@ -67,8 +68,10 @@ DEFAULTS: dict[str, Any] = {
     "guard_after_boot_s": 600.0,
     "guard_after_start_s": 60.0,
     "min_confidence": 0.3,
-    "mitigation_hold_s": 30.0,
+    "mitigation_hold_s": 30.0,  # load-dependent faults (a congested link: quiet once drained)
+    "lift_hold_s": 3.0,  # a mitigation is lifted once its evidence has been clean this long
     "probes": True,
+    "cpu_source": "auto",  # auto | host | cgroup: where this node's CPU is read (cpu_io.py)
     "otlp_endpoint": "",
     "span_buffer": 512,
     "seed": None,
@@ -105,6 +108,8 @@ def validate_config(section: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
             raise ConfigError(key, f"expected an integer in [{lo}, {hi}]")
 
+    if out["cpu_source"] not in ("auto", "host", "cgroup"):
+        raise ConfigError("cpu_source", 'expected "auto", "host" or "cgroup"')
     for key in ("enabled", "auto_activate", "probes"):
         if not isinstance(out[key], bool):
             raise ConfigError(key, "expected true or false")
@@ -118,6 +123,7 @@ def validate_config(section: Mapping[str, Any]) -> dict[str, Any]:
     number("guard_after_start_s", 0.0, 86400.0)
     number("min_confidence", 0.0, 1.0)
     number("mitigation_hold_s", 1.0, 86400.0)
+    number("lift_hold_s", 0.0, 86400.0)
     integer("span_buffer", 16, 10_000)
     ep = out["otlp_endpoint"]
     if not isinstance(ep, str) or len(ep) > 2048 or (ep and not ep.startswith(("http://", "https://"))):
@@ -180,6 +186,7 @@ class HealingService:
         self.tick_errors = 0
         self.store_errors = 0
         self.last_reboot: dict[str, Any] | None = None
+        self.cpu: Any = None  # cpu_io.NodeCpu
 
     # ---- lifecycle ------------------------------------------------------------------------------
     async def start(self, ctx: Any) -> None:
@@ -218,7 +225,11 @@ class HealingService:
             disruptive_per_hour=cfg["disruptive_per_hour"],
             min_confidence=cfg["min_confidence"],
             mitigation_hold_s=cfg["mitigation_hold_s"],
+            lift_hold_s=cfg["lift_hold_s"],
         )
+        from x0node.healing.cpu_io import NodeCpu
+
+        self.cpu = await asyncio.to_thread(NodeCpu, cfg["cpu_source"])
         self.engine = HealingEngine(ctx.node_id, econf, self._rng, time.monotonic(), knowledge, history,
                                     first_incident, first_request)
         self.metrics = HealingMetrics(ctx.registry)
@@ -294,6 +305,8 @@ class HealingService:
             "otlp": bool(self.config["otlp_endpoint"]),
             "last_reboot": self.last_reboot,
             "parse_drops": dict(self.parse_drops.counts),
+            "cpu": {"source": self.cpu.source, "group": str(self.cpu.group) if self.cpu.group else None,
+                    "errors": self.cpu.errors} if self.cpu is not None else None,
             "update_in_progress": self._updating,
             "lease_provider": self.lease_provider or None,
             "routing_commands": self.routing_commands(),
@@ -360,10 +373,16 @@ class HealingService:
             self.scheduler.update(routing, now)
         for nid in [k for k, m in self._metrics.items() if now - m.at_s > PEER_METRICS_TTL_S]:
             del self._metrics[nid]
+        metrics = dict(self._metrics)
+        cpu = self.cpu.read() if self.cpu is not None else None
+        if cpu is not None:  # our own group's pressure replaces the host-wide reading of the features
+            me = ctx.node_id.lower()
+            mine = metrics.get(me) or NodeMetricsObs(me)
+            metrics[me] = dataclasses.replace(mine, cpu_util=cpu, at_s=now)
         return Snapshot(
             now=now,
             routing=routing,
-            metrics=tuple(self._metrics.values()),
+            metrics=tuple(metrics.values()),
             probes=self.scheduler.results(now) if self.scheduler is not None else (),
             verdicts=tuple(self._verdicts.values()),
             services=self._services(),
@@ -397,7 +416,8 @@ class HealingService:
         self._publish_events()
         await self._write_records()
         total = time.perf_counter() - t0
-        self.metrics.cycle_done(report.phases, total, report.open_incidents, report.mode)
+        self.metrics.cycle_done(report.phases, total, report.open_incidents, report.mode,
+                                len(self.engine.executor.mitigations()))
         if self.scheduler is not None:
             self.metrics.probe_counters(self.scheduler.counters.as_dict())
         self.tracer.cycle(start_ns, report.phases, {"symptoms": report.symptoms, "open_incidents": report.open_incidents,

@@ -89,6 +89,7 @@ class LinkView:
     cost: int  # as a advertises its link to b (so are quality and throughput)
     quality: str
     throughput_bps: float | None = None
+    cost_back: int | None = None  # as b advertises its link to a (SPF uses each direction's own cost)
 
 
 @dataclass(frozen=True)
@@ -218,9 +219,11 @@ def topology(r: Router) -> TopologyView:
     for origin, lsa in sorted(lsas.items()):
         for ln in lsa.links:
             other = lsas.get(ln.node_id)
-            if other is not None and origin < ln.node_id and any(x.node_id == origin for x in other.links):
+            back = None if other is None else next((x for x in other.links if x.node_id == origin), None)
+            if back is not None and origin < ln.node_id:
                 bps = ln.throughput_kbps * 1000.0 if ln.throughput_kbps else None
-                links.append(LinkView(origin.hex(), ln.node_id.hex(), ln.cost, quality_name(ln.quality), bps))
+                links.append(LinkView(origin.hex(), ln.node_id.hex(), ln.cost, quality_name(ln.quality), bps,
+                                      back.cost))
     return TopologyView(nodes(r), tuple(links), mesh_stats(r))
 
 

@@ -64,7 +64,9 @@ SCHEMAS: dict[str, Any] = {
                      "links": {"type": "array", "items": {
                          "type": "object", "required": ["a", "b", "quality"],
                          "properties": {"a": STR, "b": STR, "cost": NULLABLE_NUM, "quality": QUALITY,
-                                        "throughput_bps": NULLABLE_NUM}}},
+                                        "throughput_bps": NULLABLE_NUM,
+                                        # b's cost towards a (`cost` is a's towards b)
+                                        "cost_back": NULLABLE_NUM}}},
                      "statistics": _ref("MeshStats")}},
     "MeshStats": {"type": "object", "description": "The node manager's topology statistics",
                   "required": ["nodes", "reachable", "links", "mean_degree", "max_hops", "quality_histogram",

@@ -124,6 +124,8 @@ SETTINGS: dict[str, Setting] = {
     "node.interfaces": Setting("Mesh interfaces", "", "Interfaces the node meshes on."),
     "node.log_level": Setting("Log level", "", "debug, info, warning or error."),
     "node.configure_sysctls": Setting("Configure kernel settings", "", "Set forwarding and related sysctls at start."),
+    "node.watchdog_s": Setting("Hang watchdog", "s", "A daemon that stops answering for this long is restarted "
+                               "(applies at the next start).", 6, 600),
     "kernel.table": Setting("Routing table", "", "Kernel table the node's routes go to.", 1, 2**32 - 1),
     "kernel.protocol": Setting("Route protocol number", "", "Marks the node's routes in the kernel.", 1, 255),
     "kernel.rule_priority": Setting("Rule priority", "", "Priority of the rule that looks up the table.", 1, 32765),

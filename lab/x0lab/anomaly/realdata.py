@@ -24,6 +24,12 @@ Rules and invariants:
       effects are neither a hit nor a false alarm);
     * negative (label 0) otherwise.
   Each fault is one event with the rows that may detect it (its positive rows).
+- Recordings from before features version 2 (no `"features": 2` in a tick) counted every UP-set
+  transition as a link change; for them `load` replays each node's recorded UP sets through the
+  collector's own link state machine (`FeatureState.observe_up`, the code the daemon runs) and
+  replaces `link_changes` in its vectors and in the copies its neighbours received (the replayed value
+  at the sender's tick nearest to when the copy was made). The replay sees one link sample per tick
+  (the daemon also samples between ticks), so it can miss a loss the daemon would count, never add one.
 - Pure numpy after the files are read; the table keeps, per row, the run, topology, node, tick time,
   the node's own raw vector, the raw vectors its state layer delivered (as deployed) and, for the
   full-neighbour reference, the vectors every testbed neighbour recorded at the nearest tick.
@@ -43,7 +49,8 @@ from typing import Any
 
 import numpy as np
 
-from x0node.anomaly.features import N_FEATURES
+from x0node.anomaly.collector import FeatureState
+from x0node.anomaly.features import FEATURES, N_FEATURES
 
 RUNS: tuple[str, ...] = ("ring:8", "grid:3x3", "ladder:5", "random:10:{seed}:3")
 """Topologies of one collection, in order (a random one seeded by the collection seed)."""
@@ -74,7 +81,7 @@ def collect(out_dir: pathlib.Path, seed: int, duration_s: float = 480.0, runs: l
         name = f"run{i}-" + topo.split(":")[0]
         run_dir = pathlib.Path(f"/tmp/x0rd-{seed}-{i}-{int(time.time())}")
         sections = {"state": {}, "anomaly": {"interval_s": INTERVAL_S, "record": True, "seed": run_seed,
-                                             "observe_days": 0.0}}
+                                             "observe_days": 0.0, "cgroup": "parent"}}
         echo(f"[{name}] testbed {topo}, chaos seed {run_seed}, {duration_s:.0f} s")
         bed = testbed.up(run_dir, topo, sections=sections)
         try:
@@ -151,7 +158,7 @@ def collect_fault_free(out_dir: pathlib.Path, seed: int, nodes: int = 25, durati
     name = f"quiet{seed}-random{nodes}"
     run_dir = pathlib.Path(f"/tmp/x0rd-{seed}-quiet-{os.getpid()}")
     sections = {"state": {}, "anomaly": {"interval_s": INTERVAL_S, "record": True, "seed": seed * 10,
-                                         "observe_days": 0.0}}
+                                         "observe_days": 0.0, "cgroup": "parent"}}
     stop: list[int] = []  # SIGTERM / SIGINT end the recording early and keep what was recorded
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stop.append(signum))
@@ -246,6 +253,26 @@ def _read_ticks(path: pathlib.Path) -> list[dict[str, Any]]:
     return out
 
 
+LINK_CHANGES = FEATURES.index("link_changes")
+
+
+def _replay_link_changes(rows: list[dict[str, Any]]) -> np.ndarray | None:
+    """Replay a node's recorded UP sets (version-1 recordings) through the daemon's link state machine;
+    writes the result into each tick's raw vector and returns it (None: recorded by version >= 2)."""
+    if not rows or all(int(d.get("features", 1) or 1) >= 2 for d in rows):
+        return None
+    fs = FeatureState()
+    out = np.zeros(len(rows))
+    for i, d in enumerate(rows):
+        up = d.get("up")
+        now = float(d["mono"])
+        fs.observe_up([u for u in up if isinstance(u, str)] if isinstance(up, list) else [], now)
+        out[i] = fs.link_changes(now)
+        d["raw"] = list(d["raw"])
+        d["raw"][LINK_CHANGES] = out[i]
+    return out
+
+
 def load(data_dir: pathlib.Path) -> Table:
     cols: dict[str, list[Any]] = {k: [] for k in ("run", "topo", "node", "t", "tick", "x", "label", "event",
                                                     "deployed", "full", "layer", "alarm", "quiet")}
@@ -266,6 +293,7 @@ def load(data_dir: pathlib.Path) -> Table:
             f = run_dir / f"n{k}.jsonl.gz"
             ticks[k] = _read_ticks(f) if f.exists() else []
         times = {k: np.array([d["mono"] for d in ticks[k]]) for k in ids}
+        replayed = {k: _replay_link_changes(ticks[k]) for k in ids}
         run_events: list[tuple[int, Event, set[int], set[int]]] = []
         for f in truth["faults"]:
             if not f.get("start") or not f.get("end"):
@@ -296,6 +324,10 @@ def load(data_dir: pathlib.Path) -> Table:
                 for nid, vec in (d.get("peers") or {}).items():
                     if isinstance(vec, list) and len(vec) == N_FEATURES + 1 and nid in by_id and by_id[nid] in adj[k]:
                         dep[nid] = np.asarray(vec[:N_FEATURES], dtype=np.float64)
+                        j = by_id[nid]
+                        if replayed[j] is not None and len(times[j]):
+                            p = int(np.argmin(np.abs(times[j] - (t - float(vec[N_FEATURES])))))
+                            dep[nid][LINK_CHANGES] = replayed[j][p]
                 full = {}
                 for j in adj[k]:
                     if len(times[j]) == 0:

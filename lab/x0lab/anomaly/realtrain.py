@@ -88,13 +88,20 @@ def chain_of(pair: dict[str, Any]) -> Any:
                          trees_thresholds=(pair["thresholds"]["nbr"], pair["thresholds"]["self"]))
 
 
-def train_ship(table: Table) -> dict[str, Any]:
-    """{"nbr": model, "self": model, "thresholds": {...}, "training": {...}} for models/anomaly_trees.json."""
+def train_ship(table: Table, fa_budget: float | None = None) -> dict[str, Any]:
+    """{"nbr": model, "self": model, "thresholds": {...}, "training": {...}} for models/anomaly_trees.json.
+    With `fa_budget` the operating point is realeval.choose_budget_point's instead of the best event F1."""
     inp = realeval.inputs(table, "deployed")
     _test, _val, train, val, _te = realeval.folds(table)[-1] if table.fault_free.any() else _ship_split(table)
     pair = train_pair(train, val, inp, table)
     margins = realeval.chain_scores(chain_of(pair), val, inp)  # logit minus its threshold
-    m, policy, vf = realeval.choose_operating_point(table, val, margins)
+    if fa_budget is None:
+        m, policy, vf = realeval.choose_operating_point(table, val, margins)
+        objective: dict[str, Any] = {"objective": "event_f1", "val_event_f1": round(vf, 4)}
+    else:
+        m, policy, rec, fa = realeval.choose_budget_point(table, val, margins, fa_budget)
+        objective = {"objective": "hard_within_2_under_fa_budget", "fa_budget": fa_budget,
+                     "val_hard_within_2": round(rec, 4), "val_false_alarms_per_node_hour": round(fa, 3)}
     pair["thresholds"] = {k: v + m for k, v in pair["thresholds"].items()}
     pair["alarm"] = policy.as_dict()
     pair["training"] = {"train_runs": sorted(set(table.run[train].tolist())),
@@ -102,7 +109,7 @@ def train_ship(table: Table) -> dict[str, Any]:
                         "rows_train": int((table.label[train] >= 0).sum()), "rows_val": int((table.label[val] >= 0).sum()),
                         "trees": realeval.GBT_TREES, "max_depth": realeval.GBT_DEPTH,
                         "max_leaf_nodes": realeval.GBT_LEAVES, "val_f1": pair.pop("val_f1"),
-                        "operating_margin": round(m, 4), "val_event_f1": round(vf, 4)}
+                        "operating_margin": round(m, 4), **objective}
     return pair
 
 
@@ -113,7 +120,7 @@ def _ship_split(table: Table) -> tuple[str, str, np.ndarray, np.ndarray, np.ndar
     return "", val_kind, np.flatnonzero(kinds != val_kind), np.flatnonzero(kinds == val_kind), np.zeros(0, dtype=int)
 
 
-def ship(data_dir: Any, model_dir: Any) -> dict[str, Any]:
+def ship(data_dir: Any, model_dir: Any, fa_budget: float | None = None) -> dict[str, Any]:
     """Train on the dataset and write anomaly_trees.json into the bundle, with its thresholds in
     anomaly_model.json and both files' sums in SHA256SUMS."""
     import hashlib
@@ -125,7 +132,7 @@ def ship(data_dir: Any, model_dir: Any) -> dict[str, Any]:
     from x0node.io.atomicfile import write_atomic
 
     model_dir = pathlib.Path(model_dir)
-    doc = train_ship(load(pathlib.Path(data_dir)))
+    doc = train_ship(load(pathlib.Path(data_dir)), fa_budget)
     name = "anomaly_trees.json"
     write_atomic(model_dir / name, json.dumps({"nbr": doc["nbr"], "self": doc["self"]},
                                               separators=(",", ":")).encode(), 0o644)
@@ -154,6 +161,6 @@ def cmd_fit_real(args: Any) -> int:
     from x0lab.anomaly.realeval import default_data_dir
     from x0node.anomaly.bundle import SOURCE_MODEL_DIR
 
-    info = ship(args.data or default_data_dir(), args.model_dir or SOURCE_MODEL_DIR)
+    info = ship(args.data or default_data_dir(), args.model_dir or SOURCE_MODEL_DIR, getattr(args, "fa_budget", None))
     print(json.dumps(info, indent=1))
     return 0

@@ -344,8 +344,9 @@ class Testbed:
             raise TestbedError("this testbed runs no daemon")
         full = ["ip", "netns", "exec", node.ns, *cmd]
         if cgroups.available():
+            full = ["ip", "netns", "exec", node.ns, *cgroups.mount_inside(cmd)]
             groups = self.node_cgroups(node)
-            full = cgroups.wrap([groups[c]["daemon"] for c in cgroups.CONTROLLERS], full)
+            full = cgroups.wrap([dirs["daemon"] for dirs in groups.values()], full)
         with open(logfile, "ab") as out:
             out.write(f"--- start {time.time():.3f}\n".encode())
             out.flush()
@@ -452,7 +453,7 @@ class Testbed:
         cmd = faults.stressor_command(tag, args)
         if node is not None:
             groups = self.node_cgroups(node)
-            cmd = cgroups.wrap([groups[c]["hog"] for c in cgroups.CONTROLLERS], cmd)
+            cmd = cgroups.wrap([dirs["hog"] for dirs in groups.values()], cmd)
         errlog = self.run_dir / f"stressor-{key}.log"
         with open(errlog, "ab") as err:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,

@@ -1,4 +1,5 @@
-"""Per-node control groups (cgroup v1 `cpu` and `memory`) for the testbed's daemons and fault processes.
+"""Per-node control groups (cgroup v1 `cpu`, `memory`, and `cpuacct` where mounted) for the testbed's
+daemons and fault processes.
 
 Rules and invariants:
 - A testbed's groups live under the creating process's own group in each hierarchy (read from
@@ -26,6 +27,8 @@ import time
 
 CGROUP_ROOT = pathlib.Path("/sys/fs/cgroup")
 CONTROLLERS = ("cpu", "memory")
+OPTIONAL_CONTROLLERS = ("cpuacct",)
+"""Joined when mounted: `cpuacct` lets a daemon read its node's own CPU use (`[anomaly] cgroup`)."""
 LEAVES = ("daemon", "hog")
 CPU_PERIOD_US = 100_000
 UNLIMITED_QUOTA = -1
@@ -54,8 +57,10 @@ def available() -> bool:
 def plan(testbed_id: str, node: int) -> dict[str, dict[str, pathlib.Path]]:
     """{controller: {"node": dir, "daemon": dir, "hog": dir}} for node k (not created here)."""
     out: dict[str, dict[str, pathlib.Path]] = {}
-    for controller in CONTROLLERS:
+    for controller in CONTROLLERS + OPTIONAL_CONTROLLERS:
         base = own_group(controller)
+        if base is None and controller in OPTIONAL_CONTROLLERS:
+            continue
         if base is None:
             raise OSError(f"cgroup v1 controller {controller!r} is not mounted")
         node_dir = base / f"x0tb-{testbed_id}" / f"n{node}"
@@ -100,6 +105,28 @@ def wrap(groups: list[pathlib.Path], cmd: list[str]) -> list[str]:
     """`cmd` run by a shell that first moves itself into every group, then execs (same pid)."""
     moves = "".join(f"echo $$ > {shlex.quote(str(g / 'cgroup.procs'))} && " for g in groups)
     return ["sh", "-c", moves + 'exec "$@"', "x0tb-cgroup", *cmd]
+
+
+MOUNT_SCRIPT = (
+    'if [ ! -e /sys/fs/cgroup/cgroup.procs ] && [ -z "$(ls -A /sys/fs/cgroup 2>/dev/null)" ]; then '
+    'mount -t tmpfs -o size=64k,mode=755 x0tb-cgroup /sys/fs/cgroup && '
+    'for c in $X0TB_CGROUPS; do mkdir -p "/sys/fs/cgroup/$c" && mount -t cgroup -o "$c" cgroup "/sys/fs/cgroup/$c"; done; '
+    'fi; exec "$@"'
+)
+
+
+def mount_inside(cmd: list[str]) -> list[str]:
+    """`cmd` run (inside `ip netns exec`, which remounts /sys in a private mount namespace) by a shell
+    that first mounts our v1 hierarchies again under the fresh /sys/fs/cgroup, so the daemon can read
+    its own groups (`[anomaly] cgroup`); only in that private namespace, and only where /sys/fs/cgroup
+    is an empty directory. A failed mount leaves the daemon on host-wide figures, nothing else."""
+    names = []
+    for controller in CONTROLLERS + OPTIONAL_CONTROLLERS:
+        group = own_group(controller)
+        if group is not None:
+            names.append(group.relative_to(CGROUP_ROOT).parts[0])
+    hier = " ".join(sorted(set(names)))
+    return ["env", f"X0TB_CGROUPS={hier}", "sh", "-c", MOUNT_SCRIPT, "x0tb-cgmount", *cmd]
 
 
 def set_cpu_cap(node_dir: pathlib.Path, percent_of_one_cpu: float | None) -> None:
