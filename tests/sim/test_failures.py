@@ -114,6 +114,37 @@ def test_restarted_node_is_taken_back_and_its_lsa_jumps_past_the_old_one():
         assert "2001:db8:2::/48" not in mesh.nodes[i].routes  # the old announcement is gone
 
 
+def test_a_node_back_from_a_power_cut_long_enough_to_be_pruned_is_routed_to_again():
+    # node 2 loses power until everyone has pruned it (a tombstone remembers its old sequence number);
+    # it boots with sequence numbers from 1, so its neighbours must show it the old number to jump past
+    cfg = RouterConfig(dead_node_timeout_s=5.0)
+    mesh = SimMesh(4, seed=10, config=cfg)
+    line(mesh, 4)
+    assert mesh.run_until_converged(1.0) is not None
+    mesh.run_for(3.0)
+    ident = mesh.nodes[2].router.identity
+    old_seq = mesh.nodes[2].router.origination.seq
+    mesh.kill(2)
+    mesh.run_for(12.0)
+    for i in (0, 1, 3):
+        e = mesh.nodes[i].router.lsdb.get(ident.node_id)
+        assert e is not None and e.lsa is None and e.seq == old_seq  # pruned: a tombstone
+    new = Router(ident, TrustStore(list(mesh.trust_anchors)), mesh.config, random.Random(998), mesh.now)
+    mesh.nodes[2].router = new
+    mesh.nodes[2].table = MemoryRouteTable()
+    mesh.nodes[2].alive = True
+    for ln in mesh.links:
+        if 2 in (ln.a, ln.b):
+            new.add_interface(ln.a_if if ln.a == 2 else ln.b_if, mesh.now)
+    mesh.inject_flush(2)
+    assert mesh.run_until_converged(5.0) is not None
+    assert new.origination.seq > old_seq
+    assert mesh.all_pairs_ok()
+    for i in (0, 1, 3):
+        e = mesh.nodes[i].router.lsdb.get(ident.node_id)
+        assert e is not None and e.lsa is not None and e.raw == new.lsdb.get(ident.node_id).raw
+
+
 def test_new_node_joins_converged_mesh():
     mesh = SimMesh(8, seed=12)
     ring(mesh, 8)

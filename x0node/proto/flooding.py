@@ -145,16 +145,20 @@ class Flooding(Part):
             else:
                 self.out.drop("self", iface.name, src, now)
             return
-        if cur is not None and not seq_newer(msg.seq, cur.seq):
+        # pruning is our own decision: the very LSA we pruned comes back when a partition heals
+        revived = cur is not None and cur.lsa is None and cur.proof == data
+        if cur is not None and not seq_newer(msg.seq, cur.seq) and not revived:
             # old (or same seq, different bytes): never installed. If the sender lacks our newer copy
             # and it is not already on its way, send it, but only after verifying.
             pend = self.pending.get(nkey, {}).get(origin)
             in_flight = pend is not None and pend.seq == cur.seq
             differs = seq_newer(cur.seq, msg.seq) or cur.raw != data  # same seq, other content: tell it
-            if not in_flight and cur.raw and differs:
+            # a pruned origin back from a reboot hears its old LSA from its neighbours and jumps past it
+            back = cur.raw or (cur.proof if nkey[1] == origin else b"")
+            if not in_flight and back and differs:
                 if not self._check_credential(msg.credential, iface.name, src, data, now):
                     return
-                self._queue_reliable(nkey, origin, cur.seq, cur.raw, now, send_now=True)
+                self._queue_reliable(nkey, origin, cur.seq, back, now, send_now=True)
             self.out.drop("stale", iface.name, src, now)
             return
         if self._rate_limited(origin, iface, src, now):

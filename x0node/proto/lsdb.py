@@ -4,7 +4,10 @@ Rules:
 - One entry per origin; an entry is replaced only by a strictly newer sequence number (serial
   arithmetic, 32 bits). Entries are installed only after the caller verified signature and trust.
 - A withdraw (graceful leave) or a pruned origin leaves a tombstone with its sequence number, so older
-  LSAs of that origin are refused until the tombstone ages out (LSA_MAX_AGE_S).
+  LSAs of that origin are refused until the tombstone ages out (LSA_MAX_AGE_S). A pruned origin's
+  tombstone keeps its last signed LSA as `proof` (never flooded or synced): shown to that origin only,
+  when it comes back with lower numbers (a reboot), so it jumps past it (RFC 2328 section 13.4); and
+  that same LSA arriving again (a healed partition) is installed again, since only we pruned it.
 - Entries not refreshed for LSA_MAX_AGE_S are removed by `expire`.
 - At most MAX_LSAS entries; `install` of a new origin beyond that fails (the caller counts the drop).
 - `raw` keeps the exact datagram so identical copies are recognised without re-verifying.
@@ -27,6 +30,7 @@ class LsaEntry:
     lsa: Lsa | None  # None = tombstone (withdrawn or pruned)
     installed_s: float
     public_key: bytes
+    proof: bytes = b""  # a pruned origin's last signed LSA (tombstones only)
 
     @property
     def withdrawn(self) -> bool:
@@ -84,7 +88,7 @@ class Lsdb:
         """Turn the origin's LSA into a tombstone (same seq, not flooded)."""
         cur = self._entries.get(origin)
         if cur is not None and cur.lsa is not None:
-            self._set(LsaEntry(origin, cur.seq, b"", None, now, cur.public_key))
+            self._set(LsaEntry(origin, cur.seq, b"", None, now, cur.public_key, proof=cur.raw))
             self.version += 1
 
     def remove(self, origin: bytes) -> None:
