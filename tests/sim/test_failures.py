@@ -87,6 +87,21 @@ def test_dead_node_is_pruned_and_leaving_node_withdraws():
         assert f"{mesh.nodes[0].router.identity.mesh_address}/128" not in mesh.nodes[i].routes
 
 
+def _reboot(mesh: SimMesh, i: int, seed: int) -> Router:
+    """Node i boots again (from a power cut or a restart): same key, a new router (new epoch, sequence
+    numbers from 1), an empty kernel table, its interfaces added back."""
+    new = Router(mesh.nodes[i].router.identity, TrustStore(list(mesh.trust_anchors)), mesh.config,
+                 random.Random(seed), mesh.now)
+    mesh.nodes[i].router = new
+    mesh.nodes[i].table = MemoryRouteTable()
+    mesh.nodes[i].alive = True
+    for ln in mesh.links:
+        if i in (ln.a, ln.b):
+            new.add_interface(ln.a_if if ln.a == i else ln.b_if, mesh.now)
+    mesh.inject_flush(i)
+    return new
+
+
 def test_restarted_node_is_taken_back_and_its_lsa_jumps_past_the_old_one():
     mesh = SimMesh(5, seed=9, grants={2: ("2001:db8:2::/48",)})
     ring(mesh, 5)
@@ -97,13 +112,7 @@ def test_restarted_node_is_taken_back_and_its_lsa_jumps_past_the_old_one():
     assert old_seq >= 2 and "2001:db8:2::/48" in mesh.nodes[0].routes
     # node 2 reboots: same key, new router (new epoch, sequence numbers from 1)
     ident = mesh.nodes[2].router.identity
-    new = Router(ident, TrustStore(list(mesh.trust_anchors)), mesh.config, random.Random(999), mesh.now)
-    mesh.nodes[2].router = new
-    mesh.nodes[2].table = MemoryRouteTable()  # a reboot empties the kernel's table
-    for ln in mesh.links:
-        if 2 in (ln.a, ln.b):
-            new.add_interface(ln.a_if if ln.a == 2 else ln.b_if, mesh.now)
-    mesh.inject_flush(2)
+    new = _reboot(mesh, 2, 999)
     took = mesh.run_until_converged(2.0)
     assert took is not None
     mesh.run_for(1.0)
@@ -129,14 +138,7 @@ def test_a_node_back_from_a_power_cut_long_enough_to_be_pruned_is_routed_to_agai
     for i in (0, 1, 3):
         e = mesh.nodes[i].router.lsdb.get(ident.node_id)
         assert e is not None and e.lsa is None and e.seq == old_seq  # pruned: a tombstone
-    new = Router(ident, TrustStore(list(mesh.trust_anchors)), mesh.config, random.Random(998), mesh.now)
-    mesh.nodes[2].router = new
-    mesh.nodes[2].table = MemoryRouteTable()
-    mesh.nodes[2].alive = True
-    for ln in mesh.links:
-        if 2 in (ln.a, ln.b):
-            new.add_interface(ln.a_if if ln.a == 2 else ln.b_if, mesh.now)
-    mesh.inject_flush(2)
+    new = _reboot(mesh, 2, 998)
     assert mesh.run_until_converged(5.0) is not None
     assert new.origination.seq > old_seq
     assert mesh.all_pairs_ok()
