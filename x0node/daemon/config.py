@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from x0node.daemon.watchdog import STEADY_WATCHDOG_S
 from x0node.errors import ConfigError
 from x0node.io.atomicfile import write_atomic
 from x0node.proto.prefixes import normalise
@@ -37,7 +38,7 @@ MAX_CONFIG_BYTES = 256 * 1024
 # MAX_ALLOWED_KEYS): a config the core would refuse at start is refused here, naming the key.
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-WATCHDOG_MIN_S = 6     # the steady watchdog (x0node/daemon/watchdog.py STEADY_WATCHDOG_S)
+WATCHDOG_MIN_S = int(STEADY_WATCHDOG_S)  # the steady watchdog is the shortest allowed
 WATCHDOG_MAX_S = 600   # an emulated unit (QEMU under TCG) on a loaded build host
 # Routing table numbers the kernel reserves (unspec, default, main, local).
 RESERVED_TABLES = frozenset({0, 253, 254, 255})
@@ -53,7 +54,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "log_level": "info",
         "configure_sysctls": True,
         # systemd watchdog once running (daemon/watchdog.py); an emulated unit on a busy host needs more
-        "watchdog_s": 6,
+        "watchdog_s": WATCHDOG_MIN_S,
     },
     "routing": {},
     "trust": {
