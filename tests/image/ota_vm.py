@@ -30,7 +30,7 @@ from image import cache as image_cache
 from image import pipeline, squash
 from image.board import REPO_ROOT, load_board
 from image.bundle import keys_dir, sign_as_release
-from image.qemu import VM
+from image.qemu import LAB_WATCHDOG_S, VM
 from tests.image.webclient import REQUEST_TIMEOUT_S, pinned_session, setup_code, wait_http
 from x0node.ota import bundle as ota_bundle
 from x0node.ota import keys as ota_keys
@@ -40,10 +40,9 @@ BOARD = "x86_64"
 PROMPT = re.compile(r"root@x0[^\n]*# ")
 SLOT_RE = re.compile(r"x0tta6bl4: booting slot ([AB]) try (\d)")
 HEALTH_DEADLINE_S = 150
-LAB_WATCHDOG_S = 120
 # the test VMs judge a new slot faster than the 600 s default (TCG boots are still slow); their daemon's
-# systemd watchdog is 120 s instead of 6 s (node.watchdog_s, on /data so it holds across the reboots):
-# an emulated guest on a loaded host stalls its loop for longer than 6 s (a 100 MB upload over TLS),
+# systemd watchdog is the lab unit's (image/qemu.py LAB_WATCHDOG_S) instead of 6 s (node.watchdog_s, on
+# /data so it holds across the reboots): an emulated guest on a loaded host stalls its loop for longer than 6 s (a 100 MB upload over TLS),
 # and a watchdog restart in the middle of an upload or a health gate is not what these runs measure
 LOCAL_CONFIG = (f"[node]\nwatchdog_s = {LAB_WATCHDOG_S}\n\n"
                 f"[ota]\nhealth_deadline_s = {HEALTH_DEADLINE_S}\nhealth_stable_s = 10\n")
