@@ -447,4 +447,10 @@ def bench(cuts: int, budget_s: float | None = None, reuse: bool = False, bad_bui
                 res["bad_rolled_back"] = False
         finally:
             vm.stop()
+            # the guest's whole serial console (every boot of every cut), to find why a cut went bad
+            keep = REPO_ROOT / "test-artifacts" / f"ota-bench-serial-{os.getpid()}.log"
+            keep.parent.mkdir(exist_ok=True)
+            if vm.serial_log.exists():
+                shutil.copyfile(vm.serial_log, keep)
+                res["serial_log"] = str(keep.relative_to(REPO_ROOT))
     return res
