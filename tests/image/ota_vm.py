@@ -302,6 +302,9 @@ def powercut_loop(vm: VM, key_sha: str, cuts: int, boot_timeout_s: float, window
             vm.wait_ready(boot_timeout_s)
             vm.wait_for(PROMPT, 120)
             entry["data_ok"] = data_check(vm, marker, key_sha)
+            # recorded, not judged: x0node loads the firewall itself, so a ready x0node has it either way
+            state = vm.shell("systemctl is-active x0-firewall.service", timeout_s=120)[1].split()
+            entry["early_firewall"] = state[-1] if state else "?"
         except (TimeoutError, RuntimeError) as exc:
             entry["error"] = str(exc)[:300]
             entry["data_ok"] = False
