@@ -119,8 +119,9 @@ def test_ready_and_ui_over_https(node: Node) -> None:
     vm.wait_for(re.compile("hostname set to x0-" + node_id[:12]), 120)
     code = setup_code(vm)
     wait_http(vm.url, 120)
-    # the certificate served is the one whose fingerprint the console printed (and the device made it)
+    # the certificate served is the one whose fingerprint the console printed, made at provisioning
     assert server_fingerprint(vm.url) == node.fingerprint.replace(":", "")
+    assert node.fingerprint == ident.web_fingerprint
     rc, out = vm.shell("python3 -I /usr/lib/x0tta6bl4/webcert.py --cert /data/x0node/web/tls.crt "
                        "--key /data/x0node/web/tls.key", timeout_s=120)
     assert node.fingerprint in out, out
