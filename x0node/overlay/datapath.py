@@ -60,6 +60,7 @@ TIMER_MIN_S = 0.02
 SO_RCVBUFFORCE, SO_SNDBUFFORCE = 33, 32
 ESP_RECONCILE_S = 0.5
 """How often the ESP thread compares the sessions with the kernel (sooner when an offer arrives)."""
+ESP_STOP_S = 15.0
 ESP_TRAFFIC_S = 2.0
 """How often it reads the states' byte counters (rekey needs to know a peer is busy; status shows them)."""
 
@@ -255,8 +256,8 @@ class E2EDatapath:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        for t in self._threads:
-            await asyncio.to_thread(t.join, 2 * POLL_S + 1)
+        for t in self._threads:  # the ESP thread removes its kernel state first: give it time
+            await asyncio.to_thread(t.join, ESP_STOP_S if t.name == "overlay-esp" else 2 * POLL_S + 1)
         self._threads.clear()
         await asyncio.to_thread(self.kernel.remove)
         if self._sock is not None:
