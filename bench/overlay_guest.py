@@ -265,7 +265,7 @@ VM_BOOT_TIMEOUT_S = 600.0
 
 
 def run_in_vm(board: str = "x86_64", seconds: float = 5.0, workdir: str | None = None,
-              timeout_s: float = 1500.0) -> dict:
+              timeout_s: float = 1500.0, modes: str = "clear,esp,userspace,esp-chacha") -> dict:
     """Build (cached) and boot the router image once, copy this script onto its /data, stop the guest's
     own x0node (its CPU would only add noise), run the script there and return its JSON."""
     import hashlib
@@ -292,7 +292,7 @@ def run_in_vm(board: str = "x86_64", seconds: float = 5.0, workdir: str | None =
             vm.start()
             vm.wait_for(re.compile(r"root@x0[^\n]*# "), VM_BOOT_TIMEOUT_S)
             vm.shell("systemctl stop x0node", timeout_s=180)
-            rc, out = vm.shell(f"python3 {GUEST_PATH} --seconds {seconds} --out {GUEST_OUT} 2>&1 | tail -40",
+            rc, out = vm.shell(f"python3 {GUEST_PATH} --seconds {seconds} --modes {modes} --out {GUEST_OUT} 2>&1 | tail -40",
                                timeout_s=timeout_s)
             # the emulated UART now and then drops or doubles a character: read the file until its
             # checksum matches
