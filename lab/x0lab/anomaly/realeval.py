@@ -776,9 +776,15 @@ def _evaluate(table: Table, names: list[str] | None, cache: Any) -> dict[str, An
     # the verdicts the running daemons gave, every anomalous tick an alarm (chaos runs: the GNN chain
     # shipped when they were recorded; fault-free recordings: the tree chain shipped then)
     rows["daemon_live"] = judge(table, table.live_alarm.copy())
+    # observe mode as the device runs it (observe.py), judged by the schedule: where these alarms would take it
+    from x0lab.anomaly.observe_replay import replay
+
+    observe = {"daemon_live": replay(table, table.live_alarm)}
+    if SHIPPED in alarms_by:
+        observe[SHIPPED] = replay(table, alarms_by[SHIPPED])
     no_nbr = float(np.mean(dep.mask.sum(axis=1) == 0))
     return {"rows": rows, "full_neighbour": ref, "alarms": alarms_by, "operating_points": points,
-            "tradeoff": trade, "policy_tradeoff": ptrade, "fault_free_by_run": by_run,
+            "tradeoff": trade, "policy_tradeoff": ptrade, "fault_free_by_run": by_run, "observe_mode": observe,
             "dataset": {"rows": int(len(table)), "fault_free_rows": int(table.fault_free.sum()), "labelled": int((table.label >= 0).sum()),
                         "positive": int((table.label == 1).sum()), "runs": sorted(set(table.run.tolist())),
                         "topologies": sorted(set(table.topo.tolist())), "events": len(table.events),
@@ -817,7 +823,8 @@ def summary(res: dict[str, Any]) -> dict[str, Any]:
                            "operating_points": res.get("operating_points", {}).get(SHIPPED),
                            "operating_points" + BUDGET_SUFFIX: res.get("operating_points", {}).get(SHIPPED + BUDGET_SUFFIX),
                            "fault_free_by_run": res.get("fault_free_by_run"),
-                           "tradeoff": res.get("tradeoff"), "policy_tradeoff": res.get("policy_tradeoff")}
+                           "tradeoff": res.get("tradeoff"), "policy_tradeoff": res.get("policy_tradeoff"),
+                           "observe_mode": res.get("observe_mode")}
     out["baselines"] = {name: {**{k: r[k] for k in KEYS}, "ci95": r["ci95"]} for name, r in rows.items()
                         if name != SHIPPED}
     full = res["full_neighbour"].get(SHIPPED)
@@ -831,6 +838,11 @@ def summary(res: dict[str, Any]) -> dict[str, Any]:
 
 def print_table(res: dict[str, Any]) -> None:
     ds = res["dataset"]
+    for name, o in (res.get("observe_mode") or {}).items():
+        print(f"observe mode judged by the schedule, {name}: {o['alarms_judged']} alarms judged "
+              f"({o['alarms_real']} real, precision {o['precision']}), {o['alarms_unjudged']} unjudged; "
+              f"{o['faults_detected']} of {o['faults']} node-faults detected (recall {o['recall']}); "
+              f"phases reached {o['phases']}")
     print(f"real-fault dataset: {ds['rows']} node-ticks ({ds['fault_free_rows']} from fault-free recordings; "
           f"{ds['labelled']} labelled, {ds['positive']} under a fault) from {len(ds['runs'])} runs on "
           f"{', '.join(ds['topologies'])}; {ds['events']} fault events; tick {ds['interval_s']:.0f} s; "
