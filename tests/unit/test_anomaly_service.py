@@ -113,7 +113,9 @@ async def _with_alarm(s):
     bad = NEUTRAL_RAW.copy()
     for name, value in (("fwd_ratio", 0.01), ("loss_max", 0.9), ("link_changes", 8.0), ("rtt_ms", 900.0)):
         bad[FEATURES.index(name)] = value
-    s.engine.alarm_policy = AlarmPolicy()  # every anomalous evaluation is the alarm, no guard window
+    s.engine.alarm_policy = AlarmPolicy()
+    for layer in ("gbt", "gbt_self", "gnn", "self"):  # the rules judge: the alarm does not hang on a model
+        s.engine.chain.layers[layer].live = False  # every anomalous evaluation is the alarm, no guard window
     s._features.update = lambda *a, **k: np.asarray(bad)  # noqa: SLF001 - a node black-holing transit
     await s.tick()
     alarms = s.alarms()

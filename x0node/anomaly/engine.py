@@ -5,6 +5,7 @@ Rules and invariants:
   received (bounded by MAX_PEERS, dropped after `peer_ttl_s`), the adjacency the router knows, `now`
   (monotonic s), `wall` (wall-clock s, only for the persisted observe mode) and a seeded
   `random.Random` (neighbour sampling, Isolation Forest fits). No clock, file or socket here.
+- This node's own `links_down` (collector.py) goes to the tree models with its row; peers' rows get 0.
 - Every node with a known vector is scored in one batch; a node's neighbour block holds at most
   K_NEIGHBOURS of its neighbours that have vectors, sampled with the rng when there are more.
 - This node's own alarm state at every evaluation goes to observe mode, which numbers each raised
@@ -39,7 +40,7 @@ from x0node.anomaly.alarm import AlarmPolicy, AlarmState
 from x0node.anomaly.calibration import recalibrate_threshold
 from x0node.anomaly.chain import GNN, SELF, DetectorChain, probability
 from x0node.anomaly.drift import DriftCleared, DriftDetected, DriftMonitor
-from x0node.anomaly.features import K_NEIGHBOURS, N_FEATURES, normalise
+from x0node.anomaly.features import K_NEIGHBOURS, N_FEATURES, links_down_input, normalise
 from x0node.anomaly.observe import ObserveConfig, ObserveMode, PhaseChanged
 from x0node.anomaly.rules import rule_reasons
 
@@ -161,7 +162,10 @@ class AnomalyEngine:
         now: float,
         wall: float,
         rng: random.Random,
+        links_down: float | None = None,
     ) -> dict[str, Any]:
+        """One evaluation; `links_down` is this node's own count of neighbours down now (collector), for
+        the tree models (peers' rows get 0: it is not in the vectors they share)."""
         for pid in [p for p, (_, t) in self._peers.items() if now - t > self.peer_ttl_s]:
             del self._peers[pid]
         ids = [self.node_id, *sorted(self._peers)]
@@ -179,7 +183,9 @@ class AnomalyEngine:
             idx[i, : len(nbs)] = nbs
         mask = (idx >= 0).astype(np.float32)
         x_nbr = x[np.where(idx >= 0, idx, 0)] * mask[..., None]
-        ev = self.chain.evaluate(x, x_nbr.astype(np.float32), mask)
+        down = np.zeros(len(ids))
+        down[0] = 0.0 if links_down is None else links_down
+        ev = self.chain.evaluate(x, x_nbr.astype(np.float32), mask, links_down_input(down))
         self.evaluations += 1
         if ev.layer != self._live:
             reason = self.chain.layers[self._live].reason or "a better layer became available"

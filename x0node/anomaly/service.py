@@ -361,7 +361,8 @@ class AnomalyService:
         now, wall = time.monotonic(), time.time()
         raw = self._features.update(counters, neighbours, now)
         adjacency = _adjacency(ctx.node_id, neighbours, topology)
-        result = self.engine.step(raw, adjacency, now, wall, self._rng)
+        down = self._features.links_down(now)
+        result = self.engine.step(raw, adjacency, now, wall, self._rng, links_down=down)
         ctx.bus.publish(FEATURES_TOPIC, FeatureVector(ctx.node_id, dict(self._features.last), wall,
                                                       tuple(float(v) for v in raw), self.config["interval_s"]))
         self._publish_events()
@@ -372,7 +373,7 @@ class AnomalyService:
             self._gauges["score"].set(float(own.get("score", 0.0)))
             self._gauges["acting"].set(1.0 if result["acting"] else 0.0)
         if self.config["record"]:
-            await asyncio.to_thread(self._record, now, wall, raw, neighbours, result)
+            await asyncio.to_thread(self._record, now, wall, raw, neighbours, result, down)
         async with self._lock:
             await asyncio.to_thread(self._persist)
         return result
@@ -383,7 +384,8 @@ class AnomalyService:
             if "events" in self._gauges:
                 self._gauges["events"].labels(type(ev).__name__).inc()
 
-    def _record(self, now: float, wall: float, raw: np.ndarray, neighbours: Any, result: dict[str, Any]) -> None:
+    def _record(self, now: float, wall: float, raw: np.ndarray, neighbours: Any, result: dict[str, Any],
+                links_down: int = 0) -> None:
         """One line per tick for the fault lab's dataset: what this node saw, what reached it, what it said."""
         if self._record_fh is None:
             path = self._ctx.data_dir / STATE_DIR / RECORD_FILE
@@ -394,7 +396,7 @@ class AnomalyService:
         line = {
             "mono": round(now, 3), "wall": round(wall, 3), "node": self._ctx.node_id, "features": FEATURES_VERSION,
             "cpu_mem": self._cpu_mem_source,
-            "raw": [round(float(v), 6) for v in raw],
+            "raw": [round(float(v), 6) for v in raw], "links_down": links_down,
             "up": sorted(nb.node_id for nb in neighbours if nb.state == "up"),
             "peers": {nid: [round(float(v), 6) for v in vec] + [round(now - at, 3)]
                       for nid, (vec, at) in self.engine.peer_vectors().items()},
