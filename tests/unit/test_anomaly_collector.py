@@ -162,9 +162,10 @@ def test_links_down_counts_held_losses_still_down_and_forgets_those_back():
     _links(fs, 15.0, ["a"])
     assert fs.links_down(15.0) == 2  # b and c down now
     assert fs.links_down(15.0 + 301.0) == 0  # older than the window: forgotten
-    _links(fs, 400.0, [])  # the last one lost with the rest at once: a stall, nothing down
-    _links(fs, 403.0, [])
-    assert fs.links_down(403.0) == 0
+    _links(fs, 400.0, ["a", "b", "c"])
+    _links(fs, 403.0, [])  # every neighbour lost at once: this node's stall, nothing down
+    _links(fs, 406.0, [])
+    assert fs.links_down(406.0) == 0 and fs.stalls == 1
 
 
 def test_replayed_up_sets_give_the_runtime_feature():
