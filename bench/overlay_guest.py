@@ -268,7 +268,6 @@ def run_in_vm(board: str = "x86_64", seconds: float = 5.0, workdir: str | None =
               timeout_s: float = 1500.0, modes: str = "clear,esp,userspace,esp-chacha") -> dict:
     """Build (cached) and boot the router image once, copy this script onto its /data, stop the guest's
     own x0node (its CPU would only add noise), run the script there and return its JSON."""
-    import hashlib
     import pathlib
     import re
     import tempfile
@@ -294,16 +293,37 @@ def run_in_vm(board: str = "x86_64", seconds: float = 5.0, workdir: str | None =
             vm.shell("systemctl stop x0node", timeout_s=180)
             rc, out = vm.shell(f"python3 {GUEST_PATH} --seconds {seconds} --modes {modes} --out {GUEST_OUT} 2>&1 | tail -40",
                                timeout_s=timeout_s)
-            # the emulated UART now and then drops or doubles a character: read the file until its
-            # checksum matches
-            for _ in range(5):
-                _, got = vm.shell(f"cat {GUEST_OUT}; sha256sum {GUEST_OUT}", timeout_s=120)
-                lines = [x.strip() for x in got.splitlines() if x.strip()]
-                if len(lines) >= 2 and hashlib.sha256((lines[-2] + "\n").encode()).hexdigest() == lines[-1].split()[0]:
-                    return json.loads(lines[-2])
+            return read_guest_file(vm, GUEST_OUT, out)
         finally:
             vm.stop()
-    raise RuntimeError(f"no intact JSON from the guest (exit {rc}):\n{out}")
+
+
+CHUNK_BYTES = 96
+CHUNK_TRIES = 8
+READER = "import sys,zlib;d=open(sys.argv[1],'rb').read();c=d[int(sys.argv[2]):int(sys.argv[2])+{n}];print(len(d),c.hex(),zlib.crc32(c))"
+
+
+def read_guest_file(vm, path: str, console: str) -> dict:
+    """The guest's JSON, read over the serial console in small hex chunks, each with its CRC and retried
+    until it matches: the emulated UART now and then drops or doubles a character."""
+    import re
+    import zlib
+
+    data, total, off = b"", None, 0
+    while total is None or off < total:
+        for _ in range(CHUNK_TRIES):
+            _, got = vm.shell(f'python3 -c "{READER.format(n=CHUNK_BYTES)}" {path} {off}', timeout_s=120)
+            m = re.search(r"(\d+) ([0-9a-f]*) (\d+)", got)
+            if m and len(m.group(2)) % 2 == 0:
+                chunk = bytes.fromhex(m.group(2))
+                if zlib.crc32(chunk) == int(m.group(3)) and (chunk or int(m.group(1)) <= off):
+                    total = int(m.group(1))
+                    break
+        else:
+            raise RuntimeError(f"could not read {path} from the guest at offset {off}:\n{console}")
+        data += chunk
+        off += len(chunk)
+    return json.loads(data)
 
 
 def main() -> int:
