@@ -13,10 +13,11 @@ def nbr(node: str, loss: float = 0.0, rtt: float | None = 2.0, up: bool = True, 
 
 
 def diamond(via_c: str = A, loss_a: float = 0.0, rtt_a: float | None = 2.0, c_reachable: bool = True,
-            up_a: bool = True, transitions_a: int = 0) -> RoutingObs:
+            up_a: bool = True, transitions_a: int = 0, a_reachable: bool = True) -> RoutingObs:
     """me has neighbours a and b; c sits behind both; our route to c goes via `via_c`."""
     nbrs = (nbr(A, loss_a, rtt_a, up_a, transitions_a), nbr(B))
-    nodes = tuple(NodeObs(x, f"fd00::{x[:2]}", x != C or c_reachable) for x in (ME, A, B, C))
+    nodes = tuple(NodeObs(x, f"fd00::{x[:2]}", (x != C or c_reachable) and (x != A or a_reachable))
+                  for x in (ME, A, B, C))
     edges = (EdgeObs(ME, A, 10), EdgeObs(ME, B, 10), EdgeObs(A, C, 10), EdgeObs(B, C, 10))
     routes = (RouteObs(f"fd00::{A[:2]}/128", f"e{A[:2]}", f"fe80::{A[:2]}", 10, A),
               RouteObs(f"fd00::{B[:2]}/128", f"e{B[:2]}", f"fe80::{B[:2]}", 10, B))

@@ -18,7 +18,9 @@ changes, with the topology deciding which observations a fault can reach):
   not in it), so it weighs little — except a probe to our own neighbour, which answers over our link
   to it (`on_back`): a fault of that link explains those answers too.
 - A link that went down while its far end stays reachable is `link_down`; `node_down` explains every
-  link to the node going down. Both are left to routing (policy.ROUTING_REPAIRS).
+  link to the node going down, and the silence of the interface it was the last neighbour heard on
+  (`interface_stuck` predicts the nodes that interface last heard still reachable through others).
+  Both are left to routing (policy.ROUTING_REPAIRS).
 - consistency = weighted mean agreement over the indicators the hypothesis speaks about (degree where
   it predicts abnormal, 1 - degree where it predicts normal). coverage = the share of lit degree in
   scope that the hypothesis explains. Temporal lag: a cause is seen no later than its effects, so a
@@ -180,10 +182,16 @@ def _path_links(path: Sequence[str]) -> list[Element]:
 class _Graph:
     """Adjacency (current and remembered links) with the partitions a dead node would cause, cached."""
 
-    def __init__(self, self_id: str, adjacency: Mapping[str, Iterable[str]]) -> None:
+    def __init__(self, self_id: str, adjacency: Mapping[str, Iterable[str]],
+                 indicators: Iterable[Indicator] = ()) -> None:
         self.me = self_id
         self.adj = {k: frozenset(v) for k, v in adjacency.items()}
         self._cut: dict[str, frozenset[str]] = {}
+        self._heard = {i.element: frozenset(i.path[1:]) for i in indicators if i.signal is Signal.IFACE_SILENT}
+
+    def last_heard(self, interface: Element) -> frozenset[str]:
+        """The neighbours an interface of ours last heard (its silence indicator's path)."""
+        return self._heard.get(interface, frozenset())
 
     def cut_by(self, x: str) -> frozenset[str]:
         """Nodes we could reach only through x."""
@@ -315,10 +323,15 @@ def _role(fault: FaultKind, el: Element, ind: Indicator, g: _Graph) -> tuple[flo
                 return 1.0, True
             if s is Signal.LINK_DOWN and x in ind.path:
                 return 2.0, True  # every link to it goes down
+            if s is Signal.IFACE_SILENT and x in ind.path[1:]:
+                # the interface it was heard on falls silent (after IFACE_SILENT_S: no contradiction before)
+                return (2.0, True) if ind.degree >= LIT_DEGREE else None
             return None
         if fault is FaultKind.NODE_ANOMALOUS:
             return (3.0, True) if s is Signal.VERDICT and at_x else None
         return None
+    if fault is FaultKind.INTERFACE_STUCK and s is Signal.UNREACHABLE and ind.element.id in g.last_heard(el):
+        return CONTRA_WEIGHT, False  # a stuck interface cuts our links, not the nodes behind them
     direct = _DIRECT[fault]
     return (3.0, True) if s in direct and ind.element == el else None
 
@@ -398,7 +411,7 @@ def rank(
     merged: dict[str, set[str]] = {k: set(v) for k, v in routing.adjacency().items()}
     for k, v in (adjacency or {}).items():
         merged.setdefault(k, set()).update(v)
-    graph = _Graph(me, merged)
+    graph = _Graph(me, merged, indicators)
     dist = hop_distances(me, merged)
     scope = _scope(indicators, symptoms, me)
     lit_mass = sum(i.degree for i in scope.values())

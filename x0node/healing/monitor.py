@@ -505,7 +505,8 @@ class Monitor:
                 continue
             silent_s = now - self._iface_heard[name]
             deg = 1.0 if up and silent_s >= IFACE_SILENT_S else 0.0
-            out.append((Signal.IFACE_SILENT, Element(ElementKind.INTERFACE, name), (me,), deg, silent_s, name))
+            last = tuple(sorted(nb for nb, (ifn, _) in self._nbr_up.items() if ifn == name))  # who it last heard
+            out.append((Signal.IFACE_SILENT, Element(ElementKind.INTERFACE, name), (me, *last), deg, silent_s, name))
         for u in snap.uplinks:
             blocked = (not u.reachable) and u.network_ok
             out.append((Signal.UPLINK, Element(ElementKind.UPLINK, u.name), (me,), 1.0 if blocked else 0.0,
