@@ -474,3 +474,25 @@ def test_a_drained_flapping_link_is_lifted_once_it_has_been_quiet_not_two_minute
     assert len(h.of(IncidentOpened)) == 1  # the flap count stays lit for two minutes: no new incident
     run(h, 100.0, snap, start=89.0 + 1.0)
     assert len(h.of(IncidentOpened)) == 2 and [t for t, _, _ in h.acted()][1] >= 90.0  # a new flap: again
+
+
+def test_a_hung_neighbour_stays_node_down_while_it_comes_back():
+    """A hung neighbour: our link to it goes down and, once its other neighbours drop it too, it is
+    unreachable — `node_down`. When it is restarted it is reachable again a moment before our own link
+    to it is back up: the evidence of the node is going, not changing, and the diagnosis stays
+    `node_down` (before, the link's down alone was ranked again and the incident ended as `link_down`)."""
+    def snap(t):
+        hung = 5.0 <= t < 15.0
+        back_half = 15.0 <= t < 18.0  # reachable through the others, our link not yet up
+        return Snapshot(t, diamond(up_a=not (hung or back_half), a_reachable=not hung))
+
+    h = Harness(engine())
+    run(h, 40.0, snap)
+    node_a = str(node_element(A))
+    opened = h.of(IncidentOpened)
+    assert opened, h.events
+    first = opened[0].incident_id
+    diagnosed = [d for d in h.of(Diagnosed) if d.incident_id == first]
+    assert diagnosed[0].candidates[0][:2] == (node_a, "node_down")
+    assert diagnosed[-1].candidates[0][:2] == (node_a, "node_down"), diagnosed[-1]
+    assert not h.acted()

@@ -323,10 +323,14 @@ class HealingEngine:
         diagnosis is made on the first symptom to rise and on thin evidence, and a cause found later may
         explain symptoms that opened separate incidents. Each group of the new cover goes to the incident
         holding most of its symptoms; its cause changes only when the new one scores REDIAGNOSE_MARGIN
-        times the old one's (no flip-flopping). An incident left without active symptoms is merged."""
+        times the old one's (no flip-flopping), and never while a symptom the old cause explained has
+        cleared: what is left of a fault that is ending is no better evidence (a hung node restarted is
+        reachable again a moment before our link to it is back: its link's down alone read `link_down`).
+        An incident left without active symptoms is merged."""
         flexible = [i for i in sorted(self._open.values(), key=lambda i: i.id)
                     if i.state in (State.OPEN, State.OBSERVED, State.EXHAUSTED) and not i.pending and not i.in_force]
         active = {s.key: s for s in out.active}
+        names = {str(s) for s in out.active}
         syms = [active[k] for i in flexible for k in sorted(i.symptoms) if k in active]
         if not syms:
             return
@@ -339,6 +343,8 @@ class HealingEngine:
             if old is not None and (top.element, top.fault) == (old.element, old.fault):
                 owner.symptoms |= keys
             else:
+                if old is not None and any(name not in names for name in old.explains):
+                    continue  # its evidence is going (the fault is ending), not changing: the cause stays
                 was = 0.0 if old is None else next(
                     (c.score for c in diag.candidates if (c.element, c.fault) == (old.element, old.fault)), 0.0)
                 if top.score < REDIAGNOSE_MARGIN * was:
