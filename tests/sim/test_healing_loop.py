@@ -496,3 +496,39 @@ def test_a_hung_neighbour_stays_node_down_while_it_comes_back():
     assert diagnosed[0].candidates[0][:2] == (node_a, "node_down")
     assert diagnosed[-1].candidates[0][:2] == (node_a, "node_down"), diagnosed[-1]
     assert not h.acted()
+
+
+def _flapping_link_run(timeouts: bool, loss_from: float = 1e9) -> tuple[Harness, str]:
+    """Our link to a goes down and up every 1.5 s from 5 s on; `timeouts`: each down is a hello timeout
+    with the carrier up (a lossy link), else the carrier goes (a flapping one)."""
+    drained = {"on": False}
+
+    def perform(req, now):
+        if req.action is ActionKind.DRAIN_LINK:
+            drained["on"] = not req.undo
+        return True, ""
+
+    def snap(t):
+        flaps = 0 if t < 5 else 1 + int((t - 5) / 1.5)
+        return Snapshot(t, diamond(via_c=B if drained["on"] else A, transitions_a=flaps,
+                                   timeouts_a=(flaps + 1) // 2 if timeouts else 0,
+                                   loss_a=0.2 if t >= loss_from else 0.0))
+
+    h = Harness(engine(), perform)
+    run(h, 20.0, snap)
+    return h, str(link_element(ME, A))
+
+
+def test_a_lossy_links_timeouts_name_it_lossy_at_its_first_flaps_and_a_carrier_flap_stays_flapping():
+    """The first flaps come before any loss estimate. A lossy link's downs are hello timeouts with the
+    carrier up: it is named `link_lossy` from the first diagnosis (before, `link_flapping` until the
+    loss showed, which on the bench was often after the traffic had recovered). A link whose carrier
+    goes is `link_flapping` throughout. Either is drained (the first rung of both ladders here)."""
+    lossy, link = _flapping_link_run(timeouts=True)
+    diagnosed = [d.candidates[0][:2] for d in lossy.of(Diagnosed)]
+    assert diagnosed and all(d == (link, "link_lossy") for d in diagnosed), diagnosed
+    assert [a for _, a, tg in lossy.acted() if tg == link], lossy.acted()
+    flapping, _ = _flapping_link_run(timeouts=False)
+    diagnosed = [d.candidates[0][:2] for d in flapping.of(Diagnosed)]
+    assert diagnosed and all(d == (link, "link_flapping") for d in diagnosed), diagnosed
+    assert [(a, tg) for _, a, tg in flapping.acted()] == [(ActionKind.DRAIN_LINK, link)]

@@ -12,7 +12,9 @@ changes, with the topology deciding which observations a fault can reach):
   Flaps of our neighbour N come from a flapping link (normal hello loss between flaps) or from a lossy
   one (hellos lost back to back time N out): with sustained hello loss on the link, `link_lossy`
   explains both and wins; its flap is not counted as an effect seen before the cause (the loss estimate
-  needs many hellos, a flap shows at once).
+  needs many hellos, a flap shows at once). How the link went down tells them apart at the first flaps,
+  before any loss estimate: a lossy link's downs are hello timeouts with the carrier up
+  (`hello_timeout`), a flapping link's are its carrier going (the core's `link_down`).
 - A neighbour's own forwarding is read from its loop probes (`probe_via`, monitor.py), which need no
   guess of a return path; a path probe's answer's way back is a guess from the LSDB (local steering is
   not in it), so it weighs little — except a probe to our own neighbour, which answers over our link
@@ -108,7 +110,7 @@ NO_DIRECT_EVIDENCE: dict[FaultKind, float] = {FaultKind.NODE_OVERLOAD: 0.75}  # 
 
 # Which indicators are direct measurements of an element (causes), per fault kind.
 _DIRECT: dict[FaultKind, frozenset[Signal]] = {
-    FaultKind.LINK_LOSSY: frozenset({Signal.HELLO_LOSS}),
+    FaultKind.LINK_LOSSY: frozenset({Signal.HELLO_LOSS, Signal.HELLO_TIMEOUT}),
     FaultKind.LINK_CONGESTED: frozenset({Signal.HELLO_RTT}),
     FaultKind.LINK_FLAPPING: frozenset({Signal.FLAP}),
     FaultKind.LINK_DOWN: frozenset({Signal.LINK_DOWN}),
@@ -224,8 +226,13 @@ def _role(fault: FaultKind, el: Element, ind: Indicator, g: _Graph) -> tuple[flo
         if fault is FaultKind.LINK_LOSSY:
             if s is Signal.HELLO_LOSS and ind.element == el:
                 return 3.0, True
-            if s in (Signal.FLAP, Signal.LINK_DOWN) and ind.element == el:
+            if s is Signal.HELLO_TIMEOUT and ind.element == el:
+                return 3.0, True  # its downs are hello timeouts with the carrier up: hellos lost back to back
+            if s is Signal.FLAP and ind.element == el:
                 return LOSSY_FLAP_WEIGHT, True  # hellos lost back to back time the neighbour out
+            if s is Signal.LINK_DOWN and ind.element == el:
+                # ... and it is back at the next hello that passes: down is evidence, up no contradiction
+                return (LOSSY_FLAP_WEIGHT, True) if ind.degree >= LIT_DEGREE else None
             if s is Signal.PROBE_LOSS and on_path and not first:  # a first link's loss is subtracted
                 return 3.0, True
             if s is Signal.PROBE_LOSS and on_back:
@@ -266,6 +273,8 @@ def _role(fault: FaultKind, el: Element, ind: Indicator, g: _Graph) -> tuple[flo
                 return 1.0, True  # down part of the time
             if s is Signal.HELLO_LOSS and ind.element == el:
                 return CONTRA_WEIGHT, False  # between its flaps a flapping link passes its hellos
+            if s is Signal.HELLO_TIMEOUT and ind.element == el:
+                return CONTRA_WEIGHT, False  # the link itself goes down (its carrier), hellos are not lost
             return None
         return None
     if el.kind is ElementKind.NODE:

@@ -5,7 +5,9 @@ Rules and invariants:
   the pinned thresholds below: a link down (a neighbour seen up in the last LINK_DOWN_MEMORY_S is
   gone: the core forgets a dead neighbour at once, so the monitor remembers it), link loss (the hello loss, or the one-way loss the link probes show when
   that is higher: they see a new loss within seconds, the hello EWMA within ~10 s), link RTT against its own baseline (the minimum over
-  RTT_BASELINE_WINDOW_S, as the routing core does), flaps in FLAP_WINDOW_S, data-plane probe loss in
+  RTT_BASELINE_WINDOW_S, as the routing core does), flaps in FLAP_WINDOW_S and the share of the link's
+  downs in that window that were hello timeouts with the carrier up (NeighbourObs.timeouts: lost hellos,
+  not a link that went down), data-plane probe loss in
   excess of what the first link's own loss explains (the loss's Wilson lower bound, so that a couple of
   unlucky probes in a small window count for little), a neighbour's forwarding loss (its loop probes'
   loss beyond its link probes', so no guess of a return path enters it), probe RTT against its baseline, node
@@ -106,6 +108,7 @@ class Signal(enum.StrEnum):
     HELLO_LOSS = "hello_loss"
     HELLO_RTT = "hello_rtt"
     FLAP = "flap"
+    HELLO_TIMEOUT = "hello_timeout"  # share of a link's recent downs that were hello timeouts, not carrier losses
     LINK_DOWN = "link_down"  # a neighbour that was up is gone (its node may still be reachable)
     PROBE_LOSS = "probe_loss"  # one path: us -> via -> dest
     PROBE_VIA = "probe_via"  # one neighbour's forwarding: its loop probes (else all its paths, pooled)
@@ -314,6 +317,7 @@ class Monitor:
         self.self_id = self_id
         self._rtt: dict[tuple[str, ...], _History] = {}  # link (ifname, nbr) or probe path -> RTT samples
         self._flaps: dict[tuple[str, str], _History] = {}  # (ifname, nbr) -> transition counts
+        self._timeouts: dict[tuple[str, str], _History] = {}  # (ifname, nbr) -> downs by hello timeout, counts
         self._loss_memory: dict[tuple[str, str], tuple[float, float]] = {}  # (ifname, nbr) -> (loss, at)
         self._iface_heard: dict[str, float] = {}  # interface -> last time it had an up neighbour
         self._nbr_up: dict[str, tuple[str, float]] = {}  # neighbour -> (interface, last seen up)
@@ -334,7 +338,7 @@ class Monitor:
         return False
 
     def _forget(self, now: float) -> None:
-        for table in (self._rtt, self._flaps):
+        for table in (self._rtt, self._flaps, self._timeouts):
             for k in [k for k, h in table.items() if now - h.seen_s > FORGET_AFTER_S]:
                 del table[k]
         for k in [k for k, (_, t) in self._loss_memory.items() if now - t > LOSS_MEMORY_S]:
@@ -419,6 +423,12 @@ class Monitor:
                 fh.add(now, float(n.transitions), FLAP_WINDOW_S)
                 flaps = fh.samples[-1][1] - fh.samples[0][1]
                 out.append((Signal.FLAP, link, (me, n.node_id), ramp(flaps, FLAPS_NORMAL, FLAPS_BAD), flaps, n.ifname))
+                if n.timeouts is not None and self._room(self._timeouts, key):
+                    th = self._timeouts.setdefault(key, _History())
+                    th.add(now, float(n.timeouts), FLAP_WINDOW_S)
+                    if flaps > 0:  # of its downs in the window (every other transition), the timeouts
+                        share = min(1.0, (th.samples[-1][1] - th.samples[0][1]) / max(1.0, (flaps + 1) // 2))
+                        out.append((Signal.HELLO_TIMEOUT, link, (me, n.node_id), share, share, n.ifname))
             if not n.up:
                 continue
             if self._room(self._nbr_up, n.node_id):
