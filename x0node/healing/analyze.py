@@ -223,6 +223,10 @@ def _role(fault: FaultKind, el: Element, ind: Indicator, g: _Graph) -> tuple[flo
         # a probe to our own neighbour is answered over our link to it (its route to us): the one way
         # back that is no guess, so a fault of that link shows on probes sent out through others
         on_back = len(path) == 3 and not ind.back and el == link_element(path[2], self_id) and not on_path
+        # beyond that, the answer's way back is our guess of the far end's route (the LSDB shows no
+        # steering): a lost or slow answer is weak evidence for a link on it, a good one no contradiction
+        guessed_back = len(path) == 3 and bool(ind.back) and not on_path and ind.degree >= LIT_DEGREE \
+            and el in _path_links((path[2], *ind.back, self_id))
         if fault is FaultKind.LINK_LOSSY:
             if s is Signal.HELLO_LOSS and ind.element == el:
                 return 3.0, True
@@ -237,6 +241,8 @@ def _role(fault: FaultKind, el: Element, ind: Indicator, g: _Graph) -> tuple[flo
                 return 3.0, True
             if s is Signal.PROBE_LOSS and on_back:
                 return 1.0, True  # the answers cross it
+            if s is Signal.PROBE_LOSS and guessed_back:
+                return 1.0, True  # the answers cross it, if the far end routes them as we guess
             if s is Signal.PROBE_LOSS and len(path) == 3 and not on_path and _near(path, a, b, self_id):
                 return CONTRA_WEIGHT, False  # other paths through the same neighbour or to the same far end
             if s is Signal.PROBE_VIA and self_id in (a, b) and path == (self_id, b if a == self_id else a):
@@ -261,7 +267,7 @@ def _role(fault: FaultKind, el: Element, ind: Indicator, g: _Graph) -> tuple[flo
                 return (1.0, True) if ind.degree >= LIT_DEGREE else None
             if s is Signal.PROBE_RTT and on_path:
                 return (1.0 if first else 3.0), True
-            if s is Signal.PROBE_RTT and on_back:
+            if s is Signal.PROBE_RTT and (on_back or guessed_back):
                 return 1.0, True  # the answers queue behind it
             if s is Signal.PROBE_RTT and len(path) == 3 and not on_path and _near(path, a, b, self_id):
                 return CONTRA_WEIGHT, False
