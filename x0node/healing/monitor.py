@@ -277,6 +277,20 @@ def loss_bound(p: ProbeObs) -> float:
     return best
 
 
+def recent_loss(p: ProbeObs) -> float:
+    """A probe window's loss as it is now: the largest raw loss over the whole window and its last
+    RECENT_OUTCOMES. Subtracted from a loop probe's `loss_bound` as the first link's share, it must be
+    as recent as that bound: a loss that began a few probes ago, diluted in the link probes' whole window
+    but not in the loop probes' tail, read as the neighbour's forwarding loss (a lossy link named a black
+    hole at its far end)."""
+    best = p.loss
+    flags = p.lost_flags
+    for n in RECENT_OUTCOMES:
+        if n < len(flags):
+            best = max(best, sum(flags[-n:]) / n)
+    return best
+
+
 def ramp(value: float, normal: float, bad: float) -> float:
     """0 at `normal`, 1 at `bad` (either direction), linear and clipped between."""
     if bad == normal:
@@ -459,7 +473,7 @@ class Monitor:
         first_loss: dict[str, float] = {}  # via -> loss the first link explains, both ways
         for via, h in hello_loss.items():
             lp = link_probe.get(via)
-            first_loss[via] = max(1.0 - (1.0 - h) ** 2, lp.loss if lp is not None and lp.sent >= PROBE_MIN_SAMPLES
+            first_loss[via] = max(1.0 - (1.0 - h) ** 2, recent_loss(lp) if lp is not None and lp.sent >= PROBE_MIN_SAMPLES
                                   else 0.0)
         pooled: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
         for p in path_probes:
