@@ -532,3 +532,27 @@ def test_a_lossy_links_timeouts_name_it_lossy_at_its_first_flaps_and_a_carrier_f
     diagnosed = [d.candidates[0][:2] for d in flapping.of(Diagnosed)]
     assert diagnosed and all(d == (link, "link_flapping") for d in diagnosed), diagnosed
     assert [(a, tg) for _, a, tg in flapping.acted()] == [(ActionKind.DRAIN_LINK, link)]
+
+
+def test_a_flapping_link_is_diagnosed_at_its_second_down_while_the_neighbour_is_gone():
+    """The routing core forgets a neighbour at once when its link goes down, so a flapping link is
+    missing from the view for each down phase (2 s down, 2 s up from 5 s on). Its second down is its
+    third transition: the incident opens then, not two seconds later when the neighbour is back (on the
+    bench the traffic had recovered by then and the flap was never diagnosed within its injection)."""
+    from dataclasses import replace
+
+    def snap(t):
+        phase = t - 5.0
+        down = phase >= 0 and int(phase // 2) % 2 == 0
+        transitions = 0 if phase < 0 else int(phase // 2) + 1
+        r = diamond(transitions_a=transitions, timeouts_a=0)
+        if down:  # forgotten: only b is listed
+            r = replace(r, neighbours=r.neighbours[1:])
+        return Snapshot(t, r)
+
+    h = Harness(engine())
+    run(h, 14.0, snap)
+    link = str(link_element(ME, A))
+    opened = h.of(IncidentOpened)
+    assert opened and opened[0].at_s <= 9.0 + CYCLE_S, opened
+    assert [d.candidates[0][:2] for d in h.of(Diagnosed)][0] == (link, "link_flapping")

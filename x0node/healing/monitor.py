@@ -23,6 +23,9 @@ Rules and invariants:
 - State is bounded: histories are pruned by age and by count; elements unseen for FORGET_AFTER_S are
   forgotten; at most MAX_TRACKED keys of each kind are kept (new keys beyond that are ignored and
   counted in `overflow`).
+- A neighbour the routing core forgot (it does so at once when it goes down) went down once more
+  than its transitions when last seen up: its flap count includes that down while it is gone, so a
+  flapping link is seen at its second down, not when it is back.
 - `settle(keys, now)` clears symptoms the engine judged over (their evidence clean for a lifted
   mitigation's hold); they rise again only through their `raise_after_s`, and a settled link flap
   (its count over FLAP_WINDOW_S still lit) only after a new transition (`link_quiet_s`).
@@ -335,6 +338,7 @@ class Monitor:
         self._loss_memory: dict[tuple[str, str], tuple[float, float]] = {}  # (ifname, nbr) -> (loss, at)
         self._iface_heard: dict[str, float] = {}  # interface -> last time it had an up neighbour
         self._nbr_up: dict[str, tuple[str, float]] = {}  # neighbour -> (interface, last seen up)
+        self._up_transitions: dict[tuple[str, str], int] = {}  # (ifname, nbr) -> its transitions when last seen up
         self._onsets: dict[tuple[Signal, Element, tuple[str, ...]], float] = {}
         self._onset_seen: dict[tuple[Signal, Element, tuple[str, ...]], float] = {}
         self._states: dict[tuple[SymptomKind, Element], _Hysteresis] = {}
@@ -355,6 +359,8 @@ class Monitor:
         for table in (self._rtt, self._flaps, self._timeouts):
             for k in [k for k, h in table.items() if now - h.seen_s > FORGET_AFTER_S]:
                 del table[k]
+        for k in [k for k in self._up_transitions if k not in self._flaps]:
+            del self._up_transitions[k]
         for k in [k for k, (_, t) in self._loss_memory.items() if now - t > LOSS_MEMORY_S]:
             del self._loss_memory[k]
         for k in [k for k, t in self._onset_seen.items() if now - t > FORGET_AFTER_S]:
@@ -447,11 +453,22 @@ class Monitor:
                 continue
             if self._room(self._nbr_up, n.node_id):
                 self._nbr_up[n.node_id] = (n.ifname, now)
+                self._up_transitions[key] = n.transitions
             loss = self._sustained_loss(key, n.loss, n.up_for_s, now)
             hello_loss[n.node_id] = max(hello_loss.get(n.node_id, 0.0), loss)
             out.append((Signal.HELLO_LOSS, link, (me, n.node_id), ramp(loss, LOSS_NORMAL, LOSS_BAD), loss, n.ifname))
             deg, ratio = self._rtt_degree(("link", n.ifname, n.node_id), n.rtt_ms, now)
             out.append((Signal.HELLO_RTT, link, (me, n.node_id), deg, ratio, n.ifname))
+        listed = {(n.ifname, n.node_id) for n in r.neighbours}
+        for nb, (ifname, seen) in sorted(self._nbr_up.items()):  # gone from the view: it went down once more
+            key = (ifname, nb)
+            fh = self._flaps.get(key)
+            if key in listed or now - seen > LINK_DOWN_MEMORY_S or fh is None or key not in self._up_transitions:
+                continue
+            fh.add(now, max(fh.samples[-1][1], float(self._up_transitions[key] + 1)), FLAP_WINDOW_S)
+            flaps = fh.samples[-1][1] - fh.samples[0][1]
+            out.append((Signal.FLAP, link_element(me, nb), (me, nb), ramp(flaps, FLAPS_NORMAL, FLAPS_BAD), flaps,
+                        ifname))
         up_now = {n.node_id for n in r.neighbours if n.up}
         for nb, (ifname, seen) in sorted(self._nbr_up.items()):  # up now: 0 (clears); gone lately: down
             if now - seen > LINK_DOWN_MEMORY_S:
