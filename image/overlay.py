@@ -32,6 +32,17 @@ ENABLED_UNITS = (
     ("systemd-networkd.service", "multi-user.target", "/lib/systemd/system"),
     ("systemd-networkd.socket", "sockets.target", "/lib/systemd/system"),
 )
+# Debian units a router has no use for, masked (linked to /dev/null) so an emulated or slow board does
+# not spend its boot on them: login records (utmp, on the path to sysinit.target), and the GPU, FUSE,
+# device-mapper, pstore, configfs, huge-page and POSIX-message-queue setup nothing in the image uses.
+# Not masked: modprobe@loop (RAUC mounts bundles on loop devices), kmod-static-nodes (/dev/net/tun for
+# the tunnels), the debug and tracing file systems.
+MASKED_UNITS = (
+    "systemd-update-utmp.service", "systemd-update-utmp-runlevel.service",
+    "modprobe@drm.service", "modprobe@fuse.service", "modprobe@dm_mod.service", "modprobe@efi_pstore.service",
+    "modprobe@configfs.service", "sys-kernel-config.mount", "sys-fs-fuse-connections.mount",
+    "dev-hugepages.mount", "dev-mqueue.mount",
+)
 HOSTNAME = "x0tta6bl4"
 LAN_NETWORK_FILE = "etc/systemd/network/10-x0-lan.network"
 
@@ -103,6 +114,11 @@ def run(board: Board, rootfs: pathlib.Path) -> list[str]:
         if not (rootfs / unit_dir.lstrip("/") / unit).exists():
             raise RuntimeError(f"unit {unit} not found in {unit_dir} of the root")
         os.symlink(f"{unit_dir}/{unit}", link)
+    for unit in MASKED_UNITS:
+        link = rootfs / "etc/systemd/system" / unit
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        os.symlink("/dev/null", link)
     (rootfs / "etc/machine-id").write_text("")
     (rootfs / "var/lib/dbus").mkdir(parents=True, exist_ok=True)
     (rootfs / "etc/hostname").write_text(HOSTNAME + "\n")

@@ -9,7 +9,8 @@ directory (build/image/<board>/), and records what it did in state.json there; t
 out/<board>/x0-<board>-<version>.img, the root squashfs next to it, manifest.json (board, version,
 Debian sources and lock, Debian and Python package lists with versions, sha256 and size of every
 artefact) and the bill of materials sbom.cdx.json. Expensive inputs are cached by key (see image.cache):
-the bootstrap tarball and the dependency wheels. Every timestamp in the root slot is SOURCE_DATE_EPOCH
+the bootstrap tarball and the dependency wheels; so are finished images, which `build --reuse` copies
+into a new checkout built from the same sources. Every timestamp in the root slot is SOURCE_DATE_EPOCH
 (the environment's, else HEAD's commit time), so the same inputs give the same root slot bytes.
 """
 
@@ -305,6 +306,66 @@ def reusable(board_name: str, out: pathlib.Path | None = None) -> pathlib.Path |
     return disk
 
 
+# Finished images, kept in the stage cache by what made them (the inputs digest, the version and the
+# timestamp), so a second checkout of the same sources on this machine (a new clone, another worktree,
+# a branch switched back) gets its image without building it again. Each entry is a directory written
+# under a temporary name and renamed, so an interrupted copy never leaves half an entry; only the newest
+# KEEP_FINISHED per board stay.
+FINISHED_PREFIX = "finished-"
+KEEP_FINISHED = 2
+
+
+def finished_key(board_name: str, inputs: str | None = None) -> str:
+    return key_of({"inputs": inputs or inputs_digest(board_name), "version": image_version(),
+                   "source_date_epoch": source_date_epoch()})
+
+
+def keep_finished(board_name: str, out: pathlib.Path, inputs: str) -> pathlib.Path | None:
+    """Copy the complete build in `out` into the cache (None when it is not complete)."""
+    disk = reusable(board_name, out)
+    if disk is None:
+        return None
+    manifest = json.loads((out / "manifest.json").read_text())
+    names = sorted({*manifest.get("artefacts", {}), "manifest.json", INPUTS_FILE})
+    entry = cache_root() / f"{FINISHED_PREFIX}{board_name}-{finished_key(board_name, inputs)}"
+    if entry.is_dir():
+        os.utime(entry)
+        return entry
+    tmp = entry.with_name(f"{entry.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        for name in names:
+            if (out / name).is_file():
+                subprocess.run(["cp", "--sparse=always", str(out / name), str(tmp / name)], check=True)
+        os.rename(tmp, entry)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    mine = re.compile(re.escape(f"{FINISHED_PREFIX}{board_name}-") + "[0-9a-f]{24}")  # not x86_64-generic's
+    entries = sorted((p for p in cache_root().iterdir() if p.is_dir() and mine.fullmatch(p.name)),
+                     key=lambda p: p.stat().st_mtime)
+    for old in entries[:-KEEP_FINISHED]:
+        shutil.rmtree(old, ignore_errors=True)
+    return entry
+
+
+def restore_finished(board_name: str, out: pathlib.Path | None = None) -> pathlib.Path | None:
+    """The image of a complete build from the same sources, copied from the cache into `out`, or None."""
+    out = out or REPO_ROOT / "out" / board_name
+    entry = cache_root() / f"{FINISHED_PREFIX}{board_name}-{finished_key(board_name)}"
+    if not (entry / INPUTS_FILE).is_file():
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    (out / INPUTS_FILE).unlink(missing_ok=True)  # out/ is not reusable until every file is in place
+    for src in sorted(entry.iterdir()):
+        if src.name != INPUTS_FILE:
+            subprocess.run(["cp", "--sparse=always", str(src), str(out / src.name)], check=True)
+    write_atomic(out / INPUTS_FILE, (entry / INPUTS_FILE).read_bytes(), 0o644)
+    os.utime(entry)
+    return reusable(board_name, out)
+
+
 # Steps whose output a boot does not use: `build --no-bundle` (what `make run` builds) leaves them out.
 NOT_FOR_BOOT = ("bundle",)
 
@@ -325,6 +386,8 @@ def build(board_name: str, steps: list[str] | None = None, echo: bool = True, wo
             print(f"[{ctx.board.name}] {name:<10} {result['seconds']:7.1f} s", flush=True)
     if whole:
         write_atomic(ctx.out / INPUTS_FILE, (json.dumps({"inputs": inputs, "version": ctx.version}) + "\n").encode(), 0o644)
+        if out is None:  # the repository's own out/<board>, not a test's or a bench's scratch directory
+            keep_finished(board_name, ctx.out, inputs)
     if echo:
         print(f"[{ctx.board.name}] total      {time.monotonic() - total:7.1f} s -> {ctx.disk}", flush=True)
     return ctx
@@ -358,8 +421,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "build":
             kept = None if args.refresh_lock or not args.reuse else reusable(args.board)
+            copied = None if kept is not None or args.refresh_lock or not args.reuse else restore_finished(args.board)
             if kept is not None:
                 print(f"[{args.board}] up to date: {kept} (built from the same sources)", flush=True)
+            elif copied is not None:
+                print(f"[{args.board}] up to date: {copied} (copied from the cache: built from the same sources "
+                      f"in another checkout)", flush=True)
             else:
                 build(args.board, refresh_lock=args.refresh_lock, bundle=not args.no_bundle)
         else:

@@ -7,7 +7,9 @@ Enrolment flow (docs/image.md): the mesh operator keeps the trust anchor key off
 certificate with the anchor (`x0node keys sign`), and writes key, certificate and the anchor's public key
 into the image's data partition (`/data/x0node/`), so the unit joins the mesh only with peers certified by
 the same anchor. The rest of the image is untouched; the partition is rebuilt with mkfs.ext4 -d in place
-(no mounts). `--debug-console` also drops /data/etc/debug-console (root shell on the serial console)
+(no mounts). The web UI's certificate pair is made here too
+(rootfs/usr/lib/x0tta6bl4/webcert.py, named for the node), so the unit's first boot does not spend its
+start making one and the fingerprint is known before the unit is switched on. `--debug-console` also drops /data/etc/debug-console (root shell on the serial console)
 for lab units and QEMU tests. `--wifi-mesh-key-file` puts the 802.11s mesh key (the same for every unit
 of a mesh; 8-63 printable characters, see rootfs/usr/lib/x0tta6bl4/wifimesh.py) at
 /data/x0node/wifi-mesh.key for boards with `[wifi_mesh]` and SAE.
@@ -19,6 +21,8 @@ keeps its identity; the image file is written in place only within the data part
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib.util
 import json
 import pathlib
 import re
@@ -34,6 +38,9 @@ NODE_KEY = "x0node/node.key"
 NODE_CERT = "x0node/node.cert"
 ANCHOR_PUB = "x0node/anchor.pub"
 DEBUG_CONSOLE = "etc/debug-console"
+WEB_CERT = "x0node/web/tls.crt"  # where x0-web-cert.service and the web service's defaults look
+WEB_KEY = "x0node/web/tls.key"
+WEBCERT_SCRIPT = pathlib.Path(__file__).resolve().parent.parent / "rootfs/usr/lib/x0tta6bl4/webcert.py"
 WIFI_MESH_KEY = "x0node/wifi-mesh.key"
 
 
@@ -43,6 +50,24 @@ class Identity:
     mesh_addr: str
     key: bytes
     cert: bytes
+    web_fingerprint: str = ""
+
+
+def _webcert():  # type: ignore[no-untyped-def]
+    """The device's own certificate maker, loaded from the root file system's source."""
+    spec = importlib.util.spec_from_file_location("x0_webcert", WEBCERT_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def web_pair(ident: Identity) -> tuple[bytes, bytes, str]:
+    """(key PEM, certificate PEM, SHA-256 fingerprint) of the web UI certificate for this node, with the
+    names the device would give it (its host name and mesh address)."""
+    wc = _webcert()
+    key_pem, cert_pem = wc.make_pair(f"x0-{ident.node_id[:12]}", ident.mesh_addr)
+    return key_pem, cert_pem, wc.fingerprint(cert_pem)
 
 
 def _x0node() -> list[str]:
@@ -112,7 +137,10 @@ def provision(board: Board, image: pathlib.Path, anchor: pathlib.Path, *, debug_
     with tempfile.TemporaryDirectory() as tmp:
         work = pathlib.Path(tmp)
         ident = make_identity(anchor, work, node_key)
-        files = {NODE_KEY: ident.key, NODE_CERT: ident.cert, ANCHOR_PUB: anchor_pub(anchor).read_bytes()}
+        web_key, web_cert, web_fp = web_pair(ident)
+        ident = dataclasses.replace(ident, web_fingerprint=web_fp)
+        files = {NODE_KEY: ident.key, NODE_CERT: ident.cert, ANCHOR_PUB: anchor_pub(anchor).read_bytes(),
+                 WEB_KEY: web_key, WEB_CERT: web_cert}
         if debug_console:
             files[DEBUG_CONSOLE] = b""
         if wifi_mesh_key is not None:
@@ -157,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
                           node_key=args.node_key, wifi_mesh_key=key)
     except ValueError as exc:
         parser.error(str(exc))
-    print(f"provisioned {args.image}: node_id={ident.node_id} mesh_addr={ident.mesh_addr}")
+    print(f"provisioned {args.image}: node_id={ident.node_id} mesh_addr={ident.mesh_addr} "
+          f"web UI certificate SHA-256 {ident.web_fingerprint}")
     return 0
 
 

@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from image import payload
+from image.overlay import MASKED_UNITS
 from image.qemu import READY_RE, VM
 from tests.image.conftest import BOOT_TIMEOUT_S, VMFactory, built, daemon_present, manifest
 from tests.image.webclient import REQUEST_TIMEOUT_S, server_fingerprint, set_up, setup_code, wait_http
@@ -108,6 +109,9 @@ def _check_device(vm, ident) -> str:
     assert digest == hashlib.sha256(ident.key).hexdigest()
     rc, mid = vm.shell("cat /etc/machine-id")
     assert rc == 0 and re.fullmatch(r"[0-9a-f]{32}", mid.strip()), mid
+    # the Debian units a router does not use are masked (image/overlay.py)
+    rc, out = vm.shell(f"systemctl is-enabled {' '.join(MASKED_UNITS)}")
+    assert out.split() == ["masked"] * len(MASKED_UNITS), out
     return mid.strip()
 
 
@@ -119,8 +123,9 @@ def test_ready_and_ui_over_https(node: Node) -> None:
     vm.wait_for(re.compile("hostname set to x0-" + node_id[:12]), 120)
     code = setup_code(vm)
     wait_http(vm.url, 120)
-    # the certificate served is the one whose fingerprint the console printed (and the device made it)
+    # the certificate served is the one whose fingerprint the console printed, made at provisioning
     assert server_fingerprint(vm.url) == node.fingerprint.replace(":", "")
+    assert node.fingerprint == ident.web_fingerprint
     rc, out = vm.shell("python3 -I /usr/lib/x0tta6bl4/webcert.py --cert /data/x0node/web/tls.crt "
                        "--key /data/x0node/web/tls.key", timeout_s=120)
     assert node.fingerprint in out, out

@@ -92,3 +92,48 @@ def test_a_build_for_a_boot_leaves_out_only_the_bundle(tree: pathlib.Path, monke
     ran.clear()
     pipeline.build("x86_64", echo=False)
     assert ran == list(pipeline.STEPS)
+
+
+@pytest.fixture
+def cache(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> pathlib.Path:
+    root = tmp_path / "cache"
+    monkeypatch.setenv("X0_IMAGE_CACHE", str(root))
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    (tmp_path / "x0node" / "__init__.py").write_text('__version__ = "1.0"\n')
+    return root
+
+
+def test_a_new_checkout_of_the_same_sources_gets_the_finished_image_from_the_cache(
+        tree: pathlib.Path, cache: pathlib.Path) -> None:
+    disk = _complete_build(tree)
+    disk.write_bytes(b"image bytes")
+    manifest = json.loads((disk.parent / "manifest.json").read_text())
+    manifest["artefacts"][disk.name]["bytes"] = len(b"image bytes")
+    (disk.parent / "manifest.json").write_text(json.dumps(manifest))
+    inputs = pipeline.inputs_digest("x86_64")
+    assert pipeline.keep_finished("x86_64", disk.parent, inputs) is not None
+    fresh = tree / "clone-out"
+    assert pipeline.restore_finished("x86_64", fresh) == fresh / disk.name
+    assert (fresh / disk.name).read_bytes() == b"image bytes"
+    assert pipeline.reusable("x86_64", fresh) == fresh / disk.name
+    (tree / "x0node" / "core.py").write_text("A = 2\n")  # other sources: nothing to copy
+    assert pipeline.restore_finished("x86_64", tree / "other-out") is None
+    assert not (tree / "other-out" / pipeline.INPUTS_FILE).exists()
+
+
+def test_an_incomplete_build_is_never_kept_and_only_the_newest_entries_stay(
+        tree: pathlib.Path, cache: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    disk = _complete_build(tree)
+    with open(disk, "ab") as f:
+        f.write(b"\0")
+    assert pipeline.keep_finished("x86_64", disk.parent, pipeline.inputs_digest("x86_64")) is None
+    disk.write_bytes(b"\0" * 4096)
+    other = cache / f"{pipeline.FINISHED_PREFIX}x86_64-generic-{'0' * 24}"  # another board's entry
+    other.mkdir(parents=True)
+    kept = []
+    for n in range(pipeline.KEEP_FINISHED + 2):
+        monkeypatch.setenv("SOURCE_DATE_EPOCH", str(1700000000 + n))  # a new commit time: a new image
+        (disk.parent / pipeline.INPUTS_FILE).write_text(json.dumps({"inputs": pipeline.inputs_digest("x86_64")}))
+        kept.append(pipeline.keep_finished("x86_64", disk.parent, pipeline.inputs_digest("x86_64")))
+    left = sorted(p.name for p in cache.iterdir())
+    assert left == sorted([other.name] + [p.name for p in kept[-pipeline.KEEP_FINISHED:]])  # type: ignore[union-attr]

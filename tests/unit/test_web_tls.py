@@ -113,3 +113,26 @@ async def test_dual_stack_listen_answers_on_ipv4_and_ipv6(tmp_path):
                     assert r.status == 200, host
     finally:
         await svc.stop()
+
+
+def test_a_provisioned_unit_gets_its_web_certificate_named_for_it(tmp_path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    from image import provision
+
+    ident = provision.Identity("ab" * 16, "fd78:3074:6b14:abab:abab:abab:abab:abab", b"k", b"c")
+    key_pem, cert_pem, fp = provision.web_pair(ident)
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "x0-abababababab" in names.get_values_for_type(x509.DNSName)
+    assert [str(a) for a in names.get_values_for_type(x509.IPAddress)] == [ident.mesh_addr]
+    # the boot-time check finds the pair and prints the same fingerprint the browser will show
+    wc = _webcert()
+    (tmp_path / "tls.crt").write_bytes(cert_pem)
+    (tmp_path / "tls.key").write_bytes(key_pem)
+    assert wc.ensure(tmp_path / "tls.crt", tmp_path / "tls.key") == (fp, False)
+    assert fp == cert.fingerprint(hashes.SHA256()).hex(":").upper()
+    for bad in (b"", b"-----BEGIN CERTIFICATE-----\n%%%\n-----END CERTIFICATE-----\n"):
+        with pytest.raises(ValueError):
+            wc.fingerprint(bad)

@@ -14,17 +14,22 @@ Rules:
 - Validity from NOT_BEFORE (a fixed past date: a router without a real-time clock may boot with any
   date) to 9999-12-31 23:59:59 UTC, the "no well-defined expiration" value of RFC 5280 section 4.1.2.5.
 - Every run prints `x0tta6bl4 web UI certificate SHA-256 <AA:BB:...>` (SHA-256 over the DER
-  certificate, the fingerprint browsers show) for the console.
+  certificate, the fingerprint browsers show) for the console; with the pair in place (a later boot, or
+  a unit provisioned with it, image/provision.py) nothing but the standard library is loaded.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import datetime
+import hashlib
 import ipaddress
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -105,9 +110,16 @@ def make_pair(host: str | None, mesh_addr: str | None) -> tuple[bytes, bytes]:
 
 
 def fingerprint(cert_pem: bytes) -> str:
-    """SHA-256 of the DER certificate as AA:BB:... (what browsers show)."""
-    x509, hashes, *_ = _crypto()
-    return x509.load_pem_x509_certificate(cert_pem).fingerprint(hashes.SHA256()).hex(":").upper()
+    """SHA-256 of the DER certificate as AA:BB:... (what browsers show). Standard library only: this runs
+    at every boot, and loading the crypto library costs a slow or emulated board tens of seconds."""
+    m = re.search(rb"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", cert_pem[:65536], re.S)
+    if m is None:
+        raise ValueError("no PEM certificate in the certificate file")
+    try:
+        der = base64.b64decode(b"".join(m.group(1).split()), validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"the certificate's PEM body is not base64: {exc}") from None
+    return hashlib.sha256(der).digest().hex(":").upper()
 
 
 def ensure(cert: pathlib.Path, key: pathlib.Path, node_key: pathlib.Path | None = None) -> tuple[str, bool]:
