@@ -66,8 +66,13 @@ daemon's start, 60 s, passes before the quiet period begins).
 - Recovery success: share of injections whose traffic came back within its SLO before MAX_OBS_S.
 - Cycle p95: `mape_k_cycle_duration_seconds{phase="cycle"}` from every node's /metrics (the web service
   runs on every node of both x0node settings), quantile as Prometheus' histogram_quantile.
-- CPU and RSS of the loop: the mean daemon CPU and RSS per node over the quiet period minus the same of
-  the routing-only mesh over its steady period.
+- CPU and RSS healing adds (`cpu_pct`, `rss_mb`): per node, the mean over the nodes of its daemon's
+  cgroup (`n<k>/daemon`: cpuacct.usage, memory.stat rss + mapped_file) over the quiet period, minus the
+  same of the routing-only mesh (same topology, same bench, no `[healing]` section) over its steady
+  period — so both settings must run in the one invocation; `daemon_cpu_pct`/`daemon_rss_mb` give the
+  two, `process_cpu_pct`/`process_rss_mb` the daemon process alone (/proc), for comparison with earlier
+  runs. `--injections-per-setting routing=3,babeld=3` gives the settings that only provide the baseline
+  fewer injections (`injections_per_setting` in the JSON says what ran).
 
 Needs root. Prints a table, the load average, then one JSON line. `--quick` (3 injections per kind, a 3
 minute quiet period) took 30 minutes on the loaded 2-core machine; the default is the full 20 injections
@@ -701,15 +706,48 @@ def settle(bed: Any, setting: str, timeout_s: float = SETTLE_MAX_S) -> float:
     return time.monotonic() - t0
 
 
-def steady_stats(bed: Any, seconds: float) -> tuple[float, float]:
-    """Mean daemon CPU % (of one core) and RSS MB per node over `seconds`."""
-    c0, w0 = bed.process_stats(), time.monotonic()
+def cgroup_stats(bed: Any) -> dict[int, tuple[float, float]]:
+    """Per node: (CPU seconds so far, resident MB) of its daemon's control group (`n<k>/daemon`, which holds
+    the daemon and anything it starts): cpuacct.usage, and memory.stat's rss + mapped_file (anonymous and
+    file-mapped pages charged to the group: what the node uses, as the kernel accounts it). Empty where
+    the hierarchies are not mounted."""
+    from x0lab.testbed import cgroups
+
+    out: dict[int, tuple[float, float]] = {}
+    if not cgroups.available():
+        return out
+    for k, node in bed.nodes.items():
+        try:
+            groups = bed.node_cgroups(node)
+            cpu_dir = groups.get("cpuacct", groups["cpu"])["daemon"]
+            cpu_s = cgroups.read_int(cpu_dir, "cpuacct.usage") / 1e9
+            mem = cgroups.stat(groups["memory"]["daemon"], "memory.stat")
+        except (OSError, ValueError, KeyError):
+            continue
+        out[k] = (cpu_s, (mem.get("rss", 0) + mem.get("mapped_file", 0)) / 2**20)
+    return out
+
+
+def _mean_rates(c0: dict[int, tuple[float, float]], c1: dict[int, tuple[float, float]],
+                seconds: float) -> tuple[float, float] | None:
+    keys = [k for k in c1 if k in c0 and c1[k][0] >= c0[k][0]]  # a restarted node's counter starts over
+    if not keys or seconds <= 0:
+        return None
+    return (100 * statistics.mean((c1[k][0] - c0[k][0]) / seconds for k in keys),
+            statistics.mean(c1[k][1] for k in keys))
+
+
+def steady_stats(bed: Any, seconds: float) -> dict[str, float]:
+    """Mean CPU % (of one core) and resident MB per node over `seconds`: `cpu_pct`/`rss_mb` from each
+    node's daemon cgroup (`cgroup_stats`), `proc_cpu_pct`/`proc_rss_mb` from the daemon process alone
+    (/proc: user + system time, VmRSS). The cgroup figures fall back to the process ones without cgroups."""
+    p0, g0, w0 = bed.process_stats(), cgroup_stats(bed), time.monotonic()
     time.sleep(seconds)
-    c1, w1 = bed.process_stats(), time.monotonic()
-    keys = [k for k in c1 if k in c0]
-    cpu = 100 * statistics.mean((c1[k][0] - c0[k][0]) / (w1 - w0) for k in keys)
-    rss = statistics.mean(c1[k][1] for k in keys)
-    return cpu, rss
+    p1, g1, w1 = bed.process_stats(), cgroup_stats(bed), time.monotonic()
+    proc = _mean_rates(p0, p1, w1 - w0) or (0.0, 0.0)
+    group = _mean_rates(g0, g1, w1 - w0) or proc
+    return {"cpu_pct": group[0], "rss_mb": group[1], "proc_cpu_pct": proc[0], "proc_rss_mb": proc[1],
+            "window_s": w1 - w0, "source": "cgroup" if g1 else "process"}
 
 
 def cycle_p95_ms(bed: Any) -> float | None:
@@ -746,6 +784,7 @@ def run_setting(setting: str, run_dir: pathlib.Path, kinds: Sequence[str], injec
     bed = make_bed(run_dir, setting, topology)
     lock = threading.RLock()
     res: dict[str, Any] = {"setting": setting, "injections": []}
+    t_setting = time.monotonic()
     wd = None
     try:
         if setting != "babeld":
@@ -760,15 +799,15 @@ def run_setting(setting: str, run_dir: pathlib.Path, kinds: Sequence[str], injec
         if setting == "healing":
             time.sleep(max(0.0, GUARD_AFTER_START_S - (time.monotonic() - t_ready)))
             q0 = time.time()
-            res["cpu_pct"], res["rss_mb"] = steady_stats(bed, quiet_s)
+            res.update(steady_stats(bed, quiet_s))
             q1 = time.time()
             res["quiet_s"] = q1 - q0
             res["quiet_actions"] = count_actions(bed, q0, q1)
             res["cycle_p95_ms_quiet"] = cycle_p95_ms(bed)
         elif setting == "routing":
-            res["cpu_pct"], res["rss_mb"] = steady_stats(bed, steady_s)
+            res.update(steady_stats(bed, steady_s))
         else:
-            res["cpu_pct"], res["rss_mb"] = steady_stats(bed, min(steady_s, 30.0))
+            res.update(steady_stats(bed, min(steady_s, 30.0)))
         for kind in kinds:
             pool = elements(bed, kind, random.Random(f"{seed}-{kind}"))
             done = 0
@@ -807,6 +846,7 @@ def run_setting(setting: str, run_dir: pathlib.Path, kinds: Sequence[str], injec
             res["cycle_p95_ms"] = cycle_p95_ms(bed)
             res["all_actions"] = count_actions(bed, 0.0, time.time())
         res["watchdog_restarts"] = len(wd.restarts) if wd else 0
+        res["duration_s"] = time.monotonic() - t_setting
     finally:
         if wd is not None:
             wd.close()
@@ -855,11 +895,18 @@ def summarize(results: dict[str, dict[str, Any]], kinds: Sequence[str], nodes: i
         out["false_actions_per_node_hour"] = round(h["quiet_actions"]["disruptive"] / (nodes * h["quiet_s"] / 3600), 3)
         out["quiet_s"] = round(h["quiet_s"])
         out["quiet_disruptive_actions"] = h["quiet_actions"]["disruptive"]
-    if "cpu_pct" in h and "cpu_pct" in r:
+    if "cpu_pct" in h and "cpu_pct" in r:  # what healing adds: the same mesh with routing only, per node
         out["cpu_pct"] = round(h["cpu_pct"] - r["cpu_pct"], 2)
         out["rss_mb"] = round(h["rss_mb"] - r["rss_mb"], 2)
+        out["cpu_rss_source"] = h.get("source", "process")
         out["daemon_cpu_pct"] = {"healing": round(h["cpu_pct"], 2), "routing": round(r["cpu_pct"], 2)}
         out["daemon_rss_mb"] = {"healing": round(h["rss_mb"], 2), "routing": round(r["rss_mb"], 2)}
+        if "proc_cpu_pct" in h and "proc_cpu_pct" in r:
+            out["process_cpu_pct"] = {"healing": round(h["proc_cpu_pct"], 2), "routing": round(r["proc_cpu_pct"], 2)}
+            out["process_rss_mb"] = {"healing": round(h["proc_rss_mb"], 2), "routing": round(r["proc_rss_mb"], 2)}
+    elif "cpu_pct" in h:
+        out["daemon_cpu_pct"] = {"healing": round(h["cpu_pct"], 2)}
+        out["daemon_rss_mb"] = {"healing": round(h["rss_mb"], 2)}
     return out
 
 
@@ -868,6 +915,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true",
                     help="3 injections per kind, 180 s quiet period, 30 s observation cap")
     ap.add_argument("--injections", type=int, default=None, help="injections per kind and setting (default 20)")
+    ap.add_argument("--injections-per-setting", metavar="SETTING=N,...", default="",
+                    help="fewer (or more) injections per kind for some settings, e.g. routing=3,babeld=3")
     ap.add_argument("--quiet", type=float, default=None, help="fault-free seconds before the faults (default 1800)")
     ap.add_argument("--max-obs", type=float, default=None, help="seconds to wait for recovery (default 60)")
     ap.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated subset of {','.join(KINDS)}")
@@ -888,6 +937,13 @@ def main() -> int:
         print(f"unknown kind or setting: {', '.join(bad)}", file=sys.stderr)
         return 2
     injections = args.injections or (3 if args.quick else 20)
+    per_setting: dict[str, int] = {}
+    for item in (x for x in args.injections_per_setting.split(",") if x):
+        name, _, n = item.partition("=")
+        if name not in SETTINGS or not n.isdigit():
+            print(f"bad --injections-per-setting item: {item!r}", file=sys.stderr)
+            return 2
+        per_setting[name] = int(n)
     quiet_s = args.quiet if args.quiet is not None else (180.0 if args.quick else 1800.0)
     max_obs_s = args.max_obs or (30.0 if args.quick else 60.0)
     steady_s = args.steady if args.steady is not None else (60.0 if args.quick else 120.0)
@@ -897,7 +953,8 @@ def main() -> int:
     with contextlib.ExitStack() as stack:
         tmp = args.keep or stack.enter_context(tempfile.TemporaryDirectory(prefix="x0bench-heal-"))
         for setting in settings:
-            results[setting] = run_setting(setting, pathlib.Path(tmp), kinds, injections, quiet_s, steady_s,
+            results[setting] = run_setting(setting, pathlib.Path(tmp), kinds, per_setting.get(setting, injections),
+                                           quiet_s, steady_s,
                                            max_obs_s, args.seed, args.topology)
     load1 = os.getloadavg()
     from x0lab.testbed.topology import parse
@@ -918,8 +975,10 @@ def main() -> int:
         f"{k} {sum(1 for a, _ in v if a)}/{len(v)} {sum(1 for _, b in v if b)}/{len(v)}" for k, v in per_kind_rca.items() if v))
     for s in settings:
         r = results[s]
-        print(f"{s}: converged in {r.get('converge_s')} s; daemon CPU {r.get('cpu_pct', 0):.2f} % RSS "
-              f"{r.get('rss_mb', 0):.1f} MB per node; watchdog restarts {r.get('watchdog_restarts')}"
+        print(f"{s}: {len(r['injections'])} injections in {r.get('duration_s', 0):.0f} s; converged in "
+              f"{r.get('converge_s')} s; daemon CPU {r.get('cpu_pct', 0):.2f} % RSS {r.get('rss_mb', 0):.1f} MB per node "
+              f"({r.get('source')}; process alone {r.get('proc_cpu_pct', 0):.2f} %, {r.get('proc_rss_mb', 0):.1f} MB); "
+              f"watchdog restarts {r.get('watchdog_restarts')}"
               + (f"; quiet {r['quiet_s']:.0f} s actions {r['quiet_actions']}; cycle p95 quiet "
                  f"{r.get('cycle_p95_ms_quiet')} ms, whole run {r.get('cycle_p95_ms')} ms; all actions "
                  f"{r.get('all_actions')}" if s == "healing" and "quiet_s" in r else ""))
@@ -930,6 +989,8 @@ def main() -> int:
     out["settle_p95_s"] = round(p95(settles), 1) if settles else None
     out["recovered_per_kind"] = {k: f"{sum(1 for i in h.get('injections', []) if i.kind == k and i.mttr_s is not None)}/"
                                     f"{sum(1 for i in h.get('injections', []) if i.kind == k)}" for k in kinds}
+    out["injections_per_setting"] = {s: len(results[s]["injections"]) for s in settings}
+    out["setting_duration_s"] = {s: round(results[s].get("duration_s", 0.0)) for s in settings}
     out["mode"] = "quick" if args.quick else "full"
     out["quiet_s_asked"] = quiet_s
     out["loadavg_start"] = [round(x, 2) for x in load0]

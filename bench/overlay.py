@@ -15,6 +15,12 @@ In one run:
   path) and the share punched directly; one pair with a symmetric NAT, which must fall back to the
   relay and carry a ping.
 
+- the same clear/encrypted pair again with every veth of the 3 hops shaped (tbf, both directions) to a
+  router's real link rate (--shape, default 1gbit and 300mbit): an additional row, the unshaped row
+  stays the headline;
+- with --guest, the same path inside one booted x86_64 router image (bench/overlay_guest.py: clear,
+  kernel ESP and the userspace path, the datapath the daemon picks; TCG, so only ratios mean anything).
+
 Needs root, iperf3 and yggdrasil. Prints a table and, as the last line, one JSON object.
 """
 
@@ -154,12 +160,50 @@ def path_bench(args, workdir: pathlib.Path) -> dict:
             for p in yprocs:
                 p.terminate()
                 p.wait(10)
+        shaped = shaped_bench(args, beds)
     finally:
         for bed in beds.values():
             bed.down()
     med = {k: {f: statistics.median(x[f] for x in v if x[f] is not None) for f in ("mbps", "cpu_s_per_gbit")}
            for k, v in res.items()}
-    return {"med": med, "rtt": rtt, "runs": res}
+    return {"med": med, "rtt": rtt, "runs": res, "shaped": shaped}
+
+
+def shape(bed: Testbed, rate: str | None) -> None:
+    """tbf at `rate` on both ends of every link (None: remove it)."""
+    for a, b in bed.topology.links:
+        for x, y in ((a, b), (b, a)):
+            node = bed.nodes[x]
+            dev = node.ifaces[y]
+            if rate is None:
+                bed.exec(x, "tc", "qdisc", "del", "dev", dev, "root", check=False)
+            else:
+                bits = int(float(re.sub(r"[a-z]+$", "", rate)) * {"gbit": 1e9, "mbit": 1e6}[re.sub(r"^[0-9.]+", "", rate)])
+                burst = max(64 * 1024, bits // 8 // 500)  # 2 ms at the rate, at least a 64 kB GSO segment
+                bed.exec(x, "tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", rate, "burst", str(burst),
+                         "latency", "20ms")
+
+
+def shaped_bench(args, beds: dict) -> dict:
+    out = {}
+    for rate in [r for r in args.shape.split(",") if r]:
+        runs: dict[str, list[float]] = {"clear": [], "encrypted": []}
+        try:
+            for bed in beds.values():
+                shape(bed, rate)
+            for _ in range(args.reps):
+                for name in ("clear", "encrypted"):
+                    bed = beds[name]
+                    r = iperf(bed, bed.nodes[1].ns, bed.nodes[4].ns, bed.nodes[4].mesh_addr, args.seconds,
+                              bed.nodes[1].mesh_addr)
+                    runs[name].append(r["mbps"])
+                    print(f"  {name:10} {r['mbps']:9.1f} Mbit/s  (links shaped to {rate})", flush=True)
+        finally:
+            for bed in beds.values():
+                shape(bed, None)
+        c, e = statistics.median(runs["clear"]), statistics.median(runs["encrypted"])
+        out[rate] = {"clear_mbps": round(c, 1), "encrypted_mbps": round(e, 1), "encrypted_vs_clear": round(e / c, 3)}
+    return out
 
 
 def punch_bench(args, workdir: pathlib.Path) -> dict:
@@ -198,6 +242,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=5.0, help="iperf3 duration per run")
     ap.add_argument("--reps", type=int, default=3, help="alternating runs per variant (median)")
     ap.add_argument("--punch-trials", type=int, default=3)
+    ap.add_argument("--shape", default="1gbit,300mbit", help="link rates for the shaped rows (tbf), comma-separated; "
+                    "empty: none")
+    ap.add_argument("--guest", action="store_true", help="also measure inside a booted x86_64 router image (QEMU)")
     args = ap.parse_args()
     for tool in ("iperf3", "yggdrasil"):
         if shutil.which(tool) is None:
@@ -234,7 +281,21 @@ def main() -> int:
         "punch_setup_s": setup,
         "punch_success": n["success"],
         "relay_fallback_ok": n["relay_ok"],
+        "shaped": p["shaped"],
     }
+    for rate, row in p["shaped"].items():
+        print(f"links shaped to {rate}: clear {row['clear_mbps']} Mbit/s, encrypted {row['encrypted_mbps']} Mbit/s, "
+              f"ratio {row['encrypted_vs_clear']} (the unshaped ratio above is the headline)")
+    if args.guest:
+        sys.path.insert(0, str(ROOT / "bench"))
+        import overlay_guest
+
+        g = overlay_guest.run_in_vm("x86_64", args.seconds)
+        print(f"in the x86_64 image (TCG, kernel {g.get('kernel')}): clear {g.get('clear_mbps')}, kernel ESP "
+              f"{g.get('esp_mbps')}, userspace {g.get('userspace_mbps')} Mbit/s; esp/clear {g.get('esp_vs_clear')}")
+        out["guest"] = {k: g.get(k) for k in ("kernel", "cipher", "esp_available", "clear_mbps", "esp_mbps",
+                                               "userspace_mbps", "esp_vs_clear", "userspace_vs_clear", "esp_datapath")}
+        out["guest_esp_vs_clear"] = g.get("esp_vs_clear")
     print(json.dumps(out))
     return 0
 

@@ -94,6 +94,10 @@ def test_capture_shows_no_clear_payload_between_mesh_nodes(tmp_path, overlay):
             assert "6721" in ports and not any(p.endswith("7001") for p in ports)
             st = bed.exec(1, "ip", "-6", "rule")
             assert "iif lo lookup 6465" in st
+            # this kernel has no ESP: the daemon says so and runs the userspace path (the capture above
+            # is of that path; tests/image/test_overlay_esp.py captures kernel ESP in a router image)
+            log = bed.log_path(bed.nodes[1]).read_text()
+            assert "datapath=userspace (the kernel has no" in log, log[-2000:]
     finally:
         bed.down()
 

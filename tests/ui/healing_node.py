@@ -79,10 +79,11 @@ class HealingNode:
                                   bus=EventBus(), interfaces=["eth1", "eth2"], node_id=ME, mesh_addr="fd00::1",
                                   provider=None, extras={"services": self.services})
 
-    def setup(self, app: web.Application) -> None:
-        """ThreadedServer's hook: runs on the server's loop before it serves."""
+    def setup(self, app: web.Application, anomaly: Any = None) -> None:
+        """ThreadedServer's hook: runs on the server's loop before it serves. `anomaly()`: the anomaly
+        service the Incidents page's answers reach, as in the daemon."""
         asyncio.get_event_loop().run_until_complete(self.service.start(self.ctx))
-        add_routes(app, lambda: self.ctx.extras.get("healing"))
+        add_routes(app, lambda: self.ctx.extras.get("healing"), anomaly)
 
         async def stop(_app: web.Application) -> None:
             await self.service.stop()

@@ -1,13 +1,15 @@
 """The Incidents page in a real browser (Debian's chromium, headless) over a real healing service (engine,
 sqlite knowledge store, actuator; tests/ui/healing_node.py): a stuck service is diagnosed in observe
 mode, the operator switches to active from the page and watches it repaired and verified, reads the
-causal graph (selects boxes, downloads the DOT), answers "was this right?"; the switch and the answer are
-in the knowledge store and the switch holds across a restart of the service. Bad writes are refused
+causal graph (selects boxes, downloads the DOT), answers "was this right?" (right: the anomaly detector's
+observe mode learns a confirmed fault at this node) and judges the detector's alarm (false alarm); the
+switch and the answers are in the knowledge store and the detector's observe.json and the switch holds across a restart of the service. Bad writes are refused
 with 4xx and change nothing. Screenshots go to test-artifacts/."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import sqlite3
 
@@ -26,14 +28,32 @@ PASSWORD = "a phone-friendly passphrase"
 
 @pytest.fixture
 def node(tmp_path):
+    from tests.unit.test_web_anomaly_api import _detector, _raise_alarm
+    from x0node.web.anomaly_api import add_routes as add_anomaly_routes
+
     credentials.Credentials(tmp_path / "web").set_password(PASSWORD)
     healing = HealingNode(tmp_path)
+    detector, detector_ctx = _detector(tmp_path)
+
+    def setup(app):
+        loop = asyncio.get_event_loop()
+        loop.run_until_complete(detector.start(detector_ctx))
+        loop.run_until_complete(_raise_alarm(detector))  # raised before the incident opens
+        healing.setup(app, lambda: detector)
+        add_anomaly_routes(app, lambda: detector)
+
+        async def stop(_app):
+            await detector.stop()
+
+        app.on_cleanup.append(stop)
+
     provider = demo_provider(persist_path=tmp_path / "cfg.json")
     provider.services = lambda: {"healing": healing.service.status(),
                                  "anomaly": {"running": True, "live_layer": "iforest", "evaluations": 12, "peers": 3,
                                              "observe": {"phase": "observe", "acting": False, "precision": None}}}
-    with ThreadedServer(provider, tmp_path, setup=healing.setup) as srv:
+    with ThreadedServer(provider, tmp_path, setup=setup) as srv:
         srv.healing = healing
+        srv.detector = detector
         yield srv
 
 
@@ -119,6 +139,18 @@ def test_incident_is_diagnosed_repaired_explained_and_judged(node, artifacts_dir
             expect(page.locator("#timeline li[data-phase=feedback]")).to_contain_text("right")
             expect(page.locator(".feedback-list li")).to_contain_text("telemetry was wedged")
             page.screenshot(path=artifacts_dir / "05-feedback.png", full_page=True)
+
+            # the detector's alarm: "right" at this node confirmed a fault it caught; the operator says
+            # its alarm was a false alarm after all (the operator's own verdict on an alarm is final)
+            alarms = page.locator("#detector-alarms")
+            expect(alarms.locator("#observe-now")).to_contain_text("1 of 1 confirmed faults caught")
+            row = alarms.locator("tbody tr").first
+            expect(row.locator(".verdict")).to_have_text("real fault (incident)")
+            row.locator("button.alarm-false").click()
+            expect(alarms.locator("#alarm-message")).to_contain_text("stored as a false alarm")
+            expect(alarms.locator("tbody tr").first.locator(".verdict")).to_have_text("false alarm (operator)")
+            expect(alarms.locator("#observe-now")).to_contain_text("0 % of 1 judged alarms were real faults")
+            page.screenshot(path=artifacts_dir / "05b-detector-alarms.png", full_page=True)
             # on a phone: no sideways scrolling of the page (the graph scrolls inside its box)
             page.set_viewport_size({"width": 390, "height": 844})
             expect(page.locator("#causal-graph svg.causal")).to_be_visible()
@@ -140,6 +172,9 @@ def test_incident_is_diagnosed_repaired_explained_and_judged(node, artifacts_dir
             assert api.post(base + "/incidents/999/feedback", data={"right": True}, headers=hdr).status == 404
             assert api.get(base + "/incidents/999").status == 404
             assert api.get(base + "/incidents?limit=0").status == 400
+            for bad in ({"fault": "no"}, {}, {"fault": True, "right": True}):
+                assert api.post(node.url + "/api/v1/anomaly/alarms/1/feedback", data=bad, headers=hdr).status == 400
+            assert api.post(node.url + "/api/v1/anomaly/alarms/99/feedback", data={"fault": True}, headers=hdr).status == 404
             assert page.evaluate("() => fetch('/api/v1/healing').then(r => r.json()).then(j => j.mode)") == "active"
             assert not errors, errors
         finally:
@@ -153,6 +188,8 @@ def test_incident_is_diagnosed_repaired_explained_and_judged(node, artifacts_dir
         assert len(rows) == 1 and '"right": true' in rows[0][0] and "telemetry was wedged" in rows[0][0]
     finally:
         db.close()
+    observe = json.loads((tmp_path / "anomaly" / "observe.json").read_text())
+    assert [a[3:] for a in observe["alarms"]] == [[False, "operator"]] and observe["faults"][0][2] is True
 
 
 def test_the_switch_holds_across_a_restart(tmp_path):

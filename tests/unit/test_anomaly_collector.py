@@ -149,13 +149,32 @@ def test_losing_every_neighbour_at_once_is_a_stall_not_a_link_fault():
     assert _links(fs, 15.0, ["a", "b"]) == 0 and _links(fs, 18.0, ["a", "b"]) == 1  # then one link: counts
 
 
+def test_links_down_counts_held_losses_still_down_and_forgets_those_back():
+    fs = FeatureState()
+    _links(fs, 0.0, ["a", "b", "c"])
+    _links(fs, 3.0, ["a", "b"])  # c lost, not held yet
+    assert fs.links_down(3.0) == 0
+    _links(fs, 6.0, ["a", "b"])  # held: counted, and still down
+    assert fs.links_down(6.0) == 1 and fs.link_changes(6.0) == 1
+    _links(fs, 9.0, ["a", "b", "c"])  # back: no longer down, still remembered by link_changes
+    assert fs.links_down(9.0) == 0 and fs.link_changes(9.0) == 1
+    _links(fs, 12.0, ["a"])
+    _links(fs, 15.0, ["a"])
+    assert fs.links_down(15.0) == 2  # b and c down now
+    assert fs.links_down(15.0 + 301.0) == 0  # older than the window: forgotten
+    _links(fs, 400.0, ["a", "b", "c"])
+    _links(fs, 403.0, [])  # every neighbour lost at once: this node's stall, nothing down
+    _links(fs, 406.0, [])
+    assert fs.links_down(406.0) == 0 and fs.stalls == 1
+
+
 def test_replayed_up_sets_give_the_runtime_feature():
     fs, rp = FeatureState(), FeatureState()
     seq = [(0.0, ["a", "b"]), (3.0, ["a"]), (6.0, ["a"]), (9.0, ["a", "b"]), (12.0, []), (15.0, []), (18.0, ["a"])]
     for t, up in seq:
         live = _links(fs, t, up)
         rp.observe_up(up, t)
-        assert rp.link_changes(t) == live
+        assert rp.link_changes(t) == live and rp.links_down(t) == fs.links_down(t)
 
 
 def _fake_cgroups(root: pathlib.Path, usage_ns: int, quota: int, used: int, inactive: int, limit: int):

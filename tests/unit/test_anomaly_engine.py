@@ -7,7 +7,6 @@ from x0node.anomaly.chain import GNN, DetectorChain, load_chain
 from x0node.anomaly.drift import DriftMonitor
 from x0node.anomaly.engine import (
     MAX_PEERS,
-    VALIDATION_HORIZON_S,
     AnomalyDetected,
     AnomalyEngine,
     LayerChanged,
@@ -83,28 +82,36 @@ def test_stale_peers_expire(shipped):
     assert res["nodes"] == 1
 
 
-def test_predictions_only_act_after_observe_mode_activates(shipped):
+def test_alarms_only_act_after_verdicts_from_outside_the_detector(shipped):
     e = _engine(shipped)
     t = 0.0
-    # 10 normal windows, then the node's CPU is exhausted: the rules confirm it within the horizon,
-    # so those predictions validate as true positives and the earlier ones as true negatives
-    for i in range(30):
-        e.step(_raw(cpu_util=0.99) if i >= 10 else _raw(), {}, t, t, random.Random(0))
+    # alarms come and go; the rules fire on every one of them, but only verdicts count
+    detected = []
+    for i in range(60):
+        bad = i % 6 in (3, 4)
+        e.step(_raw(cpu_util=0.99, fwd_ratio=0.01) if bad else _raw(), {}, t, t, random.Random(0))
+        detected += [ev for ev in _events(e) if isinstance(ev, AnomalyDetected)]
         t += 60.0
-    evs = _events(e)
-    detected = [ev for ev in evs if isinstance(ev, AnomalyDetected)]
-    assert detected[0].actionable is False and detected[0].prediction_id is not None
+    assert len(detected) == 10 and all(not d.actionable for d in detected)
+    assert e.observe.phase.value == "validate" and e.observe.estimate() == (None, None)  # the rules judged nothing
+    evs = []
+    for d in detected[:5]:  # an operator confirms five of them
+        assert e.judge(d.alarm_id, True, "operator", t)
+        evs += _events(e)
     assert any(isinstance(ev, PhaseChanged) and ev.new == "active" for ev in evs)
-    assert detected[-1].actionable is True
+    e.step(_raw(cpu_util=0.99, fwd_ratio=0.01), {}, t, t, random.Random(0))
+    assert [ev for ev in _events(e) if isinstance(ev, AnomalyDetected)][-1].actionable is True
 
 
-def test_operator_feedback_overrides_automatic_validation(shipped):
+def test_an_operators_false_alarm_counts_against_precision(shipped):
     e = _engine(shipped)
-    e.step(_raw(cpu_util=0.99), {}, 0.0, 0.0, random.Random(0))
-    pid = next(ev for ev in _events(e) if isinstance(ev, AnomalyDetected)).prediction_id
-    e.feedback(pid, False)
+    e.step(_raw(cpu_util=0.99, fwd_ratio=0.01), {}, 0.0, 0.0, random.Random(0))
+    aid = next(ev for ev in _events(e) if isinstance(ev, AnomalyDetected)).alarm_id
+    assert e.judge(aid, False, "operator", 1.0) and not e.judge(aid + 99, True, "operator", 1.0)
     e.step(_raw(), {}, 1.0, 1.0, random.Random(0))
-    assert e.observe.estimate() == (0.0, 1.0)  # one validated false alarm, no true negative yet
+    assert e.observe.estimate() == (0.0, None)  # one judged false alarm, no fault known
+    assert e.fault(-5.0, 0.5, "schedule", 2.0) is True  # the schedule says it was a fault; the operator's word stays
+    assert e.observe.estimate() == (0.0, 1.0)
 
 
 def test_layer_change_is_reported_when_the_gnn_fails(shipped):
@@ -149,10 +156,6 @@ def test_false_alarms_raise_the_threshold_on_recalibration(shipped):
     e._recalibrate(0.0)  # noqa: SLF001
     ev = [x for x in _events(e) if isinstance(x, ThresholdRecalibrated)]
     assert ev and ev[0].new > shipped_thr and chain.gnn_threshold == ev[0].new
-
-
-def test_horizon_constant_is_positive():
-    assert VALIDATION_HORIZON_S > 0
 
 
 def test_events_are_transitions_not_one_per_evaluation(shipped):

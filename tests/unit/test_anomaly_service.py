@@ -101,3 +101,73 @@ def test_importing_the_service_does_not_load_litert():
             "print(any(m.startswith('ai_edge_litert') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "False"
+
+
+async def _with_alarm(s):
+    """Tick until this node's alarm is up (an alarm policy of one tick): its id."""
+    import numpy as np
+
+    from x0node.anomaly.alarm import AlarmPolicy
+    from x0node.anomaly.features import FEATURES, NEUTRAL_RAW
+
+    bad = NEUTRAL_RAW.copy()
+    for name, value in (("fwd_ratio", 0.01), ("loss_max", 0.9), ("link_changes", 8.0), ("rtt_ms", 900.0)):
+        bad[FEATURES.index(name)] = value
+    s.engine.alarm_policy = AlarmPolicy()
+    for layer in ("gbt", "gbt_self", "gnn", "self"):  # the rules judge: the alarm does not hang on a model
+        s.engine.chain.layers[layer].live = False  # every anomalous evaluation is the alarm, no guard window
+    s._features.update = lambda *a, **k: np.asarray(bad)  # noqa: SLF001 - a node black-holing transit
+    await s.tick()
+    alarms = s.alarms()
+    assert alarms and alarms[0]["cleared"] is None
+    return alarms[0]["id"]
+
+
+async def test_an_operators_verdict_is_written_before_it_returns_and_survives_a_restart(tmp_path):
+    s = svc.create_service({"interval_s": 3600, "seed": 1})
+    ctx = _ctx(tmp_path)
+    await s.start(ctx)
+    try:
+        sub = ctx.bus.subscribe()
+        aid = await _with_alarm(s)
+        assert await s.store_feedback(aid, False) is True
+        assert await s.store_feedback(aid + 1000, True) is False
+        saved = json.loads((tmp_path / "anomaly" / "observe.json").read_text())
+        assert [a for a in saved["alarms"] if a[0] == aid][0][3:] == [False, "operator"]
+        assert await s.store_fault(0.0, 1.0, "incident") is False  # long ago: a missed fault
+        assert json.loads((tmp_path / "anomaly" / "observe.json").read_text())["faults"] == [[0.0, 1.0, False]]
+        assert s.status()["observe"]["precision"] == 0.0 and s.status()["observe"]["recall"] == 0.0
+        assert "anomaly" in {e.topic for e in iter(sub.get_nowait, None)}
+    finally:
+        await s.stop()
+    s2 = svc.create_service({"interval_s": 3600})
+    await s2.start(_ctx(tmp_path))
+    try:
+        assert s2.alarms()[0]["fault"] is False and s2.status()["observe"]["faults"] == 1
+    finally:
+        await s2.stop()
+
+
+async def test_a_verdict_that_cannot_be_written_is_not_kept(tmp_path, monkeypatch):
+    import errno
+
+    s = svc.create_service({"interval_s": 3600, "seed": 1})
+    await s.start(_ctx(tmp_path))
+    try:
+        aid = await _with_alarm(s)
+
+        def full(*a, **k):
+            raise OSError(errno.ENOSPC, "full")
+
+        monkeypatch.setattr(svc, "write_atomic", full)
+        with pytest.raises(OSError):
+            await s.store_feedback(aid, True)
+        with pytest.raises(OSError):
+            await s.store_fault(0.0, 1.0)
+        st = s.status()["observe"]
+        assert s.alarms()[0]["fault"] is None and st["outcomes"] == 0 and st["faults"] == 0
+        assert s.alarms()[0]["id"] == aid and st["predictions"] == 1
+        monkeypatch.undo()
+        assert await s.store_feedback(aid, True)
+    finally:
+        await s.stop()

@@ -86,6 +86,36 @@ def test_export_reproduces_scikit_learn_and_the_chain_picks_the_model_by_neighbo
         np.concatenate([xs[10:], neighbour_aggregates(xn[10:], m[10:])], axis=1)), atol=1e-4)
 
 
+def test_models_one_wider_take_links_down_after_the_features():
+    from x0node.anomaly.features import links_down_input
+
+    clf_n, r = _sk_fit(N_FEATURES + 1 + N_AGGREGATES, 2)
+    clf_s, _ = _sk_fit(N_FEATURES + 1, 3)
+    xs = r.random((40, N_FEATURES)).astype(np.float32)
+    xn = r.random((40, K_NEIGHBOURS, N_FEATURES)).astype(np.float32)
+    m = np.ones((40, K_NEIGHBOURS), np.float32)
+    m[:8] = 0.0
+    down = links_down_input(r.integers(0, 12, 40))
+    assert down.max() == 1.0 and down.min() >= 0.0
+    dn = realtrain.export_hgb(clf_n, N_FEATURES + 1 + N_AGGREGATES)
+    ds = realtrain.export_hgb(clf_s, N_FEATURES + 1)
+    assert realtrain.check_export(clf_n, dn, xs, xn, m, down) < 1e-4
+    assert realtrain.check_export(clf_s, ds, xs, xn, m, down) < 1e-4
+    tn, ts = TreeModel.from_dict(dn), TreeModel.from_dict(ds)
+    assert tn.uses_neighbours and tn.uses_links_down and ts.uses_links_down and not ts.uses_neighbours
+    chain = realtrain.chain_of({"nbr": dn, "self": ds, "thresholds": {"nbr": 0.0, "self": 0.0}})
+    ev = chain.evaluate(xs, xn, m, down)
+    assert np.allclose(ev.scores[:8], clf_s.decision_function(np.concatenate([xs[:8], down[:8]], axis=1)), atol=1e-4)
+    assert np.allclose(ev.scores[8:], clf_n.decision_function(
+        np.concatenate([xs[8:], down[8:], neighbour_aggregates(xn[8:], m[8:])], axis=1)), atol=1e-4)
+    zero = chain.evaluate(xs, xn, m)  # no links_down given: 0 for every row
+    assert np.allclose(zero.scores[:8], clf_s.decision_function(np.concatenate([xs[:8], np.zeros((8, 1))], axis=1)),
+                       atol=1e-4)
+    with pytest.raises(TreeError):
+        TreeModel.from_dict({**dn, "inputs": N_FEATURES + 2})
+    assert np.isnan(links_down_input([float("nan")])).sum() == 0
+
+
 def test_a_failing_tree_layer_degrades():
     class Broken:
         uses_neighbours = True

@@ -120,3 +120,20 @@ def test_a_gauge_is_read_from_the_exposition_text():
     assert bh.parse_gauge(text, "x0_healing_mitigations_in_force") == 2.0
     assert bh.parse_gauge(text, "x0_healing_open_incidents") is None
     assert bh.parse_gauge("", "x0_healing_mitigations_in_force") is None
+
+
+def test_what_healing_adds_is_the_difference_to_routing_only_per_node():
+    # two nodes, 10 s: node 1 used 0.2 s of CPU, node 2 0.4 s; a node whose counter went back (restarted) is left out
+    rates = bh._mean_rates({1: (1.0, 50.0), 2: (2.0, 60.0), 3: (5.0, 70.0)},
+                           {1: (1.2, 52.0), 2: (2.4, 62.0), 3: (0.1, 40.0)}, 10.0)
+    assert rates == pytest.approx((3.0, 57.0))
+    assert bh._mean_rates({}, {1: (1.0, 1.0)}, 10.0) is None
+    results = {"healing": {"injections": [], "cpu_pct": 3.0, "rss_mb": 57.0, "proc_cpu_pct": 2.5, "proc_rss_mb": 60.0,
+                           "source": "cgroup"},
+               "routing": {"injections": [], "cpu_pct": 1.5, "rss_mb": 50.0, "proc_cpu_pct": 1.2, "proc_rss_mb": 55.0}}
+    out = bh.summarize(results, ["silent"], 12)
+    assert (out["cpu_pct"], out["rss_mb"], out["cpu_rss_source"]) == (1.5, 7.0, "cgroup")
+    assert out["daemon_cpu_pct"] == {"healing": 3.0, "routing": 1.5}
+    assert out["process_rss_mb"] == {"healing": 60.0, "routing": 55.0}
+    alone = bh.summarize({"healing": results["healing"]}, ["silent"], 12)
+    assert alone["cpu_pct"] is None and alone["daemon_cpu_pct"] == {"healing": 3.0}  # no baseline, no difference

@@ -225,3 +225,48 @@ def test_a_slow_neighbour_that_says_it_is_sick_is_overloaded_not_its_link():
     sick = [*inds, ind(Signal.SICK, node_element(A), (A,), onset=11.0)]
     diag = rank(sick, sym, routing, 13.0)
     assert (diag.top.element, diag.top.fault) == (node_element(A), FaultKind.NODE_OVERLOAD), diag.candidates
+
+
+def test_a_silent_interface_is_stuck_while_its_neighbour_is_reachable_and_a_dead_neighbour_otherwise():
+    """Our interface to a has heard nobody for IFACE_SILENT_S: if a is still reachable through b the
+    interface is the cause (reset it); if a is unreachable, a's death silenced it (nothing to reset)."""
+    from x0node.healing.monitor import IFACE_SILENT_S, Monitor
+    from x0node.healing.observation import Snapshot
+
+    def after_silence(a_reachable: bool):
+        base = diamond()
+        m = Monitor(ME)
+        m.observe(Snapshot(10.0, base))
+        gone = diamond(up_a=False, a_reachable=a_reachable)
+        gone = RoutingObs(ME, gone.neighbours[1:], gone.routes, gone.nodes, gone.edges, gone.interfaces)
+        for t in (11.0, 14.0, 11.0 + IFACE_SILENT_S):
+            out = m.observe(Snapshot(t, gone))
+        silent = [s for s in out.active if s.kind is SymptomKind.INTERFACE_SILENT]
+        assert silent, out.active
+        return rank(out.indicators, silent, gone, out.now, adjacency=out.adjacency).top
+
+    stuck = after_silence(a_reachable=True)
+    assert (stuck.element.kind, stuck.fault) == (ElementKind.INTERFACE, FaultKind.INTERFACE_STUCK)
+    dead = after_silence(a_reachable=False)
+    assert (dead.element, dead.fault) == (node_element(A), FaultKind.NODE_DOWN)
+
+
+def test_a_lossy_link_explains_the_answers_it_loses_on_their_way_back():
+    """Probes out through a to c lose, and our link to b is lossy; c answers us through b (its cost
+    back to a is high). The lossy link, which loses those answers, explains both symptoms; before, the
+    link a~c, on the probes' way out, was named for the lost answers (the bench: a lossy link named as
+    a link two hops away)."""
+    from dataclasses import replace
+
+    from tests.unit.healing_views import nbr
+
+    base = diamond()
+    edges = (EdgeObs(ME, A, 10), EdgeObs(ME, B, 10), EdgeObs(A, C, 10, 30), EdgeObs(B, C, 10))
+    routing = replace(base, neighbours=(base.neighbours[0], nbr(B, 0.2)), edges=edges)
+    probes = (ProbeObs(A, C, 16, 8, 5.0), ProbeObs(A, A, 16, 0, 1.0), ProbeObs(A, ME, 16, 0, 2.0),  # a forwards
+              ProbeObs(B, B, 16, 6, 1.0), ProbeObs(B, ME, 16, 6, 2.0))  # our link to b loses, both ways
+    out, _ = observed(probes, routing=routing)
+    groups = cover(out.indicators, out.active, routing, 13.0, adjacency=out.adjacency)
+    top = groups[0][0].top
+    assert (top.element, top.fault) == (link_element(ME, B), FaultKind.LINK_LOSSY), groups
+    assert len(groups) == 1, groups  # it explains the lost answers too

@@ -262,3 +262,22 @@ def test_a_node_that_says_it_is_sick_is_evidence_not_a_symptom_and_settle_clears
     assert out.active == ()  # settled: the loss must stay for raise_after_s again
     out = m.observe(Snapshot(5.6, routing))
     assert [s.key for s in out.active] == [key]
+
+
+def test_a_link_loss_that_just_began_is_not_read_as_the_neighbours_forwarding_loss():
+    """Our link to a began losing 12 probes ago, both ways: the link and loop probes lose alike in their
+    tails. The loop probes' recent bound is compared with the link probes' recent loss, not with their
+    whole window diluted by the outcomes before the loss; a's forwarding stays clean. A loss of the
+    loop probes alone (a black hole at a) still shows."""
+    def probes(loop_lost_tail: tuple[bool, ...], link_lost_tail: tuple[bool, ...]):
+        link = (False,) * 20 + link_lost_tail
+        loop = (False,) * 20 + loop_lost_tail
+        return (ProbeObs(A, A, len(link), sum(link), 1.0, link), ProbeObs(A, ME, len(loop), sum(loop), 2.0, loop))
+
+    tail_link = (True, False, False, True, True, False, True, False, True, True, False, True)  # 5 of the last 8
+    tail_loop = (False, True, False, False, True, True, False, True, True, True, False, True)  # 6 of the last 8
+    m = Monitor(ME)
+    out = m.observe(Snapshot(10.0, diamond(), probes=probes(tail_loop, tail_link)))
+    assert _ind(out, Signal.PROBE_VIA, node_element(A)).degree < mon.ABNORMAL_DEGREE
+    black_hole = m.observe(Snapshot(11.0, diamond(), probes=probes(tail_loop, (False,) * 12)))
+    assert _ind(black_hole, Signal.PROBE_VIA, node_element(A)).degree >= mon.ABNORMAL_DEGREE

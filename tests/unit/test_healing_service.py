@@ -89,6 +89,7 @@ class AnomalyDetected:
 class NeighbourDown:
     ifname: str
     node_id: str
+    reason: str = "link_down"
 
 
 def _ctx(tmp_path, manager):
@@ -180,7 +181,7 @@ async def test_bus_events_become_verdicts_transitions_and_metrics(tmp_path, monk
     try:
         ctx.bus.publish("anomaly", AnomalyDetected(A, 4.2, True, ("loss",)))
         ctx.bus.publish("core", NeighbourDown("eth1", A.upper()))
-        ctx.bus.publish("core", NeighbourDown("eth1", A))
+        ctx.bus.publish("core", NeighbourDown("eth1", A, "dead"))
         from x0node.anomaly.service import FeatureVector
 
         ctx.bus.publish("anomaly.features", FeatureVector(ME, {"cpu_util": 0.3, "mem_util": 0.5, "fwd_ratio": 1.0}, 0.0))
@@ -189,6 +190,7 @@ async def test_bus_events_become_verdicts_transitions_and_metrics(tmp_path, monk
         snap = s.snapshot(clock.t)
         assert [v.node_id for v in snap.verdicts] == [A] and snap.verdicts[0].actionable
         assert {n.node_id: n.transitions for n in snap.routing.neighbours}[A] == 2
+        assert {n.node_id: n.timeouts for n in snap.routing.neighbours}[A] == 1  # the hello timeout, not the carrier
         assert snap.metrics_of(ME).cpu_util == 0.3
         assert [x.name for x in snap.services] == ["telemetry"]  # not healing itself
     finally:

@@ -97,17 +97,20 @@ def test_yggdrasil_peers_parsed_both_shapes():
     assert as_list == as_map and as_list[0]["bytes_sent"] == 20.0 and as_list[0]["address"] == "200::1"
 
 
-def test_collector_exposes_sessions_peer_bytes_and_drops():
+def test_collector_exposes_sessions_peer_bytes_drops_and_datapath():
     svc = OverlayService({})
     svc.status = lambda: {  # type: ignore[method-assign]
         "failed": {},
-        "e2e": {"peers": [{"node_id": "aa", "established": True, "rx_bytes": 5, "tx_bytes": 7}], "drops": {"replay": 2}},
+        "e2e": {"datapath": "kernel-esp", "drops": {"replay": 2},
+                "peers": [{"node_id": "aa", "established": True, "rx_bytes": 5, "tx_bytes": 7, "esp_tx_bytes": 100}]},
         "yggdrasil": {"running": True, "peers": [{"key": "k1", "bytes_recvd": 1.0, "bytes_sent": 2.0}]},
     }
     fams = {f.name: f for f in _Collector(svc).collect()}
     assert fams["x0node_overlay_sessions"].samples[0].value == 1.0
     got = {(s.labels["part"], s.labels["peer"], s.labels["direction"]): s.value
            for s in fams["x0node_overlay_peer_bytes"].samples}
-    assert got[("e2e", "aa", "tx")] == 7.0 and got[("yggdrasil", "k1", "rx")] == 1.0
+    assert got[("e2e", "aa", "tx")] == 107.0 and got[("yggdrasil", "k1", "rx")] == 1.0  # userspace + kernel ESP
+    live = {s.labels["path"]: s.value for s in fams["x0node_overlay_datapath"].samples}
+    assert live == {"kernel-esp": 1.0, "userspace": 0.0}
     assert fams["x0node_overlay_drops"].samples[0].labels["reason"] == "replay"
     assert fams["x0node_overlay_yggdrasil_up"].samples[0].value == 1.0

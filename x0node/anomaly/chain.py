@@ -49,6 +49,7 @@ GBT, GBT_SELF, GNN, SELF, IFOREST, RULES = "gbt", "gbt_self", "gnn", "self", "if
 PAIRS = ((GBT, GBT_SELF), (GNN, SELF))
 """Model layers in order of preference: (the model for rows with neighbour data, the one for rows without)."""
 NEIGHBOUR_LAYERS = frozenset({GBT, GNN})
+TREE_LAYERS = frozenset({GBT, GBT_SELF})
 TREES_FILE = "trees"
 """The bundle file key of the tree models (JSON: {"nbr": model, "self": model}; thresholds gbt, gbt_self)."""
 SELF_MODEL = "mlp"
@@ -196,11 +197,14 @@ class DetectorChain:
         return (m, self.thresholds[layer]) if m is not None else None
 
     # ---- scoring
-    def evaluate(self, x_self: np.ndarray, x_nbr: np.ndarray, mask: np.ndarray) -> Evaluation:
+    def evaluate(self, x_self: np.ndarray, x_nbr: np.ndarray, mask: np.ndarray,
+                 x_down: np.ndarray | None = None) -> Evaluation:
         """Each row by the first live model layer of its case (PAIRS: with / without neighbours), rows
-        left over by the Isolation Forest or the rules; a layer that raises is disabled and its rows go on."""
+        left over by the Isolation Forest or the rules; a layer that raises is disabled and its rows go on.
+        `x_down` [B, 1] (features.links_down_input; None: 0 for every row) reaches the tree models only."""
         x_self = np.asarray(x_self, dtype=np.float32).reshape(-1, N_FEATURES)
         n = len(x_self)
+        x_down = np.zeros((n, 1), np.float32) if x_down is None else np.asarray(x_down, np.float32).reshape(n, 1)
         mask = np.asarray(mask, dtype=np.float32).reshape(n, -1)
         x_nbr = np.asarray(x_nbr, dtype=np.float32)
         has_nbr = mask.sum(axis=1) > 0
@@ -218,8 +222,13 @@ class DetectorChain:
                     continue
                 model, thr = got
                 try:
-                    s = model.logits(x_self[rows], x_nbr[rows], mask[rows]) if layer in NEIGHBOUR_LAYERS \
-                        else model.logits(x_self[rows])
+                    if layer in TREE_LAYERS:
+                        s = model.logits(x_self[rows], x_nbr[rows], mask[rows], x_down[rows]) \
+                            if layer in NEIGHBOUR_LAYERS else model.logits(x_self[rows], x_down=x_down[rows])
+                    elif layer in NEIGHBOUR_LAYERS:
+                        s = model.logits(x_self[rows], x_nbr[rows], mask[rows])
+                    else:
+                        s = model.logits(x_self[rows])
                     if not np.isfinite(s).all():
                         raise ModelError("non-finite logits")
                 except Exception as exc:  # noqa: BLE001 - degrade, never crash

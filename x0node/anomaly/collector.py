@@ -280,6 +280,7 @@ class FeatureState:
         self._lost: dict[str, float] = {}  # neighbour -> when it was first seen lost (not counted yet)
         self.stalls = 0  # samples that lost every UP neighbour at once (this node's own stall)
         self._events: collections.deque[float] = collections.deque(maxlen=MAX_LINK_EVENTS)
+        self._down: dict[str, float] = {}  # neighbour -> when its held loss was counted (still not UP)
         self.last: dict[str, float] = {}
         self.deltas: dict[str, int | None] = {}  # raw counter deltas of the last window (diagnostics)
         # neighbour id -> [rtt sum, rtt samples, loss sum, loss samples, up in the latest sample]
@@ -317,6 +318,13 @@ class FeatureState:
             self._events.popleft()
         return len(self._events)
 
+    def links_down(self, now: float) -> int:
+        """Neighbours whose held loss counted in the last LINK_CHANGES_WINDOW_S and that are still not UP:
+        a link or neighbour that is down *now*, where `link_changes` also remembers losses that came back."""
+        for nid in [n for n, t in self._down.items() if now - t > LINK_CHANGES_WINDOW_S]:
+            del self._down[nid]
+        return len(self._down)
+
     def observe_up(self, up: Iterable[str], now: float) -> None:
         """A link sample given as the set of UP neighbour ids (what a tick's recording keeps): the
         same link state machine as `observe_links`, for replaying recordings."""
@@ -336,6 +344,10 @@ class FeatureState:
             elif now - self._lost[nid] >= LINK_HOLD_S:
                 del self._lost[nid]
                 self._events.append(now)
+                if len(self._down) < MAX_NEIGHBOURS_READ:
+                    self._down[nid] = now
+        for nid in [n for n in self._down if n in up]:
+            del self._down[nid]  # back: no longer down (its loss stays in link_changes)
         self._up = up
 
     def update(self, counters: Counters, neighbours: Sequence[NeighbourView], now: float) -> np.ndarray:

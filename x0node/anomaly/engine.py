@@ -5,15 +5,17 @@ Rules and invariants:
   received (bounded by MAX_PEERS, dropped after `peer_ttl_s`), the adjacency the router knows, `now`
   (monotonic s), `wall` (wall-clock s, only for the persisted observe mode) and a seeded
   `random.Random` (neighbour sampling, Isolation Forest fits). No clock, file or socket here.
+- This node's own `links_down` (collector.py) goes to the tree models with its row; peers' rows get 0.
 - Every node with a known vector is scored in one batch; a node's neighbour block holds at most
   K_NEIGHBOURS of its neighbours that have vectors, sampled with the rng when there are more.
-- This node's own verdict is recorded as an observe-mode prediction. It is validated
-  automatically after VALIDATION_HORIZON_S: it was an anomaly when, in the horizon, the rules
-  fired on this node or an operator confirmed it (`feedback`). Only when observe mode is `acting`
-  are `AnomalyDetected` events marked actionable; otherwise they are recorded only.
+- This node's own alarm state at every evaluation goes to observe mode, which numbers each raised
+  alarm; the alarm is judged only by ground truth from outside the detector (`judge`: an operator's
+  verdict; `fault`: a fault confirmed on this node or from the lab's schedule; observe.py), never by
+  the rules. Only when observe mode is `acting` are `AnomalyDetected` events marked actionable;
+  otherwise they are recorded only.
 - Rows the live layer judged normal feed the Isolation Forest's buffer; the forest is (re)fitted
-  every IFOREST_REFIT_S once enough rows exist. Validated normal rows' GNN scores feed threshold
-  recalibration (never below the shipped threshold, see calibration.py), run every
+  every IFOREST_REFIT_S once enough rows exist. The GNN scores of this node's evaluations with no alarm
+  up feed threshold recalibration (never below the shipped threshold, see calibration.py), run every
   RECALIBRATE_INTERVAL_S and after a drift event.
 - Verdicts become alarms through the bundle's alarm policy (alarm.py: raise after `raise_ticks`
   anomalous evaluations in a row, clear after `clear_ticks` normal ones, nothing raised in the guard
@@ -38,13 +40,12 @@ from x0node.anomaly.alarm import AlarmPolicy, AlarmState
 from x0node.anomaly.calibration import recalibrate_threshold
 from x0node.anomaly.chain import GNN, SELF, DetectorChain, probability
 from x0node.anomaly.drift import DriftCleared, DriftDetected, DriftMonitor
-from x0node.anomaly.features import K_NEIGHBOURS, N_FEATURES, normalise
+from x0node.anomaly.features import K_NEIGHBOURS, N_FEATURES, links_down_input, normalise
 from x0node.anomaly.observe import ObserveConfig, ObserveMode, PhaseChanged
-from x0node.anomaly.rules import rule_reasons, rule_scores
+from x0node.anomaly.rules import rule_reasons
 
 MAX_PEERS = 256
 MAX_EVENTS = 256
-VALIDATION_HORIZON_S = 300.0
 IFOREST_REFIT_S = 6 * 3600.0
 RECALIBRATE_INTERVAL_S = 24 * 3600.0
 CALIBRATION_ROWS = 2000
@@ -58,7 +59,7 @@ class AnomalyDetected:
     probability: float | None  # GNN only (sigmoid of the logit)
     actionable: bool  # False while observe mode only records
     reasons: tuple[str, ...]  # rule names the node trips (context for operators)
-    prediction_id: int | None  # for feedback (this node's own verdict only)
+    alarm_id: int | None  # observe mode's id of this node's own alarm, for a verdict (None for peers)
     at_s: float
 
 
@@ -105,9 +106,6 @@ class AnomalyEngine:
         self.peer_ttl_s = peer_ttl_s
         self._peers: dict[str, tuple[np.ndarray, float]] = {}
         self._events: collections.deque[Any] = collections.deque(maxlen=MAX_EVENTS)
-        self._pending: collections.deque[tuple[int, float, float | None]] = collections.deque(maxlen=4096)
-        self._rule_fired_at: collections.deque[float] = collections.deque(maxlen=4096)
-        self._feedback: dict[int, bool] = {}
         self._normal_scores: collections.deque[float] = collections.deque(maxlen=CALIBRATION_ROWS)
         self._last_fit_s: float | None = None
         self._last_recal_s: float | None = None
@@ -137,10 +135,21 @@ class AnomalyEngine:
         """node id -> (raw vector, received at) of the peers held (those the last step could use)."""
         return dict(self._peers)
 
-    def feedback(self, prediction_id: int, was_anomaly: bool) -> None:
-        """An operator's verdict on one of this node's predictions (wins over automatic validation)."""
-        if len(self._feedback) < 4096:
-            self._feedback[int(prediction_id)] = bool(was_anomaly)
+    def judge(self, alarm_id: int, fault: bool, source: str, wall: float) -> bool:
+        """A verdict on one of this node's alarms (observe.ObserveMode.judge); False when unknown."""
+        ok = self.observe.judge(alarm_id, fault, source, wall)
+        self._drain_observe()
+        return ok
+
+    def fault(self, start: float, end: float, source: str, wall: float) -> bool | None:
+        """A fault known to have acted on this node (observe.ObserveMode.fault): detected or not."""
+        detected = self.observe.fault(start, end, source, wall)
+        self._drain_observe()
+        return detected
+
+    def _drain_observe(self) -> None:
+        for e in iter(self.observe.next_event, None):
+            self._events.append(e)
 
     def next_event(self) -> Any | None:
         return self._events.popleft() if self._events else None
@@ -153,7 +162,10 @@ class AnomalyEngine:
         now: float,
         wall: float,
         rng: random.Random,
+        links_down: float | None = None,
     ) -> dict[str, Any]:
+        """One evaluation; `links_down` is this node's own count of neighbours down now (collector), for
+        the tree models (peers' rows get 0: it is not in the vectors they share)."""
         for pid in [p for p, (_, t) in self._peers.items() if now - t > self.peer_ttl_s]:
             del self._peers[pid]
         ids = [self.node_id, *sorted(self._peers)]
@@ -171,15 +183,14 @@ class AnomalyEngine:
             idx[i, : len(nbs)] = nbs
         mask = (idx >= 0).astype(np.float32)
         x_nbr = x[np.where(idx >= 0, idx, 0)] * mask[..., None]
-        ev = self.chain.evaluate(x, x_nbr.astype(np.float32), mask)
+        down = np.zeros(len(ids))
+        down[0] = 0.0 if links_down is None else links_down
+        ev = self.chain.evaluate(x, x_nbr.astype(np.float32), mask, links_down_input(down))
         self.evaluations += 1
         if ev.layer != self._live:
             reason = self.chain.layers[self._live].reason or "a better layer became available"
             self._events.append(LayerChanged(self._live, ev.layer, reason, now))
             self._live = ev.layer
-        rules_now = rule_scores(x[:1])[0] >= 1.0
-        if rules_now:
-            self._rule_fired_at.append(now)
         if self.drift is not None:
             self.drift.add(x[:1])
             d = self.drift.check(now)
@@ -198,11 +209,10 @@ class AnomalyEngine:
             del self._alarms[nid]
         # own alarm -> observe mode
         own_anom = bool(alarm_up[0])
-        pid = self.observe.record_prediction(own_anom, wall)
-        self._pending.append((pid, now, float(ev.scores[0]) if ev.layer_of(0) == GNN else None))
-        self._validate(now, wall)
-        for e in iter(self.observe.next_event, None):
-            self._events.append(e)
+        alarm_id = self.observe.record_evaluation(own_anom, wall)
+        if not own_anom and ev.layer_of(0) == GNN:
+            self._normal_scores.append(float(ev.scores[0]))
+        self._drain_observe()
         acting = self.observe.acting
         self.last_scores = {}
         for nid, i in pos.items():
@@ -216,7 +226,7 @@ class AnomalyEngine:
             if alarm_up[i] and was != acting:  # newly raised, or now actionable
                 self._flagged[nid] = acting
                 self._events.append(AnomalyDetected(nid, row_layer, score, prob, acting,
-                                                    tuple(rule_reasons(x[i])), pid if i == 0 else None, now))
+                                                    tuple(rule_reasons(x[i])), alarm_id if i == 0 else None, now))
             elif not alarm_up[i] and was is not None:
                 del self._flagged[nid]
                 self._events.append(AnomalyCleared(nid, row_layer, score, now))
@@ -232,19 +242,6 @@ class AnomalyEngine:
         elif now - self._last_recal_s >= RECALIBRATE_INTERVAL_S:
             self._recalibrate(now)
         return {"layer": ev.layer, "nodes": len(ids), "own_anomalous": own_anom, "acting": acting}
-
-    def _validate(self, now: float, wall: float) -> None:
-        while self._pending and (now - self._pending[0][1] >= VALIDATION_HORIZON_S or self._pending[0][0] in self._feedback):
-            pid, t, gnn_score = self._pending.popleft()
-            if pid in self._feedback:
-                truth = self._feedback.pop(pid)
-            else:
-                truth = any(t <= f <= t + VALIDATION_HORIZON_S for f in self._rule_fired_at)
-            self.observe.record_outcome(pid, truth, wall)
-            if not truth and gnn_score is not None:
-                self._normal_scores.append(gnn_score)
-        while self._rule_fired_at and now - self._rule_fired_at[0] > 2 * VALIDATION_HORIZON_S:
-            self._rule_fired_at.popleft()
 
     def _recalibrate(self, now: float) -> None:
         self._last_recal_s = now

@@ -125,3 +125,16 @@ def neighbour_aggregates(x_nbr: np.ndarray, mask: np.ndarray) -> np.ndarray:
     mx = np.where(has[:, None], np.where(w, xn, -np.inf).max(axis=1), 0.0)
     mn = np.where(has[:, None], np.where(w, xn, np.inf).min(axis=1), 0.0)
     return np.concatenate([mean, mx, mn, (cnt / K_NEIGHBOURS)[:, None]], axis=1).astype(np.float32)
+
+
+LINKS_DOWN_MAX = 8
+"""`links_down` (collector.FeatureState.links_down: neighbours whose held loss counted in the window and
+that are still not UP) is clipped to this and scaled to 0..1: the trees' one own-only input beside the
+8 features. It is not in the shared vector (neighbours' records stay 8 values), so a peer's row gets 0."""
+
+
+def links_down_input(links_down: Sequence[float] | np.ndarray) -> np.ndarray:
+    """[B] neighbour counts -> [B, 1] float32 in 0..1 (missing or non-finite: 0)."""
+    v = np.asarray(links_down, dtype=np.float64).reshape(-1)
+    v = np.where(np.isfinite(v), v, 0.0)
+    return (np.clip(v, 0.0, LINKS_DOWN_MAX) / LINKS_DOWN_MAX).astype(np.float32)[:, None]

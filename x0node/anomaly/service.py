@@ -20,8 +20,13 @@ Rules and invariants:
   observe state when its phase changed, at most every PERSIST_INTERVAL_S otherwise (flash wear), and
   at stop. Nothing here raises out of the loop; a failing tick is logged
   and counted.
-- `update_peer(node_id, raw)` and `feedback(prediction_id, was_anomaly)` are the entry points for
-  other services (state gossip, web UI).
+- `update_peer(node_id, raw)` (state gossip), `store_feedback(alarm_id, fault)` (the operator's verdict
+  on one of this node's alarms, Incidents page) and `store_fault(start, end, source)` (a fault an
+  operator confirmed on this node, or one the fault lab injected) are the entry points for other
+  services. Both verdict calls write observe.json (temp + fsync + rename) before they return; when it
+  cannot be written they undo the verdict in memory and raise OSError, so nothing is reported as
+  saved that was not. Observe-mode state is only serialised under `_lock` (a verdict arriving from
+  the web UI never races a tick's save).
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ DEFAULTS: dict[str, Any] = {
     "target_fpr": 0.01,
     "peer_ttl_s": 0.0,  # 0 = 4 x interval_s
     "observe_days": 14.0,
-    "min_outcomes": 200,
+    "min_outcomes": 40,  # judged alarms (observe.py)
     "override": "",
     "drift_psi": 0.25,
     "seed": None,
@@ -140,6 +145,7 @@ class AnomalyService:
         self._record_fh: Any = None
         self._cgroup: Any = None  # collector.NodeCgroups when `cgroup` selects the node's own groups
         self._cpu_mem_source = "host"  # "cgroup" while the node's own groups were read at the last tick
+        self._lock = asyncio.Lock()  # observe-mode state is serialised under it (tick saves, verdicts)
 
     # ---- lifecycle
     async def start(self, ctx: Any) -> None:
@@ -192,9 +198,47 @@ class AnomalyService:
     def update_peer(self, node_id: str, raw: list[float]) -> bool:
         return self.engine is not None and self.engine.update_peer(node_id, raw, time.monotonic())
 
-    def feedback(self, prediction_id: int, was_anomaly: bool) -> None:
-        if self.engine is not None:
-            self.engine.feedback(prediction_id, was_anomaly)
+    @property
+    def node_id(self) -> str:
+        return "" if self._ctx is None else str(self._ctx.node_id)
+
+    def alarms(self, limit: int = 50) -> list[dict[str, Any]]:
+        """This node's newest alarms with their verdicts (observe mode)."""
+        return [] if self.engine is None else self.engine.observe.alarms(limit)
+
+    async def store_feedback(self, alarm_id: int, fault: bool) -> bool:
+        """The operator's verdict on one of this node's alarms; False for an alarm not held."""
+        if self.engine is None:
+            return False
+        async with self._lock:
+            observe = self.engine.observe
+            before = observe.to_dict()
+            if not self.engine.judge(alarm_id, fault, "operator", time.time()):
+                return False
+            await self._save_verdict(before)
+        return True
+
+    async def store_fault(self, start: float, end: float, source: str = "incident") -> bool | None:
+        """A fault known to have acted on this node in [start, end] (wall-clock s): whether one of its
+        alarms detected it (None: refused)."""
+        if self.engine is None:
+            return None
+        async with self._lock:
+            before = self.engine.observe.to_dict()
+            detected = self.engine.fault(start, end, source, time.time())
+            if detected is not None:
+                await self._save_verdict(before)
+        return detected
+
+    async def _save_verdict(self, before: dict[str, Any]) -> None:
+        self._publish_events()
+        text = json.dumps(self.engine.observe.to_dict())
+        try:
+            await asyncio.to_thread(write_atomic, self._state_path, text.encode())
+        except OSError:
+            self.engine.observe = _restore_observe(before, self.engine.observe)
+            raise
+        self._saved_state, self._saved_phase, self._saved_at = text, self.engine.observe.phase.value, time.monotonic()
 
     def set_override(self, mode: str | None) -> None:
         if self.engine is not None:
@@ -317,13 +361,11 @@ class AnomalyService:
         now, wall = time.monotonic(), time.time()
         raw = self._features.update(counters, neighbours, now)
         adjacency = _adjacency(ctx.node_id, neighbours, topology)
-        result = self.engine.step(raw, adjacency, now, wall, self._rng)
+        down = self._features.links_down(now)
+        result = self.engine.step(raw, adjacency, now, wall, self._rng, links_down=down)
         ctx.bus.publish(FEATURES_TOPIC, FeatureVector(ctx.node_id, dict(self._features.last), wall,
                                                       tuple(float(v) for v in raw), self.config["interval_s"]))
-        for ev in iter(self.engine.next_event, None):
-            ctx.bus.publish("anomaly", ev)
-            if "events" in self._gauges:
-                self._gauges["events"].labels(type(ev).__name__).inc()
+        self._publish_events()
         if self._gauges:
             for layer in ("gnn", "self", "iforest", "rules"):
                 self._gauges["layer"].labels(layer).set(1.0 if result["layer"] == layer else 0.0)
@@ -331,11 +373,19 @@ class AnomalyService:
             self._gauges["score"].set(float(own.get("score", 0.0)))
             self._gauges["acting"].set(1.0 if result["acting"] else 0.0)
         if self.config["record"]:
-            await asyncio.to_thread(self._record, now, wall, raw, neighbours, result)
-        await asyncio.to_thread(self._persist)
+            await asyncio.to_thread(self._record, now, wall, raw, neighbours, result, down)
+        async with self._lock:
+            await asyncio.to_thread(self._persist)
         return result
 
-    def _record(self, now: float, wall: float, raw: np.ndarray, neighbours: Any, result: dict[str, Any]) -> None:
+    def _publish_events(self) -> None:
+        for ev in iter(self.engine.next_event, None):
+            self._ctx.bus.publish("anomaly", ev)
+            if "events" in self._gauges:
+                self._gauges["events"].labels(type(ev).__name__).inc()
+
+    def _record(self, now: float, wall: float, raw: np.ndarray, neighbours: Any, result: dict[str, Any],
+                links_down: int = 0) -> None:
         """One line per tick for the fault lab's dataset: what this node saw, what reached it, what it said."""
         if self._record_fh is None:
             path = self._ctx.data_dir / STATE_DIR / RECORD_FILE
@@ -346,7 +396,7 @@ class AnomalyService:
         line = {
             "mono": round(now, 3), "wall": round(wall, 3), "node": self._ctx.node_id, "features": FEATURES_VERSION,
             "cpu_mem": self._cpu_mem_source,
-            "raw": [round(float(v), 6) for v in raw],
+            "raw": [round(float(v), 6) for v in raw], "links_down": links_down,
             "up": sorted(nb.node_id for nb in neighbours if nb.state == "up"),
             "peers": {nid: [round(float(v), 6) for v in vec] + [round(now - at, 3)]
                       for nid, (vec, at) in self.engine.peer_vectors().items()},
@@ -370,6 +420,15 @@ def alarm_policy_of(bundle: Any) -> Any:
     except (TypeError, ValueError) as exc:
         log.warning("anomaly alarm policy in the bundle is malformed (%s); alarming on every anomalous tick", exc)
         return AlarmPolicy()
+
+
+def _restore_observe(before: dict[str, Any], current: Any) -> Any:
+    """Observe mode as it was before a verdict that could not be saved (same config and override)."""
+    from x0node.anomaly.observe import ObserveMode
+
+    restored = ObserveMode.from_dict(before, current.config, before.get("started_s", 0.0))
+    restored.override = current.override
+    return restored
 
 
 def _safe_call(obj: Any, name: str, default: Any) -> Any:

@@ -9,8 +9,9 @@ Rules and invariants:
   MAX_NODES nodes, feature indices below the declared input width, finite thresholds and values,
   children strictly after their parent (no cycles, bounded depth). Anything else raises TreeError.
 - Inputs: the self model takes the node's normalised vector [B, 8]; the neighbour model takes it plus
-  `features.neighbour_aggregates` of the masked neighbour block ([B, 8 + 25]). `logits` raises
-  TreeError on a width mismatch. Pure; no I/O.
+  `features.neighbour_aggregates` of the masked neighbour block ([B, 8 + 25]). A model one wider
+  (9 or 34: `"inputs"` in its file) also takes `links_down` (features.links_down_input) right after
+  the 8 features; rows given none get 0. `logits` raises TreeError on a width mismatch. Pure; no I/O.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from typing import Any
 import numpy as np
 
 from x0node.anomaly.features import N_AGGREGATES, N_FEATURES, neighbour_aggregates
+
+WIDTHS = (N_FEATURES, N_FEATURES + 1, N_FEATURES + N_AGGREGATES, N_FEATURES + 1 + N_AGGREGATES)
+"""self, self + links_down, self + aggregates, self + links_down + aggregates."""
 
 MAX_TREES = 512
 MAX_NODES = 1024
@@ -80,7 +84,8 @@ class TreeModel:
         self.baseline = baseline
         self.trees = trees
         self.width = width
-        self.uses_neighbours = width == N_FEATURES + N_AGGREGATES
+        self.uses_neighbours = width >= N_FEATURES + N_AGGREGATES
+        self.uses_links_down = width in (N_FEATURES + 1, N_FEATURES + 1 + N_AGGREGATES)
         # every tree padded into one [T, N] table so all trees descend together, one level per step
         t, n = len(trees), max(len(tr.feature) for tr in trees)
         self._feature = np.zeros((t, n), dtype=np.int64)
@@ -100,8 +105,8 @@ class TreeModel:
         if not isinstance(d, dict):
             raise TreeError("a tree model must be an object")
         width = d.get("inputs")
-        if width not in (N_FEATURES, N_FEATURES + N_AGGREGATES):
-            raise TreeError(f"inputs must be {N_FEATURES} or {N_FEATURES + N_AGGREGATES}")
+        if width not in WIDTHS:
+            raise TreeError(f"inputs must be one of {WIDTHS}")
         trees = d.get("trees")
         if not isinstance(trees, list) or not 1 <= len(trees) <= MAX_TREES:
             raise TreeError(f"a model needs 1..{MAX_TREES} trees")
@@ -110,8 +115,12 @@ class TreeModel:
             raise TreeError("baseline must be a finite number")
         return cls(float(base), [_tree(t, width) for t in trees], width)
 
-    def logits(self, x_self: np.ndarray, x_nbr: np.ndarray | None = None, mask: np.ndarray | None = None) -> np.ndarray:
+    def logits(self, x_self: np.ndarray, x_nbr: np.ndarray | None = None, mask: np.ndarray | None = None,
+               x_down: np.ndarray | None = None) -> np.ndarray:
         x = np.asarray(x_self, dtype=np.float64).reshape(-1, N_FEATURES)
+        if self.uses_links_down:
+            down = np.zeros((len(x), 1)) if x_down is None else np.asarray(x_down, dtype=np.float64).reshape(len(x), 1)
+            x = np.concatenate([x, down], axis=1)
         if self.uses_neighbours:
             if x_nbr is None or mask is None:
                 raise TreeError("the neighbour model needs the neighbour block")

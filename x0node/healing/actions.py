@@ -30,7 +30,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from x0node.healing.monitor import Element, ElementKind, MonitorOutput, link_element, link_ends
+from x0node.healing.monitor import (
+    ABNORMAL_DEGREE,
+    Element,
+    ElementKind,
+    MonitorOutput,
+    Signal,
+    link_element,
+    link_ends,
+)
 from x0node.healing.observation import RoutingObs, Snapshot
 
 PENALTY_FACTOR = 4.0  # cost multiplier of a penalised link: moves traffic to a path up to 4x as costly
@@ -103,6 +111,17 @@ class PlanContext:
     @property
     def self_id(self) -> str:
         return self.snapshot.routing.self_id
+
+
+class NotNow(str):
+    """A precondition's reason that holds for the moment only: the plan waits on this rung instead of
+    going on to a costlier one (a lossy or flapping link's neighbour is down for a moment at each flap)."""
+
+
+def down_for_a_moment(link: Element, ctx: PlanContext) -> bool:
+    """Our link's neighbour was up less than LINK_DOWN_MEMORY_S ago (the monitor's link-down indicator)."""
+    return any(i.signal is Signal.LINK_DOWN and i.element == link and i.degree >= ABNORMAL_DEGREE
+               for i in ctx.monitor.indicators)
 
 
 def up_neighbours(r: RoutingObs) -> dict[str, list[str]]:
@@ -249,7 +268,8 @@ class _LinkWeight(ActionPlugin):
             return "not a link of this node (its ends repair it)"
         nbrs = up_neighbours(ctx.routing)
         if far not in nbrs:
-            return "the neighbour is not up (routing already avoids it)"
+            why = "the neighbour is not up (routing already avoids it)"
+            return NotNow(f"{why}; it was up a moment ago") if down_for_a_moment(target, ctx) else why
         if len(nbrs) < 2:
             return "no other neighbour to carry the traffic"
         return None

@@ -12,13 +12,17 @@ changes, with the topology deciding which observations a fault can reach):
   Flaps of our neighbour N come from a flapping link (normal hello loss between flaps) or from a lossy
   one (hellos lost back to back time N out): with sustained hello loss on the link, `link_lossy`
   explains both and wins; its flap is not counted as an effect seen before the cause (the loss estimate
-  needs many hellos, a flap shows at once).
+  needs many hellos, a flap shows at once). How the link went down tells them apart at the first flaps,
+  before any loss estimate: a lossy link's downs are hello timeouts with the carrier up
+  (`hello_timeout`), a flapping link's are its carrier going (the core's `link_down`).
 - A neighbour's own forwarding is read from its loop probes (`probe_via`, monitor.py), which need no
   guess of a return path; a path probe's answer's way back is a guess from the LSDB (local steering is
   not in it), so it weighs little — except a probe to our own neighbour, which answers over our link
   to it (`on_back`): a fault of that link explains those answers too.
 - A link that went down while its far end stays reachable is `link_down`; `node_down` explains every
-  link to the node going down. Both are left to routing (policy.ROUTING_REPAIRS).
+  link to the node going down, and the silence of the interface it was the last neighbour heard on
+  (`interface_stuck` predicts the nodes that interface last heard still reachable through others).
+  Both are left to routing (policy.ROUTING_REPAIRS).
 - consistency = weighted mean agreement over the indicators the hypothesis speaks about (degree where
   it predicts abnormal, 1 - degree where it predicts normal). coverage = the share of lit degree in
   scope that the hypothesis explains. Temporal lag: a cause is seen no later than its effects, so a
@@ -106,7 +110,7 @@ NO_DIRECT_EVIDENCE: dict[FaultKind, float] = {FaultKind.NODE_OVERLOAD: 0.75}  # 
 
 # Which indicators are direct measurements of an element (causes), per fault kind.
 _DIRECT: dict[FaultKind, frozenset[Signal]] = {
-    FaultKind.LINK_LOSSY: frozenset({Signal.HELLO_LOSS}),
+    FaultKind.LINK_LOSSY: frozenset({Signal.HELLO_LOSS, Signal.HELLO_TIMEOUT}),
     FaultKind.LINK_CONGESTED: frozenset({Signal.HELLO_RTT}),
     FaultKind.LINK_FLAPPING: frozenset({Signal.FLAP}),
     FaultKind.LINK_DOWN: frozenset({Signal.LINK_DOWN}),
@@ -180,10 +184,16 @@ def _path_links(path: Sequence[str]) -> list[Element]:
 class _Graph:
     """Adjacency (current and remembered links) with the partitions a dead node would cause, cached."""
 
-    def __init__(self, self_id: str, adjacency: Mapping[str, Iterable[str]]) -> None:
+    def __init__(self, self_id: str, adjacency: Mapping[str, Iterable[str]],
+                 indicators: Iterable[Indicator] = ()) -> None:
         self.me = self_id
         self.adj = {k: frozenset(v) for k, v in adjacency.items()}
         self._cut: dict[str, frozenset[str]] = {}
+        self._heard = {i.element: frozenset(i.path[1:]) for i in indicators if i.signal is Signal.IFACE_SILENT}
+
+    def last_heard(self, interface: Element) -> frozenset[str]:
+        """The neighbours an interface of ours last heard (its silence indicator's path)."""
+        return self._heard.get(interface, frozenset())
 
     def cut_by(self, x: str) -> frozenset[str]:
         """Nodes we could reach only through x."""
@@ -213,15 +223,26 @@ def _role(fault: FaultKind, el: Element, ind: Indicator, g: _Graph) -> tuple[flo
         # a probe to our own neighbour is answered over our link to it (its route to us): the one way
         # back that is no guess, so a fault of that link shows on probes sent out through others
         on_back = len(path) == 3 and not ind.back and el == link_element(path[2], self_id) and not on_path
+        # beyond that, the answer's way back is our guess of the far end's route (the LSDB shows no
+        # steering): a lost or slow answer is weak evidence for a link on it, a good one no contradiction
+        guessed_back = len(path) == 3 and bool(ind.back) and not on_path and ind.degree >= LIT_DEGREE \
+            and el in _path_links((path[2], *ind.back, self_id))
         if fault is FaultKind.LINK_LOSSY:
             if s is Signal.HELLO_LOSS and ind.element == el:
                 return 3.0, True
-            if s in (Signal.FLAP, Signal.LINK_DOWN) and ind.element == el:
+            if s is Signal.HELLO_TIMEOUT and ind.element == el:
+                return 3.0, True  # its downs are hello timeouts with the carrier up: hellos lost back to back
+            if s is Signal.FLAP and ind.element == el:
                 return LOSSY_FLAP_WEIGHT, True  # hellos lost back to back time the neighbour out
+            if s is Signal.LINK_DOWN and ind.element == el:
+                # ... and it is back at the next hello that passes: down is evidence, up no contradiction
+                return (LOSSY_FLAP_WEIGHT, True) if ind.degree >= LIT_DEGREE else None
             if s is Signal.PROBE_LOSS and on_path and not first:  # a first link's loss is subtracted
                 return 3.0, True
             if s is Signal.PROBE_LOSS and on_back:
                 return 1.0, True  # the answers cross it
+            if s is Signal.PROBE_LOSS and guessed_back:
+                return 1.0, True  # the answers cross it, if the far end routes them as we guess
             if s is Signal.PROBE_LOSS and len(path) == 3 and not on_path and _near(path, a, b, self_id):
                 return CONTRA_WEIGHT, False  # other paths through the same neighbour or to the same far end
             if s is Signal.PROBE_VIA and self_id in (a, b) and path == (self_id, b if a == self_id else a):
@@ -246,7 +267,7 @@ def _role(fault: FaultKind, el: Element, ind: Indicator, g: _Graph) -> tuple[flo
                 return (1.0, True) if ind.degree >= LIT_DEGREE else None
             if s is Signal.PROBE_RTT and on_path:
                 return (1.0 if first else 3.0), True
-            if s is Signal.PROBE_RTT and on_back:
+            if s is Signal.PROBE_RTT and (on_back or guessed_back):
                 return 1.0, True  # the answers queue behind it
             if s is Signal.PROBE_RTT and len(path) == 3 and not on_path and _near(path, a, b, self_id):
                 return CONTRA_WEIGHT, False
@@ -258,6 +279,8 @@ def _role(fault: FaultKind, el: Element, ind: Indicator, g: _Graph) -> tuple[flo
                 return 1.0, True  # down part of the time
             if s is Signal.HELLO_LOSS and ind.element == el:
                 return CONTRA_WEIGHT, False  # between its flaps a flapping link passes its hellos
+            if s is Signal.HELLO_TIMEOUT and ind.element == el:
+                return CONTRA_WEIGHT, False  # the link itself goes down (its carrier), hellos are not lost
             return None
         return None
     if el.kind is ElementKind.NODE:
@@ -315,10 +338,15 @@ def _role(fault: FaultKind, el: Element, ind: Indicator, g: _Graph) -> tuple[flo
                 return 1.0, True
             if s is Signal.LINK_DOWN and x in ind.path:
                 return 2.0, True  # every link to it goes down
+            if s is Signal.IFACE_SILENT and x in ind.path[1:]:
+                # the interface it was heard on falls silent (after IFACE_SILENT_S: no contradiction before)
+                return (2.0, True) if ind.degree >= LIT_DEGREE else None
             return None
         if fault is FaultKind.NODE_ANOMALOUS:
             return (3.0, True) if s is Signal.VERDICT and at_x else None
         return None
+    if fault is FaultKind.INTERFACE_STUCK and s is Signal.UNREACHABLE and ind.element.id in g.last_heard(el):
+        return CONTRA_WEIGHT, False  # a stuck interface cuts our links, not the nodes behind them
     direct = _DIRECT[fault]
     return (3.0, True) if s in direct and ind.element == el else None
 
@@ -398,7 +426,7 @@ def rank(
     merged: dict[str, set[str]] = {k: set(v) for k, v in routing.adjacency().items()}
     for k, v in (adjacency or {}).items():
         merged.setdefault(k, set()).update(v)
-    graph = _Graph(me, merged)
+    graph = _Graph(me, merged, indicators)
     dist = hop_distances(me, merged)
     scope = _scope(indicators, symptoms, me)
     lit_mass = sum(i.degree for i in scope.values())

@@ -322,23 +322,41 @@ class HealingEngine:
         """Explain again the symptoms of every incident that has not acted yet, together: the first
         diagnosis is made on the first symptom to rise and on thin evidence, and a cause found later may
         explain symptoms that opened separate incidents. Each group of the new cover goes to the incident
-        holding most of its symptoms; its cause changes only when the new one scores REDIAGNOSE_MARGIN
-        times the old one's (no flip-flopping). An incident left without active symptoms is merged."""
+        holding most of its symptoms and not given another group's cause in the same pass (else the group
+        opens its own incident: two causes in one incident took turns, each cycle, and the one left last
+        was acted on); its cause changes only when the new one scores REDIAGNOSE_MARGIN
+        times the old one's (no flip-flopping), and never while a symptom the old cause explained has
+        cleared: what is left of a fault that is ending is no better evidence (a hung node restarted is
+        reachable again a moment before our link to it is back: its link's down alone read `link_down`).
+        An incident left without active symptoms is merged."""
         flexible = [i for i in sorted(self._open.values(), key=lambda i: i.id)
                     if i.state in (State.OPEN, State.OBSERVED, State.EXHAUSTED) and not i.pending and not i.in_force]
         active = {s.key: s for s in out.active}
+        names = {str(s) for s in out.active}
         syms = [active[k] for i in flexible for k in sorted(i.symptoms) if k in active]
         if not syms:
             return
+        given: set[int] = set()  # incidents that took a group's cause in this pass
         for diag, group in cover(out.indicators, syms, snap.routing, now, self.config.top_k, adjacency=out.adjacency):
             top, keys = diag.top, {s.key for s in group}
-            owner = max(flexible, key=lambda i: (len(i.symptoms & keys), -i.id))
-            old = owner.diagnosis.top
-            if top is None or not owner.symptoms & keys:
+            holders = [i for i in flexible if i.state is not State.CLOSED and i.symptoms & keys]
+            if top is None or not holders:
                 continue
+            free = [i for i in holders if i.id not in given]
+            if not free:  # its symptoms sit in an incident that took another cause: a cause of their own
+                if len(self._open) < MAX_OPEN_INCIDENTS:
+                    for i in holders:
+                        i.symptoms -= keys
+                    self._open_incident(diag, group, now)
+                continue
+            owner = max(free, key=lambda i: (len(i.symptoms & keys), -i.id))
+            given.add(owner.id)
+            old = owner.diagnosis.top
             if old is not None and (top.element, top.fault) == (old.element, old.fault):
                 owner.symptoms |= keys
             else:
+                if old is not None and any(name not in names for name in old.explains):
+                    continue  # its evidence is going (the fault is ending), not changing: the cause stays
                 was = 0.0 if old is None else next(
                     (c.score for c in diag.candidates if (c.element, c.fault) == (old.element, old.fault)), 0.0)
                 if top.score < REDIAGNOSE_MARGIN * was:

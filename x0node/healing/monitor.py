@@ -5,7 +5,9 @@ Rules and invariants:
   the pinned thresholds below: a link down (a neighbour seen up in the last LINK_DOWN_MEMORY_S is
   gone: the core forgets a dead neighbour at once, so the monitor remembers it), link loss (the hello loss, or the one-way loss the link probes show when
   that is higher: they see a new loss within seconds, the hello EWMA within ~10 s), link RTT against its own baseline (the minimum over
-  RTT_BASELINE_WINDOW_S, as the routing core does), flaps in FLAP_WINDOW_S, data-plane probe loss in
+  RTT_BASELINE_WINDOW_S, as the routing core does), flaps in FLAP_WINDOW_S and the share of the link's
+  downs in that window that were hello timeouts with the carrier up (NeighbourObs.timeouts: lost hellos,
+  not a link that went down), data-plane probe loss in
   excess of what the first link's own loss explains (the loss's Wilson lower bound, so that a couple of
   unlucky probes in a small window count for little), a neighbour's forwarding loss (its loop probes'
   loss beyond its link probes', so no guess of a return path enters it), probe RTT against its baseline, node
@@ -21,6 +23,9 @@ Rules and invariants:
 - State is bounded: histories are pruned by age and by count; elements unseen for FORGET_AFTER_S are
   forgotten; at most MAX_TRACKED keys of each kind are kept (new keys beyond that are ignored and
   counted in `overflow`).
+- A neighbour the routing core forgot (it does so at once when it goes down) went down once more
+  than its transitions when last seen up: its flap count includes that down while it is gone, so a
+  flapping link is seen at its second down, not when it is back.
 - `settle(keys, now)` clears symptoms the engine judged over (their evidence clean for a lifted
   mitigation's hold); they rise again only through their `raise_after_s`, and a settled link flap
   (its count over FLAP_WINDOW_S still lit) only after a new transition (`link_quiet_s`).
@@ -106,6 +111,7 @@ class Signal(enum.StrEnum):
     HELLO_LOSS = "hello_loss"
     HELLO_RTT = "hello_rtt"
     FLAP = "flap"
+    HELLO_TIMEOUT = "hello_timeout"  # share of a link's recent downs that were hello timeouts, not carrier losses
     LINK_DOWN = "link_down"  # a neighbour that was up is gone (its node may still be reachable)
     PROBE_LOSS = "probe_loss"  # one path: us -> via -> dest
     PROBE_VIA = "probe_via"  # one neighbour's forwarding: its loop probes (else all its paths, pooled)
@@ -274,6 +280,20 @@ def loss_bound(p: ProbeObs) -> float:
     return best
 
 
+def recent_loss(p: ProbeObs) -> float:
+    """A probe window's loss as it is now: the largest raw loss over the whole window and its last
+    RECENT_OUTCOMES. Subtracted from a loop probe's `loss_bound` as the first link's share, it must be
+    as recent as that bound: a loss that began a few probes ago, diluted in the link probes' whole window
+    but not in the loop probes' tail, read as the neighbour's forwarding loss (a lossy link named a black
+    hole at its far end)."""
+    best = p.loss
+    flags = p.lost_flags
+    for n in RECENT_OUTCOMES:
+        if n < len(flags):
+            best = max(best, sum(flags[-n:]) / n)
+    return best
+
+
 def ramp(value: float, normal: float, bad: float) -> float:
     """0 at `normal`, 1 at `bad` (either direction), linear and clipped between."""
     if bad == normal:
@@ -314,9 +334,11 @@ class Monitor:
         self.self_id = self_id
         self._rtt: dict[tuple[str, ...], _History] = {}  # link (ifname, nbr) or probe path -> RTT samples
         self._flaps: dict[tuple[str, str], _History] = {}  # (ifname, nbr) -> transition counts
+        self._timeouts: dict[tuple[str, str], _History] = {}  # (ifname, nbr) -> downs by hello timeout, counts
         self._loss_memory: dict[tuple[str, str], tuple[float, float]] = {}  # (ifname, nbr) -> (loss, at)
         self._iface_heard: dict[str, float] = {}  # interface -> last time it had an up neighbour
         self._nbr_up: dict[str, tuple[str, float]] = {}  # neighbour -> (interface, last seen up)
+        self._up_transitions: dict[tuple[str, str], int] = {}  # (ifname, nbr) -> its transitions when last seen up
         self._onsets: dict[tuple[Signal, Element, tuple[str, ...]], float] = {}
         self._onset_seen: dict[tuple[Signal, Element, tuple[str, ...]], float] = {}
         self._states: dict[tuple[SymptomKind, Element], _Hysteresis] = {}
@@ -334,9 +356,11 @@ class Monitor:
         return False
 
     def _forget(self, now: float) -> None:
-        for table in (self._rtt, self._flaps):
+        for table in (self._rtt, self._flaps, self._timeouts):
             for k in [k for k, h in table.items() if now - h.seen_s > FORGET_AFTER_S]:
                 del table[k]
+        for k in [k for k in self._up_transitions if k not in self._flaps]:
+            del self._up_transitions[k]
         for k in [k for k, (_, t) in self._loss_memory.items() if now - t > LOSS_MEMORY_S]:
             del self._loss_memory[k]
         for k in [k for k, t in self._onset_seen.items() if now - t > FORGET_AFTER_S]:
@@ -419,15 +443,32 @@ class Monitor:
                 fh.add(now, float(n.transitions), FLAP_WINDOW_S)
                 flaps = fh.samples[-1][1] - fh.samples[0][1]
                 out.append((Signal.FLAP, link, (me, n.node_id), ramp(flaps, FLAPS_NORMAL, FLAPS_BAD), flaps, n.ifname))
+                if n.timeouts is not None and self._room(self._timeouts, key):
+                    th = self._timeouts.setdefault(key, _History())
+                    th.add(now, float(n.timeouts), FLAP_WINDOW_S)
+                    if flaps > 0:  # of its downs in the window (every other transition), the timeouts
+                        share = min(1.0, (th.samples[-1][1] - th.samples[0][1]) / max(1.0, (flaps + 1) // 2))
+                        out.append((Signal.HELLO_TIMEOUT, link, (me, n.node_id), share, share, n.ifname))
             if not n.up:
                 continue
             if self._room(self._nbr_up, n.node_id):
                 self._nbr_up[n.node_id] = (n.ifname, now)
+                self._up_transitions[key] = n.transitions
             loss = self._sustained_loss(key, n.loss, n.up_for_s, now)
             hello_loss[n.node_id] = max(hello_loss.get(n.node_id, 0.0), loss)
             out.append((Signal.HELLO_LOSS, link, (me, n.node_id), ramp(loss, LOSS_NORMAL, LOSS_BAD), loss, n.ifname))
             deg, ratio = self._rtt_degree(("link", n.ifname, n.node_id), n.rtt_ms, now)
             out.append((Signal.HELLO_RTT, link, (me, n.node_id), deg, ratio, n.ifname))
+        listed = {(n.ifname, n.node_id) for n in r.neighbours}
+        for nb, (ifname, seen) in sorted(self._nbr_up.items()):  # gone from the view: it went down once more
+            key = (ifname, nb)
+            fh = self._flaps.get(key)
+            if key in listed or now - seen > LINK_DOWN_MEMORY_S or fh is None or key not in self._up_transitions:
+                continue
+            fh.add(now, max(fh.samples[-1][1], float(self._up_transitions[key] + 1)), FLAP_WINDOW_S)
+            flaps = fh.samples[-1][1] - fh.samples[0][1]
+            out.append((Signal.FLAP, link_element(me, nb), (me, nb), ramp(flaps, FLAPS_NORMAL, FLAPS_BAD), flaps,
+                        ifname))
         up_now = {n.node_id for n in r.neighbours if n.up}
         for nb, (ifname, seen) in sorted(self._nbr_up.items()):  # up now: 0 (clears); gone lately: down
             if now - seen > LINK_DOWN_MEMORY_S:
@@ -449,7 +490,7 @@ class Monitor:
         first_loss: dict[str, float] = {}  # via -> loss the first link explains, both ways
         for via, h in hello_loss.items():
             lp = link_probe.get(via)
-            first_loss[via] = max(1.0 - (1.0 - h) ** 2, lp.loss if lp is not None and lp.sent >= PROBE_MIN_SAMPLES
+            first_loss[via] = max(1.0 - (1.0 - h) ** 2, recent_loss(lp) if lp is not None and lp.sent >= PROBE_MIN_SAMPLES
                                   else 0.0)
         pooled: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
         for p in path_probes:
@@ -505,7 +546,8 @@ class Monitor:
                 continue
             silent_s = now - self._iface_heard[name]
             deg = 1.0 if up and silent_s >= IFACE_SILENT_S else 0.0
-            out.append((Signal.IFACE_SILENT, Element(ElementKind.INTERFACE, name), (me,), deg, silent_s, name))
+            last = tuple(sorted(nb for nb, (ifn, _) in self._nbr_up.items() if ifn == name))  # who it last heard
+            out.append((Signal.IFACE_SILENT, Element(ElementKind.INTERFACE, name), (me, *last), deg, silent_s, name))
         for u in snap.uplinks:
             blocked = (not u.reachable) and u.network_ok
             out.append((Signal.UPLINK, Element(ElementKind.UPLINK, u.name), (me,), 1.0 if blocked else 0.0,

@@ -42,6 +42,7 @@ class NeighbourObs:
     cost: int  # the cost we advertise for the link
     transitions: int = 0  # up/down transitions seen so far (monotonic, from the core's events)
     up_for_s: float | None = None  # age of the current session (the core starts its loss EWMA at 0)
+    timeouts: int | None = None  # of the downs, those by hellos that stopped with the carrier up (None: unknown)
 
 
 @dataclass(frozen=True)
@@ -245,7 +246,8 @@ def _bounded(items: Any, limit: int, kind: str, drops: ParseDrops) -> list[Any]:
     return list(items[:limit])
 
 
-def _neighbour(d: Any, transitions: Mapping[tuple[str, str], int]) -> NeighbourObs | None:
+def _neighbour(d: Any, transitions: Mapping[tuple[str, str], int],
+               timeouts: Mapping[tuple[str, str], int] | None = None) -> NeighbourObs | None:
     node_id, ifname = _str(_get(d, "node_id")), _str(_get(d, "ifname"), MAX_NAME_CHARS)
     loss = _fraction(_get(d, "loss") or 0.0)
     if node_id is None or ifname is None or loss is None:
@@ -262,6 +264,7 @@ def _neighbour(d: Any, transitions: Mapping[tuple[str, str], int]) -> NeighbourO
         cost=cost if cost is not None and cost >= 0 else 0,
         transitions=transitions.get((ifname, node_id.lower()), 0),
         up_for_s=_up_for(_get(d, "up_for_s")),
+        timeouts=None if timeouts is None else timeouts.get((ifname, node_id.lower()), 0),
     )
 
 
@@ -309,10 +312,12 @@ def routing_from_views(
     stats: Any,
     transitions: Mapping[tuple[str, str], int] | None = None,
     drops: ParseDrops | None = None,
+    timeouts: Mapping[tuple[str, str], int] | None = None,
 ) -> tuple[RoutingObs, ParseDrops]:
     """The routing core's read model (`router.neighbours()`, `routes()`, `topology()`, `stats()`: the
     frozen views of x0node/proto/views.py, or their JSON form) as a RoutingObs. `transitions` maps
-    (ifname, node id) to up/down transitions counted from the core's events."""
+    (ifname, node id) to up/down transitions counted from the core's events, `timeouts` to the downs among
+    them by hello timeout (the core's NeighbourDown reasons `dead` and `lost_us`: the carrier stayed up)."""
     drops = drops if drops is not None else ParseDrops()
     trans = transitions or {}
 
@@ -326,7 +331,7 @@ def routing_from_views(
                 out.append(value)
         return tuple(out)
 
-    nbrs = parse(_bounded(neighbours, MAX_NEIGHBOURS, "neighbours", drops), lambda d: _neighbour(d, trans),
+    nbrs = parse(_bounded(neighbours, MAX_NEIGHBOURS, "neighbours", drops), lambda d: _neighbour(d, trans, timeouts),
                  "neighbour")
     rts = parse(_bounded(routes, MAX_ROUTES, "routes", drops), _route, "route")
     nodes = parse(_bounded(_get(topology, "nodes") if topology is not None else None, MAX_NODES, "nodes", drops),

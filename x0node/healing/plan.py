@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from x0node.healing.actions import PLUGINS, ActionKind, PlanContext
+from x0node.healing.actions import PLUGINS, ActionKind, NotNow, PlanContext
 from x0node.healing.analyze import FaultKind
 from x0node.healing.incident import Incident
 from x0node.healing.monitor import Element
@@ -106,6 +106,9 @@ def plan(
             why = plugin.precondition(target, ctx)
             if why is None and plugin.mitigation and in_force(rung.action, target):
                 why = "already in force"
+            if isinstance(why, NotNow):
+                base = dict(cand=ci, rung=ri, ladder=rungs, rung_=rung, target=target)
+                return _plan(PlanKind.WAIT, base, {}, why, "not_now", skipped)
             if why is not None:
                 skipped.append((rung.action.value, str(target), why))
                 ri += 1

@@ -81,6 +81,7 @@ HISTORY_WINDOW_S = 24 * 3600.0
 PEER_METRICS_TTL_S = 120.0
 MIN_CYCLE_GAP_S = 0.1  # an early cycle for a pending symptom comes no sooner than this after the last
 MAX_TRANSITION_KEYS = 1024
+TIMEOUT_REASONS = frozenset({"dead", "lost_us"})  # NeighbourDown by lost hellos, the carrier up (not link_down)
 MAX_PEER_METRICS = 256
 MAX_UNWRITTEN = 4096
 SERVICE_TOPICS = frozenset({"core", "anomaly", "anomaly.features"})
@@ -149,11 +150,12 @@ def _call(obj: Any, name: str, default: Any) -> Any:
 
 
 def read_router(router: Any, self_id: str, transitions: Mapping[tuple[str, str], int],
-                drops: ParseDrops | None = None) -> RoutingObs:
+                drops: ParseDrops | None = None, timeouts: Mapping[tuple[str, str], int] | None = None) -> RoutingObs:
     """The routing core as the healing loop sees it: its read model, mapped onto RoutingObs. A view that
     fails reads as empty (and its entries as dropped), so a broken view never stops the loop."""
     obs, _ = routing_from_views(self_id, _call(router, "neighbours", ()), _call(router, "routes", ()),
-                                _call(router, "topology", None), _call(router, "stats", None), transitions, drops)
+                                _call(router, "topology", None), _call(router, "stats", None), transitions, drops,
+                                timeouts)
     return obs
 
 
@@ -178,6 +180,7 @@ class HealingService:
         self._actions: set[asyncio.Task[None]] = set()
         self._sub: Any = None
         self._transitions: dict[tuple[str, str], int] = {}
+        self._timeouts: dict[tuple[str, str], int] = {}  # downs by hello timeout (TIMEOUT_REASONS)
         self._verdicts: dict[str, VerdictObs] = {}
         self._metrics: dict[str, NodeMetricsObs] = {}
         self._updating = False
@@ -368,7 +371,7 @@ class HealingService:
     # ---- the cycle ------------------------------------------------------------------------------
     def snapshot(self, now: float) -> Snapshot:
         ctx = self._ctx
-        routing = read_router(ctx.router, ctx.node_id, self._transitions, self.parse_drops)
+        routing = read_router(ctx.router, ctx.node_id, self._transitions, self.parse_drops, self._timeouts)
         if self.scheduler is not None:
             self.scheduler.update(routing, now)
         for nid in [k for k, m in self._metrics.items() if now - m.at_s > PEER_METRICS_TTL_S]:
@@ -522,6 +525,8 @@ class HealingService:
             key = (str(ev.ifname), str(ev.node_id).lower())
             if key in self._transitions or len(self._transitions) < MAX_TRANSITION_KEYS:
                 self._transitions[key] = self._transitions.get(key, 0) + 1
+                if kind == "NeighbourDown" and getattr(ev, "reason", "") in TIMEOUT_REASONS:
+                    self._timeouts[key] = self._timeouts.get(key, 0) + 1
         elif topic == "anomaly" and kind == "AnomalyDetected":
             if len(self._verdicts) < MAX_PEER_METRICS or ev.node_id in self._verdicts:
                 self._verdicts[str(ev.node_id)] = VerdictObs(str(ev.node_id), float(ev.score), bool(ev.actionable),

@@ -95,7 +95,7 @@ class SessionDown:
 
 class Session:
     __slots__ = ("cipher", "send", "recv", "my_index", "peer_index", "created_s", "rekey_s", "counter",
-                 "window", "peer", "confirmed", "initiator")
+                 "window", "peer", "confirmed", "initiator", "esp_send", "esp_recv")
 
     def __init__(self, peer: Peer, cipher: int, send_key: bytes, recv_key: bytes, my_index: int, peer_index: int,
                  now: float, rekey_s: float, initiator: bool) -> None:
@@ -111,6 +111,8 @@ class Session:
         self.window = ReplayWindow(width=REPLAY_WINDOW_PACKETS, bits=64)
         self.confirmed = initiator
         self.initiator = initiator
+        self.esp_send = hs.esp_key(cipher, send_key)  # for a kernel ESP state (esp_plan.py)
+        self.esp_recv = hs.esp_key(cipher, recv_key)
 
 
 @dataclass
@@ -203,7 +205,7 @@ class Channels:
     def _new_index(self) -> int:
         while True:
             idx = self.rng.getrandbits(32)
-            if idx and idx not in self.by_index and idx not in self._pending_index:
+            if idx >= hs.MIN_INDEX and idx not in self.by_index and idx not in self._pending_index:
                 return idx
 
     def _next_stamp(self, now: float) -> int:

@@ -1,8 +1,11 @@
-"""End-to-end datapath adapter: a TUN device, one marked UDP socket, rules and routes, two worker threads.
+"""End-to-end datapath adapter: a TUN device, one marked UDP socket, rules and routes, two worker threads,
+and kernel ESP where the kernel has it.
 
-Why userspace and not kernel ESP: docs/overlay.md (this host's kernel has no ESP and no AEAD
-templates; the measured userspace path with a large TUN MTU carries more than yggdrasil on the same
-path). The adapter only moves bytes; every decision is in `Channels` (channel.py) and policy.py.
+Two paths, measured in docs/overlay.md: where the kernel has ESP with the session's AEAD (probed at
+start, `esp = "auto"`), a third thread programs transport-mode xfrm states from each session's keys
+(esp_plan.py decides, xfrm.py does) and packets never pass through Python; otherwise, and for every
+packet until a peer's ESP states are in, the userspace path: TUN, AEAD in this process, UDP. The
+adapter only moves bytes; every decision is in `Channels` (channel.py), `EspPlanner` and policy.py.
 
 Rules and invariants:
 - Two threads do the per-packet work so that no packet waits for the event loop: the sender reads the
@@ -14,6 +17,9 @@ Rules and invariants:
   leftovers of an earlier run at the same priorities.
 - Drops are counted by reason (`drops`): not_mesh (a TUN packet not from our mesh address), bad_inner
   (a decrypted packet not from the peer's address to ours), send_error, plus the core's reasons.
+- The ESP thread plans under the lock and calls the kernel outside it; each result goes back to the
+  plan (`done`), so the status never claims a state the kernel refused. On stop it removes its routes,
+  policies and states in that order, then anything else carrying our reqid or policy priorities.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from x0node.overlay import policy
+from x0node.overlay import esp_plan, policy
 from x0node.overlay.channel import Channels, SessionDown, SessionUp
 from x0node.overlay.handshake import CIPHER_NAMES, OVERHEAD_BYTES, PURPOSE_E2E, T_DATA
 from x0node.proto.identity import Identity, mesh_address_of
@@ -52,6 +58,11 @@ POLL_S = 0.2
 SOCKET_BUFFER_BYTES = 4 << 20
 TIMER_MIN_S = 0.02
 SO_RCVBUFFORCE, SO_SNDBUFFORCE = 33, 32
+ESP_RECONCILE_S = 0.5
+"""How often the ESP thread compares the sessions with the kernel (sooner when an offer arrives)."""
+ESP_STOP_S = 15.0
+ESP_TRAFFIC_S = 2.0
+"""How often it reads the states' byte counters (rekey needs to know a peer is busy; status shows them)."""
 
 
 def open_tun(name: str) -> int:
@@ -194,6 +205,10 @@ class E2EDatapath:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._dst_cache: dict[bytes, tuple[str, int]] = {}
         self._src_cache: dict[str, bytes] = {}
+        self.esp: esp_plan.EspPlanner | None = None
+        self.esp_reason = "off in the config" if cfg.get("esp", "auto") == "off" else "not probed"
+        self._esp_wake = threading.Event()
+        self._esp_bytes: dict[bytes, tuple[int, int]] = {}  # peer -> (rx, tx) bytes of its kernel states
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
@@ -213,21 +228,36 @@ class E2EDatapath:
         except BaseException:
             await self.stop()
             raise
-        for name, target in (("overlay-tx", self._tx_loop), ("overlay-rx", self._rx_loop)):
+        targets = [("overlay-tx", self._tx_loop), ("overlay-rx", self._rx_loop)]
+        if self.cfg.get("esp", "auto") == "auto":
+            from x0node.overlay import xfrm
+
+            reason = await asyncio.to_thread(xfrm.probe, self.core.cipher)
+            if reason is None:
+                self.esp = esp_plan.EspPlanner(self.my_addr, {self.core.cipher})
+                targets.append(("overlay-esp", self._esp_loop))
+            self.esp_reason = reason or ""
+        for name, target in targets:
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
         self._arm()
-        log.info("overlay e2e up ifname=%s mtu=%d cipher=%s destinations=%s", self.cfg["ifname"], self.cfg["mtu"],
-                 CIPHER_NAMES[self.core.cipher], ",".join(self.cfg["destinations"]))
+        log.info("overlay e2e up ifname=%s mtu=%d cipher=%s destinations=%s datapath=%s%s", self.cfg["ifname"],
+                 self.cfg["mtu"], CIPHER_NAMES[self.core.cipher], ",".join(self.cfg["destinations"]),
+                 self.datapath, f" ({self.esp_reason})" if self.esp is None else "")
+
+    @property
+    def datapath(self) -> str:
+        return "kernel-esp" if self.esp is not None else "userspace"
 
     async def stop(self) -> None:
         self._stop.set()
+        self._esp_wake.set()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        for t in self._threads:
-            await asyncio.to_thread(t.join, 2 * POLL_S + 1)
+        for t in self._threads:  # the ESP thread removes its kernel state first: give it time
+            await asyncio.to_thread(t.join, ESP_STOP_S if t.name == "overlay-esp" else 2 * POLL_S + 1)
         self._threads.clear()
         await asyncio.to_thread(self.kernel.remove)
         if self._sock is not None:
@@ -355,6 +385,14 @@ class E2EDatapath:
                         self._flush()
                 if got is None:
                     continue
+                if esp_plan.is_control(got[1]):
+                    if self.esp is not None:
+                        with self.lock:
+                            self.esp.on_offer(core, got[0], got[1])
+                        self._esp_wake.set()
+                    else:
+                        self.drops["control_ignored"] = self.drops.get("control_ignored", 0) + 1
+                    continue
                 if not policy.inbound_ok(got[1], src_key, my):
                     self.drops["bad_inner"] += 1
                     continue
@@ -363,6 +401,77 @@ class E2EDatapath:
                     os.write(tun, got[1])
                 except OSError:
                     self.drops["send_error"] += 1
+
+    # --- kernel ESP (its own thread: pyroute2's sync API runs its own event loop) -------------------------
+
+    def _esp_loop(self) -> None:
+        from x0node.overlay import xfrm
+
+        esp = self.esp
+        assert esp is not None
+        ports = [(socket.IPPROTO_UDP, self.port)]
+        if self.cfg.get("exempt_tcp_port"):
+            ports.append((socket.IPPROTO_TCP, self.cfg["exempt_tcp_port"]))
+        x = xfrm.Xfrm(self.cfg["table"], self.kernel.protocol, ports)
+        try:
+            x.remove_ours()
+            x.add_bypass()
+            traffic_due = 0.0
+            while not self._stop.is_set():
+                self._esp_wake.wait(ESP_RECONCILE_S)
+                self._esp_wake.clear()
+                if self._stop.is_set():
+                    break
+                try:
+                    self._esp_step(x, esp, time.monotonic() >= traffic_due)
+                except Exception:  # noqa: BLE001 - counted, logged once; the userspace path goes on
+                    self._internal_error()
+                if time.monotonic() >= traffic_due:
+                    traffic_due = time.monotonic() + ESP_TRAFFIC_S
+        finally:
+            with self.lock:
+                actions = esp.removal()
+            for a in actions:
+                with contextlib.suppress(xfrm.XfrmError):
+                    x.apply(a)
+            with contextlib.suppress(Exception):
+                x.remove_ours()
+            x.close()
+
+    def _esp_step(self, x: Any, esp: esp_plan.EspPlanner, read_traffic: bool) -> None:
+        from x0node.overlay import xfrm
+
+        now = time.monotonic()
+        with self.lock:
+            actions = esp.plan(self.core, now)
+        for a in actions:
+            try:
+                x.apply(a)
+                ok = True
+            except xfrm.XfrmError as exc:
+                ok = False
+                log.warning("overlay esp: %s %s refused: %s", a.op, type(a.item).__name__, exc)
+            with self.lock:
+                esp.done(a, ok)
+        if read_traffic:
+            per: dict[bytes, list[int]] = {}
+            for st in x.states():
+                inbound = st["dst"] == self.my_addr
+                peer = st["src"] if inbound else st["dst"]
+                per.setdefault(peer, [0, 0])[0 if inbound else 1] += st["bytes"]
+            with self.lock:
+                for peer, (rx, tx) in per.items():
+                    esp.note_traffic(peer, rx + tx, now)
+                    self._esp_bytes[peer] = (rx, tx)
+                for key in esp.rekeys(self.core, now):
+                    self.core.connect(key, now)
+                self._flush()
+        with self.lock:
+            for key, offer in esp.offers(self.core, now):
+                data = self.core.send(key, offer, now)
+                if data is not None:
+                    self._sendto(key, data)
+            self._flush()
 
     def _internal_error(self) -> None:
         self.drops["internal_error"] = self.drops.get("internal_error", 0) + 1
@@ -377,7 +486,18 @@ class E2EDatapath:
             peers = self.core.view(now)
             drops = {**{k: v for k, v in self.core.drops.items() if v}, **{k: v for k, v in self.drops.items() if v}}
             counters = {**self.core.counters, **self.counters}
+            esp = self.esp
+            if esp is not None:
+                counters.update({f"esp_{k}": v for k, v in esp.counters.items()})
+                for p in peers:
+                    key = bytes.fromhex(p["key"])
+                    p["path"] = esp.path_of(key)
+                    p["esp_rx_bytes"], p["esp_tx_bytes"] = self._esp_bytes.get(key, (0, 0))
+            else:
+                for p in peers:
+                    p["path"] = "userspace"
         return {"ifname": self.cfg["ifname"], "cipher": CIPHER_NAMES[self.core.cipher], "mtu": self.cfg["mtu"],
+                "datapath": self.datapath, "esp_unavailable": self.esp_reason if esp is None else None,
                 "destinations": list(self.cfg["destinations"]), "peers": peers, "drops": drops, "counters": counters}
 
 

@@ -62,6 +62,14 @@ CIPHER_CHACHA20_POLY1305 = 1
 CIPHER_AES256_GCM = 2
 CIPHER_NAMES = {CIPHER_CHACHA20_POLY1305: "chacha20-poly1305", CIPHER_AES256_GCM: "aes-256-gcm"}
 
+ESP_ALGORITHMS = {CIPHER_AES256_GCM: "rfc4106(gcm(aes))", CIPHER_CHACHA20_POLY1305: "rfc7539esp(chacha20,poly1305)"}
+"""The kernel's name of the same AEAD for ESP (RFC 4106, RFC 7634)."""
+ESP_KEY_BYTES = KEY_BYTES + 4
+"""An ESP AEAD key is the cipher key followed by a 4-byte salt (RFC 4106 section 8.1, RFC 7634 section 2)."""
+ESP_ICV_BITS = 128
+MIN_INDEX = 256
+"""Session indices double as ESP SPIs, and SPIs 1..255 are reserved by IANA (RFC 4303 section 2.1)."""
+
 PURPOSE_E2E = b"e2e"
 PURPOSE_LINK = b"link"
 
@@ -196,6 +204,14 @@ def derive_keys(identity: Identity, peer_public_key: bytes, my_ephemeral_secret:
     okm = HKDF(algorithm=hashes.SHA256(), length=2 * KEY_BYTES, salt=_digest(init_raw + resp_raw),
                info=b"x0node overlay v1 " + purpose).derive(eph + static)
     return okm[:KEY_BYTES], okm[KEY_BYTES:]
+
+
+def esp_key(cipher: int, direction_key: bytes) -> bytes:
+    """Keying material for the kernel ESP state of one direction, derived from that direction's session key
+    (HKDF-SHA256, RFC 5869) under a label naming the ESP algorithm: ESP and the userspace path never
+    share a key, so their independent counters can never reuse a nonce under one key."""
+    return HKDF(algorithm=hashes.SHA256(), length=ESP_KEY_BYTES, salt=None,
+                info=b"x0node overlay esp v1 " + ESP_ALGORITHMS[cipher].encode()).derive(direction_key)
 
 
 # --- the data path: AEAD of one packet ---------------------------------------------------------------

@@ -14,6 +14,9 @@ Rules and invariants (the adapter in datapath.py applies exactly these; tests re
   transport header to judge); the first fragment carries the whole header chain (RFC 7112) and is
   judged like an unfragmented packet, so a clear-text packet whose first fragment is dropped is never
   reassembled and never delivered.
+- Kernel ESP (esp_plan.py): ESP packets between mesh addresses pass (the kernel authenticates them
+  against a state or drops them), and so do the packets the kernel decrypted from them (`meta secpath
+  exists`: they carry the state that opened them, whose selector is the peer's /128 to ours).
 - With the managed yggdrasil on, its TCP port is exempt both ways (yggdrasil encrypts its own
   traffic; sealing it again would only cost CPU): routed by the mesh table, accepted by drop-clear.
 - Every rule carries our protocol number and sits at our priorities, below the mesh table's rule; on
@@ -82,6 +85,8 @@ table inet {NFT_TABLE} {{
     iifname "lo" accept
     ip6 saddr {{ {nets} }} ip6 daddr {{ {nets} }} udp dport {{ {ports} }} accept
     ip6 saddr {{ {nets} }} ip6 daddr {{ {nets} }} frag frag-off != 0 accept
+    ip6 saddr {{ {nets} }} ip6 daddr {{ {nets} }} meta l4proto esp accept
+    meta secpath exists accept
 {exempt}    ip6 saddr {{ {nets} }} ip6 daddr {{ {nets} }} icmpv6 type {{ destination-unreachable, packet-too-big, time-exceeded, parameter-problem }} accept
     ip6 saddr {{ {nets} }} ip6 daddr {{ {nets} }} counter drop comment "clear-text mesh traffic"
   }}

@@ -6,6 +6,7 @@ events (bus topic "overlay") and `/metrics`.
     destinations = []              # prefixes to seal; empty = the whole mesh prefix
     drop_clear = true              # refuse clear-text mesh-to-mesh packets that bypass the overlay
     cipher = "auto"                # AES-256-GCM with AES instructions, else ChaCha20-Poly1305; or either
+    esp = "auto"                   # kernel ESP where the kernel has it (else the userspace path); "off"
     mtu = 60000                    # of the TUN device; see docs/overlay.md for the trade-off
     ifname = "x0ov"
     port = 6721                    # UDP port of sealed datagrams between mesh addresses
@@ -41,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "destinations": [],
     "drop_clear": True,
     "cipher": "auto",
+    "esp": "auto",
     "mtu": 60000,
     "ifname": "x0ov",
     "port": OVERLAY_UDP_PORT,
@@ -55,6 +57,7 @@ EXPOSURE = Exposure(listens=(Listen("mesh", "udp", "port", when="encrypt"),),
 authenticated mesh traffic, so it has the mesh role (x0node/daemon/exposure.py)."""
 MAX_DESTINATIONS = 16
 CIPHERS = ("auto", *hs.CIPHER_NAMES.values())
+ESP_MODES = ("auto", "off")
 MTU_MIN = 1280
 MTU_MAX = 65535 - 40 - 8 - hs.OVERHEAD_BYTES  # the sealed datagram must fit one IPv6 payload
 
@@ -100,6 +103,8 @@ def validate_config(section: dict) -> dict:
     out["destinations"] = clean or [MESH_ULA_PREFIX]
     if out["cipher"] not in CIPHERS:
         raise ConfigError("cipher", f"choose one of {', '.join(CIPHERS)}")
+    if out["esp"] not in ESP_MODES:
+        raise ConfigError("esp", f"choose one of {', '.join(ESP_MODES)}")
     _int("mtu", out["mtu"], MTU_MIN, MTU_MAX)
     _ifname("ifname", out["ifname"])
     _int("port", out["port"], 1, 65535)
@@ -226,6 +231,13 @@ class _Collector:
         peer_bytes = CounterMetricFamily("x0node_overlay_peer_bytes", "payload bytes per overlay peer",
                                          labels=["part", "peer", "direction"])
         drops = CounterMetricFamily("x0node_overlay_drops", "overlay drops by reason", labels=["part", "reason"])
+        datapath = GaugeMetricFamily("x0node_overlay_datapath", "1 for the end-to-end datapath that is live",
+                                     labels=["path"])
+        e2e = st.get("e2e")
+        if e2e:
+            for path in ("kernel-esp", "userspace"):
+                datapath.add_metric([path], 1.0 if e2e.get("datapath") == path else 0.0)
+            yield datapath
         for part in ("e2e", "nat"):
             p = st.get(part)
             if not p:
@@ -234,8 +246,8 @@ class _Collector:
             sessions.add_metric([part], float(sum(1 for x in peers if x.get("established"))))
             for x in peers:
                 name = x.get("node_id") or x.get("key")
-                peer_bytes.add_metric([part, name, "rx"], float(x.get("rx_bytes", 0)))
-                peer_bytes.add_metric([part, name, "tx"], float(x.get("tx_bytes", 0)))
+                peer_bytes.add_metric([part, name, "rx"], float(x.get("rx_bytes", 0) + x.get("esp_rx_bytes", 0)))
+                peer_bytes.add_metric([part, name, "tx"], float(x.get("tx_bytes", 0) + x.get("esp_tx_bytes", 0)))
             for reason, n in p.get("drops", {}).items():
                 drops.add_metric([part, reason], float(n))
         y = st.get("yggdrasil")

@@ -15,6 +15,14 @@ Routes (a session like every route; writes also need the CSRF token; bodies go t
 - POST /api/v1/healing/incidents/{id}/feedback      {"right": bool, "note": "<= 500 characters"}: "was this
                                                     right?", written to the knowledge store
 
+An answer "right" on an incident whose root cause is at this node (`node:<this node>`, one of its
+interfaces or services, or a link with this node at one end) is also a fault the anomaly detector's
+observe mode learns from (anomaly/observe.py): the incident's window, from INCIDENT_LOOKBACK_S before
+it opened until it closed (or now), is a confirmed fault on this node; its alarms raised in it were
+right, and none raised is a missed fault. "Wrong" says the diagnosis was wrong, not that nothing was
+wrong, so it tells the detector nothing. When the detector's state cannot be written the answer is
+still stored for the incident and the detector's part is logged.
+
 Rules: an unknown incident is 404; a note too long or holding control characters (other than line
 breaks), a missing or non-boolean `right`, or an unknown mode is 400 and changes nothing; at most
 `FEEDBACK_PER_INCIDENT_MAX` answers per incident (409 after that), so a page left open cannot fill the
@@ -29,8 +37,10 @@ acts on which.
 
 from __future__ import annotations
 
+import logging
 import re
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -38,7 +48,11 @@ from aiohttp import web
 
 from x0node.web.app import BadRequest, int_param, json_error, json_response, read_json_object, storage_error
 
+log = logging.getLogger("x0node.web")
+
 FEEDBACK_NOTE_MAX = 500
+INCIDENT_LOOKBACK_S = 60.0
+"""An incident opens once healing has seen its symptoms for a while; the fault began before."""
 FEEDBACK_PER_INCIDENT_MAX = 20
 INCIDENTS_LIMIT_MAX = 200
 INCIDENT_ID_MAX = 2**53
@@ -263,10 +277,47 @@ def incident_view(row: dict[str, Any] | None, timeline: list[dict[str, Any]], li
     }
 
 
+def concerns_node(element: Any, node_id: str) -> bool:
+    """Whether an incident's root-cause element (`kind:id`, healing/monitor.Element) is at this node."""
+    if not isinstance(element, str) or not node_id:
+        return False
+    kind, _, eid = element.partition(":")
+    me = node_id.lower()
+    if kind == "node":
+        return eid.lower() == me
+    if kind == "link":
+        return me in (end.lower() for end in eid.split("~"))
+    return kind in ("interface", "service")
+
+
+def _cause_element(cause: Any) -> str | None:
+    """The element of an open incident's current cause, `fault@kind:id (0.91)` (analyze.Candidate)."""
+    if not isinstance(cause, str) or "@" not in cause:
+        return None
+    return cause.split("@", 1)[1].rsplit(" (", 1)[0]
+
+
 # ---- routes -------------------------------------------------------------------------------------------
 
-def add_routes(app: web.Application, service: Callable[[], Any]) -> None:
-    """Register the routes; `service()` returns the running healing service or None."""
+def add_routes(app: web.Application, service: Callable[[], Any],
+               anomaly: Callable[[], Any] | None = None) -> None:
+    """Register the routes; `service()` returns the running healing service or None, `anomaly()` the
+    running anomaly service or None (a confirmed incident at this node is a fault it learns from)."""
+    async def tell_detector(view: dict[str, Any]) -> None:
+        det = anomaly() if anomaly is not None else None
+        if det is None or getattr(det, "engine", None) is None:
+            return
+        element = view.get("element") or _cause_element(view.get("cause"))
+        if not concerns_node(element, getattr(det, "node_id", "")):
+            return
+        opened, closed = view.get("opened"), view.get("closed")
+        if opened is None:
+            return
+        try:
+            await det.store_fault(opened - INCIDENT_LOOKBACK_S, closed if closed is not None else time.time(),
+                                  "incident")
+        except OSError:
+            log.warning("the anomaly detector could not save a confirmed incident", exc_info=True)
 
     def running() -> Any:
         svc = service()
@@ -359,7 +410,10 @@ def add_routes(app: web.Application, service: Callable[[], Any]) -> None:
             await svc.store_feedback(iid, right, note.strip())
         except (OSError, sqlite3.Error) as exc:
             return storage_error(exc if isinstance(exc, OSError) else OSError(str(exc)), "the feedback")
-        return json_response(await load(svc, iid), status=201)
+        view = await load(svc, iid)
+        if right:
+            await tell_detector(view)
+        return json_response(view, status=201)
 
     r = app.router
     r.add_get("/api/v1/healing", status, name="healing")

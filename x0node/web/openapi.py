@@ -124,6 +124,22 @@ SCHEMAS: dict[str, Any] = {
                                      "store_errors": {"type": "integer", "nullable": True},
                                      "probes_off": NULLABLE_STR,
                                      "update_in_progress": {"type": "boolean", "nullable": True}}},
+    "AnomalyAlarm": {"type": "object", "required": ["id", "raised", "fault", "source"],
+                     "description": "One of this node's detector alarms and its verdict (null: not judged)",
+                     "properties": {"id": {"type": "integer"}, "raised": NUM, "cleared": NULLABLE_NUM,
+                                    "fault": {"type": "boolean", "nullable": True},
+                                    "source": {"type": "string", "nullable": True,
+                                               "enum": ["operator", "incident", "schedule", None]}}},
+    "AnomalyObserve": {"type": "object", "required": ["phase", "acting"],
+                       "description": "Observe mode: judged by operators' verdicts and confirmed faults, never "
+                                      "by the rules",
+                       "properties": {"phase": {"type": "string", "enum": ["observe", "validate", "confidence",
+                                                                             "active"]},
+                                      "acting": {"type": "boolean"}, "override": NULLABLE_STR,
+                                      "predictions": {"type": "integer"}, "alarms": {"type": "integer"},
+                                      "outcomes": {"type": "integer"}, "confirmed": {"type": "integer"},
+                                      "faults": {"type": "integer"}, "missed": {"type": "integer"},
+                                      "precision": NULLABLE_NUM, "recall": NULLABLE_NUM}},
     "IncidentSummary": {"type": "object", "required": ["id", "state", "symptoms"],
                         "properties": {"id": {"type": "integer"}, "opened": NULLABLE_NUM, "closed": NULLABLE_NUM,
                                        "state": STR, "outcome": NULLABLE_STR, "root_cause": NULLABLE_STR,
@@ -179,6 +195,9 @@ E503_HEALING = _json(_ref("Error"), "The self-healing service is not running on 
 INCIDENT_PARAMS = [{"name": "id", "in": "path", "required": True, "description": "Incident id",
                     "schema": {"type": "integer", "minimum": 1, "maximum": 2**53}}]
 E404_INCIDENT = _json(_ref("Error"), "No such incident")
+E503_ANOMALY = _json(_ref("Error"), "The anomaly detector is not running on this node")
+ALARM_PARAMS = [{"name": "id", "in": "path", "required": True, "description": "Alarm id",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 2**53}}]
 FIRMWARE_ERRORS = {"404": _json(_ref("Error"), "Not running from a built image"),
                    "503": _json(_ref("Error"), "The image's bill of materials is unusable")}
 CSRF_PARAM = {"name": "X-CSRF-Token", "in": "header", "required": True, "schema": STR,
@@ -323,6 +342,22 @@ def document(version: str) -> dict[str, Any]:
             {"201": _json(_ref("Incident"), "Stored; the incident with its feedback"), "404": E404_INCIDENT,
              "409": _json(_ref("Error"), "The incident already has the most answers kept"), "503": E503_HEALING,
              "507": E507}, params=INCIDENT_PARAMS),
+        "/api/v1/anomaly/alarms": _get(
+            "The anomaly detector's observe mode and this node's newest alarms with their verdicts",
+            {"type": "object", "required": ["observe", "alarms"],
+             "properties": {"observe": _ref("AnomalyObserve"),
+                            "alarms": {"type": "array", "items": _ref("AnomalyAlarm")}}},
+            [int_param("limit", 1, 200, "At most this many alarms")], {"400": E400, "503": E503_ANOMALY}),
+        "/api/v1/anomaly/alarms/{id}/feedback": _post(
+            "The operator's verdict on one detector alarm (true: a real fault, false: a false alarm); observe "
+            "mode's precision counts it; written before the answer",
+            {"type": "object", "required": ["fault"], "additionalProperties": False,
+             "properties": {"fault": {"type": "boolean"}}},
+            {"201": _json({"type": "object", "required": ["alarm", "observe"],
+                           "properties": {"alarm": _ref("AnomalyAlarm"), "observe": _ref("AnomalyObserve")}},
+                          "Stored; the judged alarm and observe mode"),
+             "404": _json(_ref("Error"), "No such alarm (or no longer held)"), "503": E503_ANOMALY, "507": E507},
+            params=ALARM_PARAMS),
         "/api/v1/firmware": _get(
             "The image this device runs and its bill of materials (Debian packages, Python distributions, licences)",
             {"type": "object", "required": ["name", "version", "components"],

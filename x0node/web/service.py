@@ -18,6 +18,7 @@ from aiohttp import web
 
 from x0node.coord.api import add_routes as add_coord_routes
 from x0node.daemon.exposure import Exposure, Listen
+from x0node.web.anomaly_api import add_routes as add_anomaly_routes
 from x0node.web.app import K_STATE, create_app
 from x0node.web.config import WebConfig
 from x0node.web.firmware import add_ota_routes
@@ -70,7 +71,8 @@ class WebService:
         add_state_routes(self.app, lambda: ctx.extras.get("state"))
         add_coord_routes(self.app, lambda: ctx.extras.get("coord"))
         add_ota_routes(self.app, lambda: ctx.extras.get("ota"))
-        add_healing_routes(self.app, lambda: ctx.extras.get("healing"))
+        add_healing_routes(self.app, lambda: ctx.extras.get("healing"), lambda: ctx.extras.get("anomaly"))
+        add_anomaly_routes(self.app, lambda: ctx.extras.get("anomaly"))
         from x0node.web.tracing import middleware as tracing_middleware
 
         self.app.middlewares.insert(0, tracing_middleware(getattr(ctx, "extras", {})))  # API spans (web/tracing.py)

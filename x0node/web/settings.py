@@ -94,8 +94,9 @@ SETTINGS: dict[str, Setting] = {
                                   "(0: four scoring intervals).", 0, 86400),
     "anomaly.observe_days": Setting("Observe at least", "days", "Time the detector only reports before its "
                                     "verdicts may act.", 0, 365),
-    "anomaly.min_outcomes": Setting("Outcomes before acting", "outcomes", "Judged verdicts needed before the "
-                                    "detector's verdicts may act.", 1, 100000),
+    "anomaly.min_outcomes": Setting("Judged alarms before acting", "alarms", "Alarms judged (by an operator, a "
+                                    "confirmed incident or the fault lab's schedule) before the detector may act.",
+                                    1, 100000),
     "anomaly.override": Setting("Override", "", "\"active\" or \"observe\" forces the phase; empty: automatic."),
     "anomaly.drift_psi": Setting("Drift alarm", "PSI", "Population stability index above which the inputs "
                                  "count as drifted (above 0).", 0, 10),

@@ -230,6 +230,8 @@ class Table:
     live_alarm: np.ndarray  # [R] bool: the daemon's own verdict
     fault_free: np.ndarray  # [R] bool: the row belongs to a fault-free recording (collect_fault_free)
     events: list[Event] = field(default_factory=list)
+    up: list[tuple[str, ...]] = field(default_factory=list)  # per row: the neighbours UP at that tick
+    links_down: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [R] collector's links_down
 
     def __len__(self) -> int:
         return len(self.t)
@@ -273,9 +275,26 @@ def _replay_link_changes(rows: list[dict[str, Any]]) -> np.ndarray | None:
     return out
 
 
+def _links_down(rows: list[dict[str, Any]]) -> np.ndarray:
+    """Each tick's `links_down` as the node's collector counts it: recorded by daemons that have it, else
+    its recorded UP sets replayed through the collector's link state machine (FeatureState), one link
+    sample per tick (the daemon samples every 3 s between ticks too, so the replay can count a loss a
+    sample later than the daemon would, never earlier)."""
+    if rows and all(isinstance(d.get("links_down"), int | float) for d in rows):
+        return np.array([float(d["links_down"]) for d in rows])
+    fs = FeatureState()
+    out = np.zeros(len(rows))
+    for i, d in enumerate(rows):
+        up = d.get("up")
+        now = float(d["mono"])
+        fs.observe_up([u for u in up if isinstance(u, str)] if isinstance(up, list) else [], now)
+        out[i] = fs.links_down(now)
+    return out
+
+
 def load(data_dir: pathlib.Path) -> Table:
     cols: dict[str, list[Any]] = {k: [] for k in ("run", "topo", "node", "t", "tick", "x", "label", "event",
-                                                    "deployed", "full", "layer", "alarm", "quiet")}
+                                                    "deployed", "full", "layer", "alarm", "quiet", "up", "down")}
     events: list[Event] = []
     for run_dir in sorted(p.parent for p in data_dir.rglob("truth.json")):
         run_name = str(run_dir.relative_to(data_dir))
@@ -293,6 +312,7 @@ def load(data_dir: pathlib.Path) -> Table:
             f = run_dir / f"n{k}.jsonl.gz"
             ticks[k] = _read_ticks(f) if f.exists() else []
         times = {k: np.array([d["mono"] for d in ticks[k]]) for k in ids}
+        down = {k: _links_down(ticks[k]) for k in ids}
         replayed = {k: _replay_link_changes(ticks[k]) for k in ids}
         run_events: list[tuple[int, Event, set[int], set[int]]] = []
         for f in truth["faults"]:
@@ -348,9 +368,12 @@ def load(data_dir: pathlib.Path) -> Table:
                 cols["layer"].append(str(d.get("layer")))
                 cols["alarm"].append(bool(d.get("anomalous")))
                 cols["quiet"].append(quiet)
+                up = d.get("up")
+                cols["up"].append(tuple(u for u in up if isinstance(u, str)) if isinstance(up, list) else ())
+                cols["down"].append(down[k][i])
     return Table(np.array(cols["run"]), np.array(cols["topo"]), np.array(cols["node"]),
                  np.array(cols["t"], dtype=np.float64), np.array(cols["tick"], dtype=np.int64),
                  np.array(cols["x"], dtype=np.float64).reshape(-1, N_FEATURES),
                  np.array(cols["label"], dtype=np.int64), np.array(cols["event"], dtype=np.int64),
                  cols["deployed"], cols["full"], np.array(cols["layer"]), np.array(cols["alarm"], dtype=bool),
-                 np.array(cols["quiet"], dtype=bool), events)
+                 np.array(cols["quiet"], dtype=bool), events, cols["up"], np.array(cols["down"], dtype=np.float64))

@@ -52,6 +52,7 @@ from x0node.anomaly.features import (
     LINK_CHANGES_WINDOW_S,
     N_FEATURES,
     NEUTRAL_RAW,
+    links_down_input,
     neighbour_aggregates,
     normalise,
 )
@@ -101,16 +102,28 @@ class Inputs:
     agg: np.ndarray  # [R, 25] neighbour aggregates
     xn: np.ndarray  # [R, K, 8]
     mask: np.ndarray  # [R, K]
+    down: np.ndarray | None = None  # [R, 1] features.links_down_input of the node's own links_down
 
     @property
     def with_nbrs(self) -> np.ndarray:
         return np.concatenate([self.xs, self.agg], axis=1)
 
+    @property
+    def own(self) -> np.ndarray:
+        """The tree models' own inputs: the 8 features and links_down (trees.py)."""
+        down = self.down if self.down is not None else np.zeros((len(self.xs), 1), np.float32)
+        return np.concatenate([self.xs, down], axis=1)
+
+    @property
+    def own_with_nbrs(self) -> np.ndarray:
+        return np.concatenate([self.own, self.agg], axis=1)
+
 
 def inputs(table: Table, which: str) -> Inputs:
     nbrs = table.deployed if which == "deployed" else table.full
     xn, m = neighbour_block(nbrs)
-    return Inputs(normalise(node_raw(table.x)), neighbour_aggregates(xn, m), xn, m)
+    down = links_down_input(table.links_down) if len(table.links_down) == len(table) else None
+    return Inputs(normalise(node_raw(table.x)), neighbour_aggregates(xn, m), xn, m, down)
 
 
 # ------------------------------------------------------------------------------------------- detectors
@@ -175,15 +188,21 @@ def _xy(train: np.ndarray, inp: Inputs, table: Table, nbrs: bool) -> tuple[np.nd
     return x, (table.label[rows] == 1).astype(np.int64)
 
 
+def _tree_x(inp: Inputs, nbrs: bool) -> np.ndarray:
+    """The tree detectors' inputs: own features and links_down, plus the neighbour aggregates."""
+    return inp.own_with_nbrs if nbrs else inp.own
+
+
 def fit_gbt(nbrs: bool) -> Fit:
     def fit(train: np.ndarray, val: np.ndarray, inp: Inputs, table: Table) -> Callable[[np.ndarray, Inputs], np.ndarray]:
         from sklearn.ensemble import HistGradientBoostingClassifier
 
-        x, y = _xy(train, inp, table, nbrs)
+        rows = _labelled(train, table)
+        x, y = _tree_x(inp, nbrs)[rows], (table.label[rows] == 1).astype(np.int64)
         clf = HistGradientBoostingClassifier(max_iter=GBT_TREES, max_depth=GBT_DEPTH, learning_rate=0.1,
                                              max_leaf_nodes=GBT_LEAVES, l2_regularization=1.0, random_state=SEED)
         clf.fit(x, y)
-        return lambda r, i: clf.decision_function(i.with_nbrs[r] if nbrs else i.xs[r])
+        return lambda r, i: clf.decision_function(_tree_x(i, nbrs)[r])
     return fit
 
 
@@ -219,7 +238,7 @@ def chain_scores(chain: Any, rows: np.ndarray, i: Inputs) -> np.ndarray:
     out = np.zeros(len(rows))
     for lo in range(0, len(rows), 2048):
         r = rows[lo:lo + 2048]
-        ev = chain.evaluate(i.xs[r], i.xn[r], i.mask[r])
+        ev = chain.evaluate(i.xs[r], i.xn[r], i.mask[r], None if i.down is None else i.down[r])
         out[lo:lo + len(r)] = ev.scores - np.array([thr.get(ev.layer_of(j), ev.threshold) for j in range(len(r))])
     return out
 
@@ -245,6 +264,9 @@ def fit_chain_gbt(train: np.ndarray, val: np.ndarray, inp: Inputs, table: Table)
     return lambda rows, i: chain_scores(chain, rows, i)
 
 
+LINKS_DOWN_DETECTORS = frozenset({"gbt_self", "gbt_nbr", "chain_gbt"})
+"""Detectors whose inputs include the node's own links_down (the tree recipe); their cached fold
+scores are keyed by it too."""
 FULL_REFERENCE = frozenset({"chain_gbt", "gbt_nbr", "mlp_nbr", "gnn_shipped"})
 """Detectors also scored, with the same fold models, on the full-neighbour inputs."""
 DETECTORS: dict[str, Fit] = {
@@ -384,6 +406,8 @@ def _fold_key(table: Table, name: str, rows: tuple[np.ndarray, ...]) -> str:
     import hashlib
 
     h = hashlib.sha256(f"{name}|{HOST_WIDE.tolist()}|{GBT_TREES}|{SEED}".encode())
+    if name in LINKS_DOWN_DETECTORS:  # their inputs include links_down (replayed or recorded)
+        h.update(b"links_down|" + np.ascontiguousarray(table.links_down, dtype=np.float64).tobytes())
     for r in rows:
         r = np.sort(r)
         for a in (table.run[r], table.node[r]):
@@ -551,8 +575,9 @@ def policy_tradeoff(table: Table, pred: Predictions, policies: tuple[AlarmPolicy
 
 def _subset(table: Table, keep: np.ndarray) -> Table:
     idx = np.flatnonzero(keep)
-    cols = {k: (v[idx] if isinstance(v, np.ndarray) else [v[i] for i in idx]) for k, v in table.__dict__.items()
-            if k != "events"}
+    n = len(table)
+    cols = {k: v if len(v) != n else (v[idx] if isinstance(v, np.ndarray) else [v[i] for i in idx])
+            for k, v in table.__dict__.items() if k != "events"}  # a column not kept (empty) stays empty
     return Table(**cols, events=table.events)
 
 
@@ -776,9 +801,15 @@ def _evaluate(table: Table, names: list[str] | None, cache: Any) -> dict[str, An
     # the verdicts the running daemons gave, every anomalous tick an alarm (chaos runs: the GNN chain
     # shipped when they were recorded; fault-free recordings: the tree chain shipped then)
     rows["daemon_live"] = judge(table, table.live_alarm.copy())
+    # observe mode as the device runs it (observe.py), judged by the schedule: where these alarms would take it
+    from x0lab.anomaly.observe_replay import replay
+
+    observe = {"daemon_live": replay(table, table.live_alarm)}
+    if SHIPPED in alarms_by:
+        observe[SHIPPED] = replay(table, alarms_by[SHIPPED])
     no_nbr = float(np.mean(dep.mask.sum(axis=1) == 0))
     return {"rows": rows, "full_neighbour": ref, "alarms": alarms_by, "operating_points": points,
-            "tradeoff": trade, "policy_tradeoff": ptrade, "fault_free_by_run": by_run,
+            "tradeoff": trade, "policy_tradeoff": ptrade, "fault_free_by_run": by_run, "observe_mode": observe,
             "dataset": {"rows": int(len(table)), "fault_free_rows": int(table.fault_free.sum()), "labelled": int((table.label >= 0).sum()),
                         "positive": int((table.label == 1).sum()), "runs": sorted(set(table.run.tolist())),
                         "topologies": sorted(set(table.topo.tolist())), "events": len(table.events),
@@ -817,7 +848,8 @@ def summary(res: dict[str, Any]) -> dict[str, Any]:
                            "operating_points": res.get("operating_points", {}).get(SHIPPED),
                            "operating_points" + BUDGET_SUFFIX: res.get("operating_points", {}).get(SHIPPED + BUDGET_SUFFIX),
                            "fault_free_by_run": res.get("fault_free_by_run"),
-                           "tradeoff": res.get("tradeoff"), "policy_tradeoff": res.get("policy_tradeoff")}
+                           "tradeoff": res.get("tradeoff"), "policy_tradeoff": res.get("policy_tradeoff"),
+                           "observe_mode": res.get("observe_mode")}
     out["baselines"] = {name: {**{k: r[k] for k in KEYS}, "ci95": r["ci95"]} for name, r in rows.items()
                         if name != SHIPPED}
     full = res["full_neighbour"].get(SHIPPED)
@@ -831,6 +863,11 @@ def summary(res: dict[str, Any]) -> dict[str, Any]:
 
 def print_table(res: dict[str, Any]) -> None:
     ds = res["dataset"]
+    for name, o in (res.get("observe_mode") or {}).items():
+        print(f"observe mode judged by the schedule, {name}: {o['alarms_judged']} alarms judged "
+              f"({o['alarms_real']} real, precision {o['precision']}), {o['alarms_unjudged']} unjudged; "
+              f"{o['faults_detected']} of {o['faults']} node-faults detected (recall {o['recall']}); "
+              f"phases reached {o['phases']}")
     print(f"real-fault dataset: {ds['rows']} node-ticks ({ds['fault_free_rows']} from fault-free recordings; "
           f"{ds['labelled']} labelled, {ds['positive']} under a fault) from {len(ds['runs'])} runs on "
           f"{', '.join(ds['topologies'])}; {ds['events']} fault events; tick {ds['interval_s']:.0f} s; "

@@ -2,8 +2,9 @@
 
 Rules and invariants:
 - Two models, both scikit-learn HistGradientBoostingClassifier with realeval's settings: `nbr` on the
-  node's vector plus neighbour aggregates (rows that had neighbour data), `self` on the node's vector
-  alone (every row: the case of a node whose neighbours' vectors did not arrive).
+  node's vector and its `links_down` plus neighbour aggregates (rows that had neighbour data), `self`
+  on the node's vector and `links_down` alone (every row: the case of a node whose neighbours'
+  vectors did not arrive).
 - Shipping split: trained on every chaos run but those of the last topology kind (validation);
   each model's threshold first at its best row F1 on the validation runs, then the operating point
   as realeval chooses it (one margin added to both thresholds, and the alarm policy, for the best
@@ -43,11 +44,14 @@ def export_hgb(clf: Any, width: int) -> dict[str, Any]:
             "trees": trees}
 
 
-def check_export(clf: Any, doc: dict[str, Any], x: np.ndarray, xn: np.ndarray, mask: np.ndarray) -> float:
+def check_export(clf: Any, doc: dict[str, Any], x: np.ndarray, xn: np.ndarray, mask: np.ndarray,
+                 down: np.ndarray | None = None) -> float:
     model = TreeModel.from_dict(doc)
-    got = model.logits(x, xn, mask) if model.uses_neighbours else model.logits(x)
-    ref = clf.decision_function(np.concatenate([x, realeval.neighbour_aggregates(xn, mask)], axis=1)
-                                if model.uses_neighbours else x)
+    got = model.logits(x, xn, mask, down) if model.uses_neighbours else model.logits(x, x_down=down)
+    own = np.concatenate([x, down if down is not None else np.zeros((len(x), 1))], axis=1) \
+        if model.uses_links_down else x
+    ref = clf.decision_function(np.concatenate([own, realeval.neighbour_aggregates(xn, mask)], axis=1)
+                                if model.uses_neighbours else own)
     err = float(np.max(np.abs(got - ref))) if len(x) else 0.0
     if err > 1e-4:
         raise AssertionError(f"exported trees differ from scikit-learn by {err}")
@@ -66,13 +70,13 @@ def train_pair(train: np.ndarray, val: np.ndarray, inp: realeval.Inputs, table: 
     for name, nbrs in (("nbr", True), ("self", False)):
         tr = train[has[train]] if nbrs else train
         va = val[has[val]] if nbrs else val
-        x = inp.with_nbrs if nbrs else inp.xs
+        x = inp.own_with_nbrs if nbrs else inp.own
         clf = HistGradientBoostingClassifier(max_iter=realeval.GBT_TREES, max_depth=realeval.GBT_DEPTH,
                                              learning_rate=0.1, max_leaf_nodes=realeval.GBT_LEAVES,
                                              l2_regularization=1.0, random_state=realeval.SEED)
         clf.fit(x[tr], y[tr].astype(int))
         doc = export_hgb(clf, x.shape[1])
-        check_export(clf, doc, inp.xs[va], inp.xn[va], inp.mask[va])
+        check_export(clf, doc, inp.xs[va], inp.xn[va], inp.mask[va], inp.own[va, -1:])
         thr, f1 = realeval.best_threshold(clf.decision_function(x[va]), y[va])
         out[name] = doc
         out["thresholds"][name] = thr

@@ -1,6 +1,8 @@
 // The Incidents page: the self-healing loop's observe/active switch, recent incidents, and one incident's
 // timeline (detected -> root cause with confidence -> action -> verified or undone), its causal graph
 // (interactive SVG; Graphviz DOT download) and "was this right?" feedback. Data: /api/v1/healing...
+// Below them, the anomaly detector's alarms on this node with "real fault / false alarm" verdicts, which
+// are what its observe mode is judged by (with confirmed incidents). Data: /api/v1/anomaly/alarms.
 // The page polls while it is shown; a refresh never replaces a form being filled in.
 import { get, post, put, ApiError } from "./api.js";
 import { h, s, fmtTime, fmtNum } from "./dom.js";
@@ -51,12 +53,67 @@ async function refresh(page, first) {
     page.modeCard = modeCard(status);
     page.listCard = h("section", { class: "card", id: "incident-list" });
     page.detail = h("div", { id: "incident-detail-box", class: "stack" });
-    page.root.replaceChildren(page.modeCard, page.detail, page.listCard);
+    page.alarmCard = h("section", { class: "card", id: "detector-alarms" }, h("h2", {}, "Detector alarms"));
+    page.alarmKey = null;
+    page.root.replaceChildren(page.modeCard, page.detail, page.listCard, page.alarmCard);
   } else {
     updateMode(page.modeCard, status);
   }
   page.listCard.replaceChildren(h("h2", {}, `Incidents (${list.length})`), incidentTable(list, page.id));
+  await loadAlarms(page);
   if (page.id) await loadDetail(page);
+}
+
+// ---- the detector's alarms ----------------------------------------------------------------------------
+
+async function loadAlarms(page) {
+  let data;
+  try { data = await get("/api/v1/anomaly/alarms?limit=20"); } catch (err) {
+    const text = err instanceof ApiError && err.status === 503 ? err.message : `Cannot load the detector's alarms: ${err.message}`;
+    page.alarmKey = null;
+    page.alarmCard.replaceChildren(h("h2", {}, "Detector alarms"), h("p", { class: "message" }, text));
+    return;
+  }
+  const key = JSON.stringify(data);
+  if (key === page.alarmKey) return;
+  page.alarmKey = key;
+  page.alarmCard.replaceChildren(...alarmCardBody(page, data));
+}
+
+function observeText(o) {
+  const phase = o.acting ? "acting on its alarms" : `observing (${o.phase}; its alarms are recorded, not acted on)`;
+  const prec = typeof o.precision === "number" ? `${pct(o.precision)} of ${o.outcomes} judged alarms were real faults` : "no alarm judged yet";
+  const rec = typeof o.recall === "number" ? `${o.faults - o.missed} of ${o.faults} confirmed faults caught (${pct(o.recall)})` : "no confirmed fault yet";
+  return `The detector is ${phase}: ${prec}; ${rec}.`;
+}
+
+function alarmCardBody(page, data) {
+  const msg = h("p", { class: "message", role: "alert", id: "alarm-message" });
+  const rows = data.alarms.map((a) => {
+    const verdict = a.fault == null ? "not judged" : `${a.fault ? "real fault" : "false alarm"} (${a.source})`;
+    const send = async (fault) => {
+      try {
+        await post(`/api/v1/anomaly/alarms/${a.id}/feedback`, { fault });
+        page.alarmKey = null;
+        await loadAlarms(page);
+        page.alarmCard.querySelector("#alarm-message").textContent = `Alarm #${a.id}: stored as ${fault ? "a real fault" : "a false alarm"}.`;
+        page.alarmCard.querySelector("#alarm-message").className = "message ok";
+      } catch (err) { msg.textContent = err.message; msg.className = "message"; }
+    };
+    return h("tr", { "data-alarm": a.id },
+      h("td", { "data-label": "#" }, `#${a.id}`), h("td", { "data-label": "Raised" }, fmtTime(a.raised)),
+      h("td", { "data-label": "Cleared" }, a.cleared != null ? fmtTime(a.cleared) : "up"),
+      h("td", { "data-label": "Verdict", class: "verdict" }, verdict),
+      h("td", { "data-label": "Was it a fault?" },
+        h("button", { type: "button", class: "secondary alarm-fault", onclick: () => send(true) }, "Real fault"), " ",
+        h("button", { type: "button", class: "secondary alarm-false", onclick: () => send(false) }, "False alarm")));
+  });
+  const table = rows.length
+    ? h("div", { class: "table-wrap" }, h("table", { class: "alarms" },
+      h("thead", {}, h("tr", {}, ["#", "Raised", "Cleared", "Verdict", "Was it a fault?"].map((t) => h("th", { scope: "col" }, t)))),
+      h("tbody", {}, rows)))
+    : h("p", { class: "empty" }, "No alarm raised on this node.");
+  return [h("h2", {}, "Detector alarms"), h("p", { class: "hint", id: "observe-now" }, observeText(data.observe)), table, msg];
 }
 
 // ---- the switch ---------------------------------------------------------------------------------------
