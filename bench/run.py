@@ -94,7 +94,10 @@ def timed_run(clone: pathlib.Path, env: dict[str, str], log: pathlib.Path) -> di
     result["load_start"] = round(load_start[0], 1)
     result["load_end"] = round(load_end[0], 1)
     result["qemu_left"] = qemu is not None and pathlib.Path(f"/proc/{qemu}").exists()
-    result["namespaces_left"] = sorted(ns for ns in _namespaces() - before_ns if ns.startswith("x0"))
+    # the run's own namespaces (its testbed id, from the mesh line): other jobs on the host may make theirs
+    bed = next((m.group(1) for _, ln in lines if (m := re.search(r"in namespaces (\S+)-n1\.\.", ln))), None)
+    result["namespaces_left"] = sorted(ns for ns in _namespaces() - before_ns
+                                       if ns.startswith(f"{bed}-" if bed else "x0"))
     return result
 
 
