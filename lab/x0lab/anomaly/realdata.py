@@ -44,6 +44,7 @@ import pathlib
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -258,18 +259,26 @@ def _read_ticks(path: pathlib.Path) -> list[dict[str, Any]]:
 LINK_CHANGES = FEATURES.index("link_changes")
 
 
-def _replay_link_changes(rows: list[dict[str, Any]]) -> np.ndarray | None:
-    """Replay a node's recorded UP sets (version-1 recordings) through the daemon's link state machine;
-    writes the result into each tick's raw vector and returns it (None: recorded by version >= 2)."""
-    if not rows or all(int(d.get("features", 1) or 1) >= 2 for d in rows):
-        return None
+def _replay_up_sets(rows: list[dict[str, Any]], measure: Callable[[FeatureState, float], float]) -> np.ndarray:
+    """A node's recorded UP sets, tick by tick, through the collector's link state machine; `measure`
+    reads one figure from it after each tick."""
     fs = FeatureState()
     out = np.zeros(len(rows))
     for i, d in enumerate(rows):
         up = d.get("up")
         now = float(d["mono"])
         fs.observe_up([u for u in up if isinstance(u, str)] if isinstance(up, list) else [], now)
-        out[i] = fs.link_changes(now)
+        out[i] = measure(fs, now)
+    return out
+
+
+def _replay_link_changes(rows: list[dict[str, Any]]) -> np.ndarray | None:
+    """Replay a node's recorded UP sets (version-1 recordings) through the daemon's link state machine;
+    writes the result into each tick's raw vector and returns it (None: recorded by version >= 2)."""
+    if not rows or all(int(d.get("features", 1) or 1) >= 2 for d in rows):
+        return None
+    out = _replay_up_sets(rows, FeatureState.link_changes)
+    for i, d in enumerate(rows):
         d["raw"] = list(d["raw"])
         d["raw"][LINK_CHANGES] = out[i]
     return out
@@ -282,14 +291,7 @@ def _links_down(rows: list[dict[str, Any]]) -> np.ndarray:
     sample later than the daemon would, never earlier)."""
     if rows and all(isinstance(d.get("links_down"), int | float) for d in rows):
         return np.array([float(d["links_down"]) for d in rows])
-    fs = FeatureState()
-    out = np.zeros(len(rows))
-    for i, d in enumerate(rows):
-        up = d.get("up")
-        now = float(d["mono"])
-        fs.observe_up([u for u in up if isinstance(u, str)] if isinstance(up, list) else [], now)
-        out[i] = fs.links_down(now)
-    return out
+    return _replay_up_sets(rows, FeatureState.links_down)
 
 
 def load(data_dir: pathlib.Path) -> Table:
