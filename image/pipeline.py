@@ -420,8 +420,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         if args.cmd == "build":
-            kept = None if args.refresh_lock or not args.reuse else reusable(args.board)
-            copied = None if kept is not None or args.refresh_lock or not args.reuse else restore_finished(args.board)
+            kept = copied = None
+            if args.reuse and not args.refresh_lock:
+                kept = reusable(args.board)
+                copied = None if kept is not None else restore_finished(args.board)
             if kept is not None:
                 print(f"[{args.board}] up to date: {kept} (built from the same sources)", flush=True)
             elif copied is not None:
