@@ -169,8 +169,9 @@ def source_hash() -> str:
                                               "**/*.json", "**/*.toml", "**/*.tflite"))
 
 
-def bpf_objects() -> list[pathlib.Path]:
-    return sorted((REPO_ROOT / "build" / "bpf").glob("*.bpf.o"))
+def bpf_objects(root: pathlib.Path = REPO_ROOT) -> list[pathlib.Path]:
+    """The compiled BPF objects the image carries (`make bpf` in the checkout `root`)."""
+    return sorted((root / "build" / "bpf").glob("*.bpf.o"))
 
 
 def model_files() -> list[pathlib.Path]:

@@ -271,7 +271,9 @@ def run_step(ctx: Context, name: str) -> dict:
 
 
 # What an image is made of: a change under any of these (or to the two variables) makes a new image.
-# Tests, docs and benches are not inputs.
+# Tests, docs and benches are not inputs. The compiled BPF objects the install step copies in
+# (build/bpf/*.bpf.o, `make bpf`) are inputs too, by content: a checkout that has not built them makes
+# an image without them, which is not the same image.
 IMAGE_INPUTS = ("x0node", "image", "rootfs", "board-configs", "bpf", "models", "pyproject.toml", "requirements.lock")
 INPUTS_FILE = "inputs.json"
 
@@ -287,6 +289,7 @@ def inputs_digest(board_name: str) -> str:
             parts[name] = sha256_file(path)
         elif path.is_dir():
             parts[name] = sha256_tree(path, ("**/*",))
+    parts["bpf_objects"] = {obj.name: sha256_file(obj) for obj in payload.bpf_objects(REPO_ROOT)}
     return key_of(parts)
 
 

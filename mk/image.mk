@@ -9,16 +9,17 @@ APT_PKGS += mmdebstrap uidmap arch-test squashfs-tools e2fsprogs dosfstools mtoo
 	binfmt-support ovmf seabios qemu-efi-aarch64 python3 llvm
 
 .PHONY: image qemu run image-boards
-image: deps
+image: deps bpf
 	$(PY) -m image.pipeline build --board $(BOARD) $(if $(filter refresh,$(LOCK)),--refresh-lock)
 
 qemu: deps
 	$(PY) -m image.qemu --board $(BOARD)
 
 # Ctrl-C or SIGTERM stops the VM and removes the neighbours (GNU make passes SIGTERM on to the recipe).
+# The BPF objects (`bpf`) are part of the image: without them the router has no XDP telemetry.
 # The image is rebuilt only when its sources changed since the last complete build (--reuse), without
 # the update bundle, which a boot does not use (`make image` makes it).
-run: deps-run
+run: deps-run bpf
 	$(PY) -m image.pipeline build --board $(BOARD) --reuse --no-bundle
 	$(PY) -m image.run --board $(BOARD)
 

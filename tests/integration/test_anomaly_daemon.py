@@ -31,10 +31,10 @@ def test_service_runs_in_the_daemon_with_the_trained_models_live(bed):
     bed.start_all(timeout_s=90)
     log_path = bed.log_path(bed.node(1))
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and "anomaly service started" not in log_path.read_text():
+    while time.monotonic() < deadline and "anomaly models loaded" not in log_path.read_text():
         time.sleep(0.2)
     log = log_path.read_text()
-    assert "anomaly service started layer=gbt" in log, log[-2000:]
+    assert "anomaly models loaded layer=gbt" in log, log[-2000:]
     assert "anomaly tick failed" not in log
     time.sleep(6)  # a few evaluations
     bed.stop(1)

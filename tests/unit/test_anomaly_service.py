@@ -45,6 +45,7 @@ async def test_service_runs_publishes_persists_and_restores(tmp_path):
     ctx = _ctx(tmp_path)
     s = svc.create_service({"interval_s": 3600, "seed": 1, "override": "observe"})
     await s.start(ctx)
+    await s.wait_loaded()
     try:
         sub = ctx.bus.subscribe()
         r1 = await s.tick()
@@ -65,6 +66,7 @@ async def test_service_runs_publishes_persists_and_restores(tmp_path):
     assert drift["reference_rows"] == 3 and drift["reference"] is None  # this node's own, still building
     s2 = svc.create_service({"interval_s": 3600})
     await s2.start(_ctx(tmp_path))
+    await s2.wait_loaded()
     try:
         assert s2.status()["observe"]["predictions"] == 3
         assert s2.status()["drift"]["reference_rows"] == 3 and s2.status()["drift"]["reference"] == "own"
@@ -77,6 +79,7 @@ async def test_corrupt_state_file_starts_fresh_and_missing_model_degrades(tmp_pa
     (tmp_path / "anomaly" / "observe.json").write_text("{not json")
     s = svc.create_service({"interval_s": 3600, "model_dir": str(tmp_path / "none")})
     await s.start(_ctx(tmp_path))
+    await s.wait_loaded()
     try:
         assert s.status()["live_layer"] == "rules"
         assert (await s.tick())["layer"] == "rules"
@@ -127,6 +130,7 @@ async def test_an_operators_verdict_is_written_before_it_returns_and_survives_a_
     s = svc.create_service({"interval_s": 3600, "seed": 1})
     ctx = _ctx(tmp_path)
     await s.start(ctx)
+    await s.wait_loaded()
     try:
         sub = ctx.bus.subscribe()
         aid = await _with_alarm(s)
@@ -142,6 +146,7 @@ async def test_an_operators_verdict_is_written_before_it_returns_and_survives_a_
         await s.stop()
     s2 = svc.create_service({"interval_s": 3600})
     await s2.start(_ctx(tmp_path))
+    await s2.wait_loaded()
     try:
         assert s2.alarms()[0]["fault"] is False and s2.status()["observe"]["faults"] == 1
     finally:
@@ -153,6 +158,7 @@ async def test_a_verdict_that_cannot_be_written_is_not_kept(tmp_path, monkeypatc
 
     s = svc.create_service({"interval_s": 3600, "seed": 1})
     await s.start(_ctx(tmp_path))
+    await s.wait_loaded()
     try:
         aid = await _with_alarm(s)
 

@@ -48,10 +48,17 @@ def test_tests_and_docs_are_not_inputs(tree: pathlib.Path) -> None:
     assert pipeline.reusable("x86_64") == disk
 
 
-@pytest.mark.parametrize("change", ["code", "new file", "deleted file", "lock", "version"])
+@pytest.mark.parametrize("change", ["code", "new file", "deleted file", "lock", "version", "bpf object", "no bpf"])
 def test_a_changed_source_or_name_rebuilds(tree: pathlib.Path, change: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    bpf = tree / "build" / "bpf"
+    bpf.mkdir(parents=True)
+    (bpf / "xdp_a.bpf.o").write_bytes(b"\x7fELF one")
     _complete_build(tree)
-    if change == "code":
+    if change == "bpf object":  # rebuilt with other content
+        (bpf / "xdp_a.bpf.o").write_bytes(b"\x7fELF two")
+    elif change == "no bpf":  # a checkout that did not build them makes an image without them
+        (bpf / "xdp_a.bpf.o").unlink()
+    elif change == "code":
         (tree / "x0node" / "core.py").write_text("A = 2\n")
     elif change == "new file":
         (tree / "rootfs" / "other.conf").write_text("x\n")

@@ -72,3 +72,39 @@ async def test_an_ota_service_whose_loop_ended_is_unhealthy(tmp_path):
         assert st["error"] == "the OTA loop ended", st
     finally:
         await svc.stop()
+
+
+class _MarkingInstaller:
+    """A device's slot manager as the service sees it: slot A booted, every mark recorded and accepted."""
+
+    reason = ""
+
+    def __init__(self) -> None:
+        self.marks: list[tuple[str, str]] = []
+
+    def booted(self) -> str | None:
+        return "A"
+
+    def mark(self, what: str, slot: str = "booted") -> tuple[bool, str]:
+        self.marks.append((what, slot))
+        return True, ""
+
+
+async def test_a_normal_boot_marks_its_slot_good_after_the_start_not_during_it(tmp_path, monkeypatch):
+    # the daemon's ready line waits for every service's start(): the mark-good (a subprocess writing the
+    # ESP's grubenv, seconds under emulation) runs in the service's loop instead, once
+    installer = _MarkingInstaller()
+    monkeypatch.setattr(ota, "NoInstaller", lambda: installer)
+    svc, _ctx, _manager = await _idle_ota(tmp_path)
+    try:
+        assert installer.marks == []  # start() returned without it
+        assert svc._unconfirmed
+        for _ in range(50):
+            await asyncio.sleep(0.02)
+            if installer.marks:
+                break
+        await asyncio.sleep(0.1)
+        assert installer.marks == [("mark-good", "booted")]
+        assert not svc._unconfirmed
+    finally:
+        await svc.stop()

@@ -79,6 +79,7 @@ async def test_alarm_routes_judge_refuse_bad_input_and_keep_nothing_unsaved(api,
     assert (await client.get("/api/v1/anomaly/alarms")).status == 503
     assert (await client.post("/api/v1/anomaly/alarms/1/feedback", json={"fault": True}, headers=h)).status == 503
     await det.start(ctx)
+    await det.wait_loaded()
     svc[0] = det
     body = await (await client.get("/api/v1/anomaly/alarms")).json()
     assert body["alarms"] == [] and body["observe"]["phase"] == "observe" and body["observe"]["precision"] is None
@@ -119,6 +120,7 @@ async def test_a_right_incident_at_this_node_is_a_fault_the_detector_learns_from
     token = await do_setup(client, tmp_path)
     h = {"X-CSRF-Token": token}
     await det.start(ctx)
+    await det.wait_loaded()
     svc[0] = det
     aid = await _raise_alarm(det)  # raised just before the incident opens: inside its look-back
     await healing.service.start(healing.ctx)  # the stuck telemetry service: an incident at service:telemetry

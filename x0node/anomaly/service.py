@@ -7,9 +7,10 @@ Rules and invariants:
   ("", "active" or "observe"; "" = none), `drift_psi` (> 0, default 0.25), `seed` (int, optional),
   `record` (bool), `cgroup` ("" host-wide CPU/memory, "own" or "parent": the node's cgroup v1 groups,
   resolved once at start from /proc/self/cgroup; host-wide, with a warning, when none is mounted).
-- start(): loads the bundle and LiteRT in a worker thread (imports stay lazy until then), restores
+- start() returns at once (the daemon's ready line does not wait for the model): a background task
+  loads the bundle and LiteRT in a worker thread (imports stay lazy until then), restores
   the persisted observe-mode state, the node's own drift reference (drift.json) and the normal-row
-  buffer from `<data_dir>/anomaly/`, and
+  buffer from `<data_dir>/anomaly/`, and then
   starts one timer task (plus a sampler that reads `neighbours()` every LINK_SAMPLE_INTERVAL_S so
   link loss and RTT are averaged over the whole interval and lost neighbours are followed between
   ticks). Each tick (period jittered +-25%): read kernel counters
@@ -27,6 +28,8 @@ Rules and invariants:
   cannot be written they undo the verdict in memory and raise OSError, so nothing is reported as
   saved that was not. Observe-mode state is only serialised under `_lock` (a verdict arriving from
   the web UI never races a tick's save).
+- Until the engine is loaded (and if loading fails) every entry point answers as a stopped detector
+  (`engine` is None: no verdicts, no peer vectors taken); `status()` says `loading`, or the error.
 """
 
 from __future__ import annotations
@@ -141,6 +144,8 @@ class AnomalyService:
         self._saved_phase: str | None = None
         self._saved_at = float("-inf")
         self.tick_errors = 0
+        self.load_error = ""
+        self._loaded = asyncio.Event()  # set once loading ended (engine set, or load_error)
         self._gauges: dict[str, Any] = {}
         self._record_fh: Any = None
         self._cgroup: Any = None  # collector.NodeCgroups when `cgroup` selects the node's own groups
@@ -160,13 +165,24 @@ class AnomalyService:
                 log.warning("anomaly: cannot read /proc/self/cgroup (%s); CPU and memory stay host-wide", e)
             if self._cgroup is None:
                 log.warning("anomaly: no cgroup v1 cpuacct/memory group; CPU and memory stay host-wide")
-        self.engine = await asyncio.to_thread(self._build, ctx)
         self._features = FeatureState()
         self._register_metrics(ctx.registry)
         ctx.extras["anomaly"] = self
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="anomaly")
-        log.info("anomaly service started layer=%s phase=%s", self.engine.chain.live_layer,
-                 self.engine.observe.phase.value)
+        self._task = asyncio.get_running_loop().create_task(self._load_and_run(ctx), name="anomaly")
+        log.info("anomaly service started; loading the models in the background")
+
+    async def _load_and_run(self, ctx: Any) -> None:
+        try:
+            engine = await asyncio.to_thread(self._build, ctx)
+        except Exception as exc:  # noqa: BLE001 - a broken bundle leaves the detector off, routing goes on
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            log.exception("anomaly: loading the models failed; the detector stays off")
+            self._loaded.set()
+            return
+        self.engine = engine
+        self._loaded.set()
+        log.info("anomaly models loaded layer=%s phase=%s", engine.chain.live_layer, engine.observe.phase.value)
+        await self._run()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -184,9 +200,14 @@ class AnomalyService:
         if self._ctx is not None and self._ctx.extras.get("anomaly") is self:
             del self._ctx.extras["anomaly"]
 
+    async def wait_loaded(self) -> bool:
+        """Wait until the background load ended; True when the engine runs."""
+        await self._loaded.wait()
+        return self.engine is not None
+
     def status(self) -> dict[str, Any]:
         if self.engine is None:
-            return {"running": False}
+            return {"running": False, **({"error": self.load_error} if self.load_error else {"loading": True})}
         st = self.engine.status()
         st["tick_errors"] = self.tick_errors
         st["cpu_mem_source"] = self._cpu_mem_source

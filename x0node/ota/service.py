@@ -13,7 +13,9 @@ Rules and invariants:
 - One uplink download per mesh: only the elected node (fetch.uplink_node over the nodes that announce
   an uplink) fetches from `uplink`; everyone else fetches from the mesh.
 - No install while a mark-good is pending (boot.may_install); the pending record is written before
-  RAUC touches a slot and cleared only once the outcome is recorded.
+  RAUC touches a slot and cleared only once the outcome is recorded. The mark-good of a normal boot's
+  slot runs in the service's loop, off the daemon's start (it held the ready line for seconds on slow
+  boards), retried every step until it succeeds; no install starts before its first try.
 - `ctx.extras["ota"]` is this service; `updating()` is True from the start of an install until the
   new slot is marked good or rolled back (self-healing's guard window reads it).
 - The rollout coordinator runs on wall-clock time (its record crosses nodes and restarts). With the
@@ -410,7 +412,11 @@ class OtaService:
         d = boot.on_boot(self.pending, booted)
         log.info("ota boot decision=%s: %s", d.action, d.reason)
         if d.action == "confirm":
-            await self._confirm()
+            # Nothing pending: the booted slot is the confirmed one. `rauc status mark-good` (seconds of
+            # a subprocess and the ESP's grubenv on a slow board) runs in the loop's first step, after
+            # the daemon's ready line, and is retried there until it succeeds; no install starts before
+            # its first try (install_problem), as when it ran here.
+            self._unconfirmed = True
             if self.target is not None and self.target.m.serial == self.release["serial"]:
                 self._set_phase("good", "")
         elif d.action == "gate":
@@ -822,6 +828,8 @@ class OtaService:
         why = boot.may_install(self.pending)
         if why is not None:
             return why
+        if self._unconfirmed and self._confirm_tries == 0:
+            return "the booted slot is not marked good yet (its first mark-good is under way)"
         if self.installer.booted() is None:
             return getattr(self.installer, "reason", "the booted slot is unknown")
         return None
