@@ -121,7 +121,7 @@ def timed_run(clone: pathlib.Path, env: dict[str, str], log: pathlib.Path) -> di
 def phase_seconds(r: dict) -> list[float | None]:
     """Each phase's own seconds (the difference between consecutive marks; None where a mark is missing)."""
     marks = [0.0, *(r[k] for k, _ in PHASES)]
-    return [None if a is None or b is None else round(b - a, 1) for a, b in zip(marks, marks[1:])]
+    return [None if a is None or b is None else round(b - a, 1) for a, b in zip(marks, marks[1:], strict=False)]
 
 
 def new_commit(clone: pathlib.Path) -> None:

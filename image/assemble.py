@@ -21,6 +21,7 @@ GRUB picks the first slot in ORDER whose <slot>_OK is 1 and whose <slot>_TRY is 
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import shutil
@@ -272,6 +273,18 @@ def run(board: Board, rootfs: pathlib.Path, squashfs: pathlib.Path, grub_dir: pa
     shutil.copyfile(esp, work / "esp.last.img")
     return {"partitions": [{"name": n, "start_mib": s, "size_mib": z} for n, s, z, _ in parts],
             "disk_bytes": dest.stat().st_size, **({"bios_boot": bios} if bios else {})}
+
+
+def disk_partition(image: pathlib.Path, name: str) -> tuple[int, int]:
+    """(byte offset, byte size) of a named partition as the disk image's own GPT has it (a development
+    build's slots are larger than its board's, image.pipeline.board_for)."""
+    table = json.loads(subprocess.run(["sfdisk", "--json", str(image)], capture_output=True, text=True,
+                                      check=True).stdout)["partitiontable"]
+    sector = int(table.get("sectorsize", 512))
+    for part in table["partitions"]:
+        if part.get("name") == name:
+            return int(part["start"]) * sector, int(part["size"]) * sector
+    raise KeyError(name)
 
 
 def partition_offset(board: Board, name: str) -> tuple[int, int]:

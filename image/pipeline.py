@@ -17,7 +17,9 @@ into a new checkout built from the same sources. Every timestamp in the root slo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import os
 import pathlib
 import re
@@ -27,6 +29,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from image import assemble, bootstrap, initramfs, overlay, payload, sbom, squash, trim
 from image import bundle as update_bundle
@@ -46,6 +49,7 @@ class Context:
     version: str
     source_date_epoch: int
     refresh_lock: bool = False
+    compression: str = "xz"  # of the root slot (image.squash): gzip for development builds (`make run`)
 
     @property
     def rootfs(self) -> pathlib.Path:
@@ -114,16 +118,31 @@ def source_date_epoch() -> int:
         return 0
 
 
+def board_for(board: Board, compression: str) -> Board:
+    """The board as a build with this root compression lays it out: an xz build is the board itself; a
+    gzip build (development, `make run`) has root slots and size limits squash.GZIP_SLOT_FACTOR times
+    larger (its manifest and GPT say so; image.provision reads the data partition from the GPT)."""
+    if compression == "xz":
+        return board
+    grow = squash.GZIP_SLOT_FACTOR
+    parts = dataclasses.replace(board.partitions, root_slot_mib=math.ceil(board.partitions.root_slot_mib * grow))
+    extra = 2 * (parts.root_slot_mib - board.partitions.root_slot_mib)
+    return dataclasses.replace(board, partitions=parts, disk_limit_mib=board.disk_limit_mib + extra,
+                               squashfs_limit_mib=math.ceil(board.squashfs_limit_mib * grow))
+
+
 def make_context(board_name: str, work: pathlib.Path | None = None, out: pathlib.Path | None = None,
-                 refresh_lock: bool = False) -> Context:
+                 refresh_lock: bool = False, compression: str = "xz") -> Context:
     _sbin_on_path()
-    board = load_board(board_name)
+    if compression not in squash.COMPRESSION:
+        raise BoardError("compression", f"expected one of {', '.join(squash.COMPRESSION)}")
+    board = board_for(load_board(board_name), compression)
     work = work or REPO_ROOT / "build" / "image" / board.name
     out = out or REPO_ROOT / "out" / board.name
     work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     return Context(board=board, work=work, out=out, version=image_version(), source_date_epoch=source_date_epoch(),
-                   refresh_lock=refresh_lock)
+                   refresh_lock=refresh_lock, compression=compression)
 
 
 # --- steps -----------------------------------------------------------------------------------------
@@ -178,8 +197,9 @@ def step_initramfs(ctx: Context) -> dict:
 
 def step_squash(ctx: Context) -> dict:
     ctx.need(ctx.rootfs / "boot/initrd.img", "initramfs")
-    size = squash.run(ctx.rootfs, ctx.squashfs, ctx.log, ctx.source_date_epoch)
-    return {"bytes": size, "sha256": sha256_file(ctx.squashfs), "source_date_epoch": ctx.source_date_epoch}
+    size = squash.run(ctx.rootfs, ctx.squashfs, ctx.log, ctx.source_date_epoch, ctx.compression)
+    return {"bytes": size, "sha256": sha256_file(ctx.squashfs), "source_date_epoch": ctx.source_date_epoch,
+            "compression": ctx.compression}
 
 
 def step_assemble(ctx: Context) -> dict:
@@ -199,6 +219,8 @@ def step_assemble(ctx: Context) -> dict:
 
 def step_bundle(ctx: Context) -> dict:
     ctx.need(ctx.squashfs, "squash")
+    if ctx.compression != "xz":
+        raise RuntimeError("an update bundle carries a router's (xz) root slot: build without --compression gzip")
     return update_bundle.run(ctx.board, ctx.squashfs, ctx.out, ctx.version, ctx.source_date_epoch)
 
 
@@ -243,6 +265,7 @@ def write_manifest(ctx: Context) -> dict:
         "board": ctx.board.name,
         "board_sha256": ctx.board.source_sha256,
         "architecture": ctx.board.architecture,
+        "root_compression": ctx.compression,
         "version": ctx.version,
         "image": ctx.disk.name,
         "kernel_version": state.get("trim", {}).get("kernel_version"),
@@ -278,11 +301,12 @@ IMAGE_INPUTS = ("x0node", "image", "rootfs", "board-configs", "bpf", "models", "
 INPUTS_FILE = "inputs.json"
 
 
-def inputs_digest(board_name: str) -> str:
-    """sha256 over the image's source inputs (IMAGE_INPUTS' paths and contents) and the variables that
-    name or date it; the stage cache below keys each step more finely."""
-    parts: dict[str, str] = {"board": board_name, "X0_IMAGE_VERSION": os.environ.get("X0_IMAGE_VERSION", ""),
-                             "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", "")}
+def inputs_digest(board_name: str, compression: str = "xz") -> str:
+    """sha256 over the image's source inputs (IMAGE_INPUTS' paths and contents), the variables that
+    name or date it and the root's compression; the stage cache below keys each step more finely."""
+    parts: dict[str, Any] = {"board": board_name, "X0_IMAGE_VERSION": os.environ.get("X0_IMAGE_VERSION", ""),
+                             "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", ""),
+                             "compression": compression}
     for name in IMAGE_INPUTS:
         path = REPO_ROOT / name
         if path.is_file():
@@ -293,7 +317,7 @@ def inputs_digest(board_name: str) -> str:
     return key_of(parts)
 
 
-def reusable(board_name: str, out: pathlib.Path | None = None) -> pathlib.Path | None:
+def reusable(board_name: str, out: pathlib.Path | None = None, compression: str = "xz") -> pathlib.Path | None:
     """The image in out/<board> when a complete build from the same inputs left it there, else None."""
     out = out or REPO_ROOT / "out" / board_name
     try:
@@ -303,7 +327,7 @@ def reusable(board_name: str, out: pathlib.Path | None = None) -> pathlib.Path |
         return None
     disk = out / str(manifest.get("image", ""))
     artefact = manifest.get("artefacts", {}).get(disk.name, {})
-    if (not isinstance(recorded, dict) or recorded.get("inputs") != inputs_digest(board_name)
+    if (not isinstance(recorded, dict) or recorded.get("inputs") != inputs_digest(board_name, compression)
             or not disk.is_file() or disk.stat().st_size != artefact.get("bytes")):
         return None
     return disk
@@ -318,14 +342,14 @@ FINISHED_PREFIX = "finished-"
 KEEP_FINISHED = 2
 
 
-def finished_key(board_name: str, inputs: str | None = None) -> str:
-    return key_of({"inputs": inputs or inputs_digest(board_name), "version": image_version(),
+def finished_key(board_name: str, inputs: str | None = None, compression: str = "xz") -> str:
+    return key_of({"inputs": inputs or inputs_digest(board_name, compression), "version": image_version(),
                    "source_date_epoch": source_date_epoch()})
 
 
-def keep_finished(board_name: str, out: pathlib.Path, inputs: str) -> pathlib.Path | None:
+def keep_finished(board_name: str, out: pathlib.Path, inputs: str, compression: str = "xz") -> pathlib.Path | None:
     """Copy the complete build in `out` into the cache (None when it is not complete)."""
-    disk = reusable(board_name, out)
+    disk = reusable(board_name, out, compression)
     if disk is None:
         return None
     manifest = json.loads((out / "manifest.json").read_text())
@@ -353,10 +377,10 @@ def keep_finished(board_name: str, out: pathlib.Path, inputs: str) -> pathlib.Pa
     return entry
 
 
-def restore_finished(board_name: str, out: pathlib.Path | None = None) -> pathlib.Path | None:
+def restore_finished(board_name: str, out: pathlib.Path | None = None, compression: str = "xz") -> pathlib.Path | None:
     """The image of a complete build from the same sources, copied from the cache into `out`, or None."""
     out = out or REPO_ROOT / "out" / board_name
-    entry = cache_root() / f"{FINISHED_PREFIX}{board_name}-{finished_key(board_name)}"
+    entry = cache_root() / f"{FINISHED_PREFIX}{board_name}-{finished_key(board_name, compression=compression)}"
     if not (entry / INPUTS_FILE).is_file():
         return None
     out.mkdir(parents=True, exist_ok=True)
@@ -366,7 +390,21 @@ def restore_finished(board_name: str, out: pathlib.Path | None = None) -> pathli
             subprocess.run(["cp", "--sparse=always", str(src), str(out / src.name)], check=True)
     write_atomic(out / INPUTS_FILE, (entry / INPUTS_FILE).read_bytes(), 0o644)
     os.utime(entry)
-    return reusable(board_name, out)
+    return reusable(board_name, out, compression)
+
+
+def reuse(board_name: str, compression: str) -> tuple[pathlib.Path, str] | None:
+    """An existing image of these sources for a boot (`build --reuse`): (image, where it came from), or
+    None. The build's own compression first, in out/ then in the cache; a development (gzip) build also
+    takes the router's (xz) image of the same sources, which boots the same."""
+    for comp in dict.fromkeys((compression, "xz")):
+        kept = reusable(board_name, compression=comp)
+        if kept is not None:
+            return kept, "built from the same sources"
+        copied = restore_finished(board_name, compression=comp)
+        if copied is not None:
+            return copied, "copied from the cache: built from the same sources in another checkout"
+    return None
 
 
 # Steps whose output a boot does not use: `build --no-bundle` (what `make run` builds) leaves them out.
@@ -374,12 +412,14 @@ NOT_FOR_BOOT = ("bundle",)
 
 
 def build(board_name: str, steps: list[str] | None = None, echo: bool = True, work: pathlib.Path | None = None,
-          out: pathlib.Path | None = None, refresh_lock: bool = False, bundle: bool = True) -> Context:
-    ctx = make_context(board_name, work, out, refresh_lock)
+          out: pathlib.Path | None = None, refresh_lock: bool = False, bundle: bool = True,
+          compression: str = "xz") -> Context:
+    ctx = make_context(board_name, work, out, refresh_lock, compression)
     whole = steps is None
-    inputs = inputs_digest(board_name) if whole else ""
+    inputs = inputs_digest(board_name, compression) if whole else ""
     (ctx.out / INPUTS_FILE).unlink(missing_ok=True)  # until this build completes, nothing here is reusable
     if steps is None:
+        bundle = bundle and compression == "xz"  # a development build's root fits no router's slot
         steps = [s for s in STEPS if bundle or s not in NOT_FOR_BOOT]
         ctx.log.write_text("")
     total = time.monotonic()
@@ -390,7 +430,7 @@ def build(board_name: str, steps: list[str] | None = None, echo: bool = True, wo
     if whole:
         write_atomic(ctx.out / INPUTS_FILE, (json.dumps({"inputs": inputs, "version": ctx.version}) + "\n").encode(), 0o644)
         if out is None:  # the repository's own out/<board>, not a test's or a bench's scratch directory
-            keep_finished(board_name, ctx.out, inputs)
+            keep_finished(board_name, ctx.out, inputs, compression)
     if echo:
         print(f"[{ctx.board.name}] total      {time.monotonic() - total:7.1f} s -> {ctx.disk}", flush=True)
     return ctx
@@ -408,6 +448,9 @@ def main(argv: list[str] | None = None) -> int:
                               "(x0node, image/, rootfs/, board-configs/, bpf/, models/, the Python locks)")
     p_build.add_argument("--no-bundle", action="store_true",
                          help="leave out the signed update bundle (a boot does not use it; `make run`)")
+    p_build.add_argument("--compression", choices=list(squash.COMPRESSION), default="xz",
+                         help="of the root slot: xz (a router's image, the default) or gzip (a development "
+                              "build: 6x less CPU to squash, slots 1.5x the board's; `make run`)")
     p_step = sub.add_parser("step", help="run one step for a board")
     p_step.add_argument("name", choices=list(STEPS))
     p_step.add_argument("--board", default="x86_64")
@@ -423,17 +466,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         if args.cmd == "build":
-            kept = copied = None
-            if args.reuse and not args.refresh_lock:
-                kept = reusable(args.board)
-                copied = None if kept is not None else restore_finished(args.board)
-            if kept is not None:
-                print(f"[{args.board}] up to date: {kept} (built from the same sources)", flush=True)
-            elif copied is not None:
-                print(f"[{args.board}] up to date: {copied} (copied from the cache: built from the same sources "
-                      f"in another checkout)", flush=True)
+            found = reuse(args.board, args.compression) if args.reuse and not args.refresh_lock else None
+            if found is not None:
+                print(f"[{args.board}] up to date: {found[0]} ({found[1]})", flush=True)
             else:
-                build(args.board, refresh_lock=args.refresh_lock, bundle=not args.no_bundle)
+                build(args.board, refresh_lock=args.refresh_lock, bundle=not args.no_bundle,
+                      compression=args.compression)
         else:
             build(args.board, [args.name])
     except (BoardError, RuntimeError, OSError, subprocess.CalledProcessError, locks.LockError) as exc:

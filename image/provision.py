@@ -119,7 +119,7 @@ def data_extent(board: Board, image: pathlib.Path, log: pathlib.Path) -> tuple[i
     """(offset, size) of the data partition. On a disk larger than the image (a bigger flash), the
     partition is grown to the end first (GPT backup header moved to the end, partition 4 extended), so a
     device has room on /data for an update bundle (docs/ota.md); on the image's own size it is unchanged."""
-    offset, size = assemble.partition_offset(board, "data")
+    offset, size = assemble.disk_partition(image, "data")
     end = image.stat().st_size - assemble.MIB  # the backup GPT lives in the last MiB
     if end - offset > size:
         with open(log, "ab") as logf:

@@ -4,6 +4,11 @@ Rules: xz compression, because GRUB 2.06 reads the kernel and initramfs from ins
 squash4 driver reads gzip/xz/lzo but not zstd; extended attributes are kept (file capabilities such as
 ping's cap_net_raw); the staged root is not modified.
 
+`gzip` (level 6) is the development build's choice (`make run`, `build --compression gzip`): on the
+x86_64 root it took 12 s of CPU against xz's 80 s, for a slot 1.25x larger (115 against 92 MiB), and
+the emulated guest reads it faster too. Such an image gets slots GZIP_SLOT_FACTOR times the board's
+(image.pipeline.board_for); a router's image, and every update bundle, is xz.
+
 Reproducible: `-reproducible` (entries in sorted order, output independent of the number of
 processors), every file and directory time and the filesystem time set to SOURCE_DATE_EPOCH
 (`-all-time`, `-mkfs-time`), so the same staged content always gives the same bytes
@@ -18,11 +23,15 @@ import pathlib
 import subprocess
 
 SQUASHFS_BLOCK_BYTES = 256 * 1024
+COMPRESSION = {"xz": ["-comp", "xz"], "gzip": ["-comp", "gzip", "-Xcompression-level", "6"]}
+GZIP_SLOT_FACTOR = 1.5
+"""Root slots (and the size limits) of a gzip image, relative to the board's xz ones (gzip measured 1.25x)."""
 
 
-def run(rootfs: pathlib.Path, dest: pathlib.Path, log: pathlib.Path, source_date_epoch: int) -> int:
+def run(rootfs: pathlib.Path, dest: pathlib.Path, log: pathlib.Path, source_date_epoch: int,
+        compression: str = "xz") -> int:
     dest.unlink(missing_ok=True)
-    cmd = ["mksquashfs", str(rootfs), str(dest), "-noappend", "-comp", "xz", "-b", str(SQUASHFS_BLOCK_BYTES),
+    cmd = ["mksquashfs", str(rootfs), str(dest), "-noappend", *COMPRESSION[compression], "-b", str(SQUASHFS_BLOCK_BYTES),
            "-reproducible", "-all-time", str(source_date_epoch), "-mkfs-time", str(source_date_epoch),
            "-processors", str(os.cpu_count() or 1), "-no-progress", "-quiet"]
     with open(log, "ab") as logf:

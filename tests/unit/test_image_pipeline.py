@@ -89,7 +89,7 @@ def test_a_build_for_a_boot_leaves_out_only_the_bundle(tree: pathlib.Path, monke
     ran: list[str] = []
     monkeypatch.setattr(pipeline, "STEPS", {name: (lambda ctx, name=name: ran.append(name) or {})
                                             for name in pipeline.STEPS})
-    monkeypatch.setattr(pipeline, "make_context", lambda board, work, out, refresh: pipeline.Context(
+    monkeypatch.setattr(pipeline, "make_context", lambda board, work, out, refresh, comp: pipeline.Context(
         board=None, work=tree / "work", out=tree / "out", version="v", source_date_epoch=0))  # type: ignore[arg-type]
     (tree / "work").mkdir()
     (tree / "out").mkdir()
@@ -144,3 +144,41 @@ def test_an_incomplete_build_is_never_kept_and_only_the_newest_entries_stay(
         kept.append(pipeline.keep_finished("x86_64", disk.parent, pipeline.inputs_digest("x86_64")))
     left = sorted(p.name for p in cache.iterdir())
     assert left == sorted([other.name] + [p.name for p in kept[-pipeline.KEEP_FINISHED:]])  # type: ignore[union-attr]
+
+
+def test_a_development_build_is_another_image_with_larger_slots(tree: pathlib.Path) -> None:
+    # `make run` builds with a gzip root (build --compression gzip): not the router's xz image of the
+    # same sources, so neither is kept for the other's inputs; its slots grow so the larger root fits
+    disk = _complete_build(tree)
+    assert pipeline.reusable("x86_64", compression="gzip") is None
+    assert pipeline.reusable("x86_64") == disk
+    assert pipeline.inputs_digest("x86_64", "gzip") != pipeline.inputs_digest("x86_64")
+    board = pipeline.load_board("x86_64")
+    dev = pipeline.board_for(board, "gzip")
+    assert pipeline.board_for(board, "xz") is board
+    assert dev.partitions.root_slot_mib == 150 and dev.partitions.esp_mib == board.partitions.esp_mib
+    assert dev.squashfs_limit_mib == 150 and dev.disk_limit_mib == board.disk_limit_mib + 100
+    assert dev.partitions.disk_mib <= dev.disk_limit_mib
+
+
+def test_a_development_build_for_a_boot_takes_the_routers_image_of_the_same_sources(
+        tree: pathlib.Path, cache: pathlib.Path) -> None:
+    disk = _complete_build(tree)  # `make image` (xz) of these sources
+    assert pipeline.reuse("x86_64", "gzip") == (disk, "built from the same sources")
+    (tree / "x0node" / "core.py").write_text("A = 3\n")
+    assert pipeline.reuse("x86_64", "gzip") is None
+
+
+def test_a_development_build_makes_no_update_bundle(tree: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ran: list[str] = []
+    monkeypatch.setattr(pipeline, "STEPS", {name: (lambda ctx, name=name: ran.append(name) or {})
+                                            for name in pipeline.STEPS})
+    monkeypatch.setattr(pipeline, "make_context", lambda board, work, out, refresh, comp: pipeline.Context(
+        board=None, work=tree / "work", out=tree / "out", version="v", source_date_epoch=0,  # type: ignore[arg-type]
+        compression=comp))
+    (tree / "work").mkdir()
+    (tree / "out").mkdir()
+    pipeline.build("x86_64", echo=False, compression="gzip")
+    assert "bundle" not in ran and "squash" in ran
+    assert json.loads((tree / "out" / pipeline.INPUTS_FILE).read_text())["inputs"] == pipeline.inputs_digest(
+        "x86_64", "gzip")
