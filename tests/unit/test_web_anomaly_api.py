@@ -40,6 +40,7 @@ async def _raise_alarm(s) -> int:
     bad = NEUTRAL_RAW.copy()
     for name, value in (("fwd_ratio", 0.01), ("loss_max", 0.9), ("link_changes", 8.0), ("rtt_ms", 900.0)):
         bad[FEATURES.index(name)] = value
+    assert await s.wait_loaded()
     s.engine.alarm_policy = AlarmPolicy()
     for layer in ("gbt", "gbt_self", "gnn", "self"):  # the rules judge: the alarm does not hang on a model
         s.engine.chain.layers[layer].live = False
