@@ -34,7 +34,12 @@ $(APT_STAMP):
 # router images never contain. `make run` needs only those (pip-run); tests also need the [test] extras.
 # --no-compile: modules are byte-compiled when first imported, only those that are (a fifth of the
 # install's time went to compiling every module of every package up front).
-PIP_INSTALL = [ -x $(PY) ] || $(PYTHON) -m venv $(VENV); $(PY) -m pip install -q --no-compile -c requirements.lock
+# --no-build-isolation with the pinned setuptools installed first: otherwise pip made a fresh build
+# environment, installing setuptools into it, for each of the two editable projects (about 60 % of the
+# step's time on a fresh checkout).
+PIP_INSTALL = [ -x $(PY) ] || $(PYTHON) -m venv $(VENV); \
+	$(PY) -m pip install -q --no-compile -c requirements.lock setuptools && \
+	$(PY) -m pip install -q --no-compile --no-build-isolation -c requirements.lock
 $(STAMPS)/pip-run: pyproject.toml lab/pyproject.toml requirements.lock
 	@mkdir -p $(STAMPS)
 	$(PIP_INSTALL) -e . -e ./lab

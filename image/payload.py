@@ -152,7 +152,9 @@ def build_wheel(work: pathlib.Path, log: pathlib.Path) -> pathlib.Path:
     shutil.rmtree(wheel_dir, ignore_errors=True)
     wheel_dir.mkdir(parents=True)
     shutil.rmtree(REPO_ROOT / "build" / "lib", ignore_errors=True)  # stale modules would enter the wheel
-    cmd = [*_pip(), "wheel", "-q", "--disable-pip-version-check", "--no-deps",
+    # Built by the pinned setuptools of the build's own environment (requirements.lock; the wheel's
+    # metadata names its version), not a fresh isolated one pip would make and fill with the newest.
+    cmd = [*_pip(), "wheel", "-q", "--disable-pip-version-check", "--no-deps", "--no-build-isolation",
            "-w", str(wheel_dir), str(REPO_ROOT)]
     with open(log, "ab") as logf:
         subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, check=True, cwd=REPO_ROOT)
