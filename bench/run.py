@@ -22,7 +22,7 @@ bootstrap and the wheels) — the case of a developer's new commit, or of a rele
 Phases (seconds since `make run` started): deps (apt + pip), build, QEMU start, the daemon's ready line,
 "mesh up" (every neighbour routes to the router; the router's UI shows the mesh from then on, within a
 few seconds). The goal is "mesh up" within 180 s of a fresh checkout's `make run` on this machine.
-Prints per-phase seconds (deps, build, QEMU start, boot to ready, ready to mesh up), the build's step
+Prints per-phase seconds (apt, pip and the BPF objects, build, QEMU start, boot to ready, ready to mesh up), the build's step
 seconds, then one JSON line {"bench": "run", ...}; the host's load average is recorded with
 each run, since this machine is shared. Not part of `make bench` (one run takes 5-15 minutes).
 """
@@ -163,14 +163,14 @@ def main() -> int:
         if not args.no_cached:
             runs["cached"] = timed_run(clone, env, tmp / "cached.log")
             print((tmp / "cached.log").read_text(), end="")
-    print("\nseconds of each phase of `make run`: apt, pip, the image build (or copy), QEMU start (lab unit, "
+    print("\nseconds of each phase of `make run`: apt, pip and the BPF objects, the image build (or copy), QEMU start (lab unit, "
           "neighbours), boot to the daemon's ready line, ready to every neighbour routing to the router (mesh up)")
-    print(f"{'run':<26} {'apt':>6} {'pip':>6} {'build':>7} {'qemu':>6} {'ready':>7} {'mesh':>6} {'total':>7} "
+    print(f"{'run':<26} {'apt':>6} {'pip+bpf':>7} {'build':>7} {'qemu':>6} {'ready':>7} {'mesh':>6} {'total':>7} "
           f"{'load start-end (max)':>21}")
     for name, r in runs.items():
         cells = phase_seconds(r)
         shown = " ".join(f"{c:>{w}.1f}" if c is not None else f"{'-':>{w}}"
-                         for c, w in zip(cells, (6, 6, 7, 6, 7, 6), strict=True))
+                         for c, w in zip(cells, (6, 7, 7, 6, 7, 6), strict=True))
         total = r["mesh_up_s"]
         print(f"{name:<26} {shown} {total if total is not None else '-':>7} "
               f"{r['load_start']:>8.1f}-{r['load_end']:<5.1f} ({r['load_max']:.1f})")
@@ -180,7 +180,7 @@ def main() -> int:
     fresh = runs[f"fresh_{kind}_cache"]
     out: dict = {"bench": "run", "commit": head, "cores": os.cpu_count(), "goal_s": GOAL_S, "stage_cache": kind,
                  "fresh_mesh_up_s": fresh["mesh_up_s"],
-                 "fresh_phases_s": dict(zip(("apt", "pip", "build", "qemu_start", "boot_to_ready", "ready_to_mesh"),
+                 "fresh_phases_s": dict(zip(("apt", "pip_bpf", "build", "qemu_start", "boot_to_ready", "ready_to_mesh"),
                                             phase_seconds(fresh), strict=True)),
                  "fresh_build_steps_s": fresh["build_steps_s"],
                  "fresh_vs_goal": None if fresh["mesh_up_s"] is None else round(fresh["mesh_up_s"] / GOAL_S, 2),
