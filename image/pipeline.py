@@ -342,19 +342,22 @@ FINISHED_PREFIX = "finished-"
 KEEP_FINISHED = 2
 
 
-def finished_key(board_name: str, inputs: str | None = None, compression: str = "xz") -> str:
-    return key_of({"inputs": inputs or inputs_digest(board_name, compression), "version": image_version(),
-                   "source_date_epoch": source_date_epoch()})
+def finished_key(board_name: str, inputs: str | None = None, compression: str = "xz", version: str | None = None,
+                 epoch: int | None = None) -> str:
+    return key_of({"inputs": inputs or inputs_digest(board_name, compression), "version": version or image_version(),
+                   "source_date_epoch": source_date_epoch() if epoch is None else epoch})
 
 
-def keep_finished(board_name: str, out: pathlib.Path, inputs: str, compression: str = "xz") -> pathlib.Path | None:
-    """Copy the complete build in `out` into the cache (None when it is not complete)."""
+def keep_finished(board_name: str, out: pathlib.Path, inputs: str, compression: str = "xz",
+                  version: str | None = None, epoch: int | None = None) -> pathlib.Path | None:
+    """Copy the complete build in `out` into the cache (None when it is not complete). `version` and
+    `epoch` are the build's own (its Context's): a commit made while it ran must not key its image."""
     disk = reusable(board_name, out, compression)
     if disk is None:
         return None
     manifest = json.loads((out / "manifest.json").read_text())
     names = sorted({*manifest.get("artefacts", {}), "manifest.json", INPUTS_FILE})
-    entry = cache_root() / f"{FINISHED_PREFIX}{board_name}-{finished_key(board_name, inputs)}"
+    entry = cache_root() / f"{FINISHED_PREFIX}{board_name}-{finished_key(board_name, inputs, compression, version, epoch)}"
     if entry.is_dir():
         os.utime(entry)
         return entry
@@ -430,7 +433,7 @@ def build(board_name: str, steps: list[str] | None = None, echo: bool = True, wo
     if whole:
         write_atomic(ctx.out / INPUTS_FILE, (json.dumps({"inputs": inputs, "version": ctx.version}) + "\n").encode(), 0o644)
         if out is None:  # the repository's own out/<board>, not a test's or a bench's scratch directory
-            keep_finished(board_name, ctx.out, inputs, compression)
+            keep_finished(board_name, ctx.out, inputs, compression, ctx.version, ctx.source_date_epoch)
     if echo:
         print(f"[{ctx.board.name}] total      {time.monotonic() - total:7.1f} s -> {ctx.disk}", flush=True)
     return ctx
