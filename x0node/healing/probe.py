@@ -49,7 +49,7 @@ PROBE_INTERVAL_S = 0.2  # per neighbour: ~10 outcomes of each kind in 2 s, enoug
 PROBES_PER_TICK = 3  # link, loop and one path probe
 PROBE_RATE_MAX_PER_S = 64.0  # all probes of a node (~4 kB/s of 64-byte echoes each way)
 PROBE_BURST = 16
-PROBE_TIMEOUT_S = 1.0  # mesh RTTs are tens of ms; a late answer is as bad as a lost one
+PROBE_TIMEOUT_S = 0.5  # mesh RTTs are tens of ms (a congested hop queues <= 100 ms each way); a late answer is as bad as a lost one, and a loss counts only once timed out
 PROBE_WINDOW = 32
 PROBE_WINDOW_S = 15.0  # ~15 outcomes per path at 4 destinations per neighbour
 MAX_DESTS_PER_NEIGHBOUR = 4
