@@ -308,3 +308,17 @@ def test_flaps_that_are_over_are_counted_but_not_abnormal_and_a_gone_neighbour_k
     carrier.observe(Snapshot(3.0, diamond(transitions_a=2, timeouts_a=0)))
     out = carrier.observe(Snapshot(4.0, gone))
     assert _ind(out, Signal.HELLO_TIMEOUT, link).degree == 0.0
+
+
+def test_a_link_probes_recent_rtt_raises_the_links_delay_before_the_hello_rtt_does():
+    """Hello RTT is the routing core's smoothed figure; a link probe's recent RTT (kernel-timed) shows a
+    queue within a second. The link's delay is the larger of the two, each against its own baseline."""
+    link = link_element(ME, A)
+    m = Monitor(ME)
+    for t in range(5):
+        m.observe(Snapshot(float(t), diamond(), probes=(ProbeObs(A, A, 16, 0, 1.0, (), 1.0),)))
+    out = m.observe(Snapshot(5.0, diamond(), probes=(ProbeObs(A, A, 16, 0, 1.0, (), 120.0),)))
+    rtt = _ind(out, Signal.HELLO_RTT, link)
+    assert rtt.degree == 1.0 and rtt.value == pytest.approx(120.0)
+    out = m.observe(Snapshot(6.0, diamond(), probes=(ProbeObs(A, A, 16, 0, 1.0, (), 1.2),)))
+    assert _ind(out, Signal.HELLO_RTT, link).degree == 0.0  # 0.2 ms more is no delay

@@ -124,3 +124,14 @@ def test_a_neighbour_that_goes_away_takes_its_results_and_ids_wrap(monkeypatch):
     small = ProbeScheduler(ME, random.Random(7), 0.0)
     ids = [r.probe_id for r in _run(small, diamond(), 0.0, 3.0)]
     assert set(ids) <= {0, 1, 2, 3} and len(ids) > 4
+
+
+def test_the_recent_rtt_follows_a_queue_that_began_a_second_ago():
+    """A link's queue fills from 3 s on (RTT 1 ms -> 150 ms): the window's median still says 1 ms, the
+    median of the last RECENT_RTT_PROBES answers already says 150 ms."""
+    sched = ProbeScheduler(ME, random.Random(4), 0.0)
+    _run(sched, diamond(), 0.0, 5.0, answer=lambda req: 0.15 if req.sent_s >= 3.0 and req.target.via == A else 0.001)
+    sched.poll(5.5)
+    link = {p.via: p for p in sched.results(5.5) if p.dest == p.via}
+    assert link[A].rtt_ms == pytest.approx(1.0) and link[A].recent_rtt_ms == pytest.approx(150.0)
+    assert link[B].recent_rtt_ms == pytest.approx(1.0)

@@ -177,7 +177,7 @@ class SymptomRule:
 # The symptom table: which indicator raises which symptom, with its hysteresis.
 RULES: dict[SymptomKind, SymptomRule] = {
     SymptomKind.LINK_LOSS: SymptomRule(Signal.HELLO_LOSS, 0.5, 0.2, 1.0, 10.0),
-    SymptomKind.LINK_DELAY: SymptomRule(Signal.HELLO_RTT, 0.5, 0.2, 3.0, 10.0),
+    SymptomKind.LINK_DELAY: SymptomRule(Signal.HELLO_RTT, 0.5, 0.2, 2.0, 10.0),
     SymptomKind.LINK_FLAP: SymptomRule(Signal.FLAP, 0.5, 0.2, 0.0, 60.0),
     # longer than a flapping link's down phase, so a flap is not first taken for a link down
     SymptomKind.LINK_DOWN: SymptomRule(Signal.LINK_DOWN, 0.5, 0.2, 2.5, 5.0),
@@ -514,6 +514,11 @@ class Monitor:
                         if ind[0] is Signal.HELLO_LOSS and ind[2] == (me, via):
                             out[i] = (Signal.HELLO_LOSS, ind[1], ind[2], ramp(one_way, LOSS_NORMAL, LOSS_BAD),
                                       one_way, ind[5])
+            if via in hello_loss and p.recent_rtt_ms is not None:  # the link's queue, seen within a second
+                deg, ratio = self._rtt_degree(("link_probe", via), p.recent_rtt_ms, now)
+                for i, ind in enumerate(out):
+                    if ind[0] is Signal.HELLO_RTT and ind[2] == (me, via) and deg > ind[3]:
+                        out[i] = (Signal.HELLO_RTT, ind[1], ind[2], deg, ratio, ind[5])
         first_loss: dict[str, float] = {}  # via -> loss the first link explains, both ways
         for via, h in hello_loss.items():
             lp = link_probe.get(via)

@@ -29,7 +29,9 @@ Rules and invariants:
   probes rotate over them.
 - At most MAX_OUTSTANDING probes wait for an answer; ids are 16-bit and reused only after their probe
   was answered or timed out. An answer with an unknown id or after the timeout is counted, not used.
-- Results per path are the last PROBE_WINDOW outcomes no older than PROBE_WINDOW_S.
+- Results per path are the last PROBE_WINDOW outcomes no older than PROBE_WINDOW_S: loss, the median
+  RTT and the median of the last RECENT_RTT_PROBES answers (a link probe's is the link's queueing delay,
+  timed by the kernel and not by a daemon that may be starved of CPU).
 - No clock, socket or randomness of its own: `now` and a `random.Random` come in.
 """
 
@@ -52,6 +54,7 @@ PROBE_BURST = 16
 PROBE_TIMEOUT_S = 0.5  # mesh RTTs are tens of ms (a congested hop queues <= 100 ms each way); a late answer is as bad as a lost one, and a loss counts only once timed out
 PROBE_WINDOW = 32
 PROBE_WINDOW_S = 15.0  # ~15 outcomes per path at 4 destinations per neighbour
+RECENT_RTT_PROBES = 8  # the recent RTT: a queue that began to fill a second ago, not the window's median
 MAX_DESTS_PER_NEIGHBOUR = 4
 MAX_NEIGHBOURS_PROBED = 64
 MAX_OUTSTANDING = 256
@@ -216,7 +219,8 @@ class ProbeScheduler:
             rtts = [r for _, r in window if r is not None]
             lost = sum(1 for _, r in window if r is None)
             out.append(ProbeObs(via, dest, len(window), lost, statistics.median(rtts) if rtts else None,
-                                tuple(r is None for _, r in window)))
+                                tuple(r is None for _, r in window),
+                                statistics.median(rtts[-RECENT_RTT_PROBES:]) if rtts else None))
         return tuple(out)
 
     # ---- internals
