@@ -61,7 +61,7 @@ FLAP_QUIET_S = 10.0  # a link with no up/down transition for this long has stopp
 PROBE_EXCESS_NORMAL, PROBE_EXCESS_BAD = 0.03, 0.15  # probe loss (Wilson lower bound) beyond the first link's
 WILSON_Z = 1.96
 PROBE_MIN_SAMPLES = 6  # fewer answered-or-lost probes say nothing
-RECENT_OUTCOMES = (8, 16)  # tails of a probe window judged on their own (loss_bound)
+RECENT_OUTCOMES = (8, 12, 16)  # tails of a probe window judged on their own (loss_bound)
 CPU_NORMAL, CPU_BAD = 0.85, 0.97
 MEM_NORMAL, MEM_BAD = 0.90, 0.98
 FWD_NORMAL, FWD_BAD = 0.95, 0.70  # forwarding ratio (falls when a node drops transit traffic)
@@ -176,7 +176,7 @@ class SymptomRule:
 
 # The symptom table: which indicator raises which symptom, with its hysteresis.
 RULES: dict[SymptomKind, SymptomRule] = {
-    SymptomKind.LINK_LOSS: SymptomRule(Signal.HELLO_LOSS, 0.5, 0.2, 1.0, 10.0),
+    SymptomKind.LINK_LOSS: SymptomRule(Signal.HELLO_LOSS, 0.5, 0.2, 0.5, 10.0),
     SymptomKind.LINK_DELAY: SymptomRule(Signal.HELLO_RTT, 0.5, 0.2, 2.0, 10.0),
     SymptomKind.LINK_FLAP: SymptomRule(Signal.FLAP, 0.5, 0.2, 0.0, 60.0),
     # longer than a flapping link's down phase, so a flap is not first taken for a link down

@@ -1,8 +1,7 @@
 """Plan: the next rung for an incident, through every safety gate, with the reason for the choice.
 
 Rules and invariants:
-- Candidates are taken best first, only while their confidence is >= `min_confidence` (a lesser
-  candidate, after the first: also >= LESSER_MIN_CONFIDENCE); within a
+- Candidates are taken best first, only while their confidence is >= `min_confidence`; within a
   candidate its ladder (policy.ladder, frozen when first planned) is walked from the incident's
   position. A rung is skipped (and the skip recorded) when it has no target on this node, its
   precondition fails, or its mitigation is already in force.
@@ -28,12 +27,6 @@ from x0node.healing.incident import Incident
 from x0node.healing.monitor import Element
 from x0node.healing.policy import ROUTING_REPAIRS, Rung, ladder, resolve_target
 from x0node.healing.safety import Backoff, DisruptionBudget, GuardConfig, Mode, TokenBucket, guard_reason
-
-# A lesser candidate (the first one's ladder is exhausted or holds no lever of ours) is acted on only
-# at this confidence: at 0.38 a stale flap count on our link drew a drain that steered traffic into a
-# black hole elsewhere (bench, 15 s).
-LESSER_MIN_CONFIDENCE = 0.4
-
 
 class PlanKind(enum.StrEnum):
     ACT = "requested"
@@ -94,10 +87,9 @@ def plan(
     skipped: list[tuple[str, str, str]] = []
     while ci < len(cands):
         cand = cands[ci]
-        bar = min_confidence if ci == 0 else max(min_confidence, LESSER_MIN_CONFIDENCE)
-        if cand.confidence < bar:
-            reason = (f"diagnosis not confident enough: {cand} < {bar:.2f}" if ci == 0
-                      else f"no rung left; the next candidate {cand} is below {bar:.2f}")
+        if cand.confidence < min_confidence:
+            reason = (f"diagnosis not confident enough: {cand} < {min_confidence:.2f}" if ci == 0
+                      else f"no rung left; the next candidate {cand} is below {min_confidence:.2f}")
             return Plan(PlanKind.EXHAUSTED, ci, ri, None, reason=reason, gate="exhausted", skipped=tuple(skipped))
         if cand.fault in ROUTING_REPAIRS:
             return Plan(PlanKind.EXHAUSTED, ci, ri, None, reason=f"{cand}: routing repairs it, nothing to do",
