@@ -28,6 +28,7 @@ from x0node.healing.monitor import Element
 from x0node.healing.policy import ROUTING_REPAIRS, Rung, ladder, resolve_target
 from x0node.healing.safety import Backoff, DisruptionBudget, GuardConfig, Mode, TokenBucket, guard_reason
 
+
 class PlanKind(enum.StrEnum):
     ACT = "requested"
     OBSERVE_ONLY = "observe_only"
