@@ -48,8 +48,9 @@ if TYPE_CHECKING:
     import random
 
 PROBE_INTERVAL_S = 0.2  # per neighbour: ~10 outcomes of each kind in 2 s, enough to see a 40 % black hole
-PROBES_PER_TICK = 3  # link, loop and one path probe
-PROBE_RATE_MAX_PER_S = 64.0  # all probes of a node (~4 kB/s of 64-byte echoes each way)
+LINK_PROBES_PER_TICK = 2  # the link's own loss is the lossy-link sensor: twice the samples, judged in half the time
+PROBES_PER_TICK = LINK_PROBES_PER_TICK + 2  # link probes, a loop and one path probe
+PROBE_RATE_MAX_PER_S = 80.0  # all probes of a node (~5 kB/s of 64-byte echoes each way; 4 neighbours at full rate)
 PROBE_BURST = 16
 PROBE_TIMEOUT_S = 0.5  # mesh RTTs are tens of ms (a congested hop queues <= 100 ms each way); a late answer is as bad as a lost one, and a loss counts only once timed out
 PROBE_WINDOW = 32
@@ -196,7 +197,7 @@ class ProbeScheduler:
 
     def _tick_targets(self, node_id: str, nb: _Neighbour) -> list[tuple[str, str]]:
         """This tick's (dest id, dest address) through neighbour node_id: link, loop, next path."""
-        out = [(node_id, nb.address)]  # link probe: to its link-local address
+        out = [(node_id, nb.address)] * LINK_PROBES_PER_TICK  # link probes: to its link-local address
         if self.self_address:
             out.append((self.self_id, self.self_address))
         if nb.dests:
