@@ -259,3 +259,26 @@ def test_operating_point_counts_a_hard_fault_only_when_caught_within_two_ticks()
     thr, pol, f = realeval.choose_operating_point(tb, np.arange(len(tb)), s)
     # 1.0 alone catches the hang only 3 ticks in: no timely detection; 0.5 catches it at 12 s with one stray alarm
     assert thr == pytest.approx(0.5) and pol.raise_ticks == 1 and 0.0 < f < 1.0
+
+
+def test_device_tick_judges_every_tenth_tick_as_a_ten_times_longer_one():
+    tb, _ = _table()
+    q = _with_fault_free(tb, n_quiet=400)
+    s = np.zeros(len(q))
+    s[len(tb) + 150] = 1.0  # kept (every 10th tick of the series from its first)
+    s[len(tb) + 155] = 1.0  # not kept
+    pred = realeval.Predictions(s, np.zeros(len(q), bool), np.zeros(len(q), bool), None,
+                                [{"threshold": 0.5, "policy": {"raise_ticks": 1, "clear_ticks": 1}}] * len(realeval.folds(q)))
+    r = realeval.at_device_tick(q, pred)
+    assert r["interval_s"] == 30.0 and r["fault_free_node_hours"] == pytest.approx(40 * 30.0 / 3600, rel=1e-3)
+    assert r["false_alarms_fault_free"] == 1
+
+
+def test_false_alarm_sources_tell_mesh_wide_stalls_from_one_node():
+    tb, _ = _table()
+    q = _with_fault_free(tb, n_quiet=400)
+    a = np.zeros(len(q), dtype=bool)
+    a[len(tb) + 150] = True
+    got = realeval.false_alarm_sources(q, a, realeval.inputs(q, "deployed"))
+    assert got["false_alarms"] == 1 and got["with_another_node"] == 0.0 and got["single_tick"] == 1.0
+    assert got["first_300_s"] == 0.0

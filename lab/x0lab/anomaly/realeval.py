@@ -631,7 +631,8 @@ def leave_one_kind_out(table: Table, name: str = "chain_gbt", cache: Any = None)
     return out
 
 
-def _event_hits(table: Table, alarms: np.ndarray, raises: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _event_hits(table: Table, alarms: np.ndarray, raises: np.ndarray | None = None,
+                interval_s: float = INTERVAL_S) -> tuple[np.ndarray, np.ndarray]:
     """Per event: detected (an alarm raised on one of its rows between its start and end; an alarm
     already up when it began does not count) and ticks to that first raise (nan when missed)."""
     if raises is None:
@@ -645,7 +646,7 @@ def _event_hits(table: Table, alarms: np.ndarray, raises: np.ndarray | None = No
         if len(fired):
             hit[ei] = True
             first = float(table.t[fired].min())
-            ticks[ei] = max(1.0, np.ceil((first - table.events[ei].start) / INTERVAL_S))
+            ticks[ei] = max(1.0, np.ceil((first - table.events[ei].start) / interval_s))
     return hit, ticks
 
 
@@ -658,9 +659,10 @@ def _row_f1(y: np.ndarray, a: np.ndarray) -> tuple[float, float, float]:
     return p, r, (2 * p * r / (p + r) if p + r else 0.0)
 
 
-def judge(table: Table, alarms: np.ndarray, rng: np.random.Generator | None = None, boot: bool = True) -> dict[str, Any]:
+def judge(table: Table, alarms: np.ndarray, rng: np.random.Generator | None = None, boot: bool = True,
+          interval_s: float = INTERVAL_S) -> dict[str, Any]:
     """The figures of one alarm series (raised state per row; a per-tick verdict is the per-tick policy);
-    `boot=False` skips the bootstrap CIs (trade-off tables)."""
+    `boot=False` skips the bootstrap CIs (trade-off tables); `interval_s`: the tick the rows stand for."""
     rng = rng or np.random.default_rng(SEED)
     quiet = table.fault_free
     chaos = ~quiet
@@ -669,12 +671,12 @@ def judge(table: Table, alarms: np.ndarray, rng: np.random.Generator | None = No
     clean = table.label == 0
     order = series_order(table)
     raises, onsets = _onsets(table, alarms, order)
-    hit, ticks = _event_hits(table, alarms, raises)
+    hit, ticks = _event_hits(table, alarms, raises, interval_s)
     hard = np.array([e.hard for e in table.events], dtype=bool)
     within = hit & (np.nan_to_num(ticks, nan=1e9) <= MAX_DETECT_TICKS)
 
     def hours(mask: np.ndarray) -> float:
-        return float(mask.sum() * INTERVAL_S / 3600.0)
+        return float(mask.sum() * interval_s / 3600.0)
 
     def rate(mask: np.ndarray) -> float | None:
         h = hours(clean & mask)
@@ -728,10 +730,10 @@ def judge(table: Table, alarms: np.ndarray, rng: np.random.Generator | None = No
     wc, wq = resample(~is_quiet), resample(is_quiet)
     tp, fp, fn, on_c, clean_c, _ = (wc @ per).T
     on_q = wq @ per[:, 5]
-    h_q = wq @ clean_q * INTERVAL_S / 3600.0
+    h_q = wq @ clean_q * interval_s / 3600.0
     with np.errstate(invalid="ignore", divide="ignore"):
         f1s = np.where(tp > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
-        fa_c = np.where(clean_c > 0, on_c / (clean_c * INTERVAL_S / 3600.0), np.nan)
+        fa_c = np.where(clean_c > 0, on_c / (clean_c * interval_s / 3600.0), np.nan)
         fa_q = np.where(h_q > 0, on_q / h_q, np.nan)
     ne = len(hit)
     ev = rng.integers(0, ne, (BOOTSTRAP, ne)) if ne else np.zeros((BOOTSTRAP, 0), dtype=int)
@@ -795,6 +797,74 @@ def fault_free_by_run(table: Table, alarms: np.ndarray) -> dict[str, dict[str, A
     return out
 
 
+DEVICE_TICK_EVERY = 10
+"""The device's default tick (30 s) is every 10th recorded tick (3 s)."""
+
+
+def at_device_tick(table: Table, pred: Predictions, every: int = DEVICE_TICK_EVERY, phase: int = 0) -> dict[str, Any]:
+    """The same fold scores, operating points and policies judged on every `every`-th tick of each
+    node's series (from its `phase`-th), each standing for `every` recorded ticks: the detector as
+    a node ticking that much slower would run it. Valid only for a detector whose inputs do not
+    depend on the tick (held_loss: links_down is the link state machine's, sampled every 3 s
+    whatever the tick); RTT and loss are averaged since the previous tick, so other detectors'
+    inputs would differ."""
+    rows, starts = series_order(table)
+    idx = np.arange(len(rows))
+    k = idx - np.maximum.accumulate(np.where(starts, idx, 0))
+    keep = np.zeros(len(table), dtype=bool)
+    keep[rows[k % every == phase]] = True
+    state = np.zeros(len(table), dtype=bool)
+    for (_t, _v, _tr, _va, te), pt in zip(folds(table), pred.points, strict=True):
+        te = te[keep[te]]
+        tick = np.zeros(len(table), dtype=bool)
+        tick[te] = pred.scores[te] >= float(pt["threshold"])
+        state |= alarm_state(table, tick, AlarmPolicy.from_dict(pt["policy"]), series_order(table, te))
+    sub = _subset(table, keep)
+    return {"every": every, "interval_s": INTERVAL_S * every,
+            **judge(sub, state[keep], interval_s=INTERVAL_S * every)}
+
+
+SOURCE_WINDOW_S = 6.0
+"""Another node's false alarm within this many seconds (same recording) makes one "mesh-wide"."""
+
+
+def false_alarm_sources(table: Table, alarms: np.ndarray, inp: Inputs) -> dict[str, Any]:
+    """Where the false alarms on the fault-free recordings come from: how many were raised while a
+    neighbour's held loss was still down (links_down > 0), with the node's RTT, worst hello loss or
+    link-change count above its fault-free median, within the daemon's first LINK_CHANGES_WINDOW_S,
+    together with another node of the same recording (within SOURCE_WINDOW_S: the shared host
+    stalling every daemon, not one node), and how many lasted a single tick."""
+    order = series_order(table)
+    _, onsets = _onsets(table, alarms, order)
+    idx = np.flatnonzero(onsets & table.fault_free)
+    n = len(idx)
+    if not n:
+        return {"false_alarms": 0}
+    quiet = table.fault_free
+    rows_o, starts_o = order
+    pos = np.empty(len(table), dtype=np.int64)
+    pos[rows_o] = np.arange(len(rows_o))
+    first_t = table.t[rows_o][np.maximum.accumulate(np.where(starts_o, np.arange(len(rows_o)), 0))]
+    since = np.zeros(len(table))
+    since[rows_o] = table.t[rows_o] - first_t
+    together = 0
+    for i in idx:
+        same = idx[(table.run[idx] == table.run[i]) & (table.node[idx] != table.node[i])]
+        together += bool((np.abs(table.t[same] - table.t[i]) <= SOURCE_WINDOW_S).any())
+    nxt = pos[idx] + 1
+    one_tick = np.ones(n, dtype=bool)
+    ok = nxt < len(rows_o)
+    one_tick[ok] = starts_o[nxt[ok]] | ~alarms[rows_o[np.minimum(nxt, len(rows_o) - 1)]][ok]
+    out: dict[str, Any] = {"false_alarms": n}
+    for f in ("rtt_ms", "loss_max", "link_changes"):
+        j = FEATURES.index(f)
+        out[f"{f}_above_median"] = round(float((inp.xs[idx, j] > np.median(inp.xs[quiet, j])).mean()), 3)
+    out |= {"links_down": round(float((table.links_down[idx] > 0).mean()), 3) if len(table.links_down) else None,
+            "first_300_s": round(float((since[idx] < LINK_CHANGES_WINDOW_S).mean()), 3),
+            "with_another_node": round(together / n, 3), "single_tick": round(float(one_tick.mean()), 3)}
+    return out
+
+
 def _evaluate(table: Table, names: list[str] | None, cache: Any) -> dict[str, Any]:
     dep = inputs(table, "deployed")
     full = inputs(table, "full")
@@ -805,11 +875,14 @@ def _evaluate(table: Table, names: list[str] | None, cache: Any) -> dict[str, An
     trade: list[dict[str, Any]] = []
     ptrade: list[dict[str, Any]] = []
     by_run: dict[str, Any] = {}
+    sources: dict[str, Any] = {}
     for name in names or list(DETECTORS):
         pred = cross_predict(table, DETECTORS[name], dep, dep, full if name in FULL_REFERENCE else None,
                              cache=cache, name=name)
         rows[name] = judge(table, pred.state)
         alarms_by[name] = pred.state
+        if name in (SHIPPED, "chain_gbt"):
+            sources[name] = false_alarm_sources(table, pred.state, dep)
         points[name] = pred.points
         if name == SHIPPED:  # before: the old recipe (best row-F1 threshold, every anomalous tick an alarm)
             rows[SHIPPED + PER_TICK_SUFFIX] = judge(table, pred.per_tick)
@@ -817,6 +890,8 @@ def _evaluate(table: Table, names: list[str] | None, cache: Any) -> dict[str, An
             ptrade = policy_tradeoff(table, pred)
             by_run = fault_free_by_run(table, pred.state)
             budget_state, points[SHIPPED + BUDGET_SUFFIX] = rechoose_budget(table, pred)
+            if SHIPPED == "held_loss":
+                rows[SHIPPED + DEVICE_TICK_SUFFIX] = at_device_tick(table, pred)
             rows[SHIPPED + BUDGET_SUFFIX] = judge(table, budget_state)
         if pred.also is not None:
             ref[name] = judge(table, pred.also)
@@ -832,6 +907,7 @@ def _evaluate(table: Table, names: list[str] | None, cache: Any) -> dict[str, An
     no_nbr = float(np.mean(dep.mask.sum(axis=1) == 0))
     return {"rows": rows, "full_neighbour": ref, "alarms": alarms_by, "operating_points": points,
             "tradeoff": trade, "policy_tradeoff": ptrade, "fault_free_by_run": by_run, "observe_mode": observe,
+            "false_alarm_sources": sources,
             "dataset": {"rows": int(len(table)), "fault_free_rows": int(table.fault_free.sum()), "labelled": int((table.label >= 0).sum()),
                         "positive": int((table.label == 1).sum()), "runs": sorted(set(table.run.tolist())),
                         "topologies": sorted(set(table.topo.tolist())), "events": len(table.events),
@@ -844,6 +920,8 @@ SHIPPED = "held_loss"
 """The detector the bundle ships (trees.py; `x0node model fit-real`): its row is the headline."""
 PER_TICK_SUFFIX = "_per_tick"
 BUDGET_SUFFIX = "_fa_budget"
+DEVICE_TICK_SUFFIX = "_at_30s_tick"
+"""The shipped detector judged at the device's default 30 s tick (at_device_tick)."""
 """The shipped detector's scores with the operating point chosen for hard-fault recall within 2 ticks
 under a false-alarm budget (choose_budget_point) instead of event F1."""
 KEYS = ("f1", "event_recall", "hard_event_recall", "hard_recall_within_2", "detect_ticks_p50",
@@ -870,6 +948,7 @@ def summary(res: dict[str, Any]) -> dict[str, Any]:
                            "operating_points": res.get("operating_points", {}).get(SHIPPED),
                            "operating_points" + BUDGET_SUFFIX: res.get("operating_points", {}).get(SHIPPED + BUDGET_SUFFIX),
                            "fault_free_by_run": res.get("fault_free_by_run"),
+                           "false_alarm_sources": res.get("false_alarm_sources"),
                            "tradeoff": res.get("tradeoff"), "policy_tradeoff": res.get("policy_tradeoff"),
                            "observe_mode": res.get("observe_mode")}
     out["baselines"] = {name: {**{k: r[k] for k in KEYS}, "ci95": r["ci95"]} for name, r in rows.items()
@@ -924,6 +1003,13 @@ def print_table(res: dict[str, Any]) -> None:
     for run, d in (res.get("fault_free_by_run") or {}).items():
         rate = "-" if d["per_node_hour"] is None else f"{d['per_node_hour']:.2f}"
         print(f"  {SHIPPED} on {run}: {d['false_alarms']} false alarms in {d['node_hours']:.2f} node-hours ({rate} per node-hour)")
+    for name, d in (res.get("false_alarm_sources") or {}).items():
+        if d.get("false_alarms"):
+            print(f"  where {name}'s {d['false_alarms']} fault-free false alarms came from (share): neighbour held down "
+                  f"{d['links_down']}, RTT above the fault-free median {d['rtt_ms_above_median']}, worst hello loss "
+                  f"above it {d['loss_max_above_median']}, link changes above it {d['link_changes_above_median']}; "
+                  f"in the daemon's first 300 s {d['first_300_s']}; with another node's within "
+                  f"{SOURCE_WINDOW_S:.0f} s {d['with_another_node']}; a single tick {d['single_tick']}")
     if res.get("tradeoff"):
         print(f"trade-off of {SHIPPED} (every fold's threshold moved by the offset; described, not used to choose):")
         for t in res["tradeoff"]:
