@@ -650,6 +650,23 @@ def _event_hits(table: Table, alarms: np.ndarray, raises: np.ndarray | None = No
     return hit, ticks
 
 
+def _evaluations_to_raise(table: Table, raises: np.ndarray) -> np.ndarray:
+    """Per event: how many of the raising node's own evaluations (ticks) there were from the fault's
+    start up to and including its first raise (nan when missed). `_event_hits` counts ticks as
+    elapsed time / the nominal tick; on a loaded host a daemon's ticks come later than that (jitter
+    and delays), so this is the same detection counted in the evaluations the node really made."""
+    out = np.full(len(table.events), np.nan)
+    for ei, e in enumerate(table.events):
+        rows = np.flatnonzero(table.event == ei)
+        fired = rows[raises[rows]]
+        if not len(fired):
+            continue
+        first = fired[np.argmin(table.t[fired])]
+        mine = (table.run == table.run[first]) & (table.node == table.node[first])
+        out[ei] = float((mine & (table.t > e.start) & (table.t <= table.t[first])).sum())
+    return out
+
+
 def _row_f1(y: np.ndarray, a: np.ndarray) -> tuple[float, float, float]:
     tp = int((y & a).sum())
     fp = int((~y & a).sum())
@@ -674,6 +691,8 @@ def judge(table: Table, alarms: np.ndarray, rng: np.random.Generator | None = No
     hit, ticks = _event_hits(table, alarms, raises, interval_s)
     hard = np.array([e.hard for e in table.events], dtype=bool)
     within = hit & (np.nan_to_num(ticks, nan=1e9) <= MAX_DETECT_TICKS)
+    evals = _evaluations_to_raise(table, raises)
+    within_evals = hit & (np.nan_to_num(evals, nan=1e9) <= MAX_DETECT_TICKS)
 
     def hours(mask: np.ndarray) -> float:
         return float(mask.sum() * interval_s / 3600.0)
@@ -695,6 +714,7 @@ def judge(table: Table, alarms: np.ndarray, rng: np.random.Generator | None = No
         "event_recall": round(float(hit.mean()) if len(hit) else 0.0, 4),
         "hard_event_recall": round(float(hit[hard].mean()) if hard.any() else 0.0, 4),
         "hard_recall_within_2": round(float(within[hard].mean()) if hard.any() else 0.0, 4),
+        "hard_recall_within_2_evaluations": round(float(within_evals[hard].mean()) if hard.any() else 0.0, 4),
         "detect_ticks_p50": float(np.nanmedian(ticks)) if hit.any() else None,
         "false_alarms_per_node_hour": rate(quiet),
         "false_alarms_between_faults_per_node_hour": rate(chaos),
@@ -746,6 +766,8 @@ def judge(table: Table, alarms: np.ndarray, rng: np.random.Generator | None = No
             "hard_event_recall": np.where(hards.sum(axis=1) > 0, (hits & hards).sum(axis=1) / np.maximum(hards.sum(axis=1), 1), 0.0),
             "hard_recall_within_2": np.where(hards.sum(axis=1) > 0, (within[ev] & hards).sum(axis=1)
                                              / np.maximum(hards.sum(axis=1), 1), 0.0),
+            "hard_recall_within_2_evaluations": np.where(hards.sum(axis=1) > 0, (within_evals[ev] & hards).sum(axis=1)
+                                                         / np.maximum(hards.sum(axis=1), 1), 0.0),
             "detect_ticks_p50": np.array([np.nanmedian(r) if np.isfinite(r).any() else np.nan for r in tks]),
             "false_alarms_per_node_hour": fa_q,
             "false_alarms_between_faults_per_node_hour": fa_c,
@@ -941,7 +963,8 @@ DEVICE_TICK_SUFFIX = "_at_30s_tick"
 """The shipped detector judged at the device's default 30 s tick (at_device_tick)."""
 """The shipped detector's scores with the operating point chosen for hard-fault recall within 2 ticks
 under a false-alarm budget (choose_budget_point) instead of event F1."""
-KEYS = ("f1", "event_recall", "hard_event_recall", "hard_recall_within_2", "detect_ticks_p50",
+KEYS = ("f1", "event_recall", "hard_event_recall", "hard_recall_within_2", "hard_recall_within_2_evaluations",
+        "detect_ticks_p50",
         "false_alarms_per_node_hour", "false_alarms_per_node_hour_after_start",
         "false_alarms_between_faults_per_node_hour", "alarm_precision")
 
@@ -1014,6 +1037,10 @@ def print_table(res: dict[str, Any]) -> None:
     for name, r in res["full_neighbour"].items():
         line(name + " full-nbr", r)
     head = res["rows"][SHIPPED]
+    print(f"{SHIPPED}: hard faults raised within 2 of the node's own evaluations after the start "
+          f"{head['hard_recall_within_2_evaluations']:.3f} {_ci(head['ci95'].get('hard_recall_within_2_evaluations'))} "
+          f"(within 2 ticks of elapsed time, the goal's figure: {head['hard_recall_within_2']:.3f}); chain_gbt "
+          f"{res['rows'].get('chain_gbt', {}).get('hard_recall_within_2_evaluations', '-')}")
     print(f"fault-free node-hours judged: {head['fault_free_node_hours']:.2f} (false alarms there: "
           f"{head['false_alarms_fault_free']}); fault-free ticks between faults: {head['between_faults_node_hours']:.2f} "
           "node-hours")
