@@ -3,8 +3,9 @@
 Quality: the real-fault dataset (models/realfaults, `x0node model collect`) judged by
 x0lab.anomaly.realeval exactly as `x0node model eval --real` does: folds by topology kind, thresholds on
 validation only, event recall, detect ticks, false alarms per node-hour, F1 with 95 % bootstrap CIs,
-for the shipped chain (tree models run by the device's DetectorChain on the neighbour vectors its state
-layer delivered) and every baseline tuned on the same data, plus the full-neighbour reference.
+for the shipped detector (the held-loss models in the tree layer, run by the device's DetectorChain on
+what the collector and the state layer delivered) and every baseline tuned on the same data (among
+them the trained trees, `chain_gbt`), plus the full-neighbour reference.
 Cost:
 
 Each measured call starts from raw feature vectors and an adjacency list and does what the daemon
@@ -234,11 +235,13 @@ def main() -> int:
         print("daemon RSS measurement failed:", rss_d.get("error"))
     live = "gbt" if trees_live else "gnn_int8"
     one, many = results[live]
+    recipe = bundle.meta.get("trees_training", {}).get("recipe", "trees") if trees_live else None
     trees_bytes = bundle.path("trees").stat().st_size if trees_live else None
     out = {
         "bench": "anomaly",
         **{k: v for k, v in quality.items() if k != "dataset"},
         "live_detector": live,
+        "tree_layer_recipe": recipe,
         "per_node_ms": round(one, 4),
         "mesh64_ms": round(many, 4),
         "gnn_int8_mesh64_ms": round(results["gnn_int8"][1], 4),

@@ -15,6 +15,7 @@ from x0node.anomaly.features import (
     N_AGGREGATES,
     N_FEATURES,
     NEUTRAL_RAW,
+    links_down_input,
     neighbour_aggregates,
 )
 from x0node.anomaly.trees import TreeError, TreeModel
@@ -87,7 +88,6 @@ def test_export_reproduces_scikit_learn_and_the_chain_picks_the_model_by_neighbo
 
 
 def test_models_one_wider_take_links_down_after_the_features():
-    from x0node.anomaly.features import links_down_input
 
     clf_n, r = _sk_fit(N_FEATURES + 1 + N_AGGREGATES, 2)
     clf_s, _ = _sk_fit(N_FEATURES + 1, 3)
@@ -231,3 +231,54 @@ def test_leave_one_kind_out_reports_each_kind_held_out_and_seen():
     got = realeval.leave_one_kind_out(tb, "rules")
     assert set(got) == {"hang"} and got["hang"]["events"] == 1
     assert got["hang"]["recall_seen"] == 1.0 and got["hang"]["recall_held_out"] == 1.0  # rules learn nothing
+
+
+def test_held_loss_recipe_scores_neighbours_down_through_the_device_chain():
+    pair = realtrain.held_loss_pair()
+    chain = realtrain.chain_of(pair)
+    count = np.array([0, 1, 2, 3, 5, 8, 50, float("nan")])
+    down = links_down_input(count)
+    n = len(count)
+    xs = np.random.default_rng(0).random((n, N_FEATURES)).astype(np.float32)  # the 8 features play no part
+    m = np.zeros((n, K_NEIGHBOURS), np.float32)
+    m[::2, :3] = 1.0  # half the rows with neighbour data (the nbr model), half without (the self model)
+    ev = chain.evaluate(xs, np.ones((n, K_NEIGHBOURS, N_FEATURES), np.float32), m, down)
+    assert np.allclose(ev.scores, [-0.5, 0.5, 1.5, 2.5, 2.5, 2.5, 2.5, -0.5])
+    assert ev.row_layers[0] == GBT and ev.row_layers[1] == GBT_SELF
+    assert ev.anomalous.tolist() == [False, True, True, True, True, True, True, False]  # thresholds 0: >= 1 down
+    assert TreeModel.from_dict(pair["nbr"]).uses_links_down and TreeModel.from_dict(pair["self"]).width == N_FEATURES + 1
+
+
+def test_operating_point_counts_a_hard_fault_only_when_caught_within_two_ticks():
+    # the hang starts at 11 s; its ticks are at 12, 15, 18 s; node b strays for two ticks (12, 15 s)
+    tb, _ = _table()
+    s = np.zeros(len(tb))
+    s[[6]] = 1.0  # 18 s: 3 ticks in, too late for a hard fault
+    s[[4, 5, 6]] += 0.5
+    s[[14, 15]] = 0.5
+    thr, pol, f = realeval.choose_operating_point(tb, np.arange(len(tb)), s)
+    # 1.0 alone catches the hang only 3 ticks in: no timely detection; 0.5 catches it at 12 s with one stray alarm
+    assert thr == pytest.approx(0.5) and pol.raise_ticks == 1 and 0.0 < f < 1.0
+
+
+def test_device_tick_judges_every_tenth_tick_as_a_ten_times_longer_one():
+    tb, _ = _table()
+    q = _with_fault_free(tb, n_quiet=400)
+    s = np.zeros(len(q))
+    s[len(tb) + 150] = 1.0  # kept (every 10th tick of the series from its first)
+    s[len(tb) + 155] = 1.0  # not kept
+    pred = realeval.Predictions(s, np.zeros(len(q), bool), np.zeros(len(q), bool), None,
+                                [{"threshold": 0.5, "policy": {"raise_ticks": 1, "clear_ticks": 1}}] * len(realeval.folds(q)))
+    r = realeval.at_device_tick(q, pred)
+    assert r["interval_s"] == 30.0 and r["fault_free_node_hours"] == pytest.approx(40 * 30.0 / 3600, rel=1e-3)
+    assert r["false_alarms_fault_free"] == 1
+
+
+def test_false_alarm_sources_tell_mesh_wide_stalls_from_one_node():
+    tb, _ = _table()
+    q = _with_fault_free(tb, n_quiet=400)
+    a = np.zeros(len(q), dtype=bool)
+    a[len(tb) + 150] = True
+    got = realeval.false_alarm_sources(q, a, realeval.inputs(q, "deployed"))
+    assert got["false_alarms"] == 1 and got["with_another_node"] == 0.0 and got["single_tick"] == 1.0
+    assert got["first_300_s"] == 0.0

@@ -163,3 +163,20 @@ def test_the_edge_parser_reads_both_directions_and_refuses_a_bad_back_cost():
     assert _edge({"a": ME, "b": A, "cost": 10}).costs() == ((ME, A, 10), (A, ME, 10))
     assert _edge({"a": ME, "b": A, "cost": 10, "cost_back": "x"}).cost_back is None
     assert _edge({"a": ME, "b": A, "cost": 10, "cost_back": -3}).cost_back is None
+
+
+def test_a_link_whose_neighbour_times_out_is_past_penalising():
+    """A lossy link's downs are hello timeouts with the carrier up: the penalty rung is refused (the
+    ladder drains it at once); a link whose downs were carrier losses, or that never went down, may
+    still be penalised."""
+    pen, drain = PLUGINS[ActionKind.PENALISE_LINK], PLUGINS[ActionKind.DRAIN_LINK]
+    m = Monitor(ME)
+    m.observe(Snapshot(0.0, diamond(transitions_a=0, timeouts_a=0)))
+    snap = Snapshot(4.0, diamond(transitions_a=2, timeouts_a=1))  # down by a timeout, back up
+    lossy = PlanContext(snap, m.observe(snap))
+    assert "past penalising" in pen.precondition(link_element(ME, A), lossy)
+    assert drain.precondition(link_element(ME, A), lossy) is None
+    m = Monitor(ME)
+    m.observe(Snapshot(0.0, diamond(transitions_a=0, timeouts_a=0)))
+    snap = Snapshot(4.0, diamond(transitions_a=2, timeouts_a=0))  # the carrier went
+    assert pen.precondition(link_element(ME, A), PlanContext(snap, m.observe(snap))) is None

@@ -281,3 +281,44 @@ def test_a_link_loss_that_just_began_is_not_read_as_the_neighbours_forwarding_lo
     assert _ind(out, Signal.PROBE_VIA, node_element(A)).degree < mon.ABNORMAL_DEGREE
     black_hole = m.observe(Snapshot(11.0, diamond(), probes=probes(tail_loop, (False,) * 12)))
     assert _ind(black_hole, Signal.PROBE_VIA, node_element(A)).degree >= mon.ABNORMAL_DEGREE
+
+
+def test_flaps_that_are_over_are_counted_but_not_abnormal_and_a_gone_neighbour_keeps_its_timeout_share():
+    """A link that flapped and has had no transition for FLAP_QUIET_S reads a flap degree of 0 (its
+    two-minute count still says how many); while the neighbour is gone from the view the share of its
+    downs that were hello timeouts is the one last measured."""
+    from dataclasses import replace
+
+    link = link_element(ME, A)
+    m = Monitor(ME)
+    m.observe(Snapshot(0.0, diamond(transitions_a=0, timeouts_a=0)))
+    out = m.observe(Snapshot(5.0, diamond(transitions_a=4, timeouts_a=2)))
+    assert _ind(out, Signal.FLAP, link).degree > 0.5 and _ind(out, Signal.HELLO_TIMEOUT, link).degree == 1.0
+    gone = diamond(transitions_a=4, timeouts_a=2)
+    gone = replace(gone, neighbours=gone.neighbours[1:])
+    out = m.observe(Snapshot(6.0, gone))  # down once more (a timeout, as the last ones)
+    assert _ind(out, Signal.FLAP, link).value == 5 and _ind(out, Signal.HELLO_TIMEOUT, link).degree == 1.0
+    m.observe(Snapshot(7.0, diamond(transitions_a=6, timeouts_a=3)))
+    out = m.observe(Snapshot(7.0 + mon.FLAP_QUIET_S + 0.5, diamond(transitions_a=6, timeouts_a=3)))
+    flap = _ind(out, Signal.FLAP, link)
+    assert flap.value == 6 and flap.degree == 0.0
+    assert all(i.signal is not Signal.HELLO_TIMEOUT for i in out.indicators)
+    carrier = Monitor(ME)  # a carrier flap: its share is 0, and 0 while the neighbour is gone
+    carrier.observe(Snapshot(0.0, diamond(transitions_a=0, timeouts_a=0)))
+    carrier.observe(Snapshot(3.0, diamond(transitions_a=2, timeouts_a=0)))
+    out = carrier.observe(Snapshot(4.0, gone))
+    assert _ind(out, Signal.HELLO_TIMEOUT, link).degree == 0.0
+
+
+def test_a_link_probes_recent_rtt_raises_the_links_delay_before_the_hello_rtt_does():
+    """Hello RTT is the routing core's smoothed figure; a link probe's recent RTT (kernel-timed) shows a
+    queue within a second. The link's delay is the larger of the two, each against its own baseline."""
+    link = link_element(ME, A)
+    m = Monitor(ME)
+    for t in range(5):
+        m.observe(Snapshot(float(t), diamond(), probes=(ProbeObs(A, A, 16, 0, 1.0, (), 1.0),)))
+    out = m.observe(Snapshot(5.0, diamond(), probes=(ProbeObs(A, A, 16, 0, 1.0, (), 120.0),)))
+    rtt = _ind(out, Signal.HELLO_RTT, link)
+    assert rtt.degree == 1.0 and rtt.value == pytest.approx(120.0)
+    out = m.observe(Snapshot(6.0, diamond(), probes=(ProbeObs(A, A, 16, 0, 1.0, (), 1.2),)))
+    assert _ind(out, Signal.HELLO_RTT, link).degree == 0.0  # 0.2 ms more is no delay

@@ -128,3 +128,15 @@ def test_verify_repairs_by_symptoms_and_mitigations_by_their_effect():
     assert verify.check(inc, ctx(110.0), {key}) is None
     assert verify.check(inc, ctx(111.0), set()).success
     assert not verify.check(inc, ctx(131.0), {key}).success
+
+
+
+def test_a_lesser_candidate_below_the_first_ones_bar_is_still_acted_on():
+    """The first candidate (a link between two other nodes) holds no lever of ours; the black hole at our
+    neighbour is the lesser candidate at 0.33. It is acted on: a higher bar for lesser candidates was
+    tried and made a black hole never recover on the bench (the incident stayed exhausted while its
+    first candidate stayed first)."""
+    remote = cand(link_element(A, "ff" * 4), FaultKind.LINK_LOSSY, 0.45)
+    p = plan(incident(remote, cand(node_element(A), FaultKind.NODE_BLACKHOLE, 0.33)), ctx(), gates(),
+             Mode.ACTIVE, NO_STATS, NOT_IN_FORCE, 0.3)
+    assert p.kind is PlanKind.ACT and p.cand_index == 1

@@ -40,9 +40,10 @@ def test_probes_go_through_each_neighbour_to_it_to_us_and_to_its_neighbours():
                                          else f"fd00::{r.target.dest[:2]}") for r in sent)
     expected = 3.0 / pr.PROBE_INTERVAL_S
     for via in (A, B):
-        for dest in (C, via, ME):  # each kind once per tick
+        for dest in (C, via, ME):  # each kind once per tick, the link probes LINK_PROBES_PER_TICK times
             n = sum(1 for r in sent if (r.target.via, r.target.dest) == (via, dest))
-            assert expected * 0.6 <= n <= expected * 1.5, (via, dest, n)
+            k = pr.LINK_PROBES_PER_TICK if dest == via else 1
+            assert expected * k * 0.6 <= n <= expected * k * 1.5, (via, dest, n)
     res = {(p.via, p.dest): p for p in sched.results(3.0)}
     assert res[(A, C)].lost == 0 and res[(A, C)].rtt_ms == pytest.approx(10.0, abs=1.0)
     assert res[(A, ME)].lost_flags == (False,) * res[(A, ME)].sent
@@ -62,9 +63,9 @@ def test_loop_probes_use_the_given_address_and_outcomes_keep_their_order():
 
 def test_lost_late_and_unknown_answers():
     sched = ProbeScheduler(ME, random.Random(2), 0.0)
-    _run(sched, diamond(), 0.0, 4.0, answer=lambda req: None if req.target.via == A else 0.005)
-    sched.poll(4.0 + pr.PROBE_TIMEOUT_S + 0.01)
-    res = sched.results(4.0 + pr.PROBE_TIMEOUT_S + 0.01)
+    _run(sched, diamond(), 0.0, 2.5, answer=lambda req: None if req.target.via == A else 0.005)  # < a window
+    sched.poll(2.5 + pr.PROBE_TIMEOUT_S + 0.01)
+    res = sched.results(2.5 + pr.PROBE_TIMEOUT_S + 0.01)
     lost_a = sum(p.lost for p in res if p.via == A)
     assert lost_a == sum(p.sent for p in res if p.via == A) > 0 and sum(p.lost for p in res if p.via == B) == 0
     assert sched.counters.timed_out == lost_a
@@ -124,3 +125,14 @@ def test_a_neighbour_that_goes_away_takes_its_results_and_ids_wrap(monkeypatch):
     small = ProbeScheduler(ME, random.Random(7), 0.0)
     ids = [r.probe_id for r in _run(small, diamond(), 0.0, 3.0)]
     assert set(ids) <= {0, 1, 2, 3} and len(ids) > 4
+
+
+def test_the_recent_rtt_follows_a_queue_that_began_a_second_ago():
+    """A link's queue fills from 4.2 s on (RTT 1 ms -> 150 ms): the window's median still says 1 ms, the
+    median of the last RECENT_RTT_PROBES answers already says 150 ms."""
+    sched = ProbeScheduler(ME, random.Random(4), 0.0)
+    _run(sched, diamond(), 0.0, 5.0, answer=lambda req: 0.15 if req.sent_s >= 4.2 and req.target.via == A else 0.001)
+    sched.poll(5.5)
+    link = {p.via: p for p in sched.results(5.5) if p.dest == p.via}
+    assert link[A].rtt_ms == pytest.approx(1.0) and link[A].recent_rtt_ms == pytest.approx(150.0)
+    assert link[B].recent_rtt_ms == pytest.approx(1.0)

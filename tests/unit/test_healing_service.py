@@ -103,7 +103,7 @@ CONF = {"interval_s": 60, "probes": False, "guard_after_boot_s": 0, "guard_after
 
 def test_validate_config_fills_defaults_and_names_bad_keys():
     out = svc.validate_config({})
-    assert out["mode"] == "observe" and out["interval_s"] == 1.0 and out["disruptive_per_hour"] == 3
+    assert out["mode"] == "observe" and out["interval_s"] == 0.5 and out["disruptive_per_hour"] == 3
     assert out["guard_after_boot_s"] == 600.0 and out["otlp_endpoint"] == "" and out["probes"] is True
     for bad, key in (({"mode": "auto"}, "mode"), ({"interval_s": 0}, "interval_s"), ({"nope": 1}, "nope"),
                      ({"disruptive_per_hour": 1.5}, "disruptive_per_hour"), ({"probes": "yes"}, "probes"),

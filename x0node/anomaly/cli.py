@@ -8,9 +8,10 @@
 - `x0node model eval --real [--data DIR]`: judges every detector and baseline on the real-fault
   dataset (x0lab.anomaly.realeval; folds by topology, 95 % CIs), including the "as deployed" rows.
 - `x0node model collect --seed N --out DIR` (root): regenerates that dataset on namespace testbeds
-  (x0lab.anomaly.realdata); `x0node model fit-real [--data DIR] [--model-dir DIR] [--fa-budget B]`
-  retrains and exports the shipped tree models (x0lab.anomaly.realtrain; with --fa-budget the operating
-  point is chosen for hard-fault recall within 2 ticks under B false alarms per node-hour on validation).
+  (x0lab.anomaly.realdata); `x0node model fit-real [--data DIR] [--model-dir DIR] [--fa-budget B]
+  [--recipe held-loss|trees]` exports the shipped tree-layer models (x0lab.anomaly.realtrain: the
+  held-loss rule by default, or the trees trained on the chaos runs) with the operating point chosen on
+  validation (with --fa-budget: for hard-fault recall within 2 ticks under B false alarms per node-hour).
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     fit.add_argument("--fa-budget", type=float, default=None, metavar="B",
                      help="choose the operating point (threshold, alarm policy) on validation for hard-fault recall "
                      "within 2 ticks under B false alarms per node-hour, instead of the best event F1")
+    fit.add_argument("--recipe", choices=("held-loss", "trees"), default="held-loss",
+                     help="held-loss: alarm on neighbours whose held loss is still down (nothing trained; the "
+                     "shipped detector); trees: the gradient-boosted trees trained on the chaos runs "
+                     "(default %(default)s)")
     fit.set_defaults(func=cmd_fit_real)
     c = sub.add_parser("check", help="verify the model bundle and self-test; print the live layer")
     c.add_argument("--model-dir", default=None, help="directory with anomaly_model.json (default: auto)")

@@ -124,6 +124,12 @@ def down_for_a_moment(link: Element, ctx: PlanContext) -> bool:
                for i in ctx.monitor.indicators)
 
 
+def times_out(link: Element, ctx: PlanContext) -> bool:
+    """Our link's recent downs are mostly hello timeouts with the carrier up (the monitor's indicator)."""
+    return any(i.signal is Signal.HELLO_TIMEOUT and i.element == link and i.degree >= ABNORMAL_DEGREE
+               for i in ctx.monitor.indicators)
+
+
 def up_neighbours(r: RoutingObs) -> dict[str, list[str]]:
     out: dict[str, list[str]] = collections.defaultdict(list)
     for n in r.neighbours:
@@ -285,10 +291,21 @@ class _LinkWeight(ActionPlugin):
 
 
 class PenaliseLink(_LinkWeight):
+    """A penalty keeps the link usable at a higher cost. Where the neighbour times out over the link
+    (its downs are hello timeouts with the carrier up: a lossy link), the link is past penalising: each
+    time the neighbour comes back the core's own cost of the fresh session is low again and a ×4 penalty
+    may leave traffic on it, so the rung is skipped and the ladder drains it at once."""
+
     kind = ActionKind.PENALISE_LINK
     cost = 1.0
     cooldown_s = 5.0
     expected_effect = f"routes with another path leave the link (its cost x{PENALTY_FACTOR:g})"
+
+    def check(self, target: Element, ctx: PlanContext) -> str | None:
+        why = super().check(target, ctx)
+        if why is None and times_out(target, ctx):
+            return "its neighbour times out over it (hello timeouts, carrier up): past penalising, drain it"
+        return why
 
 
 class DrainLink(_LinkWeight):

@@ -328,7 +328,9 @@ class HealingEngine:
         times the old one's (no flip-flopping), and never while a symptom the old cause explained has
         cleared: what is left of a fault that is ending is no better evidence (a hung node restarted is
         reachable again a moment before our link to it is back: its link's down alone read `link_down`).
-        An incident left without active symptoms is merged."""
+        An incident that ran out of candidates without acting plans again when its cause stays first but
+        a lesser candidate has reached min_confidence (`_newly_confident`). An incident left without
+        active symptoms is merged."""
         flexible = [i for i in sorted(self._open.values(), key=lambda i: i.id)
                     if i.state in (State.OPEN, State.OBSERVED, State.EXHAUSTED) and not i.pending and not i.in_force]
         active = {s.key: s for s in out.active}
@@ -354,6 +356,12 @@ class HealingEngine:
             old = owner.diagnosis.top
             if old is not None and (top.element, top.fault) == (old.element, old.fault):
                 owner.symptoms |= keys
+                if owner.state is State.EXHAUSTED and owner.attempts == 0 \
+                        and _newly_confident(owner.diagnosis, diag, self.config.min_confidence):
+                    owner.diagnosis, owner.cand_index, owner.rung_index, owner.ladder = diag, 0, 0, None
+                    owner.state, owner.exhausted_s, owner.recorded = State.OPEN, None, set()
+                    self._emit(Diagnosed(owner.id, tuple((str(c.element), c.fault.value, c.confidence)
+                                                         for c in diag.candidates), top.evidence, now))
             else:
                 if old is not None and any(name not in names for name in old.explains):
                     continue  # its evidence is going (the fault is ending), not changing: the cause stays
@@ -647,3 +655,13 @@ class HealingEngine:
         while len(self._events) > MAX_EVENTS:
             self._events.popleft()
             self.dropped_events += 1
+
+
+def _newly_confident(old: Diagnosis, new: Diagnosis, bar: float) -> bool:
+    """The new ranking holds a candidate at or above `bar` that the old one did not: an incident that
+    ran out of candidates without acting (its first one has no lever of ours, the next was below the
+    bar) plans again. Its first candidate stays first, so the incident is not re-diagnosed, and the
+    lesser candidate's confidence grew as its evidence did (bench: a black hole's neighbour waited
+    5.8 s, until its cause overtook a link beyond it by the re-diagnosis margin)."""
+    was = {(c.element, c.fault) for c in old.candidates if c.confidence >= bar}
+    return any((c.element, c.fault) not in was for c in new.candidates if c.confidence >= bar)

@@ -25,7 +25,11 @@ Rules and invariants:
   counted in `overflow`).
 - A neighbour the routing core forgot (it does so at once when it goes down) went down once more
   than its transitions when last seen up: its flap count includes that down while it is gone, so a
-  flapping link is seen at its second down, not when it is back.
+  flapping link is seen at its second down, not when it is back. While it is gone its downs' cause
+  (the HELLO_TIMEOUT share) is the one last measured, so a carrier flap and a lossy link's timeouts
+  stay apart. A link with no transition for FLAP_QUIET_S has stopped flapping: its flap indicator is
+  0 (and no timeout share) however many flaps the FLAP_WINDOW_S count still holds, so flaps that are
+  over make no candidate for other symptoms on that link.
 - `settle(keys, now)` clears symptoms the engine judged over (their evidence clean for a lifted
   mitigation's hold); they rise again only through their `raise_after_s`, and a settled link flap
   (its count over FLAP_WINDOW_S still lit) only after a new transition (`link_quiet_s`).
@@ -57,7 +61,7 @@ FLAP_QUIET_S = 10.0  # a link with no up/down transition for this long has stopp
 PROBE_EXCESS_NORMAL, PROBE_EXCESS_BAD = 0.03, 0.15  # probe loss (Wilson lower bound) beyond the first link's
 WILSON_Z = 1.96
 PROBE_MIN_SAMPLES = 6  # fewer answered-or-lost probes say nothing
-RECENT_OUTCOMES = (8, 16)  # tails of a probe window judged on their own (loss_bound)
+RECENT_OUTCOMES = (8, 12, 16)  # tails of a probe window judged on their own (loss_bound)
 CPU_NORMAL, CPU_BAD = 0.85, 0.97
 MEM_NORMAL, MEM_BAD = 0.90, 0.98
 FWD_NORMAL, FWD_BAD = 0.95, 0.70  # forwarding ratio (falls when a node drops transit traffic)
@@ -172,8 +176,8 @@ class SymptomRule:
 
 # The symptom table: which indicator raises which symptom, with its hysteresis.
 RULES: dict[SymptomKind, SymptomRule] = {
-    SymptomKind.LINK_LOSS: SymptomRule(Signal.HELLO_LOSS, 0.5, 0.2, 1.0, 10.0),
-    SymptomKind.LINK_DELAY: SymptomRule(Signal.HELLO_RTT, 0.5, 0.2, 3.0, 10.0),
+    SymptomKind.LINK_LOSS: SymptomRule(Signal.HELLO_LOSS, 0.5, 0.2, 0.5, 10.0),
+    SymptomKind.LINK_DELAY: SymptomRule(Signal.HELLO_RTT, 0.5, 0.2, 2.0, 10.0),
     SymptomKind.LINK_FLAP: SymptomRule(Signal.FLAP, 0.5, 0.2, 0.0, 60.0),
     # longer than a flapping link's down phase, so a flap is not first taken for a link down
     SymptomKind.LINK_DOWN: SymptomRule(Signal.LINK_DOWN, 0.5, 0.2, 2.5, 5.0),
@@ -328,6 +332,18 @@ class _History:
     def minimum(self) -> float | None:
         return min((v for _, v in self.samples), default=None)
 
+    def unchanged_for(self, now: float) -> float:
+        """Seconds the last value has held, as far as the samples reach (0 without samples)."""
+        if not self.samples:
+            return 0.0
+        last = self.samples[-1][1]
+        since = self.samples[-1][0]
+        for t, v in reversed(self.samples):
+            if v != last:
+                break
+            since = t
+        return now - since
+
 
 class Monitor:
     def __init__(self, self_id: str) -> None:
@@ -335,6 +351,7 @@ class Monitor:
         self._rtt: dict[tuple[str, ...], _History] = {}  # link (ifname, nbr) or probe path -> RTT samples
         self._flaps: dict[tuple[str, str], _History] = {}  # (ifname, nbr) -> transition counts
         self._timeouts: dict[tuple[str, str], _History] = {}  # (ifname, nbr) -> downs by hello timeout, counts
+        self._timeout_share: dict[tuple[str, str], float] = {}  # (ifname, nbr) -> its last timeout share
         self._loss_memory: dict[tuple[str, str], tuple[float, float]] = {}  # (ifname, nbr) -> (loss, at)
         self._iface_heard: dict[str, float] = {}  # interface -> last time it had an up neighbour
         self._nbr_up: dict[str, tuple[str, float]] = {}  # neighbour -> (interface, last seen up)
@@ -361,6 +378,8 @@ class Monitor:
                 del table[k]
         for k in [k for k in self._up_transitions if k not in self._flaps]:
             del self._up_transitions[k]
+        for k in [k for k in self._timeout_share if k not in self._flaps]:
+            del self._timeout_share[k]
         for k in [k for k, (_, t) in self._loss_memory.items() if now - t > LOSS_MEMORY_S]:
             del self._loss_memory[k]
         for k in [k for k, t in self._onset_seen.items() if now - t > FORGET_AFTER_S]:
@@ -442,13 +461,18 @@ class Monitor:
                 fh = self._flaps.setdefault(key, _History())
                 fh.add(now, float(n.transitions), FLAP_WINDOW_S)
                 flaps = fh.samples[-1][1] - fh.samples[0][1]
-                out.append((Signal.FLAP, link, (me, n.node_id), ramp(flaps, FLAPS_NORMAL, FLAPS_BAD), flaps, n.ifname))
+                quiet = fh.unchanged_for(now) >= FLAP_QUIET_S  # flaps that are over: counted, not abnormal
+                degree = 0.0 if quiet else ramp(flaps, FLAPS_NORMAL, FLAPS_BAD)
+                out.append((Signal.FLAP, link, (me, n.node_id), degree, flaps, n.ifname))
                 if n.timeouts is not None and self._room(self._timeouts, key):
                     th = self._timeouts.setdefault(key, _History())
                     th.add(now, float(n.timeouts), FLAP_WINDOW_S)
-                    if flaps > 0:  # of its downs in the window (every other transition), the timeouts
+                    if flaps > 0 and not quiet:  # of its downs in the window (every other transition), the timeouts
                         share = min(1.0, (th.samples[-1][1] - th.samples[0][1]) / max(1.0, (flaps + 1) // 2))
+                        self._timeout_share[key] = share
                         out.append((Signal.HELLO_TIMEOUT, link, (me, n.node_id), share, share, n.ifname))
+                    else:
+                        self._timeout_share.pop(key, None)
             if not n.up:
                 continue
             if self._room(self._nbr_up, n.node_id):
@@ -469,6 +493,9 @@ class Monitor:
             flaps = fh.samples[-1][1] - fh.samples[0][1]
             out.append((Signal.FLAP, link_element(me, nb), (me, nb), ramp(flaps, FLAPS_NORMAL, FLAPS_BAD), flaps,
                         ifname))
+            share = self._timeout_share.get(key)
+            if share is not None:  # its downs' cause as last seen: the view has no count while it is gone
+                out.append((Signal.HELLO_TIMEOUT, link_element(me, nb), (me, nb), share, share, ifname))
         up_now = {n.node_id for n in r.neighbours if n.up}
         for nb, (ifname, seen) in sorted(self._nbr_up.items()):  # up now: 0 (clears); gone lately: down
             if now - seen > LINK_DOWN_MEMORY_S:
@@ -487,6 +514,11 @@ class Monitor:
                         if ind[0] is Signal.HELLO_LOSS and ind[2] == (me, via):
                             out[i] = (Signal.HELLO_LOSS, ind[1], ind[2], ramp(one_way, LOSS_NORMAL, LOSS_BAD),
                                       one_way, ind[5])
+            if via in hello_loss and p.recent_rtt_ms is not None:  # the link's queue, seen within a second
+                deg, ratio = self._rtt_degree(("link_probe", via), p.recent_rtt_ms, now)
+                for i, ind in enumerate(out):
+                    if ind[0] is Signal.HELLO_RTT and ind[2] == (me, via) and deg > ind[3]:
+                        out[i] = (Signal.HELLO_RTT, ind[1], ind[2], deg, ratio, ind[5])
         first_loss: dict[str, float] = {}  # via -> loss the first link explains, both ways
         for via, h in hello_loss.items():
             lp = link_probe.get(via)

@@ -140,6 +140,7 @@ class ProbeObs:
     lost: int
     rtt_ms: float | None  # median of the answered probes
     lost_flags: tuple[bool, ...] = ()  # the window's outcomes, oldest first (True = lost); () = unknown
+    recent_rtt_ms: float | None = None  # median of the last RECENT_RTT_PROBES answered (probe.py); None = unknown
 
     @property
     def loss(self) -> float:

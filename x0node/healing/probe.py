@@ -29,7 +29,9 @@ Rules and invariants:
   probes rotate over them.
 - At most MAX_OUTSTANDING probes wait for an answer; ids are 16-bit and reused only after their probe
   was answered or timed out. An answer with an unknown id or after the timeout is counted, not used.
-- Results per path are the last PROBE_WINDOW outcomes no older than PROBE_WINDOW_S.
+- Results per path are the last PROBE_WINDOW outcomes no older than PROBE_WINDOW_S: loss, the median
+  RTT and the median of the last RECENT_RTT_PROBES answers (a link probe's is the link's queueing delay,
+  timed by the kernel and not by a daemon that may be starved of CPU).
 - No clock, socket or randomness of its own: `now` and a `random.Random` come in.
 """
 
@@ -46,12 +48,14 @@ if TYPE_CHECKING:
     import random
 
 PROBE_INTERVAL_S = 0.2  # per neighbour: ~10 outcomes of each kind in 2 s, enough to see a 40 % black hole
-PROBES_PER_TICK = 3  # link, loop and one path probe
-PROBE_RATE_MAX_PER_S = 64.0  # all probes of a node (~4 kB/s of 64-byte echoes each way)
+LINK_PROBES_PER_TICK = 2  # the link's own loss is the lossy-link sensor: twice the samples, judged in half the time
+PROBES_PER_TICK = LINK_PROBES_PER_TICK + 2  # link probes, a loop and one path probe
+PROBE_RATE_MAX_PER_S = 80.0  # all probes of a node (~5 kB/s of 64-byte echoes each way; 4 neighbours at full rate)
 PROBE_BURST = 16
-PROBE_TIMEOUT_S = 1.0  # mesh RTTs are tens of ms; a late answer is as bad as a lost one
+PROBE_TIMEOUT_S = 0.5  # mesh RTTs are tens of ms (a congested hop queues <= 100 ms each way); a late answer is as bad as a lost one, and a loss counts only once timed out
 PROBE_WINDOW = 32
 PROBE_WINDOW_S = 15.0  # ~15 outcomes per path at 4 destinations per neighbour
+RECENT_RTT_PROBES = 8  # the recent RTT: a queue that began to fill a second ago, not the window's median
 MAX_DESTS_PER_NEIGHBOUR = 4
 MAX_NEIGHBOURS_PROBED = 64
 MAX_OUTSTANDING = 256
@@ -193,7 +197,7 @@ class ProbeScheduler:
 
     def _tick_targets(self, node_id: str, nb: _Neighbour) -> list[tuple[str, str]]:
         """This tick's (dest id, dest address) through neighbour node_id: link, loop, next path."""
-        out = [(node_id, nb.address)]  # link probe: to its link-local address
+        out = [(node_id, nb.address)] * LINK_PROBES_PER_TICK  # link probes: to its link-local address
         if self.self_address:
             out.append((self.self_id, self.self_address))
         if nb.dests:
@@ -216,7 +220,8 @@ class ProbeScheduler:
             rtts = [r for _, r in window if r is not None]
             lost = sum(1 for _, r in window if r is None)
             out.append(ProbeObs(via, dest, len(window), lost, statistics.median(rtts) if rtts else None,
-                                tuple(r is None for _, r in window)))
+                                tuple(r is None for _, r in window),
+                                statistics.median(rtts[-RECENT_RTT_PROBES:]) if rtts else None))
         return tuple(out)
 
     # ---- internals

@@ -63,7 +63,7 @@ DEFAULTS: dict[str, Any] = {
     "auto_activate": True,  # observe -> active once observe-mode decisions prove right
     "min_observe_days": 7.0,
     "min_decisions": 50,
-    "interval_s": 1.0,
+    "interval_s": 0.5,
     "disruptive_per_hour": 3,
     "guard_after_boot_s": 600.0,
     "guard_after_start_s": 60.0,

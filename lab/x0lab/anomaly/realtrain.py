@@ -13,6 +13,11 @@ Rules and invariants:
   is separate and by fold.
 - `export_hgb` writes the trees as x0node.anomaly.trees reads them; `check_export` asserts that the
   numpy evaluator reproduces scikit-learn's decision function (it must, to 1e-4).
+- The held-loss recipe (`held_loss_pair`, RECIPES): nothing is trained. Both models are one tree on
+  the node's own `links_down` alone (neighbours whose held loss is still down): logit = min(count,
+  HELD_LOSS_MAX) - 0.5, so a threshold between two counts is "at least that many neighbours down".
+  It runs through the same tree layer, thresholds and alarm policy as the trained trees; its
+  operating point (which count, which policy) is chosen on the validation runs like theirs.
 """
 
 from __future__ import annotations
@@ -84,6 +89,52 @@ def train_pair(train: np.ndarray, val: np.ndarray, inp: realeval.Inputs, table: 
     return out
 
 
+HELD_LOSS_MAX = 3
+"""The held-loss models' score stops growing at this many neighbours down."""
+
+
+def _held_loss_tree(width: int) -> dict[str, Any]:
+    """One tree on input 8 (links_down_input = count / LINKS_DOWN_MAX): leaf values count - 0.5 for
+    count 0 .. HELD_LOSS_MAX (the last leaf: that many or more)."""
+    from x0node.anomaly.features import LINKS_DOWN_MAX
+
+    feature, threshold, left, right, leaf, value = [], [], [], [], [], []
+    for k in range(HELD_LOSS_MAX):  # node 2k: split "count <= k"; node 2k+1: leaf count k
+        inner = len(feature)
+        feature += [N_OWN, 0]
+        threshold += [(k + 0.5) / LINKS_DOWN_MAX, 0.0]
+        left += [inner + 1, inner + 1]
+        right += [inner + 2, inner + 1]
+        leaf += [False, True]
+        value += [0.0, k - 0.5]
+    feature.append(0)
+    threshold.append(0.0)
+    left.append(len(left))
+    right.append(len(right))
+    leaf.append(True)
+    value.append(HELD_LOSS_MAX - 0.5)
+    return {"inputs": width, "baseline": 0.0, "recipe": "held_loss",
+            "trees": [{"feature": feature, "threshold": threshold, "left": left, "right": right, "leaf": leaf,
+                       "value": value}]}
+
+
+N_OWN = 8
+"""Index of links_down in a tree model's inputs (right after the 8 features)."""
+
+
+def held_loss_pair(train: np.ndarray | None = None, val: np.ndarray | None = None, inp: Any = None,
+                   table: Table | None = None) -> dict[str, Any]:
+    """The held-loss recipe as a tree pair (nothing trained; same shape as `train_pair`'s)."""
+    from x0node.anomaly.features import N_AGGREGATES, N_FEATURES
+
+    return {"nbr": _held_loss_tree(N_FEATURES + 1 + N_AGGREGATES), "self": _held_loss_tree(N_FEATURES + 1),
+            "thresholds": {"nbr": 0.0, "self": 0.0}, "val_f1": {}}
+
+
+RECIPES = {"trees": train_pair, "held-loss": held_loss_pair}
+"""`x0node model fit-real --recipe`: the tree pair to ship."""
+
+
 def chain_of(pair: dict[str, Any]) -> Any:
     """The device's DetectorChain holding only these tree models (no GNN, no bundle)."""
     from x0node.anomaly.chain import DetectorChain
@@ -92,12 +143,12 @@ def chain_of(pair: dict[str, Any]) -> Any:
                          trees_thresholds=(pair["thresholds"]["nbr"], pair["thresholds"]["self"]))
 
 
-def train_ship(table: Table, fa_budget: float | None = None) -> dict[str, Any]:
+def train_ship(table: Table, fa_budget: float | None = None, recipe: str = "held-loss") -> dict[str, Any]:
     """{"nbr": model, "self": model, "thresholds": {...}, "training": {...}} for models/anomaly_trees.json.
     With `fa_budget` the operating point is realeval.choose_budget_point's instead of the best event F1."""
     inp = realeval.inputs(table, "deployed")
     _test, _val, train, val, _te = realeval.folds(table)[-1] if table.fault_free.any() else _ship_split(table)
-    pair = train_pair(train, val, inp, table)
+    pair = RECIPES[recipe](train, val, inp, table)
     margins = realeval.chain_scores(chain_of(pair), val, inp)  # logit minus its threshold
     if fa_budget is None:
         m, policy, vf = realeval.choose_operating_point(table, val, margins)
@@ -108,12 +159,14 @@ def train_ship(table: Table, fa_budget: float | None = None) -> dict[str, Any]:
                      "val_hard_within_2": round(rec, 4), "val_false_alarms_per_node_hour": round(fa, 3)}
     pair["thresholds"] = {k: v + m for k, v in pair["thresholds"].items()}
     pair["alarm"] = policy.as_dict()
-    pair["training"] = {"train_runs": sorted(set(table.run[train].tolist())),
+    fitted: dict[str, Any] = {"trees": realeval.GBT_TREES, "max_depth": realeval.GBT_DEPTH,
+                              "max_leaf_nodes": realeval.GBT_LEAVES, "val_f1": pair["val_f1"]} if recipe == "trees" \
+        else {"held_loss_max": HELD_LOSS_MAX}
+    pair.pop("val_f1")
+    pair["training"] = {"recipe": recipe, "train_runs": sorted(set(table.run[train].tolist())),
                         "validation_runs": sorted(set(table.run[val].tolist())),
                         "rows_train": int((table.label[train] >= 0).sum()), "rows_val": int((table.label[val] >= 0).sum()),
-                        "trees": realeval.GBT_TREES, "max_depth": realeval.GBT_DEPTH,
-                        "max_leaf_nodes": realeval.GBT_LEAVES, "val_f1": pair.pop("val_f1"),
-                        "operating_margin": round(m, 4), **objective}
+                        **fitted, "operating_margin": round(m, 4), **objective}
     return pair
 
 
@@ -124,7 +177,7 @@ def _ship_split(table: Table) -> tuple[str, str, np.ndarray, np.ndarray, np.ndar
     return "", val_kind, np.flatnonzero(kinds != val_kind), np.flatnonzero(kinds == val_kind), np.zeros(0, dtype=int)
 
 
-def ship(data_dir: Any, model_dir: Any, fa_budget: float | None = None) -> dict[str, Any]:
+def ship(data_dir: Any, model_dir: Any, fa_budget: float | None = None, recipe: str = "held-loss") -> dict[str, Any]:
     """Train on the dataset and write anomaly_trees.json into the bundle, with its thresholds in
     anomaly_model.json and both files' sums in SHA256SUMS."""
     import hashlib
@@ -136,7 +189,7 @@ def ship(data_dir: Any, model_dir: Any, fa_budget: float | None = None) -> dict[
     from x0node.io.atomicfile import write_atomic
 
     model_dir = pathlib.Path(model_dir)
-    doc = train_ship(load(pathlib.Path(data_dir)), fa_budget)
+    doc = train_ship(load(pathlib.Path(data_dir)), fa_budget, recipe)
     name = "anomaly_trees.json"
     write_atomic(model_dir / name, json.dumps({"nbr": doc["nbr"], "self": doc["self"]},
                                               separators=(",", ":")).encode(), 0o644)
@@ -165,6 +218,7 @@ def cmd_fit_real(args: Any) -> int:
     from x0lab.anomaly.realeval import default_data_dir
     from x0node.anomaly.bundle import SOURCE_MODEL_DIR
 
-    info = ship(args.data or default_data_dir(), args.model_dir or SOURCE_MODEL_DIR, getattr(args, "fa_budget", None))
+    info = ship(args.data or default_data_dir(), args.model_dir or SOURCE_MODEL_DIR, getattr(args, "fa_budget", None),
+                getattr(args, "recipe", "held-loss"))
     print(json.dumps(info, indent=1))
     return 0
