@@ -17,6 +17,9 @@ import requests
 import urllib3
 
 REQUEST_TIMEOUT_S = 10.0
+# first-time setup hashes the new password with a memory-hard KDF: tens of seconds of emulated CPU on a
+# loaded host, where a plain request takes one
+SETUP_TIMEOUT_S = 60.0
 
 
 def server_fingerprint(url: str) -> str:
@@ -57,7 +60,7 @@ def set_up(url: str, fingerprint: str, setup_code: str) -> requests.Session:
     state = s.get(url + "api/v1/auth/state", timeout=REQUEST_TIMEOUT_S).json()
     password = "x0-test-" + secrets.token_hex(8)
     r = s.post(url + "api/v1/auth/setup", json={"setup_code": setup_code, "password": password},
-               headers={"X-CSRF-Token": state["csrf_token"]}, timeout=REQUEST_TIMEOUT_S)
+               headers={"X-CSRF-Token": state["csrf_token"]}, timeout=SETUP_TIMEOUT_S)
     r.raise_for_status()
     return s
 
