@@ -362,8 +362,11 @@ def tampered_copy(rel: Release, work: pathlib.Path) -> pathlib.Path:
 
 def install_bad_and_wait_rollback(vm: VM, ui: Ui, fp: str, bad: Release, boot_timeout_s: float) -> dict[str, Any]:
     """Upload the bad build through the UI and install it; the new slot fails the health gate, is marked
-    bad and the VM reboots into the slot it came from with no human. Returns the final OTA view."""
-    before = ui.get()
+    bad and the VM reboots into the slot it came from with no human. Returns the final OTA view. After a
+    power cut the booted update may still wait for its health gate, and no install starts before it is
+    decided (409 "busy"), so this first waits for that."""
+    before = ui.wait(lambda o: o["phase"] not in ("installing", "installed", "pending"),
+                     HEALTH_DEADLINE_S + 2 * boot_timeout_s, "the booted update's health gate decided")
     up = ui.upload(bad.bundle, bad.manifest)
     assert up["status"] == 200 and up["phase"] == "verified", up
     since = vm.mark()
