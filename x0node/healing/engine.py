@@ -358,10 +358,7 @@ class HealingEngine:
                 owner.symptoms |= keys
                 if owner.state is State.EXHAUSTED and owner.attempts == 0 \
                         and _newly_confident(owner.diagnosis, diag, self.config.min_confidence):
-                    owner.diagnosis, owner.cand_index, owner.rung_index, owner.ladder = diag, 0, 0, None
-                    owner.state, owner.exhausted_s, owner.recorded = State.OPEN, None, set()
-                    self._emit(Diagnosed(owner.id, tuple((str(c.element), c.fault.value, c.confidence)
-                                                         for c in diag.candidates), top.evidence, now))
+                    self._plan_anew(owner, diag, now)
             else:
                 if old is not None and any(name not in names for name in old.explains):
                     continue  # its evidence is going (the fault is ending), not changing: the cause stays
@@ -370,10 +367,7 @@ class HealingEngine:
                 if top.score < REDIAGNOSE_MARGIN * was:
                     continue
                 owner.symptoms |= keys
-                owner.diagnosis, owner.cand_index, owner.rung_index, owner.ladder = diag, 0, 0, None
-                owner.state, owner.observe_deadline_s, owner.recorded = State.OPEN, None, set()
-                self._emit(Diagnosed(owner.id, tuple((str(c.element), c.fault.value, c.confidence)
-                                                     for c in diag.candidates), top.evidence, now))
+                self._plan_anew(owner, diag, now)
             for other in flexible:
                 if other is owner or other.state is State.CLOSED or not other.symptoms & keys:
                     continue
@@ -403,17 +397,26 @@ class HealingEngine:
             if top.score < REDIAGNOSE_MARGIN * was:
                 continue
             inc.diagnosis, inc.cand_index = diag, 0
-            self._emit(Diagnosed(inc.id, tuple((str(c.element), c.fault.value, c.confidence) for c in diag.candidates),
-                                 top.evidence, now))
+            self._emit_diagnosed(inc.id, diag, now)
 
     def _open_incident(self, diag: Diagnosis, group: tuple[Symptom, ...], now: float) -> None:
         inc = Incident(self._next_incident, now, {s.key for s in group}, diag)
         self._next_incident += 1
         self._open[inc.id] = inc
         self._emit(IncidentOpened(inc.id, tuple(sorted(str(s) for s in group)), now))
+        self._emit_diagnosed(inc.id, diag, now)
+
+    def _emit_diagnosed(self, incident: int, diag: Diagnosis, now: float) -> None:
         top = diag.top
-        self._emit(Diagnosed(inc.id, tuple((str(c.element), c.fault.value, c.confidence) for c in diag.candidates),
+        self._emit(Diagnosed(incident, tuple((str(c.element), c.fault.value, c.confidence) for c in diag.candidates),
                              top.evidence if top else (), now))
+
+    def _plan_anew(self, inc: Incident, diag: Diagnosis, now: float) -> None:
+        """The incident takes `diag` and plans again from its first candidate's first rung (what it
+        decided, and when it ran out or would be judged in observe mode, belong to the old plan)."""
+        inc.diagnosis, inc.cand_index, inc.rung_index, inc.ladder = diag, 0, 0, None
+        inc.state, inc.exhausted_s, inc.observe_deadline_s, inc.recorded = State.OPEN, None, None, set()
+        self._emit_diagnosed(inc.id, diag, now)
 
     # ---- verify and follow-up -------------------------------------------------------------------
     def _ctx(self, inc: Incident, snap: Snapshot, out: MonitorOutput) -> PlanContext:
