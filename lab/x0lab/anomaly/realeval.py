@@ -631,22 +631,28 @@ def leave_one_kind_out(table: Table, name: str = "chain_gbt", cache: Any = None)
     return out
 
 
+def _first_raises(table: Table, raises: np.ndarray) -> np.ndarray:
+    """Per event: the row of its first raise (the earliest of its rows that raised), -1 when missed."""
+    first = np.full(len(table.events), -1)
+    for ei in range(len(table.events)):
+        rows = np.flatnonzero(table.event == ei)
+        fired = rows[raises[rows]]
+        if len(fired):
+            first[ei] = fired[np.argmin(table.t[fired])]
+    return first
+
+
 def _event_hits(table: Table, alarms: np.ndarray, raises: np.ndarray | None = None,
                 interval_s: float = INTERVAL_S) -> tuple[np.ndarray, np.ndarray]:
     """Per event: detected (an alarm raised on one of its rows between its start and end; an alarm
     already up when it began does not count) and ticks to that first raise (nan when missed)."""
     if raises is None:
         raises, _ = _onsets(table, alarms, series_order(table))
-    n = len(table.events)
-    hit = np.zeros(n, dtype=bool)
-    ticks = np.full(n, np.nan)
-    for ei in range(n):
-        rows = np.flatnonzero(table.event == ei)
-        fired = rows[raises[rows]]
-        if len(fired):
-            hit[ei] = True
-            first = float(table.t[fired].min())
-            ticks[ei] = max(1.0, np.ceil((first - table.events[ei].start) / interval_s))
+    first = _first_raises(table, raises)
+    hit = first >= 0
+    ticks = np.full(len(first), np.nan)
+    for ei in np.flatnonzero(hit):
+        ticks[ei] = max(1.0, np.ceil((float(table.t[first[ei]]) - table.events[ei].start) / interval_s))
     return hit, ticks
 
 
@@ -655,15 +661,12 @@ def _evaluations_to_raise(table: Table, raises: np.ndarray) -> np.ndarray:
     start up to and including its first raise (nan when missed). `_event_hits` counts ticks as
     elapsed time / the nominal tick; on a loaded host a daemon's ticks come later than that (jitter
     and delays), so this is the same detection counted in the evaluations the node really made."""
+    first = _first_raises(table, raises)
     out = np.full(len(table.events), np.nan)
-    for ei, e in enumerate(table.events):
-        rows = np.flatnonzero(table.event == ei)
-        fired = rows[raises[rows]]
-        if not len(fired):
-            continue
-        first = fired[np.argmin(table.t[fired])]
-        mine = (table.run == table.run[first]) & (table.node == table.node[first])
-        out[ei] = float((mine & (table.t > e.start) & (table.t <= table.t[first])).sum())
+    for ei in np.flatnonzero(first >= 0):
+        f = first[ei]
+        mine = (table.run == table.run[f]) & (table.node == table.node[f])
+        out[ei] = float((mine & (table.t > table.events[ei].start) & (table.t <= table.t[f])).sum())
     return out
 
 
@@ -959,10 +962,10 @@ SHIPPED = "held_loss"
 """The detector the bundle ships (trees.py; `x0node model fit-real`): its row is the headline."""
 PER_TICK_SUFFIX = "_per_tick"
 BUDGET_SUFFIX = "_fa_budget"
-DEVICE_TICK_SUFFIX = "_at_30s_tick"
-"""The shipped detector judged at the device's default 30 s tick (at_device_tick)."""
 """The shipped detector's scores with the operating point chosen for hard-fault recall within 2 ticks
 under a false-alarm budget (choose_budget_point) instead of event F1."""
+DEVICE_TICK_SUFFIX = "_at_30s_tick"
+"""The shipped detector judged at the device's default 30 s tick (at_device_tick)."""
 KEYS = ("f1", "event_recall", "hard_event_recall", "hard_recall_within_2", "hard_recall_within_2_evaluations",
         "detect_ticks_p50",
         "false_alarms_per_node_hour", "false_alarms_per_node_hour_after_start",
