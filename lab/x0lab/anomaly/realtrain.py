@@ -94,14 +94,14 @@ HELD_LOSS_MAX = 3
 
 
 def _held_loss_tree(width: int) -> dict[str, Any]:
-    """One tree on input 8 (links_down_input = count / LINKS_DOWN_MAX): leaf values count - 0.5 for
-    count 0 .. HELD_LOSS_MAX (the last leaf: that many or more)."""
-    from x0node.anomaly.features import LINKS_DOWN_MAX
+    """One tree on the input right after the features (links_down_input = count / LINKS_DOWN_MAX;
+    trees.py): leaf values count - 0.5 for count 0 .. HELD_LOSS_MAX (the last leaf: that many or more)."""
+    from x0node.anomaly.features import LINKS_DOWN_MAX, N_FEATURES
 
     feature, threshold, left, right, leaf, value = [], [], [], [], [], []
     for k in range(HELD_LOSS_MAX):  # node 2k: split "count <= k"; node 2k+1: leaf count k
         inner = len(feature)
-        feature += [N_OWN, 0]
+        feature += [N_FEATURES, 0]
         threshold += [(k + 0.5) / LINKS_DOWN_MAX, 0.0]
         left += [inner + 1, inner + 1]
         right += [inner + 2, inner + 1]
@@ -116,10 +116,6 @@ def _held_loss_tree(width: int) -> dict[str, Any]:
     return {"inputs": width, "baseline": 0.0, "recipe": "held_loss",
             "trees": [{"feature": feature, "threshold": threshold, "left": left, "right": right, "leaf": leaf,
                        "value": value}]}
-
-
-N_OWN = 8
-"""Index of links_down in a tree model's inputs (right after the 8 features)."""
 
 
 def held_loss_pair(train: np.ndarray | None = None, val: np.ndarray | None = None, inp: Any = None,
