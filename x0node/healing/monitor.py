@@ -654,13 +654,8 @@ class Monitor:
         for (_, nbr), hist in self._flaps.items():
             if link_element(self.self_id, nbr) != element or not hist.samples:
                 continue
-            last_t, last_v = hist.samples[-1]
-            since = hist.samples[0][0]
-            for t, v in reversed(hist.samples):
-                if v != last_v:
-                    break
-                since = t
-            quiet = max(quiet, now - since if last_t >= now - FLAP_QUIET_S else 0.0)
+            recent = hist.samples[-1][0] >= now - FLAP_QUIET_S
+            quiet = max(quiet, hist.unchanged_for(now) if recent else 0.0)
         return quiet
 
     def settle(self, keys: Iterable[tuple[SymptomKind, Element]], now: float) -> None:
