@@ -40,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     col.add_argument("--out", required=True, help="dataset directory (one sub-directory per run)")
     col.add_argument("--duration", type=float, default=600.0, metavar="S", help="chaos seconds per topology (default %(default)s)")
     col.add_argument("--runs", default=None, help="comma-separated run indexes (default: all)")
+    col.add_argument("--transit-pps", type=float, default=0.0, metavar="P",
+                     help="chaos runs: every node pings the node farthest from it at P packets/s (at most 50), "
+                     "so partial black holes meet transit traffic (default: none)")
     col.add_argument("--fault-free", type=int, default=0, metavar="NODES",
                      help="instead: one fault-free recording of NODES daemons on a seeded random topology "
                      "for --duration seconds (the false-alarm data)")
@@ -93,7 +96,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         return 0
     runs = [int(r) for r in args.runs.split(",")] if args.runs else None
     done = realdata.collect(pathlib.Path(args.out), args.seed, args.duration, runs,
-                            echo=lambda line: print(line, flush=True))
+                            echo=lambda line: print(line, flush=True), transit_pps=args.transit_pps)
     print(f"{len(done)} runs recorded in {args.out}")
     return 0
 
