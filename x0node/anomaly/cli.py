@@ -9,7 +9,7 @@
   dataset (x0lab.anomaly.realeval; folds by topology, 95 % CIs), including the "as deployed" rows.
 - `x0node model collect --seed N --out DIR` (root): regenerates that dataset on namespace testbeds
   (x0lab.anomaly.realdata); `x0node model fit-real [--data DIR] [--model-dir DIR] [--fa-budget B]
-  [--recipe held-loss|held-loss-mesh|trees]` exports the shipped tree-layer models (x0lab.anomaly.realtrain: the
+  [--recipe held-loss|held-loss-links|held-loss-mesh|trees]` exports the shipped tree-layer models (x0lab.anomaly.realtrain: the
   held-loss rule by default, or the trees trained on the chaos runs) with the operating point chosen on
   validation (with --fa-budget: for hard-fault recall within 2 ticks under B false alarms per node-hour).
 """
@@ -57,9 +57,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     fit.add_argument("--fa-budget", type=float, default=None, metavar="B",
                      help="choose the operating point (threshold, alarm policy) on validation for hard-fault recall "
                      "within 2 ticks under B false alarms per node-hour, instead of the best event F1")
-    fit.add_argument("--recipe", choices=("held-loss", "held-loss-mesh", "trees"), default="held-loss",
-                     help="held-loss: alarm on neighbours whose held loss is still down (nothing trained; the "
-                     "shipped detector); held-loss-mesh: the same with one neighbour more needed while every "
+    fit.add_argument("--recipe", choices=("held-loss", "held-loss-links", "held-loss-mesh", "trees"), default="held-loss",
+                     help="held-loss: alarm on a neighbour whose held loss is still down, on the tick's control-packet "
+                     "loss or on a low forwarding ratio (nothing trained; the shipped detector); held-loss-links: "
+                     "neighbours down alone; held-loss-mesh: the same with one neighbour more needed while every "
                      "neighbour's hello RTT is high (a host stall); trees: the gradient-boosted trees trained on the "
                      "chaos runs (default %(default)s)")
     fit.set_defaults(func=cmd_fit_real)

@@ -274,6 +274,14 @@ def fit_held_loss(train: np.ndarray, val: np.ndarray, inp: Inputs, table: Table)
     return lambda rows, i: chain_scores(chain, rows, i)
 
 
+def fit_held_loss_links(train: np.ndarray, val: np.ndarray, inp: Inputs, table: Table) -> Callable[[np.ndarray, Inputs], np.ndarray]:
+    """The held-loss recipe before the tick's loss and forwarding ratio: neighbours held down alone."""
+    from x0lab.anomaly import realtrain
+
+    chain = realtrain.chain_of(realtrain.held_loss_links_only())
+    return lambda rows, i: chain_scores(chain, rows, i)
+
+
 def fit_held_loss_mesh(train: np.ndarray, val: np.ndarray, inp: Inputs, table: Table) -> Callable[[np.ndarray, Inputs], np.ndarray]:
     """The held-loss recipe with the slow-neighbourhood discount (realtrain.held_loss_pair: one neighbour
     more must be down while the smallest hello RTT among the neighbours' vectors is above a level chosen
@@ -285,7 +293,7 @@ def fit_held_loss_mesh(train: np.ndarray, val: np.ndarray, inp: Inputs, table: T
     return lambda rows, i: chain_scores(chain, rows, i)
 
 
-LINKS_DOWN_DETECTORS = frozenset({"gbt_self", "gbt_nbr", "chain_gbt", "held_loss", "held_loss_mesh"})
+LINKS_DOWN_DETECTORS = frozenset({"gbt_self", "gbt_nbr", "chain_gbt", "held_loss", "held_loss_mesh", "held_loss_links"})
 """Detectors whose inputs include the node's own links_down (the tree recipe); their cached fold
 scores are keyed by it too."""
 FULL_REFERENCE = frozenset({"held_loss", "chain_gbt", "gbt_nbr", "mlp_nbr", "gnn_shipped"})
@@ -293,6 +301,7 @@ FULL_REFERENCE = frozenset({"held_loss", "chain_gbt", "gbt_nbr", "mlp_nbr", "gnn
 DETECTORS: dict[str, Fit] = {
     "held_loss": fit_held_loss,
     "held_loss_mesh": fit_held_loss_mesh,
+    "held_loss_links": fit_held_loss_links,
     "rules": fit_rules_shipped,
     "rules_tuned": fit_rules_tuned,
     "ewma_z": fit_ewma,
@@ -442,10 +451,11 @@ def _fold_key(table: Table, name: str, rows: tuple[np.ndarray, ...]) -> str:
     h = hashlib.sha256(f"{name}|{HOST_WIDE.tolist()}|{GBT_TREES}|{SEED}".encode())
     if name in LINKS_DOWN_DETECTORS:  # their inputs include links_down (replayed or recorded)
         h.update(b"links_down|" + np.ascontiguousarray(table.links_down, dtype=np.float64).tobytes())
-    if name in ("held_loss", "held_loss_mesh"):  # the recipe's own choices
+    if name.startswith("held_loss"):  # the recipe's own choices
         from x0lab.anomaly import realtrain
 
-        h.update(repr((realtrain.HELD_LOSS_MAX, realtrain.MESH_DISCOUNT, realtrain.MESH_RTT_CANDIDATES_MS)).encode())
+        h.update(repr((realtrain.HELD_LOSS_MAX, realtrain.MESH_DISCOUNT, realtrain.MESH_RTT_CANDIDATES_MS,
+                       realtrain.LOSS_LEVEL, realtrain.FWD_LEVEL)).encode())
     for r in rows:
         r = np.sort(r)
         for a in (table.run[r], table.node[r]):
