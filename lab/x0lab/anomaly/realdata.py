@@ -283,6 +283,7 @@ class Table:
     events: list[Event] = field(default_factory=list)
     up: list[tuple[str, ...]] = field(default_factory=list)  # per row: the neighbours UP at that tick
     links_down: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [R] collector's links_down
+    version: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # [R] features version recorded
 
     def __len__(self) -> int:
         return len(self.t)
@@ -346,7 +347,7 @@ def _links_down(rows: list[dict[str, Any]]) -> np.ndarray:
 
 def load(data_dir: pathlib.Path) -> Table:
     cols: dict[str, list[Any]] = {k: [] for k in ("run", "topo", "node", "t", "tick", "x", "label", "event",
-                                                    "deployed", "full", "layer", "alarm", "quiet", "up", "down")}
+                                                    "deployed", "full", "layer", "alarm", "quiet", "up", "down", "version")}
     events: list[Event] = []
     for run_dir in sorted(p.parent for p in data_dir.rglob("truth.json")):
         run_name = str(run_dir.relative_to(data_dir))
@@ -423,9 +424,11 @@ def load(data_dir: pathlib.Path) -> Table:
                 up = d.get("up")
                 cols["up"].append(tuple(u for u in up if isinstance(u, str)) if isinstance(up, list) else ())
                 cols["down"].append(down[k][i])
+                cols["version"].append(int(d.get("features", 1) or 1))
     return Table(np.array(cols["run"]), np.array(cols["topo"]), np.array(cols["node"]),
                  np.array(cols["t"], dtype=np.float64), np.array(cols["tick"], dtype=np.int64),
                  np.array(cols["x"], dtype=np.float64).reshape(-1, N_FEATURES),
                  np.array(cols["label"], dtype=np.int64), np.array(cols["event"], dtype=np.int64),
                  cols["deployed"], cols["full"], np.array(cols["layer"]), np.array(cols["alarm"], dtype=bool),
-                 np.array(cols["quiet"], dtype=bool), events, cols["up"], np.array(cols["down"], dtype=np.float64))
+                 np.array(cols["quiet"], dtype=bool), events, cols["up"], np.array(cols["down"], dtype=np.float64),
+                 np.array(cols["version"], dtype=np.int64))
