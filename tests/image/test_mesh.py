@@ -7,13 +7,12 @@ other's mesh address on the UI's port is dropped and counted (regression for the
 from __future__ import annotations
 
 import errno
-import json
 import re
 
 import pytest
 
 from image.qemu import MeshLink
-from tests.image.conftest import BOOT_TIMEOUT_S, daemon_present
+from tests.image.conftest import BOOT_TIMEOUT_S, daemon_present, nft_packets
 
 BOARD = "x86_64"
 PROMPT = re.compile(r"root@x0[^\n]*# ")
@@ -58,12 +57,12 @@ def test_two_vms_form_a_mesh(vms) -> None:
 
     # the UI over the mesh: the listener is there (dual-stack on ::, port 443) but the firewall drops it
     rc, out = vm1.shell("nft -j list counter inet x0tta6bl4 drop_mesh")
-    before = _packets(out)
+    before = nft_packets(out)
     rc, out = vm2.shell(_connect_cmd(id1.mesh_addr, 443), timeout_s=60)
     # timed out: dropped, not refused (111); matched as a whole line, as a daemon log line may share the output
     assert re.search(rf"^{errno.EAGAIN}$", out, re.M), out
     rc, out = vm1.shell("nft -j list counter inet x0tta6bl4 drop_mesh")
-    assert _packets(out) > before, out
+    assert nft_packets(out) > before, out
     rc, out = vm1.shell("ss -Htln 'sport = :443'")
     assert rc == 0 and ":443" in out, out  # the UI does listen; only the firewall keeps the mesh out
 
@@ -73,7 +72,3 @@ def _connect_cmd(addr: str, port: int) -> str:
     return ("python3 -I -c 'import socket,sys; s=socket.socket(socket.AF_INET6); s.settimeout(5); "
             f"print(s.connect_ex((sys.argv[1], int(sys.argv[2]))))' {addr} {port}")
 
-
-def _packets(out: str) -> int:
-    nft_json = next(line for line in out.splitlines() if line.startswith('{"nftables"'))  # not a log line
-    return next(o["counter"]["packets"] for o in json.loads(nft_json)["nftables"] if "counter" in o)
