@@ -328,7 +328,7 @@ def test_a_congested_link_that_times_out_its_neighbour_stays_congested():
             ind(Signal.FLAP, link, (ME, A), degree=0.67), ind(Signal.HELLO_RTT, link, (ME, A))]
     diag = rank(inds, sym, routing_with_d(), 13.0)
     assert (diag.top.element, diag.top.fault) == (link, FaultKind.LINK_CONGESTED), diag.candidates
-    assert (link, FaultKind.LINK_LOSSY) in _names(diag)
+    assert (link, FaultKind.LINK_LOSSY) not in _names(diag)  # a random loss explains no delay
 
 
 def test_a_lossy_link_that_times_out_its_neighbour_stays_lossy():
@@ -351,3 +351,21 @@ def test_a_carrier_flap_is_no_overload_and_no_congestion():
     diag = rank(inds, sym, routing_with_d(), 13.0)
     assert (diag.top.element, diag.top.fault) == (link, FaultKind.LINK_FLAPPING), diag.candidates
     assert all(c.fault not in (FaultKind.NODE_OVERLOAD, FaultKind.LINK_CONGESTED) for c in diag.candidates)
+
+
+def test_a_cause_that_explains_none_of_the_symptoms_is_not_ranked():
+    # bench, cpu-hog of n6: its neighbour n10 raised link_delay on their link; n6's sick flag was in
+    # view too, and node_memory of n6 (explained by the flag alone, no contradiction) scored first, so
+    # the cover found no group for the symptom and the incident was opened with no candidate at all
+    # (25 such link_delay incidents in one run). A hypothesis must explain a symptom to be ranked.
+    link = link_element(ME, A)
+    sym = [Symptom(SymptomKind.LINK_DELAY, link, 12.0, 1.0)]
+    inds = [ind(Signal.HELLO_RTT, link, (ME, A)), ind(Signal.SICK, node_element(A), (A,)),
+            ind(Signal.CPU, node_element(ME), (ME,), degree=0.0)]
+    inds += [Indicator(Signal.PROBE_RTT, link_element(A, d), (ME, A, d), 0.0, 1.0, None) for d in (C, D)]
+    groups = cover(inds, sym, routing_with_d(), 13.0)
+    assert len(groups) == 1 and groups[0][1] == tuple(sym)
+    diag = groups[0][0]
+    assert diag.top is not None and all(str(sym[0]) in c.explains for c in diag.candidates)
+    assert (node_element(A), FaultKind.NODE_OVERLOAD) in _names(diag), diag.candidates
+    assert all(c.fault is not FaultKind.NODE_MEMORY for c in diag.candidates)

@@ -41,6 +41,9 @@ changes, with the topology deciding which observations a fault can reach):
   decay * prior, times up to MAGNITUDE_TIEBREAK more for loss hypotheses by the mean loss on the paths
   they explain first-hand: where an answer's way back is uncertain (equal-cost paths), two neighbours
   can explain the same lossy paths alike, and the one whose own paths lose most is the better guess.
+- A hypothesis that explains none of the symptoms (only side evidence in scope, such as a neighbour's
+  sick flag that `node_memory` explains as well as `node_overload`) is not ranked: ranked first, it left
+  the cover no group for the symptom, and the incident opened with no candidate at all.
 - confidence = score^2 / (sum of the ranked scores^2 + UNEXPLAINED_MASS): a share of belief, low when
   several hypotheses fit equally or none fits well (squared, so a clear winner is not diluted by
   weak alternatives). The top TOP_K are returned.
@@ -523,6 +526,8 @@ def _score(
     keys = {i.key for i in explained}
     explains = tuple(sorted(str(s) for s in symptoms
                             if any(i.key in keys for i in _symptom_indicators(s, explained))))
+    if not explains:
+        return None  # it explains only side evidence (a neighbour's sick flag), none of the symptoms
     evidence = tuple(f"{i.signal.value}@{i.element}{list(i.path)}={i.degree:.2f}" for i in explained[:16])
     return Candidate(el, fault, 0.0, round(score, 4), round(consistency, 4), round(coverage, 4), round(lag, 4),
                      hops, explains, evidence)
