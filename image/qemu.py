@@ -295,13 +295,17 @@ class VM:
 
     def shell(self, command: str, timeout_s: float = 60.0) -> tuple[int, str]:
         """Run a command on the debug console; returns (exit status, output)."""
+        # The daemon's log shares this console and a line of it can land anywhere, even between a marker
+        # and its newline. So the markers are typed split by quotes (the echoed command line never
+        # contains them whole) and the begin marker is matched up to the end of its line, whatever
+        # else that line carries.
         tag = secrets.token_hex(4)
         begin, end = f"X0B{tag}", f"X0E{tag}"
         since = self.mark()
         self.send("\n")
         time.sleep(0.3)
-        self.send(f"echo {begin}; {command}; echo {end}$?\n")
-        match = self.wait_for(re.compile(rf"\n{begin}\n(.*?)\n?{end}(\d+)", re.S), timeout_s, since)
+        self.send(f"echo X0B''{tag}; {command}; echo X0E''{tag}$?\n")
+        match = self.wait_for(re.compile(rf"{begin}[^\n]*\n(.*?)\n?{end}(\d+)", re.S), timeout_s, since)
         return int(match.group(2)), match.group(1)
 
     def stop(self, timeout_s: float = 10.0) -> None:

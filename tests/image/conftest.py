@@ -123,5 +123,12 @@ def boot_lab_vm(vm: VM, timeout_s: float, prompt: str = r"root@x0[^\n]*# ",
         return vm.wait_ready(timeout_s, since)
 
 
+def nft_packets(out: str) -> int:
+    """Packets of the counter in `nft -j list counter ...` output, found by its own line (a daemon log line
+    on the shared console may come before or after it)."""
+    nft_json = next(line for line in out.splitlines() if line.startswith('{"nftables"'))
+    return next(o["counter"]["packets"] for o in json.loads(nft_json)["nftables"] if "counter" in o)
+
+
 def manifest(ctx: pipeline.Context) -> dict:
     return json.loads((ctx.out / "manifest.json").read_text())

@@ -21,7 +21,7 @@ import requests
 from image import payload
 from image.overlay import MASKED_UNITS
 from image.qemu import READY_RE, VM
-from tests.image.conftest import BOOT_TIMEOUT_S, VMFactory, built, daemon_present, manifest
+from tests.image.conftest import BOOT_TIMEOUT_S, VMFactory, built, daemon_present, manifest, nft_packets
 from tests.image.webclient import REQUEST_TIMEOUT_S, server_fingerprint, set_up, setup_code, wait_http
 
 BOARD = "x86_64"
@@ -145,23 +145,20 @@ def test_ready_and_ui_over_https(node: Node) -> None:
     assert r.status_code == 308 and r.headers["Location"] == "https://127.0.0.1/settings?a=1", r.headers
 
 
-def _packets(nft_json: str) -> int:
-    return next(o["counter"]["packets"] for o in json.loads(nft_json)["nftables"] if "counter" in o)
-
 
 def test_firewall_on_the_image(node: Node) -> None:
     vm = node.vm
     rc, out = vm.shell("nft list chain inet x0tta6bl4 input | grep -c goto; "
                        "nft -j list counter inet x0tta6bl4 drop_lan")
     assert rc == 0 and '"drop_lan"' in out, out
-    before = _packets(out.splitlines()[-1])
+    before = nft_packets(out)
     # the routing port from the LAN side (QEMU forwards this UDP port to eth0): dropped and counted
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         for _ in range(3):
             s.sendto(b"\x00" * 27, ("127.0.0.1", vm.udp_port))
     rc, out = vm.shell("sleep 2; nft -j list counter inet x0tta6bl4 drop_lan")
     assert rc == 0, out
-    after = _packets(out)
+    after = nft_packets(out)
     assert after >= before + 3, (before, after)
     # the LAN port is not a mesh port; the UI and routing ports are where the rules put them
     rc, out = vm.shell("grep -q 'iifname \"eth0\" goto lan' /run/x0node/firewall.nft && "
