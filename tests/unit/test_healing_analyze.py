@@ -369,3 +369,19 @@ def test_a_cause_that_explains_none_of_the_symptoms_is_not_ranked():
     assert diag.top is not None and all(str(sym[0]) in c.explains for c in diag.candidates)
     assert (node_element(A), FaultKind.NODE_OVERLOAD) in _names(diag), diag.candidates
     assert all(c.fault is not FaultKind.NODE_MEMORY for c in diag.candidates)
+
+
+def test_our_lossy_link_on_the_answers_way_back_is_a_candidate_for_the_path_that_loses_them():
+    # bench, lossy n9~n10: n10's probes out through n6 to n5 were answered over n9 and our lossy link to
+    # it; the path's loss raised forwarding_loss at n6 first, and the link (not on the probe's way out)
+    # was never a candidate: n10 named n5~n6 and the black holes of n6 and n9. Our own link on the
+    # answer's way back is a candidate now, judged by what we measure on it (its hello and link-probe
+    # loss), so a clean link of ours there is no suspect.
+    lost = Indicator(Signal.PROBE_LOSS, link_element(B, C), (ME, B, C), 0.9, 0.5, 10.0, "", (A,))
+    fine = Indicator(Signal.PROBE_LOSS, link_element(B, D), (ME, B, D), 0.0, 0.0, None, "", (B,))
+    sym = [Symptom(SymptomKind.FORWARDING_LOSS, node_element(B), 12.0, 0.9)]
+    ours = link_element(ME, A)
+    lossy = rank([lost, fine, ind(Signal.HELLO_LOSS, ours, (ME, A))], sym, routing_with_d(), 13.0)
+    assert (ours, FaultKind.LINK_LOSSY) in _names(lossy), lossy.candidates
+    clean = rank([lost, fine, ind(Signal.HELLO_LOSS, ours, (ME, A), degree=0.0)], sym, routing_with_d(), 13.0)
+    assert (ours, FaultKind.LINK_LOSSY) not in _names(clean), clean.candidates

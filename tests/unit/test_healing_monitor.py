@@ -346,3 +346,16 @@ def test_a_gone_neighbour_keeps_its_last_hello_rtt_for_a_while():
     assert during is not None and during.degree == 1.0 and after is None
     during, _ = run(slow_ms=2.0)
     assert during is not None and during.degree == 0.0
+
+
+def test_the_way_back_reads_a_drain_both_ways_as_the_routing_core_does():
+    from x0node.healing.monitor import DRAINED_COST, return_paths
+    from x0node.healing.observation import EdgeObs
+    from x0node.proto.commands import LINK_COST_MAX_USABLE
+
+    assert DRAINED_COST == LINK_COST_MAX_USABLE
+    base = diamond()
+    # c's cheapest way back is over a (c-a-me); a drained its link to c (c's own cost stays low)
+    edges = (EdgeObs(ME, A, 10), EdgeObs(ME, B, 10), EdgeObs(A, C, DRAINED_COST, 5), EdgeObs(B, C, 10))
+    routing = RoutingObs(ME, base.neighbours, base.routes, base.nodes, edges, base.interfaces)
+    assert return_paths(routing, [C]) == {C: (B,)}

@@ -3,7 +3,9 @@
 Method (a fault-signature match over metrics and topology, in the spirit of BARO's ranking of metric
 changes, with the topology deciding which observations a fault can reach):
 - Candidates are the elements the abnormal ("lit", degree >= LIT_DEGREE) indicators touch: the
-  measured element, every node on a measured path and every link between consecutive path nodes,
+  measured element, every node on a measured path (and on its answer's way back), our own link on the
+  answer's way back (we measure it: a lossy link of ours loses the answers of probes sent out through
+  another neighbour, often before its own loss estimate shows) and every link between consecutive path nodes,
   restricted to MAX_RCA_HOPS hops from this node. Each element kind has its fault kinds (FAULTS).
 - A hypothesis predicts, for each indicator, "abnormal" (with a weight), "normal" (with a weight), or
   nothing (`_role`). Example: a partial black hole at neighbour N predicts loss on every probe path
@@ -392,13 +394,16 @@ def _near(path: Sequence[str], a: str, b: str, self_id: str) -> bool:
     return path[1] in far or path[2] in far
 
 
-def _candidate_elements(lit: Iterable[Indicator], adjacency: Mapping[str, Iterable[str]]) -> set[Element]:
+def _candidate_elements(lit: Iterable[Indicator], adjacency: Mapping[str, Iterable[str]],
+                        self_id: str = "") -> set[Element]:
     out: set[Element] = set()
     for ind in lit:
         out.add(ind.element)
         for n in ind.path + ind.back:
             out.add(node_element(n))
         out.update(_path_links(ind.path))
+        if ind.back and len(ind.path) == 3:  # our own link on the answer's way back (we measure it)
+            out.update(el for el in _path_links((ind.path[2], *ind.back, ind.path[0])) if self_id in link_ends(el))
         if ind.signal is Signal.UNREACHABLE:  # a node that vanished, or the links that lead to it
             for nb in adjacency.get(ind.element.id, ()):
                 out.add(link_element(ind.element.id, nb))
@@ -466,7 +471,7 @@ def rank(
     lit_mass = sum(i.degree for i in scope.values())
     if not scope:
         return Diagnosis(now, (), tuple(str(s) for s in symptoms))
-    elements = sorted(_candidate_elements(scope.values(), merged))[:MAX_CANDIDATES]
+    elements = sorted(_candidate_elements(scope.values(), merged, me))[:MAX_CANDIDATES]
     scored: list[tuple[float, Candidate]] = []
     for el in elements:
         hops = _hops(el, me, dist)

@@ -72,6 +72,7 @@ IFACE_SILENT_S = 10.0  # an up interface with neighbours before and none for thi
 ABNORMAL_DEGREE = 0.5  # indicator onset level
 
 RTT_BASELINE_WINDOW_S = 300.0
+DRAINED_COST = 65534  # a drained link's advertised cost: the routing core's LINK_COST_MAX_USABLE (proto/commands.py)
 RTT_MEMORY_S = 10.0  # a neighbour gone this recently keeps its last hello RTT reading (evidence of how it went)
 LINK_DOWN_MEMORY_S = 60.0  # a neighbour gone this recently is a link down (the core forgets it at once)
 TOPOLOGY_MEMORY_S = 300.0  # links seen this recently still count for analysis (a dead node's links vanish)
@@ -227,13 +228,15 @@ class MonitorOutput:
 
 def return_paths(routing: RoutingObs, dests: Iterable[str]) -> dict[str, tuple[str, ...]]:
     """dest -> the nodes between dest and us on dest's own route back, as the routing core picks it:
-    shortest by the LSDB's costs (each direction its own), equal costs going to the path whose first hop
-    has the smallest id (x0node/proto/spf.py)."""
+    shortest by the LSDB's costs (each direction its own, a drained link drained both ways), equal costs
+    going to the path whose first hop has the smallest id (x0node/proto/spf.py)."""
     me = routing.self_id
     adj: dict[str, list[tuple[str, int]]] = collections.defaultdict(list)
     for e in routing.edges:
-        for u, v, c in e.costs():
-            adj[u].append((v, c))
+        both = e.costs()
+        drained = any(c == DRAINED_COST for _, _, c in both)  # a drain holds both ways (proto/routes.py)
+        for u, v, c in both:
+            adj[u].append((v, max(c, DRAINED_COST) if drained else c))
     out: dict[str, tuple[str, ...]] = {}
     for dest in dests:
         best: dict[str, tuple[int, str]] = {dest: (0, "")}  # node -> (distance, first hop from dest)
