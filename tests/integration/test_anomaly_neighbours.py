@@ -61,7 +61,7 @@ def test_middle_node_detector_receives_both_neighbours_vectors(bed):
     assert rows, _ticks(bed, 2)[-3:]
     last = rows[-1]
     assert last["layer"] in ("gbt", "gnn")  # the neighbour model, with real neighbour context
-    assert last["features"] == 2
+    assert last["features"] == 3 and last["lost"] == {}  # tick loss, held losses timed by the router
     from x0lab.testbed import cgroups
 
     if cgroups.available() and cgroups.own_group("cpuacct") is not None:
@@ -78,6 +78,9 @@ def test_middle_node_detector_receives_both_neighbours_vectors(bed):
     assert not any(ids[3] in t["peers"] for t in _ticks(bed, 1))
     # neighbours gone: their vectors expire (TTL 4 ticks) and the self-only model takes over
     bed.stop(1)
+    # the router reports when it declared the stopped neighbour gone; the recording keeps it
+    lost = _wait(lambda: [t for t in _ticks(bed, 2) if ids[1] in t.get("lost", {})], 30)
+    assert lost and 0.0 <= lost[-1]["lost"][ids[1]] <= 60.0
     bed.stop(3)
     n0 = len(_ticks(bed, 2))
     alone = _wait(lambda: [t for t in _ticks(bed, 2)[n0:] if not t["peers"]], 30)

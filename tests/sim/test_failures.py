@@ -170,3 +170,27 @@ def test_grid_reroutes_after_silent_cut_within_detection_time():
     assert outage <= DEAD_S + 0.1  # detection + flooding across a 6x6 grid
     new_path = mesh.mesh_route(0, 35)
     assert new_path is not None and (a, b) not in zip(new_path, new_path[1:], strict=False)
+
+
+def test_a_lost_neighbour_is_reported_with_the_time_it_was_declared_gone():
+    mesh = SimMesh(3, seed=5)
+    mesh.connect(0, 1, loss=0.2)  # hellos and keepalives lost on this link
+    mesh.connect(1, 2)
+    assert mesh.run_until_converged(2.0) is not None
+    mesh.run_for(20.0)
+    r1 = mesh.nodes[1].router
+    by_id = {v.node_id: v for v in r1.neighbours()}
+    lossy = by_id[mesh.nodes[0].router.me.hex()]
+    clean = by_id[mesh.nodes[2].router.me.hex()]
+    assert 0.1 < lossy.ctl_missed / (lossy.ctl_missed + lossy.ctl_received) < 0.3
+    assert clean.ctl_missed == 0 and clean.ctl_received > 100
+    mesh.link_between(1, 2).up = False
+    t_cut = mesh.now
+    mesh.run_for(2.0)
+    lost = {v.node_id: v for v in r1.lost_neighbours()}[mesh.nodes[2].router.me.hex()]  # (the lossy one may bounce)
+    assert lost.reason == "dead"
+    gone_at = mesh.now - lost.down_for_s  # declared gone one dead interval after the cut
+    assert t_cut < gone_at <= t_cut + DEAD_S + 0.1
+    mesh.link_between(1, 2).up = True
+    assert mesh.run_until_converged(2.0) is not None
+    assert mesh.nodes[2].router.me.hex() not in {v.node_id for v in r1.lost_neighbours()}  # UP again: forgotten

@@ -116,6 +116,43 @@ def _links(fs: FeatureState, t: float, up: list[str]) -> float:
     return float(fs.update(Counters(), [nv(n, "up", 5.0, 0.0) for n in up], t)[IDX["link_changes"]])
 
 
+def test_loss_is_this_intervals_missed_control_packets_not_the_ewma():
+    import dataclasses
+
+    fs = FeatureState()
+
+    def ctl(node_id, rx, miss, ewma=0.01):
+        return dataclasses.replace(nv(node_id, "up", 5.0, ewma), ctl_received=rx, ctl_missed=miss)
+
+    first = fs.update(Counters(), [ctl("a", 1000, 10), ctl("b", 500, 0)], 0.0)
+    assert first[IDX["loss_max"]] == 0.01  # no earlier counts: the EWMA, as before
+    raw = fs.update(Counters(), [ctl("a", 1021, 19), ctl("b", 530, 0)], 3.0)
+    assert np.isclose(raw[IDX["loss_max"]], 9 / 30)  # a: 9 of 30 expected numbers missed in these 3 s
+    raw = fs.update(Counters(), [ctl("a", 1051, 19), ctl("b", 5, 0, ewma=0.5)], 6.0)
+    assert raw[IDX["loss_max"]] == 0.5  # a clean now; b's counts went back (a new entry): its EWMA
+    raw = fs.update(Counters(), [ctl("a", 1055, 20, ewma=0.2), ctl("b", 8, 0, ewma=0.0)], 6.5)
+    assert raw[IDX["loss_max"]] == 0.2  # a: too few packets for a rate (5 < MIN_CONTROL_PACKETS), its EWMA
+
+
+def test_the_hold_runs_from_the_routers_down_time():
+    from x0node.proto.views import LostNeighbourView
+
+    fs = FeatureState()
+    _links(fs, 0.0, ["a", "b"])
+    gone = [LostNeighbourView("b", "m0", 2.8, "dead")]  # declared gone 2.8 s before this sample
+    raw = fs.update(Counters(), [nv("a", "up", 5.0, 0.0)], 3.0, gone)
+    assert raw[IDX["link_changes"]] == 1 and fs.links_down(3.0) == 1  # held since 0.2 s: counted at once
+    late = FeatureState()  # a down time older than the previous sample (which saw it UP) is not believed
+    _links(late, 0.0, ["a", "b"])
+    _links(late, 1.0, ["a", "b"])
+    raw = late.update(Counters(), [nv("a", "up", 5.0, 0.0)], 3.0, [LostNeighbourView("b", "m0", 9.0, "dead")])
+    assert raw[IDX["link_changes"]] == 0  # held since 1.0 s only: 2 s < LINK_HOLD_S
+    bounce = FeatureState()  # back before the hold ran out: never counted
+    _links(bounce, 0.0, ["a", "b"])
+    bounce.update(Counters(), [nv("a", "up", 5.0, 0.0)], 3.0, [LostNeighbourView("b", "m0", 1.0, "dead")])
+    assert _links(bounce, 3.5, ["a", "b"]) == 0
+
+
 def test_a_bounce_shorter_than_the_hold_never_counts():
     fs = FeatureState()
     _links(fs, 0.0, ["a", "b", "c"])

@@ -48,3 +48,11 @@ def test_version_1_recordings_are_replayed_and_bounces_stop_counting(tmp_path):
     assert (tb.x[tb.node == "B", LC] == 0).all()  # B never lost A: its recorded 7 was the old count
     assert all(d["B"][LC] == 0 for d, is_a in zip(tb.deployed, a, strict=True) if is_a)  # ... and so is A's copy
     assert np.all(tb.x[tb.node == "C", LC] == 3)  # a version-2 recording is kept as recorded
+
+
+def test_transit_flows_send_each_node_to_its_farthest_node():
+    from x0lab.anomaly.realdata import transit_flows
+
+    line = [(1, 2), (2, 3), (3, 4)]
+    assert transit_flows([1, 2, 3, 4], line) == [(1, 4), (2, 4), (3, 1), (4, 1)]
+    assert transit_flows([1, 2], [(1, 2)]) == []  # neighbours only: nothing would transit

@@ -234,7 +234,7 @@ def test_leave_one_kind_out_reports_each_kind_held_out_and_seen():
 
 
 def test_held_loss_recipe_scores_neighbours_down_through_the_device_chain():
-    pair = realtrain.held_loss_pair()
+    pair = realtrain.held_loss_links_only()
     chain = realtrain.chain_of(pair)
     count = np.array([0, 1, 2, 3, 5, 8, 50, float("nan")])
     down = links_down_input(count)
@@ -247,6 +247,59 @@ def test_held_loss_recipe_scores_neighbours_down_through_the_device_chain():
     assert ev.row_layers[0] == GBT and ev.row_layers[1] == GBT_SELF
     assert ev.anomalous.tolist() == [False, True, True, True, True, True, True, False]  # thresholds 0: >= 1 down
     assert TreeModel.from_dict(pair["nbr"]).uses_links_down and TreeModel.from_dict(pair["self"]).width == N_FEATURES + 1
+
+
+def test_held_loss_mesh_discount_needs_one_more_neighbour_down_when_every_neighbour_is_slow():
+    from x0node.anomaly.features import normalise
+
+    pair = realtrain.held_loss_pair(mesh_rtt_ms=100.0)
+    chain = realtrain.chain_of(pair)
+    rtt = FEATURES.index("rtt_ms")
+    nbr = np.tile(NEUTRAL_RAW, (4, K_NEIGHBOURS, 1))
+    nbr[0, :, rtt] = 300.0  # every neighbour slow: a host stall
+    nbr[1, :, rtt] = 300.0
+    nbr[1, 1, rtt] = 5.0  # one neighbour quick: the delay is not everywhere
+    nbr[2, :, rtt] = 300.0  # every neighbour slow, two down
+    nbr[3, :, rtt] = 100.0  # at the level, not above it
+    m = np.zeros((4, K_NEIGHBOURS), np.float32)
+    m[:, :2] = 1.0
+    down = links_down_input(np.array([1, 1, 2, 1]))
+    ev = chain.evaluate(normalise(np.tile(NEUTRAL_RAW, (4, 1))), normalise(nbr), m, down)
+    assert np.allclose(ev.scores, [-0.5, 0.5, 0.5, 0.5])
+    assert ev.anomalous.tolist() == [False, True, True, True]
+    # the self model (no neighbour data) has no discount; the plain recipe has none at all
+    assert len(TreeModel.from_dict(pair["self"]).trees) == 3  # links down, loss, forwarding: no discount
+    assert len(TreeModel.from_dict(realtrain.held_loss_plain()["nbr"]).trees) == 3
+
+
+def test_held_loss_recipe_adds_the_ticks_control_loss_and_forwarding_ratio():
+    from x0node.anomaly.features import normalise
+
+    chain = realtrain.chain_of(realtrain.held_loss_plain())
+    raw = np.tile(NEUTRAL_RAW, (5, 1))
+    raw[1, FEATURES.index("loss_max")] = realtrain.LOSS_LEVEL  # at the level: counts
+    raw[2, FEATURES.index("loss_max")] = realtrain.LOSS_LEVEL - 0.01
+    raw[3, FEATURES.index("fwd_ratio")] = realtrain.FWD_LEVEL  # at the level: counts
+    raw[4, FEATURES.index("fwd_ratio")] = realtrain.FWD_LEVEL + 0.01
+    m = np.zeros((5, K_NEIGHBOURS), np.float32)
+    ev = chain.evaluate(normalise(raw), np.zeros((5, K_NEIGHBOURS, N_FEATURES), np.float32), m,
+                        links_down_input(np.array([0, 0, 0, 0, 1])))
+    assert np.allclose(ev.scores, [-0.5, 0.5, -0.5, 0.5, 0.5])
+    assert ev.anomalous.tolist() == [False, True, False, True, True]
+
+
+def test_held_loss_mesh_keeps_no_discount_that_loses_a_timely_hard_fault():
+    tb, _ = _table()
+    tb.x[:] = NEUTRAL_RAW
+    rows = np.arange(len(tb))
+    tb.links_down = np.zeros(len(tb))
+    tb.links_down[4] = 1.0  # a neighbour of the hung node held down at its first tick
+    slow = NEUTRAL_RAW.copy()
+    slow[FEATURES.index("rtt_ms")] = 30.0  # the neighbours' hellos 30 ms late
+    tb.deployed = [{"n1": slow.copy()} for _ in rows]
+    inp = realeval.inputs(tb, "deployed")
+    # the discount at 25 ms would hide the hang; 50 ms and above keep it
+    assert realtrain.choose_mesh_rtt(tb, rows, inp) == 50.0
 
 
 def test_operating_point_counts_a_hard_fault_only_when_caught_within_two_ticks():

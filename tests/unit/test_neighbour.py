@@ -157,3 +157,16 @@ def test_rtt_samples_counted_in_the_histogram():
     counts = dict(zip([*RTT_HISTOGRAM_BOUNDS_MS, "inf"], n.rtt_hist, strict=True))
     assert counts[0.0] == 1 and counts[5.0] == 2 and counts["inf"] == 1 and sum(n.rtt_hist) == 4
     assert abs(n.rtt_hist_sum_ms - 7006) <= 4
+
+
+def test_control_counts_grow_with_every_packet_and_every_gap():
+    n = _n()
+    n.control_seen(100)
+    for seq in (101, 102, 105, 106, 110):  # 2 + 3 numbers skipped
+        _keepalive(n, seq)
+    assert (n.ctl_received, n.ctl_missed) == (6, 5)
+    _keepalive(n, 108)  # late, inside the window: received, the gap it fills stays counted
+    assert (n.ctl_received, n.ctl_missed) == (7, 5)
+    n.reset_session(2, b"k" * 32)  # a new session restarts the sequence, not the counts
+    n.control_seen(5)
+    assert (n.ctl_received, n.ctl_missed) == (8, 5)

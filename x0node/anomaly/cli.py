@@ -9,7 +9,7 @@
   dataset (x0lab.anomaly.realeval; folds by topology, 95 % CIs), including the "as deployed" rows.
 - `x0node model collect --seed N --out DIR` (root): regenerates that dataset on namespace testbeds
   (x0lab.anomaly.realdata); `x0node model fit-real [--data DIR] [--model-dir DIR] [--fa-budget B]
-  [--recipe held-loss|trees]` exports the shipped tree-layer models (x0lab.anomaly.realtrain: the
+  [--recipe held-loss|held-loss-links|held-loss-mesh|trees]` exports the shipped tree-layer models (x0lab.anomaly.realtrain: the
   held-loss rule by default, or the trees trained on the chaos runs) with the operating point chosen on
   validation (with --fa-budget: for hard-fault recall within 2 ticks under B false alarms per node-hour).
 """
@@ -40,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     col.add_argument("--out", required=True, help="dataset directory (one sub-directory per run)")
     col.add_argument("--duration", type=float, default=600.0, metavar="S", help="chaos seconds per topology (default %(default)s)")
     col.add_argument("--runs", default=None, help="comma-separated run indexes (default: all)")
+    col.add_argument("--transit-pps", type=float, default=0.0, metavar="P",
+                     help="chaos runs: every node pings the node farthest from it at P packets/s (at most 50), "
+                     "so partial black holes meet transit traffic (default: none)")
     col.add_argument("--fault-free", type=int, default=0, metavar="NODES",
                      help="instead: one fault-free recording of NODES daemons on a seeded random topology "
                      "for --duration seconds (the false-alarm data)")
@@ -54,10 +57,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     fit.add_argument("--fa-budget", type=float, default=None, metavar="B",
                      help="choose the operating point (threshold, alarm policy) on validation for hard-fault recall "
                      "within 2 ticks under B false alarms per node-hour, instead of the best event F1")
-    fit.add_argument("--recipe", choices=("held-loss", "trees"), default="held-loss",
-                     help="held-loss: alarm on neighbours whose held loss is still down (nothing trained; the "
-                     "shipped detector); trees: the gradient-boosted trees trained on the chaos runs "
-                     "(default %(default)s)")
+    fit.add_argument("--recipe", choices=("held-loss", "held-loss-links", "held-loss-mesh", "trees"), default="held-loss",
+                     help="held-loss: alarm on a neighbour whose held loss is still down, on the tick's control-packet "
+                     "loss or on a low forwarding ratio (nothing trained; the shipped detector); held-loss-links: "
+                     "neighbours down alone; held-loss-mesh: the same with one neighbour more needed while every "
+                     "neighbour's hello RTT is high (a host stall); trees: the gradient-boosted trees trained on the "
+                     "chaos runs (default %(default)s)")
     fit.set_defaults(func=cmd_fit_real)
     c = sub.add_parser("check", help="verify the model bundle and self-test; print the live layer")
     c.add_argument("--model-dir", default=None, help="directory with anomaly_model.json (default: auto)")
@@ -92,7 +97,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         return 0
     runs = [int(r) for r in args.runs.split(",")] if args.runs else None
     done = realdata.collect(pathlib.Path(args.out), args.seed, args.duration, runs,
-                            echo=lambda line: print(line, flush=True))
+                            echo=lambda line: print(line, flush=True), transit_pps=args.transit_pps)
     print(f"{len(done)} runs recorded in {args.out}")
     return 0
 

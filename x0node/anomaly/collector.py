@@ -14,13 +14,21 @@ Two parts:
       `cpu` group and their ancestors, else every online CPU); mem_util = (memory.usage_in_bytes -
       total_inactive_file) / the smaller of hierarchical_memory_limit and MemTotal;
     load = (rx+tx bytes/s * 8) / sum of interface capacities (speed, else DEFAULT_CAPACITY_BPS);
-    rtt_ms = mean RTT over UP neighbours; loss_max = max loss over UP neighbours, each neighbour's
-      RTT and loss averaged over every `observe_links` sample since the previous update (the service
-      samples the view every LINK_SAMPLE_INTERVAL_S, so a 32-hello loss window is not read only once);
+    rtt_ms = mean RTT over UP neighbours, each neighbour's RTT averaged over every `observe_links`
+      sample since the previous update (the service samples the view every LINK_SAMPLE_INTERVAL_S);
+    loss_max = max loss over UP neighbours (features version 3): a neighbour's loss is the share of its
+      control sequence numbers missed since the previous update (growth of the view's `ctl_missed`
+      over growth of `ctl_received` + `ctl_missed`), the loss of this interval alone, when at least
+      MIN_CONTROL_PACKETS were expected and both counts grew (a new neighbour entry restarts them);
+      else its loss EWMA averaged over the samples (version 2; that EWMA over 128 packets holds only
+      0.37 of a new loss rate 6 s after it began);
     link_changes = neighbour losses that held, in the last LINK_CHANGES_WINDOW_S (bounded deque): a
       neighbour UP at one link sample and not UP at a later one counts once it has stayed not UP for
       LINK_HOLD_S (a loss that comes back sooner is a bounce and never counts: on a loaded host a
-      quarter-second stall of a daemon drops a 100 ms-hello adjacency for one sample); a sample that
+      quarter-second stall of a daemon drops a 100 ms-hello adjacency for one sample), timed from when
+      the router declared it gone (`lost_neighbours()`: LostNeighbourView.down_for_s, never before the
+      previous link sample, which still saw it UP) or, without that, from the sample that first
+      missed it; a sample that
       loses every UP neighbour at once (two or more) is this node's own stall, not a link fault, and
       counts nothing (`stalls` counts them). Link state advances on every `observe_links(view, now)`
       sample (the service samples every LINK_SAMPLE_INTERVAL_S and at each tick);
@@ -46,13 +54,15 @@ from typing import Any
 import numpy as np
 
 from x0node.anomaly.features import FEATURES, LINK_CHANGES_WINDOW_S, NEUTRAL_RAW
-from x0node.proto.views import NeighbourView
+from x0node.proto.views import LostNeighbourView, NeighbourView
 
 DEFAULT_CAPACITY_BPS = 100e6
 LINK_SAMPLE_INTERVAL_S = 3.0
 MIN_TRANSIT_PACKETS = 20
 MAX_LINK_EVENTS = 1024
 MAX_NEIGHBOURS_READ = 256
+MIN_CONTROL_PACKETS = 10
+"""A neighbour's per-interval loss needs this many control packets expected (1 s of 100 ms hellos)."""
 LINK_HOLD_S = 2.5
 """A lost neighbour counts as a link change once it has stayed not UP this long (samples' `now`)."""
 _IF_STATS = ("rx_bytes", "tx_bytes", "rx_errors", "tx_errors", "rx_dropped", "tx_dropped", "tx_packets")
@@ -285,10 +295,14 @@ class FeatureState:
         self.deltas: dict[str, int | None] = {}  # raw counter deltas of the last window (diagnostics)
         # neighbour id -> [rtt sum, rtt samples, loss sum, loss samples, up in the latest sample]
         self._links: dict[str, list[Any]] = {}
+        self._ctl: dict[str, tuple[int, int]] = {}  # neighbour -> (ctl_received, ctl_missed) at the last update
+        self._sample_s: float | None = None  # the last link sample's `now`
 
-    def observe_links(self, neighbours: Sequence[NeighbourView], now: float | None = None) -> None:
+    def observe_links(self, neighbours: Sequence[NeighbourView], now: float | None = None,
+                      lost: Sequence[LostNeighbourView] = ()) -> None:
         """One sample of the router's neighbour view; `update` averages all samples since the last one.
-        With `now` the sample also advances link state (losses, bounces, stalls: see the module)."""
+        With `now` the sample also advances link state (losses, bounces, stalls: see the module);
+        `lost` (the router's `lost_neighbours()`) times each loss from when the router declared it."""
         seen: set[str] = set()
         for nb in list(neighbours)[:MAX_NEIGHBOURS_READ]:
             nid = nb.node_id
@@ -310,7 +324,12 @@ class FeatureState:
             if nid not in seen:
                 st[4] = False  # gone from the view
         if now is not None:
-            self._link_sample({nid for nid, st in self._links.items() if st[4]}, now)
+            gone = {}
+            for lv in list(lost)[:MAX_NEIGHBOURS_READ]:
+                d = getattr(lv, "down_for_s", None)
+                if isinstance(d, int | float) and np.isfinite(d) and d >= 0:
+                    gone[lv.node_id] = now - float(d)
+            self._link_sample({nid for nid, st in self._links.items() if st[4]}, now, gone)
 
     def link_changes(self, now: float) -> int:
         """Held neighbour losses in the last LINK_CHANGES_WINDOW_S before `now`."""
@@ -330,14 +349,16 @@ class FeatureState:
         same link state machine as `observe_links`, for replaying recordings."""
         self._link_sample(set(list(up)[:MAX_NEIGHBOURS_READ]), now)
 
-    def _link_sample(self, up: set[str], now: float) -> None:
+    def _link_sample(self, up: set[str], now: float, gone: Mapping[str, float] | None = None) -> None:
         lost = self._up - up
         if len(lost) >= 2 and not (self._up & up):
             self.stalls += 1  # every UP neighbour lost at once: this node stalled, no link failed
         else:
+            since = self._sample_s if self._sample_s is not None else now
             for nid in lost:
                 if len(self._lost) < MAX_NEIGHBOURS_READ:
-                    self._lost.setdefault(nid, now)
+                    at = (gone or {}).get(nid, now)  # the router's down time, within (previous sample, now]
+                    self._lost.setdefault(nid, min(now, max(since, at)))
         for nid in list(self._lost):
             if nid in up:
                 del self._lost[nid]  # back before LINK_HOLD_S: a bounce, never counted
@@ -349,8 +370,29 @@ class FeatureState:
         for nid in [n for n in self._down if n in up]:
             del self._down[nid]  # back: no longer down (its loss stays in link_changes)
         self._up = up
+        self._sample_s = now
 
-    def update(self, counters: Counters, neighbours: Sequence[NeighbourView], now: float) -> np.ndarray:
+    def _interval_losses(self, neighbours: Sequence[NeighbourView]) -> dict[str, float]:
+        """Each UP neighbour's share of control sequence numbers missed since the previous update
+        (only where at least MIN_CONTROL_PACKETS were expected and neither count went back)."""
+        out: dict[str, float] = {}
+        ctl: dict[str, tuple[int, int]] = {}
+        for nb in list(neighbours)[:MAX_NEIGHBOURS_READ]:
+            rx, miss = getattr(nb, "ctl_received", None), getattr(nb, "ctl_missed", None)
+            if not isinstance(rx, int) or not isinstance(miss, int) or rx < 0 or miss < 0:
+                continue
+            ctl[nb.node_id] = (rx, miss)
+            prev = self._ctl.get(nb.node_id)
+            if nb.state != "up" or prev is None or rx < prev[0] or miss < prev[1]:
+                continue
+            d_rx, d_miss = rx - prev[0], miss - prev[1]
+            if d_rx + d_miss >= MIN_CONTROL_PACKETS:
+                out[nb.node_id] = d_miss / (d_rx + d_miss)
+        self._ctl = ctl
+        return out
+
+    def update(self, counters: Counters, neighbours: Sequence[NeighbourView], now: float,
+               lost: Sequence[LostNeighbourView] = ()) -> np.ndarray:
         raw = NEUTRAL_RAW.copy()
         idx = {n: i for i, n in enumerate(FEATURES)}
         prev, dt = self._prev, (now - self._prev_s) if self._prev_s is not None else 0.0
@@ -387,9 +429,11 @@ class FeatureState:
             raw[idx["mem_util"]] = counters.cg_mem_used / counters.cg_mem_limit
         elif counters.mem_total_kb and counters.mem_avail_kb is not None:
             raw[idx["mem_util"]] = 1.0 - counters.mem_avail_kb / counters.mem_total_kb
-        self.observe_links(neighbours, now)
+        self.observe_links(neighbours, now, lost)
+        interval = self._interval_losses(neighbours)
         rtts = [sr / nr for sr, nr, _, _, st in self._links.values() if st and nr]
-        losses = [sl / nl for _, _, sl, nl, st in self._links.values() if st and nl]
+        losses = [interval[nid] if nid in interval else sl / nl
+                  for nid, (_, _, sl, nl, st) in self._links.items() if st and (nl or nid in interval)]
         self._links.clear()
         if rtts:
             raw[idx["rtt_ms"]] = float(np.mean(rtts))

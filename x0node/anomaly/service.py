@@ -76,7 +76,7 @@ RECORD_MAX_BYTES = 64 * 1024 * 1024
 PERSIST_INTERVAL_S = 600.0
 STATE_DIR = "anomaly"
 DRIFT_FILE = "drift.json"
-FEATURES_VERSION = 2
+FEATURES_VERSION = 3
 """Recorded with each tick: 2 = link_changes counts held losses and ignores stalls (collector.py);
 recordings without it counted every UP-set transition."""
 FEATURES_TOPIC = "anomaly.features"  # this node's feature vector each tick (for a state layer to share)
@@ -343,7 +343,9 @@ class AnomalyService:
 
         while True:
             await asyncio.sleep(jittered(LINK_SAMPLE_INTERVAL_S, self._rng))
-            self._features.observe_links(_safe_call(self._ctx.router, "neighbours", ()), time.monotonic())
+            router = self._ctx.router
+            self._features.observe_links(_safe_call(router, "neighbours", ()), time.monotonic(),
+                                         _safe_call(router, "lost_neighbours", ()))
 
     async def _run(self) -> None:
         interval = self.config["interval_s"]
@@ -380,7 +382,8 @@ class AnomalyService:
         neighbours = _safe_call(router, "neighbours", ())
         topology = _safe_call(router, "topology", TopologyView((), ()))
         now, wall = time.monotonic(), time.time()
-        raw = self._features.update(counters, neighbours, now)
+        lost = _safe_call(router, "lost_neighbours", ())
+        raw = self._features.update(counters, neighbours, now, lost)
         adjacency = _adjacency(ctx.node_id, neighbours, topology)
         down = self._features.links_down(now)
         result = self.engine.step(raw, adjacency, now, wall, self._rng, links_down=down)
@@ -394,7 +397,7 @@ class AnomalyService:
             self._gauges["score"].set(float(own.get("score", 0.0)))
             self._gauges["acting"].set(1.0 if result["acting"] else 0.0)
         if self.config["record"]:
-            await asyncio.to_thread(self._record, now, wall, raw, neighbours, result, down)
+            await asyncio.to_thread(self._record, now, wall, raw, neighbours, result, down, lost)
         async with self._lock:
             await asyncio.to_thread(self._persist)
         return result
@@ -406,7 +409,7 @@ class AnomalyService:
                 self._gauges["events"].labels(type(ev).__name__).inc()
 
     def _record(self, now: float, wall: float, raw: np.ndarray, neighbours: Any, result: dict[str, Any],
-                links_down: int = 0) -> None:
+                links_down: int = 0, lost: Any = ()) -> None:
         """One line per tick for the fault lab's dataset: what this node saw, what reached it, what it said."""
         if self._record_fh is None:
             path = self._ctx.data_dir / STATE_DIR / RECORD_FILE
@@ -419,6 +422,7 @@ class AnomalyService:
             "cpu_mem": self._cpu_mem_source,
             "raw": [round(float(v), 6) for v in raw], "links_down": links_down,
             "up": sorted(nb.node_id for nb in neighbours if nb.state == "up"),
+            "lost": {lv.node_id: lv.down_for_s for lv in lost},
             "peers": {nid: [round(float(v), 6) for v in vec] + [round(now - at, 3)]
                       for nid, (vec, at) in self.engine.peer_vectors().items()},
             "layer": own.get("layer", result["layer"]), "score": own.get("score"), "anomalous": own.get("anomalous"),

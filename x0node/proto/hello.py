@@ -12,6 +12,10 @@ Rules:
   interface for an early HELLO (the peer may have lost our session).
 - A neighbour is dead when nothing authenticated arrived in its dead time (neighbour.py) plus, once
   UP, the loop-lag grace (looplag.py).
+- A neighbour that was UP and is gone is remembered with the time the core declared it gone (`lost`,
+  `recently_lost`) for LOST_NEIGHBOUR_MEMORY_S or until it is UP again; at most MAX_NEIGHBOURS entries
+  (the oldest is forgotten first). Readers (the anomaly collector) time a loss from this instant
+  instead of from when they happened to look.
 - Reactions beyond the table (flooding, origination, SPF) are the coordinator's: this module reports
   a neighbour up, gone, or with a changed advertised cost through the callbacks it was given.
 """
@@ -37,6 +41,8 @@ from x0node.proto.protocol import (
 from x0node.proto.seqno import ReplayWindow
 from x0node.proto.trust import Credential
 
+LOST_NEIGHBOUR_MEMORY_S = 60.0
+"""How long a lost neighbour's down time is kept (far beyond the anomaly collector's 3 s link samples)."""
 MIN_PEER_INTERVAL_S = 0.01
 MAX_PEER_INTERVAL_S = 10.0
 """A neighbour's announced keepalive interval is clamped to this range before it sets its dead timer."""
@@ -73,6 +79,7 @@ class HelloSessions(Part):
         self.nbrs: dict[NeighbourKey, Neighbour] = {}
         self.by_addr: dict[tuple[str, str], bytes] = {}
         self.sessions: dict[bytes, Session] = {}
+        self.lost: dict[str, tuple[str, float, str]] = {}  # node id hex -> (ifname, when gone, reason)
         self.interfaces = Interfaces(basis, slot_origin_s, self)
 
     # ------------------------------------------------------------------------------ table
@@ -216,6 +223,7 @@ class HelloSessions(Part):
             return
         n.state = NeighbourState.UP
         n.up_since_s = now
+        self.lost.pop(n.node_id.hex(), None)
         self.wake.arm(n.dead_at(self.config.hello_missed_dead, 0.0))
         n.refresh_advertised(now, force=True)
         self.out.emit(NeighbourUp(now, n.ifname, n.node_id.hex(), n.address))
@@ -238,9 +246,24 @@ class HelloSessions(Part):
             if iface is not None:
                 iface.slots.forget(key[1])
         if was_up:
+            self._remember_lost(key, now, reason)
             self.out.emit(NeighbourDown(now, key[0], key[1].hex(), reason))
             self.out.counters["neighbour_down"] += 1
         self._on_gone(key, was_up, now)
+
+    def _remember_lost(self, key: NeighbourKey, now: float, reason: str) -> None:
+        self.recently_lost(now)
+        nid = key[1].hex()
+        self.lost.pop(nid, None)
+        while len(self.lost) >= MAX_NEIGHBOURS:
+            del self.lost[next(iter(self.lost))]  # insertion order: the oldest loss
+        self.lost[nid] = (key[0], now, reason)
+
+    def recently_lost(self, now: float) -> dict[str, tuple[str, float, str]]:
+        """Lost neighbours (node id hex -> (ifname, when gone, reason)) of the last LOST_NEIGHBOUR_MEMORY_S."""
+        for nid in [k for k, (_, at, _) in self.lost.items() if now - at > LOST_NEIGHBOUR_MEMORY_S]:
+            del self.lost[nid]
+        return dict(self.lost)
 
     def rekey(self, epoch: int, now: float) -> None:
         """Take a new session epoch: new pairwise keys with every neighbour, counters from 1 again.

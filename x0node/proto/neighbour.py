@@ -32,6 +32,10 @@ Rules:
 - Loss is an EWMA over the control sequence numbers (weight 1/LOSS_EWMA_PACKETS per expected packet,
   HELLOs and keepalives alike): every gap in the sequence counts its missing numbers as lost;
   reordered packets do not count.
+  The same accounting also keeps plain counts that only grow while the neighbour exists:
+  `ctl_received` (control packets accepted) and `ctl_missed` (sequence numbers skipped by the gaps,
+  at most MAX_COUNTED_GAP per gap); their growth between two readings is the loss of that interval
+  itself, with none of the EWMA's memory (the anomaly collector reads it once per tick).
 - The advertised (class, cost) changes at most once per MIN_COST_CHANGE_INTERVAL_S. The cost changes
   only when the measured one moved by more than COST_HYSTERESIS_FRACTION (urgent: re-advertised at
   once). The class has a band of CLASS_UPGRADE_MARGIN (0.8): a better class is taken only if loss
@@ -116,6 +120,8 @@ class Neighbour:
     ka_last_seq: int | None = None
     ka_received: int = 0
     loss_ewma: float = 0.0
+    ctl_received: int = 0  # control packets accepted (grows while the neighbour exists)
+    ctl_missed: int = 0  # control sequence numbers the gaps skipped (grows while the neighbour exists)
     adv_cost: int = 0
     adv_quality: Quality = Quality.EXCELLENT
     adv_changed_s: float = -1e9
@@ -193,6 +199,7 @@ class Neighbour:
         if self.ka_first_seq is None:
             self.ka_first_seq = seq
         self.ka_received += 1
+        self.ctl_received += 1
         keep = 1.0 - 1.0 / LOSS_EWMA_PACKETS
         if self.ka_last_seq is not None:
             gap = seq_diff(seq, self.ka_last_seq, 32)
@@ -200,6 +207,7 @@ class Neighbour:
                 return  # reordered: already counted as lost, leave it
             lost = min(gap - 1, MAX_COUNTED_GAP)
             if lost:
+                self.ctl_missed += lost
                 self.loss_ewma = 1.0 - (1.0 - self.loss_ewma) * keep**lost
         self.loss_ewma *= keep
         self.ka_last_seq = seq

@@ -401,6 +401,9 @@ class Router:
     def neighbours(self, now: float | None = None) -> tuple[views.NeighbourView, ...]:
         return views.neighbours(self, self._now if now is None else now)
 
+    def lost_neighbours(self, now: float | None = None) -> tuple[views.LostNeighbourView, ...]:
+        return views.lost_neighbours(self, self._now if now is None else now)
+
     def routes(self) -> tuple[views.RouteView, ...]:
         return views.routes(self)
 

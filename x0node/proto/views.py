@@ -46,6 +46,18 @@ class NeighbourView:
     last_seen_s: float  # seconds since anything authenticated arrived from it
     up_for_s: float | None
     throughput_source: str | None = None  # "kernel" (link speed the adapter read) | "probe" (measured)
+    ctl_received: int = 0  # control packets accepted from it so far (only grows while it exists)
+    ctl_missed: int = 0  # control sequence numbers missed so far (gaps; only grows while it exists)
+
+
+@dataclass(frozen=True)
+class LostNeighbourView:
+    """A neighbour that was UP and is gone (hello.LOST_NEIGHBOUR_MEMORY_S, until it is UP again)."""
+
+    node_id: str
+    ifname: str
+    down_for_s: float  # seconds since the core declared it gone
+    reason: str  # "dead" (nothing heard for its dead time), "lost_us", ...
 
 
 @dataclass(frozen=True)
@@ -159,11 +171,19 @@ def neighbour_view(n: Neighbour, now: float) -> NeighbourView:
         cost=n.adv_cost,
         last_seen_s=round(max(0.0, now - n.last_rx_s), 3),
         up_for_s=None if n.up_since_s is None else round(now - n.up_since_s, 3),
+        ctl_received=n.ctl_received,
+        ctl_missed=n.ctl_missed,
     )
 
 
 def neighbours(r: Router, now: float) -> tuple[NeighbourView, ...]:
     return tuple(neighbour_view(n, now) for _, n in sorted(r.hello.nbrs.items()))
+
+
+def lost_neighbours(r: Router, now: float) -> tuple[LostNeighbourView, ...]:
+    """Neighbours lost in the last LOST_NEIGHBOUR_MEMORY_S and not UP since, by node id."""
+    return tuple(LostNeighbourView(nid, ifname, round(max(0.0, now - at), 3), reason)
+                 for nid, (ifname, at, reason) in sorted(r.hello.recently_lost(now).items()))
 
 
 def rtt_histograms(r: Router) -> dict[str, tuple[tuple[int, ...], float]]:

@@ -7,6 +7,11 @@ Rules and invariants:
   its own collector computed, the neighbours' vectors that reached it through the state layer, and
   the verdict of its live chain). The recordings (gzip) and the chaos ground truth are copied to
   `out_dir/<run>/`, then the testbed is taken down. Everything is a function of the seed.
+- With `transit_pps` (> 0), `collect` drives bounded transit traffic for the whole chaos run: every
+  node pings the node farthest from it in hops (ties: the lowest index) at that many packets per
+  second (`transit_flows`), so the nodes between them forward traffic and a partial black hole
+  changes their `fwd_ratio`; the flows are written to `transit.json` beside the recordings and the
+  pings are stopped by PID when the run ends. Traffic stays inside the testbed's namespaces.
 - `collect_fault_free(out_dir, seed, nodes, duration_s)` (root) records one testbed of real daemons
   (`FAULT_FREE_TOPOLOGY`, seeded) with the same sections and no fault at all, for the false-alarm
   rate; its `truth.json` has the same shape with an empty fault list. SIGTERM or SIGINT ends the
@@ -68,11 +73,41 @@ def plan_runs(seed: int) -> list[tuple[str, int]]:
     return [(spec.format(seed=seed % 1000), seed * 10 + i) for i, spec in enumerate(RUNS)]
 
 
+MAX_TRANSIT_PPS = 50.0
+"""Bound on each transit flow's rate (packets per second)."""
+
+
+def transit_flows(nodes: list[int], links: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """(source, destination) per node: the node farthest from it in hops (ties: the lowest index)."""
+    adj: dict[int, set[int]] = {k: set() for k in nodes}
+    for a, b in links:
+        adj[a].add(b)
+        adj[b].add(a)
+    flows = []
+    for src in sorted(nodes):
+        dist, frontier = {src: 0}, [src]
+        while frontier:
+            nxt = []
+            for u in frontier:
+                for v in sorted(adj[u]):
+                    if v not in dist:
+                        dist[v] = dist[u] + 1
+                        nxt.append(v)
+            frontier = nxt
+        far = max(dist.values())
+        if far >= 2:  # a neighbour's traffic transits nobody
+            flows.append((src, min(k for k, d in dist.items() if d == far)))
+    return flows
+
+
 def collect(out_dir: pathlib.Path, seed: int, duration_s: float = 480.0, runs: list[int] | None = None,
-            echo: Any = print) -> list[pathlib.Path]:
+            echo: Any = print, transit_pps: float = 0.0) -> list[pathlib.Path]:
     """Run the chaos schedules (root) and keep the recordings; returns the run directories."""
     from x0lab.testbed import bed as testbed
-    from x0lab.testbed import chaos
+    from x0lab.testbed import chaos, measure
+
+    if not 0.0 <= transit_pps <= MAX_TRANSIT_PPS:
+        raise ValueError(f"transit_pps must be within 0..{MAX_TRANSIT_PPS:g}")
 
     out_dir.mkdir(parents=True, exist_ok=True)
     done = []
@@ -85,13 +120,26 @@ def collect(out_dir: pathlib.Path, seed: int, duration_s: float = 480.0, runs: l
                                              "observe_days": 0.0, "cgroup": "parent"}}
         echo(f"[{name}] testbed {topo}, chaos seed {run_seed}, {duration_s:.0f} s")
         bed = testbed.up(run_dir, topo, sections=sections)
+        pingers: list[Any] = []
+        flows: list[tuple[int, int]] = []
         try:
             time.sleep(10.0)  # adjacencies and the first ticks before the warm-up counts
+            if transit_pps > 0:
+                flows = transit_flows(list(bed.nodes), [tuple(x) for x in bed.state["links"]])
+                pingers = [measure.Pinger(bed.nodes[a].ns, bed.nodes[b].mesh_addr, interval_s=1.0 / transit_pps)
+                           for a, b in flows]
+                echo(f"[{name}] transit: {len(flows)} flows at {transit_pps:g} packets/s")
             cfg = chaos.ChaosConfig(duration_s=duration_s, seed=run_seed, **CHAOS)
             chaos.run(bed, cfg, run_dir / "truth.json", echo=lambda line, n=name: echo(f"[{n}] {line}"))
             time.sleep(2 * INTERVAL_S)
         finally:
+            if pingers:
+                measure.stop_procs([pg.proc for pg in pingers])
             bed.down()
+        if flows:
+            chaos.atomic_write_json(run_dir / "transit.json", {
+                "packets_per_s": transit_pps, "flows": [list(f) for f in flows],
+                "replies": [len(pg.replies) for pg in pingers]})
         _copy_recordings(bed, run_dir, out_dir / name)
         done.append(out_dir / name)
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -105,6 +153,8 @@ FAULT_FREE_TOPOLOGY = "random:{nodes}:{seed}:3"
 def _copy_recordings(bed: Any, run_dir: pathlib.Path, dest: pathlib.Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy(run_dir / "truth.json", dest / "truth.json")
+    if (run_dir / "transit.json").exists():
+        shutil.copy(run_dir / "transit.json", dest / "transit.json")
     for k, node in sorted(bed.nodes.items()):
         src = pathlib.Path(node.data_dir) / "anomaly" / "ticks.jsonl"
         if src.exists():
@@ -233,6 +283,7 @@ class Table:
     events: list[Event] = field(default_factory=list)
     up: list[tuple[str, ...]] = field(default_factory=list)  # per row: the neighbours UP at that tick
     links_down: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [R] collector's links_down
+    version: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # [R] features version recorded
 
     def __len__(self) -> int:
         return len(self.t)
@@ -296,7 +347,7 @@ def _links_down(rows: list[dict[str, Any]]) -> np.ndarray:
 
 def load(data_dir: pathlib.Path) -> Table:
     cols: dict[str, list[Any]] = {k: [] for k in ("run", "topo", "node", "t", "tick", "x", "label", "event",
-                                                    "deployed", "full", "layer", "alarm", "quiet", "up", "down")}
+                                                    "deployed", "full", "layer", "alarm", "quiet", "up", "down", "version")}
     events: list[Event] = []
     for run_dir in sorted(p.parent for p in data_dir.rglob("truth.json")):
         run_name = str(run_dir.relative_to(data_dir))
@@ -373,9 +424,11 @@ def load(data_dir: pathlib.Path) -> Table:
                 up = d.get("up")
                 cols["up"].append(tuple(u for u in up if isinstance(u, str)) if isinstance(up, list) else ())
                 cols["down"].append(down[k][i])
+                cols["version"].append(int(d.get("features", 1) or 1))
     return Table(np.array(cols["run"]), np.array(cols["topo"]), np.array(cols["node"]),
                  np.array(cols["t"], dtype=np.float64), np.array(cols["tick"], dtype=np.int64),
                  np.array(cols["x"], dtype=np.float64).reshape(-1, N_FEATURES),
                  np.array(cols["label"], dtype=np.int64), np.array(cols["event"], dtype=np.int64),
                  cols["deployed"], cols["full"], np.array(cols["layer"]), np.array(cols["alarm"], dtype=bool),
-                 np.array(cols["quiet"], dtype=bool), events, cols["up"], np.array(cols["down"], dtype=np.float64))
+                 np.array(cols["quiet"], dtype=bool), events, cols["up"], np.array(cols["down"], dtype=np.float64),
+                 np.array(cols["version"], dtype=np.int64))

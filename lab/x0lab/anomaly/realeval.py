@@ -270,17 +270,38 @@ def fit_held_loss(train: np.ndarray, val: np.ndarray, inp: Inputs, table: Table)
     many neighbours down, which alarm policy) chosen on the validation runs like every detector's."""
     from x0lab.anomaly import realtrain
 
-    chain = realtrain.chain_of(realtrain.held_loss_pair())
+    chain = realtrain.chain_of(realtrain.held_loss_pair(mesh_rtt_ms=None))
     return lambda rows, i: chain_scores(chain, rows, i)
 
 
-LINKS_DOWN_DETECTORS = frozenset({"gbt_self", "gbt_nbr", "chain_gbt", "held_loss"})
+def fit_held_loss_links(train: np.ndarray, val: np.ndarray, inp: Inputs, table: Table) -> Callable[[np.ndarray, Inputs], np.ndarray]:
+    """The held-loss recipe before the tick's loss and forwarding ratio: neighbours held down alone."""
+    from x0lab.anomaly import realtrain
+
+    chain = realtrain.chain_of(realtrain.held_loss_links_only())
+    return lambda rows, i: chain_scores(chain, rows, i)
+
+
+def fit_held_loss_mesh(train: np.ndarray, val: np.ndarray, inp: Inputs, table: Table) -> Callable[[np.ndarray, Inputs], np.ndarray]:
+    """The held-loss recipe with the slow-neighbourhood discount (realtrain.held_loss_pair: one neighbour
+    more must be down while the smallest hello RTT among the neighbours' vectors is above a level chosen
+    on the training and validation runs, realtrain.choose_mesh_rtt): a host stall delays every link at
+    once, a local fault does not."""
+    from x0lab.anomaly import realtrain
+
+    chain = realtrain.chain_of(realtrain.held_loss_pair(train, val, inp, table))
+    return lambda rows, i: chain_scores(chain, rows, i)
+
+
+LINKS_DOWN_DETECTORS = frozenset({"gbt_self", "gbt_nbr", "chain_gbt", "held_loss", "held_loss_mesh", "held_loss_links"})
 """Detectors whose inputs include the node's own links_down (the tree recipe); their cached fold
 scores are keyed by it too."""
 FULL_REFERENCE = frozenset({"held_loss", "chain_gbt", "gbt_nbr", "mlp_nbr", "gnn_shipped"})
 """Detectors also scored, with the same fold models, on the full-neighbour inputs."""
 DETECTORS: dict[str, Fit] = {
     "held_loss": fit_held_loss,
+    "held_loss_mesh": fit_held_loss_mesh,
+    "held_loss_links": fit_held_loss_links,
     "rules": fit_rules_shipped,
     "rules_tuned": fit_rules_tuned,
     "ewma_z": fit_ewma,
@@ -430,6 +451,11 @@ def _fold_key(table: Table, name: str, rows: tuple[np.ndarray, ...]) -> str:
     h = hashlib.sha256(f"{name}|{HOST_WIDE.tolist()}|{GBT_TREES}|{SEED}".encode())
     if name in LINKS_DOWN_DETECTORS:  # their inputs include links_down (replayed or recorded)
         h.update(b"links_down|" + np.ascontiguousarray(table.links_down, dtype=np.float64).tobytes())
+    if name.startswith("held_loss"):  # the recipe's own choices
+        from x0lab.anomaly import realtrain
+
+        h.update(repr((realtrain.HELD_LOSS_MAX, realtrain.MESH_DISCOUNT, realtrain.MESH_RTT_CANDIDATES_MS,
+                       realtrain.LOSS_LEVEL, realtrain.FWD_LEVEL)).encode())
     for r in rows:
         r = np.sort(r)
         for a in (table.run[r], table.node[r]):
@@ -838,6 +864,27 @@ def fault_free_by_run(table: Table, alarms: np.ndarray) -> dict[str, dict[str, A
     return out
 
 
+def judge_recorded_with(table: Table, alarms: np.ndarray, version: int = 3) -> dict[str, Any] | None:
+    """`judge` on the rows recorded by daemons of features version >= `version` alone (their runs' events
+    only; bootstrap CIs as everywhere); None when there are none."""
+    if len(table.version) != len(table):
+        return None
+    keep = table.version >= version
+    if not keep.any():
+        return None
+    runs = set(table.run[keep].tolist())
+    keep |= np.isin(table.run, list(runs))
+    idx = np.flatnonzero(keep)
+    new_index = {i: j for j, i in enumerate(k for k, e in enumerate(table.events) if e.run in runs)}
+    sub = _subset(table, keep)
+    sub.events = [e for e in table.events if e.run in runs]
+    sub.event = np.array([new_index.get(int(v), -1) for v in table.event[idx]], dtype=np.int64)
+    r = judge(sub, alarms[idx])
+    return {**{k: r[k] for k in KEYS}, "ci95": r["ci95"], "events": len(sub.events),
+            "hard_events": sum(e.hard for e in sub.events), "runs": sorted(runs),
+            "fault_free_node_hours": r.get("fault_free_node_hours")}
+
+
 DEVICE_TICK_EVERY = 10
 """The device's default tick (30 s) is every 10th recorded tick (3 s)."""
 
@@ -916,6 +963,7 @@ def _evaluate(table: Table, names: list[str] | None, cache: Any) -> dict[str, An
     trade: list[dict[str, Any]] = []
     ptrade: list[dict[str, Any]] = []
     by_run: dict[str, Any] = {}
+    recorded_v3: dict[str, Any] | None = None
     sources: dict[str, Any] = {}
     for name in names or list(DETECTORS):
         pred = cross_predict(table, DETECTORS[name], dep, dep, full if name in FULL_REFERENCE else None,
@@ -930,6 +978,7 @@ def _evaluate(table: Table, names: list[str] | None, cache: Any) -> dict[str, An
             trade = tradeoff(table, pred)
             ptrade = policy_tradeoff(table, pred)
             by_run = fault_free_by_run(table, pred.state)
+            recorded_v3 = judge_recorded_with(table, pred.state, 3)
             budget_state, points[SHIPPED + BUDGET_SUFFIX] = rechoose_budget(table, pred)
             if SHIPPED == "held_loss":
                 rows[SHIPPED + DEVICE_TICK_SUFFIX] = at_device_tick(table, pred)
@@ -948,6 +997,7 @@ def _evaluate(table: Table, names: list[str] | None, cache: Any) -> dict[str, An
     no_nbr = float(np.mean(dep.mask.sum(axis=1) == 0))
     return {"rows": rows, "full_neighbour": ref, "alarms": alarms_by, "operating_points": points,
             "tradeoff": trade, "policy_tradeoff": ptrade, "fault_free_by_run": by_run, "observe_mode": observe,
+            "recorded_v3": recorded_v3,
             "false_alarm_sources": sources,
             "per_kind": per_kind(table, alarms_by[SHIPPED]) if SHIPPED in alarms_by else {},
             "dataset": {"rows": int(len(table)), "fault_free_rows": int(table.fault_free.sum()), "labelled": int((table.label >= 0).sum()),
@@ -991,6 +1041,7 @@ def summary(res: dict[str, Any]) -> dict[str, Any]:
                            "operating_points": res.get("operating_points", {}).get(SHIPPED),
                            "operating_points" + BUDGET_SUFFIX: res.get("operating_points", {}).get(SHIPPED + BUDGET_SUFFIX),
                            "fault_free_by_run": res.get("fault_free_by_run"),
+                           "recorded_v3": res.get("recorded_v3"),
                            "false_alarm_sources": res.get("false_alarm_sources"), "per_kind": res.get("per_kind"),
                            "tradeoff": res.get("tradeoff"), "policy_tradeoff": res.get("policy_tradeoff"),
                            "observe_mode": res.get("observe_mode")}
@@ -1047,6 +1098,14 @@ def print_table(res: dict[str, Any]) -> None:
     print(f"fault-free node-hours judged: {head['fault_free_node_hours']:.2f} (false alarms there: "
           f"{head['false_alarms_fault_free']}); fault-free ticks between faults: {head['between_faults_node_hours']:.2f} "
           "node-hours")
+    v3 = res.get("recorded_v3")
+    if v3:
+        print(f"{SHIPPED} on the runs recorded by features-version-3 daemons ({', '.join(v3['runs'])}; {v3['events']} "
+              f"events, {v3['hard_events']} hard): hard within 2 ticks {v3['hard_recall_within_2']:.3f} "
+              f"{_ci(v3['ci95'].get('hard_recall_within_2'))}, event recall {v3['event_recall']:.3f}, F1 {v3['f1']:.3f} "
+              f"{_ci(v3['ci95'].get('f1'))}, false alarms per fault-free node-hour {v3['false_alarms_per_node_hour']} "
+              f"{_ci(v3['ci95'].get('false_alarms_per_node_hour'), 2)} over {v3['fault_free_node_hours']} node-hours, "
+              f"between faults {v3['false_alarms_between_faults_per_node_hour']}")
     for run, d in (res.get("fault_free_by_run") or {}).items():
         rate = "-" if d["per_node_hour"] is None else f"{d['per_node_hour']:.2f}"
         print(f"  {SHIPPED} on {run}: {d['false_alarms']} false alarms in {d['node_hours']:.2f} node-hours ({rate} per node-hour)")

@@ -28,6 +28,7 @@ import numpy as np
 
 from x0lab.anomaly import realeval
 from x0lab.anomaly.realdata import Table
+from x0node.anomaly.features import FEATURES
 from x0node.anomaly.trees import TreeModel
 
 
@@ -93,10 +94,16 @@ HELD_LOSS_MAX = 3
 """The held-loss models' score stops growing at this many neighbours down."""
 
 
-def _held_loss_tree(width: int) -> dict[str, Any]:
+def _held_loss_tree(width: int, mesh_rtt_ms: float | None = None, loss_level: float | None = None,
+                    fwd_level: float | None = None) -> dict[str, Any]:
     """One tree on the input right after the features (links_down_input = count / LINKS_DOWN_MAX;
-    trees.py): leaf values count - 0.5 for count 0 .. HELD_LOSS_MAX (the last leaf: that many or more)."""
-    from x0node.anomaly.features import LINKS_DOWN_MAX, N_FEATURES
+    trees.py): leaf values count - 0.5 for count 0 .. HELD_LOSS_MAX (the last leaf: that many or more).
+    With `mesh_rtt_ms` and neighbour aggregates in the input (width 34), a second tree subtracts
+    MESH_DISCOUNT when the smallest hello RTT among the neighbours' vectors is above it; with
+    `loss_level`, one more tree adds 1 when the node's `loss_max` (its worst neighbour's share of
+    control packets missed in the tick) is at least that; with `fwd_level`, one adds 1 when its
+    `fwd_ratio` (packets forwarded over transit packets in the tick) is at most that."""
+    from x0node.anomaly.features import LINKS_DOWN_MAX, N_AGGREGATES, N_FEATURES
 
     feature, threshold, left, right, leaf, value = [], [], [], [], [], []
     for k in range(HELD_LOSS_MAX):  # node 2k: split "count <= k"; node 2k+1: leaf count k
@@ -113,21 +120,130 @@ def _held_loss_tree(width: int) -> dict[str, Any]:
     right.append(len(right))
     leaf.append(True)
     value.append(HELD_LOSS_MAX - 0.5)
-    return {"inputs": width, "baseline": 0.0, "recipe": "held_loss",
-            "trees": [{"feature": feature, "threshold": threshold, "left": left, "right": right, "leaf": leaf,
-                       "value": value}]}
+    trees = [{"feature": feature, "threshold": threshold, "left": left, "right": right, "leaf": leaf,
+              "value": value}]
+    extra: dict[str, float] = {}
+    if mesh_rtt_ms is not None and width == N_FEATURES + 1 + N_AGGREGATES:
+        trees.append(_stump(MESH_RTT_MIN_INPUT, mesh_rtt_threshold(mesh_rtt_ms), 0.0, -MESH_DISCOUNT))
+        extra["mesh_rtt_ms"] = mesh_rtt_ms
+    if loss_level is not None:  # the node's worst neighbour lost this share of control packets this tick
+        trees.append(_stump(FEATURES.index("loss_max"), _norm("loss_max", loss_level) - 1e-6, 0.0, 1.0))
+        extra["loss_level"] = loss_level
+    if fwd_level is not None:  # the node forwarded at most this share of its transit packets this tick
+        trees.append(_stump(FEATURES.index("fwd_ratio"), _norm("fwd_ratio", fwd_level), 1.0, 0.0))
+        extra["fwd_level"] = fwd_level
+    return {"inputs": width, "baseline": 0.0, "recipe": "held_loss", "trees": trees, **extra}
+
+
+def _stump(feature: int, threshold: float, at_most: float, above: float) -> dict[str, Any]:
+    """A one-split tree: `at_most` where input <= threshold, else `above`."""
+    return {"feature": [feature, 0, 0], "threshold": [threshold, 0.0, 0.0], "left": [1, 1, 2], "right": [2, 1, 2],
+            "leaf": [False, True, True], "value": [0.0, at_most, above]}
+
+
+def _norm(name: str, raw_value: float) -> float:
+    """A raw value of feature `name` normalised as the features are (float32), for a tree split."""
+    from x0node.anomaly.features import NEUTRAL_RAW, normalise
+
+    raw = NEUTRAL_RAW.copy()
+    raw[FEATURES.index(name)] = raw_value
+    return float(normalise(raw)[FEATURES.index(name)])
+
+
+MESH_DISCOUNT = 1.0
+"""What a slow neighbourhood costs the held-loss score: one more neighbour must be down to alarm."""
+MESH_RTT_CANDIDATES_MS: tuple[float, ...] = (400.0, 200.0, 100.0, 50.0, 25.0)
+"""Where the neighbourhood may count as slow (smallest hello RTT over the neighbours' vectors above it).
+The recipe takes the lowest candidate that loses no hard fault within 2 ticks on the rows it may
+look at (training and validation runs), at its own operating point (>= 1 neighbour down, raise on
+the first such tick); none when even the highest loses one."""
+
+
+def _mesh_rtt_min_input() -> int:
+    from x0node.anomaly.features import FEATURES, N_FEATURES
+
+    # own 8 features, links_down, then the aggregates: mean[8], max[8], min[8], count
+    return N_FEATURES + 1 + 2 * N_FEATURES + FEATURES.index("rtt_ms")
+
+
+MESH_RTT_MIN_INPUT = _mesh_rtt_min_input()
+"""The neighbour model's input holding the smallest normalised rtt_ms over the neighbours' vectors."""
+
+
+def mesh_rtt_threshold(rtt_ms: float) -> float:
+    """`rtt_ms` normalised as the features are (float32), for a tree split."""
+    return _norm("rtt_ms", rtt_ms)
+
+
+LOSS_LEVEL = 0.15
+"""The held-loss recipe also alarms when the node's worst neighbour missed at least this share of its
+control packets in the tick (features version 3; hard faults are >= 20 % loss: at 100 ms hellos a
+3 s tick expects about 30 numbers, and 20 % loss leaves fewer than 15 % missed in about a quarter of
+ticks, so 15 % catches most within 2 ticks)."""
+FWD_LEVEL = 0.9
+"""... and when it forwarded at most this share of its transit packets in the tick (a partial black hole
+drops 20-60 %; packets in flight across the tick boundary move a healthy ratio by a few %)."""
 
 
 def held_loss_pair(train: np.ndarray | None = None, val: np.ndarray | None = None, inp: Any = None,
-                   table: Table | None = None) -> dict[str, Any]:
-    """The held-loss recipe as a tree pair (nothing trained; same shape as `train_pair`'s)."""
+                   table: Table | None = None, mesh_rtt_ms: float | None | str = "choose",
+                   loss_level: float | None = LOSS_LEVEL, fwd_level: float | None = FWD_LEVEL) -> dict[str, Any]:
+    """The held-loss recipe as a tree pair (nothing trained; same shape as `train_pair`'s). The
+    neighbour model's slow-neighbourhood discount (`mesh_rtt_ms`) is given, or chosen on the training
+    and validation rows (`choose_mesh_rtt`); without rows there is none. `loss_level` and `fwd_level`
+    (None: not used) add the tick's control-packet loss and forwarding ratio (`_held_loss_tree`)."""
     from x0node.anomaly.features import N_AGGREGATES, N_FEATURES
 
-    return {"nbr": _held_loss_tree(N_FEATURES + 1 + N_AGGREGATES), "self": _held_loss_tree(N_FEATURES + 1),
-            "thresholds": {"nbr": 0.0, "self": 0.0}, "val_f1": {}}
+    if mesh_rtt_ms == "choose":
+        rows = np.concatenate([r for r in (train, val) if r is not None]) if train is not None or val is not None else None
+        mesh_rtt_ms = choose_mesh_rtt(table, rows, inp, loss_level, fwd_level) \
+            if rows is not None and len(rows) and inp is not None and table is not None else None
+    rtt = float(mesh_rtt_ms) if isinstance(mesh_rtt_ms, float | int) else None
+    return {"nbr": _held_loss_tree(N_FEATURES + 1 + N_AGGREGATES, rtt, loss_level, fwd_level),
+            "self": _held_loss_tree(N_FEATURES + 1, None, loss_level, fwd_level),
+            "thresholds": {"nbr": 0.0, "self": 0.0}, "val_f1": {}, "mesh_rtt_ms": rtt,
+            "loss_level": loss_level, "fwd_level": fwd_level}
 
 
-RECIPES = {"trees": train_pair, "held-loss": held_loss_pair}
+def choose_mesh_rtt(table: Table, rows: np.ndarray, inp: Any, loss_level: float | None = LOSS_LEVEL,
+                    fwd_level: float | None = FWD_LEVEL) -> float | None:
+    """The lowest MESH_RTT_CANDIDATES_MS whose discount keeps every hard fault these rows' runs caught
+    within 2 ticks without it, at the recipe's own point (>= 1 neighbour down, raise at once)."""
+    from x0node.anomaly.alarm import AlarmPolicy
+
+    order = realeval.series_order(table, rows)
+    runs = set(table.run[rows].tolist())
+    hard = [(e.start, np.flatnonzero(table.event == i)) for i, e in enumerate(table.events) if e.run in runs and e.hard]
+
+    def recall(rtt: float | None) -> float:
+        s = np.zeros(len(table))
+        pair = held_loss_pair(mesh_rtt_ms=rtt, loss_level=loss_level, fwd_level=fwd_level)
+        s[rows] = realeval.chain_scores(chain_of(pair), rows, inp)
+        state = realeval.alarm_state(table, s >= 0.5 - 1e-9, AlarmPolicy(1, 1), order)
+        return realeval.budget_objective(table, state, order, hard)[0]
+
+    base, chosen = recall(None), None
+    for rtt in MESH_RTT_CANDIDATES_MS:
+        if recall(rtt) < base:
+            break
+        chosen = rtt
+    return chosen
+
+
+def held_loss_plain(train: np.ndarray | None = None, val: np.ndarray | None = None, inp: Any = None,
+                    table: Table | None = None) -> dict[str, Any]:
+    """The held-loss recipe without the slow-neighbourhood discount (what ships)."""
+    return held_loss_pair(mesh_rtt_ms=None)
+
+
+def held_loss_links_only(train: np.ndarray | None = None, val: np.ndarray | None = None, inp: Any = None,
+                         table: Table | None = None) -> dict[str, Any]:
+    """Neighbours held down alone (the recipe before the tick's loss and forwarding ratio)."""
+    return held_loss_pair(mesh_rtt_ms=None, loss_level=None, fwd_level=None)
+
+
+RECIPES = {"trees": train_pair, "held-loss": held_loss_plain, "held-loss-mesh": held_loss_pair,
+           "held-loss-links": held_loss_links_only}
 """`x0node model fit-real --recipe`: the tree pair to ship."""
 
 
@@ -157,7 +273,9 @@ def train_ship(table: Table, fa_budget: float | None = None, recipe: str = "held
     pair["alarm"] = policy.as_dict()
     fitted: dict[str, Any] = {"trees": realeval.GBT_TREES, "max_depth": realeval.GBT_DEPTH,
                               "max_leaf_nodes": realeval.GBT_LEAVES, "val_f1": pair["val_f1"]} if recipe == "trees" \
-        else {"held_loss_max": HELD_LOSS_MAX}
+        else {"held_loss_max": HELD_LOSS_MAX, "mesh_rtt_ms": pair.pop("mesh_rtt_ms", None),
+              "mesh_discount": MESH_DISCOUNT, "loss_level": pair.pop("loss_level", None),
+              "fwd_level": pair.pop("fwd_level", None)}
     pair.pop("val_f1")
     pair["training"] = {"recipe": recipe, "train_runs": sorted(set(table.run[train].tolist())),
                         "validation_runs": sorted(set(table.run[val].tolist())),
