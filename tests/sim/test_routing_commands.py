@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from tests.sim.mesh import SimMesh, random_connected
+from tests.sim.mesh import SimMesh, grid, random_connected
 from x0node.proto import messages as m
 from x0node.proto.commands import LINK_COST_MAX_USABLE, MAX_STEERS, SICK_LINK_COST, is_sick
 
@@ -86,6 +86,41 @@ def test_drain_is_advertised_at_the_highest_usable_cost_and_one_interface_can_be
     act(mesh, 0, r0.lift_command, "drain", nid(mesh, hop), ifname=ifname)
     mesh.run_for(1.5)
     assert r0.commands_in_force() == ()
+
+
+def test_a_drain_by_one_end_moves_the_far_ends_routes_too():
+    """A lossy link drained by one end only: the far end's SPF takes its own link from its live
+    neighbour table, and before the drain was read both ways it kept sending over the link at its own
+    cost (on the bench, the replies of a ping across a drained lossy link still crossed it until the
+    far end's own loop acted). Now every node reads a drain as the link's, both directions, and every
+    node's forwarding agrees (no loops), with nothing re-advertised by the far end."""
+    mesh = SimMesh(12, seed=3)
+    grid(mesh, 4, 3)
+    assert mesh.run_until_converged(10.0) is not None
+    mesh.run_for(5.0)
+    a, b = 6, 7
+    assert mesh.mesh_route(a, b) == [a, b] and mesh.mesh_route(b, a) == [b, a]
+    mesh.link_between(a, b).loss = 0.2
+    mesh.run_for(3.0)
+    ra, rb = mesh.nodes[a].router, mesh.nodes[b].router
+    assert act(mesh, a, ra.drain_link, nid(mesh, b), 60.0).changed
+    mesh.run_for(1.5)
+    assert mesh.mesh_route(a, b) not in (None, [a, b])
+    assert mesh.mesh_route(b, a) not in (None, [b, a])  # the far end, which issued nothing
+    assert rb.commands_in_force() == ()
+    lsa_b = mesh.nodes[0].router.lsdb.get(nid(mesh, b)).lsa
+    assert next(ln.cost for ln in lsa_b.links if ln.node_id == nid(mesh, a)) < LINK_COST_MAX_USABLE
+    for s in range(12):  # transit across the link avoids it too, from everywhere, without loops
+        for d in range(12):
+            if s != d:
+                path = mesh.mesh_route(s, d)
+                assert path is not None
+                assert not any({x, y} == {a, b} for x, y in zip(path, path[1:], strict=False)), (s, d, path)
+    # lifted by the end that drained it: gone both ways (the far end never latched it)
+    act(mesh, a, ra.lift_command, "drain", nid(mesh, b))
+    mesh.link_between(a, b).loss = 0.0
+    mesh.run_for(5.0)
+    assert mesh.mesh_route(a, b) == [a, b] and mesh.mesh_route(b, a) == [b, a]
 
 
 def test_steer_around_a_transit_node_keeps_it_reachable_and_is_local():

@@ -322,3 +322,40 @@ def test_a_link_probes_recent_rtt_raises_the_links_delay_before_the_hello_rtt_do
     assert rtt.degree == 1.0 and rtt.value == pytest.approx(120.0)
     out = m.observe(Snapshot(6.0, diamond(), probes=(ProbeObs(A, A, 16, 0, 1.0, (), 1.2),)))
     assert _ind(out, Signal.HELLO_RTT, link).degree == 0.0  # 0.2 ms more is no delay
+
+
+def test_a_gone_neighbour_keeps_its_last_hello_rtt_for_a_while():
+    """A queue that timed the neighbour out was slow before it did; a random loss was not. While the
+    neighbour is gone its last hello RTT reading stays in view for RTT_MEMORY_S (analysis tells the two
+    apart by it), then goes."""
+    def run(slow_ms):
+        m = Monitor(ME)
+        for t in range(5):
+            m.observe(Snapshot(float(t), diamond(rtt_a=2.0)))
+        m.observe(Snapshot(6.0, diamond(rtt_a=slow_ms)))
+        base = diamond()
+        gone = RoutingObs(ME, base.neighbours[1:], base.routes, base.nodes, base.edges, base.interfaces)
+        during = m.observe(Snapshot(7.0, gone))
+        after = m.observe(Snapshot(7.0 + mon.RTT_MEMORY_S + 1.0, gone))
+        def rtt(out):
+            return next((i for i in out.indicators if i.signal is Signal.HELLO_RTT and i.element == link_element(ME, A)),
+                        None)
+        return rtt(during), rtt(after)
+
+    during, after = run(slow_ms=80.0)
+    assert during is not None and during.degree == 1.0 and after is None
+    during, _ = run(slow_ms=2.0)
+    assert during is not None and during.degree == 0.0
+
+
+def test_the_way_back_reads_a_drain_both_ways_as_the_routing_core_does():
+    from x0node.healing.monitor import DRAINED_COST, return_paths
+    from x0node.healing.observation import EdgeObs
+    from x0node.proto.commands import LINK_COST_MAX_USABLE
+
+    assert DRAINED_COST == LINK_COST_MAX_USABLE
+    base = diamond()
+    # c's cheapest way back is over a (c-a-me); a drained its link to c (c's own cost stays low)
+    edges = (EdgeObs(ME, A, 10), EdgeObs(ME, B, 10), EdgeObs(A, C, DRAINED_COST, 5), EdgeObs(B, C, 10))
+    routing = RoutingObs(ME, base.neighbours, base.routes, base.nodes, edges, base.interfaces)
+    assert return_paths(routing, [C]) == {C: (B,)}

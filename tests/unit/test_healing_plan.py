@@ -140,3 +140,14 @@ def test_a_lesser_candidate_below_the_first_ones_bar_is_still_acted_on():
     p = plan(incident(remote, cand(node_element(A), FaultKind.NODE_BLACKHOLE, 0.33)), ctx(), gates(),
              Mode.ACTIVE, NO_STATS, NOT_IN_FORCE, 0.3)
     assert p.kind is PlanKind.ACT and p.cand_index == 1
+
+
+def test_a_mitigation_in_force_for_another_incident_is_not_escalated_past_to_a_disruptive_rung():
+    # bench, lossy n1~n2: a second incident about the link found its drain in force (held by the first)
+    # and went on to reset the interface while the drain was working
+    inc = incident(cand(link_element(ME, A), FaultKind.LINK_LOSSY))
+    p = plan(inc, ctx(), gates(), Mode.ACTIVE, NO_STATS,
+             lambda a, t: a in (ActionKind.PENALISE_LINK, ActionKind.DRAIN_LINK), 0.3)
+    assert p.kind is PlanKind.WAIT and p.gate == "in_force" and p.rung.action is ActionKind.RESET_INTERFACE
+    free = plan(inc, ctx(), gates(), Mode.ACTIVE, NO_STATS, NOT_IN_FORCE, 0.3)
+    assert free.kind is PlanKind.ACT and free.rung.action is ActionKind.PENALISE_LINK

@@ -3,7 +3,9 @@
 Method (a fault-signature match over metrics and topology, in the spirit of BARO's ranking of metric
 changes, with the topology deciding which observations a fault can reach):
 - Candidates are the elements the abnormal ("lit", degree >= LIT_DEGREE) indicators touch: the
-  measured element, every node on a measured path and every link between consecutive path nodes,
+  measured element, every node on a measured path (and on its answer's way back), our own link on the
+  answer's way back (we measure it: a lossy link of ours loses the answers of probes sent out through
+  another neighbour, often before its own loss estimate shows) and every link between consecutive path nodes,
   restricted to MAX_RCA_HOPS hops from this node. Each element kind has its fault kinds (FAULTS).
 - A hypothesis predicts, for each indicator, "abnormal" (with a weight), "normal" (with a weight), or
   nothing (`_role`). Example: a partial black hole at neighbour N predicts loss on every probe path
@@ -15,6 +17,14 @@ changes, with the topology deciding which observations a fault can reach):
   needs many hellos, a flap shows at once). How the link went down tells them apart at the first flaps,
   before any loss estimate: a lossy link's downs are hello timeouts with the carrier up
   (`hello_timeout`), a flapping link's are its carrier going (the core's `link_down`).
+- A neighbour whose hellos stop with the carrier up (HELLO_TIMEOUT) may be a lossy link, a congested
+  one (its queue drops hellos back to back) or the neighbour itself starved of CPU (its daemon sends
+  late, in bursts): `link_congested` and `node_overload` predict the timeouts, and the flaps and downs
+  of a link whose downs were timeouts, as weak evidence (a carrier flap contradicts both); a starved
+  node may also drop out of the mesh for a moment (`unreachable`, evidence for it, no contradiction).
+  The hello RTT last read before the neighbour went (monitor.py keeps it) tells them apart: a queue or
+  a starved daemon was slow first, a random loss was not. So a starved transit node is ranked among
+  its link's faults (top-k), and a congested link that times out its neighbour stays congested.
 - A neighbour's own forwarding is read from its loop probes (`probe_via`, monitor.py), which need no
   guess of a return path; a path probe's answer's way back is a guess from the LSDB (local steering is
   not in it), so it weighs little — except a probe to our own neighbour, which answers over our link
@@ -33,6 +43,9 @@ changes, with the topology deciding which observations a fault can reach):
   decay * prior, times up to MAGNITUDE_TIEBREAK more for loss hypotheses by the mean loss on the paths
   they explain first-hand: where an answer's way back is uncertain (equal-cost paths), two neighbours
   can explain the same lossy paths alike, and the one whose own paths lose most is the better guess.
+- A hypothesis that explains none of the symptoms (only side evidence in scope, such as a neighbour's
+  sick flag that `node_memory` explains as well as `node_overload`) is not ranked: ranked first, it left
+  the cover no group for the symptom, and the incident opened with no candidate at all.
 - confidence = score^2 / (sum of the ranked scores^2 + UNEXPLAINED_MASS): a share of belief, low when
   several hypotheses fit equally or none fits well (squared, so a clear winner is not diluted by
   weak alternatives). The top TOP_K are returned.
@@ -76,6 +89,8 @@ CONTRA_WEIGHT = 2.0  # weight of an observation a hypothesis says must be normal
 PRIMARY_WEIGHT = 1.5  # evidence the hypothesis explains first-hand (its own paths, not answers' way back)
 MAGNITUDE_TIEBREAK = 0.1  # up to 10 % more score for the hypothesis whose own paths lose most
 LOSSY_FLAP_WEIGHT = 1.5  # a lossy link predicts flaps of its neighbour, less surely than its hello loss
+STARVED_WEIGHT = 1.0  # an overloaded neighbour predicts timeouts and flaps on its links, as weakly as its slowness
+QUEUE_TIMEOUT_WEIGHT = 1.0  # a congested link predicts timeouts of its neighbour, less surely than its delay
 MIN_SCORE = 0.05
 MAX_CANDIDATES = 512
 
@@ -190,6 +205,9 @@ class _Graph:
         self.adj = {k: frozenset(v) for k, v in adjacency.items()}
         self._cut: dict[str, frozenset[str]] = {}
         self._heard = {i.element: frozenset(i.path[1:]) for i in indicators if i.signal is Signal.IFACE_SILENT}
+        # links whose neighbour went by hello timeouts with the carrier up: their flaps are lost hellos
+        self.timed_out = frozenset(i.element for i in indicators
+                                   if i.signal is Signal.HELLO_TIMEOUT and i.degree >= LIT_DEGREE)
 
     def last_heard(self, interface: Element) -> frozenset[str]:
         """The neighbours an interface of ours last heard (its silence indicator's path)."""
@@ -261,6 +279,12 @@ def _role(fault: FaultKind, el: Element, ind: Indicator, g: _Graph) -> tuple[flo
         if fault is FaultKind.LINK_CONGESTED:
             if s is Signal.HELLO_RTT and ind.element == el:
                 return 3.0, True
+            if s is Signal.HELLO_TIMEOUT and ind.element == el:
+                # a queue that drops hellos back to back times the neighbour out with the carrier up
+                # (a carrier that goes is not congestion), and it comes back when the queue drains
+                return QUEUE_TIMEOUT_WEIGHT, True
+            if s in (Signal.FLAP, Signal.LINK_DOWN) and ind.element == el and el in g.timed_out:
+                return (QUEUE_TIMEOUT_WEIGHT, True) if ind.degree >= LIT_DEGREE else None
             if s is Signal.HELLO_LOSS and ind.element == el:
                 # a full queue may drop hellos: evidence when it does, no contradiction when it does not
                 # (tbf drops the excess; hellos that find room pass, and the link is no less congested)
@@ -308,6 +332,18 @@ def _role(fault: FaultKind, el: Element, ind: Indicator, g: _Graph) -> tuple[flo
         if fault is FaultKind.NODE_OVERLOAD:
             if s is Signal.CPU and at_x:
                 return 3.0, True
+            x_link = ind.element.kind is ElementKind.LINK and x in link_ends(ind.element) and not is_self
+            if s is Signal.HELLO_TIMEOUT and x_link:
+                # a starved daemon sends its hellos late, in bursts: its neighbours time it out with the
+                # carrier up (a carrier that goes is no overload) ...
+                return STARVED_WEIGHT, True
+            if s is Signal.FLAP and x_link and ind.element in g.timed_out:
+                return STARVED_WEIGHT, True  # ... and hear it again at its next burst (a cut link stays down)
+            if s is Signal.LINK_DOWN and x_link and ind.element in g.timed_out:
+                return (STARVED_WEIGHT, True) if ind.degree >= LIT_DEGREE else None
+            if s is Signal.UNREACHABLE and at_x and not is_self:
+                # every link of it at once: the mesh loses it for a moment (evidence, no contradiction)
+                return (STARVED_WEIGHT, True) if ind.degree >= LIT_DEGREE else None
             if s is Signal.SICK and at_x:
                 return 2.0, True  # its own CPU is not shared with us, but its LSA says it is sick
             if s is Signal.HELLO_RTT and x in path:
@@ -358,13 +394,16 @@ def _near(path: Sequence[str], a: str, b: str, self_id: str) -> bool:
     return path[1] in far or path[2] in far
 
 
-def _candidate_elements(lit: Iterable[Indicator], adjacency: Mapping[str, Iterable[str]]) -> set[Element]:
+def _candidate_elements(lit: Iterable[Indicator], adjacency: Mapping[str, Iterable[str]],
+                        self_id: str = "") -> set[Element]:
     out: set[Element] = set()
     for ind in lit:
         out.add(ind.element)
         for n in ind.path + ind.back:
             out.add(node_element(n))
         out.update(_path_links(ind.path))
+        if ind.back and len(ind.path) == 3:  # our own link on the answer's way back (we measure it)
+            out.update(el for el in _path_links((ind.path[2], *ind.back, ind.path[0])) if self_id in link_ends(el))
         if ind.signal is Signal.UNREACHABLE:  # a node that vanished, or the links that lead to it
             for nb in adjacency.get(ind.element.id, ()):
                 out.add(link_element(ind.element.id, nb))
@@ -432,7 +471,7 @@ def rank(
     lit_mass = sum(i.degree for i in scope.values())
     if not scope:
         return Diagnosis(now, (), tuple(str(s) for s in symptoms))
-    elements = sorted(_candidate_elements(scope.values(), merged))[:MAX_CANDIDATES]
+    elements = sorted(_candidate_elements(scope.values(), merged, me))[:MAX_CANDIDATES]
     scored: list[tuple[float, Candidate]] = []
     for el in elements:
         hops = _hops(el, me, dist)
@@ -492,6 +531,8 @@ def _score(
     keys = {i.key for i in explained}
     explains = tuple(sorted(str(s) for s in symptoms
                             if any(i.key in keys for i in _symptom_indicators(s, explained))))
+    if not explains:
+        return None  # it explains only side evidence (a neighbour's sick flag), none of the symptoms
     evidence = tuple(f"{i.signal.value}@{i.element}{list(i.path)}={i.degree:.2f}" for i in explained[:16])
     return Candidate(el, fault, 0.0, round(score, 4), round(consistency, 4), round(coverage, 4), round(lag, 4),
                      hops, explains, evidence)

@@ -7,7 +7,9 @@ Rules and invariants:
   that is higher: they see a new loss within seconds, the hello EWMA within ~10 s), link RTT against its own baseline (the minimum over
   RTT_BASELINE_WINDOW_S, as the routing core does), flaps in FLAP_WINDOW_S and the share of the link's
   downs in that window that were hello timeouts with the carrier up (NeighbourObs.timeouts: lost hellos,
-  not a link that went down), data-plane probe loss in
+  not a link that went down; while the neighbour is gone, the share last measured and, for
+  RTT_MEMORY_S, its last hello RTT reading: a queue that timed it out was slow first, a random loss
+  was not), data-plane probe loss in
   excess of what the first link's own loss explains (the loss's Wilson lower bound, so that a couple of
   unlucky probes in a small window count for little), a neighbour's forwarding loss (its loop probes'
   loss beyond its link probes', so no guess of a return path enters it), probe RTT against its baseline, node
@@ -70,6 +72,8 @@ IFACE_SILENT_S = 10.0  # an up interface with neighbours before and none for thi
 ABNORMAL_DEGREE = 0.5  # indicator onset level
 
 RTT_BASELINE_WINDOW_S = 300.0
+DRAINED_COST = 65534  # a drained link's advertised cost: the routing core's LINK_COST_MAX_USABLE (proto/commands.py)
+RTT_MEMORY_S = 10.0  # a neighbour gone this recently keeps its last hello RTT reading (evidence of how it went)
 LINK_DOWN_MEMORY_S = 60.0  # a neighbour gone this recently is a link down (the core forgets it at once)
 TOPOLOGY_MEMORY_S = 300.0  # links seen this recently still count for analysis (a dead node's links vanish)
 HISTORY_MAX_SAMPLES = 128  # per tracked key
@@ -224,13 +228,15 @@ class MonitorOutput:
 
 def return_paths(routing: RoutingObs, dests: Iterable[str]) -> dict[str, tuple[str, ...]]:
     """dest -> the nodes between dest and us on dest's own route back, as the routing core picks it:
-    shortest by the LSDB's costs (each direction its own), equal costs going to the path whose first hop
-    has the smallest id (x0node/proto/spf.py)."""
+    shortest by the LSDB's costs (each direction its own, a drained link drained both ways), equal costs
+    going to the path whose first hop has the smallest id (x0node/proto/spf.py)."""
     me = routing.self_id
     adj: dict[str, list[tuple[str, int]]] = collections.defaultdict(list)
     for e in routing.edges:
-        for u, v, c in e.costs():
-            adj[u].append((v, c))
+        both = e.costs()
+        drained = any(c == DRAINED_COST for _, _, c in both)  # a drain holds both ways (proto/routes.py)
+        for u, v, c in both:
+            adj[u].append((v, max(c, DRAINED_COST) if drained else c))
     out: dict[str, tuple[str, ...]] = {}
     for dest in dests:
         best: dict[str, tuple[int, str]] = {dest: (0, "")}  # node -> (distance, first hop from dest)
@@ -353,6 +359,7 @@ class Monitor:
         self._timeouts: dict[tuple[str, str], _History] = {}  # (ifname, nbr) -> downs by hello timeout, counts
         self._timeout_share: dict[tuple[str, str], float] = {}  # (ifname, nbr) -> its last timeout share
         self._loss_memory: dict[tuple[str, str], tuple[float, float]] = {}  # (ifname, nbr) -> (loss, at)
+        self._rtt_memory: dict[tuple[str, str], tuple[float, float, float]] = {}  # (ifname, nbr) -> (degree, ratio, at)
         self._iface_heard: dict[str, float] = {}  # interface -> last time it had an up neighbour
         self._nbr_up: dict[str, tuple[str, float]] = {}  # neighbour -> (interface, last seen up)
         self._up_transitions: dict[tuple[str, str], int] = {}  # (ifname, nbr) -> its transitions when last seen up
@@ -382,6 +389,8 @@ class Monitor:
             del self._timeout_share[k]
         for k in [k for k, (_, t) in self._loss_memory.items() if now - t > LOSS_MEMORY_S]:
             del self._loss_memory[k]
+        for k in [k for k, (_, _, t) in self._rtt_memory.items() if now - t > RTT_MEMORY_S]:
+            del self._rtt_memory[k]
         for k in [k for k, t in self._onset_seen.items() if now - t > FORGET_AFTER_S]:
             self._onset_seen.pop(k, None)
             self._onsets.pop(k, None)
@@ -502,6 +511,9 @@ class Monitor:
                 continue
             down = 0.0 if nb in up_now else 1.0
             out.append((Signal.LINK_DOWN, link_element(me, nb), (me, nb), down, down, ifname))
+            rtt = self._rtt_memory.get((ifname, nb))
+            if down and rtt is not None and now - rtt[2] <= RTT_MEMORY_S:  # how slow it was when last heard
+                out.append((Signal.HELLO_RTT, link_element(me, nb), (me, nb), rtt[0], rtt[1], ifname))
         link_probe = {p.via: p for p in snap.probes if p.dest == p.via}
         loop_probe = {p.via: p for p in snap.probes if p.dest == me}
         path_probes = [p for p in snap.probes if p.dest not in (me, p.via)]
@@ -584,6 +596,9 @@ class Monitor:
             blocked = (not u.reachable) and u.network_ok
             out.append((Signal.UPLINK, Element(ElementKind.UPLINK, u.name), (me,), 1.0 if blocked else 0.0,
                         1.0 if blocked else 0.0, u.transport))
+        for sig, _, path, degree, value, ifname in out:
+            if sig is Signal.HELLO_RTT and path[1] in up_now and self._room(self._rtt_memory, (ifname, path[1])):
+                self._rtt_memory[(ifname, path[1])] = (degree, value, now)
         return out
 
     # ---- the step

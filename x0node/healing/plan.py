@@ -5,6 +5,10 @@ Rules and invariants:
   candidate its ladder (policy.ladder, frozen when first planned) is walked from the incident's
   position. A rung is skipped (and the skip recorded) when it has no target on this node, its
   precondition fails, or its mitigation is already in force.
+- A mitigation already in force (another incident holds it) is skipped, but the ladder does not go on
+  past it to a disruptive rung: the incident waits, and the mitigation's own incident verifies it and
+  escalates if it fails (two incidents about one lossy link, the second taking the first's drain as
+  "done", reset the interface while the drain was working).
 - The first rung that passes its precondition is the one: a gate that refuses it (guard window,
   cooldown/backoff, rate limit, budget) makes the incident WAIT; it never jumps to a costlier rung.
 - Order of gates: guard window, then mode (observe mode records "observe_only" and stops here, so
@@ -96,6 +100,7 @@ def plan(
             return Plan(PlanKind.EXHAUSTED, ci, ri, None, reason=f"{cand}: routing repairs it, nothing to do",
                         gate="exhausted", skipped=tuple(skipped))
         rungs = frozen if frozen is not None else ladder(cand.fault, stats)
+        held: str | None = None  # a mitigation of this ladder already in force (another incident's)
         while ri < len(rungs):
             rung = rungs[ri]
             plugin = PLUGINS[rung.action]
@@ -103,9 +108,14 @@ def plan(
             if target is None:
                 ri += 1
                 continue  # no lever of ours for this rung (e.g. a neighbour's own mark_self_sick)
+            if plugin.disruptive and held is not None:  # the mitigation in force is judged by its own incident
+                base = dict(cand=ci, rung=ri, ladder=rungs, rung_=rung, target=target)
+                return _plan(PlanKind.WAIT, base, {}, f"{held} already in force: not escalating past it", "in_force",
+                             skipped)
             why = plugin.precondition(target, ctx)
             if why is None and plugin.mitigation and in_force(rung.action, target):
                 why = "already in force"
+                held = f"{rung.action.value} {target}"
             if isinstance(why, NotNow):
                 base = dict(cand=ci, rung=ri, ladder=rungs, rung_=rung, target=target)
                 return _plan(PlanKind.WAIT, base, {}, why, "not_now", skipped)

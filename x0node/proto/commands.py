@@ -15,7 +15,9 @@ Rules:
   the link's cost becomes min(LINK_COST_MAX_USABLE, ceil(measured cost x factor)); a drain makes it
   LINK_COST_MAX_USABLE, so only what has no other path uses it. The cost is used by our SPF and
   advertised in our LSA like any measured cost: every node's SPF then agrees (a purely local change of
-  a link every node routes over would make hop-by-hop forwarding disagree, i.e. loop).
+  a link every node routes over would make hop-by-hop forwarding disagree, i.e. loop). A drain holds
+  for both directions of the link (routes.drained_both_ways): the far end stops sending over it as soon
+  as our LSA reaches it, without a command of its own.
 - steer around node N (not ourselves): local only, our LSA is unchanged. For each destination D != N
   one of whose shortest paths from us passes through N, the first hop becomes the neighbour M != N of
   lowest cost(us, M) + dist(M, D) among those that are downstream, dist(M, D) < dist(us, D) or equal

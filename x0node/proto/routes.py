@@ -6,6 +6,10 @@ Rules:
   SPF_QUIET_S and resets after a quiet period. A lost neighbour skips delay and hold.
 - Our own links come from the live neighbour table (a dead neighbour is routed around at once, before
   our new LSA is even flooded); other nodes' links come from the LSDB, two-way only (spf.py).
+- A drain is the link's, both ways (`drained_both_ways`): a link one end advertises at
+  LINK_COST_MAX_USABLE costs at least that from the other end too, in every node's SPF (ours included,
+  for our own link to a neighbour that drained it). All nodes apply it to the same LSDB, so forwarding
+  stays consistent, and nothing is re-advertised, so no end latches the other's drain.
 - For every reachable node: a /128 route to its mesh address and one per prefix it announces and may
   announce (ownership.py: its certificate's grants, no more-specific of another node's grant), via the
   first hop's best link (lowest cost after penalties, then interface name). Penalties, drains and
@@ -23,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from x0node.proto.basis import Basis, Part
-from x0node.proto.commands import Commands, steer_first_hops
+from x0node.proto.commands import LINK_COST_MAX_USABLE, Commands, steer_first_hops
 from x0node.proto.events import RouteRefused, RoutesChanged
 from x0node.proto.hello import HelloSessions
 from x0node.proto.identity import mesh_address_of
@@ -41,6 +45,17 @@ SPF_MAX_HOLD_S = 0.1
 """Longest SPF hold while LSAs keep changing (back-off)."""
 SPF_QUIET_S = 0.5
 """SPF runs further apart than this reset the hold to spf_delay_s."""
+
+
+def drained_both_ways(links: dict[bytes, list[tuple[bytes, int]]]) -> dict[bytes, list[tuple[bytes, int]]]:
+    """A link one end drained (advertised at LINK_COST_MAX_USABLE) is drained both ways: u->v costs at
+    least that much when v lists u at it. Every node applies this to the same LSDB, so all SPFs agree;
+    nothing is re-advertised, so a lifted drain is gone everywhere with the drainer's next LSA."""
+    drained = {(v, u) for u, lst in links.items() for v, c in lst if c == LINK_COST_MAX_USABLE}
+    if not drained:
+        return links
+    return {u: [(v, max(c, LINK_COST_MAX_USABLE) if (u, v) in drained else c) for v, c in lst]
+            for u, lst in links.items()}
 
 
 def hop_counts(graph: SpfGraph, src: int) -> list[int]:
@@ -117,7 +132,7 @@ class RouteComputation(Part):
             if c < mine.get(n.node_id, 1 << 30):
                 mine[n.node_id] = c
         links[self.me] = sorted(mine.items())
-        return links
+        return drained_both_ways(links)
 
     def run(self, now: float) -> None:
         t0 = self._perf() if self._perf else None
