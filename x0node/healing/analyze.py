@@ -395,7 +395,7 @@ def _near(path: Sequence[str], a: str, b: str, self_id: str) -> bool:
 
 
 def _candidate_elements(lit: Iterable[Indicator], adjacency: Mapping[str, Iterable[str]],
-                        self_id: str = "") -> set[Element]:
+                        self_id: str) -> set[Element]:
     out: set[Element] = set()
     for ind in lit:
         out.add(ind.element)

@@ -252,7 +252,7 @@ class HelloSessions(Part):
         self._on_gone(key, was_up, now)
 
     def _remember_lost(self, key: NeighbourKey, now: float, reason: str) -> None:
-        self.recently_lost(now)
+        self._forget_old_losses(now)
         nid = key[1].hex()
         self.lost.pop(nid, None)
         while len(self.lost) >= MAX_NEIGHBOURS:
@@ -261,9 +261,12 @@ class HelloSessions(Part):
 
     def recently_lost(self, now: float) -> dict[str, tuple[str, float, str]]:
         """Lost neighbours (node id hex -> (ifname, when gone, reason)) of the last LOST_NEIGHBOUR_MEMORY_S."""
+        self._forget_old_losses(now)
+        return dict(self.lost)
+
+    def _forget_old_losses(self, now: float) -> None:
         for nid in [k for k, (_, at, _) in self.lost.items() if now - at > LOST_NEIGHBOUR_MEMORY_S]:
             del self.lost[nid]
-        return dict(self.lost)
 
     def rekey(self, epoch: int, now: float) -> None:
         """Take a new session epoch: new pairwise keys with every neighbour, counters from 1 again.
