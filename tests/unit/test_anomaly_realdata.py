@@ -52,7 +52,7 @@ def test_version_1_recordings_are_replayed_and_bounces_stop_counting(tmp_path):
 
 def test_transit_flows_send_each_node_to_its_farthest_node():
     from x0lab.anomaly.realdata import transit_flows
+    from x0lab.testbed.topology import parse
 
-    line = [(1, 2), (2, 3), (3, 4)]
-    assert transit_flows([1, 2, 3, 4], line) == [(1, 4), (2, 4), (3, 1), (4, 1)]
-    assert transit_flows([1, 2], [(1, 2)]) == []  # neighbours only: nothing would transit
+    assert transit_flows(parse("line:4")) == [(1, 4), (2, 4), (3, 1), (4, 1)]
+    assert transit_flows(parse("line:2")) == []  # neighbours only: nothing would transit

@@ -51,12 +51,15 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from x0node.anomaly.collector import FeatureState
 from x0node.anomaly.features import FEATURES, N_FEATURES
+
+if TYPE_CHECKING:
+    from x0lab.testbed.topology import Topology
 
 RUNS: tuple[str, ...] = ("ring:8", "grid:3x3", "ladder:5", "random:10:{seed}:3")
 """Topologies of one collection, in order (a random one seeded by the collection seed)."""
@@ -77,23 +80,11 @@ MAX_TRANSIT_PPS = 50.0
 """Bound on each transit flow's rate (packets per second)."""
 
 
-def transit_flows(nodes: list[int], links: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def transit_flows(topo: Topology) -> list[tuple[int, int]]:
     """(source, destination) per node: the node farthest from it in hops (ties: the lowest index)."""
-    adj: dict[int, set[int]] = {k: set() for k in nodes}
-    for a, b in links:
-        adj[a].add(b)
-        adj[b].add(a)
     flows = []
-    for src in sorted(nodes):
-        dist, frontier = {src: 0}, [src]
-        while frontier:
-            nxt = []
-            for u in frontier:
-                for v in sorted(adj[u]):
-                    if v not in dist:
-                        dist[v] = dist[u] + 1
-                        nxt.append(v)
-            frontier = nxt
+    for src in range(1, topo.nodes + 1):
+        dist = topo.hops(src)
         far = max(dist.values())
         if far >= 2:  # a neighbour's traffic transits nobody
             flows.append((src, min(k for k, d in dist.items() if d == far)))
@@ -125,7 +116,7 @@ def collect(out_dir: pathlib.Path, seed: int, duration_s: float = 480.0, runs: l
         try:
             time.sleep(10.0)  # adjacencies and the first ticks before the warm-up counts
             if transit_pps > 0:
-                flows = transit_flows(list(bed.nodes), [tuple(x) for x in bed.state["links"]])
+                flows = transit_flows(bed.topology)
                 pingers = [measure.Pinger(bed.nodes[a].ns, bed.nodes[b].mesh_addr, interval_s=1.0 / transit_pps)
                            for a, b in flows]
                 echo(f"[{name}] transit: {len(flows)} flows at {transit_pps:g} packets/s")
