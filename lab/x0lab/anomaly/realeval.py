@@ -254,43 +254,24 @@ def fit_shipped_gnn(train: np.ndarray, val: np.ndarray, inp: Inputs, table: Tabl
     return lambda rows, i: chain_scores(chain, rows, i)
 
 
-def fit_chain_gbt(train: np.ndarray, val: np.ndarray, inp: Inputs, table: Table) -> Callable[[np.ndarray, Inputs], np.ndarray]:
-    """The shipped recipe as the device runs it: the fold's tree pair exported, loaded by trees.py into a
-    DetectorChain, each row scored by the neighbour model or, without neighbour data, the self model;
-    each model's threshold chosen on the validation runs."""
-    from x0lab.anomaly import realtrain
+def fit_recipe(recipe: str) -> Fit:
+    """A tree recipe of `x0node model fit-real` (realtrain.RECIPES) as the device runs it: the fold's tree
+    pair (trained, or for the held-loss recipes built with nothing trained) loaded by trees.py into a
+    DetectorChain, each row scored by the neighbour model or, without neighbour data, the self model; the
+    thresholds and operating point chosen on the validation runs like every detector's.
+    - "trees" (chain_gbt): the gradient-boosted pair;
+    - "held-loss" (what ships): one tree on the node's own links_down, the tick's loss and forwarding;
+    - "held-loss-links": neighbours held down alone (the recipe before the tick's loss and forwarding);
+    - "held-loss-mesh": with the slow-neighbourhood discount (one neighbour more must be down while the
+      smallest hello RTT among the neighbours' vectors is above a level chosen on the training and
+      validation runs, realtrain.choose_mesh_rtt): a host stall delays every link at once, a local
+      fault does not."""
+    def fit(train: np.ndarray, val: np.ndarray, inp: Inputs, table: Table) -> Callable[[np.ndarray, Inputs], np.ndarray]:
+        from x0lab.anomaly import realtrain
 
-    chain = realtrain.chain_of(realtrain.train_pair(train, val, inp, table))
-    return lambda rows, i: chain_scores(chain, rows, i)
-
-
-def fit_held_loss(train: np.ndarray, val: np.ndarray, inp: Inputs, table: Table) -> Callable[[np.ndarray, Inputs], np.ndarray]:
-    """The held-loss recipe as the device runs it (realtrain.held_loss_pair: one tree on the node's own
-    links_down, loaded by trees.py into a DetectorChain); nothing trained, the operating point (how
-    many neighbours down, which alarm policy) chosen on the validation runs like every detector's."""
-    from x0lab.anomaly import realtrain
-
-    chain = realtrain.chain_of(realtrain.held_loss_pair(mesh_rtt_ms=None))
-    return lambda rows, i: chain_scores(chain, rows, i)
-
-
-def fit_held_loss_links(train: np.ndarray, val: np.ndarray, inp: Inputs, table: Table) -> Callable[[np.ndarray, Inputs], np.ndarray]:
-    """The held-loss recipe before the tick's loss and forwarding ratio: neighbours held down alone."""
-    from x0lab.anomaly import realtrain
-
-    chain = realtrain.chain_of(realtrain.held_loss_links_only())
-    return lambda rows, i: chain_scores(chain, rows, i)
-
-
-def fit_held_loss_mesh(train: np.ndarray, val: np.ndarray, inp: Inputs, table: Table) -> Callable[[np.ndarray, Inputs], np.ndarray]:
-    """The held-loss recipe with the slow-neighbourhood discount (realtrain.held_loss_pair: one neighbour
-    more must be down while the smallest hello RTT among the neighbours' vectors is above a level chosen
-    on the training and validation runs, realtrain.choose_mesh_rtt): a host stall delays every link at
-    once, a local fault does not."""
-    from x0lab.anomaly import realtrain
-
-    chain = realtrain.chain_of(realtrain.held_loss_pair(train, val, inp, table))
-    return lambda rows, i: chain_scores(chain, rows, i)
+        chain = realtrain.chain_of(realtrain.RECIPES[recipe](train, val, inp, table))
+        return lambda rows, i: chain_scores(chain, rows, i)
+    return fit
 
 
 LINKS_DOWN_DETECTORS = frozenset({"gbt_self", "gbt_nbr", "chain_gbt", "held_loss", "held_loss_mesh", "held_loss_links"})
@@ -299,9 +280,9 @@ scores are keyed by it too."""
 FULL_REFERENCE = frozenset({"held_loss", "chain_gbt", "gbt_nbr", "mlp_nbr", "gnn_shipped"})
 """Detectors also scored, with the same fold models, on the full-neighbour inputs."""
 DETECTORS: dict[str, Fit] = {
-    "held_loss": fit_held_loss,
-    "held_loss_mesh": fit_held_loss_mesh,
-    "held_loss_links": fit_held_loss_links,
+    "held_loss": fit_recipe("held-loss"),
+    "held_loss_mesh": fit_recipe("held-loss-mesh"),
+    "held_loss_links": fit_recipe("held-loss-links"),
     "rules": fit_rules_shipped,
     "rules_tuned": fit_rules_tuned,
     "ewma_z": fit_ewma,
@@ -311,7 +292,7 @@ DETECTORS: dict[str, Fit] = {
     "gbt_self": fit_gbt(False),
     "gbt_nbr": fit_gbt(True),
     "gnn_shipped": fit_shipped_gnn,
-    "chain_gbt": fit_chain_gbt,
+    "chain_gbt": fit_recipe("trees"),
 }
 
 
