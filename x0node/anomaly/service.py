@@ -78,7 +78,8 @@ STATE_DIR = "anomaly"
 DRIFT_FILE = "drift.json"
 FEATURES_VERSION = 3
 """Recorded with each tick: 2 = link_changes counts held losses and ignores stalls (collector.py);
-recordings without it counted every UP-set transition."""
+3 = loss_max is the tick's missed share of control packets and a held loss is timed from the router's
+down time (collector.py); recordings without it counted every UP-set transition."""
 FEATURES_TOPIC = "anomaly.features"  # this node's feature vector each tick (for a state layer to share)
 
 

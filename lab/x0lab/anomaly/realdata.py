@@ -80,6 +80,11 @@ MAX_TRANSIT_PPS = 50.0
 """Bound on each transit flow's rate (packets per second)."""
 
 
+def _features_version(tick: dict[str, Any]) -> int:
+    """The features version a recorded tick was written with (version 1 wrote none)."""
+    return int(tick.get("features", 1) or 1)
+
+
 def transit_flows(topo: Topology) -> list[tuple[int, int]]:
     """(source, destination) per node: the node farthest from it in hops (ties: the lowest index)."""
     flows = []
@@ -317,7 +322,7 @@ def _replay_up_sets(rows: list[dict[str, Any]], measure: Callable[[FeatureState,
 def _replay_link_changes(rows: list[dict[str, Any]]) -> np.ndarray | None:
     """Replay a node's recorded UP sets (version-1 recordings) through the daemon's link state machine;
     writes the result into each tick's raw vector and returns it (None: recorded by version >= 2)."""
-    if not rows or all(int(d.get("features", 1) or 1) >= 2 for d in rows):
+    if not rows or all(_features_version(d) >= 2 for d in rows):
         return None
     out = _replay_up_sets(rows, FeatureState.link_changes)
     for i, d in enumerate(rows):
@@ -415,7 +420,7 @@ def load(data_dir: pathlib.Path) -> Table:
                 up = d.get("up")
                 cols["up"].append(tuple(u for u in up if isinstance(u, str)) if isinstance(up, list) else ())
                 cols["down"].append(down[k][i])
-                cols["version"].append(int(d.get("features", 1) or 1))
+                cols["version"].append(_features_version(d))
     return Table(np.array(cols["run"]), np.array(cols["topo"]), np.array(cols["node"]),
                  np.array(cols["t"], dtype=np.float64), np.array(cols["tick"], dtype=np.int64),
                  np.array(cols["x"], dtype=np.float64).reshape(-1, N_FEATURES),

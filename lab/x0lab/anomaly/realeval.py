@@ -517,6 +517,12 @@ def budget_objective(table: Table, state: np.ndarray, order: tuple[np.ndarray, n
     return (hits / len(hard_events) if hard_events else 0.0), (float(false.sum()) / h if h else 0.0)
 
 
+def hard_events(table: Table, rows: np.ndarray) -> list[tuple[float, np.ndarray]]:
+    """(start, rows) of every hard fault in the runs these rows belong to."""
+    runs = set(table.run[rows].tolist())
+    return [(e.start, np.flatnonzero(table.event == i)) for i, e in enumerate(table.events) if e.run in runs and e.hard]
+
+
 def choose_budget_point(table: Table, rows: np.ndarray, scores: np.ndarray, budget: float = FA_BUDGET,
                         policies: tuple[AlarmPolicy, ...] = POLICIES) -> tuple[float, AlarmPolicy, float, float]:
     """(threshold, policy, validation hard recall within 2 ticks, validation false alarms per node-hour):
@@ -526,8 +532,7 @@ def choose_budget_point(table: Table, rows: np.ndarray, scores: np.ndarray, budg
     full = np.zeros(len(table))
     full[rows] = scores
     order = series_order(table, rows)
-    runs = set(table.run[rows].tolist())
-    hard = [(e.start, np.flatnonzero(table.event == i)) for i, e in enumerate(table.events) if e.run in runs and e.hard]
+    hard = hard_events(table, rows)
     cands = np.unique(np.quantile(scores, np.linspace(0.5, 1.0, N_THRESHOLDS)))[::-1] if len(scores) else np.zeros(1)
     in_rows = np.zeros(len(table), dtype=bool)
     in_rows[rows] = True
@@ -854,7 +859,7 @@ def judge_recorded_with(table: Table, alarms: np.ndarray, version: int = 3) -> d
     if not keep.any():
         return None
     runs = set(table.run[keep].tolist())
-    keep |= np.isin(table.run, list(runs))
+    keep = np.isin(table.run, list(runs))  # whole runs: every row of a run that has such rows
     idx = np.flatnonzero(keep)
     new_index = {i: j for j, i in enumerate(k for k, e in enumerate(table.events) if e.run in runs)}
     sub = _subset(table, keep)

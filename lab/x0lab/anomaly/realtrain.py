@@ -212,8 +212,7 @@ def choose_mesh_rtt(table: Table, rows: np.ndarray, inp: Any, loss_level: float 
     from x0node.anomaly.alarm import AlarmPolicy
 
     order = realeval.series_order(table, rows)
-    runs = set(table.run[rows].tolist())
-    hard = [(e.start, np.flatnonzero(table.event == i)) for i, e in enumerate(table.events) if e.run in runs and e.hard]
+    hard = realeval.hard_events(table, rows)
 
     def recall(rtt: float | None) -> float:
         s = np.zeros(len(table))
