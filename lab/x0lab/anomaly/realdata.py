@@ -132,11 +132,11 @@ def collect(out_dir: pathlib.Path, seed: int, duration_s: float = 480.0, runs: l
             if pingers:
                 measure.stop_procs([pg.proc for pg in pingers])
             bed.down()
+        _copy_recordings(bed, run_dir, out_dir / name)
         if flows:
-            chaos.atomic_write_json(run_dir / "transit.json", {
+            chaos.atomic_write_json(out_dir / name / "transit.json", {
                 "packets_per_s": transit_pps, "flows": [list(f) for f in flows],
                 "replies": [len(pg.replies) for pg in pingers]})
-        _copy_recordings(bed, run_dir, out_dir / name)
         done.append(out_dir / name)
         shutil.rmtree(run_dir, ignore_errors=True)
     return done
@@ -149,8 +149,6 @@ FAULT_FREE_TOPOLOGY = "random:{nodes}:{seed}:3"
 def _copy_recordings(bed: Any, run_dir: pathlib.Path, dest: pathlib.Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy(run_dir / "truth.json", dest / "truth.json")
-    if (run_dir / "transit.json").exists():
-        shutil.copy(run_dir / "transit.json", dest / "transit.json")
     for k, node in sorted(bed.nodes.items()):
         src = pathlib.Path(node.data_dir) / "anomaly" / "ticks.jsonl"
         if src.exists():
