@@ -27,7 +27,8 @@ FORBIDDEN = frozenset({
 CORE = ROOT / "x0node" / "proto"
 CORE_ADAPTERS = {"keyfile.py", "cli.py"}
 DECISIONS = [ROOT / "x0node" / "anomaly" / f"{name}.py" for name in
-             ("calibration", "chain", "drift", "engine", "features", "iforest", "observe", "rules", "trees")]
+             ("calibration", "chain", "drift", "engine", "features", "federated", "iforest", "observe", "rules",
+              "trees")]
 DECISIONS += [ROOT / "x0node" / "ota" / f"{name}.py" for name in ("manifest", "fetch", "rollout", "boot")]
 DECISIONS += [ROOT / "x0node" / "overlay" / f"{name}.py" for name in ("esp_plan", "channel", "policy", "punch",
                                                                       "yggdrasil_plan")]

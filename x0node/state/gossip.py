@@ -141,7 +141,7 @@ ID_MIN = b"\x00" * NODE_ID_BYTES
 DROP_REASONS = ("decode", "self", "version", "unknown_sender", "bad_sender", "uncertified", "expired",
                 "revoked", "bad_signature", "stale", "replay", "limit_peers", "limit_queue")
 REFUSE_REASONS = ("unknown_origin", "bad_origin", "uncertified", "expired", "revoked", "bad_signature",
-                  "bad_scope", "bad_crl", "bad_setting", "bad_features", "ttl_expired", "limit_origins", "limit_origin_records",
+                  "bad_scope", "bad_crl", "bad_setting", "bad_features", "bad_fedhead", "ttl_expired", "limit_origins", "limit_origin_records",
                   "limit_records", "limit_hop_records")
 
 Validator = Callable[[Record], "str | None"]

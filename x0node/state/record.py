@@ -56,7 +56,7 @@ class Kind(enum.IntEnum):
 
 # Exact namespaces, then prefixes; anything else is refused ("bad_namespace").
 NAMESPACES: dict[str, Kind] = {"settings": Kind.LWW, "crl": Kind.LWW, "kv": Kind.LWW, "hop": Kind.LWW,
-                               "anomaly": Kind.LWW, "node": Kind.LWW}
+                               "anomaly": Kind.LWW, "node": Kind.LWW, "fed": Kind.LWW}
 NAMESPACE_PREFIXES: dict[str, Kind] = {"g.": Kind.GCOUNTER, "pn.": Kind.PNCOUNTER, "set.": Kind.ORSET,
                                        "lww.": Kind.LWW}
 
