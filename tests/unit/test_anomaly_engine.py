@@ -186,3 +186,53 @@ def test_alarm_policy_turns_ticks_into_one_alarm(shipped):
         assert e.last_scores["me"]["anomalous"] == (raw is bad)  # the per-tick verdict is still reported
     # a single anomalous tick raises nothing; two in a row raise one alarm; a one-tick gap is merged
     assert got == [[], [], [], ["AnomalyDetected"], [], [], [], ["AnomalyCleared"], []]
+
+
+def test_federated_rounds_label_by_known_faults_and_the_head_decides_only_after_the_gate():
+    from x0node.anomaly import federated as fed
+    from x0node.anomaly.engine import FederatedRound
+
+    chain, _ = load_chain()  # the shipped tree layer (held-loss)
+    e = AnomalyEngine("me", chain, None, ObserveMode(FAST, 0.0), federation=fed.Federation())
+    rng = random.Random(3)
+    assert e.federated_round(0.0, rng) is None  # nothing labelled yet: nothing to contribute
+    for k in range(400):  # 20 min at 3 s; a soft fault (slow links) the shipped layer does not see
+        wall = 1000.0 + 3 * k
+        bad = k % 100 < 30
+        e.update_peer("a", _raw(), wall)
+        e.step(_raw(rtt_ms=400.0 if bad else 8.0), {"me": ["a"], "a": ["me"]}, wall, wall, rng, links_down=0)
+        assert not e.last_scores["me"]["anomalous"] and "federated" not in e.last_scores["me"]
+    for k0 in range(0, 400, 100):
+        e.fault(1000.0 + 3 * k0, 1000.0 + 3 * (k0 + 29), "schedule", 3000.0)
+    x, y, m = e._fed_labelled()
+    assert len(y) == 260 and y.sum() == 120  # 20 rows either side of each fault left unlabelled
+    own = e.federated_round(2200.0, rng)
+    assert own is not None and own.round == 1 and own.rows > 0
+    peer = fed.Update(1, own.params, 50)
+    assert e.offer_update("peer", peer) is None
+    assert e.offer_update("peer", peer) == "replay"  # the same round again
+    assert e.offer_update("peer", fed.Update(2, own.params, 50)) == "duplicate"  # once per round
+    assert e.offer_update("me", peer) == "bad_params"  # never its own
+    for r in range(2, fed.MAX_ROUNDS + 2):
+        e.federated_round(2200.0 + r, rng)
+    rounds = [ev for ev in _events(e) if isinstance(ev, FederatedRound)]
+    assert [ev.round for ev in rounds] == list(range(1, fed.MAX_ROUNDS + 1))
+    assert rounds[0].updates == 2
+    assert e.offer_update("peer", fed.Update(1, own.params, 50)) == "rounds_done"
+    st = e.status()["federated"]
+    assert st["round"] == fed.MAX_ROUNDS + 1 and st["refused"]["duplicate"] == 1 and st["refused"]["replay"] == 1
+    assert st["in_use"] == (e.federation.in_use is not None)
+    # a head in use decides this node's own verdict (and only its own)
+    e.federation.in_use = np.r_[np.zeros(fed.WIDTH), 10.0]
+    e.update_peer("a", _raw(), 4000.0)
+    e.step(_raw(), {"me": ["a"], "a": ["me"]}, 4000.0, 4000.0, rng, links_down=0)
+    assert e.last_scores["me"]["anomalous"] and e.last_scores["me"]["federated"]
+    assert not e.last_scores["a"]["anomalous"]
+
+
+def test_without_a_federation_nothing_is_kept_or_taken():
+    chain, _ = load_chain()
+    e = AnomalyEngine("me", chain, None, ObserveMode(FAST, 0.0))
+    e.step(_raw(), {}, 0.0, 0.0, random.Random(1), links_down=0)
+    assert e.federated_round(1.0, random.Random(1)) is None
+    assert e.offer_update("peer", None) == "disabled" and e.status()["federated"] is None

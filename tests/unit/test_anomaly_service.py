@@ -33,9 +33,12 @@ def test_validate_config_fills_defaults_and_names_bad_keys():
     out = svc.validate_config({"interval_s": 5})
     assert out["interval_s"] == 5.0 and out["target_fpr"] == 0.01 and out["override"] == "" and out["cgroup"] == ""
     assert svc.validate_config({"cgroup": "parent"})["cgroup"] == "parent"
+    assert out["federated"] is False and out["federated_round_s"] == 3600.0
+    assert svc.validate_config({"federated": True, "federated_round_s": 600})["federated_round_s"] == 600.0
     for bad, key in (({"cgroup": "/sys/fs/cgroup/x"}, "cgroup"), ({"cgroup": 1}, "cgroup"),({"interval_s": 0}, "interval_s"), ({"target_fpr": 0.9}, "target_fpr"),
                      ({"override": "block"}, "override"), ({"nope": 1}, "nope"), ({"min_outcomes": True}, "min_outcomes"),
-                     ({"seed": "x"}, "seed"), ({"model_dir": 3}, "model_dir"), ({"enabled": "yes"}, "enabled")):
+                     ({"seed": "x"}, "seed"), ({"model_dir": 3}, "model_dir"), ({"enabled": "yes"}, "enabled"),
+                     ({"federated": 1}, "federated"), ({"federated_round_s": 10}, "federated_round_s")):
         with pytest.raises(ConfigError) as ei:
             svc.validate_config(bad)
         assert ei.value.key == key

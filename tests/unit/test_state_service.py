@@ -86,3 +86,35 @@ def test_quarantine_keeps_a_bounded_number(tmp_path):
         path.write_bytes(b"junk%d" % i)
         assert persist.quarantine(path) is not None
     assert not path.exists() and len(list(tmp_path.glob("state.bin.corrupt-*"))) == persist.QUARANTINE_KEEP
+
+
+def test_peers_head_updates_reach_the_anomaly_service_once_each():
+    from types import SimpleNamespace
+
+    from x0node.anomaly.federated import Update, initial_params
+    from x0node.state import federated
+    from x0node.state.record import Scope
+    from x0node.state.service import StateService
+
+    sim = StateSim(2, [(0, 1)], seed=5)
+    for n in sim.nodes:
+        n.gossip.validators[federated.FED_NS] = federated.validator
+    sim.run_for(0.3)
+    up = Update(1, tuple(float(v) for v in initial_params()), 40)
+    sim.write(0, federated.FED_NS, federated.FED_KEY, value=federated.encode_update(up), ttl_s=600, scope=Scope.MESH)
+    sim.write(1, federated.FED_NS, federated.FED_KEY, value=federated.encode_update(up), ttl_s=600, scope=Scope.MESH)
+    sim.run_until_converged(2.0)
+    got = []
+
+    class Anomaly:
+        def offer_update(self, node_id, update):
+            got.append((node_id, update))
+            return None if len(got) == 1 else "replay"
+
+    svc = StateService({})
+    svc.gossip = sim.nodes[1].gossip
+    svc.ctx = SimpleNamespace(extras={"anomaly": Anomaly()})
+    svc._feed_heads()
+    svc._feed_heads()  # nothing newer: not handed over again
+    assert got == [(sim.nodes[0].gossip.me.hex(), up)]  # never its own
+    assert svc.counters["fed_fed"] == 1 and svc.counters["fed_refused"] == 0

@@ -20,6 +20,14 @@ Rules and invariants:
 - Verdicts become alarms through the bundle's alarm policy (alarm.py: raise after `raise_ticks`
   anomalous evaluations in a row, clear after `clear_ticks` normal ones, nothing raised in the guard
   window after start), one AlarmState per scored node (this node and at most MAX_PEERS peers).
+- Federated fine-tuning (optional, `federation`; federated.py): this node's own row, when a tree layer
+  scored it, is kept (head inputs, shipped margin, wall time; at most FED_BUFFER_ROWS) and labelled by
+  the faults observe mode knows (1 inside a known fault's window, 0 further than FED_LABEL_MARGIN_S
+  from every one, else unlabelled; nothing is labelled before a fault is known). `federated_round`
+  closes the round in progress (this node's update and the peers' offered with `offer_update`) through
+  the acceptance gate on the node's newest labelled rows, then trains this node's update for the next
+  round from the older ones. While a head has passed the gate, it decides this node's own verdict in
+  place of the shipped tree layer's (peers' rows keep the shipped verdict).
 - Events are frozen dataclasses pulled with `next_event()`; the queue is bounded (oldest dropped).
   `AnomalyDetected` is raised when a node's alarm is raised (and again when observe mode starts
   acting while it still is), `AnomalyCleared` when it clears: transitions, not one event per
@@ -36,11 +44,18 @@ from typing import Any
 
 import numpy as np
 
+from x0node.anomaly import federated as fed
 from x0node.anomaly.alarm import AlarmPolicy, AlarmState
 from x0node.anomaly.calibration import recalibrate_threshold
-from x0node.anomaly.chain import GNN, SELF, DetectorChain, probability
+from x0node.anomaly.chain import GBT, GBT_SELF, GNN, SELF, DetectorChain, probability
 from x0node.anomaly.drift import DriftCleared, DriftDetected, DriftMonitor
-from x0node.anomaly.features import K_NEIGHBOURS, N_FEATURES, links_down_input, normalise
+from x0node.anomaly.features import (
+    K_NEIGHBOURS,
+    N_FEATURES,
+    links_down_input,
+    neighbour_aggregates,
+    normalise,
+)
 from x0node.anomaly.observe import ObserveConfig, ObserveMode, PhaseChanged
 from x0node.anomaly.rules import rule_reasons
 
@@ -49,6 +64,10 @@ MAX_EVENTS = 256
 IFOREST_REFIT_S = 6 * 3600.0
 RECALIBRATE_INTERVAL_S = 24 * 3600.0
 CALIBRATION_ROWS = 2000
+FED_BUFFER_ROWS = 4096
+"""This node's own rows kept for federated fine-tuning (about 34 h at a 30 s tick)."""
+FED_LABEL_MARGIN_S = 60.0
+"""Rows this close to a known fault's window, outside it, are left unlabelled (its onset and aftermath)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +99,14 @@ class LayerChanged:
 
 
 @dataclass(frozen=True)
+class FederatedRound:
+    round: int  # the round just closed
+    updates: int  # updates averaged (this node's own included)
+    in_use: bool  # the averaged head passed the gate and now decides this node's verdict
+    at_s: float
+
+
+@dataclass(frozen=True)
 class ThresholdRecalibrated:
     old: float
     new: float
@@ -97,6 +124,7 @@ class AnomalyEngine:
         target_fpr: float = 0.01,
         peer_ttl_s: float = 120.0,
         alarm_policy: AlarmPolicy | None = None,
+        federation: fed.Federation | None = None,
     ) -> None:
         self.node_id = node_id
         self.chain = chain
@@ -115,6 +143,9 @@ class AnomalyEngine:
         self._flagged: dict[str, bool] = {}  # node id -> was the last AnomalyDetected actionable
         self.alarm_policy = alarm_policy or AlarmPolicy()
         self._alarms: dict[str, AlarmState] = {}
+        self.federation = federation
+        self._fed_rows: collections.deque[tuple[float, np.ndarray, float]] = collections.deque(maxlen=FED_BUFFER_ROWS)
+        self._fed_own: fed.Update | None = None
 
     # ---- inputs
     def update_peer(self, node_id: str, raw: Sequence[float], now: float) -> bool:
@@ -187,6 +218,16 @@ class AnomalyEngine:
         down[0] = 0.0 if links_down is None else links_down
         ev = self.chain.evaluate(x, x_nbr.astype(np.float32), mask, links_down_input(down))
         self.evaluations += 1
+        anomalous = np.array(ev.anomalous, dtype=bool)
+        head_used = False
+        if self.federation is not None and ev.layer_of(0) in (GBT, GBT_SELF):
+            margin = float(ev.scores[0]) - self.chain.thresholds[ev.layer_of(0)]
+            own_in = np.concatenate([x[:1], links_down_input(down[:1])], axis=1)
+            hx = fed.head_inputs(np.array([margin]), own_in, neighbour_aggregates(x_nbr[:1], mask[:1]))[0]
+            self._fed_rows.append((wall, hx.astype(np.float32), margin))
+            if self.federation.in_use is not None:
+                anomalous[0] = bool(fed.logits(self.federation.in_use, hx[None, :])[0] >= 0.0)
+                head_used = True
         if ev.layer != self._live:
             reason = self.chain.layers[self._live].reason or "a better layer became available"
             self._events.append(LayerChanged(self._live, ev.layer, reason, now))
@@ -203,7 +244,7 @@ class AnomalyEngine:
             st = self._alarms.get(nid)
             if st is None:
                 st = self._alarms[nid] = AlarmState(self.alarm_policy)
-            st.update(bool(ev.anomalous[i]), now)
+            st.update(bool(anomalous[i]), now)
             alarm_up[i] = st.raised
         for nid in [n for n in self._alarms if n not in pos]:  # peer expired: its alarm state goes too
             del self._alarms[nid]
@@ -219,7 +260,7 @@ class AnomalyEngine:
             score = float(ev.scores[i])
             row_layer = ev.layer_of(i)
             prob = float(probability(np.array([score]))[0]) if row_layer in (GNN, SELF) else None
-            self.last_scores[nid] = {"score": round(score, 4), "anomalous": bool(ev.anomalous[i]), "layer": row_layer,
+            self.last_scores[nid] = {"score": round(score, 4), "anomalous": bool(anomalous[i]), "layer": row_layer,
                                      "probability": None if prob is None else round(prob, 4),
                                      "alarm": bool(alarm_up[i])}
             was = self._flagged.get(nid)
@@ -232,6 +273,8 @@ class AnomalyEngine:
                 self._events.append(AnomalyCleared(nid, row_layer, score, now))
         for nid in [n for n in self._flagged if n not in pos]:  # peer expired while flagged
             del self._flagged[nid]
+        if head_used:
+            self.last_scores[self.node_id]["federated"] = True
         normal_rows = x[~ev.anomalous]
         if len(normal_rows):
             self.chain.add_normal(normal_rows)
@@ -242,6 +285,55 @@ class AnomalyEngine:
         elif now - self._last_recal_s >= RECALIBRATE_INTERVAL_S:
             self._recalibrate(now)
         return {"layer": ev.layer, "nodes": len(ids), "own_anomalous": own_anom, "acting": acting}
+
+    # ---- federated fine-tuning (federated.py)
+    def offer_update(self, origin: str, update: fed.Update) -> str | None:
+        """A peer's head update (from the state layer): None when taken for this round, else the reason."""
+        if self.federation is None:
+            return "disabled"
+        if not isinstance(origin, str) or not origin or len(origin) > 128 or origin == self.node_id:
+            return self.federation._refuse("bad_params")  # noqa: SLF001 - counted like the core's refusals
+        return self.federation.offer(origin.encode(), update)
+
+    def _fed_labelled(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """This node's kept rows with a label from the known faults, oldest first: (x, y, margin)."""
+        faults = self.observe.known_faults()
+        xs, ys, ms = [], [], []
+        if faults:
+            starts = np.array([f[0] for f in faults])
+            ends = np.array([f[1] for f in faults])
+            for wall, hx, margin in self._fed_rows:
+                if ((starts <= wall) & (wall <= ends)).any():
+                    y = 1
+                elif (np.maximum(starts - wall, wall - ends) > FED_LABEL_MARGIN_S).all():
+                    y = 0
+                else:
+                    continue
+                xs.append(hx)
+                ys.append(y)
+                ms.append(margin)
+        if not xs:
+            return np.zeros((0, fed.WIDTH)), np.zeros(0, dtype=np.int64), np.zeros(0)
+        return np.stack(xs).astype(np.float64), np.array(ys, dtype=np.int64), np.array(ms)
+
+    def federated_round(self, now: float, rng: random.Random) -> fed.Update | None:
+        """Close the round in progress (if this node or a peer contributed to it), then train this node's
+        update for the next one from its older labelled rows (None: nothing to contribute, or done)."""
+        f = self.federation
+        if f is None or f.done:
+            return None
+        x, y, m = self._fed_labelled()
+        tr, ho = fed.holdout_split(len(y))
+        if self._fed_own is not None or f.pending:
+            closed = f.round
+            updates = len(f.pending) + (self._fed_own is not None)
+            f.close_round(self._fed_own, x[ho], y[ho], m[ho])
+            self._events.append(FederatedRound(closed, updates, f.in_use is not None, now))
+        self._fed_own = None
+        if f.done or not y[tr].any():
+            return None
+        self._fed_own = f.local(x[tr], y[tr], np.random.default_rng(rng.getrandbits(64)))
+        return self._fed_own
 
     def _recalibrate(self, now: float) -> None:
         self._last_recal_s = now
@@ -260,6 +352,10 @@ class AnomalyEngine:
             "peers": len(self._peers),
             "evaluations": self.evaluations,
             "scores": dict(list(self.last_scores.items())[:64]),
+            "federated": None if self.federation is None else {
+                "round": self.federation.round, "in_use": self.federation.in_use is not None,
+                "accepted_rounds": self.federation.accepted_rounds, "pending": len(self.federation.pending),
+                "rows": len(self._fed_rows), "refused": dict(self.federation.refused)},
         }
 
 
@@ -269,6 +365,7 @@ __all__ = [
     "AnomalyEngine",
     "DriftCleared",
     "DriftDetected",
+    "FederatedRound",
     "LayerChanged",
     "ObserveConfig",
     "PhaseChanged",

@@ -198,6 +198,10 @@ class ObserveMode:
     def alarm(self, alarm_id: int) -> Alarm | None:
         return self._alarms.get(alarm_id)
 
+    def known_faults(self) -> list[tuple[float, float]]:
+        """(start, end) wall-clock s of the faults known to have acted on this node (the last `window`)."""
+        return [(start, end) for start, end, _ in self._faults]
+
     def next_event(self) -> PhaseChanged | None:
         return self._events.popleft() if self._events else None
 

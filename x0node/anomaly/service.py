@@ -6,7 +6,13 @@ Rules and invariants:
   4 x interval), `observe_days` (>= 0, default 14), `min_outcomes` (default 200), `override`
   ("", "active" or "observe"; "" = none), `drift_psi` (> 0, default 0.25), `seed` (int, optional),
   `record` (bool), `cgroup` ("" host-wide CPU/memory, "own" or "parent": the node's cgroup v1 groups,
-  resolved once at start from /proc/self/cgroup; host-wide, with a warning, when none is mounted).
+  resolved once at start from /proc/self/cgroup; host-wide, with a warning, when none is mounted),
+  `federated` (bool, default false: federated fine-tuning of the final layer, federated.py; off by
+  default because on the real-fault protocol it did not improve on the shipped detector, docs/anomaly.md)
+  and `federated_round_s` (60..86400, default 3600: one round per this long).
+- With `federated = true`, every `federated_round_s` the tick closes the engine's round and, when
+  this node has labelled rows, publishes its update (`FederatedUpdate`, topic "anomaly.federated")
+  for the state layer to sign and spread; the state layer hands peers' updates to `offer_update`.
 - start() returns at once (the daemon's ready line does not wait for the model): a background task
   loads the bundle and LiteRT in a worker thread (imports stay lazy until then), restores
   the persisted observe-mode state, the node's own drift reference (drift.json) and the normal-row
@@ -69,6 +75,8 @@ DEFAULTS: dict[str, Any] = {
     "seed": None,
     "record": False,
     "cgroup": "",  # "": host-wide CPU/memory; "own" / "parent": the node's cgroup v1 groups (collector.py)
+    "federated": False,  # federated fine-tuning of the final layer (federated.py); measured no better: off
+    "federated_round_s": 3600.0,
 }
 RECORD_FILE = "ticks.jsonl"
 RECORD_MAX_BYTES = 64 * 1024 * 1024
@@ -81,6 +89,14 @@ FEATURES_VERSION = 3
 3 = loss_max is the tick's missed share of control packets and a held loss is timed from the router's
 down time (collector.py); recordings without it counted every UP-set transition."""
 FEATURES_TOPIC = "anomaly.features"  # this node's feature vector each tick (for a state layer to share)
+FEDERATED_TOPIC = "anomaly.federated"  # this node's head update each federated round (the state layer spreads it)
+
+
+@dataclass(frozen=True)
+class FederatedUpdate:
+    node_id: str
+    update: Any  # federated.Update
+    at_s: float
 
 
 @dataclass(frozen=True)
@@ -107,7 +123,7 @@ def validate_config(section: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(key, f"expected a number in {'(' if lo_open else '['}{lo}, {hi}]")
         out[key] = float(v)
 
-    for flag in ("enabled", "record"):
+    for flag in ("enabled", "record", "federated"):
         if not isinstance(out[flag], bool):
             raise ConfigError(flag, "expected true or false")
     number("interval_s", 1.0, 3600.0)
@@ -115,6 +131,7 @@ def validate_config(section: dict[str, Any]) -> dict[str, Any]:
     number("peer_ttl_s", 0.0, 86400.0)
     number("observe_days", 0.0, 365.0)
     number("drift_psi", 0.0, 10.0, lo_open=True)
+    number("federated_round_s", 60.0, 86400.0)
     if isinstance(out["min_outcomes"], bool) or not isinstance(out["min_outcomes"], int) or not 1 <= out["min_outcomes"] <= 100000:
         raise ConfigError("min_outcomes", "expected an integer in [1, 100000]")
     if not isinstance(out["model_dir"], str) or len(out["model_dir"]) > 4096:
@@ -152,6 +169,7 @@ class AnomalyService:
         self._cgroup: Any = None  # collector.NodeCgroups when `cgroup` selects the node's own groups
         self._cpu_mem_source = "host"  # "cgroup" while the node's own groups were read at the last tick
         self._lock = asyncio.Lock()  # observe-mode state is serialised under it (tick saves, verdicts)
+        self._fed_round_at: float | None = None  # monotonic s of the last federated round
 
     # ---- lifecycle
     async def start(self, ctx: Any) -> None:
@@ -219,6 +237,12 @@ class AnomalyService:
     # ---- entry points for other services
     def update_peer(self, node_id: str, raw: list[float]) -> bool:
         return self.engine is not None and self.engine.update_peer(node_id, raw, time.monotonic())
+
+    def offer_update(self, node_id: str, update: Any) -> str | None:
+        """A peer's federated head update (state layer): None when taken, else why not."""
+        if self.engine is None:
+            return "not_running"
+        return self.engine.offer_update(node_id, update)
 
     @property
     def node_id(self) -> str:
@@ -292,7 +316,13 @@ class AnomalyService:
         if cfg["override"]:
             observe.set_override(cfg["override"], time.time())
         ttl = cfg["peer_ttl_s"] or 4 * cfg["interval_s"]
-        engine = AnomalyEngine(ctx.node_id, chain, drift, observe, cfg["target_fpr"], ttl, alarm_policy_of(bundle))
+        federation = None
+        if cfg["federated"]:
+            from x0node.anomaly.federated import Federation
+
+            federation = Federation()
+        engine = AnomalyEngine(ctx.node_id, chain, drift, observe, cfg["target_fpr"], ttl, alarm_policy_of(bundle),
+                               federation)
         normal_path = state_dir / "normal_rows.npy"
         with contextlib.suppress(OSError, ValueError):
             rows = np.load(normal_path, allow_pickle=False)
@@ -390,6 +420,14 @@ class AnomalyService:
         result = self.engine.step(raw, adjacency, now, wall, self._rng, links_down=down)
         ctx.bus.publish(FEATURES_TOPIC, FeatureVector(ctx.node_id, dict(self._features.last), wall,
                                                       tuple(float(v) for v in raw), self.config["interval_s"]))
+        if self.config["federated"]:
+            if self._fed_round_at is None:
+                self._fed_round_at = now
+            elif now - self._fed_round_at >= self.config["federated_round_s"]:
+                self._fed_round_at = now
+                update = self.engine.federated_round(now, self._rng)
+                if update is not None:
+                    ctx.bus.publish(FEDERATED_TOPIC, FederatedUpdate(ctx.node_id, update, wall))
         self._publish_events()
         if self._gauges:
             for layer in ("gnn", "self", "iforest", "rules"):

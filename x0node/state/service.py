@@ -16,6 +16,10 @@ Rules and invariants:
 - Neighbours' feature vectors (features.py): each `anomaly.features` bus event (this node's vector,
   once per anomaly tick) is written as a signed 1-hop record; every newer vector received from a
   neighbour is handed to `ctx.extras["anomaly"].update_peer` (counted: features_published/fed/refused).
+- Federated head updates (federated.py): each `anomaly.federated` bus event (this node's update for
+  a round, `[anomaly] federated = true`) is written as a signed mesh record; every newer update of
+  another origin is handed to `ctx.extras["anomaly"].offer_update` (counted: fed_published, fed_fed,
+  fed_refused).
 - Node directory (directory.py): every DIRECTORY_POLL_S this node's own entry (name = `node_name` or
   the hostname, role from its certificate, version, health from the router's stats) is offered to the
   pure `directory.Publisher`, which says when to write it (mesh scope, TTL directory.TTL_S).
@@ -38,12 +42,14 @@ from typing import Any
 from x0node import __version__
 from x0node.daemon.exposure import Exposure, Listen
 from x0node.proto.wire import DecodeError
-from x0node.state import control, directory, features, persist, revocations, settings
+from x0node.state import control, directory, features, federated, persist, revocations, settings
 from x0node.state.gossip import STATE_MCAST_GROUP, STATE_UDP_PORT, Gossip, Neighbour
 from x0node.state.record import Scope, kind_of
 
 FEATURES_TOPIC = "anomaly.features"
 """The anomaly service's bus topic for this node's feature vector (x0node/anomaly/service.py)."""
+FEDERATED_TOPIC = "anomaly.federated"
+"""The anomaly service's bus topic for this node's federated head update (x0node/anomaly/service.py)."""
 
 log = logging.getLogger("x0node.state")
 
@@ -105,7 +111,8 @@ class StateService:
         self.counters = {"store_corrupt": 0, "persist_writes": 0, "persist_errors": 0, "crl_applied": 0,
                          "settings_applied": 0, "settings_refused": 0, "settings_published": 0,
                          "features_published": 0, "features_fed": 0, "features_refused": 0,
-                         "directory_published": 0, "directory_errors": 0}
+                         "directory_published": 0, "directory_errors": 0,
+                         "fed_published": 0, "fed_fed": 0, "fed_refused": 0}
         self.started_s = self.now()
         self.publisher = directory.Publisher(self.started_s)
         self._timer: asyncio.TimerHandle | None = None
@@ -119,6 +126,8 @@ class StateService:
         self._sub: Any = None
         self._feat_sub: Any = None
         self._fed: dict[bytes, int] = {}  # origin -> version of its feature vector last handed over
+        self._fed_heads: dict[bytes, int] = {}  # origin -> version of its head update last handed over
+        self._head_sub: Any = None
         self.crl_applied_wall: float | None = None
 
     @staticmethod
@@ -137,6 +146,7 @@ class StateService:
                              validators={revocations.CRL_NS: revocations.validator(trust),
                                          settings.SETTINGS_NS: settings.validator,
                                          features.FEATURES_NS: features.validator,
+                                         federated.FED_NS: federated.validator,
                                          directory.DIRECTORY_NS: directory.validator})
         self.gossip.set_wall_clock(time.time(), now)
         self.store_path = ctx.data_dir / persist.STORE_NAME
@@ -152,9 +162,11 @@ class StateService:
         ctx.extras["state"] = self
         self._sub = ctx.bus.subscribe({"daemon"})
         self._feat_sub = ctx.bus.subscribe({FEATURES_TOPIC}, maxlen=4)
+        self._head_sub = ctx.bus.subscribe({FEDERATED_TOPIC}, maxlen=2)
         self._tasks = [asyncio.create_task(self._poll_loop(), name="state-neighbours"),
                        asyncio.create_task(self._config_loop(), name="state-settings"),
                        asyncio.create_task(self._features_loop(), name="state-features"),
+                       asyncio.create_task(self._heads_loop(), name="state-federated"),
                        asyncio.create_task(self._directory_loop(), name="state-directory")]
         self._consume(set(), now)
         self._pump()
@@ -171,6 +183,8 @@ class StateService:
             self._sub.close()
         if self._feat_sub is not None:
             self._feat_sub.close()
+        if self._head_sub is not None:
+            self._head_sub.close()
         if self._timer is not None:
             self._timer.cancel()
         if self._persist_handle is not None:
@@ -310,6 +324,38 @@ class StateService:
             self._apply_settings(keys)
         if (features.FEATURES_NS, features.FEATURES_KEY) in changes:
             self._feed_features(now)
+        if (federated.FED_NS, federated.FED_KEY) in changes:
+            self._feed_heads()
+
+    def _feed_heads(self) -> None:
+        """Hand every other origin's newest head update to the anomaly service (offer_update)."""
+        assert self.gossip is not None
+        anomaly = self.ctx.extras.get("anomaly")
+        if anomaly is None or not hasattr(anomaly, "offer_update"):
+            return
+        held = set(self.gossip.store.origins)
+        for origin in [o for o in self._fed_heads if o not in held]:
+            del self._fed_heads[origin]  # expired or purged: bounded by the store's MAX_ORIGINS
+        for origin, (version, update) in federated.peer_updates(self.gossip.store, self._fed_heads,
+                                                                 self.gossip.me).items():
+            self._fed_heads[origin] = version
+            if anomaly.offer_update(origin.hex(), update) is None:
+                self.counters["fed_fed"] += 1
+            else:
+                self.counters["fed_refused"] += 1
+
+    async def _heads_loop(self) -> None:
+        """This node's head update each federated round -> one signed mesh record."""
+        assert self._head_sub is not None
+        async for item in self._head_sub:
+            try:
+                await self.write(federated.FED_NS, federated.FED_KEY,
+                                 value=federated.encode_update(item.event.update), ttl_s=federated.TTL_S,
+                                 scope=Scope.MESH)
+                self.counters["fed_published"] += 1
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                self.counters["fed_refused"] += 1
+                log.debug("federated update not published: %s", exc)
 
     def _feed_features(self, now: float) -> None:
         """Hand every neighbour's newest feature vector to the anomaly service (update_peer)."""

@@ -274,7 +274,63 @@ def fit_recipe(recipe: str) -> Fit:
     return fit
 
 
-LINKS_DOWN_DETECTORS = frozenset({"gbt_self", "gbt_nbr", "chain_gbt", "held_loss", "held_loss_mesh", "held_loss_links"})
+FED_ROUNDS: list[dict[str, Any]] = []
+"""What each fitted fold of `federated` did (clients, rows, rounds, which rounds passed the gate); a
+fold read back from the cache appends nothing."""
+
+
+def fit_federated(train: np.ndarray, val: np.ndarray, inp: Inputs, table: Table) -> Callable[[np.ndarray, Inputs], np.ndarray]:
+    """Federated fine-tuning of the final layer (x0node.anomaly.federated) on top of the shipped
+    detector, as the mesh would run it: the clients are the nodes of the training runs, each with its
+    own labelled rows in time order (labelled by the fault schedule, as a node labels from verified
+    incidents); each keeps its newest HOLDOUT_SHARE for the gate. Every round each client trains
+    locally from the current head (federated.local_update, rng seeded per client and round) and the
+    round's head is the FedAvg of all their updates (federated.fedavg, clients in a fixed order);
+    MAX_ROUNDS rounds. A round's head is put in use only if it passes the gate (federated.no_worse) on
+    the clients' pooled held-out rows; the last head that passed scores the fold's validation and test
+    rows (those nodes never trained), and with none the shipped detector's margin does. The validation
+    runs choose the operating point like every detector's; they are not used otherwise."""
+    from x0lab.anomaly import realtrain
+    from x0node.anomaly import federated as fed
+
+    chain = realtrain.chain_of(realtrain.RECIPES["held-loss"](train, val, inp, table))
+    rows = _labelled(train, table)
+    margin = chain_scores(chain, rows, inp)
+    x_all = fed.head_inputs(margin, inp.own[rows], inp.agg[rows])
+    y_all = (table.label[rows] == 1).astype(np.int64)
+    keys = np.char.add(np.char.add(table.run[rows].astype(str), "|"), table.node[rows].astype(str))
+    clients, hold = [], []
+    for key in sorted(set(keys.tolist())):
+        sel = np.flatnonzero(keys == key)
+        sel = sel[np.argsort(table.t[rows[sel]], kind="stable")]
+        tr, ho = fed.holdout_split(len(sel))
+        clients.append(sel[tr])
+        hold.append(sel[ho])
+    ho_all = np.concatenate(hold) if hold else np.zeros(0, dtype=np.int64)
+    params = fed.initial_params()
+    in_use: np.ndarray | None = None
+    passed = []
+    for r in range(1, fed.MAX_ROUNDS + 1):
+        ups = [fed.local_update(params, x_all[c], y_all[c], np.random.default_rng([SEED, r, i]), r)
+               for i, c in enumerate(clients[: fed.MAX_UPDATES_PER_ROUND]) if len(c)]
+        params = fed.fedavg(params, ups)
+        if fed.no_worse(params, x_all[ho_all], y_all[ho_all], margin[ho_all]):
+            in_use = params.copy()
+            passed.append(r)
+    FED_ROUNDS.append({"clients": len(clients), "train_rows": int(sum(len(c) for c in clients)),
+                       "held_out_rows": int(len(ho_all)), "rounds": fed.MAX_ROUNDS, "passed_gate": passed,
+                       "in_use": in_use is not None})
+
+    def score(r: np.ndarray, i: Inputs) -> np.ndarray:
+        m = chain_scores(chain, r, i)
+        if in_use is None:
+            return m
+        return fed.logits(in_use, fed.head_inputs(m, i.own[r], i.agg[r]))
+    return score
+
+
+LINKS_DOWN_DETECTORS = frozenset({"gbt_self", "gbt_nbr", "chain_gbt", "held_loss", "held_loss_mesh", "held_loss_links",
+                                  "federated"})
 """Detectors whose inputs include the node's own links_down (the tree recipe); their cached fold
 scores are keyed by it too."""
 FULL_REFERENCE = frozenset({"held_loss", "chain_gbt", "gbt_nbr", "mlp_nbr", "gnn_shipped"})
@@ -293,6 +349,7 @@ DETECTORS: dict[str, Fit] = {
     "gbt_nbr": fit_gbt(True),
     "gnn_shipped": fit_shipped_gnn,
     "chain_gbt": fit_recipe("trees"),
+    "federated": fit_federated,
 }
 
 
@@ -432,11 +489,17 @@ def _fold_key(table: Table, name: str, rows: tuple[np.ndarray, ...]) -> str:
     h = hashlib.sha256(f"{name}|{HOST_WIDE.tolist()}|{GBT_TREES}|{SEED}".encode())
     if name in LINKS_DOWN_DETECTORS:  # their inputs include links_down (replayed or recorded)
         h.update(b"links_down|" + np.ascontiguousarray(table.links_down, dtype=np.float64).tobytes())
-    if name.startswith("held_loss"):  # the recipe's own choices
+    if name.startswith("held_loss") or name == "federated":  # the recipe's own choices
         from x0lab.anomaly import realtrain
 
         h.update(repr((realtrain.HELD_LOSS_MAX, realtrain.MESH_DISCOUNT, realtrain.MESH_RTT_CANDIDATES_MS,
                        realtrain.LOSS_LEVEL, realtrain.FWD_LEVEL)).encode())
+    if name == "federated":
+        from x0node.anomaly import federated as fed
+
+        h.update(repr((fed.MARGIN_CLIP, fed.LEARNING_RATE, fed.LOCAL_STEPS, fed.MAX_LOCAL_ROWS, fed.MAX_UPDATE_NORM,
+                       fed.MAX_WEIGHT_ROWS, fed.MAX_UPDATES_PER_ROUND, fed.MAX_ROUNDS, fed.MIN_HOLDOUT_ROWS,
+                       fed.HOLDOUT_SHARE)).encode())
     for r in rows:
         r = np.sort(r)
         for a in (table.run[r], table.node[r]):
