@@ -17,8 +17,12 @@ real `x0node run` daemons on a 2-node namespace testbed (with vs without `[anoma
 Last line: {"bench": "anomaly", "event_recall", "detect_ticks_p50", "false_alarms_per_node_hour" (fault-free
 recordings), "false_alarms_between_faults_per_node_hour", "alarm_precision", "f1",
 "ci95", "baselines": {name: {same keys}}, "as_deployed_f1", "full_neighbour_f1", "per_node_ms",
-"mesh64_ms", ...}. `--skip-real` leaves the quality part out (cost only); `--cache=DIR` reuses the
-folds whose rows and detector are unchanged (realeval.cross_predict).
+"mesh64_ms", ...}, and `federated` (federated fine-tuning of the final layer judged the same way,
+realeval.fit_federated: the same keys, its deltas against the shipped detector, whether it improves
+on it, what each fold's rounds did) with its cost (`federated_head_per_node_ms`: head inputs and
+logit for one node; `federated_record_bytes`: one signed update's value). `--skip-real` leaves the
+quality part out (cost only); `--cache=DIR` reuses the folds whose rows and detector are unchanged
+(realeval.cross_predict); `--skip-daemon` leaves out the real daemons' RSS (no namespace testbed).
 """
 
 from __future__ import annotations
@@ -219,8 +223,22 @@ def main() -> int:
     results["rules"] = (timed(lambda: eval_local(ch_rules)), timed(lambda: eval64(ch_rules)))
     prep = timed(lambda: prepare(raw64, idx64))
 
+    from x0node.anomaly import federated as fed
+    from x0node.anomaly.features import links_down_input, neighbour_aggregates
+    from x0node.state.federated import VALUE_BYTES as FED_RECORD_BYTES
+
+    head = fed.initial_params()
+
+    def eval_head() -> None:
+        x = normalise(raw_local)
+        mask = (idx_local >= 0).astype(np.float32)
+        x_nbr = x[np.where(idx_local >= 0, idx_local, 0)] * mask[..., None]
+        own = np.concatenate([x[:1], links_down_input([0.0])], axis=1)
+        fed.logits(head, fed.head_inputs(np.array([0.5]), own, neighbour_aggregates(x_nbr, mask)))
+
+    head_ms = timed(eval_head)
     rss = rss_added()
-    rss_d = rss_daemon()
+    rss_d = {} if "--skip-daemon" in sys.argv else rss_daemon()
     size = bundle.path("gnn_int8").stat().st_size
     print(f"model {bundle.path('gnn_int8').name}: {size} bytes; feature prep for 64 nodes: {prep:.4f} ms")
     print(f"{'detector':<10} {'per_node_ms':>12} {'mesh64_ms':>10}")
@@ -253,6 +271,8 @@ def main() -> int:
         "model_bytes": size,
         "rss_added_mb": rss.get("added_mb"),
         "rss_added_daemon_mb": rss_d.get("added_mb"),
+        "federated_head_per_node_ms": round(head_ms, 4),
+        "federated_record_bytes": FED_RECORD_BYTES,
     }
     print(json.dumps(out))
     return 0

@@ -1014,9 +1014,14 @@ def _evaluate(table: Table, names: list[str] | None, cache: Any) -> dict[str, An
     by_run: dict[str, Any] = {}
     recorded_v3: dict[str, Any] | None = None
     sources: dict[str, Any] = {}
+    FED_ROUNDS.clear()
+    fed_folds: list[dict[str, Any]] = []
     for name in names or list(DETECTORS):
+        # federated: always fitted (about 30 s), so what each fold's rounds did is known
         pred = cross_predict(table, DETECTORS[name], dep, dep, full if name in FULL_REFERENCE else None,
-                             cache=cache, name=name)
+                             cache=None if name == FEDERATED else cache, name=name)
+        if name == FEDERATED:
+            fed_folds = [{**pt, **info} for pt, info in zip(pred.points, FED_ROUNDS, strict=False)]
         rows[name] = judge(table, pred.state)
         alarms_by[name] = pred.state
         if name in (SHIPPED, "chain_gbt"):
@@ -1047,7 +1052,7 @@ def _evaluate(table: Table, names: list[str] | None, cache: Any) -> dict[str, An
     return {"rows": rows, "full_neighbour": ref, "alarms": alarms_by, "operating_points": points,
             "tradeoff": trade, "policy_tradeoff": ptrade, "fault_free_by_run": by_run, "observe_mode": observe,
             "recorded_v3": recorded_v3,
-            "false_alarm_sources": sources,
+            "false_alarm_sources": sources, "federated_folds": fed_folds,
             "per_kind": per_kind(table, alarms_by[SHIPPED]) if SHIPPED in alarms_by else {},
             "dataset": {"rows": int(len(table)), "fault_free_rows": int(table.fault_free.sum()), "labelled": int((table.label >= 0).sum()),
                         "positive": int((table.label == 1).sum()), "runs": sorted(set(table.run.tolist())),
@@ -1069,6 +1074,29 @@ KEYS = ("f1", "event_recall", "hard_event_recall", "hard_recall_within_2", "hard
         "detect_ticks_p50",
         "false_alarms_per_node_hour", "false_alarms_per_node_hour_after_start",
         "false_alarms_between_faults_per_node_hour", "alarm_precision")
+
+
+FEDERATED = "federated"
+"""Federated fine-tuning of the final layer on top of the shipped detector (fit_federated)."""
+FED_COMPARE = ("f1", "hard_recall_within_2", "event_recall", "false_alarms_per_node_hour")
+"""What `federated` must not lose against the shipped detector to count as an improvement (it must also
+win on one of them): F1, hard faults within 2 ticks, event recall, fault-free false alarms (lower)."""
+
+
+def federated_verdict(rows: dict[str, Any]) -> dict[str, Any] | None:
+    """The `federated` object of the last-line JSON: its figures, the deltas against the shipped
+    detector and whether it improves on it (no worse on FED_COMPARE and better on one)."""
+    if FEDERATED not in rows or SHIPPED not in rows:
+        return None
+    f, s = rows[FEDERATED], rows[SHIPPED]
+    delta = {}
+    for k in FED_COMPARE:
+        if f[k] is not None and s[k] is not None:
+            delta[k] = round(f[k] - s[k], 4)
+    better = {k: (d < 0 if k == "false_alarms_per_node_hour" else d > 0) for k, d in delta.items()}
+    worse = {k: (d > 0 if k == "false_alarms_per_node_hour" else d < 0) for k, d in delta.items()}
+    return {**{k: f[k] for k in KEYS}, "ci95": f["ci95"], "delta_vs_shipped": delta,
+            "improves": bool(any(better.values()) and not any(worse.values()))}
 
 
 def default_data_dir() -> Any:
@@ -1096,6 +1124,9 @@ def summary(res: dict[str, Any]) -> dict[str, Any]:
                            "observe_mode": res.get("observe_mode")}
     out["baselines"] = {name: {**{k: r[k] for k in KEYS}, "ci95": r["ci95"]} for name, r in rows.items()
                         if name != SHIPPED}
+    fv = federated_verdict(rows)
+    if fv is not None:
+        out["federated"] = {**fv, "folds": res.get("federated_folds")}
     full = res["full_neighbour"].get(SHIPPED)
     if full is not None:
         out["as_deployed_f1"] = head["f1"]
@@ -1183,6 +1214,15 @@ def print_table(res: dict[str, Any]) -> None:
                   f"{t['hard_event_recall']:.3f}, hard within 2 ticks {t['hard_recall_within_2']:.3f}, event recall "
                   f"{t['event_recall']:.3f}; false alarms per fault-free node-hour {'-' if fa is None else f'{fa:.2f}'}, "
                   f"between faults {t['false_alarms_between_faults_per_node_hour']:.1f}")
+    fv = federated_verdict(res["rows"])
+    if fv is not None:
+        print(f"{FEDERATED} (FedAvg of a logistic head over the shipped margin and the trees' inputs) against {SHIPPED}: "
+              + ", ".join(f"{k} {d:+.4f}" for k, d in fv["delta_vs_shipped"].items())
+              + f"; improves: {'yes' if fv['improves'] else 'no'}")
+        for fo in res.get("federated_folds") or []:
+            print(f"  {FEDERATED} fold test={fo['test']:<10} clients {fo['clients']}, {fo['train_rows']} training rows, "
+                  f"{fo['held_out_rows']} held out; rounds that passed the gate {fo['passed_gate'] or 'none'}; "
+                  f"{'a head' if fo['in_use'] else 'the shipped detector'} scored the fold")
     for pt in res.get("operating_points", {}).get(SHIPPED + BUDGET_SUFFIX) or []:
         print(f"  {SHIPPED + BUDGET_SUFFIX} fold test={pt['test']:<10} validation={pt['validation']:<7} threshold "
               f"{pt['threshold']:+.3f} policy raise {pt['policy']['raise_ticks']} clear {pt['policy']['clear_ticks']} "
