@@ -335,3 +335,44 @@ def test_false_alarm_sources_tell_mesh_wide_stalls_from_one_node():
     got = realeval.false_alarm_sources(q, a, realeval.inputs(q, "deployed"))
     assert got["false_alarms"] == 1 and got["with_another_node"] == 0.0 and got["single_tick"] == 1.0
     assert got["first_300_s"] == 0.0
+
+
+def _rtt_table(n_nodes: int = 6, ticks: int = 80) -> Table:
+    """One run; every node slow (rtt 600 ms) under a fault for a stretch the held-loss detector cannot see."""
+    rtt = FEATURES.index("rtt_ms")
+    node = np.repeat([f"n{i}" for i in range(n_nodes)], ticks)
+    tick = np.tile(np.arange(ticks), n_nodes)
+    n = len(node)
+    x = np.tile(NEUTRAL_RAW, (n, 1))
+    x[:, rtt] = 8.0
+    label = np.zeros(n, dtype=np.int64)
+    fault = (tick % 20) < 6
+    label[fault], x[fault, rtt] = 1, 600.0
+    return Table(np.array(["r"] * n), np.array(["ring:6"] * n), node, tick * 3.0, tick, x, label,
+                 np.where(fault, 0, -1), [{}] * n, [{}] * n, np.array(["gbt"] * n), np.zeros(n, dtype=bool),
+                 np.zeros(n, dtype=bool), [], links_down=np.zeros(n))
+
+
+def test_federated_rounds_learn_what_the_shipped_detector_misses_and_pass_the_gate():
+    tb = _rtt_table()
+    inp = realeval.inputs(tb, "deployed")
+    rows = np.arange(len(tb))
+    realeval.FED_ROUNDS.clear()
+    score = realeval.fit_federated(rows, rows, inp, tb)
+    info = realeval.FED_ROUNDS[-1]
+    assert info["clients"] == 6 and info["in_use"] and info["passed_gate"]
+    s = score(rows, inp)
+    assert s[tb.label == 1].min() > 0 > s[tb.label == 0].max()  # the head alarms on the slow stretches only
+    again = realeval.fit_federated(rows, rows, inp, tb)(rows, inp)
+    assert np.array_equal(s, again)  # deterministic
+
+
+def test_federated_keeps_the_shipped_detector_when_no_round_passes_the_gate():
+    tb = _rtt_table()
+    tb.label[:] = 0  # nothing to judge by: the gate never passes
+    inp = realeval.inputs(tb, "deployed")
+    rows = np.arange(len(tb))
+    realeval.FED_ROUNDS.clear()
+    s = realeval.fit_federated(rows, rows, inp, tb)(rows, inp)
+    assert not realeval.FED_ROUNDS[-1]["in_use"]
+    assert np.allclose(s, realeval.chain_scores(realtrain.chain_of(realtrain.held_loss_plain()), rows, inp))

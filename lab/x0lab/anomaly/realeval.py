@@ -279,7 +279,8 @@ FED_ROUNDS: list[dict[str, Any]] = []
 fold read back from the cache appends nothing."""
 
 
-def fit_federated(train: np.ndarray, val: np.ndarray, inp: Inputs, table: Table) -> Callable[[np.ndarray, Inputs], np.ndarray]:
+def fit_federated(train: np.ndarray, val: np.ndarray, inp: Inputs, table: Table,
+                  gate: str = "own") -> Callable[[np.ndarray, Inputs], np.ndarray]:
     """Federated fine-tuning of the final layer (x0node.anomaly.federated) on top of the shipped
     detector, as the mesh would run it: the clients are the nodes of the training runs, each with its
     own labelled rows in time order (labelled by the fault schedule, as a node labels from verified
@@ -289,7 +290,9 @@ def fit_federated(train: np.ndarray, val: np.ndarray, inp: Inputs, table: Table)
     MAX_ROUNDS rounds. A round's head is put in use only if it passes the gate (federated.no_worse) on
     the clients' pooled held-out rows; the last head that passed scores the fold's validation and test
     rows (those nodes never trained), and with none the shipped detector's margin does. The validation
-    runs choose the operating point like every detector's; they are not used otherwise."""
+    runs choose the operating point like every detector's; they are not used otherwise. With
+    gate="validation" (a stricter offline check, not what a node can do: described, not the row) the
+    gate judges on the validation runs' labelled rows, another topology, instead."""
     from x0lab.anomaly import realtrain
     from x0node.anomaly import federated as fed
 
@@ -307,6 +310,11 @@ def fit_federated(train: np.ndarray, val: np.ndarray, inp: Inputs, table: Table)
         clients.append(sel[tr])
         hold.append(sel[ho])
     ho_all = np.concatenate(hold) if hold else np.zeros(0, dtype=np.int64)
+    if gate == "validation":
+        vrows = _labelled(val, table)
+        val_m = chain_scores(chain, vrows, inp)
+        val_x = fed.head_inputs(val_m, inp.own[vrows], inp.agg[vrows])
+        val_y = (table.label[vrows] == 1).astype(np.int64)
     params = fed.initial_params()
     in_use: np.ndarray | None = None
     passed = []
@@ -314,11 +322,15 @@ def fit_federated(train: np.ndarray, val: np.ndarray, inp: Inputs, table: Table)
         ups = [fed.local_update(params, x_all[c], y_all[c], np.random.default_rng([SEED, r, i]), r)
                for i, c in enumerate(clients[: fed.MAX_UPDATES_PER_ROUND]) if len(c)]
         params = fed.fedavg(params, ups)
-        if fed.no_worse(params, x_all[ho_all], y_all[ho_all], margin[ho_all]):
+        if gate == "validation":
+            gx, gy, gm = val_x, val_y, val_m
+        else:
+            gx, gy, gm = x_all[ho_all], y_all[ho_all], margin[ho_all]
+        if fed.no_worse(params, gx, gy, gm):
             in_use = params.copy()
             passed.append(r)
     FED_ROUNDS.append({"clients": len(clients), "train_rows": int(sum(len(c) for c in clients)),
-                       "held_out_rows": int(len(ho_all)), "rounds": fed.MAX_ROUNDS, "passed_gate": passed,
+                       "held_out_rows": int(len(ho_all)), "gate": gate, "rounds": fed.MAX_ROUNDS, "passed_gate": passed,
                        "in_use": in_use is not None})
 
     def score(r: np.ndarray, i: Inputs) -> np.ndarray:
