@@ -74,6 +74,7 @@ async def main():
                          registry=CollectorRegistry(), bus=EventBus(), interfaces=["lo"], node_id="me",
                          mesh_addr="fd00::1", provider=None)
     await s.start(ctx)
+    await s.wait_loaded()  # start() loads the models in the background
     for i in range(63):
         s.update_peer("p%d" % i, [0.2, 0.4, 0.2, 10.0, 0.0, 0.0, 0.0, 1.0])
     for _ in range(30):
