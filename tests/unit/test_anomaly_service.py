@@ -180,3 +180,35 @@ async def test_a_verdict_that_cannot_be_written_is_not_kept(tmp_path, monkeypatc
         assert await s.store_feedback(aid, True)
     finally:
         await s.stop()
+
+
+async def test_federated_rounds_are_timed_by_the_tick_and_updates_go_on_the_bus(tmp_path):
+    from x0node.anomaly.federated import Update, initial_params
+
+    ctx = _ctx(tmp_path)
+    s = svc.create_service({"interval_s": 3600, "seed": 1, "federated": True, "federated_round_s": 60})
+    await s.start(ctx)
+    await s.wait_loaded()
+    try:
+        assert s.engine.federation is not None and s.status()["federated"]["round"] == 1
+        up = Update(1, tuple(float(v) for v in initial_params()), 10)
+        calls = []
+        s.engine.federated_round = lambda now, rng: calls.append(now) or up
+        sub = ctx.bus.subscribe({svc.FEDERATED_TOPIC})
+        await s.tick()  # the first tick starts the clock
+        await s.tick()  # < federated_round_s later: no round
+        assert calls == []
+        s._fed_round_at -= 61.0
+        await s.tick()
+        (item,) = list(iter(sub.get_nowait, None))
+        assert len(calls) == 1 and item.event.update == up and item.event.node_id == "me"
+        assert s.offer_update("me", up) == "bad_params"  # never its own
+    finally:
+        await s.stop()
+    off = svc.create_service({"interval_s": 3600})
+    await off.start(_ctx(tmp_path))
+    await off.wait_loaded()
+    try:
+        assert off.engine.federation is None and off.offer_update("peer", None) == "disabled"
+    finally:
+        await off.stop()
