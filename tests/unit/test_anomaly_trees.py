@@ -376,3 +376,19 @@ def test_federated_keeps_the_shipped_detector_when_no_round_passes_the_gate():
     s = realeval.fit_federated(rows, rows, inp, tb)(rows, inp)
     assert not realeval.FED_ROUNDS[-1]["in_use"]
     assert np.allclose(s, realeval.chain_scores(realtrain.chain_of(realtrain.held_loss_plain()), rows, inp))
+
+
+def test_federated_improves_only_when_no_worse_anywhere_and_better_somewhere_at_both_points():
+    def row(f1, fa):
+        r = dict.fromkeys(realeval.KEYS, 0.5)
+        r.update(f1=f1, false_alarms_per_node_hour=fa, ci95={})
+        return r
+
+    fed, ship, g = realeval.FEDERATED, realeval.SHIPPED, realeval.GATE_POINT_SUFFIX
+    rows = {ship: row(0.7, 5.0), fed: row(0.7, 4.0), ship + g: row(0.7, 5.0), fed + g: row(0.7, 4.5)}
+    v = realeval.federated_verdict(rows)
+    assert v["improves"] and v["delta_vs_shipped"]["false_alarms_per_node_hour"] == -1.0
+    rows[fed + g] = row(0.69, 3.0)  # fewer false alarms at the gate's point, but a lower F1 there
+    v = realeval.federated_verdict(rows)
+    assert not v["improves"] and not v["at_gate_point"]["improves"]
+    assert realeval.federated_verdict({ship: row(0.7, 5.0)}) is None

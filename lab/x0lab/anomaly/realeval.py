@@ -1034,6 +1034,8 @@ def _evaluate(table: Table, names: list[str] | None, cache: Any) -> dict[str, An
                              cache=None if name == FEDERATED else cache, name=name)
         if name == FEDERATED:
             fed_folds = [{**pt, **info} for pt, info in zip(pred.points, FED_ROUNDS, strict=False)]
+        if name in (SHIPPED, FEDERATED):  # also at the point the device would use (gate_point_state)
+            rows[name + GATE_POINT_SUFFIX] = judge(table, gate_point_state(table, pred.scores))
         rows[name] = judge(table, pred.state)
         alarms_by[name] = pred.state
         if name in (SHIPPED, "chain_gbt"):
@@ -1090,25 +1092,51 @@ KEYS = ("f1", "event_recall", "hard_event_recall", "hard_recall_within_2", "hard
 
 FEDERATED = "federated"
 """Federated fine-tuning of the final layer on top of the shipped detector (fit_federated)."""
+GATE_POINT_SUFFIX = "_at_gate_point"
+"""A detector's fold scores judged at 0 (the shipped margin's own threshold, the federated gate's
+point: what a device running the head would use) with the shipped bundle's alarm policy, instead of
+the operating point chosen on validation. Computed for the shipped detector and `federated`."""
+
+
+def gate_point_state(table: Table, scores: np.ndarray) -> np.ndarray:
+    """Alarms of scores >= 0 through the shipped bundle's alarm policy (per-tick when it has none)."""
+    from x0node.anomaly.bundle import load_bundle
+
+    doc = load_bundle().meta.get("alarm")
+    policy = AlarmPolicy.from_dict(doc) if doc is not None else PER_TICK
+    return alarm_state(table, scores >= 0.0, policy, series_order(table))
 FED_COMPARE = ("f1", "hard_recall_within_2", "event_recall", "false_alarms_per_node_hour")
 """What `federated` must not lose against the shipped detector to count as an improvement (it must also
 win on one of them): F1, hard faults within 2 ticks, event recall, fault-free false alarms (lower)."""
 
 
-def federated_verdict(rows: dict[str, Any]) -> dict[str, Any] | None:
-    """The `federated` object of the last-line JSON: its figures, the deltas against the shipped
-    detector and whether it improves on it (no worse on FED_COMPARE and better on one)."""
-    if FEDERATED not in rows or SHIPPED not in rows:
-        return None
-    f, s = rows[FEDERATED], rows[SHIPPED]
+def _compare(f: dict[str, Any], s: dict[str, Any]) -> tuple[dict[str, float], bool]:
     delta = {}
     for k in FED_COMPARE:
         if f[k] is not None and s[k] is not None:
             delta[k] = round(f[k] - s[k], 4)
     better = {k: (d < 0 if k == "false_alarms_per_node_hour" else d > 0) for k, d in delta.items()}
     worse = {k: (d > 0 if k == "false_alarms_per_node_hour" else d < 0) for k, d in delta.items()}
-    return {**{k: f[k] for k in KEYS}, "ci95": f["ci95"], "delta_vs_shipped": delta,
-            "improves": bool(any(better.values()) and not any(worse.values()))}
+    return delta, bool(any(better.values()) and not any(worse.values()))
+
+
+def federated_verdict(rows: dict[str, Any]) -> dict[str, Any] | None:
+    """The `federated` object of the last-line JSON: its figures, the deltas against the shipped
+    detector and whether it improves on it (no worse on FED_COMPARE and better on one), both at the
+    operating points chosen on validation and at the gate's point (GATE_POINT_SUFFIX); `improves` only
+    when it does at both."""
+    if FEDERATED not in rows or SHIPPED not in rows:
+        return None
+    f, s = rows[FEDERATED], rows[SHIPPED]
+    delta, better = _compare(f, s)
+    out = {**{k: f[k] for k in KEYS}, "ci95": f["ci95"], "delta_vs_shipped": delta, "improves": better}
+    fg, sg = rows.get(FEDERATED + GATE_POINT_SUFFIX), rows.get(SHIPPED + GATE_POINT_SUFFIX)
+    if fg is not None and sg is not None:
+        dg, bg = _compare(fg, sg)
+        out["at_gate_point"] = {**{k: fg[k] for k in KEYS}, "ci95": fg["ci95"], "delta_vs_shipped": dg,
+                                "improves": bg}
+        out["improves"] = better and bg
+    return out
 
 
 def default_data_dir() -> Any:
@@ -1230,6 +1258,9 @@ def print_table(res: dict[str, Any]) -> None:
     if fv is not None:
         print(f"{FEDERATED} (FedAvg of a logistic head over the shipped margin and the trees' inputs) against {SHIPPED}: "
               + ", ".join(f"{k} {d:+.4f}" for k, d in fv["delta_vs_shipped"].items())
+              + ("; at the gate's point (0, the bundle's alarm policy): "
+                 + ", ".join(f"{k} {d:+.4f}" for k, d in fv["at_gate_point"]["delta_vs_shipped"].items())
+                 if "at_gate_point" in fv else "")
               + f"; improves: {'yes' if fv['improves'] else 'no'}")
         for fo in res.get("federated_folds") or []:
             print(f"  {FEDERATED} fold test={fo['test']:<10} clients {fo['clients']}, {fo['train_rows']} training rows, "
