@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from x0node.anomaly import federated as F
 
@@ -108,3 +109,22 @@ def test_the_gate_keeps_the_shipped_detector_unless_no_worse():
 def test_holdout_split_keeps_the_newest_quarter():
     tr, ho = F.holdout_split(10)
     assert tr.tolist() == list(range(8)) and ho.tolist() == [8, 9]
+
+
+def test_state_round_trips_and_a_round_taken_stays_refused_after_a_restart():
+    fed = F.Federation()
+    p = tuple(F.initial_params())
+    assert fed.offer(b"peer", F.Update(1, p, 10)) is None
+    x, y, m = _rows(100, 8)
+    fed.close_round(None, x, y, m)
+    back = F.Federation.from_dict(fed.to_dict())
+    assert back.round == 2 and back.last_round == {b"peer": 1} and np.array_equal(back.params, fed.params)
+    assert back.offer(b"peer", F.Update(1, p, 10)) == "replay"
+    good = fed.to_dict()
+    for bad in (None, {**good, "round": 0}, {**good, "round": True}, {**good, "round": F.MAX_ROUNDS + 2},
+                {**good, "params": [math.nan] * F.N_PARAMS}, {**good, "params": [0.0] * 3},
+                {**good, "in_use": ["x"] * F.N_PARAMS}, {**good, "last_round": {"zz": 1}},
+                {**good, "last_round": {"ab": F.MAX_ROUNDS + 1}}, {**good, "last_round": []},
+                {**good, "last_round": {f"{i:04x}": 1 for i in range(F.MAX_ORIGINS + 1)}}):
+        with pytest.raises(ValueError):
+            F.Federation.from_dict(bad)

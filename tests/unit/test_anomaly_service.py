@@ -212,3 +212,36 @@ async def test_federated_rounds_are_timed_by_the_tick_and_updates_go_on_the_bus(
         assert off.engine.federation is None and off.offer_update("peer", None) == "disabled"
     finally:
         await off.stop()
+
+
+async def test_federated_state_is_saved_at_each_round_and_restored(tmp_path):
+    from x0node.anomaly.federated import Update, initial_params
+
+    up = Update(1, tuple(float(v) for v in initial_params()), 10)
+    s = svc.create_service({"interval_s": 3600, "seed": 1, "federated": True, "federated_round_s": 60})
+    await s.start(_ctx(tmp_path))
+    await s.wait_loaded()
+    try:
+        assert s.offer_update("peer", up) is None
+        await s.tick()
+        s._fed_round_at -= 61.0
+        await s.tick()  # closes round 1 (the peer's update) and writes the state
+        saved = json.loads((tmp_path / "anomaly" / "federated.json").read_text())
+        assert saved["round"] == 2 and saved["last_round"] == {b"peer".hex(): 1}
+    finally:
+        await s.stop()
+    s2 = svc.create_service({"interval_s": 3600, "federated": True})
+    await s2.start(_ctx(tmp_path))
+    await s2.wait_loaded()
+    try:
+        assert s2.engine.federation.round == 2 and s2.offer_update("peer", up) == "replay"
+    finally:
+        await s2.stop()
+    (tmp_path / "anomaly" / "federated.json").write_text('{"round": "x"}')
+    s3 = svc.create_service({"interval_s": 3600, "federated": True})
+    await s3.start(_ctx(tmp_path))
+    await s3.wait_loaded()
+    try:
+        assert s3.engine.federation.round == 1  # malformed: a fresh federation
+    finally:
+        await s3.stop()

@@ -24,6 +24,10 @@ Rules and invariants:
   held-out rows (never trained on), its verdicts at 0 are no worse than the shipped detector's: row F1
   at least the shipped F1 and no more false positives. Without at least MIN_HOLDOUT_ROWS held-out rows
   of which one is a fault, nothing can be judged and the shipped detector stays in use.
+- State survives restarts (`Federation.to_dict` / `from_dict`; the service writes it temp + fsync +
+  rename): the round, the head trained from and the head in use, and each origin's last accepted
+  round, so a round already taken is refused after a restart too. `from_dict` validates everything
+  (bounded origins, rounds in range, finite bounded parameters) and raises ValueError otherwise.
 - Deterministic given the rng passed in (`numpy.random.Generator`); no clock, no I/O.
 """
 
@@ -205,6 +209,45 @@ class Federation:
     def local(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> Update:
         """This node's update for the current round from its own training rows (to publish)."""
         return local_update(self.params, x, y, rng, self.round)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"round": self.round, "params": [float(v) for v in self.params],
+                "in_use": None if self.in_use is None else [float(v) for v in self.in_use],
+                "last_round": {o.hex(): r for o, r in sorted(self.last_round.items())},
+                "accepted_rounds": self.accepted_rounds}
+
+    @classmethod
+    def from_dict(cls, d: object) -> Federation:
+        """The state `to_dict` wrote; ValueError when anything in it is malformed or out of range."""
+        if not isinstance(d, dict):
+            raise ValueError("federation state must be an object")
+        round_, accepted, last = d.get("round"), d.get("accepted_rounds", 0), d.get("last_round", {})
+        for v, hi in ((round_, MAX_ROUNDS + 1), (accepted, MAX_ROUNDS)):
+            if isinstance(v, bool) or not isinstance(v, int) or not (0 <= v <= hi):
+                raise ValueError("round out of range")
+        if round_ < 1:
+            raise ValueError("round out of range")
+        if not isinstance(last, dict) or len(last) > MAX_ORIGINS:
+            raise ValueError("last_round malformed")
+        seen: dict[bytes, int] = {}
+        for o, r in last.items():
+            if not isinstance(o, str) or len(o) > 256 or isinstance(r, bool) or not isinstance(r, int) \
+                    or not 1 <= r <= MAX_ROUNDS:
+                raise ValueError("last_round malformed")
+            try:
+                seen[bytes.fromhex(o)] = r
+            except ValueError:
+                raise ValueError("last_round origin not hex") from None
+        params = d.get("params")
+        in_use = d.get("in_use")
+        try:
+            p = np.asarray(params, dtype=np.float64)
+            u = None if in_use is None else np.asarray(in_use, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError("parameters malformed") from None
+        if not valid_params(p) or (u is not None and not valid_params(u)):
+            raise ValueError("parameters malformed")
+        return cls(params=p, round=round_, in_use=u, last_round=seen, accepted_rounds=accepted)
 
     def close_round(self, own: Update | None, x_hold: np.ndarray, y_hold: np.ndarray,
                     shipped_hold: np.ndarray) -> bool:

@@ -10,7 +10,9 @@ Rules and invariants:
   `federated` (bool, default false: federated fine-tuning of the final layer, federated.py; off by
   default because on the real-fault protocol it did not improve on the shipped detector, docs/anomaly.md)
   and `federated_round_s` (60..86400, default 3600: one round per this long).
-- With `federated = true`, every `federated_round_s` the tick closes the engine's round and, when
+- With `federated = true`, every `federated_round_s` the tick closes the engine's round (its state
+  then written to `<data_dir>/anomaly/federated.json`, temp + fsync + rename, and again at stop;
+  restored at start; a malformed file gives a fresh federation at round 1, with a warning) and, when
   this node has labelled rows, publishes its update (`FederatedUpdate`, topic "anomaly.federated")
   for the state layer to sign and spread; the state layer hands peers' updates to `offer_update`.
 - start() returns at once (the daemon's ready line does not wait for the model): a background task
@@ -84,6 +86,7 @@ RECORD_MAX_BYTES = 64 * 1024 * 1024
 PERSIST_INTERVAL_S = 600.0
 STATE_DIR = "anomaly"
 DRIFT_FILE = "drift.json"
+FEDERATED_FILE = "federated.json"
 FEATURES_VERSION = 3
 """Recorded with each tick: 2 = link_changes counts held losses and ignores stalls (collector.py);
 3 = loss_max is the tick's missed share of control packets and a held loss is timed from the router's
@@ -212,6 +215,8 @@ class AnomalyService:
         if self.engine is not None:
             with contextlib.suppress(OSError):
                 self._persist(force=True)
+            with contextlib.suppress(OSError):
+                self._save_federation()
         if self._record_fh is not None:
             with contextlib.suppress(OSError):
                 self._record_fh.close()
@@ -321,6 +326,12 @@ class AnomalyService:
             from x0node.anomaly.federated import Federation
 
             federation = Federation()
+            fed_path = state_dir / FEDERATED_FILE
+            try:
+                if fed_path.exists() and fed_path.stat().st_size < 1024 * 1024:
+                    federation = Federation.from_dict(json.loads(fed_path.read_text()))
+            except (OSError, ValueError) as exc:
+                log.warning("anomaly federated state in %s is unreadable (%s); starting at round 1", fed_path, exc)
         engine = AnomalyEngine(ctx.node_id, chain, drift, observe, cfg["target_fpr"], ttl, alarm_policy_of(bundle),
                                federation)
         normal_path = state_dir / "normal_rows.npy"
@@ -351,6 +362,11 @@ class AnomalyService:
             buf = io.BytesIO()
             np.save(buf, rows.astype(np.float32))
             write_atomic(self._state_path.parent / "normal_rows.npy", buf.getvalue())
+
+    def _save_federation(self) -> None:
+        fed = None if self.engine is None else self.engine.federation
+        if fed is not None and self._state_path is not None:
+            write_atomic(self._state_path.parent / FEDERATED_FILE, json.dumps(fed.to_dict()).encode())
 
     def _register_metrics(self, registry: Any) -> None:
         if registry is None:
@@ -426,6 +442,7 @@ class AnomalyService:
             elif now - self._fed_round_at >= self.config["federated_round_s"]:
                 self._fed_round_at = now
                 update = self.engine.federated_round(now, self._rng)
+                await asyncio.to_thread(self._save_federation)
                 if update is not None:
                     ctx.bus.publish(FEDERATED_TOPIC, FederatedUpdate(ctx.node_id, update, wall))
         self._publish_events()
