@@ -71,3 +71,28 @@ def test_a_malformed_update_changes_nothing_and_is_counted():
     g0.write(S.FED_NS, S.FED_KEY, sim.now, value=b"\x00" * 12, ttl_s=60, scope=Scope.MESH)
     sim.run_for(1.0)
     assert g1.refused["bad_fedhead"] >= 1 and S.peer_updates(g1.store) == {}
+
+
+def test_a_round_across_three_nodes_averages_every_signed_update_once():
+    from x0node.anomaly.federated import WIDTH, fedavg
+
+    sim = line3()
+    rng = np.random.default_rng(4)
+    x = rng.uniform(-1, 1, (3, 200, WIDTH))
+    y = (x[:, :, 3] > 0).astype(int)
+    feds = [Federation() for _ in range(3)]
+    own = [f.local(x[i], y[i], np.random.default_rng(i)) for i, f in enumerate(feds)]
+    for i, u in enumerate(own):
+        sim.write(i, S.FED_NS, S.FED_KEY, value=S.encode_update(u), ttl_s=S.TTL_S, scope=Scope.MESH)
+    sim.run_until_converged(3.0)
+    for i, f in enumerate(feds):
+        me = sim.nodes[i].gossip.me
+        got = S.peer_updates(sim.nodes[i].gossip.store, me=me)
+        assert len(got) == 2
+        for origin, (_v, u) in got.items():
+            assert f.offer(origin, u) is None
+        f.close_round(own[i], x[i], y[i], np.zeros(200))
+    # every node averaged the same three updates (float32 on the wire), so they agree
+    assert np.allclose(feds[0].params, feds[1].params, atol=1e-6) and np.allclose(feds[1].params, feds[2].params, atol=1e-6)
+    wire = [S.decode_update(S.encode_update(u)) for u in own]
+    assert np.allclose(feds[0].params, fedavg(np.asarray(Federation().params), wire), atol=1e-6)
