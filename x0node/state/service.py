@@ -37,6 +37,7 @@ import os
 import random
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 from x0node import __version__
@@ -327,22 +328,26 @@ class StateService:
         if (federated.FED_NS, federated.FED_KEY) in changes:
             self._feed_heads()
 
+    def _hand_over(self, seen: dict[bytes, int], held: set[bytes], fresh: dict[bytes, tuple[int, Any]],
+                   deliver: Callable[[str, Any], bool], counter: str) -> None:
+        """Hand each origin's newer value to the anomaly service once (`seen`: origin -> version handed
+        over; origins no longer `held` are forgotten), counted as `<counter>_fed` or `<counter>_refused`."""
+        for origin in [o for o in seen if o not in held]:
+            del seen[origin]
+        for origin, (version, value) in fresh.items():
+            seen[origin] = version
+            self.counters[f"{counter}_fed" if deliver(origin.hex(), value) else f"{counter}_refused"] += 1
+
     def _feed_heads(self) -> None:
         """Hand every other origin's newest head update to the anomaly service (offer_update)."""
         assert self.gossip is not None
         anomaly = self.ctx.extras.get("anomaly")
         if anomaly is None or not hasattr(anomaly, "offer_update"):
             return
-        held = set(self.gossip.store.origins)
-        for origin in [o for o in self._fed_heads if o not in held]:
-            del self._fed_heads[origin]  # expired or purged: bounded by the store's MAX_ORIGINS
-        for origin, (version, update) in federated.peer_updates(self.gossip.store, self._fed_heads,
-                                                                 self.gossip.me).items():
-            self._fed_heads[origin] = version
-            if anomaly.offer_update(origin.hex(), update) is None:
-                self.counters["fed_fed"] += 1
-            else:
-                self.counters["fed_refused"] += 1
+        # expired or purged origins are forgotten: bounded by the store's MAX_ORIGINS
+        self._hand_over(self._fed_heads, set(self.gossip.store.origins),
+                        federated.peer_updates(self.gossip.store, self._fed_heads, self.gossip.me),
+                        lambda origin, update: anomaly.offer_update(origin, update) is None, "fed")
 
     async def _heads_loop(self) -> None:
         """This node's head update each federated round -> one signed mesh record."""
@@ -363,15 +368,10 @@ class StateService:
         anomaly = self.ctx.extras.get("anomaly")
         if anomaly is None:
             return
-        held = {o for (o, ns, _k) in self.gossip.store.hop if ns == features.FEATURES_NS}
-        for origin in [o for o in self._fed if o not in held]:
-            del self._fed[origin]  # expired: bounded by the store's MAX_HOP_RECORDS
-        for origin, (version, vec) in features.neighbour_vectors(self.gossip.store, self._fed).items():
-            self._fed[origin] = version
-            if anomaly.update_peer(origin.hex(), list(vec)):
-                self.counters["features_fed"] += 1
-            else:
-                self.counters["features_refused"] += 1
+        # expired vectors' origins are forgotten: bounded by the store's MAX_HOP_RECORDS
+        self._hand_over(self._fed, {o for (o, ns, _k) in self.gossip.store.hop if ns == features.FEATURES_NS},
+                        features.neighbour_vectors(self.gossip.store, self._fed),
+                        lambda origin, vec: bool(anomaly.update_peer(origin, list(vec))), "features")
 
     async def _features_loop(self) -> None:
         """This node's feature vector each anomaly tick -> one signed 1-hop record to the neighbours."""
