@@ -284,10 +284,11 @@ def fit_federated(train: np.ndarray, val: np.ndarray, inp: Inputs, table: Table,
     """Federated fine-tuning of the final layer (x0node.anomaly.federated) on top of the shipped
     detector, as the mesh would run it: the clients are the nodes of the training runs, each with its
     own labelled rows in time order (labelled by the fault schedule, as a node labels from verified
-    incidents); each keeps its newest HOLDOUT_SHARE for the gate. Every round each client trains
-    locally from the current head (federated.local_update, rng seeded per client and round) and the
-    round's head is the FedAvg of all their updates (federated.fedavg, clients in a fixed order);
-    MAX_ROUNDS rounds. A round's head is put in use only if it passes the gate (federated.no_worse) on
+    incidents); each keeps its newest HOLDOUT_SHARE for the gate. The rounds are the device's own
+    (federated.Federation): every round each client trains locally from the current head
+    (Federation.local, rng seeded per client and round), the first closes the round with the others'
+    updates offered to it (Federation.offer; FedAvg in client order), MAX_ROUNDS rounds. A round's
+    head is put in use only if it passes the gate (federated.no_worse in Federation.close_round) on
     the clients' pooled held-out rows; the last head that passed scores the fold's validation and test
     rows (those nodes never trained), and with none the shipped detector's margin does. The validation
     runs choose the operating point like every detector's; they are not used otherwise. With
@@ -315,20 +316,23 @@ def fit_federated(train: np.ndarray, val: np.ndarray, inp: Inputs, table: Table,
         val_m = chain_scores(chain, vrows, inp)
         val_x = fed.head_inputs(val_m, inp.own[vrows], inp.agg[vrows])
         val_y = (table.label[vrows] == 1).astype(np.int64)
-    params = fed.initial_params()
-    in_use: np.ndarray | None = None
+    if gate == "validation":
+        gx, gy, gm = val_x, val_y, val_m
+    else:
+        gx, gy, gm = x_all[ho_all], y_all[ho_all], margin[ho_all]
+    # the device's own rounds (Federation): the first client closes each round with its own update,
+    # the others' are offered to it like peers' updates from the state layer, in client order
+    federation = fed.Federation()
     passed = []
-    for r in range(1, fed.MAX_ROUNDS + 1):
-        ups = [fed.local_update(params, x_all[c], y_all[c], np.random.default_rng([SEED, r, i]), r)
+    while not federation.done:
+        r = federation.round
+        ups = [federation.local(x_all[c], y_all[c], np.random.default_rng([SEED, r, i]))
                for i, c in enumerate(clients[: fed.MAX_UPDATES_PER_ROUND]) if len(c)]
-        params = fed.fedavg(params, ups)
-        if gate == "validation":
-            gx, gy, gm = val_x, val_y, val_m
-        else:
-            gx, gy, gm = x_all[ho_all], y_all[ho_all], margin[ho_all]
-        if fed.no_worse(params, gx, gy, gm):
-            in_use = params.copy()
+        for i, u in enumerate(ups[1:], start=1):
+            federation.offer(i.to_bytes(4, "big"), u)
+        if federation.close_round(ups[0] if ups else None, gx, gy, gm):
             passed.append(r)
+    in_use = federation.in_use
     FED_ROUNDS.append({"clients": len(clients), "train_rows": int(sum(len(c) for c in clients)),
                        "held_out_rows": int(len(ho_all)), "gate": gate, "rounds": fed.MAX_ROUNDS, "passed_gate": passed,
                        "in_use": in_use is not None})
