@@ -16,11 +16,10 @@ Rules and invariants:
 
 from __future__ import annotations
 
-import math
 import struct
 from collections.abc import Mapping
 
-from x0node.anomaly.federated import MAX_ABS_PARAM, MAX_ROUNDS, N_PARAMS, Update
+from x0node.anomaly.federated import MAX_ABS_PARAM, MAX_ROUNDS, N_PARAMS, Update, valid_params
 from x0node.state.record import Kind, Record, Scope, decode_payload
 from x0node.state.store import Store
 
@@ -33,13 +32,18 @@ _PARAMS = struct.Struct(f"<{N_PARAMS}f")
 VALUE_BYTES = _HEAD.size + _PARAMS.size
 
 
-def encode_update(u: Update) -> bytes:
-    if len(u.params) != N_PARAMS:
-        raise ValueError(f"expected {N_PARAMS} parameters")
+def _problem(u: Update) -> str | None:
     if not 1 <= u.round <= MAX_ROUNDS or not 1 <= u.rows <= MAX_RECORD_ROWS:
-        raise ValueError("round or rows out of range")
-    if not all(math.isfinite(v) and abs(v) <= MAX_ABS_PARAM for v in u.params):
-        raise ValueError("parameter not finite or out of range")
+        return "round or rows out of range"
+    if not valid_params(u.params):
+        return f"expected {N_PARAMS} finite parameters within +-{MAX_ABS_PARAM}"
+    return None
+
+
+def encode_update(u: Update) -> bytes:
+    problem = _problem(u)
+    if problem is not None:
+        raise ValueError(problem)
     return _HEAD.pack(u.round, u.rows) + _PARAMS.pack(*u.params)
 
 
@@ -47,12 +51,8 @@ def decode_update(value: bytes | None) -> Update | None:
     if value is None or len(value) != VALUE_BYTES:
         return None
     round_, rows = _HEAD.unpack_from(value)
-    params = _PARAMS.unpack_from(value, _HEAD.size)
-    if not 1 <= round_ <= MAX_ROUNDS or not 1 <= rows <= MAX_RECORD_ROWS:
-        return None
-    if not all(math.isfinite(v) and abs(v) <= MAX_ABS_PARAM for v in params):
-        return None
-    return Update(round_, params, rows)
+    u = Update(round_, _PARAMS.unpack_from(value, _HEAD.size), rows)
+    return None if _problem(u) is not None else u
 
 
 def validator(rec: Record) -> str | None:
