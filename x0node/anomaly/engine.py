@@ -292,7 +292,7 @@ class AnomalyEngine:
         if self.federation is None:
             return "disabled"
         if not isinstance(origin, str) or not origin or len(origin) > 128 or origin == self.node_id:
-            return self.federation._refuse("bad_params")  # noqa: SLF001 - counted like the core's refusals
+            return self.federation.refuse("bad_params")
         return self.federation.offer(origin.encode(), update)
 
     def _fed_labelled(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

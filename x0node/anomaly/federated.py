@@ -183,25 +183,26 @@ class Federation:
     def done(self) -> bool:
         return self.round > MAX_ROUNDS
 
-    def _refuse(self, reason: str) -> str:
+    def refuse(self, reason: str) -> str:
+        """Count a refused update under `reason` (one of REASONS) and return it."""
         self.refused[reason] += 1
         return reason
 
     def offer(self, origin: bytes, update: Update) -> str | None:
         """A peer's update for the current round; None when taken, else the reason it was refused."""
         if self.done:
-            return self._refuse("rounds_done")
+            return self.refuse("rounds_done")
         if not valid_params(update.params) or not 1 <= update.round <= MAX_ROUNDS:
-            return self._refuse("bad_params")
+            return self.refuse("bad_params")
         if update.rows <= 0:
-            return self._refuse("no_rows")
+            return self.refuse("no_rows")
         if update.round <= self.last_round.get(origin, 0):
-            return self._refuse("replay")
+            return self.refuse("replay")
         if origin in self.pending:
-            return self._refuse("duplicate")
+            return self.refuse("duplicate")
         if len(self.pending) >= MAX_UPDATES_PER_ROUND - 1 or (
                 origin not in self.last_round and len(self.last_round) >= MAX_ORIGINS):
-            return self._refuse("round_full")
+            return self.refuse("round_full")
         self.last_round[origin] = update.round
         self.pending[origin] = update
         return None
