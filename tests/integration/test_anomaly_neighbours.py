@@ -62,6 +62,8 @@ def test_middle_node_detector_receives_both_neighbours_vectors(bed):
     last = rows[-1]
     assert last["layer"] in ("gbt", "gnn")  # the neighbour model, with real neighbour context
     assert last["features"] == 3 and last["lost"] == {}  # tick loss, held losses timed by the router
+    # the node's own worst loop lag since its previous tick is recorded (its stalls, for the dataset)
+    assert all(0.0 <= t["stall"] <= 2.0 for t in rows)
     from x0lab.testbed import cgroups
 
     if cgroups.available() and cgroups.own_group("cpuacct") is not None:

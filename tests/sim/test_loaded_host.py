@@ -4,7 +4,8 @@ Simulated time, default timers. The loop lag is reported to the core as data, as
 """
 
 from tests.sim.mesh import SimMesh, line, measure_cut, ring
-from x0node.proto.looplag import LOOP_LAG_EWMA_WEIGHT, LOOP_LAG_GRACE_FACTOR, LOOP_LAG_MEMORY_S
+from x0node.proto.looplag import (LOOP_LAG_EWMA_WEIGHT, LOOP_LAG_GRACE_FACTOR, LOOP_LAG_GRACE_MAX_S, LOOP_LAG_MEMORY_S,
+                                   LOOP_LAG_PEAKS)
 from x0node.proto.origination import LSA_BURST, LSA_MAX_HOLD_S
 from x0node.proto.router import RouterConfig
 
@@ -97,3 +98,22 @@ def test_keepalives_of_all_interfaces_go_out_in_one_wakeup():
     dues = sorted(i.next_keepalive_s for i in r.interfaces.table.values())
     slot_s = RouterConfig().hello_interval_s / RouterConfig().slots_per_frame
     assert dues[-1] - dues[0] <= slot_s  # one grid: the four beacons are due together
+
+
+def test_loop_lag_peak_reports_the_worst_stall_since_an_instant():
+    mesh = SimMesh(2, seed=5)
+    line(mesh, 2)
+    router = mesh.nodes[0].router
+    t0 = mesh.now
+    assert router.loop_lag_peak(t0) == 0.0
+    router.note_loop_lag(0.005, t0 + 1.0)  # scheduling noise is no stall
+    router.note_loop_lag(0.6, t0 + 2.0)
+    router.note_loop_lag(0.2, t0 + 3.0)
+    assert router.loop_lag_peak(t0) == 0.6
+    assert router.loop_lag_peak(t0 + 2.5) == 0.2  # the tick after the big stall sees only its own
+    assert router.loop_lag_peak(t0 + 4.0) == 0.0
+    router.note_loop_lag(99.0, t0 + 5.0)  # clamped like every sample
+    assert router.loop_lag_peak(t0 + 4.0) == LOOP_LAG_GRACE_MAX_S
+    for i in range(LOOP_LAG_PEAKS + 10):  # bounded: the oldest peaks fall out
+        router.note_loop_lag(0.05, t0 + 10.0 + i)
+    assert router.loop_lag_peak(t0) == 0.05

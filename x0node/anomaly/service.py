@@ -173,6 +173,7 @@ class AnomalyService:
         self._cpu_mem_source = "host"  # "cgroup" while the node's own groups were read at the last tick
         self._lock = asyncio.Lock()  # observe-mode state is serialised under it (tick saves, verdicts)
         self._fed_round_at: float | None = None  # monotonic s of the last federated round
+        self._tick_at: float | None = None  # monotonic s of the previous tick (own loop stalls since then)
 
     # ---- lifecycle
     async def start(self, ctx: Any) -> None:
@@ -452,8 +453,10 @@ class AnomalyService:
             own = self.engine.last_scores.get(ctx.node_id, {})
             self._gauges["score"].set(float(own.get("score", 0.0)))
             self._gauges["acting"].set(1.0 if result["acting"] else 0.0)
+        stall = _loop_lag_peak(router, now if self._tick_at is None else self._tick_at)
+        self._tick_at = now
         if self.config["record"]:
-            await asyncio.to_thread(self._record, now, wall, raw, neighbours, result, down, lost)
+            await asyncio.to_thread(self._record, now, wall, raw, neighbours, result, down, lost, stall)
         async with self._lock:
             await asyncio.to_thread(self._persist)
         return result
@@ -465,7 +468,7 @@ class AnomalyService:
                 self._gauges["events"].labels(type(ev).__name__).inc()
 
     def _record(self, now: float, wall: float, raw: np.ndarray, neighbours: Any, result: dict[str, Any],
-                links_down: int = 0, lost: Any = ()) -> None:
+                links_down: int = 0, lost: Any = (), stall_s: float = 0.0) -> None:
         """One line per tick for the fault lab's dataset: what this node saw, what reached it, what it said."""
         if self._record_fh is None:
             path = self._ctx.data_dir / STATE_DIR / RECORD_FILE
@@ -479,6 +482,7 @@ class AnomalyService:
             "raw": [round(float(v), 6) for v in raw], "links_down": links_down,
             "up": sorted(nb.node_id for nb in neighbours if nb.state == "up"),
             "lost": {lv.node_id: lv.down_for_s for lv in lost},
+            "stall": round(stall_s, 3),
             "peers": {nid: [round(float(v), 6) for v in vec] + [round(now - at, 3)]
                       for nid, (vec, at) in self.engine.peer_vectors().items()},
             "layer": own.get("layer", result["layer"]), "score": own.get("score"), "anomalous": own.get("anomalous"),
@@ -510,6 +514,17 @@ def _restore_observe(before: dict[str, Any], current: Any) -> Any:
     restored = ObserveMode.from_dict(before, current.config, before.get("started_s", 0.0))
     restored.override = current.override
     return restored
+
+
+def _loop_lag_peak(router: Any, since: float) -> float:
+    """This node's worst loop lag since `since` (the router's record of how late its timer ran), 0
+    without a router or when the view fails."""
+    fn = getattr(router, "loop_lag_peak", None)
+    try:
+        return float(fn(since)) if fn is not None else 0.0
+    except Exception:  # noqa: BLE001 - a view failing must not stop detection
+        log.debug("router.loop_lag_peak() failed", exc_info=True)
+        return 0.0
 
 
 def _safe_call(obj: Any, name: str, default: Any) -> Any:

@@ -364,6 +364,10 @@ class Router:
         self.lag.note(lag_s, now)
         self._wake.recompute()  # the grace may have shrunk: dead times can move earlier
 
+    def loop_lag_peak(self, since: float) -> float:
+        """The worst loop lag the daemon reported at or after `since` (its own stalls, as data)."""
+        return self.lag.peak_since(since)
+
     def next_timer(self) -> float | None:
         """Absolute time of the next due timer."""
         if self._wake.at is not None:
