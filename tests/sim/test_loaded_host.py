@@ -4,8 +4,13 @@ Simulated time, default timers. The loop lag is reported to the core as data, as
 """
 
 from tests.sim.mesh import SimMesh, line, measure_cut, ring
-from x0node.proto.looplag import (LOOP_LAG_EWMA_WEIGHT, LOOP_LAG_GRACE_FACTOR, LOOP_LAG_GRACE_MAX_S, LOOP_LAG_MEMORY_S,
-                                   LOOP_LAG_PEAKS)
+from x0node.proto.looplag import (
+    LOOP_LAG_EWMA_WEIGHT,
+    LOOP_LAG_GRACE_FACTOR,
+    LOOP_LAG_GRACE_MAX_S,
+    LOOP_LAG_MEMORY_S,
+    LOOP_LAG_PEAKS,
+)
 from x0node.proto.origination import LSA_BURST, LSA_MAX_HOLD_S
 from x0node.proto.router import RouterConfig
 
