@@ -134,6 +134,27 @@ def test_loss_is_this_intervals_missed_control_packets_not_the_ewma():
     assert raw[IDX["loss_max"]] == 0.2  # a: too few packets for a rate (5 < MIN_CONTROL_PACKETS), its EWMA
 
 
+def test_a_tick_in_which_this_node_stalled_measures_no_loss():
+    import dataclasses
+
+    from x0node.anomaly.collector import OWN_STALL_S
+
+    fs = FeatureState()
+
+    def ctl(rx, miss):
+        return dataclasses.replace(nv("a", "up", 5.0, 0.3), ctl_received=rx, ctl_missed=miss)
+
+    fs.update(Counters(), [ctl(1000, 0)], 0.0)
+    raw = fs.update(Counters(), [ctl(1020, 10)], 3.0, stall_s=OWN_STALL_S)  # our own stall: queued packets dropped
+    assert raw[IDX["loss_max"]] == 0.0 and fs.stalled_ticks == 1  # not the EWMA either
+    raw = fs.update(Counters(), [ctl(1050, 10)], 6.0, stall_s=OWN_STALL_S - 0.01)
+    assert raw[IDX["loss_max"]] == 0.0  # the stall's gaps stay in the stalled tick: this one is clean
+    raw = fs.update(Counters(), [ctl(1070, 20)], 9.0, stall_s=0.5)
+    assert np.isclose(raw[IDX["loss_max"]], 10 / 30) and fs.stalled_ticks == 1  # a short lag: loss counts
+    raw = fs.update(Counters(), [ctl(1090, 30)], 12.0, stall_s=float("nan"))
+    assert np.isclose(raw[IDX["loss_max"]], 10 / 30)  # no evidence of a stall
+
+
 def test_the_hold_runs_from_the_routers_down_time():
     from x0node.proto.views import LostNeighbourView
 

@@ -56,3 +56,27 @@ def test_transit_flows_send_each_node_to_its_farthest_node():
 
     assert transit_flows(parse("line:4")) == [(1, 4), (2, 4), (3, 1), (4, 1)]
     assert transit_flows(parse("line:2")) == []  # neighbours only: nothing would transit
+
+
+def test_version_3_ticks_with_an_own_stall_measure_no_loss(tmp_path):
+    from x0node.anomaly.collector import OWN_STALL_S
+
+    loss = FEATURES.index("loss_max")
+    run = tmp_path / "quiet2"
+    run.mkdir()
+    _truth(run)
+
+    def tick(t, node, stall, version=3, value=0.3):
+        d = _tick(t, node, ["A"] if node != "A" else ["B", "C"], 0, version=version)
+        d["raw"][loss] = value
+        if stall is not None:
+            d["stall"] = stall
+        return d
+
+    _write(run, 1, [tick(0.0, "A", OWN_STALL_S), tick(3.0, "A", OWN_STALL_S - 0.01), tick(6.0, "A", None)])
+    _write(run, 2, [tick(0.5, "B", 2.0, version=4, value=0.0), tick(3.5, "B", 2.0, version=2)])
+    _write(run, 3, [tick(1.0, "C", "2.0"), tick(4.0, "C", float("nan"))])
+    tb = load(tmp_path)
+    assert tb.x[tb.node == "A", loss].tolist() == [0.0, 0.3, 0.3]  # only the stalled tick loses its loss
+    assert tb.x[tb.node == "B", loss].tolist() == [0.0, 0.3]  # version 4 applied it itself; version 2 has no stall
+    assert tb.x[tb.node == "C", loss].tolist() == [0.3, 0.3]  # a stall that is not a number changes nothing

@@ -87,10 +87,11 @@ PERSIST_INTERVAL_S = 600.0
 STATE_DIR = "anomaly"
 DRIFT_FILE = "drift.json"
 FEDERATED_FILE = "federated.json"
-FEATURES_VERSION = 3
+FEATURES_VERSION = 4
 """Recorded with each tick: 2 = link_changes counts held losses and ignores stalls (collector.py);
 3 = loss_max is the tick's missed share of control packets and a held loss is timed from the router's
-down time (collector.py); recordings without it counted every UP-set transition."""
+down time (collector.py); 4 = a tick during which the node's own loop stalled >= OWN_STALL_S measures
+no loss (collector.py; `stall` in the tick); recordings without it counted every UP-set transition."""
 FEATURES_TOPIC = "anomaly.features"  # this node's feature vector each tick (for a state layer to share)
 FEDERATED_TOPIC = "anomaly.federated"  # this node's head update each federated round (the state layer spreads it)
 
@@ -238,6 +239,7 @@ class AnomalyService:
         st["cpu_mem_source"] = self._cpu_mem_source
         if self._features is not None:
             st["link_stalls"] = self._features.stalls
+            st["stalled_ticks"] = self._features.stalled_ticks
         return st
 
     # ---- entry points for other services
@@ -431,7 +433,9 @@ class AnomalyService:
         topology = _safe_call(router, "topology", TopologyView((), ()))
         now, wall = time.monotonic(), time.time()
         lost = _safe_call(router, "lost_neighbours", ())
-        raw = self._features.update(counters, neighbours, now, lost)
+        stall = _loop_lag_peak(router, now if self._tick_at is None else self._tick_at)
+        self._tick_at = now
+        raw = self._features.update(counters, neighbours, now, lost, stall)
         adjacency = _adjacency(ctx.node_id, neighbours, topology)
         down = self._features.links_down(now)
         result = self.engine.step(raw, adjacency, now, wall, self._rng, links_down=down)
@@ -453,8 +457,6 @@ class AnomalyService:
             own = self.engine.last_scores.get(ctx.node_id, {})
             self._gauges["score"].set(float(own.get("score", 0.0)))
             self._gauges["acting"].set(1.0 if result["acting"] else 0.0)
-        stall = _loop_lag_peak(router, now if self._tick_at is None else self._tick_at)
-        self._tick_at = now
         if self.config["record"]:
             await asyncio.to_thread(self._record, now, wall, raw, neighbours, result, down, lost, stall)
         async with self._lock:

@@ -35,6 +35,11 @@ Rules and invariants:
   replaces `link_changes` in its vectors and in the copies its neighbours received (the replayed value
   at the sender's tick nearest to when the copy was made). The replay sees one link sample per tick
   (the daemon also samples between ticks), so it can miss a loss the daemon would count, never add one.
+- Recordings made by version-3 daemons that record their own loop stall (`"stall"` in a tick) but
+  predate version 4 measured a tick's control-packet loss even while the node itself was stalled;
+  `load` applies the collector's version-4 rule to them (`loss_max` is the neutral 0 in a tick whose
+  `stall` is at least collector.OWN_STALL_S). Only the node's own vector: the copies its neighbours
+  received keep what was sent (the neighbour aggregates see the version-3 figure).
 - Pure numpy after the files are read; the table keeps, per row, the run, topology, node, tick time,
   the node's own raw vector, the raw vectors its state layer delivered (as deployed) and, for the
   full-neighbour reference, the vectors every testbed neighbour recorded at the nearest tick.
@@ -329,6 +334,25 @@ def _replay_link_changes(rows: list[dict[str, Any]]) -> np.ndarray | None:
     return out
 
 
+LOSS_MAX = FEATURES.index("loss_max")
+
+
+def _replay_own_stalls(rows: list[dict[str, Any]]) -> int:
+    """Version 4's rule on version-3 ticks that recorded the node's own stall: no loss is measured in a
+    tick during which the node stalled for OWN_STALL_S or more. Returns how many ticks it changed."""
+    from x0node.anomaly.collector import OWN_STALL_S
+
+    changed = 0
+    for d in rows:
+        stall = d.get("stall")
+        if _features_version(d) == 3 and isinstance(stall, int | float) and not isinstance(stall, bool) \
+                and stall >= OWN_STALL_S:
+            d["raw"] = list(d["raw"])
+            changed += d["raw"][LOSS_MAX] != 0.0
+            d["raw"][LOSS_MAX] = 0.0
+    return changed
+
+
 def _links_down(rows: list[dict[str, Any]]) -> np.ndarray:
     """Each tick's `links_down` as the node's collector counts it: recorded by daemons that have it, else
     its recorded UP sets replayed through the collector's link state machine (FeatureState), one link
@@ -361,6 +385,8 @@ def load(data_dir: pathlib.Path) -> Table:
         times = {k: np.array([d["mono"] for d in ticks[k]]) for k in ids}
         down = {k: _links_down(ticks[k]) for k in ids}
         replayed = {k: _replay_link_changes(ticks[k]) for k in ids}
+        for k in ids:
+            _replay_own_stalls(ticks[k])
         run_events: list[tuple[int, Event, set[int], set[int]]] = []
         for f in truth["faults"]:
             if not f.get("start") or not f.get("end"):
