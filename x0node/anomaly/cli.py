@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -46,9 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     col.add_argument("--fault-free", type=int, default=0, metavar="NODES",
                      help="instead: one fault-free recording of NODES daemons on a seeded random topology "
                      "for --duration seconds (the false-alarm data)")
-    col.add_argument("--cpu-cores", type=float, default=0.7, metavar="C",
-                     help="with --fault-free: cap the whole recording (every daemon) at C cores; 0 = no cap "
-                     "(default %(default)s)")
+    col.add_argument("--cpu-cores", type=float, default=float(os.cpu_count() or 1), metavar="C",
+                     help="with --fault-free: cap the whole recording (every daemon) at C cores, weighted like "
+                     "NODES nice-10 processes; 0 = neither cap nor weight (default: every online CPU, i.e. "
+                     "the weight alone: a tighter cap throttles the daemons for seconds at a time)")
     col.set_defaults(func=cmd_collect)
     fit = sub.add_parser("fit-real", help="train the tree detectors on the real-fault dataset and export them "
                          "into the model bundle (updates anomaly_model.json and SHA256SUMS)")

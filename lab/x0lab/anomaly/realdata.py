@@ -199,7 +199,7 @@ def _leave_cpu_cap(group: pathlib.Path | None) -> None:
 
 
 def collect_fault_free(out_dir: pathlib.Path, seed: int, nodes: int = 25, duration_s: float = 3000.0,
-                       cpu_cores: float | None = 0.7, echo: Any = print) -> pathlib.Path:
+                       cpu_cores: float | None = None, echo: Any = print) -> pathlib.Path:
     """One fault-free recording (root): `nodes` daemons on FAULT_FREE_TOPOLOGY for duration_s."""
     from x0lab.testbed import bed as testbed
     from x0lab.testbed import chaos, faults
