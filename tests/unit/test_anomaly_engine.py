@@ -217,7 +217,8 @@ def test_federated_rounds_label_by_known_faults_and_the_head_decides_only_after_
         e.federated_round(2200.0 + r, rng)
     rounds = [ev for ev in _events(e) if isinstance(ev, FederatedRound)]
     assert [ev.round for ev in rounds] == list(range(1, fed.MAX_ROUNDS + 1))
-    assert rounds[0].updates == 2
+    assert rounds[0].updates == 2 and rounds[0].peers == ("peer",)  # its own and the peer's
+    assert rounds[1].updates == 1 and rounds[1].peers == ()
     assert e.offer_update("peer", fed.Update(1, own.params, 50)) == "rounds_done"
     st = e.status()["federated"]
     assert st["round"] == fed.MAX_ROUNDS + 1 and st["refused"]["duplicate"] == 1 and st["refused"]["replay"] == 1

@@ -214,7 +214,7 @@ async def test_federated_rounds_are_timed_by_the_tick_and_updates_go_on_the_bus(
         await off.stop()
 
 
-async def test_federated_state_is_saved_at_each_round_and_restored(tmp_path):
+async def test_federated_state_is_saved_at_each_round_and_restored(tmp_path, caplog):
     from x0node.anomaly.federated import Update, initial_params
 
     up = Update(1, tuple(float(v) for v in initial_params()), 10)
@@ -225,9 +225,12 @@ async def test_federated_state_is_saved_at_each_round_and_restored(tmp_path):
         assert s.offer_update("peer", up) is None
         await s.tick()
         s._fed_round_at -= 61.0
-        await s.tick()  # closes round 1 (the peer's update) and writes the state
+        with caplog.at_level("INFO", logger="x0node.anomaly"):
+            await s.tick()  # closes round 1 (the peer's update) and writes the state
         saved = json.loads((tmp_path / "anomaly" / "federated.json").read_text())
         assert saved["round"] == 2 and saved["last_round"] == {b"peer".hex(): 1}
+        # the closed round is one log line: how many updates and whose
+        assert "anomaly federated round 1 closed: 1 updates averaged (peers: peer), head in use: False" in caplog.text
     finally:
         await s.stop()
     s2 = svc.create_service({"interval_s": 3600, "federated": True})

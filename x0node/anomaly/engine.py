@@ -26,8 +26,9 @@ Rules and invariants:
   from every one, else unlabelled; nothing is labelled before a fault is known). `federated_round`
   closes the round in progress (this node's update and the peers' offered with `offer_update`) through
   the acceptance gate on the node's newest labelled rows, then trains this node's update for the next
-  round from the older ones. While a head has passed the gate, it decides this node's own verdict in
-  place of the shipped tree layer's (peers' rows keep the shipped verdict).
+  round from the older ones; each round closed is one `FederatedRound` event (how many updates were
+  averaged, and which peers' besides this node's own). While a head has passed the gate, it decides
+  this node's own verdict in place of the shipped tree layer's (peers' rows keep the shipped verdict).
 - Events are frozen dataclasses pulled with `next_event()`; the queue is bounded (oldest dropped).
   `AnomalyDetected` is raised when a node's alarm is raised (and again when observe mode starts
   acting while it still is), `AnomalyCleared` when it clears: transitions, not one event per
@@ -104,6 +105,7 @@ class FederatedRound:
     updates: int  # updates averaged (this node's own included)
     in_use: bool  # the averaged head passed the gate and now decides this node's verdict
     at_s: float
+    peers: tuple[str, ...] = ()  # the origins whose updates were averaged with this node's (sorted)
 
 
 @dataclass(frozen=True)
@@ -327,8 +329,9 @@ class AnomalyEngine:
         if self._fed_own is not None or f.pending:
             closed = f.round
             updates = len(f.pending) + (self._fed_own is not None)
+            peers = tuple(o.decode(errors="replace") for o in sorted(f.pending))
             f.close_round(self._fed_own, x[ho], y[ho], m[ho])
-            self._events.append(FederatedRound(closed, updates, f.in_use is not None, now))
+            self._events.append(FederatedRound(closed, updates, f.in_use is not None, now, peers))
         self._fed_own = None
         if f.done or not y[tr].any():
             return None

@@ -15,6 +15,7 @@ Rules and invariants:
   restored at start; a malformed file gives a fresh federation at round 1, with a warning) and, when
   this node has labelled rows, publishes its update (`FederatedUpdate`, topic "anomaly.federated")
   for the state layer to sign and spread; the state layer hands peers' updates to `offer_update`.
+  Each round closed is logged at INFO (round, updates averaged, the peers' origins, head in use).
 - start() returns at once (the daemon's ready line does not wait for the model): a background task
   loads the bundle and LiteRT in a worker thread (imports stay lazy until then), restores
   the persisted observe-mode state, the node's own drift reference (drift.json) and the normal-row
@@ -464,6 +465,9 @@ class AnomalyService:
     def _publish_events(self) -> None:
         for ev in iter(self.engine.next_event, None):
             self._ctx.bus.publish("anomaly", ev)
+            if type(ev).__name__ == "FederatedRound":  # at most one per federated_round_s: worth a line
+                log.info("anomaly federated round %d closed: %d updates averaged (peers: %s), head in use: %s",
+                         ev.round, ev.updates, ",".join(ev.peers) or "none", ev.in_use)
             if "events" in self._gauges:
                 self._gauges["events"].labels(type(ev).__name__).inc()
 
