@@ -10,19 +10,19 @@ the healing loop.
 Shown: every node publishes its update as a signed mesh record and the others take it (the state
 service's `fed_published` / `fed_fed`; the end nodes get each other's through the middle one); a
 malformed update signed by a neighbour is refused and counted (`bad_fedhead`) and never reaches the
-detector; each surviving node's rounds, between them, averaged both others' updates, and a round
-averaged its own with a peer's (its log line for each `FederatedRound` event, and `federated.json` on
-disk with each origin's accepted round); a neighbour stopping mid-round (after its update went out,
-before the others closed the round it went into) stops nothing: the survivors close their next round
-and keep ticking. Rounds are not in step across nodes (each node's timer starts with its own first
-tick): a neighbour's update is averaged in whichever of a node's rounds is open when it arrives, so
-the test asks that every neighbour's update was counted in some round, not in a given one. A forged
-signature and a replayed round are covered by unit tests (tests/unit/test_state_gossip.py
-`test_forged_record_signature_is_refused`, tests/unit/test_state_federated.py
-`test_updates_cross_the_mesh_signed_and_each_round_is_taken_once`, tests/unit/test_anomaly_engine.py
-`test_federated_rounds_label_by_known_faults_and_the_head_decides_only_after_the_gate`).
+detector; rounds are in step: the first round all three ran from its start is closed once by every
+node under the same round number (the schedule's, round k = wall-clock [k*60, (k+1)*60)), each
+averaging its own update with both neighbours' (its log line for each `FederatedRound` event); a
+neighbour stopping mid-round (after its update for the round went out, before the others closed it)
+stops nothing: the survivors close that round counting its update, write the state
+(`federated.json`: the round closed and the one in progress, each origin's last round and sequence
+number) and keep ticking, and neither counted a refused update (`fed_refused` stays 0). A forged
+signature, a replayed record and a newer record for the same round are covered by unit tests
+(tests/unit/test_state_gossip.py `test_forged_record_signature_is_refused`,
+tests/unit/test_state_federated.py `test_updates_cross_the_mesh_signed_and_each_round_is_taken_once`,
+tests/unit/test_anomaly_federated.py `test_offers_are_held_by_round_and_refused_with_a_reason`).
 
-Two rounds of 60 s make it slow (about 2 min 10 s): marked `slow`.
+Up to four rounds of 60 s make it slow (about 2 min 30 s to 3 min 30 s): marked `slow`.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import time
 import pytest
 
 from tests.integration.state_mesh import ask, wait_socket
+from x0node.anomaly.federated import round_at
 
 pytestmark = pytest.mark.slow
 
@@ -117,7 +118,7 @@ def test_a_federated_round_between_live_daemons(bed):
     assert _wait(lambda: _service(bed, 2).get("refused", {}).get("bad_fedhead", 0) >= 1, 30), _service(bed, 2)
     assert _service(bed, 2)["service"]["fed_fed"] == 0
 
-    # first round: every node publishes its update and each takes the other two (mesh scope)
+    # every node publishes its update for the round it is in and takes the other two (mesh scope)
     def published():
         st = {k: _service(bed, k).get("service", {}) for k in (1, 2, 3)}
         return st if all(s.get("fed_published", 0) >= 1 and s.get("fed_fed", 0) >= 2 for s in st.values()) else None
@@ -126,27 +127,40 @@ def test_a_federated_round_between_live_daemons(bed):
     assert st, {k: _service(bed, k).get("service") for k in (1, 2, 3)}
     assert all(s["fed_refused"] == 0 for s in st.values()), st
 
-    # node 3 stops mid-round: its update is out, the others have not closed the round it went into
-    before = {k: len(_rounds(bed, k)) for k in (1, 2)}
+    # the first round that all three were running from its start: every node closes it under the same
+    # number (the schedule's, from the wall clock alone) and counts both neighbours' updates with its own
+    full = round_at(time.time(), ROUND_S) + 1
+    others = {k: {ids[j] for j in (1, 2, 3) if j != k} for k in (1, 2, 3)}
+
+    def closed(k, r):
+        return [x for x in _rounds(bed, k) if x[0] == r]
+
+    assert _wait(lambda: all(closed(k, full) for k in (1, 2, 3)), 2 * ROUND_S + 30), \
+        {k: _rounds(bed, k) for k in (1, 2, 3)}
+    for k in (1, 2, 3):
+        (got,) = closed(k, full)  # once
+        assert got[1] == 3 and got[2] == others[k], (k, got)
+        assert all(x[0] < full for x in _rounds(bed, k)[:-1]), _rounds(bed, k)  # in order, none ahead
+
+    # node 3 stops mid-round: inside the next round, after its update for it went out (every node
+    # publishes at its first 1 s tick in a round) and before the others close that round
+    stop_at = (full + 1) * ROUND_S + 10.0
+    time.sleep(max(0.0, stop_at - time.time()))
     bed.stop(3)
     stopped_wall = time.time()
-
-    def closed_after_stop(k):
-        """Node k's rounds closed since node 3 stopped that averaged its own update with a peer's."""
-        return [r for r in _rounds(bed, k)[before[k]:] if r[2] and r[1] == len(r[2]) + 1]
-
+    assert round_at(stopped_wall, ROUND_S) == full + 1
+    assert _wait(lambda: all(closed(k, full + 1) for k in (1, 2)), ROUND_S + 30), {k: _rounds(bed, k) for k in (1, 2)}
     for k in (1, 2):
-        others = {ids[j] for j in (1, 2, 3) if j != k}
-        assert _wait(lambda k=k: closed_after_stop(k), ROUND_S + 30), (k, _rounds(bed, k))
-        rounds = _rounds(bed, k)
-        # rounds are not in step across nodes: a neighbour's update is averaged in whichever of this
-        # node's rounds was open when it arrived, once; over its rounds every neighbour's was counted
-        assert set().union(*(r[2] for r in rounds)) == others, rounds
-        # the round's state is on disk: each origin's accepted round, the round moved on
+        (got,) = closed(k, full + 1)
+        assert got[1] == 3 and got[2] == others[k], (k, got)  # node 3's update, sent before it stopped, counted
+        # the round's state is on disk: each origin's last (round, sequence number), the round moved on
         saved = json.loads((pathlib.Path(bed.node(k).data_dir) / "anomaly" / "federated.json").read_text())
-        assert saved["round"] == rounds[-1][0] + 1, (saved["round"], rounds)
-        assert {bytes.fromhex(o).decode() for o in saved["last_round"]} == others
-    # the survivors keep working after the round closed without node 3 there
+        assert saved["closed_round"] == full + 1 and saved["round"] == full + 2, saved
+        assert {bytes.fromhex(o).decode() for o in saved["last"]} == others[k]
+        assert {r for r, _seq in saved["last"].values()} >= {full + 1}
+    # neither survivor refused anything (no benign event counted as a refusal) and both keep working
+    for k in (1, 2):
+        assert _service(bed, k)["service"]["fed_refused"] == 0, _service(bed, k)
     n2 = len(_ticks(bed, 2))
     assert _wait(lambda: len(_ticks(bed, 2)) >= n2 + 3, 15)
     assert _ticks(bed, 2)[-1]["wall"] > stopped_wall
