@@ -36,8 +36,8 @@ Rules and invariants:
   and counted.
 - `update_peer(node_id, raw)` (state gossip), `store_feedback(alarm_id, fault)` (the operator's verdict
   on one of this node's alarms, Incidents page) and `store_fault(start, end, source)` (a fault an
-  operator confirmed on this node, or one the fault lab injected) are the entry points for other
-  services. Both verdict calls write observe.json (temp + fsync + rename) before they return; when it
+  operator confirmed on this node; only the Incidents page calls it on a running node, nothing live
+  sends the lab's schedule) are the entry points for other services. Both verdict calls write observe.json (temp + fsync + rename) before they return; when it
   cannot be written they undo the verdict in memory and raise OSError, so nothing is reported as
   saved that was not. Observe-mode state is only serialised under `_lock` (a verdict arriving from
   the web UI never races a tick's save).
