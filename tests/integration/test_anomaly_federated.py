@@ -9,8 +9,9 @@ the healing loop.
 
 Shown: every node publishes its update as a signed mesh record and the others take it (the state
 service's `fed_published` / `fed_fed`; the end nodes get each other's through the middle one); a
-malformed update signed by a neighbour is refused and counted (`bad_fedhead`) and never reaches the
-detector; rounds are in step: the first round all three ran from its start is closed once by every
+malformed update signed by a neighbour mid-round (when no node publishes: each publishes at its first
+tick in a round) is refused and counted (`bad_fedhead`) and never reaches the detector; rounds are in
+step: the first round all three ran from its start is closed once by every
 node under the same round number (the schedule's, round k = wall-clock [k*60, (k+1)*60)), each
 averaging its own update with both neighbours' (its log line for each `FederatedRound` event); a
 neighbour stopping mid-round (after its update for the round went out, before the others closed it)
@@ -111,13 +112,6 @@ def test_a_federated_round_between_live_daemons(bed):
     wait_socket(bed)
     ids = {k: bed.node(k).node_id for k in (1, 2, 3)}
 
-    # a malformed update signed by node 1 (its own key, so the signature holds): node 2 refuses it by
-    # its validator, counts it, and never hands it to its detector
-    put = ask(bed, 1, {"op": "put", "ns": "fed", "key": "head", "value": "not an update", "ttl_s": 600})
-    assert put["ok"], put
-    assert _wait(lambda: _service(bed, 2).get("refused", {}).get("bad_fedhead", 0) >= 1, 30), _service(bed, 2)
-    assert _service(bed, 2)["service"]["fed_fed"] == 0
-
     # every node publishes its update for the round it is in and takes the other two (mesh scope)
     def published():
         st = {k: _service(bed, k).get("service", {}) for k in (1, 2, 3)}
@@ -142,10 +136,18 @@ def test_a_federated_round_between_live_daemons(bed):
         assert got[1] == 3 and got[2] == others[k], (k, got)
         assert all(x[0] < full for x in _rounds(bed, k)[:-1]), _rounds(bed, k)  # in order, none ahead
 
-    # node 3 stops mid-round: inside the next round, after its update for it went out (every node
-    # publishes at its first 1 s tick in a round) and before the others close that round
-    stop_at = (full + 1) * ROUND_S + 10.0
-    time.sleep(max(0.0, stop_at - time.time()))
+    # mid-round (every node publishes only at its first 1 s tick in a round, so nothing else is handed
+    # over now) a malformed update signed by node 1 (its own key, so the signature holds): node 2 refuses
+    # it by its validator, counts it, and never hands it to its detector
+    time.sleep(max(0.0, (full + 1) * ROUND_S + 8.0 - time.time()))
+    handed = _service(bed, 2)["service"]["fed_fed"]
+    put = ask(bed, 1, {"op": "put", "ns": "fed", "key": "head", "value": "not an update", "ttl_s": 600})
+    assert put["ok"], put
+    assert _wait(lambda: _service(bed, 2).get("refused", {}).get("bad_fedhead", 0) >= 1, 30), _service(bed, 2)
+    assert _service(bed, 2)["service"]["fed_fed"] == handed
+
+    # node 3 stops mid-round: inside the next round, after its update for it went out and before the
+    # others close that round
     bed.stop(3)
     stopped_wall = time.time()
     assert round_at(stopped_wall, ROUND_S) == full + 1
