@@ -244,11 +244,14 @@ async def test_federated_state_is_saved_at_each_round_and_restored(tmp_path, cap
         assert s.offer_update("peer", up, 7) is None
         await s.tick()  # enters round 100 (nothing labelled here: no update of its own)
         assert json.loads((tmp_path / "anomaly" / "federated.json").read_text())["round"] == 100
+        assert s.offer_update("peer", Update(100, up.params, 11), 8) is None  # newer: replaces the held one
+        await s.tick()  # the same round: saved because an update was taken (its sequence number on disk)
+        assert json.loads((tmp_path / "anomaly" / "federated.json").read_text())["last"] == {b"peer".hex(): [100, 8]}
         clock.wall = 6000.0 + 61
         with caplog.at_level("INFO", logger="x0node.anomaly"):
             await s.tick()  # round 100 ended: closed with the peer's update, state written
         saved = json.loads((tmp_path / "anomaly" / "federated.json").read_text())
-        assert saved["round"] == 101 and saved["closed_round"] == 100 and saved["last"] == {b"peer".hex(): [100, 7]}
+        assert saved["round"] == 101 and saved["closed_round"] == 100 and saved["last"] == {b"peer".hex(): [100, 8]}
         # the closed round is one log line: how many updates and whose
         assert "anomaly federated round 100 closed: 1 updates averaged (peers: peer), head in use: False" in caplog.text
     finally:
@@ -257,8 +260,8 @@ async def test_federated_state_is_saved_at_each_round_and_restored(tmp_path, cap
     await s2.start(_ctx(tmp_path))
     await s2.wait_loaded()
     try:
-        assert s2.engine.federation.round == 101 and s2.offer_update("peer", up, 7) == "replay"
-        assert s2.offer_update("peer", Update(101, up.params, 10), 8) is None
+        assert s2.engine.federation.round == 101 and s2.offer_update("peer", up, 8) == "replay"
+        assert s2.offer_update("peer", Update(101, up.params, 10), 9) is None
     finally:
         await s2.stop()
     (tmp_path / "anomaly" / "federated.json").write_text('{"round": "x"}')

@@ -9,16 +9,16 @@ Rules and invariants:
   resolved once at start from /proc/self/cgroup; host-wide, with a warning, when none is mounted),
   `federated` (bool, default false: federated fine-tuning of the final layer, federated.py; off by
   default because on the real-fault protocol it did not improve on the shipped detector, docs/anomaly.md)
-  and `federated_round_s` (60..86400, default 3600: one round per this long).
+  and `federated_round_s` (60..86400, default 3600: the length of one round of the shared schedule).
 - With `federated = true`, every tick steps the engine's round schedule with the wall clock
   (`federated_step`: round k covers wall-clock [k*R, (k+1)*R), R = `federated_round_s`, so every node
   is in the same round): the first tick after a round ended closes it, the first tick in a round
   trains this node's update for it and, when it has labelled rows, publishes it (`FederatedUpdate`,
   topic "anomaly.federated") for the state layer to sign and spread; the state layer hands peers'
   updates to `offer_update` with their records' versions (the signed sequence numbers) and the wall
-  clock. When a round closed or began, the federation's state is written to
-  `<data_dir>/anomaly/federated.json` (temp + fsync + rename; again at stop; restored at start; a
-  malformed file gives a fresh federation, with a warning).
+  clock. At a tick where a round closed or began, or after a peer's update was taken, the
+  federation's state is written to `<data_dir>/anomaly/federated.json` (temp + fsync + rename; again
+  at stop; restored at start; a malformed file gives a fresh federation, with a warning).
   Each round closed is logged at INFO (round, updates averaged, the peers' origins, head in use).
 - start() returns at once (the daemon's ready line does not wait for the model): a background task
   loads the bundle and LiteRT in a worker thread (imports stay lazy until then), restores
@@ -178,6 +178,7 @@ class AnomalyService:
         self._cpu_mem_source = "host"  # "cgroup" while the node's own groups were read at the last tick
         self._lock = asyncio.Lock()  # observe-mode state is serialised under it (tick saves, verdicts)
         self._tick_at: float | None = None  # monotonic s of the previous tick (own loop stalls since then)
+        self._fed_taken = False  # a peer's federated update taken since the state was last saved
 
     # ---- lifecycle
     async def start(self, ctx: Any) -> None:
@@ -253,7 +254,9 @@ class AnomalyService:
         None when held for its round, else why not."""
         if self.engine is None:
             return "not_running"
-        return self.engine.offer_update(node_id, update, seq, time.time())
+        why = self.engine.offer_update(node_id, update, seq, time.time())
+        self._fed_taken |= why is None
+        return why
 
     @property
     def node_id(self) -> str:
@@ -446,7 +449,8 @@ class AnomalyService:
             f = self.engine.federation
             mark = None if f is None else (f.round, f.closed_round)
             update = self.engine.federated_step(now, wall, self._rng)
-            if f is not None and (f.round, f.closed_round) != mark:  # a round closed or begun: save it
+            if f is not None and ((f.round, f.closed_round) != mark or self._fed_taken):
+                self._fed_taken = False  # a round closed or begun, or a peer's update taken: save it
                 await asyncio.to_thread(self._save_federation)
             if update is not None:
                 ctx.bus.publish(FEDERATED_TOPIC, FederatedUpdate(ctx.node_id, update, wall))
