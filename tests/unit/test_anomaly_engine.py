@@ -193,9 +193,9 @@ def test_federated_rounds_label_by_known_faults_and_the_head_decides_only_after_
     from x0node.anomaly.engine import FederatedRound
 
     chain, _ = load_chain()  # the shipped tree layer (held-loss)
-    e = AnomalyEngine("me", chain, None, ObserveMode(FAST, 0.0), federation=fed.Federation())
+    e = AnomalyEngine("me", chain, None, ObserveMode(FAST, 0.0), federation=fed.Federation(), federated_round_s=60.0)
     rng = random.Random(3)
-    assert e.federated_round(0.0, rng) is None  # nothing labelled yet: nothing to contribute
+    assert e.federated_step(0.0, 990.0, rng) is None  # round 16: nothing labelled yet, nothing to contribute
     for k in range(400):  # 20 min at 3 s; a soft fault (slow links) the shipped layer does not see
         wall = 1000.0 + 3 * k
         bad = k % 100 < 30
@@ -206,21 +206,29 @@ def test_federated_rounds_label_by_known_faults_and_the_head_decides_only_after_
         e.fault(1000.0 + 3 * k0, 1000.0 + 3 * (k0 + 29), "schedule", 3000.0)
     x, y, m = e._fed_labelled()
     assert len(y) == 260 and y.sum() == 120  # 20 rows either side of each fault left unlabelled
-    own = e.federated_round(2200.0, rng)
-    assert own is not None and own.round == 1 and own.rows > 0
-    peer = fed.Update(1, own.params, 50)
-    assert e.offer_update("peer", peer) is None
-    assert e.offer_update("peer", peer) == "replay"  # the same round again
-    assert e.offer_update("peer", fed.Update(2, own.params, 50)) == "duplicate"  # once per round
-    assert e.offer_update("me", peer) == "bad_params"  # never its own
-    for r in range(2, fed.MAX_ROUNDS + 2):
-        e.federated_round(2200.0 + r, rng)
+    own = e.federated_step(2200.0, 2200.0, rng)  # round 36 = [2160, 2220): this node's update for it
+    assert own is not None and own.round == 36 and own.rows > 0
+    assert [ev for ev in _events(e) if isinstance(ev, FederatedRound)] == []  # round 16 had no update
+    assert e.federated_step(2210.0, 2210.0, rng) is None  # once per round
+    peer = fed.Update(36, own.params, 50)
+    assert e.offer_update("peer", peer, 10, 2200.0) is None
+    assert e.offer_update("peer", peer, 10, 2201.0) == "replay"  # the same signed record again
+    assert e.offer_update("peer", fed.Update(36, own.params, 60), 11, 2202.0) is None  # newer: replaces it
+    assert e.offer_update("late", fed.Update(35, own.params, 50), 3, 2200.0) == "stale"  # a past round
+    assert e.offer_update("me", peer, 12, 2200.0) == "bad_params"  # never its own
+    assert e.federated_step(2150.0, 2150.0, rng) is None  # the clock went back: wait
+    nxt = e.federated_step(2221.0, 2221.0, rng)  # round 36 ended: closed; round 37 entered
+    assert nxt is not None and nxt.round == 37
+    for r in range(38, 38 + fed.MAX_ROUNDS):
+        e.federated_step(60.0 * r + 1, 60.0 * r + 1, rng)
     rounds = [ev for ev in _events(e) if isinstance(ev, FederatedRound)]
-    assert [ev.round for ev in rounds] == list(range(1, fed.MAX_ROUNDS + 1))
-    assert rounds[0].updates == 2
-    assert e.offer_update("peer", fed.Update(1, own.params, 50)) == "rounds_done"
+    assert [ev.round for ev in rounds] == list(range(36, 36 + fed.MAX_ROUNDS))
+    assert rounds[0].updates == 2 and rounds[0].peers == ("peer",)  # its own and the peer's newest
+    assert rounds[1].updates == 1 and rounds[1].peers == ()
+    assert e.offer_update("peer", fed.Update(60, own.params, 50), 13, 3600.0) == "rounds_done"
     st = e.status()["federated"]
-    assert st["round"] == fed.MAX_ROUNDS + 1 and st["refused"]["duplicate"] == 1 and st["refused"]["replay"] == 1
+    assert st["rounds_closed"] == fed.MAX_ROUNDS and st["closed_round"] == 36 + fed.MAX_ROUNDS - 1
+    assert st["replaced"] == 1 and st["refused"]["replay"] == 1 and st["refused"]["stale"] == 1
     assert st["in_use"] == (e.federation.in_use is not None)
     # a head in use decides this node's own verdict (and only its own)
     e.federation.in_use = np.r_[np.zeros(fed.WIDTH), 10.0]
@@ -234,5 +242,22 @@ def test_without_a_federation_nothing_is_kept_or_taken():
     chain, _ = load_chain()
     e = AnomalyEngine("me", chain, None, ObserveMode(FAST, 0.0))
     e.step(_raw(), {}, 0.0, 0.0, random.Random(1), links_down=0)
-    assert e.federated_round(1.0, random.Random(1)) is None
-    assert e.offer_update("peer", None) == "disabled" and e.status()["federated"] is None
+    assert e.federated_step(1.0, 1e9, random.Random(1)) is None
+    assert e.offer_update("peer", None, 1, 1e9) == "disabled" and e.status()["federated"] is None
+
+
+def test_a_node_restarted_inside_a_round_publishes_a_newer_update_for_it():
+    from x0node.anomaly import federated as fed
+
+    chain, _ = load_chain()
+    e = AnomalyEngine("me", chain, None, ObserveMode(FAST, 0.0), federation=fed.Federation(), federated_round_s=60.0)
+    e._fed_rows.extend((1000.0 + i, np.full(fed.WIDTH, 0.1 * (i % 2)), 0.0) for i in range(200))
+    e.observe.fault(1001.0, 1100.0, "schedule", 1200.0)
+    first = e.federated_step(0.0, 1210.0, random.Random(1))
+    assert first is not None and first.round == 20
+    again = AnomalyEngine("me", chain, None, ObserveMode(FAST, 0.0),
+                          federation=fed.Federation.from_dict(e.federation.to_dict()), federated_round_s=60.0)
+    again._fed_rows.extend(e._fed_rows)
+    again.observe.fault(1001.0, 1100.0, "schedule", 1200.0)
+    second = again.federated_step(1.0, 1215.0, random.Random(2))
+    assert second is not None and second.round == 20  # the same round: peers take it as a newer record

@@ -1,4 +1,5 @@
 import json
+import time
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -182,59 +183,85 @@ async def test_a_verdict_that_cannot_be_written_is_not_kept(tmp_path, monkeypatc
         await s.stop()
 
 
-async def test_federated_rounds_are_timed_by_the_tick_and_updates_go_on_the_bus(tmp_path):
+class _Clock:
+    """The service module's `time` with a wall clock the test sets (monotonic stays real)."""
+
+    def __init__(self, wall: float) -> None:
+        self.wall = wall
+
+    def time(self) -> float:
+        return self.wall
+
+    def __getattr__(self, name: str):
+        return getattr(time, name)
+
+
+async def test_federated_rounds_follow_the_wall_clock_schedule_and_updates_go_on_the_bus(tmp_path, monkeypatch):
     from x0node.anomaly.federated import Update, initial_params
 
+    clock = _Clock(6000.0 + 10)  # round 100 of 60 s
+    monkeypatch.setattr(svc, "time", clock)
     ctx = _ctx(tmp_path)
     s = svc.create_service({"interval_s": 3600, "seed": 1, "federated": True, "federated_round_s": 60})
     await s.start(ctx)
     await s.wait_loaded()
     try:
-        assert s.engine.federation is not None and s.status()["federated"]["round"] == 1
-        up = Update(1, tuple(float(v) for v in initial_params()), 10)
+        assert s.engine.federation is not None and s.status()["federated"]["round"] == 0
+        up = Update(100, tuple(float(v) for v in initial_params()), 10)
         calls = []
-        s.engine.federated_round = lambda now, rng: calls.append(now) or up
+        real = s.engine.federated_step
+        s.engine.federated_step = lambda now, wall, rng: calls.append(wall) or real(now, wall, rng) or up
         sub = ctx.bus.subscribe({svc.FEDERATED_TOPIC})
-        await s.tick()  # the first tick starts the clock
-        await s.tick()  # < federated_round_s later: no round
-        assert calls == []
-        s._fed_round_at -= 61.0
-        await s.tick()
+        await s.tick()  # every tick steps the schedule with the wall clock
         (item,) = list(iter(sub.get_nowait, None))
-        assert len(calls) == 1 and item.event.update == up and item.event.node_id == "me"
-        assert s.offer_update("me", up) == "bad_params"  # never its own
+        assert calls == [6010.0] and item.event.update == up and item.event.node_id == "me"
+        assert s.status()["federated"]["round"] == 100  # the schedule's round, not a count of ticks
+        clock.wall = 6000.0 + 70
+        await s.tick()
+        assert calls == [6010.0, 6070.0] and s.status()["federated"]["round"] == 101
+        assert s.offer_update("me", up, 1) == "bad_params"  # never its own
     finally:
         await s.stop()
     off = svc.create_service({"interval_s": 3600})
     await off.start(_ctx(tmp_path))
     await off.wait_loaded()
     try:
-        assert off.engine.federation is None and off.offer_update("peer", None) == "disabled"
+        assert off.engine.federation is None and off.offer_update("peer", None, 1) == "disabled"
     finally:
         await off.stop()
 
 
-async def test_federated_state_is_saved_at_each_round_and_restored(tmp_path):
+async def test_federated_state_is_saved_at_each_round_and_restored(tmp_path, caplog, monkeypatch):
     from x0node.anomaly.federated import Update, initial_params
 
-    up = Update(1, tuple(float(v) for v in initial_params()), 10)
+    clock = _Clock(6000.0 + 10)  # round 100 of 60 s
+    monkeypatch.setattr(svc, "time", clock)
+    up = Update(100, tuple(float(v) for v in initial_params()), 10)
     s = svc.create_service({"interval_s": 3600, "seed": 1, "federated": True, "federated_round_s": 60})
     await s.start(_ctx(tmp_path))
     await s.wait_loaded()
     try:
-        assert s.offer_update("peer", up) is None
-        await s.tick()
-        s._fed_round_at -= 61.0
-        await s.tick()  # closes round 1 (the peer's update) and writes the state
+        assert s.offer_update("peer", up, 7) is None
+        await s.tick()  # enters round 100 (nothing labelled here: no update of its own)
+        assert json.loads((tmp_path / "anomaly" / "federated.json").read_text())["round"] == 100
+        assert s.offer_update("peer", Update(100, up.params, 11), 8) is None  # newer: replaces the held one
+        await s.tick()  # the same round: saved because an update was taken (its sequence number on disk)
+        assert json.loads((tmp_path / "anomaly" / "federated.json").read_text())["last"] == {b"peer".hex(): [100, 8]}
+        clock.wall = 6000.0 + 61
+        with caplog.at_level("INFO", logger="x0node.anomaly"):
+            await s.tick()  # round 100 ended: closed with the peer's update, state written
         saved = json.loads((tmp_path / "anomaly" / "federated.json").read_text())
-        assert saved["round"] == 2 and saved["last_round"] == {b"peer".hex(): 1}
+        assert saved["round"] == 101 and saved["closed_round"] == 100 and saved["last"] == {b"peer".hex(): [100, 8]}
+        # the closed round is one log line: how many updates and whose
+        assert "anomaly federated round 100 closed: 1 updates averaged (peers: peer), head in use: False" in caplog.text
     finally:
         await s.stop()
-    s2 = svc.create_service({"interval_s": 3600, "federated": True})
+    s2 = svc.create_service({"interval_s": 3600, "federated": True, "federated_round_s": 60})
     await s2.start(_ctx(tmp_path))
     await s2.wait_loaded()
     try:
-        assert s2.engine.federation.round == 2 and s2.offer_update("peer", up) == "replay"
+        assert s2.engine.federation.round == 101 and s2.offer_update("peer", up, 8) == "replay"
+        assert s2.offer_update("peer", Update(101, up.params, 10), 9) is None
     finally:
         await s2.stop()
     (tmp_path / "anomaly" / "federated.json").write_text('{"round": "x"}')
@@ -242,6 +269,6 @@ async def test_federated_state_is_saved_at_each_round_and_restored(tmp_path):
     await s3.start(_ctx(tmp_path))
     await s3.wait_loaded()
     try:
-        assert s3.engine.federation.round == 1  # malformed: a fresh federation
+        assert s3.engine.federation.round == 0  # malformed: a fresh federation
     finally:
         await s3.stop()

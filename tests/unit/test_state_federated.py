@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.sim.state_mesh import StateSim, validated_line3
-from x0node.anomaly.federated import MAX_ROUNDS, N_PARAMS, Federation, Update, initial_params
+from x0node.anomaly.federated import MAX_ROUND_NUMBER, N_PARAMS, Federation, Update, initial_params
 from x0node.state import federated as S
 from x0node.state.record import Kind, Record, Scope, encode_lww
 
@@ -24,7 +24,7 @@ def test_update_round_trip_and_bounds():
     raw = S.encode_update(UP)
     assert len(raw) == S.VALUE_BYTES == 8 + 4 * N_PARAMS
     assert S.decode_update(raw) == UP
-    for bad in (Update(0, UP.params, 1), Update(MAX_ROUNDS + 1, UP.params, 1), Update(1, UP.params, 0),
+    for bad in (Update(0, UP.params, 1), Update(MAX_ROUND_NUMBER + 1, UP.params, 1), Update(1, UP.params, 0),
                 Update(1, UP.params[:-1], 1), Update(1, (math.inf,) + UP.params[1:], 1),
                 Update(1, (1e3,) + UP.params[1:], 1)):
         with pytest.raises(ValueError):
@@ -60,9 +60,17 @@ def test_updates_cross_the_mesh_signed_and_each_round_is_taken_once():
     seen = {me: got[me][0]}
     assert S.peer_updates(sim.nodes[2].gossip.store, seen) == {}  # nothing newer: not handed over again
     fed = Federation(round=3)
-    assert fed.offer(me, got[me][1]) is None
-    fed.close_round(None, np.zeros((0, 35)), np.zeros(0), np.zeros(0))
-    assert fed.offer(me, got[me][1]) == "replay"  # the same signed round handed over again
+    version, up = got[me]
+    assert fed.offer(me, up, version, 3) is None
+    assert fed.offer(me, up, version, 3) == "replay"  # the same signed record handed over again
+    # the origin publishes a newer update for the same round: a newer version, which replaces the held one
+    newer = Update(3, UP.params, 200)
+    sim.write(0, S.FED_NS, S.FED_KEY, value=S.encode_update(newer), ttl_s=S.TTL_S, scope=Scope.MESH)
+    sim.run_for(1.0)
+    got = S.peer_updates(sim.nodes[2].gossip.store, seen)
+    assert got[me][0] > version and got[me][1] == newer
+    assert fed.offer(me, got[me][1], got[me][0], 3) is None and fed.replaced == 1
+    assert fed.pending == {(3, me): newer}
 
 
 def test_a_malformed_update_changes_nothing_and_is_counted():
@@ -81,6 +89,8 @@ def test_a_round_across_three_nodes_averages_every_signed_update_once():
     x = rng.uniform(-1, 1, (3, 200, WIDTH))
     y = (x[:, :, 3] > 0).astype(int)
     feds = [Federation() for _ in range(3)]
+    for f in feds:
+        f.begin(7)  # the schedule's round: the same on every node
     own = [f.local(x[i], y[i], np.random.default_rng(i)) for i, f in enumerate(feds)]
     for i, u in enumerate(own):
         sim.write(i, S.FED_NS, S.FED_KEY, value=S.encode_update(u), ttl_s=S.TTL_S, scope=Scope.MESH)
@@ -89,8 +99,8 @@ def test_a_round_across_three_nodes_averages_every_signed_update_once():
         me = sim.nodes[i].gossip.me
         got = S.peer_updates(sim.nodes[i].gossip.store, me=me)
         assert len(got) == 2
-        for origin, (_v, u) in got.items():
-            assert f.offer(origin, u) is None
+        for origin, (v, u) in got.items():
+            assert f.offer(origin, u, v, 7) is None
         f.close_round(own[i], x[i], y[i], np.zeros(200))
     # every node averaged the same three updates (float32 on the wire), so they agree
     assert np.allclose(feds[0].params, feds[1].params, atol=1e-6) and np.allclose(feds[1].params, feds[2].params, atol=1e-6)

@@ -107,8 +107,8 @@ def test_peers_head_updates_reach_the_anomaly_service_once_each():
     got = []
 
     class Anomaly:
-        def offer_update(self, node_id, update):
-            got.append((node_id, update))
+        def offer_update(self, node_id, update, seq):
+            got.append((node_id, update, seq))
             return None if len(got) == 1 else "replay"
 
     svc = StateService({})
@@ -116,5 +116,6 @@ def test_peers_head_updates_reach_the_anomaly_service_once_each():
     svc.ctx = SimpleNamespace(extras={"anomaly": Anomaly()})
     svc._feed_heads()
     svc._feed_heads()  # nothing newer: not handed over again
-    assert got == [(sim.nodes[0].gossip.me.hex(), up)]  # never its own
+    version = sim.nodes[1].gossip.store.origins[sim.nodes[0].gossip.me].records[(federated.FED_NS, federated.FED_KEY)].version
+    assert got == [(sim.nodes[0].gossip.me.hex(), up, version)]  # never its own; with its signed version
     assert svc.counters["fed_fed"] == 1 and svc.counters["fed_refused"] == 0

@@ -23,11 +23,14 @@ Rules and invariants:
 - Federated fine-tuning (optional, `federation`; federated.py): this node's own row, when a tree layer
   scored it, is kept (head inputs, shipped margin, wall time; at most FED_BUFFER_ROWS) and labelled by
   the faults observe mode knows (1 inside a known fault's window, 0 further than FED_LABEL_MARGIN_S
-  from every one, else unlabelled; nothing is labelled before a fault is known). `federated_round`
-  closes the round in progress (this node's update and the peers' offered with `offer_update`) through
-  the acceptance gate on the node's newest labelled rows, then trains this node's update for the next
-  round from the older ones. While a head has passed the gate, it decides this node's own verdict in
-  place of the shipped tree layer's (peers' rows keep the shipped verdict).
+  from every one, else unlabelled; nothing is labelled before a fault is known). Rounds follow the
+  shared schedule (federated.round_at of `wall`, `federated_round_s` long): `federated_step`, called
+  each tick, closes the round in progress once it has ended (this node's update and the peers' held
+  for it, offered with `offer_update` under their records' sequence numbers) through the acceptance
+  gate on the node's newest labelled rows, then enters the schedule's current round and trains this
+  node's update for it from the older ones, once per round; each round closed is one `FederatedRound`
+  event (how many updates were averaged, and which peers' besides this node's own). While a head has passed the gate, it decides
+  this node's own verdict in place of the shipped tree layer's (peers' rows keep the shipped verdict).
 - Events are frozen dataclasses pulled with `next_event()`; the queue is bounded (oldest dropped).
   `AnomalyDetected` is raised when a node's alarm is raised (and again when observe mode starts
   acting while it still is), `AnomalyCleared` when it clears: transitions, not one event per
@@ -104,6 +107,7 @@ class FederatedRound:
     updates: int  # updates averaged (this node's own included)
     in_use: bool  # the averaged head passed the gate and now decides this node's verdict
     at_s: float
+    peers: tuple[str, ...] = ()  # the origins whose updates were averaged with this node's (sorted)
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,7 @@ class AnomalyEngine:
         peer_ttl_s: float = 120.0,
         alarm_policy: AlarmPolicy | None = None,
         federation: fed.Federation | None = None,
+        federated_round_s: float = 3600.0,
     ) -> None:
         self.node_id = node_id
         self.chain = chain
@@ -145,7 +150,9 @@ class AnomalyEngine:
         self._alarms: dict[str, AlarmState] = {}
         self.federation = federation
         self._fed_rows: collections.deque[tuple[float, np.ndarray, float]] = collections.deque(maxlen=FED_BUFFER_ROWS)
+        self.federated_round_s = federated_round_s
         self._fed_own: fed.Update | None = None
+        self._fed_tried = 0  # the round this node last trained (or found nothing to train) for
 
     # ---- inputs
     def update_peer(self, node_id: str, raw: Sequence[float], now: float) -> bool:
@@ -287,13 +294,14 @@ class AnomalyEngine:
         return {"layer": ev.layer, "nodes": len(ids), "own_anomalous": own_anom, "acting": acting}
 
     # ---- federated fine-tuning (federated.py)
-    def offer_update(self, origin: str, update: fed.Update) -> str | None:
-        """A peer's head update (from the state layer): None when taken for this round, else the reason."""
+    def offer_update(self, origin: str, update: fed.Update, seq: int, wall: float) -> str | None:
+        """A peer's head update (from the state layer) carried under its record's signed sequence number
+        `seq`, offered at wall-clock `wall`: None when held for its round, else the reason it was refused."""
         if self.federation is None:
             return "disabled"
         if not isinstance(origin, str) or not origin or len(origin) > 128 or origin == self.node_id:
             return self.federation.refuse("bad_params")
-        return self.federation.offer(origin.encode(), update)
+        return self.federation.offer(origin.encode(), update, seq, fed.round_at(wall, self.federated_round_s))
 
     def _fed_labelled(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """This node's kept rows with a label from the known faults, oldest first: (x, y, margin)."""
@@ -316,21 +324,39 @@ class AnomalyEngine:
             return np.zeros((0, fed.WIDTH)), np.zeros(0, dtype=np.int64), np.zeros(0)
         return np.stack(xs).astype(np.float64), np.array(ys, dtype=np.int64), np.array(ms)
 
-    def federated_round(self, now: float, rng: random.Random) -> fed.Update | None:
-        """Close the round in progress (if this node or a peer contributed to it), then train this node's
-        update for the next one from its older labelled rows (None: nothing to contribute, or done)."""
+    def federated_step(self, now: float, wall: float, rng: random.Random) -> fed.Update | None:
+        """One step of the shared round schedule at wall-clock `wall`: when the round in progress has
+        ended, close it (this node's update and the peers' held for it, through the gate on the newest
+        labelled rows); when a new round has begun, enter it and train this node's update for it from
+        the older labelled rows. Returns the update to publish (None: nothing new to contribute). A
+        node restarted inside a round trains again and publishes a newer update for the same round."""
         f = self.federation
         if f is None or f.done:
             return None
-        x, y, m = self._fed_labelled()
-        tr, ho = fed.holdout_split(len(y))
-        if self._fed_own is not None or f.pending:
+        k = fed.round_at(wall, self.federated_round_s)
+        if k == 0 or k < f.round:  # no valid time, or the clock went back: wait for the schedule
+            return None
+        labelled = None
+        if 0 < f.round < k and f.closed_round < f.round:
+            labelled = self._fed_labelled()
+            x, y, m = labelled
+            _, ho = fed.holdout_split(len(y))
             closed = f.round
-            updates = len(f.pending) + (self._fed_own is not None)
-            f.close_round(self._fed_own, x[ho], y[ho], m[ho])
-            self._events.append(FederatedRound(closed, updates, f.in_use is not None, now))
+            own = self._fed_own if self._fed_own is not None and self._fed_own.round == closed else None
+            peers = tuple(o.decode(errors="replace") for o in f.peers_of(closed))
+            before = f.rounds_closed
+            f.close_round(own, x[ho], y[ho], m[ho])
+            if f.rounds_closed > before:
+                self._events.append(FederatedRound(closed, len(peers) + (own is not None), f.in_use is not None,
+                                                   now, peers))
+        f.begin(k)
+        if f.done or self._fed_tried == k:
+            return None
+        self._fed_tried = k
         self._fed_own = None
-        if f.done or not y[tr].any():
+        x, y, _m = labelled or self._fed_labelled()
+        tr, _ = fed.holdout_split(len(y))
+        if not y[tr].any():
             return None
         self._fed_own = f.local(x[tr], y[tr], np.random.default_rng(rng.getrandbits(64)))
         return self._fed_own
@@ -353,8 +379,10 @@ class AnomalyEngine:
             "evaluations": self.evaluations,
             "scores": dict(list(self.last_scores.items())[:64]),
             "federated": None if self.federation is None else {
-                "round": self.federation.round, "in_use": self.federation.in_use is not None,
+                "round": self.federation.round, "closed_round": self.federation.closed_round,
+                "rounds_closed": self.federation.rounds_closed, "in_use": self.federation.in_use is not None,
                 "accepted_rounds": self.federation.accepted_rounds, "pending": len(self.federation.pending),
+                "replaced": self.federation.replaced,
                 "rows": len(self._fed_rows), "refused": dict(self.federation.refused)},
         }
 

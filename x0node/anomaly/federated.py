@@ -17,16 +17,30 @@ Rules and invariants:
   MAX_UPDATE_NORM by the receiver (a peer's update is never trusted to be bounded). At most
   MAX_UPDATES_PER_ROUND updates per round; an update with non-finite or out-of-range parameters,
   zero rows or the wrong width is refused.
-- Rounds (`Federation`): a node runs at most MAX_ROUNDS rounds, numbered 1, 2, ...; a peer's update is
-  counted at most once per round and a round number from one origin is never accepted twice or out of
-  order (each origin's last accepted round only grows). Refusals are counted by reason (REASONS).
+- Rounds follow one schedule every node computes alone from its wall clock (`round_at`): round k
+  covers [k*R, (k+1)*R) with R = the round length (`[anomaly] federated_round_s`), so nodes agree
+  on the round number without talking. A node enters round k at its first step in it (`begin`),
+  trains and publishes its update for k then, and closes k at its first step after k ends
+  (`close_round`), averaging its own update with the peers' it holds for k. A node runs at most
+  MAX_ROUNDS rounds (rounds with no update at all are not counted).
+- Offers (`Federation.offer`): a peer's update comes with the signed sequence number of the record
+  that carried it (the state layer's version) and the schedule's round at the receiver. A sequence
+  number at or below the last one accepted from that origin, or a round below its last accepted
+  round, is refused ("replay"): a signed sequence number is never accepted twice under one key. A
+  newer update from the same origin for the same round replaces the held one (counted in
+  `replaced`, not a refusal): each origin counts at most once per round. An update for a round
+  already closed or begun past is dropped ("stale"; so are held updates of a round the node did not
+  close when it begins a later one), one for a round beyond the next ("early"). At most
+  MAX_UPDATES_PER_ROUND - 1 peers' updates per round and MAX_PENDING in all are held, and at most
+  MAX_ORIGINS origins are remembered ("round_full" beyond). Refusals are counted by reason (REASONS).
 - Acceptance gate (`no_worse`): an averaged head replaces the one in use only if, on the node's own
   held-out rows (never trained on), its verdicts at 0 are no worse than the shipped detector's: row F1
   at least the shipped F1 and no more false positives. Without at least MIN_HOLDOUT_ROWS held-out rows
   of which one is a fault, nothing can be judged and the shipped detector stays in use.
 - State survives restarts (`Federation.to_dict` / `from_dict`; the service writes it temp + fsync +
-  rename): the round, the head trained from and the head in use, and each origin's last accepted
-  round, so a round already taken is refused after a restart too. `from_dict` validates everything
+  rename): the round in progress and the last closed, the head trained from and the head in use, each
+  origin's last accepted (round, sequence number) and the updates held, so an update already taken is
+  refused after a restart too. `from_dict` validates everything
   (bounded origins, rounds in range, finite bounded parameters) and raises ValueError otherwise.
 - Deterministic given the rng passed in (`numpy.random.Generator`); no clock, no I/O.
 """
@@ -62,7 +76,22 @@ HOLDOUT_SHARE = 0.25
 """The newest share of a node's labelled rows it keeps for the acceptance gate (never trained on)."""
 MAX_ORIGINS = 1024
 """Most origins whose last round a node remembers (a new origin beyond them is refused, round_full)."""
-REASONS = ("bad_params", "no_rows", "replay", "duplicate", "round_full", "rounds_done")
+MAX_PENDING = 2 * (MAX_UPDATES_PER_ROUND - 1)
+"""Most peers' updates held at once (the round in progress and the next)."""
+MAX_ROUND_NUMBER = (1 << 32) - 1
+"""Round numbers are the schedule's (round_at) and travel as u32."""
+MAX_SEQ = (1 << 64) - 1
+"""Sequence numbers are the state records' versions (u64)."""
+REASONS = ("bad_params", "no_rows", "replay", "stale", "early", "round_full", "rounds_done")
+
+
+def round_at(wall: float, round_s: float) -> int:
+    """The shared schedule: the round k whose interval [k*round_s, (k+1)*round_s) holds wall-clock
+    time `wall` (s); 0 when there is none (a non-finite time or length, or k outside 1..MAX_ROUND_NUMBER)."""
+    if not (math.isfinite(wall) and math.isfinite(round_s) and round_s > 0):
+        return 0
+    k = math.floor(wall / round_s)
+    return k if 1 <= k <= MAX_ROUND_NUMBER else 0
 
 
 def head_inputs(margin: np.ndarray, own: np.ndarray, agg: np.ndarray) -> np.ndarray:
@@ -167,54 +196,107 @@ def holdout_split(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class Federation:
-    """One node's rounds: its own update, the peers' updates offered for the current round, the gate.
+    """One node's rounds on the shared schedule: its own update, the peers' updates offered for the
+    round in progress (and the next), the gate.
 
     `params` is the head the federation trains from (the last averaged one); `in_use` is the head
-    the detector uses, None while the shipped detector is better or unjudged."""
+    the detector uses, None while the shipped detector is better or unjudged. `round` is the
+    schedule's round in progress (0 before the first), `closed_round` the last one closed, `last`
+    each origin's (round, sequence number) last accepted, `pending` the updates held by (round, origin)."""
     params: np.ndarray = field(default_factory=initial_params)
-    round: int = 1
+    round: int = 0
+    closed_round: int = 0
+    rounds_closed: int = 0
     in_use: np.ndarray | None = None
-    last_round: dict[bytes, int] = field(default_factory=dict)
-    pending: dict[bytes, Update] = field(default_factory=dict)
+    last: dict[bytes, tuple[int, int]] = field(default_factory=dict)
+    pending: dict[tuple[int, bytes], Update] = field(default_factory=dict)
     refused: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
     accepted_rounds: int = 0
+    replaced: int = 0
 
     @property
     def done(self) -> bool:
-        return self.round > MAX_ROUNDS
+        return self.rounds_closed >= MAX_ROUNDS
 
     def refuse(self, reason: str) -> str:
         """Count a refused update under `reason` (one of REASONS) and return it."""
         self.refused[reason] += 1
         return reason
 
-    def offer(self, origin: bytes, update: Update) -> str | None:
-        """A peer's update for the current round; None when taken, else the reason it was refused."""
+    def peers_of(self, round_: int) -> list[bytes]:
+        """The origins whose updates for `round_` are held, in origin order."""
+        return sorted(o for r, o in self.pending if r == round_)
+
+    def offer(self, origin: bytes, update: Update, seq: int, now_round: int) -> str | None:
+        """A peer's update carried under its signed sequence number `seq`, at the schedule's round
+        `now_round` (round_at of this node's wall time); None when held, else the reason it was refused."""
         if self.done:
             return self.refuse("rounds_done")
-        if not valid_params(update.params) or not 1 <= update.round <= MAX_ROUNDS:
+        if not valid_params(update.params) or not 1 <= update.round <= MAX_ROUND_NUMBER \
+                or isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq <= MAX_SEQ:
             return self.refuse("bad_params")
         if update.rows <= 0:
             return self.refuse("no_rows")
-        if update.round <= self.last_round.get(origin, 0):
+        prev = self.last.get(origin)
+        if prev is not None and (seq <= prev[1] or update.round < prev[0]):
             return self.refuse("replay")
-        if origin in self.pending:
-            return self.refuse("duplicate")
-        if len(self.pending) >= MAX_UPDATES_PER_ROUND - 1 or (
-                origin not in self.last_round and len(self.last_round) >= MAX_ORIGINS):
+        if update.round < max(self.round or now_round, self.closed_round + 1):
+            return self.refuse("stale")
+        if update.round > max(self.round, now_round) + 1:
+            return self.refuse("early")
+        key = (update.round, origin)
+        if key in self.pending:
+            self.replaced += 1
+        elif (sum(r == update.round for r, _ in self.pending) >= MAX_UPDATES_PER_ROUND - 1
+              or len(self.pending) >= MAX_PENDING
+              or (prev is None and len(self.last) >= MAX_ORIGINS)):
             return self.refuse("round_full")
-        self.last_round[origin] = update.round
-        self.pending[origin] = update
+        self.last[origin] = (update.round, seq)
+        self.pending[key] = update
         return None
 
+    def begin(self, round_: int) -> bool:
+        """Enter the schedule's round `round_` (the caller closed the one in progress first); updates
+        held for earlier rounds are dropped and counted ("stale"). False when it is not later."""
+        if round_ <= self.round or not 1 <= round_ <= MAX_ROUND_NUMBER:
+            return False
+        self.round = round_
+        for key in [k for k in self.pending if k[0] < round_]:
+            del self.pending[key]
+            self.refuse("stale")
+        return True
+
     def local(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> Update:
-        """This node's update for the current round from its own training rows (to publish)."""
+        """This node's update for the round in progress from its own training rows (to publish)."""
         return local_update(self.params, x, y, rng, self.round)
 
+    def close_round(self, own: Update | None, x_hold: np.ndarray, y_hold: np.ndarray,
+                    shipped_hold: np.ndarray) -> bool:
+        """Close the round in progress: average its updates (own first, then the peers' held for it in
+        origin order) and put the average in use if the gate passes on the held-out rows (True when it
+        did). A round with no update at all is marked closed without counting towards MAX_ROUNDS."""
+        if self.done or self.round == 0 or self.closed_round >= self.round:
+            return False
+        peers = self.peers_of(self.round)
+        ups = ([own] if own is not None else []) + [self.pending.pop((self.round, o)) for o in peers]
+        self.closed_round = self.round
+        if not ups:
+            return False
+        self.params = fedavg(self.params, ups)
+        self.rounds_closed += 1
+        if no_worse(self.params, x_hold, y_hold, shipped_hold):
+            self.in_use = self.params.copy()
+            self.accepted_rounds += 1
+            return True
+        return False
+
     def to_dict(self) -> dict[str, object]:
-        return {"round": self.round, "params": [float(v) for v in self.params],
+        return {"round": self.round, "closed_round": self.closed_round, "rounds_closed": self.rounds_closed,
+                "params": [float(v) for v in self.params],
                 "in_use": None if self.in_use is None else [float(v) for v in self.in_use],
-                "last_round": {o.hex(): r for o, r in sorted(self.last_round.items())},
+                "last": {o.hex(): [r, q] for o, (r, q) in sorted(self.last.items())},
+                "pending": [[r, o.hex(), u.rows, [float(v) for v in u.params]]
+                            for (r, o), u in sorted(self.pending.items())],
                 "accepted_rounds": self.accepted_rounds}
 
     @classmethod
@@ -222,46 +304,58 @@ class Federation:
         """The state `to_dict` wrote; ValueError when anything in it is malformed or out of range."""
         if not isinstance(d, dict):
             raise ValueError("federation state must be an object")
-        round_, accepted, last = d.get("round"), d.get("accepted_rounds", 0), d.get("last_round", {})
-        for v, hi in ((round_, MAX_ROUNDS + 1), (accepted, MAX_ROUNDS)):
-            if isinstance(v, bool) or not isinstance(v, int) or not (0 <= v <= hi):
-                raise ValueError("round out of range")
-        if round_ < 1:
+        ints = {k: d.get(k) for k in ("round", "closed_round", "rounds_closed", "accepted_rounds")}
+        for k, hi in (("round", MAX_ROUND_NUMBER), ("closed_round", MAX_ROUND_NUMBER),
+                      ("rounds_closed", MAX_ROUNDS), ("accepted_rounds", MAX_ROUNDS)):
+            if not _int_in(ints[k], 0, hi):
+                raise ValueError(f"{k} out of range")
+        if ints["closed_round"] > ints["round"] or ints["accepted_rounds"] > ints["rounds_closed"]:
             raise ValueError("round out of range")
+        last, pending = d.get("last"), d.get("pending")
         if not isinstance(last, dict) or len(last) > MAX_ORIGINS:
-            raise ValueError("last_round malformed")
-        seen: dict[bytes, int] = {}
-        for o, r in last.items():
-            if not isinstance(o, str) or len(o) > 256 or isinstance(r, bool) or not isinstance(r, int) \
-                    or not 1 <= r <= MAX_ROUNDS:
-                raise ValueError("last_round malformed")
-            try:
-                seen[bytes.fromhex(o)] = r
-            except ValueError:
-                raise ValueError("last_round origin not hex") from None
-        params = d.get("params")
+            raise ValueError("last malformed")
+        if not isinstance(pending, list) or len(pending) > MAX_PENDING:
+            raise ValueError("pending malformed")
+        seen: dict[bytes, tuple[int, int]] = {}
+        for o, rq in last.items():
+            if not isinstance(rq, list) or len(rq) != 2 or not _int_in(rq[0], 1, MAX_ROUND_NUMBER) \
+                    or not _int_in(rq[1], 1, MAX_SEQ):
+                raise ValueError("last malformed")
+            seen[_origin(o)] = (rq[0], rq[1])
+        held: dict[tuple[int, bytes], Update] = {}
+        for item in pending:
+            if not isinstance(item, list) or len(item) != 4 or not _int_in(item[0], 1, MAX_ROUND_NUMBER) \
+                    or not _int_in(item[2], 1, MAX_WEIGHT_ROWS * 256):
+                raise ValueError("pending malformed")
+            origin = _origin(item[1])
+            u = Update(item[0], tuple(_params(item[3])), item[2])
+            if seen.get(origin, (0, 0))[0] < u.round:
+                raise ValueError("pending malformed")
+            held[(u.round, origin)] = u
         in_use = d.get("in_use")
-        try:
-            p = np.asarray(params, dtype=np.float64)
-            u = None if in_use is None else np.asarray(in_use, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ValueError("parameters malformed") from None
-        if not valid_params(p) or (u is not None and not valid_params(u)):
-            raise ValueError("parameters malformed")
-        return cls(params=p, round=round_, in_use=u, last_round=seen, accepted_rounds=accepted)
+        return cls(params=_params(d.get("params")), round=ints["round"], closed_round=ints["closed_round"],
+                   rounds_closed=ints["rounds_closed"], in_use=None if in_use is None else _params(in_use),
+                   last=seen, pending=held, accepted_rounds=ints["accepted_rounds"])
 
-    def close_round(self, own: Update | None, x_hold: np.ndarray, y_hold: np.ndarray,
-                    shipped_hold: np.ndarray) -> bool:
-        """Average this round's updates (own first, then the peers' in origin order), move to the next
-        round, and put the average in use if the gate passes on the held-out rows. True when it did."""
-        if self.done:
-            return False
-        ups = ([own] if own is not None else []) + [self.pending[o] for o in sorted(self.pending)]
-        self.params = fedavg(self.params, ups)
-        self.pending = {}
-        self.round += 1
-        if no_worse(self.params, x_hold, y_hold, shipped_hold):
-            self.in_use = self.params.copy()
-            self.accepted_rounds += 1
-            return True
-        return False
+
+def _int_in(v: object, lo: int, hi: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _origin(o: object) -> bytes:
+    if not isinstance(o, str) or len(o) > 256:
+        raise ValueError("origin malformed")
+    try:
+        return bytes.fromhex(o)
+    except ValueError:
+        raise ValueError("origin not hex") from None
+
+
+def _params(v: object) -> np.ndarray:
+    try:
+        p = np.asarray(v, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("parameters malformed") from None
+    if not valid_params(p):
+        raise ValueError("parameters malformed")
+    return p

@@ -3,8 +3,9 @@
 What is judged is this node's *alarms* (what the router would act on, alarm.py), each against ground
 truth that never comes from a detector: an operator's verdict on the alarm ("real fault" / "false
 alarm", the Incidents page), a fault an operator confirmed on this node (a healing incident answered
-"right": the alarms raised during it were right, and none raised means the fault was missed), or, in
-the fault lab, the fault schedule (the same calls, made by the lab from its logged faults). An alarm
+"right": the alarms raised during it were right, and none raised means the fault was missed), or
+the fault lab's schedule (source "schedule"; given only by the offline evaluation,
+x0lab.anomaly.observe_replay, which replays recorded alarms through this class). An alarm
 nobody judged is never counted: the rules firing or not is no evidence either way.
 
 Phases (seed 6.2): OBSERVE -> VALIDATE -> CONFIDENCE -> ACTIVE.

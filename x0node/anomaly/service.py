@@ -9,12 +9,17 @@ Rules and invariants:
   resolved once at start from /proc/self/cgroup; host-wide, with a warning, when none is mounted),
   `federated` (bool, default false: federated fine-tuning of the final layer, federated.py; off by
   default because on the real-fault protocol it did not improve on the shipped detector, docs/anomaly.md)
-  and `federated_round_s` (60..86400, default 3600: one round per this long).
-- With `federated = true`, every `federated_round_s` the tick closes the engine's round (its state
-  then written to `<data_dir>/anomaly/federated.json`, temp + fsync + rename, and again at stop;
-  restored at start; a malformed file gives a fresh federation at round 1, with a warning) and, when
-  this node has labelled rows, publishes its update (`FederatedUpdate`, topic "anomaly.federated")
-  for the state layer to sign and spread; the state layer hands peers' updates to `offer_update`.
+  and `federated_round_s` (60..86400, default 3600: the length of one round of the shared schedule).
+- With `federated = true`, every tick steps the engine's round schedule with the wall clock
+  (`federated_step`: round k covers wall-clock [k*R, (k+1)*R), R = `federated_round_s`, so every node
+  is in the same round): the first tick after a round ended closes it, the first tick in a round
+  trains this node's update for it and, when it has labelled rows, publishes it (`FederatedUpdate`,
+  topic "anomaly.federated") for the state layer to sign and spread; the state layer hands peers'
+  updates to `offer_update` with their records' versions (the signed sequence numbers) and the wall
+  clock. At a tick where a round closed or began, or after a peer's update was taken, the
+  federation's state is written to `<data_dir>/anomaly/federated.json` (temp + fsync + rename; again
+  at stop; restored at start; a malformed file gives a fresh federation, with a warning).
+  Each round closed is logged at INFO (round, updates averaged, the peers' origins, head in use).
 - start() returns at once (the daemon's ready line does not wait for the model): a background task
   loads the bundle and LiteRT in a worker thread (imports stay lazy until then), restores
   the persisted observe-mode state, the node's own drift reference (drift.json) and the normal-row
@@ -31,8 +36,8 @@ Rules and invariants:
   and counted.
 - `update_peer(node_id, raw)` (state gossip), `store_feedback(alarm_id, fault)` (the operator's verdict
   on one of this node's alarms, Incidents page) and `store_fault(start, end, source)` (a fault an
-  operator confirmed on this node, or one the fault lab injected) are the entry points for other
-  services. Both verdict calls write observe.json (temp + fsync + rename) before they return; when it
+  operator confirmed on this node; only the Incidents page calls it on a running node, nothing live
+  sends the lab's schedule) are the entry points for other services. Both verdict calls write observe.json (temp + fsync + rename) before they return; when it
   cannot be written they undo the verdict in memory and raise OSError, so nothing is reported as
   saved that was not. Observe-mode state is only serialised under `_lock` (a verdict arriving from
   the web UI never races a tick's save).
@@ -173,8 +178,8 @@ class AnomalyService:
         self._cgroup: Any = None  # collector.NodeCgroups when `cgroup` selects the node's own groups
         self._cpu_mem_source = "host"  # "cgroup" while the node's own groups were read at the last tick
         self._lock = asyncio.Lock()  # observe-mode state is serialised under it (tick saves, verdicts)
-        self._fed_round_at: float | None = None  # monotonic s of the last federated round
         self._tick_at: float | None = None  # monotonic s of the previous tick (own loop stalls since then)
+        self._fed_taken = False  # a peer's federated update taken since the state was last saved
 
     # ---- lifecycle
     async def start(self, ctx: Any) -> None:
@@ -246,11 +251,14 @@ class AnomalyService:
     def update_peer(self, node_id: str, raw: list[float]) -> bool:
         return self.engine is not None and self.engine.update_peer(node_id, raw, time.monotonic())
 
-    def offer_update(self, node_id: str, update: Any) -> str | None:
-        """A peer's federated head update (state layer): None when taken, else why not."""
+    def offer_update(self, node_id: str, update: Any, seq: int) -> str | None:
+        """A peer's federated head update under its record's signed sequence number (state layer):
+        None when held for its round, else why not."""
         if self.engine is None:
             return "not_running"
-        return self.engine.offer_update(node_id, update)
+        why = self.engine.offer_update(node_id, update, seq, time.time())
+        self._fed_taken |= why is None
+        return why
 
     @property
     def node_id(self) -> str:
@@ -334,9 +342,9 @@ class AnomalyService:
                 if fed_path.exists() and fed_path.stat().st_size < 1024 * 1024:
                     federation = Federation.from_dict(json.loads(fed_path.read_text()))
             except (OSError, ValueError) as exc:
-                log.warning("anomaly federated state in %s is unreadable (%s); starting at round 1", fed_path, exc)
+                log.warning("anomaly federated state in %s is unreadable (%s); starting afresh", fed_path, exc)
         engine = AnomalyEngine(ctx.node_id, chain, drift, observe, cfg["target_fpr"], ttl, alarm_policy_of(bundle),
-                               federation)
+                               federation, cfg["federated_round_s"])
         normal_path = state_dir / "normal_rows.npy"
         with contextlib.suppress(OSError, ValueError):
             rows = np.load(normal_path, allow_pickle=False)
@@ -442,14 +450,14 @@ class AnomalyService:
         ctx.bus.publish(FEATURES_TOPIC, FeatureVector(ctx.node_id, dict(self._features.last), wall,
                                                       tuple(float(v) for v in raw), self.config["interval_s"]))
         if self.config["federated"]:
-            if self._fed_round_at is None:
-                self._fed_round_at = now
-            elif now - self._fed_round_at >= self.config["federated_round_s"]:
-                self._fed_round_at = now
-                update = self.engine.federated_round(now, self._rng)
+            f = self.engine.federation
+            mark = None if f is None else (f.round, f.closed_round)
+            update = self.engine.federated_step(now, wall, self._rng)
+            if f is not None and ((f.round, f.closed_round) != mark or self._fed_taken):
+                self._fed_taken = False  # a round closed or begun, or a peer's update taken: save it
                 await asyncio.to_thread(self._save_federation)
-                if update is not None:
-                    ctx.bus.publish(FEDERATED_TOPIC, FederatedUpdate(ctx.node_id, update, wall))
+            if update is not None:
+                ctx.bus.publish(FEDERATED_TOPIC, FederatedUpdate(ctx.node_id, update, wall))
         self._publish_events()
         if self._gauges:
             for layer in ("gnn", "self", "iforest", "rules"):
@@ -466,6 +474,9 @@ class AnomalyService:
     def _publish_events(self) -> None:
         for ev in iter(self.engine.next_event, None):
             self._ctx.bus.publish("anomaly", ev)
+            if type(ev).__name__ == "FederatedRound":  # at most one per federated_round_s: worth a line
+                log.info("anomaly federated round %d closed: %d updates averaged (peers: %s), head in use: %s",
+                         ev.round, ev.updates, ",".join(ev.peers) or "none", ev.in_use)
             if "events" in self._gauges:
                 self._gauges["events"].labels(type(ev).__name__).inc()
 

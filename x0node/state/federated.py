@@ -7,11 +7,14 @@ Rules and invariants:
   origin). TTL_S bounds how long an update of a node that went silent is kept.
 - The value is exactly VALUE_BYTES: round (u32), rows (u32), then N_PARAMS little-endian float32.
   The validator refuses (counted as "bad_fedhead") a record that is not mesh-scoped, not under
-  FED_KEY, of another size, or with a round outside 1..MAX_ROUNDS, no rows or more than
+  FED_KEY, of another size, or with a round outside 1..MAX_ROUND_NUMBER (the shared schedule's round
+  number, federated.round_at), no rows or more than
   MAX_RECORD_ROWS, or a non-finite or absurd (|p| > MAX_ABS_PARAM) parameter.
-- `decode_update` and `peer_updates` are pure. A round is never accepted twice from one origin:
-  `peer_updates` hands over only records newer than the version already handed over, and the
-  federation core (`Federation.offer`) refuses a round number it has already taken from that origin.
+- `decode_update` and `peer_updates` are pure. A record's version is its signed sequence number and is
+  never accepted twice from one origin: `peer_updates` hands over only records newer than the version
+  already handed over, with that version, and the federation core (`Federation.offer`) refuses a
+  version at or below the last it took from that origin (a newer one for the same round replaces the
+  update it holds).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping
 
-from x0node.anomaly.federated import MAX_ABS_PARAM, MAX_ROUNDS, N_PARAMS, Update, valid_params
+from x0node.anomaly.federated import MAX_ABS_PARAM, MAX_ROUND_NUMBER, N_PARAMS, Update, valid_params
 from x0node.state.record import Kind, Record, Scope, decode_payload
 from x0node.state.store import Store
 
@@ -33,7 +36,7 @@ VALUE_BYTES = _HEAD.size + _PARAMS.size
 
 
 def _problem(u: Update) -> str | None:
-    if not 1 <= u.round <= MAX_ROUNDS or not 1 <= u.rows <= MAX_RECORD_ROWS:
+    if not 1 <= u.round <= MAX_ROUND_NUMBER or not 1 <= u.rows <= MAX_RECORD_ROWS:
         return "round or rows out of range"
     if not valid_params(u.params):
         return f"expected {N_PARAMS} finite parameters within +-{MAX_ABS_PARAM}"

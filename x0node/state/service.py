@@ -18,8 +18,8 @@ Rules and invariants:
   neighbour is handed to `ctx.extras["anomaly"].update_peer` (counted: features_published/fed/refused).
 - Federated head updates (federated.py): each `anomaly.federated` bus event (this node's update for
   a round, `[anomaly] federated = true`) is written as a signed mesh record; every newer update of
-  another origin is handed to `ctx.extras["anomaly"].offer_update` (counted: fed_published, fed_fed,
-  fed_refused).
+  another origin is handed to `ctx.extras["anomaly"].offer_update` with the record's version (its
+  signed sequence number; counted: fed_published, fed_fed, fed_refused).
 - Node directory (directory.py): every DIRECTORY_POLL_S this node's own entry (name = `node_name` or
   the hostname, role from its certificate, version, health from the router's stats) is offered to the
   pure `directory.Publisher`, which says when to write it (mesh scope, TTL directory.TTL_S).
@@ -329,14 +329,15 @@ class StateService:
             self._feed_heads()
 
     def _hand_over(self, seen: dict[bytes, int], held: set[bytes], fresh: dict[bytes, tuple[int, Any]],
-                   deliver: Callable[[str, Any], bool], counter: str) -> None:
-        """Hand each origin's newer value to the anomaly service once (`seen`: origin -> version handed
-        over; origins no longer `held` are forgotten), counted as `<counter>_fed` or `<counter>_refused`."""
+                   deliver: Callable[[str, int, Any], bool], counter: str) -> None:
+        """Hand each origin's newer value with its version to the anomaly service once (`seen`: origin ->
+        version handed over; origins no longer `held` are forgotten), counted as `<counter>_fed` or
+        `<counter>_refused`."""
         for origin in [o for o in seen if o not in held]:
             del seen[origin]
         for origin, (version, value) in fresh.items():
             seen[origin] = version
-            self.counters[f"{counter}_fed" if deliver(origin.hex(), value) else f"{counter}_refused"] += 1
+            self.counters[f"{counter}_fed" if deliver(origin.hex(), version, value) else f"{counter}_refused"] += 1
 
     def _feed_heads(self) -> None:
         """Hand every other origin's newest head update to the anomaly service (offer_update)."""
@@ -347,7 +348,7 @@ class StateService:
         # expired or purged origins are forgotten: bounded by the store's MAX_ORIGINS
         self._hand_over(self._fed_heads, set(self.gossip.store.origins),
                         federated.peer_updates(self.gossip.store, self._fed_heads, self.gossip.me),
-                        lambda origin, update: anomaly.offer_update(origin, update) is None, "fed")
+                        lambda origin, version, update: anomaly.offer_update(origin, update, version) is None, "fed")
 
     async def _heads_loop(self) -> None:
         """This node's head update each federated round -> one signed mesh record."""
@@ -371,7 +372,7 @@ class StateService:
         # expired vectors' origins are forgotten: bounded by the store's MAX_HOP_RECORDS
         self._hand_over(self._fed, {o for (o, ns, _k) in self.gossip.store.hop if ns == features.FEATURES_NS},
                         features.neighbour_vectors(self.gossip.store, self._fed),
-                        lambda origin, vec: bool(anomaly.update_peer(origin, list(vec))), "features")
+                        lambda origin, _version, vec: bool(anomaly.update_peer(origin, list(vec))), "features")
 
     async def _features_loop(self) -> None:
         """This node's feature vector each anomaly tick -> one signed 1-hop record to the neighbours."""

@@ -286,8 +286,9 @@ def fit_federated(train: np.ndarray, val: np.ndarray, inp: Inputs, table: Table,
     own labelled rows in time order (labelled by the fault schedule, as a node labels from verified
     incidents); each keeps its newest HOLDOUT_SHARE for the gate. The rounds are the device's own
     (federated.Federation): every round each client trains locally from the current head
-    (Federation.local, rng seeded per client and round), the first closes the round with the others'
-    updates offered to it (Federation.offer; FedAvg in client order), MAX_ROUNDS rounds. A round's
+    (Federation.begin, Federation.local, rng seeded per client and round), the first closes the round
+    with the others' updates for it offered to it (Federation.offer; FedAvg in client order), MAX_ROUNDS
+    rounds: every client averages the same set each round, as the live schedule has it. A round's
     head is put in use only if it passes the gate (federated.no_worse in Federation.close_round) on
     the clients' pooled held-out rows; the last head that passed scores the fold's validation and test
     rows (those nodes never trained), and with none the shipped detector's margin does. The validation
@@ -324,12 +325,12 @@ def fit_federated(train: np.ndarray, val: np.ndarray, inp: Inputs, table: Table,
     # the others' are offered to it like peers' updates from the state layer, in client order
     federation = fed.Federation()
     passed = []
-    while not federation.done:
-        r = federation.round
+    for r in range(1, fed.MAX_ROUNDS + 1):  # the schedule's rounds 1, 2, ...; every client in each
+        federation.begin(r)
         ups = [federation.local(x_all[c], y_all[c], np.random.default_rng([SEED, r, i]))
                for i, c in enumerate(clients[: fed.MAX_UPDATES_PER_ROUND]) if len(c)]
         for i, u in enumerate(ups[1:], start=1):
-            federation.offer(i.to_bytes(4, "big"), u)
+            federation.offer(i.to_bytes(4, "big"), u, r, r)  # sequence number r, offered in round r
         if federation.close_round(ups[0] if ups else None, gx, gy, gm):
             passed.append(r)
     in_use = federation.in_use
