@@ -80,3 +80,18 @@ def test_version_3_ticks_with_an_own_stall_measure_no_loss(tmp_path):
     assert tb.x[tb.node == "A", loss].tolist() == [0.0, 0.3, 0.3]  # only the stalled tick loses its loss
     assert tb.x[tb.node == "B", loss].tolist() == [0.0, 0.3]  # version 4 applied it itself; version 2 has no stall
     assert tb.x[tb.node == "C", loss].tolist() == [0.3, 0.3]  # a stall that is not a number changes nothing
+
+
+def test_ticks_after_the_recording_finished_are_not_part_of_it(tmp_path):
+    run = tmp_path / "quiet3"
+    run.mkdir()
+    _truth(run)
+    doc = json.loads((run / "truth.json").read_text())
+    doc["clock"] = {"t0_mono": 0.0, "finished_mono": 7.0}
+    (run / "truth.json").write_text(json.dumps(doc))
+    _write(run, 1, [_tick(3.0 * i, "A", ["B", "C"], 0, version=3) for i in range(4)])  # 0, 3, 6 | 9: teardown
+    _write(run, 2, [_tick(3.0 * i + 0.5, "B", ["A"], 0, version=3) for i in range(4)])
+    _write(run, 3, [_tick(3.0 * i + 1.0, "C", ["A"], 0, version=3) for i in range(2)])
+    tb = load(tmp_path)
+    assert tb.t[tb.node == "A"].tolist() == [0.0, 3.0, 6.0]
+    assert tb.t[tb.node == "B"].tolist() == [0.5, 3.5, 6.5] and len(tb.t[tb.node == "C"]) == 2

@@ -40,6 +40,9 @@ Rules and invariants:
   `load` applies the collector's version-4 rule to them (`loss_max` is the neutral 0 in a tick whose
   `stall` is at least collector.OWN_STALL_S). Only the node's own vector: the copies its neighbours
   received keep what was sent (the neighbour aggregates see the version-3 figure).
+- A recording ends when its clock says it finished (`clock.finished_mono` in truth.json): ticks after
+  it, written while the testbed stops its daemons one by one (the last ones see their neighbours
+  go), are not part of it.
 - Pure numpy after the files are read; the table keeps, per row, the run, topology, node, tick time,
   the node's own raw vector, the raw vectors its state layer delivered (as deployed) and, for the
   full-neighbour reference, the vectors every testbed neighbour recorded at the nearest tick.
@@ -379,9 +382,12 @@ def load(data_dir: pathlib.Path) -> Table:
             adj[b].add(a)
         by_id = {v: k for k, v in ids.items()}
         ticks: dict[int, list[dict[str, Any]]] = {}
+        finished = (truth.get("clock") or {}).get("finished_mono")
         for k in ids:
             f = run_dir / f"n{k}.jsonl.gz"
             ticks[k] = _read_ticks(f) if f.exists() else []
+            if isinstance(finished, int | float):  # the testbed stopping its daemons is not the recording
+                ticks[k] = [d for d in ticks[k] if float(d["mono"]) <= finished]
         times = {k: np.array([d["mono"] for d in ticks[k]]) for k in ids}
         down = {k: _links_down(ticks[k]) for k in ids}
         replayed = {k: _replay_link_changes(ticks[k]) for k in ids}
