@@ -35,6 +35,7 @@ import time
 
 import pytest
 
+from tests.integration.anomaly_mesh import anomaly_bed, ticks, wait
 from tests.integration.state_mesh import ask, wait_socket
 from x0node.anomaly.federated import round_at
 
@@ -50,13 +51,8 @@ ROUND_RE = re.compile(r"anomaly federated round (\d+) closed: (\d+) updates aver
 
 @pytest.fixture
 def bed(tmp_path):
-    from x0lab.testbed import bed as tb
-
-    b = tb.Testbed.create(tmp_path / "bed", "line:3", daemon="x0node", sections=SECTIONS)
-    try:
+    with anomaly_bed(tmp_path, SECTIONS) as b:
         yield b
-    finally:
-        b.down()
 
 
 def _know_a_fault(bed, k: int, start: float, end: float) -> None:
@@ -83,27 +79,6 @@ def _rounds(bed, k: int) -> list[tuple[int, int, set[str], bool]]:
     return [(int(m[1]), int(m[2]), set(filter(None, m[3].split(","))), m[4] == "True") for m in ROUND_RE.finditer(text)]
 
 
-def _ticks(bed, k: int) -> list[dict]:
-    path = pathlib.Path(bed.node(k).data_dir) / "anomaly" / "ticks.jsonl"
-    out = []
-    for line in path.read_text().splitlines() if path.exists() else ():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            pass
-    return out
-
-
-def _wait(pred, timeout_s: float, poll_s: float = 0.5):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(poll_s)
-    return pred()
-
-
 def test_a_federated_round_between_live_daemons(bed):
     t0 = time.time()
     for k in (1, 2, 3):
@@ -117,7 +92,7 @@ def test_a_federated_round_between_live_daemons(bed):
         st = {k: _service(bed, k).get("service", {}) for k in (1, 2, 3)}
         return st if all(s.get("fed_published", 0) >= 1 and s.get("fed_fed", 0) >= 2 for s in st.values()) else None
 
-    st = _wait(published, ROUND_S + 60)
+    st = wait(published, ROUND_S + 60)
     assert st, {k: _service(bed, k).get("service") for k in (1, 2, 3)}
     assert all(s["fed_refused"] == 0 for s in st.values()), st
 
@@ -129,7 +104,7 @@ def test_a_federated_round_between_live_daemons(bed):
     def closed(k, r):
         return [x for x in _rounds(bed, k) if x[0] == r]
 
-    assert _wait(lambda: all(closed(k, full) for k in (1, 2, 3)), 2 * ROUND_S + 30), \
+    assert wait(lambda: all(closed(k, full) for k in (1, 2, 3)), 2 * ROUND_S + 30), \
         {k: _rounds(bed, k) for k in (1, 2, 3)}
     for k in (1, 2, 3):
         (got,) = closed(k, full)  # once
@@ -143,7 +118,7 @@ def test_a_federated_round_between_live_daemons(bed):
     handed = _service(bed, 2)["service"]["fed_fed"]
     put = ask(bed, 1, {"op": "put", "ns": "fed", "key": "head", "value": "not an update", "ttl_s": 600})
     assert put["ok"], put
-    assert _wait(lambda: _service(bed, 2).get("refused", {}).get("bad_fedhead", 0) >= 1, 30), _service(bed, 2)
+    assert wait(lambda: _service(bed, 2).get("refused", {}).get("bad_fedhead", 0) >= 1, 30), _service(bed, 2)
     assert _service(bed, 2)["service"]["fed_fed"] == handed
 
     # node 3 stops mid-round: inside the next round, after its update for it went out and before the
@@ -151,7 +126,7 @@ def test_a_federated_round_between_live_daemons(bed):
     bed.stop(3)
     stopped_wall = time.time()
     assert round_at(stopped_wall, ROUND_S) == full + 1
-    assert _wait(lambda: all(closed(k, full + 1) for k in (1, 2)), ROUND_S + 30), {k: _rounds(bed, k) for k in (1, 2)}
+    assert wait(lambda: all(closed(k, full + 1) for k in (1, 2)), ROUND_S + 30), {k: _rounds(bed, k) for k in (1, 2)}
     for k in (1, 2):
         (got,) = closed(k, full + 1)
         assert got[1] == 3 and got[2] == others[k], (k, got)  # node 3's update, sent before it stopped, counted
@@ -163,9 +138,9 @@ def test_a_federated_round_between_live_daemons(bed):
     # neither survivor refused anything (no benign event counted as a refusal) and both keep working
     for k in (1, 2):
         assert _service(bed, k)["service"]["fed_refused"] == 0, _service(bed, k)
-    n2 = len(_ticks(bed, 2))
-    assert _wait(lambda: len(_ticks(bed, 2)) >= n2 + 3, 15)
-    assert _ticks(bed, 2)[-1]["wall"] > stopped_wall
+    n2 = len(ticks(bed, 2))
+    assert wait(lambda: len(ticks(bed, 2)) >= n2 + 3, 15)
+    assert ticks(bed, 2)[-1]["wall"] > stopped_wall
     for k in (1, 2):
         log = bed.log_path(bed.node(k)).read_text(errors="replace")
         assert "anomaly tick failed" not in log and "Traceback" not in log, log[-3000:]

@@ -6,11 +6,10 @@ each neighbour's own collector computed, carried as signed 1-hop records — and
 neighbour model; once its neighbours stop, their vectors expire and it falls back to the self-only model.
 """
 
-import json
-import pathlib
-import time
 
 import pytest
+
+from tests.integration.anomaly_mesh import anomaly_bed, ticks, wait
 
 SECTIONS = {"state": {}, "anomaly": {"interval_s": 1.0, "record": True, "seed": 3, "observe_days": 0.0,
                                      "cgroup": "parent"}}
@@ -18,36 +17,8 @@ SECTIONS = {"state": {}, "anomaly": {"interval_s": 1.0, "record": True, "seed": 
 
 @pytest.fixture
 def bed(tmp_path):
-    from x0lab.testbed import bed as tb
-
-    b = tb.Testbed.create(tmp_path / "bed", "line:3", daemon="x0node", sections=SECTIONS)
-    try:
+    with anomaly_bed(tmp_path, SECTIONS) as b:
         yield b
-    finally:
-        b.down()
-
-
-def _ticks(bed, k):
-    path = pathlib.Path(bed.node(k).data_dir) / "anomaly" / "ticks.jsonl"
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            pass
-    return out
-
-
-def _wait(pred, timeout_s):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.5)
-    return None
 
 
 def test_middle_node_detector_receives_both_neighbours_vectors(bed):
@@ -55,13 +26,13 @@ def test_middle_node_detector_receives_both_neighbours_vectors(bed):
     ids = {k: bed.node(k).node_id for k in (1, 2, 3)}
 
     def both():
-        return [t for t in _ticks(bed, 2) if set(t["peers"]) == {ids[1], ids[3]}]
+        return [t for t in ticks(bed, 2) if set(t["peers"]) == {ids[1], ids[3]}]
 
-    rows = _wait(both, 60)
-    assert rows, _ticks(bed, 2)[-3:]
+    rows = wait(both, 60)
+    assert rows, ticks(bed, 2)[-3:]
     last = rows[-1]
     assert last["layer"] in ("gbt", "gnn")  # the neighbour model, with real neighbour context
-    assert last["features"] == 3 and last["lost"] == {}  # tick loss, held losses timed by the router
+    assert last["features"] == 4 and last["lost"] == {}  # tick loss (none in a stalled tick), held losses timed by the router
     # the node's own worst loop lag since its previous tick is recorded (its stalls, for the dataset)
     assert all(0.0 <= t["stall"] <= 2.0 for t in rows)
     from x0lab.testbed import cgroups
@@ -71,19 +42,19 @@ def test_middle_node_detector_receives_both_neighbours_vectors(bed):
         assert last["cpu_mem"] == "cgroup" and 0.0 <= last["raw"][0] <= 1.0
     # each delivered vector is one its origin's own collector computed (float32 on the wire)
     for k in (1, 3):
-        own = [t["raw"] for t in _ticks(bed, k)]
+        own = [t["raw"] for t in ticks(bed, k)]
         got = last["peers"][ids[k]][:8]
         assert any(all(abs(a - b) <= 1e-4 * max(1.0, abs(a)) for a, b in zip(r, got, strict=True)) for r in own)
         assert last["peers"][ids[k]][8] < 5.0  # received within the last few ticks
     # the ends see only their one neighbour (1-hop scope: never forwarded)
-    assert _wait(lambda: [t for t in _ticks(bed, 1) if set(t["peers"]) == {ids[2]}], 30)
-    assert not any(ids[3] in t["peers"] for t in _ticks(bed, 1))
+    assert wait(lambda: [t for t in ticks(bed, 1) if set(t["peers"]) == {ids[2]}], 30)
+    assert not any(ids[3] in t["peers"] for t in ticks(bed, 1))
     # neighbours gone: their vectors expire (TTL 4 ticks) and the self-only model takes over
     bed.stop(1)
     # the router reports when it declared the stopped neighbour gone; the recording keeps it
-    lost = _wait(lambda: [t for t in _ticks(bed, 2) if ids[1] in t.get("lost", {})], 30)
+    lost = wait(lambda: [t for t in ticks(bed, 2) if ids[1] in t.get("lost", {})], 30)
     assert lost and 0.0 <= lost[-1]["lost"][ids[1]] <= 60.0
     bed.stop(3)
-    n0 = len(_ticks(bed, 2))
-    alone = _wait(lambda: [t for t in _ticks(bed, 2)[n0:] if not t["peers"]], 30)
+    n0 = len(ticks(bed, 2))
+    alone = wait(lambda: [t for t in ticks(bed, 2)[n0:] if not t["peers"]], 30)
     assert alone and alone[-1]["layer"] in ("gbt_self", "self")
