@@ -20,6 +20,10 @@ Rules and invariants:
   federation's state is written to `<data_dir>/anomaly/federated.json` (temp + fsync + rename; again
   at stop; restored at start; a malformed file gives a fresh federation, with a warning).
   Each round closed is logged at INFO (round, updates averaged, the peers' origins, head in use).
+- Each tick asks the router for this node's own worst loop lag since the previous tick
+  (`loop_lag_peak`) and hands it to the collector, which measures no control-packet loss in a tick
+  the node itself stalled >= OWN_STALL_S (features version 4); with `record` it is in every tick
+  (`"stall"`).
 - start() returns at once (the daemon's ready line does not wait for the model): a background task
   loads the bundle and LiteRT in a worker thread (imports stay lazy until then), restores
   the persisted observe-mode state, the node's own drift reference (drift.json) and the normal-row
