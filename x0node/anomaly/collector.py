@@ -68,12 +68,12 @@ MAX_NEIGHBOURS_READ = 256
 MIN_CONTROL_PACKETS = 10
 """A neighbour's per-interval loss needs this many control packets expected (1 s of 100 ms hellos)."""
 LINK_HOLD_S = 2.5
+"""A lost neighbour counts as a link change once it has stayed not UP this long (samples' `now`)."""
 OWN_STALL_S = 1.0
 """An update during which this node's own loop stalled this long or longer measures no control-packet
 loss. On a fault-free 22-daemon recording with its CPU capped (a development recording, not judged),
 a tick's loss reached 0.15 only in ticks with a stall of at least 1 s (17.6 % of them) and never
 below (0 of 4 943 ticks)."""
-"""A lost neighbour counts as a link change once it has stayed not UP this long (samples' `now`)."""
 _IF_STATS = ("rx_bytes", "tx_bytes", "rx_errors", "tx_errors", "rx_dropped", "tx_dropped", "tx_packets")
 
 
@@ -447,7 +447,7 @@ class FeatureState:
         self._links.clear()
         if rtts:
             raw[idx["rtt_ms"]] = float(np.mean(rtts))
-        stalled = stall_s >= OWN_STALL_S  # NaN compares False: no evidence of a stall
+        stalled = own_stall(stall_s)
         self.stalled_ticks += stalled
         if losses and not stalled:
             raw[idx["loss_max"]] = max(losses)
@@ -455,6 +455,12 @@ class FeatureState:
         self._prev, self._prev_s = counters, now
         self.last = {n: float(raw[i]) for n, i in idx.items()}
         return raw
+
+
+def own_stall(stall_s: object) -> bool:
+    """Did this node's own loop stall long enough (OWN_STALL_S) for a tick to measure no loss? Only a
+    real number counts (NaN compares False): anything else is no evidence of a stall."""
+    return isinstance(stall_s, int | float) and not isinstance(stall_s, bool) and stall_s >= OWN_STALL_S
 
 
 def xdp_dropped_total(snapshot: Any, interfaces: Iterable[str]) -> int | None:

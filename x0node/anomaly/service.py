@@ -445,7 +445,8 @@ class AnomalyService:
         topology = _safe_call(router, "topology", TopologyView((), ()))
         now, wall = time.monotonic(), time.time()
         lost = _safe_call(router, "lost_neighbours", ())
-        stall = _loop_lag_peak(router, now if self._tick_at is None else self._tick_at)
+        # this node's worst loop lag since the previous tick (the router's record of how late its timer ran)
+        stall = _safe_call(router, "loop_lag_peak", 0.0, now if self._tick_at is None else self._tick_at)
         self._tick_at = now
         raw = self._features.update(counters, neighbours, now, lost, stall)
         adjacency = _adjacency(ctx.node_id, neighbours, topology)
@@ -533,23 +534,12 @@ def _restore_observe(before: dict[str, Any], current: Any) -> Any:
     return restored
 
 
-def _loop_lag_peak(router: Any, since: float) -> float:
-    """This node's worst loop lag since `since` (the router's record of how late its timer ran), 0
-    without a router or when the view fails."""
-    fn = getattr(router, "loop_lag_peak", None)
-    try:
-        return float(fn(since)) if fn is not None else 0.0
-    except Exception:  # noqa: BLE001 - a view failing must not stop detection
-        log.debug("router.loop_lag_peak() failed", exc_info=True)
-        return 0.0
-
-
-def _safe_call(obj: Any, name: str, default: Any) -> Any:
+def _safe_call(obj: Any, name: str, default: Any, *args: Any) -> Any:
     fn = getattr(obj, name, None)
     if fn is None:
         return default
     try:
-        return fn()
+        return fn(*args)
     except Exception:  # noqa: BLE001 - a view failing must not stop detection
         log.debug("router.%s() failed", name, exc_info=True)
         return default

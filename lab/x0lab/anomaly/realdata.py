@@ -340,20 +340,15 @@ def _replay_link_changes(rows: list[dict[str, Any]]) -> np.ndarray | None:
 LOSS_MAX = FEATURES.index("loss_max")
 
 
-def _replay_own_stalls(rows: list[dict[str, Any]]) -> int:
-    """Version 4's rule on version-3 ticks that recorded the node's own stall: no loss is measured in a
-    tick during which the node stalled for OWN_STALL_S or more. Returns how many ticks it changed."""
-    from x0node.anomaly.collector import OWN_STALL_S
+def _replay_own_stalls(rows: list[dict[str, Any]]) -> None:
+    """Version 4's rule (collector.own_stall) on version-3 ticks that recorded the node's own stall: no
+    loss is measured in a tick during which the node stalled for OWN_STALL_S or more."""
+    from x0node.anomaly.collector import own_stall
 
-    changed = 0
     for d in rows:
-        stall = d.get("stall")
-        if _features_version(d) == 3 and isinstance(stall, int | float) and not isinstance(stall, bool) \
-                and stall >= OWN_STALL_S:
+        if _features_version(d) == 3 and own_stall(d.get("stall")):
             d["raw"] = list(d["raw"])
-            changed += d["raw"][LOSS_MAX] != 0.0
             d["raw"][LOSS_MAX] = 0.0
-    return changed
 
 
 def _links_down(rows: list[dict[str, Any]]) -> np.ndarray:
@@ -388,11 +383,10 @@ def load(data_dir: pathlib.Path) -> Table:
             ticks[k] = _read_ticks(f) if f.exists() else []
             if isinstance(finished, int | float):  # the testbed stopping its daemons is not the recording
                 ticks[k] = [d for d in ticks[k] if float(d["mono"]) <= finished]
+            _replay_own_stalls(ticks[k])
         times = {k: np.array([d["mono"] for d in ticks[k]]) for k in ids}
         down = {k: _links_down(ticks[k]) for k in ids}
         replayed = {k: _replay_link_changes(ticks[k]) for k in ids}
-        for k in ids:
-            _replay_own_stalls(ticks[k])
         run_events: list[tuple[int, Event, set[int], set[int]]] = []
         for f in truth["faults"]:
             if not f.get("start") or not f.get("end"):
