@@ -9,15 +9,15 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tests.sim.healing_world import CYCLE_S, Fault, World, observer_run
+from tests.sim.healing_world import CYCLE_S, Fault, World, nid, observer_run
 from tests.unit.healing_views import ME, A, B, C, diamond
 from x0node.healing import safety
-from x0node.healing.actions import ActionKind, ActionRequest, ActionResult
+from x0node.healing.actions import PLUGINS, ActionKind, ActionRequest, ActionResult, PlanContext
 from x0node.healing.engine import EXHAUSTED_RETRY_S, EngineConfig, HealingEngine
 from x0node.healing.incident import ActionDone, Decided, Diagnosed, IncidentClosed, IncidentOpened, Verified
 from x0node.healing.knowledge import PastAction
 from x0node.healing.monitor import link_element, node_element
-from x0node.healing.observation import NodeMetricsObs, RoutingObs, ServiceObs, Snapshot
+from x0node.healing.observation import EdgeObs, NodeMetricsObs, RoutingObs, ServiceObs, Snapshot
 from x0node.healing.safety import (
     GuardConfig,
     LeaseAnswer,
@@ -340,6 +340,55 @@ def test_steering_around_a_partial_black_hole_on_the_synthetic_mesh():
     closed = h.of(IncidentClosed)
     assert closed and closed[0].outcome == "recovered" and closed[0].root_cause == "node_blackhole"
     assert not w.penalties  # nothing of ours left behind
+
+
+def _ring_of_four_steer_run(fault: str) -> tuple[Harness, World]:
+    """A ring of four, 0 - 1 - 2 - 3 - 0, with `fault` on node 1 from 10 s, seen from node 0. Node 2 is
+    two hops either way and 3 is closer to it than we are (a downstream alternate, RFC 5286), so 0 can
+    steer around 1. From 30 s the link 3 - 2 measures three times costlier (its RTT rose): 3 is no
+    longer closer to 2 than we are and the routing core would put 2 back through 1."""
+    w = World(4, 0, edges={link_element(nid(a), nid(b)).id: 2.0 for a, b in ((0, 1), (1, 2), (2, 3), (3, 0))})
+    s = nid(0)
+    w.faults.append(Fault(fault, node_element(nid(1)), 10.0, amount=0.4))
+    slow = link_element(nid(2), nid(3)).id
+    eng = HealingEngine(s, EngineConfig(mode=Mode.ACTIVE, guard=NO_GUARD), random.Random(3), 0.0)
+    h = Harness(eng, perform=lambda req, now: (w.apply(s, req), ""))
+
+    def costlier(r: RoutingObs, t: float) -> RoutingObs:
+        if t < 30.0:
+            return r
+        edges = tuple(EdgeObs(e.a, e.b, e.cost * 3, None if e.cost_back is None else e.cost_back * 3)
+                      if link_element(e.a, e.b).id == slow else e for e in r.edges)
+        return RoutingObs(r.self_id, r.neighbours, r.routes, r.nodes, edges, r.interfaces)
+
+    for t, snap in observer_run(w, s, 60.0, 5):
+        h.step(Snapshot(t, costlier(snap.routing, t), metrics=snap.metrics, probes=snap.probes,
+                        services=snap.services, boot_s=None))
+    return h, w
+
+
+def test_a_steer_that_falls_short_once_link_costs_move_gives_way_to_the_drain():
+    """Node 1 drops 40 % of what it forwards: 0 steers around it; once the steer falls short while the
+    fault lasts, the engine lifts it and drains our link to 1, which moves everything."""
+    h, w = _ring_of_four_steer_run("node_blackhole")
+    acts = [(t, a) for t, a, _ in h.acted()]
+    assert [a for _, a in acts] == [ActionKind.STEER_AROUND_NODE, ActionKind.DRAIN_LINK], acts
+    assert acts[0][0] < 30.0 <= acts[1][0] <= 32.0  # the first cycle that sees the shortfall climbs
+    (t_undo, undone, _), = h.acted(undo=True)
+    assert undone is ActionKind.STEER_AROUND_NODE and t_undo == acts[1][0]
+    lifted = [d for d in h.decided("undo") if d.action == "steer_around_node"]
+    assert lifted and "not enough" in lifted[0].reason and "drain_link" in lifted[0].reason
+    assert h.engine.status()["mitigations"] and w.penalties  # the drain holds while the fault lasts
+
+
+def test_a_steer_that_falls_short_stays_where_no_stronger_work_around_exists():
+    """An overloaded neighbour's ladder has no drain (its other rungs are the node's own): the steer
+    that falls short stays rather than leave nothing in its place."""
+    h, w = _ring_of_four_steer_run("node_overload")
+    assert [a for _, a, _ in h.acted()] == [ActionKind.STEER_AROUND_NODE]
+    last = PlanContext(h.engine._snapshot, h.engine.last)
+    assert "downstream" in PLUGINS[ActionKind.STEER_AROUND_NODE].shortfall(node_element(nid(1)), last)
+    assert h.acted(undo=True) == [] and w.penalties
 
 
 def test_no_action_on_a_healthy_mesh():

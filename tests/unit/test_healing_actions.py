@@ -136,8 +136,13 @@ def test_steering_that_would_leave_some_traffic_on_the_node_gives_way_to_the_dra
     nodes = base.nodes + (NodeObs(F, "fd00::ef", True), NodeObs(G, "fd00::f0", True))
     r = RoutingObs(ME, base.neighbours, routes, nodes, edges, base.interfaces)
     assert steerable_routes(r, A) == (1, 1, 2)
-    why = PLUGINS[ActionKind.STEER_AROUND_NODE].precondition(node_element(A), ctx(r))
+    steer = PLUGINS[ActionKind.STEER_AROUND_NODE]
+    why = steer.precondition(node_element(A), ctx(r))
     assert why is not None and "1 of 2" in why
+    # a steer already in force falls short here; on the plain diamond it covers everything
+    assert "1 of 2" in steer.shortfall(node_element(A), ctx(r))
+    assert steer.shortfall(node_element(A), ctx()) is None
+    assert steer.shortfall(node_element(A), ctx(diamond(up_a=False))) is None  # gone: nothing crosses it
 
 
 def test_a_drain_by_the_far_end_of_a_link_counts_in_both_directions():

@@ -13,7 +13,10 @@ Rules and invariants:
   - a mitigation (penalise, drain, steer, mark sick, move uplink) works around a fault that persists.
     It is verified by its own effect (`effect_observed`: our routes left the element where another
     path exists; the uplink answers) and stays in force until the fault's symptoms have been clear for
-    the hold time; then it is undone (lifted);
+    the hold time; then it is undone (lifted). While it is in force and the fault lasts, `shortfall`
+    says whether it still covers the fault: link costs move (measured RTT and loss), so a steer chosen
+    because every destination through the node had a downstream alternate can later leave one on the
+    node; the engine then climbs to the next rung;
   - a repair (reset, restart, reboot) removes the fault. It is verified by the incident's symptoms
     clearing before the deadline; otherwise it is undone where an undo exists and the ladder escalates.
 - Targets: link actions take a link element that includes this node (`a~b`), node actions a node, ...
@@ -261,6 +264,11 @@ class ActionPlugin:
         """For mitigations: is the effect visible? None = cannot be seen in the observations."""
         return None
 
+    def shortfall(self, target: Element, ctx: PlanContext) -> str | None:
+        """For a mitigation in force while its fault lasts: None while it still covers what it was chosen
+        for, else why it no longer does."""
+        return None
+
 
 class _LinkWeight(ActionPlugin):
     targets = frozenset({ElementKind.LINK})
@@ -344,6 +352,15 @@ class SteerAroundNode(ActionPlugin):
     def effect_observed(self, target: Element, params: Mapping[str, Any], ctx: PlanContext) -> bool | None:
         still, _, _ = steerable_routes(ctx.routing, target.id)
         return still == 0
+
+    def shortfall(self, target: Element, ctx: PlanContext) -> str | None:
+        if target.id not in up_neighbours(ctx.routing):
+            return None  # the node is gone: nothing crosses it
+        _, movable, crossing = steerable_routes(ctx.routing, target.id)
+        if movable < crossing:
+            return (f"{crossing - movable} of {crossing} destinations through the node have no downstream "
+                    "alternate now: the steer leaves them on it")
+        return None
 
 
 class MarkSelfSick(ActionPlugin):

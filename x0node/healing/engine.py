@@ -20,7 +20,11 @@ Rules and invariants:
   link, so a mitigation does not hide its own evidence) for the lift hold (`lift_hold_s`), or the
   monitor has cleared them all. Faults whose evidence leaves with the traffic the mitigation moved
   (LOAD_DEPENDENT: a congested link is quiet once drained) keep the longer `mitigation_hold_s`
-  instead. Each hold doubles when the same mitigation is lifted and needed again within
+  instead. While the evidence is not clean a mitigation that no longer covers the fault (its plugin's
+  `shortfall`: a steer some destination through the node cannot leave any more, once measured link
+  costs moved) is lifted and the ladder climbs in the same cycle, provided a later rung works around
+  the fault without disruption and may run now (the drain moves everything); otherwise it stays. Each
+  hold doubles when the same mitigation is lifted and needed again within
   BACKOFF_RESET_AFTER_S (damping, as BGP route-flap damping does), up to MITIGATION_HOLD_MAX_S. A lift
   settles the incident's symptoms in the monitor (`Monitor.settle`), so a symptom the monitor still
   holds (its clear timer is longer than the lift hold) opens no new incident; a fault that comes back
@@ -79,6 +83,7 @@ from x0node.healing.monitor import (
 )
 from x0node.healing.observation import Snapshot
 from x0node.healing.plan import Gates, Plan, PlanKind, plan
+from x0node.healing.policy import resolve_target
 from x0node.healing.safety import (
     ACTIONS_BURST,
     ACTIONS_PER_MIN,
@@ -444,6 +449,13 @@ class HealingEngine:
             clean = clear or self._evidence_clean(inc, out)
             inc.clean_since_s = (inc.clean_since_s if inc.clean_since_s is not None else now) if clean else None
             if inc.clean_since_s is None:
+                req, ctx = inc.in_force, self._ctx(inc, snap, out)
+                short = PLUGINS[req.action].shortfall(req.target, ctx)
+                stronger = self._stronger_workaround(inc, ctx) if short is not None else None
+                if stronger is not None:  # the fault lasts, the mitigation no longer covers it: climb
+                    self._lift(inc, f"not enough: {short}; {stronger} next", now, damp=False)
+                    inc.rung_index += 1
+                    inc.state = State.OPEN
                 return
             hold = self._hold_s(inc, now)
             if now - inc.clean_since_s >= hold:
@@ -463,6 +475,21 @@ class HealingEngine:
                 self._close(inc, Outcome.CLEARED, now)
         elif st in (State.OPEN, State.EXHAUSTED, State.WAITING_LEASE) and clear:
             self._close(inc, Outcome.UNRESOLVED if inc.failed or st is State.EXHAUSTED else Outcome.CLEARED, now)
+
+    def _stronger_workaround(self, inc: Incident, ctx: PlanContext) -> str | None:
+        """The first later rung of the incident's ladder that works around the fault without taking
+        anything down and may run now ("action target"), else None: a mitigation that falls short stays
+        rather than leave nothing in its place."""
+        cand = inc.candidate
+        if cand is None or inc.ladder is None:
+            return None
+        for rung in inc.ladder[inc.rung_index + 1:]:
+            plugin = PLUGINS[rung.action]
+            target = resolve_target(rung.target, cand.element, self.self_id)
+            if target is not None and plugin.mitigation and not plugin.disruptive \
+                    and plugin.precondition(target, ctx) is None:
+                return f"{rung.action.value} {target}"
+        return None
 
     def _evidence_clean(self, inc: Incident, out: MonitorOutput) -> bool:
         """Every symptom of the incident measures, now, at or below its rule's exit level; a flapping
@@ -487,15 +514,18 @@ class HealingEngine:
         base = self.config.mitigation_hold_s if fault in LOAD_DEPENDENT else self.config.lift_hold_s
         return min(MITIGATION_HOLD_MAX_S, base * 2 ** count)
 
-    def _lift(self, inc: Incident, reason: str, now: float) -> None:
+    def _lift(self, inc: Incident, reason: str, now: float, damp: bool = True) -> None:
+        """Take back the incident's mitigation; `damp` counts the lift towards the longer hold of the
+        same mitigation needed again (not when it is lifted for a stronger rung)."""
         req = inc.in_force
         if req is None:
             return
         inc.in_force = None
-        count, last = self._lifted.get((req.action, req.target), (0, float("-inf")))
-        self._lifted[(req.action, req.target)] = (0 if now - last >= BACKOFF_RESET_AFTER_S else count) + 1, now
-        while len(self._lifted) > MAX_OPEN_INCIDENTS * 4:
-            self._lifted.pop(next(iter(self._lifted)))
+        if damp:
+            count, last = self._lifted.get((req.action, req.target), (0, float("-inf")))
+            self._lifted[(req.action, req.target)] = (0 if now - last >= BACKOFF_RESET_AFTER_S else count) + 1, now
+            while len(self._lifted) > MAX_OPEN_INCIDENTS * 4:
+                self._lifted.pop(next(iter(self._lifted)))
         if self.executor.lift(req, reason) is not None:
             self._decide_text(inc, req.action.value, str(req.target), "undo", f"lifted: {reason}", now, gate="lift")
 
