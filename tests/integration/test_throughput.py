@@ -115,7 +115,9 @@ def test_traffic_takes_the_faster_path_and_follows_a_throttle(tmp_path):
         sent_slow = measure.tx_packets(bed, 1, slow) - before[1]
         assert sent_fast - sent_slow >= 180, (sent_fast, sent_slow)  # both also carry keepalives and probes
         # throttle the fast path's first link while traffic flows: its class and the route follow
-        assert measure.neighbour_of(bed, 1, 2)["quality"] in ("good", "excellent")
+        # 50 Mbit/s sits on the GOOD/FAIR edge (GOOD needs more than 50 Mbit/s), so an estimate a little
+        # under the shaped rate reads FAIR: before the throttle the link is anything but POOR
+        assert measure.neighbour_of(bed, 1, 2)["quality"] in ("excellent", "good", "fair")
         pinger = measure.Pinger(n1.ns, n3.mesh_addr, size=500)
         try:
             bed.fault("congest", 1, 2, rate=2_000_000, burst=ONE_FRAME_BURST_BYTES)
