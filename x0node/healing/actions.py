@@ -324,6 +324,15 @@ class DrainLink(_LinkWeight):
     expected_effect = "only routes without any other path use the link"
 
 
+def _left_on_node(movable: int, crossing: int) -> str | None:
+    """Why a steer leaves traffic on the node (of `steerable_routes`' counts), or None when it moves
+    every destination through it: the steer's precondition, and its shortfall once in force."""
+    if movable >= crossing:
+        return None
+    return (f"{crossing - movable} of {crossing} destinations through the node have no downstream "
+            "alternate: steering would leave them on it")
+
+
 class SteerAroundNode(ActionPlugin):
     kind = ActionKind.STEER_AROUND_NODE
     targets = frozenset({ElementKind.NODE})
@@ -341,10 +350,7 @@ class SteerAroundNode(ActionPlugin):
         _, movable, crossing = steerable_routes(ctx.routing, target.id)
         if movable == 0:
             return "no destination has a downstream alternate around the node"
-        if movable < crossing:
-            return (f"{crossing - movable} of {crossing} destinations through the node have no downstream "
-                    "alternate: steering would leave them on it")
-        return None
+        return _left_on_node(movable, crossing)
 
     def params(self, target: Element, ctx: PlanContext) -> dict[str, Any]:
         return {"neighbour": target.id, "factor": DRAIN_FACTOR}
@@ -357,10 +363,7 @@ class SteerAroundNode(ActionPlugin):
         if target.id not in up_neighbours(ctx.routing):
             return None  # the node is gone: nothing crosses it
         _, movable, crossing = steerable_routes(ctx.routing, target.id)
-        if movable < crossing:
-            return (f"{crossing - movable} of {crossing} destinations through the node have no downstream "
-                    "alternate now: the steer leaves them on it")
-        return None
+        return _left_on_node(movable, crossing)
 
 
 class MarkSelfSick(ActionPlugin):
