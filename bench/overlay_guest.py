@@ -265,9 +265,10 @@ VM_BOOT_TIMEOUT_S = 600.0
 
 
 def run_in_vm(board: str = "x86_64", seconds: float = 5.0, workdir: str | None = None,
-              timeout_s: float = 1500.0, modes: str = "clear,esp,userspace,esp-chacha") -> dict:
-    """Build (cached) and boot the router image once, copy this script onto its /data, stop the guest's
-    own x0node (its CPU would only add noise), run the script there and return its JSON."""
+              timeout_s: float = 1500.0, modes: str = "clear,esp,userspace,esp-chacha", ctx=None) -> dict:
+    """Build (bootstrap cached) and boot the router image once, copy this script onto its /data, stop the
+    guest's own x0node (its CPU would only add noise), run the script there and return its JSON. `ctx`: an
+    image built already from these sources (a test session's), booted instead of building again."""
     import pathlib
     import re
     import tempfile
@@ -278,7 +279,7 @@ def run_in_vm(board: str = "x86_64", seconds: float = 5.0, workdir: str | None =
     from image.board import load_board
     from image.qemu import VM
 
-    ctx = pipeline.build(board, bundle=False)
+    ctx = ctx or pipeline.build(board, bundle=False)
     with tempfile.TemporaryDirectory(prefix="x0ovg", dir=workdir) as tmp:
         work = pathlib.Path(tmp)
         disk = work / "disk.img"
@@ -298,7 +299,7 @@ def run_in_vm(board: str = "x86_64", seconds: float = 5.0, workdir: str | None =
             vm.stop()
 
 
-CHUNK_BYTES = 96
+CHUNK_BYTES = 384
 CHUNK_TRIES = 8
 READER = "import sys,zlib;d=open(sys.argv[1],'rb').read();c=d[int(sys.argv[2]):int(sys.argv[2])+{n}];print(len(d),c.hex(),zlib.crc32(c))"
 

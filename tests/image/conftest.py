@@ -97,6 +97,25 @@ def vms(tmp_path: pathlib.Path, anchor: pathlib.Path, artifacts_dir: pathlib.Pat
                 shutil.copyfile(vm.serial_log, artifacts_dir / f"{vm.vmdir.name}-serial.log")
 
 
+# Two emulated (TCG) guests on a shared, loaded host see each other's 0.1 s keepalives seconds late (a
+# guest importing its models holds its one vCPU for seconds), and the default 0.25 s dead interval flaps
+# the adjacency; a real link does not. The mesh tests are about forming a mesh through the image, so the
+# guests get the longest dead interval the config allows (5 s).
+EMULATION_HELLO_MISSED_DEAD = 50
+EMULATION_TOML = f"[routing]\nhello_missed_dead = {EMULATION_HELLO_MISSED_DEAD}\n"
+EMULATION_CONFIG = {"x0node/config.local.toml": EMULATION_TOML.encode()}
+# A counted ping passes once in up to this many rounds: one round may still meet a flap on a loaded host.
+PING_ROUNDS = 3
+
+
+def ping_cmd(addr: str, converge_s: int, pre: str = "") -> str:
+    """Shell for: wait (bounded) for the first reply, then counted pings of 3 until one round loses
+    nothing (at most PING_ROUNDS); the last round's output is what is printed."""
+    return (f"for i in $(seq 1 {converge_s}); do {pre}ping -6 -c 1 -W 1 {addr} >/dev/null 2>&1 && break; sleep 1; done; "
+            f"for r in $(seq 1 {PING_ROUNDS}); do out=$({pre}ping -6 -c 3 -W 2 {addr}); "
+            f"case \"$out\" in *' 0% packet loss'*) break;; esac; sleep 2; done; echo \"$out\"")
+
+
 # named to sort after the image's x0-watchdog.conf: drop-ins apply in file name order, the last one wins
 LAB_WATCHDOG = "/run/systemd/system/x0node.service.d/zz-lab-tcg.conf"
 
