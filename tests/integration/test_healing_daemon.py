@@ -64,11 +64,16 @@ def test_observe_mode_names_a_partial_black_hole_and_records_the_steering_it_wou
             (e["type"], e.get("candidates", e.get("target")), e.get("outcome")) for e in _timeline(watcher.data_dir, i["id"])
             if e["type"] in ("Diagnosed", "Decided")]) for i in _incidents(watcher.data_dir)])
         _, timeline = settled
-        # probes that cross it lose: its own loop probes, or the path probes through it (named in the
-        # evidence of a diagnosis that blames it; each diagnosis lists only its 16 strongest indicators)
+        # probes that cross it lose: its own loop probes, the path probes through it, or path probes to
+        # node 3 through node 4 whose answers come back through it (the analysis weighs the way back as
+        # well: analyze.py, NODE_BLACKHOLE) — named in the evidence of a diagnosis that blames it; each
+        # diagnosis lists only its 16 strongest indicators, and a first diagnosis may hold only one
+        far = bed.nodes[3].node_id
         blaming = [e["evidence"] for e in timeline if e["type"] == "Diagnosed"
                    and e["candidates"][0][:2] == [f"node:{sick.node_id}", "node_blackhole"]]
-        assert any(ev.startswith(f"probe_via@node:{sick.node_id}") or (ev.startswith("probe_") and sick.node_id in ev)
+        assert any(ev.startswith(f"probe_via@node:{sick.node_id}")
+                   or (ev.startswith("probe_") and sick.node_id in ev)
+                   or (ev.startswith("probe_loss@") and ev.split("=", 1)[0].endswith(f"'{far}']"))
                    for evidence in blaming for ev in evidence), blaming
         for i in _incidents(watcher.data_dir):  # observe mode: nothing was done anywhere
             assert not [e for e in _timeline(watcher.data_dir, i["id"]) if e["type"] == "ActionDone"]
